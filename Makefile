@@ -1,0 +1,52 @@
+# The two commands: `make demo` and `make test`. Both set everything up on a fresh clone and are
+# quick the second time (stamps under .venv/ and extension/node_modules/).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# On CI and dev machines here, torch must be the CPU wheel pip finds on local disk; on a user's
+# machine the ordinary torch install for their platform applies (see README).
+TORCH_SPEC ?= torch==2.13.0
+export PYTHONDONTWRITEBYTECODE := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test setup py-setup ext-setup test-py test-ext test-e2e lint bench clean
+
+demo: setup
+	$(BIN)/python samples/demo.py
+
+test: setup lint test-py test-ext test-e2e
+
+setup: py-setup ext-setup
+
+py-setup: $(VENV)/.stamp-py
+
+$(VENV)/.stamp-py: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,samples]"
+	@touch $@
+
+ext-setup:
+	@if [ -f extension/package.json ]; then $(MAKE) -C extension setup; fi
+
+lint: py-setup
+	$(BIN)/ruff check server tests samples
+
+test-py: py-setup
+	$(BIN)/python -m pytest -q tests
+
+test-ext:
+	@if [ -f extension/package.json ]; then $(MAKE) -C extension test; fi
+
+test-e2e:
+	@if [ -f extension/package.json ]; then $(MAKE) -C extension e2e; fi
+
+bench: py-setup
+	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) extension/node_modules extension/dist

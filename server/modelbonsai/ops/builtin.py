@@ -1,0 +1,14 @@
+"""Importing this module registers every built-in op (see registry._ensure_builtins)."""
+
+from . import (  # noqa: F401
+    bn,
+    calibrated,
+    cast,
+    dynamic,
+    finetune,
+    lowrank,
+    prune,
+    quantize,
+    restore,
+    structured,
+)

@@ -1,0 +1,133 @@
+"""The task contract: how Bonsai evaluates a model and what it knows about each instance.
+
+A task loads its evaluation data (and training data, for `finetune`), runs a model on a batch,
+scores it, groups instances, and renders an instance for the UI. Comparisons and the runner only
+talk to tasks through this class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+
+class TaskError(ValueError):
+    """A user-facing problem with a task or its data: names the task and what it expected."""
+
+
+@dataclass
+class Batch:
+    """A batch of instances. `ids` are stable instance ids (strings) across runs."""
+
+    ids: list[str]
+    inputs: Any  # tensor or dict of tensors, moved to the device by `Task.to_device`
+    targets: torch.Tensor | None = None
+
+
+@dataclass
+class Metric:
+    name: str
+    value: float
+    unit: str = ""
+    higher_is_better: bool = True
+    headline: bool = False  # shown in CodeLens / tree descriptions
+
+
+@dataclass
+class Evaluation:
+    """The result of evaluating one model on the task's evaluation split.
+
+    `outputs` holds per-instance model outputs aligned with `ids` (e.g. class probabilities
+    [N, C], embeddings [N, D], or per-token log-probs); `predictions` holds the discrete
+    prediction per instance where the task has one (class index, or -1).
+    """
+
+    metrics: list[Metric]
+    ids: list[str]
+    outputs: torch.Tensor
+    predictions: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. generations for causal LMs
+
+
+@dataclass
+class RenderedInstance:
+    id: str
+    kind: Literal["image", "text", "tokens"]
+    label: str | None = None
+    png: bytes | None = None
+    text: str | None = None
+    tokens: list[str] | None = None
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses set `kind` and implement the abstract methods."""
+
+    kind: str = ""
+    #: option name -> (type, doc) for the experiment file's `task:` section (validation, completion)
+    options: Mapping[str, tuple[str, str]] = {}
+
+    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None):
+        self.options = dict(options)
+        self.root = root
+        self.max_instances = max_instances
+
+    # -- data ---------------------------------------------------------------------------------
+    @abstractmethod
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        """The evaluation split, in a fixed order, at most `max_instances` instances."""
+
+    @abstractmethod
+    def training_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        """An endless, seeded shuffle of the training split (for finetune and BN recalibration)."""
+
+    def calibration_batches(self, n: int, batch_size: int, seed: int) -> Iterator[Batch]:
+        it = self.training_batches(batch_size, seed)
+        for _ in range(n):
+            yield next(it)
+
+    @abstractmethod
+    def example_batch(self, batch_size: int) -> Batch:
+        """A representative batch for latency and memory measurement."""
+
+    # -- running ------------------------------------------------------------------------------
+    @abstractmethod
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Run the model on a batch (already on the device); returns the per-instance outputs."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Training loss on a batch, for finetune."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
+        """Score the model. `reference` is the base model's evaluation, for agreement metrics."""
+
+    # -- instances ----------------------------------------------------------------------------
+    def groupings(self) -> dict[str, dict[str, str]]:
+        """Grouping name -> (instance id -> group label). The default groups by target label."""
+        return {}
+
+    def class_names(self) -> list[str] | None:
+        return None
+
+    @abstractmethod
+    def render(self, instance_id: str) -> RenderedInstance:
+        """How the UI shows an instance."""
+
+    @staticmethod
+    def to_device(batch: Batch, device: torch.device) -> Batch:
+        def move(x: Any) -> Any:
+            if isinstance(x, torch.Tensor):
+                return x.to(device)
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            return x
+
+        return Batch(ids=batch.ids, inputs=move(batch.inputs), targets=move(batch.targets))
