@@ -1,1 +1,15 @@
+"""The lineage store: `.bonsai/lineage.sqlite` (WAL, migrations), artifact folders, result cache."""
 
+from .lineage import BONSAI_DIR, LineageStore, StoreError, canonical_json, new_id
+from .records import MetricRecord, ModelRecord, RunRecord
+
+__all__ = [
+    "BONSAI_DIR",
+    "LineageStore",
+    "MetricRecord",
+    "ModelRecord",
+    "RunRecord",
+    "StoreError",
+    "canonical_json",
+    "new_id",
+]

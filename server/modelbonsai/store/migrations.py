@@ -1,0 +1,67 @@
+"""Schema migrations of `lineage.sqlite`, applied in order; `schema_version` holds how many ran.
+
+Append to MIGRATIONS, never edit a released entry: a store created by an older Bonsai is brought
+up to date on open, and one created by a newer Bonsai is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the initial schema
+    [
+        """CREATE TABLE models (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            parent_id TEXT,
+            op TEXT,
+            params_json TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'ok',
+            status_reason TEXT NOT NULL DEFAULT '',
+            artifact TEXT NOT NULL,
+            created REAL NOT NULL,
+            seed INTEGER NOT NULL DEFAULT 0,
+            versions_json TEXT NOT NULL DEFAULT '{}',
+            experiment_file TEXT,
+            variant TEXT,
+            step INTEGER NOT NULL DEFAULT 0,
+            fingerprint TEXT NOT NULL DEFAULT '',
+            base_spec_json TEXT,
+            complete INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX models_parent ON models(parent_id)",
+        "CREATE INDEX models_name ON models(name)",
+        "CREATE INDEX models_fingerprint ON models(fingerprint)",
+        """CREATE TABLE metrics (
+            model_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT NOT NULL DEFAULT '',
+            higher_is_better INTEGER NOT NULL DEFAULT 1,
+            headline INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (model_id, name)
+        )""",
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            experiment_file TEXT NOT NULL,
+            variants_json TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            started REAL NOT NULL,
+            finished REAL,
+            failures_json TEXT NOT NULL DEFAULT '{}',
+            pid INTEGER,
+            host TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE cache (
+            kind TEXT NOT NULL,
+            key_hash TEXT NOT NULL,
+            key_json TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (kind, key_hash)
+        )""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

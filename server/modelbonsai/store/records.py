@@ -1,0 +1,82 @@
+"""The records the lineage store hands out: plain dataclasses, JSON-friendly via `to_json`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelRecord:
+    """One model in the lineage.
+
+    `artifact` is the artifact folder relative to `.bonsai/` (e.g. ``artifacts/3f2a9c1d0b7e``).
+    `step` is the index of the op inside a multi-op variant (0-based); the final model of a
+    variant has ``step == len(ops) - 1``. Roots (base models) have ``op is None`` and carry
+    `base_spec`, the spec they were loaded from. `status` is computed when read: ``ok`` or
+    ``broken`` (artifact missing or unreadable), with `status_reason` saying why.
+    """
+
+    name: str
+    id: str = ""
+    parent_id: str | None = None
+    op: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    status_reason: str = ""
+    artifact: str = ""
+    created: float = 0.0
+    seed: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    experiment_file: str | None = None
+    variant: str | None = None
+    step: int = 0
+    fingerprint: str = ""
+    base_spec: dict[str, Any] | None = None
+    complete: bool = False
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MetricRecord:
+    name: str
+    value: float
+    unit: str = ""
+    higher_is_better: bool = True
+    headline: bool = False
+    model_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+
+@dataclass
+class RunRecord:
+    """One `bonsai run` (or language-server job). `failures` maps a variant name to its error.
+
+    A run left ``running`` or ``queued`` by a process that no longer exists (killed) is reported
+    as ``failed`` with the message "interrupted".
+    """
+
+    id: str
+    experiment_file: str
+    variants: list[str]
+    status: str
+    message: str = ""
+    started: float = 0.0
+    finished: float | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None
+    host: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
