@@ -1,0 +1,387 @@
+"""Every custom LSP method between the Bonsai extension and this server, with its wire shapes.
+
+This module is the single source of truth the extension's ``extension/src/protocol.ts`` mirrors.
+Shapes are TypedDicts whose keys are exactly the camelCase JSON fields. :func:`check` validates a
+JSON value against a shape (the server uses it on every incoming custom request, and the fixture
+test under ``tests/fixtures/protocol/`` uses it on every fixture message), so a field renamed on
+one side fails a test instead of failing silently in the editor.
+"""
+
+from __future__ import annotations
+
+import math
+import types as _pytypes
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+from typing_extensions import NotRequired, Required, TypedDict, get_type_hints, is_typeddict
+
+# ---------------------------------------------------------------------------------------------
+# Method names
+# ---------------------------------------------------------------------------------------------
+LINEAGE = "bonsai/lineage"
+RUN = "bonsai/run"
+JOBS = "bonsai/jobs"
+CANCEL = "bonsai/cancel"
+COMPARE_WEIGHTS = "bonsai/compare/weights"
+COMPARE_ACTIVATIONS = "bonsai/compare/activations"
+COMPARE_BEHAVIOR = "bonsai/compare/behavior"
+TENSOR_TILES = "bonsai/tensor/tiles"
+INSTANCES = "bonsai/instances"
+RESULT_PAGE = "bonsai/result/page"
+MODEL_DELETE = "bonsai/model/delete"
+MODEL_EXPORT = "bonsai/model/export"
+EXPERIMENT_CREATE = "bonsai/experiment/create"
+
+# server -> client notifications
+LINEAGE_CHANGED = "bonsai/lineageChanged"
+JOB_CHANGED = "bonsai/jobChanged"
+
+# Commands the client registers; CodeLenses carry them with these arguments.
+CMD_RUN_VARIANT = "bonsai.runVariant"  # (fileUri, variantName)
+CMD_COMPARE_WITH_PARENT = "bonsai.compareWithParent"  # (fileUri, variantName)
+CMD_SHOW_IN_MODEL_MAP = "bonsai.showInModelMap"  # (fileUri, variantName)
+CMD_CREATE_EXPERIMENT_FILE = "bonsai.createExperimentFile"  # (configUri)
+CMD_INSPECT_MODEL = "bonsai.inspectModel"  # (configUri)
+
+EXPERIMENT_GLOB = "**/*.bonsai.yaml"
+EXPERIMENT_SUFFIX = ".bonsai.yaml"
+
+# A msgpack page carried inline is at most this many bytes before base64; bigger results go
+# through a file in the client's storage folder.
+MAX_INLINE_PAGE_BYTES = 4 * 1024 * 1024
+
+# ---------------------------------------------------------------------------------------------
+# Error codes (JSON-RPC standard ones, LSP's, and Bonsai's in the server-defined range)
+# ---------------------------------------------------------------------------------------------
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+REQUEST_CANCELLED = -32800  # LSP: the request (or the job behind it) was cancelled
+WORKSPACE_UNTRUSTED = -32001  # model-loading request in a workspace the user has not trusted
+NOT_FOUND = -32002  # unknown model, job, result, tensor or file
+USER_ERROR = -32003  # something the user can fix (bad experiment file, op parameter, path)
+JOB_FAILED = -32004  # the job behind the request raised; message says why
+
+UNTRUSTED_MESSAGE = (
+    "Bonsai does not load or run models in a restricted workspace: Workspace Trust is required "
+    "(use 'Manage Workspace Trust' to trust this folder)."
+)
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------------
+ProgressToken = int | str
+Device = Literal["auto", "cpu", "cuda", "mps"]
+ModelStatus = Literal["ok", "running", "failed", "broken", "stale"]
+JobKind = Literal["run", "compare"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+JOB_FINAL_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
+
+
+class InitializationOptions(TypedDict, total=False):
+    storagePath: str
+    device: Device
+    maxInstances: int
+    trusted: bool
+
+
+class Empty(TypedDict):
+    pass
+
+
+class LineageParams(TypedDict):
+    folder: NotRequired[str]  # fs path or file URI of a workspace folder; default: the first
+
+
+class MetricInfo(TypedDict):
+    name: str
+    value: float
+    unit: str
+    higherIsBetter: bool
+    headline: bool
+
+
+class ExperimentRef(TypedDict):
+    file: str
+    variant: str
+
+
+class ModelInfo(TypedDict):
+    id: str
+    name: str
+    parent: str | None
+    op: str | None
+    params: dict[str, Any]
+    status: ModelStatus
+    statusReason: NotRequired[str]
+    metrics: list[MetricInfo]
+    experiment: NotRequired[ExperimentRef]
+    created: str  # ISO 8601
+
+
+class LineageResult(TypedDict):
+    folder: str
+    models: list[ModelInfo]
+
+
+class RunParams(TypedDict):
+    file: str  # URI or path of a *.bonsai.yaml
+    variants: NotRequired[list[str]]
+    force: NotRequired[bool]
+    workDoneToken: NotRequired[ProgressToken]
+
+
+class RunResult(TypedDict):
+    jobId: str
+
+
+class JobInfo(TypedDict):
+    id: str
+    kind: JobKind
+    title: str
+    state: JobState
+    position: NotRequired[int]  # 1-based place in its device's queue, while queued
+    progress: NotRequired[float]  # 0..1
+    message: NotRequired[str]
+
+
+class JobsResult(TypedDict):
+    jobs: list[JobInfo]
+
+
+class CancelParams(TypedDict):
+    jobId: str
+
+
+class CancelResult(TypedDict):
+    cancelled: bool
+
+
+class CompareParams(TypedDict):
+    base: str  # model id
+    models: list[str]
+    options: NotRequired[dict[str, Any]]
+    workDoneToken: NotRequired[ProgressToken]
+
+
+class TilesParams(TypedDict):
+    model: str
+    tensor: str
+    other: NotRequired[str]  # a second model: tiles of the difference other - model
+    source: NotRequired[Literal["weight", "activation"]]
+    level: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+class InstancesParams(TypedDict):
+    ids: list[str]
+    models: NotRequired[list[str]]
+
+
+class ResultPageParams(TypedDict):
+    resultId: str
+    page: int
+
+
+class ResultFile(TypedDict):
+    path: str
+    size: int
+    sha256: str
+
+
+class ResultRef(TypedDict):
+    resultId: str
+    page: int
+    pages: int
+    done: bool
+    data: NotRequired[str]  # base64 of one msgpack page (wire.py envelope), <= 4 MB decoded
+    file: NotRequired[ResultFile]
+
+
+class DeleteParams(TypedDict):
+    id: str
+    recursive: NotRequired[bool]
+
+
+class DeleteResult(TypedDict):
+    deleted: list[str]
+
+
+class ExportParams(TypedDict):
+    id: str
+    dir: str
+    format: Literal["hf", "safetensors"]
+
+
+class PathResult(TypedDict):
+    path: str
+
+
+class CreateExperimentParams(TypedDict):
+    configPath: str
+
+
+class LineageChangedParams(TypedDict):
+    folder: str
+
+
+class JobChangedParams(TypedDict):
+    job: JobInfo
+
+
+@dataclass(frozen=True)
+class Method:
+    """One custom method: its shapes, direction, and whether it needs a trusted workspace."""
+
+    name: str
+    kind: Literal["request", "notification"]
+    params: type
+    result: type | None = None
+    to_client: bool = False
+    needs_trust: bool = False
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(LINEAGE, "request", LineageParams, LineageResult),
+        Method(RUN, "request", RunParams, RunResult, needs_trust=True),
+        Method(JOBS, "request", Empty, JobsResult),
+        Method(CANCEL, "request", CancelParams, CancelResult),
+        Method(COMPARE_WEIGHTS, "request", CompareParams, ResultRef, needs_trust=True),
+        Method(COMPARE_ACTIVATIONS, "request", CompareParams, ResultRef, needs_trust=True),
+        Method(COMPARE_BEHAVIOR, "request", CompareParams, ResultRef, needs_trust=True),
+        Method(TENSOR_TILES, "request", TilesParams, ResultRef, needs_trust=True),
+        Method(INSTANCES, "request", InstancesParams, ResultRef, needs_trust=True),
+        Method(RESULT_PAGE, "request", ResultPageParams, ResultRef),
+        Method(MODEL_DELETE, "request", DeleteParams, DeleteResult),
+        Method(MODEL_EXPORT, "request", ExportParams, PathResult, needs_trust=True),
+        Method(EXPERIMENT_CREATE, "request", CreateExperimentParams, PathResult),
+        Method(LINEAGE_CHANGED, "notification", LineageChangedParams, to_client=True),
+        Method(JOB_CHANGED, "notification", JobChangedParams, to_client=True),
+    )
+}
+
+# LSP adds these to any request's params; they are never an error.
+_LSP_EXTRA_KEYS = frozenset({"workDoneToken", "partialResultToken"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+class ShapeError(ValueError):
+    """A JSON value does not have the declared shape; the message names the field."""
+
+
+def check(value: Any, shape: Any, where: str = "params") -> None:
+    """Raise :class:`ShapeError` naming the first field of `value` that does not fit `shape`."""
+    problem = _problem(value, shape, where)
+    if problem:
+        raise ShapeError(problem)
+
+
+def _type_name(shape: Any) -> str:
+    if shape is type(None):
+        return "null"
+    origin = get_origin(shape)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(shape))
+    if origin in (Union, _pytypes.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(shape))
+    if is_typeddict(shape):
+        return "object"
+    if origin is list:
+        return "array"
+    if origin is dict:
+        return "object"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(shape, str(shape))
+
+
+def _problem(value: Any, shape: Any, where: str) -> str | None:
+    if shape is Any:
+        return None
+    origin = get_origin(shape)
+    if origin is NotRequired:
+        return _problem(value, get_args(shape)[0], where)
+    if origin is Literal:
+        ok = any(type(value) is type(a) and value == a for a in get_args(shape))
+        return None if ok else f"{where} must be {_type_name(shape)}, got {_show(value)}"
+    if origin in (Union, _pytypes.UnionType):
+        options = get_args(shape)
+        if any(_problem(value, option, where) is None for option in options):
+            return None
+        return f"{where} must be {_type_name(shape)}, got {_show(value)}"
+    if shape is type(None):
+        return None if value is None else f"{where} must be null, got {_show(value)}"
+    if is_typeddict(shape):
+        if not isinstance(value, dict):
+            return f"{where} must be an object, got {_show(value)}"
+        hints = get_type_hints(shape, include_extras=True)
+        required = _required_keys(shape, hints)
+        for key in required:
+            if key not in value:
+                return f"{where}.{key} is missing"
+        for key, item in value.items():
+            if key not in hints:
+                if key in _LSP_EXTRA_KEYS:
+                    continue
+                known = ", ".join(sorted(hints)) or "none"
+                return f"{where}.{key} is not a known field (known: {known})"
+            p = _problem(item, hints[key], f"{where}.{key}")
+            if p:
+                return p
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where} must be an array, got {_show(value)}"
+        (item_shape,) = get_args(shape)
+        for i, item in enumerate(value):
+            p = _problem(item, item_shape, f"{where}[{i}]")
+            if p:
+                return p
+        return None
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} must be an object, got {_show(value)}"
+        _, item_shape = get_args(shape)
+        for k, item in value.items():
+            p = _problem(item, item_shape, f"{where}.{k}")
+            if p:
+                return p
+        return None
+    if shape is bool:
+        ok = isinstance(value, bool)
+    elif shape is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif shape is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif shape is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a shape this validator does not know is a bug in this module
+        raise TypeError(f"protocol.check does not understand {shape!r}")
+    return None if ok else f"{where} must be {_type_name(shape)}, got {_show(value)}"
+
+
+def _required_keys(shape: Any, hints: dict[str, Any]) -> list[str]:
+    # Computed from the resolved hints: with postponed annotations `__required_keys__` cannot
+    # see NotRequired inside the annotation strings.
+    total = getattr(shape, "__total__", True)
+    out = []
+    for key, hint in hints.items():
+        origin = get_origin(hint)
+        if origin is NotRequired:
+            continue
+        if origin is Required or total:
+            out.append(key)
+    return out
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
