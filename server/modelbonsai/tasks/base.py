@@ -37,6 +37,7 @@ class Metric:
     unit: str = ""
     higher_is_better: bool = True
     headline: bool = False  # shown in CodeLens / tree descriptions
+    detail: str = ""  # how it was measured (e.g. "median of 20 runs, batch 32, cuda events")
 
 
 @dataclass
@@ -73,10 +74,21 @@ class Task(ABC):
     #: option name -> (type, doc) for the experiment file's `task:` section (validation, completion)
     options: Mapping[str, tuple[str, str]] = {}
 
-    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None):
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        root: Path,
+        *,
+        max_instances: int | None = None,
+        model_path: Path | None = None,
+    ):
+        # `root` is the experiment file's folder: relative paths in `options` resolve against it.
+        # `model_path` is where the base model was loaded from (a Hugging Face folder or a weights
+        # file); text tasks fall back to the tokenizer stored there when `tokenizer` is not given.
         self.options = dict(options)
         self.root = root
         self.max_instances = max_instances
+        self.model_path = model_path
 
     # -- data ---------------------------------------------------------------------------------
     @abstractmethod
