@@ -54,6 +54,26 @@ def test_migration_from_older_version_and_refusal_of_newer(tmp_path: Path) -> No
         LineageStore.open(tmp_path)
 
 
+def test_migration_keeps_data_of_version_1(tmp_path: Path) -> None:
+    from modelbonsai.store.migrations import MIGRATIONS
+
+    db = tmp_path / ".bonsai" / "lineage.sqlite"
+    db.parent.mkdir()
+    c = sqlite3.connect(db)
+    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    c.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in MIGRATIONS[0]:
+        c.execute(statement)
+    c.execute("INSERT INTO metrics (model_id, name, value) VALUES ('abc', 'accuracy', 0.5)")
+    c.commit()
+    c.close()
+    s = LineageStore.open(tmp_path)
+    assert s.schema_version == SCHEMA_VERSION
+    [m] = s.metrics("abc")
+    assert (m.name, m.value, m.detail) == ("accuracy", 0.5, "")
+    s.close()
+
+
 def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / ".bonsai").mkdir()
     (tmp_path / ".bonsai" / "lineage.sqlite").write_bytes(b"this is not sqlite" * 100)
@@ -71,10 +91,10 @@ def test_add_get_children_metrics(store: LineageStore) -> None:
     assert [c.id for c in store.children(base.id)] == [child.id]
     assert (store.artifact_path(child) / "tensors.bin").read_bytes() == b"y" * 10
     assert [(m.name, m.value, m.headline) for m in store.metrics(base.id)] == [("accuracy", 0.9, True)]
-    store.put_metrics(child.id, [{"name": "accuracy", "value": 0.8}, MetricRecord("size", 10, "B", False)])
+    store.put_metrics(child.id, [{"name": "accuracy", "value": 0.8}, MetricRecord("size", 10, "B", False, detail="files")])
     store.put_metrics(child.id, [{"name": "accuracy", "value": 0.85}])
     got = {m.name: m for m in store.metrics(child.id)}
-    assert got["accuracy"].value == 0.85 and got["size"].unit == "B" and not got["size"].higher_is_better
+    assert got["accuracy"].value == 0.85 and got["size"].unit == "B" and got["size"].detail == "files" and not got["size"].higher_is_better
     assert store.find_by_fingerprint("fp-prune-50").id == child.id
     assert store.find_by_fingerprint("nope") is None
     with pytest.raises(StoreError, match="no model 'ghost'"):

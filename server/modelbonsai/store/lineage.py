@@ -250,12 +250,13 @@ class LineageStore:
         record: ModelRecord,
         artifact_writer: Callable[[Path], None],
         *,
-        metrics: Iterable[Any] = (),
+        metrics: Iterable[Any] | Callable[[Path], Iterable[Any]] = (),
         replaces: str | None = None,
     ) -> ModelRecord:
         """Publish a model: write its artifact (via `artifact_writer(folder)`), then its row.
 
-        `metrics` are stored in the same transaction, so a listed model always has them.
+        `metrics` are stored in the same transaction, so a listed model always has them; pass a
+        function of the written folder for metrics that measure the artifact (stored size).
         `replaces` names a model this one supersedes (a forced re-run): in the same transaction
         its children are re-parented to the new model and its row is removed.
         """
@@ -276,10 +277,11 @@ class LineageStore:
             tmp_dir.mkdir(parents=True)
             try:
                 artifact_writer(tmp_dir)
+                items = list(metrics(tmp_dir) if callable(metrics) else metrics)
                 fsync_tree(tmp_dir)
                 os.rename(tmp_dir, final)
                 fsync_dir(final.parent)
-                self._commit_model(rec, list(metrics), replaces)
+                self._commit_model(rec, items, replaces)
             except BaseException:
                 remove_tree(tmp_dir)
                 remove_tree(final)
@@ -367,7 +369,7 @@ class LineageStore:
 
     def metrics(self, model_id: str) -> list[MetricRecord]:
         rows = self._query(
-            "SELECT model_id, name, value, unit, higher_is_better, headline FROM metrics "
+            "SELECT model_id, name, value, unit, higher_is_better, headline, detail FROM metrics "
             "WHERE model_id = ? ORDER BY rowid",
             (model_id,),
         )
@@ -377,7 +379,7 @@ class LineageStore:
         """Metrics of every model at once (for tables), keyed by model id."""
         out: dict[str, list[MetricRecord]] = {}
         for r in self._query(
-            "SELECT model_id, name, value, unit, higher_is_better, headline FROM metrics ORDER BY rowid"
+            "SELECT model_id, name, value, unit, higher_is_better, headline, detail FROM metrics ORDER BY rowid"
         ):
             m = _metric_from_row(r)
             out.setdefault(m.model_id, []).append(m)
@@ -492,10 +494,11 @@ def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) ->
     for m in metrics:
         get = m.get if isinstance(m, dict) else lambda k, d=None, m=m: getattr(m, k, d)
         c.execute(
-            "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (model_id, str(get("name")), float(get("value")), str(get("unit", "") or ""),
-             int(bool(get("higher_is_better", True))), int(bool(get("headline", False)))),
+             int(bool(get("higher_is_better", True))), int(bool(get("headline", False))),
+             str(get("detail", "") or "")),
         )
 
 
@@ -518,7 +521,7 @@ def _model_from_row(r: tuple[Any, ...]) -> ModelRecord:
 
 def _metric_from_row(r: tuple[Any, ...]) -> MetricRecord:
     return MetricRecord(model_id=r[0], name=r[1], value=float(r[2]), unit=r[3],
-                        higher_is_better=bool(r[4]), headline=bool(r[5]))
+                        higher_is_better=bool(r[4]), headline=bool(r[5]), detail=r[6] or "")
 
 
 def _run_from_row(r: tuple[Any, ...]) -> RunRecord:

@@ -62,6 +62,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (kind, key_hash)
         )""",
     ],
+    # 2: how a metric was measured ("median of 20 runs, batch 32"), shown in tooltips
+    [
+        "ALTER TABLE metrics ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

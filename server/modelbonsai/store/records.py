@@ -51,6 +51,7 @@ class MetricRecord:
     higher_is_better: bool = True
     headline: bool = False
     model_id: str = ""
+    detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
