@@ -1,0 +1,146 @@
+"""Every key of the experiment file format, documented once.
+
+This table drives unknown-key checks, completion of keys, hover on keys, the JSON Schema and the
+reference in the README (:func:`format_reference`).
+
+| section | key | type | required | meaning |
+|---|---|---|---|---|
+| (top) | `seed` | int | no (0) | Seed for every op and evaluation; recorded with each model. |
+| (top) | `device` | auto\\|cpu\\|cuda\\|mps | no (auto) | Where ops and evaluation run; `auto` picks CUDA, then MPS, then CPU. `cuda:N` picks one GPU. |
+| (top) | `base` | mapping | yes | The base model every variant derives from. |
+| (top) | `task` | mapping | no | How models are evaluated (without it only efficiency metrics are measured). |
+| (top) | `ops_from` | path or list of paths | no | Python files that register more ops with `@register_op`. |
+| (top) | `variants` | list | yes | The compressed models to make, each from a parent. |
+| base | `name` | string | no (folder/file name) | The base model's name in the lineage. |
+| base | `load` | string | yes | A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or `package.module:function` returning an `nn.Module`. |
+| base | `factory` | string | with `.safetensors` | `file.py:function` or `package.module:function` building the empty model the weights load into. |
+| task | `kind` | string | yes | A built-in task kind or `my_tasks.py:MyTask`. |
+| task | `data` | path | depends on the task | The task's data folder or file. |
+| task | `max_instances` | int | no | Evaluate on at most this many instances. |
+| task | (others) | | | Options of the task kind (completion lists them). |
+| variant | `name` | string | yes | The variant's name; unique. May hold `{param}` placeholders for swept parameters. |
+| variant | `from` | string | no (base) | The parent: `base`, the base's name, or another variant's name. |
+| variant | `ops` | list | yes | Ops applied in order; each `- op.name: {param: value, ...}` or just `- op.name`. |
+| variant | `description` | string | no | A note shown with the model. |
+| variant | `seed` | int | no | Overrides the file's seed for this variant. |
+
+Paths are relative to the experiment file's folder.
+
+**Sweeps.** A list given for a sweepable parameter (`sparsity: [0.3, 0.5]`) makes one sibling
+per value; several swept parameters make their cartesian product (in the order written). For a
+parameter whose value is itself a list (include/exclude patterns, integer lists) a list is the
+value; a list of lists sweeps it. Each sibling is named by filling the `{param}` placeholders of
+the variant's name (`name: "prune-{sparsity}"` gives `prune-0.3`); swept parameters without a
+placeholder are appended as `-<param><value>` (`name: prune` gives `prune-sparsity0.3`). When the
+same parameter is swept by two ops of one variant, the later ones are keyed `<op>.<param>`.
+Values are written as in YAML (`0.3`, `8`, `true`), lists joined by `_`, and any character other
+than letters, digits, `.`, `_` and `-` becomes `_`.
+
+**Families.** A variant whose `from` names a swept variant (its declared name) is made once per
+sibling, inheriting the sibling's swept values: with `prune` swept over `sparsity`,
+`{name: int8, from: prune}` gives `int8-sparsity0.3`, `int8-sparsity0.5`, each from the matching
+sibling (placeholders may name inherited parameters too: `int8-{sparsity}`). Naming one sibling
+(`from: prune-sparsity0.3`) derives from that sibling only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    section: str  # "top" | "base" | "task" | "variant"
+    key: str
+    type: str
+    required: str  # "yes" | "no" | a condition
+    doc: str
+    default: str | None = None
+
+    def markdown(self) -> str:
+        where = "" if self.section == "top" else f"{self.section}."
+        default = f" (default `{self.default}`)" if self.default is not None else ""
+        return f"**{where}{self.key}** — {self.type}{default}\n\n{self.doc}"
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+KEYS: tuple[KeyDoc, ...] = (
+    KeyDoc("top", "seed", "int", "no", "Seed for every op and evaluation; recorded with each model.", "0"),
+    KeyDoc(
+        "top",
+        "device",
+        "auto | cpu | cuda | mps",
+        "no",
+        "Where ops and evaluation run. `auto` picks CUDA, then MPS, then CPU; `cuda:N` picks one GPU.",
+        "auto",
+    ),
+    KeyDoc("top", "base", "mapping", "yes", "The base model every variant derives from (`name`, `load`, `factory`)."),
+    KeyDoc(
+        "top",
+        "task",
+        "mapping",
+        "no",
+        "How models are evaluated: `kind` plus the task's options. Without it only efficiency metrics are measured.",
+    ),
+    KeyDoc("top", "ops_from", "path or list of paths", "no", "Python files that register more ops with `@register_op`."),
+    KeyDoc("top", "variants", "list", "yes", "The compressed models to make, each derived from a parent by a list of ops."),
+    KeyDoc("base", "name", "string", "no", "The base model's name in the lineage (default: the folder or file name)."),
+    KeyDoc(
+        "base",
+        "load",
+        "string",
+        "yes",
+        "A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or "
+        "`package.module:function` returning an `nn.Module`. Relative to the experiment file.",
+    ),
+    KeyDoc(
+        "base",
+        "factory",
+        "string",
+        "with a .safetensors file",
+        "`file.py:function` or `package.module:function` building the empty model the weights are loaded into.",
+    ),
+    KeyDoc("task", "kind", "string", "yes", "A built-in task kind, or `my_tasks.py:MyTask` for your own Task class."),
+    KeyDoc("task", "data", "path", "depends on the task", "The task's data folder or file, relative to the experiment file."),
+    KeyDoc("task", "max_instances", "int", "no", "Evaluate on at most this many instances (faster runs while exploring)."),
+    KeyDoc(
+        "variant",
+        "name",
+        "string",
+        "yes",
+        "The variant's unique name. With swept parameters it may hold `{param}` placeholders, e.g. `prune-{sparsity}`.",
+    ),
+    KeyDoc(
+        "variant",
+        "from",
+        "string",
+        "no",
+        "The parent: `base` (or the base model's name) or another variant's name. A swept variant's "
+        "declared name makes this variant once per sibling.",
+        "base",
+    ),
+    KeyDoc(
+        "variant",
+        "ops",
+        "list",
+        "yes",
+        "Ops applied in order, each `- op.name: {param: value}` or just `- op.name`. A list for a "
+        "parameter sweeps it.",
+    ),
+    KeyDoc("variant", "description", "string", "no", "A note shown with the model."),
+    KeyDoc("variant", "seed", "int", "no", "Overrides the file's `seed` for this variant."),
+)
+
+
+def keys_of(section: str) -> dict[str, KeyDoc]:
+    return {k.key: k for k in KEYS if k.section == section}
+
+
+def key_doc(section: str, key: str) -> KeyDoc | None:
+    return keys_of(section).get(key)
+
+
+def format_reference() -> str:
+    """The format's reference as Markdown (this module's docstring): for the README and hover."""
+    return (__doc__ or "").split("\n\n", 1)[1].strip()

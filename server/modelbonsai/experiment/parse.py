@@ -1,0 +1,514 @@
+"""`parse_experiment`: YAML text -> typed Experiment plus every problem, with exact positions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import taskinfo
+from .keys import DEVICES, keys_of
+from .model import BASE, BaseSpec, Experiment, OpCall, ParseResult, Problem, Range, TaskSpec, Variant
+from .opcalls import parse_op, user_op_names
+from .problems import Collector, did_you_mean
+from .sweeps import axes_of, expand, placeholders
+from .yamlnodes import (
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    YamlSyntaxError,
+    compose,
+    is_null,
+    node_range,
+    to_value,
+    type_name,
+)
+
+_FILE_FN = re.compile(r"^(?P<file>.+\.py):(?P<fn>[A-Za-z_]\w*)$")
+_MODULE_FN = re.compile(r"^(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<fn>[A-Za-z_]\w*)$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f]")
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+def load_experiment(path: Path | str) -> ParseResult:
+    """Read and parse an experiment file; an unreadable file is a problem, not an exception."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return ParseResult(None, [Problem(p, Range(0, 0, 0, 0), f"cannot read {p}: {reason}", "error", "missing-path")])
+    return parse_experiment(text, p)
+
+
+def parse_experiment(text: str, path: Path | str) -> ParseResult:
+    """Parse experiment text. Paths in it resolve against `path`'s folder. Never raises for bad
+    input: every problem is reported, each at the exact node (the value for bad values, the key
+    for unknown keys)."""
+    path = Path(path)
+    c = Collector(path, text)
+    try:
+        root_node = compose(text)
+    except YamlSyntaxError as e:
+        return ParseResult(None, [Problem(path, e.range, e.message, "error", "yaml-syntax")])
+    if root_node is None or is_null(root_node):
+        c.add(Range(0, 0, 0, 0), "the experiment file is empty: it needs `base` and `variants`", "missing-required")
+        return ParseResult(None, c.problems)
+    if not isinstance(root_node, MappingNode):
+        c.add(root_node, f"an experiment file is a mapping (base:, task:, variants:), got {type_name(root_node)}",
+              "wrong-type")
+        return ParseResult(None, c.problems)
+    partial = _Parser(c, path).run(root_node)
+    c.problems.sort(key=lambda p: (p.range.start_line, p.range.start_col))
+    ok = not any(p.severity == "error" for p in c.problems)
+    return ParseResult(partial if ok else None, c.problems, partial)
+
+
+@dataclass
+class _Decl:
+    """A declared variant while the tree is being resolved."""
+
+    variant: Variant
+    name_node: Node | None
+    from_node: Node | None
+    from_value: str
+    index: int
+    expanded: list[Variant] = field(default_factory=list)
+    done: bool = False
+
+
+class _Parser:
+    def __init__(self, c: Collector, path: Path):
+        self.c = c
+        self.path = path
+        self.root = path.absolute().parent
+        self.user_ops: set[str] = set()
+
+    # -- top level ------------------------------------------------------------------------------
+    def run(self, node: MappingNode) -> Experiment | None:
+        c = self.c
+        items = c.mapping_items(node, keys_of("top"), "the experiment file")
+        seed = 0
+        if "seed" in items:
+            v = to_value(items["seed"][1])
+            if isinstance(v, int) and not isinstance(v, bool):
+                seed = v
+            else:
+                c.add(items["seed"][1], f"'seed' must be an integer, got {type_name(items['seed'][1])}", "wrong-type")
+        device = "auto"
+        if "device" in items:
+            dn = items["device"][1]
+            dv = to_value(dn)
+            if isinstance(dv, str) and _DEVICE.match(dv):
+                device = dv
+            else:
+                c.add(dn, f"'device' must be one of {', '.join(DEVICES)} (or cuda:N), got {type_name(dn)}",
+                      "out-of-range" if isinstance(dv, str) else "wrong-type")
+        ops_from, ops_from_ranges = self.ops_from(items.get("ops_from"))
+        base = self.base(items.get("base"), node)
+        task = self.task(items["task"]) if "task" in items else None
+        declared, variants = self.variants(items.get("variants"), node, base)
+        if base is None:
+            return None
+        return Experiment(
+            path=self.path,
+            base=base,
+            variants=variants,
+            declared=declared,
+            task=task,
+            seed=seed,
+            device=device,
+            ops_from=ops_from,
+            ops_from_ranges=ops_from_ranges,
+        )
+
+    def _path(self, node: Node, value: str, what: str, *, want: str = "any") -> Path:
+        """Resolve a path against the experiment's folder, reporting it when it does not exist."""
+        p = Path(value).expanduser()
+        p = p if p.is_absolute() else self.root / p
+        if not p.exists():
+            self.c.add(node, f"{what} '{value}' does not exist (looked for {p})", "missing-path")
+        elif want == "file" and not p.is_file():
+            self.c.add(node, f"{what} '{value}' is a folder; expected a file", "missing-path")
+        return p
+
+    def _string(self, items: dict[str, tuple[Node, Node]], key: str, where: str) -> tuple[str | None, Node | None]:
+        if key not in items:
+            return None, None
+        n = items[key][1]
+        v = to_value(n)
+        if not isinstance(v, str) or not v.strip():
+            self.c.add(n, f"'{key}' in {where} must be a non-empty string, got {type_name(n)}", "wrong-type")
+            return None, n
+        return v, n
+
+    # -- ops_from -------------------------------------------------------------------------------
+    def ops_from(self, entry: tuple[Node, Node] | None) -> tuple[list[Path], list[Range]]:
+        if entry is None:
+            return [], []
+        node = entry[1]
+        nodes = node.value if isinstance(node, SequenceNode) else [node]
+        paths: list[Path] = []
+        ranges: list[Range] = []
+        for n in nodes:
+            v = to_value(n)
+            if not isinstance(n, ScalarNode) or not isinstance(v, str):
+                self.c.add(n, f"'ops_from' lists Python files, got {type_name(n)}", "wrong-type")
+                continue
+            if not v.endswith(".py"):
+                self.c.add(n, f"'ops_from' lists Python files (.py), got '{v}'", "wrong-type")
+                continue
+            p = self._path(n, v, "ops file", want="file")
+            paths.append(p)
+            ranges.append(node_range(n))
+            if p.is_file():
+                names = user_op_names(p)
+                if isinstance(names, str):
+                    self.c.add(n, names, "wrong-type")
+                else:
+                    self.user_ops |= names
+        return paths, ranges
+
+    # -- base -----------------------------------------------------------------------------------
+    def base(self, entry: tuple[Node, Node] | None, top: MappingNode) -> BaseSpec | None:
+        c = self.c
+        if entry is None:
+            c.add(c.head(top), "the experiment file needs a `base:` section (the model to compress)", "missing-required")
+            return None
+        key, node = entry
+        if not isinstance(node, MappingNode):
+            c.add(node if not is_null(node) else key, "'base' must be a mapping with `load:` (and `name:`)",
+                  "wrong-type")
+            return None
+        items = c.mapping_items(node, keys_of("base"), "base")
+        load, load_node = self._string(items, "load", "base")
+        if "load" not in items:
+            c.add(key, "base needs `load:` (a Hugging Face folder, a .safetensors file with `factory`, "
+                       "`file.py:function` or `package.module:function`)", "missing-required")
+        factory, factory_node = self._string(items, "factory", "base")
+        kind, load_path = "file", None
+        if load is not None and load_node is not None:
+            kind, load_path = self._load_kind(load, load_node, factory is not None)
+        if factory is not None and factory_node is not None:
+            self._callable(factory, factory_node, "factory")
+        name, name_node = self._string(items, "name", "base")
+        if name is None:
+            name = _default_base_name(load or "base", kind)
+        if name == BASE:
+            name = "base-model"
+        return BaseSpec(
+            name=name,
+            load=load or "",
+            range=node_range(node),
+            factory=factory,
+            load_kind=kind,
+            load_path=load_path,
+            load_range=node_range(load_node) if load_node is not None else None,
+            factory_range=node_range(factory_node) if factory_node is not None else None,
+            name_range=node_range(name_node) if name_node is not None else None,
+        )
+
+    def _load_kind(self, load: str, node: Node, has_factory: bool) -> tuple[str, Path | None]:
+        m = _FILE_FN.match(load)
+        if m:
+            return "file-function", self._path(node, m["file"], "model file", want="file")
+        if _MODULE_FN.match(load) and not Path(load.split(":")[0]).suffix:
+            return "module-function", None
+        p = self._path(node, load, "model")
+        if not p.exists():
+            return "file", p
+        if p.is_dir():
+            if not (p / "config.json").is_file() and not has_factory:
+                self.c.add(node, f"folder '{load}' has no config.json, so it is not a Hugging Face model folder; "
+                                 "add `factory:` to build the model", "missing-path")
+            return "hf-folder", p
+        suffix = p.suffix.lower()
+        if suffix == ".safetensors" or suffix in _TORCH_SUFFIXES:
+            if not has_factory and not (p.parent / "config.json").is_file():
+                self.c.add(node, f"'{load}' holds only weights: add `factory:` (file.py:function) that builds the "
+                                 "model, or put its config.json beside it", "missing-required")
+            return ("safetensors" if suffix == ".safetensors" else "torch-file"), p
+        if suffix == ".py":
+            self.c.add(node, f"'{load}' is a Python file: name the function that builds the model, "
+                             f"e.g. '{load}:build'", "wrong-type")
+            return "file", p
+        self.c.add(node, f"cannot load a model from '{load}': use a Hugging Face folder, a .safetensors file, "
+                         "file.py:function or package.module:function", "wrong-type")
+        return "file", p
+
+    def _callable(self, value: str, node: Node, what: str) -> None:
+        m = _FILE_FN.match(value)
+        if m:
+            self._path(node, m["file"], f"{what} file", want="file")
+        elif not _MODULE_FN.match(value):
+            self.c.add(node, f"'{what}' must be 'file.py:function' or 'package.module:function', got '{value}'",
+                       "wrong-type")
+
+    # -- task -----------------------------------------------------------------------------------
+    def task(self, entry: tuple[Node, Node]) -> TaskSpec | None:
+        c = self.c
+        key, node = entry
+        if is_null(node):
+            return None
+        if not isinstance(node, MappingNode):
+            c.add(node, f"'task' must be a mapping with `kind:`, got {type_name(node)}", "wrong-type")
+            return None
+        items = c.mapping_items(node, None, "task")
+        kind, kind_node = self._string(items, "kind", "task")
+        if "kind" not in items:
+            kinds = ", ".join(taskinfo.builtin_kinds() or taskinfo.KNOWN_KINDS)
+            c.add(key, f"task needs `kind:` ({kinds}, or my_tasks.py:MyTask)", "missing-required")
+        declared: dict[str, tuple[str, str]] | None = None
+        if kind is not None and kind_node is not None:
+            declared = self._task_kind(kind, kind_node)
+        max_instances = None
+        options: dict[str, Any] = {}
+        option_ranges: dict[str, Range] = {}
+        for name, (k, v) in items.items():
+            if name == "kind":
+                continue
+            value = to_value(v)
+            if name == "max_instances":
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                    max_instances = value
+                elif value is not None:
+                    code = "out-of-range" if isinstance(value, int) and not isinstance(value, bool) else "wrong-type"
+                    c.add(v, f"'max_instances' must be an integer >= 1, got {type_name(v)}", code)
+                continue
+            typ = None
+            if declared is not None:
+                if name not in declared:
+                    allowed = [*declared, *taskinfo.COMMON_TASK_KEYS]
+                    c.add(k, f"unknown option '{name}' for task {kind}{did_you_mean(name, allowed)}", "unknown-key")
+                    continue
+                typ = declared[name][0]
+                expected = taskinfo.check_option_type(typ, value)
+                if expected and value is not None:
+                    c.add(v, f"task option '{name}' must be {expected}, got {type_name(v)}", "wrong-type")
+                    continue
+            if taskinfo.is_path_option(name, typ) and isinstance(value, str):
+                self._path(v, value, f"task {name}")
+            options[name] = value
+            option_ranges[name] = node_range(v)
+        return TaskSpec(
+            kind=kind or "",
+            options=options,
+            range=node_range(node),
+            kind_range=node_range(kind_node) if kind_node is not None else None,
+            max_instances=max_instances,
+            option_ranges=option_ranges,
+        )
+
+    def _task_kind(self, kind: str, node: Node) -> dict[str, tuple[str, str]] | None:
+        if ":" in kind:
+            m = _FILE_FN.match(kind)
+            if m:
+                self._path(node, m["file"], "task file", want="file")
+            elif not _MODULE_FN.match(kind):
+                self.c.add(node, f"a user task is 'file.py:ClassName' or 'package.module:ClassName', got '{kind}'",
+                           "wrong-type")
+            return None
+        if taskinfo.tasks_available() and kind not in taskinfo.builtin_kinds():
+            kinds = taskinfo.builtin_kinds()
+            self.c.add(node, f"unknown task kind '{kind}'{did_you_mean(kind, kinds)} (built in: {', '.join(kinds)}; "
+                             "or my_tasks.py:MyTask)", "unknown-task")
+            return None
+        return taskinfo.task_options(kind)
+
+    # -- variants -------------------------------------------------------------------------------
+    def variants(
+        self, entry: tuple[Node, Node] | None, top: MappingNode, base: BaseSpec | None
+    ) -> tuple[list[Variant], list[Variant]]:
+        c = self.c
+        if entry is None:
+            c.add(c.head(top), "the experiment file needs `variants:` (a list of compressed models to make)",
+                  "missing-required")
+            return [], []
+        node = entry[1]
+        if is_null(node):
+            return [], []
+        if not isinstance(node, SequenceNode):
+            c.add(node, f"'variants' must be a list (`- name: ...`), got {type_name(node)}", "wrong-type")
+            return [], []
+        decls: list[_Decl] = []
+        for i, item in enumerate(node.value):
+            d = self.variant(item, i, base)
+            if d is not None:
+                decls.append(d)
+        return [d.variant for d in decls], self.resolve(decls, base)
+
+    def variant(self, item: Node, index: int, base: BaseSpec | None) -> _Decl | None:
+        c = self.c
+        if not isinstance(item, MappingNode):
+            c.add(item, f"each variant is a mapping with `name:`, `from:` and `ops:`, got {type_name(item)}",
+                  "wrong-type")
+            return None
+        items = c.mapping_items(item, keys_of("variant"), "a variant")
+        name, name_node = self._string(items, "name", "a variant")
+        if "name" not in items:
+            c.add(c.head(item), "this variant needs `name:`", "missing-required")
+        if name is not None and name_node is not None:
+            if _BAD_NAME.search(name):
+                c.add(name_node, f"variant name '{name}' must not contain slashes or control characters", "wrong-type")
+                name = None
+            elif name == BASE or (base is not None and name == base.name):
+                c.add(name_node, f"'{name}' names the base model; choose another variant name", "reserved-name")
+                name = None
+        parent, from_node = self._string(items, "from", "a variant")
+        if "from" in items and parent is None:
+            parent = "\x00invalid"  # reported already; keeps the variant out of the tree
+        ops: list[OpCall] = []
+        if "ops" not in items:
+            c.add(name_node if name_node is not None else c.head(item),
+                  f"variant '{name or '?'}' needs `ops:` (the ops that make it from its parent)", "missing-required")
+        else:
+            ops_node = items["ops"][1]
+            if isinstance(ops_node, SequenceNode) and ops_node.value:
+                for op_item in ops_node.value:
+                    call = parse_op(c, op_item, self.user_ops)
+                    if call is not None:
+                        ops.append(call)
+            elif isinstance(ops_node, SequenceNode) or is_null(ops_node):
+                c.add(items["ops"][0], f"variant '{name or '?'}' has no ops; list at least one", "missing-required")
+            else:
+                c.add(ops_node, f"'ops' must be a list (`- op.name: {{...}}`), got {type_name(ops_node)}", "wrong-type")
+        description, _ = self._string(items, "description", "a variant")
+        seed = None
+        if "seed" in items:
+            sv = to_value(items["seed"][1])
+            if isinstance(sv, int) and not isinstance(sv, bool):
+                seed = sv
+            else:
+                c.add(items["seed"][1], f"'seed' must be an integer, got {type_name(items['seed'][1])}", "wrong-type")
+        if name is None:
+            return None
+        v = Variant(
+            name=name,
+            parent=parent or BASE,
+            ops=ops,
+            range=node_range(item),
+            name_range=node_range(name_node) if name_node is not None else node_range(item),
+            parent_range=node_range(from_node) if from_node is not None else None,
+            description=description,
+            seed=seed,
+        )
+        return _Decl(v, name_node, from_node, parent or BASE, index)
+
+    def resolve(self, decls: list[_Decl], base: BaseSpec | None) -> list[Variant]:
+        """Link parents, expand sweeps (parents first, then file order), report names and loops."""
+        c = self.c
+        by_name: dict[str, _Decl] = {}
+        for d in decls:
+            if d.variant.name in by_name:
+                first = by_name[d.variant.name].variant.name_range.start_line + 1
+                c.add(d.variant.name_range, f"variant name '{d.variant.name}' is already used (line {first})",
+                      "duplicate-name")
+                d.done = True  # the second declaration is left out
+                continue
+            by_name[d.variant.name] = d
+        base_names = {BASE} | ({base.name} if base is not None else set())
+        for d in decls:
+            if d.from_value in base_names:
+                d.from_value = BASE
+        expanded_by_name: dict[str, tuple[_Decl, Variant]] = {}
+        out: list[Variant] = []
+        progress = True
+        while progress:
+            progress = False
+            for d in decls:
+                if d.done:
+                    continue
+                targets = self._targets(d, by_name, expanded_by_name)
+                if targets is None:
+                    continue
+                d.done = True
+                progress = True
+                inherited_keys = list(targets[0][1]) if targets else []
+                axes = axes_of(d.variant, inherited_keys)
+                if not self._check_template(d, inherited_keys + [a.key for a in axes]):
+                    continue
+                for parent_name, inherited in targets:
+                    for v in expand(d.variant, parent_name, inherited, axes):
+                        if v.name in expanded_by_name or v.name in base_names:
+                            other = expanded_by_name.get(v.name)
+                            where = f" (line {other[1].name_range.start_line + 1})" if other else ""
+                            c.add(d.variant.name_range, f"the sweep makes the name '{v.name}', already used{where}; "
+                                  "put the swept parameters in the name, e.g. 'prune-{sparsity}'", "duplicate-name")
+                            continue
+                        expanded_by_name[v.name] = (d, v)
+                        d.expanded.append(v)
+                        out.append(v)
+                break  # restart from the top: keeps file order among ready variants
+        self._report_unresolved([d for d in decls if not d.done], by_name, expanded_by_name, base_names)
+        return out
+
+    def _targets(
+        self, d: _Decl, by_name: dict[str, _Decl], expanded: dict[str, tuple[_Decl, Variant]]
+    ) -> list[tuple[str, dict[str, Any]]] | None:
+        """(parent name, inherited sweep values) per parent, or None while the parent is not ready."""
+        if d.from_value == BASE:
+            return [(BASE, {})]
+        parent = by_name.get(d.from_value)
+        if parent is not None and parent is not d:
+            if not parent.done or not parent.expanded:
+                return None
+            if len(parent.expanded) == 1 and not parent.expanded[0].sweep_values:
+                return [(parent.expanded[0].name, {})]
+            return [(v.name, dict(v.sweep_values)) for v in parent.expanded]
+        if d.from_value in expanded:
+            return [(d.from_value, {})]
+        return None
+
+    def _check_template(self, d: _Decl, keys: list[str]) -> bool:
+        """Placeholders in a name must be swept keys (its own, or inherited from a swept parent)."""
+        bad = [ph for ph in placeholders(d.variant.name) if ph not in keys]
+        for ph in bad:
+            swept = ", ".join(keys) or "nothing is swept"
+            self.c.add(d.variant.name_range, f"'{{{ph}}}' in the name is not a swept parameter (swept: {swept})",
+                       "sweep")
+        return not bad
+
+    def _report_unresolved(
+        self,
+        pending: list[_Decl],
+        by_name: dict[str, _Decl],
+        expanded: dict[str, tuple[_Decl, Variant]],
+        base_names: set[str],
+    ) -> None:
+        c = self.c
+        pending_ids = {id(d) for d in pending}
+        reported: set[int] = set()
+        for d in pending:
+            if id(d) in reported or d.from_value == "\x00invalid":
+                continue
+            where = d.from_node if d.from_node is not None else d.variant.name_range
+            parent = by_name.get(d.from_value)
+            if parent is None:
+                choices = [*sorted(base_names), *by_name, *expanded]
+                c.add(where, f"unknown parent '{d.from_value}'{did_you_mean(d.from_value, choices)}: `from` names "
+                             "`base` or another variant", "unknown-parent")
+                continue
+            # Follow the chain: a loop reports every member; a variant below a loop, nothing more.
+            chain: list[_Decl] = [d]
+            cur = parent
+            while cur is not None and id(cur) in pending_ids and cur not in chain:
+                chain.append(cur)
+                cur = by_name.get(cur.from_value)
+            if cur is not None and cur in chain:
+                loop = chain[chain.index(cur):]
+                text = " → ".join([x.variant.name for x in loop] + [cur.variant.name])
+                for x in loop:
+                    if id(x) not in reported:
+                        reported.add(id(x))
+                        rng = x.from_node if x.from_node is not None else x.variant.name_range
+                        c.add(rng, f"variants derive from each other in a loop: {text}", "cycle")
+
+
+def _default_base_name(load: str, kind: str) -> str:
+    if kind in ("file-function", "module-function"):
+        return load.rsplit(":", 1)[-1]
+    p = Path(load.rstrip("/\\"))
+    return (p.stem if p.suffix else p.name) or "base-model"

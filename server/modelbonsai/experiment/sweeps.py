@@ -1,0 +1,96 @@
+"""Sweep expansion: a variant with list-valued parameters becomes a family of siblings.
+
+The naming scheme and the family rule are documented in `keys.py` (the format reference).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .model import Variant
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept parameter of a declared variant."""
+
+    key: str  # how the name template and sweep_values call it
+    op_index: int
+    param: str
+    values: tuple[Any, ...]
+
+
+def axes_of(v: Variant, inherited: list[str]) -> list[Axis]:
+    """The variant's own swept parameters, keyed by param name, `op.param` (then `op#i.param`)
+    when that name is already taken (by an earlier axis or an inherited key)."""
+    taken = set(inherited)
+    out: list[Axis] = []
+    for i, call in enumerate(v.ops):
+        for param in call.swept:
+            key = param
+            if key in taken:
+                key = f"{call.name}.{param}"
+            if key in taken:
+                key = f"{call.name}#{i + 1}.{param}"
+            taken.add(key)
+            out.append(Axis(key, i, param, tuple(call.params[param])))
+    return out
+
+
+def placeholders(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+def format_value(value: Any) -> str:
+    """A swept value as it appears in a name: YAML spelling, lists joined by `_`, safe characters."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, (list, tuple)):
+        text = "_".join(format_value(x) for x in value)
+    else:
+        text = str(value)
+    return _UNSAFE.sub("_", text)
+
+
+def render_name(template: str, binding: dict[str, Any]) -> str:
+    """Fill `{key}` placeholders; append `-<key><value>` for swept keys without one."""
+    used = set(placeholders(template))
+    name = _PLACEHOLDER.sub(lambda m: format_value(binding[m.group(1)]) if m.group(1) in binding else m.group(0), template)
+    for key, value in binding.items():
+        if key not in used:
+            name += f"-{key}{format_value(value)}"
+    return name
+
+
+def expand(v: Variant, parent_name: str, inherited: dict[str, Any], axes: list[Axis]) -> list[Variant]:
+    """The siblings of declared variant `v` under one parent (one per combination of values)."""
+    out: list[Variant] = []
+    combos = itertools.product(*(a.values for a in axes)) if axes else [()]
+    for combo in combos:
+        binding = dict(inherited)
+        ops = [replace(call, params=copy.deepcopy(call.params), swept=()) for call in v.ops]
+        for axis, value in zip(axes, combo, strict=True):
+            binding[axis.key] = value
+            ops[axis.op_index].params[axis.param] = value
+        swept = bool(binding)
+        out.append(
+            replace(
+                v,
+                name=render_name(v.name, binding) if swept else v.name,
+                parent=parent_name,
+                ops=ops,
+                sweep_of=v.name if swept else None,
+                sweep_values=binding,
+            )
+        )
+    return out
+

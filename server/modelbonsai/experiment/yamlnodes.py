@@ -1,0 +1,160 @@
+"""YAML composed into nodes that keep their source positions, and the few helpers over them.
+
+We compose (not load) so every key and value keeps its start and end mark: diagnostics, hover and
+go-to-definition need the exact node. Values are then built one scalar at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .model import Range
+
+__all__ = [
+    "MappingNode",
+    "Node",
+    "ScalarNode",
+    "SequenceNode",
+    "YamlSyntaxError",
+    "compose",
+    "head_range",
+    "node_range",
+    "to_value",
+    "type_name",
+]
+
+# YAML 1.1 (PyYAML) reads `1e-3` as a string; users mean a number, so plain scalars that look
+# like numbers become numbers.
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class YamlSyntaxError(Exception):
+    """The text is not YAML; `range` is where the parser gave up."""
+
+    def __init__(self, message: str, range: Range):
+        super().__init__(message)
+        self.message = message
+        self.range = range
+
+
+def compose(text: str) -> Node | None:
+    """Compose one YAML document into position-carrying nodes (None for an empty document)."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+        problem = e.problem or "invalid YAML"
+        context = f" ({e.context})" if e.context else ""
+        message = f"YAML syntax error: {problem}{context}"
+        return _raise(message, _token_range(text, line, col))
+    except yaml.YAMLError as e:  # e.g. composer errors without marks, multiple documents
+        raise YamlSyntaxError(f"YAML syntax error: {e}", Range(0, 0, 0, 0)) from e
+
+
+def _raise(message: str, range: Range) -> Node:
+    raise YamlSyntaxError(message, range)
+
+
+def _token_range(text: str, line: int, col: int) -> Range:
+    """A range from the error mark to the end of the word there (at least one character)."""
+    lines = text.splitlines()
+    if line >= len(lines):
+        return Range(line, col, line, col)
+    s = lines[line]
+    end = col
+    while end < len(s) and not s[end].isspace():
+        end += 1
+    return Range(line, col, line, max(end, min(col + 1, len(s))))
+
+
+def node_range(node: Node) -> Range:
+    s, e = node.start_mark, node.end_mark
+    if isinstance(node, (MappingNode, SequenceNode)) and node.flow_style is not True:
+        # A block collection ends at the start of the next line; stop at the last content.
+        return Range(s.line, s.column, *_last_content(node))
+    return Range(s.line, s.column, e.line, e.column)
+
+
+def _last_content(node: Node) -> tuple[int, int]:
+    if isinstance(node, MappingNode) and node.value:
+        return _end(node.value[-1][1])
+    if isinstance(node, SequenceNode) and node.value:
+        return _end(node.value[-1])
+    return node.end_mark.line, node.end_mark.column
+
+
+def _end(node: Node) -> tuple[int, int]:
+    r = node_range(node)
+    return r.end_line, r.end_col
+
+
+def head_range(node: Node, text_lines: list[str]) -> Range:
+    """The first line of a node (for problems about a whole mapping, e.g. a missing key)."""
+    s = node.start_mark
+    line = text_lines[s.line] if s.line < len(text_lines) else ""
+    end = len(line.rstrip())
+    r = node_range(node)
+    if r.end_line == s.line:
+        end = r.end_col
+    return Range(s.line, s.column, s.line, max(end, s.column))
+
+
+_constructor = SafeConstructor()
+
+
+def to_value(node: Node) -> Any:
+    """The Python value of a node (scalars typed by YAML's rules, number-like strings as numbers)."""
+    if isinstance(node, ScalarNode):
+        if node.tag == "tag:yaml.org,2002:str" and node.style is None and _NUMBER.match(node.value):
+            text = node.value
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        try:
+            return _constructor.construct_object(node, deep=True)
+        except (ConstructorError, ValueError):
+            return node.value
+        finally:
+            # the constructor caches every node it built; keep a long-lived server from growing
+            _constructor.constructed_objects.clear()
+    if isinstance(node, SequenceNode):
+        return [to_value(n) for n in node.value]
+    if isinstance(node, MappingNode):
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            key = to_value(k)
+            out[key if _hashable(key) else str(key)] = to_value(v)
+        return out
+    return None
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def type_name(node: Node) -> str:
+    """How to name a node's type in a message."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    v = to_value(node)
+    if v is None:
+        return "nothing"
+    if isinstance(v, bool):
+        return f"{str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    return f"'{v}'"
