@@ -1,1 +1,30 @@
+"""The stored form of a model: packed/sparse tensors, stored size, rebuild, export."""
 
+from .artifact import (
+    FORMAT_VERSION,
+    ArtifactError,
+    StoredSize,
+    load_artifact,
+    read_manifest,
+    read_tensor,
+    register_encoding_loader,
+    save_artifact,
+    stored_size,
+    tensor_names,
+)
+from .export import export_model, float_copy
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ArtifactError",
+    "StoredSize",
+    "export_model",
+    "float_copy",
+    "load_artifact",
+    "read_manifest",
+    "read_tensor",
+    "register_encoding_loader",
+    "save_artifact",
+    "stored_size",
+    "tensor_names",
+]

@@ -1,1 +1,362 @@
-"""(to be written)"""
+"""`quantize.weights`: round-to-nearest weight quantization, and the quantized-tensor encoding.
+
+The in-memory model keeps dequantized float weights (so it runs anywhere); the exact grid each
+tensor lies on is kept in a :class:`QuantEncoding` (bits, scheme, scales, zero points), which the
+artifact writer uses to store the tensor as packed integer codes plus scales.
+
+Conventions shared with `quantize.calibrated` and the artifact format:
+
+- A tensor is viewed as rows × columns: rows are the output channels (`axis`: 0 for Linear and
+  Conv weights, 1 for transformers' Conv1D, whose weight is [in, out]); columns are everything
+  else, flattened. Groups are runs of `group_size` consecutive columns.
+- Codes are unsigned, in [0, 2**bits). value = (code - zero) * scale, computed in float32 and then
+  cast to the tensor's dtype. Symmetric: zero = 2**(bits-1) for every row, codes use the
+  symmetric range zero ± (2**(bits-1) - 1), so 0.0 is exact. Asymmetric: one integer zero point
+  per scale, rounded, so 0.0 is exact too (pruned weights stay pruned).
+- Scales are stored in float16 when every scale is a normal float16 number (rounded *up*, so the
+  per-element error bound |w - q(w)| <= scale/2 still holds), otherwise float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import CompressedModel, OpContext, OpError, Param, match_names, register_op
+
+GRANULARITIES = ("tensor", "channel", "group")
+_FP16_MIN_NORMAL = 2.0**-14
+_FP16_MAX = 65504.0
+
+
+# -- the encoding ----------------------------------------------------------------------------------
+@dataclass
+class QuantEncoding:
+    """How one quantized tensor is stored: integer codes on a fixed grid of scales/zero points.
+
+    `scales` is float32 [rows, groups] (holding float16-representable values when `scale_dtype`
+    is "float16"); `zeros` is int16 [rows, groups] for asymmetric schemes, None for symmetric.
+    """
+
+    bits: int
+    symmetric: bool
+    granularity: str
+    group_size: int | None
+    axis: int
+    shape: tuple[int, ...]
+    scales: torch.Tensor
+    zeros: torch.Tensor | None
+    scale_dtype: str = "float16"
+    kind: str = "quant"
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def n_groups(self) -> int:
+        return int(self.scales.shape[1])
+
+    def to_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """t viewed as [rows, groups, group_len] following the layout conventions above."""
+        return _to_rows(t, self.granularity, self.axis, self.n_groups)
+
+    def from_rows(self, r: torch.Tensor) -> torch.Tensor:
+        return _from_rows(r, self.shape, self.axis, self.granularity)
+
+    def zero_points(self) -> torch.Tensor:
+        """Zero points as float32 [rows, groups] (symmetric: the constant 2**(bits-1))."""
+        if self.zeros is None:
+            return torch.full_like(self.scales, float(1 << (self.bits - 1)))
+        return self.zeros.to(torch.float32)
+
+    def code_range(self) -> tuple[int, int]:
+        if self.symmetric:
+            return 1, (1 << self.bits) - 1
+        return 0, (1 << self.bits) - 1
+
+    # -- numbers --------------------------------------------------------------------------------
+    def encode(self, t: torch.Tensor) -> torch.Tensor:
+        """Codes (uint8, same shape as t) of the nearest grid point to each element of t."""
+        if tuple(t.shape) != tuple(self.shape):
+            raise ValueError(f"tensor shape {tuple(t.shape)} does not match the encoding's {self.shape}")
+        s, z = self._scales_on(t.device)
+        r = self.to_rows(t.detach().to(torch.float32))
+        lo, hi = self.code_range()
+        codes = torch.clamp(torch.round(r / s.unsqueeze(-1)) + z.unsqueeze(-1), lo, hi)
+        return self.from_rows(codes.to(torch.uint8))
+
+    def dequantize(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Float values of codes; the one formula every path (op, project, artifact) uses."""
+        s, z = self._scales_on(codes.device)
+        r = self.to_rows(codes).to(torch.float32)
+        values = (r - z.unsqueeze(-1)) * s.unsqueeze(-1)
+        return self.from_rows(values).to(dtype)
+
+    def project(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize onto this encoding's fixed grid (used by finetune to keep it quantized)."""
+        return self.dequantize(self.encode(tensor), tensor.dtype)
+
+    def zero_codes(self) -> torch.Tensor:
+        """The code of 0.0 for every element, as uint8 of the tensor's shape."""
+        z = self.zero_points().to(torch.uint8)
+        full = z.unsqueeze(-1).expand(*z.shape, self._group_len())
+        return self.from_rows(full.contiguous())
+
+    def _group_len(self) -> int:
+        numel = 1
+        for d in self.shape:
+            numel *= d
+        return numel // (self.scales.shape[0] * self.scales.shape[1])
+
+    def _scales_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.scales.to(device, torch.float32), self.zero_points().to(device)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "bits": self.bits,
+            "symmetric": self.symmetric,
+            "granularity": self.granularity,
+            "group_size": self.group_size,
+            "axis": self.axis,
+            "shape": list(self.shape),
+            "scale_dtype": self.scale_dtype,
+            "scales_shape": list(self.scales.shape),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], scales: torch.Tensor, zeros: torch.Tensor | None) -> QuantEncoding:
+        return cls(
+            bits=int(d["bits"]),
+            symmetric=bool(d["symmetric"]),
+            granularity=str(d["granularity"]),
+            group_size=None if d.get("group_size") is None else int(d["group_size"]),
+            axis=int(d["axis"]),
+            shape=tuple(int(x) for x in d["shape"]),
+            scales=scales.to(torch.float32),
+            zeros=None if zeros is None else zeros.to(torch.int16),
+            scale_dtype=str(d.get("scale_dtype", "float32")),
+        )
+
+
+def _to_rows(t: torch.Tensor, granularity: str, axis: int, n_groups: int) -> torch.Tensor:
+    if granularity == "tensor" or t.dim() < 2:
+        flat = t.reshape(1, -1)
+    else:
+        flat = t.movedim(axis, 0).reshape(t.shape[axis], -1)
+    return flat.reshape(flat.shape[0], n_groups, -1)
+
+
+def _from_rows(r: torch.Tensor, shape: tuple[int, ...], axis: int, granularity: str) -> torch.Tensor:
+    if granularity == "tensor" or len(shape) < 2:
+        return r.reshape(shape)
+    moved = list(shape)
+    moved.insert(0, moved.pop(axis))
+    return r.reshape(moved).movedim(0, axis).contiguous()
+
+
+# -- choosing scales -------------------------------------------------------------------------------
+def scheme_shape(
+    shape: Sequence[int], granularity: str, group_size: int | None, axis: int, *, op: str, layer: str
+) -> tuple[int, int]:
+    """(rows, groups) of the scale grid for a tensor; OpError when groups don't divide columns."""
+    numel = 1
+    for d in shape:
+        numel *= d
+    if granularity == "tensor":
+        return 1, 1
+    rows = 1 if len(shape) < 2 else int(shape[axis])
+    cols = numel // rows
+    if granularity == "channel":
+        return rows, 1
+    assert group_size is not None
+    if cols % group_size:
+        raise OpError(
+            op,
+            f"group_size {group_size} does not divide the {cols} input columns of this tensor "
+            f"(shape {list(shape)}); pick a divisor of {cols} or exclude the layer",
+            param="group_size",
+            layer=layer,
+        )
+    return rows, cols // group_size
+
+
+def fit_scales(
+    r: torch.Tensor, bits: int, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """Scales (and zero points) covering each row-group of r [rows, groups, len] without clipping.
+
+    Returns float32 scales [rows, groups], int16 zeros or None, and the storage dtype of scales.
+    """
+    r = r.to(torch.float32)
+    if symmetric:
+        qmax = (1 << (bits - 1)) - 1
+        scales = r.abs().amax(dim=-1) / qmax
+    else:
+        qmax = (1 << bits) - 1
+        lo = torch.clamp(r.amin(dim=-1), max=0.0)  # the range always contains 0, so 0.0 is exact
+        hi = torch.clamp(r.amax(dim=-1), min=0.0)
+        scales = (hi - lo) / qmax
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # all-zero group: any scale works
+    scales, scale_dtype = _storage_scales(scales)
+    if symmetric:
+        return scales, None, scale_dtype
+    zeros = torch.clamp(torch.round(-lo / scales), 0, qmax).to(torch.int16)
+    return scales, zeros, scale_dtype
+
+
+def _storage_scales(scales: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Round scales to float16 (upwards, to keep the no-clipping guarantee) when all fit."""
+    if bool(((scales >= _FP16_MIN_NORMAL) & (scales <= _FP16_MAX / 2)).all()):
+        half = scales.to(torch.float16)
+        low = half.to(torch.float32) < scales
+        if bool(low.any()):
+            up = torch.nextafter(half, torch.full_like(half, float("inf")))
+            half = torch.where(low, up, half)
+        return half.to(torch.float32), "float16"
+    return scales, "float32"
+
+
+def scale_storage_dtype(scales: torch.Tensor) -> str:
+    """"float16" when every scale is exactly a normal float16 number, else "float32"."""
+    s = scales.to(torch.float32)
+    fits = (s >= _FP16_MIN_NORMAL) & (s <= _FP16_MAX) & (s.to(torch.float16).to(torch.float32) == s)
+    return "float16" if bool(fits.all()) else "float32"
+
+
+def quantize_rtn(
+    t: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int | None, axis: int,
+    *, op: str, layer: str,
+) -> QuantEncoding:
+    """The round-to-nearest encoding of t (scales from each row-group's range)."""
+    _rows, groups = scheme_shape(tuple(t.shape), granularity, group_size, axis, op=op, layer=layer)
+    r = _to_rows(t.detach(), granularity, axis, groups)
+    scales, zeros, scale_dtype = fit_scales(r, bits, symmetric)
+    return QuantEncoding(
+        bits=bits,
+        symmetric=symmetric,
+        granularity=granularity,
+        group_size=group_size if granularity == "group" else None,
+        axis=axis,
+        shape=tuple(t.shape),
+        scales=scales,
+        zeros=zeros,
+        scale_dtype=scale_dtype,
+    )
+
+
+# -- which tensors ---------------------------------------------------------------------------------
+def _conv1d_type() -> type | None:
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except Exception:  # transformers missing or changed: only torch layer types then
+        return None
+    return Conv1D
+
+
+def default_weight_targets(module: nn.Module) -> list[str]:
+    """Weights of Linear / Conv1d / Conv2d / transformers Conv1D (2-D or 4-D `.weight`)."""
+    kinds: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    conv1d = _conv1d_type()
+    if conv1d is not None:
+        kinds = (*kinds, conv1d)
+    out = []
+    for mname, mod in module.named_modules():
+        w = getattr(mod, "weight", None)
+        if isinstance(mod, kinds) and isinstance(w, nn.Parameter) and w.dim() in (2, 3, 4):
+            out.append(f"{mname}.weight" if mname else "weight")
+    return out
+
+
+def output_axis(module: nn.Module, name: str) -> int:
+    """The output-channel axis of a parameter: 1 for transformers Conv1D weights, else 0."""
+    conv1d = _conv1d_type()
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    if conv1d is not None and isinstance(owner, conv1d) and leaf == "weight":
+        return 1
+    return 0
+
+
+def select_targets(
+    module: nn.Module, include: str | list[str] | None, exclude: str | list[str] | None, *, op: str
+) -> list[str]:
+    """Parameter names an op applies to.
+
+    No include: the default weight targets. With include: every parameter matching it (so biases,
+    norms and embeddings are quantized only when a pattern names them). Exclude always wins.
+    Patterns that match nothing are an error, so typos don't silently do nothing.
+    """
+    params = [n for n, p in module.named_parameters() if p.is_floating_point()]
+    if include in (None, [], ""):
+        chosen = default_weight_targets(module)
+    else:
+        chosen = match_names(params, include)  # type: ignore[arg-type]
+        if not chosen:
+            raise OpError(op, f"include patterns {include!r} match no parameter; e.g. {', '.join(params[:4])}",
+                          param="include")
+    if exclude not in (None, [], ""):
+        if not match_names(params, exclude):  # type: ignore[arg-type]
+            raise OpError(op, f"exclude patterns {exclude!r} match no parameter", param="exclude")
+        dropped = set(match_names(chosen, exclude))  # type: ignore[arg-type]
+        chosen = [n for n in chosen if n not in dropped]
+    if not chosen:
+        raise OpError(op, "no parameter left to apply to after include/exclude", param="exclude")
+    return chosen
+
+
+SCHEME_PARAMS = [
+    Param("bits", "int", "Bits per weight (2–8).", default=8, minimum=2, maximum=8),
+    Param("symmetric", "bool", "Symmetric grid around 0 (true) or with a zero point per scale (false).",
+          default=True),
+    Param("granularity", "enum", "One scale per tensor, per output channel, or per group of input columns.",
+          default="channel", choices=GRANULARITIES),
+    Param("group_size", "int", "Input columns per scale when granularity is group; must divide the columns.",
+          default=128, minimum=2),
+    Param("include", "patterns",
+          "Parameter-name globs to quantize. Default: every Linear/Conv/Conv1D weight; biases, norms and "
+          "embeddings only when named here."),
+    Param("exclude", "patterns", "Parameter-name globs to leave in floating point.", default=[]),
+]
+
+
+@register_op(
+    "quantize.weights",
+    family="quantize",
+    summary="Round-to-nearest weight quantization (2–8 bits), stored packed with its scales.",
+    params=SCHEME_PARAMS,
+)
+def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
+    """Quantize weights to `bits` bits by rounding each value to the nearest grid point.
+
+    The grid has one scale per tensor, per output channel or per group of `group_size` input
+    columns; symmetric grids are centred on 0, asymmetric ones have an integer zero point per
+    scale. Zeros (e.g. from pruning) stay exactly zero. The model keeps running on the
+    dequantized floats; the artifact stores the integer codes packed at `bits` bits (int4: two per
+    byte) plus float16 scales (float32 when a scale does not fit float16) and, for asymmetric
+    grids, zero points packed at `bits` bits. The error of every weight is at most half its scale.
+    """
+    op = "quantize.weights"
+    bits, symmetric = int(params["bits"]), bool(params["symmetric"])
+    gran = str(params["granularity"])
+    group_size = int(params["group_size"]) if gran == "group" else None
+    module = cm.module
+    names = select_targets(module, params.get("include"), params.get("exclude"), op=op)
+    lookup = dict(module.named_parameters())
+    plans = []
+    for name in names:  # validate everything before touching the model: no partial results
+        p = lookup[name]
+        axis = output_axis(module, name)
+        scheme_shape(tuple(p.shape), gran, group_size, axis, op=op, layer=name)
+        plans.append((name, p, axis))
+    with torch.no_grad():
+        for i, (name, p, axis) in enumerate(plans):
+            ctx.check_cancelled()
+            enc = quantize_rtn(p, bits, symmetric, gran, group_size, axis, op=op, layer=name)
+            p.copy_(enc.project(p))
+            enc.scales = enc.scales.cpu()
+            cm.encodings[name] = enc
+            ctx.progress((i + 1) / len(plans), f"quantized {name}")
+    return cm
