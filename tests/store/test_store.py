@@ -160,6 +160,14 @@ def test_broken_artifacts_are_shown_with_reason(store: LineageStore) -> None:
     gone = store.add_model(record("gone"), writer())
     corrupt = store.add_model(record("corrupt"), writer())
     lacking = store.add_model(record("lacking"), writer())
+
+    def sized(folder: Path) -> None:
+        (folder / "t.safetensors").write_bytes(b"0" * 64)
+        (folder / "manifest.json").write_text('{"tensors_file": "t.safetensors", "tensors_bytes": 64}')
+
+    truncated = store.add_model(record("truncated"), sized)
+    assert store.get_model("truncated").status == "ok"
+    (store.artifact_path(truncated) / "t.safetensors").write_bytes(b"0" * 10)
     import shutil
 
     shutil.rmtree(store.artifact_path(gone))
@@ -170,12 +178,13 @@ def test_broken_artifacts_are_shown_with_reason(store: LineageStore) -> None:
     assert status["gone"][0] == "broken" and "missing" in status["gone"][1]
     assert status["corrupt"][0] == "broken" and "unreadable" in status["corrupt"][1]
     assert status["lacking"][0] == "broken" and "tensors.bin" in status["lacking"][1]
+    assert status["truncated"][0] == "broken" and "truncated" in status["truncated"][1]
     assert store.get_model("gone").status == "broken"
     assert store.find_by_fingerprint("fp-gone") is None
     assert store.find_by_fingerprint("fp-ok").id == ok.id
     # a fresh open does not "repair" by deleting the broken rows
     again = LineageStore.open(store.workspace)
-    assert len(again.list_models()) == 4
+    assert len(again.list_models()) == 5
     again.close()
 
 

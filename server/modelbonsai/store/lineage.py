@@ -347,9 +347,7 @@ class LineageStore:
                 if not isinstance(data, dict):
                     reason = f"{BONSAI_DIR}/{rec.artifact}/manifest.json is not a JSON object"
                 else:
-                    missing = [f for f in _manifest_files(data) if not (folder / f).is_file()]
-                    if missing:
-                        reason = f"{BONSAI_DIR}/{rec.artifact} lacks {', '.join(missing)}"
+                    reason = _check_files(folder, data, f"{BONSAI_DIR}/{rec.artifact}")
             except FileNotFoundError:
                 reason = f"{BONSAI_DIR}/{rec.artifact}/manifest.json is missing"
             except (OSError, ValueError) as e:
@@ -480,14 +478,29 @@ def _cache_hash(kind: str, key: dict[str, Any]) -> str:
     return hashlib.sha256(f"{kind}\0{canonical_json(key)}".encode()).hexdigest()
 
 
-def _manifest_files(manifest: dict[str, Any]) -> list[str]:
-    """File names a manifest says the artifact holds (if it lists them)."""
+def _check_files(folder: Path, manifest: dict[str, Any], where: str) -> str:
+    """Cheap checks (existence, recorded size) of the files a manifest names; '' when fine.
+
+    Understands the artifact format's `tensors_file` + `tensors_bytes` and a generic `files` list.
+    Reading the tensors is left to the artifact loader: listing must stay fast.
+    """
+    names: list[str] = []
     files = manifest.get("files")
-    if isinstance(files, dict):
-        files = list(files)
-    if not isinstance(files, list):
-        return []
-    return [f for f in files if isinstance(f, str) and "/" not in f and "\\" not in f and f not in ("", ".", "..")]
+    if isinstance(files, (list, dict)):
+        names += [f for f in files if isinstance(f, str)]
+    tensors_file = manifest.get("tensors_file")
+    if isinstance(tensors_file, str):
+        names.append(tensors_file)
+    names = [f for f in names if "/" not in f and "\\" not in f and f not in ("", ".", "..")]
+    missing = [f for f in names if not (folder / f).is_file()]
+    if missing:
+        return f"{where} lacks {', '.join(missing)}"
+    expected = manifest.get("tensors_bytes")
+    if isinstance(tensors_file, str) and isinstance(expected, int):
+        size = (folder / tensors_file).stat().st_size
+        if size != expected:
+            return f"{where}/{tensors_file} is {size} bytes, the manifest recorded {expected} (truncated?)"
+    return ""
 
 
 def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) -> None:
