@@ -270,7 +270,7 @@ def lm_metrics(token_logp: torch.Tensor, pred: torch.Tensor, generations: list[d
     ref_pred = reference.predictions if reference is not None and reference.predictions is not None else pred
     if ref_pred.shape != pred.shape:
         raise ValueError(f"reference has predictions {tuple(ref_pred.shape)}, this model {tuple(pred.shape)}")
-    agree = float((pred == ref_pred).float().mean()) * 100.0
+    agree = 100.0 * int((pred == ref_pred).sum()) / max(1, pred.numel())
     ref_gen = reference.extras.get("generations") if reference is not None else None
     prefix, first_div = _generation_match(generations, ref_gen if isinstance(ref_gen, list) else generations)
     return [

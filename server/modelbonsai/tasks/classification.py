@@ -62,7 +62,8 @@ def confusion(pred: torch.Tensor, targets: torch.Tensor, num_classes: int) -> li
 
 
 def _pct(mask: torch.Tensor) -> float:
-    return float(mask.float().mean()) * 100.0 if mask.numel() else math.nan
+    # exact counts, so 4 of 5 is 80.0 and not a float32 rounding of it
+    return 100.0 * int(mask.sum()) / mask.numel() if mask.numel() else math.nan
 
 
 class ClassificationTask(Task):
