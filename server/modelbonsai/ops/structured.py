@@ -1,1 +1,531 @@
-"""(to be written)"""
+"""Structured pruning: remove whole output channels, neurons or attention heads, for real.
+
+Tensors shrink, so the model gets smaller and faster. Removing outputs of one layer means
+removing the matching inputs of the layers that read them, so the op first finds, for each
+candidate layer, every tensor that must shrink with it (a *unit*). The rules, in order:
+
+1. **Hugging Face transformer blocks**, recognised by their structure:
+   - BERT-style self-attention (a module with `query`/`key`/`value` Linears, `num_attention_heads`
+     and `attention_head_size`, whose parent has `output.dense`): heads are removed from q/k/v
+     rows and from the columns of `output.dense`; `num_attention_heads` and `all_head_size` are
+     updated.
+   - GPT-2-style attention (Conv1D `c_attn` + `c_proj`, `num_heads`, `head_dim`, `split_size`):
+     heads are removed from the q, k and v column blocks of `c_attn` and the rows of `c_proj`;
+     `num_heads`, `split_size` and the Conv1D `nf` are updated.
+   - BERT-style feed-forward (`intermediate.dense` feeding `output.dense`) and GPT-2-style MLP
+     (Conv1D `c_fc` feeding `c_proj`): neurons are removed from the first layer's outputs and
+     the second layer's inputs.
+2. **torch.fx**: when the whole model traces with `torch.fx.symbolic_trace`, each Linear/Conv2d's
+   output is followed through the graph. It may pass through BatchNorm (shrunk too), elementwise
+   activations, dropout, pooling and a flatten, and must end in exactly one Linear/Conv2d (the
+   consumer, whose inputs shrink). After a flatten, channel c of a conv feeds the H*W consecutive
+   inputs of the Linear, which are removed together.
+3. **Sequential fallback**: when tracing fails, the same rules are applied to the children of
+   every `nn.Sequential`, in order.
+
+A layer whose output reaches anything else (a residual addition, a concatenation, the model
+output, a grouped conv) cannot be pruned safely. With no `include`, such layers are skipped and
+listed in a progress message; naming one in `include` is an error that says why.
+
+Importance of a unit is the L1 or L2 norm of its producer weights (for a head: its q, k and v
+weights together). The lowest `round(amount x units)` are removed from every targeted layer;
+at least one always stays. Ties keep the earlier index.
+
+Records: `cm.kept_indices[param][dim]` lists, for every shrunk tensor, which indices of the base
+tensor remain (composed across repeated structured pruning), and one `structured.slice` edit per
+changed module, which the artifact loader replays on a fresh base model before loading weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import CompressedModel, OpContext, OpError, Param, match_names, register_edit, register_op
+from .targets import (
+    EXCLUDE,
+    INCLUDE,
+    as_patterns,
+    is_hf_conv1d,
+    param_names,
+    refuse_encoded,
+    replace_param,
+    to_device,
+)
+
+OP = "prune.structured"
+EDIT = "structured.slice"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Tensor `module.tensor` shrinks along `dim`. Along that dim the layout is
+    [blocks, units, width] with block stride `stride` (0 means units x width)."""
+
+    module: str
+    tensor: str
+    dim: int
+    width: int = 1
+    blocks: int = 1
+    stride: int = 0
+
+    def index(self, keep: list[int], units: int) -> list[int]:
+        stride = self.stride or units * self.width
+        return [b * stride + u * self.width + j for b in range(self.blocks) for u in keep for j in range(self.width)]
+
+
+@dataclass
+class Unit:
+    """One prunable layer and everything that shrinks with it."""
+
+    name: str  # the producer module, as shown to the user
+    kind: str  # "neurons" (channels, neurons) or "heads"
+    size: int
+    score: list[Slice] = field(default_factory=list)  # producer weights (importance)
+    slices: list[Slice] = field(default_factory=list)  # every tensor that shrinks
+    attrs: list[tuple[str, str, int]] = field(default_factory=list)  # (module, attr, per unit)
+    params: list[str] = field(default_factory=list)  # parameter names for include/exclude
+
+
+@dataclass
+class Found:
+    units: dict[str, Unit] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # producer -> why it cannot be pruned
+
+
+def _join(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _has(module: nn.Module, tensor: str) -> bool:
+    return isinstance(getattr(module, tensor, None), torch.Tensor)
+
+
+def _slices(model: nn.Module, module: str, tensors: tuple[str, ...], dim: int, **kw: int) -> list[Slice]:
+    m = model.get_submodule(module)
+    return [Slice(module, t, dim, **kw) for t in tensors if _has(m, t)]
+
+
+# ---------------------------------------------------------------------------------------------
+# rule 1: Hugging Face blocks
+
+
+def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
+    for name, mod in model.named_modules():
+        if all(isinstance(getattr(mod, a, None), nn.Linear) for a in ("query", "key", "value")) and hasattr(
+            mod, "attention_head_size"
+        ):
+            parent_name = name.rpartition(".")[0]
+            out_name = _join(parent_name, "output.dense")
+            try:
+                out = model.get_submodule(out_name)
+            except AttributeError:
+                continue
+            if not isinstance(out, nn.Linear):
+                continue
+            hd, heads = int(mod.attention_head_size), int(mod.num_attention_heads)
+            u = Unit(name, "heads", heads)
+            for a in ("query", "key", "value"):
+                u.score.append(Slice(_join(name, a), "weight", 0, width=hd))
+                u.slices += _slices(model, _join(name, a), ("weight", "bias"), 0, width=hd)
+                u.attrs.append((_join(name, a), "out_features", hd))
+                u.params.append(_join(name, a, "weight"))
+            u.slices.append(Slice(out_name, "weight", 1, width=hd))
+            u.attrs += [(out_name, "in_features", hd), (name, "num_attention_heads", 1), (name, "all_head_size", hd)]
+            found.units[name] = u
+            claimed.update({_join(name, a) for a in ("query", "key", "value")} | {out_name})
+        elif (
+            is_hf_conv1d(getattr(mod, "c_attn", nn.Identity()))
+            and is_hf_conv1d(getattr(mod, "c_proj", nn.Identity()))
+            and hasattr(mod, "num_heads")
+            and hasattr(mod, "split_size")
+        ):
+            if getattr(mod, "is_cross_attention", False):
+                found.problems[name] = "cross-attention heads are not supported"
+                continue
+            hd, heads, e = int(mod.head_dim), int(mod.num_heads), int(mod.split_size)
+            qkv, proj = _join(name, "c_attn"), _join(name, "c_proj")
+            u = Unit(name, "heads", heads)
+            u.score.append(Slice(qkv, "weight", 1, width=hd, blocks=3, stride=e))
+            u.slices += [Slice(qkv, "weight", 1, width=hd, blocks=3, stride=e), Slice(qkv, "bias", 0, width=hd, blocks=3, stride=e)]
+            u.slices.append(Slice(proj, "weight", 0, width=hd))
+            u.attrs += [(qkv, "nf", 3 * hd), (proj, "nx", hd), (name, "num_heads", 1), (name, "split_size", hd)]
+            u.params.append(_join(qkv, "weight"))
+            found.units[name] = u
+            claimed.update({qkv, proj})
+        elif is_hf_conv1d(getattr(mod, "c_fc", nn.Identity())) and is_hf_conv1d(getattr(mod, "c_proj", nn.Identity())):
+            fc, proj = _join(name, "c_fc"), _join(name, "c_proj")
+            n = int(model.get_submodule(fc).nf)
+            u = Unit(fc, "neurons", n, score=[Slice(fc, "weight", 1)])
+            u.slices = [Slice(fc, "weight", 1), Slice(fc, "bias", 0), Slice(proj, "weight", 0)]
+            u.attrs = [(fc, "nf", 1), (proj, "nx", 1)]
+            u.params = [_join(fc, "weight")]
+            found.units[fc] = u
+            claimed.update({fc, proj})
+        else:
+            inter, out = getattr(mod, "intermediate", None), getattr(mod, "output", None)
+            dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
+            if isinstance(dense_in, nn.Linear) and isinstance(dense_out, nn.Linear):
+                if dense_in.out_features != dense_out.in_features:
+                    continue
+                fc, proj = _join(name, "intermediate.dense"), _join(name, "output.dense")
+                u = Unit(fc, "neurons", dense_in.out_features, score=[Slice(fc, "weight", 0)])
+                u.slices = [*_slices(model, fc, ("weight", "bias"), 0), Slice(proj, "weight", 1)]
+                u.attrs = [(fc, "out_features", 1), (proj, "in_features", 1)]
+                u.params = [_join(fc, "weight")]
+                found.units[fc] = u
+                claimed.update({fc, proj})
+
+
+# ---------------------------------------------------------------------------------------------
+# rules 2 and 3: a producer followed by norms/elementwise ops and one consumer
+
+_PASS_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+    nn.Hardsigmoid, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool1d,
+    nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)  # fmt: skip
+_PASS_FUNCTIONS: set[Any] = {
+    torch.relu, torch.sigmoid, torch.tanh, nn.functional.relu, nn.functional.relu6, nn.functional.gelu,
+    nn.functional.silu, nn.functional.leaky_relu, nn.functional.elu, nn.functional.hardswish,
+    nn.functional.dropout, nn.functional.max_pool2d, nn.functional.avg_pool2d,
+    nn.functional.adaptive_avg_pool2d, nn.functional.adaptive_max_pool2d, nn.functional.sigmoid,
+    nn.functional.tanh,
+}  # fmt: skip
+_PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
+
+
+class _Stop(Exception):
+    """The producer's output reaches something no rule handles."""
+
+
+@dataclass
+class _Chain:
+    norms: list[str] = field(default_factory=list)
+    consumer: str | None = None
+    flattened: bool = False
+
+
+def _producer_ok(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)
+
+
+def _add_chain(model: nn.Module, name: str, chain: _Chain, found: Found) -> None:
+    """Turn a producer + its chain into a unit, checking sizes fit."""
+    prod = model.get_submodule(name)
+    size = prod.out_channels if isinstance(prod, nn.Conv2d) else prod.out_features
+    assert chain.consumer is not None
+    cons = model.get_submodule(chain.consumer)
+    if isinstance(cons, nn.Conv2d):
+        if chain.flattened or cons.groups != 1 or cons.in_channels != size:
+            found.problems[name] = f"its outputs do not match the inputs of Conv2d '{chain.consumer}'"
+            return
+        width = 1
+    else:
+        assert isinstance(cons, nn.Linear)
+        if isinstance(prod, nn.Conv2d) and not chain.flattened:
+            found.problems[name] = f"Linear '{chain.consumer}' reads it without a flatten"
+            return
+        if cons.in_features % size:
+            found.problems[name] = f"Linear '{chain.consumer}' has {cons.in_features} inputs, not a multiple of {size}"
+            return
+        width = cons.in_features // size
+    u = Unit(name, "neurons", size, score=[Slice(name, "weight", 0)])
+    u.slices = _slices(model, name, ("weight", "bias"), 0)
+    u.attrs = [(name, "out_channels" if isinstance(prod, nn.Conv2d) else "out_features", 1)]
+    for bn in chain.norms:
+        u.slices += _slices(model, bn, ("weight", "bias", "running_mean", "running_var"), 0)
+        u.attrs.append((bn, "num_features", 1))
+    u.slices.append(Slice(chain.consumer, "weight", 1, width=width))
+    u.attrs.append((chain.consumer, "in_channels" if isinstance(cons, nn.Conv2d) else "in_features", width))
+    u.params = [_join(name, "weight")]
+    found.units[name] = u
+
+
+def _fx_units(model: nn.Module, found: Found, claimed: set[str]) -> bool:
+    """Rule 2. Returns False when the model does not trace."""
+    try:
+        import torch.fx
+
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:
+        return False
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+    for node in graph.nodes:
+        if node.op != "call_module" or str(node.target) in claimed:
+            continue
+        name = str(node.target)
+        prod = model.get_submodule(name)
+        if not isinstance(prod, (nn.Linear, nn.Conv2d)):
+            continue
+        if not _producer_ok(prod):
+            found.problems[name] = "grouped convolutions are not supported"
+            continue
+        if calls[name] > 1:
+            found.problems[name] = "the layer is called more than once"
+            continue
+        try:
+            chain = _Chain()
+            _follow_fx(model, node, chain, calls, claimed, size=None)
+            if chain.consumer is None:
+                raise _Stop("its output reaches no Linear/Conv2d")
+            _add_chain(model, name, chain, found)
+        except _Stop as e:
+            found.problems[name] = str(e)
+    return True
+
+
+def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int], claimed: set[str], size: int | None) -> None:
+    for user in node.users:
+        if user.args[:1] != (node,):
+            raise _Stop(f"its output is used by '{user.name}' in a way no rule handles")
+        if user.op == "call_module":
+            target = str(user.target)
+            mod = model.get_submodule(target)
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if calls[target] > 1:
+                    raise _Stop(f"BatchNorm '{target}' is shared")
+                chain.norms.append(target)
+            elif isinstance(mod, nn.Flatten):
+                if mod.start_dim != 1:
+                    raise _Stop(f"Flatten '{target}' does not start at dim 1")
+                chain.flattened = True
+            elif isinstance(mod, (nn.Linear, nn.Conv2d)):
+                if chain.consumer is not None and chain.consumer != target:
+                    raise _Stop("its output feeds more than one layer")
+                if calls[target] > 1 or target in claimed:
+                    raise _Stop(f"'{target}' is called more than once")
+                chain.consumer = target
+                continue  # the consumer ends the chain
+            elif not isinstance(mod, _PASS_MODULES):
+                raise _Stop(f"its output goes to {type(mod).__name__} '{target}', which no rule handles")
+        elif user.op == "call_function":
+            if user.target is torch.flatten:
+                start = user.args[1] if len(user.args) > 1 else user.kwargs.get("start_dim", 0)
+                if start != 1:
+                    raise _Stop("torch.flatten must start at dim 1")
+                chain.flattened = True
+            elif user.target not in _PASS_FUNCTIONS:
+                raise _Stop(f"its output goes to {getattr(user.target, '__name__', user.target)}, which no rule handles")
+        elif user.op == "call_method":
+            if user.target == "flatten":
+                start = user.args[1] if len(user.args) > 1 else user.kwargs.get("start_dim", 0)
+                if start != 1:
+                    raise _Stop(".flatten() must start at dim 1")
+                chain.flattened = True
+            elif user.target not in _PASS_METHODS:
+                raise _Stop(f"its output goes to .{user.target}(), which no rule handles")
+        else:
+            raise _Stop("its output is an output of the model")
+        _follow_fx(model, user, chain, calls, claimed, size)
+
+
+def _flat_children(prefix: str, seq: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for child_name, child in seq.named_children():
+        full = _join(prefix, child_name)
+        if isinstance(child, nn.Sequential):
+            yield from _flat_children(full, child)
+        else:
+            yield full, child
+
+
+def _sequential_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
+    """Rule 3: chains inside nn.Sequential containers (outermost ones, flattened)."""
+    inner = {id(m) for n, s in model.named_modules() if isinstance(s, nn.Sequential) for m in s.modules() if m is not s}
+    for seq_name, seq in model.named_modules():
+        if not isinstance(seq, nn.Sequential) or id(seq) in inner:
+            continue
+        children = list(_flat_children(seq_name, seq))
+        for i, (name, mod) in enumerate(children):
+            if name in claimed or not isinstance(mod, (nn.Linear, nn.Conv2d)):
+                continue
+            if not _producer_ok(mod):
+                found.problems[name] = "grouped convolutions are not supported"
+                continue
+            chain = _Chain()
+            for next_name, nxt in children[i + 1 :]:
+                if isinstance(nxt, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    chain.norms.append(next_name)
+                elif isinstance(nxt, nn.Flatten):
+                    chain.flattened = True
+                elif isinstance(nxt, (nn.Linear, nn.Conv2d)):
+                    chain.consumer = next_name
+                    break
+                elif not isinstance(nxt, _PASS_MODULES):
+                    found.problems[name] = f"its output goes to {type(nxt).__name__} '{next_name}', which no rule handles"
+                    break
+            if name in found.problems:
+                continue
+            if chain.consumer is None:
+                found.problems[name] = f"it is the last layer of Sequential '{seq_name or 'model'}', so its outputs leave it"
+                continue
+            _add_chain(model, name, chain, found)
+
+
+def find_units(model: nn.Module) -> Found:
+    """Every prunable unit of the model, and why the other Linear/Conv2d layers are not."""
+    found = Found()
+    claimed: set[str] = set()
+    _hf_units(model, found, claimed)
+    if not _fx_units(model, found, claimed):
+        _sequential_units(model, found, claimed)
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Linear, nn.Conv2d)) and name not in claimed and name not in found.units:
+            found.problems.setdefault(name, "no rule finds the layers that read its outputs")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# applying
+
+
+def _unit_scores(model: nn.Module, unit: Unit, criterion: str) -> torch.Tensor:
+    total: torch.Tensor | None = None
+    for s in unit.score:
+        w = model.get_submodule(s.module).get_parameter(s.tensor).detach().float()
+        w = w.movedim(s.dim, 0)
+        stride = s.stride or unit.size * s.width
+        w = w.reshape(s.blocks, stride, -1)[:, : unit.size * s.width].reshape(s.blocks, unit.size, -1)
+        part = w.abs().sum((0, 2)) if criterion == "l1" else w.pow(2).sum((0, 2))
+        total = part if total is None else total + part
+    assert total is not None
+    return total if criterion == "l1" else total.sqrt()
+
+
+def slice_module(model: nn.Module, edit: dict[str, Any]) -> None:
+    """Apply one structured.slice edit (used by the op itself and by artifact replay)."""
+    mod = model.get_submodule(edit["module"])
+    with torch.no_grad():
+        for s in edit["slices"]:
+            t = getattr(mod, s["tensor"])
+            idx = torch.tensor(s["index"], dtype=torch.long, device=t.device)
+            replace_param(mod, s["tensor"], t.index_select(int(s["dim"]), idx))
+    for attr, value in edit["attrs"].items():
+        setattr(mod, attr, value)
+
+
+@register_edit(EDIT)
+def _replay(model: nn.Module, edit: dict[str, Any]) -> None:
+    slice_module(model, edit)
+
+
+def _plan_edits(model: nn.Module, unit: Unit, keep: list[int]) -> list[dict[str, Any]]:
+    by_module: dict[str, dict[str, Any]] = {}
+    for s in unit.slices:
+        e = by_module.setdefault(s.module, {"kind": EDIT, "module": s.module, "slices": [], "attrs": {}})
+        e["slices"].append({"tensor": s.tensor, "dim": s.dim, "index": s.index(keep, unit.size)})
+    for module, attr, per_unit in unit.attrs:
+        e = by_module.setdefault(module, {"kind": EDIT, "module": module, "slices": [], "attrs": {}})
+        e["attrs"][attr] = per_unit * len(keep)
+    return list(by_module.values())
+
+
+def _record(cm: CompressedModel, edit: dict[str, Any]) -> None:
+    """Compose kept indices and slice masks for every tensor an edit shrinks."""
+    for s in edit["slices"]:
+        pname = _join(edit["module"], s["tensor"])
+        dim, index = int(s["dim"]), list(s["index"])
+        per_dim = cm.kept_indices.setdefault(pname, {})
+        before = per_dim.get(dim)
+        per_dim[dim] = index if before is None else [before[i] for i in index]
+        if pname in cm.masks:
+            mask = cm.masks[pname]
+            cm.masks[pname] = mask.index_select(dim, torch.tensor(index, dtype=torch.long, device=mask.device))
+
+
+def _select_units(found: Found, model: nn.Module, params: dict[str, Any]) -> list[Unit]:
+    include, exclude = as_patterns(params.get("include")), as_patterns(params.get("exclude"))
+    universe = param_names(model)
+    for pname, pats in (("include", include), ("exclude", exclude)):
+        for p in pats:
+            if not match_names(universe, [p]):
+                raise OpError(OP, f"pattern '{p}' matches no parameter of the model", param=pname)
+    kinds = {"all": ("neurons", "heads"), "neurons": ("neurons",), "heads": ("heads",)}[params["structures"]]
+    units = [u for u in found.units.values() if u.kind in kinds]
+    if include:
+        chosen = [u for u in units if match_names(u.params, include)]
+        for p in include:  # a pattern must select at least one prunable layer, else say why not
+            if any(match_names(u.params, [p]) for u in units):
+                continue
+            for name in match_names(universe, [p]):
+                module = name.rpartition(".")[0]
+                if module in found.problems:
+                    raise OpError(OP, f"cannot prune this layer: {found.problems[module]}", param="include", layer=module)
+            raise OpError(
+                OP,
+                f"pattern '{p}' matches no prunable layer ({params['structures']}: Conv2d channels, "
+                "Linear/Conv1D neurons, attention heads)",
+                param="include",
+            )
+    else:
+        chosen = units
+    if exclude:
+        chosen = [u for u in chosen if not match_names(u.params, exclude)]
+    if not chosen:
+        why = "; ".join(f"{k}: {v}" for k, v in list(found.problems.items())[:3])
+        raise OpError(OP, "no layer can be structurally pruned" + (f" ({why})" if why else ""), param="include")
+    return chosen
+
+
+@register_op(
+    OP,
+    family="pruning",
+    summary="Structured pruning: remove channels, neurons or attention heads; tensors really shrink.",
+    params=[
+        Param("amount", "float", "Fraction of the units (channels, neurons, heads) removed from each targeted layer.",
+              default=0.25, minimum=0.0, maximum=1.0, exclusive_maximum=True),
+        Param("criterion", "enum", "Importance of a unit: `l1` or `l2` norm of its weights.", default="l2", choices=("l1", "l2")),
+        Param("structures", "enum", "What to remove: `neurons` (conv channels and Linear/MLP neurons), `heads` (attention heads), or `all`.",
+              default="all", choices=("all", "neurons", "heads")),
+        INCLUDE,
+        EXCLUDE,
+    ],
+    changes_structure=True,
+)  # fmt: skip
+def prune_structured(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
+    """Remove the least important output channels, neurons or attention heads of each layer.
+
+    Works on Conv2d channels (the following BatchNorm and the next Conv2d/Linear shrink with it,
+    including across a flatten), Linear neurons (e.g. an MLP's fc1 rows and fc2 columns) and the
+    heads of Hugging Face BERT-style and GPT-2-style attention. Shapes really shrink, so parameter
+    count, size and latency all drop, and the model still runs.
+
+    `include`/`exclude` match parameter names of the layer being pruned (for heads, the q/k/v
+    weights: `*attention.self.query.weight` or `*attn.c_attn.weight`). Without `include`, every
+    layer that can be pruned safely is; output layers and layers feeding residual connections
+    are left alone. Kept indices are recorded so comparisons align pruned layers with the base.
+    """
+    model = to_device(cm, ctx)
+    found = find_units(model)
+    units = _select_units(found, model, params)
+    touched = {_join(s.module, s.tensor) for u in units for s in u.slices}
+    refuse_encoded(OP, cm, touched, "prune structurally")
+    removed_any = False
+    for i, unit in enumerate(units):
+        ctx.check_cancelled()
+        n_remove = min(round(params["amount"] * unit.size), unit.size - 1)
+        if n_remove <= 0:
+            continue
+        scores = _unit_scores(model, unit, params["criterion"])
+        order = torch.sort(scores.cpu(), descending=True, stable=True).indices
+        keep = sorted(order[: unit.size - n_remove].tolist())
+        for edit in _plan_edits(model, unit, keep):
+            slice_module(model, edit)
+            _record(cm, edit)
+            cm.edits.append(edit)
+        removed_any = True
+        ctx.progress((i + 1) / len(units), f"{unit.name}: kept {len(keep)} of {unit.size} {unit.kind}")
+    if not removed_any:
+        raise OpError(OP, "removes nothing: amount x units rounds to 0 for every layer", param="amount")
+    if not params.get("include") and found.problems:
+        skipped = ", ".join(sorted(found.problems)[:5])
+        ctx.progress(1.0, f"left unpruned (no safe rule): {skipped}{' ...' if len(found.problems) > 5 else ''}")
+    return cm
+
