@@ -1,0 +1,160 @@
+"""`bonsai/lineage`: the store's models as ModelInfo, cached so a flood of requests stays cheap.
+
+Listing a store checks every artifact's manifest (to mark broken models), which costs
+milliseconds per hundred models. The answer is cached per folder and recomputed when the
+database changed (SQLite's ``PRAGMA data_version`` on a connection of our own moves whenever any
+other connection commits: a job in this server or a `bonsai run` in a terminal), when the server
+itself says so (a job finished), or, in the background, every few seconds (an artifact folder
+deleted by hand).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
+from ..store.lineage import DB_NAME
+from .protocol import LineageResult, MetricInfo, ModelInfo
+
+log = logging.getLogger(__name__)
+
+_REFRESH_S = 3.0
+
+
+def metric_info(m: MetricRecord) -> MetricInfo | None:
+    # JSON has no NaN/Infinity (JSON.parse rejects them): such a metric is left out.
+    if not isinstance(m.value, (int, float)) or not math.isfinite(m.value):
+        return None
+    return {
+        "name": m.name,
+        "value": float(m.value),
+        "unit": m.unit or "",
+        "higherIsBetter": bool(m.higher_is_better),
+        "headline": bool(m.headline),
+    }
+
+
+def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path) -> ModelInfo:
+    info: ModelInfo = {
+        "id": rec.id,
+        "name": rec.name,
+        "parent": rec.parent_id,
+        "op": rec.op,
+        "params": _json_safe(rec.params),
+        "status": rec.status if rec.status in ("ok", "broken") else "ok",  # type: ignore[typeddict-item]
+        "metrics": [mi for mi in (metric_info(m) for m in metrics) if mi is not None],
+        "created": datetime.fromtimestamp(rec.created or 0.0, tz=timezone.utc).isoformat(),
+    }
+    if rec.status_reason:
+        info["statusReason"] = rec.status_reason
+    if rec.experiment_file and rec.variant:
+        file = Path(rec.experiment_file)
+        if not file.is_absolute():
+            file = workspace / file
+        info["experiment"] = {"file": str(file), "variant": rec.variant}
+    return info
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def read_lineage(store: LineageStore) -> list[ModelInfo]:
+    metrics = store.all_metrics()
+    return [model_info(rec, metrics.get(rec.id, []), store.workspace) for rec in store.list_models()]
+
+
+@dataclass
+class _Entry:
+    version: int
+    at: float
+    models: list[ModelInfo]
+
+
+class LineageCache:
+    """Per-folder cache of the lineage. `mark(folder, running)` overlays live job states."""
+
+    def __init__(self, open_store: Callable[[Path], LineageStore]):
+        self._open_store = open_store
+        self._lock = threading.Lock()
+        self._entries: dict[Path, _Entry] = {}
+        self._versions: dict[Path, sqlite3.Connection] = {}
+        self._refreshing: set[Path] = set()
+
+    def invalidate(self, folder: Path | None = None) -> None:
+        with self._lock:
+            if folder is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(folder, None)
+
+    def get(self, folder: Path, background: Callable[[Callable[[], None]], None] | None = None) -> list[ModelInfo]:
+        if not (folder / BONSAI_DIR / DB_NAME).is_file():
+            return []  # never create .bonsai/ just because someone looked
+        version = self._data_version(folder)
+        with self._lock:
+            entry = self._entries.get(folder)
+        if entry is not None and entry.version == version:
+            if time.monotonic() - entry.at > _REFRESH_S and background is not None:
+                self._refresh_later(folder, version, background)
+            return entry.models
+        return self._compute(folder, version)
+
+    def _compute(self, folder: Path, version: int) -> list[ModelInfo]:
+        models = read_lineage(self._open_store(folder))
+        with self._lock:
+            self._entries[folder] = _Entry(version, time.monotonic(), models)
+        return models
+
+    def _refresh_later(self, folder: Path, version: int, background: Callable[[Callable[[], None]], None]) -> None:
+        with self._lock:
+            if folder in self._refreshing:
+                return
+            self._refreshing.add(folder)
+
+        def run() -> None:
+            try:
+                self._compute(folder, version)
+            except Exception:
+                log.exception("refreshing the lineage of %s failed", folder)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(folder)
+
+        background(run)
+
+    def _data_version(self, folder: Path) -> int:
+        with self._lock:
+            conn = self._versions.get(folder)
+            if conn is None:
+                db = folder / BONSAI_DIR / DB_NAME
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False, timeout=5)
+                self._versions[folder] = conn
+            try:
+                return int(conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:
+                return -1
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._versions.values():
+                conn.close()
+            self._versions.clear()
+
+
+def lineage_result(folder: Path, models: list[ModelInfo]) -> LineageResult:
+    return {"folder": str(folder), "models": models}

@@ -1,0 +1,540 @@
+"""The Bonsai language server (pygls 2, stdio): custom requests, jobs, progress, language features.
+
+`main()` is what `bonsai serve` runs. Before anything else it moves the real stdout aside for
+JSON-RPC and points file descriptor 1 (and `sys.stdout`) at stderr, so a stray print or a C
+library writing to fd 1 cannot corrupt the stream; library progress bars and warnings are
+silenced and pygls logs at WARNING.
+
+Threads: the asyncio loop reads stdin and answers cheap requests; read requests that touch the
+store run in a small pool of their own (never the pool pygls reads stdin with); heavy work runs
+in the job queue (one worker per device). Everything sent to the client from another thread is
+handed to the loop first, so messages never interleave on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lsprotocol import converters
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.io_ import StdinAsyncReader, StdoutWriter
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+    LanguageServerProtocol,
+)
+from pygls.uris import to_fs_path
+
+from .. import __version__
+from ..store import LineageStore, StoreError
+from . import protocol as P
+from . import stdio
+from .jobs import Job, JobCancelled, JobQueue
+from .lineage import LineageCache, lineage_result
+from .results import ResultNotFound, ResultStore
+
+log = logging.getLogger("modelbonsai.lsp")
+T = TypeVar("T")
+
+
+class RequestError(JsonRpcException):
+    """An error response with one of protocol.py's codes and a message meant for the user."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message=message, code=code)
+
+
+@dataclass
+class Settings:
+    storage_path: Path | None = None
+    device: str = "auto"
+    max_instances: int | None = None
+    trusted: bool = False  # until the client says so, assume the restricted mode
+
+
+@dataclass
+class _Unparsable:
+    """A request whose params pygls could not structure: answered with its error, by id."""
+
+    id: int | str | None
+    error: JsonRpcException
+    jsonrpc: str = "2.0"
+
+
+class BonsaiProtocol(LanguageServerProtocol):
+    """pygls' protocol, made robust: every bad request gets an error response."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                return _Unparsable(id=data["id"], error=e)
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Unparsable):
+            self._send_response(message.id, error=message.error.to_response_error())  # type: ignore[arg-type]
+            return
+        if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message at all
+            msg_id = message.get("id") if isinstance(message, dict) and "method" in message else None
+            err = JsonRpcInvalidRequest(message="not a JSON-RPC 2.0 message (an object with 'jsonrpc', 'method')")
+            self._send_response(msg_id if isinstance(msg_id, (int, str)) else None, error=err.to_response_error())  # type: ignore[arg-type]
+            return
+        super().handle_message(message)
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        # `$/cancelRequest` for a request that started a job cancels the job itself, even after
+        # the request was answered (bonsai/run answers at once with the job id).
+        server: BonsaiServer = self._server  # type: ignore[assignment]
+        job_id = server.request_jobs.get(msg_id)
+        if job_id is not None:
+            server.jobs.cancel(job_id)
+        super()._handle_cancel_notification(msg_id)
+
+
+def _converter() -> Any:
+    # pygls turns the params of methods it has no type for into namedtuples (renaming keys that
+    # are not identifiers); Bonsai's custom methods want the JSON as it came, checked by
+    # protocol.check.
+    conv = converters.get_converter()
+
+    def keep_params(obj: dict[str, Any], cls: type) -> Any:
+        return cls(**{"params": None, **obj})
+
+    def keep_result(obj: dict[str, Any], cls: type) -> Any:
+        return cls(**{"result": None, **obj})
+
+    conv.register_structure_hook(JsonRPCRequestMessage, keep_params)
+    conv.register_structure_hook(JsonRPCNotification, keep_params)
+    conv.register_structure_hook(JsonRPCResponseMessage, keep_result)
+    return conv
+
+
+class BonsaiServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("bonsai", __version__, protocol_cls=BonsaiProtocol, converter_factory=_converter,
+                         text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.settings = Settings()
+        self.jobs = JobQueue(on_change=self._job_changed)
+        self.results = ResultStore(None)
+        self.read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bonsai-read")
+        self.request_jobs: dict[Any, str] = {}  # request id -> job id ($/cancelRequest)
+        self.token_jobs: dict[Any, str] = {}  # work-done token -> job id (progress cancel)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stores: dict[Path, LineageStore] = {}
+        self._stores_lock = threading.Lock()
+        self.lineage = LineageCache(self.store)
+        self.job_folders: dict[str, Path] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # -- threads and the loop -----------------------------------------------------------------
+    def on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` on the event loop thread (safe to call from any thread)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.current_thread() is threading.main_thread() and _running_loop() is loop:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    async def in_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.read_pool, fn, *args)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.on_loop(self.protocol.notify, method, params)
+
+    # -- folders and stores -------------------------------------------------------------------
+    def folders(self) -> list[Path]:
+        out = []
+        for f in self.workspace.folders.values():
+            try:
+                out.append(Path(to_fs_path(f.uri) or f.uri).resolve())
+            except Exception:
+                continue
+        if not out and self.workspace.root_path:
+            out.append(Path(self.workspace.root_path).resolve())
+        return out
+
+    def folder_for(self, given: str | None = None, *, file: Path | None = None) -> Path:
+        """The workspace folder a request means: given (path or URI), holding `file`, or the first."""
+        if given:
+            path = as_path(given)
+            if not path.is_dir():
+                raise RequestError(P.NOT_FOUND, f"folder {path} does not exist")
+            return path
+        folders = self.folders()
+        if file is not None:
+            for f in sorted(folders, key=lambda p: len(str(p)), reverse=True):
+                if file == f or f in file.parents:
+                    return f
+            return file.parent
+        if not folders:
+            raise RequestError(P.NOT_FOUND, "no workspace folder is open")
+        return folders[0]
+
+    def store(self, folder: Path) -> LineageStore:
+        with self._stores_lock:
+            store = self._stores.get(folder)
+            if store is None:
+                store = LineageStore.open(folder)
+                self._stores[folder] = store
+            return store
+
+    def lineage_changed(self, folder: Path) -> None:
+        self.lineage.invalidate(folder)
+        self.notify(P.LINEAGE_CHANGED, {"folder": str(folder)})
+        if self.client_supports_lens_refresh():
+            self.on_loop(self._refresh_lenses)
+
+    def _refresh_lenses(self) -> None:
+        try:
+            self.workspace_code_lens_refresh(None)
+        except Exception:  # an old client without the refresh request: nothing to do
+            log.debug("codeLens refresh failed", exc_info=True)
+
+    def client_supports_lens_refresh(self) -> bool:
+        try:
+            ws = self.client_capabilities.workspace
+            return bool(ws and ws.code_lens and ws.code_lens.refresh_support)
+        except Exception:
+            return False
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def submit(self, kind: str, title: str, work: Callable[..., Any], *, token: Any = None,
+               folder: Path | None = None) -> Job:
+        from ..device import DeviceError, resolve_device
+
+        try:
+            device = str(resolve_device(self.settings.device))
+        except DeviceError as e:
+            raise RequestError(P.USER_ERROR, str(e)) from e
+        job = self.jobs.submit(kind, title, work, device=device, progress_token=token)
+        if token is not None:
+            self.token_jobs[token] = job.id
+        if folder is not None:
+            self.job_folders[job.id] = folder
+        msg_id = self.protocol.msg_id
+        if msg_id is not None:
+            self.request_jobs[msg_id] = job.id
+        return job
+
+    def _job_changed(self, job: Job) -> None:
+        info = job.info()
+        self.notify(P.JOB_CHANGED, {"job": info})
+        token = job.progress_token
+        if token is not None:
+            self.on_loop(self._send_progress, job, token, dict(info))
+        if job.finished:
+            self.on_loop(self._forget_job, job)
+
+    def _send_progress(self, job: Job, token: Any, info: dict[str, Any]) -> None:
+        progress = self.work_done_progress
+        state = info["state"]
+        pct = None if info.get("progress") is None else round(100 * float(info["progress"]))
+        message = info.get("message")
+        if state == "queued":
+            message = f"queued (position {info.get('position', '?')})"
+        started = getattr(job, "_progress_begun", False)
+        if not started:
+            job._progress_begun = True  # type: ignore[attr-defined]
+            progress.begin(token, lsp.WorkDoneProgressBegin(
+                title=job.title, cancellable=True, message=message, percentage=pct or 0))
+        if state in P.JOB_FINAL_STATES:
+            if not getattr(job, "_progress_ended", False):
+                job._progress_ended = True  # type: ignore[attr-defined]
+                progress.end(token, lsp.WorkDoneProgressEnd(message=message or state))
+        elif started:
+            progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct, cancellable=True))
+
+    def _forget_job(self, job: Job) -> None:
+        if job.progress_token is not None:
+            self.token_jobs.pop(job.progress_token, None)
+            self.work_done_progress.tokens.pop(job.progress_token, None)
+        for k in [k for k, v in self.request_jobs.items() if v == job.id]:
+            self.request_jobs.pop(k, None)
+        folder = self.job_folders.pop(job.id, None)
+        if folder is not None and job.kind == "run":
+            self.lineage_changed(folder)
+
+    def serve_stdio(self, stdin: Any, stdout: Any) -> None:
+        """Like pygls' start_io, with the forgiving reader of stdio.py."""
+        self._stop_event = threading.Event()
+        reader = StdinAsyncReader(stdin, self.thread_pool)
+        self.protocol.set_writer(StdoutWriter(stdout))
+        try:
+            stdio.run(self._stop_event, reader, self.protocol, self.report_server_error)
+        except BrokenPipeError:
+            log.error("the client closed the connection; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    # -- errors -------------------------------------------------------------------------------
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        if isinstance(error, ValueError) and source is JsonRpcException:
+            # pygls could not even decode the frame (bad JSON, bad UTF-8): JSON-RPC says answer
+            # with a parse error and a null id, and keep serving.
+            self.protocol._send_response(None, error=JsonRpcParseError(  # type: ignore[arg-type]
+                message=f"Parse error: {error}").to_response_error())
+            return
+        log.warning("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    def shutdown_resources(self) -> None:
+        self.jobs.shutdown()
+        self.results.close()
+        self.lineage.close()
+        self.read_pool.shutdown(wait=False, cancel_futures=True)
+        with self._stores_lock:
+            for s in self._stores.values():
+                try:
+                    s.close()
+                except Exception:
+                    pass
+            self._stores.clear()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def as_path(uri_or_path: str) -> Path:
+    """A file URI or a plain path as an absolute Path."""
+    text = uri_or_path.strip()
+    if text.startswith("file:"):
+        fs = to_fs_path(text)
+        if fs is None:
+            raise RequestError(P.USER_ERROR, f"'{text}' is not a file URI of this machine")
+        text = fs
+    return Path(text).expanduser().resolve()
+
+
+# ---------------------------------------------------------------------------------------------
+# Request plumbing
+# ---------------------------------------------------------------------------------------------
+Handler = Callable[[BonsaiServer, dict[str, Any]], Awaitable[Any]]
+
+
+def _plain(params: Any) -> Any:
+    if params is None:
+        return {}
+    if hasattr(params, "__attrs_attrs__"):
+        from lsprotocol import converters
+
+        return converters.get_converter().unstructure(params)
+    return params
+
+
+def custom(server: BonsaiServer, method: str) -> Callable[[Handler], Handler]:
+    """Register `fn` for a protocol.py method: shape check, trust check, errors mapped to codes."""
+    meta = P.METHODS[method]
+
+    def decorate(fn: Handler) -> Handler:
+        async def handler(params: Any) -> Any:
+            data = _plain(params)
+            try:
+                P.check(data, meta.params, "params")
+            except P.ShapeError as e:
+                raise JsonRpcInvalidParams(message=f"{method}: {e}") from None
+            if meta.needs_trust and not server.settings.trusted:
+                raise RequestError(P.WORKSPACE_UNTRUSTED, P.UNTRUSTED_MESSAGE)
+            try:
+                return await fn(server, data)
+            except JsonRpcException:
+                raise
+            except JobCancelled:
+                raise RequestError(P.REQUEST_CANCELLED, f"{method}: cancelled") from None
+            except (ResultNotFound, FileNotFoundError) as e:
+                raise RequestError(P.NOT_FOUND, str(e)) from None
+            except StoreError as e:
+                code = P.NOT_FOUND if str(e).startswith("no model") else P.USER_ERROR
+                raise RequestError(code, str(e)) from None
+            except ValueError as e:  # the engine's user-facing errors are ValueErrors
+                raise RequestError(P.USER_ERROR, str(e)) from None
+            except Exception as e:
+                log.exception("%s failed", method)
+                raise RequestError(P.INTERNAL_ERROR, f"{method} failed: {type(e).__name__}: {e}") from None
+
+        server.feature(method)(handler)
+        return fn
+
+    return decorate
+
+
+async def await_job(job: Job) -> Any:
+    """Wait for a job without blocking the loop; raises what the job raised."""
+    return await asyncio.wrap_future(job.future)
+
+
+def wrap_future(fut: Future[T]) -> Awaitable[T]:
+    return asyncio.wrap_future(fut)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the server
+# ---------------------------------------------------------------------------------------------
+def create_server() -> BonsaiServer:
+    server = BonsaiServer()
+    _register_lifecycle(server)
+    _register_core(server)
+    from . import features, requests
+
+    requests.register(server)
+    features.register(server)
+    return server
+
+
+def _register_lifecycle(server: BonsaiServer) -> None:
+    @server.feature(lsp.INITIALIZE)
+    def initialize(params: lsp.InitializeParams) -> None:
+        server.loop = _running_loop()
+        opts = params.initialization_options
+        s = server.settings
+        if isinstance(opts, dict):
+            try:
+                P.check(opts, P.InitializationOptions, "initializationOptions")
+            except P.ShapeError as e:
+                log.warning("ignoring bad initializationOptions: %s", e)
+                opts = {k: v for k, v in opts.items() if k in P.InitializationOptions.__annotations__}
+            if isinstance(opts.get("storagePath"), str) and opts["storagePath"]:
+                s.storage_path = Path(opts["storagePath"]).expanduser()
+            if opts.get("device") in ("auto", "cpu", "cuda", "mps"):
+                s.device = opts["device"]
+            mi = opts.get("maxInstances")
+            if isinstance(mi, int) and not isinstance(mi, bool) and mi > 0:
+                s.max_instances = mi
+            s.trusted = opts.get("trusted") is True
+        server.results = ResultStore(s.storage_path)
+        server.results.sweep()
+        _schedule_sweeps(server)
+
+    @server.feature(lsp.SHUTDOWN)
+    def shutdown(_params: Any) -> None:
+        server.shutdown_resources()
+
+    @server.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def progress_cancel(params: lsp.WorkDoneProgressCancelParams) -> None:
+        job_id = server.token_jobs.get(params.token)
+        if job_id is not None:
+            server.jobs.cancel(job_id)
+
+
+def _schedule_sweeps(server: BonsaiServer) -> None:
+    loop = server.loop
+    if loop is None:
+        return
+
+    def sweep() -> None:
+        server.read_pool.submit(server.results.sweep)
+        server._sweeper = loop.call_later(300, sweep)
+
+    server._sweeper = loop.call_later(300, sweep)
+
+
+def _register_core(server: BonsaiServer) -> None:
+    @custom(server, P.LINEAGE)
+    async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult:
+        folder = ls.folder_for(params.get("folder"))
+        models = await ls.in_reader(ls.lineage.get, folder, ls.read_pool.submit)
+        return lineage_result(folder, _overlay_running(ls, models))
+
+    @custom(server, P.JOBS)
+    async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
+        return {"jobs": [j.info() for j in ls.jobs.jobs()]}
+
+    @custom(server, P.CANCEL)
+    async def cancel(ls: BonsaiServer, params: dict[str, Any]) -> P.CancelResult:
+        if ls.jobs.get(params["jobId"]) is None:
+            raise RequestError(P.NOT_FOUND, f"no job '{params['jobId']}'")
+        return {"cancelled": ls.jobs.cancel(params["jobId"])}
+
+    @custom(server, P.RESULT_PAGE)
+    async def result_page(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+        return await ls.in_reader(ls.results.ref, params["resultId"], params["page"])
+
+
+def _overlay_running(ls: BonsaiServer, models: list[P.ModelInfo]) -> list[P.ModelInfo]:
+    """Models whose variant a running job is re-making show as running."""
+    live: set[tuple[str, str]] = set()
+    for job in ls.jobs.active():
+        live.update(job.meta.get("variants", ()))
+    if not live:
+        return models
+    out: list[P.ModelInfo] = []
+    for m in models:
+        exp = m.get("experiment")
+        if exp and (exp["file"], exp["variant"]) in live and m["status"] == "ok":
+            m = {**m, "status": "running"}  # type: ignore[typeddict-item]
+        out.append(m)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def _quiet_libraries() -> None:
+    # Progress bars and advisory warnings would otherwise go to stderr (fine) or, for some
+    # libraries, to stdout (fatal): silence them all before anything imports them.
+    for key, value in {
+        "TQDM_DISABLE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONWARNINGS": "ignore",
+    }.items():
+        os.environ.setdefault(key, value)
+    warnings.simplefilter("ignore")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("pygls", "modelbonsai", "transformers", "torch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _take_stdout() -> Any:
+    """The real stdout as a binary stream for JSON-RPC; fd 1 and sys.stdout now go to stderr."""
+    sys.stdout.flush()
+    rpc_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(rpc_fd, "wb", buffering=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`bonsai serve`: the language server over stdio."""
+    rpc_out = _take_stdout()
+    _quiet_libraries()
+    if os.environ.get("BONSAI_LSP_DEBUG"):
+        logging.getLogger("modelbonsai").setLevel(logging.DEBUG)
+    server = create_server()
+    try:
+        server.serve_stdio(sys.stdin.buffer, rpc_out)
+    finally:
+        server.shutdown_resources()
+    return 0
+
+
+if __name__ == "__main__":  # python -m modelbonsai.lsp.server
+    sys.exit(main())
+
+
+__all__ = ["BonsaiServer", "RequestError", "as_path", "create_server", "custom", "main"]
