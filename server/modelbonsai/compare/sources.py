@@ -1,0 +1,159 @@
+"""Where compared weights come from: one tensor at a time, as float32 on the CPU.
+
+A :class:`TensorSource` lists parameter names and shapes without reading data and returns one
+(dequantized) tensor per call, so a weight comparison holds about one tensor per side in memory.
+Sources: safetensors files (memory-mapped), an in-memory module, a callable, or a stored artifact
+(through :mod:`modelbonsai.artifacts`, which dequantizes packed tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from .control import CompareError
+
+
+@runtime_checkable
+class TensorSource(Protocol):
+    def names(self) -> list[str]: ...
+
+    def shape(self, name: str) -> tuple[int, ...]: ...
+
+    def get(self, name: str) -> torch.Tensor: ...
+
+
+def _as_float(t: torch.Tensor) -> torch.Tensor:
+    """Floats widen to float32 (float64 stays); integer tensors are kept as they are."""
+    if t.is_floating_point() and t.dtype != torch.float64:
+        return t.float()
+    return t
+
+
+class SafetensorsSource:
+    """One or more .safetensors files (a folder means every *.safetensors in it, i.e. shards).
+
+    safetensors memory-maps the files, so listing names and shapes reads only the headers and
+    `get` reads only that tensor's bytes."""
+
+    def __init__(self, path: str | Path | Iterable[str | Path]):
+        from safetensors import safe_open
+
+        if isinstance(path, (str, Path)):
+            p = Path(path)
+            files = sorted(p.glob("*.safetensors")) if p.is_dir() else [p]
+        else:
+            files = [Path(x) for x in path]
+        if not files:
+            raise CompareError(f"no .safetensors files in {path}")
+        self._handles: dict[str, Any] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        for f in files:
+            if not f.is_file():
+                raise CompareError(f"weights file not found: {f}")
+            try:
+                h = safe_open(str(f), framework="pt")
+            except Exception as e:  # safetensors raises its own error type
+                raise CompareError(f"cannot read {f} as safetensors: {e}") from e
+            for name in h.keys():
+                self._handles[name] = h
+                self._shapes[name] = tuple(h.get_slice(name).get_shape())
+
+    def names(self) -> list[str]:
+        return list(self._shapes)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        return _as_float(self._handles[name].get_tensor(name))
+
+
+class ModuleSource:
+    """The parameters of an in-memory module (shared parameters are listed once)."""
+
+    def __init__(self, module: nn.Module, *, include_buffers: bool = False):
+        self._tensors: dict[str, torch.Tensor] = dict(module.named_parameters())
+        if include_buffers:
+            self._tensors.update(
+                (n, b) for n, b in module.named_buffers() if b.is_floating_point() and n not in self._tensors
+            )
+
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._tensors[name].shape)
+
+    def get(self, name: str) -> torch.Tensor:
+        return _as_float(self._tensors[name].detach().cpu())
+
+
+class FunctionSource:
+    """Names and shapes given up front; `read(name)` produces the tensor on demand."""
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], read: Callable[[str], torch.Tensor]):
+        self._shapes = {k: tuple(v) for k, v in shapes.items()}
+        self._read = read
+
+    def names(self) -> list[str]:
+        return list(self._shapes)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        return _as_float(self._read(name))
+
+
+def artifact_source(folder: str | Path) -> TensorSource:
+    """A stored artifact's tensors, dequantized by the artifacts package (one at a time)."""
+    from .. import artifacts
+
+    read = getattr(artifacts, "read_tensor", None)
+    list_names = getattr(artifacts, "tensor_names", None)
+    if read is None or list_names is None:
+        raise CompareError("this build's artifacts package cannot stream tensors (read_tensor missing)")
+    folder = Path(folder)
+    names = list(list_names(folder))
+    shapes_fn = getattr(artifacts, "tensor_shapes", None)
+    if shapes_fn is not None:
+        shapes = {k: tuple(v) for k, v in shapes_fn(folder).items()}
+        return FunctionSource(shapes, lambda n: read(folder, n))
+    # No header-only shapes: read lazily and remember (memory stays ~one tensor).
+    return _LazyShapeSource(names, lambda n: read(folder, n))
+
+
+class _LazyShapeSource:
+    def __init__(self, names: list[str], read: Callable[[str], torch.Tensor]):
+        self._names = names
+        self._read = read
+        self._shapes: dict[str, tuple[int, ...]] = {}
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name not in self._shapes:
+            self._shapes[name] = tuple(self._read(name).shape)
+        return self._shapes[name]
+
+    def get(self, name: str) -> torch.Tensor:
+        t = _as_float(self._read(name))
+        self._shapes[name] = tuple(t.shape)
+        return t
+
+
+def as_source(x: TensorSource | nn.Module | str | Path) -> TensorSource:
+    """Accept a source, a module, or a path (a .safetensors file, or a folder of them)."""
+    if isinstance(x, nn.Module):
+        return ModuleSource(x)
+    if isinstance(x, (str, Path)):
+        return SafetensorsSource(x)
+    if isinstance(x, TensorSource):
+        return x
+    raise CompareError(f"cannot compare weights of a {type(x).__name__}")

@@ -1,0 +1,270 @@
+"""Streaming comparison statistics of two equally shaped tensors, with an exact roll-up.
+
+Every metric is derived from additive *sufficient statistics* (sums over elements), so merging
+the statistics of several tensors gives exactly the metric of their concatenation: the roll-up
+of relative L2 over a layer is the relative L2 of the layer's parameters as one vector, not an
+average of ratios. With b the base, o the other and d = o - b, over pairs where both are finite:
+
+- relative L2 error  = sqrt(Σd² / Σb²)
+- SQNR (dB)          = 10·log10(Σb² / Σd²)
+- cosine similarity  = Σbo / sqrt(Σb² · Σo²)
+- max |d|            (max of maxima)
+- sparsity           = exact zeros / elements, for each side; zero-mask overlap counts
+  (zero in base only, in other only, in both)
+- histogram of relative change |d|/|b| over fixed log10 bins (:data:`REL_EDGES`), plus counts
+  of unchanged elements, of elements changed from an exact zero, and of under/overflow.
+
+Histograms (relative change, and :func:`value_histograms`) are computed over every element of
+tensors up to :data:`HIST_SAMPLE` elements, and over a fixed strided sample of larger ones (the
+stride is a prime, so it does not alias with row lengths or N:M patterns); each sampled element
+then counts `stride` times, so histogram counts are estimates of element counts that still add up
+across tensors. Everything else is exact. Binning costs several times more than all the sums
+together, which is why big tensors are sampled; pass `hist_sample=None` for exact histograms.
+
+NaN and ±Inf are counted per side and excluded from the sums (the pair is skipped), never
+replaced by zeros; a result with any of them carries the counts so a view can flag it.
+
+Tensors are processed in chunks small enough to stay in cache; the four dot products of a chunk
+come from one small matrix product of the stacked [b; o; d] rows, so data is read once for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Elements per chunk: 3 float32 rows of this length fit in a typical L2 cache.
+CHUNK = 1 << 16
+#: Relative-change histogram: log10(|d|/|b|) in [-8, 2] in 40 equal bins (a quarter decade each).
+REL_LO, REL_HI, REL_BINS = -8.0, 2.0, 40
+REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
+#: Value histograms: this many equal bins over [-R, R], R = largest finite |value| of either side.
+VALUE_BINS = 64
+#: Tensors with more elements than this get histograms from a strided sample (see module doc).
+HIST_SAMPLE = 1 << 18
+
+
+def _zeros_hist() -> np.ndarray:
+    return np.zeros(REL_BINS, dtype=np.float64)
+
+
+def _is_prime(k: int) -> bool:
+    return k >= 2 and all(k % p for p in range(2, math.isqrt(k) + 1))
+
+
+def hist_stride(n: int, sample: int | None = HIST_SAMPLE) -> int:
+    """1 when every element is binned, else the smallest prime >= n / sample."""
+    if sample is None or n <= sample:
+        return 1
+    k = max(2, math.ceil(n / sample))
+    while not _is_prime(k):
+        k += 1
+    return k
+
+
+@dataclass
+class PairStats:
+    """Additive statistics of (base, other) pairs; `merge` gives the exact roll-up."""
+
+    n: int = 0  # elements compared (all pairs)
+    finite: int = 0  # pairs where both values are finite (the sums cover these)
+    sum_b2: float = 0.0
+    sum_o2: float = 0.0
+    sum_bo: float = 0.0
+    sum_d2: float = 0.0
+    max_abs_diff: float = 0.0
+    zeros_base: int = 0
+    zeros_other: int = 0
+    zeros_both: int = 0
+    nan_base: int = 0
+    nan_other: int = 0
+    inf_base: int = 0
+    inf_other: int = 0
+    rel_hist: np.ndarray = field(default_factory=_zeros_hist)
+    # relative-change histogram side counts (estimated like the histogram when sampled)
+    rel_unchanged: float = 0.0  # d == 0
+    rel_from_zero: float = 0.0  # b == 0 and d != 0 (relative change undefined)
+    rel_under: float = 0.0  # 0 < |d|/|b| < 10**REL_LO
+    rel_over: float = 0.0  # |d|/|b| >= 10**REL_HI
+
+    def merge(self, other: PairStats) -> PairStats:
+        out = PairStats()
+        for name in (
+            "n", "finite", "sum_b2", "sum_o2", "sum_bo", "sum_d2", "zeros_base", "zeros_other",
+            "zeros_both", "nan_base", "nan_other", "inf_base", "inf_other", "rel_unchanged",
+            "rel_from_zero", "rel_under", "rel_over",
+        ):  # fmt: skip
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
+        out.rel_hist = self.rel_hist + other.rel_hist
+        return out
+
+    # -- derived metrics (None where undefined, e.g. cosine of a zero vector) --------------------
+    @property
+    def rel_l2(self) -> float | None:
+        if self.sum_b2 > 0:
+            return math.sqrt(self.sum_d2 / self.sum_b2)
+        return 0.0 if self.sum_d2 == 0 else None
+
+    @property
+    def sqnr_db(self) -> float | None:
+        if self.sum_d2 == 0:
+            return math.inf if self.sum_b2 > 0 else None
+        if self.sum_b2 == 0:
+            return None
+        return 10.0 * math.log10(self.sum_b2 / self.sum_d2)
+
+    @property
+    def cosine(self) -> float | None:
+        den = math.sqrt(self.sum_b2 * self.sum_o2)
+        return self.sum_bo / den if den > 0 else None
+
+    @property
+    def nonfinite(self) -> int:
+        return self.nan_base + self.nan_other + self.inf_base + self.inf_other
+
+    def metrics(self) -> dict[str, Any]:
+        """The summary a view shows (JSON-safe: inf SQNR is reported as None with `identical`)."""
+        n = max(self.n, 1)
+        sqnr = self.sqnr_db
+        return {
+            "n": self.n,
+            "rel_l2": self.rel_l2,
+            "sqnr_db": None if sqnr is None or math.isinf(sqnr) else sqnr,
+            "identical": self.sum_d2 == 0 and self.nonfinite == 0,
+            "cosine": self.cosine,
+            "max_abs_diff": self.max_abs_diff,
+            "sparsity_base": self.zeros_base / n,
+            "sparsity_other": self.zeros_other / n,
+            "zero_only_base": self.zeros_base - self.zeros_both,
+            "zero_only_other": self.zeros_other - self.zeros_both,
+            "zero_both": self.zeros_both,
+            "nan_base": self.nan_base,
+            "nan_other": self.nan_other,
+            "inf_base": self.inf_base,
+            "inf_other": self.inf_other,
+            "rel_change": {
+                "unchanged": self.rel_unchanged,
+                "from_zero": self.rel_from_zero,
+                "under": self.rel_under,
+                "over": self.rel_over,
+            },
+        }
+
+
+def _rel_hist(b: torch.Tensor, o: torch.Tensor, st: PairStats, weight: float) -> None:
+    """Add the relative-change histogram of (finite) pairs, each counting `weight` elements."""
+    d = o - b
+    m = d.numel()
+    unchanged = m - int(torch.count_nonzero(d))
+    r = d.abs_().div_(b.abs()).log10_()  # (in place) d=0 -> -inf (NaN when b=0 too); b=0,d!=0 -> +inf
+    zb = m - int(torch.count_nonzero(b))
+    zero_both = m - int(torch.count_nonzero(b.abs() + o.abs()))
+    inside = torch.histc(r, REL_BINS, REL_LO, REL_HI).double().numpy()  # ignores +-inf and NaN
+    over = int((r >= REL_HI).sum())  # includes the +inf of changes from zero
+    from_zero = zb - zero_both
+    st.rel_hist += inside * weight
+    st.rel_unchanged += unchanged * weight
+    st.rel_from_zero += from_zero * weight
+    st.rel_over += (over - from_zero) * weight
+    st.rel_under += (m - int(inside.sum()) - over - unchanged) * weight
+
+
+def _finite_pairs(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = torch.isfinite(b) & torch.isfinite(o)
+    return b[keep], o[keep]
+
+
+def pair_stats(
+    base: torch.Tensor, other: torch.Tensor, *, chunk: int = CHUNK, hist_sample: int | None = HIST_SAMPLE
+) -> PairStats:
+    """Statistics of two equally shaped tensors (any float dtype; computed in float32 chunks,
+    accumulated in float64)."""
+    if base.shape != other.shape:
+        raise ValueError(f"shapes differ: {tuple(base.shape)} vs {tuple(other.shape)}")
+    b_all = base.detach().reshape(-1)
+    o_all = other.detach().reshape(-1)
+    n = b_all.numel()
+    st = PairStats(n=n)
+    buf = torch.empty(3, min(chunk, max(1, n)), dtype=torch.float32, device=b_all.device)
+    gram = torch.zeros(3, 3, dtype=torch.float64, device=b_all.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        rows = buf[:, : stop - start]
+        rows[0].copy_(b_all[start:stop])
+        rows[1].copy_(o_all[start:stop])
+        torch.sub(rows[1], rows[0], out=rows[2])
+        g = rows @ rows.T
+        if not bool(torch.isfinite(g).all()):
+            # Slow path only for chunks holding NaN/Inf (or float32 overflow): count, then drop.
+            for side, x in (("base", rows[0]), ("other", rows[1])):
+                nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+                setattr(st, f"nan_{side}", getattr(st, f"nan_{side}") + nan)
+                setattr(st, f"inf_{side}", getattr(st, f"inf_{side}") + inf)
+            zb, zo = rows[0] == 0, rows[1] == 0
+            st.zeros_base += int(zb.sum())
+            st.zeros_other += int(zo.sum())
+            st.zeros_both += int((zb & zo).sum())
+            fb, fo = _finite_pairs(rows[0], rows[1])
+            rows = torch.stack([fb, fo, fo - fb]).double()
+            g = rows @ rows.T
+        else:
+            m = rows.shape[1]
+            nzb = int(torch.count_nonzero(rows[0]))
+            nzo = int(torch.count_nonzero(rows[1]))
+            # a pair is zero on both sides iff |b| + |o| == 0 (no underflow, unlike b*b + o*o)
+            nz_any = int(torch.count_nonzero(torch.add(rows[0].abs(), rows[1].abs())))
+            st.zeros_base += m - nzb
+            st.zeros_other += m - nzo
+            st.zeros_both += m - nz_any
+        gram += g.double()
+        if rows.shape[1] == 0:
+            continue
+        st.finite += rows.shape[1]
+        lo, hi = torch.aminmax(rows[2])
+        st.max_abs_diff = max(st.max_abs_diff, -float(lo), float(hi))
+    g64 = gram.cpu()
+    st.sum_b2 = float(g64[0, 0])
+    st.sum_o2 = float(g64[1, 1])
+    st.sum_bo = float(g64[0, 1])
+    st.sum_d2 = float(g64[2, 2])
+
+    if hist_sample == 0:  # no histogram wanted (e.g. a second look at a transposed layout)
+        return st
+    stride = hist_stride(n, hist_sample)
+    sb, so = _finite_pairs(b_all[::stride].float(), o_all[::stride].float())
+    if sb.numel():
+        _rel_hist(sb, so, st, float(stride))
+    return st
+
+
+def value_histograms(
+    base: torch.Tensor,
+    other: torch.Tensor | None = None,
+    *,
+    bins: int = VALUE_BINS,
+    hist_sample: int | None = HIST_SAMPLE,
+) -> dict[str, Any]:
+    """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
+    is the largest finite |value| of either side (over the sampled elements). Counts are
+    estimated element counts (sample counts times `stride`)."""
+    stride = hist_stride(base.numel(), hist_sample)
+    sides = [base] if other is None else [base, other]
+    xs = [t.detach().reshape(-1)[::stride].float() for t in sides]
+    r = 0.0
+    for x in xs:
+        fx = x[torch.isfinite(x)]
+        if fx.numel():
+            lo, hi = torch.aminmax(fx)
+            r = max(r, -float(lo), float(hi))
+    r = r or 1.0
+    # histc ignores values outside [min, max], so NaN/Inf are simply not binned (counted elsewhere)
+    hists = [torch.histc(x, bins, -r, r).double().cpu().numpy() * stride for x in xs]
+    out: dict[str, Any] = {"range": r, "bins": bins, "stride": stride, "base": hists[0]}
+    if other is not None:
+        out["other"] = hists[1]
+    return out

@@ -1,0 +1,278 @@
+"""Weight comparison: every parameter tensor of a base against one or more other models.
+
+Per tensor: the metrics of :mod:`.stats` (relative L2, SQNR, cosine, max |diff|, sparsity and
+zero-mask overlap, NaN/Inf counts, relative-change histogram) and value histograms of both sides.
+
+**Roll-up rule.** Tensors are grouped by module path (the name without its last dotted part)
+and every prefix of that path is a node (``""`` is the model, then e.g. ``layers`` →
+``layers.3`` → ``layers.3.attn`` → ``layers.3.attn.q``). A node's statistics are the *sums* of
+its tensors' sufficient statistics, so its relative L2 / SQNR / cosine are those of all its
+parameters concatenated into one vector (a parameter-count-weighted, exact roll-up, dominated
+by large tensors as the error energy is), max |diff| is the maximum, sparsity is zeros over
+elements, and histograms add. Mismatched or missing tensors are listed and counted per node but
+contribute nothing to its statistics.
+
+**Alignment.** A tensor that structured pruning shrank is compared with the base tensor indexed
+by the kept indices the op recorded (`kept_indices[name] = {dim: [base indices]}`); the result
+notes how many channels were removed per dim. A pair whose shapes still differ, whose 2-D
+layout is transposed, or that matches far better transposed (square matrices), is reported with
+`status: "mismatch"` and a message instead of a score.
+
+Tensors stream from the sources one name at a time; each base tensor is read once whatever the
+number of other models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..ops.registry import match_names
+from . import stats as S
+from .control import CompareError, Control
+from .sources import TensorSource
+
+KIND = "weights"
+
+
+@dataclass
+class TensorResult:
+    name: str
+    status: str  # "ok" | "mismatch" | "missing_in_other" | "extra_in_other"
+    shape_base: list[int] | None
+    shape_other: list[int] | None
+    message: str = ""
+    removed: dict[int, int] = field(default_factory=dict)  # dim -> channels removed (structured)
+    stats: S.PairStats | None = None
+    values: dict[str, Any] | None = None  # value histograms (see stats.value_histograms)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "status": self.status,
+            "shape_base": self.shape_base,
+            "shape_other": self.shape_other,
+        }
+        if self.message:
+            d["message"] = self.message
+        if self.removed:
+            d["removed"] = {str(k): v for k, v in self.removed.items()}
+        if self.stats is not None:
+            d["metrics"] = self.stats.metrics()
+        if self.values is not None:
+            d["value_range"] = self.values["range"]
+            d["hist_stride"] = self.values["stride"]
+        return d
+
+
+@dataclass
+class TreeNode:
+    path: str
+    parent: str | None
+    stats: S.PairStats = field(default_factory=S.PairStats)
+    params: int = 0  # elements of compared tensors below
+    tensors: int = 0
+    not_compared: int = 0  # mismatched / missing tensors below
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "parent": self.parent,
+            "params": self.params,
+            "tensors": self.tensors,
+            "not_compared": self.not_compared,
+            "metrics": self.stats.metrics(),
+        }
+
+
+@dataclass
+class WeightComparison:
+    base: str
+    other: str
+    tensors: list[TensorResult]
+    tree: list[TreeNode]
+    options: dict[str, Any]
+
+    def tensor(self, name: str) -> TensorResult:
+        return next(t for t in self.tensors if t.name == name)
+
+    def node(self, path: str) -> TreeNode:
+        return next(n for n in self.tree if n.path == path)
+
+    def wire(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+        """(kind, meta, tensors) for :func:`modelbonsai.wire.encode_result` / `paginate`.
+
+        Histogram rows follow the order of `meta["tensors"]` / `meta["tree"]`; rows of tensors
+        that were not compared are zero."""
+        vb = S.VALUE_BINS
+        rel = np.zeros((len(self.tensors), S.REL_BINS))
+        vbase = np.zeros((len(self.tensors), vb))
+        vother = np.zeros((len(self.tensors), vb))
+        for i, t in enumerate(self.tensors):
+            if t.stats is not None:
+                rel[i] = t.stats.rel_hist
+            if t.values is not None:
+                vbase[i] = t.values["base"]
+                vother[i] = t.values["other"]
+        meta = {
+            "base": self.base,
+            "other": self.other,
+            "options": self.options,
+            "rel_edges_log10": S.REL_EDGES.tolist(),
+            "value_bins": vb,
+            "tensors": [t.to_json() for t in self.tensors],
+            "tree": [n.to_json() for n in self.tree],
+        }
+        arrays = {
+            "rel_hist": rel.astype(np.float32),
+            "value_hist_base": vbase.astype(np.float32),
+            "value_hist_other": vother.astype(np.float32),
+            "tree_rel_hist": np.stack([n.stats.rel_hist for n in self.tree]).astype(np.float32)
+            if self.tree
+            else np.zeros((0, S.REL_BINS), np.float32),
+        }
+        return KIND, meta, arrays
+
+
+def _module_path(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+def _ancestors(path: str) -> list[str]:
+    """'a.b.c' -> ['', 'a', 'a.b', 'a.b.c']."""
+    out = [""]
+    if path:
+        parts = path.split(".")
+        out += [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return out
+
+
+def _build_tree(results: list[TensorResult]) -> list[TreeNode]:
+    nodes: dict[str, TreeNode] = {}
+    for r in results:
+        chain = _ancestors(_module_path(r.name))
+        for i, p in enumerate(chain):
+            if p not in nodes:
+                nodes[p] = TreeNode(path=p, parent=chain[i - 1] if i else None)
+            node = nodes[p]
+            if r.stats is not None:
+                node.stats = node.stats.merge(r.stats)
+                node.params += r.stats.n
+                node.tensors += 1
+            else:
+                node.not_compared += 1
+    return list(nodes.values())
+
+
+def _align(
+    name: str, base: torch.Tensor, other_shape: tuple[int, ...], kept: Mapping[int, Sequence[int]] | None
+) -> tuple[torch.Tensor | None, dict[int, int], str]:
+    """The base tensor brought to the other's layout, the channels removed, or a mismatch message."""
+    removed: dict[int, int] = {}
+    if kept:
+        for dim, idx in sorted(kept.items()):
+            dim = int(dim)
+            if dim >= base.dim():
+                return None, {}, f"kept indices for dim {dim}, but the base tensor has {base.dim()} dims"
+            index = torch.as_tensor(list(idx), dtype=torch.long)
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= base.shape[dim]):
+                return None, {}, f"kept indices on dim {dim} fall outside the base size {base.shape[dim]}"
+            removed[dim] = base.shape[dim] - index.numel()
+            base = base.index_select(dim, index)
+    bs, os_ = tuple(base.shape), tuple(other_shape)
+    if bs == os_:
+        return base, removed, ""
+    if len(bs) == 2 and bs[::-1] == os_:
+        return None, removed, f"layout mismatch: base {list(bs)} vs other {list(os_)} (transposed)"
+    what = "same number of elements, different shape" if base.numel() == int(np.prod(os_)) else "shape mismatch"
+    hint = "" if kept else " (no kept indices recorded for it)"
+    return None, removed, f"{what}: base {list(bs)} vs other {list(os_)}{hint}"
+
+
+def _looks_transposed(b: torch.Tensor, o: torch.Tensor, st: S.PairStats) -> bool:
+    """Square matrices cannot be told apart by shape: flag one that fits far better transposed."""
+    rel = st.rel_l2
+    if b.dim() != 2 or b.shape[0] != b.shape[1] or b.shape[0] < 2 or rel is None or rel < 0.5:
+        return False
+    t_rel = S.pair_stats(b.T.contiguous(), o, hist_sample=0).rel_l2
+    return t_rel is not None and t_rel < 0.25 * rel
+
+
+def compare_weights(
+    base: TensorSource,
+    others: Mapping[str, TensorSource],
+    *,
+    base_id: str = "base",
+    kept_indices: Mapping[str, Mapping[str, Mapping[int, Sequence[int]]]] | None = None,
+    include: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    hist_sample: int | None = S.HIST_SAMPLE,
+    control: Control | None = None,
+) -> dict[str, WeightComparison]:
+    """Compare `base` with every source in `others` (id -> source), tensor by tensor.
+
+    `kept_indices[other_id]` is that model's CompressedModel.kept_indices (may be absent).
+    `include`/`exclude` are fnmatch globs over parameter names (default: every tensor)."""
+    ctl = control or Control()
+    if not others:
+        raise CompareError("nothing to compare the base with: give at least one other model")
+    kept_indices = kept_indices or {}
+    names = base.names()
+    if include:
+        names = match_names(names, include)
+    if exclude:
+        dropped = set(match_names(names, exclude))
+        names = [n for n in names if n not in dropped]
+    other_names = {oid: set(src.names()) for oid, src in others.items()}
+    results: dict[str, list[TensorResult]] = {oid: [] for oid in others}
+    sizes = [int(np.prod(base.shape(n))) for n in names]
+    total = max(1, sum(sizes))
+    done = 0
+    for name, size in zip(names, sizes, strict=True):
+        ctl.step(done / total, f"comparing weights: {name}")
+        b = base.get(name)
+        for oid, src in others.items():
+            shape_b = list(b.shape)
+            if name not in other_names[oid]:
+                results[oid].append(TensorResult(name, "missing_in_other", shape_b, None, "not in the other model"))
+                continue
+            o_shape = tuple(src.shape(name))
+            kept = kept_indices.get(oid, {}).get(name)
+            aligned, removed, problem = _align(name, b, o_shape, kept)
+            if aligned is None:
+                results[oid].append(TensorResult(name, "mismatch", shape_b, list(o_shape), problem, removed))
+                continue
+            o = src.get(name)
+            if tuple(o.shape) != o_shape:
+                raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.shape)}, its listing said {list(o_shape)}")
+            if not (aligned.is_floating_point() and o.is_floating_point()):
+                results[oid].append(
+                    TensorResult(name, "mismatch", shape_b, list(o_shape), f"not a float tensor ({aligned.dtype} vs {o.dtype})")
+                )
+                continue
+            st = S.pair_stats(aligned, o, hist_sample=hist_sample)
+            if not kept and _looks_transposed(aligned, o, st):
+                results[oid].append(
+                    TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
+                )
+                continue
+            values = S.value_histograms(aligned, o, hist_sample=hist_sample)
+            results[oid].append(TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, values))
+            del o
+        del b
+        done += size
+    for oid in others:
+        extra = sorted(other_names[oid] - set(base.names()))
+        for name in extra:
+            results[oid].append(
+                TensorResult(name, "extra_in_other", None, list(others[oid].shape(name)), "not in the base model")
+            )
+    ctl.step(1.0, "weights compared")
+    options = {"include": include, "exclude": exclude, "hist_sample": hist_sample}
+    return {
+        oid: WeightComparison(base_id, oid, res, _build_tree(res), options) for oid, res in results.items()
+    }

@@ -1,0 +1,135 @@
+"""Weight comparison: per-tensor results, exact roll-up, masks, structured alignment, mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from modelbonsai import wire
+from modelbonsai.compare.control import Cancelled, Control
+from modelbonsai.compare.sources import FunctionSource, ModuleSource, SafetensorsSource
+from modelbonsai.compare.weights import compare_weights
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(
+        nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8)),
+        nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8)),
+    )
+
+
+def test_rollup_and_wire_round_trip() -> None:
+    base = _net()
+    other = _net()
+    other.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        other[0][0].weight.add_(0.1 * torch.randn_like(other[0][0].weight))
+    res = compare_weights(ModuleSource(base), {"o": ModuleSource(other)})["o"]
+    assert res.tensor("0.0.weight").stats.rel_l2 > 0.05  # type: ignore[union-attr,operator]
+    assert res.tensor("0.2.weight").stats.metrics()["identical"]  # type: ignore[union-attr]
+    # roll-up: block 0 == its four tensors concatenated
+    ws = ["0.0.weight", "0.0.bias", "0.2.weight", "0.2.bias"]
+    b = torch.cat([base.state_dict()[n].reshape(-1) for n in ws]).double()
+    o = torch.cat([other.state_dict()[n].reshape(-1) for n in ws]).double()
+    want = float((o - b).norm() / b.norm())
+    node = res.node("0")
+    assert node.stats.rel_l2 == pytest.approx(want, rel=1e-6) and node.params == b.numel()
+    assert res.node("").params == sum(p.numel() for p in base.parameters())
+    assert {n.path for n in res.tree} >= {"", "0", "0.0", "1", "1.1"}
+    kind, meta, tensors = res.wire()
+    pages = wire.paginate(kind, meta, tensors)
+    back = wire.join_pages(pages)
+    assert back.meta["tree"][0]["path"] == ""
+    assert back.tensors["rel_hist"].shape == (len(meta["tensors"]), 40)
+
+
+def test_mask_overlap_on_known_masks() -> None:
+    w = torch.randn(10, 10) + 5.0  # no accidental zeros
+    base_mask = torch.zeros(10, 10, dtype=torch.bool)
+    base_mask[:3] = True  # 30 zeros in base
+    other_mask = torch.zeros(10, 10, dtype=torch.bool)
+    other_mask[2:6] = True  # 40 zeros in other; rows 2 overlap -> 10 both
+    b, o = w.masked_fill(base_mask, 0.0), w.masked_fill(other_mask, 0.0)
+    src = lambda t: FunctionSource({"w": (10, 10)}, lambda n: t)  # noqa: E731
+    m = compare_weights(src(b), {"o": src(o)})["o"].tensor("w").stats.metrics()  # type: ignore[union-attr]
+    assert (m["zero_only_base"], m["zero_only_other"], m["zero_both"]) == (20, 30, 10)
+    assert m["sparsity_base"] == pytest.approx(0.3) and m["sparsity_other"] == pytest.approx(0.4)
+
+
+def test_structured_prune_alignment_through_kept_indices() -> None:
+    base = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 4))
+    keep = [0, 2, 3, 7, 9]
+    pruned = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    with torch.no_grad():
+        pruned[0].weight.copy_(base[0].weight[keep])
+        pruned[0].bias.copy_(base[0].bias[keep])
+        pruned[2].weight.copy_(base[2].weight[:, keep] * 1.1)  # a real change after alignment
+        pruned[2].bias.copy_(base[2].bias)
+    kept = {"0.weight": {0: keep}, "0.bias": {0: keep}, "2.weight": {1: keep}}
+    res = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)}, kept_indices={"p": kept})["p"]
+    w0 = res.tensor("0.weight")
+    assert w0.status == "ok" and w0.removed == {0: 5} and w0.stats.metrics()["identical"]  # type: ignore[union-attr]
+    w2 = res.tensor("2.weight")
+    assert w2.status == "ok" and w2.stats.rel_l2 == pytest.approx(0.1, rel=1e-5)  # type: ignore[union-attr]
+    # without the kept indices, the same pair is a mismatch rather than a score
+    res2 = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)})["p"]
+    assert res2.tensor("0.weight").status == "mismatch" and "shape" in res2.tensor("0.weight").message
+    assert res2.node("").not_compared == 3
+
+
+def test_layout_mismatch_and_missing() -> None:
+    w = torch.randn(6, 4)
+    sq = torch.randn(8, 8)
+    base = FunctionSource({"a": (6, 4), "sq": (8, 8), "gone": (3,)}, {"a": w, "sq": sq, "gone": torch.ones(3)}.__getitem__)
+    other = FunctionSource({"a": (4, 6), "sq": (8, 8), "new": (2,)}, {"a": w.T.contiguous(), "sq": sq.T.contiguous(), "new": torch.ones(2)}.__getitem__)
+    res = compare_weights(base, {"o": other})["o"]
+    assert res.tensor("a").status == "mismatch" and "transposed" in res.tensor("a").message
+    assert res.tensor("sq").status == "mismatch" and "transposed" in res.tensor("sq").message
+    assert res.tensor("gone").status == "missing_in_other"
+    assert res.tensor("new").status == "extra_in_other"
+
+
+def test_streams_from_safetensors_and_counts_nan(tmp_path: Path) -> None:
+    base = {f"layer{i}.weight": torch.randn(32, 16) for i in range(3)}
+    other = {k: v.half() for k, v in base.items()}  # float16 copy: small, real error
+    other["layer1.weight"] = other["layer1.weight"].clone()
+    other["layer1.weight"][0, :4] = float("nan")
+    save_file(base, str(tmp_path / "b.safetensors"))
+    save_file(other, str(tmp_path / "o.safetensors"))
+    res = compare_weights(SafetensorsSource(tmp_path / "b.safetensors"), {"o": SafetensorsSource(tmp_path / "o.safetensors")})["o"]
+    m = res.tensor("layer1.weight").stats.metrics()  # type: ignore[union-attr]
+    assert m["nan_other"] == 4 and m["nan_base"] == 0
+    assert res.node("").stats.nan_other == 4
+    ref = (other["layer0.weight"].double() - base["layer0.weight"].double()).norm() / base["layer0.weight"].double().norm()
+    assert res.tensor("layer0.weight").stats.rel_l2 == pytest.approx(float(ref), rel=1e-5)  # type: ignore[union-attr]
+    assert 40 < res.tensor("layer0.weight").stats.sqnr_db < 90  # type: ignore[union-attr,operator]
+
+
+def test_progress_and_cancel() -> None:
+    seen: list[float] = []
+    src = ModuleSource(_net())
+    compare_weights(src, {"o": ModuleSource(_net())}, control=Control(lambda f, m: seen.append(f)))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    with pytest.raises(Cancelled):
+        compare_weights(src, {"o": src}, control=Control(cancelled=lambda: True))
+
+
+def test_many_others_read_base_once() -> None:
+    reads: list[str] = []
+    t = {"w": torch.randn(5, 5)}
+
+    def read(n: str) -> torch.Tensor:
+        reads.append(n)
+        return t[n]
+
+    base = FunctionSource({"w": (5, 5)}, read)
+    others = {f"m{i}": FunctionSource({"w": (5, 5)}, lambda n, i=i: t[n] * (1 + i)) for i in range(3)}
+    res = compare_weights(base, others)
+    assert reads == ["w"]
+    assert [round(res[f"m{i}"].tensor("w").stats.rel_l2, 6) for i in range(3)] == [0.0, 1.0, 2.0]  # type: ignore[union-attr]
+    assert np.isclose(res["m1"].tensor("w").stats.cosine, 1.0)  # type: ignore[union-attr]
