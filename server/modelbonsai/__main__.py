@@ -1,0 +1,7 @@
+"""`python -m modelbonsai ...` is the same as `bonsai ...`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

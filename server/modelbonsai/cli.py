@@ -1,0 +1,475 @@
+"""`bonsai`: the engine headless. Thin over the engine; all output formatting lives here.
+
+Exit codes: 0 success, 1 a run failed (or an unexpected internal error), 2 a usage or user error
+(bad experiment file, unknown model, refused delete). Messages go to stderr; a user's mistake
+never shows a traceback (set BONSAI_DEBUG=1 to see one anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit code 2."""
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", "-w", metavar="DIR", default=argparse.SUPPRESS,
+                        help="workspace folder holding .bonsai/ (default: the experiment file's folder, else cwd)")
+    p = argparse.ArgumentParser(prog="bonsai", parents=[common],
+                                description="Bonsai: compress models, record their lineage, compare them.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the variants of an experiment file that are not up to date")
+    run.add_argument("file", metavar="FILE", help="a *.bonsai.yaml experiment file")
+    run.add_argument("--only", nargs="+", metavar="NAME", help="run only these variants (and missing ancestors)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                     help="where to run (default: the file's `device`, else auto)")
+    run.add_argument("--force", action="store_true", help="re-make the selected variants even when up to date")
+    run.add_argument("--max-instances", type=int, metavar="N", help="evaluate on at most N instances")
+    run.add_argument("--allow-pickle", action="store_true",
+                     help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
+
+    ls = sub.add_parser("ls", parents=[common], help="list the models in the lineage")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    show = sub.add_parser("show", parents=[common], help="show one model: lineage, op, parameters, metrics")
+    show.add_argument("model", metavar="MODEL", help="model name or id (prefix)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+
+    rm = sub.add_parser("rm", parents=[common], help="delete a model (refused if it has children)")
+    rm.add_argument("model", metavar="MODEL")
+    rm.add_argument("--recursive", "-r", action="store_true", help="also delete every model derived from it")
+
+    exp = sub.add_parser("export", parents=[common], help="write a model as a Hugging Face folder or safetensors")
+    exp.add_argument("model", metavar="MODEL")
+    exp.add_argument("dir", metavar="DIR")
+    exp.add_argument("--format", choices=["hf", "safetensors"], default="hf")
+
+    sub.add_parser("ops", parents=[common], help="list the registered compression ops")
+    sub.add_parser("serve", parents=[common], help="the language server over stdio (started by the VS Code extension)")
+
+    cmp_ = sub.add_parser("compare", parents=[common], help="compare models with a base model")
+    cmp_.add_argument("models", nargs="+", metavar="MODEL", help="the base model first, then the others")
+    cmp_.add_argument("--json", action="store_true")
+    rep = sub.add_parser("report", parents=[common], help="a Markdown report of the lineage and its metrics")
+    rep.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    if args.version:
+        from . import __version__
+
+        print(f"bonsai {__version__}")
+        return EXIT_OK
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as e:
+        if _is_user_error(e):
+            _err(str(e))
+            if _debug():
+                traceback.print_exc()
+            return EXIT_USAGE
+        _err(f"internal error: {type(e).__name__}: {e}")
+        if _debug():
+            traceback.print_exc()
+        else:
+            _err("(set BONSAI_DEBUG=1 to see the traceback)")
+        return EXIT_FAILED
+
+
+def _is_user_error(e: BaseException) -> bool:
+    from .load import LoadError
+    from .ops.registry import OpError
+    from .store import StoreError
+
+    if isinstance(e, (UserError, StoreError, LoadError, OpError)):
+        return True
+    return type(e).__name__ in ("PlanError", "TaskError", "DeviceError", "ArtifactError", "ExportError")
+
+
+def _debug() -> bool:
+    return os.environ.get("BONSAI_DEBUG", "") not in ("", "0")
+
+
+def _err(message: str) -> None:
+    print(f"bonsai: {message}", file=sys.stderr)
+
+
+def _workspace(args: argparse.Namespace, file: Path | None = None) -> Path:
+    ws = getattr(args, "workspace", None)
+    if ws:
+        path = Path(ws).expanduser()
+        if not path.is_dir():
+            raise UserError(f"--workspace {ws}: no such folder")
+        return path.resolve()
+    if file is not None:
+        return file.resolve().parent
+    return Path.cwd()
+
+
+def _open_store(args: argparse.Namespace, file: Path | None = None) -> Any:
+    from .store import LineageStore
+
+    return LineageStore.open(_workspace(args, file))
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import load_experiment
+
+    file = Path(args.file)
+    if not file.is_file():
+        raise UserError(f"{file}: no such experiment file")
+    parsed = load_experiment(file)
+    for problem in parsed.problems:
+        r = problem.range
+        print(f"{problem.path}:{r.start_line + 1}:{r.start_col + 1}: {problem.severity}: {problem.message}",
+              file=sys.stderr)
+    if parsed.errors or parsed.experiment is None:
+        n = len(parsed.errors)
+        _err(f"{file}: {n} error{'s' if n != 1 else ''}; nothing was run")
+        return EXIT_USAGE
+    exp = parsed.experiment
+    from .device import resolve_device
+    from .runner import Runner, make_plan
+
+    device = args.device or getattr(exp, "device", None) or "auto"
+    resolve_device(device)  # a missing device is a usage error before anything is loaded
+    with _open_store(args, file) as store:
+        plan = make_plan(exp, store, only=args.only, force=args.force)
+        display = _RunDisplay(plan)
+        runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle,
+                        max_instances=args.max_instances)
+        with display:
+            result = runner.run(plan)
+        _print_models(store, [result.models[s.name] for s in plan.steps if s.name in result.models],
+                      title=f"{file.name}")
+        for variant, message in result.failed.items():
+            _err(f"{variant} failed: {message}")
+        for variant, why in result.skipped.items():
+            _err(f"{variant} skipped ({why})")
+        if result.status == "cancelled":
+            _err("run cancelled")
+            return EXIT_FAILED
+        made, fresh = len(result.made), len(result.up_to_date)
+        print(f"{made} model{'s' if made != 1 else ''} made, {fresh} up to date"
+              + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
+        return EXIT_FAILED if result.failed else EXIT_OK
+
+
+class _RunDisplay:
+    """A rich progress bar per variant (on stderr, so stdout stays for tables and JSON)."""
+
+    def __init__(self, plan: Any):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.fields[variant]:<24}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        for v in [plan.steps[0].name, *plan.variants()]:
+            self.tasks[v] = self.progress.add_task("", total=1.0, variant=v, status="waiting")
+
+    def __enter__(self) -> _RunDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_event(self, e: Any) -> None:
+        task = self.tasks.get(e.variant)
+        if task is None:
+            return
+        if e.kind in ("start", "progress"):
+            self.progress.update(task, completed=e.fraction, status=f"{e.model}: {e.message}"[:48])
+        elif e.kind == "stored" and "/" not in e.model:
+            self.progress.update(task, completed=1.0, status="[green]done")
+        elif e.kind == "up-to-date":
+            self.progress.update(task, completed=1.0, status="[dim]up to date")
+        elif e.kind == "failed":
+            self.progress.update(task, status="[red]failed")
+        elif e.kind == "skipped":
+            self.progress.update(task, status="[yellow]skipped")
+
+
+# -- tables -------------------------------------------------------------------------------------
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "B":
+        v = float(value)
+        for u in ("B", "KiB", "MiB", "GiB"):
+            if abs(v) < 1024 or u == "GiB":
+                return f"{v:.0f} {u}" if u == "B" else f"{v:.1f} {u}"
+            v /= 1024
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}" + (f" {unit}" if unit else "")
+    return f"{value:.4g}" + (f" {unit}" if unit else "")
+
+
+def _print_models(store: Any, models: list[Any], *, title: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = store.all_metrics()
+    names = {m.id: m.name for m in store.list_models()}
+    columns: list[str] = []
+    for m in models:
+        for x in metrics.get(m.id, []):
+            if x.headline and x.name not in columns:
+                columns.append(x.name)
+    table = Table(title=title or None)
+    for col in ("id", "model", "parent", "op", "status", *columns):
+        table.add_column(col, no_wrap=col in ("id", "model"))
+    for m in models:
+        by_name = {x.name: x for x in metrics.get(m.id, [])}
+        row = [m.id, m.name, names.get(m.parent_id or "", "") if m.parent_id else "",
+               m.op or "(base)", m.status if m.status == "ok" else f"[red]{m.status}"]
+        for col in columns:
+            x = by_name.get(col)
+            row.append(format_value(x.value, x.unit) if x else "")
+        table.add_row(*row)
+    Console(width=max(120, Console().width)).print(table)
+    for m in models:
+        if m.status != "ok":
+            _err(f"{m.name} ({m.id}) is broken: {m.status_reason}")
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        models = store.list_models()
+        if args.json:
+            metrics = store.all_metrics()
+            out = [{**m.to_json(), "metrics": [x.to_json() for x in metrics.get(m.id, [])]} for m in models]
+            print(json.dumps(out, indent=2))
+            return EXIT_OK
+        if not models:
+            _err(f"no models yet in {store.root}; run an experiment with `bonsai run FILE`")
+            return EXIT_OK
+        _print_models(store, models)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        m = store.get_model(args.model)
+        metrics = store.metrics(m.id)
+        children = store.children(m.id)
+        parent = store.get_model(m.parent_id) if m.parent_id and _exists(store, m.parent_id) else None
+        if args.json:
+            print(json.dumps({**m.to_json(), "metrics": [x.to_json() for x in metrics],
+                              "children": [c.id for c in children]}, indent=2))
+            return EXIT_OK
+        lines = [
+            f"model      {m.name}  ({m.id})",
+            f"status     {m.status}" + (f": {m.status_reason}" if m.status_reason else ""),
+            f"parent     {parent.name + '  (' + parent.id + ')' if parent else '(none: a base model)'}",
+        ]
+        if m.op:
+            lines.append(f"op         {m.op} {json.dumps(m.params, sort_keys=True)}")
+        if m.base_spec:
+            lines.append(f"loaded     {json.dumps(m.base_spec, sort_keys=True)}")
+        if m.experiment_file:
+            where = m.experiment_file + (f"  variant {m.variant}, step {m.step + 1}" if m.variant else "")
+            lines.append(f"from       {where}")
+        lines += [
+            f"seed       {m.seed}",
+            f"versions   {', '.join(f'{k} {v}' for k, v in sorted(m.versions.items()))}",
+            f"artifact   {store.artifact_path(m)}",
+            f"created    {_when(m.created)}",
+            f"children   {', '.join(c.name for c in children) or '(none)'}",
+        ]
+        print("\n".join(lines))
+        if metrics:
+            print("metrics")
+            width = max(len(x.name) for x in metrics)
+            for x in metrics:
+                star = "*" if x.headline else " "
+                print(f"  {star} {x.name:<{width}}  {format_value(x.value, x.unit)}"
+                      + (f"   ({x.detail})" if x.detail else ""))
+    return EXIT_OK
+
+
+def _exists(store: Any, model_id: str) -> bool:
+    try:
+        store.get_model(model_id)
+    except Exception:
+        return False
+    return True
+
+
+def _when(ts: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        gone = store.delete_model(store.get_model(args.model).id, recursive=args.recursive)
+        for m in gone:
+            print(f"deleted {m.name} ({m.id})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .artifacts import export_model
+
+    with _open_store(args) as store:
+        m = store.get_model(args.model)
+        if m.status != "ok":
+            raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
+        cm = load_model(store, m)
+        written = export_model(cm, Path(args.dir), format=args.format)
+        print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
+    return EXIT_OK
+
+
+def load_model(store: Any, m: Any) -> Any:
+    """A stored model as a runnable CompressedModel (base: loaded; others: rebuilt from artifacts)."""
+    from .artifacts import load_artifact
+    from .load import load_base, load_skeleton
+    from .ops.registry import CompressedModel
+
+    root = _root_of(store, m)
+    if not root.base_spec:
+        raise UserError(f"model '{m.name}': its base model is not in the store, so it cannot be rebuilt")
+    spec, spec_root = root.base_spec, _spec_root(store, root)
+    if m.parent_id is None:
+        return CompressedModel(module=load_base(spec, spec_root))
+    return load_artifact(store.artifact_path(m), lambda: load_skeleton(spec, spec_root))
+
+
+def _root_of(store: Any, m: Any) -> Any:
+    cur = m
+    seen = set()
+    while cur.parent_id is not None and cur.id not in seen:
+        seen.add(cur.id)
+        cur = store.get_model(cur.parent_id)
+    return cur
+
+
+def _spec_root(store: Any, root_model: Any) -> Path:
+    """Paths in a base spec are relative to the experiment file's folder."""
+    if root_model.experiment_file:
+        exp = Path(root_model.experiment_file)
+        return (exp if exp.is_absolute() else store.workspace / exp).parent
+    return Path(store.workspace)
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .ops.registry import all_ops
+
+    table = Table()
+    for col in ("op", "family", "parameters", "summary"):
+        table.add_column(col)
+    for op in all_ops():
+        table.add_row(op.name, op.family, ", ".join(p.name for p in op.params), op.summary)
+    Console(width=max(120, Console().width)).print(table)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .lsp.server import main as serve_main
+
+    return int(serve_main([]) or 0)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        from . import compare
+    except ImportError:
+        compare = None  # type: ignore[assignment]
+    fn = getattr(compare, "compare_cli", None) if compare is not None else None
+    if fn is None:
+        raise UserError("`bonsai compare` is not yet available from the command line; use the VS Code views")
+    with _open_store(args) as store:
+        return int(fn(store, args.models, as_json=args.json))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The lineage as Markdown: every model, its parent and op, and its metrics."""
+    with _open_store(args) as store:
+        models = store.list_models()
+        metrics = store.all_metrics()
+        names = {m.id: m.name for m in models}
+        cols: list[str] = []
+        for m in models:
+            for x in metrics.get(m.id, []):
+                if x.name not in cols:
+                    cols.append(x.name)
+        lines = [f"# Bonsai report: {store.workspace.name}", "",
+                 f"{len(models)} model(s) in `{store.root}`.", "",
+                 "| model | parent | op | params | status | " + " | ".join(cols) + " |",
+                 "|" + "---|" * (5 + len(cols))]
+        for m in models:
+            by = {x.name: x for x in metrics.get(m.id, [])}
+            cells = [m.name, names.get(m.parent_id or "", ""), m.op or "(base)",
+                     json.dumps(m.params, sort_keys=True) if m.params else "", m.status]
+            cells += [format_value(by[c].value, by[c].unit) if c in by else "" for c in cols]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        text = "\n".join(lines) + "\n"
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "rm": cmd_rm,
+    "export": cmd_export,
+    "ops": cmd_ops,
+    "serve": cmd_serve,
+    "compare": cmd_compare,
+    "report": cmd_report,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""Plan (what is stale) and execute an experiment's variants into the lineage store.
+
+Naming: the model a variant ends with carries the variant's name (``prune-50``). A variant with
+several ops records each intermediate model too, named ``<variant>/<k>`` for the model after its
+first k ops (``prune-50-int8/1`` after op 1 of 2). `step` in the store is the 0-based op index.
+
+Up to date: every model has a fingerprint, hash(parent fingerprint, op name, resolved params,
+seed [, task when the op uses it]); the base's fingerprint covers the experiment file, the load
+spec and the weight files' sizes and times. A model whose fingerprint is already stored (and not
+broken) is skipped unless forced; a forced model replaces the stored one (its children follow).
+
+Failure: a step that fails stores nothing; its variant is reported failed with the message and
+every variant below it is skipped; other branches go on. The run record lists the failures.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import platform
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .device import resolve_device
+from .load import LoadError, base_fingerprint, load_base, load_skeleton
+from .ops.registry import Cancelled, CompressedModel, OpContext, OpError, get_op
+from .store import LineageStore, ModelRecord, canonical_json
+
+log = logging.getLogger(__name__)
+
+BASE = "base"
+OUTPUTS_FILE = "outputs.safetensors"
+
+ProgressFn = Callable[[float, str], None]
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunEvent:
+    """What the runner reports as it goes (the CLI draws a bar per variant from these).
+
+    kind: "plan" | "start" | "progress" | "stored" | "up-to-date" | "failed" | "skipped" | "done"
+    """
+
+    kind: str
+    variant: str = ""
+    model: str = ""
+    fraction: float = 0.0
+    message: str = ""
+    record: ModelRecord | None = None
+
+
+EventFn = Callable[[RunEvent], None]
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedStep:
+    """One model to have in the store: the base (op None) or one op of one variant."""
+
+    name: str
+    variant: str  # "" for the base
+    step: int
+    op: str | None
+    params: dict[str, Any]
+    parent: str | None  # planned name of the parent step (None for the base)
+    fingerprint: str
+    seed: int
+    existing: ModelRecord | None = None
+    selected: bool = True  # asked for (not merely needed as an ancestor)
+    force: bool = False
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.existing is not None and not self.force
+
+    @property
+    def is_final(self) -> bool:
+        return "/" not in self.name
+
+
+@dataclass
+class Plan:
+    experiment: Any
+    steps: list[PlannedStep]  # the base first, then parents before children
+
+    def stale(self) -> list[PlannedStep]:
+        return [s for s in self.steps if not s.up_to_date]
+
+    def step(self, name: str) -> PlannedStep:
+        return next(s for s in self.steps if s.name == name)
+
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(s.variant for s in self.steps if s.variant))
+
+
+class PlanError(ValueError):
+    """A user-facing problem making the plan (unknown op, unknown --only name, bad parameter)."""
+
+
+def step_name(variant: str, index: int, n_ops: int) -> str:
+    return variant if index == n_ops - 1 else f"{variant}/{index + 1}"
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:32]
+
+
+def experiment_label(path: Path, workspace: Path) -> str:
+    """How the store names an experiment file: relative to the workspace when inside it."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(workspace.resolve()).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
+def base_spec_dict(exp: Any) -> dict[str, Any]:
+    b = exp.base
+    spec: dict[str, Any] = {"name": b.name, "load": b.load}
+    for key in ("factory", "args", "dtype"):
+        value = getattr(b, key, None)
+        if value is not None:
+            spec[key] = value
+    return spec
+
+
+def make_plan(
+    exp: Any,
+    store: LineageStore,
+    *,
+    only: list[str] | None = None,
+    force: bool = False,
+) -> Plan:
+    """Every model the experiment describes, each with its fingerprint and stored twin if any.
+
+    `only` restricts the run to those variants (and whatever of their ancestors is missing);
+    `force` re-makes the selected variants even when up to date (not their ancestors).
+    """
+    import_user_ops(exp)
+    label = experiment_label(exp.path, store.workspace)
+    base_fp = _hash({"base": base_fingerprint(base_spec_dict(exp), exp.root), "file": label})
+    base_step = PlannedStep(
+        name=exp.base.name, variant="", step=0, op=None, params={}, parent=None,
+        fingerprint=base_fp, seed=int(exp.seed),
+    )
+    steps: list[PlannedStep] = [base_step]
+    last_of: dict[str, PlannedStep] = {BASE: base_step, exp.base.name: base_step}
+    task_key = None
+    if getattr(exp, "task", None) is not None:
+        task_key = {"kind": exp.task.kind, "options": exp.task.options}
+    for v in exp.variants:
+        parent = last_of.get(v.parent)
+        if parent is None:
+            raise PlanError(f"variant '{v.name}': parent '{v.parent}' is not defined before it")
+        if not v.ops:
+            raise PlanError(f"variant '{v.name}' has no ops")
+        seed = int(v.seed if getattr(v, "seed", None) is not None else exp.seed)
+        for i, call in enumerate(v.ops):
+            opdef = get_op(call.name)
+            if opdef is None:
+                raise PlanError(f"variant '{v.name}': unknown op '{call.name}'")
+            try:
+                params = opdef.resolve(dict(call.params))
+            except OpError as e:
+                raise PlanError(f"variant '{v.name}': {e}") from e
+            key: dict[str, Any] = {"parent": parent.fingerprint, "op": call.name, "params": params, "seed": seed}
+            if opdef.needs_task:
+                key["task"] = task_key
+            st = PlannedStep(
+                name=step_name(v.name, i, len(v.ops)), variant=v.name, step=i, op=call.name,
+                params=params, parent=parent.name, fingerprint=_hash(key), seed=seed,
+            )
+            steps.append(st)
+            parent = st
+        last_of[v.name] = parent
+    names = [v.name for v in exp.variants]
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise PlanError(f"--only: no variant named {', '.join(unknown)} (variants: {', '.join(names)})")
+    for st in steps:
+        st.existing = store.find_by_fingerprint(st.fingerprint)
+        st.selected = not only or st.variant in only
+    for st in steps:
+        st.force = force and st.selected and bool(st.variant)
+    if only:
+        # Keep the selected variants and the ancestors they need; drop other branches.
+        by_name = {s.name: s for s in steps}
+        needed: set[str] = set()
+        for st in steps:
+            if st.selected and st.variant:
+                cur: PlannedStep | None = st
+                while cur is not None and cur.name not in needed:
+                    needed.add(cur.name)
+                    cur = by_name.get(cur.parent) if cur.parent else None
+        steps = [s for s in steps if s.name in needed or s is base_step]
+    return Plan(exp, steps)
+
+
+def import_user_ops(exp: Any) -> None:
+    """Import the experiment's `ops_from` files: importing registers their ops.
+
+    Each run imports the files afresh, replacing user ops of the same names registered before
+    (a long-lived language server must pick up the user's edits). Built-in ops are never replaced.
+    """
+    import importlib.util
+    import sys
+
+    from .experiment.opcalls import user_op_names
+    from .ops import registry
+
+    for raw in getattr(exp, "ops_from", None) or []:
+        path = Path(raw).resolve()
+        names = user_op_names(path)
+        if isinstance(names, str):
+            raise PlanError(f"ops_from: {names}")
+        for name in names:
+            old = registry._OPS.get(name)
+            if old is not None and not old.fn.__module__.startswith("modelbonsai."):
+                del registry._OPS[name]
+        digest = hashlib.sha1(f"{path}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        mod_name = f"bonsai_user_ops_{digest}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise PlanError(f"ops_from: cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # the user's code: report it, never crash
+            sys.modules.pop(mod_name, None)
+            raise PlanError(f"ops_from: importing {path.name} raised {type(e).__name__}: {e}") from e
+
+
+# -- executing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # done | failed | cancelled
+    models: dict[str, ModelRecord] = field(default_factory=dict)  # planned name -> record
+    made: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # variant (or base name) -> message
+    skipped: dict[str, str] = field(default_factory=dict)  # variant -> why
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "torch": torch.__version__, "modelbonsai": __version__}
+    try:
+        import transformers
+
+        out["transformers"] = transformers.__version__
+    except Exception:  # recorded when present; its absence does not stop a run
+        pass
+    return out
+
+
+class Runner:
+    """Executes a plan. Progress goes to `progress(fraction, message)` (overall) and `events`."""
+
+    def __init__(
+        self,
+        store: LineageStore,
+        *,
+        device: str = "auto",
+        progress: ProgressFn | None = None,
+        events: EventFn | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        allow_pickle: bool = False,
+        max_instances: int | None = None,
+    ):
+        self.store = store
+        self.device_name = device
+        self._progress = progress or (lambda f, m: None)
+        self._events = events or (lambda e: None)
+        self._cancelled = cancelled or (lambda: False)
+        self.allow_pickle = allow_pickle
+        self.max_instances = max_instances
+        self._memo: dict[str, CompressedModel] = {}  # fingerprint -> model (base + latest)
+        self._base_eval: Any = None
+        self._task: Any = None
+
+    # The heavy lifting of one run; the CLI and the language server both call this.
+    def run(self, plan: Plan) -> RunResult:
+        exp = plan.experiment
+        device = resolve_device(self.device_name)
+        label = experiment_label(exp.path, self.store.workspace)
+        run = self.store.start_run(label, plan.variants())
+        result = RunResult(run_id=run.id, status="done")
+        self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"))
+        todo = plan.stale()
+        done_count = 0
+        bad: dict[str, str] = {}  # planned step name -> why it is unavailable
+        try:
+            for st in plan.steps:
+                self._check_cancelled()
+                if st.up_to_date:
+                    assert st.existing is not None
+                    result.models[st.name] = st.existing
+                    if st.is_final:
+                        result.up_to_date.append(st.name)
+                        self._emit(RunEvent("up-to-date", st.variant or st.name, st.name, 1.0, "up to date",
+                                            st.existing))
+                    continue
+                who = st.variant or st.name
+                if st.parent in bad:
+                    bad[st.name] = bad[st.parent]
+                    if st.is_final:
+                        result.skipped[who] = f"not run: {bad[st.parent]}"
+                        self._emit(RunEvent("skipped", who, st.name, 0.0, result.skipped[who]))
+                    done_count += 1
+                    self._progress(done_count / max(1, len(todo)), f"{st.name} skipped")
+                    continue
+                base_frac = done_count / max(1, len(todo))
+
+                def on_progress(f: float, m: str, base_frac: float = base_frac, st: PlannedStep = st) -> None:
+                    f = min(max(f, 0.0), 1.0)
+                    frac = (st.step + f) / max(1, self._n_ops(plan, st))
+                    self._emit(RunEvent("progress", st.variant or st.name, st.name, frac, m))
+                    self._progress(base_frac + f / max(1, len(todo)), f"{st.name}: {m}")
+
+                self._emit(RunEvent("start", who, st.name, 0.0, "loading"))
+                try:
+                    rec = self._make(plan, st, result, device, label, on_progress)
+                except Cancelled:
+                    raise
+                except Exception as e:  # one failing branch must not stop the others
+                    message = _user_message(e)
+                    log.debug("step %s failed\n%s", st.name, traceback.format_exc())
+                    bad[st.name] = f"{st.name} failed"
+                    result.failed[who] = message
+                    self._emit(RunEvent("failed", who, st.name, 0.0, message))
+                else:
+                    result.models[st.name] = rec
+                    result.made.append(st.name)
+                    self._emit(RunEvent("stored", who, st.name, 1.0, "stored", rec))
+                done_count += 1
+                self._progress(done_count / max(1, len(todo)), f"{st.name} finished")
+        except Cancelled:
+            result.status = "cancelled"
+            self.store.finish_run(run.id, "cancelled", "cancelled by the user", result.failed)
+            self._emit(RunEvent("done", message="cancelled"))
+            return result
+        finally:
+            self._memo.clear()
+        if result.failed:
+            result.status = "failed"
+            msg = f"{len(result.failed)} failed: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items())
+            self.store.finish_run(run.id, "failed", msg, result.failed)
+        else:
+            self.store.finish_run(run.id, "done", f"{len(result.made)} made, {len(result.up_to_date)} up to date")
+        self._emit(RunEvent("done", message=result.status))
+        return result
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _make(
+        self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device, label: str,
+        progress: ProgressFn,
+    ) -> ModelRecord:
+        exp = plan.experiment
+        spec = base_spec_dict(exp)
+        record = ModelRecord(
+            name=st.name, op=st.op, params=st.params, seed=st.seed, versions=library_versions(),
+            experiment_file=label, variant=st.variant or None, step=st.step, fingerprint=st.fingerprint,
+        )
+        torch.manual_seed(st.seed)
+        if st.op is None:
+            progress(0.0, "loading the base model")
+            module = load_base(spec, exp.root, allow_pickle=self.allow_pickle)
+            cm = CompressedModel(module=module)
+            record.base_spec = spec
+            reference = None
+        else:
+            parent_rec = result.models[st.parent or ""]
+            record.parent_id = parent_rec.id
+            parent = self._load(plan, parent_rec, spec, exp.root)
+            opdef = get_op(st.op)
+            if opdef is None:
+                raise PlanError(f"unknown op '{st.op}'")
+            task = self._get_task(exp) if opdef.needs_task else None
+            if opdef.needs_task and task is None:
+                raise OpError(st.op, "needs a task: add a `task:` section to the experiment file")
+            work = copy.deepcopy(parent)
+            work.module.to(device)
+            # The op's own progress fills the first 60% of this step; evaluating and storing the rest.
+            ctx = OpContext(device=device, seed=st.seed, task=task, parent=parent,
+                            progress=lambda f, m: progress(0.6 * min(max(f, 0.0), 1.0), m),
+                            cancelled=self._cancelled)
+            progress(0.0, f"applying {st.op}")
+            cm = opdef.fn(work, dict(st.params), ctx)
+            if not isinstance(cm, CompressedModel):
+                raise OpError(st.op, f"returned {type(cm).__name__}, not a CompressedModel")
+            reference = self._reference(exp, result, device)
+        self._check_cancelled()
+        cm.module.eval()
+        evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
+        if st.op is None:
+            self._base_eval = evaluation
+        progress(0.8, "measuring")
+        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
+        cm.module.to("cpu")
+        base_bytes = None if st.op is None else self._base_stored_bytes(result, exp)
+
+        def write(folder: Path) -> None:
+            from .artifacts import save_artifact
+
+            save_artifact(cm, folder)
+            if evaluation is not None:
+                save_outputs(evaluation, folder / OUTPUTS_FILE)
+
+        def all_metrics(folder: Path) -> list[Any]:
+            from .artifacts import stored_size
+
+            # Stored size = bytes of the artifact files as written (outputs are not the model).
+            size = stored_size(folder)
+            sized = self._efficiency(exp, cm, device, stored_bytes=size,
+                                     base_bytes=size if st.op is None else base_bytes, speed=False)
+            have = {m.name for m in [*task_metrics, *eff]}
+            return [*task_metrics, *eff, *(m for m in sized if m.name not in have)]
+
+        self._check_cancelled()
+        progress(0.95, "storing")
+        replaces = st.existing.id if (st.force and st.existing is not None) else None
+        rec = self.store.add_model(record, write, metrics=all_metrics, replaces=replaces)
+        self._remember(st.fingerprint, cm, is_base=st.op is None)
+        return rec
+
+    def _n_ops(self, plan: Plan, st: PlannedStep) -> int:
+        if not st.variant:
+            return 1
+        return sum(1 for s in plan.steps if s.variant == st.variant) or 1
+
+    def _load(self, plan: Plan, rec: ModelRecord, spec: dict[str, Any], root: Path) -> CompressedModel:
+        if rec.fingerprint in self._memo:
+            return self._memo[rec.fingerprint]
+        if rec.status != "ok":
+            raise LoadError(f"model '{rec.name}' is broken: {rec.status_reason}")
+        if rec.parent_id is None:
+            cm = CompressedModel(module=load_base(spec, root, allow_pickle=self.allow_pickle))
+        else:
+            from .artifacts import load_artifact
+
+            cm = load_artifact(self.store.artifact_path(rec), lambda: load_skeleton(spec, root))
+        cm.module.eval()
+        self._remember(rec.fingerprint, cm, is_base=rec.parent_id is None)
+        return cm
+
+    def _remember(self, fp: str, cm: CompressedModel, *, is_base: bool) -> None:
+        # Keep the base (every branch starts there) and the latest model (its children usually
+        # come next); anything else is reloaded from its artifact, to bound memory.
+        keep = {k: v for k, v in self._memo.items() if getattr(v, "_bonsai_base", False)}
+        if is_base:
+            cm._bonsai_base = True  # type: ignore[attr-defined]
+        keep[fp] = cm
+        self._memo = keep
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _get_task(self, exp: Any) -> Any:
+        if getattr(exp, "task", None) is None:
+            return None
+        if self._task is None:
+            from .tasks import get_task_class
+
+            spec = exp.task
+            cls = get_task_class(spec.kind, exp.root)
+            limit = self.max_instances if self.max_instances is not None else getattr(spec, "max_instances", None)
+            self._task = cls(dict(spec.options), exp.root, max_instances=limit)
+        return self._task
+
+    def _reference(self, exp: Any, result: RunResult, device: torch.device) -> Any:
+        """The base model's evaluation (for agreement metrics), from memory or its outputs file."""
+        if self._base_eval is not None or getattr(exp, "task", None) is None:
+            return self._base_eval
+        base = result.models.get(exp.base.name)  # the base is always the plan's first step
+        if base is not None:
+            self._base_eval = load_evaluation(self.store, base)
+        return self._base_eval
+
+    def _evaluate(self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any,
+                  progress: ProgressFn) -> tuple[Any, list[Any]]:
+        task = self._get_task(exp)
+        if task is None:
+            return None, []
+        progress(0.6, "evaluating")
+        cm.module.to(device)
+        with torch.no_grad():
+            evaluation = task.evaluate(cm.module, device, reference)
+        return evaluation, list(evaluation.metrics)
+
+    def _efficiency(self, exp: Any, cm: CompressedModel, device: torch.device, *, stored_bytes: int | None,
+                    base_bytes: int | None, speed: bool) -> list[Any]:
+        from .metrics import EfficiencyOptions, efficiency_metrics
+
+        task = self._get_task(exp)
+        # Latency and memory need the task's example batch; without a task only counts and sizes.
+        options = EfficiencyOptions(measure_speed=speed and task is not None)
+        if options.measure_speed:
+            cm.module.to(device)
+        return list(efficiency_metrics(cm.module, task, device, stored_bytes=stored_bytes,
+                                       base_stored_bytes=base_bytes, options=options))
+
+    def _base_stored_bytes(self, result: RunResult, exp: Any) -> int | None:
+        base = result.models.get(exp.base.name)
+        if base is None:
+            return None
+        size = next((m.value for m in self.store.metrics(base.id) if m.name == "stored_size"), None)
+        return None if size is None else int(size)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _emit(self, e: RunEvent) -> None:
+        try:
+            self._events(e)
+        except Exception:  # a display problem must not fail a run
+            log.debug("event callback failed", exc_info=True)
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled():
+            raise Cancelled()
+
+
+def _user_message(e: BaseException) -> str:
+    if isinstance(e, (OpError, LoadError, PlanError)):
+        return str(e)
+    name = type(e).__name__
+    if name in ("TaskError", "StoreError", "ArtifactError", "DeviceError"):
+        return str(e)
+    if isinstance(e, torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError):
+        return f"out of memory on the device: {e}".strip()
+    return f"{name}: {e}"
+
+
+# -- per-instance outputs -----------------------------------------------------------------------
+
+
+def save_outputs(evaluation: Any, path: Path) -> None:
+    """Per-instance outputs beside the artifact: tensors + ids in the safetensors metadata."""
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors = {"outputs": evaluation.outputs.detach().to("cpu").contiguous()}
+    for key in ("predictions", "targets"):
+        value = getattr(evaluation, key, None)
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().to("cpu").contiguous()
+    meta = {"ids": json.dumps(list(evaluation.ids))}
+    extras = getattr(evaluation, "extras", None)
+    if extras:
+        try:
+            meta["extras"] = json.dumps(extras)
+        except (TypeError, ValueError):
+            log.debug("evaluation extras are not JSON; not stored")
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_evaluation(store: LineageStore, model: ModelRecord) -> Any:
+    """Rebuild a stored model's Evaluation (metrics + outputs), or None if it has no outputs."""
+    import json
+
+    from safetensors import safe_open
+
+    from .tasks.base import Evaluation, Metric
+
+    path = store.artifact_path(model) / OUTPUTS_FILE
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metrics = [Metric(m.name, m.value, m.unit, m.higher_is_better, m.headline) for m in store.metrics(model.id)]
+    return Evaluation(
+        metrics=metrics, ids=json.loads(meta.get("ids", "[]")), outputs=tensors["outputs"],
+        predictions=tensors.get("predictions"), targets=tensors.get("targets"),
+        extras=json.loads(meta["extras"]) if "extras" in meta else {},
+    )
+
+
+def run_experiment(
+    exp: Any, store: LineageStore, *, only: list[str] | None = None, force: bool = False,
+    device: str = "auto", progress: ProgressFn | None = None, events: EventFn | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Plan and run in one call (what the language server's "run" job does)."""
+    plan = make_plan(exp, store, only=only, force=force)
+    return Runner(store, device=device, progress=progress, events=events, cancelled=cancelled).run(plan)
+

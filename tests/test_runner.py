@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cli.workspace import EXPERIMENT, make_workspace
+from modelbonsai.experiment import load_experiment
+from modelbonsai.runner import OUTPUTS_FILE, PlanError, RunEvent, Runner, load_evaluation, make_plan
+from modelbonsai.store import LineageStore
+
+
+def _exp(path: Path):  # type: ignore[no-untyped-def]
+    parsed = load_experiment(path)
+    assert parsed.ok, [str(p) for p in parsed.problems]
+    return parsed.experiment
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> tuple[Path, LineageStore]:
+    exp = make_workspace(tmp_path)
+    store = LineageStore.open(tmp_path)
+    yield exp, store
+    store.close()
+
+
+def test_plan_names_intermediates_and_orders_parents_first(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    plan = make_plan(_exp(exp), store)
+    assert [(s.name, s.parent, s.step) for s in plan.steps] == [
+        ("toy", None, 0),
+        ("prune-50", "toy", 0),
+        ("prune-50-scaled/1", "prune-50", 0),
+        ("prune-50-scaled", "prune-50-scaled/1", 1),
+        ("bad", "toy", 0),
+        ("after-bad", "bad", 0),
+    ]
+    assert len({s.fingerprint for s in plan.steps}) == len(plan.steps)
+    # parameters are recorded resolved: as written, plus the op's defaults
+    assert plan.step("prune-50").params["sparsity"] == 0.5 and "scope" in plan.step("prune-50").params
+    # deterministic
+    assert [s.fingerprint for s in make_plan(_exp(exp), store).steps] == [s.fingerprint for s in plan.steps]
+    with pytest.raises(PlanError, match="no variant named nope"):
+        make_plan(_exp(exp), store, only=["nope"])
+
+
+def test_run_stores_models_isolates_failures_and_skips_up_to_date(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    overall: list[float] = []
+    events: list[RunEvent] = []
+    result = Runner(store, device="cpu", progress=lambda f, m: overall.append(f), events=events.append).run(
+        make_plan(_exp(exp), store))
+    assert result.status == "failed"
+    assert result.made == ["toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"]
+    assert result.failed == {"bad": "op mine.explode: it went wrong"}
+    assert "bad failed" in result.skipped["after-bad"]
+    models = {m.name: m for m in store.list_models()}
+    assert set(models) == {"toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"}
+    assert models["prune-50-scaled"].parent_id == models["prune-50-scaled/1"].id
+    assert models["prune-50-scaled/1"].parent_id == models["prune-50"].id
+    assert models["prune-50"].op == "prune.magnitude" and models["prune-50"].params["sparsity"] == 0.5
+    assert models["toy"].base_spec == {"name": "toy", "load": "model.safetensors", "factory": "arch.py:build"}
+    assert models["toy"].versions["torch"] == torch.__version__
+    assert models["prune-50"].seed == 3 and models["prune-50"].experiment_file == "exp.bonsai.yaml"
+    # no partial model of the failed variant anywhere
+    assert {p.name for p in (store.root / "artifacts").iterdir()} == {m.id for m in models.values()}
+    run = store.list_runs()[0]
+    assert run.status == "failed" and run.failures == {"bad": "op mine.explode: it went wrong"}
+    # metrics: task + efficiency + stored size against the base
+    met = {m.name: m for m in store.metrics(models["prune-50"].id)}
+    assert {"accuracy", "agreement", "parameters", "nonzero_parameters", "stored_size", "compression_ratio"} <= set(met)
+    assert met["nonzero_parameters"].value < met["parameters"].value
+    assert met["stored_size"].value == sum(
+        (store.artifact_path(models["prune-50"]) / f).stat().st_size for f in ("manifest.json", "tensors.safetensors"))
+    assert {m.name: m.value for m in store.metrics(models["toy"].id)}["compression_ratio"] == 1.0
+    # progress only moves forward and ends complete
+    assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+    assert events[0].kind == "plan" and events[-1].kind == "done"
+
+    # second run: everything stored is up to date; only the failed branch is tried again
+    again = Runner(store, device="cpu").run(make_plan(_exp(exp), store))
+    assert again.made == [] and set(again.up_to_date) == {"toy", "prune-50", "prune-50-scaled"}
+    assert again.failed == {"bad": "op mine.explode: it went wrong"}
+    assert len(store.list_models()) == 4
+
+
+def test_outputs_stored_beside_the_artifact(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50"]))
+    m = store.get_model("prune-50")
+    assert (store.artifact_path(m) / OUTPUTS_FILE).is_file()
+    ev = load_evaluation(store, m)
+    assert ev.ids == [f"i{j}" for j in range(24)]
+    assert ev.outputs.shape == (24, 3) and ev.predictions.shape == (24,)
+    acc = {x.name: x.value for x in ev.metrics}["accuracy"]
+    assert acc == pytest.approx(float((ev.predictions == ev.targets).float().mean()))
+
+
+def test_only_runs_the_selection_and_needed_ancestors(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    plan = make_plan(_exp(exp), store, only=["prune-50-scaled"])
+    assert [s.name for s in plan.steps] == ["toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"]
+    result = Runner(store, device="cpu").run(plan)
+    assert result.status == "done" and not result.failed
+
+
+def test_changed_parameter_makes_the_variant_and_its_descendants_stale(tmp_path: Path) -> None:
+    exp = make_workspace(tmp_path)
+    store = LineageStore.open(tmp_path)
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    exp.write_text(EXPERIMENT.replace("sparsity: 0.5", "sparsity: 0.6"))
+    plan = make_plan(_exp(exp), store, only=["prune-50-scaled"])
+    assert [s.name for s in plan.stale()] == ["prune-50", "prune-50-scaled/1", "prune-50-scaled"]
+    result = Runner(store, device="cpu").run(plan)
+    assert result.status == "done"
+    # the old models stay in the lineage (history); the name resolves to the newest
+    assert len(store.list_models()) == 7
+    assert store.get_model("prune-50").params["sparsity"] == 0.6
+    store.close()
+
+
+def test_force_replaces_and_keeps_children_attached(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    before = {m.name: m for m in store.list_models()}
+    plan = make_plan(_exp(exp), store, only=["prune-50"], force=True)
+    assert [s.name for s in plan.stale()] == ["prune-50"]
+    result = Runner(store, device="cpu").run(plan)
+    assert result.made == ["prune-50"]
+    after = {m.name: m for m in store.list_models()}
+    assert len(after) == len(before)
+    assert after["prune-50"].id != before["prune-50"].id
+    assert after["prune-50-scaled/1"].parent_id == after["prune-50"].id
+    assert not store.artifact_path(before["prune-50"]).exists()
+
+
+def test_child_of_a_stored_model_is_rebuilt_from_its_artifact(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    exp.write_text(EXPERIMENT + "  - name: deeper\n    from: prune-50-scaled\n    ops:\n      - mine.scale: {factor: 2.0}\n")
+    plan = make_plan(_exp(exp), store, only=["deeper"])
+    assert [s.name for s in plan.stale()] == ["deeper"]
+    result = Runner(store, device="cpu").run(plan)  # a new Runner: nothing in memory
+    assert result.status == "done"
+    parent = {x.name: x.value for x in store.metrics(store.get_model("prune-50-scaled").id)}
+    child = {x.name: x.value for x in store.metrics(store.get_model("deeper").id)}
+    # the sparsity of the parent survived the artifact round trip, and the op ran on top of it
+    assert child["nonzero_parameters"] == parent["nonzero_parameters"]
+
+
+def test_cancel_stops_cleanly(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    stored: list[str] = []
+
+    def on_event(e: RunEvent) -> None:
+        if e.kind == "stored":
+            stored.append(e.model)
+
+    result = Runner(store, device="cpu", events=on_event, cancelled=lambda: bool(stored)).run(
+        make_plan(_exp(exp), store))
+    assert result.status == "cancelled"
+    assert [m.name for m in store.list_models()] == ["toy"]
+    assert store.list_runs()[0].status == "cancelled"
+    assert [p for p in (store.root / "tmp").iterdir()] == []
