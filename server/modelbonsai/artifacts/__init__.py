@@ -11,6 +11,7 @@ from .artifact import (
     save_artifact,
     stored_size,
     tensor_names,
+    tensor_shapes,
 )
 from .export import export_model, float_copy
 
@@ -27,4 +28,5 @@ __all__ = [
     "save_artifact",
     "stored_size",
     "tensor_names",
+    "tensor_shapes",
 ]

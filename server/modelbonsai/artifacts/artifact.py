@@ -362,6 +362,11 @@ def tensor_names(folder: Path) -> list[str]:
     return list(read_manifest(Path(folder))["tensors"])
 
 
+def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Every stored tensor's shape, from the manifest alone (nothing is decoded)."""
+    return {n: tuple(int(x) for x in e["shape"]) for n, e in read_manifest(Path(folder))["tensors"].items()}
+
+
 def read_tensor(folder: Path, name: str) -> torch.Tensor:
     """One tensor, decoded (dequantized), reading only its components from the memory-mapped file."""
     folder = Path(folder)

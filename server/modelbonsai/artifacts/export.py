@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,12 +19,27 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..ops.registry import CompressedModel
-from .artifact import ArtifactError
+from .artifact import ArtifactError, load_artifact
 
 
-def export_model(cm: CompressedModel, out_dir: Path, format: Literal["hf", "safetensors"] = "hf") -> Path:
-    """Write `cm` to `out_dir`; returns the folder (hf) or the .safetensors file written."""
+def export_model(
+    source: CompressedModel | Path | str,
+    out_dir: Path | str,
+    skeleton: Callable[[], nn.Module] | None = None,
+    format: Literal["hf", "safetensors"] = "hf",
+) -> Path:
+    """Write a model to `out_dir`; returns the folder (hf) or the .safetensors file written.
+
+    `source` is a CompressedModel, or an artifact folder together with the base `skeleton`
+    factory to rebuild it with.
+    """
     out_dir = Path(out_dir)
+    if isinstance(source, CompressedModel):
+        cm = source
+    else:
+        if skeleton is None:
+            raise ArtifactError(Path(source), "exporting an artifact folder needs the base model's skeleton")
+        cm = load_artifact(Path(source), skeleton)
     module = float_copy(cm)
     if format == "safetensors":
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -257,16 +257,22 @@ def _conv1d_type() -> type | None:
 
 
 def default_weight_targets(module: nn.Module) -> list[str]:
-    """Weights of Linear / Conv1d / Conv2d / transformers Conv1D (2-D or 4-D `.weight`)."""
+    """Weights of Linear / Conv1d / Conv2d / transformers Conv1D (2-D or 4-D `.weight`).
+
+    A weight tied to another parameter (GPT-2's lm_head shares the token embedding) is listed
+    under its first name only, so a tied embedding stays excluded like any embedding.
+    """
     kinds: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
     conv1d = _conv1d_type()
     if conv1d is not None:
         kinds = (*kinds, conv1d)
+    unique = {n for n, _ in module.named_parameters()}
     out = []
     for mname, mod in module.named_modules():
         w = getattr(mod, "weight", None)
-        if isinstance(mod, kinds) and isinstance(w, nn.Parameter) and w.dim() in (2, 3, 4):
-            out.append(f"{mname}.weight" if mname else "weight")
+        name = f"{mname}.weight" if mname else "weight"
+        if isinstance(mod, kinds) and isinstance(w, nn.Parameter) and w.dim() in (2, 3, 4) and name in unique:
+            out.append(name)
     return out
 
 
