@@ -1,0 +1,152 @@
+/**
+ * The Lineage tree's shape and wording, computed from bonsai/lineage's ModelInfo[]. Pure (no
+ * vscode import) so tree building and formatting are unit-tested without an editor.
+ */
+import type { MetricInfo, ModelInfo } from '../protocol';
+
+export interface LineageNode {
+  model: ModelInfo;
+  children: LineageNode[];
+  depth: number;
+}
+
+/**
+ * Each model under its parent, siblings oldest first. A model whose parent is not listed (deleted,
+ * or listed in another folder) becomes a root rather than disappearing; a parent cycle (a corrupt
+ * store) is broken at the first model met twice.
+ */
+export function buildForest(models: readonly ModelInfo[]): LineageNode[] {
+  const byId = new Map(models.map((m) => [m.id, m]));
+  const nodes = new Map(models.map((m) => [m.id, { model: m, children: [] as LineageNode[], depth: 0 }]));
+  const roots: LineageNode[] = [];
+  for (const m of models) {
+    const node = nodes.get(m.id)!;
+    const parent = m.parent !== null && m.parent !== m.id ? nodes.get(m.parent) : undefined;
+    if (parent && !createsCycle(m, byId)) parent.children.push(node);
+    else roots.push(node);
+  }
+  const order = (a: LineageNode, b: LineageNode) =>
+    a.model.created.localeCompare(b.model.created) || a.model.name.localeCompare(b.model.name);
+  const visit = (list: LineageNode[], depth: number) => {
+    list.sort(order);
+    for (const n of list) {
+      n.depth = depth;
+      visit(n.children, depth + 1);
+    }
+  };
+  visit(roots, 0);
+  return roots;
+}
+
+function createsCycle(m: ModelInfo, byId: Map<string, ModelInfo>): boolean {
+  const seen = new Set<string>([m.id]);
+  let p = m.parent;
+  while (p !== null) {
+    if (seen.has(p)) return true;
+    seen.add(p);
+    p = byId.get(p)?.parent ?? null;
+  }
+  return false;
+}
+
+export function formatMetric(m: Pick<MetricInfo, 'value' | 'unit'>): string {
+  const v = m.value;
+  switch (m.unit) {
+    case '%':
+      // Fractions (0..1) are the wire form of percentages.
+      return `${(Math.abs(v) <= 1 ? v * 100 : v).toFixed(1)}%`;
+    case 'B':
+      return formatBytes(v);
+    case 's':
+      return v < 1 ? `${(v * 1000).toPrecision(3)} ms` : `${v.toPrecision(3)} s`;
+    case 'ms':
+      return `${v.toPrecision(3)} ms`;
+    case '':
+    case 'x':
+    case '×':
+      return `${compactNumber(v)}${m.unit === '' ? '' : '×'}`;
+    default:
+      return `${compactNumber(v)} ${m.unit}`;
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toPrecision(3)} ${units[i]}`;
+}
+
+function compactNumber(v: number): string {
+  if (Number.isInteger(v) && Math.abs(v) < 1e4) return String(v);
+  if (Math.abs(v) >= 1e9) return `${(v / 1e9).toPrecision(3)}G`;
+  if (Math.abs(v) >= 1e6) return `${(v / 1e6).toPrecision(3)}M`;
+  if (Math.abs(v) >= 1e4) return `${(v / 1e3).toPrecision(3)}k`;
+  return v.toPrecision(4).replace(/\.?0+$/, '');
+}
+
+/** "prune.magnitude · accuracy 97.1% · stored_size 634 KB" */
+export function describe(m: ModelInfo): string {
+  const head = m.metrics.filter((x) => x.headline).map((x) => `${x.name} ${formatMetric(x)}`);
+  const parts = [m.op ?? (m.parent === null ? 'base' : ''), ...head].filter(Boolean);
+  if (m.status !== 'ok') parts.unshift(m.status);
+  return parts.join(' · ');
+}
+
+/** Markdown tooltip: what made the model, every metric, and why its status is not ok. */
+export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo): string {
+  const esc = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
+  const lines = [`**${esc(m.name)}**${m.op ? ` — \`${m.op}\`` : m.parent === null ? ' — base model' : ''}`, ''];
+  if (m.status !== 'ok') lines.push(`*${m.status}*${m.statusReason ? `: ${esc(m.statusReason)}` : ''}`, '');
+  const params = Object.entries(m.params);
+  if (params.length) lines.push(params.map(([k, v]) => `\`${k}\`: \`${JSON.stringify(v)}\``).join(', '), '');
+  if (m.metrics.length) {
+    lines.push('| metric | value | vs parent |', '|---|---:|---:|');
+    for (const x of m.metrics) {
+      const p = parent?.metrics.find((y) => y.name === x.name && y.unit === x.unit);
+      lines.push(`| ${esc(x.name)}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
+    }
+    lines.push('');
+  }
+  if (m.experiment) lines.push(`from \`${m.experiment.variant}\` in ${esc(baseName(m.experiment.file))}`);
+  lines.push(`created ${m.created}`, `id \`${m.id}\``);
+  return lines.join('\n');
+}
+
+/** Change against the parent, with ▲/▼ and whether that is better. */
+export function delta(x: MetricInfo, p: MetricInfo): string {
+  if (p.value === 0) return x.value === 0 ? '=' : '';
+  const d = x.value - p.value;
+  if (d === 0) return '=';
+  const better = d > 0 === x.higherIsBetter;
+  const rel = x.unit === '%' ? `${(d * (Math.abs(p.value) <= 1 ? 100 : 1)).toFixed(1)} pt` : `${((d / Math.abs(p.value)) * 100).toFixed(1)}%`;
+  return `${d > 0 ? '▲' : '▼'} ${d > 0 && !rel.startsWith('-') ? '+' : ''}${rel} ${better ? '(better)' : '(worse)'}`;
+}
+
+function baseName(p: string): string {
+  return p.split(/[\\/]/).pop() ?? p;
+}
+
+/** Codicon id and theme color for a status. */
+export function statusIcon(m: ModelInfo): { id: string; color?: string } {
+  switch (m.status) {
+    case 'running':
+      return { id: 'sync~spin' };
+    case 'failed':
+      return { id: 'error', color: 'testing.iconFailed' };
+    case 'broken':
+      return { id: 'warning', color: 'list.warningForeground' };
+    case 'stale':
+      return { id: 'history', color: 'list.deemphasizedForeground' };
+    case 'ok':
+      return { id: m.parent === null ? 'package' : 'circle-filled' };
+  }
+}
+
+export function contextValue(m: ModelInfo): string {
+  return ['model', m.parent !== null ? 'hasParent' : '', m.experiment ? 'hasExperiment' : '', m.status].filter(Boolean).join(' ');
+}

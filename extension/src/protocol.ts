@@ -1,0 +1,343 @@
+/**
+ * Every custom LSP method between this extension and the Bonsai server, with its wire shapes.
+ *
+ * This is the TypeScript mirror of server/modelbonsai/lsp/protocol.py (see
+ * /work/briefs/protocol.md). Shapes are declared once, as runtime descriptors, and the static
+ * types are inferred from them: the same table types the client code and validates the shared
+ * fixture messages in tests/fixtures/protocol/, so a field renamed on either side fails a test.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// A tiny shape language: enough for JSON-RPC payloads, with static types inferred from it.
+// ---------------------------------------------------------------------------------------------
+export type Shape =
+  | { readonly t: 'string' }
+  | { readonly t: 'number' }
+  | { readonly t: 'integer' }
+  | { readonly t: 'boolean' }
+  | { readonly t: 'null' }
+  | { readonly t: 'any' }
+  | { readonly t: 'literal'; readonly values: readonly string[] }
+  | { readonly t: 'array'; readonly item: Shape }
+  | { readonly t: 'record'; readonly item: Shape }
+  | { readonly t: 'object'; readonly fields: Readonly<Record<string, Shape | Optional>> }
+  | { readonly t: 'union'; readonly options: readonly Shape[] };
+
+export interface Optional<S extends Shape = Shape> {
+  readonly t: 'optional';
+  readonly inner: S;
+}
+
+const string = { t: 'string' } as const;
+const number = { t: 'number' } as const;
+const integer = { t: 'integer' } as const;
+const boolean = { t: 'boolean' } as const;
+const nul = { t: 'null' } as const;
+const any = { t: 'any' } as const;
+const literal = <const V extends readonly string[]>(...values: V) => ({ t: 'literal', values }) as const;
+const array = <const S extends Shape>(item: S) => ({ t: 'array', item }) as const;
+const record = <const S extends Shape>(item: S) => ({ t: 'record', item }) as const;
+const object = <const F extends Record<string, Shape | Optional>>(fields: F) => ({ t: 'object', fields }) as const;
+const union = <const O extends readonly Shape[]>(...options: O) => ({ t: 'union', options }) as const;
+const optional = <const S extends Shape>(inner: S): Optional<S> => ({ t: 'optional', inner });
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+type RequiredKeys<F> = { [K in keyof F]: F[K] extends Optional ? never : K }[keyof F];
+type OptionalKeys<F> = { [K in keyof F]: F[K] extends Optional ? K : never }[keyof F];
+
+/** The static type a shape describes. */
+export type Infer<S> = S extends { t: 'string' }
+  ? string
+  : S extends { t: 'number' } | { t: 'integer' }
+    ? number
+    : S extends { t: 'boolean' }
+      ? boolean
+      : S extends { t: 'null' }
+        ? null
+        : S extends { t: 'any' }
+          ? unknown
+          : S extends { t: 'literal'; values: readonly (infer V)[] }
+            ? V
+            : S extends { t: 'array'; item: infer I }
+              ? Infer<I>[]
+              : S extends { t: 'record'; item: infer I }
+                ? Record<string, Infer<I>>
+                : S extends { t: 'union'; options: readonly (infer O)[] }
+                  ? Infer<O>
+                  : S extends { t: 'object'; fields: infer F }
+                    ? Simplify<
+                        { [K in RequiredKeys<F>]: Infer<F[K]> } & {
+                          [K in OptionalKeys<F>]?: F[K] extends Optional<infer I> ? Infer<I> : never;
+                        }
+                      >
+                    : never;
+
+// ---------------------------------------------------------------------------------------------
+// Method names, commands, constants
+// ---------------------------------------------------------------------------------------------
+export const LINEAGE = 'bonsai/lineage';
+export const RUN = 'bonsai/run';
+export const JOBS = 'bonsai/jobs';
+export const CANCEL = 'bonsai/cancel';
+export const COMPARE_WEIGHTS = 'bonsai/compare/weights';
+export const COMPARE_ACTIVATIONS = 'bonsai/compare/activations';
+export const COMPARE_BEHAVIOR = 'bonsai/compare/behavior';
+export const TENSOR_TILES = 'bonsai/tensor/tiles';
+export const INSTANCES = 'bonsai/instances';
+export const RESULT_PAGE = 'bonsai/result/page';
+export const MODEL_DELETE = 'bonsai/model/delete';
+export const MODEL_EXPORT = 'bonsai/model/export';
+export const EXPERIMENT_CREATE = 'bonsai/experiment/create';
+export const LINEAGE_CHANGED = 'bonsai/lineageChanged';
+export const JOB_CHANGED = 'bonsai/jobChanged';
+
+/** Commands the client registers; the server's CodeLenses carry them with these arguments. */
+export const CMD_RUN_VARIANT = 'bonsai.runVariant'; // (fileUri, variantName)
+export const CMD_COMPARE_WITH_PARENT = 'bonsai.compareWithParent'; // (fileUri, variantName)
+export const CMD_SHOW_IN_MODEL_MAP = 'bonsai.showInModelMap'; // (fileUri, variantName)
+export const CMD_CREATE_EXPERIMENT_FILE = 'bonsai.createExperimentFile'; // (configUri)
+export const CMD_INSPECT_MODEL = 'bonsai.inspectModel'; // (configUri)
+
+export const EXPERIMENT_GLOB = '**/*.bonsai.yaml';
+export const EXPERIMENT_SUFFIX = '.bonsai.yaml';
+/** A msgpack page carried inline is at most this many bytes before base64. */
+export const MAX_INLINE_PAGE_BYTES = 4 * 1024 * 1024;
+
+export const ErrorCodes = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  requestCancelled: -32800,
+  workspaceUntrusted: -32001,
+  notFound: -32002,
+  userError: -32003,
+  jobFailed: -32004,
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+// ---------------------------------------------------------------------------------------------
+const progressToken = union(integer, string);
+const device = literal('auto', 'cpu', 'cuda', 'mps');
+const modelStatus = literal('ok', 'running', 'failed', 'broken', 'stale');
+const jobKind = literal('run', 'compare');
+const jobState = literal('queued', 'running', 'done', 'failed', 'cancelled');
+export const JOB_FINAL_STATES: readonly string[] = ['done', 'failed', 'cancelled'];
+
+export const Shapes = {
+  InitializationOptions: object({
+    storagePath: optional(string),
+    device: optional(device),
+    maxInstances: optional(integer),
+    trusted: optional(boolean),
+  }),
+  Empty: object({}),
+  LineageParams: object({ folder: optional(string) }),
+  MetricInfo: object({ name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
+  ExperimentRef: object({ file: string, variant: string }),
+  ModelInfo: object({
+    id: string,
+    name: string,
+    parent: union(string, nul),
+    op: union(string, nul),
+    params: record(any),
+    status: modelStatus,
+    statusReason: optional(string),
+    metrics: array(
+      object({ name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
+    ),
+    experiment: optional(object({ file: string, variant: string })),
+    created: string,
+  }),
+  RunParams: object({
+    file: string,
+    variants: optional(array(string)),
+    force: optional(boolean),
+    workDoneToken: optional(progressToken),
+  }),
+  RunResult: object({ jobId: string }),
+  JobInfo: object({
+    id: string,
+    kind: jobKind,
+    title: string,
+    state: jobState,
+    position: optional(integer),
+    progress: optional(number),
+    message: optional(string),
+  }),
+  CancelParams: object({ jobId: string }),
+  CancelResult: object({ cancelled: boolean }),
+  CompareParams: object({
+    base: string,
+    models: array(string),
+    options: optional(record(any)),
+    workDoneToken: optional(progressToken),
+  }),
+  TilesParams: object({
+    model: string,
+    tensor: string,
+    other: optional(string),
+    source: optional(literal('weight', 'activation')),
+    level: integer,
+    x0: integer,
+    y0: integer,
+    x1: integer,
+    y1: integer,
+  }),
+  InstancesParams: object({ ids: array(string), models: optional(array(string)) }),
+  ResultPageParams: object({ resultId: string, page: integer }),
+  ResultRef: object({
+    resultId: string,
+    page: integer,
+    pages: integer,
+    done: boolean,
+    data: optional(string),
+    file: optional(object({ path: string, size: integer, sha256: string })),
+  }),
+  DeleteParams: object({ id: string, recursive: optional(boolean) }),
+  DeleteResult: object({ deleted: array(string) }),
+  ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors') }),
+  PathResult: object({ path: string }),
+  CreateExperimentParams: object({ configPath: string }),
+  LineageChangedParams: object({ folder: string }),
+} as const;
+
+const lineageResult = object({ folder: string, models: array(Shapes.ModelInfo) });
+const jobsResult = object({ jobs: array(Shapes.JobInfo) });
+const jobChangedParams = object({ job: Shapes.JobInfo });
+
+export type InitializationOptions = Infer<typeof Shapes.InitializationOptions>;
+export type LineageParams = Infer<typeof Shapes.LineageParams>;
+export type MetricInfo = Infer<typeof Shapes.MetricInfo>;
+export type ModelInfo = Infer<typeof Shapes.ModelInfo>;
+export type ModelStatus = ModelInfo['status'];
+export type LineageResult = Infer<typeof lineageResult>;
+export type RunParams = Infer<typeof Shapes.RunParams>;
+export type RunResult = Infer<typeof Shapes.RunResult>;
+export type JobInfo = Infer<typeof Shapes.JobInfo>;
+export type JobsResult = Infer<typeof jobsResult>;
+export type CancelParams = Infer<typeof Shapes.CancelParams>;
+export type CancelResult = Infer<typeof Shapes.CancelResult>;
+export type CompareParams = Infer<typeof Shapes.CompareParams>;
+export type TilesParams = Infer<typeof Shapes.TilesParams>;
+export type InstancesParams = Infer<typeof Shapes.InstancesParams>;
+export type ResultPageParams = Infer<typeof Shapes.ResultPageParams>;
+export type ResultRef = Infer<typeof Shapes.ResultRef>;
+export type DeleteParams = Infer<typeof Shapes.DeleteParams>;
+export type DeleteResult = Infer<typeof Shapes.DeleteResult>;
+export type ExportParams = Infer<typeof Shapes.ExportParams>;
+export type PathResult = Infer<typeof Shapes.PathResult>;
+export type CreateExperimentParams = Infer<typeof Shapes.CreateExperimentParams>;
+export type LineageChangedParams = Infer<typeof Shapes.LineageChangedParams>;
+export type JobChangedParams = Infer<typeof jobChangedParams>;
+
+export interface MethodDef {
+  readonly name: string;
+  readonly kind: 'request' | 'notification';
+  readonly params: Shape;
+  readonly result?: Shape;
+  /** server -> client notification */
+  readonly toClient?: boolean;
+  readonly needsTrust?: boolean;
+}
+
+const defs: MethodDef[] = [
+  { name: LINEAGE, kind: 'request', params: Shapes.LineageParams, result: lineageResult },
+  { name: RUN, kind: 'request', params: Shapes.RunParams, result: Shapes.RunResult, needsTrust: true },
+  { name: JOBS, kind: 'request', params: Shapes.Empty, result: jobsResult },
+  { name: CANCEL, kind: 'request', params: Shapes.CancelParams, result: Shapes.CancelResult },
+  { name: COMPARE_WEIGHTS, kind: 'request', params: Shapes.CompareParams, result: Shapes.ResultRef, needsTrust: true },
+  { name: COMPARE_ACTIVATIONS, kind: 'request', params: Shapes.CompareParams, result: Shapes.ResultRef, needsTrust: true },
+  { name: COMPARE_BEHAVIOR, kind: 'request', params: Shapes.CompareParams, result: Shapes.ResultRef, needsTrust: true },
+  { name: TENSOR_TILES, kind: 'request', params: Shapes.TilesParams, result: Shapes.ResultRef, needsTrust: true },
+  { name: INSTANCES, kind: 'request', params: Shapes.InstancesParams, result: Shapes.ResultRef, needsTrust: true },
+  { name: RESULT_PAGE, kind: 'request', params: Shapes.ResultPageParams, result: Shapes.ResultRef },
+  { name: MODEL_DELETE, kind: 'request', params: Shapes.DeleteParams, result: Shapes.DeleteResult },
+  { name: MODEL_EXPORT, kind: 'request', params: Shapes.ExportParams, result: Shapes.PathResult, needsTrust: true },
+  { name: EXPERIMENT_CREATE, kind: 'request', params: Shapes.CreateExperimentParams, result: Shapes.PathResult },
+  { name: LINEAGE_CHANGED, kind: 'notification', params: Shapes.LineageChangedParams, toClient: true },
+  { name: JOB_CHANGED, kind: 'notification', params: jobChangedParams, toClient: true },
+];
+
+export const METHODS: ReadonlyMap<string, MethodDef> = new Map(defs.map((d) => [d.name, d]));
+
+// ---------------------------------------------------------------------------------------------
+// Validation (used on incoming notifications and by the fixture tests)
+// ---------------------------------------------------------------------------------------------
+/** LSP adds these to any request's params; they are never an error. */
+const LSP_EXTRA_KEYS = new Set(['workDoneToken', 'partialResultToken']);
+
+/** The first field of `value` that does not fit `shape`, described for a person; undefined if it fits. */
+export function problem(value: unknown, shape: Shape | Optional, where = 'params'): string | undefined {
+  switch (shape.t) {
+    case 'optional':
+      return problem(value, shape.inner, where);
+    case 'any':
+      return undefined;
+    case 'string':
+      return typeof value === 'string' ? undefined : `${where} must be a string, got ${show(value)}`;
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value) ? undefined : `${where} must be a number, got ${show(value)}`;
+    case 'integer':
+      return Number.isInteger(value) ? undefined : `${where} must be an integer, got ${show(value)}`;
+    case 'boolean':
+      return typeof value === 'boolean' ? undefined : `${where} must be a boolean, got ${show(value)}`;
+    case 'null':
+      return value === null ? undefined : `${where} must be null, got ${show(value)}`;
+    case 'literal':
+      return typeof value === 'string' && shape.values.includes(value)
+        ? undefined
+        : `${where} must be ${shape.values.map((v) => `'${v}'`).join(' | ')}, got ${show(value)}`;
+    case 'union':
+      return shape.options.some((o) => problem(value, o, where) === undefined)
+        ? undefined
+        : `${where} does not match any allowed type, got ${show(value)}`;
+    case 'array': {
+      if (!Array.isArray(value)) return `${where} must be an array, got ${show(value)}`;
+      for (let i = 0; i < value.length; i++) {
+        const p = problem(value[i], shape.item, `${where}[${i}]`);
+        if (p) return p;
+      }
+      return undefined;
+    }
+    case 'record':
+    case 'object': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        return `${where} must be an object, got ${show(value)}`;
+      }
+      const obj = value as Record<string, unknown>;
+      if (shape.t === 'record') {
+        for (const [k, v] of Object.entries(obj)) {
+          const p = problem(v, shape.item, `${where}.${k}`);
+          if (p) return p;
+        }
+        return undefined;
+      }
+      for (const [k, f] of Object.entries(shape.fields)) {
+        if (f.t !== 'optional' && !(k in obj)) return `${where}.${k} is missing`;
+      }
+      for (const [k, v] of Object.entries(obj)) {
+        const f = shape.fields[k];
+        if (!f) {
+          if (LSP_EXTRA_KEYS.has(k)) continue;
+          return `${where}.${k} is not a known field (known: ${Object.keys(shape.fields).sort().join(', ') || 'none'})`;
+        }
+        const p = problem(v, f, `${where}.${k}`);
+        if (p) return p;
+      }
+      return undefined;
+    }
+  }
+}
+
+/** Narrowing check: `value` has the type `shape` describes. */
+export function is<S extends Shape>(value: unknown, shape: S): value is Infer<S> {
+  return problem(value, shape) === undefined;
+}
+
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length <= 60 ? text : `${text.slice(0, 57)}...`;
+}

@@ -1,0 +1,248 @@
+/**
+ * Webview panels (Model Map, Behaviors, Layers): creation, one serializer per kind so panels
+ * survive reloads, the HTML shell with a nonce CSP, and the host side of the message protocol.
+ */
+import { randomBytes } from 'node:crypto';
+import * as vscode from 'vscode';
+import * as P from '../protocol';
+import { fetchPages, toArrayBuffer } from '../results';
+import { errorText } from '../server';
+import { isToHost, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
+
+export const PANEL_TITLES: Record<PanelKind, string> = {
+  modelMap: 'Model Map',
+  behaviors: 'Behaviors',
+  layers: 'Layers',
+};
+
+export const viewType = (kind: PanelKind): string => `bonsai.${kind}`;
+
+export interface PanelHost {
+  request<R>(method: string, params: unknown): Promise<R>;
+  storageDir(): string | undefined;
+  lineage(): P.ModelInfo[];
+  openModel(id: string, view: PanelKind): Promise<void>;
+  revealInExperiment(id: string): Promise<void>;
+  log: vscode.LogOutputChannel;
+}
+
+/** default-src 'none'; scripts only with the nonce; styles, fonts and images only from the extension. */
+export function contentSecurityPolicy(cspSource: string, nonce: string): string {
+  return [
+    "default-src 'none'",
+    `script-src 'nonce-${nonce}'`,
+    `style-src ${cspSource} 'nonce-${nonce}'`,
+    `img-src ${cspSource} data:`,
+    `font-src ${cspSource}`,
+  ].join('; ');
+}
+
+export function newNonce(): string {
+  return randomBytes(18).toString('base64').replace(/[^A-Za-z0-9]/g, '');
+}
+
+export function panelHtml(opts: {
+  kind: PanelKind;
+  cspSource: string;
+  nonce: string;
+  scriptUri: string;
+  styleUri: string;
+  codiconUri: string;
+  state: PanelState;
+}): string {
+  const title = PANEL_TITLES[opts.kind];
+  // The initial state is embedded as JSON in a data attribute: escaped, so it cannot close the tag.
+  const stateAttr = JSON.stringify(opts.state).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${contentSecurityPolicy(opts.cspSource, opts.nonce)}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${opts.codiconUri}">
+<link rel="stylesheet" href="${opts.styleUri}">
+<title>${title}</title>
+</head>
+<body data-panel="${opts.kind}" data-state="${stateAttr}">
+<div id="app" role="main" aria-label="${title}"><p class="muted">Loading ${title}…</p></div>
+<script nonce="${opts.nonce}" src="${opts.scriptUri}"></script>
+</body>
+</html>`;
+}
+
+class Panel implements vscode.Disposable {
+  private readonly disposables: vscode.Disposable[] = [];
+  state: PanelState;
+
+  constructor(
+    readonly kind: PanelKind,
+    readonly panel: vscode.WebviewPanel,
+    state: PanelState,
+    private readonly manager: PanelManager,
+  ) {
+    this.state = state;
+    const webview = panel.webview;
+    webview.options = { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(manager.extensionUri, 'dist')] };
+    panel.iconPath = vscode.Uri.joinPath(manager.extensionUri, 'media', 'bonsai.svg');
+    const dist = (...p: string[]) => webview.asWebviewUri(vscode.Uri.joinPath(manager.extensionUri, 'dist', ...p)).toString();
+    webview.html = panelHtml({
+      kind,
+      cspSource: webview.cspSource,
+      nonce: newNonce(),
+      scriptUri: dist('webview', `${kind}.js`),
+      styleUri: dist('webview', 'base.css'),
+      codiconUri: dist('codicons', 'codicon.css'),
+      state,
+    });
+    this.disposables.push(
+      webview.onDidReceiveMessage((m: unknown) => void this.onMessage(m)),
+      panel.onDidDispose(() => this.dispose()),
+    );
+  }
+
+  post(message: ToWebview): Thenable<boolean> {
+    return this.panel.webview.postMessage(message);
+  }
+
+  event<K extends keyof HostEvents>(name: K, data: HostEvents[K]): void {
+    void this.post({ type: 'event', name, data } as ToWebview);
+  }
+
+  private async onMessage(m: unknown): Promise<void> {
+    if (!isToHost(m)) {
+      this.manager.host.log.warn(`${this.kind}: ignored malformed message from the webview`);
+      return;
+    }
+    if (m.type === 'ready') {
+      this.event('serverState', this.manager.serverState);
+      return;
+    }
+    if (m.type === 'log') {
+      this.manager.host.log[m.level](`[${this.kind}] ${m.message}`);
+      return;
+    }
+    try {
+      const result = await this.handle(m);
+      await this.post({ type: 'reply', id: m.id, result });
+    } catch (e) {
+      const code = typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : undefined;
+      await this.post({ type: 'error', id: m.id, error: { message: errorText(e), code } });
+    }
+  }
+
+  private async handle(m: Extract<ToHost, { type: 'request' }>): Promise<unknown> {
+    const host = this.manager.host;
+    switch (m.method) {
+      case 'lineage':
+        return { models: host.lineage() };
+      case 'compare': {
+        const { kind, base, models, options } = m.params;
+        if (!['weights', 'activations', 'behavior'].includes(kind)) throw new Error(`unknown comparison '${kind}'`);
+        this.state = { ...this.state, models: [base, ...models] };
+        const first = await host.request<P.ResultRef>(`bonsai/compare/${kind}`, { base, models, ...(options ? { options } : {}) });
+        let pages = 0;
+        for await (const page of fetchPages(first, host, { storageDir: host.storageDir() })) {
+          const bytes = toArrayBuffer(page.bytes);
+          this.event('resultPage', {
+            requestId: m.id,
+            resultId: page.ref.resultId,
+            page: page.ref.page,
+            pages: page.ref.pages,
+            done: page.ref.done,
+            bytes,
+          });
+          pages++;
+        }
+        return { resultId: first.resultId, pages };
+      }
+      case 'openModel':
+        await host.openModel(m.params.id, m.params.view);
+        return null;
+      case 'revealInExperiment':
+        await host.revealInExperiment(m.params.id);
+        return null;
+    }
+  }
+
+  dispose(): void {
+    this.manager.forget(this);
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+export class PanelManager implements vscode.Disposable {
+  private readonly panels = new Set<Panel>();
+  private readonly disposables: vscode.Disposable[] = [];
+  serverState: HostEvents['serverState'] = { state: 'starting', trusted: vscode.workspace.isTrusted };
+
+  constructor(
+    readonly extensionUri: vscode.Uri,
+    readonly host: PanelHost,
+  ) {
+    for (const kind of Object.keys(PANEL_TITLES) as PanelKind[]) {
+      this.disposables.push(
+        vscode.window.registerWebviewPanelSerializer(viewType(kind), {
+          deserializeWebviewPanel: async (panel: vscode.WebviewPanel, state: unknown) => {
+            this.adopt(kind, panel, sanitizeState(state));
+          },
+        }),
+      );
+    }
+  }
+
+  /** Opens a panel of `kind`; the Model Map is a singleton, comparisons get one panel per model set. */
+  open(kind: PanelKind, state: PanelState = {}): vscode.WebviewPanel {
+    const existing = [...this.panels].find((p) => p.kind === kind && (kind === 'modelMap' || sameModels(p.state.models, state.models)));
+    if (existing) {
+      existing.panel.reveal();
+      if (state.focus) existing.event('focus', { id: state.focus });
+      return existing.panel;
+    }
+    const title = state.models?.length ? `${PANEL_TITLES[kind]}: ${this.names(state.models)}` : PANEL_TITLES[kind];
+    const panel = vscode.window.createWebviewPanel(viewType(kind), title, vscode.ViewColumn.Active, {
+      enableScripts: true,
+      retainContextWhenHidden: false,
+      localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist')],
+    });
+    this.adopt(kind, panel, state);
+    return panel;
+  }
+
+  private adopt(kind: PanelKind, panel: vscode.WebviewPanel, state: PanelState): void {
+    this.panels.add(new Panel(kind, panel, state, this));
+  }
+
+  forget(p: Panel): void {
+    this.panels.delete(p);
+  }
+
+  broadcast<K extends keyof HostEvents>(name: K, data: HostEvents[K]): void {
+    if (name === 'serverState') this.serverState = data as HostEvents['serverState'];
+    for (const p of this.panels) p.event(name, data);
+  }
+
+  private names(ids: string[]): string {
+    const models = this.host.lineage();
+    return ids.map((id) => models.find((m) => m.id === id)?.name ?? id).join(' ↔ ');
+  }
+
+  dispose(): void {
+    for (const p of [...this.panels]) p.panel.dispose();
+    for (const d of this.disposables) d.dispose();
+  }
+}
+
+function sameModels(a?: string[], b?: string[]): boolean {
+  return (a ?? []).join('\n') === (b ?? []).join('\n');
+}
+
+/** Serialized state comes from disk: keep only the fields we know, with the right types. */
+export function sanitizeState(raw: unknown): PanelState {
+  const out: PanelState = {};
+  if (typeof raw !== 'object' || raw === null) return out;
+  const o = raw as Record<string, unknown>;
+  if (Array.isArray(o.models) && o.models.every((x) => typeof x === 'string')) out.models = o.models as string[];
+  if (typeof o.focus === 'string') out.focus = o.focus;
+  if (typeof o.view === 'object' && o.view !== null && !Array.isArray(o.view)) out.view = o.view as Record<string, unknown>;
+  return out;
+}

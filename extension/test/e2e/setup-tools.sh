@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the e2e tools into a cache folder OUTSIDE the repo, reused across runs:
+#   node 24 (npm package node@24) and code-server 4.139.x installed with that node.
+# code-server's native modules need Debian's libkrb5-dev and npm install scripts allowed.
+# Idempotent: a stamp per tool, so the second run costs a few milliseconds.
+set -euo pipefail
+CACHE="${BONSAI_E2E_CACHE:-$HOME/.cache/bonsai-e2e}"
+NODE_SPEC="node@24"
+CS_SPEC="code-server@~4.139.1"
+mkdir -p "$CACHE"
+start=$(date +%s)
+
+if [ ! -f "$CACHE/.stamp-node24" ]; then
+  echo "e2e setup: installing $NODE_SPEC into $CACHE/node24"
+  rm -rf "$CACHE/node24"
+  mkdir -p "$CACHE/node24"
+  npm install --prefix "$CACHE/node24" --no-audit --no-fund --loglevel=error "$NODE_SPEC"
+  "$CACHE/node24/node_modules/.bin/node" --version | grep -q '^v24\.' || { echo "node@24 did not give a node 24 binary" >&2; exit 1; }
+  touch "$CACHE/.stamp-node24"
+fi
+NODE_BIN_DIR="$(dirname "$(readlink -f "$CACHE/node24/node_modules/.bin/node")")"
+
+if [ ! -f "$CACHE/.stamp-code-server" ]; then
+  if ! dpkg -s libkrb5-dev >/dev/null 2>&1; then
+    echo "e2e setup: code-server's native modules need Debian's libkrb5-dev (apt-get install libkrb5-dev)" >&2
+    exit 1
+  fi
+  echo "e2e setup: installing $CS_SPEC with node $("$NODE_BIN_DIR/node" --version) into $CACHE/code-server"
+  rm -rf "$CACHE/code-server"
+  mkdir -p "$CACHE/code-server"
+  # code-server's postinstall runs npm inside itself: the node 24 binary must be first on PATH.
+  PATH="$NODE_BIN_DIR:$PATH" npm_config_ignore_scripts=false npm install --prefix "$CACHE/code-server" \
+    --no-audit --no-fund --loglevel=error --unsafe-perm "$CS_SPEC"
+  test -x "$CACHE/code-server/node_modules/.bin/code-server"
+  touch "$CACHE/.stamp-code-server"
+fi
+echo "e2e setup: tools ready in $CACHE ($(( $(date +%s) - start ))s)"

@@ -1,0 +1,27 @@
+/** Small DOM helpers shared by the panels (no innerHTML with data: text is always set as text). */
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  return e;
+}
+
+export function icon(name: string): HTMLElement {
+  return el('span', { class: `codicon codicon-${name}`, 'aria-hidden': 'true' });
+}
+
+export function mount(...children: Node[]): void {
+  const app = document.getElementById('app')!;
+  app.replaceChildren(...children);
+}
+
+export function notice(kind: 'info' | 'error', text: string): HTMLElement {
+  return el('p', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, icon(kind === 'error' ? 'error' : 'info'), ` ${text}`);
+}
