@@ -19,6 +19,8 @@ Fixtures:
   ``loss``) and yield ``tasks.base.Batch`` objects.
 - ``ctx`` (CPU, seed 0, no task) and ``make_ctx(task=..., parent=..., seed=...)``.
 - ``make_cm(module)``: wraps a module in a ``CompressedModel``.
+- ``run_op(name, cm, params, ctx)``: resolves `params` through the registry (defaults, checks)
+  and runs the op, as the runner does.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from modelbonsai.ops.registry import CompressedModel, OpContext
+from modelbonsai.ops.registry import CompressedModel, OpContext, get_op
 from modelbonsai.tasks.base import Batch
 
 ModelFactory = Callable[[], nn.Module]
@@ -264,3 +266,14 @@ def make_ctx() -> Callable[..., OpContext]:
 @pytest.fixture
 def ctx() -> OpContext:
     return OpContext(device=torch.device("cpu"), seed=0)
+
+
+def _run_op(name: str, cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
+    op = get_op(name)
+    assert op is not None, f"op {name} is not registered"
+    return op.fn(cm, op.resolve(params), ctx)
+
+
+@pytest.fixture
+def run_op() -> Callable[[str, CompressedModel, dict[str, Any], OpContext], CompressedModel]:
+    return _run_op

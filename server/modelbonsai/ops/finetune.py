@@ -1,1 +1,155 @@
-"""(to be written)"""
+"""Fine-tuning: a few steps of training to recover accuracy, with compression held fixed."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import CompressedModel, OpContext, OpError, Param, register_op
+from .targets import move_batch, need_task, to_device
+
+OP = "finetune"
+
+
+def _lr_factor(schedule: str, warmup: int, total: int) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _optimizer(name: str, params: list[nn.Parameter], p: dict[str, Any]) -> torch.optim.Optimizer:
+    lr, wd = p["lr"], p["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=p["momentum"], weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def _training_size(task: Any) -> int | None:
+    size = getattr(task, "training_size", None)
+    if callable(size):
+        size = size()
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _steps(task: Any, params: dict[str, Any]) -> int:
+    epochs = params.get("epochs")
+    if epochs is None:
+        return int(params["steps"])
+    size = _training_size(task)
+    if size is None:
+        raise OpError(OP, "this task does not say how large its training split is; use 'steps'", param="epochs")
+    return max(1, math.ceil(epochs * size / params["batch_size"]))
+
+
+@register_op(
+    OP,
+    family="training",
+    summary="Fine-tune on the task's training split, keeping pruning masks and quantization fixed.",
+    params=[
+        Param("steps", "int", "Optimizer steps (ignored when `epochs` is given).", default=100, minimum=1, maximum=10_000_000),
+        Param("epochs", "float", "Passes over the training split (needs a task that knows its size).",
+              minimum=0.0, exclusive_minimum=True, maximum=1000.0),
+        Param("lr", "float", "Peak learning rate.", default=1e-4, minimum=0.0, exclusive_minimum=True, maximum=10.0),
+        Param("optimizer", "enum", "Optimizer.", default="adamw", choices=("adam", "adamw", "sgd")),
+        Param("schedule", "enum", "Learning-rate schedule after warm-up.", default="constant",
+              choices=("constant", "cosine", "linear")),
+        Param("warmup_steps", "int", "Steps of linear learning-rate warm-up.", default=0, minimum=0, maximum=1_000_000),
+        Param("batch_size", "int", "Instances per training batch.", default=32, minimum=1, maximum=4096),
+        Param("weight_decay", "float", "Weight decay (decoupled for adamw).", default=0.0, minimum=0.0, maximum=1.0),
+        Param("momentum", "float", "Momentum (sgd only).", default=0.9, minimum=0.0, maximum=1.0, exclusive_maximum=True),
+        Param("max_grad_norm", "float", "Clip the gradient norm to this value; 0 turns clipping off.",
+              default=1.0, minimum=0.0, maximum=1e6),
+    ],
+    needs_task=True,
+)  # fmt: skip
+def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
+    """Train for `steps` (or `epochs`) on the task's training batches to recover accuracy.
+
+    Compression stays exactly as it was:
+    - pruned weights (`cm.masks`) get zero gradients and are set back to zero after every step,
+      so sparsity and N:M patterns survive;
+    - quantized weights are trained straight-through: the forward pass uses the weights projected
+      onto their quantization grid (`encoding.project`), the optimizer updates a float copy, and
+      the projection is applied again after every step, so updates smaller than one quantization
+      step accumulate instead of being rounded away. The stored model is on the grid.
+
+    Batches come from the task's seeded training stream and dropout draws from the run's seed,
+    so a run is reproducible. Progress reports the loss; the job can be cancelled between steps
+    (nothing is stored then). The model returns to its previous train/eval mode. The artifact
+    stores full tensors (or sparse/packed forms where masks and encodings say so).
+    """
+    task = need_task(OP, ctx, "training batches and a loss")
+    model = to_device(cm, ctx)
+    total = _steps(task, params)
+    named = dict(model.named_parameters())
+    trainable = [p for p in named.values() if p.requires_grad]
+    if not trainable:
+        raise OpError(OP, "the model has no trainable parameters")
+    for name, p in named.items():
+        if name in cm.encodings or name in cm.masks:
+            if not p.is_floating_point():
+                raise OpError(OP, "cannot train a non-floating-point tensor", layer=name)
+    masks = {n: m.to(named[n].device) for n, m in cm.masks.items() if n in named}
+    quant = {n: (named[n], cm.encodings[n]) for n in cm.encodings if n in named}
+    latent = {n: p.detach().clone() for n, (p, _) in quant.items()}
+    opt = _optimizer(params["optimizer"], trainable, params)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(params["schedule"], params["warmup_steps"], total))
+    was_training = model.training
+    devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(ctx.seed)
+        model.train()
+        try:
+            batches = task.training_batches(params["batch_size"], ctx.seed)
+            running = None
+            for step in range(total):
+                ctx.check_cancelled()
+                with torch.no_grad():  # forward on the quantization grid
+                    for n, (p, enc) in quant.items():
+                        p.copy_(enc.project(latent[n]))
+                loss = task.loss(model, move_batch(next(batches), ctx.device))
+                if not torch.isfinite(loss):
+                    raise OpError(OP, f"the loss became {float(loss)} at step {step + 1}; lower 'lr'", param="lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for n, m in masks.items():
+                    g = named[n].grad
+                    if g is not None:
+                        g.masked_fill_(m, 0)
+                if params["max_grad_norm"] > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, params["max_grad_norm"])
+                with torch.no_grad():  # straight-through: the optimizer moves the float copy
+                    for n, (p, _) in quant.items():
+                        p.copy_(latent[n])
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    for n, m in masks.items():
+                        named[n].masked_fill_(m, 0)
+                    for n, (p, _) in quant.items():
+                        latent[n].copy_(p)
+                value = float(loss.detach())
+                running = value if running is None else 0.9 * running + 0.1 * value
+                ctx.progress((step + 1) / total, f"step {step + 1}/{total} loss {running:.4f}")
+        finally:
+            opt.zero_grad(set_to_none=True)
+            model.train(was_training)
+    with torch.no_grad():
+        for n, (p, enc) in quant.items():
+            p.copy_(enc.project(latent[n]))
+        for n, m in masks.items():
+            named[n].masked_fill_(m, 0)
+    return cm
