@@ -215,7 +215,7 @@ class _Parser:
         m = _FILE_FN.match(load)
         if m:
             return "file-function", self._path(node, m["file"], "model file", want="file")
-        if _MODULE_FN.match(load) and not Path(load.split(":")[0]).suffix:
+        if _MODULE_FN.match(load):
             return "module-function", None
         p = self._path(node, load, "model")
         if not p.exists():
