@@ -345,7 +345,14 @@ def _when(ts: float) -> str:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
-        gone = store.delete_model(store.get_model(args.model).id, recursive=args.recursive)
+        target = store.get_model(args.model)
+        below = store.descendants(target.id)
+        if below and not args.recursive:
+            raise UserError(
+                f"model '{target.name}' has {len(below)} derived model(s) ({', '.join(m.name for m in below[:5])}"
+                f"{' …' if len(below) > 5 else ''}); use `bonsai rm {args.model} --recursive` to delete them too"
+            )
+        gone = store.delete_model(target.id, recursive=args.recursive)
         for m in gone:
             print(f"deleted {m.name} ({m.id})", file=sys.stderr)
     return EXIT_OK

@@ -80,6 +80,7 @@ class PlannedStep:
     existing: ModelRecord | None = None
     selected: bool = True  # asked for (not merely needed as an ancestor)
     force: bool = False
+    replaces: str | None = None  # stored model this one supersedes (forced, or broken)
 
     @property
     def up_to_date(self) -> bool:
@@ -192,9 +193,15 @@ def make_plan(
             raise PlanError(f"--only: no variant named {', '.join(unknown)} (variants: {', '.join(names)})")
     for st in steps:
         st.existing = store.find_by_fingerprint(st.fingerprint)
+        if st.existing is None:
+            # A broken model with this fingerprint is made again and replaced (children follow).
+            broken = store.find_by_fingerprint(st.fingerprint, include_broken=True)
+            st.replaces = broken.id if broken is not None else None
         st.selected = not only or st.variant in only
     for st in steps:
         st.force = force and st.selected and bool(st.variant)
+        if st.force and st.existing is not None:
+            st.replaces = st.existing.id
     if only:
         # Keep the selected variants and the ancestors they need; drop other branches.
         by_name = {s.name: s for s in steps}
@@ -438,8 +445,7 @@ class Runner:
 
         self._check_cancelled()
         progress(0.95, "storing")
-        replaces = st.existing.id if (st.force and st.existing is not None) else None
-        rec = self.store.add_model(record, write, metrics=all_metrics, replaces=replaces)
+        rec = self.store.add_model(record, write, metrics=all_metrics, replaces=st.replaces)
         self._remember(st.fingerprint, cm, is_base=st.op is None)
         return rec
 

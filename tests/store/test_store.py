@@ -181,6 +181,7 @@ def test_broken_artifacts_are_shown_with_reason(store: LineageStore) -> None:
     assert status["truncated"][0] == "broken" and "truncated" in status["truncated"][1]
     assert store.get_model("gone").status == "broken"
     assert store.find_by_fingerprint("fp-gone") is None
+    assert store.find_by_fingerprint("fp-gone", include_broken=True).id == gone.id
     assert store.find_by_fingerprint("fp-ok").id == ok.id
     # a fresh open does not "repair" by deleting the broken rows
     again = LineageStore.open(store.workspace)

@@ -232,8 +232,9 @@ class LineageStore:
             frontier = nxt
         return out
 
-    def find_by_fingerprint(self, fingerprint: str) -> ModelRecord | None:
-        """The newest complete, non-broken model with this fingerprint (what makes it up to date)."""
+    def find_by_fingerprint(self, fingerprint: str, *, include_broken: bool = False) -> ModelRecord | None:
+        """The newest complete, non-broken model with this fingerprint (what makes it up to date);
+        with `include_broken`, a broken one too (so a re-run can replace it)."""
         rows = self._query(
             f"SELECT {_MODEL_COLUMNS} FROM models WHERE complete = 1 AND fingerprint = ? "
             "ORDER BY created DESC, rowid DESC",
@@ -241,7 +242,7 @@ class LineageStore:
         )
         for row in rows:
             rec = self._with_status(_model_from_row(row))
-            if rec.status == "ok":
+            if rec.status == "ok" or include_broken:
                 return rec
         return None
 

@@ -1,0 +1,138 @@
+"""`bonsai` end to end, as a user runs it: a subprocess on a tiny model built in the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelbonsai.cli import main
+
+from .workspace import make_workspace
+
+BROKEN = """\
+base:
+  name: toy
+  load: model.safetensors
+  factory: arch.py:build
+variants:
+  - name: a
+    ops:
+      - prune.magnitud: {sparsity: 0.5}
+  - name: b
+    from: nowhere
+    ops:
+      - prune.magnitude: {sparsity: 1.5}
+  - name: a
+    ops:
+      - prune.magnitude: {sparsity: 0.2}
+"""
+
+
+def bonsai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "bonsai"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelbonsai"]
+    env = {**os.environ, "COLUMNS": "200", "BONSAI_DEBUG": ""}
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_broken_file_reports_every_error_with_positions_and_runs_nothing(tmp_path: Path) -> None:
+    make_workspace(tmp_path)
+    (tmp_path / "broken.bonsai.yaml").write_text(BROKEN)
+    r = bonsai("run", "broken.bonsai.yaml", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("broken.bonsai.yaml:")]
+    assert [ln.split(": ")[0] for ln in lines] == [
+        "broken.bonsai.yaml:8:9", "broken.bonsai.yaml:10:11", "broken.bonsai.yaml:12:37", "broken.bonsai.yaml:13:11"]
+    assert "prune.magnitud" in lines[0] and "nowhere" in lines[1] and "1.5" in lines[2] and "'a'" in lines[3]
+    assert "nothing was run" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / ".bonsai").exists()
+
+
+def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
+    make_workspace(tmp_path)
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50-scaled", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "4 models made, 0 up to date" in r.stderr
+    for name in ("toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"):
+        assert name in r.stdout
+    assert "accuracy" in r.stdout and "stored_size" in r.stdout  # headline metrics in the table
+
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50-scaled", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 3 up to date" in r.stderr, r.stderr
+
+    # the whole file: the failing branch fails (exit 1), the rest is up to date
+    r = bonsai("run", "exp.bonsai.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "bad failed: op mine.explode: it went wrong" in r.stderr
+    assert "after-bad skipped" in r.stderr and "Traceback" not in r.stderr
+
+    before = json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--force", cwd=tmp_path)
+    assert r.returncode == 0 and "1 model made" in r.stderr, r.stderr
+
+    r = bonsai("ls", "--json", cwd=tmp_path)
+    assert r.returncode == 0
+    models = {m["name"]: m for m in json.loads(r.stdout)}
+    assert set(models) == {"toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"}
+    old = {m["name"]: m for m in before}
+    assert models["prune-50"]["id"] != old["prune-50"]["id"]  # forced: made again
+    assert models["prune-50-scaled/1"]["parent_id"] == models["prune-50"]["id"]
+    assert models["prune-50"]["status"] == "ok" and models["prune-50"]["op"] == "prune.magnitude"
+    assert {x["name"] for x in models["prune-50"]["metrics"]} >= {"accuracy", "stored_size", "nonzero_parameters"}
+
+    r = bonsai("show", "prune-50", cwd=tmp_path)
+    assert r.returncode == 0
+    assert "prune.magnitude" in r.stdout and '"sparsity": 0.5' in r.stdout and "children   prune-50-scaled/1" in r.stdout
+
+    r = bonsai("rm", "prune-50", cwd=tmp_path)
+    assert r.returncode == 2 and "--recursive" in r.stderr and "Traceback" not in r.stderr
+    r = bonsai("rm", "prune-50", "--recursive", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr.count("deleted") == 3
+    assert [m["name"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)] == ["toy"]
+
+
+def test_workspace_option_and_broken_model(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    exp = make_workspace(ws)
+    r = bonsai("run", str(exp), "--only", "prune-50", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (ws / ".bonsai" / "lineage.sqlite").is_file()  # default workspace: the file's folder
+    models = json.loads(bonsai("ls", "--json", "--workspace", str(ws), cwd=tmp_path).stdout)
+    pruned = next(m for m in models if m["name"] == "prune-50")
+    (ws / ".bonsai" / pruned["artifact"] / "manifest.json").write_text("{oops")
+    r = bonsai("ls", "--workspace", str(ws), cwd=tmp_path)
+    assert r.returncode == 0 and "broken" in r.stdout and "manifest.json is unreadable" in r.stderr
+    # a broken model is made again on the next run (it is not "up to date") and replaced
+    r = bonsai("run", str(exp), "--only", "prune-50", cwd=tmp_path)
+    assert r.returncode == 0 and "1 model made" in r.stderr, r.stderr
+    after = json.loads(bonsai("ls", "--json", "--workspace", str(ws), cwd=tmp_path).stdout)
+    assert sorted((m["name"], m["status"]) for m in after) == [("prune-50", "ok"), ("toy", "ok")]
+
+
+# -- in-process: usage errors are cheap to check without a subprocess ---------------------------
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    assert main(["run"]) == 2
+    assert main(["run", "missing.bonsai.yaml"]) == 2
+    assert "no such experiment file" in capsys.readouterr().err
+    assert main(["show", "ghost"]) == 2
+    err = capsys.readouterr().err
+    assert "no model 'ghost'" in err and "Traceback" not in err
+    assert main(["ls", "--workspace", str(tmp_path / "nope")]) == 2
+    assert main(["ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_ops_lists_registered_ops(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ops"]) == 0
+    out = capsys.readouterr().out
+    assert "prune.magnitude" in out and "sparsity" in out
