@@ -47,14 +47,37 @@ def compose(text: str) -> Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
         problem = e.problem or "invalid YAML"
+        mark = e.problem_mark or e.context_mark
+        hint = _hint(problem, e.context or "")
+        if "quoted scalar" in (e.context or "") and e.context_mark is not None:
+            mark = e.context_mark  # point at the opening quote, not the end of the file
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
         context = f" ({e.context})" if e.context else ""
-        message = f"YAML syntax error: {problem}{context}"
+        message = f"YAML syntax error: {hint or problem + context}"
+        opened = e.context_mark
+        if "flow" in (e.context or "") and opened is not None and opened.line != line:
+            message += f" (opened on line {opened.line + 1})"
         return _raise(message, _token_range(text, line, col))
     except yaml.YAMLError as e:  # e.g. composer errors without marks, multiple documents
         raise YamlSyntaxError(f"YAML syntax error: {e}", Range(0, 0, 0, 0)) from e
+
+
+def _hint(problem: str, context: str) -> str | None:
+    """A plainer wording of PyYAML's most common complaints."""
+    if "'\\t'" in problem or "\\t" in problem:
+        return "tabs cannot indent YAML; use spaces"
+    if problem.startswith("expected <block end>"):
+        return "this line's indentation does not match the lines above"
+    if problem == "mapping values are not allowed here":
+        return "unexpected ':' here; quote the value, or put the nested key on its own indented line"
+    if "quoted scalar" in context:
+        return "a quoted string is not closed"
+    if problem.startswith("expected ',' or ']'"):
+        return "a list in [ ] is not closed (expected ',' or ']')"
+    if problem.startswith("expected ',' or '}'"):
+        return "a mapping in { } is not closed (expected ',' or '}')"
+    return None
 
 
 def _raise(message: str, range: Range) -> Node:
