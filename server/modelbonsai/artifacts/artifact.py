@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,11 +282,13 @@ def load_artifact(folder: Path, skeleton: Callable[[], nn.Module]) -> Compressed
         raise ArtifactError(mpath, f"cannot rebuild the model's structure: {e}") from None
     reader = _Reader(folder, manifest)
     try:
-        state: dict[str, Any] = {}
+        state: OrderedDict[str, Any] = OrderedDict()
         dynamic_prefixes = list(manifest.get("dynamic_modules", []))
         for prefix in dynamic_prefixes:
             _load_dynamic(module, prefix, manifest, reader)
         own = module.state_dict()
+        # module versions (e.g. of quantized Linear) decide how their state is read back
+        state._metadata = getattr(own, "_metadata", None)  # type: ignore[attr-defined]
         for name in own:
             if any(name.startswith(p + ".") for p in dynamic_prefixes):
                 state[name] = own[name]  # set just above through set_weight_bias
