@@ -1,12 +1,202 @@
-"""Model requests: run, compare, tiles, instances, delete, export, experiment/create."""
+"""Requests that make, remove or export models: bonsai/run, model/delete, model/export,
+experiment/create. (Comparisons are in compare_requests.py; lineage/jobs/cancel in server.py.)"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..store import LineageStore, ModelRecord, StoreError
+from . import protocol as P
+from .jobs import JobCancelled, JobContext
 
 if TYPE_CHECKING:
     from .server import BonsaiServer
 
+log = logging.getLogger(__name__)
+
+
+class RunFailed(ValueError):
+    """A run finished with failed variants; the message lists them."""
+
 
 def register(server: BonsaiServer) -> None:
-    pass
+    from .server import RequestError, as_path, custom
+
+    @custom(server, P.RUN)
+    async def run(ls: BonsaiServer, params: dict[str, Any]) -> P.RunResult:
+        from ..experiment import load_experiment
+
+        file = as_path(params["file"])
+        if not file.is_file():
+            raise RequestError(P.NOT_FOUND, f"experiment file {file} does not exist")
+        # Refuse a broken file up front, with its first problems, instead of queueing a doomed job.
+        parsed = await ls.in_reader(load_experiment, file)
+        if parsed.experiment is None or parsed.errors:
+            raise RequestError(P.USER_ERROR, _problems_text(file, parsed.errors or parsed.problems))
+        exp = parsed.experiment
+        names = [v.name for v in exp.variants]
+        wanted = params.get("variants") or None
+        if wanted:
+            unknown = [n for n in wanted if n not in names]
+            if unknown:
+                raise RequestError(P.USER_ERROR, f"{file.name}: no variant named {', '.join(unknown)} "
+                                                 f"(variants: {', '.join(names) or 'none'})")
+        folder = ls.folder_for(file=file)
+        force = bool(params.get("force", False))
+        title = f"Run {', '.join(wanted) if wanted else 'all variants'} ({file.name})"
+        work = _run_work(ls, file, folder, wanted, force)
+        job = ls.submit("run", title, work, token=params.get("workDoneToken"), folder=folder)
+        job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
+        return {"jobId": job.id}
+
+    @custom(server, P.MODEL_DELETE)
+    async def delete(ls: BonsaiServer, params: dict[str, Any]) -> P.DeleteResult:
+        folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])
+        busy = [j for j in ls.jobs.active() if j.kind == "run" and ls.job_folders.get(j.id) == folder]
+        if busy:
+            raise RequestError(P.USER_ERROR, f"a run is in progress in {folder.name} ({busy[0].title}); "
+                                             "delete models once it has finished or been cancelled")
+        gone = await ls.in_reader(lambda: store.delete_model(rec.id, recursive=bool(params.get("recursive"))))
+        ls.lineage_changed(folder)
+        return {"deleted": [m.id for m in gone]}
+
+    @custom(server, P.MODEL_EXPORT)
+    async def export(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
+        _folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])
+        out = as_path(params["dir"])
+
+        def work(ctx: JobContext) -> str:
+            from ..artifacts.export import export_model
+
+            ctx.progress(0.1, f"rebuilding {rec.name}")
+            skeleton = skeleton_factory(store, rec)
+            path = export_model(store.artifact_path(rec), out, skeleton, format=params["format"])
+            return str(path)
+
+        job = ls.submit("run", f"Export {rec.name}", work, token=params.get("workDoneToken"))
+        return {"path": await asyncio.wrap_future(job.future)}
+
+    @custom(server, P.EXPERIMENT_CREATE)
+    async def create(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
+        config = as_path(params["configPath"])
+        return {"path": str(await ls.in_reader(write_starter, config))}
+
+
+def _problems_text(file: Path, problems: list[Any]) -> str:
+    shown = "; ".join(f"{p.range}: {p.message}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"{file.name} has {len(problems)} problem(s), fix them before running: {shown}{more}"
+
+
+def _run_work(ls: BonsaiServer, file: Path, folder: Path, wanted: list[str] | None, force: bool) -> Any:
+    def work(ctx: JobContext) -> dict[str, Any]:
+        from ..experiment import load_experiment
+        from ..runner import RunEvent, Runner, make_plan
+
+        ctx.progress(0.0, "planning")
+        parsed = load_experiment(file)  # read again: the file may have changed while queued
+        if parsed.experiment is None or parsed.errors:
+            raise RunFailed(_problems_text(file, parsed.errors or parsed.problems))
+        # The job gets its own store connection: its writes never wait on the readers' lock.
+        store = LineageStore.open(folder)
+        try:
+            def on_event(e: RunEvent) -> None:
+                if e.kind == "stored":
+                    ls.lineage_changed(folder)  # each model shows up as soon as it is stored
+
+            plan = make_plan(parsed.experiment, store, only=wanted, force=force)
+            runner = Runner(store, device=ctx.job.device, progress=ctx.progress, events=on_event,
+                            cancelled=ctx.cancelled, max_instances=ls.settings.max_instances)
+            result = runner.run(plan)
+        finally:
+            store.close()
+        if result.status == "cancelled":
+            raise JobCancelled()
+        if result.failed:
+            raise RunFailed("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+        made, fresh = len(result.made), len(result.up_to_date)
+        ctx.progress(1.0, f"{made} made, {fresh} up to date")
+        return {"made": result.made, "upToDate": result.up_to_date}
+
+    return work
+
+
+def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, ModelRecord]:
+    """The model with this id (or name) in any workspace folder's store."""
+    errors = []
+    for folder in ls.folders():
+        if not (folder / ".bonsai").is_dir():
+            continue
+        store = ls.store(folder)
+        try:
+            return folder, store, store.get_model(model_id)
+        except StoreError as e:
+            errors.append(str(e))
+    raise StoreError(f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else ""))
+
+
+def root_of(store: LineageStore, rec: ModelRecord) -> ModelRecord:
+    cur = rec
+    seen = set()
+    while cur.parent_id is not None and cur.id not in seen:
+        seen.add(cur.id)
+        cur = store.get_model(cur.parent_id)
+    return cur
+
+
+def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Any:
+    """A function building the base architecture of `rec` (what its artifact is rebuilt on)."""
+    from ..load import load_skeleton
+
+    root = root_of(store, rec)
+    if root.base_spec is None:
+        raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
+    exp_root = store.workspace
+    if root.experiment_file:
+        f = Path(root.experiment_file)
+        exp_root = (f if f.is_absolute() else store.workspace / f).parent
+    spec = root.base_spec
+    return lambda: load_skeleton(spec, exp_root)
+
+
+def write_starter(config: Path) -> Path:
+    """Write a starter experiment file next to a Hugging Face model folder; returns its path."""
+    from ..experiment import parse_experiment
+
+    if config.name != "config.json" or not config.is_file():
+        raise FileNotFoundError(f"{config} is not a Hugging Face config.json")
+    model_dir = config.parent
+    text = _starter_text(model_dir)
+    target = model_dir.parent / f"{model_dir.name}.bonsai.yaml"
+    n = 2
+    while target.exists():
+        target = model_dir.parent / f"{model_dir.name}-{n}.bonsai.yaml"
+        n += 1
+    problems = parse_experiment(text, target).errors
+    if problems:  # the starter must validate; if it does not, say what and write nothing
+        raise ValueError(f"the starter experiment for {model_dir.name} does not validate: {problems[0].message}")
+    from ..store.fsio import atomic_write_bytes
+
+    atomic_write_bytes(target, text.encode("utf-8"))
+    return target
+
+
+def _starter_text(model_dir: Path) -> str:
+    try:
+        from ..experiment import starter_experiment  # type: ignore[attr-defined]
+    except ImportError:
+        starter_experiment = None
+    if starter_experiment is not None:
+        return str(starter_experiment(model_dir / "config.json"))
+    return (
+        f"# Bonsai experiment for {model_dir.name}: each variant is a model derived from its parent.\n"
+        f"base:\n  name: {model_dir.name}\n  load: {model_dir.name}\n"
+        "variants:\n"
+        "  - name: prune-50\n    from: base\n    ops:\n"
+        "      - prune.magnitude: {sparsity: 0.5}\n"
+        "  - name: int8\n    from: base\n    ops:\n"
+        "      - quantize.weights: {bits: 8}\n"
+    )

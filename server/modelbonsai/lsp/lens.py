@@ -1,0 +1,77 @@
+"""The one-line metrics summary a CodeLens shows above a variant that has been run.
+
+Example: ``acc 97.8% (−0.4) · 0.31 MB (4.1×)``: headline metrics of the model, each with its
+change against the parent (points for fractions shown as percentages, a size ratio for sizes,
+a relative change otherwise).
+"""
+
+from __future__ import annotations
+
+from .protocol import MetricInfo, ModelInfo
+
+_SHORT = {
+    "accuracy": "acc",
+    "top1_accuracy": "acc",
+    "agreement": "agree",
+    "perplexity": "ppl",
+    "latency": "lat",
+    "cosine_agreement": "cos",
+    "neighbour_overlap": "nn",
+    "next_token_agreement": "next-tok",
+}
+_MAX_ITEMS = 3
+MINUS = "\u2212"
+
+
+def _fractional(m: MetricInfo) -> bool:
+    """Accuracy-like metrics stored as 0..1 are shown as percentages."""
+    return m["unit"] in ("", "%", "fraction") and 0.0 <= m["value"] <= 1.0 and m["name"] not in ("batch_size",)
+
+
+def human_bytes(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e5:  # 0.31 MB reads better than 310 KB next to model sizes
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} KB"
+    return f"{int(n)} B"
+
+
+def _signed(x: float, digits: int = 1) -> str:
+    text = f"{abs(x):.{digits}f}"
+    if float(text) == 0:
+        return "±0"
+    return ("+" if x > 0 else MINUS) + text
+
+
+def format_metric(m: MetricInfo, parent: MetricInfo | None) -> str:
+    name, value, unit = m["name"], m["value"], m["unit"]
+    if unit == "B":
+        text = human_bytes(value)
+        if parent is not None and value > 0:
+            text += f" ({parent['value'] / value:.1f}×)"
+        return text
+    short = _SHORT.get(name, name.replace("_", " "))
+    if _fractional(m):
+        text = f"{short} {100 * value:.1f}%"
+        if parent is not None:
+            text += f" ({_signed(100 * (value - parent['value']))})"
+        return text
+    shown = f"{value:.3g}"
+    text = f"{short} {shown}{' ' + unit if unit else ''}"
+    if parent is not None and parent["value"]:
+        text += f" ({_signed(100 * (value - parent['value']) / abs(parent['value']), 0)}%)"
+    return text
+
+
+def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None) -> str:
+    """The lens text for a model (empty when it has no headline metric)."""
+    headline = [m for m in model["metrics"] if m["headline"]]
+    # quality first, then size, then the rest (latency): what a user weighs against each other
+    headline.sort(key=lambda m: (m["unit"] == "B", m["unit"] not in ("", "%", "B"), m["name"]))
+    by_name = {m["name"]: m for m in (parent or {"metrics": []})["metrics"]}  # type: ignore[typeddict-item]
+    parts = [format_metric(m, by_name.get(m["name"])) for m in headline[:_MAX_ITEMS]]
+    if model["status"] == "broken":
+        parts.append("broken")
+    return " · ".join(parts)

@@ -1,0 +1,69 @@
+"""Shared helpers for the language-server tests: a real `bonsai serve` subprocess over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+SERVER_CMD = [sys.executable, "-c", "import sys; from modelbonsai.lsp.server import main; sys.exit(main())"]
+SERVER_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def server_config() -> ClientServerConfig:
+    return ClientServerConfig(server_command=SERVER_CMD, server_env=SERVER_ENV)
+
+
+async def start_session(client: LanguageClient, folder: Path, storage: Path, *, trusted: bool = True,
+                        **options: Any) -> lsp.InitializeResult:
+    caps = client_capabilities("visual-studio-code")
+    params = lsp.InitializeParams(
+        capabilities=caps,
+        root_uri=folder.as_uri(),
+        workspace_folders=[lsp.WorkspaceFolder(uri=folder.as_uri(), name=folder.name)],
+        initialization_options={"storagePath": str(storage), "device": "cpu", "trusted": trusted, **options},
+    )
+    return await client.initialize_session(params)
+
+
+async def request(client: LanguageClient, method: str, params: Any) -> Any:
+    return await client.protocol.send_request_async(method, params)
+
+
+def collect(client: LanguageClient, method: str) -> list[Any]:
+    """Record every notification `method` the server sends, in order."""
+    seen: list[Any] = []
+
+    @client.feature(method)
+    def _on(params: Any) -> None:
+        seen.append(params)
+
+    return seen
+
+
+async def until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def plain_json(client: LanguageClient) -> None:
+    """Make the test client hand over custom results and notifications as the JSON they were
+    (pygls' default turns them into namedtuples, renaming keys such as '0.weight')."""
+    from pygls.protocol import JsonRPCNotification, JsonRPCResponseMessage
+
+    conv = client.protocol._converter
+    conv.register_structure_hook(JsonRPCResponseMessage, lambda obj, cls: cls(**{"result": None, **obj}))
+    conv.register_structure_hook(JsonRPCNotification, lambda obj, cls: cls(**{"params": None, **obj}))
