@@ -143,7 +143,7 @@ def test_conv_and_include_exclude(tiny_cnn: nn.Module, cnn_input: torch.Tensor, 
 
 
 def test_patterns_matching_nothing_are_errors(ctx: OpContext) -> None:
-    with pytest.raises(OpError, match="match no parameter"):
+    with pytest.raises(OpError, match="matches no parameter"):
         run(CompressedModel(mlp()), ctx, include=["encoder.*"])
     with pytest.raises(OpError, match="exclude"):
         run(CompressedModel(mlp()), ctx, exclude=["nope*"])

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import CompressedModel, OpContext, OpError, Param, match_names, register_op
+from .registry import CompressedModel, OpContext, OpError, Param, register_op
+from .targets import EXCLUDE, INCLUDE
 
 GRANULARITIES = ("tensor", "channel", "group")
 _FP16_MIN_NORMAL = 2.0**-14
@@ -256,26 +257,6 @@ def _conv1d_type() -> type | None:
     return Conv1D
 
 
-def default_weight_targets(module: nn.Module) -> list[str]:
-    """Weights of Linear / Conv1d / Conv2d / transformers Conv1D (2-D or 4-D `.weight`).
-
-    A weight tied to another parameter (GPT-2's lm_head shares the token embedding) is listed
-    under its first name only, so a tied embedding stays excluded like any embedding.
-    """
-    kinds: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
-    conv1d = _conv1d_type()
-    if conv1d is not None:
-        kinds = (*kinds, conv1d)
-    unique = {n for n, _ in module.named_parameters()}
-    out = []
-    for mname, mod in module.named_modules():
-        w = getattr(mod, "weight", None)
-        name = f"{mname}.weight" if mname else "weight"
-        if isinstance(mod, kinds) and isinstance(w, nn.Parameter) and w.dim() in (2, 3, 4) and name in unique:
-            out.append(name)
-    return out
-
-
 def output_axis(module: nn.Module, name: str) -> int:
     """The output-channel axis of a parameter: 1 for transformers Conv1D weights, else 0."""
     conv1d = _conv1d_type()
@@ -289,28 +270,17 @@ def output_axis(module: nn.Module, name: str) -> int:
 def select_targets(
     module: nn.Module, include: str | list[str] | None, exclude: str | list[str] | None, *, op: str
 ) -> list[str]:
-    """Parameter names an op applies to.
+    """Parameter names an op applies to: the same rule as every weight op (see `targets.py`).
 
-    No include: the default weight targets. With include: every parameter matching it (so biases,
-    norms and embeddings are quantized only when a pattern names them). Exclude always wins.
-    Patterns that match nothing are an error, so typos don't silently do nothing.
+    No include: the default weight targets (Linear/Conv/Conv1D weights; a weight tied to an
+    embedding is left out). With include: every parameter matching it, so biases, norms and
+    embeddings are quantized only when a pattern names them. Exclude always wins; a pattern that
+    matches nothing is an error naming it.
     """
-    params = [n for n, p in module.named_parameters() if p.is_floating_point()]
-    if include in (None, [], ""):
-        chosen = default_weight_targets(module)
-    else:
-        chosen = match_names(params, include)  # type: ignore[arg-type]
-        if not chosen:
-            raise OpError(op, f"include patterns {include!r} match no parameter; e.g. {', '.join(params[:4])}",
-                          param="include")
-    if exclude not in (None, [], ""):
-        if not match_names(params, exclude):  # type: ignore[arg-type]
-            raise OpError(op, f"exclude patterns {exclude!r} match no parameter", param="exclude")
-        dropped = set(match_names(chosen, exclude))  # type: ignore[arg-type]
-        chosen = [n for n in chosen if n not in dropped]
-    if not chosen:
-        raise OpError(op, "no parameter left to apply to after include/exclude", param="exclude")
-    return chosen
+    from .targets import select_weights
+
+    params = dict(module.named_parameters())
+    return [n for n in select_weights(op, module, include, exclude) if params[n].is_floating_point()]
 
 
 SCHEME_PARAMS = [
@@ -321,10 +291,8 @@ SCHEME_PARAMS = [
           default="channel", choices=GRANULARITIES),
     Param("group_size", "int", "Input columns per scale when granularity is group; must divide the columns.",
           default=128, minimum=2),
-    Param("include", "patterns",
-          "Parameter-name globs to quantize. Default: every Linear/Conv/Conv1D weight; biases, norms and "
-          "embeddings only when named here."),
-    Param("exclude", "patterns", "Parameter-name globs to leave in floating point.", default=[]),
+    INCLUDE,
+    EXCLUDE,
 ]
 
 
