@@ -367,8 +367,9 @@ def _load_hf(folder: Path, spec: dict[str, Any], *, allow_pickle: bool, trust_re
     missing = [k for k in result.missing_keys if not _is_tied(model, k)]
     if missing:
         raise LoadError(f"base: pytorch_model.bin in {folder.name} lacks {len(missing)} weights (e.g. {missing[0]})")
-    if hasattr(model, "tie_weights"):
-        model.tie_weights()
+    tie = getattr(model, "tie_weights", None)
+    if callable(tie):
+        tie()
     return model.to(dtype)
 
 

@@ -507,10 +507,15 @@ def _check_files(folder: Path, manifest: dict[str, Any], where: str) -> str:
 def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) -> None:
     for m in metrics:
         get = m.get if isinstance(m, dict) else lambda k, d=None, m=m: getattr(m, k, d)
+        raw: Any = get("value")
+        try:
+            value = float(raw)  # ints, floats, numpy and 0-d torch scalars alike
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {get('name')!r} needs a numeric value, got {raw!r}") from None
         c.execute(
             "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (model_id, str(get("name")), float(get("value")), str(get("unit", "") or ""),
+            (model_id, str(get("name")), value, str(get("unit", "") or ""),
              int(bool(get("higher_is_better", True))), int(bool(get("headline", False))),
              str(get("detail", "") or "")),
         )
