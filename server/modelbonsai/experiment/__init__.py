@@ -5,6 +5,9 @@ The format is documented in :mod:`modelbonsai.experiment.keys` (`format_referenc
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from .document import (
     CompletionItem,
     Document,
@@ -31,8 +34,23 @@ from .model import (
 )
 from .parse import load_experiment, parse_experiment
 from .patterns import check_patterns
-from .schema import json_schema, write_schema
 from .starter import StarterError, guess_task_kind, starter_experiment, starter_path
+
+
+# The schema module is imported lazily so `python -m modelbonsai.experiment.schema` runs cleanly.
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the format (see :mod:`modelbonsai.experiment.schema`)."""
+    from .schema import json_schema as generate
+
+    return generate()
+
+
+def write_schema(path: Path | None = None) -> Path:
+    """Write the generated schema (default: the shipped package file); returns where."""
+    from .schema import write_schema as write
+
+    return write(path)
+
 
 __all__ = [
     "BASE",

@@ -58,9 +58,12 @@ class Scan:
 
 
 def unquote(s: str) -> str:
+    """A token without its quotes (also while the closing quote is not typed yet)."""
     s = s.strip()
     if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
         return s[1:-1]
+    if s[:1] in ("'", '"') and s[0] not in s[1:]:
+        return s[1:]
     return s
 
 

@@ -1,0 +1,102 @@
+"""The shipped JSON Schema is the generated one; starter files validate."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from modelbonsai.experiment import (
+    StarterError,
+    guess_task_kind,
+    load_experiment,
+    starter_experiment,
+    starter_path,
+)
+from modelbonsai.experiment.schema import SHIPPED, json_schema, main, schema_text
+from modelbonsai.ops.registry import all_ops
+
+
+def test_shipped_schema_is_up_to_date() -> None:
+    shipped = files("modelbonsai").joinpath("schema/bonsai.schema.json").read_text(encoding="utf-8")
+    assert Path(str(SHIPPED)).read_text(encoding="utf-8") == shipped
+    assert shipped == schema_text(), "regenerate it: python -m modelbonsai.experiment.schema"
+
+
+def test_schema_has_every_builtin_op_and_no_test_ops() -> None:
+    schema = json_schema()
+    entry = schema["properties"]["variants"]["items"]["properties"]["ops"]["items"]["anyOf"]
+    names = entry[0]["enum"]
+    builtin = [op.name for op in all_ops() if op.source == "builtin" and op.fn.__module__.startswith("modelbonsai.")]
+    assert names == builtin and "prune.magnitude" in names and "quantize.weights" in names
+    assert not any(n.startswith("test.") for n in names)
+    prune = next(e for e in entry[1:] if e["title"] == "prune.magnitude")
+    params = prune["properties"]["prune.magnitude"]["anyOf"][0]["properties"]
+    sparsity = params["sparsity"]
+    assert sparsity["anyOf"][1]["type"] == "array"  # a sweep
+    assert "markdownDescription" in prune and prune["additionalProperties"] is False
+    assert set(schema["required"]) == {"base", "variants"}
+    assert "text-classification" in schema["properties"]["task"]["properties"]["kind"]["anyOf"][0]["enum"]
+    json.dumps(schema)  # plain JSON
+
+
+def test_write_schema_to_a_chosen_path(tmp_path: Path) -> None:
+    target = tmp_path / "s.json"
+    assert main([str(target)]) == 0
+    assert json.loads(target.read_text()) == json_schema()
+
+
+def _hf_folder(root: Path, arch: str) -> Path:
+    model = root / "my model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": [arch], "model_type": "x"}))
+    return model / "config.json"
+
+
+@pytest.mark.parametrize(
+    ("arch", "kind"),
+    [
+        ("BertForSequenceClassification", "text-classification"),
+        ("GPT2LMHeadModel", "causal-lm"),
+        ("LlamaForCausalLM", "causal-lm"),
+        ("BertModel", "sentence-embedding"),
+        ("ViTForImageClassification", "image-classification"),
+        ("BertForMaskedLM", None),
+    ],
+)
+def test_starter_validates_with_no_problems(tmp_path: Path, arch: str, kind: str | None) -> None:
+    config = _hf_folder(tmp_path, arch)
+    assert guess_task_kind(json.loads(config.read_text())) == kind
+    text = starter_experiment(config)
+    target = starter_path(config)
+    assert target == tmp_path / "my-model.bonsai.yaml"
+    target.write_text(text)
+    r = load_experiment(target)
+    assert r.problems == [], [str(p) for p in r.problems]
+    e = r.experiment
+    assert e is not None and e.base.load_path == config.parent and e.base.load_kind == "hf-folder"
+    assert (e.task.kind if e.task else None) == kind
+    assert [v.name for v in e.variants] == ["prune-0.3", "prune-0.5", "int8", "prune-0.5-int8"]
+
+
+def test_starter_uses_data_found_beside_the_model(tmp_path: Path) -> None:
+    config = _hf_folder(tmp_path, "BertForSequenceClassification")
+    (tmp_path / "eval.jsonl").write_text('{"text": "a", "label": 0}\n')
+    text = starter_experiment(config, tmp_path)
+    assert "  data: eval.jsonl" in text
+    f = tmp_path / "x.bonsai.yaml"
+    f.write_text(text)
+    r = load_experiment(f)
+    assert r.ok and r.experiment is not None and r.experiment.task is not None
+    assert r.experiment.task.options["data"] == "eval.jsonl"
+
+
+def test_starter_errors_are_plain(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(StarterError, match="not valid JSON"):
+        starter_experiment(bad)
+    with pytest.raises(StarterError, match="cannot read"):
+        starter_experiment(tmp_path / "missing" / "config.json")
