@@ -67,7 +67,7 @@ def parse_experiment(text: str, path: Path | str) -> ParseResult:
     return ParseResult(partial if ok else None, c.problems, partial)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class _Decl:
     """A declared variant while the tree is being resolved."""
 
@@ -493,7 +493,7 @@ class _Parser:
                 continue
             # Follow the chain: a loop reports every member; a variant below a loop, nothing more.
             chain: list[_Decl] = [d]
-            cur = parent
+            cur: _Decl | None = parent
             while cur is not None and id(cur) in pending_ids and cur not in chain:
                 chain.append(cur)
                 cur = by_name.get(cur.from_value)
