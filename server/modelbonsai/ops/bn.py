@@ -54,8 +54,8 @@ def bn_recalibrate(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) 
                 task.forward(model, move_batch(next(it), ctx.device))
                 ctx.progress((i + 1) / n, f"batch {i + 1}/{n}")
     finally:
-        for m, momentum in momenta.items():
-            m.momentum = momentum
-        for m, mode in modes.items():
-            m.training = mode
+        for norm, momentum in momenta.items():
+            norm.momentum = momentum
+        for module, mode in modes.items():
+            module.training = mode
     return cm

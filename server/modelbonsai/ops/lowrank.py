@@ -43,16 +43,24 @@ class LowRankConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d, rank: int) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.rank = conv.in_channels, conv.out_channels, rank
-        self.first = nn.Conv2d(conv.in_channels, rank, 1, stride=conv.stride, padding=conv.padding, bias=False)
+        stride = (int(conv.stride[0]), int(conv.stride[1]))
+        padding: Any = conv.padding if isinstance(conv.padding, str) else (int(conv.padding[0]), int(conv.padding[1]))
+        self.first = nn.Conv2d(conv.in_channels, rank, 1, stride=stride, padding=padding, bias=False)
         self.second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(x))
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    w = getattr(module, "weight", None)
+    assert isinstance(w, torch.Tensor)
+    return w
+
+
 def _matrix(module: nn.Module) -> torch.Tensor:
     """The weight as an (out x in) matrix, whatever the layer's own layout."""
-    w = module.weight.detach().float()
+    w = _weight(module).detach().float()
     if is_hf_conv1d(module):
         return w.t()
     return w.reshape(w.shape[0], -1)
@@ -69,7 +77,7 @@ def _applicable(module: nn.Module) -> str | None:
     return f"{type(module).__name__} is not a Linear, 1x1 Conv2d or Conv1D layer"
 
 
-def _factorised(module: nn.Module, rank: int) -> nn.Module:
+def _factorised(module: nn.Module, rank: int) -> LowRankLinear | LowRankConv2d:
     if isinstance(module, nn.Conv2d):
         return LowRankConv2d(module, rank)
     out_f, in_f = _matrix(module).shape
@@ -87,7 +95,7 @@ def _replay(model: nn.Module, edit: dict[str, Any]) -> None:
     """Swap the layer for its factorised shell; the artifact's tensors fill it afterwards."""
     old = model.get_submodule(edit["module"])
     new = _factorised(old, int(edit["rank"]))
-    new.to(device=old.weight.device, dtype=old.weight.dtype)
+    new.to(device=_weight(old).device, dtype=_weight(old).dtype)
     _set_module(model, edit["module"], new)
 
 
@@ -158,15 +166,17 @@ def lowrank(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Comp
             continue
         root = s[:r].sqrt()
         new = _factorised(module, r)
-        dtype = module.weight.dtype
+        dtype, device = _weight(module).dtype, _weight(module).device
         with torch.no_grad():
             first = (root[:, None] * vh[:r]).to(dtype)
             second = (u[:, :r] * root[None, :]).to(dtype)
             new.first.weight.copy_(first.reshape(new.first.weight.shape))
             new.second.weight.copy_(second.reshape(new.second.weight.shape))
             if new.second.bias is not None:
-                new.second.bias.copy_(module.bias.detach())
-        new.to(device=module.weight.device, dtype=dtype)
+                bias = getattr(module, "bias", None)
+                assert isinstance(bias, torch.Tensor)
+                new.second.bias.copy_(bias.detach())
+        new.to(device=device, dtype=dtype)
         hf = is_hf_conv1d(module)
         _set_module(model, mod_name, new)
         _rename_records(cm, mod_name, out_dim=1 if hf else 0)

@@ -159,7 +159,7 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
             claimed.update({qkv, proj})
         elif is_hf_conv1d(getattr(mod, "c_fc", nn.Identity())) and is_hf_conv1d(getattr(mod, "c_proj", nn.Identity())):
             fc, proj = _join(name, "c_fc"), _join(name, "c_proj")
-            n = int(model.get_submodule(fc).nf)
+            n = int(getattr(model.get_submodule(fc), "nf"))  # noqa: B009  (Conv1D is untyped)
             u = Unit(fc, "neurons", n, score=[Slice(fc, "weight", 1)])
             u.slices = [Slice(fc, "weight", 1), Slice(fc, "bias", 0), Slice(proj, "weight", 0)]
             u.attrs = [(fc, "nf", 1), (proj, "nx", 1)]
@@ -167,8 +167,8 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
             found.units[fc] = u
             claimed.update({fc, proj})
         else:
-            inter, out = getattr(mod, "intermediate", None), getattr(mod, "output", None)
-            dense_in, dense_out = getattr(inter, "dense", None), getattr(out, "dense", None)
+            inter, output = getattr(mod, "intermediate", None), getattr(mod, "output", None)
+            dense_in, dense_out = getattr(inter, "dense", None), getattr(output, "dense", None)
             if isinstance(dense_in, nn.Linear) and isinstance(dense_out, nn.Linear):
                 if dense_in.out_features != dense_out.in_features:
                     continue
@@ -217,7 +217,8 @@ def _producer_ok(mod: nn.Module) -> bool:
 def _add_chain(model: nn.Module, name: str, chain: _Chain, found: Found) -> None:
     """Turn a producer + its chain into a unit, checking sizes fit."""
     prod = model.get_submodule(name)
-    size = prod.out_channels if isinstance(prod, nn.Conv2d) else prod.out_features
+    assert isinstance(prod, (nn.Conv2d, nn.Linear))
+    size = int(prod.out_channels if isinstance(prod, nn.Conv2d) else prod.out_features)
     assert chain.consumer is not None
     cons = model.get_submodule(chain.consumer)
     if isinstance(cons, nn.Conv2d):
