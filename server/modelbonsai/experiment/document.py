@@ -329,16 +329,14 @@ def hover_at(doc: Document | str, line: int, col: int) -> Hover | None:
         return Hover(param_markdown(op, prm), rng, op=info.op, param=info.param) if op and prm else None
     section = {"top-key": "top", "base-key": "base", "task-key": "task", "variant-key": "variant"}.get(info.kind)
     if section is not None:
-        kd = key_doc(section, info.text)
-        if kd is not None:
-            return Hover(kd.markdown(), rng)
-        if section == "task":
+        if section == "task":  # the task kind's own words first: they are more specific
             kind_entry = d.value_of(("task",), "kind")
             options = taskinfo.task_options(unquote(kind_entry.value)) if kind_entry and kind_entry.value else None
             if options and info.text in options:
                 typ, text = options[info.text]
                 return Hover(f"**task.{info.text}** — {typ}\n\n{text}", rng)
-        return None
+        kd = key_doc(section, info.text)
+        return Hover(kd.markdown(), rng) if kd is not None else None
     if info.kind == "task-kind":
         text = taskinfo.task_doc(info.text)
         return Hover(f"**task kind `{info.text}`**" + (f"\n\n{text}" if text else ""), rng)

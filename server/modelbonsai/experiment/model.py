@@ -59,6 +59,7 @@ PROBLEM_CODES = (
     "sweep",  # a list given for a parameter that cannot be swept, empty sweeps, bad name templates
     "unknown-task",  # a task kind that is not built in
     "pattern-no-match",  # an include/exclude pattern matches no parameter of the base model
+    "internal",  # checking itself failed (a bug, or an op module that does not import)
 )
 
 

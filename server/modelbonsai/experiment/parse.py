@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from .yamlnodes import (
     type_name,
 )
 
+_log = logging.getLogger(__name__)
 _FILE_FN = re.compile(r"^(?P<file>.+\.py):(?P<fn>[A-Za-z_]\w*)$")
 _MODULE_FN = re.compile(r"^(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<fn>[A-Za-z_]\w*)$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -61,7 +63,12 @@ def parse_experiment(text: str, path: Path | str) -> ParseResult:
         c.add(root_node, f"an experiment file is a mapping (base:, task:, variants:), got {type_name(root_node)}",
               "wrong-type")
         return ParseResult(None, c.problems)
-    partial = _Parser(c, path).run(root_node)
+    try:
+        partial = _Parser(c, path).run(root_node)
+    except Exception as e:  # a bug (ours, or an op module failing to import) must not kill the editor
+        _log.exception("checking %s failed", path)
+        c.add(Range(0, 0, 0, 0), f"Bonsai could not check this file: {type(e).__name__}: {e}", "internal")
+        partial = None
     c.problems.sort(key=lambda p: (p.range.start_line, p.range.start_col))
     ok = not any(p.severity == "error" for p in c.problems)
     return ParseResult(partial if ok else None, c.problems, partial)
