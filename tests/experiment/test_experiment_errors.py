@@ -257,3 +257,24 @@ def test_never_raises_on_odd_input(ws: Path) -> None:
     for text in odd:
         r = parse(text, ws)
         assert r.problems and not r.ok, text
+
+
+def test_user_task_and_ops_files(ws: Path) -> None:
+    (ws / "tasks.py").write_text("class MyTask: pass\n")
+    (ws / "broken_ops.py").write_text("def f(:\n")
+    good = "base: {load: model}\ntask: {kind: tasks.py:MyTask, anything: 1}\nops_from: my_ops.py\ndevice: cuda:1\n"
+    r = parse(good + "variants:\n  - name: a\n    ops: [user.double]\n", ws)
+    assert r.ok, r.problems
+    assert r.experiment is not None and r.experiment.task is not None and r.experiment.task.is_user_task
+    assert r.experiment.device == "cuda:1"
+    text = (
+        "base: {load: model}\ntask: {kind: nofile.py:MyTask}\nops_from: [broken_ops.py, notes.txt]\n"
+        "variants:\n  - name: a\n    ops: [user.double]\n"
+    )
+    r = parse(text, ws)
+    got = {(p.code, at(p)) for p in r.problems}
+    assert ("missing-path", span(text, "nofile.py:MyTask")) in got
+    assert ("wrong-type", span(text, "broken_ops.py")) in got  # not valid Python, with its line
+    assert "line 1" in next(p.message for p in r.problems if "broken_ops" in p.message)
+    assert ("wrong-type", span(text, "notes.txt")) in got
+    assert ("unknown-op", span(text, "user.double")) in got  # its file could not be read
