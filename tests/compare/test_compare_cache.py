@@ -1,0 +1,92 @@
+"""Cached entry points: hits after a restart with the real store, artifacts streamed and
+dequantized, structured kept indices read from the manifest, progress and cancellation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from modelbonsai.artifacts import save_artifact
+from modelbonsai.compare import api
+from modelbonsai.compare.cache import MemoryCache, result_key
+from modelbonsai.compare.control import Cancelled
+from modelbonsai.compare.sources import ModuleSource
+from modelbonsai.ops.registry import CompressedModel, OpContext, get_op
+from modelbonsai.store import LineageStore
+from modelbonsai.store.records import ModelRecord
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+
+
+def _apply(op: str, cm: CompressedModel, **params: object) -> CompressedModel:
+    d = get_op(op)
+    assert d is not None
+    return d.fn(CompressedModel(copy.deepcopy(cm.module)), d.resolve(dict(params)), OpContext(torch.device("cpu"), 0))
+
+
+def _add(store: LineageStore, name: str, cm: CompressedModel, parent: str | None = None) -> str:
+    rec = store.add_model(ModelRecord(name=name, parent_id=parent, op=None if parent is None else "op"),
+                          lambda folder: save_artifact(cm, folder))  # fmt: skip
+    return rec.id
+
+
+def test_weights_cache_hit_after_restart_with_real_store(tmp_path: Path) -> None:
+    base = CompressedModel(_net())
+    quant = _apply("quantize.weights", base, bits=4)
+    store = LineageStore.open(tmp_path)
+    b_id = _add(store, "base", base)
+    q_id = _add(store, "q4", quant, b_id)
+    first = api.store_weights(store, b_id, q_id)
+    assert not first.cache_hit
+    m = {t["name"]: t for t in first.result.meta["tensors"]}
+    assert m["0.weight"]["status"] == "ok" and 10 < m["0.weight"]["metrics"]["sqnr_db"] < 40  # 4-bit error
+    assert m["0.bias"]["metrics"]["identical"]
+    store.close()
+
+    store2 = LineageStore.open(tmp_path)  # a restart: new connection, same .bonsai folder
+    calls: list[float] = []
+    again = api.store_weights(store2, b_id, q_id, progress=lambda f, msg: calls.append(f))
+    assert again.cache_hit and again.data == first.data and calls == []  # nothing recomputed
+    assert again.result.meta["tree"] == first.result.meta["tree"]
+    store2.close()
+
+
+def test_structured_kept_indices_come_from_the_artifact(tmp_path: Path) -> None:
+    base = CompressedModel(_net())
+    pruned = _apply("prune.structured", base, amount=0.5)
+    assert pruned.kept_indices, "the structured op records kept indices"
+    store = LineageStore.open(tmp_path)
+    b_id = _add(store, "base", base)
+    p_id = _add(store, "p50", pruned, b_id)
+    res = api.store_weights(store, b_id, p_id).result
+    rows = {t["name"]: t for t in res.meta["tensors"]}
+    shrunk = [n for n, t in rows.items() if t.get("removed")]
+    assert shrunk and all(rows[n]["status"] == "ok" for n in shrunk)
+    assert all(rows[n]["metrics"]["rel_l2"] < 1e-6 for n in shrunk)  # kept channels unchanged
+    store.close()
+
+
+def test_options_are_part_of_the_key_and_cancel_is_honoured() -> None:
+    cache = MemoryCache()
+    a, b = _net(), _net()
+    one = api.weights(cache, "a", "b", ModuleSource(a), ModuleSource(b))
+    two = api.weights(cache, "a", "b", ModuleSource(a), ModuleSource(b), include="0.*")
+    assert not one.cache_hit and not two.cache_hit and len(cache.entries) == 2
+    assert api.weights(cache, "a", "b", lambda: pytest.fail("loaded on a hit"), ModuleSource(b)).cache_hit
+    with pytest.raises(Cancelled):
+        api.weights(cache, "a", "c", ModuleSource(a), ModuleSource(b), cancelled=lambda: True)
+    assert result_key({"base": "a"}, {"x": (1, 2)}) == result_key({"base": "a"}, {"x": [1, 2]})
+
+
+def test_tiles_of_a_difference() -> None:
+    a, b = _net(), _net()
+    out = api.weight_tiles(MemoryCache(), "b", ModuleSource(b), "0.weight", 0, minus=("a", ModuleSource(a)), tile=16)
+    want = (b[0].weight - a[0].weight).detach()
+    got = out.result.tensors["L0_0_0_mean"]
+    assert got.shape == (16, 16) and torch.allclose(torch.from_numpy(got.copy()), want[:16, :16])
