@@ -91,7 +91,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
                 enc = quantize_rtn(p, bits, symmetric, gran, group_size, output_axis(module, name), op=OP,
                                    layer=name)
                 p.copy_(enc.project(p))
-                enc.scales = enc.scales.cpu()
+                enc.to_cpu()  # small; kept off the accelerator between ops
                 cm.encodings[name] = enc
             else:
                 gptq_layers.append((name, layer))
@@ -106,7 +106,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
                 weight = lookup[name]
                 h = hessians.pop(name)
                 enc = _gptq_layer(weight, layer, h, name, bits, symmetric, gran, group_size, params)
-                enc.scales = enc.scales.cpu()
+                enc.to_cpu()  # small; kept off the accelerator between ops
                 cm.encodings[name] = enc
                 done += 1
                 ctx.progress(done / max(1, len(gptq_layers)), f"quantized {name}")

@@ -24,6 +24,8 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     flat = codes.reshape(-1)
     if bits == 8:
         return flat.to(torch.uint8).contiguous()
+    if bits in (1, 2, 4):
+        return _pack_aligned(flat.to(torch.uint8), bits)
     n = flat.numel()
     out = torch.empty(packed_nbytes(n, bits), dtype=torch.uint8)
     # Whole groups of 8 codes map to `bits` bytes; chunking keeps temporaries small.
@@ -54,6 +56,8 @@ def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
         raise ValueError(f"packed buffer holds {flat.numel()} bytes, {count} codes of {bits} bits need {need}")
     if bits == 8:
         return flat.to(torch.uint8).clone()
+    if bits in (1, 2, 4):
+        return _unpack_aligned(flat, bits, count)
     out = torch.empty(count, dtype=torch.uint8)
     mask = (1 << bits) - 1
     for start in range(0, count, _CHUNK):
@@ -68,6 +72,29 @@ def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
         codes = (words.unsqueeze(1) >> (torch.arange(8, dtype=torch.int64) * bits)) & mask
         out[start : start + m] = codes.reshape(-1)[:m].to(torch.uint8)
     return out
+
+
+def _pack_aligned(flat: torch.Tensor, bits: int) -> torch.Tensor:
+    """Fast path when codes never straddle bytes (1, 2, 4 bits): uint8 shifts and ors only."""
+    per = 8 // bits
+    pad = (-flat.numel()) % per
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    cols = flat.view(-1, per)
+    out = cols[:, 0].clone()
+    for j in range(1, per):
+        out |= cols[:, j] << (j * bits)
+    return out
+
+
+def _unpack_aligned(flat: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    out = torch.empty(flat.numel(), per, dtype=torch.uint8)
+    src = flat.to(torch.uint8)
+    for j in range(per):
+        torch.bitwise_and(src >> (j * bits), mask, out=out[:, j])
+    return out.reshape(-1)[:count].clone() if out.numel() != count else out.reshape(-1)
 
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:

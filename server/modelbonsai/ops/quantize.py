@@ -78,26 +78,42 @@ class QuantEncoding:
         return 0, (1 << self.bits) - 1
 
     # -- numbers --------------------------------------------------------------------------------
-    def encode(self, t: torch.Tensor) -> torch.Tensor:
-        """Codes (uint8, same shape as t) of the nearest grid point to each element of t."""
+    def _codes_float(self, t: torch.Tensor) -> torch.Tensor:
+        """Codes as float32 in row layout [rows, groups, len] (in-place ops: one temporary)."""
         if tuple(t.shape) != tuple(self.shape):
             raise ValueError(f"tensor shape {tuple(t.shape)} does not match the encoding's {self.shape}")
-        s, z = self._scales_on(t.device)
+        s = self.scales.to(t.device, torch.float32).unsqueeze(-1)
         r = self.to_rows(t.detach().to(torch.float32))
         lo, hi = self.code_range()
-        codes = torch.clamp(torch.round(r / s.unsqueeze(-1)) + z.unsqueeze(-1), lo, hi)
-        return self.from_rows(codes.to(torch.uint8))
+        q = torch.div(r, s).round_()
+        if self.zeros is None:
+            q.add_(float(1 << (self.bits - 1)))
+        else:
+            q.add_(self.zeros.to(t.device, torch.float32).unsqueeze(-1))
+        return q.clamp_(lo, hi)
+
+    def _values_from_codes(self, q: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(q - zero) * scale in place on float32 row-layout codes; the one dequantization formula."""
+        s = self.scales.to(q.device, torch.float32).unsqueeze(-1)
+        if self.zeros is None:
+            q.sub_(float(1 << (self.bits - 1)))
+        else:
+            q.sub_(self.zeros.to(q.device, torch.float32).unsqueeze(-1))
+        return self.from_rows(q.mul_(s)).to(dtype)
+
+    def encode(self, t: torch.Tensor) -> torch.Tensor:
+        """Codes (uint8, same shape as t) of the nearest grid point to each element of t."""
+        return self.from_rows(self._codes_float(t).to(torch.uint8))
 
     def dequantize(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Float values of codes; the one formula every path (op, project, artifact) uses."""
-        s, z = self._scales_on(codes.device)
-        r = self.to_rows(codes).to(torch.float32)
-        values = (r - z.unsqueeze(-1)) * s.unsqueeze(-1)
-        return self.from_rows(values).to(dtype)
+        if tuple(codes.shape) != tuple(self.shape):
+            raise ValueError(f"codes shape {tuple(codes.shape)} does not match the encoding's {self.shape}")
+        return self._values_from_codes(self.to_rows(codes).to(torch.float32), dtype)
 
     def project(self, tensor: torch.Tensor) -> torch.Tensor:
         """Fake-quantize onto this encoding's fixed grid (used by finetune to keep it quantized)."""
-        return self.dequantize(self.encode(tensor), tensor.dtype)
+        return self._values_from_codes(self._codes_float(tensor), tensor.dtype)
 
     def zero_codes(self) -> torch.Tensor:
         """The code of 0.0 for every element, as uint8 of the tensor's shape."""
@@ -111,8 +127,10 @@ class QuantEncoding:
             numel *= d
         return numel // (self.scales.shape[0] * self.scales.shape[1])
 
-    def _scales_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.scales.to(device, torch.float32), self.zero_points().to(device)
+    def to_cpu(self) -> None:
+        self.scales = self.scales.detach().cpu()
+        if self.zeros is not None:
+            self.zeros = self.zeros.detach().cpu()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -330,7 +348,7 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
             ctx.check_cancelled()
             enc = quantize_rtn(p, bits, symmetric, gran, group_size, axis, op=op, layer=name)
             p.copy_(enc.project(p))
-            enc.scales = enc.scales.cpu()
+            enc.to_cpu()  # small; kept off the accelerator between ops
             cm.encodings[name] = enc
             ctx.progress((i + 1) / len(plans), f"quantized {name}")
     return cm
