@@ -92,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # `bonsai ls | head`: the reader went away; not an error worth a message.
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:
         if _is_user_error(e):
             _err(str(e))
@@ -425,15 +430,72 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    try:
-        from . import compare
-    except ImportError:
-        compare = None  # type: ignore[assignment]
-    fn = getattr(compare, "compare_cli", None) if compare is not None else None
-    if fn is None:
-        raise UserError("`bonsai compare` is not yet available from the command line; use the VS Code views")
+    """Weights (whole-model roll-up) and behaviour (stored evaluation outputs) against a base."""
+    from .compare.behavior import compare_behavior
+    from .compare.sources import artifact_source
+    from .compare.weights import compare_weights
+    from .runner import load_evaluation
+
+    if len(args.models) < 2:
+        raise UserError("compare needs a base model and at least one other: bonsai compare BASE OTHER...")
     with _open_store(args) as store:
-        return int(fn(store, args.models, as_json=args.json))
+        models = [store.get_model(name) for name in args.models]
+        for m in models:
+            if m.status != "ok":
+                raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
+        base, others = models[0], models[1:]
+        kept = {m.name: _kept_indices(store.artifact_path(m)) for m in others}
+        weights = compare_weights(artifact_source(store.artifact_path(base)),
+                                  {m.name: artifact_source(store.artifact_path(m)) for m in others},
+                                  base_id=base.name, kept_indices=kept)
+        base_ev = load_evaluation(store, base)
+        evs = {m.name: ev for m in others if (ev := load_evaluation(store, m)) is not None}
+        behavior = compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
+        out: dict[str, Any] = {}
+        for m in others:
+            root = next((n for n in weights[m.name].tree if n.parent is None), None)
+            out[m.name] = {
+                "id": m.id,
+                "weights": root.to_json() if root is not None else None,
+                "behavior": behavior[m.name].summary if m.name in behavior else None,
+            }
+        if args.json:
+            print(json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str))
+            return EXIT_OK
+        _print_comparison(base.name, out)
+    return EXIT_OK
+
+
+def _kept_indices(folder: Path) -> dict[str, dict[int, list[int]]]:
+    from .artifacts import read_manifest
+
+    raw = read_manifest(folder).get("kept_indices") or {}
+    return {name: {int(d): list(idx) for d, idx in dims.items()} for name, dims in raw.items()}
+
+
+def _print_comparison(base: str, out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"compared with {base}")
+    for col in ("model", "rel. L2", "SQNR dB", "cosine", "sparsity", "agreement", "mean KL", "accuracy Δ"):
+        table.add_column(col)
+
+    def num(v: Any, fmt: str = "{:.4g}") -> str:
+        return "" if v is None else fmt.format(v)
+
+    for name, r in out.items():
+        w = (r["weights"] or {}).get("metrics", {})
+        b = r["behavior"] or {}
+        agree = b.get("agreement", {})
+        delta = b.get("accuracy_delta", {})
+        table.add_row(
+            name, num(w.get("rel_l2")), "identical" if w.get("identical") else num(w.get("sqnr_db"), "{:.1f}"),
+            num(w.get("cosine"), "{:.5f}"), num(w.get("sparsity_other"), "{:.1%}"),
+            num(agree.get("value") if isinstance(agree, dict) else agree, "{:.1%}"),
+            num(b.get("mean_kl")), num(delta.get("value") if isinstance(delta, dict) else None, "{:+.1%}"),
+        )
+    Console(width=max(120, Console().width)).print(table)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -271,12 +271,14 @@ class RunResult:
 
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "torch": torch.__version__, "modelbonsai": __version__}
-    try:
-        import transformers
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["transformers"] = transformers.__version__
-    except Exception:  # recorded when present; its absence does not stop a run
-        pass
+    # Read from package metadata: importing transformers just for its version costs seconds.
+    for dist in ("transformers", "safetensors", "accelerate"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
     return out
 
 

@@ -89,6 +89,13 @@ def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert "prune.magnitude" in r.stdout and '"sparsity": 0.5' in r.stdout and "children   prune-50-scaled/1" in r.stdout
 
+    r = bonsai("compare", "toy", "prune-50", "prune-50-scaled", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cmp_ = json.loads(r.stdout)["others"]
+    w50, w70 = cmp_["prune-50"]["weights"]["metrics"], cmp_["prune-50-scaled"]["weights"]["metrics"]
+    assert 0 < w50["rel_l2"] < w70["rel_l2"] and w50["sparsity_other"] < w70["sparsity_other"]
+    assert cmp_["prune-50"]["behavior"]["instances"] == 24
+
     r = bonsai("rm", "prune-50", cwd=tmp_path)
     assert r.returncode == 2 and "--recursive" in r.stderr and "Traceback" not in r.stderr
     r = bonsai("rm", "prune-50", "--recursive", cwd=tmp_path)
