@@ -82,7 +82,7 @@ def test_node_at_names_what_the_cursor_is_on() -> None:
 def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants"]
     assert "seed" not in labels(TEXT + "\n", len(TEXT.splitlines()), 0)  # already present
-    assert labels("base:\n  ", 1, 2) == ["name", "load", "factory"]
+    assert labels("base:\n  ", 1, 2) == ["name", "load", "factory", "args", "dtype"]
     half = "base:\n  load: model\nvariants:\n  - name: a\n    ops:\n      - test.sc"
     items = completions_at(half, 5, 15)
     scale = next(i for i in items if i.label == "test.scale")
@@ -98,6 +98,7 @@ def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("variants:\n  - name: a\n    ops:\n      - test.scale: {mode: ", 3, 34) == ["a", "b"]
     assert labels("variants:\n  - name: a\n    ops:\n      - test.scale: {flag: t", 3, 35) == ["true", "false"]
     assert labels("device: c", 0, 9) == ["auto", "cpu", "cuda", "mps"]
+    assert labels("base:\n  dtype: ", 1, 9) == ["float32", "float16", "bfloat16"]
     assert "text-classification" in labels("task:\n  kind: ", 1, 8)
     assert labels("variants:\n  - name: a\n    ops: []\n    ", 3, 4) == ["from", "description", "seed"]
     task_keys = labels("task:\n  kind: text-classification\n  ", 2, 2)

@@ -174,6 +174,11 @@ def test_missing_paths(ws: Path) -> None:
     assert all("does not exist" in p.message for p in r.problems if p.code == "missing-path")
     r2 = parse("base: {load: weights.safetensors}\nvariants:\n  - name: a\n    ops: [test.noop]\n", ws)
     assert "factory" in only(r2, "missing-required").message
+    text3 = "base: {load: nosuchmodule.models:make, dtype: float8, args: 3}\nvariants:\n  - name: a\n    ops: [test.noop]\n"
+    r3 = parse(text3, ws)
+    assert at(only(r3, "missing-path")) == span(text3, "nosuchmodule.models:make")
+    assert at(only(r3, "out-of-range")) == span(text3, "float8")
+    assert at(only(r3, "wrong-type")) == span(text3, "3}", length=1)
 
 
 def test_task_kind_and_options(ws: Path) -> None:

@@ -98,9 +98,11 @@ def test_minimal_file_and_defaults(ws: Path) -> None:
 
 
 def test_load_forms(ws: Path) -> None:
+    (ws / "mypkg").mkdir()
     for load, factory, kind in [
         ("weights.safetensors", "build.py:build", "safetensors"),
         ("mypkg.models:make", None, "module-function"),
+        ("json.decoder:JSONDecoder", None, "module-function"),  # an installed module
         ("model", None, "hf-folder"),
         (str(ws / "model"), None, "hf-folder"),
     ]:
@@ -108,6 +110,14 @@ def test_load_forms(ws: Path) -> None:
         r = parse(f"base:\n  load: {load}{extra}\nvariants:\n  - name: a\n    ops: [test.noop]\n", ws)
         assert r.ok, (load, r.problems)
         assert r.experiment is not None and r.experiment.base.load_kind == kind
+
+
+def test_base_args_and_dtype(ws: Path) -> None:
+    r = parse("base: {load: build.py:build, args: {width: 8}, dtype: bfloat16}\nvariants:\n"
+              "  - name: a\n    ops: [test.noop]\n", ws)
+    assert r.ok, r.problems
+    assert r.experiment is not None and r.experiment.base.args == {"width": 8}
+    assert r.experiment.base.dtype == "bfloat16"
 
 
 def test_from_base_by_its_name_and_forward_references(ws: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from ..ops.registry import OpDef, Param, all_ops, closest_op, get_op, match_names
 from . import taskinfo
-from .keys import DEVICES, key_doc, keys_of
+from .keys import DEVICES, DTYPES, key_doc, keys_of
 from .model import BASE, Range
 from .scan import Entry, PathElem, Scan, Spot, scan, spot_at, unquote
 
@@ -227,6 +227,9 @@ def completions_at(doc: Document | str, line: int, col: int, path: Path | None =
     if k == "device-value":
         return [CompletionItem(v, "value", "device", key_doc("top", "device").markdown(), v, rng)  # type: ignore[union-attr]
                 for v in DEVICES]
+    if k == "value" and info.section == "base" and info.key == "dtype":
+        kd = key_doc("base", "dtype")
+        return [CompletionItem(v, "value", "dtype", kd.markdown() if kd else "", v, rng) for v in DTYPES]
     if k == "task-kind":
         return [CompletionItem(kind, "value", "task kind", taskinfo.task_doc(kind), kind, rng)
                 for kind in taskinfo.builtin_kinds()]

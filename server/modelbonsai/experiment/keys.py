@@ -14,6 +14,8 @@ reference in the README (:func:`format_reference`).
 | base | `name` | string | no (folder/file name) | The base model's name in the lineage. |
 | base | `load` | string | yes | A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or `package.module:function` returning an `nn.Module`. |
 | base | `factory` | string | with `.safetensors` | `file.py:function` or `package.module:function` building the empty model the weights load into. |
+| base | `args` | mapping | no | Keyword arguments for the `load`/`factory` function. |
+| base | `dtype` | float32\\|float16\\|bfloat16 | no (float32) | The precision the base model is loaded in. |
 | task | `kind` | string | yes | A built-in task kind or `my_tasks.py:MyTask`. |
 | task | `data` | path | depends on the task | The task's data folder or file. |
 | task | `max_instances` | int | no | Evaluate on at most this many instances. |
@@ -64,6 +66,7 @@ class KeyDoc:
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")
 
 KEYS: tuple[KeyDoc, ...] = (
     KeyDoc("top", "seed", "int", "no", "Seed for every op and evaluation; recorded with each model.", "0"),
@@ -100,6 +103,15 @@ KEYS: tuple[KeyDoc, ...] = (
         "string",
         "with a .safetensors file",
         "`file.py:function` or `package.module:function` building the empty model the weights are loaded into.",
+    ),
+    KeyDoc("base", "args", "mapping", "no", "Keyword arguments passed to the `load` or `factory` function."),
+    KeyDoc(
+        "base",
+        "dtype",
+        "float32 | float16 | bfloat16",
+        "no",
+        "The precision the base model is loaded in.",
+        "float32",
     ),
     KeyDoc("task", "kind", "string", "yes", "A built-in task kind, or `my_tasks.py:MyTask` for your own Task class."),
     KeyDoc("task", "data", "path", "depends on the task", "The task's data folder or file, relative to the experiment file."),

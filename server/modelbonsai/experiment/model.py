@@ -140,6 +140,10 @@ class BaseSpec:
     load_range: Range | None = None
     factory_range: Range | None = None
     name_range: Range | None = None
+    #: keyword arguments for the `load`/`factory` function
+    args: dict[str, Any] | None = None
+    #: "float32" | "float16" | "bfloat16" (None: float32)
+    dtype: str | None = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import taskinfo
-from .keys import DEVICES, keys_of
+from .keys import DEVICES, DTYPES, keys_of
 from .model import BASE, BaseSpec, Experiment, OpCall, ParseResult, Problem, Range, TaskSpec, Variant
 from .opcalls import parse_op, user_op_names
 from .problems import Collector, did_you_mean
@@ -201,6 +202,20 @@ class _Parser:
             kind, load_path = self._load_kind(load, load_node, factory is not None)
         if factory is not None and factory_node is not None:
             self._callable(factory, factory_node, "factory")
+        args: dict[str, Any] | None = None
+        if "args" in items:
+            an = items["args"][1]
+            if isinstance(an, MappingNode):
+                value = to_value(an)
+                args = value if isinstance(value, dict) else None
+                if args is not None and not all(isinstance(k, str) for k in args):
+                    c.add(an, "the keys of 'args' are argument names (strings)", "wrong-type")
+            elif not is_null(an):
+                c.add(an, f"'args' must be a mapping of keyword arguments, got {type_name(an)}", "wrong-type")
+        dtype, dtype_node = self._string(items, "dtype", "base")
+        if dtype is not None and dtype_node is not None and dtype not in DTYPES:
+            c.add(dtype_node, f"'dtype' must be one of {', '.join(DTYPES)}, got '{dtype}'", "out-of-range")
+            dtype = None
         name, name_node = self._string(items, "name", "base")
         if name is None:
             name = _default_base_name(load or "base", kind)
@@ -216,6 +231,8 @@ class _Parser:
             load_range=node_range(load_node) if load_node is not None else None,
             factory_range=node_range(factory_node) if factory_node is not None else None,
             name_range=node_range(name_node) if name_node is not None else None,
+            args=args,
+            dtype=dtype,
         )
 
     def _load_kind(self, load: str, node: Node, has_factory: bool) -> tuple[str, Path | None]:
@@ -223,6 +240,7 @@ class _Parser:
         if m:
             return "file-function", self._path(node, m["file"], "model file", want="file")
         if _MODULE_FN.match(load):
+            self._module(load, node)
             return "module-function", None
         p = self._path(node, load, "model")
         if not p.exists():
@@ -250,9 +268,25 @@ class _Parser:
         m = _FILE_FN.match(value)
         if m:
             self._path(node, m["file"], f"{what} file", want="file")
-        elif not _MODULE_FN.match(value):
+        elif _MODULE_FN.match(value):
+            self._module(value, node)
+        else:
             self.c.add(node, f"'{what}' must be 'file.py:function' or 'package.module:function', got '{value}'",
                        "wrong-type")
+
+    def _module(self, ref: str, node: Node) -> None:
+        """`pkg.module:function`: the top package must be beside the file or installed (not imported
+        here: importing runs code)."""
+        top = ref.split(":", 1)[0].split(".", 1)[0]
+        if (self.root / f"{top}.py").is_file() or (self.root / top).is_dir():
+            return
+        try:
+            found = importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            self.c.add(node, f"module '{top}' is neither a file beside the experiment ({top}.py) nor an installed "
+                             "package", "missing-path")
 
     # -- task -----------------------------------------------------------------------------------
     def task(self, entry: tuple[Node, Node]) -> TaskSpec | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..ops.registry import OpDef, Param, all_ops
 from . import taskinfo
-from .keys import DEVICES, keys_of
+from .keys import DEVICES, DTYPES, keys_of
 from .opcalls import LIST_VALUED
 
 SCHEMA_ID = "https://modelbonsai.dev/schema/bonsai.schema.json"
@@ -150,6 +150,8 @@ def json_schema() -> dict[str, Any]:
                     "name": {"type": "string", "description": _desc("base", "name")},
                     "load": {"type": "string", "minLength": 1, "description": _desc("base", "load")},
                     "factory": {**_callable_string(), "description": _desc("base", "factory")},
+                    "args": {"type": "object", "description": _desc("base", "args")},
+                    "dtype": {"enum": list(DTYPES), "default": "float32", "description": _desc("base", "dtype")},
                 },
                 "required": ["load"],
                 "additionalProperties": False,
