@@ -284,10 +284,12 @@ def register(server: BonsaiServer) -> None:
             st.pending.cancel()
         if is_experiment(params.text_document.uri):
             server.text_document_publish_diagnostics(
-                lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+                lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+            )
 
-    @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,
-                    lsp.CompletionOptions(trigger_characters=[":", " ", "-", ".", "{", ","]))
+    @server.feature(
+        lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[":", " ", "-", ".", "{", ","])
+    )
     async def completion(params: lsp.CompletionParams) -> lsp.CompletionList | None:
         uri = params.text_document.uri
         if not is_experiment(uri):
@@ -303,7 +305,9 @@ def register(server: BonsaiServer) -> None:
                 label=it.label,
                 kind=_COMPLETION_KIND.get(it.kind, lsp.CompletionItemKind.Text),
                 detail=it.detail or None,
-                documentation=lsp.MarkupContent(lsp.MarkupKind.Markdown, it.documentation) if it.documentation else None,
+                documentation=lsp.MarkupContent(lsp.MarkupKind.Markdown, it.documentation)
+                if it.documentation
+                else None,
                 sort_text=f"{i:04d}",
             )
             insert = it.insert_text if it.insert_text is not None else it.label
@@ -340,7 +344,9 @@ def register(server: BonsaiServer) -> None:
                     listed = "\n".join(f"- `{n}`" for n in first)
                     more = f"\n- … and {count - len(first)} more" if count > len(first) else ""
                     markdown += f"\n\nMatches **{count}** of {len(names)} base parameters:\n\n{listed}{more}"
-        return lsp.Hover(contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=lsp_range(h.range))
+        return lsp.Hover(
+            contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=lsp_range(h.range)
+        )
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     async def definition(params: lsp.DefinitionParams) -> lsp.Location | None:
@@ -366,8 +372,20 @@ def register(server: BonsaiServer) -> None:
         if path.name == "config.json" and await server.in_reader(is_hf_config, path):
             top = lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0))
             return [
-                lsp.CodeLens(top, lsp.Command("$(add) Create experiment file", P.CMD_CREATE_EXPERIMENT_FILE, [uri])),
-                lsp.CodeLens(top, lsp.Command("$(search) Inspect model", P.CMD_INSPECT_MODEL, [uri])),
+                lsp.CodeLens(
+                    top,
+                    lsp.Command(
+                        title="$(add) Create experiment file",
+                        command=P.CMD_CREATE_EXPERIMENT_FILE,
+                        arguments=[uri],
+                    ),
+                ),
+                lsp.CodeLens(
+                    top,
+                    lsp.Command(
+                        title="$(search) Inspect model", command=P.CMD_INSPECT_MODEL, arguments=[uri]
+                    ),
+                ),
             ]
         return None
 
@@ -385,14 +403,28 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
     except Exception:  # no lineage yet: the action lenses still show
         log.debug("no lineage for lenses", exc_info=True)
     by_id = {m["id"]: m for m in models}
-    mine = {m["name"]: m for m in models
-            if m.get("experiment", {}).get("file") == str(path)}  # newest last: it wins
+    mine = {
+        m["name"]: m for m in models if m.get("experiment", {}).get("file") == str(path)
+    }  # newest last: it wins
     for declared in exp.declared or exp.variants:
-        top = lsp.Range(lsp.Position(declared.range.start_line, 0), lsp.Position(declared.range.start_line, 0))
+        top = lsp.Range(
+            lsp.Position(declared.range.start_line, 0), lsp.Position(declared.range.start_line, 0)
+        )
         args = [uri, declared.name]
-        lenses.append(lsp.CodeLens(top, lsp.Command("▶ Run", P.CMD_RUN_VARIANT, args)))
-        lenses.append(lsp.CodeLens(top, lsp.Command("Compare with parent", P.CMD_COMPARE_WITH_PARENT, args)))
-        lenses.append(lsp.CodeLens(top, lsp.Command("Show in Model Map", P.CMD_SHOW_IN_MODEL_MAP, args)))
+        lenses.append(
+            lsp.CodeLens(top, lsp.Command(title="▶ Run", command=P.CMD_RUN_VARIANT, arguments=args))
+        )
+        lenses.append(
+            lsp.CodeLens(
+                top,
+                lsp.Command(title="Compare with parent", command=P.CMD_COMPARE_WITH_PARENT, arguments=args),
+            )
+        )
+        lenses.append(
+            lsp.CodeLens(
+                top, lsp.Command(title="Show in Model Map", command=P.CMD_SHOW_IN_MODEL_MAP, arguments=args)
+            )
+        )
         expanded = [v for v in exp.variants if v.name == declared.name or v.sweep_of == declared.name]
         for v in expanded[:8]:
             model = mine.get(v.name)
@@ -404,5 +436,9 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
                 continue
             if len(expanded) > 1 or v.name != declared.name:
                 title = f"{v.name}: {title}"
-            lenses.append(lsp.CodeLens(top, lsp.Command(title, P.CMD_SHOW_IN_MODEL_MAP, [uri, v.name])))
+            lenses.append(
+                lsp.CodeLens(
+                    top, lsp.Command(title=title, command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, v.name])
+                )
+            )
     return lenses

@@ -69,7 +69,7 @@ def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None) -> str:
     """The lens text for a model (empty when it has no headline metric)."""
     headline = [m for m in model["metrics"] if m["headline"]]
     # quality first, then size, then the rest (latency): what a user weighs against each other
-    headline.sort(key=lambda m: (m["unit"] == "B", m["unit"] not in ("", "%", "B"), m["name"]))
+    headline.sort(key=lambda m: (0 if m["unit"] in ("", "%") else 1 if m["unit"] == "B" else 2, m["name"]))
     by_name = {m["name"]: m for m in (parent or {"metrics": []})["metrics"]}  # type: ignore[typeddict-item]
     parts = [format_metric(m, by_name.get(m["name"])) for m in headline[:_MAX_ITEMS]]
     if model["status"] == "broken":

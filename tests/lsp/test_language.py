@@ -1,0 +1,234 @@
+"""Language features over stdio: diagnostics (exact ranges, debounced, lazy pattern checks),
+completion, hover, go-to-definition, CodeLens before and after a run, config.json lenses."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import LanguageClient
+
+from modelbonsai.lsp import protocol as P
+
+from .helpers import collect, plain_json, request, server_config, start_session, until
+from .workspace import make_hf_model, make_workspace
+
+TEXT = """\
+seed: 3
+base:
+  name: toy
+  load: model.safetensors
+  factory: arch.py:build
+task:
+  kind: tasks.py:ToyTask
+ops_from: my_ops.py
+variants:
+  - name: prune-50
+    from: base
+    ops:
+      - prune.magnitude: {sparsity: 0.5, include: ["0.*"]}
+  - name: int8
+    from: prune-50
+    ops:
+      - quantize.weights: {bits: 8}
+  - name: masked
+    from: base
+    ops:
+      - prune.magnitude: {sparsity: 0.3, exclude: ["*.bias", "*.nomatch"]}
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lang")
+    make_workspace(root, TEXT)
+    make_hf_model(root / "hf-model")
+    return root
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module")
+async def client(lsp_client: LanguageClient, folder: Path):
+    plain_json(lsp_client)
+    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
+    lsp_client.lens_refreshes = collect(lsp_client, lsp.WORKSPACE_CODE_LENS_REFRESH)  # type: ignore[attr-defined]
+    await start_session(lsp_client, folder, folder / "storage")
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _open(client: LanguageClient, path: Path, text: str, language: str = "yaml") -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+        lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+    return uri
+
+
+def _change(client: LanguageClient, uri: str, version: int, text: str) -> None:
+    client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+        lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        [lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+
+
+def _rng(d: lsp.Diagnostic) -> tuple[int, int, int, int]:
+    r = d.range
+    return (r.start.line, r.start.character, r.end.line, r.end.character)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: LanguageClient, folder: Path) -> None:
+    path = folder / "exp.bonsai.yaml"
+    uri = _open(client, path, TEXT)
+    # The valid file: once the base's parameter names are loaded (in the background), the
+    # pattern that matches nothing gets a warning at the pattern itself.
+    await until(lambda: client.diagnostics.get(uri), 30, "the lazy pattern check")
+    (warning,) = client.diagnostics[uri]
+    assert warning.severity == lsp.DiagnosticSeverity.Warning and warning.code == "pattern-no-match"
+    line = TEXT.splitlines()[20]
+    start = line.index('"*.nomatch"')
+    assert _rng(warning) == (20, start, 20, start + len('"*.nomatch"'))
+    line = TEXT.splitlines()[12]
+
+    # Typing: three quick edits give one diagnostics run, for the last text, ~300 ms later.
+    broken = TEXT.replace("sparsity: 0.5", "sparsity: 1.5").replace("from: prune-50", "from: prune-5O")
+    broken = broken.replace("quantize.weights", "quantize.wieghts")
+    published: list[int | None] = []
+    orig = client.diagnostics
+
+    _change(client, uri, 2, broken.replace("1.5", "1.2"))
+    _change(client, uri, 3, broken.replace("1.5", "1.3"))
+    _change(client, uri, 4, broken)
+    await until(lambda: len(client.diagnostics.get(uri, [])) >= 3, 10, "diagnostics of the broken text")
+    assert client.diagnostics is orig
+    published.append(4)
+    diags = sorted(client.diagnostics[uri], key=_rng)
+    by_code = {d.code: d for d in diags}
+    assert _rng(by_code["out-of-range"]) == (12, line.index("0.5"), 12, line.index("0.5") + 3)
+    assert "'sparsity' must be < 1, got 1.5" in by_code["out-of-range"].message
+    assert _rng(by_code["unknown-parent"]) == (14, 10, 14, 18)
+    assert "did you mean 'prune-50'" in by_code["unknown-parent"].message
+    assert _rng(by_code["unknown-op"]) == (16, 8, 16, 24)
+    assert all(d.severity == lsp.DiagnosticSeverity.Error for d in by_code.values() if d.code != "pattern-no-match")
+
+    # Back to the valid text: the errors go away.
+    _change(client, uri, 5, TEXT)
+    await until(lambda: len(client.diagnostics.get(uri, [])) == 1, 10, "errors to clear")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path) -> None:
+    path = folder / "complete.bonsai.yaml"
+    text = TEXT.replace("      - quantize.weights: {bits: 8}", "      - quantize.")
+    uri = _open(client, path, text)
+    result = await client.text_document_completion_async(lsp.CompletionParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(16, len("      - quantize."))))
+    labels = {i.label: i for i in result.items}
+    assert "quantize.weights" in labels and "prune.magnitude" in labels
+    doc = labels["quantize.weights"].documentation
+    assert isinstance(doc, lsp.MarkupContent) and "bits" in doc.value
+
+    text2 = TEXT.replace("{sparsity: 0.5, include", "{sparsity: 0.5, sc: 1, include")
+    uri2 = _open(client, folder / "complete2.bonsai.yaml", text2)
+    col = text2.splitlines()[12].index("sc: 1") + 2
+    result = await client.text_document_completion_async(lsp.CompletionParams(
+        lsp.TextDocumentIdentifier(uri2), lsp.Position(12, col)))
+    labels = {i.label: i for i in result.items}
+    assert "scope" in labels and "exclude" in labels
+    assert "sparsity" not in labels  # already given
+    assert labels["scope"].documentation is not None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_hover_op_param_and_pattern(client: LanguageClient, folder: Path) -> None:
+    uri = (folder / "exp.bonsai.yaml").as_uri()
+    line = TEXT.splitlines()[12]
+    h = await client.text_document_hover_async(lsp.HoverParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index("prune.magnitude") + 3)))
+    assert h is not None and "prune.magnitude" in h.contents.value and "sparsity" in h.contents.value
+    h = await client.text_document_hover_async(lsp.HoverParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index("sparsity") + 2)))
+    assert h is not None and "sparsity" in h.contents.value
+    h = await client.text_document_hover_async(lsp.HoverParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index('"0.*"') + 2)))
+    assert h is not None
+    assert "Matches **2** of 4 base parameters" in h.contents.value, h.contents.value
+    assert "`0.weight`" in h.contents.value and "`0.bias`" in h.contents.value
+    h = await client.text_document_hover_async(lsp.HoverParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(20, TEXT.splitlines()[20].index("nomatch"))))
+    assert h is not None and "Matches **no** parameter" in h.contents.value
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_definition_from_parent_name(client: LanguageClient, folder: Path) -> None:
+    uri = (folder / "exp.bonsai.yaml").as_uri()
+    loc = await client.text_document_definition_async(lsp.DefinitionParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(14, 13)))
+    assert isinstance(loc, lsp.Location) and loc.uri == uri
+    assert (loc.range.start.line, loc.range.start.character, loc.range.end.character) == (9, 10, 18)
+    nothing = await client.text_document_definition_async(lsp.DefinitionParams(
+        lsp.TextDocumentIdentifier(uri), lsp.Position(0, 1)))
+    assert nothing is None
+
+
+def _titles(lenses: list[lsp.CodeLens], line: int) -> list[str]:
+    return [lens.command.title for lens in lenses if lens.range.start.line == line and lens.command]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: Path) -> None:
+    path = folder / "exp.bonsai.yaml"
+    uri = path.as_uri()
+    lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
+    assert _titles(lenses, 9) == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    assert _titles(lenses, 13) == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    run = next(le for le in lenses if le.range.start.line == 13 and le.command.title == "▶ Run")
+    assert run.command.command == P.CMD_RUN_VARIANT and list(run.command.arguments) == [uri, "int8"]
+
+    job = (await request(client, P.RUN, {"file": uri, "variants": ["int8"]}))["jobId"]
+    final = await until(lambda: next((c["job"] for c in client.job_changes  # type: ignore[attr-defined]
+                                      if c["job"]["id"] == job and c["job"]["state"] in P.JOB_FINAL_STATES), None),
+                        60, "the run")
+    assert final["state"] == "done", final
+    await until(lambda: client.lens_refreshes, 10, "a CodeLens refresh")  # type: ignore[attr-defined]
+    lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
+    lineage = {m["name"]: m for m in (await request(client, P.LINEAGE, {}))["models"]}
+    for line, name in ((9, "prune-50"), (13, "int8")):
+        titles = _titles(lenses, line)
+        assert len(titles) == 4, titles
+        model, parent = lineage[name], next(m for m in lineage.values() if m["id"] == lineage[name]["parent"])
+        acc = next(m["value"] for m in model["metrics"] if m["name"] == "accuracy")
+        pacc = next(m["value"] for m in parent["metrics"] if m["name"] == "accuracy")
+        size = next(m["value"] for m in model["metrics"] if m["name"] == "stored_size")
+        psize = next(m["value"] for m in parent["metrics"] if m["name"] == "stored_size")
+        delta = 100 * (acc - pacc)
+        sign = "±0" if f"{abs(delta):.1f}" == "0.0" else ("+" if delta > 0 else "\u2212") + f"{abs(delta):.1f}"
+        assert titles[3].startswith(f"acc {100 * acc:.1f}% ({sign}) · "), titles[3]
+        assert titles[3].split(" · ")[1] == f"{size / 1e3:.1f} KB ({psize / size:.1f}×)", titles[3]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_config_json_lenses_and_create_experiment(client: LanguageClient, folder: Path) -> None:
+    config = folder / "hf-model" / "config.json"
+    uri = _open(client, config, config.read_text(), "json")
+    lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
+    assert [(le.command.title, le.command.command, list(le.command.arguments)) for le in lenses] == [
+        ("$(add) Create experiment file", P.CMD_CREATE_EXPERIMENT_FILE, [uri]),
+        ("$(search) Inspect model", P.CMD_INSPECT_MODEL, [uri]),
+    ]
+    lone = folder / "lone" / "config.json"  # no weights beside it: no lenses
+    lone.parent.mkdir()
+    lone.write_text("{}")
+    uri2 = _open(client, lone, "{}", "json")
+    assert not await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri2)))
+
+    created = await request(client, P.EXPERIMENT_CREATE, {"configPath": str(config)})
+    P.check(created, P.PathResult, "result")
+    path = Path(created["path"])
+    assert path.name.endswith(".bonsai.yaml") and path.is_file()
+    starter_uri = _open(client, path, path.read_text())
+    await asyncio.sleep(0.5)
+    await until(lambda: starter_uri in client.diagnostics, 10, "diagnostics of the starter")
+    errors = [d for d in client.diagnostics[starter_uri] if d.severity == lsp.DiagnosticSeverity.Error]
+    assert errors == [], "the starter experiment validates"
