@@ -330,3 +330,38 @@ def test_export_safetensors_and_refusals(tmp_path: Path) -> None:
         g.module.transformer.h[0].mlp.c_fc = nn.Linear(32, 64)  # shape no longer in the config
     with pytest.raises(ArtifactError, match="config"):
         export_model(g, tmp_path / "hf2", format="hf")
+
+
+def test_mask_with_extra_zeros_is_derived_with_exceptions(tmp_path: Path) -> None:
+    m = mlp()
+    with torch.no_grad():
+        w = m[0].weight
+        pruned = torch.rand_like(w) < 0.5
+        w[pruned] = 0.0
+        w.view(-1)[torch.nonzero(~pruned.view(-1))[:10, 0]] = 0.0  # kept weights that happen to be 0
+    cm = CompressedModel(m, masks={"0.weight": pruned})
+    save_artifact(cm, tmp_path)
+    how = read_manifest(tmp_path)["masks"]["0.weight"]
+    assert how["derive"] == "zeros" and "except" in how
+    assert torch.equal(load_artifact(tmp_path, mlp).masks["0.weight"], pruned)
+
+
+@pytest.mark.parametrize("ops", [("prune", "quant"), ("prune", "quant", "cast"), ("cast", "quant")])
+def test_lineage_of_ops_round_trips(tmp_path: Path, ops: tuple[str, ...]) -> None:
+    """Pruning, quantization and casts composed as in a lineage keep the stored form exact."""
+    steps = {
+        "prune": ("prune.magnitude", {"sparsity": 0.6}),
+        "quant": ("quantize.weights", {"bits": 4, "granularity": "group", "group_size": 64}),
+        "cast": ("cast", {"dtype": "bf16"}),
+    }
+    cm = CompressedModel(mlp())
+    for key in ops:
+        name, params = steps[key]
+        if get_op(name) is None:
+            pytest.skip(f"op {name} not available")
+        cm = apply(cm, name, **params)
+    size = save_artifact(cm, tmp_path)
+    assert size.forms["0.weight"] == ("packed-bitmask" if "prune" in ops else "packed")
+    back = round_trip(cm, tmp_path, mlp)
+    for name, mask in cm.masks.items():
+        assert torch.equal(back.masks[name], mask.cpu())

@@ -176,6 +176,15 @@ def _mask_entries(
             if torch.equal(mask, ~zeros):
                 out[name] = {"derive": "nonzeros"}
                 continue
+            # Quantization rounds some kept weights to 0: the mask is then the zeros minus a few
+            # positions, listed (int32 flat indices) when that is cheaper than a full bitmask.
+            extra = zeros & ~mask
+            if not bool((mask & ~zeros).any()) and int(extra.sum()) * 4 < mask.numel() // 8:
+                key = f"{name}{SEP}mask_exceptions"
+                tensors[key] = extra.reshape(-1).nonzero().reshape(-1).to(torch.int32)
+                per_tensor[name] = per_tensor.get(name, 0) + tensors[key].numel() * 4
+                out[name] = {"derive": "zeros", "except": key}
+                continue
         key = f"{name}{SEP}prune_mask"
         tensors[key] = forms.pack_mask(mask)
         per_tensor[name] = per_tensor.get(name, 0) + tensors[key].numel()
@@ -355,7 +364,11 @@ def _mask(name: str, how: dict[str, Any], params: dict[str, Any], reader: _Reade
     value = params.get(name)
     if value is None:
         raise ArtifactError(reader.path, f"mask for '{name}', which the model does not have")
-    zeros = value.detach() == 0
+    zeros = value.detach().to("cpu") == 0
+    if "except" in how:
+        flat = zeros.reshape(-1).clone()
+        flat[reader.get(str(how["except"])).to(torch.int64)] = False
+        zeros = flat.reshape(zeros.shape)
     return zeros if how.get("derive") == "zeros" else ~zeros
 
 
