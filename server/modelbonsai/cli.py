@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run the variants of an experiment file that are not up to date")
     run.add_argument("file", metavar="FILE", help="a *.bonsai.yaml experiment file")
     run.add_argument("--only", nargs="+", metavar="NAME", help="run only these variants (and missing ancestors)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
-                     help="where to run (default: the file's `device`, else auto)")
+    run.add_argument("--device", metavar="auto|cpu|cuda|mps",
+                     help="where to run (default: the file's `device`, else auto; cuda:N picks a GPU)")
     run.add_argument("--force", action="store_true", help="re-make the selected variants even when up to date")
     run.add_argument("--max-instances", type=int, metavar="N", help="evaluate on at most N instances")
     run.add_argument("--allow-pickle", action="store_true",

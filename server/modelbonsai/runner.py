@@ -311,6 +311,7 @@ class Runner:
     def run(self, plan: Plan) -> RunResult:
         exp = plan.experiment
         device = resolve_device(self.device_name)
+        self._base_eval, self._task = None, None  # a Runner may be reused for another plan
         label = experiment_label(exp.path, self.store.workspace)
         run = self.store.start_run(label, plan.variants())
         result = RunResult(run_id=run.id, status="done")

@@ -143,3 +143,50 @@ def test_ops_lists_registered_ops(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ops"]) == 0
     out = capsys.readouterr().out
     assert "prune.magnitude" in out and "sparsity" in out
+
+
+def test_sigkill_during_a_run_keeps_the_store_consistent(tmp_path: Path) -> None:
+    """Kill `bonsai run` after its first models are stored: what was complete stays listed,
+    nothing half-written shows, and the next run only makes what is missing."""
+    import signal
+    import time
+
+    from modelbonsai.store import LineageStore
+
+    make_workspace(tmp_path)
+    exe = Path(sys.executable).parent / "bonsai"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelbonsai"]
+    proc = subprocess.Popen([*cmd, "run", "exp.bonsai.yaml", "--only", "prune-50-scaled"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / ".bonsai" / "lineage.sqlite"
+    deadline = time.monotonic() + 120
+    listed: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            s = LineageStore.open(tmp_path)
+            listed = [m.name for m in s.list_models()]
+            s.close()
+            if len(listed) >= 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(listed) >= 2, "the run never got to store two models"
+    s = LineageStore.open(tmp_path)
+    models = s.list_models()
+    names = [m.name for m in models]
+    assert names[: len(listed)] == listed  # everything complete before the kill is still there
+    assert all(m.status == "ok" for m in models)
+    assert {p.name for p in (s.root / "artifacts").iterdir()} == {m.id for m in models}
+    assert list((s.root / "tmp").iterdir()) == []
+    run = s.list_runs()[0]
+    if len(models) < 4:  # killed mid-run (not after it finished)
+        assert run.status == "failed" and "interrupted" in run.message
+    s.close()
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50-scaled", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    made = 4 - len(models)
+    assert f"{made} model{'s' if made != 1 else ''} made" in r.stderr  # only what was missing
+    again = LineageStore.open(tmp_path)
+    assert [m.name for m in again.list_models()][: len(models)] == names and len(again.list_models()) == 4
+    again.close()
