@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -184,3 +186,22 @@ def test_sequential_fallback_when_fx_fails(ctx, run_op) -> None:
     assert model.features[0].out_channels == 3 and model.features[1].num_features == 3
     assert model.features[4].in_features == 48
     assert model(x).shape == (2, 5)
+
+
+def test_gated_mlp_of_llama_style_model(ctx, run_op) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    base = copy.deepcopy(model)
+    x = torch.randint(0, 64, (2, 8))
+    cm = run_op("prune.structured", CompressedModel(model), {"amount": 0.5, "structures": "neurons"}, ctx)
+    mlp = model.model.layers[0].mlp
+    assert mlp.gate_proj.weight.shape == (24, 32) and mlp.down_proj.weight.shape == (32, 24)
+    kept = cm.kept_indices["model.layers.0.mlp.down_proj.weight"][1]
+    assert cm.kept_indices["model.layers.0.mlp.gate_proj.weight"][0] == kept
+    with torch.no_grad():
+        base.model.layers[0].mlp.down_proj.weight[:, _removed(kept, 48)] = 0
+    assert torch.allclose(model(x).logits, base(x).logits, atol=1e-5)

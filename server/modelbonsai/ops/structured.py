@@ -12,9 +12,10 @@ candidate layer, every tensor that must shrink with it (a *unit*). The rules, in
    - GPT-2-style attention (Conv1D `c_attn` + `c_proj`, `num_heads`, `head_dim`, `split_size`):
      heads are removed from the q, k and v column blocks of `c_attn` and the rows of `c_proj`;
      `num_heads`, `split_size` and the Conv1D `nf` are updated.
-   - BERT-style feed-forward (`intermediate.dense` feeding `output.dense`) and GPT-2-style MLP
-     (Conv1D `c_fc` feeding `c_proj`): neurons are removed from the first layer's outputs and
-     the second layer's inputs.
+   - BERT-style feed-forward (`intermediate.dense` feeding `output.dense`), GPT-2-style MLP
+     (Conv1D `c_fc` feeding `c_proj`) and gated MLP as in Llama, Mistral or Qwen (`gate_proj` and
+     `up_proj` feeding `down_proj`): neurons are removed from the first layers' outputs and the
+     last layer's inputs. (Attention heads of those gated models are not handled yet.)
 2. **torch.fx**: when the whole model traces with `torch.fx.symbolic_trace`, each Linear/Conv2d's
    output is followed through the graph. It may pass through BatchNorm (shrunk too), elementwise
    activations, dropout, pooling and a flatten, and must end in exactly one Linear/Conv2d (the
@@ -166,6 +167,18 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
             u.params = [_join(fc, "weight")]
             found.units[fc] = u
             claimed.update({fc, proj})
+        elif all(isinstance(getattr(mod, a, None), nn.Linear) for a in ("gate_proj", "up_proj", "down_proj")):
+            gate, up, down = (_join(name, a) for a in ("gate_proj", "up_proj", "down_proj"))
+            u = Unit(up, "neurons", int(getattr(mod, "up_proj").out_features))  # noqa: B009
+            u.score = [Slice(gate, "weight", 0), Slice(up, "weight", 0)]
+            u.slices = [*_slices(model, gate, ("weight", "bias"), 0), *_slices(model, up, ("weight", "bias"), 0)]
+            u.slices.append(Slice(down, "weight", 1))
+            u.attrs = [(gate, "out_features", 1), (up, "out_features", 1), (down, "in_features", 1)]
+            if isinstance(getattr(mod, "intermediate_size", None), int):
+                u.attrs.append((name, "intermediate_size", 1))
+            u.params = [_join(gate, "weight"), _join(up, "weight")]
+            found.units[up] = u
+            claimed.update({gate, up, down})
         else:
             inter, output = getattr(mod, "intermediate", None), getattr(mod, "output", None)
             dense_in, dense_out = getattr(inter, "dense", None), getattr(output, "dense", None)
