@@ -132,3 +132,24 @@ def test_reference_documents_every_key() -> None:
     for k in KEYS:
         assert f"`{k.key}`" in ref, k
     assert "Sweeps" in ref and "Families" in ref
+
+
+def test_deep_families_keep_unique_keys_and_the_total_is_capped(ws: Path) -> None:
+    chain = "".join(
+        f"  - name: v{i}\n    from: {'base' if i == 0 else f'v{i - 1}'}\n    ops:\n"
+        "      - test.scale: {factor: [1, 2]}\n"
+        for i in range(4)
+    )
+    e = ok(HEAD + chain, ws)
+    assert len(e.variants) == 2 + 4 + 8 + 16
+    last = e.variants[-1]
+    assert list(last.sweep_values) == ["factor", "test.scale.factor", "test.scale.factor2", "test.scale.factor3"]
+    assert last.name == "v3-factor2-test.scale.factor2-test.scale.factor22-test.scale.factor32"
+    big = "".join(
+        f"  - name: w{i}\n    from: {'base' if i == 0 else f'w{i - 1}'}\n    ops:\n"
+        "      - test.scale: {factor: [1, 2, 3, 4]}\n"
+        for i in range(8)
+    )
+    r = parse(HEAD + big, ws)
+    p = only(r, "sweep")
+    assert "limit" in p.message and p.range.start_line == pos(HEAD + big, "name: w5")[0]

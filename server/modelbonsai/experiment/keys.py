@@ -33,8 +33,10 @@ per value; several swept parameters make their cartesian product (in the order w
 parameter whose value is itself a list (include/exclude patterns, integer lists) a list is the
 value; a list of lists sweeps it. Each sibling is named by filling the `{param}` placeholders of
 the variant's name (`name: "prune-{sparsity}"` gives `prune-0.3`); swept parameters without a
-placeholder are appended as `-<param><value>` (`name: prune` gives `prune-sparsity0.3`). When the
-same parameter is swept by two ops of one variant, the later ones are keyed `<op>.<param>`.
+placeholder are appended as `-<param><value>` (`name: prune` gives `prune-sparsity0.3`). When a
+parameter's name is already taken as a key (swept by an earlier op of the variant, or inherited
+from a swept parent) it is keyed `<op>.<param>`, then `<op>.<param>2`, `<op>.<param>3`, ...
+A file expands to at most 2000 variants.
 Values are written as in YAML (`0.3`, `8`, `true`), lists joined by `_`, and any character other
 than letters, digits, `.`, `_` and `-` becomes `_`.
 

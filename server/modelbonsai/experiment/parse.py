@@ -14,7 +14,7 @@ from .keys import DEVICES, DTYPES, keys_of
 from .model import BASE, BaseSpec, Experiment, OpCall, ParseResult, Problem, Range, TaskSpec, Variant
 from .opcalls import parse_op, user_op_names
 from .problems import Collector, did_you_mean
-from .sweeps import axes_of, expand, placeholders
+from .sweeps import MAX_VARIANTS, axes_of, count, expand, placeholders
 from .yamlnodes import (
     MappingNode,
     Node,
@@ -470,6 +470,11 @@ class _Parser:
                 inherited_keys = list(targets[0][1]) if targets else []
                 axes = axes_of(d.variant, inherited_keys)
                 if not self._check_template(d, inherited_keys + [a.key for a in axes]):
+                    continue
+                total = len(out) + len(targets) * count(axes)
+                if total > MAX_VARIANTS:
+                    c.add(d.variant.name_range, f"with its sweeps this file would make {total} variants (the limit is "
+                          f"{MAX_VARIANTS}); sweep fewer values", "sweep")
                     continue
                 for parent_name, inherited in targets:
                     for v in expand(d.variant, parent_name, inherited, axes):

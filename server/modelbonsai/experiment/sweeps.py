@@ -13,6 +13,9 @@ from typing import Any
 
 from .model import Variant
 
+#: At most this many variants per file after expansion (families multiply quickly).
+MAX_VARIANTS = 2000
+
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -28,8 +31,8 @@ class Axis:
 
 
 def axes_of(v: Variant, inherited: list[str]) -> list[Axis]:
-    """The variant's own swept parameters, keyed by param name, `op.param` (then `op#i.param`)
-    when that name is already taken (by an earlier axis or an inherited key)."""
+    """The variant's own swept parameters, keyed by param name; when that key is taken (by an
+    earlier axis or an inherited key) by `op.param`, then `op.param2`, `op.param3`, ..."""
     taken = set(inherited)
     out: list[Axis] = []
     for i, call in enumerate(v.ops):
@@ -37,11 +40,20 @@ def axes_of(v: Variant, inherited: list[str]) -> list[Axis]:
             key = param
             if key in taken:
                 key = f"{call.name}.{param}"
-            if key in taken:
-                key = f"{call.name}#{i + 1}.{param}"
+                n = 2
+                while key in taken:
+                    key = f"{call.name}.{param}{n}"
+                    n += 1
             taken.add(key)
             out.append(Axis(key, i, param, tuple(call.params[param])))
     return out
+
+
+def count(axes: list[Axis]) -> int:
+    n = 1
+    for a in axes:
+        n *= len(a.values)
+    return n
 
 
 def placeholders(template: str) -> list[str]:
