@@ -20,9 +20,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .jobs import JobCancelled
 from .protocol import MAX_INLINE_PAGE_BYTES, ResultRef
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class _Result:
     pages: list[bytes] = field(default_factory=list)
     done: bool = False
     error: str | None = None
+    cancelled: bool = False
+    waiters: list[tuple[int, Future[None]]] = field(default_factory=list)
     files: dict[int, Path] = field(default_factory=dict)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -82,14 +86,38 @@ class ResultStore:
         with result.cond:
             result.pages.append(bytes(page))
             result.cond.notify_all()
+            self._wake(result)
         with self._lock:
             self._evict(keep=result_id)
 
-    def finish(self, result_id: str, error: str | None = None) -> None:
+    def finish(self, result_id: str, error: str | None = None, *, cancelled: bool = False) -> None:
         result = self._get(result_id)
         with result.cond:
-            result.done, result.error = True, error
+            result.done, result.error, result.cancelled = True, error, cancelled
             result.cond.notify_all()
+            self._wake(result)
+
+    def wait_page(self, result_id: str, page: int) -> Future[None]:
+        """A future done once page `page` exists or the result has ended (either way: ask ref)."""
+        result = self._get(result_id)
+        fut: Future[None] = Future()
+        with result.cond:
+            if page < len(result.pages) or result.done:
+                fut.set_result(None)
+            else:
+                result.waiters.append((page, fut))
+        return fut
+
+    @staticmethod
+    def _wake(result: _Result) -> None:
+        keep = []
+        for page, fut in result.waiters:
+            if page < len(result.pages) or result.done:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((page, fut))
+        result.waiters = keep
 
     def put(self, pages: list[bytes]) -> str:
         """A complete result at once; returns its id."""
@@ -111,6 +139,8 @@ class ResultStore:
                     break
                 result.cond.wait(left)
             if result.error is not None and page >= len(result.pages):
+                if result.cancelled:
+                    raise JobCancelled()
                 raise RuntimeError(result.error)
             count = len(result.pages)
             if page < 0 or (page >= count and result.done):

@@ -396,9 +396,10 @@ def create_server() -> BonsaiServer:
     server = BonsaiServer()
     _register_lifecycle(server)
     _register_core(server)
-    from . import features, requests
+    from . import compare_requests, features, requests
 
     requests.register(server)
+    compare_requests.register(server)
     features.register(server)
     return server
 
@@ -466,10 +467,6 @@ def _register_core(server: BonsaiServer) -> None:
         if ls.jobs.get(params["jobId"]) is None:
             raise RequestError(P.NOT_FOUND, f"no job '{params['jobId']}'")
         return {"cancelled": ls.jobs.cancel(params["jobId"])}
-
-    @custom(server, P.RESULT_PAGE)
-    async def result_page(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
-        return await ls.in_reader(ls.results.ref, params["resultId"], params["page"])
 
 
 def _overlay_running(ls: BonsaiServer, models: list[P.ModelInfo]) -> list[P.ModelInfo]:
