@@ -163,3 +163,23 @@ def test_cancel_stops_cleanly(ws: tuple[Path, LineageStore]) -> None:
     assert [m.name for m in store.list_models()] == ["toy"]
     assert store.list_runs()[0].status == "cancelled"
     assert [p for p in (store.root / "tmp").iterdir()] == []
+
+
+def test_hugging_face_base_round_trips_through_artifacts(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=32, n_positions=16)).save_pretrained(
+        tmp_path / "gpt")
+    exp = tmp_path / "lm.bonsai.yaml"
+    exp.write_text(
+        "base:\n  name: tiny-gpt\n  load: gpt\nvariants:\n"
+        "  - name: p30\n    ops:\n      - prune.magnitude: {sparsity: 0.3}\n"
+    )
+    store = LineageStore.open(tmp_path)
+    assert Runner(store, device="cpu").run(make_plan(_exp(exp), store)).status == "done"
+    exp.write_text(exp.read_text() + "  - name: p60\n    from: p30\n    ops:\n      - prune.magnitude: {sparsity: 0.6}\n")
+    result = Runner(store, device="cpu").run(make_plan(_exp(exp), store))  # p30 rebuilt from its artifact
+    assert result.status == "done" and result.made == ["p60"], result.failed
+    nz = {m.name: {x.name: x.value for x in store.metrics(m.id)}["nonzero_parameters"] for m in store.list_models()}
+    assert nz["tiny-gpt"] > nz["p30"] > nz["p60"]
+    store.close()
