@@ -33,6 +33,7 @@ from .quantize import (
     select_targets,
 )
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
+from .targets import move_batch, to_device
 
 OP = "quantize.calibrated"
 
@@ -74,7 +75,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     bits, symmetric = int(params["bits"]), bool(params["symmetric"])
     gran = str(params["granularity"])
     group_size = int(params["group_size"]) if gran == "group" else None
-    module = cm.module
+    module = to_device(cm, ctx)
     names = select_targets(module, params.get("include"), params.get("exclude"), op=OP)
     lookup = dict(module.named_parameters())
     for name in names:
@@ -117,8 +118,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
 def _calibration_batches(task: Any, params: dict[str, Any], ctx: OpContext) -> list[Any]:
     out = []
     for batch in task.calibration_batches(int(params["batches"]), int(params["batch_size"]), ctx.seed):
-        to_device = getattr(task, "to_device", None)
-        out.append(to_device(batch, ctx.device) if callable(to_device) else batch)
+        out.append(move_batch(batch, ctx.device))
     if not out:
         raise OpError(OP, "the task produced no calibration batches", param="batches")
     return out

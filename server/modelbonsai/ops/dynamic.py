@@ -109,6 +109,7 @@ def quantize_dynamic_op(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     granularity = str(params["granularity"])
     ctx.progress(0.1, f"quantizing {len(names)} layers to int8")
     module.to("cpu")
+    cm.masks = {n: m.to("cpu") for n, m in cm.masks.items()}
     with torch.no_grad():
         apply_dynamic(module, names, conv1d, granularity)
     for n in names:

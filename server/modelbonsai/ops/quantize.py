@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
-from .targets import EXCLUDE, INCLUDE
+from .targets import EXCLUDE, INCLUDE, to_device
 
 GRANULARITIES = ("tensor", "channel", "group")
 _FP16_MIN_NORMAL = 2.0**-14
@@ -334,7 +334,7 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
     bits, symmetric = int(params["bits"]), bool(params["symmetric"])
     gran = str(params["granularity"])
     group_size = int(params["group_size"]) if gran == "group" else None
-    module = cm.module
+    module = to_device(cm, ctx)
     names = select_targets(module, params.get("include"), params.get("exclude"), op=op)
     lookup = dict(module.named_parameters())
     plans = []
