@@ -183,3 +183,16 @@ def test_hugging_face_base_round_trips_through_artifacts(tmp_path: Path) -> None
     nz = {m.name: {x.name: x.value for x in store.metrics(m.id)}["nonzero_parameters"] for m in store.list_models()}
     assert nz["tiny-gpt"] > nz["p30"] > nz["p60"]
     store.close()
+
+
+def test_ctrl_c_is_recorded_and_propagates(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+
+    def interrupt() -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Runner(store, device="cpu", cancelled=interrupt).run(make_plan(_exp(exp), store))
+    run = store.list_runs()[0]
+    assert run.status == "cancelled" and "Ctrl-C" in run.message
+    assert store.list_models() == []

@@ -369,6 +369,10 @@ class Runner:
             self.store.finish_run(run.id, "cancelled", "cancelled by the user", result.failed)
             self._emit(RunEvent("done", message="cancelled"))
             return result
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal: record it, then let the caller stop.
+            self.store.finish_run(run.id, "cancelled", "interrupted (Ctrl-C)", result.failed)
+            raise
         finally:
             self._memo.clear()
         if result.failed:
