@@ -260,7 +260,8 @@ export class BonsaiServer implements vscode.Disposable {
       const why = this.stateValue.kind === 'stopped' ? this.stateValue.reason : 'it is still starting';
       throw new Error(`The Bonsai server is not running (${why}).`);
     }
-    return client.sendRequest<R>(method, params, token);
+    // An explicit `undefined` token would be sent as a second positional parameter.
+    return token ? client.sendRequest<R>(method, params, token) : client.sendRequest<R>(method, params);
   }
 
   dispose(): void {

@@ -53,8 +53,8 @@ export function formatMetric(m: Pick<MetricInfo, 'value' | 'unit'>): string {
   const v = m.value;
   switch (m.unit) {
     case '%':
-      // Fractions (0..1) are the wire form of percentages.
-      return `${(Math.abs(v) <= 1 ? v * 100 : v).toFixed(1)}%`;
+      // The server sends percentages as percent (80.0 for 4 of 5), not fractions.
+      return `${v.toFixed(Math.abs(v) >= 10 ? 1 : 2)}%`;
     case 'B':
       return formatBytes(v);
     case 's':
@@ -123,7 +123,7 @@ export function delta(x: MetricInfo, p: MetricInfo): string {
   const d = x.value - p.value;
   if (d === 0) return '=';
   const better = d > 0 === x.higherIsBetter;
-  const rel = x.unit === '%' ? `${(d * (Math.abs(p.value) <= 1 ? 100 : 1)).toFixed(1)} pt` : `${((d / Math.abs(p.value)) * 100).toFixed(1)}%`;
+  const rel = x.unit === '%' ? `${d.toFixed(1)} pt` : `${((d / Math.abs(p.value)) * 100).toFixed(1)}%`;
   return `${d > 0 ? '▲' : '▼'} ${d > 0 && !rel.startsWith('-') ? '+' : ''}${rel} ${better ? '(better)' : '(worse)'}`;
 }
 

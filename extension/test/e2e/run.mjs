@@ -1,0 +1,343 @@
+// End-to-end test of the packaged extension in a real VS Code: code-server (installed by
+// setup-tools.sh into a cache outside the repo) driven by playwright-core with Debian's chromium.
+//
+// Flow: install bonsai.vsix into a fresh extensions dir, open a temp copy of test/e2e/fixture,
+// wait for the Bonsai server to be ready, run a variant from the command palette, see the Lineage
+// tree update, see a CodeLens with metrics, open the Model Map and read its table inside the
+// webview's frame. Every wait is bounded and says what it waited for; on failure the server and
+// code-server logs are printed. Screenshots go to test-results/e2e/.
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const extRoot = resolve(here, '../..');
+const repoRoot = resolve(extRoot, '..');
+const cache = process.env.BONSAI_E2E_CACHE ?? join(process.env.HOME ?? tmpdir(), '.cache/bonsai-e2e');
+const shots = resolve(extRoot, 'test-results/e2e');
+const vsix = join(extRoot, 'bonsai.vsix');
+const python = process.env.BONSAI_E2E_PYTHON ?? join(repoRoot, '.venv/bin/python');
+const chromiumPath = process.env.BONSAI_E2E_CHROMIUM ?? '/usr/bin/chromium';
+const started = Date.now();
+
+const nodeBin = dirname(resolveLink(join(cache, 'node24/node_modules/.bin/node')));
+const codeServer = join(cache, 'code-server/node_modules/.bin/code-server');
+
+function resolveLink(p) {
+  const r = spawnSync('readlink', ['-f', p], { encoding: 'utf8' });
+  return r.stdout.trim() || p;
+}
+
+function log(msg) {
+  console.log(`[e2e ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+}
+
+function need(cond, msg) {
+  if (!cond) {
+    console.error(`e2e: ${msg}`);
+    process.exit(2);
+  }
+}
+
+need(existsSync(codeServer), `code-server is not installed in ${cache}: run test/e2e/setup-tools.sh (make e2e does)`);
+need(existsSync(join(nodeBin, 'node')), `node 24 is not installed in ${cache}: run test/e2e/setup-tools.sh`);
+need(existsSync(vsix), `${vsix} is missing: run make package`);
+need(existsSync(python), `no Python at ${python}: run make setup at the repo root (or set BONSAI_E2E_PYTHON)`);
+need(existsSync(chromiumPath), `no chromium at ${chromiumPath}: apt-get install chromium`);
+
+const tmp = mkdtempSync(join(tmpdir(), 'bonsai-e2e-'));
+const userData = join(tmp, 'user-data');
+const extensions = join(tmp, 'extensions');
+const workspace = join(tmp, 'workspace');
+const csLog = join(tmp, 'code-server.log');
+rmSync(shots, { recursive: true, force: true });
+mkdirSync(shots, { recursive: true });
+cpSync(join(here, 'fixture'), workspace, { recursive: true });
+const settings = JSON.stringify(
+    {
+      'bonsai.pythonPath': python,
+      'bonsai.device': 'cpu',
+      'bonsai.maxInstances': 32,
+      'security.workspace.trust.enabled': false,
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'workbench.enableExperiments': false,
+      'telemetry.telemetryLevel': 'off',
+      'extensions.autoCheckUpdates': false,
+      'extensions.autoUpdate': false,
+      'update.mode': 'none',
+      'chat.disableAIFeatures': true,
+      'editor.codeLens': true,
+      'window.restoreWindows': 'none',
+    },
+    null,
+    2,
+);
+// code-server reads User/ (browser side) and Machine/ (the extension host's machine) settings;
+// the workspace copy gets the Bonsai settings too, as a user of the repo would set them.
+for (const dir of [join(userData, 'User'), join(userData, 'Machine'), join(workspace, '.vscode')]) {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'settings.json'), settings);
+}
+
+const env = {
+  ...process.env,
+  PATH: `${nodeBin}:${process.env.PATH}`,
+  XDG_CONFIG_HOME: join(tmp, 'config'),
+  XDG_DATA_HOME: join(tmp, 'data'),
+  HF_HUB_OFFLINE: '1',
+  TRANSFORMERS_OFFLINE: '1',
+};
+const csArgs = ['--user-data-dir', userData, '--extensions-dir', extensions];
+
+let server;
+let browser;
+let page;
+let failed = false;
+
+async function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Polls `fn` until it returns a truthy value; throws `what` after `ms`. */
+async function waitFor(what, ms, fn, every = 250) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      if (e.fatal) throw e;
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+  throw new Error(`timed out after ${ms / 1000}s waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
+}
+
+async function shot(name) {
+  if (page) await page.screenshot({ path: join(shots, `${name}.png`) }).catch(() => {});
+}
+
+function filesUnder(dir, pred, out = []) {
+  if (!existsSync(dir)) return out;
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    const st = statSync(p);
+    if (st.isDirectory()) filesUnder(p, pred, out);
+    else if (pred(p)) out.push(p);
+  }
+  return out;
+}
+
+function tail(text, lines) {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+function printLogs() {
+  const bonsaiLogs = filesUnder(join(userData, 'logs'), (p) => /modelbonsai\.bonsai[\\/].*\.log$/.test(p));
+  for (const f of bonsaiLogs) console.error(`\n----- ${f} -----\n${tail(readFileSync(f, 'utf8'), 150)}`);
+  if (bonsaiLogs.length === 0) console.error('(no Bonsai log channel file found: the extension may not have activated)');
+  const exthost = filesUnder(join(userData, 'logs'), (p) => /remoteexthost\.log$/.test(p));
+  for (const f of exthost) console.error(`\n----- ${f} -----\n${tail(readFileSync(f, 'utf8'), 60)}`);
+  if (existsSync(csLog)) console.error(`\n----- code-server -----\n${tail(readFileSync(csLog, 'utf8'), 40)}`);
+}
+
+/** An error notification means the flow cannot go on: fail now with its text, not at a timeout. */
+async function noErrorToast() {
+  const toasts = page.locator('.notifications-toasts .notification-toast:has(.codicon-error)');
+  if ((await toasts.count()) > 0) {
+    const text = (await toasts.first().innerText()).replace(/\s+/g, ' ');
+    throw Object.assign(new Error(`VS Code showed an error: ${text}`), { fatal: true });
+  }
+}
+
+async function palette(command) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${command}`);
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: command }).first();
+  await row.waitFor({ state: 'visible', timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function main() {
+  log(`installing ${vsix}`);
+  const inst = spawnSync(codeServer, [...csArgs, '--install-extension', vsix, '--force'], { env, encoding: 'utf8', timeout: 120_000 });
+  if (inst.status !== 0 || !/successfully installed/i.test(inst.stdout + inst.stderr)) {
+    throw new Error(`code-server --install-extension failed (exit ${inst.status}):\n${inst.stdout}\n${inst.stderr}`);
+  }
+
+  const port = await freePort();
+  log(`starting code-server on 127.0.0.1:${port}`);
+  const out = [];
+  server = spawn(
+    codeServer,
+    [...csArgs, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--disable-getting-started-override', '--disable-workspace-trust', workspace],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const onData = (d) => {
+    out.push(d.toString());
+    writeFileSync(csLog, out.join(''));
+  };
+  server.stdout.on('data', onData);
+  server.stderr.on('data', onData);
+  const exited = new Promise((res) => server.on('exit', (code) => res(code)));
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor('code-server to answer /healthz', 60_000, async () => {
+    const code = await Promise.race([exited.then((c) => ({ exited: c })), new Promise((r) => setTimeout(() => r(undefined), 10))]);
+    if (code) throw Object.assign(new Error(`code-server exited with ${code.exited}`), { fatal: true });
+    const r = await fetch(`${base}/healthz`).catch(() => undefined);
+    return r?.ok;
+  });
+
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.setDefaultTimeout(15_000);
+  log('opening the workbench');
+  await page.goto(`${base}/?folder=${encodeURIComponent(workspace)}`);
+  await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
+  await shot('01-workbench');
+
+  // The Bonsai activity-bar container: the extension activated on workspaceContains.
+  log('opening the Bonsai view');
+  const bonsaiTab = page.locator('.activitybar [role="tab"][aria-label^="Bonsai"], .activitybar a[aria-label^="Bonsai"]').first();
+  await bonsaiTab.waitFor({ state: 'visible', timeout: 60_000 });
+  await bonsaiTab.click();
+  const sidebar = page.locator('.sidebar');
+  await sidebar.getByText('Lineage', { exact: false }).first().waitFor({ timeout: 20_000 });
+
+  // Ready: the server answered bonsai/lineage, which for a fresh workspace shows the welcome view.
+  log('waiting for the server to be ready');
+  await waitFor('the Lineage view to show "No models yet" (server ready, empty lineage)', 90_000, async () =>
+    (await sidebar.getByText('No models yet', { exact: false }).count()) > 0,
+  );
+  await shot('02-lineage-empty');
+
+  // Open the experiment file, and read the language status item: "Bonsai: ready".
+  log('opening toy.bonsai.yaml');
+  await page.keyboard.press('Control+P');
+  const quick = page.locator('.quick-input-widget input');
+  await quick.waitFor({ state: 'visible' });
+  await quick.fill('toy.bonsai.yaml');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'toy.bonsai.yaml' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.monaco-editor .view-lines', { hasText: 'prune-50' }).first().waitFor({ timeout: 20_000 });
+  const langStatus = page.locator('#status\\.languageStatus, .statusbar-item[id*="languageStatus"]').first();
+  await langStatus.waitFor({ state: 'visible', timeout: 20_000 });
+  await langStatus.hover();
+  await waitFor('the language status hover to say "Bonsai: ready"', 30_000, async () =>
+    (await page.locator('.monaco-hover, .context-view', { hasText: 'Bonsai: ready' }).count()) > 0,
+  );
+  await shot('03-language-status-ready');
+  await page.keyboard.press('Escape');
+
+  // Run one variant from the command palette.
+  log('running variant prune-50 from the palette');
+  await palette('Bonsai: Run Variant');
+  const row = page.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^prune-50$/ }) }).first();
+  await row.waitFor({ state: 'visible', timeout: 20_000 });
+  await row.locator('.quick-input-list-checkbox, input[type="checkbox"], .monaco-custom-toggle').first().click();
+  await shot('04-run-variant-pick');
+  await page.locator('.quick-input-widget .monaco-button', { hasText: 'OK' }).first().click();
+
+  log('waiting for the Lineage tree to show the new models');
+  const treeRow = (name) => sidebar.locator(`[role="treeitem"][aria-label^="${name},"]`);
+  await waitFor('Lineage rows toy-mlp and prune-50 with an accuracy in their description', 180_000, async () => {
+    await noErrorToast();
+    const pr = treeRow('prune-50');
+    if ((await treeRow('toy-mlp').count()) === 0 || (await pr.count()) === 0) return false;
+    const label = (await pr.first().getAttribute('aria-label')) ?? '';
+    return /accuracy/.test(label) && !/running/.test(label);
+  });
+  await shot('05-lineage-updated');
+  const prLabel = await treeRow('prune-50').first().getAttribute('aria-label');
+  log(`tree row: ${prLabel}`);
+  if (!/prune\.magnitude/.test(prLabel ?? '')) throw new Error(`the prune-50 row does not name its op: ${prLabel}`);
+
+  // CodeLens over the variant, with metrics once it has run.
+  log('waiting for a CodeLens with metrics');
+  const lens = await waitFor('a CodeLens naming a metric (accuracy) over prune-50', 60_000, async () => {
+    await noErrorToast();
+    const texts = await page.locator('.monaco-editor .codelens-decoration').allInnerTexts();
+    return texts.find((t) => /accuracy/i.test(t));
+  });
+  log(`code lens: ${lens.replace(/\s+/g, ' ')}`);
+  await shot('06-codelens-metrics');
+
+  // The Model Map webview: its table lists the lineage models, read from inside the frame.
+  log('opening the Model Map');
+  await palette('Bonsai: Open Model Map');
+  const frame = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
+  const table = frame.locator('table#models');
+  await table.waitFor({ state: 'visible', timeout: 30_000 });
+  await waitFor('the Model Map table to list toy-mlp and prune-50', 30_000, async () => {
+    const t = await table.innerText();
+    return t.includes('toy-mlp') && t.includes('prune-50') && t.includes('prune.magnitude');
+  });
+  const cell = await frame.locator('tr[data-model] td').first().innerText();
+  log(`model map first cell: ${cell}`);
+  await shot('07-model-map');
+  log(`passed in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
+}
+
+async function cleanup() {
+  await browser?.close().catch(() => {});
+  if (server && server.exitCode === null) {
+    try {
+      process.kill(-server.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      process.kill(-server.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  if (!failed) rmSync(tmp, { recursive: true, force: true });
+  else console.error(`(kept ${tmp} for inspection)`);
+}
+
+const overall = setTimeout(() => {
+  console.error('e2e: the whole run exceeded 8 minutes');
+  failed = true;
+  shot('zz-timeout').finally(() => {
+    printLogs();
+    cleanup().finally(() => process.exit(1));
+  });
+}, 8 * 60_000);
+
+try {
+  await main();
+  console.log('e2e: 1 passed, 0 failed');
+} catch (e) {
+  failed = true;
+  console.error(`\ne2e FAILED: ${e.message}`);
+  await shot('zz-failure');
+  printLogs();
+  console.log('e2e: 0 passed, 1 failed');
+} finally {
+  clearTimeout(overall);
+  await cleanup();
+}
+process.exit(failed ? 1 : 0);

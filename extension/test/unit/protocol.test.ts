@@ -1,0 +1,75 @@
+// protocol.ts against the shared fixtures (tests/fixtures/protocol/) and the server's protocol.py.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as P from '../../src/protocol';
+
+const repo = resolve(__dirname, '../../..');
+const fixtureDir = join(repo, 'tests/fixtures/protocol');
+const fixtures = readdirSync(fixtureDir)
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => ({ file: f, msg: JSON.parse(readFileSync(join(fixtureDir, f), 'utf8')) as { method: string; kind: string; params: unknown; result?: unknown } }));
+
+describe('protocol fixtures', () => {
+  it('exist', () => {
+    expect(fixtures.length).toBeGreaterThan(0);
+  });
+
+  it.each(fixtures.map((f) => [f.file, f.msg] as const))('%s fits protocol.ts', (_file, msg) => {
+    const def = P.METHODS.get(msg.method);
+    expect(def, `unknown method ${msg.method}`).toBeDefined();
+    expect(msg.kind).toBe(def!.kind);
+    expect(P.problem(msg.params, def!.params, 'params')).toBeUndefined();
+    if (def!.kind === 'request') {
+      expect(msg.result, 'a request fixture carries its result').toBeDefined();
+      expect(P.problem(msg.result, def!.result!, 'result')).toBeUndefined();
+    }
+  });
+
+  it('cover every method', () => {
+    const covered = new Set(fixtures.map((f) => f.msg.method));
+    expect([...P.METHODS.keys()].filter((m) => !covered.has(m))).toEqual([]);
+  });
+
+  it('declare the same methods as the server (protocol.py)', () => {
+    const py = readFileSync(join(repo, 'server/modelbonsai/lsp/protocol.py'), 'utf8');
+    const serverMethods = new Set([...py.matchAll(/^[A-Z_]+ = "(bonsai\/[^"]+)"/gm)].map((m) => m[1]));
+    expect(new Set(P.METHODS.keys())).toEqual(serverMethods);
+    const serverCommands = new Set([...py.matchAll(/^CMD_[A-Z_]+ = "([^"]+)"/gm)].map((m) => m[1]));
+    expect(serverCommands).toEqual(new Set([P.CMD_RUN_VARIANT, P.CMD_COMPARE_WITH_PARENT, P.CMD_SHOW_IN_MODEL_MAP, P.CMD_CREATE_EXPERIMENT_FILE, P.CMD_INSPECT_MODEL]));
+    const code = (name: string) => Number(new RegExp(`^${name} = (-\\d+)`, 'm').exec(py)?.[1]);
+    expect(code('WORKSPACE_UNTRUSTED')).toBe(P.ErrorCodes.workspaceUntrusted);
+    expect(code('USER_ERROR')).toBe(P.ErrorCodes.userError);
+    expect(code('NOT_FOUND')).toBe(P.ErrorCodes.notFound);
+    expect(code('JOB_FAILED')).toBe(P.ErrorCodes.jobFailed);
+  });
+});
+
+describe('problem()', () => {
+  const lineage = fixtures.find((f) => f.msg.method === P.LINEAGE)!.msg.result as P.LineageResult;
+
+  it('names a renamed field', () => {
+    const bad = structuredClone(lineage) as unknown as { models: Record<string, unknown>[] };
+    bad.models[0]!.higherIsBetter = true;
+    delete bad.models[0]!.created;
+    expect(P.problem(bad, P.METHODS.get(P.LINEAGE)!.result!, 'result')).toBe('result.models[0].created is missing');
+  });
+
+  it('rejects a wrong literal and an unknown field', () => {
+    const m = { ...lineage.models[0]!, status: 'done' };
+    expect(P.problem(m, P.Shapes.ModelInfo)).toMatch(/params.status must be 'ok' \| 'running'/);
+    expect(P.problem({ jobId: 'j', extra: 1 }, P.Shapes.CancelParams)).toMatch(/extra is not a known field/);
+  });
+
+  it('accepts LSP progress tokens on any request and rejects non-integers where integers go', () => {
+    expect(P.problem({ jobId: 'j', workDoneToken: 3 }, P.Shapes.CancelParams)).toBeUndefined();
+    expect(P.problem({ resultId: 'r', page: 1.5 }, P.Shapes.ResultPageParams)).toMatch(/page must be an integer/);
+    expect(P.problem({ resultId: 'r', page: 1 }, P.Shapes.ResultPageParams)).toBeUndefined();
+  });
+
+  it('narrows with is()', () => {
+    const v: unknown = { folder: '/x' };
+    expect(P.is(v, P.Shapes.LineageChangedParams)).toBe(true);
+    expect(P.is({ folder: 3 }, P.Shapes.LineageChangedParams)).toBe(false);
+  });
+});
