@@ -283,3 +283,20 @@ def test_user_task_and_ops_files(ws: Path) -> None:
     assert "line 1" in next(p.message for p in r.problems if "broken_ops" in p.message)
     assert ("wrong-type", span(text, "notes.txt")) in got
     assert ("unknown-op", span(text, "user.double")) in got  # its file could not be read
+
+
+@pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])
+def test_pure_python_and_libyaml_give_the_same_positions(ws: Path, loader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from modelbonsai.experiment import yamlnodes
+
+    if not hasattr(yaml, loader):
+        pytest.fail(f"PyYAML here lacks {loader}")  # the venv's PyYAML is built with libyaml
+    monkeypatch.setattr(yamlnodes, "_LOADER", getattr(yaml, loader))
+    text = HEAD + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n  - name: b\n    ops: [x\n"
+    p = only(parse(text, ws), "yaml-syntax")
+    assert at(p) == (7, 0, 7, 0) and "not closed" in p.message  # at the end of the text
+    text = HEAD + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n"
+    r = parse(text, ws)
+    assert [(q.code, at(q)) for q in r.problems] == [("out-of-range", span(text, "'c'"))]
