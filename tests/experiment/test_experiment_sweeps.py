@@ -153,3 +153,13 @@ def test_deep_families_keep_unique_keys_and_the_total_is_capped(ws: Path) -> Non
     r = parse(HEAD + big, ws)
     p = only(r, "sweep")
     assert "limit" in p.message and p.range.start_line == pos(HEAD + big, "name: w5")[0]
+
+
+def test_readme_holds_the_reference_and_its_example_is_valid(ws: Path) -> None:
+    readme = Path(__file__).resolve().parents[2] / "server" / "modelbonsai" / "experiment" / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert format_reference() in text
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    e = ok(example, ws)
+    assert [v.name for v in e.variants] == ["prune-0.3", "prune-0.5", "int8-sparsity0.3", "int8-sparsity0.5"]
+    assert [v.parent for v in e.variants[2:]] == ["prune-0.3", "prune-0.5"]
