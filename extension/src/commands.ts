@@ -5,7 +5,8 @@ import type { JobTracker } from './jobs';
 import type { LineageNode } from './lineage/model';
 import type { LineageProvider } from './lineage/provider';
 import * as P from './protocol';
-import { errorText, type BonsaiServer } from './server';
+import { errorText } from './errors';
+import type { BonsaiServer } from './server';
 import type { PanelManager } from './webviews/panels';
 
 export interface CommandDeps {

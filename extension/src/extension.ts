@@ -4,7 +4,8 @@ import { registerCommands } from './commands';
 import { JobTracker } from './jobs';
 import { LineageProvider } from './lineage/provider';
 import * as P from './protocol';
-import { BonsaiServer, errorText } from './server';
+import { errorText } from './errors';
+import { BonsaiServer } from './server';
 import { StatusItem } from './status';
 import { PanelManager } from './webviews/panels';
 

@@ -15,6 +15,7 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 import { RestartPolicy } from './backoff';
+import { errorText } from './errors';
 import * as P from './protocol';
 import { installCommand, probe, resolvePython, serverArgs, shellQuote, type ResolvedPython } from './python';
 
@@ -324,6 +325,3 @@ export function findRepoRoot(folders: string[]): string | undefined {
   return undefined;
 }
 
-export function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}

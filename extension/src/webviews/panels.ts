@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import * as P from '../protocol';
 import { fetchPages, toArrayBuffer } from '../results';
-import { errorText } from '../server';
+import { errorText } from '../errors';
 import { isToHost, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
 
 export const PANEL_TITLES: Record<PanelKind, string> = {

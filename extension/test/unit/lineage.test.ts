@@ -105,7 +105,7 @@ describe('wording', () => {
 describe('LineageProvider', () => {
   it('asks bonsai/lineage for each workspace folder and builds tree items', async () => {
     const calls: unknown[] = [];
-    vscode.workspace.workspaceFolders = [{ uri: vscode.Uri.file('/w1'), name: 'w1', index: 0 }];
+    (vscode.workspace as { workspaceFolders: unknown }).workspaceFolders = [{ uri: vscode.Uri.file('/w1'), name: 'w1', index: 0 }];
     const p = new LineageProvider({
       request: async <R>(method: string, params: unknown) => {
         calls.push([method, params]);
@@ -127,7 +127,7 @@ describe('LineageProvider', () => {
     expect(p.getParent(child)?.model.id).toBe('a');
     expect((p.getTreeItem(child).iconPath as vscode.ThemeIcon).id).toBe('sync~spin');
     expect(p.model('b')?.status).toBe('running');
-    vscode.workspace.workspaceFolders = undefined;
+    (vscode.workspace as { workspaceFolders: unknown }).workspaceFolders = undefined;
   });
 
   it('keeps a readable message when the server fails', async () => {
