@@ -79,11 +79,11 @@ def encode_plain(name: str, t: torch.Tensor) -> Encoded:
     t = _cpu(t)
     options = [Encoded(_base(t, "dense"), {name: t})]
     if t.is_floating_point() and t.numel() > 0:
-        nz = t != 0
-        nnz = int(nz.sum())
+        nnz = int(torch.count_nonzero(t))  # (much faster than summing a bool tensor)
         elem = t.element_size()
         dense_bytes = t.numel() * elem
         if packed_nbytes(t.numel(), 1) + nnz * elem < dense_bytes:
+            nz = t != 0
             options.append(Encoded(_base(t, "bitmask"), {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": t[nz]}))
         if t.dim() >= 2 and t[0].numel() < 2**31 and (t.shape[0] + 1 + nnz) * 4 + nnz * elem < dense_bytes:
             options.append(_encode_csr(name, t))
@@ -94,7 +94,7 @@ def _encode_csr(name: str, t: torch.Tensor) -> Encoded:
     m = t.reshape(t.shape[0], -1)
     nz = m != 0
     indptr = torch.zeros(m.shape[0] + 1, dtype=torch.int64)
-    indptr[1:] = torch.cumsum(nz.sum(dim=1), dim=0)
+    indptr[1:] = torch.cumsum(torch.count_nonzero(m, dim=1), dim=0)
     indices = nz.nonzero()[:, 1]  # row-major order, matching m[nz]
     return Encoded(
         _base(t, "csr"),
@@ -129,9 +129,9 @@ def encode_quant(name: str, t: torch.Tensor, enc: QuantEncoding) -> Encoded | No
         common[f"{name}{SEP}zeros"] = pack_codes(enc_cpu.zeros.to(torch.uint8), enc.bits)
     entry = {**_base(t, "packed"), "bits": enc.bits}
     options = [Encoded(entry, {f"{name}{SEP}codes": pack_codes(codes, enc.bits), **common})]
-    nz = t != 0
-    nnz = int(nz.sum())
+    nnz = int(torch.count_nonzero(t))
     if packed_nbytes(t.numel(), 1) + packed_nbytes(nnz, enc.bits) < packed_nbytes(t.numel(), enc.bits):
+        nz = t != 0
         options.append(
             Encoded(
                 {**entry, "form": "packed-bitmask"},
@@ -172,8 +172,8 @@ def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
         tensors[f"{name}{SEP}zero_points"] = zps.to(torch.int32)
         entry["has_zero_points"] = True
     dense = Encoded(entry, {f"{name}{SEP}values": ints, **tensors})
+    nnz = int(torch.count_nonzero(ints))
     nz = ints != 0
-    nnz = int(nz.sum())
     if f"{name}{SEP}zero_points" not in tensors and packed_nbytes(ints.numel(), 1) + nnz < ints.numel():
         sparse = Encoded({**entry, "sparse": True},
                          {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": ints[nz], **tensors})
