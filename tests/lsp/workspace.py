@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from pathlib import Path
 
@@ -124,16 +125,19 @@ EXPERIMENT = textwrap.dedent(
 )
 
 
-def make_workspace(root: Path, experiment: str = EXPERIMENT) -> Path:
-    """Write the workspace into `root` (created); returns the experiment file."""
+def make_workspace(root: Path, experiment: str = EXPERIMENT, hidden: tuple[int, ...] = (16,)) -> Path:
+    """Write the workspace into `root` (created); returns the experiment file. `hidden` sets the
+    MLP's hidden widths (wide layers make big tensors for the large-payload tests)."""
     from torch import nn
 
     root.mkdir(parents=True, exist_ok=True)
-    (root / "arch.py").write_text(ARCH)
+    widths = [4, *hidden, 3]
+    layers = ", nn.ReLU(), ".join(f"nn.Linear({a}, {b})" for a, b in itertools.pairwise(widths))
+    (root / "arch.py").write_text(ARCH.replace("nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)", layers))
     (root / "tasks.py").write_text(TASK)
     (root / "my_ops.py").write_text(USER_OPS)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    model = eval(f"nn.Sequential({layers})", {"nn": nn})
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
     exp = root / "exp.bonsai.yaml"
     exp.write_text(experiment)

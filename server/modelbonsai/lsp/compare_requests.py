@@ -145,7 +145,7 @@ async def start_result_job(
     except asyncio.CancelledError:  # $/cancelRequest: stop the job too
         ls.jobs.cancel(job.id)
         raise
-    return await ls.in_reader(ls.results.ref, rid, 0)
+    return await ls.in_reader(lambda: ls.results.ref(rid, 0, wait_s=0.0))
 
 
 def register(server: BonsaiServer) -> None:
@@ -311,7 +311,7 @@ def register(server: BonsaiServer) -> None:
         except asyncio.TimeoutError:
             pass  # still computing: answer with what is there (done: false, no data)
         try:
-            return await ls.in_reader(ls.results.ref, rid, page, 0.0)
+            return await ls.in_reader(lambda: ls.results.ref(rid, page, wait_s=0.0))
         except RuntimeError as e:
             raise RequestError(P.JOB_FAILED, str(e)) from None
 

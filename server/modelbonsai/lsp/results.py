@@ -143,12 +143,14 @@ class ResultStore:
                     raise JobCancelled()
                 raise RuntimeError(result.error)
             count = len(result.pages)
-            if page < 0 or (page >= count and result.done):
-                raise ResultNotFound(f"result {result_id} has {count} page(s); there is no page {page}")
+            if page < 0:
+                raise ResultNotFound(f"result {result_id}: page numbers start at 0, got {page}")
             done = result.done
             data = result.pages[page] if page < count else None
         ref: ResultRef = {"resultId": result_id, "page": page, "pages": count, "done": done}
-        if data is None:  # still computing: nothing to give yet
+        if data is None:
+            # Still computing (timed out waiting), or past the last page of a finished result:
+            # `done` and `pages` tell the client which, and a client that read ahead stops here.
             return ref
         if len(data) <= self.inline_limit:
             ref["data"] = base64.b64encode(data).decode("ascii")
