@@ -188,3 +188,13 @@ def test_sigkill_during_a_run_keeps_the_store_consistent(tmp_path: Path) -> None
     again = LineageStore.open(tmp_path)
     assert [m.name for m in again.list_models()][: len(models)] == names and len(again.list_models()) == 4
     again.close()
+
+
+def test_bad_only_and_device_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = make_workspace(tmp_path)
+    assert main(["run", str(exp), "--only", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--only: no variant named nope" in err and "prune-50" in err and "Traceback" not in err
+    assert main(["run", str(exp), "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    assert not (tmp_path / ".bonsai" / "artifacts").exists() or not any((tmp_path / ".bonsai" / "artifacts").iterdir())
