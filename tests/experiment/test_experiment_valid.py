@@ -188,3 +188,11 @@ def test_builtin_ops_validate(ws: Path) -> None:
         ws,
     )
     assert sorted(p.code for p in bad.problems) == ["out-of-range", "out-of-range"]
+
+
+def test_numeric_names_are_taken_as_written(ws: Path) -> None:
+    r = parse("base: {load: model}\nvariants:\n  - name: 50\n    ops: [test.noop]\n"
+              "  - name: 0.50\n    from: 50\n    ops: [test.noop]\n", ws)
+    assert r.ok, r.problems
+    assert r.experiment is not None and [v.name for v in r.experiment.variants] == ["50", "0.50"]
+    assert r.experiment.variants[1].parent == "50"

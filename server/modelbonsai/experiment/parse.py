@@ -143,11 +143,16 @@ class _Parser:
             self.c.add(node, f"{what} '{value}' is a folder; expected a file", "missing-path")
         return p
 
-    def _string(self, items: dict[str, tuple[Node, Node]], key: str, where: str) -> tuple[str | None, Node | None]:
+    def _string(
+        self, items: dict[str, tuple[Node, Node]], key: str, where: str, *, name: bool = False
+    ) -> tuple[str | None, Node | None]:
+        """A string value. For names (`name: 50`, `from: 8bit`) any plain scalar is taken as written."""
         if key not in items:
             return None, None
         n = items[key][1]
         v = to_value(n)
+        if name and isinstance(n, ScalarNode) and v is not None and not isinstance(v, bool):
+            v = n.value
         if not isinstance(v, str) or not v.strip():
             self.c.add(n, f"'{key}' in {where} must be a non-empty string, got {type_name(n)}", "wrong-type")
             return None, n
@@ -216,7 +221,7 @@ class _Parser:
         if dtype is not None and dtype_node is not None and dtype not in DTYPES:
             c.add(dtype_node, f"'dtype' must be one of {', '.join(DTYPES)}, got '{dtype}'", "out-of-range")
             dtype = None
-        name, name_node = self._string(items, "name", "base")
+        name, name_node = self._string(items, "name", "base", name=True)
         if name is None:
             name = _default_base_name(load or "base", kind)
         if name == BASE:
@@ -388,7 +393,7 @@ class _Parser:
                   "wrong-type")
             return None
         items = c.mapping_items(item, keys_of("variant"), "a variant")
-        name, name_node = self._string(items, "name", "a variant")
+        name, name_node = self._string(items, "name", "a variant", name=True)
         if "name" not in items:
             c.add(c.head(item), "this variant needs `name:`", "missing-required")
         if name is not None and name_node is not None:
@@ -398,7 +403,7 @@ class _Parser:
             elif name == BASE or (base is not None and name == base.name):
                 c.add(name_node, f"'{name}' names the base model; choose another variant name", "reserved-name")
                 name = None
-        parent, from_node = self._string(items, "from", "a variant")
+        parent, from_node = self._string(items, "from", "a variant", name=True)
         if "from" in items and parent is None:
             parent = "\x00invalid"  # reported already; keeps the variant out of the tree
         ops: list[OpCall] = []
