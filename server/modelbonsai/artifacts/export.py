@@ -57,6 +57,12 @@ def export_model(
     _check_config_describes(module, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     module.save_pretrained(str(out_dir), safe_serialization=True)  # type: ignore[operator]
+    (out_dir / "bonsai_export.json").write_text(json.dumps({
+        "note": "weights are the dequantized floating-point values the compressed model runs on; "
+                "the packed/sparse stored form lives in the Bonsai artifact",
+        "edits": cm.edits,
+        "quantized": sorted(cm.encodings),
+    }, indent=1))
     return out_dir
 
 
