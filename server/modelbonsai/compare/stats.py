@@ -37,15 +37,15 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Elements per chunk: 3 float32 rows of this length fit in a typical L2 cache.
-CHUNK = 1 << 16
+#: Elements per chunk: a chunk of both sides and their difference stays in cache (3 MB).
+CHUNK = 1 << 18
 #: Relative-change histogram: log10(|d|/|b|) in [-8, 2] in 40 equal bins (a quarter decade each).
 REL_LO, REL_HI, REL_BINS = -8.0, 2.0, 40
 REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
 #: Value histograms: this many equal bins over [-R, R], R = largest finite |value| of either side.
 VALUE_BINS = 64
 #: Tensors with more elements than this get histograms from a strided sample (see module doc).
-HIST_SAMPLE = 1 << 18
+HIST_SAMPLE = 1 << 16
 
 
 def _zeros_hist() -> np.ndarray:
@@ -90,6 +90,8 @@ class PairStats:
     rel_from_zero: float = 0.0  # b == 0 and d != 0 (relative change undefined)
     rel_under: float = 0.0  # 0 < |d|/|b| < 10**REL_LO
     rel_over: float = 0.0  # |d|/|b| >= 10**REL_HI
+    #: value histograms of this tensor pair (not rolled up: their bins differ per tensor)
+    values: dict[str, Any] | None = None
 
     def merge(self, other: PairStats) -> PairStats:
         out = PairStats()
@@ -180,66 +182,81 @@ def _finite_pairs(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def pair_stats(
-    base: torch.Tensor, other: torch.Tensor, *, chunk: int = CHUNK, hist_sample: int | None = HIST_SAMPLE
+    base: torch.Tensor,
+    other: torch.Tensor,
+    *,
+    chunk: int = CHUNK,
+    hist_sample: int | None = HIST_SAMPLE,
+    values: bool = False,
 ) -> PairStats:
     """Statistics of two equally shaped tensors (any float dtype; computed in float32 chunks,
-    accumulated in float64)."""
+    accumulated in float64). `values=True` also fills `.values` (see :func:`value_histograms`)."""
     if base.shape != other.shape:
         raise ValueError(f"shapes differ: {tuple(base.shape)} vs {tuple(other.shape)}")
-    b_all = base.detach().reshape(-1)
-    o_all = other.detach().reshape(-1)
+    b_all = _flat32(base)
+    o_all = _flat32(other)
     n = b_all.numel()
     st = PairStats(n=n)
-    buf = torch.empty(3, min(chunk, max(1, n)), dtype=torch.float32, device=b_all.device)
-    gram = torch.zeros(3, 3, dtype=torch.float64, device=b_all.device)
+    dbuf = torch.empty(min(chunk, max(1, n)), dtype=torch.float32, device=b_all.device)
+    acc = torch.zeros(4, dtype=torch.float64, device=b_all.device)  # Σb², Σo², Σbo, Σd²
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        rows = buf[:, : stop - start]
-        rows[0].copy_(b_all[start:stop])
-        rows[1].copy_(o_all[start:stop])
-        torch.sub(rows[1], rows[0], out=rows[2])
-        g = rows @ rows.T
-        if not bool(torch.isfinite(g).all()):
+        m = stop - start
+        b, o = b_all[start:stop], o_all[start:stop]
+        d = torch.sub(o, b, out=dbuf[:m])
+        g = torch.stack((torch.dot(b, b), torch.dot(o, o), torch.dot(b, o), torch.dot(d, d)))
+        if bool(torch.isfinite(g).all()):
+            acc += g
+            st.finite += m
+            zb = m - int(torch.count_nonzero(b))
+            zo = m - int(torch.count_nonzero(o))
+            st.zeros_base += zb
+            st.zeros_other += zo
+            if zb and zo:  # a pair is zero on both sides iff |b| + |o| == 0 (no underflow)
+                st.zeros_both += m - int(torch.count_nonzero(torch.add(b.abs(), o.abs())))
+        else:
             # Slow path only for chunks holding NaN/Inf (or float32 overflow): count, then drop.
-            for side, x in (("base", rows[0]), ("other", rows[1])):
+            for side, x in (("base", b), ("other", o)):
                 nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
                 setattr(st, f"nan_{side}", getattr(st, f"nan_{side}") + nan)
                 setattr(st, f"inf_{side}", getattr(st, f"inf_{side}") + inf)
-            zb, zo = rows[0] == 0, rows[1] == 0
-            st.zeros_base += int(zb.sum())
-            st.zeros_other += int(zo.sum())
-            st.zeros_both += int((zb & zo).sum())
-            fb, fo = _finite_pairs(rows[0], rows[1])
-            rows = torch.stack([fb, fo, fo - fb]).double()
-            g = rows @ rows.T
-        else:
-            m = rows.shape[1]
-            nzb = int(torch.count_nonzero(rows[0]))
-            nzo = int(torch.count_nonzero(rows[1]))
-            # a pair is zero on both sides iff |b| + |o| == 0 (no underflow, unlike b*b + o*o)
-            nz_any = int(torch.count_nonzero(torch.add(rows[0].abs(), rows[1].abs())))
-            st.zeros_base += m - nzb
-            st.zeros_other += m - nzo
-            st.zeros_both += m - nz_any
-        gram += g.double()
-        if rows.shape[1] == 0:
-            continue
-        st.finite += rows.shape[1]
-        lo, hi = torch.aminmax(rows[2])
+            zbm, zom = b == 0, o == 0
+            st.zeros_base += int(zbm.sum())
+            st.zeros_other += int(zom.sum())
+            st.zeros_both += int((zbm & zom).sum())
+            fb, fo = _finite_pairs(b, o)
+            fb, fo = fb.double(), fo.double()
+            fd = fo - fb
+            acc += torch.stack((fb @ fb, fo @ fo, fb @ fo, fd @ fd))
+            st.finite += fb.numel()
+            if not fb.numel():
+                continue
+            d = fd.float()
+        lo, hi = torch.aminmax(d)
         st.max_abs_diff = max(st.max_abs_diff, -float(lo), float(hi))
-    g64 = gram.cpu()
-    st.sum_b2 = float(g64[0, 0])
-    st.sum_o2 = float(g64[1, 1])
-    st.sum_bo = float(g64[0, 1])
-    st.sum_d2 = float(g64[2, 2])
+    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = (float(v) for v in acc.cpu())
 
     if hist_sample == 0:  # no histogram wanted (e.g. a second look at a transposed layout)
         return st
     stride = hist_stride(n, hist_sample)
-    sb, so = _finite_pairs(b_all[::stride].float(), o_all[::stride].float())
-    if sb.numel():
-        _rel_hist(sb, so, st, float(stride))
+    # one gather into a small contiguous sample; strided access over the whole tensor is slow
+    sb, so = b_all[::stride].contiguous(), o_all[::stride].contiguous()
+    all_finite = st.nonfinite == 0  # then the sample is finite too: skip the (slow) masking
+    if values:
+        st.values = value_histograms(sb, so, hist_sample=None, finite=all_finite)
+        st.values["stride"] = stride
+        st.values["base"] *= stride
+        st.values["other"] *= stride
+    fb, fo = (sb, so) if all_finite else _finite_pairs(sb, so)
+    if fb.numel():
+        _rel_hist(fb, fo, st, float(stride))
     return st
+
+
+def _flat32(t: torch.Tensor) -> torch.Tensor:
+    """A flat float32 view (no copy when it already is float32 and contiguous)."""
+    t = t.detach().reshape(-1)
+    return t if t.dtype == torch.float32 else t.float()
 
 
 def value_histograms(
@@ -248,16 +265,18 @@ def value_histograms(
     *,
     bins: int = VALUE_BINS,
     hist_sample: int | None = HIST_SAMPLE,
+    finite: bool = False,
 ) -> dict[str, Any]:
     """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
     is the largest finite |value| of either side (over the sampled elements). Counts are
-    estimated element counts (sample counts times `stride`)."""
+    estimated element counts (sample counts times `stride`). `finite=True` promises there is no
+    NaN/Inf (skips a masking pass)."""
     stride = hist_stride(base.numel(), hist_sample)
     sides = [base] if other is None else [base, other]
     xs = [t.detach().reshape(-1)[::stride].float() for t in sides]
     r = 0.0
     for x in xs:
-        fx = x[torch.isfinite(x)]
+        fx = x if finite else x[torch.isfinite(x)]  # `finite`: the caller knows there is no NaN/Inf
         if fx.numel():
             lo, hi = torch.aminmax(fx)
             r = max(r, -float(lo), float(hi))

@@ -254,14 +254,13 @@ def compare_weights(
                     TensorResult(name, "mismatch", shape_b, list(o_shape), f"not a float tensor ({aligned.dtype} vs {o.dtype})")
                 )
                 continue
-            st = S.pair_stats(aligned, o, hist_sample=hist_sample)
+            st = S.pair_stats(aligned, o, hist_sample=hist_sample, values=True)
             if not kept and _looks_transposed(aligned, o, st):
                 results[oid].append(
                     TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
                 )
                 continue
-            values = S.value_histograms(aligned, o, hist_sample=hist_sample)
-            results[oid].append(TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, values))
+            results[oid].append(TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values))
             del o
         del b
         done += size

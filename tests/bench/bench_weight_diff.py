@@ -1,0 +1,202 @@
+"""Weight comparison of two ~100M-parameter safetensors checkpoints, one an int8 per-channel
+quantized copy of the other (dequantized while streaming, as artifacts are).
+
+Reports the comparison's throughput against the floor of the same run: one numpy sum over the
+same memory-mapped files (single pass, warm page cache), their ratio (target >= 0.5), and peak
+anonymous RSS of the comparison against the largest tensor (it must not grow with model size;
+file-backed pages of the mmap are page cache, not memory the comparison holds). Each phase runs
+in a fresh subprocess. Prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LAYERS = 12
+D, VOCAB = 768, 32000
+
+
+def _shapes() -> dict[str, tuple[int, ...]]:
+    s: dict[str, tuple[int, ...]] = {"embed.weight": (VOCAB, D)}
+    for i in range(LAYERS):
+        p = f"layers.{i}"
+        for n in ("q", "k", "v", "o"):
+            s[f"{p}.attn.{n}.weight"] = (D, D)
+            s[f"{p}.attn.{n}.bias"] = (D,)
+        s[f"{p}.mlp.fc1.weight"] = (4 * D, D)
+        s[f"{p}.mlp.fc2.weight"] = (D, 4 * D)
+        s[f"{p}.norm.weight"] = (D,)
+    return s
+
+
+def generate(folder: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    base, quant = {}, {}
+    for name, shape in _shapes().items():
+        w = torch.randn(shape, generator=g) * 0.02
+        base[name] = w
+        if w.dim() == 2:
+            scale = w.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127
+            quant[name + ".q"] = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
+            quant[name + ".scale"] = scale.reshape(-1)
+        else:
+            quant[name] = w.clone()
+    save_file(base, str(folder / "base.safetensors"))
+    del base
+    save_file(quant, str(folder / "quant.safetensors"))
+
+
+class _AnonPeak:
+    """Samples RssAnon from /proc/self/status (peak anonymous memory of this process)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _now(self) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._now())
+            time.sleep(0.002)
+
+    def __enter__(self) -> _AnonPeak:
+        self.start = self._now()
+        self._t.start()
+        return self
+
+    def __exit__(self, *a: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._now())
+
+
+def measure_floor(folder: Path) -> dict[str, Any]:
+    files = [folder / "base.safetensors", folder / "quant.safetensors"]
+    total = sum(f.stat().st_size for f in files)
+
+    def once() -> float:
+        t = time.perf_counter()
+        for f in files:
+            with open(f, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                n = (len(m) // 4) * 4
+                with np.errstate(all="ignore"):  # header/int8 bytes read as floats: only bandwidth counts
+                    float(np.frombuffer(m, dtype=np.float32, count=n // 4).sum())
+        return time.perf_counter() - t
+
+    once()  # warm the page cache like the comparison will find it
+    return {"bytes": total, "seconds": min(once() for _ in range(3))}
+
+
+def measure_compare(folder: Path) -> dict[str, Any]:
+    import torch
+    from safetensors import safe_open
+
+    from modelbonsai.compare.sources import FunctionSource, SafetensorsSource
+    from modelbonsai.compare.weights import compare_weights
+
+    torch.set_num_threads(1)  # like the single-threaded numpy floor
+    files = [folder / "base.safetensors", folder / "quant.safetensors"]
+    total = sum(f.stat().st_size for f in files)
+    shapes = _shapes()
+    largest = max(int(np.prod(s)) * 4 for s in shapes.values())
+
+    def run() -> tuple[float, Any]:
+        base = SafetensorsSource(files[0])
+        qf = safe_open(str(files[1]), framework="pt")
+        qnames = set(qf.keys())
+
+        def dequant(name: str) -> torch.Tensor:
+            if name + ".q" in qnames:
+                return qf.get_tensor(name + ".q").float().mul_(qf.get_tensor(name + ".scale")[:, None])
+            return qf.get_tensor(name)
+
+        other = FunctionSource(shapes, dequant)
+        t = time.perf_counter()
+        res = compare_weights(base, {"q": other})["q"]
+        return time.perf_counter() - t, res
+
+    # The page cache is warm (the floor phase just read the files); the peak is taken against
+    # this process's anonymous memory before the first comparison.
+    with _AnonPeak() as peak:
+        runs = [run() for _ in range(2)]
+    dt, res = min(runs, key=lambda r: r[0])
+    anon = peak.peak - peak.start
+    root = res.node("")
+    params = root.params
+    import resource
+
+    return {
+        "bytes": total,
+        "seconds": dt,
+        "params": params,
+        "largest_tensor_bytes": largest,
+        "peak_anon_rss_growth_bytes": anon,
+        "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "torch_threads": torch.get_num_threads(),
+        "model_sqnr_db": root.stats.sqnr_db,
+        "model_rel_l2": root.stats.rel_l2,
+    }
+
+
+def _sub(phase: str, folder: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, phase, str(folder)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) == 3:
+        phase, folder = sys.argv[1], Path(sys.argv[2])
+        fn = {"generate": lambda f: generate(f) or {}, "floor": measure_floor, "compare": measure_compare}[phase]
+        print(json.dumps(fn(folder)))
+        return
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BONSAI_BENCH_TMP")) as tmp:
+        folder = Path(tmp)
+        _sub("generate", folder)
+        floor = _sub("floor", folder)
+        comp = _sub("compare", folder)
+    floor_gbs = floor["bytes"] / floor["seconds"] / 1e9
+    comp_gbs = comp["bytes"] / comp["seconds"] / 1e9
+    print(json.dumps({
+        "bench": "weight_diff",
+        "params": comp["params"],
+        "bytes_read": comp["bytes"],
+        "compare_s": comp["seconds"],
+        "compare_gb_per_s": comp_gbs,
+        "params_per_s": comp["params"] / comp["seconds"],
+        "floor_numpy_sum_s": floor["seconds"],
+        "floor_gb_per_s": floor_gbs,
+        "ratio_to_floor": comp_gbs / floor_gbs,
+        "target_ratio": 0.5,
+        "largest_tensor_bytes": comp["largest_tensor_bytes"],
+        "peak_anon_rss_growth_bytes": comp["peak_anon_rss_growth_bytes"],
+        "peak_anon_over_largest_tensor": comp["peak_anon_rss_growth_bytes"] / comp["largest_tensor_bytes"],
+        "ru_maxrss_bytes_incl_mmap": comp["ru_maxrss_bytes"],
+        "torch_threads": comp["torch_threads"],
+        "model_sqnr_db": comp["model_sqnr_db"],
+        "model_rel_l2": comp["model_rel_l2"],
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
