@@ -341,3 +341,31 @@ def test_crash_consistency_under_sigkill(tmp_path: Path) -> None:
         log.write_text("\n".join(sorted(listed)) + "\n")
     assert len(listed) > rounds // 2, "the writer hardly ever got to write: test is not exercising much"
     assert time.monotonic() - t_start < 60
+
+
+def test_reader_in_another_process_while_a_writer_process_holds_the_lock(tmp_path: Path) -> None:
+    s = LineageStore.open(tmp_path)
+    s.add_model(record("base"), writer())
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from modelbonsai.store import LineageStore
+        s = LineageStore.open({str(tmp_path)!r})
+        with s._tx() as c:
+            c.execute("UPDATE models SET seed = 9")
+            print("locked", flush=True)
+            time.sleep(3)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        reader = LineageStore.open(tmp_path)  # opening (migrate check, sweep) must not block either
+        assert [m.seed for m in reader.list_models()] == [0]
+        assert time.monotonic() - t0 < 2
+        reader.close()
+    finally:
+        proc.wait(10)
+    assert [m.seed for m in s.list_models()] == [9]
+    s.close()

@@ -111,6 +111,14 @@ class LineageStore:
         return int(row[0][0]) if row else 0
 
     def _migrate(self) -> None:
+        # The common case (schema current) must not wait for a writer: check with a plain read
+        # first, and take the write lock only when there is something to migrate.
+        try:
+            current = self._query("SELECT version FROM schema_version")
+        except sqlite3.OperationalError:  # no schema_version table yet: a new store
+            current = []
+        if current and int(current[0][0]) == SCHEMA_VERSION:
+            return
         with self._tx() as c:
             c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = c.execute("SELECT version FROM schema_version").fetchone()
