@@ -54,7 +54,7 @@ def test_run_stores_models_isolates_failures_and_skips_up_to_date(ws: tuple[Path
     assert result.status == "failed"
     assert result.made == ["toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"]
     assert result.failed == {"bad": "op mine.explode: it went wrong"}
-    assert "bad failed" in result.skipped["after-bad"]
+    assert result.skipped == {"after-bad": "not run: bad failed"}
     models = {m.name: m for m in store.list_models()}
     assert set(models) == {"toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"}
     assert models["prune-50-scaled"].parent_id == models["prune-50-scaled/1"].id
@@ -147,6 +147,23 @@ def test_child_of_a_stored_model_is_rebuilt_from_its_artifact(ws: tuple[Path, Li
     child = {x.name: x.value for x in store.metrics(store.get_model("deeper").id)}
     # the sparsity of the parent survived the artifact round trip, and the op ran on top of it
     assert child["nonzero_parameters"] == parent["nonzero_parameters"]
+
+
+def test_failing_intermediate_step_fails_its_variant_once(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    exp.write_text(EXPERIMENT + "  - name: two-step\n    ops:\n      - mine.explode: {}\n      - mine.scale: {}\n")
+    result = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["two-step"]))
+    assert result.failed == {"two-step": "op mine.explode: boom"} and result.skipped == {}
+    assert [m.name for m in store.list_models()] == ["toy"]
+
+
+def test_memory_keeps_only_the_base_and_the_latest_model(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    runner = Runner(store, device="cpu")
+    sizes: list[int] = []
+    runner._events = lambda e: sizes.append(len(runner._memo)) if e.kind == "stored" else None
+    runner.run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    assert max(sizes) == 2
 
 
 def test_cancel_stops_cleanly(ws: tuple[Path, LineageStore]) -> None:

@@ -304,6 +304,7 @@ class Runner:
         self.allow_pickle = allow_pickle
         self.max_instances = max_instances
         self._memo: dict[str, CompressedModel] = {}  # fingerprint -> model (base + latest)
+        self._base_fp = ""
         self._base_eval: Any = None
         self._task: Any = None
 
@@ -333,7 +334,7 @@ class Runner:
                 who = st.variant or st.name
                 if st.parent in bad:
                     bad[st.name] = bad[st.parent]
-                    if st.is_final:
+                    if st.is_final and who not in result.failed:  # a failed step of its own says more
                         result.skipped[who] = f"not run: {bad[st.parent]}"
                         self._emit(RunEvent("skipped", who, st.name, 0.0, result.skipped[who]))
                     done_count += 1
@@ -479,11 +480,10 @@ class Runner:
     def _remember(self, fp: str, cm: CompressedModel, *, is_base: bool) -> None:
         # Keep the base (every branch starts there) and the latest model (its children usually
         # come next); anything else is reloaded from its artifact, to bound memory.
-        keep = {k: v for k, v in self._memo.items() if getattr(v, "_bonsai_base", False)}
         if is_base:
-            cm._bonsai_base = True  # type: ignore[attr-defined]
-        keep[fp] = cm
-        self._memo = keep
+            self._base_fp = fp
+        self._memo = {k: v for k, v in self._memo.items() if k == self._base_fp}
+        self._memo[fp] = cm
 
     # -- evaluation -------------------------------------------------------------------------------
     def _get_task(self, exp: Any) -> Any:
