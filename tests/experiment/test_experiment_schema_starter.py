@@ -100,3 +100,53 @@ def test_starter_errors_are_plain(tmp_path: Path) -> None:
         starter_experiment(bad)
     with pytest.raises(StarterError, match="cannot read"):
         starter_experiment(tmp_path / "missing" / "config.json")
+
+
+def test_schema_accepts_valid_files_and_rejects_bad_ones() -> None:
+    import yaml
+
+    from .minischema import errors
+
+    schema = json_schema()
+    good = yaml.safe_load(
+        """
+        seed: 0
+        device: cuda:0
+        base: {name: m, load: model, dtype: float16}
+        task: {kind: text-classification, data: data, max_length: 64, max_instances: 10}
+        ops_from: my_ops.py
+        variants:
+          - name: "p-{sparsity}"
+            ops:
+              - prune.magnitude: {sparsity: [0.3, 0.5], scope: global, exclude: ["*norm*", "*.bias"]}
+              - quantize.weights: {bits: [4, 8], granularity: group, group_size: 32, exclude: ["a*"]}
+          - name: c
+            from: p-0.3
+            ops: [quantize.weights, {prune.magnitude: null}]
+        """
+    )
+    assert errors(schema, good) == []
+    for bad in [
+        {**good, "devise": "cpu"},
+        {**good, "base": {"name": "m"}},
+        {**good, "variants": [{"name": "a", "ops": [{"prune.magnitude": {"sparsity": 1.5}}]}]},
+        {**good, "variants": [{"name": "a", "ops": [{"prune.magnitud": {}}]}]},
+        {**good, "variants": [{"name": "a", "ops": [{"quantize.weights": {"bits": "8"}}]}]},
+        {**good, "variants": [{"name": "a", "ops": [{"prune.magnitude": {"scope": "glob"}}]}]},
+        {**good, "variants": [{"name": "a", "ops": []}]},
+        {**good, "task": {"kind": "text-classification", "max_length": "long"}},
+    ]:
+        assert errors(schema, bad), bad
+
+
+def test_schema_of_a_sweepable_pattern_param_takes_a_list_of_lists() -> None:
+    from modelbonsai.experiment.schema import _param_schema
+    from modelbonsai.ops.registry import Param
+
+    from .minischema import errors
+
+    s = _param_schema(Param("include", "patterns", "doc", sweepable=True))
+    assert errors(s, "a*") == [] and errors(s, ["a*", "b"]) == [] and errors(s, [["a*"], ["b"]]) == []
+    assert errors(s, 3) and errors(s, [[1]])
+    fixed = _param_schema(Param("include", "patterns", "doc", sweepable=False))
+    assert errors(fixed, ["a*"]) == [] and errors(fixed, [["a*"]])

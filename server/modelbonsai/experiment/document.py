@@ -99,7 +99,7 @@ def node_at(doc: Document | str, line: int, col: int) -> NodeInfo:
 
 def _classify(d: Document, s: Spot) -> NodeInfo:
     p = s.path
-    mk = _maker(s)
+    mk = _Maker(s)
     if s.role == "none":
         return mk("none")
     variant_index = p[1] if len(p) >= 2 and p[0] == "variants" and isinstance(p[1], int) else None
@@ -150,15 +150,13 @@ def _param_value(mk: _Maker, op: str, param: str, vi: int) -> NodeInfo:
 
 
 class _Maker:
+    """Builds NodeInfos for one cursor spot (its token, prefix and range are shared)."""
+
     def __init__(self, s: Spot):
         self.s = s
 
     def __call__(self, kind: NodeKind, **kw: object) -> NodeInfo:
         return NodeInfo(kind, self.s.text, self.s.prefix, self.s.range, self.s.path, **kw)  # type: ignore[arg-type]
-
-
-def _maker(s: Spot) -> _Maker:
-    return _Maker(s)
 
 
 # -- completion ---------------------------------------------------------------------------------
