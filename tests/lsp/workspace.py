@@ -95,6 +95,14 @@ USER_OPS = textwrap.dedent(
             time.sleep(params["delay"])
         return cm
 
+    @register_op("test.noisy", family="test", summary="prints to stdout", source="user", params=[])
+    def noisy(cm, params, ctx):
+        import os, sys
+        print("a stray print from an op")
+        sys.stdout.flush()
+        os.write(1, b"and a raw write to file descriptor 1\\n")
+        return cm
+
     @register_op("test.explode", family="test", summary="always fails", source="user",
                  params=[Param("why", "str", "what to say", default="boom")])
     def explode(cm, params, ctx):

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from lsprotocol import converters
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import (
@@ -74,6 +74,12 @@ class _Unparsable:
     jsonrpc: str = "2.0"
 
 
+def send_error(protocol: LanguageServerProtocol, msg_id: int | str | None, code: int, message: str) -> None:
+    """An error response written as plain JSON, so a null id stays in it (JSON-RPC wants
+    `"id": null` when the request's id could not be read; pygls' serializer drops null fields)."""
+    protocol._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
+
 class BonsaiProtocol(LanguageServerProtocol):
     """pygls' protocol, made robust: every bad request gets an error response."""
 
@@ -90,9 +96,9 @@ class BonsaiProtocol(LanguageServerProtocol):
             self._send_response(message.id, error=message.error.to_response_error())  # type: ignore[arg-type]
             return
         if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message at all
-            msg_id = message.get("id") if isinstance(message, dict) and "method" in message else None
-            err = JsonRpcInvalidRequest(message="not a JSON-RPC 2.0 message (an object with 'jsonrpc', 'method')")
-            self._send_response(msg_id if isinstance(msg_id, (int, str)) else None, error=err.to_response_error())  # type: ignore[arg-type]
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            send_error(self, msg_id if isinstance(msg_id, (int, str)) else None, P.INVALID_REQUEST,
+                       "not a JSON-RPC 2.0 message (an object with 'jsonrpc' and 'method')")
             return
         super().handle_message(message)
 
@@ -291,8 +297,7 @@ class BonsaiServer(LanguageServer):
         if isinstance(error, ValueError) and source is JsonRpcException:
             # pygls could not even decode the frame (bad JSON, bad UTF-8): JSON-RPC says answer
             # with a parse error and a null id, and keep serving.
-            self.protocol._send_response(None, error=JsonRpcParseError(  # type: ignore[arg-type]
-                message=f"Parse error: {error}").to_response_error())
+            send_error(self.protocol, None, P.PARSE_ERROR, f"Parse error: {error}")
             return
         log.warning("server error (%s): %s", getattr(source, "__name__", source), error)
 
