@@ -141,6 +141,7 @@ def test_from_base_by_its_name_and_forward_references(ws: Path) -> None:
     assert [v.name for v in e.variants] == ["early", "late"]
     assert e.variant("early").parent == BASE  # type: ignore[union-attr]
     assert [v.name for v in e.declared] == ["late", "early"]
+    assert e.declared[1].parent == BASE  # `from: tiny` names the base
 
 
 def test_load_experiment_reads_the_file_and_reports_a_missing_one(ws: Path) -> None:

@@ -29,6 +29,7 @@ from .yamlnodes import (
 )
 
 _log = logging.getLogger(__name__)
+_INVALID = "\x00invalid"  # a `from:` that is not a name (already reported)
 _FILE_FN = re.compile(r"^(?P<file>.+\.py):(?P<fn>[A-Za-z_]\w*)$")
 _MODULE_FN = re.compile(r"^(?P<module>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*):(?P<fn>[A-Za-z_]\w*)$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -404,8 +405,9 @@ class _Parser:
                 c.add(name_node, f"'{name}' names the base model; choose another variant name", "reserved-name")
                 name = None
         parent, from_node = self._string(items, "from", "a variant", name=True)
+        from_value = parent or BASE
         if "from" in items and parent is None:
-            parent = "\x00invalid"  # reported already; keeps the variant out of the tree
+            from_value = _INVALID  # reported already; keeps the variant out of the tree
         ops: list[OpCall] = []
         if "ops" not in items:
             c.add(name_node if name_node is not None else c.head(item),
@@ -441,7 +443,7 @@ class _Parser:
             description=description,
             seed=seed,
         )
-        return _Decl(v, name_node, from_node, parent or BASE, index)
+        return _Decl(v, name_node, from_node, from_value, index)
 
     def resolve(self, decls: list[_Decl], base: BaseSpec | None) -> list[Variant]:
         """Link parents, expand sweeps (parents first, then file order), report names and loops."""
@@ -458,7 +460,7 @@ class _Parser:
         base_names = {BASE} | ({base.name} if base is not None else set())
         for d in decls:
             if d.from_value in base_names:
-                d.from_value = BASE
+                d.from_value = d.variant.parent = BASE
         expanded_by_name: dict[str, tuple[_Decl, Variant]] = {}
         out: list[Variant] = []
         progress = True
@@ -533,7 +535,7 @@ class _Parser:
         pending_ids = {id(d) for d in pending}
         reported: set[int] = set()
         for d in pending:
-            if id(d) in reported or d.from_value == "\x00invalid":
+            if id(d) in reported or d.from_value == _INVALID:
                 continue
             where = d.from_node if d.from_node is not None else d.variant.name_range
             parent = by_name.get(d.from_value)
