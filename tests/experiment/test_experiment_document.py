@@ -124,6 +124,11 @@ def test_hover() -> None:
     assert h is not None and h.markdown.startswith("**base.load**")
     h = hover_at(TEXT, *at("from: base"))
     assert h is not None and "**variant.from**" in h.markdown
+    h = hover_at(TEXT, *at("p-{factor}"))
+    assert h is not None and "makes **2** variants" in h.markdown and "`p-1` from `base`" in h.markdown
+    h = hover_at(TEXT, *at("fam"))
+    assert h is not None and "`fam-factor0.5` from `p-0.5`" in h.markdown
+    assert hover_at(TEXT, *at("child")) is None  # not swept: nothing to add
     bad = "variants:\n  - name: a\n    ops:\n      - test.scal: {}\n"
     h = hover_at(bad, 3, 10)
     assert h is not None and "Did you mean `test.scale`" in h.markdown

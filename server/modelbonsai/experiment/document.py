@@ -16,7 +16,7 @@ from typing import Literal
 from ..ops.registry import OpDef, Param, all_ops, closest_op, get_op, match_names
 from . import taskinfo
 from .keys import DEVICES, DTYPES, key_doc, keys_of
-from .model import BASE, Range
+from .model import BASE, Range, Variant
 from .scan import Entry, PathElem, Scan, Spot, scan, spot_at, unquote
 
 NodeKind = Literal[
@@ -257,15 +257,18 @@ def _parent_completions(d: Document, info: NodeInfo, rng: Range, path: Path | No
     return items
 
 
-def _expanded_names(d: Document, path: Path | None) -> list[tuple[str, str]]:
-    """(expanded name, declared name) of swept variants, when the file parses far enough."""
+def _expanded(d: Document, path: Path | None) -> list[Variant]:
+    """The variants made by sweeps (and families), when the file parses far enough."""
     from .parse import parse_experiment
 
     result = parse_experiment(d.text, path or Path("untitled.bonsai.yaml"))
     exp = result.partial
-    if exp is None:
-        return []
-    return [(v.name, v.sweep_of) for v in exp.variants if v.sweep_of is not None]
+    return [] if exp is None else [v for v in exp.variants if v.sweep_of is not None]
+
+
+def _expanded_names(d: Document, path: Path | None) -> list[tuple[str, str]]:
+    """(expanded name, declared name) of swept variants."""
+    return [(v.name, v.sweep_of) for v in _expanded(d, path) if v.sweep_of is not None]
 
 
 # -- hover --------------------------------------------------------------------------------------
@@ -341,6 +344,13 @@ def hover_at(doc: Document | str, line: int, col: int) -> Hover | None:
     if info.kind == "task-kind":
         text = taskinfo.task_doc(info.text)
         return Hover(f"**task kind `{info.text}`**" + (f"\n\n{text}" if text else ""), rng)
+    if info.kind == "value" and info.key == "name" and info.variant_index is not None and len(info.path) == 2:
+        siblings = [v for v in _expanded(d, d.path) if v.sweep_of == info.text]
+        if not siblings:
+            return None
+        shown = "\n".join(f"- `{v.name}` from `{v.parent}`" for v in siblings[:12])
+        more = f"\n- … and {len(siblings) - 12} more" if len(siblings) > 12 else ""
+        return Hover(f"`{info.text}` makes **{len(siblings)}** variants:\n\n{shown}{more}", rng)
     if info.kind == "from-value":
         target = _declaration(d, info.text)
         if info.text == BASE or info.text == d.base_name():
