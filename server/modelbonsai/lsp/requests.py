@@ -40,6 +40,11 @@ def register(server: BonsaiServer) -> None:
         names = [v.name for v in exp.variants]
         wanted = params.get("variants") or None
         if wanted:
+            # A CodeLens over a swept declaration names it as written (`prune-{sparsity}`):
+            # that means every variant the sweep makes.
+            wanted = list(dict.fromkeys(
+                x for n in wanted for x in ([n] if n in names else
+                                            [v.name for v in exp.variants if v.sweep_of == n] or [n])))
             unknown = [n for n in wanted if n not in names]
             if unknown:
                 raise RequestError(P.USER_ERROR, f"{file.name}: no variant named {', '.join(unknown)} "
