@@ -283,6 +283,8 @@ def test_user_task_and_ops_files(ws: Path) -> None:
     assert "line 1" in next(p.message for p in r.problems if "broken_ops" in p.message)
     assert ("wrong-type", span(text, "notes.txt")) in got
     assert ("unknown-op", span(text, "user.double")) in got  # its file could not be read
+    text = "base: {load: model}\nops_from: my_ops.py\nvariants:\n  - name: a\n    ops: [user.doubel]\n"
+    assert "did you mean 'user.double'?" in only(parse(text, ws), "unknown-op").message
 
 
 @pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])

@@ -126,7 +126,7 @@ def _op_call(
     if op is None:
         if name not in user_ops:
             hint = closest_op(name)
-            suggestion = f"; did you mean '{hint}'?" if hint else ""
+            suggestion = f"; did you mean '{hint}'?" if hint else did_you_mean(name, user_ops)
             c.add(name_node, f"unknown op '{name}'{suggestion}", "unknown-op")
         # An op from an ops_from file that is not loaded yet: keep its parameters as written.
         for k, v in given:
