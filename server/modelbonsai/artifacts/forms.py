@@ -18,6 +18,7 @@ Every form is chosen only when it is smaller than dense, counting a small per-en
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,8 +182,10 @@ def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
     return dense
 
 
-def decode_qint8(name: str, entry: dict[str, Any], get: Callable[[str], torch.Tensor]) -> torch.Tensor:
-    """The quantized (torch.qint8) weight tensor of a `qint8` entry."""
+def _qint8_parts(
+    name: str, entry: dict[str, Any], get: Callable[[str], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(int8 values, float64 scales, int64 zero points) of a `qint8` entry."""
     shape = [int(x) for x in entry["shape"]]
     numel = _numel(shape)
     if entry.get("sparse"):
@@ -195,9 +198,29 @@ def decode_qint8(name: str, entry: dict[str, Any], get: Callable[[str], torch.Te
     scales = get(f"{name}{SEP}scales").to(torch.float64)
     zkey = f"{name}{SEP}zero_points"
     zps = get(zkey).to(torch.int64) if entry.get("has_zero_points") else torch.zeros_like(scales, dtype=torch.int64)
+    return ints, scales, zps
+
+
+def decode_qint8(name: str, entry: dict[str, Any], get: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """The quantized (torch.qint8) weight tensor of a `qint8` entry, for the dynamic layer."""
+    ints, scales, zps = _qint8_parts(name, entry, get)
+    with warnings.catch_warnings():  # torch 2.13 flags quantized tensors as deprecated; still the API
+        warnings.simplefilter("ignore")
+        if entry["qscheme"] == "channel":
+            return torch._make_per_channel_quantized_tensor(ints, scales, zps, int(entry["axis"]))
+        return torch._make_per_tensor_quantized_tensor(ints, float(scales[0]), int(zps[0]))
+
+
+def dequantize_qint8(name: str, entry: dict[str, Any], get: Callable[[str], torch.Tensor]) -> torch.Tensor:
+    """Float32 values of a `qint8` entry, (int - zero point) * scale, as torch's dequantize gives."""
+    ints, scales, zps = _qint8_parts(name, entry, get)
+    view = [1] * ints.dim()
+    axis = int(entry["axis"]) if entry["qscheme"] == "channel" else 0
     if entry["qscheme"] == "channel":
-        return torch._make_per_channel_quantized_tensor(ints, scales, zps, int(entry["axis"]))
-    return torch._make_per_tensor_quantized_tensor(ints, float(scales[0]), int(zps[0]))
+        view[axis] = -1
+    s = scales.to(torch.float32).reshape(view) if entry["qscheme"] == "channel" else scales.to(torch.float32)[0]
+    z = zps.reshape(view) if entry["qscheme"] == "channel" else zps[0]
+    return (ints.to(torch.int64) - z).to(torch.float32) * s
 
 
 # -- decoding --------------------------------------------------------------------------------------
@@ -242,7 +265,7 @@ def decode(
             codes = codes.reshape(shape)
         return enc.dequantize(codes, dtype)
     if form == "qint8":
-        return decode_qint8(name, entry, get).dequantize()
+        return dequantize_qint8(name, entry, get)
     raise ValueError(f"unknown stored form '{form}'")
 
 
