@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbonsai.ops.prune import nm_mask
+from modelbonsai.ops.prune import kth_smallest, nm_mask
 from modelbonsai.ops.registry import CompressedModel, OpError
 from modelbonsai.ops.targets import default_weight_names
 
@@ -153,3 +153,20 @@ def test_pruning_refuses_quantized_tensors(tiny_cnn, ctx, run_op) -> None:
     cm = CompressedModel(tiny_cnn, encodings={"fc1.weight": Enc()})
     with pytest.raises(OpError, match="before quantizing"):
         run_op("prune.magnitude", cm, {"sparsity": 0.5}, ctx)
+
+
+def test_kth_smallest_is_exact_on_large_inputs_with_ties() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 1000, (600_000,), generator=gen).float()
+    x[:1000] = float("-inf")  # already-pruned weights score -inf
+    for k in (1, 1000, 1001, 12345, 300_000, 599_999, 600_000):
+        assert kth_smallest(x, k) == torch.kthvalue(x, k).values, k
+
+
+@pytest.mark.parametrize(("n", "m"), [(2, 4), (1, 8), (5, 32)])
+def test_nm_mask_matches_stable_sort_with_ties(n: int, m: int) -> None:
+    w = torch.randint(-3, 4, (64, 4 * m), generator=torch.Generator().manual_seed(1)).float()
+    groups = w.abs().reshape(-1, m)
+    order = torch.sort(groups, dim=1, stable=True).indices[:, : m - n]
+    expected = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True).reshape(w.shape)
+    assert torch.equal(nm_mask(w, 1, n, m), expected)
