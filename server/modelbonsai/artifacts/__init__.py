@@ -13,11 +13,12 @@ from .artifact import (
     tensor_names,
     tensor_shapes,
 )
-from .export import export_model, float_copy
+from .export import ExportError, export_model, float_copy
 
 __all__ = [
     "FORMAT_VERSION",
     "ArtifactError",
+    "ExportError",
     "StoredSize",
     "export_model",
     "float_copy",

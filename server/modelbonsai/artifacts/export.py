@@ -22,6 +22,14 @@ from ..ops.registry import CompressedModel
 from .artifact import ArtifactError, load_artifact
 
 
+class ExportError(ArtifactError):
+    """A model that cannot be exported in the asked format (names the output and why)."""
+
+    def __init__(self, path: Path, message: str):
+        RuntimeError.__init__(self, f"export to {path}: {message}")
+        self.path = path
+
+
 def export_model(
     source: CompressedModel | Path | str,
     out_dir: Path | str,
@@ -38,7 +46,7 @@ def export_model(
         cm = source
     else:
         if skeleton is None:
-            raise ArtifactError(Path(source), "exporting an artifact folder needs the base model's skeleton")
+            raise ExportError(Path(source), "exporting an artifact folder needs the base model's skeleton")
         cm = load_artifact(Path(source), skeleton)
     module = float_copy(cm)
     if format == "safetensors":
@@ -50,9 +58,9 @@ def export_model(
                                               "bonsai_note": "dequantized floats"})
         return path
     if format != "hf":
-        raise ArtifactError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
+        raise ExportError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
     if not hasattr(module, "save_pretrained") or not hasattr(module, "config"):
-        raise ArtifactError(out_dir, "this model is not a Hugging Face transformers model; export it with "
+        raise ExportError(out_dir, "this model is not a Hugging Face transformers model; export it with "
                                      "format safetensors instead")
     _check_config_describes(module, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +116,7 @@ def _check_config_describes(module: nn.Module, out_dir: Path) -> None:
         with torch.device("meta"):
             fresh = type(module)(copy.deepcopy(config))
     except Exception as e:
-        raise ArtifactError(out_dir, f"cannot rebuild this model from its config ({e}); export as safetensors") from None
+        raise ExportError(out_dir, f"cannot rebuild this model from its config ({e}); export as safetensors") from None
     want = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
     have = {k: tuple(v.shape) for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
     bad = [k for k in have if k in want and want[k] != have[k]]
@@ -116,7 +124,7 @@ def _check_config_describes(module: nn.Module, out_dir: Path) -> None:
     extra = [k for k in have if k not in want]
     if bad or missing or extra:
         example = (bad or missing or extra)[0]
-        raise ArtifactError(
+        raise ExportError(
             out_dir,
             "the model's structure no longer matches its Hugging Face config "
             f"({len(bad)} reshaped, {len(missing)} missing, {len(extra)} extra tensors, e.g. '{example}'); "
