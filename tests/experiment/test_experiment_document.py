@@ -81,6 +81,8 @@ def test_node_at_names_what_the_cursor_is_on() -> None:
 
 def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants"]
+    inserts = {i.label: i.insert_text for i in completions_at("", 0, 0)}
+    assert inserts["seed"] == "seed: " and inserts["base"] == "base:\n  " and inserts["variants"].endswith("- name: ")
     assert "seed" not in labels(TEXT + "\n", len(TEXT.splitlines()), 0)  # already present
     assert labels("base:\n  ", 1, 2) == ["name", "load", "factory", "args", "dtype"]
     half = "base:\n  load: model\nvariants:\n  - name: a\n    ops:\n      - test.sc"

@@ -235,10 +235,14 @@ def completions_at(doc: Document | str, line: int, col: int, path: Path | None =
 
 
 def _key_insert(key: str, typ: str) -> str:
-    if typ in ("mapping",):
-        return f"{key}:\n"
-    if typ == "list" and key == "variants":
+    """What a key completion inserts; the lines after the first are relative to the key's line
+    (editors add that line's indentation)."""
+    if typ == "mapping":
+        return f"{key}:\n  "
+    if key == "variants":
         return f"{key}:\n  - name: "
+    if key == "ops":
+        return f"{key}:\n  - "
     return f"{key}: "
 
 
