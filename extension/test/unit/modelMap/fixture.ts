@@ -1,0 +1,45 @@
+// A hand-made lineage shared by the Model Map tests:
+// base ─┬─ p50 (prune 0.5) ─┬─ p50q8 (quantize 8)
+//       │                   └─ p50q4 (quantize 4)
+//       ├─ p70 (prune 0.7) ─── p70q8 (quantize 8)
+//       └─ q8 (quantize 8)
+import type { ModelInfo } from '../../../src/protocol';
+
+type M = [id: string, parent: string | null, op: string | null, params: Record<string, unknown>, acc: number | null, size: number | null, lat: number | null];
+
+export function model(id: string, parent: string | null, op: string | null, params: Record<string, unknown>, created: number, metrics: [number, number, number] | null, status: ModelInfo['status'] = 'ok'): ModelInfo {
+  return {
+    id,
+    name: id,
+    parent,
+    op,
+    params,
+    status,
+    metrics: metrics
+      ? [
+          { name: 'accuracy', value: metrics[0], unit: '%', higherIsBetter: true, headline: true },
+          { name: 'size', value: metrics[1], unit: 'B', higherIsBetter: false, headline: true },
+          { name: 'latency', value: metrics[2], unit: 'ms', higherIsBetter: false, headline: false },
+        ]
+      : [],
+    created: `2026-01-01T00:00:${String(created).padStart(2, '0')}Z`,
+  };
+}
+
+const rows: M[] = [
+  ['base', null, null, {}, 98, 1000, 10],
+  ['p50', 'base', 'prune.magnitude', { sparsity: 0.5 }, 97, 500, 9],
+  ['p70', 'base', 'prune.magnitude', { sparsity: 0.7 }, 95, 300, 9],
+  ['p50q8', 'p50', 'quantize.weights', { bits: 8 }, 96.5, 125, 8],
+  ['p50q4', 'p50', 'quantize.weights', { bits: 4 }, 90, 63, 8],
+  ['p70q8', 'p70', 'quantize.weights', { bits: 8 }, 95, 75, 8],
+  ['q8', 'base', 'quantize.weights', { bits: 8 }, 97.5, 250, 7],
+];
+
+/** Listed out of creation order on purpose: the layout must not depend on the listing order. */
+export function sample(): ModelInfo[] {
+  const created: Record<string, number> = { base: 0, p50: 1, p70: 2, p50q8: 3, p50q4: 4, p70q8: 5, q8: 6 };
+  return rows
+    .map(([id, parent, op, params, acc, size, lat]) => model(id, parent, op, params, created[id]!, acc === null ? null : [acc, size!, lat!]))
+    .reverse();
+}

@@ -1,0 +1,62 @@
+/**
+ * Metric filters: a [lo, hi] range per metric (inclusive). A model passes when it has every
+ * filtered metric inside its range; a model without a filtered metric (still running, failed)
+ * does not pass, since nothing shows it meets the condition. Histograms for the filter panel.
+ */
+import type { Lineage } from './lineage';
+
+export interface RangeFilter {
+  metric: string;
+  lo: number;
+  hi: number;
+}
+
+export function passes(lin: Lineage, id: string, filters: readonly RangeFilter[]): boolean {
+  for (const f of filters) {
+    const v = lin.metric(id, f.metric);
+    if (v === undefined || !(v >= f.lo && v <= f.hi)) return false;
+  }
+  return true;
+}
+
+/** The ids that pass every filter, in lineage order. */
+export function passing(lin: Lineage, filters: readonly RangeFilter[]): Set<string> {
+  return new Set(lin.order.filter((id) => passes(lin, id, filters)));
+}
+
+export interface Histogram {
+  min: number;
+  max: number;
+  /** Counts per equal-width bin over [min, max]; the last bin includes max. */
+  counts: number[];
+  /** Of those, how many pass the other filters. */
+  passing: number[];
+}
+
+export function histogram(values: readonly number[], bins: number, passingMask?: readonly boolean[]): Histogram {
+  const finite = values.filter((v) => Number.isFinite(v));
+  const min = finite.length ? Math.min(...finite) : 0;
+  const max = finite.length ? Math.max(...finite) : 0;
+  const counts = new Array<number>(bins).fill(0);
+  const pass = new Array<number>(bins).fill(0);
+  values.forEach((v, i) => {
+    if (!Number.isFinite(v)) return;
+    const b = binOf(v, min, max, bins);
+    counts[b]!++;
+    if (!passingMask || passingMask[i]) pass[b]!++;
+  });
+  return { min, max, counts, passing: pass };
+}
+
+export function binOf(v: number, min: number, max: number, bins: number): number {
+  if (max === min) return 0;
+  return Math.min(bins - 1, Math.max(0, Math.floor(((v - min) / (max - min)) * bins)));
+}
+
+/** Replaces (or with null removes) the filter on one metric. */
+export function setFilter(filters: readonly RangeFilter[], metric: string, range: [number, number] | null): RangeFilter[] {
+  const rest = filters.filter((f) => f.metric !== metric);
+  if (!range) return rest;
+  const [a, b] = range;
+  return [...rest, { metric, lo: Math.min(a, b), hi: Math.max(a, b) }];
+}

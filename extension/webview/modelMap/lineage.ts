@@ -1,0 +1,119 @@
+/**
+ * An index over bonsai/lineage's models that every view shares: parents, children (oldest
+ * first), depth, the metric catalogue (name, unit, direction), and metric lookups. Pure: no DOM.
+ */
+import type { MetricInfo, ModelInfo } from '../../src/protocol';
+
+export interface MetricDef {
+  name: string;
+  unit: string;
+  higherIsBetter: boolean;
+  headline: boolean;
+}
+
+export class Lineage {
+  readonly byId = new Map<string, ModelInfo>();
+  readonly children = new Map<string, string[]>();
+  readonly roots: string[] = [];
+  readonly depth = new Map<string, number>();
+  /** Depth-first pre-order, siblings oldest first: the order rows and tables use. */
+  readonly order: string[] = [];
+  readonly metrics: MetricDef[] = [];
+  private readonly values = new Map<string, Map<string, number>>();
+
+  constructor(readonly models: readonly ModelInfo[]) {
+    for (const m of models) this.byId.set(m.id, m);
+    const seenMetric = new Map<string, MetricDef>();
+    for (const m of models) {
+      const vals = new Map<string, number>();
+      for (const x of m.metrics) {
+        vals.set(x.name, x.value);
+        if (!seenMetric.has(x.name)) seenMetric.set(x.name, { name: x.name, unit: x.unit, higherIsBetter: x.higherIsBetter, headline: x.headline });
+        else if (x.headline) seenMetric.get(x.name)!.headline = true;
+      }
+      this.values.set(m.id, vals);
+      const p = this.parentOf(m.id);
+      if (p === undefined) this.roots.push(m.id);
+      else {
+        const list = this.children.get(p) ?? [];
+        list.push(m.id);
+        this.children.set(p, list);
+      }
+    }
+    // Headline metrics first, then by name, so defaults and columns are stable.
+    this.metrics = [...seenMetric.values()].sort((a, b) => Number(b.headline) - Number(a.headline) || a.name.localeCompare(b.name));
+    const older = (a: string, b: string) => {
+      const ma = this.byId.get(a)!;
+      const mb = this.byId.get(b)!;
+      return ma.created.localeCompare(mb.created) || ma.name.localeCompare(mb.name) || a.localeCompare(b);
+    };
+    this.roots.sort(older);
+    for (const list of this.children.values()) list.sort(older);
+    // Iterative DFS: lineages can be deep and the call stack is not.
+    const stack: [string, number][] = [...this.roots].reverse().map((r) => [r, 0]);
+    while (stack.length) {
+      const [id, d] = stack.pop()!;
+      if (this.depth.has(id)) continue;
+      this.depth.set(id, d);
+      this.order.push(id);
+      const kids = this.children.get(id) ?? [];
+      for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i]!, d + 1]);
+    }
+  }
+
+  /** The listed parent, or undefined for a root, a missing parent, or a parent cycle. */
+  parentOf(id: string): string | undefined {
+    const m = this.byId.get(id);
+    if (!m || m.parent === null || !this.byId.has(m.parent) || m.parent === id) return undefined;
+    // A cycle (corrupt store) is broken at the model that closes it.
+    const seen = new Set([id]);
+    let p: string | null = m.parent;
+    while (p !== null) {
+      if (seen.has(p)) return undefined;
+      seen.add(p);
+      p = this.byId.get(p)?.parent ?? null;
+    }
+    return m.parent;
+  }
+
+  metric(id: string, name: string): number | undefined {
+    return this.values.get(id)?.get(name);
+  }
+
+  metricDef(name: string): MetricDef | undefined {
+    return this.metrics.find((m) => m.name === name);
+  }
+
+  /** Root first, the model last. */
+  ancestry(id: string): string[] {
+    const chain: string[] = [];
+    let cur: string | undefined = id;
+    while (cur !== undefined) {
+      chain.push(cur);
+      cur = this.parentOf(cur);
+    }
+    return chain.reverse();
+  }
+
+  descendants(id: string): string[] {
+    const out: string[] = [];
+    const stack = [...(this.children.get(id) ?? [])];
+    while (stack.length) {
+      const c = stack.pop()!;
+      out.push(c);
+      stack.push(...(this.children.get(c) ?? []));
+    }
+    return out;
+  }
+}
+
+/** Signed change of a metric and whether it is an improvement, given its better direction. */
+export function change(value: number, parentValue: number, higherIsBetter: boolean): { delta: number; better: boolean | null } {
+  const delta = value - parentValue;
+  if (delta === 0) return { delta, better: null };
+  return { delta, better: higherIsBetter ? delta > 0 : delta < 0 };
+}
+
+export function metricInfo(m: ModelInfo, name: string): MetricInfo | undefined {
+  return m.metrics.find((x) => x.name === name);
+}
