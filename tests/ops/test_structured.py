@@ -205,3 +205,34 @@ def test_gated_mlp_of_llama_style_model(ctx, run_op) -> None:
     with torch.no_grad():
         base.model.layers[0].mlp.down_proj.weight[:, _removed(kept, 48)] = 0
     assert torch.allclose(model(x).logits, base(x).logits, atol=1e-5)
+
+
+class _FunctionalCNN(nn.Module):
+    """Not a Sequential: found through torch.fx (functional relu, view-flatten, shape reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+        self.out = nn.Linear(10, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+        h = h.view(h.size(0), -1)
+        return self.out(nn.functional.relu(self.fc(h)))
+
+
+def test_fx_rules_on_functional_model(ctx, run_op) -> None:
+    model = _FunctionalCNN().eval()
+    base = copy.deepcopy(model)
+    x = torch.randn(2, 3, 8, 8)
+    cm = run_op("prune.structured", CompressedModel(model), {"amount": 0.5}, ctx)
+    assert model.conv.out_channels == 4 and model.bn.num_features == 4 and model.fc.in_features == 64
+    assert model.fc.out_features == 5 and model.out.in_features == 5
+    kept = cm.kept_indices["conv.weight"][0]
+    kept_fc = cm.kept_indices["fc.weight"][0]
+    with torch.no_grad():
+        base.fc.weight.view(10, 8, 16)[:, _removed(kept, 8)] = 0
+        base.out.weight[:, _removed(kept_fc, 10)] = 0
+    assert torch.allclose(model(x), base(x), atol=1e-5)

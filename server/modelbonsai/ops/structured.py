@@ -296,8 +296,34 @@ def _fx_units(model: nn.Module, found: Found, claimed: set[str]) -> bool:
     return True
 
 
+def _reads_shape_only(user: Any) -> bool:
+    """`x.size(0)`, `x.dim()` or `x.shape` only read the shape: they carry no channels onward."""
+    if user.op == "call_method" and user.target in ("size", "dim"):
+        return True
+    return user.op == "call_function" and user.target is getattr and user.args[1:2] == ("shape",)
+
+
+def _flattens(user: Any) -> bool:
+    """`x.view(n, -1)` / `x.reshape(n, -1)` / `torch.reshape(x, (n, -1))`: a flatten from dim 1."""
+    if user.op == "call_method" and user.target in ("view", "reshape"):
+        dims = user.args[1:]
+    elif user.op == "call_function" and user.target is torch.reshape and len(user.args) == 2:
+        dims = user.args[1]
+    else:
+        return False
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]
+    return len(dims) == 2 and dims[1] == -1
+
+
 def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int], claimed: set[str], size: int | None) -> None:
     for user in node.users:
+        if _reads_shape_only(user):
+            continue
+        if _flattens(user):
+            chain.flattened = True
+            _follow_fx(model, user, chain, calls, claimed, size)
+            continue
         if user.args[:1] != (node,):
             raise _Stop(f"its output is used by '{user.name}' in a way no rule handles")
         if user.op == "call_module":
