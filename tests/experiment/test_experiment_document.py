@@ -79,6 +79,19 @@ def test_node_at_names_what_the_cursor_is_on() -> None:
     assert node_at(TEXT, *at("test.noop")).variant == "child"
 
 
+def test_nested_flow_collections() -> None:
+    head = "variants:\n  - name: a\n    ops: [{"
+    for tail, expected in [
+        ("test.sc", ("op-name", "test.sc", None)),
+        ("test.scale: {factor: 1, mo", ("param-key", "test.scale", "mo")),
+        ("test.scale: {exclude: ['*no", ("pattern", "test.scale", "exclude")),
+        ("test.scale: {factor: [1, 2", ("param-value", "test.scale", "factor")),
+    ]:
+        text = head + tail
+        info = node_at(text, 2, len(text.split("\n")[-1]))
+        assert (info.kind, info.op, info.param) == expected, tail
+
+
 def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants"]
     inserts = {i.label: i.insert_text for i in completions_at("", 0, 0)}

@@ -222,49 +222,49 @@ def _key_spot(stack: list[Frame], raw: str, line: int, start: int, col: int, ite
     return Spot(path, role, None, unquote(token), raw[start:col].lstrip("'\""), Range(line, start, line, max(end, col)))
 
 
+@dataclass
+class _Flow:
+    """One open flow collection while scanning a line: `{` (with its current key) or `[`."""
+
+    bracket: str  # "{" or "["
+    key: str | None = None  # the key being given a value (mappings)
+    at_key: bool = True  # whether the cursor would be typing a key (mappings)
+    keys: list[str] = field(default_factory=list)  # keys written so far (mappings)
+    index: int = 0  # the item being written (lists)
+
+
 def _flow_spot(stack: list[Frame], raw: str, line: int, start: int, col: int, key: str | None) -> Spot:
     """Scan a flow collection from `start` to the cursor, tracking open `{`/`[` and keys."""
     body = strip_comment(raw)
-    ctx: list[list[object]] = []  # each: ["{", current key, at_key, keys seen] or ["[", index]
-    path: list[PathElem] = [f.name for f in stack]
+    ctx: list[_Flow] = []
     token_start = start
     quote = ""
-    i = start
-    while i < col:
+    for i in range(start, col):
         ch = body[i] if i < len(body) else " "
         if quote:
             if ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
-        elif ch == "{":
-            ctx.append(["{", None, True, []])
-            token_start = i + 1
-        elif ch == "[":
-            ctx.append(["[", 0])
+        elif ch in "{[":
+            ctx.append(_Flow(ch))
             token_start = i + 1
         elif ch in "}]":
             if ctx:
                 ctx.pop()
             token_start = i + 1
-        elif ch == ":" and ctx and ctx[-1][0] == "{" and ctx[-1][2]:
-            name = unquote(body[token_start:i])
-            ctx[-1][1] = name
-            ctx[-1][2] = False
-            keys = ctx[-1][3]
-            assert isinstance(keys, list)
-            keys.append(name)
+        elif ch == ":" and ctx and ctx[-1].bracket == "{" and ctx[-1].at_key:
+            top = ctx[-1]
+            top.key, top.at_key = unquote(body[token_start:i]), False
+            top.keys.append(top.key)
             token_start = i + 1
         elif ch == "," and ctx:
-            if ctx[-1][0] == "{":
-                ctx[-1][1] = None
-                ctx[-1][2] = True
+            top = ctx[-1]
+            if top.bracket == "{":
+                top.key, top.at_key = None, True
             else:
-                idx = ctx[-1][1]
-                assert isinstance(idx, int)
-                ctx[-1][1] = idx + 1
+                top.index += 1
             token_start = i + 1
-        i += 1
     while token_start < col and body[token_start].isspace():
         token_start += 1
     end = col  # forward to the end of the token, in the quoting state the cursor is in
@@ -280,56 +280,29 @@ def _flow_spot(stack: list[Frame], raw: str, line: int, start: int, col: int, ke
         end += 1
     while end > col and body[end - 1].isspace():
         end -= 1
-    token = body[token_start:end]
-    role = "value"
-    cur_key = key
-    flow_keys: tuple[str, ...] = ()
-    elems: list[PathElem] = []
-    if key is not None:
-        path = path[:-1] if path and path[-1] == key else path
-    prefix_key = key
-    for j, c in enumerate(ctx):
+    token = unquote(body[token_start:end])
+    prefix = body[token_start:col].lstrip("'\"")
+    rng = Range(line, token_start, line, max(end, col))
+    # The path: the block path, then for each open collection the key or index it is under.
+    path: list[PathElem] = [f.name for f in stack]
+    if key is not None and path and path[-1] == key:
+        path.pop()
+    under: str | None = key  # the key the next collection is the value of
+    for j, flow in enumerate(ctx):
         last = j == len(ctx) - 1
-        if c[0] == "{":
-            if prefix_key is not None:
-                elems.append(prefix_key)
-            keys = c[3]
-            assert isinstance(keys, list)
+        if under is not None:
+            path.append(under)
+            under = None
+        if flow.bracket == "[":
             if last:
-                flow_keys = tuple(str(k) for k in keys)
-                if c[2]:
-                    role, cur_key = "key", None
-                else:
-                    cur_key = str(c[1])
-            else:
-                prefix_key = str(c[1]) if c[1] is not None else None
+                # an item of a list: report it as (one of) the value(s) of the list's key
+                owner = path.pop() if path and isinstance(path[-1], str) else key
+                return Spot(tuple(path), "value", str(owner) if owner is not None else None, token, prefix, rng)
+            path.append(flow.index)
+        elif last:
+            if flow.at_key:
+                return Spot(tuple(path), "key", None, token, prefix, rng, tuple(flow.keys))
+            return Spot(tuple(path), "value", flow.key, token, prefix, rng, tuple(flow.keys))
         else:
-            if prefix_key is not None:
-                elems.append(prefix_key)
-                prefix_key = None
-            if last:
-                # a value inside a list: the list belongs to `prefix_key`, already in elems
-                cur_key = str(elems.pop()) if elems else cur_key
-                idx = c[1]
-                assert isinstance(idx, int)
-                return Spot(
-                    (*path, *elems),
-                    "value",
-                    cur_key,
-                    unquote(token),
-                    body[token_start:col].lstrip("'\""),
-                    Range(line, token_start, line, max(end, col)),
-                    (),
-                )
-            elems.append(int(str(c[1])))
-    if not ctx:
-        cur_key = key
-    return Spot(
-        (*path, *elems),
-        role,
-        cur_key,
-        unquote(token),
-        body[token_start:col].lstrip("'\""),
-        Range(line, token_start, line, max(end, col)),
-        flow_keys,
-    )
+            under = flow.key
+    return Spot(tuple(path), "value", key, token, prefix, rng)
