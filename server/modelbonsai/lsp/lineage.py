@@ -10,6 +10,7 @@ deleted by hand).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
 from ..store.lineage import DB_NAME
@@ -78,19 +80,39 @@ def read_lineage(store: LineageStore) -> list[ModelInfo]:
     return [model_info(rec, metrics.get(rec.id, []), store.workspace) for rec in store.list_models()]
 
 
+class RawJSON:
+    """A result already serialized: the protocol writes it as is (a 2,000-model lineage is
+    megabytes of JSON; encoding it once per change instead of once per request is what keeps a
+    flood of lineage requests cheap)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 @dataclass
 class _Entry:
     version: int
     at: float
+    cost: float  # seconds the last computation took
     models: list[ModelInfo]
+    text: str  # '{"folder": ..., "models": [...]}'
+    keys: frozenset[tuple[str, str]]  # (experiment file, variant) of every model
+
+
+# Below this, a changed lineage is recomputed inside the request; above, the request gets the
+# previous answer while it is recomputed in the background (and lineageChanged follows).
+_SYNC_COST_S = 0.05
 
 
 class LineageCache:
-    """Per-folder cache of the lineage. `mark(folder, running)` overlays live job states."""
+    """Per-folder cache of the lineage (models and their serialized JSON)."""
 
     def __init__(self, open_store: Callable[[Path], LineageStore]):
         self._open_store = open_store
         self._lock = threading.Lock()
+        self._compute_lock = threading.Lock()
         self._entries: dict[Path, _Entry] = {}
         self._versions: dict[Path, sqlite3.Connection] = {}
         self._refreshing: set[Path] = set()
@@ -102,33 +124,50 @@ class LineageCache:
             else:
                 self._entries.pop(folder, None)
 
-    def get(self, folder: Path, background: Callable[[Callable[[], None]], None] | None = None) -> list[ModelInfo]:
+    def get(self, folder: Path, background: Callable[[Callable[[], None]], Any] | None = None,
+            on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
-            return []  # never create .bonsai/ just because someone looked
+            # never create .bonsai/ just because someone looked
+            return _Entry(-1, time.monotonic(), 0.0, [], json.dumps(lineage_result(folder, [])), frozenset())
         version = self._data_version(folder)
         with self._lock:
             entry = self._entries.get(folder)
-        if entry is not None and entry.version == version:
-            if time.monotonic() - entry.at > _REFRESH_S and background is not None:
-                self._refresh_later(folder, version, background)
-            return entry.models
-        return self._compute(folder, version)
+        if entry is None:
+            return self.refresh(folder, version)
+        stale = entry.version != version
+        if stale and (entry.cost <= _SYNC_COST_S or background is None):
+            return self.refresh(folder, version)
+        if (stale or time.monotonic() - entry.at > _REFRESH_S) and background is not None:
+            self._refresh_later(folder, background, on_refreshed)
+        return entry
 
-    def _compute(self, folder: Path, version: int) -> list[ModelInfo]:
-        models = read_lineage(self._open_store(folder))
-        with self._lock:
-            self._entries[folder] = _Entry(version, time.monotonic(), models)
-        return models
+    def refresh(self, folder: Path, version: int | None = None) -> _Entry:
+        """Recompute now (in the caller's thread); returns the new entry."""
+        with self._compute_lock:  # one computation at a time: they are CPU-bound anyway
+            if version is None:
+                version = self._data_version(folder)
+            t0 = time.perf_counter()
+            models = read_lineage(self._open_store(folder))
+            text = json.dumps(lineage_result(folder, models), separators=(",", ":"))
+            keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
+            entry = _Entry(version, time.monotonic(), time.perf_counter() - t0, models, text, keys)
+            with self._lock:
+                self._entries[folder] = entry
+            return entry
 
-    def _refresh_later(self, folder: Path, version: int, background: Callable[[Callable[[], None]], None]) -> None:
+    def _refresh_later(self, folder: Path, background: Callable[[Callable[[], None]], Any],
+                       on_refreshed: Callable[[Path], None] | None) -> None:
         with self._lock:
             if folder in self._refreshing:
                 return
             self._refreshing.add(folder)
+            before = self._entries.get(folder)
 
         def run() -> None:
             try:
-                self._compute(folder, version)
+                after = self.refresh(folder)
+                if on_refreshed is not None and (before is None or after.text != before.text):
+                    on_refreshed(folder)
             except Exception:
                 log.exception("refreshing the lineage of %s failed", folder)
             finally:

@@ -14,6 +14,7 @@ handed to the loop first, so messages never interleave on stdout.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -43,7 +44,7 @@ from ..store import LineageStore, StoreError
 from . import protocol as P
 from . import stdio
 from .jobs import Job, JobCancelled, JobQueue
-from .lineage import LineageCache, lineage_result
+from .lineage import LineageCache, RawJSON, lineage_result
 from .results import ResultNotFound, ResultStore
 
 log = logging.getLogger("modelbonsai.lsp")
@@ -101,6 +102,17 @@ class BonsaiProtocol(LanguageServerProtocol):
                        "not a JSON-RPC 2.0 message (an object with 'jsonrpc' and 'method')")
             return
         super().handle_message(message)
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        if error is None and isinstance(result, RawJSON):
+            self._result_types.pop(msg_id, None)
+            body = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":{result.text}}}'.encode()
+            header = (f"Content-Length: {len(body)}\r\n"
+                      f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n").encode()
+            if self.writer is not None:
+                self.writer.write(header + body)
+            return
+        super()._send_response(msg_id, result, error)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         # `$/cancelRequest` for a request that started a job cancels the job itself, even after
@@ -203,7 +215,23 @@ class BonsaiServer(LanguageServer):
             return store
 
     def lineage_changed(self, folder: Path) -> None:
-        self.lineage.invalidate(folder)
+        """The lineage of `folder` changed (a model stored or deleted): recompute it off the loop,
+        then tell the client, so the request it sends next gets the new lineage at once."""
+
+        def refresh() -> None:
+            try:
+                self.lineage.refresh(folder)
+            except Exception:
+                log.exception("refreshing the lineage of %s failed", folder)
+                self.lineage.invalidate(folder)
+            self.notify_lineage(folder)
+
+        try:
+            self.read_pool.submit(refresh)
+        except RuntimeError:  # shutting down
+            pass
+
+    def notify_lineage(self, folder: Path) -> None:
         self.notify(P.LINEAGE_CHANGED, {"folder": str(folder)})
         if self.client_supports_lens_refresh():
             self.on_loop(self._refresh_lenses)
@@ -458,10 +486,13 @@ def _schedule_sweeps(server: BonsaiServer) -> None:
 
 def _register_core(server: BonsaiServer) -> None:
     @custom(server, P.LINEAGE)
-    async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult:
+    async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult | RawJSON:
         folder = ls.folder_for(params.get("folder"))
-        models = await ls.in_reader(ls.lineage.get, folder, ls.read_pool.submit)
-        return lineage_result(folder, _overlay_running(ls, models))
+        entry = await ls.in_reader(ls.lineage.get, folder, ls.read_pool.submit, ls.notify_lineage)
+        live = _running_variants(ls)
+        if live & entry.keys:  # a re-run is remaking some of these models: mark them running
+            return lineage_result(folder, _overlay_running(entry.models, live))
+        return RawJSON(entry.text)
 
     @custom(server, P.JOBS)
     async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
@@ -474,13 +505,15 @@ def _register_core(server: BonsaiServer) -> None:
         return {"cancelled": ls.jobs.cancel(params["jobId"])}
 
 
-def _overlay_running(ls: BonsaiServer, models: list[P.ModelInfo]) -> list[P.ModelInfo]:
-    """Models whose variant a running job is re-making show as running."""
+def _running_variants(ls: BonsaiServer) -> set[tuple[str, str]]:
     live: set[tuple[str, str]] = set()
     for job in ls.jobs.active():
         live.update(job.meta.get("variants", ()))
-    if not live:
-        return models
+    return live
+
+
+def _overlay_running(models: list[P.ModelInfo], live: set[tuple[str, str]]) -> list[P.ModelInfo]:
+    """Models whose variant a running job is re-making show as running."""
     out: list[P.ModelInfo] = []
     for m in models:
         exp = m.get("experiment")
