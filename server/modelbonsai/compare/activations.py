@@ -29,6 +29,7 @@ would not fit the memory budget the batch is shrunk, and if even batches of one 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,9 +217,35 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).mean(2)
 
 
+#: Rows at least this long are reduced one by one with BLAS dot products (in cache, no [B, F]
+#: temporaries); shorter rows in one vectorised pass (the per-call overhead would dominate).
+_ROWWISE = 4096
+
+
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row dot products of [B, F] matrices without a [B, F] temporary."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
+    """Per-row dot products of [B, F] matrices (batched gemv via bmm is several times slower)."""
+    if a.shape[1] >= _ROWWISE:
+        return torch.stack([torch.dot(x, y) for x, y in zip(a, b, strict=True)])
+    return (a * b).sum(1)
+
+
+def _diff_sums(bf: torch.Tensor, of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Per-row Σd² and Σb·d (d = o - b) and max |d|, computing d one row at a time when rows
+    are long so it stays in cache."""
+    if bf.shape[1] < _ROWWISE:
+        d = of - bf
+        lo, hi = torch.aminmax(d) if d.numel() else (torch.zeros(()), torch.zeros(()))
+        return (d * d).sum(1), (bf * d).sum(1), max(-float(lo), float(hi))
+    buf = torch.empty(bf.shape[1], dtype=bf.dtype, device=bf.device)
+    dd, bd, lows, highs = [], [], [], []
+    for b_row, o_row in zip(bf, of, strict=True):
+        d = torch.sub(o_row, b_row, out=buf)
+        dd.append(torch.dot(d, d))
+        bd.append(torch.dot(b_row, d))
+        lo, hi = torch.aminmax(d)
+        lows.append(lo)
+        highs.append(hi)
+    return torch.stack(dd), torch.stack(bd), max(-float(torch.stack(lows).min()), float(torch.stack(highs).max()))
 
 
 def _has_inplace(model: nn.Module) -> bool:
@@ -361,11 +388,15 @@ class _BaseCapture:
         self.feats: dict[str, list[torch.Tensor]] = {}
         self.batch = 0
         self.index = -1  # batch counter, so calls of a shared module add up per instance
+        self.recent = _Recent()
+        self.seen: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reset(self, batch: int) -> None:
         self.outputs, self.inputs, self.bb = {}, {}, {}
         self.batch = batch
         self.index += 1
+        self.recent.clear()
+        self.seen = {}
 
     def hooks(self) -> list[Any]:
         hs = []
@@ -384,10 +415,16 @@ class _BaseCapture:
                     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
                 self.inputs.setdefault(name, []).append((args, dict(kwargs)))
             if t is not None and t.dim() > 0 and t.shape[0] == self.batch:
-                flat = t.reshape(self.batch, -1).float()
-                self.bb.setdefault(name, []).append(_row_dot(flat, flat))
+                # outputs are all held for the batch, so equal keys mean the same tensor (e.g. a
+                # Dropout in eval passing its input through): compute its sums once
+                key = _key(t)
+                if key not in self.seen:
+                    flat = t.reshape(self.batch, -1).float()
+                    self.seen[key] = (_row_dot(flat, flat), _pool(t).cpu())
+                bb, pooled = self.seen[key]
+                self.bb.setdefault(name, []).append(bb)
                 if len(self.outputs[name]) == 1:
-                    self.feats.setdefault(name, []).append(_pool(t).cpu())
+                    self.feats.setdefault(name, []).append(pooled)
 
         return hook
 
@@ -418,47 +455,79 @@ def _add_rows(acc: _Acc, dd: torch.Tensor, bb: torch.Tensor, batch_ix: int) -> N
         acc.batch_ix.append(batch_ix)
 
 
-def _accumulate(
-    acc: _Acc, b: torch.Tensor, o: torch.Tensor, batch: int, bb: torch.Tensor | None, batch_ix: int
-) -> None:
-    """Add one (base, other) output pair of a batch to the module's sums."""
-    if o.dim() > 0 and o.shape[0] == batch:
-        bf = b.reshape(batch, -1).float()
-        of = o.reshape(batch, -1).float()
-        d = of - bf
-        dd = _row_dot(d, d)
-        bd = _row_dot(bf, d)
-        bbr = bb if bb is not None and bb.shape[0] == batch else _row_dot(bf, bf)
-        sums = torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu()
-        if not bool(torch.isfinite(sums).all()):
-            _accumulate_nonfinite(acc, b, o, batch, batch_ix)
-            return
-        sum_dd, sum_bb, sum_bd = (float(v) for v in sums)
-        _add_rows(acc, dd.double().cpu(), bbr.double().cpu(), batch_ix)
-        st = acc.st
-        st.n += d.numel()
-        st.finite += d.numel()
-        st.sum_d2 += sum_dd
-        st.sum_b2 += sum_bb
-        st.sum_bo += sum_bb + sum_bd  # b·o = b·b + b·d
-        st.sum_o2 += sum_bb + 2 * sum_bd + sum_dd  # o·o = |b + d|²
-        if d.numel():
-            lo, hi = torch.aminmax(d)
-            st.max_abs_diff = max(st.max_abs_diff, -float(lo), float(hi))
-    else:
+@dataclass
+class _Contribution:
+    """What one (base, other) output pair adds to a module: totals and per-instance rows."""
+
+    st: S.PairStats
+    dd: torch.Tensor | None = None  # per-instance Σd² (CPU, float64)
+    bb: torch.Tensor | None = None  # per-instance Σb²
+    pooled_other: torch.Tensor | None = None
+
+
+def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, bb: torch.Tensor | None) -> _Contribution:
+    """The sums of one output pair (fast float32 path; exact slow path when NaN/Inf appear)."""
+    if not (o.dim() > 0 and o.shape[0] == batch):
         # No batch dimension to split instances: module totals only.
-        acc.st = acc.st.merge(S.pair_stats(b, o, hist_sample=0))
+        return _Contribution(S.pair_stats(b, o, hist_sample=0))
+    bf = b.reshape(batch, -1).float()
+    of = o.reshape(batch, -1).float()
+    dd, bd, max_abs = _diff_sums(bf, of)
+    bbr = bb if bb is not None and bb.shape[0] == batch else _row_dot(bf, bf)
+    sums = torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu()
+    if not (bool(torch.isfinite(sums).all()) and math.isfinite(max_abs)):
+        return _contribution_nonfinite(b, o, batch)
+    sum_dd, sum_bb, sum_bd = (float(v) for v in sums)
+    n = bf.numel()
+    st = S.PairStats(n=n, finite=n, sum_d2=sum_dd, sum_b2=sum_bb, max_abs_diff=max_abs if n else 0.0)
+    st.sum_bo = sum_bb + sum_bd  # b·o = b·b + b·d
+    st.sum_o2 = sum_bb + 2 * sum_bd + sum_dd  # o·o = |b + d|²
+    return _Contribution(st, dd.double().cpu(), bbr.double().cpu())
 
 
-def _accumulate_nonfinite(acc: _Acc, b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int) -> None:
+def _contribution_nonfinite(b: torch.Tensor, o: torch.Tensor, batch: int) -> _Contribution:
     """Slow path when NaN/Inf appear: exact counts, per-instance errors over finite pairs."""
-    acc.st = acc.st.merge(S.pair_stats(b, o, hist_sample=0))
+    st = S.pair_stats(b, o, hist_sample=0)
     bf = b.reshape(batch, -1).double()
     of = o.reshape(batch, -1).double()
     keep = torch.isfinite(bf) & torch.isfinite(of)
     d = torch.where(keep, of - bf, torch.zeros((), dtype=bf.dtype, device=bf.device))
     bz = torch.where(keep, bf, torch.zeros((), dtype=bf.dtype, device=bf.device))
-    _add_rows(acc, (d * d).sum(1).cpu(), (bz * bz).sum(1).cpu(), batch_ix)
+    return _Contribution(st, (d * d).sum(1).cpu(), (bz * bz).sum(1).cpu())
+
+
+def _apply(acc: _Acc, c: _Contribution, batch_ix: int) -> None:
+    acc.st = acc.st.merge(c.st)
+    if c.dd is not None and c.bb is not None:
+        _add_rows(acc, c.dd, c.bb, batch_ix)
+
+
+def _key(t: torch.Tensor) -> tuple[Any, ...]:
+    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, t.device)
+
+
+class _Recent:
+    """The last few compared pairs, holding references so their memory cannot be reused: a
+    module whose output *is* an earlier module's output (Dropout in eval, the model returning
+    its head's logits, a view after the final norm) reuses that comparison instead of redoing it."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self.items: list[tuple[tuple[Any, ...], torch.Tensor, torch.Tensor, _Contribution]] = []
+
+    def get(self, b: torch.Tensor, o: torch.Tensor) -> _Contribution | None:
+        key = (_key(b), _key(o))
+        for k, _, _, c in self.items:
+            if k == key:
+                return c
+        return None
+
+    def put(self, b: torch.Tensor, o: torch.Tensor, c: _Contribution) -> None:
+        self.items.append(((_key(b), _key(o)), b, o, c))
+        del self.items[: -self.size]
+
+    def clear(self) -> None:
+        self.items.clear()
 
 
 def _summary(acc: _Acc, feats_base: list[torch.Tensor] | None) -> dict[str, Any]:
@@ -621,11 +690,17 @@ def _compare_call(
     if acc.shape_other is None:
         acc.shape_other = list(o.shape[1:]) if o.dim() and o.shape[0] == bsz else list(o.shape)
     rows_bb = bb.get(name, [])
-    # the base's Σb² rows are reusable only when every call had a batch dim and nothing was re-indexed
-    row_bb = rows_bb[call] if aligned is b and len(rows_bb) == len(outs) else None
-    _accumulate(acc, aligned, o, bsz, row_bb, capture.index)
-    if call == 0 and o.dim() > 0 and o.shape[0] == bsz:
-        acc.feats_other.append(_pool(o).cpu())
+    c = capture.recent.get(aligned, o)
+    if c is None:
+        # the base's Σb² rows are reusable only when every call had a batch dim and nothing was re-indexed
+        row_bb = rows_bb[call] if aligned is b and len(rows_bb) == len(outs) else None
+        c = _contribution(aligned, o, bsz, row_bb)
+        if call == 0 and o.dim() > 0 and o.shape[0] == bsz:
+            c.pooled_other = _pool(o).cpu()
+        capture.recent.put(aligned, o, c)
+    _apply(acc, c, capture.index)
+    if call == 0 and c.pooled_other is not None:
+        acc.feats_other.append(c.pooled_other)
 
 
 def _isolated(
