@@ -38,6 +38,8 @@ def register_test_ops() -> None:
         ],
     )(_identity)
     register_op("test.noop", family="test", summary="Does nothing (test op).", source="test")(_identity)
+    register_op("test.calibrate", family="test", summary="Needs a task (test op).", source="test",
+                needs_task=True)(_identity)
 
 
 def make_workspace(root: Path) -> Path:

@@ -302,3 +302,11 @@ def test_pure_python_and_libyaml_give_the_same_positions(ws: Path, loader: str, 
     text = HEAD + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n"
     r = parse(text, ws)
     assert [(q.code, at(q)) for q in r.problems] == [("out-of-range", span(text, "'c'"))]
+
+
+def test_ops_that_need_a_task(ws: Path) -> None:
+    text = HEAD + "  - name: a\n    ops: [test.noop, test.calibrate]\n"
+    p = only(parse(text, ws), "missing-required")
+    assert at(p) == span(text, "test.calibrate") and "task" in p.message
+    with_task = "task: {kind: text-classification, data: data}\n" + text
+    assert parse(with_task, ws).ok

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..ops.registry import get_op
 from . import taskinfo
 from .keys import DEVICES, DTYPES, keys_of
 from .model import BASE, BaseSpec, Experiment, OpCall, ParseResult, Problem, Range, TaskSpec, Variant
@@ -95,6 +96,7 @@ class _Parser:
         self.path = path
         self.root = path.absolute().parent
         self.user_ops: set[str] = set()
+        self.has_task = False
 
     # -- top level ------------------------------------------------------------------------------
     def run(self, node: MappingNode) -> Experiment | None:
@@ -119,6 +121,7 @@ class _Parser:
         ops_from, ops_from_ranges = self.ops_from(items.get("ops_from"))
         base = self.base(items.get("base"), node)
         task = self.task(items["task"]) if "task" in items else None
+        self.has_task = "task" in items and not is_null(items["task"][1])
         declared, variants = self.variants(items.get("variants"), node, base)
         if base is None:
             return None
@@ -419,6 +422,7 @@ class _Parser:
                     call = parse_op(c, op_item, self.user_ops)
                     if call is not None:
                         ops.append(call)
+                        self._needs_task(call)
             elif isinstance(ops_node, SequenceNode) or is_null(ops_node):
                 c.add(items["ops"][0], f"variant '{name or '?'}' has no ops; list at least one", "missing-required")
             else:
@@ -444,6 +448,12 @@ class _Parser:
             seed=seed,
         )
         return _Decl(v, name_node, from_node, from_value, index)
+
+    def _needs_task(self, call: OpCall) -> None:
+        op = get_op(call.name)
+        if op is not None and op.needs_task and not self.has_task:
+            self.c.add(call.name_range, f"{call.name} needs data from a task (calibration or training batches); "
+                                        "add a `task:` section", "missing-required")
 
     def resolve(self, decls: list[_Decl], base: BaseSpec | None) -> list[Variant]:
         """Link parents, expand sweeps (parents first, then file order), report names and loops."""
