@@ -104,9 +104,10 @@ def _loss(model: torch.nn.Module, chunk: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
+    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
     args = ap.parse_args()
     small = os.environ.get("BONSAI_SAMPLE_SMALL") == "1"
-    corpus, model = HERE / "data" / "corpus.txt", HERE / "model"
+    corpus, model = args.out / "data" / "corpus.txt", args.out / "model"
     if args.force or not corpus.exists():
         text = make_corpus(corpus, 60_000 if small else 600_000)
     else:

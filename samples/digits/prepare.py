@@ -91,8 +91,9 @@ def train(data: Path, out: Path, epochs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
+    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
     args = ap.parse_args()
-    data, model = HERE / "data", HERE / "model"
+    data, model = args.out / "data", args.out / "model"
     small = os.environ.get("BONSAI_SAMPLE_SMALL") == "1"
     if args.force or not (data / "eval.safetensors").exists():
         make_data(data)

@@ -96,8 +96,9 @@ def sentences(limit: int) -> list[dict[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
+    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
     args = ap.parse_args()
-    model, data = HERE / "model", HERE / "data"
+    model, data = args.out / "model", args.out / "data"
     if args.force or not (model / "model.safetensors").exists():
         copy_model(model)
     else:

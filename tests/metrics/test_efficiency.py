@@ -83,8 +83,8 @@ def test_peak_memory_sees_a_large_allocation() -> None:
         x = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
         x.add_(1)
 
-    mem = measure_peak_memory(big, torch.device("cpu"))
-    assert mem.method.startswith("cpu")
+    mem = measure_peak_memory(big, torch.device("cpu"), resident=1000)
+    assert mem.method.startswith("cpu") and mem.bytes >= 1000
     if "VmHWM" in mem.method:  # Linux: an exact reset of the peak, so the growth is visible
         assert mem.bytes >= 32 * 1024 * 1024
 
@@ -116,6 +116,7 @@ def test_efficiency_metrics_on_a_model(tmp_path: Path) -> None:
     assert "batch 4" in metrics["latency"].detail and "2 warm-up" in metrics["latency"].detail
     assert metrics["throughput"].value == pytest.approx(8.0)
     assert metrics["batch_size"].value == 4
+    assert metrics["peak_memory"].value >= (16 * 3 + 3) * 4  # at least the weights
     assert len(calls) == 6  # two readings per timed run, none for warm-up
 
 

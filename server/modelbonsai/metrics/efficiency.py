@@ -127,13 +127,15 @@ class PeakMemory:
     method: str
 
 
-def measure_peak_memory(fn: Callable[[], Any], device: torch.device) -> PeakMemory:
+def measure_peak_memory(fn: Callable[[], Any], device: torch.device, resident: int = 0) -> PeakMemory:
     """Peak memory of one call of `fn` on `device`.
 
     CUDA: torch.cuda.max_memory_allocated over the call (weights included: what the model needs
-    resident). CPU: growth of the process's peak resident set (VmHWM) over the call, after
-    resetting the peak through /proc/self/clear_refs where Linux allows it; elsewhere the growth of
-    ru_maxrss, which only shows a call that raises the process's all-time peak.
+    resident). CPU: `resident` (the bytes of the model's tensors, which are in memory before the
+    call) plus the growth of the process's peak resident set (VmHWM) over the call, after resetting
+    the peak through /proc/self/clear_refs where Linux allows it; elsewhere the growth of
+    ru_maxrss, which only shows a call that raises the process's all-time peak. Small activations
+    can fit in memory the process already holds, so on CPU the growth part is a lower bound.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -146,10 +148,11 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device) -> PeakMemo
         fn()
         peak = _hwm()
         if peak is not None and before is not None:
-            return PeakMemory(max(0, peak - before), "cpu peak RSS growth (VmHWM after reset)")
+            return PeakMemory(resident + max(0, peak - before),
+                              "cpu: model tensors + peak RSS growth over the call (VmHWM after reset)")
     base = _maxrss()
     fn()
-    return PeakMemory(max(0, _maxrss() - base), "cpu ru_maxrss growth (lower bound)")
+    return PeakMemory(resident + max(0, _maxrss() - base), "cpu: model tensors + ru_maxrss growth (lower bound)")
 
 
 def _status_kb(key: str) -> int | None:
@@ -192,6 +195,17 @@ def _maxrss() -> int:
 # -- counts -------------------------------------------------------------------------------------
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    """Bytes of the module's parameters and buffers as held in memory (shared tensors once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
 
 
 def nonzero_count(module: nn.Module) -> int:
@@ -255,7 +269,7 @@ def speed_metrics(model: nn.Module, task: Task, device: torch.device, o: Efficie
     try:
         lat = measure_latency(call, batch_size=n, device=device, warmup=o.warmup, repeats=o.repeats,
                               timer=o.timer)
-        mem = measure_peak_memory(call, device)
+        mem = measure_peak_memory(call, device, resident=tensor_bytes(model))
     finally:
         model.train(was_training)
     where = f"batch {n}, {lat.device}, {os.cpu_count() or 0} CPU cores visible" if device.type == "cpu" \
