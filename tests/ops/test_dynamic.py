@@ -93,3 +93,18 @@ def test_gpt2_conv1d_converted_and_keeps_zeros(tiny_gpt2: nn.Module, gpt2_input:
 def test_nothing_to_convert_is_an_error(tiny_cnn: nn.Module, ctx: OpContext) -> None:
     with pytest.raises(OpError, match="Linear"):
         run(tiny_cnn, ctx, include=["conv*"])
+
+
+def test_runs_on_tiny_cnn_and_bert(tiny_cnn: nn.Module, cnn_input: torch.Tensor, tiny_bert: nn.Module,
+                                   bert_input: torch.Tensor, ctx: OpContext) -> None:
+    ref = tiny_cnn(cnn_input)
+    cm = run(tiny_cnn, ctx)
+    kind = dynamic_linear_type()
+    assert isinstance(cm.module.fc1, kind) and isinstance(cm.module.conv1, nn.Conv2d)
+    with torch.no_grad():
+        assert torch.allclose(cm.module(cnn_input), ref, atol=0.05)
+    ref = tiny_bert(input_ids=bert_input).logits
+    cm = run(tiny_bert, ctx)
+    assert isinstance(cm.module.bert.encoder.layer[0].attention.self.query, kind)
+    with torch.no_grad():
+        assert torch.allclose(cm.module(input_ids=bert_input).logits, ref, atol=0.05)
