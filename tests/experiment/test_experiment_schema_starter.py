@@ -81,6 +81,19 @@ def test_starter_validates_with_no_problems(tmp_path: Path, arch: str, kind: str
     assert [v.name for v in e.variants] == ["prune-0.3", "prune-0.5", "int8", "prune-0.5-int8"]
 
 
+def test_starter_names_generic_folders_after_their_parent(tmp_path: Path) -> None:
+    (tmp_path / "minilm" / "model").mkdir(parents=True)
+    config = tmp_path / "minilm" / "model" / "config.json"
+    config.write_text(json.dumps({"architectures": ["BertModel"]}))
+    (tmp_path / "minilm" / "data").mkdir()
+    (tmp_path / "minilm" / "data" / "sentences.jsonl").write_text('{"text": "a"}\n')
+    text = starter_experiment(config)
+    assert "  name: minilm\n" in text and "  load: model\n" in text and "  data: data/sentences.jsonl\n" in text
+    target = starter_path(config)
+    target.write_text(text)
+    assert load_experiment(target).problems == []
+
+
 def test_starter_uses_data_found_beside_the_model(tmp_path: Path) -> None:
     config = _hf_folder(tmp_path, "BertForSequenceClassification")
     (tmp_path / "eval.jsonl").write_text('{"text": "a", "label": 0}\n')

@@ -10,12 +10,13 @@ from typing import Any
 
 from ..ops.registry import get_op
 
-#: Evaluation data looked for beside the model (first found wins), by task kind.
+#: Evaluation data looked for beside the model (first found wins), in the forms each task reads.
 _DATA_CANDIDATES = {
-    "image-classification": ("data",),
-    "text-classification": ("data", "eval.jsonl", "data.jsonl"),
-    "causal-lm": ("data", "eval.txt", "data.txt", "corpus.txt"),
-    "sentence-embedding": ("data", "sentences.txt", "sentences.jsonl", "data.jsonl", "data.txt"),
+    "image-classification": ("data/eval.safetensors",),  # the task takes the folder
+    "text-classification": ("eval.jsonl", "data.jsonl", "data/eval.jsonl", "data/test.jsonl", "data/data.jsonl"),
+    "causal-lm": ("data", "corpus.txt", "eval.txt", "data.txt"),
+    "sentence-embedding": ("sentences.jsonl", "sentences.txt", "data/sentences.jsonl", "data/sentences.txt",
+                           "data.jsonl", "data.txt"),
 }
 
 
@@ -50,6 +51,17 @@ def _safe_name(name: str) -> str:
     return s if s and s != "base" else "model"
 
 
+_GENERIC = {"model", "models", "checkpoint", "checkpoints", "weights", "hf", "base"}
+
+
+def _model_name(model_dir: Path) -> str:
+    """The folder's name, or its parent's when the folder is just called `model` or the like."""
+    name = model_dir.name
+    if name.lower() in _GENERIC and model_dir.parent.name:
+        name = model_dir.parent.name
+    return _safe_name(name)
+
+
 def _rel(target: Path, start: Path) -> str:
     rel = os.path.relpath(target, start)
     return rel.replace(os.sep, "/")
@@ -82,7 +94,7 @@ def starter_experiment(config_json_path: Path | str, experiment_dir: Path | str 
         "seed: 0",
         "device: auto",
         "base:",
-        f"  name: {_safe_name(model_dir.name)}",
+        f"  name: {_model_name(model_dir)}",
         f"  load: {_quote(_rel(model_dir, where))}",
     ]
     if kind is not None:
@@ -108,10 +120,10 @@ def _quote(s: str) -> str:
 
 def _find_data(kind: str, model_dir: Path) -> Path | None:
     for folder in (model_dir, model_dir.parent):
-        for name in _DATA_CANDIDATES.get(kind, ("data",)):
+        for name in _DATA_CANDIDATES.get(kind, ()):
             p = folder / name
             if p.exists():
-                return p
+                return p.parent if name.endswith("eval.safetensors") else p
     return None
 
 
