@@ -175,3 +175,12 @@ def test_runs_on_tiny_transformers(tiny_bert: nn.Module, bert_input: torch.Tenso
     cm = run(CompressedModel(tiny_bert), ctx, bits=8, granularity="channel")
     assert len(cm.encodings) == 2 * 6 + 2  # q,k,v,o,intermediate,output per layer + pooler + classifier
     assert torch.allclose(tiny_bert(input_ids=bert_input).logits, ref, atol=0.05)
+
+
+def test_non_finite_weights_are_an_error(ctx: OpContext) -> None:
+    m = mlp()
+    with torch.no_grad():
+        m[2].weight[0, 0] = float("nan")
+    with pytest.raises(OpError, match="NaN") as err:
+        run(CompressedModel(m), ctx, bits=4)
+    assert err.value.layer == "2.weight"

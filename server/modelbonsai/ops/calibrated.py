@@ -25,6 +25,7 @@ from .quantize import (
     SCHEME_PARAMS,
     QuantEncoding,
     _conv1d_type,
+    check_finite,
     fit_scales,
     output_axis,
     quantize_rtn,
@@ -81,6 +82,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     for name in names:
         axis = output_axis(module, name)
         scheme_shape(tuple(lookup[name].shape), gran, group_size, axis, op=OP, layer=name)
+        check_finite(lookup[name], op=OP, layer=name)
 
     batches = _calibration_batches(task, params, ctx)
     gptq_layers: list[tuple[str, nn.Module]] = []

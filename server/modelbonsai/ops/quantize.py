@@ -245,6 +245,11 @@ def scale_storage_dtype(scales: torch.Tensor) -> str:
     return "float16" if bool(fits.all()) else "float32"
 
 
+def check_finite(t: torch.Tensor, *, op: str, layer: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise OpError(op, "this tensor holds NaN or infinite values, which cannot be quantized", layer=layer)
+
+
 def quantize_rtn(
     t: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int | None, axis: int,
     *, op: str, layer: str,
@@ -342,6 +347,7 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
         p = lookup[name]
         axis = output_axis(module, name)
         scheme_shape(tuple(p.shape), gran, group_size, axis, op=op, layer=name)
+        check_finite(p, op=op, layer=name)
         plans.append((name, p, axis))
     with torch.no_grad():
         for i, (name, p, axis) in enumerate(plans):
