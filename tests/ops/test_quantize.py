@@ -184,3 +184,16 @@ def test_non_finite_weights_are_an_error(ctx: OpContext) -> None:
     with pytest.raises(OpError, match="NaN") as err:
         run(CompressedModel(m), ctx, bits=4)
     assert err.value.layer == "2.weight"
+
+
+def test_project_moves_any_tensor_onto_the_fixed_grid(ctx: OpContext) -> None:
+    """finetune relies on this: after an optimizer step, project() lands back on the stored grid."""
+    m = mlp()
+    cm = run(CompressedModel(m), ctx, bits=3, symmetric=False, granularity="group", group_size=16)
+    enc = cm.encodings["0.weight"]
+    assert isinstance(enc, QuantEncoding)
+    moved = m[0].weight.detach() + 0.01 * torch.randn_like(m[0].weight)
+    p = enc.project(moved)
+    assert torch.equal(enc.project(p), p)
+    assert torch.equal(enc.dequantize(enc.encode(p)), p)
+    assert enc.to_json()["bits"] == 3 and enc.kind == "quant"
