@@ -117,6 +117,7 @@ class _Acc:
     dd: list[torch.Tensor] = field(default_factory=list)  # per-instance Σd², one entry per batch
     bb: list[torch.Tensor] = field(default_factory=list)  # per-instance Σb², one entry per batch
     batch_ix: list[int] = field(default_factory=list)  # which batch each entry belongs to
+    feats_base: list[torch.Tensor] = field(default_factory=list)  # pooled outputs for CKA
     feats_other: list[torch.Tensor] = field(default_factory=list)
     shape_other: list[int] | None = None
     problem: str = ""
@@ -217,35 +218,59 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).mean(2)
 
 
-#: Rows at least this long are reduced one by one with BLAS dot products (in cache, no [B, F]
-#: temporaries); shorter rows in one vectorised pass (the per-call overhead would dominate).
+#: Rows at least this long are reduced one instance at a time with BLAS dot products (in cache,
+#: no [B, F] temporaries); shorter rows in one vectorised pass (per-call overhead would dominate).
 _ROWWISE = 4096
 
 
-def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row dot products of [B, F] matrices (batched gemv via bmm is several times slower)."""
-    if a.shape[1] >= _ROWWISE:
-        return torch.stack([torch.dot(x, y) for x, y in zip(a, b, strict=True)])
-    return (a * b).sum(1)
+def _pool_one(x: torch.Tensor) -> torch.Tensor:
+    """One instance's features for CKA (the per-instance form of :func:`_pool`)."""
+    if x.dim() <= 1:
+        return x.reshape(-1)
+    if x.dim() == 2:
+        return x.mean(0)
+    return x.flatten(1).mean(1)
 
 
-def _diff_sums(bf: torch.Tensor, of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Per-row Σd² and Σb·d (d = o - b) and max |d|, computing d one row at a time when rows
-    are long so it stays in cache."""
+@dataclass
+class _RowSums:
+    dd: torch.Tensor  # per-row Σd² (d = o - b)
+    bd: torch.Tensor  # per-row Σb·d
+    bb: torch.Tensor  # per-row Σb²
+    max_abs: float
+    pooled_b: torch.Tensor | None
+    pooled_o: torch.Tensor | None
+
+
+def _diff_sums(b: torch.Tensor, o: torch.Tensor, pool: bool) -> _RowSums:
+    """Per-instance sums of a [B, ...] pair in one sweep. Long rows go one instance at a time,
+    so the difference and both sides stay in cache for every reduction (several times faster
+    than whole-tensor passes on activations that do not fit in cache)."""
+    batch = b.shape[0]
+    bf = b.reshape(batch, -1).float()
+    of = o.reshape(batch, -1).float()
     if bf.shape[1] < _ROWWISE:
         d = of - bf
         lo, hi = torch.aminmax(d) if d.numel() else (torch.zeros(()), torch.zeros(()))
-        return (d * d).sum(1), (bf * d).sum(1), max(-float(lo), float(hi))
+        return _RowSums((d * d).sum(1), (bf * d).sum(1), (bf * bf).sum(1), max(-float(lo), float(hi)),
+                        _pool(b) if pool else None, _pool(o) if pool else None)  # fmt: skip
     buf = torch.empty(bf.shape[1], dtype=bf.dtype, device=bf.device)
-    dd, bd, lows, highs = [], [], [], []
+    dd, bd, bb, lows, highs, pb, po = [], [], [], [], [], [], []
+    inst = tuple(b.shape[1:])
     for b_row, o_row in zip(bf, of, strict=True):
         d = torch.sub(o_row, b_row, out=buf)
         dd.append(torch.dot(d, d))
         bd.append(torch.dot(b_row, d))
+        bb.append(torch.dot(b_row, b_row))
         lo, hi = torch.aminmax(d)
         lows.append(lo)
         highs.append(hi)
-    return torch.stack(dd), torch.stack(bd), max(-float(torch.stack(lows).min()), float(torch.stack(highs).max()))
+        if pool:
+            pb.append(_pool_one(b_row.view(inst)))
+            po.append(_pool_one(o_row.view(inst)))
+    max_abs = max(-float(torch.stack(lows).min()), float(torch.stack(highs).max()))
+    return _RowSums(torch.stack(dd), torch.stack(bd), torch.stack(bb), max_abs,
+                    torch.stack(pb) if pool else None, torch.stack(po) if pool else None)  # fmt: skip
 
 
 def _has_inplace(model: nn.Module) -> bool:
@@ -384,19 +409,16 @@ class _BaseCapture:
         self.clone = clone
         self.outputs: dict[str, list[torch.Tensor | None]] = {}
         self.inputs: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
-        self.bb: dict[str, list[torch.Tensor]] = {}
         self.feats: dict[str, list[torch.Tensor]] = {}
         self.batch = 0
         self.index = -1  # batch counter, so calls of a shared module add up per instance
         self.recent = _Recent()
-        self.seen: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reset(self, batch: int) -> None:
-        self.outputs, self.inputs, self.bb = {}, {}, {}
+        self.outputs, self.inputs = {}, {}
         self.batch = batch
         self.index += 1
         self.recent.clear()
-        self.seen = {}
 
     def hooks(self) -> list[Any]:
         hs = []
@@ -414,17 +436,6 @@ class _BaseCapture:
                 if self.clone:
                     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
                 self.inputs.setdefault(name, []).append((args, dict(kwargs)))
-            if t is not None and t.dim() > 0 and t.shape[0] == self.batch:
-                # outputs are all held for the batch, so equal keys mean the same tensor (e.g. a
-                # Dropout in eval passing its input through): compute its sums once
-                key = _key(t)
-                if key not in self.seen:
-                    flat = t.reshape(self.batch, -1).float()
-                    self.seen[key] = (_row_dot(flat, flat), _pool(t).cpu())
-                bb, pooled = self.seen[key]
-                self.bb.setdefault(name, []).append(bb)
-                if len(self.outputs[name]) == 1:
-                    self.feats.setdefault(name, []).append(pooled)
 
         return hook
 
@@ -462,23 +473,30 @@ class _Contribution:
     st: S.PairStats
     dd: torch.Tensor | None = None  # per-instance Σd² (CPU, float64)
     bb: torch.Tensor | None = None  # per-instance Σb²
+    pooled_base: torch.Tensor | None = None
     pooled_other: torch.Tensor | None = None
 
 
-def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, bb: torch.Tensor | None) -> _Contribution:
+def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, pool: bool) -> _Contribution:
     """The sums of one output pair (fast float32 path; exact slow path when NaN/Inf appear)."""
     if not (o.dim() > 0 and o.shape[0] == batch):
         # No batch dimension to split instances: module totals only.
         return _Contribution(S.pair_stats(b, o, hist_sample=0))
-    bf = b.reshape(batch, -1).float()
-    of = o.reshape(batch, -1).float()
-    dd, bd, max_abs = _diff_sums(bf, of)
-    bbr = bb if bb is not None and bb.shape[0] == batch else _row_dot(bf, bf)
+    rs = _diff_sums(b, o, pool)
+    dd, bd, bbr, max_abs = rs.dd, rs.bd, rs.bb, rs.max_abs
     sums = torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu()
     if not (bool(torch.isfinite(sums).all()) and math.isfinite(max_abs)):
-        return _contribution_nonfinite(b, o, batch)
-    sum_dd, sum_bb, sum_bd = (float(v) for v in sums)
-    n = bf.numel()
+        c = _contribution_nonfinite(b, o, batch)
+    else:
+        c = _finite_contribution(dd, bd, bbr, max_abs, b.numel())
+    if pool:
+        c.pooled_base = rs.pooled_b.cpu() if rs.pooled_b is not None else None
+        c.pooled_other = rs.pooled_o.cpu() if rs.pooled_o is not None else None
+    return c
+
+
+def _finite_contribution(dd: torch.Tensor, bd: torch.Tensor, bbr: torch.Tensor, max_abs: float, n: int) -> _Contribution:
+    sum_dd, sum_bb, sum_bd = (float(v) for v in torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu())
     st = S.PairStats(n=n, finite=n, sum_d2=sum_dd, sum_b2=sum_bb, max_abs_diff=max_abs if n else 0.0)
     st.sum_bo = sum_bb + sum_bd  # b·o = b·b + b·d
     st.sum_o2 = sum_bb + 2 * sum_bd + sum_dd  # o·o = |b + d|²
@@ -530,13 +548,13 @@ class _Recent:
         self.items.clear()
 
 
-def _summary(acc: _Acc, feats_base: list[torch.Tensor] | None) -> dict[str, Any]:
+def _summary(acc: _Acc) -> dict[str, Any]:
     m = acc.st.metrics()
     out = {k: m[k] for k in ("n", "rel_l2", "sqnr_db", "identical", "cosine", "max_abs_diff",
                              "nan_base", "nan_other", "inf_base", "inf_other")}  # fmt: skip
     cka = None
-    if feats_base and acc.feats_other:
-        x, y = torch.cat(feats_base), torch.cat(acc.feats_other)
+    if acc.feats_base and acc.feats_other:
+        x, y = torch.cat(acc.feats_base), torch.cat(acc.feats_other)
         if x.shape[0] == y.shape[0]:
             cka = linear_cka(x, y)
     out["cka"] = cka
@@ -618,7 +636,6 @@ def _run(
             t = outs[0] if outs else None
             if t is not None and name not in base_shape:
                 base_shape[name] = list(t.shape[1:]) if t.dim() and t.shape[0] == bsz else list(t.shape)
-        bb = {n: v for n, v in capture.bb.items()}
         for oid, other in others.items():
             ctl.check()
             kept = kept_indices.get(oid, {})
@@ -628,7 +645,7 @@ def _run(
                 for name, mod in other_mods[oid].items():
                     if name in acc_p:
                         hs.append(mod.register_forward_hook(
-                            _compare_hook(name, capture, acc_p[name], bsz, bb, kept.get(f"{name}.weight"))
+                            _compare_hook(name, capture, acc_p[name], bsz, kept.get(f"{name}.weight"))
                         ))  # fmt: skip
                 try:
                     with torch.inference_mode():
@@ -637,7 +654,7 @@ def _run(
                     for h in hs:
                         h.remove()
             if "isolated" in modes:
-                _isolated(other_mods[oid], capture, accs[oid]["isolated"], bsz, bb, kept, opt.isolated_scope, ctl)
+                _isolated(other_mods[oid], capture, accs[oid]["isolated"], bsz, kept, opt.isolated_scope, ctl)
         n_done += bsz
         ctl.step(n_done / opt.instances, f"activations: {n_done}/{opt.instances} instances")
 
@@ -652,7 +669,6 @@ def _compare_hook(
     capture: _BaseCapture,
     acc: _Acc,
     bsz: int,
-    bb: Mapping[str, list[torch.Tensor]],
     kept: Mapping[int, Sequence[int]] | None,
 ) -> Callable[..., None]:
     calls = {"i": 0}
@@ -660,7 +676,7 @@ def _compare_hook(
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         i = calls["i"]
         calls["i"] += 1
-        _compare_call(name, module, capture, acc, bsz, bb, kept, i, _first_tensor(output))
+        _compare_call(name, module, capture, acc, bsz, kept, i, _first_tensor(output))
 
     return hook
 
@@ -671,7 +687,6 @@ def _compare_call(
     capture: _BaseCapture,
     acc: _Acc,
     bsz: int,
-    bb: Mapping[str, list[torch.Tensor]],
     kept: Mapping[int, Sequence[int]] | None,
     call: int,
     o: torch.Tensor | None,
@@ -689,17 +704,13 @@ def _compare_call(
         return
     if acc.shape_other is None:
         acc.shape_other = list(o.shape[1:]) if o.dim() and o.shape[0] == bsz else list(o.shape)
-    rows_bb = bb.get(name, [])
     c = capture.recent.get(aligned, o)
     if c is None:
-        # the base's Σb² rows are reusable only when every call had a batch dim and nothing was re-indexed
-        row_bb = rows_bb[call] if aligned is b and len(rows_bb) == len(outs) else None
-        c = _contribution(aligned, o, bsz, row_bb)
-        if call == 0 and o.dim() > 0 and o.shape[0] == bsz:
-            c.pooled_other = _pool(o).cpu()
+        c = _contribution(aligned, o, bsz, pool=True)
         capture.recent.put(aligned, o, c)
     _apply(acc, c, capture.index)
-    if call == 0 and c.pooled_other is not None:
+    if call == 0 and c.pooled_base is not None and c.pooled_other is not None:
+        acc.feats_base.append(c.pooled_base)
         acc.feats_other.append(c.pooled_other)
 
 
@@ -708,7 +719,6 @@ def _isolated(
     capture: _BaseCapture,
     accs: dict[str, _Acc],
     bsz: int,
-    bb: Mapping[str, list[torch.Tensor]],
     kept: Mapping[str, Mapping[int, Sequence[int]]],
     scope: str,
     ctl: Control,
@@ -728,7 +738,7 @@ def _isolated(
                 # e.g. a pruned module cannot take the base's (wider) input: say so, keep going
                 accs[name].problem = f"cannot run on the base model's input: {str(e).splitlines()[0]}"
                 break
-            _compare_call(name, mod, capture, accs[name], bsz, bb, kept.get(f"{name}.weight"), call, _first_tensor(out))
+            _compare_call(name, mod, capture, accs[name], bsz, kept.get(f"{name}.weight"), call, _first_tensor(out))
 
 
 def _finish(
@@ -764,7 +774,7 @@ def _finish(
                     r.message = f"isolated: {acc.problem}"
                 elif acc.st.n:
                     r.shape_other = r.shape_other or acc.shape_other
-                    setattr(r, mode, _summary(acc, capture.feats.get(name)))
+                    setattr(r, mode, _summary(acc))
                     row = _instance_rel(acc, n)
             rows[mode].append(row)
         results.append(r)
