@@ -229,12 +229,14 @@ def fit_scales(
 def _storage_scales(scales: torch.Tensor) -> tuple[torch.Tensor, str]:
     """Round scales to float16 (upwards, to keep the no-clipping guarantee) when all fit."""
     if bool(((scales >= _FP16_MIN_NORMAL) & (scales <= _FP16_MAX / 2)).all()):
-        half = scales.to(torch.float16)
-        low = half.to(torch.float32) < scales
+        device = scales.device
+        s = scales.cpu()  # few values; nextafter on half is sure to exist on the CPU
+        half = s.to(torch.float16)
+        low = half.to(torch.float32) < s
         if bool(low.any()):
             up = torch.nextafter(half, torch.full_like(half, float("inf")))
             half = torch.where(low, up, half)
-        return half.to(torch.float32), "float16"
+        return half.to(torch.float32).to(device), "float16"
     return scales, "float32"
 
 
