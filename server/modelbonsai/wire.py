@@ -130,7 +130,7 @@ def _check_tensor(obj: Mapping[str, Any], name: str) -> tuple[str, list[int], by
     itemsize = np.dtype(dtype).itemsize
     if len(data) % itemsize:
         raise WireError(f"tensor '{name}': {len(data)} bytes is not a multiple of {dtype} ({itemsize} bytes)")
-    return dtype, shape, bytes(data) if isinstance(data, memoryview) else data
+    return str(dtype), shape, data if isinstance(data, bytes) else bytes(data)
 
 
 def _plain(obj: Any) -> Any:

@@ -29,6 +29,7 @@ would not fit the memory budget the batch is shrunk, and if even batches of one 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -287,7 +288,7 @@ def _slice_batch(batch: Any, k: int) -> Any:
             return x[:k]
         return x
 
-    out = type(batch).__new__(type(batch))
+    out = copy.copy(batch)
     out.__dict__.update({a: cut(b) for a, b in batch.__dict__.items()})
     return out
 

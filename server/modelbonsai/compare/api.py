@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import torch
 from torch import nn
@@ -33,7 +33,8 @@ from .control import CancelledFn, CompareError, Control, ProgressFn
 from .sources import TensorSource, artifact_source
 
 X = TypeVar("X")
-Lazy = X | Callable[[], X]
+#: a value, or a zero-argument function producing it (called only on a cache miss)
+Lazy: TypeAlias = "X | Callable[[], X]"
 
 
 def _get(x: Any) -> Any:
