@@ -1,77 +1,198 @@
 /**
- * Model Map (minimal view; the provenance map itself comes in its own issue): every model of the
- * lineage in a table, indented under its parent, with op, status and headline metrics. Clicking a
- * row selects it (kept across reloads); double-click opens its Behaviors comparison.
+ * Model Map: the provenance map, the scatterplot with its Pareto front, the table, metric
+ * filters and selection details, all linked through one App (hover, selection, filters), fed by
+ * the lineage and its live updates, with the view state kept across reloads.
  */
 import type { ModelInfo } from '../../src/protocol';
-import { buildForest, type LineageNode } from '../../src/lineage/model';
 import { el, icon, mount, notice } from '../shared/dom';
-import { formatMetric } from '../shared/format';
 import { PanelStore, Rpc, vscodeApi } from '../shared/rpc';
+import { App } from './app';
+import { DetailsView } from './detailsView';
+import { mapSvg, scatterSvg } from './exporter';
+import { FiltersView } from './filtersView';
+import { legendSvg } from './legend';
+import { MapView } from './mapView';
+import { ScatterView } from './scatterView';
+import { restoreState, type ViewState } from './state';
+import { installStyle } from './style';
+import { TableView } from './tableView';
+import { Tooltip } from './tooltip';
 
+installStyle();
 const api = vscodeApi();
 const rpc = new Rpc(api);
 const store = new PanelStore(api);
-let models: ModelInfo[] = [];
+const app = new App((s: ViewState) => store.update({ view: { ...(store.state.view ?? {}), map: s } }));
+const tooltip = new Tooltip(app);
+const map = new MapView(app, tooltip);
+const scatter = new ScatterView(app, tooltip);
 
-function render(): void {
-  const header = el('h1', {}, icon('type-hierarchy'), 'Model Map');
-  if (models.length === 0) {
-    mount(header, notice('info', 'No models yet: run an experiment file (Bonsai: Run Experiment File).'));
-    return;
+async function save(name: string, data: string, encoding: 'utf8' | 'base64'): Promise<void> {
+  try {
+    await rpc.request('exportFile', { name, data, encoding });
+  } catch (e) {
+    rpc.log('error', `export ${name}: ${(e as Error).message}`);
+    showBanner(`Could not save ${name}: ${(e as Error).message}`);
   }
-  const metricNames = [...new Set(models.flatMap((m) => m.metrics.filter((x) => x.headline).map((x) => x.name)))];
-  const thead = el('thead', {}, el('tr', {}, el('th', {}, 'model'), el('th', {}, 'op'), el('th', {}, 'status'), ...metricNames.map((n) => el('th', { class: 'num' }, n))));
-  const tbody = el('tbody');
-  const rows = (nodes: LineageNode[]) => {
-    for (const n of nodes) {
-      const m = n.model;
-      const nameCell = el('td', {}, m.name);
-      // CSSOM styles are allowed by the CSP (style attributes in markup are not).
-      nameCell.style.paddingLeft = `${8 + n.depth * 16}px`;
-      const tr = el(
-        'tr',
-        { 'data-model': m.id, tabindex: '0', class: store.state.focus === m.id ? 'focus' : '' },
-        nameCell,
-        el('td', {}, m.op ?? 'base'),
-        el('td', { class: `status-${m.status}`, title: m.statusReason ?? '' }, m.status),
-        ...metricNames.map((name) => {
-          const x = m.metrics.find((y) => y.name === name);
-          return el('td', { class: 'num' }, x ? formatMetric(x) : '');
-        }),
-      );
-      tr.addEventListener('click', () => focus(m.id));
-      tr.addEventListener('dblclick', () => void rpc.request('openModel', { id: m.id, view: 'behaviors' }));
-      tr.addEventListener('keydown', (e) => {
-        if (e.key === 'Enter') void rpc.request('openModel', { id: m.id, view: 'behaviors' });
-      });
-      tbody.append(tr);
-      rows(n.children);
-    }
+}
+
+const table = new TableView(app, (name, text) => void save(name, text, 'utf8'));
+const filters = new FiltersView(app);
+const details = new DetailsView(app, (view, base, others) => void rpc.request('openPanel', { view, models: [base, ...others] }).catch((e: Error) => showBanner(e.message)));
+
+// -- toolbar ---------------------------------------------------------------------------------
+function metricSelect(label: string, get: () => string | null, set: (v: string) => void): HTMLSelectElement {
+  const s = el('select', { 'aria-label': label });
+  const fill = () => {
+    s.replaceChildren(...app.lin.metrics.map((m) => el('option', { value: m.name }, `${m.name}${m.headline ? ' ★' : ''}`)));
+    s.value = get() ?? '';
   };
-  rows(buildForest(models));
-  mount(header, el('p', { class: 'muted' }, `${models.length} model${models.length === 1 ? '' : 's'}`), el('table', { id: 'models' }, thead, tbody));
+  app.on((c) => {
+    if (c === 'data' || c === 'encoding') fill();
+  });
+  s.addEventListener('change', () => {
+    set(s.value);
+    app.recolor();
+    scatter.recompute();
+    app.emit('encoding');
+  });
+  return s;
 }
 
-function focus(id: string): void {
-  store.update({ focus: id });
-  for (const tr of document.querySelectorAll('tr[data-model]')) tr.classList.toggle('focus', tr.getAttribute('data-model') === id);
+const colorSel = metricSelect('Fill colour metric', () => app.state.colorMetric, (v) => (app.state.colorMetric = v));
+const sizeSel = metricSelect('Node size metric', () => app.state.sizeMetric, (v) => (app.state.sizeMetric = v));
+const columnsSel = el('select', { 'aria-label': 'Columns' }, el('option', { value: 'step' }, 'by step'), el('option', { value: 'op' }, 'by op kind'));
+columnsSel.addEventListener('change', () => {
+  app.state.columnMode = columnsSel.value === 'op' ? 'op' : 'step';
+  app.state.mapZoom = null;
+  app.relayout();
+  app.emit('layout');
+});
+const search = el('input', { type: 'search', placeholder: 'Search name or op (Enter selects)', 'aria-label': 'Search models by name or op' });
+search.addEventListener('keydown', (e) => {
+  if (e.key !== 'Enter') return;
+  const hits = app.search(search.value);
+  app.select(hits, e.shiftKey ? 'add' : 'replace');
+  if (hits[0] !== undefined) map.reveal(hits[0]);
+  searchInfo.textContent = search.value.trim() ? `${hits.filter((id) => app.pass.has(id)).length} found` : '';
+});
+const searchInfo = el('span', { class: 'muted', role: 'status' });
+const grow = el('select', { 'aria-label': 'Grow the selection' }, el('option', { value: '' }, 'Select +…'));
+for (const k of ['parents', 'children', 'ancestors', 'descendants']) grow.append(el('option', { value: k }, `+ ${k}`));
+grow.addEventListener('change', () => {
+  if (grow.value) app.extend(grow.value as 'parents');
+  grow.value = '';
+});
+const exportSel = el('select', { 'aria-label': 'Export the view' }, el('option', { value: '' }, 'Export…'));
+for (const [v, t] of [['map-svg', 'Map as SVG'], ['map-png', 'Map as PNG'], ['scatter-svg', 'Scatterplot as SVG'], ['scatter-png', 'Scatterplot as PNG']]) exportSel.append(el('option', { value: v! }, t!));
+exportSel.addEventListener('change', () => {
+  const v = exportSel.value;
+  exportSel.value = '';
+  const png = (url: string) => url.slice(url.indexOf(',') + 1);
+  if (v === 'map-svg') void save('model-map.svg', mapSvg(app), 'utf8');
+  else if (v === 'map-png') void save('model-map.png', png(map.toDataUrl()), 'base64');
+  else if (v === 'scatter-svg') void save('model-scatter.svg', scatterSvg(app, scatter.currentScales(), scatter.frontIds()), 'utf8');
+  else if (v === 'scatter-png') void save('model-scatter.png', png(scatter.toDataUrl()), 'base64');
+});
+const fitBtn = el('button', { class: 'secondary', title: 'Fit the map (0)' }, icon('screen-full'));
+fitBtn.setAttribute('aria-label', 'Fit the map to the view');
+fitBtn.addEventListener('click', () => map.fit());
+
+const toolbar = el(
+  'div',
+  { class: 'mm-toolbar', role: 'toolbar', 'aria-label': 'Model Map' },
+  el('h1', {}, icon('type-hierarchy'), 'Model Map'),
+  el('label', {}, 'fill', colorSel),
+  el('label', {}, 'size', sizeSel),
+  el('label', {}, 'columns', columnsSel),
+  search,
+  searchInfo,
+  grow,
+  exportSel,
+  fitBtn,
+);
+
+// -- scatter controls and bottom tabs ---------------------------------------------------------
+const xSel = metricSelect('Scatterplot x axis', () => app.state.scatterX, (v) => {
+  app.state.scatterX = v;
+  app.state.scatterZoom = null;
+});
+const ySel = metricSelect('Scatterplot y axis', () => app.state.scatterY, (v) => {
+  app.state.scatterY = v;
+  app.state.scatterZoom = null;
+});
+const frontBtn = el('button', { class: 'secondary', title: 'Select the models on the Pareto front (P)' }, 'Select Pareto front');
+frontBtn.addEventListener('click', () => app.select(scatter.frontIds(), 'replace'));
+const scatterPane = el('div', { class: 'mm-table-wrap' }, el('div', { class: 'mm-subbar' }, el('label', {}, 'x', xSel), el('label', {}, 'y', ySel), frontBtn, el('span', { class: 'muted' }, 'drag: select · wheel: zoom · double-click: reset')), el('div', { class: 'mm-bottom-body' }, scatter.root));
+const bottomBody = el('div', { class: 'mm-bottom-body' });
+const tabs: Record<'scatter' | 'table', HTMLButtonElement> = {
+  scatter: el('button', { role: 'tab', id: 'tab-scatter' }, 'Scatterplot'),
+  table: el('button', { role: 'tab', id: 'tab-table' }, 'Table'),
+};
+function showBottom(which: 'scatter' | 'table'): void {
+  app.state.bottom = which;
+  for (const [k, b] of Object.entries(tabs)) b.setAttribute('aria-selected', String(k === which));
+  bottomBody.replaceChildren(which === 'scatter' ? scatterPane : table.root);
+  if (which === 'scatter') scatter.request();
+  else table.request();
+  app.emit('zoom');
+}
+tabs.scatter.addEventListener('click', () => showBottom('scatter'));
+tabs.table.addEventListener('click', () => showBottom('table'));
+const legendBox = el('div', { class: 'mm-legend-box' });
+const banner = el('div', { class: 'mm-banner' });
+function showBanner(text: string | null): void {
+  banner.replaceChildren(...(text ? [notice('error', text)] : []));
+}
+const hint = el('div', { class: 'mm-hint muted' }, 'drag: pan · wheel: zoom · shift-drag: select · double-click: collapse');
+const layout = el(
+  'div',
+  { class: 'mm-root' },
+  toolbar,
+  el(
+    'div',
+    { class: 'mm-main' },
+    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, legendBox, hint, banner), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
+    el('div', { class: 'mm-side' }, filters.root, details.root),
+  ),
+);
+
+app.on((c) => {
+  if (c === 'data' || c === 'encoding') legendBox.replaceChildren(legendSvg(app));
+  if (c === 'data' || c === 'layout') columnsSel.value = app.state.columnMode;
+});
+
+// -- data --------------------------------------------------------------------------------------
+let started = false;
+function load(models: ModelInfo[]): void {
+  if (!started) {
+    started = true;
+    mount(layout);
+    const saved = store.state.view?.map;
+    app.setModels(models, restoreState(saved ?? {}));
+    if (store.state.focus && app.lin.byId.has(store.state.focus) && app.selection.size === 0) app.select([store.state.focus]);
+    showBottom(app.state.bottom);
+    map.draw();
+    markFirstPaint();
+  } else app.setModels(models);
 }
 
-rpc.on('lineageChanged', (d) => {
-  models = d.models;
-  render();
-});
-rpc.on('focus', (d) => focus(d.id));
-rpc.on('serverState', (s) => {
-  if (s.state === 'stopped') mount(el('h1', {}, icon('type-hierarchy'), 'Model Map'), notice('error', `The Bonsai server is stopped: ${s.reason ?? ''}`));
-});
+function markFirstPaint(): void {
+  const w = window as unknown as { __modelMap?: Record<string, unknown> };
+  if (!document.body.dataset.bench) return;
+  // The benchmark page reads these: the app and views, and when the map was first drawn.
+  w.__modelMap = { app, map, scatter, firstDraw: performance.now() };
+}
 
+rpc.on('lineageChanged', (d) => load(d.models));
+rpc.on('focus', (d) => {
+  if (!app.lin.byId.has(d.id)) return;
+  app.select([d.id], 'replace');
+  map.reveal(d.id);
+});
+rpc.on('serverState', (s) => showBanner(s.state === 'stopped' ? `The Bonsai server is stopped${s.reason ? `: ${s.reason}` : ''}. The map shows the last lineage it sent.` : null));
 rpc.ready();
 rpc
   .request('lineage', {})
-  .then((r) => {
-    models = r.models;
-    render();
-  })
-  .catch((e: Error) => mount(notice('error', e.message)));
+  .then((r) => load(r.models))
+  .catch((e: Error) => mount(el('h1', {}, icon('type-hierarchy'), 'Model Map'), notice('error', e.message)));

@@ -1,0 +1,150 @@
+/**
+ * The shared model behind every view: the lineage, the view state, the hovered model, the
+ * selection and which models pass the filters. Views listen for changes and redraw; this is
+ * what links them (hover, selection, filters). No DOM except the persistence callback.
+ */
+import type { ModelInfo } from '../../src/protocol';
+import { Lineage } from './lineage';
+import { computeLayout, type Layout } from './layout';
+import { passing, type RangeFilter } from './filters';
+import { defaultState, type ViewState } from './state';
+import { colorScale, extent, sizeScale } from './scales';
+
+export type Change = 'data' | 'layout' | 'encoding' | 'hover' | 'selection' | 'filters' | 'zoom' | 'table';
+
+export class App {
+  lin = new Lineage([]);
+  layout: Layout = computeLayout(this.lin, 'step');
+  state: ViewState = defaultState();
+  hover: string | null = null;
+  selection = new Set<string>();
+  pass = new Set<string>();
+  /** Encodings, recomputed when the data or the chosen metrics change. */
+  color: (v: number | undefined) => string | null = () => null;
+  size: (v: number | undefined) => number = () => 6;
+  private readonly listeners = new Set<(c: Change) => void>();
+  private saveTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly persist: (s: ViewState) => void = () => {}) {}
+
+  on(fn: (c: Change) => void): void {
+    this.listeners.add(fn);
+  }
+
+  emit(c: Change): void {
+    for (const fn of this.listeners) fn(c);
+    if (c !== 'hover') this.save();
+  }
+
+  /** Coalesced: zooming emits many changes a second, the store needs one. */
+  private save(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.persist({ ...this.state, selection: [...this.selection] }), 250);
+  }
+
+  setModels(models: readonly ModelInfo[], restored?: ViewState): void {
+    this.lin = new Lineage(models);
+    if (restored) this.state = restored;
+    const names = new Set(this.lin.metrics.map((m) => m.name));
+    const headline = this.lin.metrics.filter((m) => m.headline).map((m) => m.name);
+    const pick = (cur: string | null, i: number) => (cur !== null && names.has(cur) ? cur : (headline[i] ?? this.lin.metrics[i]?.name ?? null));
+    this.state.colorMetric = pick(this.state.colorMetric, 0);
+    this.state.sizeMetric = pick(this.state.sizeMetric, 1);
+    this.state.scatterX = pick(this.state.scatterX, 1);
+    this.state.scatterY = pick(this.state.scatterY, 0);
+    this.state.filters = this.state.filters.filter((f) => names.has(f.metric));
+    this.state.collapsed = this.state.collapsed.filter((id) => this.lin.byId.has(id));
+    const keep = restored ? restored.selection : [...this.selection];
+    this.selection = new Set(keep.filter((id) => this.lin.byId.has(id)));
+    if (this.hover !== null && !this.lin.byId.has(this.hover)) this.hover = null;
+    this.relayout();
+    this.recolor();
+    this.refilter();
+    this.emit('data');
+  }
+
+  relayout(): void {
+    this.layout = computeLayout(this.lin, this.state.columnMode, new Set(this.state.collapsed));
+  }
+
+  recolor(): void {
+    const c = this.state.colorMetric;
+    const s = this.state.sizeMetric;
+    this.color = c ? colorScale(this.lin.metricDef(c), extent(this.lin, c)) : () => null;
+    this.size = s ? sizeScale(extent(this.lin, s)) : () => 6;
+  }
+
+  refilter(): void {
+    this.pass = passing(this.lin, this.state.filters);
+    // Filtered-out models cannot stay selected.
+    for (const id of [...this.selection]) if (!this.pass.has(id)) this.selection.delete(id);
+  }
+
+  colorOf(id: string): string | null {
+    return this.color(this.state.colorMetric ? this.lin.metric(id, this.state.colorMetric) : undefined);
+  }
+
+  radiusOf(id: string): number {
+    return this.size(this.state.sizeMetric ? this.lin.metric(id, this.state.sizeMetric) : undefined);
+  }
+
+  setHover(id: string | null): void {
+    if (id === this.hover) return;
+    this.hover = id;
+    this.emit('hover');
+  }
+
+  /** Replace, add to, or toggle in the selection; models that fail the filters are skipped. */
+  select(ids: Iterable<string>, how: 'replace' | 'add' | 'toggle' | 'remove' = 'replace'): void {
+    const list = [...ids].filter((id) => this.pass.has(id) && this.lin.byId.has(id));
+    if (how === 'replace') this.selection = new Set(list);
+    else
+      for (const id of list) {
+        if (how === 'add') this.selection.add(id);
+        else if (how === 'remove') this.selection.delete(id);
+        else if (this.selection.has(id)) this.selection.delete(id);
+        else this.selection.add(id);
+      }
+    this.emit('selection');
+  }
+
+  /** Grow the selection along the lineage. */
+  extend(kind: 'parents' | 'children' | 'ancestors' | 'descendants'): void {
+    const add: string[] = [];
+    for (const id of this.selection) {
+      if (kind === 'parents') {
+        const p = this.lin.parentOf(id);
+        if (p !== undefined) add.push(p);
+      } else if (kind === 'children') add.push(...(this.lin.children.get(id) ?? []));
+      else if (kind === 'ancestors') add.push(...this.lin.ancestry(id).slice(0, -1));
+      else add.push(...this.lin.descendants(id));
+    }
+    this.select(add, 'add');
+  }
+
+  setFilters(filters: RangeFilter[]): void {
+    this.state.filters = filters;
+    this.refilter();
+    this.emit('filters');
+  }
+
+  toggleCollapse(id: string): void {
+    const set = new Set(this.state.collapsed);
+    if (set.has(id)) set.delete(id);
+    else if ((this.lin.children.get(id) ?? []).length) set.add(id);
+    else return;
+    this.state.collapsed = [...set];
+    this.relayout();
+    this.emit('layout');
+  }
+
+  /** Models whose name or op contains the text (case-insensitive). */
+  search(text: string): string[] {
+    const q = text.trim().toLowerCase();
+    if (!q) return [];
+    return this.lin.order.filter((id) => {
+      const m = this.lin.byId.get(id)!;
+      return m.name.toLowerCase().includes(q) || (m.op ?? '').toLowerCase().includes(q);
+    });
+  }
+}

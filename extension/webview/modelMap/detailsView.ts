@@ -1,0 +1,227 @@
+/**
+ * Selection details. One model: its recipe (the ops from the root) and its metrics with their
+ * change against the parent. 2–16 models: what varies among them, one bar chart per headline
+ * metric grouped by up to two varying variables, a refine menu to narrow the selection, and
+ * hover linked with the other views. Buttons open Behaviors or Layers for the selection, with
+ * the selected model closest to the root as the base.
+ */
+import { el, icon } from '../shared/dom';
+import { formatMetric } from '../shared/format';
+import type { App, Change } from './app';
+import { change } from './lineage';
+import { linear, short, themeColors } from './scales';
+import { svg } from './svg';
+import { ABSENT, closestToRoot, groupBars, recipe, whatVaries, type Variable } from './whatVaries';
+
+export const MAX_COMPARE = 16;
+const PALETTE = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-yellow', '--vscode-charts-red'];
+const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#cca700', '#f14c4c'];
+
+export class DetailsView {
+  readonly root: HTMLElement;
+  private frame = 0;
+
+  constructor(
+    private readonly app: App,
+    private readonly open: (view: 'behaviors' | 'layers', base: string, others: string[]) => void,
+  ) {
+    this.root = el('section', { class: 'mm-details', 'aria-label': 'Selection details', 'aria-live': 'polite' });
+    app.on((c: Change) => {
+      if (c === 'selection' || c === 'data' || c === 'filters' || c === 'encoding') this.request();
+      else if (c === 'hover') this.highlight();
+    });
+  }
+
+  request(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  private render(): void {
+    const ids = this.app.lin.order.filter((id) => this.app.selection.has(id));
+    const header = el('h2', {}, ids.length ? `Selection: ${ids.length} model${ids.length === 1 ? '' : 's'}` : 'Selection');
+    if (ids.length === 0) {
+      this.root.replaceChildren(header, el('p', { class: 'muted' }, 'Click a model, shift-click or shift-drag for several, or click a column header. Two to 16 models are compared here.'));
+      return;
+    }
+    const parts: HTMLElement[] = [header, this.actions(ids)];
+    if (ids.length === 1) parts.push(...this.single(ids[0]!));
+    else if (ids.length <= MAX_COMPARE) parts.push(...this.multi(ids));
+    else parts.push(el('p', { class: 'muted' }, `Narrow the selection to ${MAX_COMPARE} models or fewer to see what varies.`));
+    this.root.replaceChildren(...parts);
+    this.highlight();
+  }
+
+  private actions(ids: string[]): HTMLElement {
+    const base = closestToRoot(this.app.lin, ids)!;
+    const others = ids.filter((id) => id !== base);
+    const mk = (view: 'behaviors' | 'layers', label: string, codicon: string) => {
+      const b = el('button', { title: `${label}: ${this.app.lin.byId.get(base)!.name} is the base` }, icon(codicon), ` ${label}`);
+      b.addEventListener('click', () => this.open(view, base, others));
+      return b;
+    };
+    const grow = el('select', { 'aria-label': 'Add to the selection' });
+    grow.append(el('option', { value: '' }, '+ add…'));
+    for (const k of ['parents', 'children', 'ancestors', 'descendants']) grow.append(el('option', { value: k }, `+ ${k}`));
+    grow.addEventListener('change', () => {
+      if (grow.value) this.app.extend(grow.value as 'parents');
+    });
+    const clear = el('button', { class: 'secondary' }, 'Clear');
+    clear.addEventListener('click', () => this.app.select([], 'replace'));
+    return el('div', { class: 'mm-subbar' }, mk('behaviors', 'Behaviors', 'symbol-event'), mk('layers', 'Layers', 'layers'), grow, clear);
+  }
+
+  private single(id: string): HTMLElement[] {
+    const { lin } = this.app;
+    const m = lin.byId.get(id)!;
+    const steps = recipe(lin, id);
+    const root = lin.byId.get(lin.ancestry(id)[0]!)!;
+    const list = el('ol', { class: 'mm-recipe' }, el('li', {}, el('strong', {}, root.name), ' (base)'));
+    for (const s of steps) {
+      const params = Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+      const li = el('li', {}, el('code', {}, s.op), params.length ? ` ${params.join(', ')}` : '', el('span', { class: 'muted' }, ` → ${lin.byId.get(s.id)!.name}`));
+      li.dataset.model = s.id;
+      li.addEventListener('mouseenter', () => this.app.setHover(s.id));
+      list.append(li);
+    }
+    const parent = lin.parentOf(id);
+    const rows = m.metrics.map((x) => {
+      const pv = parent !== undefined ? lin.metric(parent, x.name) : undefined;
+      const c = pv !== undefined ? change(x.value, pv, x.higherIsBetter) : undefined;
+      return el(
+        'tr',
+        {},
+        el('td', {}, x.name + (x.headline ? ' ★' : '')),
+        el('td', { class: 'num' }, formatMetric(x)),
+        el('td', { class: `num ${c ? (c.better === null ? 'same' : c.better ? 'better' : 'worse') : ''}` }, c ? (c.delta === 0 ? '=' : `${c.delta > 0 ? '+' : ''}${short(c.delta)}`) : ''),
+      );
+    });
+    const collapse = el('button', { class: 'secondary' }, this.app.state.collapsed.includes(id) ? 'Expand subtree' : 'Collapse subtree');
+    collapse.addEventListener('click', () => this.app.toggleCollapse(id));
+    return [
+      el('h3', {}, m.name, m.status !== 'ok' ? el('span', { class: `status-${m.status}` }, ` ${m.status}`) : ''),
+      ...(m.statusReason ? [el('p', { class: `status-${m.status}` }, m.statusReason)] : []),
+      el('h3', {}, 'Recipe'),
+      list,
+      el('h3', {}, 'Metrics ', el('span', { class: 'muted' }, 'vs parent')),
+      el('table', {}, el('tbody', {}, ...rows)),
+      ...((lin.children.get(id) ?? []).length ? [collapse] : []),
+    ];
+  }
+
+  private multi(ids: string[]): HTMLElement[] {
+    const { lin, state } = this.app;
+    const vars = whatVaries(lin, ids);
+    const out: HTMLElement[] = [el('h3', {}, 'What varies')];
+    if (vars.length === 0) out.push(el('p', { class: 'muted' }, 'The selected models share the same recipe.'));
+    else {
+      const list = el('ul', { class: 'mm-varies' });
+      for (const v of vars) {
+        // Refine: keep only the models at one level of this variable.
+        const refine = el('select', { 'aria-label': `Keep only models with ${v.key} =` });
+        refine.append(el('option', { value: '' }, 'refine…'));
+        for (const l of v.levels) refine.append(el('option', { value: l }, `only ${l}`));
+        refine.addEventListener('change', () => {
+          if (!refine.value) return;
+          this.app.select(ids.filter((id) => v.values.get(id) === refine.value), 'replace');
+        });
+        list.append(el('li', {}, el('code', {}, v.key), ` ${v.levels.join(' · ')} `, refine));
+      }
+      out.push(list);
+    }
+    // Grouping variables: the user's choice when still varying, else the first two.
+    const byKey = new Map(vars.map((v) => [v.key, v]));
+    let chosen = state.groupBy.filter((k) => byKey.has(k));
+    if (chosen.length === 0) chosen = vars.slice(0, 2).map((v) => v.key);
+    const by1 = chosen[0] !== undefined ? byKey.get(chosen[0])! : null;
+    const by2 = chosen[1] !== undefined ? byKey.get(chosen[1])! : null;
+    const pick = (i: 0 | 1) => {
+      const s = el('select', { 'aria-label': i === 0 ? 'Group bars by' : 'Then colour by' });
+      s.append(el('option', { value: '' }, i === 0 ? 'no grouping' : 'no colouring'));
+      for (const v of vars) s.append(el('option', { value: v.key }, v.key));
+      s.value = chosen[i] ?? '';
+      s.addEventListener('change', () => {
+        const next = [...chosen];
+        next[i] = s.value;
+        state.groupBy = next.filter((x, j) => x && (j === 0 || x !== next[0]));
+        this.app.emit('selection');
+      });
+      return s;
+    };
+    if (vars.length) out.push(el('div', { class: 'mm-subbar' }, 'group by ', pick(0), ' colour by ', pick(1)));
+    const headline = lin.metrics.filter((m) => m.headline);
+    for (const def of headline.length ? headline : lin.metrics.slice(0, 3)) out.push(this.barChart(ids, def.name, by1, by2));
+    if (by2) out.push(this.legend(by2));
+    return out;
+  }
+
+  private colors(): string[] {
+    const s = getComputedStyle(document.body);
+    return PALETTE.map((v, i) => s.getPropertyValue(v).trim() || FALLBACK[i]!);
+  }
+
+  private legend(by2: Variable): HTMLElement {
+    const colors = this.colors();
+    return el('div', { class: 'mm-legend-row' }, `${by2.key}: `, ...by2.levels.map((l, i) => {
+      const sw = el('span', { class: 'mm-swatch' });
+      sw.style.background = colors[i % colors.length]!;
+      return el('span', {}, sw, ` ${l} `);
+    }));
+  }
+
+  /** One metric as bars: groups along x (first variable), bars coloured by the second. */
+  private barChart(ids: string[], metric: string, by1: Variable | null, by2: Variable | null): HTMLElement {
+    const { lin } = this.app;
+    const def = lin.metricDef(metric)!;
+    const groups = groupBars(lin, ids, metric, by1, by2);
+    const theme = themeColors();
+    const colors = this.colors();
+    const W = 300;
+    const H = 120;
+    const ml = 44;
+    const mb = 30;
+    const values = groups.flatMap((g) => g.bars.map((b) => b.value)).filter((v): v is number => v !== undefined);
+    const lo = Math.min(0, ...values);
+    const hi = Math.max(0, ...values);
+    const y = linear([lo, hi === lo ? lo + 1 : hi], [H - mb, 8]);
+    const chart = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${metric} of the selected models${by1 ? ` grouped by ${by1.key}` : ''}` });
+    chart.append(svg('line', { x1: ml, x2: W, y1: y(0), y2: y(0), stroke: theme.border }));
+    chart.append(svg('text', { x: ml - 4, y: y(hi) + 4, 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(hi)));
+    if (lo !== 0) chart.append(svg('text', { x: ml - 4, y: y(lo), 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(lo)));
+    const nBars = groups.reduce((a, g) => a + g.bars.length, 0);
+    const gap = 10;
+    const bw = Math.max(4, Math.min(28, (W - ml - gap * groups.length) / Math.max(1, nBars)));
+    let x = ml + gap / 2;
+    const subIndex = new Map((by2?.levels ?? []).map((l, i) => [l, i]));
+    for (const g of groups) {
+      const gx = x;
+      for (const b of g.bars) {
+        if (b.value !== undefined) {
+          const y0 = y(Math.max(0, b.value));
+          const h = Math.abs(y(b.value) - y(0));
+          const rect = svg('rect', { x: x + 1, y: y0, width: bw - 2, height: Math.max(1, h), fill: colors[(subIndex.get(b.sub) ?? 0) % colors.length]!, 'data-model': b.id, tabindex: 0 });
+          const m = lin.byId.get(b.id)!;
+          rect.append(svg('title', {}, `${m.name}: ${formatMetric({ value: b.value, unit: def.unit })}${by2 ? ` (${by2.key} ${b.sub})` : ''}`));
+          rect.addEventListener('mouseenter', () => this.app.setHover(b.id));
+          rect.addEventListener('mouseleave', () => this.app.setHover(null));
+          rect.addEventListener('click', (e) => this.app.select([b.id], e.shiftKey ? 'toggle' : 'replace'));
+          chart.append(rect);
+        }
+        x += bw;
+      }
+      if (by1) chart.append(svg('text', { x: (gx + x) / 2, y: H - mb + 14, 'text-anchor': 'middle', fill: theme.fg, 'font-size': 10 }, g.level === ABSENT ? '(none)' : g.level));
+      x += gap;
+    }
+    if (by1) chart.append(svg('text', { x: (ml + W) / 2, y: H - 3, 'text-anchor': 'middle', fill: theme.muted, 'font-size': 10 }, by1.key));
+    return el('figure', { class: 'mm-bars' }, el('figcaption', {}, `${metric}${def.unit ? ` (${def.unit})` : ''} ${def.higherIsBetter ? '↑ higher is better' : '↓ lower is better'}`), chart);
+  }
+
+  /** Hover linked from other views: outline the hovered model's bars and recipe step. */
+  private highlight(): void {
+    const h = this.app.hover;
+    for (const e of this.root.querySelectorAll<SVGElement | HTMLElement>('[data-model]')) e.classList.toggle('hovered', e.dataset.model === h);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Export: the whole map or the current scatterplot as a standalone SVG (drawn from the same
+ * geometry as the canvas), or what the canvas shows as PNG.
+ */
+import type { App } from './app';
+import { COL_W, HEADER_H, PAD, ROW_H, taper, taperSvgPath, worldX, worldY } from './geometry';
+import { legendSvg } from './legend';
+import { change } from './lineage';
+import { short, themeColors, ticks, type Linear } from './scales';
+import { svg } from './svg';
+import { shortOp } from './mapView';
+
+function finish(root: SVGSVGElement): string {
+  root.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n${new XMLSerializer().serializeToString(root)}\n`;
+}
+
+export function mapSvg(app: App): string {
+  const theme = themeColors();
+  const { layout, lin, state } = app;
+  const legendH = 50;
+  const W = PAD * 2 + Math.max(0, layout.columns.length - 1) * COL_W + 160;
+  const H = HEADER_H + PAD + Math.max(1, layout.rows) * ROW_H + legendH;
+  const root = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, 'font-family': theme.font, 'font-size': 11 });
+  root.append(svg('rect', { width: W, height: H, fill: theme.bg }));
+  layout.columns.forEach((c, i) => root.append(svg('text', { x: PAD + i * COL_W, y: 16, 'text-anchor': 'middle', fill: theme.muted, 'font-weight': 600 }, shortOp(c.label))));
+  const g = svg('g', { transform: `translate(0 ${HEADER_H})` });
+  const def = state.colorMetric ? lin.metricDef(state.colorMetric) : undefined;
+  for (const [p, c] of layout.edges) {
+    const pn = layout.byId.get(p)!;
+    const cn = layout.byId.get(c)!;
+    let colour = theme.same;
+    if (def) {
+      const a = lin.metric(c, def.name);
+      const b = lin.metric(p, def.name);
+      if (a !== undefined && b !== undefined) {
+        const better = change(a, b, def.higherIsBetter).better;
+        colour = better === null ? theme.same : better ? theme.better : theme.worse;
+      }
+    }
+    const t = taper(worldX(pn), worldY(pn), app.radiusOf(p), worldX(cn), worldY(cn), app.radiusOf(c));
+    g.append(svg('path', { d: taperSvgPath(t), fill: colour, opacity: app.pass.has(c) ? 0.8 : 0.12 }));
+    g.append(svg('text', { x: (worldX(pn) + worldX(cn)) / 2, y: worldY(cn) - 5, 'text-anchor': 'middle', fill: theme.muted, 'font-size': 9 }, shortOp(lin.byId.get(c)!.op ?? '')));
+  }
+  for (const n of layout.nodes) {
+    const m = lin.byId.get(n.id)!;
+    const x = worldX(n);
+    const y = worldY(n);
+    const r = app.radiusOf(n.id);
+    const stroke = m.status === 'running' ? theme.running : m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.muted;
+    const node = svg('circle', { cx: x, cy: y, r, fill: app.colorOf(n.id) ?? theme.bg, stroke, opacity: app.pass.has(n.id) ? 1 : 0.15 });
+    node.append(svg('title', {}, `${m.name}${m.op ? ` (${m.op})` : ''}`));
+    g.append(node);
+    if (app.selection.has(n.id)) g.append(svg('circle', { cx: x, cy: y, r: r + 3, fill: 'none', stroke: theme.focus, 'stroke-width': 2.5 }));
+    g.append(svg('text', { x: x + r + 4, y: y + 12, fill: theme.fg, 'font-size': 10 }, m.name + (n.hidden ? ` (+${n.hidden})` : '')));
+  }
+  root.append(g);
+  const legend = svg('g', { transform: `translate(${PAD} ${H - legendH + 4})` });
+  legend.append(...[...legendSvg(app).childNodes]);
+  root.append(legend);
+  return finish(root);
+}
+
+export function scatterSvg(app: App, s: { xs: Linear; ys: Linear; width: number; height: number }, front: readonly string[]): string {
+  const theme = themeColors();
+  const { lin, state } = app;
+  const { xs, ys, width: W, height: H } = s;
+  const root = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, 'font-family': theme.font, 'font-size': 10 });
+  root.append(svg('rect', { width: W, height: H, fill: theme.bg }));
+  const [x0, x1] = xs.range;
+  const [y0, y1] = ys.range;
+  for (const t of ticks(xs.domain[0], xs.domain[1])) {
+    root.append(svg('line', { x1: xs(t), x2: xs(t), y1: y0, y2: y1, stroke: theme.border, opacity: 0.3 }));
+    root.append(svg('text', { x: xs(t), y: y0 + 14, 'text-anchor': 'middle', fill: theme.muted }, short(t)));
+  }
+  for (const t of ticks(ys.domain[0], ys.domain[1])) {
+    root.append(svg('line', { x1: x0, x2: x1, y1: ys(t), y2: ys(t), stroke: theme.border, opacity: 0.3 }));
+    root.append(svg('text', { x: x0 - 4, y: ys(t) + 3, 'text-anchor': 'end', fill: theme.muted }, short(t)));
+  }
+  root.append(svg('text', { x: (x0 + x1) / 2, y: H - 2, 'text-anchor': 'middle', fill: theme.fg }, state.scatterX ?? ''));
+  root.append(svg('text', { x: 12, y: (y0 + y1) / 2, 'text-anchor': 'middle', fill: theme.fg, transform: `rotate(-90 12 ${(y0 + y1) / 2})` }, state.scatterY ?? ''));
+  const frontSet = new Set(front);
+  const pts = front.map((id) => `${xs(lin.metric(id, state.scatterX!)!).toFixed(1)},${ys(lin.metric(id, state.scatterY!)!).toFixed(1)}`);
+  if (pts.length > 1) root.append(svg('polyline', { points: pts.join(' '), fill: 'none', stroke: theme.fg, 'stroke-dasharray': '5 3', opacity: 0.6 }));
+  for (const id of lin.order) {
+    const xv = lin.metric(id, state.scatterX ?? '');
+    const yv = lin.metric(id, state.scatterY ?? '');
+    if (xv === undefined || yv === undefined) continue;
+    const c = svg('circle', { cx: xs(xv).toFixed(1), cy: ys(yv).toFixed(1), r: app.radiusOf(id), fill: app.colorOf(id) ?? theme.muted, stroke: frontSet.has(id) ? theme.fg : 'none', opacity: app.pass.has(id) ? 0.9 : 0.12 });
+    c.append(svg('title', {}, lin.byId.get(id)!.name));
+    root.append(c);
+  }
+  return finish(root);
+}

@@ -1,0 +1,481 @@
+/**
+ * The provenance map on a canvas (an SVG of thousands of nodes would be slow to pan): tapered
+ * edges coloured by the change of the colour metric, nodes filled and sized by the chosen
+ * metrics, live status rings, fixed column headers, zoom and pan, hover, and selection by click,
+ * shift-click, shift-drag rectangle, column header, and keyboard.
+ */
+import { el } from '../shared/dom';
+import type { App, Change } from './app';
+import { change } from './lineage';
+import type { LayoutNode } from './layout';
+import { COL_W, HEADER_H, PAD, ROW_H, taper, worldX, worldY } from './geometry';
+import { themeColors, type Theme } from './scales';
+import type { Tooltip } from './tooltip';
+import type { Zoom } from './state';
+
+const K_MIN = 0.02;
+const K_MAX = 6;
+
+export class MapView {
+  readonly root: HTMLElement;
+  readonly canvas: HTMLCanvasElement;
+  private readonly ctx: CanvasRenderingContext2D;
+  private zoom: Zoom = { k: 1, x: 0, y: 0 };
+  private width = 0;
+  private height = 0;
+  private frame = 0;
+  private theme: Theme = themeColors();
+  private drag: { mode: 'pan' | 'rect'; x0: number; y0: number; x1: number; y1: number; zx: number; zy: number; moved: boolean } | null = null;
+  private cursor: string | null = null;
+  /** Called after every drawn frame with its duration (the benchmark listens). */
+  onDraw: ((ms: number) => void) | null = null;
+
+  constructor(
+    private readonly app: App,
+    private readonly tooltip: Tooltip,
+  ) {
+    this.canvas = el('canvas', { tabindex: '0', role: 'img', 'aria-label': 'Provenance map. Arrow keys move between models, Space selects, Enter opens, + and - zoom, C collapses.' });
+    this.root = el('div', { class: 'mm-map' }, this.canvas);
+    this.ctx = this.canvas.getContext('2d')!;
+    new ResizeObserver(() => this.resize()).observe(this.root);
+    this.bindPointer();
+    this.bindKeys();
+    app.on((c) => this.onChange(c));
+  }
+
+  private onChange(c: Change): void {
+    if (c === 'data' && this.app.state.mapZoom) this.zoom = { ...this.app.state.mapZoom };
+    if (c === 'encoding' || c === 'data') this.theme = themeColors();
+    if (c === 'layout' && !this.app.state.mapZoom) this.fit();
+    this.request();
+  }
+
+  /** The whole map in view (zoomed out no further than needed, no closer than 1.2). */
+  fit(): void {
+    const l = this.app.layout;
+    const w = PAD * 2 + Math.max(0, l.columns.length - 1) * COL_W + 80;
+    const h = PAD + Math.max(1, l.rows) * ROW_H;
+    const k = Math.max(K_MIN, Math.min(1.2, this.width / w, (this.height - HEADER_H) / h));
+    this.zoom = { k, x: 4, y: 0 };
+    this.commitZoom();
+  }
+
+  private commitZoom(): void {
+    this.app.state.mapZoom = { ...this.zoom };
+    this.app.emit('zoom');
+  }
+
+  private resize(): void {
+    const r = this.root.getBoundingClientRect();
+    this.width = Math.max(50, r.width);
+    this.height = Math.max(50, r.height);
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(this.width * dpr);
+    this.canvas.height = Math.round(this.height * dpr);
+    this.canvas.style.width = `${this.width}px`;
+    this.canvas.style.height = `${this.height}px`;
+    if (!this.app.state.mapZoom) this.fit();
+    this.draw();
+  }
+
+  request(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.draw();
+    });
+  }
+
+  // -- coordinates ---------------------------------------------------------------------------
+  sx(n: LayoutNode): number {
+    return worldX(n) * this.zoom.k + this.zoom.x;
+  }
+
+  sy(n: LayoutNode): number {
+    return worldY(n) * this.zoom.k + this.zoom.y + HEADER_H;
+  }
+
+  private r(id: string): number {
+    // Nodes shrink with the zoom, but stay visible when the map is zoomed far out.
+    return Math.max(1.5, this.app.radiusOf(id) * Math.min(1.5, this.zoom.k));
+  }
+
+  /** The node under a canvas point, nearest first. */
+  hit(x: number, y: number): string | null {
+    let best: string | null = null;
+    let bestD = Infinity;
+    for (const n of this.app.layout.nodes) {
+      const dx = this.sx(n) - x;
+      const dy = this.sy(n) - y;
+      const d = dx * dx + dy * dy;
+      const rr = Math.max(this.r(n.id) + 3, 5);
+      if (d <= rr * rr && d < bestD) {
+        best = n.id;
+        bestD = d;
+      }
+    }
+    return best;
+  }
+
+  private columnAt(x: number): number | null {
+    const col = Math.round((x - this.zoom.x) / this.zoom.k / COL_W - PAD / COL_W);
+    return col >= 0 && col < this.app.layout.columns.length ? col : null;
+  }
+
+  zoomAt(factor: number, cx: number, cy: number): void {
+    const k = Math.min(K_MAX, Math.max(K_MIN, this.zoom.k * factor));
+    const f = k / this.zoom.k;
+    this.zoom = { k, x: cx - (cx - this.zoom.x) * f, y: cy - HEADER_H - (cy - HEADER_H - this.zoom.y) * f };
+    this.commitZoom();
+    this.request();
+  }
+
+  panBy(dx: number, dy: number): void {
+    this.zoom = { ...this.zoom, x: this.zoom.x + dx, y: this.zoom.y + dy };
+    this.commitZoom();
+    this.request();
+  }
+
+  /** Brings a model into view (used by search, keyboard and the host's focus event). */
+  reveal(id: string): void {
+    const n = this.app.layout.byId.get(id);
+    if (!n) return;
+    const x = this.sx(n);
+    const y = this.sy(n);
+    if (x < 40 || x > this.width - 40 || y < HEADER_H + 20 || y > this.height - 20) {
+      this.zoom = { ...this.zoom, x: this.zoom.x + this.width / 2 - x, y: this.zoom.y + this.height / 2 - y };
+      this.commitZoom();
+    }
+    this.request();
+  }
+
+  // -- drawing -------------------------------------------------------------------------------
+  draw(): void {
+    const t0 = performance.now();
+    const { ctx, app, theme } = this;
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, this.width, this.height);
+    const { layout, lin } = app;
+    const k = this.zoom.k;
+    const metric = app.state.colorMetric;
+    const def = metric ? lin.metricDef(metric) : undefined;
+    const inView = (x: number, y: number, m: number) => x > -m && x < this.width + m && y > HEADER_H - m && y < this.height + m;
+    const margin = COL_W * k + 20;
+
+    // Edges first, under the nodes.
+    for (const [p, c] of layout.edges) {
+      const pn = layout.byId.get(p)!;
+      const cn = layout.byId.get(c)!;
+      const px = this.sx(pn);
+      const py = this.sy(pn);
+      const cx = this.sx(cn);
+      const cy = this.sy(cn);
+      if (!inView(px, py, margin) && !inView(cx, cy, margin) && !((py < HEADER_H && cy > this.height) || (cy < HEADER_H && py > this.height))) continue;
+      let colour = theme.same;
+      if (def) {
+        const a = lin.metric(c, def.name);
+        const b = lin.metric(p, def.name);
+        if (a !== undefined && b !== undefined) {
+          const ch = change(a, b, def.higherIsBetter).better;
+          colour = ch === null ? theme.same : ch ? theme.better : theme.worse;
+        }
+      }
+      const faded = !app.pass.has(c) || !app.pass.has(p);
+      ctx.globalAlpha = faded ? 0.12 : app.selection.size && !(app.selection.has(c) || app.selection.has(p)) ? 0.45 : 0.8;
+      ctx.fillStyle = colour;
+      const t = taper(px, py, this.r(p), cx, cy, this.r(c));
+      ctx.beginPath();
+      ctx.moveTo(t.top[0], t.top[1]);
+      ctx.bezierCurveTo(t.top[2], t.top[3], t.top[4], t.top[5], t.top[6], t.top[7]);
+      ctx.lineTo(t.bottom[0], t.bottom[1]);
+      ctx.bezierCurveTo(t.bottom[2], t.bottom[3], t.bottom[4], t.bottom[5], t.bottom[6], t.bottom[7]);
+      ctx.closePath();
+      ctx.fill();
+    }
+    ctx.globalAlpha = 1;
+
+    // Edge labels: the op once zoomed in, its parameters closer still.
+    if (k >= 0.85) {
+      ctx.font = `${Math.round(10 * Math.min(1.3, k))}px ${theme.font}`;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'bottom';
+      for (const [p, c] of layout.edges) {
+        const cn = layout.byId.get(c)!;
+        const pn = layout.byId.get(p)!;
+        const cx = this.sx(cn);
+        const cy = this.sy(cn);
+        if (!inView(cx, cy, 0)) continue;
+        const m = lin.byId.get(c)!;
+        const lx = (this.sx(pn) + cx) / 2 + (cn.row !== pn.row ? COL_W * k * 0.12 : 0);
+        ctx.globalAlpha = app.pass.has(c) ? 1 : 0.3;
+        ctx.fillStyle = theme.muted;
+        ctx.fillText(shortOp(m.op ?? ''), lx, cy - 5);
+        if (k >= 1.6) {
+          const params = Object.entries(m.params)
+            .map(([a, b]) => `${a}=${typeof b === 'string' ? b : JSON.stringify(b)}`)
+            .join(' ');
+          if (params) {
+            ctx.textBaseline = 'top';
+            ctx.fillText(params.length > 40 ? `${params.slice(0, 39)}…` : params, lx, cy + 5);
+            ctx.textBaseline = 'bottom';
+          }
+        }
+      }
+      ctx.globalAlpha = 1;
+    }
+
+    // Nodes.
+    const showNames = k >= 0.6;
+    ctx.font = `${Math.round(11 * Math.min(1.3, Math.max(0.9, k)))}px ${theme.font}`;
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'middle';
+    for (const n of layout.nodes) {
+      const x = this.sx(n);
+      const y = this.sy(n);
+      if (!inView(x, y, 30)) continue;
+      const m = lin.byId.get(n.id)!;
+      const r = this.r(n.id);
+      const faded = !app.pass.has(n.id);
+      ctx.globalAlpha = faded ? 0.15 : 1;
+      ctx.beginPath();
+      ctx.arc(x, y, r, 0, Math.PI * 2);
+      ctx.fillStyle = app.colorOf(n.id) ?? theme.bg;
+      ctx.fill();
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = theme.highContrast ? theme.border : theme.muted;
+      if (m.status === 'running') {
+        ctx.setLineDash([3, 2]);
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = theme.running;
+      } else if (m.status === 'failed' || m.status === 'broken') {
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = theme.failed;
+      } else if (m.status === 'stale') ctx.setLineDash([1, 2]);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      if (app.selection.has(n.id)) {
+        ctx.beginPath();
+        ctx.arc(x, y, r + 3, 0, Math.PI * 2);
+        ctx.lineWidth = 2.5;
+        ctx.strokeStyle = theme.focus;
+        ctx.stroke();
+      }
+      if (app.hover === n.id || this.cursor === n.id) {
+        ctx.beginPath();
+        ctx.arc(x, y, r + (app.selection.has(n.id) ? 6 : 3), 0, Math.PI * 2);
+        ctx.lineWidth = 1.5;
+        ctx.strokeStyle = theme.fg;
+        if (this.cursor === n.id && app.hover !== n.id) ctx.setLineDash([2, 2]);
+        ctx.stroke();
+        ctx.setLineDash([]);
+      }
+      let label = '';
+      if (m.status === 'failed' || m.status === 'broken') label = '⚠ ';
+      else if (m.status === 'running') label = '⟳ ';
+      if (showNames) label += m.name;
+      if (n.hidden) label += ` (+${n.hidden})`;
+      if (label) {
+        ctx.fillStyle = m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.fg;
+        ctx.fillText(showNames || n.hidden ? label : label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0));
+      }
+    }
+    ctx.globalAlpha = 1;
+
+    // Column headers, fixed at the top; a click takes the whole column.
+    ctx.fillStyle = theme.bg;
+    ctx.fillRect(0, 0, this.width, HEADER_H);
+    ctx.strokeStyle = theme.border;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(0, HEADER_H - 0.5);
+    ctx.lineTo(this.width, HEADER_H - 0.5);
+    ctx.stroke();
+    ctx.font = `600 11px ${theme.font}`;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillStyle = theme.muted;
+    const stride = Math.max(1, Math.ceil(70 / (COL_W * k)));
+    layout.columns.forEach((c, i) => {
+      if (i % stride) return;
+      const x = (PAD + i * COL_W) * k + this.zoom.x;
+      if (x < -60 || x > this.width + 60) return;
+      ctx.fillText(shortOp(c.label), x, HEADER_H / 2);
+    });
+
+    if (this.drag?.mode === 'rect' && this.drag.moved) {
+      const d = this.drag;
+      ctx.setLineDash([4, 3]);
+      ctx.strokeStyle = theme.focus;
+      ctx.strokeRect(Math.min(d.x0, d.x1), Math.min(d.y0, d.y1), Math.abs(d.x1 - d.x0), Math.abs(d.y1 - d.y0));
+      ctx.setLineDash([]);
+    }
+    this.onDraw?.(performance.now() - t0);
+  }
+
+  // -- input ---------------------------------------------------------------------------------
+  private local(e: MouseEvent): [number, number] {
+    const r = this.canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+
+  private bindPointer(): void {
+    const c = this.canvas;
+    c.addEventListener('wheel', (e) => {
+      e.preventDefault();
+      const [x, y] = this.local(e);
+      if (e.ctrlKey || !e.shiftKey) this.zoomAt(Math.exp(-e.deltaY * 0.0015), x, y);
+      else this.panBy(-e.deltaY, 0);
+    }, { passive: false });
+    c.addEventListener('mousedown', (e) => {
+      if (e.button !== 0) return;
+      c.focus();
+      const [x, y] = this.local(e);
+      if (y < HEADER_H) {
+        const col = this.columnAt(x);
+        if (col !== null) this.app.select(this.app.layout.nodes.filter((n) => n.col === col).map((n) => n.id), e.shiftKey || e.metaKey || e.ctrlKey ? 'add' : 'replace');
+        return;
+      }
+      const id = this.hit(x, y);
+      if (id) {
+        this.cursor = id;
+        this.app.select([id], e.shiftKey || e.metaKey || e.ctrlKey ? 'toggle' : 'replace');
+        return;
+      }
+      this.drag = { mode: e.shiftKey ? 'rect' : 'pan', x0: x, y0: y, x1: x, y1: y, zx: this.zoom.x, zy: this.zoom.y, moved: false };
+    });
+    window.addEventListener('mousemove', (e) => {
+      const [x, y] = this.local(e);
+      const d = this.drag;
+      if (d) {
+        d.x1 = x;
+        d.y1 = y;
+        d.moved ||= Math.abs(x - d.x0) + Math.abs(y - d.y0) > 3;
+        if (d.mode === 'pan') {
+          this.zoom = { ...this.zoom, x: d.zx + x - d.x0, y: d.zy + y - d.y0 };
+        }
+        this.request();
+        return;
+      }
+      if (e.target !== c) return;
+      const id = y >= HEADER_H ? this.hit(x, y) : null;
+      this.app.setHover(id);
+      if (id) this.tooltip.show(id, e.clientX, e.clientY);
+      else this.tooltip.hide();
+      c.style.cursor = id || y < HEADER_H ? 'pointer' : 'grab';
+    });
+    window.addEventListener('mouseup', (e) => {
+      const d = this.drag;
+      this.drag = null;
+      if (!d) return;
+      if (d.mode === 'pan') {
+        if (d.moved) this.commitZoom();
+        else if (!e.shiftKey) this.app.select([], 'replace');
+      } else if (d.moved) {
+        const [x0, x1] = [Math.min(d.x0, d.x1), Math.max(d.x0, d.x1)];
+        const [y0, y1] = [Math.min(d.y0, d.y1), Math.max(d.y0, d.y1)];
+        const ids = this.app.layout.nodes.filter((n) => {
+          const x = this.sx(n);
+          const y = this.sy(n);
+          return x >= x0 && x <= x1 && y >= y0 && y <= y1;
+        });
+        this.app.select(ids.map((n) => n.id), 'add');
+      }
+      this.request();
+    });
+    c.addEventListener('mouseleave', () => {
+      this.app.setHover(null);
+      this.tooltip.hide();
+    });
+    c.addEventListener('dblclick', (e) => {
+      const [x, y] = this.local(e);
+      const id = this.hit(x, y);
+      if (id) this.app.toggleCollapse(id);
+      else this.fit();
+    });
+  }
+
+  private bindKeys(): void {
+    this.canvas.addEventListener('keydown', (e) => {
+      const l = this.app.layout;
+      const cur = this.cursor !== null ? l.byId.get(this.cursor) : undefined;
+      const move = (id: string | undefined) => {
+        if (id === undefined) return;
+        this.cursor = id;
+        this.app.setHover(id);
+        this.reveal(id);
+        const n = l.byId.get(id)!;
+        const r = this.canvas.getBoundingClientRect();
+        this.tooltip.show(id, r.left + this.sx(n), r.top + this.sy(n));
+      };
+      const nearest = (pred: (n: LayoutNode) => boolean, from: LayoutNode) => {
+        let best: LayoutNode | undefined;
+        for (const n of l.nodes) {
+          if (!pred(n)) continue;
+          const d = Math.abs(n.row - from.row) * 10 + Math.abs(n.col - from.col);
+          const bd = best ? Math.abs(best.row - from.row) * 10 + Math.abs(best.col - from.col) : Infinity;
+          if (d < bd) best = n;
+        }
+        return best?.id;
+      };
+      let handled = true;
+      switch (e.key) {
+        case 'ArrowLeft':
+          if (cur) move(this.app.lin.parentOf(cur.id));
+          else move(l.nodes[0]?.id);
+          break;
+        case 'ArrowRight':
+          if (cur) move((this.app.lin.children.get(cur.id) ?? []).find((x) => l.byId.has(x)));
+          else move(l.nodes[0]?.id);
+          break;
+        case 'ArrowDown':
+          if (cur) move(nearest((n) => n.row > cur.row, { ...cur, row: cur.row + 1 }));
+          else move(l.nodes[0]?.id);
+          break;
+        case 'ArrowUp':
+          if (cur) move(nearest((n) => n.row < cur.row, { ...cur, row: cur.row - 1 }));
+          break;
+        case ' ':
+          if (cur) this.app.select([cur.id], e.shiftKey || e.ctrlKey ? 'toggle' : 'replace');
+          break;
+        case 'c':
+        case 'C':
+          if (cur) this.app.toggleCollapse(cur.id);
+          break;
+        case '+':
+        case '=':
+          this.zoomAt(1.25, this.width / 2, this.height / 2);
+          break;
+        case '-':
+          this.zoomAt(0.8, this.width / 2, this.height / 2);
+          break;
+        case '0':
+          this.fit();
+          break;
+        case 'Escape':
+          this.tooltip.hide();
+          this.app.select([], 'replace');
+          break;
+        default:
+          handled = false;
+      }
+      if (handled) {
+        e.preventDefault();
+        this.request();
+      }
+    });
+    this.canvas.addEventListener('blur', () => {
+      this.tooltip.hide();
+    });
+  }
+
+  /** The canvas as it is now (PNG export). */
+  toDataUrl(): string {
+    return this.canvas.toDataURL('image/png');
+  }
+}
+
+/** "prune.magnitude" stays, long user op names are cut for a column. */
+export function shortOp(op: string): string {
+  return op.length > 22 ? `${op.slice(0, 21)}…` : op;
+}
