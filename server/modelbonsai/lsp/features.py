@@ -399,7 +399,7 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
     models: list[P.ModelInfo] = []
     try:
         folder = server.folder_for(file=path)
-        entry = await server.in_reader(server.lineage.get, folder, server.read_pool.submit, server.notify_lineage)
+        entry = await server.in_reader(server.lineage.get, folder, server.notify_lineage)
         models = entry.models
     except Exception:  # no lineage yet: the action lenses still show
         log.debug("no lineage for lenses", exc_info=True)

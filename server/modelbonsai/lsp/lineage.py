@@ -17,10 +17,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
 from ..store.lineage import DB_NAME
@@ -107,7 +107,12 @@ _SYNC_COST_S = 0.05
 
 
 class LineageCache:
-    """Per-folder cache of the lineage (models and their serialized JSON)."""
+    """Per-folder cache of the lineage (models and their serialized JSON).
+
+    Recomputations run on one thread of their own and are coalesced: however many models a job
+    stores in a burst, at most one recomputation per folder is waiting at any time, and readers
+    never queue behind them.
+    """
 
     def __init__(self, open_store: Callable[[Path], LineageStore]):
         self._open_store = open_store
@@ -115,7 +120,9 @@ class LineageCache:
         self._compute_lock = threading.Lock()
         self._entries: dict[Path, _Entry] = {}
         self._versions: dict[Path, sqlite3.Connection] = {}
-        self._refreshing: set[Path] = set()
+        # folder -> callbacks of a refresh that is queued but has not started yet
+        self._pending: dict[Path, list[Callable[[Path], None]]] = {}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonsai-lineage")
 
     def invalidate(self, folder: Path | None = None) -> None:
         with self._lock:
@@ -124,8 +131,11 @@ class LineageCache:
             else:
                 self._entries.pop(folder, None)
 
-    def get(self, folder: Path, background: Callable[[Callable[[], None]], Any] | None = None,
-            on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
+    def peek(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry | None:
+        """The answer if it can be given without computing (cheap: safe on the event loop).
+
+        A stale answer is given when recomputing is slow (a big store); a refresh is then
+        queued and `on_refreshed(folder)` is called if the lineage turned out to differ."""
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
             # never create .bonsai/ just because someone looked
             return _Entry(-1, time.monotonic(), 0.0, [], json.dumps(lineage_result(folder, [])), frozenset())
@@ -133,19 +143,26 @@ class LineageCache:
         with self._lock:
             entry = self._entries.get(folder)
         if entry is None:
-            return self.refresh(folder, version)
+            return None
         stale = entry.version != version
-        if stale and (entry.cost <= _SYNC_COST_S or background is None):
-            return self.refresh(folder, version)
-        if (stale or time.monotonic() - entry.at > _REFRESH_S) and background is not None:
-            self._refresh_later(folder, background, on_refreshed)
+        if stale and entry.cost <= _SYNC_COST_S:
+            return None
+        if stale or time.monotonic() - entry.at > _REFRESH_S:
+            self.refresh_later(folder, on_refreshed, only_if_changed=True)
         return entry
 
-    def refresh(self, folder: Path, version: int | None = None) -> _Entry:
+    def get(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
+        entry = self.peek(folder, on_refreshed)
+        return entry if entry is not None else self.refresh(folder)
+
+    def refresh(self, folder: Path) -> _Entry:
         """Recompute now (in the caller's thread); returns the new entry."""
         with self._compute_lock:  # one computation at a time: they are CPU-bound anyway
-            if version is None:
-                version = self._data_version(folder)
+            version = self._data_version(folder)
+            with self._lock:
+                entry = self._entries.get(folder)
+            if entry is not None and entry.version == version and time.monotonic() - entry.at < 0.05:
+                return entry  # someone else just did it
             t0 = time.perf_counter()
             models = read_lineage(self._open_store(folder))
             text = json.dumps(lineage_result(folder, models), separators=(",", ":"))
@@ -155,26 +172,37 @@ class LineageCache:
                 self._entries[folder] = entry
             return entry
 
-    def _refresh_later(self, folder: Path, background: Callable[[Callable[[], None]], Any],
-                       on_refreshed: Callable[[Path], None] | None) -> None:
+    def refresh_later(self, folder: Path, then: Callable[[Path], None] | None = None, *,
+                      only_if_changed: bool = False) -> None:
+        """Queue a recomputation (coalesced with one already queued); `then(folder)` after it."""
         with self._lock:
-            if folder in self._refreshing:
+            waiting = self._pending.get(folder)
+            if waiting is not None:
+                if then is not None:
+                    waiting.append(then)
                 return
-            self._refreshing.add(folder)
+            self._pending[folder] = [then] if then is not None else []
             before = self._entries.get(folder)
 
         def run() -> None:
+            with self._lock:
+                callbacks = self._pending.pop(folder, [])
             try:
                 after = self.refresh(folder)
-                if on_refreshed is not None and (before is None or after.text != before.text):
-                    on_refreshed(folder)
+                changed = before is None or after.text != before.text
             except Exception:
                 log.exception("refreshing the lineage of %s failed", folder)
-            finally:
-                with self._lock:
-                    self._refreshing.discard(folder)
+                self.invalidate(folder)
+                changed = True
+            if changed or not only_if_changed:
+                for cb in callbacks:
+                    cb(folder)
 
-        background(run)
+        try:
+            self._worker.submit(run)
+        except RuntimeError:  # shutting down
+            with self._lock:
+                self._pending.pop(folder, None)
 
     def _data_version(self, folder: Path) -> int:
         with self._lock:
@@ -189,6 +217,7 @@ class LineageCache:
                 return -1
 
     def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for conn in self._versions.values():
                 conn.close()

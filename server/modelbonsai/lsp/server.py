@@ -217,19 +217,7 @@ class BonsaiServer(LanguageServer):
     def lineage_changed(self, folder: Path) -> None:
         """The lineage of `folder` changed (a model stored or deleted): recompute it off the loop,
         then tell the client, so the request it sends next gets the new lineage at once."""
-
-        def refresh() -> None:
-            try:
-                self.lineage.refresh(folder)
-            except Exception:
-                log.exception("refreshing the lineage of %s failed", folder)
-                self.lineage.invalidate(folder)
-            self.notify_lineage(folder)
-
-        try:
-            self.read_pool.submit(refresh)
-        except RuntimeError:  # shutting down
-            pass
+        self.lineage.refresh_later(folder, self.notify_lineage)
 
     def notify_lineage(self, folder: Path) -> None:
         self.notify(P.LINEAGE_CHANGED, {"folder": str(folder)})
@@ -488,7 +476,10 @@ def _register_core(server: BonsaiServer) -> None:
     @custom(server, P.LINEAGE)
     async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult | RawJSON:
         folder = ls.folder_for(params.get("folder"))
-        entry = await ls.in_reader(ls.lineage.get, folder, ls.read_pool.submit, ls.notify_lineage)
+        # The usual case (nothing changed) is answered right here from the cached JSON.
+        entry = ls.lineage.peek(folder, ls.notify_lineage)
+        if entry is None:
+            entry = await ls.in_reader(ls.lineage.get, folder, ls.notify_lineage)
         live = _running_variants(ls)
         if live & entry.keys:  # a re-run is remaking some of these models: mark them running
             return lineage_result(folder, _overlay_running(entry.models, live))
