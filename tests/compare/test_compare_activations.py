@@ -142,3 +142,18 @@ def test_nan_is_counted_and_cancel_works() -> None:
     assert m is not None and m["nan_other"] == 8 and m["nan_base"] == 0
     with pytest.raises(Cancelled):
         compare_activations(base, {"o": other}, ToyTask(torch.randn(8, 16)), control=Control(cancelled=lambda: True))
+
+
+def test_inplace_relu_does_not_corrupt_captured_outputs() -> None:
+    base = nn.Sequential(nn.Linear(8, 8), nn.ReLU(inplace=True), nn.Linear(8, 8))
+    other = copy.deepcopy(base)
+    with torch.no_grad():
+        other[0].bias.add_(0.3)
+    x = torch.randn(12, 8)
+    res = compare_activations(base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=12, mode="isolated"))["o"]
+    with torch.no_grad():
+        pre_b, pre_o = base[0](x), other[0](x)  # before the in-place ReLU
+    want = float((pre_o - pre_b).norm() / pre_b.norm())
+    assert res.module("0").isolated["rel_l2"] == pytest.approx(want, rel=1e-5)  # type: ignore[index]
+    assert res.module("0").propagated is None  # isolated mode only
+    assert res.module("2").isolated["rel_l2"] < 1e-6  # type: ignore[index]

@@ -136,3 +136,13 @@ def test_lm_token_divergence_against_reference() -> None:
     ref = (lp.exp() * (lp - lq)).sum(-1).numpy()
     np.testing.assert_allclose(out["kl"], ref, rtol=1e-4, atol=1e-6)
     assert out["top1_agreement"] == pytest.approx(float((lp.argmax(-1) == lq.argmax(-1)).double().mean()))
+
+
+def test_embeddings_compare_by_cosine() -> None:
+    e = torch.randn(20, 8)
+    o = e.clone()
+    o[3] = -o[3]
+    res = compare_behavior(Evaluation([], [str(i) for i in range(20)], e), {"o": Evaluation([], [str(i) for i in range(20)], o)}, bootstrap=100)["o"]
+    assert res.task_kind == "embedding"
+    assert res.per_instance["cosine"][3] == pytest.approx(-1.0) and res.per_instance["cosine"][0] == pytest.approx(1.0)
+    assert res.summary["cosine"]["value"] == pytest.approx(18 / 20, abs=1e-6)

@@ -90,3 +90,58 @@ def test_tiles_of_a_difference() -> None:
     want = (b[0].weight - a[0].weight).detach()
     got = out.result.tensors["L0_0_0_mean"]
     assert got.shape == (16, 16) and torch.allclose(torch.from_numpy(got.copy()), want[:16, :16])
+
+
+class _Task:
+    """Plain inputs; forward = model(inputs)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def eval_batches(self, batch_size: int):  # type: ignore[no-untyped-def]
+        from modelbonsai.tasks.base import Batch
+
+        for i in range(0, len(self.x), batch_size):
+            yield Batch(ids=[f"i{j}" for j in range(i, min(i + batch_size, len(self.x)))], inputs=self.x[i : i + batch_size])
+
+    def forward(self, model: nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        return model(batch.inputs)
+
+    @staticmethod
+    def to_device(batch, device):  # type: ignore[no-untyped-def]
+        return batch
+
+
+def test_activation_and_behavior_results_are_cached(tmp_path: Path) -> None:
+    from modelbonsai.compare.activations import ActivationOptions
+    from modelbonsai.tasks.base import Evaluation
+
+    a, b = _net(), _net()
+    task = _Task(torch.randn(10, 16))
+    store = LineageStore.open(tmp_path)
+    opts = ActivationOptions(instances=10, batch_size=4)
+    one = api.activations(store, "a", "b", a, lambda: b, task, task_key={"t": 1}, options=opts)
+    assert not one.cache_hit and one.result.kind == "activations"
+    assert one.result.tensors["propagated"].shape == (len(one.result.meta["modules"]), 10)
+    two = api.activations(store, "a", "b", a, lambda: pytest.fail("loaded"), task, task_key={"t": 1}, options=opts)
+    assert two.cache_hit
+    assert not api.activations(store, "a", "b", a, b, task, task_key={"t": 2}, options=opts).cache_hit
+
+    probs = torch.softmax(torch.randn(10, 3), 1)
+    ev = Evaluation([], [f"i{k}" for k in range(10)], probs, probs.argmax(1), probs.argmax(1))
+    first = api.behavior(store, "a", "b", ev, lambda: ev, task_key={"t": 1}, bootstrap=50)
+    assert first.result.meta["summary"]["agreement"]["value"] == 1.0
+    assert api.behavior(store, "a", "b", ev, lambda: pytest.fail("loaded"), task_key={"t": 1}, bootstrap=50).cache_hit
+    store.close()
+
+
+def test_activation_tiles_of_a_difference() -> None:
+    a, b = _net(), _net()
+    task = _Task(torch.randn(6, 16))
+    out = api.activation_tiles(MemoryCache(), "b", b, task, "i4", "0", 0, task_key={}, minus=("a", a), tile=8)
+    with torch.no_grad():
+        want = b[0](task.x[4]) - a[0](task.x[4])
+    got = torch.cat([torch.from_numpy(out.result.tensors[f"L0_0_{k}_mean"].copy()) for k in range(4)], 1)[0]
+    assert torch.allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="not in the task"):
+        api.activation_tiles(None, "b", b, task, "nope", "0", 0, task_key={})

@@ -733,6 +733,8 @@ def _isolated(
         ctl.check()
         for call, (args, kwargs) in enumerate(capture.inputs[name]):
             try:
+                if capture.clone:  # an in-place module would overwrite the base's recorded input
+                    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
                 with torch.inference_mode():
                     out = mod(*args, **kwargs)
             except (RuntimeError, ValueError, TypeError) as e:

@@ -216,3 +216,43 @@ def store_weights(
         kept_indices=lambda: artifact_kept_indices(other_dir),
         include=include, exclude=exclude, progress=progress, cancelled=cancelled,
     )  # fmt: skip
+
+
+def activation_tiles(
+    cache: ResultCache | None,
+    model_id: str,
+    model: Lazy[nn.Module],
+    task: Lazy[A.BatchTask],
+    instance_id: str,
+    module: str,
+    level: int,
+    window: tuple[int, int, int, int] | None = None,
+    *,
+    task_key: Mapping[str, Any],
+    minus: tuple[str, Lazy[nn.Module]] | None = None,
+    kept_indices: Mapping[int, Sequence[int]] | None = None,
+    device: torch.device | str = "cpu",
+    tile: int = T.TILE,
+) -> Outcome:
+    """Tiles of `module`'s output for one instance (batch dim removed), or of (model − `minus`
+    model). `kept_indices` = {0: kept output channels} aligns a structured-pruned module: the
+    minus output is indexed on its channel dim (1 for conv-like 3-D+ outputs, else the last)."""
+    models = {"model": model_id}
+    if minus is not None:
+        models["minus"] = minus[0]
+    key = result_key(models, {"task": dict(task_key), "instance": instance_id, "module": module, "level": level,
+                              "window": list(window) if window else None, "tile": tile})  # fmt: skip
+
+    def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        tk = _get(task)
+        t = T.activation_tensor(_get(model), tk, instance_id, module, device=device)
+        if minus is not None:
+            m = T.activation_tensor(_get(minus[1]), tk, instance_id, module, device=device)
+            if kept_indices and 0 in kept_indices:
+                dim = 0 if m.dim() >= 3 else m.dim() - 1  # per instance: conv channels first, else last
+                m = m.index_select(dim, torch.as_tensor(list(kept_indices[0]), dtype=torch.long))
+            t = T.difference(m, t)
+        meta = {"module": module, "instance": instance_id, "models": models}
+        return T.tiles_wire(t, level, window, tile=tile, meta=meta)
+
+    return Outcome(*cached(cache, T.KIND, key, compute))
