@@ -157,3 +157,30 @@ def test_inplace_relu_does_not_corrupt_captured_outputs() -> None:
     assert res.module("0").isolated["rel_l2"] == pytest.approx(want, rel=1e-5)  # type: ignore[index]
     assert res.module("0").propagated is None  # isolated mode only
     assert res.module("2").isolated["rel_l2"] < 1e-6  # type: ignore[index]
+
+
+@pytest.mark.parametrize("seq", [1, 64])  # 64 x 80 = 5120 features per instance: the row-wise path
+def test_activation_metrics_against_float64_reference(seq: int) -> None:
+    base = nn.Sequential(nn.Linear(80, 80), nn.GELU(), nn.Linear(80, 80))
+    other = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(9, seq, 80) if seq > 1 else torch.randn(9, 80)
+    res = compare_activations(base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=9, batch_size=4))["o"]
+    with torch.no_grad():
+        hb, ho = base[:1](x).double(), other[:1](x).double()
+    b, o = hb.reshape(9, -1), ho.reshape(9, -1)
+    d = o - b
+    m = res.module("0").propagated
+    assert m is not None
+    assert m["rel_l2"] == pytest.approx(float(d.norm() / b.norm()), rel=1e-5)
+    assert m["sqnr_db"] == pytest.approx(float(10 * torch.log10(b.pow(2).sum() / d.pow(2).sum())), rel=1e-5)
+    assert m["cosine"] == pytest.approx(float((b * o).sum() / (b.norm() * o.norm())), rel=1e-6)
+    assert m["max_abs_diff"] == pytest.approx(float(d.abs().max()), rel=1e-5)
+    per = (d.norm(dim=1) / b.norm(dim=1)).numpy()
+    row = [mm.name for mm in res.modules].index("0")
+    np.testing.assert_allclose(res.propagated[row], per, rtol=1e-4)
+    pooled_b = hb.mean(1) if seq > 1 else hb
+    pooled_o = ho.mean(1) if seq > 1 else ho
+    assert m["cka"] == pytest.approx(linear_cka(pooled_b, pooled_o), rel=1e-5)

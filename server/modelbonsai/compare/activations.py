@@ -771,7 +771,7 @@ def _finish(
             acc = accs.get(mode, {}).get(name)
             row = np.full(n, np.nan)
             if acc is not None and mode in modes and r.status == "ok":
-                if acc.problem and mode == "propagated":
+                if acc.problem and (mode == "propagated" or "propagated" not in modes):
                     r.status, r.message = "mismatch", acc.problem
                 elif acc.problem:
                     r.message = f"isolated: {acc.problem}"
