@@ -146,3 +146,17 @@ def test_embeddings_compare_by_cosine() -> None:
     assert res.task_kind == "embedding"
     assert res.per_instance["cosine"][3] == pytest.approx(-1.0) and res.per_instance["cosine"][0] == pytest.approx(1.0)
     assert res.summary["cosine"]["value"] == pytest.approx(18 / 20, abs=1e-6)
+
+
+def test_lm_tokens_entry_point_is_cached() -> None:
+    from modelbonsai.compare import api
+    from modelbonsai.compare.cache import MemoryCache
+
+    base = nn.Sequential(nn.Embedding(11, 8), nn.Linear(8, 11))
+    other = nn.Sequential(nn.Embedding(11, 8), nn.Linear(8, 11))
+    task = _LMTask(torch.randint(0, 11, (5, 6)))
+    cache = MemoryCache()
+    first = api.lm_tokens(cache, "a", "b", base, other, task, task_key={}, instances=5)
+    assert first.result.tensors["kl"].shape == (5, 6) and first.result.tensors["top1_agree"].dtype == np.bool_
+    assert (first.result.tensors["kl"] >= 0).all() and first.result.meta["mean_kl"] > 0
+    assert api.lm_tokens(cache, "a", "b", base, lambda: pytest.fail("loaded"), task, task_key={}, instances=5).cache_hit

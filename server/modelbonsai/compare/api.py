@@ -256,3 +256,34 @@ def activation_tiles(
         return T.tiles_wire(t, level, window, tile=tile, meta=meta)
 
     return Outcome(*cached(cache, T.KIND, key, compute))
+
+
+def lm_tokens(
+    cache: ResultCache | None,
+    base_id: str,
+    other_id: str,
+    base: Lazy[nn.Module],
+    other: Lazy[nn.Module],
+    task: Lazy[Any],
+    *,
+    task_key: Mapping[str, Any],
+    device: torch.device | str = "cpu",
+    instances: int = 64,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+    cancelled: CancelledFn | None = None,
+) -> Outcome:
+    """Per-token KL(base ‖ other) and top-1 agreement of a causal LM (kind "lm_tokens"):
+    meta {ids, mean_kl, top1_agreement}, tensors {kl [N, T] float32, top1_agree [N, T] bool}."""
+    ctl = _control(progress, cancelled)
+    key = result_key({"base": base_id, "other": other_id}, {"task": dict(task_key), "instances": instances})
+
+    def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        out = B.lm_token_divergence(_get(base), {other_id: _get(other)}, _get(task), device=device,
+                                    instances=instances, batch_size=batch_size, control=ctl)[other_id]  # fmt: skip
+        meta = {"base": base_id, "other": other_id, "ids": out["ids"], "mean_kl": out["mean_kl"],
+                "top1_agreement": out["top1_agreement"]}  # fmt: skip
+        return "lm_tokens", meta, {"kl": out["kl"], "top1_agree": out["top1_agree"]}
+
+    ctl.check()
+    return Outcome(*cached(cache, "lm_tokens", key, compute))
