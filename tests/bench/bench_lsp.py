@@ -103,7 +103,7 @@ class Client:
             body = out.read(n)
             t = time.perf_counter()
             head = body[:120]
-            if head.startswith(b'{"jsonrpc":"2.0","id":') or b'"id"' in head and b'"method"' not in head:
+            if head.startswith(b'{"jsonrpc":"2.0","id":') or (b'"id"' in head and b'"method"' not in head):
                 msg_id = _peek_id(body)
                 with self.cond:
                     self.responses[msg_id] = (t, body)

@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import LineageStore, ModelRecord, StoreError
 from . import protocol as P
-from .jobs import JobCancelled, JobContext
+from .jobs import JobContext
+from .work import problems_text
 
 if TYPE_CHECKING:
     from .server import BonsaiServer
 
 log = logging.getLogger(__name__)
-
-
-class RunFailed(ValueError):
-    """A run finished with failed variants; the message lists them."""
 
 
 def register(server: BonsaiServer) -> None:
@@ -35,7 +32,7 @@ def register(server: BonsaiServer) -> None:
         # Refuse a broken file up front, with its first problems, instead of queueing a doomed job.
         parsed = await ls.in_reader(load_experiment, file)
         if parsed.experiment is None or parsed.errors:
-            raise RequestError(P.USER_ERROR, _problems_text(file, parsed.errors or parsed.problems))
+            raise RequestError(P.USER_ERROR, problems_text(file, parsed.errors or parsed.problems))
         exp = parsed.experiment
         names = [v.name for v in exp.variants]
         wanted = params.get("variants") or None
@@ -52,7 +49,13 @@ def register(server: BonsaiServer) -> None:
         folder = ls.folder_for(file=file)
         force = bool(params.get("force", False))
         title = f"Run {', '.join(wanted) if wanted else 'all variants'} ({file.name})"
-        work = _run_work(ls, file, folder, wanted, force)
+        spec = {"file": str(file), "folder": str(folder), "variants": wanted, "force": force,
+                "maxInstances": ls.settings.max_instances}
+
+        def work(ctx: JobContext) -> Any:
+            return ls.workers.run("run", {**spec, "device": ctx.job.device}, ctx,
+                                  on_lineage=lambda: ls.lineage_changed(folder))
+
         job = ls.submit("run", title, work, token=params.get("workDoneToken"), folder=folder)
         job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
         return {"jobId": job.id}
@@ -70,63 +73,16 @@ def register(server: BonsaiServer) -> None:
 
     @custom(server, P.MODEL_EXPORT)
     async def export(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
-        _folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])
-        out = as_path(params["dir"])
-
-        def work(ctx: JobContext) -> str:
-            from ..artifacts.export import export_model
-
-            ctx.progress(0.1, f"rebuilding {rec.name}")
-            skeleton = skeleton_factory(store, rec)
-            path = export_model(store.artifact_path(rec), out, skeleton, format=params["format"])
-            return str(path)
-
-        job = ls.submit("run", f"Export {rec.name}", work, token=params.get("workDoneToken"))
+        folder, _store, rec = await ls.in_reader(_find_model, ls, params["id"])
+        spec = {"folder": str(folder), "id": rec.id, "dir": str(as_path(params["dir"])), "format": params["format"]}
+        job = ls.submit("run", f"Export {rec.name}", lambda ctx: ls.workers.run("export", spec, ctx),
+                        token=params.get("workDoneToken"))
         return {"path": await asyncio.wrap_future(job.future)}
 
     @custom(server, P.EXPERIMENT_CREATE)
     async def create(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
         config = as_path(params["configPath"])
         return {"path": str(await ls.in_reader(write_starter, config))}
-
-
-def _problems_text(file: Path, problems: list[Any]) -> str:
-    shown = "; ".join(f"{p.range}: {p.message}" for p in problems[:3])
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return f"{file.name} has {len(problems)} problem(s), fix them before running: {shown}{more}"
-
-
-def _run_work(ls: BonsaiServer, file: Path, folder: Path, wanted: list[str] | None, force: bool) -> Any:
-    def work(ctx: JobContext) -> dict[str, Any]:
-        from ..experiment import load_experiment
-        from ..runner import RunEvent, Runner, make_plan
-
-        ctx.progress(0.0, "planning")
-        parsed = load_experiment(file)  # read again: the file may have changed while queued
-        if parsed.experiment is None or parsed.errors:
-            raise RunFailed(_problems_text(file, parsed.errors or parsed.problems))
-        # The job gets its own store connection: its writes never wait on the readers' lock.
-        store = LineageStore.open(folder)
-        try:
-            def on_event(e: RunEvent) -> None:
-                if e.kind == "stored":
-                    ls.lineage_changed(folder)  # each model shows up as soon as it is stored
-
-            plan = make_plan(parsed.experiment, store, only=wanted, force=force)
-            runner = Runner(store, device=ctx.job.device, progress=ctx.progress, events=on_event,
-                            cancelled=ctx.cancelled, max_instances=ls.settings.max_instances)
-            result = runner.run(plan)
-        finally:
-            store.close()
-        if result.status == "cancelled":
-            raise JobCancelled()
-        if result.failed:
-            raise RunFailed("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-        made, fresh = len(result.made), len(result.up_to_date)
-        ctx.progress(1.0, f"{made} made, {fresh} up to date")
-        return {"made": result.made, "upToDate": result.up_to_date}
-
-    return work
 
 
 def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, ModelRecord]:
@@ -141,30 +97,6 @@ def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, Mo
         except StoreError as e:
             errors.append(str(e))
     raise StoreError(f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else ""))
-
-
-def root_of(store: LineageStore, rec: ModelRecord) -> ModelRecord:
-    cur = rec
-    seen = set()
-    while cur.parent_id is not None and cur.id not in seen:
-        seen.add(cur.id)
-        cur = store.get_model(cur.parent_id)
-    return cur
-
-
-def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Any:
-    """A function building the base architecture of `rec` (what its artifact is rebuilt on)."""
-    from ..load import load_skeleton
-
-    root = root_of(store, rec)
-    if root.base_spec is None:
-        raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
-    exp_root = store.workspace
-    if root.experiment_file:
-        f = Path(root.experiment_file)
-        exp_root = (f if f.is_absolute() else store.workspace / f).parent
-    spec = root.base_spec
-    return lambda: load_skeleton(spec, exp_root)
 
 
 def write_starter(config: Path) -> Path:

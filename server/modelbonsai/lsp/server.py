@@ -46,6 +46,7 @@ from . import stdio
 from .jobs import Job, JobCancelled, JobQueue
 from .lineage import LineageCache, RawJSON, lineage_result
 from .results import ResultNotFound, ResultStore
+from .worker import Workers
 
 log = logging.getLogger("modelbonsai.lsp")
 T = TypeVar("T")
@@ -148,6 +149,7 @@ class BonsaiServer(LanguageServer):
                          text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.settings = Settings()
         self.jobs = JobQueue(on_change=self._job_changed)
+        self.workers = Workers()
         self.results = ResultStore(None)
         self.read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bonsai-read")
         self.request_jobs: dict[Any, str] = {}  # request id -> job id ($/cancelRequest)
@@ -319,6 +321,7 @@ class BonsaiServer(LanguageServer):
 
     def shutdown_resources(self) -> None:
         self.jobs.shutdown()
+        self.workers.close()
         self.results.close()
         self.lineage.close()
         self.read_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,286 @@
+"""The heavy work itself: runs, comparisons, tiles, instances, exports, as plain functions of a
+JSON-like spec and a :class:`Reporter`. They run inside a worker process (see worker.py), so
+they know nothing of the server: they report progress, poll cancellation, announce stored
+models and emit result pages through the reporter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import wire
+from ..store import LineageStore, ModelRecord, StoreError
+
+
+class Reporter(Protocol):
+    def progress(self, fraction: float | None, message: str | None = None) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+    def check_cancelled(self) -> None: ...
+
+    def lineage_changed(self) -> None: ...
+
+    def page(self, data: bytes) -> None: ...
+
+
+class WorkError(ValueError):
+    """Something the user can fix; the message says what (e.g. a run whose variants failed)."""
+
+
+def problems_text(file: Path, problems: Sequence[Any]) -> str:
+    shown = "; ".join(f"{p.range}: {p.message}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"{file.name} has {len(problems)} problem(s), fix them before running: {shown}{more}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Models of a store
+# ---------------------------------------------------------------------------------------------
+def root_of(store: LineageStore, rec: ModelRecord) -> ModelRecord:
+    cur, seen = rec, set()
+    while cur.parent_id is not None and cur.id not in seen:
+        seen.add(cur.id)
+        cur = store.get_model(cur.parent_id)
+    return cur
+
+
+def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Any:
+    """A function building the base architecture of `rec` (what its artifact is rebuilt on)."""
+    from ..load import load_skeleton
+
+    root = root_of(store, rec)
+    if root.base_spec is None:
+        raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
+    exp_root = store.workspace
+    if root.experiment_file:
+        f = Path(root.experiment_file)
+        exp_root = (f if f.is_absolute() else store.workspace / f).parent
+    spec = root.base_spec
+    return lambda: load_skeleton(spec, exp_root)
+
+
+def load_module(store: LineageStore, rec: ModelRecord) -> Any:
+    from ..artifacts import load_artifact
+
+    return load_artifact(store.artifact_path(rec), skeleton_factory(store, rec)).module
+
+
+def experiment_of(store: LineageStore, rec: ModelRecord) -> Any:
+    """The parsed experiment file a model came from (for its task), or None."""
+    from ..experiment import load_experiment
+
+    root = root_of(store, rec)
+    label = rec.experiment_file or root.experiment_file
+    if not label:
+        return None
+    path = Path(label)
+    path = path if path.is_absolute() else store.workspace / path
+    parsed = load_experiment(path)
+    return parsed.experiment or parsed.partial
+
+
+def task_of(store: LineageStore, rec: ModelRecord, max_instances: int | None) -> tuple[Any, dict[str, Any]]:
+    """(task instance, task key) for a model's experiment; WorkError when it has no task."""
+    from ..tasks import get_task_class
+
+    exp = experiment_of(store, rec)
+    if exp is None or exp.task is None:
+        raise WorkError(f"model '{rec.name}' comes from no experiment file with a `task:` section; "
+                        "this comparison needs the task's data")
+    cls = get_task_class(exp.task.kind, exp.root)
+    limit = max_instances or exp.task.max_instances
+    task = cls(dict(exp.task.options), exp.root, max_instances=limit)
+    return task, {"kind": exp.task.kind, "options": exp.task.options, "max_instances": limit}
+
+
+def _models(spec: dict[str, Any]) -> tuple[LineageStore, ModelRecord, list[ModelRecord]]:
+    store = LineageStore.open(spec["folder"])
+    return store, store.get_model(spec["base"]), [store.get_model(m) for m in spec["models"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+# ---------------------------------------------------------------------------------------------
+def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
+    from ..experiment import load_experiment
+    from ..ops.registry import Cancelled
+    from ..runner import RunEvent, Runner, make_plan
+
+    file = Path(spec["file"])
+    rep.progress(0.0, "planning")
+    parsed = load_experiment(file)  # read again: the file may have changed while queued
+    if parsed.experiment is None or parsed.errors:
+        raise WorkError(problems_text(file, parsed.errors or parsed.problems))
+    store = LineageStore.open(spec["folder"])
+    try:
+        def on_event(e: RunEvent) -> None:
+            if e.kind == "stored":
+                rep.lineage_changed()  # each model shows up as soon as it is stored
+
+        plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")))
+        runner = Runner(store, device=spec["device"], progress=rep.progress, events=on_event,
+                        cancelled=rep.cancelled, max_instances=spec.get("maxInstances"))
+        result = runner.run(plan)
+    finally:
+        store.close()
+    if result.status == "cancelled":
+        raise Cancelled()
+    if result.failed:
+        raise WorkError("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
+    rep.progress(1.0, f"{len(result.made)} made, {len(result.up_to_date)} up to date")
+    return {"made": result.made, "upToDate": result.up_to_date}
+
+
+def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
+    from ..compare import api
+
+    store, base, others = _models(spec)
+    opts = spec.get("options") or {}
+    n = len(others)
+    for i, other in enumerate(others):
+        out = api.store_weights(
+            store, base.id, other.id, include=opts.get("include"), exclude=opts.get("exclude"),
+            progress=lambda f, m, i=i, name=other.name: rep.progress((i + f) / n, f"{name}: {m}"),
+            cancelled=rep.cancelled,
+        )
+        rep.page(out.data)
+
+
+def compare_activations(spec: dict[str, Any], rep: Reporter) -> None:
+    from ..compare import api
+    from ..compare.activations import ActivationOptions
+
+    store, base, others = _models(spec)
+    o = spec["activationOptions"]
+    aopts = ActivationOptions(instances=o["instances"], batch_size=o["batchSize"], mode=o["mode"],
+                              isolated_scope=o["isolatedScope"], modules=o.get("modules"))
+    task, task_key = task_of(store, base, spec.get("maxInstances"))
+    base_module = load_module(store, base)
+    n = len(others)
+    for i, other in enumerate(others):
+        odir = store.artifact_path(other)
+        out = api.activations(
+            store, base.id, other.id, base_module, lambda other=other: load_module(store, other),
+            task, task_key=task_key, device=spec["device"], options=aopts,
+            kept_indices=lambda odir=odir: api.artifact_kept_indices(odir),
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,
+        )
+        rep.page(out.data)
+
+
+def compare_behavior(spec: dict[str, Any], rep: Reporter) -> None:
+    from ..compare import api
+    from ..runner import load_evaluation
+
+    store, base, others = _models(spec)
+    opts = spec.get("options") or {}
+
+    def evaluation(rec: ModelRecord) -> Any:
+        ev = load_evaluation(store, rec)
+        if ev is None:
+            raise WorkError(f"model '{rec.name}' has no stored evaluation outputs (was it run with a task?)")
+        return ev
+
+    task_key: dict[str, Any] = {}
+    groupings = class_names = None
+    try:
+        task, task_key = task_of(store, base, spec.get("maxInstances"))
+        groupings, class_names = task.groupings, task.class_names()
+    except WorkError:
+        pass  # stored outputs alone still compare; groups then come from the targets only
+    n = len(others)
+    for i, other in enumerate(others):
+        out = api.behavior(
+            store, base.id, other.id, lambda: evaluation(base), lambda other=other: evaluation(other),
+            task_key=task_key, groupings=groupings, class_names=class_names,
+            bootstrap=opts.get("bootstrap", 1000), seed=opts.get("seed", 0),
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,
+        )
+        rep.page(out.data)
+
+
+def tensor_tiles(spec: dict[str, Any], rep: Reporter) -> None:
+    from ..compare import api
+    from ..compare.sources import artifact_source
+
+    store = LineageStore.open(spec["folder"])
+    model = store.get_model(spec["model"])
+    mdir = store.artifact_path(model)
+    window = tuple(spec["window"])
+    if spec.get("other"):
+        # the difference other - model, in the other's layout (aligned by its kept indices)
+        other = store.get_model(spec["other"])
+        odir = store.artifact_path(other)
+        kept = api.artifact_kept_indices(odir).get(spec["tensor"])
+        out = api.weight_tiles(store, other.id, lambda: artifact_source(odir), spec["tensor"], spec["level"],
+                               window, minus=(model.id, lambda: artifact_source(mdir)), kept_indices=kept)  # type: ignore[arg-type]
+    else:
+        out = api.weight_tiles(store, model.id, lambda: artifact_source(mdir), spec["tensor"], spec["level"],
+                               window)  # type: ignore[arg-type]
+    rep.page(out.data)
+
+
+def instances(spec: dict[str, Any], rep: Reporter) -> None:
+    """One envelope: each instance as its task renders it (PNG bytes as uint8 tensors), and each
+    model's prediction and target for it where stored."""
+    import numpy as np
+
+    from ..runner import load_evaluation
+
+    store, first, rest = _models(spec)
+    models = [first, *rest]
+    ids = [str(i) for i in spec["ids"]]
+    task, _key = task_of(store, first, spec.get("maxInstances"))
+    out: list[dict[str, Any]] = []
+    tensors: dict[str, Any] = {}
+    for i, iid in enumerate(ids):
+        rep.check_cancelled()
+        r = task.render(iid)
+        item: dict[str, Any] = {"id": r.id, "kind": r.kind, "label": r.label}
+        if r.text is not None:
+            item["text"] = r.text
+        if r.tokens is not None:
+            item["tokens"] = list(r.tokens)
+        if r.png is not None:
+            tensors[f"png_{i}"] = np.frombuffer(r.png, dtype=np.uint8)
+            item["png"] = f"png_{i}"
+        out.append(item)
+        rep.progress((i + 1) / max(1, len(ids)) * 0.5, f"rendered {i + 1} of {len(ids)}")
+    predictions: dict[str, list[Any]] = {}
+    targets: list[Any] | None = None
+    for rec in models:
+        ev = load_evaluation(store, rec)
+        if ev is None or ev.predictions is None:
+            continue
+        pos = {str(x): k for k, x in enumerate(ev.ids)}
+        predictions[rec.id] = [ev.predictions[pos[i]].tolist() if i in pos else None for i in ids]
+        if targets is None and ev.targets is not None:
+            targets = [ev.targets[pos[i]].tolist() if i in pos else None for i in ids]
+    names = task.class_names()
+    meta = {"instances": out, "models": [m.id for m in models], "predictions": predictions, "targets": targets,
+            "classNames": list(names) if names else None}
+    rep.page(wire.encode_result("instances", meta, tensors))
+
+
+def export(spec: dict[str, Any], rep: Reporter) -> str:
+    from ..artifacts.export import export_model
+
+    store = LineageStore.open(spec["folder"])
+    rec = store.get_model(spec["id"])
+    rep.progress(0.1, f"rebuilding {rec.name}")
+    path = export_model(store.artifact_path(rec), spec["dir"], skeleton_factory(store, rec), format=spec["format"])
+    return str(path)
+
+
+TASKS = {
+    "run": run,
+    "compare/weights": compare_weights,
+    "compare/activations": compare_activations,
+    "compare/behavior": compare_behavior,
+    "tensor/tiles": tensor_tiles,
+    "instances": instances,
+    "export": export,
+}
