@@ -85,14 +85,16 @@ def test_relative_change_histogram_matches_reference() -> None:
 def test_sampled_histograms_estimate_counts() -> None:
     b = torch.randn(100_000)
     o = b * 1.01
-    st = S.pair_stats(b, o, hist_sample=1000)
-    stride = S.hist_stride(100_000, 1000)
-    assert stride >= 100 and all(stride % p for p in (2, 3, 5, 7))
+    st = S.pair_stats(b, o, hist_sample=1024, values=True)
+    sample, weight = S.sample_elements(b, 1024)
+    assert sample.numel() <= 1024 and weight == pytest.approx(100_000 / sample.numel())
+    assert sample.is_contiguous() and torch.equal(sample[:64], b[:64])  # whole 64-element blocks
     est = st.rel_hist.sum() + st.rel_unchanged + st.rel_over + st.rel_under + st.rel_from_zero
-    assert est == pytest.approx(100_000, rel=0.02)
-    # relative change is 1% everywhere: all mass in the bin holding log10(0.01) = -2
+    assert est == pytest.approx(100_000, rel=1e-9)
+    # relative change is 1% everywhere: all mass in the bins around log10(0.01) = -2
     k = int(np.searchsorted(S.REL_EDGES, -2.0, side="right")) - 1
     assert st.rel_hist[k - 1 : k + 1].sum() == pytest.approx(est, rel=1e-6)
+    assert st.values is not None and st.values["base"].sum() == pytest.approx(100_000, rel=1e-9)
 
 
 def test_value_histograms_against_numpy() -> None:

@@ -15,10 +15,10 @@ average of ratios. With b the base, o the other and d = o - b, over pairs where 
   of unchanged elements, of elements changed from an exact zero, and of under/overflow.
 
 Histograms (relative change, and :func:`value_histograms`) are computed over every element of
-tensors up to :data:`HIST_SAMPLE` elements, and over a fixed strided sample of larger ones (the
-stride is a prime, so it does not alias with row lengths or N:M patterns); each sampled element
-then counts `stride` times, so histogram counts are estimates of element counts that still add up
-across tensors. Everything else is exact. Binning costs several times more than all the sums
+tensors up to :data:`HIST_SAMPLE` elements, and over a fixed sample of larger ones: blocks of 64
+consecutive elements (whole cache lines, whole N:M groups) taken every p-th block, p prime so
+the blocks do not alias with row lengths; each sampled element then counts `n / sample size`
+times, so histogram counts are estimates of element counts that still add up across tensors. Everything else is exact. Binning costs several times more than all the sums
 together, which is why big tensors are sampled; pass `hist_sample=None` for exact histograms.
 
 NaN and ±Inf are counted per side and excluded from the sums (the pair is skipped), never
@@ -44,7 +44,7 @@ REL_LO, REL_HI, REL_BINS = -8.0, 2.0, 40
 REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
 #: Value histograms: this many equal bins over [-R, R], R = largest finite |value| of either side.
 VALUE_BINS = 64
-#: Tensors with more elements than this get histograms from a strided sample (see module doc).
+#: Tensors with more elements than this get histograms from a block sample (see module doc).
 HIST_SAMPLE = 1 << 16
 
 
@@ -56,14 +56,26 @@ def _is_prime(k: int) -> bool:
     return k >= 2 and all(k % p for p in range(2, math.isqrt(k) + 1))
 
 
-def hist_stride(n: int, sample: int | None = HIST_SAMPLE) -> int:
-    """1 when every element is binned, else the smallest prime >= n / sample."""
-    if sample is None or n <= sample:
-        return 1
-    k = max(2, math.ceil(n / sample))
+SAMPLE_BLOCK = 64
+
+
+def _next_prime(k: int) -> int:
+    k = max(2, k)
     while not _is_prime(k):
         k += 1
     return k
+
+
+def sample_elements(x: torch.Tensor, sample: int | None = HIST_SAMPLE) -> tuple[torch.Tensor, float]:
+    """(contiguous sample of the flat tensor, elements each sampled one stands for)."""
+    x = x.reshape(-1)
+    n = x.numel()
+    if sample is None or n <= sample:
+        return x, 1.0
+    blocks = n // SAMPLE_BLOCK
+    step = _next_prime(math.ceil(blocks / max(1, sample // SAMPLE_BLOCK)))
+    picked = x[: blocks * SAMPLE_BLOCK].view(blocks, SAMPLE_BLOCK)[::step].reshape(-1)
+    return picked, n / picked.numel()
 
 
 @dataclass
@@ -238,18 +250,18 @@ def pair_stats(
 
     if hist_sample == 0:  # no histogram wanted (e.g. a second look at a transposed layout)
         return st
-    stride = hist_stride(n, hist_sample)
-    # one gather into a small contiguous sample; strided access over the whole tensor is slow
-    sb, so = b_all[::stride].contiguous(), o_all[::stride].contiguous()
+    # one gather of cache-line blocks; element-strided access over a big tensor is slow
+    sb, weight = sample_elements(b_all, hist_sample)
+    so, _ = sample_elements(o_all, hist_sample)
     all_finite = st.nonfinite == 0  # then the sample is finite too: skip the (slow) masking
     if values:
         st.values = value_histograms(sb, so, hist_sample=None, finite=all_finite)
-        st.values["stride"] = stride
-        st.values["base"] *= stride
-        st.values["other"] *= stride
+        st.values["weight"] = weight
+        st.values["base"] *= weight
+        st.values["other"] *= weight
     fb, fo = (sb, so) if all_finite else _finite_pairs(sb, so)
     if fb.numel():
-        _rel_hist(fb, fo, st, float(stride))
+        _rel_hist(fb, fo, st, weight)
     return st
 
 
@@ -269,11 +281,12 @@ def value_histograms(
 ) -> dict[str, Any]:
     """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
     is the largest finite |value| of either side (over the sampled elements). Counts are
-    estimated element counts (sample counts times `stride`). `finite=True` promises there is no
+    estimated element counts (sample counts times `weight`). `finite=True` promises there is no
     NaN/Inf (skips a masking pass)."""
-    stride = hist_stride(base.numel(), hist_sample)
     sides = [base] if other is None else [base, other]
-    xs = [t.detach().reshape(-1)[::stride].float() for t in sides]
+    picked = [sample_elements(t.detach().float(), hist_sample) for t in sides]
+    xs = [x for x, _ in picked]
+    weight = picked[0][1]
     r = 0.0
     for x in xs:
         fx = x if finite else x[torch.isfinite(x)]  # `finite`: the caller knows there is no NaN/Inf
@@ -282,8 +295,8 @@ def value_histograms(
             r = max(r, -float(lo), float(hi))
     r = r or 1.0
     # histc ignores values outside [min, max], so NaN/Inf are simply not binned (counted elsewhere)
-    hists = [torch.histc(x, bins, -r, r).double().cpu().numpy() * stride for x in xs]
-    out: dict[str, Any] = {"range": r, "bins": bins, "stride": stride, "base": hists[0]}
+    hists = [torch.histc(x, bins, -r, r).double().cpu().numpy() * weight for x in xs]
+    out: dict[str, Any] = {"range": r, "bins": bins, "weight": weight, "base": hists[0]}
     if other is not None:
         out["other"] = hists[1]
     return out

@@ -65,7 +65,7 @@ class TensorResult:
             d["metrics"] = self.stats.metrics()
         if self.values is not None:
             d["value_range"] = self.values["range"]
-            d["hist_stride"] = self.values["stride"]
+            d["hist_weight"] = self.values["weight"]  # elements per binned element (sampling)
         return d
 
 
