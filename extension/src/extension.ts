@@ -42,6 +42,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   context.subscriptions.push(srv, jobs, lineage, treeView, status, panels);
 
+  // Models that appear while the view is open are revealed (their parents expanded), so a run's
+  // results show up where the user is looking. Not on the first load: that would expand everything.
+  let known: Set<string> | undefined;
+  const revealNew = (models: P.ModelInfo[]) => {
+    const fresh = known ? models.filter((m) => !known!.has(m.id)) : [];
+    known = new Set(models.map((m) => m.id));
+    if (!treeView.visible) return;
+    for (const m of fresh.slice(-5)) {
+      const node = lineage.node(m.id);
+      if (node) treeView.reveal(node, { select: false, focus: false, expand: false }).then(undefined, () => undefined);
+    }
+  };
   const setContext = (key: string, value: unknown) => void vscode.commands.executeCommand('setContext', key, value);
   const updateView = () => {
     const s = srv.state;
@@ -62,7 +74,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (refreshTimer) clearTimeout(refreshTimer);
     refreshTimer = setTimeout(() => {
       refreshTimer = undefined;
-      if (srv.state.kind === 'ready') void lineage.refresh().then(updateView);
+      if (srv.state.kind === 'ready') {
+        void lineage.refresh().then(() => {
+          updateView();
+          srv.refreshCodeLenses();
+        });
+      }
     }, delay);
   };
   context.subscriptions.push({ dispose: () => refreshTimer && clearTimeout(refreshTimer) });
@@ -88,6 +105,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     jobs.onDidChange(updateView),
     lineage.onDidLoad((models) => {
       setContext('bonsai.lineageEmpty', models.length === 0);
+      revealNew(models);
       panels.broadcast('lineageChanged', { models });
     }),
     vscode.workspace.onDidGrantWorkspaceTrust(updateView),

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
   CloseAction,
+  CodeLensRequest,
   ErrorAction,
   LanguageClient,
   State,
@@ -252,6 +253,24 @@ export class BonsaiServer implements vscode.Disposable {
       else void vscode.window.showErrorMessage(`Installing modelbonsai failed (exit code ${e.exitCode ?? '?'}); see the terminal.`);
     });
     await vscode.tasks.executeTask(task);
+  }
+
+  /**
+   * Asks VS Code to re-request the CodeLenses of visible experiment files. The server also sends
+   * workspace/codeLens/refresh when the lineage changes; doing it from the client too keeps the
+   * metrics lenses current with a server or client that drops that request.
+   */
+  refreshCodeLenses(): void {
+    const feature = this.client?.getFeature(CodeLensRequest.method);
+    if (!feature) return;
+    const fired = new Set<unknown>();
+    for (const editor of vscode.window.visibleTextEditors) {
+      const shape = feature.getProvider(editor.document);
+      if (shape && !fired.has(shape)) {
+        fired.add(shape);
+        shape.onDidChangeCodeLensEmitter.fire();
+      }
+    }
   }
 
   /** A request to the running server; a clear error when it is not running. */

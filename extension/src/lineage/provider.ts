@@ -25,6 +25,10 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
     return [...this.byId.values()].map((n) => n.model);
   }
 
+  node(id: string): LineageNode | undefined {
+    return this.byId.get(id);
+  }
+
   model(id: string): P.ModelInfo | undefined {
     return this.byId.get(id)?.model;
   }
