@@ -45,7 +45,7 @@ REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
 #: Value histograms: this many equal bins over [-R, R], R = largest finite |value| of either side.
 VALUE_BINS = 64
 #: Tensors with more elements than this get histograms from a block sample (see module doc).
-HIST_SAMPLE = 1 << 16
+HIST_SAMPLE = 1 << 15
 
 
 def _zeros_hist() -> np.ndarray:
