@@ -216,8 +216,9 @@ def nonzero_count(module: nn.Module) -> int:
 @dataclass
 class EfficiencyOptions:
     batch_size: int = 32
-    warmup: int = 3
-    repeats: int = 20
+    # enough for a stable median on small models without making a sweep of dozens of variants slow
+    warmup: int = 2
+    repeats: int = 10
     measure_speed: bool = True
     timer: Timer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
