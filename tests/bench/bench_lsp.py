@@ -4,8 +4,8 @@ Builds a store of 2,000 models (a tree of depth ~7, 20 metrics each, written thr
 store's own atomic add) in a temporary workspace with a real experiment file beside it, starts
 `bonsai serve` over pipes, and times lineage requests one after another: from writing the
 request to having read the whole response frame (the ~4 MB body is parsed after the clock
-stops, once per distinct answer, to check it). "busy" samples are taken while a `bonsai/run`
-job prunes and quantizes a ~4M-parameter MLP in the same workspace, storing models as it goes
+stops, once per distinct answer, to check it), one every 10 ms. "busy" samples are taken while a `bonsai/run`
+job prunes and quantizes a ~2.2M-parameter MLP in the same workspace, storing models as it goes
 (so the lineage changes under the requests). Target: p99 while busy < 50 ms.
 
 Usage: python tests/bench/bench_lsp.py [--models 2000] [--idle 300]
@@ -34,11 +34,11 @@ variants:
   - name: prune-{sparsity}
     from: base
     ops:
-      - prune.magnitude: {sparsity: [0.3, 0.5, 0.7, 0.8, 0.9]}
+      - prune.magnitude: {sparsity: [0.5, 0.9]}
   - name: int-{bits}
     from: base
     ops:
-      - quantize.weights: {bits: [8, 6, 4, 3]}
+      - quantize.weights: {bits: [8, 4]}
 """
 
 ARCH = """\
@@ -47,8 +47,8 @@ from torch import nn
 
 def build():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(64, 1536), nn.ReLU(), nn.Linear(1536, 1536), nn.ReLU(),
-                         nn.Linear(1536, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    return nn.Sequential(nn.Linear(64, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                         nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
 """
 
 
@@ -202,6 +202,7 @@ def main() -> int:
                         state = n["params"]["job"]["state"]
             if state == "running":
                 busy.append(lineage_latency(client, seen))
+                time.sleep(0.01)  # a busy editor, not a tight loop competing for the CPU
             else:
                 time.sleep(0.005)
             if time.perf_counter() - t_start > 600:

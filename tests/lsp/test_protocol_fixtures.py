@@ -56,3 +56,15 @@ def test_check_names_the_wrong_field() -> None:
         )
     # LSP's own progress tokens are allowed on any request
     protocol.check({"jobId": "j", "workDoneToken": "t"}, protocol.CancelParams)
+
+
+def test_inline_pages_in_fixtures_are_wire_envelopes() -> None:
+    import base64
+
+    from modelbonsai import wire
+
+    for p in FILES:
+        result = json.loads(p.read_text()).get("result") or {}
+        if isinstance(result, dict) and "data" in result:
+            decoded = wire.decode_result(base64.b64decode(result["data"]))
+            assert decoded.kind and isinstance(decoded.meta, dict), p.name

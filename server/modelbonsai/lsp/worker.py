@@ -83,6 +83,11 @@ def child_main(conn: Connection, cancel: Any) -> None:
 
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)
+    try:
+        # Heavy work yields the CPU to the editor and to the server answering it.
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
     from ..ops.registry import Cancelled
     from .work import TASKS
 
