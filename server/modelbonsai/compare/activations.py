@@ -612,7 +612,8 @@ def _run(
 ) -> dict[str, ActivationComparison]:
     base_mods = _selected(base, opt.modules)
     other_mods = {oid: _selected(m, opt.modules) for oid, m in others.items()}
-    capture = _BaseCapture(base_mods, keep_inputs="isolated" in modes, clone=_has_inplace(base))
+    inplace = _has_inplace(base) or any(_has_inplace(m) for m in others.values())
+    capture = _BaseCapture(base_mods, keep_inputs="isolated" in modes, clone=inplace)
     accs: dict[str, dict[str, dict[str, _Acc]]] = {
         oid: {mode: {n: _Acc() for n in base_mods if n in om} for mode in ("propagated", "isolated")}
         for oid, om in other_mods.items()
