@@ -19,6 +19,10 @@ if [ ! -f "$CACHE/.stamp-node24" ]; then
   touch "$CACHE/.stamp-node24"
 fi
 NODE_BIN_DIR="$(dirname "$(readlink -f "$CACHE/node24/node_modules/.bin/node")")"
+# node@24 ships its headers beside the binary: native modules must build against them (a
+# user-level npmrc may point nodedir at the system node's headers, another ABI).
+HEADER="$(find "$CACHE/node24" -path '*/include/node/node_version.h' 2>/dev/null | head -n 1)"
+NODE_HOME="$(dirname "$(dirname "$(dirname "${HEADER:-/x/x/x/x}")")")"
 
 if [ ! -f "$CACHE/.stamp-code-server" ]; then
   if ! dpkg -s libkrb5-dev >/dev/null 2>&1; then
@@ -29,7 +33,8 @@ if [ ! -f "$CACHE/.stamp-code-server" ]; then
   rm -rf "$CACHE/code-server"
   mkdir -p "$CACHE/code-server"
   # code-server's postinstall runs npm inside itself: the node 24 binary must be first on PATH.
-  PATH="$NODE_BIN_DIR:$PATH" npm_config_ignore_scripts=false npm install --prefix "$CACHE/code-server" \
+  test -f "$NODE_HOME/include/node/node_version.h" || { echo "node@24 has no headers in $NODE_HOME/include" >&2; exit 1; }
+  PATH="$NODE_BIN_DIR:$PATH" npm_config_nodedir="$NODE_HOME" npm_config_ignore_scripts=false npm install --prefix "$CACHE/code-server" \
     --no-audit --no-fund --loglevel=error --unsafe-perm "$CS_SPEC"
   test -x "$CACHE/code-server/node_modules/.bin/code-server"
   touch "$CACHE/.stamp-code-server"

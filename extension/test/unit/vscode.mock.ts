@@ -106,6 +106,12 @@ export class CancellationTokenSource {
 }
 
 const config = new Map<string, unknown>();
+const configListeners = new Set<(e: { affectsConfiguration(s: string): boolean }) => void>();
+
+/** Test helper: fire onDidChangeConfiguration for `key`. */
+export function __fireConfigChange(key: string): void {
+  for (const l of configListeners) l({ affectsConfiguration: (s: string) => key === s || key.startsWith(`${s}.`) });
+}
 
 export const workspace = {
   workspaceFolders: undefined as { uri: Uri; name: string; index: number }[] | undefined,
@@ -113,7 +119,11 @@ export const workspace = {
   getConfiguration: (section?: string) => ({
     get: <T>(key: string, dflt?: T): T => (config.has(`${section}.${key}`) ? (config.get(`${section}.${key}`) as T) : (dflt as T)),
   }),
-  onDidChangeConfiguration: vi.fn(() => ({ dispose() {} })),
+  onDidChangeConfiguration: vi.fn((fn: (e: { affectsConfiguration(s: string): boolean }) => void) => {
+    configListeners.add(fn);
+    return { dispose: () => configListeners.delete(fn) };
+  }),
+  fs: { createDirectory: vi.fn(async () => undefined) },
   onDidGrantWorkspaceTrust: vi.fn(() => ({ dispose() {} })),
   onDidChangeWorkspaceFolders: vi.fn(() => ({ dispose() {} })),
 };
@@ -125,6 +135,7 @@ export function __setConfig(key: string, value: unknown): void {
 }
 
 export const window = {
+  visibleTextEditors: [] as unknown[],
   showErrorMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),
   showWarningMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),
   showInformationMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),
@@ -143,6 +154,30 @@ export const languages = {
 export const commands = {
   executeCommand: vi.fn(async () => undefined),
   registerCommand: vi.fn(() => ({ dispose() {} })),
+};
+
+export enum TaskScope {
+  Global = 1,
+  Workspace = 2,
+}
+export class ProcessExecution {
+  constructor(
+    public process: string,
+    public args: string[],
+  ) {}
+}
+export class Task {
+  constructor(
+    public definition: unknown,
+    public scope: unknown,
+    public name: string,
+    public source: string,
+    public execution: ProcessExecution,
+  ) {}
+}
+export const tasks = {
+  executeTask: vi.fn(async () => undefined),
+  onDidEndTaskProcess: vi.fn(() => ({ dispose() {} })),
 };
 
 export const extensions = {
