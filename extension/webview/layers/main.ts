@@ -1,4 +1,4 @@
-/** Layers panel (minimal: the shared comparison view over bonsai/compare/weights). */
-import { startCompareView } from '../shared/compareView';
+/** Layers panel entry point (see app.ts). */
+import { startLayers } from './app';
 
-startCompareView({ title: 'Layers', codicon: 'layers', kind: 'weights' });
+startLayers();

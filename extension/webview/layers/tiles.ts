@@ -176,7 +176,7 @@ export class TilePyramidClient {
 }
 
 /** Tiles out of a `tiles` result (meta.tiles listing + `<key>_mean` / `<key>_maxabs` tensors). */
-export function tilesOfResult(meta: Record<string, unknown>, tensors: Record<string, { data: ArrayLike<number> }>): TileData[] {
+export function tilesOfResult(meta: Record<string, unknown>, tensors: Record<string, { data: unknown }>): TileData[] {
   const listing = (meta.tiles as { key: string; level: number; ty: number; tx: number; rows: number; cols: number }[] | undefined) ?? [];
   const out: TileData[] = [];
   for (const t of listing) {

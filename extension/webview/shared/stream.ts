@@ -31,3 +31,63 @@ export function resultsOf(pages: ArrayBuffer[]): Result[] {
   }
   return out;
 }
+
+/** The webview side of a streamed comparison (the parts of Rpc it needs). */
+export interface CompareRpc {
+  peekId(): number;
+  request(method: 'compare', params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> }): Promise<{ resultId: string; pages: number }>;
+  request(method: 'cancel', params: { requestId: number }): Promise<{ cancelled: boolean }>;
+  on(name: 'resultPage', fn: (p: { requestId: number; page: number; pages: number; done: boolean; bytes: ArrayBuffer }) => void): () => void;
+}
+
+export interface CompareRun {
+  requestId: number;
+  /** Resolves when every page is in (or the run was cancelled); rejects with the host's error. */
+  done: Promise<void>;
+  cancel(): void;
+  cancelled: boolean;
+}
+
+/**
+ * Starts a comparison and calls `onResult` for each whole envelope as its pages stream in
+ * (one per compared model), `onProgress(received, expected)` after each page.
+ */
+export function streamCompare(
+  rpc: CompareRpc,
+  params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> },
+  onResult: (r: Result) => void,
+  onProgress: (received: number, expected: number, done: boolean) => void,
+): CompareRun {
+  const asm = new EnvelopeAssembler();
+  const requestId = rpc.peekId();
+  let received = 0;
+  const run: CompareRun = {
+    requestId,
+    cancelled: false,
+    done: Promise.resolve(),
+    cancel: () => {
+      if (run.cancelled) return;
+      run.cancelled = true;
+      off();
+      void rpc.request('cancel', { requestId }).catch(() => undefined);
+      onProgress(received, received, true);
+    },
+  };
+  const off = rpc.on('resultPage', (p) => {
+    if (p.requestId !== requestId || run.cancelled) return;
+    received++;
+    const r = asm.push(p.bytes);
+    onProgress(received, Math.max(p.pages, received), p.done && received >= p.pages);
+    if (r) onResult(r);
+  });
+  run.done = rpc.request('compare', params).then(
+    () => {
+      off();
+    },
+    (e: unknown) => {
+      off();
+      if (!run.cancelled) throw e;
+    },
+  );
+  return run;
+}

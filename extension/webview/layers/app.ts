@@ -1,0 +1,513 @@
+/**
+ * The Layers panel: a module tree with per-model cells for the chosen measure (roll-ups on
+ * collapsed rows), a depth profile, and a layer detail (histograms, mask overlap, heatmap from
+ * server tiles, removed channels). Weights stream in first, then activations. Linked both ways
+ * with Behaviors: "Which instances?" from a layer, and a ranking by one instance ("Why?").
+ */
+import type { ModelInfo } from '../../src/protocol';
+import type { DrillFocus } from '../../src/webviews/messages';
+import { SERIES, histogram, lineChart, svg } from '../shared/charts';
+import { el, icon, mount, notice } from '../shared/dom';
+import { PanelStore, RequestError, Rpc, vscodeApi } from '../shared/rpc';
+import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
+import { COMPARE_CSS, addStyles } from '../shared/style';
+import { activationsOf, histRow, weightsOf, type ModelData } from './data';
+import { depthProfile, rankLayersForInstance, topInstancesForLayer } from './depth';
+import { heatmap, type HeatmapHandle } from './heatmap';
+import { MEASURES, ModelIndex, measure, type Mode } from './measures';
+import { TilePyramidClient, pyramidInfo, tilesOfResult } from './tiles';
+import { ModuleTree, navigate, parseFilter, rollUp, visibleRows, type Row } from './tree';
+
+const CSS = `
+.tree { max-height: 60vh; overflow: auto; border: 1px solid var(--vscode-editorWidget-border, transparent); }
+.tree:focus { outline: 1px solid var(--vscode-focusBorder); }
+.trow { display: flex; align-items: center; white-space: nowrap; cursor: pointer; line-height: 20px; }
+.trow .name { flex: 1; overflow: hidden; text-overflow: ellipsis; }
+.trow.sel { background: var(--vscode-list-activeSelectionBackground); color: var(--vscode-list-activeSelectionForeground); }
+.trow.active { outline: 1px solid var(--vscode-focusBorder); outline-offset: -1px; }
+.trow.hit .name { font-weight: 600; }
+.twisty { width: 16px; display: inline-block; text-align: center; }
+.trow .rolled { font-style: italic; opacity: 0.8; }
+.detail h3 { margin: 0.8em 0 0.3em; font-size: 1em; }
+.mask { display: flex; height: 10px; width: 240px; }
+.mask span { display: block; height: 100%; }
+.mask .both { background: var(--vscode-charts-green); } .mask .ob { background: var(--vscode-charts-blue); } .mask .oo { background: var(--vscode-charts-orange); }
+`;
+
+export function startLayers(): void {
+  addStyles(COMPARE_CSS + CSS);
+  const api = vscodeApi();
+  const rpc = new Rpc(api);
+  const store = new PanelStore(api);
+  const ids = (store.state.models ?? []).slice(0, 5);
+  const header = () => el('h1', {}, icon('layers'), 'Layers');
+  if (ids.length < 2) {
+    mount(header(), notice('info', 'Choose a base and 1–4 models to compare: select them in the Lineage view and use Compare Selected, or Compare with Parent.'));
+    rpc.ready();
+    return;
+  }
+  if ((store.state.models ?? []).length > 5) rpc.log('warn', 'Layers compares a base with at most 4 models; the rest are left out');
+  const [base, ...others] = ids as [string, ...string[]];
+  const v = (store.state.view ?? {}) as Record<string, unknown>;
+  const ui = {
+    measure: measure(String(v.measure ?? 'relL2')),
+    mode: (v.mode === 'isolated' ? 'isolated' : 'propagated') as Mode,
+    filter: String(v.filter ?? ''),
+    expanded: new Set<string>(Array.isArray(v.expanded) ? (v.expanded as string[]) : ['']),
+    selected: typeof v.selected === 'string' ? v.selected : '',
+    active: 0,
+    drill: (v.drill ?? null) as DrillFocus | null,
+    heatModel: typeof v.heatModel === 'string' ? v.heatModel : others[0]!,
+    heatDiff: v.heatDiff !== false,
+  };
+  const save = () =>
+    store.update({ view: { measure: ui.measure.key, mode: ui.mode, filter: ui.filter, expanded: [...ui.expanded], selected: ui.selected, drill: ui.drill, heatModel: ui.heatModel, heatDiff: ui.heatDiff } });
+
+  let models: ModelInfo[] = [];
+  const name = (id: string) => models.find((m) => m.id === id)?.name ?? id;
+  const data = new Map<string, ModelData>(others.map((o) => [o, {}]));
+  const index = new Map<string, ModelIndex>();
+  const tree = new ModuleTree();
+  const errors: string[] = [];
+  let progress = { label: 'Comparing weights…', received: 0, expected: others.length, running: true };
+  let run: CompareRun | null = null;
+  let heat: HeatmapHandle | null = null;
+
+  const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
+  const toolbar = el('div', { class: 'toolbar' });
+  const drillEl = el('div', {});
+  const depthEl = el('div', {});
+  const treeEl = el('div', { class: 'tree', role: 'tree', tabindex: '0', 'aria-label': 'Modules' });
+  const detailEl = el('div', { class: 'detail' });
+  const errorEl = el('div', {});
+  let rows: Row[] = [];
+
+  const reindex = (id: string) => {
+    const d = data.get(id)!;
+    index.set(id, new ModelIndex(d));
+    for (const t of d.weights?.tensors ?? []) if (t.status !== 'extra_in_other') tree.addTensor(t.name);
+    for (const n of d.weights?.tree ?? []) tree.addModule(n.path);
+    for (const m of d.acts?.modules ?? []) tree.addModule(m.name);
+  };
+
+  // -- progress + cancel --------------------------------------------------------------------
+  const showProgress = () => {
+    const bar = el('progress', { max: String(Math.max(1, progress.expected)), value: String(progress.received) });
+    const parts: Node[] = [el('span', {}, `${progress.label} ${progress.received} of ${progress.expected} model${progress.expected === 1 ? '' : 's'}`)];
+    if (progress.running) {
+      parts.unshift(bar);
+      const cancel = el('button', { class: 'secondary' }, 'Cancel');
+      cancel.addEventListener('click', () => {
+        run?.cancel();
+        progress = { ...progress, label: 'Cancelled:', running: false };
+        showProgress();
+      });
+      parts.push(cancel);
+    }
+    progressEl.replaceChildren(...parts);
+  };
+
+  // -- toolbar ------------------------------------------------------------------------------
+  const showToolbar = () => {
+    const sel = el('select', { 'aria-label': 'Measure' });
+    for (const m of MEASURES) {
+      const o = el('option', { value: m.key }, m.label);
+      if (m.key === ui.measure.key) o.selected = true;
+      sel.append(o);
+    }
+    sel.addEventListener('change', () => {
+      ui.measure = measure(sel.value);
+      save();
+      showAll();
+    });
+    const mode = el('select', { 'aria-label': 'Activation mode' }, el('option', { value: 'propagated' }, 'propagated'), el('option', { value: 'isolated' }, 'isolated'));
+    mode.value = ui.mode;
+    mode.disabled = ui.measure.source !== 'activations';
+    mode.addEventListener('change', () => {
+      ui.mode = mode.value as Mode;
+      save();
+      showAll();
+    });
+    const filter = el('input', { type: 'search', placeholder: 'Filter: name or /regex/', 'aria-label': 'Filter modules', value: ui.filter });
+    const ferr = el('span', { class: 'muted', role: 'alert' });
+    filter.addEventListener('input', () => {
+      ui.filter = filter.value;
+      const f = parseFilter(ui.filter);
+      ferr.textContent = f.error ?? '';
+      save();
+      showTree();
+    });
+    toolbar.replaceChildren(el('label', {}, 'Measure ', sel), el('label', {}, 'Activations ', mode), filter, ferr);
+  };
+
+  // -- depth profile ------------------------------------------------------------------------
+  const showDepth = () => {
+    const list = others.filter((o) => index.has(o)).map((o) => ({ id: o, index: index.get(o)! }));
+    const prof = depthProfile(tree, list, ui.measure, ui.mode);
+    if (!prof.paths.length) {
+      depthEl.replaceChildren(el('h2', {}, 'Depth profile'), el('p', { class: 'muted' }, ui.measure.source === 'activations' && progress.running ? 'Waiting for activations…' : `No ${ui.measure.label.toLowerCase()} per layer yet.`));
+      return;
+    }
+    const chart = lineChart({
+      title: `${ui.measure.label} along depth`,
+      labels: prof.paths,
+      marks: prof.norms,
+      series: prof.series.map((s, i) => ({ label: name(s.model), values: s.values, cls: SERIES[i % SERIES.length]! })),
+      format: ui.measure.format,
+      width: Math.max(480, Math.min(1100, prof.paths.length * 10)),
+      onPick: (i) => select(prof.paths[i]!),
+    });
+    const legend = el('div', { class: 'toolbar' }, ...prof.series.map((s, i) => el('span', {}, svg('svg', { width: 10, height: 10, class: SERIES[i % SERIES.length]! }, svg('rect', { width: 10, height: 10 })), ` ${name(s.model)}`)));
+    if (prof.norms.length) legend.append(el('span', { class: 'muted' }, `dashed: normalisation layers (${prof.norms.length})`));
+    depthEl.replaceChildren(el('h2', {}, 'Depth profile'), chart, legend);
+  };
+
+  // -- drill-down ranking ("Why?") ---------------------------------------------------------
+  const showDrill = () => {
+    if (!ui.drill?.instance) {
+      drillEl.replaceChildren();
+      return;
+    }
+    const inst = ui.drill.instance;
+    const clear = el('button', { class: 'link' }, 'clear');
+    clear.addEventListener('click', () => {
+      ui.drill = null;
+      save();
+      showDrill();
+    });
+    const parts: Node[] = [el('h2', {}, `Why? Layers where instance ${inst} diverged (${ui.mode})`, clear)];
+    const have = others.filter((o) => data.get(o)?.acts);
+    if (!have.length) {
+      parts.push(el('p', { class: 'muted' }, progress.running ? 'Waiting for the activation comparison…' : 'No activation comparison: the ranking needs one.'));
+    } else {
+      const ranks = have.map((o) => ({ o, r: rankLayersForInstance(data.get(o)!.acts!, inst, ui.mode) }));
+      const missing = ranks.filter((x) => x.r === null).map((x) => name(x.o));
+      if (missing.length) parts.push(notice('info', `Instance ${inst} is not in the activation sample of ${missing.join(', ')} (the first instances of the task are sampled).`));
+      const first = ranks.find((x) => x.r);
+      if (first?.r) {
+        const top = first.r.slice(0, 15);
+        const body = el('tbody', {});
+        for (const t of top) {
+          const tr = el('tr', { tabindex: '0' }, el('td', {}, t.module || '(model)'), ...ranks.map((x) => el('td', { class: 'num' }, fmtOr(x.r?.find((y) => y.module === t.module)?.value ?? null, ui.measure.format))));
+          tr.addEventListener('click', () => select(t.module));
+          tr.addEventListener('keydown', (e) => e.key === 'Enter' && select(t.module));
+          body.append(tr);
+        }
+        parts.push(el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'module'), ...ranks.map((x) => el('th', { class: 'num' }, `${name(x.o)} rel. error`)))), body));
+      }
+    }
+    drillEl.replaceChildren(...parts);
+  };
+
+  // -- tree ---------------------------------------------------------------------------------
+  const showTree = () => {
+    const f = parseFilter(ui.filter);
+    rows = visibleRows(tree, ui.expanded, f.match);
+    const rolled = others.map((o) => {
+      const ix = index.get(o);
+      return ix ? rollUp(tree, (id, n) => ix.value(id, n.kind, ui.measure, ui.mode), ui.measure.worse) : null;
+    });
+    // a shared scale per view: the worst value shown
+    let worst = 0;
+    for (const r of rolled) for (const x of r?.values() ?? []) if (x.value !== null && ui.measure.worse === 'higher') worst = Math.max(worst, x.value);
+    const frag = document.createDocumentFragment();
+    const head = el('div', { class: 'trow muted', 'aria-hidden': 'true' }, el('span', { class: 'name' }, 'module'), ...others.map((o) => el('span', { class: 'cell' }, name(o))));
+    frag.append(head);
+    rows.forEach((row, i) => {
+      const n = row.node;
+      const cells = rolled.map((r) => {
+        const x = r?.get(n.id);
+        const showRolled = !!x && (x.rolled || (row.hasChildren && !row.expanded && x.worst !== null && x.worstId !== n.id));
+        const text = x?.value === null || x === undefined ? '—' : ui.measure.format(x.value);
+        const span = el('span', { class: `cell${x?.rolled ? ' rolled' : ''}` }, text);
+        if (x?.value !== null && x !== undefined) {
+          const bad = ui.measure.worse === 'higher' ? (worst ? x.value / worst : 0) : ui.measure.key === 'sqnr' || ui.measure.key === 'actSqnr' ? Math.max(0, Math.min(1, (40 - x.value) / 40)) : Math.max(0, Math.min(1, 1 - x.value));
+          span.style.background = `color-mix(in srgb, var(--vscode-charts-red) ${Math.round(Math.max(0, Math.min(1, bad)) * 45)}%, transparent)`;
+        }
+        if (showRolled && x?.worstId) span.title = `${x.rolled ? 'worst inside' : 'own value'}; worst below: ${x.worstId || '(model)'} = ${x.worst === null ? '—' : ui.measure.format(x.worst)}`;
+        return span;
+      });
+      const twisty = el('span', { class: 'twisty', 'aria-hidden': 'true' }, row.hasChildren ? (row.expanded ? '▾' : '▸') : '');
+      const div = el('div', {
+        class: `trow${n.id === ui.selected ? ' sel' : ''}${i === ui.active ? ' active' : ''}${row.hit ? ' hit' : ''}`,
+        role: 'treeitem',
+        id: `row-${i}`,
+        'aria-level': String(n.depth + 1),
+        'aria-selected': String(n.id === ui.selected),
+        ...(row.hasChildren ? { 'aria-expanded': String(row.expanded) } : {}),
+      }, el('span', { class: 'name' }, '\u00a0'.repeat(n.depth * 2), twisty, n.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${n.label}`), ...cells);
+      twisty.addEventListener('click', (e) => {
+        e.stopPropagation();
+        toggle(n.id, !row.expanded);
+      });
+      div.addEventListener('click', () => {
+        ui.active = i;
+        select(n.id);
+      });
+      frag.append(div);
+    });
+    treeEl.replaceChildren(frag);
+    treeEl.setAttribute('aria-activedescendant', `row-${ui.active}`);
+    document.getElementById(`row-${ui.active}`)?.scrollIntoView({ block: 'nearest' });
+  };
+
+  const toggle = (id: string, open: boolean) => {
+    if (open) ui.expanded.add(id);
+    else ui.expanded.delete(id);
+    save();
+    showTree();
+  };
+
+  treeEl.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      const r = rows[ui.active];
+      if (r) select(r.node.id);
+      e.preventDefault();
+      return;
+    }
+    const nav = navigate(rows, ui.active, e.key);
+    if (!nav) return;
+    e.preventDefault();
+    ui.active = nav.index;
+    if (nav.expand) ui.expanded.add(nav.expand);
+    if (nav.collapse) ui.expanded.delete(nav.collapse);
+    save();
+    showTree();
+  });
+
+  const select = (id: string) => {
+    ui.selected = id;
+    // open the path to it
+    for (let p = tree.get(id)?.parent ?? null; p !== null; p = tree.get(p)?.parent ?? null) ui.expanded.add(p);
+    const f = parseFilter(ui.filter);
+    const i = visibleRows(tree, ui.expanded, f.match).findIndex((r) => r.node.id === id);
+    if (i >= 0) ui.active = i;
+    save();
+    showTree();
+    showDetail();
+  };
+
+  // -- detail -------------------------------------------------------------------------------
+  const showDetail = () => {
+    heat?.dispose();
+    heat = null;
+    const id = ui.selected;
+    const node = tree.get(id);
+    if (!node) {
+      detailEl.replaceChildren(el('p', { class: 'muted' }, 'Select a module or tensor (click, or Enter in the tree).'));
+      return;
+    }
+    const parts: Node[] = [el('h2', {}, node.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${id || '(model)'}`)];
+    // metrics per model
+    const body = el('tbody', {});
+    const rowsOf: [string, (o: string) => string][] = [];
+    const wm = (o: string) => (node.kind === 'tensor' ? index.get(o)?.tensors.get(id)?.metrics : index.get(o)?.nodes.get(id)?.metrics);
+    const am = (o: string) => index.get(o)?.modules.get(id)?.[ui.mode];
+    const f = (x: number | null | undefined, fmt: (v: number) => string) => (x === null || x === undefined ? '—' : fmt(x));
+    if (node.kind === 'tensor') {
+      rowsOf.push(['status', (o) => { const t = index.get(o)?.tensors.get(id); return t ? `${t.status}${t.message ? `: ${t.message}` : ''}` : '—'; }]);
+      rowsOf.push(['shape base → other', (o) => { const t = index.get(o)?.tensors.get(id); return t ? `[${t.shape_base?.join('×') ?? '—'}] → [${t.shape_other?.join('×') ?? '—'}]` : '—'; }]);
+    }
+    for (const ms of MEASURES) {
+      if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return m ? f(ms.pick(m), ms.format) : '—'; }]);
+      else if (node.kind === 'module') rowsOf.push([`${ms.label} (${ui.mode})`, (o) => { const m = am(o); return m ? f(ms.pick(m), ms.format) : '—'; }]);
+    }
+    rowsOf.push(['max |diff|', (o) => f(wm(o)?.max_abs_diff, (x) => x.toPrecision(3))]);
+    for (const [label, fn] of rowsOf) body.append(el('tr', {}, el('td', {}, label), ...others.map((o) => el('td', { class: 'num' }, fn(o)))));
+    parts.push(el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, ''), ...others.map((o) => el('th', { class: 'num' }, name(o))))), body));
+    // removed channels / heads
+    if (node.kind === 'tensor') {
+      for (const o of others) {
+        const t = index.get(o)?.tensors.get(id);
+        if (t?.removed && Object.keys(t.removed).length) {
+          const desc = Object.entries(t.removed).map(([dim, n]) => `${n} of ${t.shape_base?.[Number(dim)] ?? '?'} along dim ${dim} (${dim === '0' ? 'output channels / heads' : 'inputs'})`).join('; ');
+          parts.push(el('p', {}, el('span', { class: 'badge' }, 'structured'), ` ${name(o)} removed ${desc}.`));
+        }
+      }
+    }
+    // mask overlap
+    const maskRows = others.map((o) => ({ o, m: wm(o) })).filter((x) => x.m && ((x.m.zero_both ?? 0) + (x.m.zero_only_base ?? 0) + (x.m.zero_only_other ?? 0)) > 0);
+    if (maskRows.length) {
+      parts.push(el('h3', {}, 'Zero masks'));
+      for (const { o, m } of maskRows) {
+        const both = m!.zero_both ?? 0;
+        const ob = m!.zero_only_base ?? 0;
+        const oo = m!.zero_only_other ?? 0;
+        const tot = Math.max(1, both + ob + oo);
+        const bar = el('div', { class: 'mask', title: `zero in both ${both}, only base ${ob}, only ${name(o)} ${oo}` });
+        for (const [cls, n] of [['both', both], ['ob', ob], ['oo', oo]] as const) {
+          const s = el('span', { class: cls });
+          s.style.width = `${(n / tot) * 100}%`;
+          bar.append(s);
+        }
+        parts.push(el('div', { class: 'toolbar' }, el('span', {}, name(o)), bar, el('span', { class: 'muted' }, `both ${both} · only base ${ob} · only ${name(o)} ${oo}`)));
+      }
+    }
+    // histograms
+    const hists: Node[] = [];
+    others.forEach((o, i) => {
+      const w = data.get(o)?.weights;
+      if (!w) return;
+      const ti = node.kind === 'tensor' ? w.tensors.findIndex((t) => t.name === id) : w.tree.findIndex((n) => n.path === id);
+      if (ti < 0) return;
+      const rel = histRow(node.kind === 'tensor' ? w.relHist : w.treeRelHist, ti);
+      const edges = w.relEdgesLog10;
+      if (rel && edges.length > 1) hists.push(el('div', {}, el('div', { class: 'muted' }, `${name(o)}: relative change |Δ|/|base| (log10)`), histogram({ title: `relative change of ${id} in ${name(o)}`, series: [{ label: name(o), counts: rel, cls: SERIES[i % SERIES.length]! }], edges: [edges[0]!, edges[edges.length - 1]!], log: true, format: (x) => `1e${x}` })));
+      if (node.kind === 'tensor') {
+        const t = w.tensors[ti]!;
+        const vb = histRow(w.valueHistBase, ti);
+        const vo = histRow(w.valueHistOther, ti);
+        if (vb && vo && t.value_range) hists.push(el('div', {}, el('div', { class: 'muted' }, `values: base vs ${name(o)}`), histogram({ title: `values of ${id}`, series: [{ label: 'base', counts: vb, cls: 's6' }, { label: name(o), counts: vo, cls: SERIES[i % SERIES.length]! }], edges: [-t.value_range, t.value_range], log: true })));
+      }
+    });
+    if (hists.length) parts.push(el('h3', {}, 'Histograms'), ...hists);
+    // heatmap
+    if (node.kind === 'tensor') {
+      const t = index.get(ui.heatModel)?.tensors.get(id) ?? index.get(others[0]!)?.tensors.get(id);
+      if (t && t.status === 'ok' && t.shape_other) {
+        const pick = el('select', { 'aria-label': 'Heatmap model' }, ...others.map((o) => el('option', { value: o }, name(o))));
+        pick.value = ui.heatModel;
+        const what = el('select', { 'aria-label': 'Heatmap of' }, el('option', { value: 'diff' }, 'difference (model − base)'), el('option', { value: 'weight' }, 'weight'));
+        what.value = ui.heatDiff ? 'diff' : 'weight';
+        const box = el('div', {});
+        const draw = () => {
+          heat?.dispose();
+          const model = ui.heatModel;
+          const shape = index.get(model)?.tensors.get(id)?.shape_other ?? t.shape_other!;
+          const info = pyramidInfo(shape);
+          const client = new TilePyramidClient(info, async (level, w) => {
+            const r = await rpc.request('tiles', { model: ui.heatDiff ? base : model, ...(ui.heatDiff ? { other: model } : {}), tensor: id, level, x0: w.c0, y0: w.r0, x1: w.c1, y1: w.r1 });
+            const res = resultsOf(r.pages)[0];
+            if (!res) return { tiles: [] };
+            return { tiles: tilesOfResult(res.meta, res.tensors), range: res.meta.range as { min: number | null; max: number | null } };
+          });
+          heat = heatmap(client, { title: `${id} ${ui.heatDiff ? 'difference' : 'weight'} in ${name(model)}`, onError: (m) => box.replaceChildren(notice('error', m)) });
+          box.replaceChildren(heat.element);
+        };
+        pick.addEventListener('change', () => { ui.heatModel = pick.value; save(); draw(); });
+        what.addEventListener('change', () => { ui.heatDiff = what.value === 'diff'; save(); draw(); });
+        parts.push(el('h3', {}, 'Heatmap'), el('div', { class: 'toolbar' }, pick, what, el('span', { class: 'muted' }, 'wheel / + − zoom, drag / arrows pan, 0 resets')), box);
+        queueMicrotask(draw);
+      }
+    }
+    // "Which instances?"
+    if (node.kind === 'module') {
+      const withActs = others.filter((o) => data.get(o)?.acts?.modules.some((m) => m.name === id));
+      if (withActs.length) {
+        const btn = el('button', {}, icon('symbol-event'), ' Which instances?');
+        btn.title = `Open Behaviors with the instances ${id || 'the model'} hurts most (${ui.mode} activation error)`;
+        btn.addEventListener('click', () => {
+          const seen = new Map<string, number>();
+          for (const o of withActs) for (const x of topInstancesForLayer(data.get(o)!.acts!, id, ui.mode, 50) ?? []) seen.set(x.id, Math.max(seen.get(x.id) ?? 0, x.value));
+          const instances = [...seen.entries()].sort((a, b) => b[1] - a[1]).slice(0, 50).map(([k]) => k);
+          void rpc.request('openPanel', { view: 'behaviors', models: ids, focus: { layer: id, instances, reason: `the ${instances.length} instances ${id || 'the model'} hurts most (${ui.mode} activation error)` } }).catch(showError);
+        });
+        parts.push(el('div', { class: 'toolbar' }, btn));
+      }
+    }
+    detailEl.replaceChildren(...parts);
+  };
+
+  const showError = (e: unknown) => {
+    const msg = e instanceof RequestError || e instanceof Error ? e.message : String(e);
+    errors.push(msg);
+    errorEl.replaceChildren(...errors.map((m) => notice('error', m)));
+  };
+
+  const showAll = () => {
+    showProgress();
+    showToolbar();
+    showDrill();
+    showDepth();
+    showTree();
+    showDetail();
+  };
+
+  // -- streaming ----------------------------------------------------------------------------
+  const start = () => {
+    const crpc = rpc as unknown as CompareRpc;
+    run = streamCompare(crpc, { kind: 'weights', base, models: others }, (r) => {
+      try {
+        const w = weightsOf(r);
+        const d = data.get(w.other);
+        if (!d) return;
+        d.weights = w;
+        reindex(w.other);
+        showAll();
+      } catch (e) {
+        showError(e);
+      }
+    }, (received, expected) => {
+      progress = { ...progress, received, expected };
+      showProgress();
+    });
+    run.done
+      .then(() => {
+        if (run?.cancelled) return;
+        progress = { label: 'Comparing activations…', received: 0, expected: others.length, running: true };
+        showProgress();
+        run = streamCompare(crpc, { kind: 'activations', base, models: others }, (r) => {
+          try {
+            const a = activationsOf(r);
+            const d = data.get(a.other);
+            if (!d) return;
+            d.acts = a;
+            reindex(a.other);
+            showAll();
+          } catch (e) {
+            showError(e);
+          }
+        }, (received, expected) => {
+          progress = { ...progress, received, expected };
+          showProgress();
+        });
+        return run.done.then(() => {
+          progress = { ...progress, label: run?.cancelled ? 'Cancelled:' : 'Compared weights and activations of', running: false };
+          showProgress();
+        });
+      })
+      .catch((e: unknown) => {
+        progress = { ...progress, label: 'Stopped:', running: false };
+        showProgress();
+        showError(e);
+        showDepth();
+        showDrill();
+      });
+  };
+
+  rpc.on('lineageChanged', (d) => {
+    models = d.models;
+  });
+  rpc.on('drill', (d) => {
+    ui.drill = d;
+    if (d.layer) select(d.layer);
+    save();
+    showDrill();
+  });
+  rpc.on('serverState', (s) => {
+    if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
+  });
+  rpc.ready();
+  void rpc
+    .request('lineage', {})
+    .then((r) => {
+      models = r.models;
+      mount(
+        header(),
+        el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`),
+        progressEl,
+        errorEl,
+        toolbar,
+        drillEl,
+        depthEl,
+        el('div', { class: 'split' }, el('div', {}, el('h2', {}, 'Modules'), treeEl), detailEl),
+      );
+      showAll();
+      start();
+    })
+    .catch((e: unknown) => mount(header(), notice('error', e instanceof Error ? e.message : String(e))));
+}
+
+function fmtOr(v: number | null, f: (x: number) => string): string {
+  return v === null ? '—' : f(v);
+}
