@@ -72,6 +72,8 @@ export class App {
     const s = this.state.sizeMetric;
     this.color = c ? colorScale(this.lin.metricDef(c), extent(this.lin, c)) : () => null;
     this.size = s ? sizeScale(extent(this.lin, s)) : () => 6;
+    this.colors.clear();
+    this.radii.clear();
   }
 
   refilter(): void {
@@ -80,12 +82,26 @@ export class App {
     for (const id of [...this.selection]) if (!this.pass.has(id)) this.selection.delete(id);
   }
 
+  /** Per-model encodings, computed once per data or encoding change (the map draws every frame). */
+  private colors = new Map<string, string | null>();
+  private radii = new Map<string, number>();
+
   colorOf(id: string): string | null {
-    return this.color(this.state.colorMetric ? this.lin.metric(id, this.state.colorMetric) : undefined);
+    let c = this.colors.get(id);
+    if (c === undefined) {
+      c = this.color(this.state.colorMetric ? this.lin.metric(id, this.state.colorMetric) : undefined);
+      this.colors.set(id, c);
+    }
+    return c;
   }
 
   radiusOf(id: string): number {
-    return this.size(this.state.sizeMetric ? this.lin.metric(id, this.state.sizeMetric) : undefined);
+    let r = this.radii.get(id);
+    if (r === undefined) {
+      r = this.size(this.state.sizeMetric ? this.lin.metric(id, this.state.sizeMetric) : undefined);
+      this.radii.set(id, r);
+    }
+    return r;
   }
 
   setHover(id: string | null): void {

@@ -21,8 +21,11 @@ export class Lineage {
   readonly metrics: MetricDef[] = [];
   private readonly values = new Map<string, Map<string, number>>();
 
+  private readonly parents = new Map<string, string | undefined>();
+
   constructor(readonly models: readonly ModelInfo[]) {
     for (const m of models) this.byId.set(m.id, m);
+    for (const m of models) this.parents.set(m.id, this.checkedParent(m.id));
     const seenMetric = new Map<string, MetricDef>();
     for (const m of models) {
       const vals = new Map<string, number>();
@@ -63,6 +66,10 @@ export class Lineage {
 
   /** The listed parent, or undefined for a root, a missing parent, or a parent cycle. */
   parentOf(id: string): string | undefined {
+    return this.parents.get(id);
+  }
+
+  private checkedParent(id: string): string | undefined {
     const m = this.byId.get(id);
     if (!m || m.parent === null || !this.byId.has(m.parent) || m.parent === id) return undefined;
     // A cycle (corrupt store) is broken at the model that closes it.

@@ -153,7 +153,7 @@ const layout = el(
     'div',
     { class: 'mm-main' },
     el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, legendBox, hint, banner), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
-    el('div', { class: 'mm-side' }, filters.root, details.root),
+    el('div', { class: 'mm-side' }, details.root, filters.root),
   ),
 );
 

@@ -14,6 +14,18 @@ import type { Tooltip } from './tooltip';
 import type { Zoom } from './state';
 
 const K_MIN = 0.02;
+/** The cached map bitmap reaches this far (CSS px) beyond each side of the view. */
+const CACHE_M = 400;
+
+interface Cache {
+  canvas: HTMLCanvasElement;
+  ctx: CanvasRenderingContext2D;
+  zoom: Zoom;
+  dpr: number;
+  w: number;
+  h: number;
+  dirty: boolean;
+}
 const K_MAX = 6;
 
 export class MapView {
@@ -27,6 +39,10 @@ export class MapView {
   private theme: Theme = themeColors();
   private drag: { mode: 'pan' | 'rect'; x0: number; y0: number; x1: number; y1: number; zx: number; zy: number; moved: boolean } | null = null;
   private cursor: string | null = null;
+  private cache: Cache | null = null;
+  /** Extra offset of sx/sy while painting into the cache (its margin). */
+  private off = 0;
+  private settle: ReturnType<typeof setTimeout> | undefined;
   /** Called after every drawn frame with its duration (the benchmark listens). */
   onDraw: ((ms: number) => void) | null = null;
 
@@ -41,21 +57,40 @@ export class MapView {
     this.bindPointer();
     this.bindKeys();
     app.on((c) => this.onChange(c));
+    // VS Code switches theme by changing the body's class: repaint with the new colours.
+    new MutationObserver(() => {
+      this.theme = themeColors();
+      app.emit('encoding');
+    }).observe(document.body, { attributes: true, attributeFilter: ['class'] });
   }
 
   private onChange(c: Change): void {
     if (c === 'data' && this.app.state.mapZoom) this.zoom = { ...this.app.state.mapZoom };
     if (c === 'encoding' || c === 'data') this.theme = themeColors();
     if (c === 'layout' && !this.app.state.mapZoom) this.fit();
+    // Hover and zoom leave the content as it is; everything else changes what it shows.
+    if (c !== 'hover' && c !== 'zoom' && this.cache) this.cache.dirty = true;
     this.request();
   }
 
-  /** The whole map in view (zoomed out no further than needed, no closer than 1.2). */
+  /** Everything in view, however small (the overview). */
+  fitAll(): void {
+    const l = this.app.layout;
+    const w = PAD * 2 + Math.max(0, l.columns.length - 1) * COL_W + 80;
+    const h = PAD + Math.max(1, l.rows) * ROW_H;
+    this.zoom = { k: Math.max(K_MIN, Math.min(1.2, this.width / w, (this.height - HEADER_H) / h)), x: 4, y: 0 };
+    this.commitZoom();
+    this.request();
+  }
+
+  /** The map's width in view, its top rows legible (zoomed no closer than 1.2). */
   fit(): void {
     const l = this.app.layout;
     const w = PAD * 2 + Math.max(0, l.columns.length - 1) * COL_W + 80;
     const h = PAD + Math.max(1, l.rows) * ROW_H;
-    const k = Math.max(K_MIN, Math.min(1.2, this.width / w, (this.height - HEADER_H) / h));
+    // Wide maps fit their width; tall ones (a row per branch) are not shrunk past legibility:
+    // the user scrolls down them instead.
+    const k = Math.max(K_MIN, Math.min(1.2, this.width / w, Math.max(0.35, (this.height - HEADER_H) / h)));
     this.zoom = { k, x: 4, y: 0 };
     this.commitZoom();
   }
@@ -88,11 +123,11 @@ export class MapView {
 
   // -- coordinates ---------------------------------------------------------------------------
   sx(n: LayoutNode): number {
-    return worldX(n) * this.zoom.k + this.zoom.x;
+    return worldX(n) * this.zoom.k + this.zoom.x + this.off;
   }
 
   sy(n: LayoutNode): number {
-    return worldY(n) * this.zoom.k + this.zoom.y + HEADER_H;
+    return worldY(n) * this.zoom.k + this.zoom.y + HEADER_H + this.off;
   }
 
   private r(id: string): number {
@@ -150,20 +185,84 @@ export class MapView {
   }
 
   // -- drawing -------------------------------------------------------------------------------
+  /**
+   * A frame: the map content comes from a cached bitmap larger than the view by CACHE_M on every
+   * side, so panning only blits it, and zooming shows it scaled until the gesture settles and
+   * the content is painted afresh. Hover rings, headers and the selection rectangle are drawn
+   * over it every frame.
+   */
   draw(): void {
     const t0 = performance.now();
-    const { ctx, app, theme } = this;
+    const { ctx } = this;
     const dpr = window.devicePixelRatio || 1;
+    const z = this.zoom;
+    let c = this.cache;
+    const W = this.width + 2 * CACHE_M;
+    const H = this.height + 2 * CACHE_M;
+    const fresh = !c || c.dirty || c.dpr !== dpr || c.w !== W || c.h !== H;
+    const outside = c && (Math.abs(z.x - c.zoom.x) > CACHE_M * 0.9 || Math.abs(z.y - c.zoom.y) > CACHE_M * 0.9);
+    if (c && !fresh && c.zoom.k !== z.k) {
+      // Zooming: preview now, crisp when the wheel stops.
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => {
+        if (this.cache) this.cache.dirty = true;
+        this.request();
+      }, 120);
+    } else if (fresh || outside) {
+      c = this.paintCache(dpr, W, H);
+    }
+    c = c!;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, this.width, this.height);
+    const f = z.k / c.zoom.k;
+    // Cache pixel p shows world w = (p - origin) / k0; on screen it goes to w * k + z.
+    const dx = z.x - (c.zoom.x + CACHE_M) * f;
+    const dy = z.y + HEADER_H - (c.zoom.y + HEADER_H + CACHE_M) * f;
+    ctx.drawImage(c.canvas, dx, dy, W * f, H * f);
+    this.paintOverlay();
+    this.onDraw?.(performance.now() - t0);
+  }
+
+  private paintCache(dpr: number, W: number, H: number): Cache {
+    let c = this.cache;
+    if (!c) {
+      const canvas = document.createElement('canvas');
+      c = this.cache = { canvas, ctx: canvas.getContext('2d')!, zoom: { ...this.zoom }, dpr, w: 0, h: 0, dirty: true };
+    }
+    if (c.w !== W || c.h !== H || c.dpr !== dpr) {
+      c.canvas.width = Math.round(W * dpr);
+      c.canvas.height = Math.round(H * dpr);
+      c.w = W;
+      c.h = H;
+      c.dpr = dpr;
+    }
+    c.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    c.ctx.clearRect(0, 0, W, H);
+    c.zoom = { ...this.zoom };
+    c.dirty = false;
+    this.off = CACHE_M;
+    try {
+      this.paintContent(c.ctx, W, H);
+    } finally {
+      this.off = 0;
+    }
+    return c;
+  }
+
+  /** Edges, their labels, nodes and names, for the view plus the cache margin. */
+  private paintContent(ctx: CanvasRenderingContext2D, W: number, H: number): void {
+    const { app, theme } = this;
     const { layout, lin } = app;
     const k = this.zoom.k;
     const metric = app.state.colorMetric;
     const def = metric ? lin.metricDef(metric) : undefined;
-    const inView = (x: number, y: number, m: number) => x > -m && x < this.width + m && y > HEADER_H - m && y < this.height + m;
+    const inView = (x: number, y: number, m: number) => x > -m && x < W + m && y > -m && y < H + m;
     const margin = COL_W * k + 20;
 
-    // Edges first, under the nodes.
+    // Edges first, under the nodes, batched into one path per colour and opacity: thousands of
+    // separate fills are what makes a software-rendered canvas slow.
+    const edgePaths = new Map<string, Path2D>();
+    const simple = k < 0.25;
     for (const [p, c] of layout.edges) {
       const pn = layout.byId.get(p)!;
       const cn = layout.byId.get(c)!;
@@ -171,7 +270,7 @@ export class MapView {
       const py = this.sy(pn);
       const cx = this.sx(cn);
       const cy = this.sy(cn);
-      if (!inView(px, py, margin) && !inView(cx, cy, margin) && !((py < HEADER_H && cy > this.height) || (cy < HEADER_H && py > this.height))) continue;
+      if (!inView(px, py, margin) && !inView(cx, cy, margin) && !((py < 0 && cy > H) || (cy < 0 && py > H))) continue;
       let colour = theme.same;
       if (def) {
         const a = lin.metric(c, def.name);
@@ -182,16 +281,25 @@ export class MapView {
         }
       }
       const faded = !app.pass.has(c) || !app.pass.has(p);
-      ctx.globalAlpha = faded ? 0.12 : app.selection.size && !(app.selection.has(c) || app.selection.has(p)) ? 0.45 : 0.8;
-      ctx.fillStyle = colour;
+      const alpha = faded ? 0.12 : app.selection.size && !(app.selection.has(c) || app.selection.has(p)) ? 0.45 : 0.8;
+      const key = `${colour}|${alpha}`;
+      let path = edgePaths.get(key);
+      if (!path) edgePaths.set(key, (path = new Path2D()));
       const t = taper(px, py, this.r(p), cx, cy, this.r(c));
-      ctx.beginPath();
-      ctx.moveTo(t.top[0], t.top[1]);
-      ctx.bezierCurveTo(t.top[2], t.top[3], t.top[4], t.top[5], t.top[6], t.top[7]);
-      ctx.lineTo(t.bottom[0], t.bottom[1]);
-      ctx.bezierCurveTo(t.bottom[2], t.bottom[3], t.bottom[4], t.bottom[5], t.bottom[6], t.bottom[7]);
-      ctx.closePath();
-      ctx.fill();
+      path.moveTo(t.top[0], t.top[1]);
+      // Zoomed far out the curve is a few pixels: straight segments look the same and cost less.
+      if (simple) path.lineTo(t.top[6], t.top[7]);
+      else path.bezierCurveTo(t.top[2], t.top[3], t.top[4], t.top[5], t.top[6], t.top[7]);
+      path.lineTo(t.bottom[0], t.bottom[1]);
+      if (simple) path.lineTo(t.bottom[6], t.bottom[7]);
+      else path.bezierCurveTo(t.bottom[2], t.bottom[3], t.bottom[4], t.bottom[5], t.bottom[6], t.bottom[7]);
+      path.closePath();
+    }
+    for (const [key, path] of edgePaths) {
+      const [colour, alpha] = key.split('|');
+      ctx.globalAlpha = Number(alpha);
+      ctx.fillStyle = colour!;
+      ctx.fill(path);
     }
     ctx.globalAlpha = 1;
 
@@ -225,63 +333,100 @@ export class MapView {
       ctx.globalAlpha = 1;
     }
 
-    // Nodes.
+    // Nodes: fills batched per colour level, outlines in one path; status, selection and hover
+    // rings are few and drawn one by one.
     const showNames = k >= 0.6;
-    ctx.font = `${Math.round(11 * Math.min(1.3, Math.max(0.9, k)))}px ${theme.font}`;
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'middle';
+    const fills = new Map<string, Path2D>();
+    const outlines = [new Path2D(), new Path2D()];
+    const visible: LayoutNode[] = [];
     for (const n of layout.nodes) {
       const x = this.sx(n);
       const y = this.sy(n);
       if (!inView(x, y, 30)) continue;
-      const m = lin.byId.get(n.id)!;
+      visible.push(n);
       const r = this.r(n.id);
       const faded = !app.pass.has(n.id);
-      ctx.globalAlpha = faded ? 0.15 : 1;
-      ctx.beginPath();
-      ctx.arc(x, y, r, 0, Math.PI * 2);
-      ctx.fillStyle = app.colorOf(n.id) ?? theme.bg;
-      ctx.fill();
-      ctx.lineWidth = 1;
-      ctx.strokeStyle = theme.highContrast ? theme.border : theme.muted;
-      if (m.status === 'running') {
-        ctx.setLineDash([3, 2]);
-        ctx.lineWidth = 2;
-        ctx.strokeStyle = theme.running;
-      } else if (m.status === 'failed' || m.status === 'broken') {
-        ctx.lineWidth = 2;
-        ctx.strokeStyle = theme.failed;
-      } else if (m.status === 'stale') ctx.setLineDash([1, 2]);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      if (app.selection.has(n.id)) {
+      const key = `${app.colorOf(n.id) ?? theme.bg}|${faded ? 1 : 0}`;
+      let path = fills.get(key);
+      if (!path) fills.set(key, (path = new Path2D()));
+      path.moveTo(x + r, y);
+      path.arc(x, y, r, 0, Math.PI * 2);
+      const o = outlines[faded ? 1 : 0]!;
+      o.moveTo(x + r, y);
+      o.arc(x, y, r, 0, Math.PI * 2);
+    }
+    for (const [key, path] of fills) {
+      const [fill, faded] = key.split('|');
+      ctx.globalAlpha = faded === '1' ? 0.15 : 1;
+      ctx.fillStyle = fill!;
+      ctx.fill(path);
+    }
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = theme.highContrast ? theme.border : theme.muted;
+    ctx.globalAlpha = 1;
+    if (k >= 0.15 || theme.highContrast) ctx.stroke(outlines[0]!);
+    ctx.globalAlpha = 0.15;
+    ctx.stroke(outlines[1]!);
+    ctx.globalAlpha = 1;
+    ctx.font = `${Math.round(11 * Math.min(1.3, Math.max(0.9, k)))}px ${theme.font}`;
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'middle';
+    for (const n of visible) {
+      const m = lin.byId.get(n.id)!;
+      const selected = app.selection.has(n.id);
+      if (m.status === 'ok' && !selected && !n.hidden && !showNames) continue;
+      const x = this.sx(n);
+      const y = this.sy(n);
+      const r = this.r(n.id);
+      ctx.globalAlpha = app.pass.has(n.id) ? 1 : 0.15;
+      if (m.status !== 'ok') {
+        ctx.beginPath();
+        ctx.arc(x, y, r, 0, Math.PI * 2);
+        ctx.lineWidth = m.status === 'stale' ? 1 : 2;
+        ctx.strokeStyle = m.status === 'running' ? theme.running : m.status === 'stale' ? theme.muted : theme.failed;
+        ctx.setLineDash(m.status === 'running' ? [3, 2] : m.status === 'stale' ? [1, 2] : []);
+        ctx.stroke();
+        ctx.setLineDash([]);
+      }
+      if (selected) {
         ctx.beginPath();
         ctx.arc(x, y, r + 3, 0, Math.PI * 2);
         ctx.lineWidth = 2.5;
         ctx.strokeStyle = theme.focus;
         ctx.stroke();
       }
-      if (app.hover === n.id || this.cursor === n.id) {
-        ctx.beginPath();
-        ctx.arc(x, y, r + (app.selection.has(n.id) ? 6 : 3), 0, Math.PI * 2);
-        ctx.lineWidth = 1.5;
-        ctx.strokeStyle = theme.fg;
-        if (this.cursor === n.id && app.hover !== n.id) ctx.setLineDash([2, 2]);
-        ctx.stroke();
-        ctx.setLineDash([]);
-      }
       let label = '';
-      if (m.status === 'failed' || m.status === 'broken') label = '⚠ ';
-      else if (m.status === 'running') label = '⟳ ';
+      if (k >= 0.3 || showNames) {
+        if (m.status === 'failed' || m.status === 'broken') label = '⚠ ';
+        else if (m.status === 'running') label = '⟳ ';
+      }
       if (showNames) label += m.name;
       if (n.hidden) label += ` (+${n.hidden})`;
-      if (label) {
+      if (label.trim()) {
         ctx.fillStyle = m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.fg;
-        ctx.fillText(showNames || n.hidden ? label : label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0));
+        ctx.fillText(label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0));
       }
     }
     ctx.globalAlpha = 1;
 
+  }
+
+  /** Hover and keyboard rings, the column headers and the selection rectangle. */
+  private paintOverlay(): void {
+    const { ctx, app, theme } = this;
+    const { layout } = app;
+    const k = this.zoom.k;
+    for (const id of new Set([app.hover, this.cursor])) {
+      const n = id !== null ? layout.byId.get(id) : undefined;
+      if (!n) continue;
+      ctx.beginPath();
+      ctx.arc(this.sx(n), this.sy(n), this.r(n.id) + (app.selection.has(n.id) ? 6 : 3), 0, Math.PI * 2);
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = theme.fg;
+      if (id !== app.hover) ctx.setLineDash([2, 2]);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
     // Column headers, fixed at the top; a click takes the whole column.
     ctx.fillStyle = theme.bg;
     ctx.fillRect(0, 0, this.width, HEADER_H);
@@ -310,7 +455,6 @@ export class MapView {
       ctx.strokeRect(Math.min(d.x0, d.x1), Math.min(d.y0, d.y1), Math.abs(d.x1 - d.x0), Math.abs(d.y1 - d.y0));
       ctx.setLineDash([]);
     }
-    this.onDraw?.(performance.now() - t0);
   }
 
   // -- input ---------------------------------------------------------------------------------
@@ -451,6 +595,9 @@ export class MapView {
           break;
         case '0':
           this.fit();
+          break;
+        case '9':
+          this.fitAll();
           break;
         case 'Escape':
           this.tooltip.hide();

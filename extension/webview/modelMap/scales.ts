@@ -54,6 +54,12 @@ function mix(a: string, b: string, t: number): string {
   return `rgb(${c(16)},${c(8)},${c(0)})`;
 }
 
+const LEVELS = 48;
+const levelCache: string[] = [];
+function rampLevel(i: number): string {
+  return (levelCache[i] ??= ramp(i / (LEVELS - 1)));
+}
+
 export interface Extent {
   min: number;
   max: number;
@@ -77,7 +83,8 @@ export function colorScale(def: MetricDef | undefined, ext: Extent | undefined):
   return (v) => {
     if (v === undefined) return null;
     const t = ext.max === ext.min ? 1 : (v - ext.min) / (ext.max - ext.min);
-    return ramp(def.higherIsBetter ? t : 1 - t);
+    // 48 levels: indistinguishable from continuous, and the map can fill each level in one call.
+    return rampLevel(Math.round((def.higherIsBetter ? t : 1 - t) * (LEVELS - 1)));
   };
 }
 

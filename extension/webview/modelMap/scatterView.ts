@@ -22,6 +22,7 @@ export class ScatterView {
   private front: string[] = [];
   private xs: Linear = linear([0, 1], [0, 1]);
   private ys: Linear = linear([0, 1], [0, 1]);
+  private lastZoom: unknown = null;
   private brush: { x0: number; y0: number; x1: number; y1: number } | null = null;
 
   constructor(
@@ -35,7 +36,9 @@ export class ScatterView {
     this.bind();
     app.on((c: Change) => {
       if (c === 'data' || c === 'encoding' || c === 'filters') this.recompute();
-      this.request();
+      // The map's own zoom does not change the plot (its zoom is kept in the state too).
+      if (c !== 'zoom' || this.lastZoom !== this.app.state.scatterZoom) this.request();
+      this.lastZoom = this.app.state.scatterZoom;
     });
   }
 
@@ -193,47 +196,49 @@ export class ScatterView {
       ctx.globalAlpha = 1;
     }
     const frontSet = new Set(this.front);
-    const drawPoint = (id: string) => {
+    // Points batched per colour level (see the map); rings for the front, selection and hover.
+    const fills = new Map<string, Path2D>();
+    const rings = new Path2D();
+    const pos = (id: string): [number, number] | null => {
       const xv = lin.metric(id, xName);
       const yv = lin.metric(id, yName);
-      if (xv === undefined || yv === undefined) return;
-      const x = xs(xv);
-      const y = ys(yv);
-      const r = app.radiusOf(id);
-      ctx.globalAlpha = app.pass.has(id) ? 0.9 : 0.12;
-      ctx.beginPath();
-      ctx.arc(x, y, r, 0, Math.PI * 2);
-      ctx.fillStyle = app.colorOf(id) ?? theme.muted;
-      ctx.fill();
-      ctx.lineWidth = 1;
-      ctx.strokeStyle = theme.highContrast ? theme.border : theme.bg;
-      ctx.stroke();
-      if (frontSet.has(id)) {
-        ctx.beginPath();
-        ctx.arc(x, y, r + 2.5, 0, Math.PI * 2);
-        ctx.strokeStyle = theme.fg;
-        ctx.lineWidth = 1.2;
-        ctx.stroke();
-      }
-      if (app.selection.has(id)) {
-        ctx.beginPath();
-        ctx.arc(x, y, r + 4, 0, Math.PI * 2);
-        ctx.strokeStyle = theme.focus;
-        ctx.lineWidth = 2.5;
-        ctx.stroke();
-      }
-      if (app.hover === id) {
-        ctx.beginPath();
-        ctx.arc(x, y, r + 7, 0, Math.PI * 2);
-        ctx.strokeStyle = theme.fg;
-        ctx.lineWidth = 1.5;
-        ctx.stroke();
-      }
+      return xv === undefined || yv === undefined ? null : [xs(xv), ys(yv)];
     };
-    for (const id of lin.order) if (!app.selection.has(id) && app.hover !== id) drawPoint(id);
-    // Selected and hovered on top.
-    for (const id of app.selection) drawPoint(id);
-    if (app.hover) drawPoint(app.hover);
+    for (const id of lin.order) {
+      const p = pos(id);
+      if (!p) continue;
+      const r = app.radiusOf(id);
+      const key = `${app.colorOf(id) ?? theme.muted}|${app.pass.has(id) ? 0 : 1}`;
+      let path = fills.get(key);
+      if (!path) fills.set(key, (path = new Path2D()));
+      path.moveTo(p[0] + r, p[1]);
+      path.arc(p[0], p[1], r, 0, Math.PI * 2);
+      if (frontSet.has(id)) {
+        rings.moveTo(p[0] + r + 2.5, p[1]);
+        rings.arc(p[0], p[1], r + 2.5, 0, Math.PI * 2);
+      }
+    }
+    for (const [key, path] of fills) {
+      const [fill, faded] = key.split('|');
+      ctx.globalAlpha = faded === '1' ? 0.12 : 0.85;
+      ctx.fillStyle = fill!;
+      ctx.fill(path);
+    }
+    ctx.globalAlpha = 1;
+    ctx.strokeStyle = theme.fg;
+    ctx.lineWidth = 1.2;
+    ctx.stroke(rings);
+    const ring = (id: string, extra: number, colour: string, width: number) => {
+      const p = pos(id);
+      if (!p) return;
+      ctx.beginPath();
+      ctx.arc(p[0], p[1], app.radiusOf(id) + extra, 0, Math.PI * 2);
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = width;
+      ctx.stroke();
+    };
+    for (const id of app.selection) ring(id, 4, theme.focus, 2.5);
+    if (app.hover) ring(app.hover, 7, theme.fg, 1.5);
     ctx.globalAlpha = 1;
     if (this.brush) {
       const b = this.brush;

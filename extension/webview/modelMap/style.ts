@@ -24,7 +24,8 @@ button.secondary:hover { background: var(--vscode-button-secondaryHoverBackgroun
 .mm-tabs { display: flex; gap: 2px; align-items: center; border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); padding: 0 6px; }
 .mm-tabs [role=tab] { background: none; color: var(--vscode-foreground); border-bottom: 2px solid transparent; opacity: .75; }
 .mm-tabs [role=tab][aria-selected=true] { border-bottom-color: var(--vscode-panelTitle-activeBorder, var(--vscode-focusBorder)); opacity: 1; }
-.mm-bottom { position: relative; min-height: 0; display: grid; grid-template-rows: auto 1fr; }
+.mm-bottom { position: relative; min-height: 0; }
+.mm-bottom > .mm-bottom-body { position: absolute; inset: 0; }
 .mm-bottom-body { position: relative; min-height: 0; }
 .mm-table-wrap { position: absolute; inset: 0; display: grid; grid-template-rows: auto 1fr; }
 .mm-table-scroll { position: relative; overflow: auto; min-height: 0; }
