@@ -133,3 +133,32 @@ def test_many_others_read_base_once() -> None:
     assert reads == ["w"]
     assert [round(res[f"m{i}"].tensor("w").stats.rel_l2, 6) for i in range(3)] == [0.0, 1.0, 2.0]  # type: ignore[union-attr]
     assert np.isclose(res["m1"].tensor("w").stats.cosine, 1.0)  # type: ignore[union-attr]
+
+
+def test_user_mistakes_are_clear_messages(tmp_path: Path) -> None:
+    from modelbonsai.compare.activations import ActivationOptions
+    from modelbonsai.compare.control import CompareError
+
+    with pytest.raises(CompareError, match=r"not found: .*nope\.safetensors"):
+        SafetensorsSource(tmp_path / "nope.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CompareError, match=r"cannot read .*bad\.safetensors"):
+        SafetensorsSource(tmp_path / "bad.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CompareError, match=r"no \.safetensors files"):
+        SafetensorsSource(tmp_path / "empty")
+    with pytest.raises(CompareError, match="at least one other"):
+        compare_weights(ModuleSource(_net()), {})
+    with pytest.raises(CompareError, match="mode must be"):
+        ActivationOptions(mode="sideways").check()
+
+
+def test_bfloat16_checkpoint_is_widened(tmp_path: Path) -> None:
+    w = torch.randn(8, 8)
+    save_file({"w": w}, str(tmp_path / "b.safetensors"))
+    save_file({"w": w.bfloat16()}, str(tmp_path / "o.safetensors"))
+    src = SafetensorsSource(tmp_path / "o.safetensors")
+    assert src.get("w").dtype == torch.float32
+    res = compare_weights(SafetensorsSource(tmp_path / "b.safetensors"), {"o": src})["o"]
+    m = res.tensor("w").stats.metrics()  # type: ignore[union-attr]
+    assert 40 < m["sqnr_db"] < 60  # bfloat16 keeps 8 bits of mantissa: ~50 dB
