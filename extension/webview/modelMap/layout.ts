@@ -33,25 +33,19 @@ export interface Layout {
 export const BASE_COLUMN = '(base)';
 
 export function computeLayout(lin: Lineage, mode: ColumnMode, collapsed: ReadonlySet<string> = new Set()): Layout {
+  // Which models show (a collapsed model hides its descendants), in depth-first order.
   const visible: string[] = [];
   const hidden = new Map<string, number>();
-  const rowOf = new Map<string, number>();
-  let nextRow = 0;
-  // Pre-order walk with explicit stack; a child is visited right after its parent's row is known.
-  const stack: { id: string; row: number | null }[] = [...lin.roots].reverse().map((id) => ({ id, row: null }));
-  while (stack.length) {
-    const { id, row } = stack.pop()!;
-    const r = row ?? nextRow++;
-    rowOf.set(id, r);
+  const walk: string[] = [...lin.roots].reverse();
+  while (walk.length) {
+    const id = walk.pop()!;
     visible.push(id);
     const kids = lin.children.get(id) ?? [];
     if (collapsed.has(id) && kids.length) {
       hidden.set(id, lin.descendants(id).length);
       continue;
     }
-    // Push in reverse so the oldest child is visited first and inherits the parent's row; the
-    // others are given new rows when they are reached, after the whole first branch.
-    for (let i = kids.length - 1; i >= 0; i--) stack.push({ id: kids[i]!, row: i === 0 ? r : null });
+    for (let i = kids.length - 1; i >= 0; i--) walk.push(kids[i]!);
   }
 
   let columns: LayoutColumn[];
@@ -74,6 +68,24 @@ export function computeLayout(lin: Lineage, mode: ColumnMode, collapsed: Readonl
     columns = keys.map((k) => ({ key: k, label: k === BASE_COLUMN ? 'base' : k }));
     const index = new Map(keys.map((k, i) => [k, i]));
     colOf = (id) => index.get(opKey(lin, id))!;
+  }
+
+  // Rows: the oldest child continues its parent's row when it sits to its right (always, by
+  // step; by op kind, a repeated or earlier op cannot), every other child opens a new row once
+  // the branch before it is laid out.
+  const rowOf = new Map<string, number>();
+  let nextRow = 0;
+  const visibleSet = new Set(visible);
+  const stack: { id: string; row: number | null }[] = [...lin.roots].reverse().map((id) => ({ id, row: null }));
+  while (stack.length) {
+    const { id, row } = stack.pop()!;
+    const r = row ?? nextRow++;
+    rowOf.set(id, r);
+    const kids = (lin.children.get(id) ?? []).filter((c) => visibleSet.has(c));
+    for (let i = kids.length - 1; i >= 0; i--) {
+      const c = kids[i]!;
+      stack.push({ id: c, row: i === 0 && colOf(c) > colOf(id) ? r : null });
+    }
   }
 
   const nodes = visible.map((id) => ({ id, col: colOf(id), row: rowOf.get(id)!, hidden: hidden.get(id) ?? 0 }));

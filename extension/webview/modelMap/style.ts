@@ -58,7 +58,7 @@ button.secondary:hover { background: var(--vscode-button-secondaryHoverBackgroun
 .mm-recipe li.hovered { background: var(--vscode-list-hoverBackground); }
 .mm-swatch { display: inline-block; width: 10px; height: 10px; margin-left: 4px; }
 .mm-legend-row { font-size: .85em; }
-.mm-tooltip { position: fixed; z-index: 10; max-width: 360px; padding: 6px 8px; pointer-events: none; background: var(--vscode-editorHoverWidget-background); color: var(--vscode-editorHoverWidget-foreground, var(--vscode-foreground)); border: 1px solid var(--vscode-editorHoverWidget-border, var(--vscode-contrastBorder, rgba(128,128,128,.5))); font-size: .9em; }
+.mm-tooltip { position: fixed; z-index: 10; max-width: 360px; padding: 6px 8px; pointer-events: none; background: var(--vscode-editorHoverWidget-background, var(--vscode-editor-background)); color: var(--vscode-editorHoverWidget-foreground, var(--vscode-foreground)); border: 1px solid var(--vscode-editorHoverWidget-border, var(--vscode-contrastBorder, rgba(128,128,128,.5))); font-size: .9em; }
 .mm-tooltip table { width: auto; }
 .mm-tooltip td { padding: 0 6px; border: none; }
 .mm-tt-title { font-weight: 600; }

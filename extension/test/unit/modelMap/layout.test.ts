@@ -36,6 +36,17 @@ describe('computeLayout', () => {
     expect(l.rows).toBe(3);
   });
 
+  it('by op kind, a repeated op cannot continue its parent\'s row (it would sit on it)', () => {
+    const chain = new Lineage([
+      model('b', null, null, {}, 0, [1, 1, 1]),
+      model('x', 'b', 'quantize.weights', { bits: 8 }, 1, [1, 1, 1]),
+      model('y', 'x', 'quantize.weights', { bits: 4 }, 2, [1, 1, 1]),
+      model('z', 'y', 'prune.magnitude', {}, 3, [1, 1, 1]),
+    ]);
+    expect(cells(computeLayout(chain, 'op'))).toEqual({ b: [0, 0], x: [1, 0], y: [1, 1], z: [2, 1] });
+    expect(cells(computeLayout(chain, 'step'))).toEqual({ b: [0, 0], x: [1, 0], y: [2, 0], z: [3, 0] });
+  });
+
   it('a model whose parent is missing starts its own branch as a root', () => {
     const models = [...sample(), model('orphan', 'deleted', 'cast', {}, 9, [1, 2, 3])];
     const l = computeLayout(new Lineage(models), 'op');

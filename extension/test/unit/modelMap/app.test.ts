@@ -1,0 +1,102 @@
+// The linked state behind every view: selection rules, filters, collapse, search, restored state.
+import { describe, expect, it } from 'vitest';
+import { App } from '../../../webview/modelMap/app';
+import { defaultState, restoreState } from '../../../webview/modelMap/state';
+import { colorScale, ramp, sizeScale, ticks, R_MAX, R_MIN } from '../../../webview/modelMap/scales';
+import { sample } from './fixture';
+
+function app(): App {
+  const a = new App();
+  a.setModels(sample());
+  return a;
+}
+
+describe('App', () => {
+  it('defaults the encodings to the headline metrics', () => {
+    const a = app();
+    expect([a.state.colorMetric, a.state.sizeMetric, a.state.scatterX, a.state.scatterY]).toEqual(['accuracy', 'size', 'size', 'accuracy']);
+  });
+
+  it('filtered-out models cannot be selected and leave the selection when a filter hides them', () => {
+    const a = app();
+    a.select(['p50', 'q8', 'p70q8']);
+    a.setFilters([{ metric: 'accuracy', lo: 96, hi: 100 }]);
+    expect([...a.selection]).toEqual(['p50', 'q8']);
+    a.select(['p70', 'p50q8'], 'add');
+    expect([...a.selection].sort()).toEqual(['p50', 'p50q8', 'q8']);
+    a.select(['q8'], 'toggle');
+    expect([...a.selection].sort()).toEqual(['p50', 'p50q8']);
+  });
+
+  it('grows the selection along the lineage', () => {
+    const a = app();
+    a.select(['p50q4']);
+    a.extend('parents');
+    expect([...a.selection].sort()).toEqual(['p50', 'p50q4']);
+    a.select(['p50']);
+    a.extend('children');
+    expect([...a.selection].sort()).toEqual(['p50', 'p50q4', 'p50q8']);
+    a.select(['p70q8']);
+    a.extend('ancestors');
+    expect([...a.selection].sort()).toEqual(['base', 'p70', 'p70q8']);
+    a.select(['base']);
+    a.extend('descendants');
+    expect(a.selection.size).toBe(7);
+  });
+
+  it('collapses only models with children, and searches names and ops', () => {
+    const a = app();
+    a.toggleCollapse('q8');
+    expect(a.state.collapsed).toEqual([]);
+    a.toggleCollapse('p50');
+    expect(a.layout.nodes.map((n) => n.id)).toEqual(['base', 'p50', 'p70', 'p70q8', 'q8']);
+    expect(a.search('Q8')).toEqual(['p50q8', 'p70q8', 'q8']);
+    expect(a.search('prune')).toEqual(['p50', 'p70']);
+  });
+
+  it('restores saved state, dropping what no longer exists', () => {
+    const a = new App();
+    const saved = restoreState({ ...defaultState(), colorMetric: 'gone', sizeMetric: 'latency', selection: ['p50', 'deleted'], filters: [{ metric: 'gone', lo: 0, hi: 1 }, { metric: 'size', lo: 0, hi: 400 }], collapsed: ['p70', 'x'], columnMode: 'op' });
+    a.setModels(sample(), saved);
+    expect(a.state.colorMetric).toBe('accuracy');
+    expect(a.state.sizeMetric).toBe('latency');
+    expect(a.state.filters).toEqual([{ metric: 'size', lo: 0, hi: 400 }]);
+    expect(a.state.collapsed).toEqual(['p70']);
+    // p50 (size 500) fails the size filter, so it is not selected.
+    expect([...a.selection]).toEqual([]);
+    expect(a.layout.columns.map((c) => c.key)).toEqual(['(base)', 'prune.magnitude', 'quantize.weights']);
+  });
+});
+
+describe('restoreState', () => {
+  it('keeps only well-typed fields', () => {
+    const s = restoreState({ columnMode: 'sideways', selection: ['a', 3], mapZoom: { k: -1, x: 0, y: 0 }, scatterZoom: { k: 2, x: 0.5, y: 0.5 }, delta: 'reference', groupBy: ['a', 'b', 'c'], bottom: 'table', sortDesc: 'yes' });
+    expect(s).toMatchObject({ columnMode: 'step', selection: ['a'], mapZoom: null, scatterZoom: { k: 2, x: 0.5, y: 0.5 }, delta: 'reference', groupBy: ['a', 'b'], bottom: 'table', sortDesc: false });
+    expect(restoreState(null)).toEqual(defaultState());
+  });
+});
+
+describe('scales', () => {
+  it('round ticks', () => {
+    expect(ticks(0, 1, 5)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(ticks(13, 87, 4)).toEqual([20, 40, 60, 80]);
+    expect(ticks(5, 5)).toEqual([5]);
+  });
+
+  it('the colour ramp puts the better end bright, whichever the direction', () => {
+    const ext = { min: 0, max: 10 };
+    const up = colorScale({ name: 'a', unit: '', higherIsBetter: true, headline: true }, ext);
+    const down = colorScale({ name: 'b', unit: '', higherIsBetter: false, headline: true }, ext);
+    expect(up(10)).toBe(ramp(1));
+    expect(down(0)).toBe(ramp(1));
+    expect(down(10)).toBe(ramp(0));
+    expect(up(undefined)).toBeNull();
+  });
+
+  it('node area grows with the value', () => {
+    const r = sizeScale({ min: 0, max: 100 });
+    expect(r(0)).toBe(R_MIN);
+    expect(r(100)).toBe(R_MAX);
+    expect(r(25)).toBeCloseTo(R_MIN + 0.5 * (R_MAX - R_MIN));
+  });
+});
