@@ -28,7 +28,6 @@ from .protocol import LineageResult, MetricInfo, ModelInfo
 
 log = logging.getLogger(__name__)
 
-_REFRESH_S = 3.0
 
 
 def metric_info(m: MetricRecord) -> MetricInfo | None:
@@ -81,37 +80,57 @@ def read_lineage(store: LineageStore) -> list[ModelInfo]:
 
 
 class RawJSON:
-    """A result already serialized: the protocol writes it as is (a 2,000-model lineage is
-    megabytes of JSON; encoding it once per change instead of once per request is what keeps a
-    flood of lineage requests cheap)."""
+    """A result already serialized (UTF-8 JSON): the protocol writes it as is. A 2,000-model
+    lineage is megabytes of JSON; encoding it once per change instead of once per request is
+    what keeps a flood of lineage requests cheap."""
 
-    __slots__ = ("text",)
+    __slots__ = ("data",)
 
-    def __init__(self, text: str):
-        self.text = text
+    def __init__(self, data: bytes):
+        self.data = data
 
 
 @dataclass
 class _Entry:
     version: int
     at: float
-    cost: float  # seconds the last computation took
+    cost: float  # seconds the last (incremental) computation took
     models: list[ModelInfo]
-    text: str  # '{"folder": ..., "models": [...]}'
+    data: bytes  # the LineageResult as UTF-8 JSON
     keys: frozenset[tuple[str, str]]  # (experiment file, variant) of every model
+    parts: dict[str, tuple[ModelInfo, str]]  # id -> (ModelInfo, its JSON), in lineage order
+    full_at: float = 0.0  # when every model was last re-read (statuses, metrics)
+    full_cost: float = 0.0
 
 
 # Below this, a changed lineage is recomputed inside the request; above, the request gets the
 # previous answer while it is recomputed in the background (and lineageChanged follows).
 _SYNC_COST_S = 0.05
+# Every model is re-read (an artifact deleted by hand shows as broken) at most this often, and
+# never more than ~5% of the time.
+_FULL_EVERY_S = 30.0
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _entry(folder: Path, version: int, parts: dict[str, tuple[ModelInfo, str]], cost: float,
+           full_at: float, full_cost: float) -> _Entry:
+    models = [info for info, _ in parts.values()]
+    text = '{"folder":' + _dumps(str(folder)) + ',"models":[' + ",".join(frag for _, frag in parts.values()) + "]}"
+    keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
+    return _Entry(version, time.monotonic(), cost, models, text.encode("utf-8"), keys, parts, full_at, full_cost)
 
 
 class LineageCache:
     """Per-folder cache of the lineage (models and their serialized JSON).
 
-    Recomputations run on one thread of their own and are coalesced: however many models a job
-    stores in a burst, at most one recomputation per folder is waiting at any time, and readers
-    never queue behind them.
+    A change is applied incrementally: the ids (and parents) of the complete models are read
+    with one small query, and only models that are new or re-parented are read in full, so a
+    job storing one model into a 2,000-model store costs milliseconds, not a re-listing.
+    Background recomputations run on one thread of their own and are coalesced: however many
+    models a job stores in a burst, at most one recomputation per folder waits at any time.
     """
 
     def __init__(self, open_store: Callable[[Path], LineageStore]):
@@ -120,6 +139,7 @@ class LineageCache:
         self._compute_lock = threading.Lock()
         self._entries: dict[Path, _Entry] = {}
         self._versions: dict[Path, sqlite3.Connection] = {}
+        self._readers: dict[Path, sqlite3.Connection] = {}
         # folder -> callbacks of a refresh that is queued but has not started yet
         self._pending: dict[Path, list[Callable[[Path], None]]] = {}
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bonsai-lineage")
@@ -134,11 +154,11 @@ class LineageCache:
     def peek(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry | None:
         """The answer if it can be given without computing (cheap: safe on the event loop).
 
-        A stale answer is given when recomputing is slow (a big store); a refresh is then
-        queued and `on_refreshed(folder)` is called if the lineage turned out to differ."""
+        A stale answer is given when recomputing is slow; a refresh is then queued and
+        `on_refreshed(folder)` is called if the lineage turned out to differ."""
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
             # never create .bonsai/ just because someone looked
-            return _Entry(-1, time.monotonic(), 0.0, [], json.dumps(lineage_result(folder, [])), frozenset())
+            return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0)
         version = self._data_version(folder)
         with self._lock:
             entry = self._entries.get(folder)
@@ -147,31 +167,58 @@ class LineageCache:
         stale = entry.version != version
         if stale and entry.cost <= _SYNC_COST_S:
             return None
-        # Re-checking artifacts by time costs what a computation costs: at most ~5% of the time.
-        if stale or time.monotonic() - entry.at > max(_REFRESH_S, 20 * entry.cost):
+        due = time.monotonic() - entry.full_at > max(_FULL_EVERY_S, 20 * entry.full_cost)
+        if stale or due:
             self.refresh_later(folder, on_refreshed, only_if_changed=True)
         return entry
 
     def get(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
         entry = self.peek(folder, on_refreshed)
-        return entry if entry is not None else self.refresh(folder)
+        return entry if entry is not None else self.refresh(folder, full=False)
 
-    def refresh(self, folder: Path) -> _Entry:
-        """Recompute now (in the caller's thread); returns the new entry."""
+    def refresh(self, folder: Path, *, full: bool | None = None) -> _Entry:
+        """Recompute now (in the caller's thread). `full`: re-read every model (None: when due)."""
         with self._compute_lock:  # one computation at a time: they are CPU-bound anyway
             version = self._data_version(folder)
             with self._lock:
-                entry = self._entries.get(folder)
-            if entry is not None and entry.version == version and time.monotonic() - entry.at < 0.05:
-                return entry  # someone else just did it
+                old = self._entries.get(folder)
+            now = time.monotonic()
+            if full is None:
+                full = old is None or now - old.full_at > max(_FULL_EVERY_S, 20 * old.full_cost)
+            if old is not None and not full and old.version == version:
+                return old
             t0 = time.perf_counter()
-            models = read_lineage(self._open_store(folder))
-            text = json.dumps(lineage_result(folder, models), separators=(",", ":"))
-            keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
-            entry = _Entry(version, time.monotonic(), time.perf_counter() - t0, models, text, keys)
+            store = self._open_store(folder)
+            if full or old is None:
+                parts: dict[str, tuple[ModelInfo, str]] = {}
+                for info in read_lineage(store):
+                    parts[info["id"]] = (info, _dumps(info))
+                cost = time.perf_counter() - t0
+                entry = _entry(folder, version, parts, cost, now, cost)
+            else:
+                parts = {}
+                for model_id, parent_id in self._ids(folder):
+                    part = old.parts.get(model_id)
+                    if part is None or part[0]["parent"] != parent_id:
+                        rec = store.get_model(model_id)
+                        info = model_info(rec, store.metrics(model_id), store.workspace)
+                        part = (info, _dumps(info))
+                    parts[model_id] = part
+                entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost)
             with self._lock:
                 self._entries[folder] = entry
             return entry
+
+    def _ids(self, folder: Path) -> list[tuple[str, str | None]]:
+        """(id, parent id) of every complete model in lineage order: one small read-only query
+        on a connection of our own (the store's API has no id-only listing)."""
+        conn = self._readers.get(folder)
+        if conn is None:
+            db = folder / BONSAI_DIR / DB_NAME
+            conn = self._readers[folder] = sqlite3.connect(f"file:{db}?mode=ro", uri=True,
+                                                           check_same_thread=False, timeout=30)
+        rows = conn.execute("SELECT id, parent_id FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
+        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
 
     def refresh_later(self, folder: Path, then: Callable[[Path], None] | None = None, *,
                       only_if_changed: bool = False) -> None:
@@ -189,8 +236,8 @@ class LineageCache:
             with self._lock:
                 callbacks = self._pending.pop(folder, [])
             try:
-                after = self.refresh(folder)
-                changed = before is None or after.text != before.text
+                after = self.refresh(folder, full=None)
+                changed = before is None or after.data != before.data
             except Exception:
                 log.exception("refreshing the lineage of %s failed", folder)
                 self.invalidate(folder)
@@ -220,9 +267,10 @@ class LineageCache:
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            for conn in self._versions.values():
+            for conn in [*self._versions.values(), *self._readers.values()]:
                 conn.close()
             self._versions.clear()
+            self._readers.clear()
 
 
 def lineage_result(folder: Path, models: list[ModelInfo]) -> LineageResult:

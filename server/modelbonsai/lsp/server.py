@@ -107,11 +107,12 @@ class BonsaiProtocol(LanguageServerProtocol):
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         if error is None and isinstance(result, RawJSON):
             self._result_types.pop(msg_id, None)
-            body = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":{result.text}}}'.encode()
-            header = (f"Content-Length: {len(body)}\r\n"
+            head = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":'.encode()
+            size = len(head) + len(result.data) + 1
+            header = (f"Content-Length: {size}\r\n"
                       f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n").encode()
             if self.writer is not None:
-                self.writer.write(header + body)
+                self.writer.write(b"".join((header, head, result.data, b"}")))
             return
         super()._send_response(msg_id, result, error)
 
@@ -486,7 +487,7 @@ def _register_core(server: BonsaiServer) -> None:
         live = _running_variants(ls)
         if live & entry.keys:  # a re-run is remaking some of these models: mark them running
             return lineage_result(folder, _overlay_running(entry.models, live))
-        return RawJSON(entry.text)
+        return RawJSON(entry.data)
 
     @custom(server, P.JOBS)
     async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
