@@ -16,6 +16,8 @@ export interface GroupRow {
   cells: Record<string, GroupCell>;
   /** Too few instances (or an interval wider than `maxWidth`) to read much into. */
   uncertain: boolean;
+  /** Member instance ids, when the server sends them (groups[].ids). */
+  ids?: string[];
 }
 
 export const MIN_GROUP = 30;
@@ -37,6 +39,7 @@ export function groupRows(models: BehaviorModel[], opts: { minCount?: number; ma
         rows.set(key, row);
       }
       row.count = Math.max(row.count, count);
+      if (!row.ids && Array.isArray(g.ids)) row.ids = (g.ids as unknown[]).map(String);
       const delta = interval(g[h.key]);
       row.cells[m.id] = { count, delta, agreement: interval(g[h.agreement]), kl: typeof g.mean_kl === 'number' ? g.mean_kl : null };
       const wide = delta?.ci ? delta.ci[1] - delta.ci[0] > maxWidth : false;

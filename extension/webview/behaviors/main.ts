@@ -1,4 +1,4 @@
-/** Behaviors panel (minimal: the shared comparison view over bonsai/compare/behavior). */
-import { startCompareView } from '../shared/compareView';
+/** Behaviors panel entry point (see app.ts). */
+import { startBehaviors } from './app';
 
-startCompareView({ title: 'Behaviors', codicon: 'symbol-event', kind: 'behavior' });
+startBehaviors();

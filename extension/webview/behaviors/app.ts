@@ -1,0 +1,440 @@
+/**
+ * The Behaviors panel: per-model summary, groups table, transitions, an instance browser
+ * (filter, sort, brush, paged task renderings with every model's prediction) and, for causal
+ * LMs, generations side by side. "Why?" on an instance opens Layers ranked by it.
+ */
+import type { ModelInfo } from '../../src/protocol';
+import type { DrillFocus } from '../../src/webviews/messages';
+import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
+import { el, icon, mount, notice } from '../shared/dom';
+import { PanelStore, RequestError, Rpc, vscodeApi } from '../shared/rpc';
+import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
+import { COMPARE_CSS, addStyles } from '../shared/style';
+import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, type BehaviorModel, type InstanceTable } from './data';
+import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
+import { filterInstances, maxColumn, pageOf, sortInstances } from './instances';
+import { generationPair, instancesOf, predictionText, tokenView, type RenderedInstance } from './render';
+import { topTransitions } from './transitions';
+
+const CSS = `
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
+.card { border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,0.3)); padding: 6px; }
+.card img { image-rendering: pixelated; width: 84px; height: 84px; }
+.card .preds td { padding: 1px 4px; }
+.card .changed { color: var(--vscode-errorForeground); font-weight: 600; }
+.tokens { line-height: 1.6; font-family: var(--vscode-editor-font-family); white-space: pre-wrap; }
+.gen { font-family: var(--vscode-editor-font-family); white-space: pre-wrap; }
+mark { background: var(--vscode-editor-findMatchHighlightBackground); color: inherit; }
+th[aria-sort] { cursor: pointer; }
+.transitions { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
+`;
+
+const PAGE = 24;
+
+export function startBehaviors(): void {
+  addStyles(COMPARE_CSS + CSS);
+  const api = vscodeApi();
+  const rpc = new Rpc(api);
+  const store = new PanelStore(api);
+  const ids = (store.state.models ?? []).slice(0, 9);
+  const header = () => el('h1', {}, icon('symbol-event'), 'Behaviors');
+  if (ids.length < 2) {
+    mount(header(), notice('info', 'Choose a base and 1–8 models to compare: select them in the Lineage view and use Compare Selected, or Compare with Parent.'));
+    rpc.ready();
+    return;
+  }
+  const [base, ...others] = ids as [string, ...string[]];
+  const v = (store.state.view ?? {}) as Record<string, unknown>;
+  const ui = {
+    sortGroup: (v.sortGroup as GroupColumn | undefined) ?? ({ model: others[0]!, field: 'delta' } as GroupColumn),
+    sortGroupDesc: v.sortGroupDesc === true,
+    grouping: typeof v.grouping === 'string' ? v.grouping : '',
+    sortCol: typeof v.sortCol === 'string' ? v.sortCol : '',
+    desc: v.desc !== false,
+    onlyDisagree: v.onlyDisagree === true,
+    page: typeof v.page === 'number' ? v.page : 0,
+    filter: (v.filter as { ids: string[]; label: string } | null | undefined) ?? null,
+    brush: (v.brush as { column: string; lo: number; hi: number; bins: [number, number] } | null | undefined) ?? null,
+    drill: (v.drill ?? null) as DrillFocus | null,
+  };
+  if (ui.drill?.instances?.length) ui.filter = { ids: ui.drill.instances, label: ui.drill.reason ?? `instances from ${ui.drill.layer ?? 'a layer'}` };
+  const save = () => store.update({ view: { ...ui } });
+
+  let models: ModelInfo[] = [];
+  const name = (id: string) => models.find((m) => m.id === id)?.name ?? id;
+  const results: BehaviorModel[] = [];
+  let table: InstanceTable = buildInstanceTable([]);
+  const rendered = new Map<string, RenderedInstance>();
+  let classNames: string[] | null = null;
+  let run: CompareRun | null = null;
+  let progress = { received: 0, expected: others.length, running: true, label: 'Comparing behaviour…' };
+
+  const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
+  const errorEl = el('div', {});
+  const summaryEl = el('div', {});
+  const groupsEl = el('div', {});
+  const transEl = el('div', {});
+  const browserEl = el('div', {});
+  const gensEl = el('div', {});
+  const ordered = () => others.map((o) => results.find((r) => r.id === o)).filter((r): r is BehaviorModel => !!r);
+
+  const showError = (e: unknown) => {
+    errorEl.append(notice('error', e instanceof RequestError || e instanceof Error ? e.message : String(e)));
+  };
+
+  const showProgress = () => {
+    const parts: Node[] = [el('span', {}, `${progress.label} ${progress.received} of ${progress.expected} model${progress.expected === 1 ? '' : 's'}`)];
+    if (progress.running) {
+      parts.unshift(el('progress', { max: String(Math.max(1, progress.expected)), value: String(progress.received) }));
+      const b = el('button', { class: 'secondary' }, 'Cancel');
+      b.addEventListener('click', () => {
+        run?.cancel();
+        progress = { ...progress, running: false, label: 'Cancelled:' };
+        showProgress();
+      });
+      parts.push(b);
+    }
+    progressEl.replaceChildren(...parts);
+  };
+
+  // -- summary ------------------------------------------------------------------------------
+  const fmtI = (x: ReturnType<typeof interval>, pct: boolean) => {
+    if (!x || x.value === null) return '—';
+    const f = (n: number) => (pct ? `${(n * 100).toFixed(1)}%` : n.toPrecision(3));
+    return x.ci ? `${f(x.value)} [${f(x.ci[0])}, ${f(x.ci[1])}]` : f(x.value);
+  };
+  const showSummary = () => {
+    const rs = ordered();
+    if (!rs.length) {
+      summaryEl.replaceChildren();
+      return;
+    }
+    const h = headline(rs[0]!.taskKind);
+    const max = Math.max(1e-9, ...rs.map((r) => Math.abs(interval(r.summary[h.key])?.value ?? 0)));
+    const body = el('tbody', {}, ...rs.map((r, i) => {
+      const d = interval(r.summary[h.key]);
+      const kl = typeof r.summary.mean_kl === 'number' ? r.summary.mean_kl.toPrecision(3) : '—';
+      const inf = typeof r.summary.infinite_kl === 'number' && r.summary.infinite_kl > 0 ? ` (+${r.summary.infinite_kl} infinite)` : '';
+      return el('tr', {},
+        el('td', {}, el('span', { class: `badge ${SERIES[i % SERIES.length]}` }, ' '), ` ${name(r.id)}`),
+        el('td', { class: 'num' }, String(r.summary.instances ?? r.ids.length)),
+        el('td', { class: 'num' }, fmtI(interval(r.summary[h.agreement]), h.agreement !== 'cosine')),
+        el('td', { class: 'num' }, cellBar(d?.value ?? null, max, true, d?.ci), ` ${fmtI(d, h.key === 'accuracy_delta')}`),
+        el('td', { class: 'num' }, kl + inf));
+    }));
+    summaryEl.replaceChildren(el('h2', {}, 'Summary'), el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'model'), el('th', { class: 'num' }, 'instances'), el('th', { class: 'num' }, 'agreement [95% CI]'), el('th', { class: 'num' }, `${h.label} [95% CI]`), el('th', { class: 'num' }, 'mean KL(base‖model)'))), body));
+  };
+
+  // -- groups -------------------------------------------------------------------------------
+  const showGroups = () => {
+    const rs = ordered();
+    const all = groupRows(rs);
+    if (!all.length) {
+      groupsEl.replaceChildren();
+      return;
+    }
+    const groupings = [...new Set(all.map((r) => r.grouping))];
+    if (!groupings.includes(ui.grouping)) ui.grouping = groupings[0]!;
+    const rows = sortGroups(all.filter((r) => r.grouping === ui.grouping), ui.sortGroup, ui.sortGroupDesc);
+    const h = headline(rs[0]!.taskKind);
+    const max = Math.max(1e-9, ...rows.flatMap((r) => Object.values(r.cells).map((c) => Math.abs(c.delta?.value ?? 0))));
+    const same = (a: GroupColumn, b: GroupColumn) => JSON.stringify(a) === JSON.stringify(b);
+    const th = (label: string, c: GroupColumn, num = true) => {
+      const sorted = same(ui.sortGroup, c);
+      const e = el('th', { class: num ? 'num' : '', tabindex: '0', 'aria-sort': sorted ? (ui.sortGroupDesc ? 'descending' : 'ascending') : 'none' }, label + (sorted ? (ui.sortGroupDesc ? ' ▾' : ' ▴') : ''));
+      const go = () => {
+        ui.sortGroupDesc = sorted ? !ui.sortGroupDesc : false;
+        ui.sortGroup = c;
+        save();
+        showGroups();
+      };
+      e.addEventListener('click', go);
+      e.addEventListener('keydown', (k) => (k.key === 'Enter' || k.key === ' ') && (k.preventDefault(), go()));
+      return e;
+    };
+    const head = el('tr', {}, th('group', 'group', false), th('n', 'count'), ...rs.flatMap((r) => [th(`${name(r.id)} ${h.label}`, { model: r.id, field: 'delta' }), th('agree', { model: r.id, field: 'agreement' }), ...(h.key === 'accuracy_delta' ? [th('KL', { model: r.id, field: 'kl' })] : [])]));
+    const body = el('tbody', {}, ...rows.map((g: GroupRow) => {
+      const tr = el('tr', { class: g.uncertain ? 'uncertain' : '', tabindex: '0', title: g.uncertain ? `uncertain: ${g.count} instances (or a wide interval)` : '' },
+        el('td', {}, g.group, g.uncertain ? el('span', { class: 'muted' }, ' (uncertain)') : ''),
+        el('td', { class: 'num' }, String(g.count)),
+        ...rs.flatMap((r) => {
+          const c = g.cells[r.id];
+          return [
+            el('td', { class: 'num' }, cellBar(c?.delta?.value ?? null, max, true, c?.delta?.ci), ` ${fmtI(c?.delta ?? null, h.key === 'accuracy_delta')}`),
+            el('td', { class: 'num' }, fmtI(c?.agreement ?? null, true)),
+            ...(h.key === 'accuracy_delta' ? [el('td', { class: 'num' }, c?.kl === null || c?.kl === undefined ? '—' : c.kl.toPrecision(3))] : []),
+          ];
+        }));
+      const pick = () => {
+        if (!g.ids) {
+          showError(new Error(`The comparison result does not list which instances are in group '${g.group}' (the server sends counts only).`));
+          return;
+        }
+        setFilter({ ids: g.ids, label: `${g.grouping} = ${g.group}` });
+      };
+      tr.addEventListener('click', pick);
+      tr.addEventListener('keydown', (k) => k.key === 'Enter' && pick());
+      return tr;
+    }));
+    const sel = el('select', { 'aria-label': 'Grouping' }, ...groupings.map((x) => el('option', { value: x }, x)));
+    sel.value = ui.grouping;
+    sel.addEventListener('change', () => {
+      ui.grouping = sel.value;
+      save();
+      showGroups();
+    });
+    groupsEl.replaceChildren(el('h2', {}, 'Groups'), el('div', { class: 'toolbar' }, el('label', {}, 'Grouping ', sel), el('span', { class: 'muted' }, 'italic rows: fewer than 30 instances or a wide interval')), el('table', {}, el('thead', {}, head), body));
+  };
+
+  // -- transitions --------------------------------------------------------------------------
+  const showTransitions = () => {
+    const rs = ordered().filter((r) => r.transitions.length);
+    if (!rs.length) {
+      transEl.replaceChildren();
+      return;
+    }
+    const boxes = rs.map((r) => {
+      const items = topTransitions(r, 8);
+      const list = el('ol', {}, ...items.map((t) => {
+        const b = el('button', { class: 'link' }, `${t.label}`);
+        b.addEventListener('click', () => setFilter({ ids: t.ids, label: `${name(r.id)}: ${t.label}` }));
+        return el('li', {}, b, el('span', { class: 'muted' }, ` ${t.count} (${(t.share * 100).toFixed(1)}%)`));
+      }));
+      return el('div', {}, el('h3', {}, name(r.id)), items.length ? list : el('p', { class: 'muted' }, 'No prediction changed.'));
+    });
+    transEl.replaceChildren(el('h2', {}, 'Most frequent changes (base → model)'), el('div', { class: 'transitions' }, ...boxes));
+  };
+
+  // -- instance browser ---------------------------------------------------------------------
+  const setFilter = (f: { ids: string[]; label: string } | null) => {
+    ui.filter = f;
+    ui.page = 0;
+    save();
+    showBrowser();
+    browserEl.scrollIntoView({ block: 'start' });
+  };
+  const column = (key: string): string => {
+    if (key.startsWith('max\u0000') && !table.columns.has(key)) table.columns.set(key, maxColumn(table, table.models.map((m) => col(m, key.slice(4)))));
+    return key;
+  };
+  const label = (key: string) => (key.startsWith('max\u0000') ? `${key.slice(4)} (max over models)` : `${key.split('\u0000')[1]} · ${name(key.split('\u0000')[0]!)}`);
+
+  const showBrowser = () => {
+    const rs = ordered();
+    if (!rs.length) {
+      browserEl.replaceChildren();
+      return;
+    }
+    const metrics = metricNames(rs);
+    const options = [...metrics.map((m) => `max\u0000${m}`), ...rs.flatMap((r) => Object.keys(r.perInstance).map((m) => col(r.id, m)))];
+    if (!options.includes(ui.sortCol)) ui.sortCol = options.find((o) => /kl|logp_change|rel_l2/.test(o)) ?? options[0] ?? '';
+    const sortKey = ui.sortCol ? column(ui.sortCol) : null;
+    const t0 = performance.now();
+    const kept = filterInstances(table, {
+      ids: ui.filter ? new Set(ui.filter.ids) : null,
+      disagree: ui.onlyDisagree ? rs.filter((r) => r.perInstance.agree).map((r) => col(r.id, 'agree')) : [],
+    });
+    const brushed = ui.brush && ui.brush.column === sortKey ? filterInstances(table, { ids: new Set(Array.from(kept, (i) => table.ids[i]!)), ranges: [ui.brush] }) : kept;
+    const sorted = sortInstances(table, brushed, sortKey, ui.desc);
+    const ms = performance.now() - t0;
+    const pg = pageOf(sorted, ui.page, PAGE);
+    ui.page = pg.page;
+
+    const sel = el('select', { 'aria-label': 'Sort instances by' }, ...options.map((o) => el('option', { value: o }, label(o))));
+    sel.value = ui.sortCol;
+    sel.addEventListener('change', () => {
+      ui.sortCol = sel.value;
+      ui.brush = null;
+      ui.page = 0;
+      save();
+      showBrowser();
+    });
+    const dir = el('button', { class: 'secondary', 'aria-label': 'Sort direction' }, ui.desc ? 'largest first' : 'smallest first');
+    dir.addEventListener('click', () => {
+      ui.desc = !ui.desc;
+      save();
+      showBrowser();
+    });
+    const dis = el('input', { type: 'checkbox', id: 'only-dis' });
+    dis.checked = ui.onlyDisagree;
+    dis.addEventListener('change', () => {
+      ui.onlyDisagree = dis.checked;
+      ui.page = 0;
+      save();
+      showBrowser();
+    });
+    const bar = el('div', { class: 'toolbar' }, el('label', {}, 'Sort by ', sel), dir, el('label', {}, dis, 'only where a model disagrees with the base'));
+    if (ui.filter) {
+      const clear = el('button', { class: 'link' }, 'show all');
+      clear.addEventListener('click', () => {
+        ui.drill = null;
+        setFilter(null);
+      });
+      bar.append(el('span', { class: 'badge' }, `${ui.filter.label} (${ui.filter.ids.length})`), clear);
+    }
+    // histogram of the sort metric over the filtered set, brushable
+    let hist: Node = el('span', {});
+    const values = sortKey ? table.columns.get(sortKey) : undefined;
+    if (values) {
+      const picked = Array.from(kept);
+      const range = finiteRange(picked.map((i) => values[i]!));
+      if (range) {
+        const BINS = 40;
+        const [lo, hi] = range[0] === range[1] ? [range[0] - 0.5, range[1] + 0.5] : range;
+        const counts = binValues(values, lo, hi, BINS, picked);
+        hist = el('div', {}, histogram({
+          title: `${label(ui.sortCol)}: drag to filter`,
+          series: [{ label: label(ui.sortCol), counts, cls: 's0' }],
+          edges: [lo, hi],
+          width: 480,
+          log: true,
+          brush: ui.brush && ui.brush.column === sortKey ? ui.brush.bins : null,
+          onBrush: (b) => {
+            const w = (hi - lo) / BINS;
+            ui.brush = b ? { column: sortKey!, lo: lo + b[0] * w, hi: lo + b[1] * w, bins: b } : null;
+            ui.page = 0;
+            save();
+            showBrowser();
+          },
+        }), el('div', { class: 'muted' }, ui.brush && ui.brush.column === sortKey ? `brushed ${ui.brush.lo.toPrecision(3)} … ${ui.brush.hi.toPrecision(3)} (click the chart to clear)` : 'drag on the histogram to keep a range'));
+      }
+    }
+    const prev = el('button', { class: 'secondary' }, '‹ previous');
+    const next = el('button', { class: 'secondary' }, 'next ›');
+    prev.disabled = pg.page === 0;
+    next.disabled = pg.page >= pg.pages - 1;
+    prev.addEventListener('click', () => { ui.page--; save(); showBrowser(); });
+    next.addEventListener('click', () => { ui.page++; save(); showBrowser(); });
+    const pageIds = Array.from(pg.rows, (i) => table.ids[i]!);
+    const cards = el('div', { class: 'cards', role: 'list' }, ...pageIds.map((id) => card(id, rs)));
+    browserEl.replaceChildren(
+      el('h2', {}, 'Instances'),
+      bar,
+      hist,
+      el('div', { class: 'toolbar' }, prev, el('span', {}, `${sorted.length} instances · page ${pg.page + 1} of ${pg.pages}`), next, el('span', { class: 'muted' }, `filtered and sorted in ${ms.toFixed(1)} ms`)),
+      cards,
+    );
+    const missing = pageIds.filter((id) => !rendered.has(id));
+    if (missing.length) {
+      rpc.request('instances', { ids: missing, models: ids }).then((r) => {
+        for (const res of resultsOf(r.pages)) {
+          const got = instancesOf(res);
+          classNames = got.classNames ?? classNames;
+          for (const it of got.items) rendered.set(it.id, it);
+        }
+        for (const id of missing) if (!rendered.has(id)) rendered.set(id, { id, kind: 'missing', label: null, predictions: {}, target: null });
+        showBrowser();
+      }, (e: unknown) => {
+        for (const id of missing) rendered.set(id, { id, kind: 'missing', label: e instanceof Error ? e.message : String(e), predictions: {}, target: null });
+        showBrowser();
+      });
+    }
+  };
+
+  const card = (id: string, rs: BehaviorModel[]): HTMLElement => {
+    const it = rendered.get(id);
+    const row = table.index.get(id)!;
+    const body: Node[] = [el('div', { class: 'toolbar' }, el('strong', {}, id), it?.label ? el('span', { class: 'muted' }, it.label) : '')];
+    if (!it) body.push(el('p', { class: 'muted' }, 'loading…'));
+    else {
+      if (it.png) body.push(el('img', { src: it.png, alt: `instance ${id}` }));
+      if (it.tokens) {
+        const r = rs.find((x) => x.perToken.token_logp_change);
+        const pt = r?.perToken.token_logp_change;
+        const k = r ? r.ids.indexOf(id) : -1;
+        body.push(tokenView(it.tokens, pt && k >= 0 ? pt.data.subarray(k * pt.tokens, (k + 1) * pt.tokens) : null, r ? `Δ log-prob (${name(r.id)})` : 'divergence'));
+      } else if (it.text !== undefined) body.push(el('div', { class: 'tokens' }, it.text));
+      const bp = it.predictions[base];
+      const preds = el('table', { class: 'preds' }, el('tbody', {},
+        ...(it.target !== null && it.target !== undefined ? [el('tr', {}, el('td', { class: 'muted' }, 'target'), el('td', {}, predictionText(it.target, classNames)))] : []),
+        el('tr', {}, el('td', { class: 'muted' }, name(base)), el('td', {}, predictionText(bp, classNames))),
+        ...rs.map((r) => {
+          const p = it.predictions[r.id];
+          const changed = JSON.stringify(p) !== JSON.stringify(bp);
+          const kl = table.columns.get(col(r.id, 'kl'))?.[row];
+          return el('tr', {}, el('td', { class: 'muted' }, name(r.id)), el('td', { class: changed ? 'changed' : '' }, predictionText(p, classNames)), el('td', { class: 'num muted' }, kl !== undefined && Number.isFinite(kl) ? `KL ${kl.toPrecision(2)}` : ''));
+        })));
+      body.push(preds);
+    }
+    const why = el('button', { class: 'link', title: `Open Layers ranked by the divergence of instance ${id} per layer` }, icon('layers'), ' Why?');
+    why.addEventListener('click', () => {
+      void rpc.request('openPanel', { view: 'layers', models: ids.slice(0, 5), focus: { instance: id } }).catch(showError);
+    });
+    body.push(why);
+    return el('div', { class: 'card', role: 'listitem' }, ...body);
+  };
+
+  // -- generations --------------------------------------------------------------------------
+  const showGenerations = () => {
+    const rs = ordered().filter((r) => r.generations.length);
+    if (!rs.length) {
+      gensEl.replaceChildren();
+      return;
+    }
+    const n = Math.max(...rs.map((r) => r.generations.length));
+    const rows: Node[] = [];
+    for (let k = 0; k < n; k++) {
+      const g0 = rs.find((r) => r.generations[k])?.generations[k];
+      rows.push(el('h3', {}, `Prompt: ${g0?.prompt ?? '—'}`));
+      const baseText = g0?.base ?? '';
+      const cells: Node[] = [el('div', {}, el('div', { class: 'muted' }, name(base)), el('div', { class: 'gen' }, baseText))];
+      for (const r of rs) {
+        const g = r.generations[k];
+        const [, right] = generationPair(baseText, g?.other ?? '');
+        cells.push(el('div', {}, el('div', { class: 'muted' }, `${name(r.id)}${g?.first_difference !== null && g?.first_difference !== undefined ? ` · first diverging token #${g.first_difference}` : ' · same tokens'}`), right));
+      }
+      const grid = el('div', { class: 'cards' }, ...cells);
+      rows.push(grid);
+    }
+    gensEl.replaceChildren(el('h2', {}, 'Generations'), ...rows);
+  };
+
+  const showAll = () => {
+    table = buildInstanceTable(ordered());
+    showProgress();
+    showSummary();
+    showGroups();
+    showTransitions();
+    showGenerations();
+    showBrowser();
+  };
+
+  rpc.on('lineageChanged', (d) => {
+    models = d.models;
+  });
+  rpc.on('drill', (d) => {
+    ui.drill = d;
+    if (d.instances?.length) setFilter({ ids: d.instances, label: d.reason ?? `instances from ${d.layer ?? 'a layer'}` });
+  });
+  rpc.on('serverState', (s) => {
+    if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
+  });
+  rpc.ready();
+  void rpc
+    .request('lineage', {})
+    .then((r) => {
+      models = r.models;
+      mount(header(), el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
+      showProgress();
+      run = streamCompare(rpc as unknown as CompareRpc, { kind: 'behavior', base, models: others }, (res) => {
+        try {
+          results.push(behaviorOf(res));
+          showAll();
+        } catch (e) {
+          showError(e);
+        }
+      }, (received, expected) => {
+        progress = { ...progress, received, expected };
+        showProgress();
+      });
+      return run.done.then(() => {
+        progress = { ...progress, running: false, label: run?.cancelled ? 'Cancelled:' : 'Compared' };
+        showProgress();
+      });
+    })
+    .catch((e: unknown) => {
+      progress = { ...progress, running: false, label: 'Stopped:' };
+      showProgress();
+      showError(e);
+    });
+}
