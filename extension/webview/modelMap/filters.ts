@@ -33,18 +33,26 @@ export interface Histogram {
   passing: number[];
 }
 
-export function histogram(values: readonly number[], bins: number, passingMask?: readonly boolean[]): Histogram {
-  const finite = values.filter((v) => Number.isFinite(v));
-  const min = finite.length ? Math.min(...finite) : 0;
-  const max = finite.length ? Math.max(...finite) : 0;
+/** Non-finite values (missing metrics) are left out. */
+export function histogram(values: ArrayLike<number>, bins: number, passingMask?: readonly boolean[]): Histogram {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) continue;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  if (min > max) min = max = 0;
   const counts = new Array<number>(bins).fill(0);
   const pass = new Array<number>(bins).fill(0);
-  values.forEach((v, i) => {
-    if (!Number.isFinite(v)) return;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) continue;
     const b = binOf(v, min, max, bins);
     counts[b]!++;
     if (!passingMask || passingMask[i]) pass[b]!++;
-  });
+  }
   return { min, max, counts, passing: pass };
 }
 

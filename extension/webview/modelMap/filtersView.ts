@@ -44,11 +44,10 @@ export class FiltersView {
     const existing = new Map([...this.list.children].map((c) => [(c as HTMLElement).dataset.metric ?? '', c as HTMLElement]));
     const items: HTMLElement[] = [];
     for (const def of lin.metrics) {
-      const ids = lin.order.filter((id) => lin.metric(id, def.name) !== undefined);
-      const values = ids.map((id) => lin.metric(id, def.name)!);
+      const values = lin.column(def.name);
       // A bar's solid part: models that pass every *other* filter, so the brush shows what it would keep.
       const others = state.filters.filter((f) => f.metric !== def.name);
-      const mask = ids.map((id) => passes(lin, id, others));
+      const mask = others.length ? lin.order.map((id) => passes(lin, id, others)) : undefined;
       const h = histogram(values, BINS, mask);
       const f = state.filters.find((x) => x.metric === def.name);
       let item = existing.get(def.name);

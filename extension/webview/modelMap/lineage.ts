@@ -83,6 +83,19 @@ export class Lineage {
     return m.parent;
   }
 
+  private readonly columns = new Map<string, Float64Array>();
+
+  /** One metric for every model, aligned with `order`, NaN where missing (for fast scans). */
+  column(name: string): Float64Array {
+    let col = this.columns.get(name);
+    if (!col) {
+      col = new Float64Array(this.order.length);
+      this.order.forEach((id, i) => (col![i] = this.values.get(id)?.get(name) ?? NaN));
+      this.columns.set(name, col);
+    }
+    return col;
+  }
+
   metric(id: string, name: string): number | undefined {
     return this.values.get(id)?.get(name);
   }

@@ -68,9 +68,8 @@ export interface Extent {
 export function extent(lin: Lineage, metric: string): Extent | undefined {
   let min = Infinity;
   let max = -Infinity;
-  for (const id of lin.order) {
-    const v = lin.metric(id, metric);
-    if (v === undefined || !Number.isFinite(v)) continue;
+  for (const v of lin.column(metric)) {
+    if (!Number.isFinite(v)) continue;
     if (v < min) min = v;
     if (v > max) max = v;
   }

@@ -204,9 +204,12 @@ export class ScatterView {
       const yv = lin.metric(id, yName);
       return xv === undefined || yv === undefined ? null : [xs(xv), ys(yv)];
     };
-    for (const id of lin.order) {
-      const p = pos(id);
-      if (!p) continue;
+    const xcol = lin.column(xName);
+    const ycol = lin.column(yName);
+    for (let i = 0; i < lin.order.length; i++) {
+      const id = lin.order[i]!;
+      if (Number.isNaN(xcol[i]!) || Number.isNaN(ycol[i]!)) continue;
+      const p: [number, number] = [xs(xcol[i]!), ys(ycol[i]!)];
       const r = app.radiusOf(id);
       const key = `${app.colorOf(id) ?? theme.muted}|${app.pass.has(id) ? 0 : 1}`;
       let path = fills.get(key);
