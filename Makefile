@@ -34,7 +34,7 @@ ext-setup:
 	@if [ -f extension/package.json ]; then $(MAKE) -C extension setup; fi
 
 lint: py-setup
-	$(BIN)/ruff check server tests samples
+	$(BIN)/ruff check server tests samples scripts
 
 test-py: py-setup
 	$(BIN)/python -m pytest -q tests
