@@ -37,6 +37,9 @@ if [ ! -f "$CACHE/.stamp-code-server" ]; then
   PATH="$NODE_BIN_DIR:$PATH" npm_config_nodedir="$NODE_HOME" npm_config_ignore_scripts=false npm install --prefix "$CACHE/code-server" \
     --no-audit --no-fund --loglevel=error --unsafe-perm "$CS_SPEC"
   test -x "$CACHE/code-server/node_modules/.bin/code-server"
+  # A native module code-server needs must load in node 24 (catches a build against other headers).
+  "$NODE_BIN_DIR/node" -e "require('$CACHE/code-server/node_modules/code-server/lib/vscode/node_modules/@vscode/spdlog')" \
+    || { echo "code-server's native modules do not load with node 24" >&2; exit 1; }
   touch "$CACHE/.stamp-code-server"
 fi
 echo "e2e setup: tools ready in $CACHE ($(( $(date +%s) - start ))s)"
