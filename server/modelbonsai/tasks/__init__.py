@@ -7,7 +7,7 @@ import importlib.util
 import inspect
 import sys
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
 from .causal_lm import CausalLMTask
@@ -89,7 +89,7 @@ def _implements(cls: type, name: str) -> bool:
     return callable(attr) and not getattr(attr, "__isabstractmethod__", False)
 
 
-def _import_file(spec: str, path: Path) -> object:
+def _import_file(spec: str, path: Path) -> ModuleType:
     # a stable, file-specific module name: re-importing after an edit picks up the new code
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     name = f"bonsai_user_task_{path.stem}_{digest}"

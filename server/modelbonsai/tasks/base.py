@@ -71,8 +71,9 @@ class Task(ABC):
     """Base class of every task. Subclasses set `kind` and implement the abstract methods."""
 
     kind: str = ""
-    #: option name -> (type, doc) for the experiment file's `task:` section (validation, completion)
-    options: Mapping[str, tuple[str, str]] = {}
+    #: On the class: option name -> (type, doc) for the experiment file's `task:` section
+    #: (validation, completion). On an instance: the option values from the experiment file.
+    options: Mapping[str, Any] = {}
 
     def __init__(
         self,

@@ -174,6 +174,7 @@ class CausalLMTask(Task):
                     raise fail(KIND, f"the model returned logits {tuple(logits.shape)} for input "
                                      f"{tuple(b.inputs.shape)}; expected [batch, tokens, vocabulary]")
                 logp = logits.log_softmax(dim=-1)
+                assert b.targets is not None  # eval windows always carry their next tokens
                 logp_parts.append(logp.gather(-1, b.targets[..., None])[..., 0].cpu())
                 pred_parts.append(logits.argmax(dim=-1).cpu())
                 ids.extend(batch.ids)

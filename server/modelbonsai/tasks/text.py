@@ -59,8 +59,9 @@ class TextClassificationTask(ClassificationTask):
             if isinstance(names, list) and names:
                 return [str(c) for c in names]
         labels = [r.get("label") for r in raw]
-        if all(isinstance(x, int) and not isinstance(x, bool) for x in labels) and labels:
-            return [str(i) for i in range(max(labels) + 1)]  # type: ignore[type-var]
+        ints = [x for x in labels if isinstance(x, int) and not isinstance(x, bool)]
+        if ints and len(ints) == len(labels):
+            return [str(i) for i in range(max(ints) + 1)]
         return sorted({str(x) for x in labels})
 
     def _rows(self, raw: list[dict[str, Any]], where: str) -> _Rows:
