@@ -89,12 +89,15 @@ const html = `<!DOCTYPE html><html><head><meta charset="UTF-8">
 window.__bench = { models: (${generator.toString()})(${N}) };
 window.acquireVsCodeApi = () => ({
   getState: () => undefined,
-  setState: () => {},
+  setState: (s) => (window.__bench.state = s),
   postMessage: (m) => {
     if (m.type === 'request' && m.method === 'lineage') {
       window.__bench.reply = performance.now();
       setTimeout(() => window.postMessage({ type: 'reply', id: m.id, result: { models: window.__bench.models } }, '*'), 0);
-    } else if (m.type === 'request') setTimeout(() => window.postMessage({ type: 'reply', id: m.id, result: null }, '*'), 0);
+    } else if (m.type === 'request') {
+      (window.__bench.requests ??= []).push(m);
+      setTimeout(() => window.postMessage({ type: 'reply', id: m.id, result: null }, '*'), 0);
+    }
   },
 });
 </script></head>

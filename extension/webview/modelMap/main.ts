@@ -144,7 +144,10 @@ const banner = el('div', { class: 'mm-banner' });
 function showBanner(text: string | null): void {
   banner.replaceChildren(...(text ? [notice('error', text)] : []));
 }
-const hint = el('div', { class: 'mm-hint muted' }, 'drag: pan · wheel: zoom · shift-drag: select · double-click: collapse');
+const empty = notice('info', 'No models yet: run an experiment file (Bonsai: Run Experiment File); models appear here as they are made.');
+empty.classList.add('mm-banner');
+empty.hidden = true;
+const hint = el('div', { class: 'mm-hint muted' }, 'drag: pan · wheel: zoom · shift-drag: select · double-click: collapse · header: column');
 const layout = el(
   'div',
   { class: 'mm-root' },
@@ -152,7 +155,7 @@ const layout = el(
   el(
     'div',
     { class: 'mm-main' },
-    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, legendBox, hint, banner), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
+    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, legendBox, hint, banner, empty), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
     el('div', { class: 'mm-side' }, details.root, filters.root),
   ),
 );
@@ -175,6 +178,7 @@ function load(models: ModelInfo[]): void {
     map.draw();
     markFirstPaint();
   } else app.setModels(models);
+  empty.hidden = models.length > 0;
 }
 
 function markFirstPaint(): void {

@@ -50,7 +50,7 @@ export class MapView {
     private readonly app: App,
     private readonly tooltip: Tooltip,
   ) {
-    this.canvas = el('canvas', { tabindex: '0', role: 'img', 'aria-label': 'Provenance map. Arrow keys move between models, Space selects, Enter opens, + and - zoom, C collapses.' });
+    this.canvas = el('canvas', { tabindex: '0', role: 'img', 'aria-label': 'Provenance map. Arrow keys move between models, Space selects (Shift+Space adds), A selects the column, C collapses, + and - zoom, 0 fits, 9 shows everything.' });
     this.root = el('div', { class: 'mm-map' }, this.canvas);
     this.ctx = this.canvas.getContext('2d')!;
     new ResizeObserver(() => this.resize()).observe(this.root);
@@ -581,6 +581,11 @@ export class MapView {
           break;
         case ' ':
           if (cur) this.app.select([cur.id], e.shiftKey || e.ctrlKey ? 'toggle' : 'replace');
+          break;
+        case 'a':
+        case 'A':
+          // The keyboard's column-header click: the cursor's whole column.
+          if (cur) this.app.select(l.nodes.filter((n) => n.col === cur.col).map((n) => n.id), e.shiftKey ? 'add' : 'replace');
           break;
         case 'c':
         case 'C':

@@ -76,6 +76,33 @@ export class TableView {
     return el('div', { class: 'mm-subbar' }, mode, setRef, csv, info);
   }
 
+  private focusId: string | null = null;
+  private refocus = false;
+
+  /** Up/Down move between rows, Space/Enter select (Shift or Ctrl toggles). */
+  private rowKey(e: KeyboardEvent, id: string): void {
+    const i = this.rows.indexOf(id);
+    let next: string | undefined;
+    if (e.key === 'ArrowDown') next = this.rows[i + 1];
+    else if (e.key === 'ArrowUp') next = this.rows[i - 1];
+    else if (e.key === ' ' || e.key === 'Enter') {
+      e.preventDefault();
+      this.refocus = true;
+      this.app.select([id], e.shiftKey || e.ctrlKey || e.metaKey ? 'toggle' : 'replace');
+      return;
+    } else return;
+    e.preventDefault();
+    if (next === undefined) return;
+    this.focusId = next;
+    this.refocus = true;
+    const j = this.rows.indexOf(next);
+    // Keep the row inside the visible window, then re-render and focus it.
+    const top = (j + 1) * ROW;
+    if (top < this.scroller.scrollTop + ROW) this.scroller.scrollTop = top - ROW;
+    else if (top + ROW > this.scroller.scrollTop + this.scroller.clientHeight) this.scroller.scrollTop = top + ROW - this.scroller.clientHeight;
+    this.render();
+  }
+
   private rebuild(): void {
     const { lin, state } = this.app;
     this.cols = tableColumns(lin);
@@ -140,12 +167,24 @@ export class TableView {
         } else if (c.kind === 'status') tr.append(el('td', { class: `status-${m.status}`, title: m.statusReason ?? '' }, m.status));
         else tr.append(el('td', { class: c.kind === 'param' && typeof v === 'number' ? 'num' : '' }, v === undefined ? '' : String(v)));
       }
+      tr.tabIndex = 0;
       tr.addEventListener('click', (e) => this.app.select([id], e.shiftKey || e.ctrlKey || e.metaKey ? 'toggle' : 'replace'));
       tr.addEventListener('mouseenter', () => this.app.setHover(id));
+      tr.addEventListener('focus', () => {
+        this.focusId = id;
+        this.app.setHover(id);
+      });
+      tr.addEventListener('keydown', (e) => this.rowKey(e, id));
       body.append(tr);
     }
     const thead = el('thead', {}, head);
+    // Keyboard focus survives the re-render (rows are rebuilt on every change).
+    const hadFocus = this.table.contains(document.activeElement);
     this.table.replaceChildren(thead, body);
+    if (this.focusId !== null && (this.refocus || hadFocus)) {
+      this.refocus = false;
+      body.querySelector<HTMLElement>(`tr[data-model="${CSS.escape(this.focusId)}"]`)?.focus({ preventScroll: true });
+    }
     // The slice sits where its rows would be in the full table.
     this.table.style.transform = `translateY(${first * ROW}px)`;
     thead.style.transform = `translateY(${top - first * ROW}px)`;
