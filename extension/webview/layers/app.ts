@@ -183,9 +183,11 @@ export function startLayers(): void {
       const ranks = have.map((o) => ({ o, r: rankLayersForInstance(data.get(o)!.acts!, inst, ui.mode) }));
       const missing = ranks.filter((x) => x.r === null).map((x) => name(x.o));
       if (missing.length) parts.push(notice('info', `Instance ${inst} is not in the activation sample of ${missing.join(', ')} (the first instances of the task are sampled).`));
-      const first = ranks.find((x) => x.r);
-      if (first?.r) {
-        const top = first.r.slice(0, 15);
+      // rank by the largest divergence over the models
+      const best = new Map<string, number>();
+      for (const x of ranks) for (const y of x.r ?? []) best.set(y.module, Math.max(best.get(y.module) ?? -Infinity, y.value));
+      if (best.size) {
+        const top = [...best.entries()].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([module]) => ({ module }));
         const body = el('tbody', {});
         for (const t of top) {
           const tr = el('tr', { tabindex: '0' }, el('td', {}, t.module || '(model)'), ...ranks.map((x) => el('td', { class: 'num' }, fmtOr(x.r?.find((y) => y.module === t.module)?.value ?? null, ui.measure.format))));
@@ -397,9 +399,12 @@ export function startLayers(): void {
         const btn = el('button', {}, icon('symbol-event'), ' Which instances?');
         btn.title = `Open Behaviors with the instances ${id || 'the model'} hurts most (${ui.mode} activation error)`;
         btn.addEventListener('click', () => {
+          // the worst tenth of the sample (10 to 100 instances), by the largest error over the models
+          const n = data.get(withActs[0]!)!.acts!.ids.length;
+          const k = Math.min(n, Math.max(10, Math.min(100, Math.ceil(n / 10))));
           const seen = new Map<string, number>();
-          for (const o of withActs) for (const x of topInstancesForLayer(data.get(o)!.acts!, id, ui.mode, 50) ?? []) seen.set(x.id, Math.max(seen.get(x.id) ?? 0, x.value));
-          const instances = [...seen.entries()].sort((a, b) => b[1] - a[1]).slice(0, 50).map(([k]) => k);
+          for (const o of withActs) for (const x of topInstancesForLayer(data.get(o)!.acts!, id, ui.mode, n) ?? []) seen.set(x.id, Math.max(seen.get(x.id) ?? 0, x.value));
+          const instances = [...seen.entries()].sort((a, b) => b[1] - a[1]).slice(0, k).map(([key]) => key);
           void rpc.request('openPanel', { view: 'behaviors', models: ids, focus: { layer: id, instances, reason: `the ${instances.length} instances ${id || 'the model'} hurts most (${ui.mode} activation error)` } }).catch(showError);
         });
         parts.push(el('div', { class: 'toolbar' }, btn));

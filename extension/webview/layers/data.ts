@@ -102,7 +102,8 @@ export function activationsOf(r: Result): ActivationsResult {
   return {
     other: String(need(m.other, "meta 'other'")),
     ids: need(m.ids as string[] | undefined, "meta 'ids'"),
-    modules: need(m.modules as ActModule[] | undefined, "meta 'modules'"),
+    // The server leaves out empty fields: the whole model's module ('') comes without a name.
+    modules: need(m.modules as ActModule[] | undefined, "meta 'modules'").map((x) => ({ ...x, name: x.name ?? '', status: x.status ?? 'ok' })),
     propagated: f32(r.tensors.propagated),
     isolated: f32(r.tensors.isolated),
   };
