@@ -11,7 +11,7 @@ let gradientSeq = 0;
 export function legendSvg(app: App): SVGSVGElement {
   const theme = themeColors();
   const { lin, state } = app;
-  const W = 330;
+  const W = 440;
   const H = 44;
   const root = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'mm-legend', role: 'img' });
   const font = { 'font-size': 10, 'font-family': theme.font, fill: theme.fg };
@@ -48,6 +48,17 @@ export function legendSvg(app: App): SVGSVGElement {
       x += 2 * r + 34;
     }
     labels.push(`size ${sm.name} from ${short(se.min)} to ${short(se.max)}`);
+  }
+  if (cm) {
+    // Edges: the fill metric's change against the parent.
+    root.append(svg('text', { x: 340, y: 11, ...font }, 'edge vs parent'));
+    const swatch = (y: number, colour: string, text: string) => {
+      root.append(svg('rect', { x: 340, y: y - 7, width: 14, height: 6, fill: colour }));
+      root.append(svg('text', { x: 358, y, ...font }, text));
+    };
+    swatch(25, theme.better, 'better');
+    swatch(38, theme.worse, 'worse');
+    labels.push(`edges green when ${cm.name} got better than the parent, red when worse`);
   }
   root.setAttribute('aria-label', `Legend: ${labels.join('; ') || 'no metrics'}`);
   return root;
