@@ -17,6 +17,15 @@ export interface PanelState {
   view?: Record<string, unknown>;
 }
 
+/** Where a drill-down lands: an instance (Layers ranks layers by it), a layer, or instances to show. */
+export interface DrillFocus {
+  instance?: string;
+  layer?: string;
+  instances?: string[];
+  /** Words for the user: why these instances / this ranking. */
+  reason?: string;
+}
+
 /** Requests a webview sends, each with its params and the reply it gets. */
 export interface WebviewRequests {
   lineage: { params: Record<string, never>; result: { models: ModelInfo[] } };
@@ -25,8 +34,22 @@ export interface WebviewRequests {
     params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> };
     result: { resultId: string; pages: number };
   };
+  /** Heatmap tiles of a weight (or of other − model): every page's msgpack bytes in the reply. */
+  tiles: {
+    params: { model: string; tensor: string; other?: string; level: number; x0: number; y0: number; x1: number; y1: number };
+    result: { resultId: string; pages: ArrayBuffer[] };
+  };
+  /** Instances as the task renders them, with each model's prediction: pages' bytes in the reply. */
+  instances: { params: { ids: string[]; models: string[] }; result: { resultId: string; pages: ArrayBuffer[] } };
+  /** Stops fetching the pages of an earlier `compare` request (its id). */
+  cancel: { params: { requestId: number }; result: { cancelled: boolean } };
   openModel: { params: { id: string; view: PanelKind }; result: null };
   revealInExperiment: { params: { id: string }; result: null };
+  /** Opens Behaviors or Layers for several models; the first is the base of the comparison.
+   * With `focus` it is the linked drill-down (an open panel for those models gets a `drill` event). */
+  openPanel: { params: { view: 'behaviors' | 'layers'; models: string[]; focus?: DrillFocus }; result: null };
+  /** Saves a file the webview made (SVG, PNG, CSV) where the user picks; null when cancelled. */
+  exportFile: { params: { name: string; data: string; encoding: 'utf8' | 'base64' }; result: { path: string } | null };
 }
 
 export type RequestName = keyof WebviewRequests;
@@ -39,6 +62,8 @@ export interface HostEvents {
   /** One msgpack page of a result, as a transferred ArrayBuffer. */
   resultPage: { requestId: number; resultId: string; page: number; pages: number; done: boolean; bytes: ArrayBuffer };
   serverState: { state: 'starting' | 'ready' | 'stopped'; reason?: string; trusted: boolean };
+  /** A drill-down arrived for an open panel (openPanel from another panel). */
+  drill: DrillFocus;
 }
 
 export type EventName = keyof HostEvents;

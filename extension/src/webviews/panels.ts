@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 import * as P from '../protocol';
 import { fetchPages, toArrayBuffer } from '../results';
 import { errorText } from '../errors';
-import { isToHost, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
+import { isToHost, type DrillFocus, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
 
 export const PANEL_TITLES: Record<PanelKind, string> = {
   modelMap: 'Model Map',
@@ -72,6 +72,8 @@ export function panelHtml(opts: {
 
 class Panel implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
+  /** Ids of compare requests the webview cancelled: their page loops stop at the next page. */
+  private readonly cancelled = new Set<number>();
   state: PanelState;
 
   constructor(
@@ -142,6 +144,7 @@ class Panel implements vscode.Disposable {
         const first = await host.request<P.ResultRef>(`bonsai/compare/${kind}`, { base, models, ...(options ? { options } : {}) });
         let pages = 0;
         for await (const page of fetchPages(first, host, { storageDir: host.storageDir() })) {
+          if (this.cancelled.delete(m.id)) break;
           const bytes = toArrayBuffer(page.bytes);
           this.event('resultPage', {
             requestId: m.id,
@@ -155,13 +158,41 @@ class Panel implements vscode.Disposable {
         }
         return { resultId: first.resultId, pages };
       }
+      case 'tiles': {
+        const { model, tensor, other, level, x0, y0, x1, y1 } = m.params;
+        return this.collect(await host.request<P.ResultRef>(P.TENSOR_TILES, { model, tensor, ...(other ? { other } : {}), source: 'weight', level, x0, y0, x1, y1 }));
+      }
+      case 'instances':
+        return this.collect(await host.request<P.ResultRef>(P.INSTANCES, { ids: m.params.ids, models: m.params.models }));
+      case 'cancel':
+        this.cancelled.add(m.params.requestId);
+        return { cancelled: true };
       case 'openModel':
         await host.openModel(m.params.id, m.params.view);
         return null;
       case 'revealInExperiment':
         await host.revealInExperiment(m.params.id);
         return null;
+      case 'openPanel': {
+        const { view, models } = m.params;
+        if (view !== 'behaviors' && view !== 'layers') throw new Error(`unknown panel '${String(view)}'`);
+        if (!Array.isArray(models) || models.length === 0 || !models.every((x) => typeof x === 'string')) {
+          throw new Error('openPanel needs at least one model id');
+        }
+        if (m.params.focus) this.manager.drill(view, models, m.params.focus);
+        else this.manager.open(view, { models });
+        return null;
+      }
+      case 'exportFile':
+        return saveExport(m.params);
     }
+  }
+
+  /** Every page of a (small) result, as ArrayBuffers for the reply. */
+  private async collect(first: P.ResultRef): Promise<{ resultId: string; pages: ArrayBuffer[] }> {
+    const pages: ArrayBuffer[] = [];
+    for await (const page of fetchPages(first, this.manager.host, { storageDir: this.manager.host.storageDir() })) pages.push(toArrayBuffer(page.bytes));
+    return { resultId: first.resultId, pages };
   }
 
   dispose(): void {
@@ -208,6 +239,17 @@ export class PanelManager implements vscode.Disposable {
     return panel;
   }
 
+  /** Linked drill-down: the panel of `kind` for `models` gets `focus` (opened with it, or sent it). */
+  drill(kind: PanelKind, models: string[], focus: DrillFocus): void {
+    const existing = [...this.panels].find((p) => p.kind === kind && sameModels(p.state.models, models));
+    if (existing) {
+      existing.panel.reveal();
+      existing.event('drill', focus);
+      return;
+    }
+    this.open(kind, { models, view: { drill: focus } });
+  }
+
   private adopt(kind: PanelKind, panel: vscode.WebviewPanel, state: PanelState): void {
     this.panels.add(new Panel(kind, panel, state, this));
   }
@@ -230,6 +272,23 @@ export class PanelManager implements vscode.Disposable {
     for (const p of [...this.panels]) p.panel.dispose();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** Asks where to save a file a webview made (untrusted input: the name is reduced to a base name). */
+async function saveExport(p: { name: string; data: string; encoding: 'utf8' | 'base64' }): Promise<{ path: string } | null> {
+  if (typeof p.name !== 'string' || typeof p.data !== 'string' || (p.encoding !== 'utf8' && p.encoding !== 'base64')) {
+    throw new Error('exportFile needs a name, data and an encoding (utf8 or base64)');
+  }
+  const name = p.name.replace(/^.*[\\/]/, '').replace(/[^\w.-]/g, '_') || 'export';
+  const ext = name.includes('.') ? name.slice(name.lastIndexOf('.') + 1) : '';
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+  const uri = await vscode.window.showSaveDialog({
+    ...(folder ? { defaultUri: vscode.Uri.joinPath(folder, name) } : {}),
+    ...(ext ? { filters: { [ext.toUpperCase()]: [ext] } } : {}),
+  });
+  if (!uri) return null;
+  await vscode.workspace.fs.writeFile(uri, Buffer.from(p.data, p.encoding));
+  return { path: uri.fsPath };
 }
 
 function sameModels(a?: string[], b?: string[]): boolean {
