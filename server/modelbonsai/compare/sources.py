@@ -4,14 +4,22 @@ A :class:`TensorSource` lists parameter names and shapes without reading data an
 (dequantized) tensor per call, so a weight comparison holds about one tensor per side in memory.
 Sources: safetensors files (memory-mapped), an in-memory module, a callable, or a stored artifact
 (through :mod:`modelbonsai.artifacts`, which dequantizes packed tensors).
+
+A source may also offer `reader(name)`: a :data:`~.stats.RangeReader` over the flat float32
+elements (or None for that tensor). The weight comparison then streams the pair chunk by chunk
+and never materialises either tensor: safetensors files read straight from the mmap, and a
+:class:`FunctionSource` given `read_range` can dequantize just the requested range.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,6 +70,8 @@ class SafetensorsSource:
             for name in h.keys():
                 self._handles[name] = h
                 self._shapes[name] = tuple(h.get_slice(name).get_shape())
+        self._files = files
+        self._raw: dict[str, tuple[np.ndarray, str]] | None = None  # name -> (bytes, dtype)
 
     def names(self) -> list[str]:
         return list(self._shapes)
@@ -71,6 +81,66 @@ class SafetensorsSource:
 
     def get(self, name: str) -> torch.Tensor:
         return _as_float(self._handles[name].get_tensor(name))
+
+    def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
+        """Flat float32 ranges read from the mmap (no copy for F32); None for non-float dtypes."""
+        if self._raw is None:
+            self._raw = {}
+            for f in self._files:
+                self._raw.update(_mmap_tensors(f))
+        raw, dtype = self._raw[name]
+        if dtype == "F32":
+            flat = raw.view("<f4")
+            return lambda start, stop: flat[start:stop]
+        if dtype not in _WIDEN:
+            return None  # integers, bools, float8: the whole-tensor path reports them
+        widen = _WIDEN[dtype]
+        src = raw.view(_NP_DTYPES[dtype])
+        buf: list[np.ndarray] = [np.empty(0, np.float32)]
+
+        def read(start: int, stop: int) -> np.ndarray:
+            if buf[0].size < stop - start:
+                buf[0] = np.empty(stop - start, np.float32)
+            return widen(src[start:stop], buf[0][: stop - start])
+
+        return read
+
+
+def _bf16_to_f32(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """bfloat16 (as uint16) -> float32: the 16 bits are the float32's high half."""
+    u = out.view(np.uint32)
+    np.left_shift(x, 16, out=u, dtype=np.uint32)
+    return out
+
+
+def _cast(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.copyto(out, x, casting="same_kind")
+    return out
+
+
+# float dtypes other than F32 are widened chunk by chunk into a reused buffer (F64 narrows to
+# float32, as the whole-tensor path computes in float32 too)
+_NP_DTYPES = {"F16": "<f2", "BF16": "<u2", "F64": "<f8"}
+_WIDEN: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "F16": _cast, "BF16": _bf16_to_f32, "F64": _cast,
+}  # fmt: skip
+
+
+def _mmap_tensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
+    """name -> (its raw bytes as a uint8 view of a read-only mmap, safetensors dtype)."""
+    with open(path, "rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(header_len))
+    start = 8 + header_len
+    has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start) if has_data else np.empty(0, np.uint8)
+    out: dict[str, tuple[np.ndarray, str]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[name] = (data[begin:end], info["dtype"])
+    return out
 
 
 class ModuleSource:
@@ -94,11 +164,27 @@ class ModuleSource:
 
 
 class FunctionSource:
-    """Names and shapes given up front; `read(name)` produces the tensor on demand."""
+    """Names and shapes given up front; `read(name)` produces the tensor on demand.
 
-    def __init__(self, shapes: Mapping[str, tuple[int, ...]], read: Callable[[str], torch.Tensor]):
+    `read_range(name, start, stop)`, if given, produces the flat float32 elements [start, stop)
+    (e.g. dequantizing only those), so a comparison streams the tensor instead of reading it
+    whole."""
+
+    def __init__(
+        self,
+        shapes: Mapping[str, tuple[int, ...]],
+        read: Callable[[str], torch.Tensor],
+        read_range: Callable[[str, int, int], np.ndarray] | None = None,
+    ):
         self._shapes = {k: tuple(v) for k, v in shapes.items()}
         self._read = read
+        self._read_range = read_range
+
+    def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
+        rr = self._read_range
+        if rr is None:
+            return None
+        return lambda start, stop: rr(name, start, stop)
 
     def names(self) -> list[str]:
         return list(self._shapes)

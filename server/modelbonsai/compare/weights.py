@@ -193,13 +193,89 @@ def _align(
     return None, removed, f"{what}: base {list(bs)} vs other {list(os_)}{hint}"
 
 
+def _transpose_suspect(shape: Sequence[int], st: S.PairStats) -> bool:
+    """Only a square matrix that matches badly needs the (whole-tensor) transposed check."""
+    rel = st.rel_l2
+    return len(shape) == 2 and shape[0] == shape[1] and shape[0] >= 2 and rel is not None and rel >= 0.5
+
+
 def _looks_transposed(b: torch.Tensor, o: torch.Tensor, st: S.PairStats) -> bool:
     """Square matrices cannot be told apart by shape: flag one that fits far better transposed."""
-    rel = st.rel_l2
-    if b.dim() != 2 or b.shape[0] != b.shape[1] or b.shape[0] < 2 or rel is None or rel < 0.5:
+    if not _transpose_suspect(tuple(b.shape), st):
         return False
     t_rel = S.pair_stats(b.T.contiguous(), o, hist_sample=0).rel_l2
-    return t_rel is not None and t_rel < 0.25 * rel
+    rel = st.rel_l2
+    return t_rel is not None and rel is not None and t_rel < 0.25 * rel
+
+
+class _Side:
+    """One side of a tensor pair: a chunk reader when the source offers one, else the whole
+    tensor, read at most once and only when needed."""
+
+    def __init__(self, src: TensorSource, name: str):
+        self.src, self.name = src, name
+        self._whole: torch.Tensor | None = None
+        fn = getattr(src, "reader", None)
+        self.stream: S.RangeReader | None = fn(name) if callable(fn) else None
+
+    def whole(self) -> torch.Tensor:
+        if self._whole is None:
+            self._whole = self.src.get(self.name)
+        return self._whole
+
+    def range_reader(self) -> S.RangeReader | None:
+        """The stream, or a view of the whole tensor; None when it is not a float tensor."""
+        if self.stream is not None:
+            return self.stream
+        t = self.whole()
+        return S._slicer(S._flat32_np(t)) if t.is_floating_point() else None
+
+
+def _not_float(name: str, b: torch.Tensor, o: torch.Tensor) -> TensorResult:
+    return TensorResult(
+        name, "mismatch", list(b.shape), list(o.shape), f"not a float tensor ({b.dtype} vs {o.dtype})"
+    )
+
+
+def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int | None) -> TensorResult:
+    """Same shape, no alignment: stream both sides chunk by chunk (whole tensors only for a
+    non-float pair or a square matrix that may be transposed)."""
+    shape = list(b.src.shape(name))
+    read_b, read_o = b.range_reader(), o.range_reader()
+    if read_b is None or read_o is None:
+        return _not_float(name, b.whole(), o.whole())
+    if o.stream is None and tuple(o.whole().shape) != tuple(shape):
+        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.whole().shape)}, its listing said {shape}")
+    st = S.stream_pair_stats(read_b, read_o, int(np.prod(shape)), hist_sample=hist_sample, values=True)
+    if _transpose_suspect(shape, st) and _looks_transposed(b.whole(), o.whole(), st):
+        return TensorResult(name, "mismatch", shape, shape, "layout mismatch: the other matches the base transposed")
+    return TensorResult(name, "ok", shape, shape, "", {}, st, st.values)
+
+
+def _compare_whole(
+    name: str,
+    b: torch.Tensor,
+    src: TensorSource,
+    oid: str,
+    kept: Mapping[int, Sequence[int]] | None,
+    hist_sample: int | None,
+) -> TensorResult:
+    """The pair needs the base aligned (kept indices) or reported as a shape mismatch."""
+    shape_b = list(b.shape)
+    o_shape = tuple(src.shape(name))
+    aligned, removed, problem = _align(name, b, o_shape, kept)
+    if aligned is None:
+        return TensorResult(name, "mismatch", shape_b, list(o_shape), problem, removed)
+    o = src.get(name)
+    if tuple(o.shape) != o_shape:
+        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.shape)}, its listing said {list(o_shape)}")
+    if not (aligned.is_floating_point() and o.is_floating_point()):
+        msg = f"not a float tensor ({aligned.dtype} vs {o.dtype})"
+        return TensorResult(name, "mismatch", shape_b, list(o_shape), msg, removed)
+    st = S.pair_stats(aligned, o, hist_sample=hist_sample, values=True)
+    if not kept and _looks_transposed(aligned, o, st):
+        return TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
+    return TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values)
 
 
 def compare_weights(
@@ -234,35 +310,19 @@ def compare_weights(
     done = 0
     for name, size in zip(names, sizes, strict=True):
         ctl.step(done / total, f"comparing weights: {name}")
-        b = base.get(name)
+        base_side = _Side(base, name)
+        shape_b = list(base.shape(name))
         for oid, src in others.items():
-            shape_b = list(b.shape)
             if name not in other_names[oid]:
                 results[oid].append(TensorResult(name, "missing_in_other", shape_b, None, "not in the other model"))
                 continue
-            o_shape = tuple(src.shape(name))
             kept = kept_indices.get(oid, {}).get(name)
-            aligned, removed, problem = _align(name, b, o_shape, kept)
-            if aligned is None:
-                results[oid].append(TensorResult(name, "mismatch", shape_b, list(o_shape), problem, removed))
-                continue
-            o = src.get(name)
-            if tuple(o.shape) != o_shape:
-                raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.shape)}, its listing said {list(o_shape)}")
-            if not (aligned.is_floating_point() and o.is_floating_point()):
-                results[oid].append(
-                    TensorResult(name, "mismatch", shape_b, list(o_shape), f"not a float tensor ({aligned.dtype} vs {o.dtype})")
-                )
-                continue
-            st = S.pair_stats(aligned, o, hist_sample=hist_sample, values=True)
-            if not kept and _looks_transposed(aligned, o, st):
-                results[oid].append(
-                    TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
-                )
-                continue
-            results[oid].append(TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values))
-            del o
-        del b
+            if not kept and tuple(src.shape(name)) == tuple(shape_b):
+                res = _compare_streamed(name, base_side, _Side(src, name), oid, hist_sample)
+            else:
+                res = _compare_whole(name, base_side.whole(), src, oid, kept, hist_sample)
+            results[oid].append(res)
+        del base_side
         done += size
     for oid in others:
         extra = sorted(other_names[oid] - set(base.names()))
