@@ -12,7 +12,7 @@ import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../s
 import { COMPARE_CSS, addStyles } from '../shared/style';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
-import { filterInstances, maxColumn, pageOf, sortInstances } from './instances';
+import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
 import { generationPair, instancesOf, predictionText, tokenView, type RenderedInstance } from './render';
 import { topTransitions } from './transitions';
 
@@ -214,10 +214,13 @@ export function startBehaviors(): void {
     browserEl.scrollIntoView({ block: 'start' });
   };
   const column = (key: string): string => {
-    if (key.startsWith('max\u0000') && !table.columns.has(key)) table.columns.set(key, maxColumn(table, table.models.map((m) => col(m, key.slice(4)))));
+    if (key.startsWith('max\u0000') && !table.columns.has(key)) {
+      const metric = key.slice(4);
+      table.columns.set(key, maxColumn(table, table.models.map((m) => col(m, metric)), higherIsWorse(metric) ? 'max' : 'min'));
+    }
     return key;
   };
-  const label = (key: string) => (key.startsWith('max\u0000') ? `${key.slice(4)} (max over models)` : `${key.split('\u0000')[1]} · ${name(key.split('\u0000')[0]!)}`);
+  const label = (key: string) => (key.startsWith('max\u0000') ? `${key.slice(4)} (worst over models)` : `${key.split('\u0000')[1]} · ${name(key.split('\u0000')[0]!)}`);
 
   const showBrowser = () => {
     const rs = ordered();
@@ -227,7 +230,10 @@ export function startBehaviors(): void {
     }
     const metrics = metricNames(rs);
     const options = [...metrics.map((m) => `max\u0000${m}`), ...rs.flatMap((r) => Object.keys(r.perInstance).map((m) => col(r.id, m)))];
-    if (!options.includes(ui.sortCol)) ui.sortCol = options.find((o) => /kl|logp_change|rel_l2/.test(o)) ?? options[0] ?? '';
+    if (!options.includes(ui.sortCol)) {
+      ui.sortCol = options.find((o) => /kl|logp_change|rel_l2/.test(o)) ?? options[0] ?? '';
+      ui.desc = higherIsWorse(ui.sortCol);
+    }
     const sortKey = ui.sortCol ? column(ui.sortCol) : null;
     const t0 = performance.now();
     const kept = filterInstances(table, {
@@ -244,6 +250,7 @@ export function startBehaviors(): void {
     sel.value = ui.sortCol;
     sel.addEventListener('change', () => {
       ui.sortCol = sel.value;
+      ui.desc = higherIsWorse(sel.value.split('\u0000')[1] ?? ''); // worst first
       ui.brush = null;
       ui.page = 0;
       save();

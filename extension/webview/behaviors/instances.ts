@@ -16,7 +16,7 @@ export interface InstanceFilter {
   ids?: ReadonlySet<string> | null;
   /** Every range must hold (lo <= v <= hi); NaN fails. */
   ranges?: RangeFilter[];
-  /** Only instances where this column (e.g. a model's `agree`) is 0. */
+  /** Only instances where one of these columns (models' `agree`: 0/1, or a token fraction) is below 1. */
   disagree?: string[];
 }
 
@@ -42,7 +42,7 @@ export function filterInstances(table: InstanceTable, f: InstanceFilter): Int32A
       const v = r.v ? r.v[i]! : NaN;
       if (!(v >= r.lo && v <= r.hi)) continue outer;
     }
-    if (dis.length && !dis.some((c) => c[i] === 0)) continue;
+    if (dis.length && !dis.some((c) => c[i]! < 1)) continue;
     out[k++] = i;
   }
   return out.slice(0, k);
@@ -65,18 +65,24 @@ export function sortInstances(table: InstanceTable, rows: Int32Array, column: st
   return out;
 }
 
-/** Sort by the largest value of a metric over several models (e.g. max KL over models). */
-export function maxColumn(table: InstanceTable, columns: string[]): Float32Array {
+/** The largest (or smallest) value of a metric over several models, per instance (e.g. max KL). */
+export function maxColumn(table: InstanceTable, columns: string[], how: 'max' | 'min' = 'max'): Float32Array {
   const out = new Float32Array(table.ids.length).fill(NaN);
+  const sign = how === 'max' ? 1 : -1;
   for (const c of columns) {
     const v = table.columns.get(c);
     if (!v) continue;
     for (let i = 0; i < out.length; i++) {
       const x = v[i]!;
-      if (!Number.isNaN(x) && !(out[i]! >= x)) out[i] = x;
+      if (!Number.isNaN(x) && !(sign * out[i]! >= sign * x)) out[i] = x;
     }
   }
   return out;
+}
+
+/** Per-instance metrics where a larger value is the worse one (divergences); the rest are worse when smaller. */
+export function higherIsWorse(metric: string): boolean {
+  return /kl|rel_l2|divergence/.test(metric);
 }
 
 export function pageOf(rows: Int32Array, page: number, size: number): { rows: Int32Array; page: number; pages: number } {

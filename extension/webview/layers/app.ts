@@ -72,6 +72,7 @@ export function startLayers(): void {
   let progress = { label: 'Comparing weights…', received: 0, expected: others.length, running: true };
   let run: CompareRun | null = null;
   let heat: HeatmapHandle | null = null;
+  const clients = new Map<string, TilePyramidClient>();
 
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const toolbar = el('div', { class: 'toolbar' });
@@ -377,12 +378,15 @@ export function startLayers(): void {
           const model = ui.heatModel;
           const shape = index.get(model)?.tensors.get(id)?.shape_other ?? t.shape_other!;
           const info = pyramidInfo(shape);
-          const client = new TilePyramidClient(info, async (level, w) => {
+          // one client (and tile cache) per heatmap source, kept while the panel lives
+          const key = `${ui.heatDiff ? 'diff' : 'weight'}\u0000${model}\u0000${id}`;
+          const client = clients.get(key) ?? new TilePyramidClient(info, async (level, w) => {
             const r = await rpc.request('tiles', { model: ui.heatDiff ? base : model, ...(ui.heatDiff ? { other: model } : {}), tensor: id, level, x0: w.c0, y0: w.r0, x1: w.c1, y1: w.r1 });
             const res = resultsOf(r.pages)[0];
             if (!res) return { tiles: [] };
             return { tiles: tilesOfResult(res.meta, res.tensors), range: res.meta.range as { min: number | null; max: number | null } };
           });
+          clients.set(key, client);
           heat = heatmap(client, { title: `${id} ${ui.heatDiff ? 'difference' : 'weight'} in ${name(model)}`, onError: (m) => box.replaceChildren(notice('error', m)) });
           box.replaceChildren(heat.element);
         };

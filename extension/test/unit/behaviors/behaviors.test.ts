@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildInstanceTable, col } from '../../../webview/behaviors/data';
 import { groupRows, sortGroups } from '../../../webview/behaviors/groups';
-import { filterInstances, maxColumn, pageOf, sortInstances } from '../../../webview/behaviors/instances';
+import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from '../../../webview/behaviors/instances';
 import { topTransitions } from '../../../webview/behaviors/transitions';
 import { m1, m2 } from './fixture';
 
@@ -61,5 +61,14 @@ describe('instance browser', () => {
     const p = pageOf(sortInstances(table, all, 'max', true), 1, 4);
     expect([ids(p.rows), p.page, p.pages]).toEqual([['e', 'f'], 1, 2]);
     expect(pageOf(all, 9, 4).page).toBe(1);
+  });
+});
+
+describe('worst over models', () => {
+  it('takes the max of divergences and the min of the rest', () => {
+    const table = buildInstanceTable([m1, m2]);
+    expect(Array.from(maxColumn(table, [col('m1', 'agree'), col('m2', 'agree')], 'min'))).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Array.from(maxColumn(table, [col('m1', 'kl')], 'min')).map((x) => (Number.isNaN(x) ? 'NaN' : x.toFixed(2)))).toEqual(['0.01', '0.20', 'NaN', '0.90', '0.50', 'NaN']);
+    expect([higherIsWorse('kl'), higherIsWorse('rel_l2'), higherIsWorse('logp_change'), higherIsWorse('agree')]).toEqual([true, true, false, false]);
   });
 });
