@@ -125,3 +125,44 @@ def test_streaming_result_waits_for_pages(tmp_path: Path) -> None:
     small = ResultStore(None, inline_limit=4)
     with pytest.raises(RuntimeError, match="storagePath"):
         small.ref(small.put([b"123456"]), 0)
+
+
+def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from modelbonsai.lsp.lineage import LineageCache
+    from modelbonsai.store import LineageStore, ModelRecord
+    from modelbonsai.tasks.base import Metric
+
+    store = LineageStore.open(tmp_path)
+
+    def write(folder: Path) -> None:
+        (folder / "manifest.json").write_text('{"tensors": {}}')
+
+    def add(name: str, parent: str | None, acc: float) -> str:
+        rec = ModelRecord(name=name, parent_id=parent, op=None if parent is None else "prune.magnitude")
+        return store.add_model(rec, write, metrics=[Metric("accuracy", acc, "", True, True)]).id
+
+    root = add("base", None, 0.9)
+    a = add("a", root, 0.8)
+    cache = LineageCache(lambda folder: store)
+    first = cache.get(tmp_path)
+    assert [m["name"] for m in first.models] == ["base", "a"]
+    assert json.loads(first.data) == {"folder": str(tmp_path), "models": first.models}
+    assert cache.peek(tmp_path) is first, "nothing changed: answered from the cache"
+
+    b = add("b", a, float("nan"))  # a metric JSON cannot carry is left out
+    assert cache.peek(tmp_path) is None, "the store changed and recomputing is cheap: recompute"
+    second = cache.get(tmp_path)
+    assert [m["name"] for m in second.models] == ["base", "a", "b"]
+    assert second.parts[root] is first.parts[root], "unchanged models are not re-read"
+    assert second.models[2]["metrics"] == [] and second.models[2]["parent"] == a
+
+    store.delete_model(b)
+    assert [m["name"] for m in cache.get(tmp_path).models] == ["base", "a"]
+    shutil.rmtree(store.artifact_path(a))  # by hand: only a full re-read notices
+    full = cache.refresh(tmp_path, full=True)
+    assert {m["name"]: m["status"] for m in full.models} == {"base": "ok", "a": "broken"}
+    assert "missing" in full.models[1]["statusReason"]
+    cache.close()

@@ -29,7 +29,6 @@ from .protocol import LineageResult, MetricInfo, ModelInfo
 log = logging.getLogger(__name__)
 
 
-
 def metric_info(m: MetricRecord) -> MetricInfo | None:
     # JSON has no NaN/Infinity (JSON.parse rejects them): such a metric is left out.
     if not isinstance(m.value, (int, float)) or not math.isfinite(m.value):
@@ -207,6 +206,8 @@ class LineageCache:
                 entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost)
             with self._lock:
                 self._entries[folder] = entry
+            log.debug("lineage of %s: %s refresh of %d models in %.0f ms", folder.name,
+                      "full" if full else "incremental", len(entry.models), 1000 * entry.cost)
             return entry
 
     def _ids(self, folder: Path) -> list[tuple[str, str | None]]:

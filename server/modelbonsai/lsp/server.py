@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -479,11 +480,16 @@ def _schedule_sweeps(server: BonsaiServer) -> None:
 def _register_core(server: BonsaiServer) -> None:
     @custom(server, P.LINEAGE)
     async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult | RawJSON:
+        t0 = time.perf_counter()
         folder = ls.folder_for(params.get("folder"))
         # The usual case (nothing changed) is answered right here from the cached JSON.
         entry = ls.lineage.peek(folder, ls.notify_lineage)
+        t1 = time.perf_counter()
         if entry is None:
             entry = await ls.in_reader(ls.lineage.get, folder, ls.notify_lineage)
+        t2 = time.perf_counter()
+        if t2 - t0 > 0.02:
+            log.debug("slow bonsai/lineage: peek %.0f ms, compute %.0f ms", 1000 * (t1 - t0), 1000 * (t2 - t1))
         live = _running_variants(ls)
         if live & entry.keys:  # a re-run is remaking some of these models: mark them running
             return lineage_result(folder, _overlay_running(entry.models, live))
@@ -535,7 +541,7 @@ def _quiet_libraries() -> None:
         os.environ.setdefault(key, value)
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(created).3f %(levelname)s %(name)s: %(message)s")
     for name in ("pygls", "modelbonsai", "transformers", "torch"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -546,7 +552,8 @@ def _take_stdout() -> Any:
     rpc_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    return os.fdopen(rpc_fd, "wb", buffering=0)
+    # Buffered: a raw write may be partial on a pipe; pygls flushes after every message.
+    return os.fdopen(rpc_fd, "wb")
 
 
 def main(argv: list[str] | None = None) -> int:
