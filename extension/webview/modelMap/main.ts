@@ -175,7 +175,8 @@ function load(models: ModelInfo[]): void {
     app.setModels(models, restoreState(saved ?? {}));
     if (store.state.focus && app.lin.byId.has(store.state.focus) && app.selection.size === 0) app.select([store.state.focus]);
     showBottom(app.state.bottom);
-    map.draw();
+    // Size the map now (the resize observer reports a frame later) so the first paint is final.
+    map.resize();
     markFirstPaint();
   } else app.setModels(models);
   empty.hidden = models.length > 0;
