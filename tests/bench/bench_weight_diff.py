@@ -112,7 +112,7 @@ def measure_compare(folder: Path) -> dict[str, Any]:
     import torch
     from safetensors import safe_open
 
-    from modelbonsai.compare.sources import FunctionSource, SafetensorsSource
+    from modelbonsai.compare.sources import FunctionSource, SafetensorsSource, mmap_tensors
     from modelbonsai.compare.weights import compare_weights
 
     torch.set_num_threads(1)  # like the single-threaded numpy floor
@@ -125,13 +125,31 @@ def measure_compare(folder: Path) -> dict[str, Any]:
         base = SafetensorsSource(files[0])
         qf = safe_open(str(files[1]), framework="pt")
         qnames = set(qf.keys())
+        raw = mmap_tensors(files[1])
+        scratch = [np.empty(0, np.float32)]
 
         def dequant(name: str) -> torch.Tensor:
             if name + ".q" in qnames:
                 return qf.get_tensor(name + ".q").float().mul_(qf.get_tensor(name + ".scale")[:, None])
             return qf.get_tensor(name)
 
-        other = FunctionSource(shapes, dequant)
+        def dequant_range(name: str, start: int, stop: int) -> np.ndarray:
+            """Dequantize only the rows holding elements [start, stop) (into a reused buffer)."""
+            if name + ".q" not in qnames:
+                return raw[name][0].view("<f4")[start:stop]
+            cols = shapes[name][-1]
+            q = raw[name + ".q"][0].view(np.int8).reshape(-1, cols)
+            scale = raw[name + ".scale"][0].view("<f4")
+            r0, r1 = start // cols, -(-stop // cols)
+            if scratch[0].size < (r1 - r0) * cols:
+                scratch[0] = np.empty((r1 - r0) * cols, np.float32)
+            rows = scratch[0][: (r1 - r0) * cols].reshape(r1 - r0, cols)
+            np.copyto(rows, q[r0:r1], casting="unsafe")
+            np.multiply(rows, scale[r0:r1, None], out=rows)
+            off = start - r0 * cols
+            return scratch[0][off : off + stop - start]
+
+        other = FunctionSource(shapes, dequant, read_range=dequant_range)
         t = time.perf_counter()
         res = compare_weights(base, {"q": other})["q"]
         return time.perf_counter() - t, res

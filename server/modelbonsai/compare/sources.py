@@ -87,7 +87,7 @@ class SafetensorsSource:
         if self._raw is None:
             self._raw = {}
             for f in self._files:
-                self._raw.update(_mmap_tensors(f))
+                self._raw.update(mmap_tensors(f))
         raw, dtype = self._raw[name]
         if dtype == "F32":
             flat = raw.view("<f4")
@@ -126,14 +126,15 @@ _WIDEN: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }  # fmt: skip
 
 
-def _mmap_tensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
+def mmap_tensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     """name -> (its raw bytes as a uint8 view of a read-only mmap, safetensors dtype)."""
     with open(path, "rb") as fh:
         (header_len,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(fh.read(header_len))
     start = 8 + header_len
     has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start) if has_data else np.empty(0, np.uint8)
+    # a plain ndarray view: slicing an np.memmap subclass costs a Python hook per slice
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray) if has_data else np.empty(0, np.uint8)
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, info in header.items():
         if name == "__metadata__":

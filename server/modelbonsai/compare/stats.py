@@ -177,26 +177,45 @@ class PairStats:
         }
 
 
-def _rel_hist(b: torch.Tensor, o: torch.Tensor, st: PairStats, weight: float) -> None:
+def hist_uniform(x: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
+    """Counts of `x` in `bins` equal bins over [lo, hi] (last bin closed; values outside, NaN
+    and ±Inf not counted), like torch.histc / np.histogram but one arithmetic pass and a
+    bincount instead of a search per element."""
+    t = np.subtract(x, np.float32(lo), dtype=np.float32)
+    t *= np.float32(bins / (hi - lo))
+    t += np.float32(1.0)  # bin k -> [k+1, k+2): everything below lo truncates to slot 0
+    np.fmax(t, np.float32(0.0), out=t)  # NaN and -inf -> slot 0
+    np.minimum(t, np.float32(bins + 1), out=t)  # above hi (and +inf) -> slot bins+1
+    counts = np.bincount(t.astype(np.intp), minlength=bins + 2).astype(np.float64)
+    inside = counts[1 : bins + 1]
+    inside[-1] += np.count_nonzero(x == np.float32(hi))  # x == hi lands in slot bins+1: closed bin
+    return inside
+
+
+def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> None:
     """Add the relative-change histogram of (finite) pairs, each counting `weight` elements."""
-    d = o - b
-    m = d.numel()
-    unchanged = m - int(torch.count_nonzero(d))
-    r = d.abs_().div_(b.abs()).log10_()  # (in place) d=0 -> -inf (NaN when b=0 too); b=0,d!=0 -> +inf
-    zb = m - int(torch.count_nonzero(b))
-    zero_both = m - int(torch.count_nonzero(b.abs() + o.abs()))
-    inside = torch.histc(r, REL_BINS, REL_LO, REL_HI).double().numpy()  # ignores +-inf and NaN
-    over = int((r >= REL_HI).sum())  # includes the +inf of changes from zero
+    d = np.subtract(o, b)
+    m = d.size
+    unchanged = m - np.count_nonzero(d)
+    r = np.abs(d, out=d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(r, np.abs(b), out=r)
+        np.log10(r, out=r)  # d=0 -> -inf (NaN when b=0 too); b=0, d!=0 -> +inf
+    zb_mask = b == 0
+    zb = np.count_nonzero(zb_mask)
+    zero_both = np.count_nonzero(np.logical_and(zb_mask, o == 0, out=zb_mask)) if zb else 0
+    inside = hist_uniform(r, REL_BINS, REL_LO, REL_HI)  # ignores +-inf and NaN
+    over = np.count_nonzero(r > REL_HI)  # includes the +inf of changes from zero
     from_zero = zb - zero_both
     st.rel_hist += inside * weight
     st.rel_unchanged += unchanged * weight
     st.rel_from_zero += from_zero * weight
     st.rel_over += (over - from_zero) * weight
-    st.rel_under += (m - int(inside.sum()) - over - unchanged) * weight
+    st.rel_under += (m - float(inside.sum()) - over - unchanged) * weight
 
 
-def _finite_pairs(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = torch.isfinite(b) & torch.isfinite(o)
+def _finite_pairs(b: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(b) & np.isfinite(o)
     return b[keep], o[keep]
 
 
@@ -325,7 +344,7 @@ def stream_pair_stats(
         st.max_abs_diff = max(st.max_abs_diff, -lo, hi)
     if sampler is None:  # no histogram wanted (e.g. a second look at a transposed layout)
         return st
-    _sample_histograms(st, torch.from_numpy(sampler.base), torch.from_numpy(sampler.other), sampler.weight, values)
+    _sample_histograms(st, sampler.base, sampler.other, sampler.weight, values)
     return st
 
 
@@ -350,7 +369,7 @@ def _nonfinite_chunk(b: np.ndarray, o: np.ndarray, st: PairStats, acc: np.ndarra
         st.max_abs_diff = max(st.max_abs_diff, float(np.abs(d32).max()))
 
 
-def _sample_histograms(st: PairStats, sb: torch.Tensor, so: torch.Tensor, weight: float, values: bool) -> None:
+def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
     all_finite = st.nonfinite == 0  # then the sample is finite too: skip the (slow) masking
     if values:
         st.values = value_histograms(sb, so, hist_sample=None, finite=all_finite)
@@ -358,7 +377,7 @@ def _sample_histograms(st: PairStats, sb: torch.Tensor, so: torch.Tensor, weight
         st.values["base"] *= weight
         st.values["other"] *= weight
     fb, fo = (sb, so) if all_finite else _finite_pairs(sb, so)
-    if fb.numel():
+    if fb.size:
         _rel_hist(fb, fo, st, weight)
 
 
@@ -402,8 +421,8 @@ def _pair_stats_torch(
             st.zeros_base += int(zbm.sum())
             st.zeros_other += int(zom.sum())
             st.zeros_both += int((zbm & zom).sum())
-            fb, fo = _finite_pairs(b, o)
-            fb, fo = fb.double(), fo.double()
+            keep = torch.isfinite(b) & torch.isfinite(o)
+            fb, fo = b[keep].double(), o[keep].double()
             fd = fo - fb
             acc += torch.stack((fb @ fb, fo @ fo, fb @ fo, fd @ fd))
             st.finite += fb.numel()
@@ -418,7 +437,7 @@ def _pair_stats_torch(
         return st
     sb, weight = sample_elements(b_all, hist_sample)
     so, _ = sample_elements(o_all, hist_sample)
-    _sample_histograms(st, sb.cpu(), so.cpu(), weight, values)
+    _sample_histograms(st, _flat32_np(sb.cpu()), _flat32_np(so.cpu()), weight, values)
     return st
 
 
@@ -429,8 +448,8 @@ def _flat32(t: torch.Tensor) -> torch.Tensor:
 
 
 def value_histograms(
-    base: torch.Tensor,
-    other: torch.Tensor | None = None,
+    base: torch.Tensor | np.ndarray,
+    other: torch.Tensor | np.ndarray | None = None,
     *,
     bins: int = VALUE_BINS,
     hist_sample: int | None = HIST_SAMPLE,
@@ -441,19 +460,22 @@ def value_histograms(
     estimated element counts (sample counts times `weight`). `finite=True` promises there is no
     NaN/Inf (skips a masking pass)."""
     sides = [base] if other is None else [base, other]
-    picked = [sample_elements(t.detach().float(), hist_sample) for t in sides]
-    xs = [x for x, _ in picked]
+    picked = [sample_elements(_as_torch(t).detach().float(), hist_sample) for t in sides]
+    xs = [_flat32_np(x.cpu()) for x, _ in picked]
     weight = picked[0][1]
     r = 0.0
     for x in xs:
-        fx = x if finite else x[torch.isfinite(x)]  # `finite`: the caller knows there is no NaN/Inf
-        if fx.numel():
-            lo, hi = torch.aminmax(fx)
-            r = max(r, -float(lo), float(hi))
+        fx = x if finite else x[np.isfinite(x)]  # `finite`: the caller knows there is no NaN/Inf
+        if fx.size:
+            r = max(r, -float(fx.min()), float(fx.max()))
     r = r or 1.0
-    # histc ignores values outside [min, max], so NaN/Inf are simply not binned (counted elsewhere)
-    hists = [torch.histc(x, bins, -r, r).double().cpu().numpy() * weight for x in xs]
+    # values outside [-r, r] (NaN/Inf) are not binned: they are counted elsewhere
+    hists = [hist_uniform(x, bins, -r, r) * weight for x in xs]
     out: dict[str, Any] = {"range": r, "bins": bins, "weight": weight, "base": hists[0]}
     if other is not None:
         out["other"] = hists[1]
     return out
+
+
+def _as_torch(t: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return t if isinstance(t, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(t))
