@@ -71,11 +71,11 @@ export function startBehaviors(): void {
 
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const errorEl = el('div', {});
-  const summaryEl = el('div', {});
-  const groupsEl = el('div', {});
-  const transEl = el('div', {});
-  const browserEl = el('div', {});
-  const gensEl = el('div', {});
+  const summaryEl = el('div', { id: 'summary' });
+  const groupsEl = el('div', { id: 'groups' });
+  const transEl = el('div', { id: 'transitions' });
+  const browserEl = el('div', { id: 'instances' });
+  const gensEl = el('div', { id: 'generations' });
   const ordered = () => others.map((o) => results.find((r) => r.id === o)).filter((r): r is BehaviorModel => !!r);
 
   const showError = (e: unknown) => {

@@ -28,6 +28,7 @@ const CSS = `
 .trow.hit .name { font-weight: 600; }
 .twisty { width: 16px; display: inline-block; text-align: center; }
 .trow .rolled { font-style: italic; opacity: 0.8; }
+.trow .worse { color: var(--vscode-editorWarning-foreground); }
 .detail h3 { margin: 0.8em 0 0.3em; font-size: 1em; }
 .mask { display: flex; height: 10px; width: 240px; }
 .mask span { display: block; height: 100%; }
@@ -77,9 +78,9 @@ export function startLayers(): void {
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const toolbar = el('div', { class: 'toolbar' });
   const drillEl = el('div', {});
-  const depthEl = el('div', {});
-  const treeEl = el('div', { class: 'tree', role: 'tree', tabindex: '0', 'aria-label': 'Modules' });
-  const detailEl = el('div', { class: 'detail' });
+  const depthEl = el('div', { id: 'depth-profile' });
+  const treeEl = el('div', { class: 'tree', id: 'module-tree', role: 'tree', tabindex: '0', 'aria-label': 'Modules' });
+  const detailEl = el('div', { class: 'detail', id: 'layer-detail' });
   const errorEl = el('div', {});
   let rows: Row[] = [];
 
@@ -227,7 +228,12 @@ export function startLayers(): void {
           const bad = ui.measure.worse === 'higher' ? (worst ? x.value / worst : 0) : ui.measure.key === 'sqnr' || ui.measure.key === 'actSqnr' ? Math.max(0, Math.min(1, (40 - x.value) / 40)) : Math.max(0, Math.min(1, 1 - x.value));
           span.style.background = `color-mix(in srgb, var(--vscode-charts-red) ${Math.round(Math.max(0, Math.min(1, bad)) * 45)}%, transparent)`;
         }
-        if (showRolled && x?.worstId) span.title = `${x.rolled ? 'worst inside' : 'own value'}; worst below: ${x.worstId || '(model)'} = ${x.worst === null ? '—' : ui.measure.format(x.worst)}`;
+        if (showRolled && x?.worstId) {
+          span.title = `${x.rolled ? 'worst inside' : 'own value'}; worst below: ${x.worstId || '(model)'} = ${x.worst === null ? '—' : ui.measure.format(x.worst)}`;
+          // a collapsed row hiding a clearly worse layer says so
+          const hidden = x.worst !== null && x.value !== null && x.worstId !== n.id && (ui.measure.worse === 'higher' ? x.worst > 1.5 * x.value : x.worst < x.value - Math.abs(x.value) * 0.05);
+          if (hidden) span.append(el('span', { class: 'worse', 'aria-label': 'a worse layer inside' }, ' ▲'));
+        }
         return span;
       });
       const twisty = el('span', { class: 'twisty', 'aria-hidden': 'true' }, row.hasChildren ? (row.expanded ? '▾' : '▸') : '');
