@@ -144,6 +144,10 @@ try {
   page.on('pageerror', (e) => errors.push(String(e)));
   // Chromium's processes are this script's descendants (this process itself is left out).
   const pid = process.pid;
+  // Warm-up navigation: the renderer process exists before the measured load, as a webview's does.
+  const blank = join(dir, 'blank.html');
+  writeFileSync(blank, '<!DOCTYPE html><html><body></body></html>');
+  await page.goto(pathToFileURL(blank).href);
   const cpu0 = procCpuMs(pid);
   await page.goto(pathToFileURL(page_).href);
   await page.waitForFunction(() => window.__modelMap && window.__modelMap.firstDraw, null, { timeout: 30000 });
