@@ -44,6 +44,7 @@ export function startBehaviors(): void {
     return;
   }
   const [base, ...others] = ids as [string, ...string[]];
+  const leftOut = (store.state.models ?? []).length - ids.length;
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
     sortGroup: (v.sortGroup as GroupColumn | undefined) ?? ({ model: others[0]!, field: 'delta' } as GroupColumn),
@@ -303,7 +304,7 @@ export function startBehaviors(): void {
             save();
             showBrowser();
           },
-        }), el('div', { class: 'muted' }, ui.brush && ui.brush.column === sortKey ? `brushed ${ui.brush.lo.toPrecision(3)} … ${ui.brush.hi.toPrecision(3)} (click the chart to clear)` : 'drag on the histogram to keep a range'));
+        }), el('div', { class: 'muted' }, ui.brush && ui.brush.column === sortKey ? `brushed ${ui.brush.lo.toPrecision(3)} … ${ui.brush.hi.toPrecision(3)} (click the chart to clear)` : 'drag on the histogram to keep a range'), rangeInputs(sortKey!, lo, hi, BINS));
       }
     }
     const prev = el('button', { class: 'secondary' }, '‹ previous');
@@ -336,6 +337,31 @@ export function startBehaviors(): void {
         showBrowser();
       });
     }
+  };
+
+  /** The brush from the keyboard: a range typed in two fields. */
+  const rangeInputs = (column: string, lo: number, hi: number, bins: number): HTMLElement => {
+    const cur = ui.brush && ui.brush.column === column ? ui.brush : null;
+    const a = el('input', { type: 'number', step: 'any', 'aria-label': 'Keep values from', value: cur ? String(cur.lo) : '' });
+    const b = el('input', { type: 'number', step: 'any', 'aria-label': 'Keep values up to', value: cur ? String(cur.hi) : '' });
+    const apply = () => {
+      const x = a.value === '' ? NaN : Number(a.value);
+      const y = b.value === '' ? NaN : Number(b.value);
+      if (Number.isNaN(x) && Number.isNaN(y)) ui.brush = null;
+      else {
+        const l = Number.isNaN(x) ? lo : x;
+        const h = Number.isNaN(y) ? hi : y;
+        const w = (hi - lo) / bins || 1;
+        const bin = (v: number) => Math.max(0, Math.min(bins, Math.round((v - lo) / w)));
+        ui.brush = { column, lo: Math.min(l, h), hi: Math.max(l, h), bins: [bin(Math.min(l, h)), bin(Math.max(l, h))] };
+      }
+      ui.page = 0;
+      save();
+      showBrowser();
+    };
+    a.addEventListener('change', apply);
+    b.addEventListener('change', apply);
+    return el('div', { class: 'toolbar' }, el('label', {}, 'keep from ', a), el('label', {}, 'to ', b));
   };
 
   const card = (id: string, rs: BehaviorModel[]): HTMLElement => {
@@ -421,7 +447,7 @@ export function startBehaviors(): void {
     .request('lineage', {})
     .then((r) => {
       models = r.models;
-      mount(header(), el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
+      mount(header(), el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`), ...(leftOut > 0 ? [notice('info', `Behaviors compares a base with at most 8 models; ${leftOut} left out.`)] : []), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
       showProgress();
       run = streamCompare(rpc as unknown as CompareRpc, { kind: 'behavior', base, models: others }, (res) => {
         try {

@@ -47,7 +47,6 @@ export function startLayers(): void {
     rpc.ready();
     return;
   }
-  if ((store.state.models ?? []).length > 5) rpc.log('warn', 'Layers compares a base with at most 4 models; the rest are left out');
   const [base, ...others] = ids as [string, ...string[]];
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
@@ -510,6 +509,7 @@ export function startLayers(): void {
       mount(
         header(),
         el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`),
+        ...((store.state.models ?? []).length > 5 ? [notice('info', `Layers compares a base with at most 4 models; ${(store.state.models ?? []).length - 5} left out.`)] : []),
         progressEl,
         errorEl,
         toolbar,
