@@ -317,6 +317,22 @@ async function main() {
   });
   log(`model map table: ${tableText.replace(/\s+/g, ' ').slice(0, 200)}`);
   await shot('07-model-map');
+
+  // Panels survive a reload: the serializer restores the Model Map with its content.
+  log('reloading the window');
+  await palette('Developer: Reload Window');
+  await page.waitForTimeout(1000);
+  await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
+  const restored = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
+  await restored.locator('body').getByText('Model Map').first().waitFor({ timeout: 90_000 });
+  // Restored before the server is back: it fills in when the lineage arrives.
+  await waitFor('the restored Model Map table to list prune-50', 90_000, async () => {
+    const tab = restored.getByRole('tab', { name: 'Table' }).or(restored.getByText('Table', { exact: true })).first();
+    if (await tab.count()) await tab.click({ timeout: 2000 });
+    const t = await restored.locator('table#models, table[aria-label="Models"]').first().innerText({ timeout: 2000 });
+    return t.includes('prune-50');
+  }, 1000);
+  await shot('08-model-map-restored');
   log(`passed in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
 }
 
