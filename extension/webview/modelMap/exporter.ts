@@ -80,8 +80,18 @@ export function scatterSvg(app: App, s: { xs: Linear; ys: Linear; width: number;
   root.append(svg('text', { x: (x0 + x1) / 2, y: H - 2, 'text-anchor': 'middle', fill: theme.fg }, state.scatterX ?? ''));
   root.append(svg('text', { x: 12, y: (y0 + y1) / 2, 'text-anchor': 'middle', fill: theme.fg, transform: `rotate(-90 12 ${(y0 + y1) / 2})` }, state.scatterY ?? ''));
   const frontSet = new Set(front);
-  const pts = front.map((id) => `${xs(lin.metric(id, state.scatterX!)!).toFixed(1)},${ys(lin.metric(id, state.scatterY!)!).toFixed(1)}`);
-  if (pts.length > 1) root.append(svg('polyline', { points: pts.join(' '), fill: 'none', stroke: theme.fg, 'stroke-dasharray': '5 3', opacity: 0.6 }));
+  // The front as the same staircase the canvas draws (through the corner both neighbours beat).
+  const xHigher = lin.metricDef(state.scatterX ?? '')?.higherIsBetter ?? true;
+  const pts = front.map((id) => [xs(lin.metric(id, state.scatterX!)!), ys(lin.metric(id, state.scatterY!)!)] as const).sort((a, b) => a[0] - b[0]);
+  const stairs: string[] = [];
+  pts.forEach(([x, y], i) => {
+    if (i > 0) {
+      const [px, py] = pts[i - 1]!;
+      stairs.push(xHigher ? `${px.toFixed(1)},${y.toFixed(1)}` : `${x.toFixed(1)},${py.toFixed(1)}`);
+    }
+    stairs.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+  });
+  if (pts.length > 1) root.append(svg('polyline', { points: stairs.join(' '), fill: 'none', stroke: theme.fg, 'stroke-dasharray': '5 3', opacity: 0.6 }));
   for (const id of lin.order) {
     const xv = lin.metric(id, state.scatterX ?? '');
     const yv = lin.metric(id, state.scatterY ?? '');
