@@ -40,6 +40,7 @@ export class MapView {
   private drag: { mode: 'pan' | 'rect'; x0: number; y0: number; x1: number; y1: number; zx: number; zy: number; moved: boolean } | null = null;
   private cursor: string | null = null;
   private cache: Cache | null = null;
+  private restored = false;
   /** Extra offset of sx/sy while painting into the cache (its margin). */
   private off = 0;
   private settle: ReturnType<typeof setTimeout> | undefined;
@@ -65,7 +66,12 @@ export class MapView {
   }
 
   private onChange(c: Change): void {
-    if (c === 'data' && this.app.state.mapZoom) this.zoom = { ...this.app.state.mapZoom };
+    // The saved zoom applies once, on the first lineage; live updates keep the zoom as it is
+    // (even in the middle of a drag).
+    if (c === 'data' && !this.restored) {
+      this.restored = true;
+      if (this.app.state.mapZoom) this.zoom = { ...this.app.state.mapZoom };
+    }
     if (c === 'encoding' || c === 'data') this.theme = themeColors();
     if (c === 'layout' && !this.app.state.mapZoom) this.fit();
     // Hover and zoom leave the content as it is; everything else changes what it shows.
