@@ -49,6 +49,7 @@ class TensorResult:
     removed: dict[int, int] = field(default_factory=dict)  # dim -> channels removed (structured)
     stats: S.PairStats | None = None
     values: dict[str, Any] | None = None  # value histograms (see stats.value_histograms)
+    kept: dict[int, list[int]] = field(default_factory=dict)  # dim -> kept base indices (structured)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -61,6 +62,10 @@ class TensorResult:
             d["message"] = self.message
         if self.removed:
             d["removed"] = {str(k): v for k, v in self.removed.items()}
+            # which channels / heads went, not only how many (the Layers panel lists them)
+            d["kept_indices"] = {str(k): v for k, v in self.kept.items()}
+            d["removed_indices"] = {str(k): sorted(set(range((self.shape_base or [])[k])) - set(v))
+                                    for k, v in self.kept.items()}  # fmt: skip
         if self.stats is not None:
             d["metrics"] = self.stats.metrics()
         if self.values is not None:
@@ -321,6 +326,8 @@ def compare_weights(
                 res = _compare_streamed(name, base_side, _Side(src, name), oid, hist_sample)
             else:
                 res = _compare_whole(name, base_side.whole(), src, oid, kept, hist_sample)
+                if kept and res.removed:
+                    res.kept = {int(d): [int(i) for i in kept[d]] for d in kept if int(d) in res.removed}
             results[oid].append(res)
         del base_side
         done += size
