@@ -134,8 +134,59 @@ export function __setConfig(key: string, value: unknown): void {
   else config.set(key, value);
 }
 
+export enum ViewColumn {
+  Active = -1,
+  One = 1,
+}
+
+/** A fake webview panel: records posted messages and lets a test send messages from the page. */
+export class FakePanel {
+  posted: unknown[] = [];
+  private receive = new EventEmitter<unknown>();
+  private disposeEmitter = new EventEmitter<void>();
+  revealed = 0;
+  iconPath: unknown;
+  webview = {
+    html: '',
+    options: {} as unknown,
+    cspSource: 'vscode-webview://test',
+    asWebviewUri: (u: Uri) => u,
+    postMessage: async (m: unknown) => {
+      this.posted.push(m);
+      return true;
+    },
+    onDidReceiveMessage: this.receive.event,
+  };
+  onDidDispose = this.disposeEmitter.event;
+  constructor(
+    public viewType: string,
+    public title: string,
+  ) {}
+  reveal(): void {
+    this.revealed++;
+  }
+  dispose(): void {
+    this.disposeEmitter.fire();
+  }
+  /** Test helper: a message from the page. */
+  send(m: unknown): void {
+    this.receive.fire(m);
+  }
+}
+export const __panels: FakePanel[] = [];
+export const __serializers = new Map<string, { deserializeWebviewPanel(panel: unknown, state: unknown): Promise<void> }>();
+
 export const window = {
   visibleTextEditors: [] as unknown[],
+  createWebviewPanel: vi.fn((viewType: string, title: string) => {
+    const p = new FakePanel(viewType, title);
+    __panels.push(p);
+    return p;
+  }),
+  registerWebviewPanelSerializer: vi.fn((viewType: string, s: { deserializeWebviewPanel(panel: unknown, state: unknown): Promise<void> }) => {
+    __serializers.set(viewType, s);
+    return { dispose: () => __serializers.delete(viewType) };
+  }),
   showErrorMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),
   showWarningMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),
   showInformationMessage: vi.fn(async (..._args: unknown[]) => undefined as string | undefined),

@@ -1,0 +1,94 @@
+// The host side of the webview protocol: requests answered by id, result pages posted as
+// ArrayBuffers, errors as error replies, serializers restoring panels with their state.
+import { describe, expect, it, vi } from 'vitest';
+import * as vscode from 'vscode';
+import type { ResultRef } from '../../src/protocol';
+import { PanelManager } from '../../src/webviews/panels';
+import { __panels, __serializers, FakePanel } from './vscode.mock';
+
+const b64 = (bytes: number[]) => Buffer.from(bytes).toString('base64');
+
+function manager(request: (method: string, params: unknown) => Promise<unknown>) {
+  __panels.length = 0;
+  const log = { info: vi.fn(), warn: vi.fn(), error: vi.fn() } as unknown as vscode.LogOutputChannel;
+  const host = {
+    request: request as <R>(m: string, p: unknown) => Promise<R>,
+    storageDir: () => undefined,
+    lineage: () => [{ id: 'a', name: 'base-model' }, { id: 'b', name: 'pruned' }] as never,
+    openModel: vi.fn(async () => undefined),
+    revealInExperiment: vi.fn(async () => undefined),
+    log,
+  };
+  return { pm: new PanelManager(vscode.Uri.file('/ext'), host), host, log };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 10));
+
+describe('PanelManager', () => {
+  it('opens one Model Map, with a nonce CSP page loading its bundle', () => {
+    const { pm } = manager(async () => ({}));
+    pm.open('modelMap');
+    pm.open('modelMap', { focus: 'b' });
+    expect(__panels).toHaveLength(1);
+    const p = __panels[0]!;
+    expect(p.viewType).toBe('bonsai.modelMap');
+    expect(p.revealed).toBe(1);
+    expect(p.webview.html).toMatch(/script-src 'nonce-([A-Za-z0-9]+)'[\s\S]*<script nonce="\1" src="file:\/\/\/ext\/dist\/webview\/modelMap.js">/);
+    expect(p.posted).toContainEqual({ type: 'event', name: 'focus', data: { id: 'b' } });
+  });
+
+  it('names comparison panels by their models', () => {
+    const { pm } = manager(async () => ({}));
+    pm.open('behaviors', { models: ['a', 'b'] });
+    expect(__panels[0]!.title).toBe('Behaviors: base-model ↔ pruned');
+  });
+
+  it('streams compare pages as ArrayBuffers, then replies to the request id', async () => {
+    const calls: [string, unknown][] = [];
+    const { pm } = manager(async (method, params) => {
+      calls.push([method, params]);
+      if (method === 'bonsai/compare/weights') return { resultId: 'r1', page: 0, pages: 2, done: false, data: b64([1, 2, 3]) } satisfies ResultRef;
+      return { resultId: 'r1', page: 1, pages: 2, done: true, data: b64([4, 5]) } satisfies ResultRef;
+    });
+    pm.open('layers', { models: ['a', 'b'] });
+    const p = __panels[0] as FakePanel;
+    p.send({ type: 'request', id: 7, method: 'compare', params: { kind: 'weights', base: 'a', models: ['b'] } });
+    await settle();
+    expect(calls).toEqual([
+      ['bonsai/compare/weights', { base: 'a', models: ['b'] }],
+      ['bonsai/result/page', { resultId: 'r1', page: 1 }],
+    ]);
+    const pages = p.posted.filter((m) => (m as { name?: string }).name === 'resultPage') as { data: { requestId: number; page: number; bytes: ArrayBuffer } }[];
+    expect(pages.map((m) => [m.data.requestId, m.data.page, [...new Uint8Array(m.data.bytes)]])).toEqual([
+      [7, 0, [1, 2, 3]],
+      [7, 1, [4, 5]],
+    ]);
+    expect(pages[0]!.data.bytes).toBeInstanceOf(ArrayBuffer);
+    expect(p.posted.at(-1)).toEqual({ type: 'reply', id: 7, result: { resultId: 'r1', pages: 2 } });
+  });
+
+  it('answers a failing request with an error of the same id, and ignores malformed messages', async () => {
+    const { pm, log } = manager(async () => {
+      throw Object.assign(new Error('Workspace Trust is required'), { code: -32001 });
+    });
+    pm.open('behaviors', { models: ['a', 'b'] });
+    const p = __panels[0] as FakePanel;
+    p.send({ type: 'request', id: 3, method: 'compare', params: { kind: 'behavior', base: 'a', models: ['b'] } });
+    p.send({ type: 'request', id: 'x' });
+    await settle();
+    expect(p.posted).toContainEqual({ type: 'error', id: 3, error: { message: 'Workspace Trust is required', code: -32001 } });
+    expect(log.warn).toHaveBeenCalledWith('behaviors: ignored malformed message from the webview');
+  });
+
+  it('restores a panel from its serialized state (sanitized)', async () => {
+    const { pm } = manager(async () => ({}));
+    void pm;
+    const restoredPanel = new FakePanel('bonsai.layers', 'Layers');
+    await __serializers.get('bonsai.layers')!.deserializeWebviewPanel(restoredPanel, { models: ['a', 'b'], evil: '<script>' });
+    expect(restoredPanel.webview.html).toContain('data-state="{&quot;models&quot;:[&quot;a&quot;,&quot;b&quot;]}"');
+    expect(restoredPanel.webview.html).toContain('dist/webview/layers.js');
+    restoredPanel.send({ type: 'request', id: 1, method: 'lineage', params: {} });
+    await settle();
+    expect(restoredPanel.posted.at(-1)).toMatchObject({ type: 'reply', id: 1, result: { models: [{ id: 'a' }, { id: 'b' }] } });
+  });
+});
