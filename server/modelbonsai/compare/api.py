@@ -136,15 +136,37 @@ def behavior(
     seed: int = 0,
     progress: ProgressFn | None = None,
     cancelled: CancelledFn | None = None,
+    models: tuple[Lazy[nn.Module], Lazy[nn.Module]] | None = None,
+    task: Lazy[Any] | None = None,
+    device: torch.device | str = "cpu",
+    token_instances: int | None = None,
+    batch_size: int = 8,
 ) -> Outcome:
+    """Behaviour of `other` against `base` from their Evaluations. For a causal LM, give
+    `models` = (base module, other module) and `task` to add the true per-token KL (tensors
+    `token_kl` [N, T], `kl` [N]; via the cached :func:`lm_tokens`, on the first
+    `token_instances` instances, default all of the base evaluation's)."""
     ctl = _control(progress, cancelled)
-    key = result_key({"base": base_id, "other": other_id}, {"task": dict(task_key), "bootstrap": bootstrap, "seed": seed})
+    options: dict[str, Any] = {"task": dict(task_key), "bootstrap": bootstrap, "seed": seed}
+    with_kl = models is not None and task is not None
+    if with_kl:
+        options["token_kl"] = token_instances if token_instances is not None else "all"  # old keys stay valid
+    key = result_key({"base": base_id, "other": other_id}, options)
 
     def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        ev_b, ev_o = _get(base), _get(other)
+        div, rest = None, ctl
+        if with_kl and B.evaluation_kind(ev_b) == "causal_lm":
+            assert models is not None and task is not None
+            n = token_instances if token_instances is not None else len(ev_b.ids)
+            tok = lm_tokens(cache, base_id, other_id, models[0], models[1], task, task_key=task_key, device=device,
+                            instances=n, batch_size=batch_size, progress=ctl.sub(0.0, 0.9).progress, cancelled=ctl.cancelled)  # fmt: skip
+            rest = ctl.sub(0.9, 1.0)
+            div = {other_id: {"ids": tok.result.meta["ids"], "kl": tok.result.tensors["kl"]}}
         res = B.compare_behavior(
-            _get(base), {other_id: _get(other)}, base_id=base_id,
+            ev_b, {other_id: ev_o}, base_id=base_id,
             groupings=_get(groupings) if groupings is not None else None,
-            class_names=class_names, bootstrap=bootstrap, seed=seed, control=ctl,
+            class_names=class_names, bootstrap=bootstrap, seed=seed, control=rest, token_divergence=div,
         )  # fmt: skip
         return res[other_id].wire()
 
@@ -186,6 +208,44 @@ def weight_tiles(
     return Outcome(*cached(cache, T.KIND, key, compute))
 
 
+def tensor_tiles(
+    cache: ResultCache | None,
+    model_id: str,
+    name: str,
+    level: int,
+    window: tuple[int, int, int, int] | None = None,
+    *,
+    source: str = "weight",
+    weights: Lazy[TensorSource] | None = None,
+    model: Lazy[nn.Module] | None = None,
+    task: Lazy[A.BatchTask] | None = None,
+    task_key: Mapping[str, Any] | None = None,
+    instances: str | Sequence[str] | None = None,
+    minus: tuple[str, Any] | None = None,
+    kept_indices: Mapping[int, Sequence[int]] | None = None,
+    device: torch.device | str = "cpu",
+    tile: int = T.TILE,
+) -> Outcome:
+    """The one tiles entry point (`bonsai/tensor/tiles`): `source` "weight" serves weight `name`
+    from `weights` (a TensorSource), "activation" serves the output of module `name` of `model`
+    for `instances` of `task`. `minus` = (id, the other side: a TensorSource for weights, a module
+    for activations) gives tiles of the difference model − minus; `kept_indices` aligns the minus
+    side to a structured-pruned model (weights: {dim: kept}; activations: {0: kept channels}).
+    Both go through the same level-of-detail pyramid; a negative level counts from the coarsest."""
+    if source == "weight":
+        if weights is None:
+            raise CompareError("weight tiles need the model's tensors (weights=...)")
+        return weight_tiles(cache, model_id, weights, name, level, window, minus=minus, kept_indices=kept_indices, tile=tile)
+    if source == "activation":
+        if model is None or task is None:
+            raise CompareError("activation tiles need the model and its task (model=..., task=...)")
+        if instances is None or (not isinstance(instances, str) and not list(instances)):
+            raise CompareError("activation tiles need 'instances': the ids of the instances to show")
+        return activation_tiles(cache, model_id, model, task, instances, name, level, window, task_key=task_key or {},
+                                minus=minus, kept_indices=kept_indices, device=device, tile=tile)  # fmt: skip
+    raise CompareError(f"unknown tiles source '{source}': use 'weight' or 'activation'")
+
+
 # -- store adapters -----------------------------------------------------------------------------
 
 
@@ -223,7 +283,7 @@ def activation_tiles(
     model_id: str,
     model: Lazy[nn.Module],
     task: Lazy[A.BatchTask],
-    instance_id: str,
+    instance_id: str | Sequence[str],
     module: str,
     level: int,
     window: tuple[int, int, int, int] | None = None,
@@ -234,25 +294,33 @@ def activation_tiles(
     device: torch.device | str = "cpu",
     tile: int = T.TILE,
 ) -> Outcome:
-    """Tiles of `module`'s output for one instance (batch dim removed), or of (model − `minus`
-    model). `kept_indices` = {0: kept output channels} aligns a structured-pruned module: the
-    minus output is indexed on its channel dim (1 for conv-like 3-D+ outputs, else the last)."""
+    """Tiles of `module`'s output for one instance (batch dim removed), or for a list of
+    instances stacked as [instances, ...] (rows = instances, in the order given), or of (model −
+    `minus` model). `kept_indices` = {0: kept output channels} aligns a structured-pruned module:
+    the minus output is indexed on its channel dim (the first for conv-like 3-D+ outputs of one
+    instance, else the last)."""
     models = {"model": model_id}
     if minus is not None:
         models["minus"] = minus[0]
-    key = result_key(models, {"task": dict(task_key), "instance": instance_id, "module": module, "level": level,
+    one = isinstance(instance_id, str)
+    which: dict[str, Any] = {"instance": instance_id} if one else {"instances": [str(i) for i in instance_id]}
+    key = result_key(models, {"task": dict(task_key), **which, "module": module, "level": level,
                               "window": list(window) if window else None, "tile": tile})  # fmt: skip
+
+    def output(m: nn.Module, tk: Any) -> torch.Tensor:
+        if one:
+            return T.activation_tensor(m, tk, str(instance_id), module, device=device)
+        return T.activation_tensors(m, tk, which["instances"], module, device=device)
 
     def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
         tk = _get(task)
-        t = T.activation_tensor(_get(model), tk, instance_id, module, device=device)
+        t = output(_get(model), tk)
         if minus is not None:
-            m = T.activation_tensor(_get(minus[1]), tk, instance_id, module, device=device)
+            m = output(_get(minus[1]), tk)
             if kept_indices and 0 in kept_indices:
-                dim = 0 if m.dim() >= 3 else m.dim() - 1  # per instance: conv channels first, else last
-                m = m.index_select(dim, torch.as_tensor(list(kept_indices[0]), dtype=torch.long))
+                m = T.align_channels(m, kept_indices[0], stacked=not one)
             t = T.difference(m, t)
-        meta = {"module": module, "instance": instance_id, "models": models}
+        meta = {"source": "activation", "module": module, **which, "models": models}
         return T.tiles_wire(t, level, window, tile=tile, meta=meta)
 
     return Outcome(*cached(cache, T.KIND, key, compute))

@@ -12,7 +12,11 @@ Causal LM (outputs [N, T] log-probability of each target token, predictions [N, 
 top-1 agreement and change of the target log-prob, per instance and per group, and the
 generations of both models side by side (`extras["generations"]`). The per-token KL needs whole
 next-token distributions, which an Evaluation does not keep: :func:`lm_token_divergence` runs
-both models on the task's batches and computes it without storing [N, T, V] tensors.
+both models on the task's batches and computes it without storing [N, T, V] tensors; its output
+passed as `token_divergence` adds tensors `token_kl` [N, T] and `kl` [N] (mean over tokens; NaN
+rows for instances it did not cover) and `mean_kl` to the summary and to every group.
+
+Every group carries `ids`, the instance ids it holds (in the order of `ids`).
 
 Embeddings (outputs [N, D], no predictions): per-instance cosine and relative L2.
 
@@ -98,7 +102,8 @@ class BehaviorComparison:
         return KIND, meta, {k: np.asarray(v) for k, v in self.per_instance.items()}
 
 
-def _kind(ev: Evaluation) -> str:
+def evaluation_kind(ev: Evaluation) -> str:
+    """"classification", "causal_lm" or "embedding", from the shapes of an Evaluation."""
     if ev.predictions is not None and ev.predictions.dim() == 2:
         return "causal_lm"
     if ev.predictions is not None and ev.predictions.dim() == 1:
@@ -325,19 +330,21 @@ def compare_behavior(
     bootstrap: int = 1000,
     seed: int = 0,
     control: Control | None = None,
+    token_divergence: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, BehaviorComparison]:
     """Compare each evaluation in `others` with `base` (see module doc). `groupings` is the
     task's `groupings()`; for classification with targets a "label" grouping is added when the
-    task gives none."""
+    task gives none. `token_divergence` (causal LM) is :func:`lm_token_divergence`'s output,
+    other id -> {"ids", "kl": [n, T]}; its per-token KL joins those models' results."""
     ctl = control or Control()
     if not others:
         raise CompareError("nothing to compare the base with: give at least one other model")
-    kind = _kind(base)
+    kind = evaluation_kind(base)
     out: dict[str, BehaviorComparison] = {}
     for k, (oid, ev) in enumerate(others.items()):
         ctl.step(k / len(others), f"comparing behaviour of {oid}")
-        if _kind(ev) != kind:
-            raise CompareError(f"model '{oid}' was evaluated as {_kind(ev)}, the base as {kind}")
+        if evaluation_kind(ev) != kind:
+            raise CompareError(f"model '{oid}' was evaluated as {evaluation_kind(ev)}, the base as {kind}")
         ids, ib, io, missing = _align(base, ev)
         gmap = dict(groupings or {})
         if kind == "classification" and not gmap and base.targets is not None:
@@ -354,9 +361,46 @@ def compare_behavior(
             _causal_lm(res, base, ev, ib, io, groups, bootstrap, seed)
         else:
             _embedding(res, base, ev, ib, io, groups, bootstrap, seed)
+        if kind == "causal_lm" and token_divergence and oid in token_divergence:
+            _token_kl(res, token_divergence[oid], groups)
+        for g, (_, _, mask) in zip(res.groups, groups, strict=True):
+            g["ids"] = [i for i, m in zip(ids, mask.tolist(), strict=True) if m]  # the group's rows, for the browser
         out[oid] = res
     ctl.step(1.0, "behaviour compared")
     return out
+
+
+def _token_kl(res: BehaviorComparison, div: Mapping[str, Any], groups: list[tuple[str, str, np.ndarray]]) -> None:
+    """Join per-token KL (from :func:`lm_token_divergence`, matched by instance id) to an LM
+    result: `token_kl` [N, T] and `kl` [N], NaN for instances the divergence run did not cover."""
+    kl = np.asarray(div.get("kl"), dtype=np.float32)
+    n, t = res.per_instance["token_agree"].shape
+    if kl.size == 0:
+        return
+    if kl.ndim != 2 or kl.shape[1] != t:
+        raise CompareError(f"per-token KL has shape {list(kl.shape)}; the evaluations have {t} tokens per instance")
+    row = {str(i): k for k, i in enumerate(div.get("ids") or [])}
+    if len(row) != kl.shape[0]:
+        raise CompareError(f"per-token KL has {kl.shape[0]} rows for {len(row)} instance ids")
+    token_kl = np.full((n, t), np.nan, dtype=np.float32)
+    for k, i in enumerate(res.ids):
+        j = row.get(i)
+        if j is not None:
+            token_kl[k] = kl[j]
+    covered = ~np.isnan(token_kl).all(1)
+    inst = np.full(n, np.nan, dtype=np.float32)
+    inst[covered] = token_kl[covered].mean(1)
+    res.per_instance["token_kl"] = token_kl
+    res.per_instance["kl"] = inst
+
+    def mean(mask: np.ndarray) -> float | None:
+        m = mask & covered
+        return float(token_kl[m].astype(np.float64).mean()) if m.any() else None
+
+    res.summary["mean_kl"] = mean(np.ones(n, bool))  # per token, over the covered instances
+    res.summary["token_kl_instances"] = int(covered.sum())
+    for g, (_, _, mask) in zip(res.groups, groups, strict=True):
+        g["mean_kl"] = mean(mask)
 
 
 @torch.no_grad()

@@ -8,7 +8,13 @@ both, it is never hidden). Cells are served in square tiles of `tile` cells; a r
 level and a window in element coordinates and gets back only the tiles that intersect it,
 computed directly from the elements they cover (no whole pyramid is built).
 
-`levels` is the level at which the whole matrix fits in one tile.
+`levels` is the level at which the whole matrix fits in one tile; a negative level counts down
+from it (-1 is the coarsest), so a client that does not know the shape yet (an activation) can
+ask for the overview first and read `rows`, `cols` and `levels` from its meta.
+
+Activations: :func:`activation_tensors` stacks one module's output for a set of instances into
+[instances, ...] (so the heatmap's rows are instances); :func:`align_channels` brings a base
+activation to a structured-pruned model's channels before a difference.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .control import CompareError
 KIND = "tiles"
 TILE = 256
 MAX_TILES = 64  # per request: a view never shows more; protects the server from huge windows
+MAX_INSTANCES = 256  # activation rows per request: one heatmap, not a dataset dump
 
 
 def as_matrix(t: torch.Tensor) -> torch.Tensor:
@@ -67,6 +74,15 @@ def pyramid_info(shape: Sequence[int], tile: int = TILE) -> dict[str, int]:
     return {"rows": rows, "cols": cols, "tile": tile, "levels": levels}
 
 
+def resolve_level(shape: Sequence[int], level: int, tile: int = TILE) -> int:
+    """`level` as a pyramid level of a tensor of `shape` (negative: counted from the coarsest)."""
+    top = pyramid_info(shape, tile)["levels"]
+    lv = top + 1 + level if level < 0 else level
+    if not 0 <= lv <= top:
+        raise CompareError(f"level {level} is outside 0..{top} (or -{top + 1}..-1) for a tensor shaped {list(shape)}")
+    return lv
+
+
 def _reduce(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and max-abs over k x k cells (edge cells cover what is left)."""
     x = block.float()[None, None]
@@ -89,9 +105,7 @@ def tiles(
     coordinates (end-exclusive; default: everything)."""
     m = as_matrix(t)
     rows, cols = m.shape
-    info = pyramid_info(t.shape, tile)
-    if not 0 <= level <= info["levels"]:
-        raise CompareError(f"level {level} is outside 0..{info['levels']} for a {rows}x{cols} tensor")
+    level = resolve_level(t.shape, level, tile)
     r0, c0, r1, c1 = window or (0, 0, rows, cols)
     r0, c0 = max(0, r0), max(0, c0)
     r1, c1 = min(rows, r1), min(cols, c1)
@@ -121,6 +135,7 @@ def tiles_wire(
 ) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
     """(kind, meta, tensors) for the wire: tensors `L{level}_{ty}_{tx}_mean` / `_maxabs`, and in
     meta the pyramid info, the tile list and the tensor's finite range (for a stable colour scale)."""
+    level = resolve_level(t.shape, level, tile)
     ts = tiles(t, level, window, tile=tile)
     m = as_matrix(t).float()
     finite = m[torch.isfinite(m)]
@@ -174,3 +189,91 @@ def activation_tensor(
     if not got:
         raise CompareError(f"module '{module}' produced no tensor for instance '{instance_id}'")
     return got[0].cpu()
+
+
+def _rows_of(task: Any, instance_ids: Sequence[str], batch_size: int) -> list[tuple[Any, list[int], list[int]]]:
+    """(batch, rows in the batch, positions in `instance_ids`) for the batches holding the ids;
+    stops reading the task's data as soon as every id is found."""
+    want = {i: k for k, i in enumerate(instance_ids)}
+    found: list[tuple[Any, list[int], list[int]]] = []
+    left = set(want)
+    for b in task.eval_batches(batch_size):
+        ids = [str(i) for i in b.ids]
+        rows = [r for r, i in enumerate(ids) if i in left]
+        if rows:
+            found.append((b, rows, [want[ids[r]] for r in rows]))
+            left -= {ids[r] for r in rows}
+        if not left:
+            break
+    if left:
+        missing = [i for i in instance_ids if i in left]
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CompareError(f"instance '{missing[0]}' is not in the task's evaluation data" if len(missing) == 1
+                           else f"instances {', '.join(repr(i) for i in missing[:5])}{more} are not in the task's evaluation data")  # fmt: skip
+    return found
+
+
+@torch.no_grad()
+def activation_tensors(
+    model: nn.Module,
+    task: Any,
+    instance_ids: Sequence[str],
+    module: str,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """The outputs of `module` for `instance_ids`, stacked in that order: [len(ids), ...]."""
+    ids = [str(i) for i in instance_ids]
+    if not ids:
+        raise CompareError("no instances given: name at least one instance id")
+    if len(set(ids)) != len(ids):
+        raise CompareError("the instance ids repeat; name each instance once")
+    if len(ids) > MAX_INSTANCES:
+        raise CompareError(f"{len(ids)} instances asked for; an activation heatmap takes at most {MAX_INSTANCES}")
+    mods = dict(model.named_modules())
+    if module not in mods:
+        raise CompareError(f"the model has no module '{module}'")
+    out: list[torch.Tensor | None] = [None] * len(ids)
+    got: list[torch.Tensor] = []
+
+    def hook(m: nn.Module, args: Any, output: Any) -> None:
+        o = _first_tensor(output)
+        if o is not None and not got:  # the first call: a module reused later keeps its first output
+            got.append(o.detach().clone())
+
+    h = mods[module].register_forward_hook(hook)
+    was = model.training
+    model.eval()
+    try:
+        for batch, rows, pos in _rows_of(task, ids, batch_size):
+            got.clear()
+            task.forward(model, task.to_device(batch, torch.device(device)))
+            if not got:
+                raise CompareError(f"module '{module}' produced no tensor")
+            o = got[0]
+            if not o.dim() or o.shape[0] != len(batch.ids):
+                raise CompareError(f"module '{module}' output {list(o.shape)} has no batch dim of {len(batch.ids)}; "
+                                   "its activation cannot be split by instance")  # fmt: skip
+            for r, p in zip(rows, pos, strict=True):
+                out[p] = o[r].cpu()
+    finally:
+        h.remove()
+        model.train(was)
+    shapes = {tuple(x.shape) for x in out if x is not None}
+    if len(shapes) != 1:
+        raise CompareError(f"module '{module}' gives outputs of different shapes for these instances "
+                           f"({sorted(list(s) for s in shapes)}); ask for instances of one shape")  # fmt: skip
+    return torch.stack([x for x in out if x is not None])
+
+
+def align_channels(base: torch.Tensor, kept: Sequence[int], *, stacked: bool) -> torch.Tensor:
+    """A base activation indexed by a structured-pruned module's kept output channels: the
+    channel dim is the first of a per-instance output of 3+ dims (conv: C, H, W), else the last
+    (linear: ..., features); `stacked` outputs have an instance dim in front."""
+    per = base.dim() - (1 if stacked else 0)
+    dim = (1 if stacked else 0) if per >= 3 else base.dim() - 1
+    idx = torch.as_tensor(list(kept), dtype=torch.long)
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= base.shape[dim]):
+        raise CompareError(f"kept channel indices fall outside the base's {base.shape[dim]} channels")
+    return base.index_select(dim, idx)
