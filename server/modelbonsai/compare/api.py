@@ -203,7 +203,7 @@ def weight_tiles(
             if name not in msrc.names():
                 raise CompareError(f"model '{minus[0]}' has no tensor '{name}'")
             t = T.difference(msrc.get(name), t, kept_indices)
-        return T.tiles_wire(t, level, window, tile=tile, meta={"name": name, "models": models})
+        return T.tiles_wire(t, level, window, tile=tile, meta={"source": "weight", "name": name, "models": models})
 
     return Outcome(*cached(cache, T.KIND, key, compute))
 
@@ -320,7 +320,7 @@ def activation_tiles(
             if kept_indices and 0 in kept_indices:
                 m = T.align_channels(m, kept_indices[0], stacked=not one)
             t = T.difference(m, t)
-        meta = {"source": "activation", "module": module, **which, "models": models}
+        meta = {"source": "activation", "name": module, "module": module, **which, "models": models}
         return T.tiles_wire(t, level, window, tile=tile, meta=meta)
 
     return Outcome(*cached(cache, T.KIND, key, compute))
