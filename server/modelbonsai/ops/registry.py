@@ -8,6 +8,7 @@ here, through :func:`register_op`.
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -333,13 +334,20 @@ def closest_op(name: str) -> str | None:
 
 
 _loaded = False
+# The language server asks for ops from several threads at once: the first caller imports the
+# built-in modules while the others wait, so nobody sees a half-filled registry.
+_load_lock = threading.RLock()
 
 
 def _ensure_builtins() -> None:
     global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import builtin  # noqa: F401  (importing registers the built-in ops)
+    if _loaded:
+        return
+    with _load_lock:
+        if not _loaded:
+            from . import builtin  # noqa: F401  (importing registers the built-in ops)
+
+            _loaded = True
 
 
 def match_names(names: Sequence[str], patterns: str | Sequence[str]) -> list[str]:
