@@ -310,7 +310,7 @@ def stream_pair_stats(
     size = min(chunk, max(1, n))
     dbuf = np.empty(size, np.float32)
     zb_buf, zo_buf = np.empty(size, np.bool_), np.empty(size, np.bool_)
-    acc = np.zeros(4, np.float64)  # Σb², Σo², Σbo, Σd²
+    bb = oo = bo = dd = 0.0  # Σb², Σo², Σbo, Σd² (Python floats: float64, no per-chunk array)
     lo, hi = math.inf, -math.inf
     finite, zeros_b, zeros_o, zeros_both = 0, 0, 0, 0
     for start in range(0, n, chunk):
@@ -320,9 +320,9 @@ def stream_pair_stats(
         if b.shape != (m,) or o.shape != (m,):
             raise ValueError(f"a range reader gave {b.shape} / {o.shape} elements for [{start}, {stop})")
         d = np.subtract(o, b, out=dbuf[:m])
-        g = (np.dot(b, b), np.dot(o, o), np.dot(b, o), np.dot(d, d))
-        if math.isfinite(g[0] + g[1] + g[2] + g[3]):  # one check; NaN/Inf/overflow are rare
-            acc += g
+        g0, g1, g2, g3 = float(np.dot(b, b)), float(np.dot(o, o)), float(np.dot(b, o)), float(np.dot(d, d))
+        if math.isfinite(g0 + g1 + g2 + g3):  # one check; NaN/Inf/overflow are rare
+            bb, oo, bo, dd = bb + g0, oo + g1, bo + g2, dd + g3
             finite += m
             lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
             zb, zo = np.equal(b, 0, out=zb_buf[:m]), np.equal(o, 0, out=zo_buf[:m])
@@ -332,14 +332,15 @@ def stream_pair_stats(
             if nb and no:
                 zeros_both += np.count_nonzero(np.logical_and(zb, zo, out=zb))
         else:
-            _nonfinite_chunk(b, o, st, acc)  # adds its own finite/zero/NaN/Inf counts
+            g0, g1, g2, g3 = _nonfinite_chunk(b, o, st)  # adds its own finite/zero/NaN/Inf counts
+            bb, oo, bo, dd = bb + g0, oo + g1, bo + g2, dd + g3
         if sampler is not None:
             sampler.add(start, b, o)
     st.finite += finite
     st.zeros_base += zeros_b
     st.zeros_other += zeros_o
     st.zeros_both += zeros_both
-    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = (float(v) for v in acc)
+    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = bb, oo, bo, dd
     if hi >= lo:
         st.max_abs_diff = max(st.max_abs_diff, -lo, hi)
     if sampler is None:  # no histogram wanted (e.g. a second look at a transposed layout)
@@ -348,8 +349,9 @@ def stream_pair_stats(
     return st
 
 
-def _nonfinite_chunk(b: np.ndarray, o: np.ndarray, st: PairStats, acc: np.ndarray) -> None:
-    """Exact slow path for a chunk holding NaN/Inf (or overflowing float32): count, then drop."""
+def _nonfinite_chunk(b: np.ndarray, o: np.ndarray, st: PairStats) -> tuple[float, float, float, float]:
+    """Exact slow path for a chunk holding NaN/Inf (or overflowing float32): count, then drop;
+    returns the chunk's (Σb², Σo², Σbo, Σd²) over finite pairs in float64."""
     for side, x in (("base", b), ("other", o)):
         nan = int(np.count_nonzero(np.isnan(x)))
         inf = int(np.count_nonzero(np.isinf(x)))
@@ -362,11 +364,11 @@ def _nonfinite_chunk(b: np.ndarray, o: np.ndarray, st: PairStats, acc: np.ndarra
     keep = np.isfinite(b) & np.isfinite(o)
     fb, fo = b[keep].astype(np.float64), o[keep].astype(np.float64)
     fd = fo - fb
-    acc += (fb @ fb, fo @ fo, fb @ fo, fd @ fd)
     st.finite += fb.size
     if fb.size:
         d32 = fd.astype(np.float32)
         st.max_abs_diff = max(st.max_abs_diff, float(np.abs(d32).max()))
+    return float(fb @ fb), float(fo @ fo), float(fb @ fo), float(fd @ fd)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
