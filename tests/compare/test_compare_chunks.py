@@ -122,3 +122,17 @@ def test_streamed_comparison_equals_whole_tensor_comparison(tmp_path: Path) -> N
         assert s.stats is not None and w.stats is not None
         _assert_same(s.stats, w.stats)
     assert streamed.tensor("a.weight").stats.metrics()["zero_only_other"] == 700  # type: ignore[union-attr]
+
+
+def test_metrics_are_plain_python_numbers() -> None:
+    """numpy scalars would change the msgpack/JSON the language server sends."""
+    b, o = _pair(70_000)
+    b[5] = float("nan")
+    for st in (S.pair_stats(b, o, values=True), S.pair_stats(b[10:], o[10:], values=True)):
+        m = st.metrics()
+        for key, v in m.items():
+            if key == "rel_change":
+                assert all(type(x) is float for x in v.values()), v
+            else:
+                assert type(v) in (int, float, bool, type(None)), (key, type(v))
+        assert st.values is not None and type(st.values["range"]) is float

@@ -203,7 +203,7 @@ def weight_tiles(
             if name not in msrc.names():
                 raise CompareError(f"model '{minus[0]}' has no tensor '{name}'")
             t = T.difference(msrc.get(name), t, kept_indices)
-        return T.tiles_wire(t, level, window, tile=tile, meta={"source": "weight", "name": name, "models": models})
+        return T.tiles_wire(t, level, window, tile=tile, meta={"name": name, "models": models})
 
     return Outcome(*cached(cache, T.KIND, key, compute))
 

@@ -196,16 +196,16 @@ def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> Non
     """Add the relative-change histogram of (finite) pairs, each counting `weight` elements."""
     d = np.subtract(o, b)
     m = d.size
-    unchanged = m - np.count_nonzero(d)
+    unchanged = m - int(np.count_nonzero(d))
     r = np.abs(d, out=d)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(r, np.abs(b), out=r)
         np.log10(r, out=r)  # d=0 -> -inf (NaN when b=0 too); b=0, d!=0 -> +inf
     zb_mask = b == 0
-    zb = np.count_nonzero(zb_mask)
-    zero_both = np.count_nonzero(np.logical_and(zb_mask, o == 0, out=zb_mask)) if zb else 0
+    zb = int(np.count_nonzero(zb_mask))
+    zero_both = int(np.count_nonzero(np.logical_and(zb_mask, o == 0, out=zb_mask))) if zb else 0
     inside = hist_uniform(r, REL_BINS, REL_LO, REL_HI)  # ignores +-inf and NaN
-    over = np.count_nonzero(r > REL_HI)  # includes the +inf of changes from zero
+    over = int(np.count_nonzero(r > REL_HI))  # includes the +inf of changes from zero
     from_zero = zb - zero_both
     st.rel_hist += inside * weight
     st.rel_unchanged += unchanged * weight
@@ -326,11 +326,11 @@ def stream_pair_stats(
             finite += m
             lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
             zb, zo = np.equal(b, 0, out=zb_buf[:m]), np.equal(o, 0, out=zo_buf[:m])
-            nb, no = np.count_nonzero(zb), np.count_nonzero(zo)
+            nb, no = int(np.count_nonzero(zb)), int(np.count_nonzero(zo))  # Python ints for the wire
             zeros_b += nb
             zeros_o += no
             if nb and no:
-                zeros_both += np.count_nonzero(np.logical_and(zb, zo, out=zb))
+                zeros_both += int(np.count_nonzero(np.logical_and(zb, zo, out=zb)))
         else:
             g0, g1, g2, g3 = _nonfinite_chunk(b, o, st)  # adds its own finite/zero/NaN/Inf counts
             bb, oo, bo, dd = bb + g0, oo + g1, bo + g2, dd + g3

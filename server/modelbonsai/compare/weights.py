@@ -19,7 +19,8 @@ layout is transposed, or that matches far better transposed (square matrices), i
 `status: "mismatch"` and a message instead of a score.
 
 Tensors stream from the sources one name at a time; each base tensor is read once whatever the
-number of other models.
+number of other models. Where both sources offer range readers (see :mod:`.sources`), a
+same-shaped pair without kept indices is streamed chunk by chunk and never held whole.
 """
 
 from __future__ import annotations
