@@ -81,7 +81,7 @@ def test_tensor_tiles_activation_source_with_difference_and_kept_channels() -> N
 def test_tensor_tiles_weight_source_and_user_mistakes() -> None:
     base, _, task = _models()
     w = api.tensor_tiles(None, "b", "0.weight", 0, source="weight", weights=ModuleSource(base), tile=8)
-    assert w.result.meta["source"] == "weight"
+    assert w.result.meta["name"] == "0.weight" and "source" not in w.result.meta  # weight tiles keep their meta
     np.testing.assert_array_equal(w.result.tensors["L0_0_0_mean"], base[0].weight.detach().numpy())
     with pytest.raises(CompareError, match="unknown tiles source 'grad'"):
         api.tensor_tiles(None, "b", "0", 0, source="grad")
