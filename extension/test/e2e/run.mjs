@@ -6,6 +6,12 @@
 // tree update, see a CodeLens with metrics, open the Model Map and read its table inside the
 // webview's frame. Every wait is bounded and says what it waited for; on failure the server and
 // code-server logs are printed. Screenshots go to test-results/e2e/.
+//
+// Then the samples (sample-steps.mjs): samples.py prepares small digits and MiniLM workspaces with
+// the CLI while the first part runs, and works out from the stored outputs what the panels must
+// show; the browser then opens each workspace and checks the Model Map (colour metric, legend, two
+// selected nodes and their bar charts), Behaviors (the collapsed digit class) and Layers (the
+// MiniLM depth profile jumping at the LayerNorms).
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { behaviorsStep, layersStep, modelMapStep, openWorkspace } from './sample-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -93,6 +100,25 @@ const env = {
 };
 const csArgs = ['--user-data-dir', userData, '--extensions-dir', extensions];
 
+// The samples, prepared in the background from the start (CPU-bound; the first part mostly waits).
+const samplesDir = join(tmp, 'samples');
+const samplesLog = join(tmp, 'samples.log');
+let samplesExit;
+function startSamples() {
+  const chunks = [];
+  // Its own process group: a failed e2e ends the CLI runs it started too.
+  const p = spawn(python, [join(here, 'samples.py'), samplesDir], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const onData = (d) => {
+    chunks.push(d.toString());
+    writeFileSync(samplesLog, chunks.join(''));
+  };
+  p.stdout.on('data', onData);
+  p.stderr.on('data', onData);
+  samplesExit = new Promise((res) => p.on('exit', (code) => res(code)));
+  return p;
+}
+let samplesProc;
+
 let server;
 let browser;
 let page;
@@ -147,6 +173,7 @@ function tail(text, lines) {
 }
 
 function printLogs() {
+  if (existsSync(samplesLog)) console.error(`\n----- samples.py -----\n${tail(readFileSync(samplesLog, 'utf8'), 30)}`);
   const bonsaiLogs = filesUnder(join(userData, 'logs'), (p) => /modelbonsai\.bonsai[\\/].*\.log$/.test(p));
   for (const f of bonsaiLogs) console.error(`\n----- ${f} -----\n${tail(readFileSync(f, 'utf8'), 150)}`);
   if (bonsaiLogs.length === 0) console.error('(no Bonsai log channel file found: the extension may not have activated)');
@@ -189,7 +216,14 @@ async function palette(command) {
   await page.keyboard.press('Enter');
 }
 
+const passed = [];
+function stepPassed(name) {
+  passed.push(name);
+  log(`step passed: ${name}`);
+}
+
 async function main() {
+  samplesProc = startSamples();
   log(`installing ${vsix}`);
   const inst = spawnSync(codeServer, [...csArgs, '--install-extension', vsix, '--force'], { env, encoding: 'utf8', timeout: 120_000 });
   if (inst.status !== 0 || !/successfully installed/i.test(inst.stdout + inst.stderr)) {
@@ -333,10 +367,56 @@ async function main() {
     return t.includes('prune-50');
   }, 1000);
   await shot('08-model-map-restored');
+  stepPassed('toy: run variant, Lineage, CodeLens, Model Map, reload');
+
+  await samplesStep(base);
   log(`passed in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
 }
 
+/** Waits for samples.py; writes each workspace's Bonsai settings (maxInstances as the CLI ran). */
+async function samplesReady() {
+  log('waiting for the samples (samples.py)');
+  const code = await Promise.race([samplesExit, new Promise((r) => setTimeout(() => r('timeout'), 240_000))]);
+  const text = existsSync(samplesLog) ? readFileSync(samplesLog, 'utf8') : '';
+  if (code !== 0) {
+    throw new Error(`preparing the samples ${code === 'timeout' ? 'took over 240 s' : `failed (exit ${code})`}:\n${tail(text, 30)}`);
+  }
+  log(`samples ready:\n${text.trim()}`);
+  const expect = JSON.parse(readFileSync(join(samplesDir, 'expect.json'), 'utf8'));
+  for (const name of ['digits', 'minilm']) {
+    mkdirSync(join(samplesDir, name, '.vscode'), { recursive: true });
+    writeFileSync(join(samplesDir, name, '.vscode/settings.json'), JSON.stringify({ ...bonsaiSettings, 'bonsai.maxInstances': expect[name].instances }, null, 2));
+  }
+  return expect;
+}
+
+async function samplesStep(base) {
+  const expect = await samplesReady();
+  const t = {
+    page, base, log, shot, waitFor, palette, noErrorToast,
+    markLog: () => {
+      logMark = bonsaiLogText().length;
+    },
+  };
+  await openWorkspace(t, join(samplesDir, 'digits'), expect.digits.base);
+  await shot('09-digits-lineage');
+  await modelMapStep(t, expect.digits);
+  stepPassed('digits: Model Map colour metric, legend, selection bar charts');
+  await behaviorsStep(t, expect.digits);
+  stepPassed(`digits: Behaviors collapsed class of ${expect.digits.variant}`);
+  await openWorkspace(t, join(samplesDir, 'minilm'), expect.minilm.base);
+  await layersStep(t, expect.minilm);
+  stepPassed('minilm: Layers depth profile at the LayerNorms');
+}
+
 async function cleanup() {
+  if (samplesProc && samplesProc.exitCode === null) {
+    try {
+      process.kill(-samplesProc.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
   await browser?.close().catch(() => {});
   if (server && server.exitCode === null) {
     try {
@@ -366,13 +446,13 @@ const overall = setTimeout(() => {
 
 try {
   await main();
-  console.log('e2e: 1 passed, 0 failed');
+  console.log(`e2e: ${passed.length} passed, 0 failed (${passed.join('; ')})`);
 } catch (e) {
   failed = true;
   console.error(`\ne2e FAILED: ${e.message}`);
   await shot('zz-failure');
   printLogs();
-  console.log('e2e: 0 passed, 1 failed');
+  console.log(`e2e: ${passed.length} passed, 1 failed${passed.length ? ` (passed: ${passed.join('; ')})` : ''}`);
 } finally {
   clearTimeout(overall);
   await cleanup();

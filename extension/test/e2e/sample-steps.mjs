@@ -1,0 +1,199 @@
+// The e2e steps on the prepared small samples (test/e2e/samples.py): the Model Map and Behaviors
+// on digits, Layers on MiniLM. Each step opens its panel from the command palette, reads the panel
+// inside its webview frame, asserts on what it shows, and saves a screenshot. `t` is the harness
+// from run.mjs: { page, base, log, shot, waitFor, palette, noErrorToast, markLog }.
+
+/** Opens `folder` in the workbench and waits for the Lineage tree to list `root` (the store the
+ * CLI wrote before VS Code started). */
+export async function openWorkspace(t, folder, root) {
+  const { page } = t;
+  t.log(`opening workspace ${folder}`);
+  await page.goto(`${t.base}/?folder=${encodeURIComponent(folder)}`);
+  await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
+  const bonsaiTab = page.locator('.activitybar [role="tab"][aria-label^="Bonsai"], .activitybar a[aria-label^="Bonsai"]').first();
+  await bonsaiTab.waitFor({ state: 'visible', timeout: 60_000 });
+  const sidebar = page.locator('.sidebar');
+  t.markLog();
+  await t.waitFor(`the Lineage tree of ${folder} to list ${root} (the server read the CLI's store)`, 90_000, async () => {
+    await t.noErrorToast();
+    if ((await sidebar.getByText('Lineage', { exact: false }).count()) === 0) await bonsaiTab.click();
+    return (await sidebar.locator(`[role="treeitem"][aria-label^="${root},"]`).count()) > 0;
+  }, 500);
+}
+
+/** The content frame of the webview panel whose page shows `marker` (an h1 or toolbar label). */
+async function panelFrame(t, what, marker, ms = 60_000) {
+  const { page } = t;
+  return t.waitFor(`the ${what} webview`, ms, async () => {
+    await t.noErrorToast();
+    const frames = page.frameLocator('iframe.webview.ready');
+    const n = await page.locator('iframe.webview.ready').count();
+    for (let i = n - 1; i >= 0; i--) {
+      const f = frames.nth(i).frameLocator('#active-frame');
+      if ((await f.locator(marker).count()) > 0) return f;
+    }
+    return undefined;
+  }, 500);
+}
+
+async function closeAllEditors(t) {
+  await t.palette('View: Close All Editors');
+  await t.page.waitForTimeout(500);
+}
+
+/** "Bonsai: Compare Models…": base, the others (multi-select), then the view. */
+async function compareModels(t, baseName, others, view) {
+  const { page } = t;
+  await t.palette('Bonsai: Compare Models');
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('input').first();
+  const title = widget.locator('.quick-input-title');
+  const row = (name) => widget.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) }).first();
+  await t.waitFor('the "choose the base model" pick', 15_000, async () => /choose the base model/.test(await title.innerText()));
+  await input.fill(baseName);
+  await row(baseName).click();
+  await t.waitFor('the "choose the other models" pick', 15_000, async () => /choose the other models/.test(await title.innerText()));
+  for (const o of others) {
+    await input.fill(o);
+    await row(o).locator('.quick-input-list-checkbox, input[type="checkbox"], .monaco-custom-toggle').first().click();
+  }
+  await input.fill('');
+  await widget.locator('.monaco-button', { hasText: 'OK' }).first().click();
+  await t.waitFor('the "compare in" pick', 15_000, async () => /compare in/.test(await title.innerText()));
+  await input.fill(view);
+  await row(view).click();
+}
+
+/** Issue 7: the Model Map on digits — colour metric and legend, two selected nodes, bar charts. */
+export async function modelMapStep(t, expect) {
+  const { page } = t;
+  const ids = expect.ids;
+  t.log('digits: opening the Model Map');
+  await closeAllEditors(t);
+  await t.palette('Bonsai: Open Model Map');
+  const frame = await panelFrame(t, 'Model Map', '[role="toolbar"][aria-label="Model Map"]');
+  const tab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
+  if (await tab.count()) await tab.click();
+  const rowOf = (name) => frame.locator(`tr[data-model="${ids[name]}"]`);
+  await t.waitFor(`the Model Map table to list every digits model (${Object.keys(ids).join(', ')})`, 30_000, async () => {
+    for (const name of Object.keys(ids)) if ((await rowOf(name).count()) === 0) return false;
+    return true;
+  });
+
+  // Colour metric: pick another metric; the legend must name it.
+  const colour = frame.getByLabel('Fill colour metric');
+  const legend = frame.locator('[aria-label^="Legend:"]').first();
+  await legend.waitFor({ timeout: 15_000 });
+  const before = await legend.getAttribute('aria-label');
+  const current = await colour.inputValue();
+  const options = await colour.locator('option').evaluateAll((os) => os.map((o) => o.value));
+  const next = ['agreement', 'stored_size', 'latency', ...options].find((o) => o !== current && options.includes(o));
+  if (!next) throw new Error(`the Fill colour metric select offers no other metric than ${current} (options: ${options.join(', ')})`);
+  await colour.selectOption(next);
+  const after = await t.waitFor(`the legend to change from "${before}" to name the fill metric ${next}`, 10_000, async () => {
+    const l = await legend.getAttribute('aria-label');
+    return l !== before && l?.includes(`fill ${next}`) ? l : undefined;
+  });
+  t.log(`legend: ${before} -> ${after}`);
+  await t.shot('10-digits-model-map-colour');
+
+  // Two nodes (click, shift-click in the table): the details show what varies and bar charts.
+  const [a, b] = ['layer-0.5', 'layer-0.9'];
+  if (!ids[a] || !ids[b]) throw new Error(`the digits lineage has no ${a} / ${b} (models: ${Object.keys(ids).join(', ')})`);
+  await rowOf(a).click();
+  await rowOf(b).click({ modifiers: ['Shift'] });
+  const details = frame.locator('section.mm-details');
+  const charts = await t.waitFor(`comparison bar charts (.mm-bars) with a bar for ${a} and for ${b}`, 20_000, async () => {
+    const n = await details.locator('.mm-bars').count();
+    if (!n) return undefined;
+    const bars = await details.locator('.mm-bars rect[data-model]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-model')));
+    return bars.includes(ids[a]) && bars.includes(ids[b]) ? n : undefined;
+  });
+  const varies = await details.locator('.mm-varies').innerText().catch(() => '');
+  if (!/sparsity/.test(varies)) throw new Error(`"What varies" for ${a} and ${b} does not name sparsity: ${JSON.stringify(varies)}`);
+  const captions = await details.locator('.mm-bars figcaption').allInnerTexts();
+  t.log(`bar charts: ${charts} (${captions.join(' | ')}); what varies: ${varies.replace(/\s+/g, ' ').slice(0, 80)}`);
+  await details.locator('.mm-bars').first().scrollIntoViewIfNeeded();
+  await t.shot('11-digits-model-map-selection-bars');
+}
+
+/** The first number in a cell such as "-100.0% [-100.0%, -76.9%]", as a fraction. */
+function pct(text) {
+  const m = /(-?\d+(?:\.\d+)?)%/.exec(text.replace(/\u2212/g, '-'));
+  return m ? Number(m[1]) / 100 : null;
+}
+
+/** Issue 8: Behaviors for the digits case-study variant; the collapsed class in the group table. */
+export async function behaviorsStep(t, expect) {
+  const { variant, base, worstClasses, worst } = expect;
+  t.log(`digits: Behaviors for ${base} vs ${variant} (expected collapsed class ${worstClasses.join('/')}, ${(worst * 100).toFixed(1)} points)`);
+  await closeAllEditors(t);
+  await compareModels(t, base, [variant], 'Behaviors');
+  const frame = await panelFrame(t, 'Behaviors', 'h1:has-text("Behaviors")');
+  const rows = frame.locator('#groups table tbody tr');
+  const parsed = await t.waitFor('the Behaviors group table to list the ten digit classes with accuracy deltas', 180_000, async () => {
+    await t.noErrorToast();
+    const n = await rows.count();
+    if (n < 10) return undefined;
+    const out = await rows.evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText)));
+    const rs = out.map((tds) => ({ group: tds[0].replace(/\(uncertain\)/, '').trim(), delta: pct(tds[2] ?? '') }));
+    return rs.every((r) => r.delta !== null) ? rs : undefined;
+  }, 1000);
+  const worstRow = parsed.reduce((m, r) => (r.delta < m.delta ? r : m));
+  t.log(`group table: ${parsed.map((r) => `${r.group} ${(r.delta * 100).toFixed(1)}`).join(', ')}`);
+  if (!worstClasses.includes(worstRow.group)) {
+    throw new Error(`the group table's worst class is ${worstRow.group} (${(worstRow.delta * 100).toFixed(1)} points); the stored outputs say ${worstClasses.join('/')} (${(worst * 100).toFixed(1)})`);
+  }
+  if (Math.abs(worstRow.delta - worst) > 0.011) {
+    throw new Error(`class ${worstRow.group}'s delta in the table is ${(worstRow.delta * 100).toFixed(1)} points; the stored outputs give ${(worst * 100).toFixed(1)}`);
+  }
+  // Sort by the variant's delta (ascending on the first click): the collapsed class comes first.
+  const header = frame.locator('#groups table thead th').nth(2);
+  await header.click();
+  await t.waitFor(`the group table sorted by ${variant}'s delta to start with class ${worstRow.group}`, 10_000, async () => {
+    if ((await header.getAttribute('aria-sort')) !== 'ascending') await header.click();
+    const first = (await rows.first().locator('td').first().innerText()).replace(/\(uncertain\)/, '').trim();
+    return worstClasses.includes(first);
+  }, 500);
+  await frame.locator('#groups').scrollIntoViewIfNeeded();
+  await t.shot('12-digits-behaviors-collapsed-class');
+}
+
+/** Issue 8: Layers for MiniLM base vs the per-layer pruning that includes LayerNorm: the depth
+ * profile has content, marks the normalisation layers, and jumps there. */
+export async function layersStep(t, expect) {
+  const { base, variant } = expect;
+  t.log(`minilm: Layers for ${base} vs ${variant}`);
+  await closeAllEditors(t);
+  await compareModels(t, base, [variant], 'Layers');
+  const frame = await panelFrame(t, 'Layers', 'h1:has-text("Layers")');
+  const depth = frame.locator('#depth-profile');
+  const points = await t.waitFor('the depth profile to draw a line with a point per layer and mark normalisation layers', 180_000, async () => {
+    await t.noErrorToast();
+    const titles = await depth.locator('svg.chart circle title').allTextContents();
+    if (titles.length < 10 || (await depth.locator('svg.chart line.mark').count()) === 0) return undefined;
+    return titles;
+  }, 1000);
+  const treeRows = await frame.locator('#module-tree [role="treeitem"], #module-tree .trow').count();
+  if (treeRows < 2) throw new Error(`the module tree shows ${treeRows} rows`);
+  const legend = await depth.innerText();
+  const normCount = Number(/normalisation layers \((\d+)\)/.exec(legend)?.[1] ?? 0);
+  // Each point's title: "<model> · <module path>: <value>".
+  const vals = points.map((s) => {
+    const m = /· (.+): (\S+)$/.exec(s);
+    return m ? { path: m[1], value: Number(m[2]) } : null;
+  }).filter((x) => x && Number.isFinite(x.value));
+  const isNorm = (p) => /norm/i.test(p);
+  const median = (xs) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length ? s[Math.floor(s.length / 2)] : NaN;
+  };
+  const normVals = vals.filter((v) => isNorm(v.path)).map((v) => v.value);
+  const otherVals = vals.filter((v) => !isNorm(v.path)).map((v) => v.value);
+  const ratio = median(normVals) / median(otherVals);
+  t.log(`depth profile: ${vals.length} points, ${normCount} normalisation layers marked; median at norms ${median(normVals)}, elsewhere ${median(otherVals)} (x${ratio.toFixed(1)})`);
+  if (normCount < 6 || normVals.length < 6) throw new Error(`the depth profile marks ${normCount} normalisation layers and has ${normVals.length} points at LayerNorms; MiniLM-L6 has 13`);
+  if (!(ratio > 3)) throw new Error(`the depth profile does not jump at the LayerNorms: median ${median(normVals)} there vs ${median(otherVals)} elsewhere`);
+  await depth.scrollIntoViewIfNeeded();
+  await t.shot('13-minilm-layers-depth-profile');
+}

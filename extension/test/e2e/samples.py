@@ -1,0 +1,139 @@
+"""Prepares the small samples for the e2e, each into its own workspace, and works out what the
+Behaviors step must find.
+
+    python samples.py OUT
+
+OUT/digits: samples/digits at its small size (BONSAI_SAMPLE_SMALL=1 prepare.py --out), every
+variant of small.bonsai.yaml run with the CLI. OUT/minilm: samples/minilm small, only the base and
+the per-layer pruning variant that includes LayerNorm (`layer-all-0.1`: the other variants are not
+needed and MiniLM is the slow part on a loaded machine). OUT/expect.json: the oracle.
+
+The oracle is computed here from the stored evaluation outputs (predictions and targets per
+instance), independently of the comparison engine the panels use: for every digits variant the
+per-class accuracy change against the base. The case-study variant is the one whose damage is most
+concentrated on one class (the largest gap between its worst class's drop and its overall drop),
+and its worst class is the "collapsed" class the Behaviors group table must show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[3]
+SAMPLES = REPO / "samples"
+MINILM_VARIANT = "layer-all-0.1"
+# The instances each sample is evaluated on; the e2e gives the same numbers to bonsai.maxInstances
+# in each workspace, so the panels compare what the CLI stored (the oracle's instances).
+DIGITS_INSTANCES = 128
+MINILM_INSTANCES = 16
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
+    start = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
+        raise SystemExit(
+            f"samples.py: `{' '.join(cmd[1:])}` failed with exit status {r.returncode} (in {cwd})"
+        )
+    print(
+        f"samples.py: {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))} ({took:.0f}s)",
+        flush=True,
+    )
+
+
+def bonsai(*args: str) -> list[str]:
+    return [sys.executable, "-m", "modelbonsai", *args]
+
+
+def prepare(name: str, out: Path, env: dict[str, str], extra: tuple[str, ...] = ()) -> Path:
+    """The sample's small experiment file, model.py and prepared model/data in `out`."""
+    src = SAMPLES / name
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("small.bonsai.yaml", "model.py"):
+        if (src / f).exists():
+            shutil.copyfile(src / f, out / f)
+    sh([sys.executable, str(src / "prepare.py"), "--out", str(out)], out, env)
+    sh(bonsai("run", "small.bonsai.yaml", "--workspace", str(out), "--device", "cpu", *extra), out, env)
+    return out
+
+
+def per_class(ws: Path, artifact: str) -> tuple[dict[int, float], float]:
+    o = load_file(str(ws / ".bonsai" / artifact / "outputs.safetensors"))
+    t, p = o["targets"], o["predictions"]
+    acc = {int(c): float((p[t == c] == c).float().mean()) for c in t.unique()}
+    return acc, float((p == t).float().mean())
+
+
+def digits_oracle(ws: Path, env: dict[str, str]) -> dict[str, object]:
+    models = json.loads(
+        subprocess.run(
+            bonsai("ls", "--json", "--workspace", str(ws)),
+            cwd=ws,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    base = next(m for m in models if m["parent_id"] is None)
+    base_cls, base_acc = per_class(ws, base["artifact"])
+    rows = []
+    for m in models:
+        if m is base or m["status"] != "ok" or not m.get("artifact"):
+            continue
+        cls, acc = per_class(ws, m["artifact"])
+        deltas = {c: cls[c] - base_cls[c] for c in base_cls}
+        worst = min(deltas.values())
+        rows.append(
+            {
+                "variant": m["name"],
+                "overall": acc - base_acc,
+                "worst": worst,
+                "worstClasses": sorted(str(c) for c, d in deltas.items() if d <= worst + 1e-9),
+                "deltas": {str(c): round(d, 4) for c, d in sorted(deltas.items())},
+            }
+        )
+    if not rows:
+        raise SystemExit("samples.py: the digits run made no variants to compare")
+    pick = max(rows, key=lambda r: (r["overall"] - r["worst"], r["variant"]))
+    return {"base": base["name"], "ids": {m["name"]: m["id"] for m in models}, **pick, "all": rows}
+
+
+def main() -> None:
+    out = Path(sys.argv[1]).resolve()
+    env = {
+        **os.environ,
+        "BONSAI_SAMPLE_SMALL": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    digits = prepare("digits", out / "digits", env, ("--max-instances", str(DIGITS_INSTANCES)))
+    expect = {"digits": digits_oracle(digits, env)}
+    prepare(
+        "minilm", out / "minilm", env, ("--only", MINILM_VARIANT, "--max-instances", str(MINILM_INSTANCES))
+    )
+    expect["minilm"] = {"base": "all-MiniLM-L6-v2", "variant": MINILM_VARIANT, "instances": MINILM_INSTANCES}
+    expect["digits"]["instances"] = DIGITS_INSTANCES
+    (out / "expect.json").write_text(json.dumps(expect, indent=1))
+    d = expect["digits"]
+    print(
+        f"samples.py: digits case study {d['variant']}: worst class {d['worstClasses']} "
+        f"{d['worst'] * 100:+.1f} points (overall {d['overall'] * 100:+.1f})",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
