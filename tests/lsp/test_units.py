@@ -152,12 +152,16 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     assert json.loads(first.data) == {"folder": str(tmp_path), "models": first.models}
     assert cache.peek(tmp_path) is first, "nothing changed: answered from the cache"
 
-    b = add("b", a, float("nan"))  # a metric JSON cannot carry is left out
+    b = add("b", a, 0.7)
     assert cache.peek(tmp_path) is None, "the store changed and recomputing is cheap: recompute"
     second = cache.get(tmp_path)
     assert [m["name"] for m in second.models] == ["base", "a", "b"]
     assert second.parts[root] is first.parts[root], "unchanged models are not re-read"
-    assert second.models[2]["metrics"] == [] and second.models[2]["parent"] == a
+    assert second.models[2]["parent"] == a and second.models[2]["metrics"][0]["value"] == 0.7
+    from modelbonsai.lsp.lineage import metric_info
+    from modelbonsai.store import MetricRecord
+
+    assert metric_info(MetricRecord("accuracy", float("nan"))) is None  # JSON cannot carry NaN
 
     store.delete_model(b)
     assert [m["name"] for m in cache.get(tmp_path).models] == ["base", "a"]

@@ -132,10 +132,14 @@ class LineageCache:
     models a job stores in a burst, at most one recomputation per folder waits at any time.
     """
 
-    def __init__(self, open_store: Callable[[Path], LineageStore]):
+    def __init__(self, open_store: Callable[[Path], LineageStore], busy: Callable[[], bool] = lambda: False):
         self._open_store = open_store
+        # While jobs run, the periodic full re-read waits: it only looks for artifacts deleted
+        # by hand, and the CPU is better spent on the job and on answering requests.
+        self.busy = busy
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()
+        self._full_running = False
         self._entries: dict[Path, _Entry] = {}
         self._versions: dict[Path, sqlite3.Connection] = {}
         self._readers: dict[Path, sqlite3.Connection] = {}
@@ -166,14 +170,23 @@ class LineageCache:
         stale = entry.version != version
         if stale and entry.cost <= _SYNC_COST_S:
             return None
-        due = time.monotonic() - entry.full_at > max(_FULL_EVERY_S, 20 * entry.full_cost)
+        due = time.monotonic() - entry.full_at > max(_FULL_EVERY_S, 20 * entry.full_cost) and not self.busy()
         if stale or due:
             self.refresh_later(folder, on_refreshed, only_if_changed=True)
         return entry
 
     def get(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
         entry = self.peek(folder, on_refreshed)
-        return entry if entry is not None else self.refresh(folder, full=False)
+        if entry is not None:
+            return entry
+        with self._lock:
+            old = self._entries.get(folder)
+        if old is not None and self._full_running:
+            # A full re-read is under way (seconds on a big store): answer with the previous
+            # lineage rather than queue behind it; the refresh after it tells the client.
+            self.refresh_later(folder, on_refreshed, only_if_changed=True)
+            return old
+        return self.refresh(folder, full=False)
 
     def refresh(self, folder: Path, *, full: bool | None = None) -> _Entry:
         """Recompute now (in the caller's thread). `full`: re-read every model (None: when due)."""
@@ -183,15 +196,26 @@ class LineageCache:
                 old = self._entries.get(folder)
             now = time.monotonic()
             if full is None:
-                full = old is None or now - old.full_at > max(_FULL_EVERY_S, 20 * old.full_cost)
+                full = old is None or (now - old.full_at > max(_FULL_EVERY_S, 20 * old.full_cost) and not self.busy())
             if old is not None and not full and old.version == version:
                 return old
             t0 = time.perf_counter()
             store = self._open_store(folder)
             if full or old is None:
-                parts: dict[str, tuple[ModelInfo, str]] = {}
-                for info in read_lineage(store):
-                    parts[info["id"]] = (info, _dumps(info))
+                self._full_running = old is not None
+                try:
+                    parts: dict[str, tuple[ModelInfo, str]] = {}
+                    if old is None:
+                        infos = read_lineage(store)  # the first time: fastest in total
+                    else:
+                        # A re-read while serving: model by model, so no single call holds the GIL
+                        # long enough to stall the event loop (one bulk metrics query does).
+                        infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace)
+                                 for mid, _parent in self._ids(folder)]
+                    for info in infos:
+                        parts[info["id"]] = (info, _dumps(info))
+                finally:
+                    self._full_running = False
                 cost = time.perf_counter() - t0
                 entry = _entry(folder, version, parts, cost, now, cost)
             else:

@@ -159,7 +159,7 @@ class BonsaiServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stores: dict[Path, LineageStore] = {}
         self._stores_lock = threading.Lock()
-        self.lineage = LineageCache(self.store)
+        self.lineage = LineageCache(self.store, busy=lambda: bool(self.jobs.active()))
         self.job_folders: dict[str, Path] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -552,8 +552,30 @@ def _take_stdout() -> Any:
     rpc_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    _widen_pipe(rpc_fd)
     # Buffered: a raw write may be partial on a pipe; pygls flushes after every message.
     return os.fdopen(rpc_fd, "wb")
+
+
+def _widen_pipe(fd: int) -> None:
+    """Grow the stdout pipe from 64 KB to as much as allowed (Linux; 1 MB unprivileged): a
+    multi-MB response then crosses in a few hand-offs between the two processes instead of
+    dozens, which is what its latency is made of on a busy machine."""
+    set_size = getattr(__import__("fcntl"), "F_SETPIPE_SZ", None) if sys.platform == "linux" else None
+    if set_size is None:
+        return
+    import fcntl
+
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    for size in (min(limit, 16 << 20), 1 << 20):
+        try:
+            fcntl.fcntl(fd, set_size, size)
+            return
+        except OSError:
+            continue
 
 
 def main(argv: list[str] | None = None) -> int:
