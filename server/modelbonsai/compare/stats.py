@@ -196,7 +196,7 @@ def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> Non
     """Add the relative-change histogram of (finite) pairs, each counting `weight` elements."""
     d = np.subtract(o, b)
     m = d.size
-    unchanged = m - int(np.count_nonzero(d))
+    unchanged = int(np.count_nonzero(d == 0))  # a bool count: counting a float array is ~20x slower
     r = np.abs(d, out=d)
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(r, np.abs(b), out=r)
