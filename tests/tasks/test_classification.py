@@ -190,3 +190,14 @@ def test_text_task_errors(tmp_path: Path) -> None:
     task = TextClassificationTask({"data": "d.jsonl"}, tmp_path)
     with pytest.raises(TaskError, match="needs option 'tokenizer'"):
         task.example_batch(1)
+
+
+def test_bad_option_types_are_task_errors(tmp_path: Path) -> None:
+    write_images(tmp_path, torch.rand(2, 3), torch.tensor([0, 2]))
+    task = ImageClassificationTask({"data": ".", "top_k": "five"}, tmp_path)
+    with pytest.raises(TaskError, match="option 'top_k' must be int, got 'five'"):
+        task.evaluate(Passthrough(), torch.device("cpu"))
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "x", "label": 0}) + "\n")
+    (tmp_path / "classes.json").write_text("[not json")
+    with pytest.raises(TaskError, match=r"classes\.json is not valid JSON"):
+        TextClassificationTask({"data": "t.jsonl"}, tmp_path)

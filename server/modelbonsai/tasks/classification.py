@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Evaluation, Metric, Task
-from .common import fail, logits_of
+from .common import fail, logits_of, option
 
 
 def classification_metrics(
@@ -111,7 +111,7 @@ class ClassificationTask(Task):
             model.train(was_training)
         targets = self.eval_targets()
         names = self.class_names()
-        top_k = int(self.options.get("top_k", 5))
+        top_k = option(self.kind, self.options, "top_k", int, 5)
         metrics = classification_metrics(probs, targets, names, top_k=top_k, reference=reference)
         pred = probs.argmax(dim=1)
         extras: dict[str, Any] = {"confusion": confusion(pred, targets, self.num_classes), "class_names": names}

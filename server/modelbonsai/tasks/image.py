@@ -97,6 +97,8 @@ class ImageClassificationTask(ClassificationTask):
         return _Split(images.float(), labels.long())
 
     def _check_labels(self, labels: torch.Tensor, where: str) -> None:
+        if labels.numel() == 0:
+            return
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= self._num_classes:
             bad = lo if lo < 0 else hi
@@ -151,7 +153,7 @@ class ImageClassificationTask(ClassificationTask):
             image = self._eval.images[i]
         except (ValueError, IndexError):
             raise TaskError(f"task {KIND}: no instance '{instance_id}' in the evaluation split") from None
-        size = int(self.options.get("thumbnail", 96))
+        size = option(KIND, self.options, "thumbnail", int, 96)
         label = self.class_names()[int(self._eval.labels[i])]
         return RenderedInstance(id=instance_id, kind="image", label=label, png=to_png(image, size))
 

@@ -55,9 +55,13 @@ class TextClassificationTask(ClassificationTask):
             return [str(c) for c in given]
         beside = self.data_path.parent / "classes.json"
         if beside.exists():
-            names = json.loads(beside.read_text(encoding="utf-8"))
-            if isinstance(names, list) and names:
-                return [str(c) for c in names]
+            try:
+                names = json.loads(beside.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise fail(KIND, f"{beside.name} is not valid JSON: {e.msg}") from None
+            if not isinstance(names, list) or not names:
+                raise fail(KIND, f"{beside.name} must be a non-empty list of class names")
+            return [str(c) for c in names]
         labels = [r.get("label") for r in raw]
         ints = [x for x in labels if isinstance(x, int) and not isinstance(x, bool)]
         if ints and len(ints) == len(labels):
