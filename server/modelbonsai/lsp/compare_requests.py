@@ -141,7 +141,7 @@ def register(server: BonsaiServer) -> None:
         opts = _options(params.get("options") or {}, {
             "instances": int, "batchSize": int, "mode": str, "isolatedScope": str, "modules": list,
         }, "compare/activations")
-        aopts = {
+        aopts: dict[str, Any] = {
             "instances": opts.get("instances") or ls.settings.max_instances or 64,
             "batchSize": opts.get("batchSize") or 16,
             "mode": opts.get("mode") or "both",

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, cast
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
 from ..store.lineage import DB_NAME
@@ -48,7 +49,7 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path) -
         "name": rec.name,
         "parent": rec.parent_id,
         "op": rec.op,
-        "params": _json_safe(rec.params),
+        "params": cast("dict[str, Any]", _json_safe(rec.params)),
         "status": rec.status if rec.status in ("ok", "broken") else "ok",  # type: ignore[typeddict-item]
         "metrics": [mi for mi in (metric_info(m) for m in metrics) if mi is not None],
         "created": datetime.fromtimestamp(rec.created or 0.0, tz=timezone.utc).isoformat(),

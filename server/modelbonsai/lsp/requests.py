@@ -106,12 +106,12 @@ def write_starter(config: Path) -> Path:
     if config.name != "config.json" or not config.is_file():
         raise FileNotFoundError(f"{config} is not a Hugging Face config.json")
     model_dir = config.parent
-    text = _starter_text(model_dir)
     target = model_dir.parent / f"{model_dir.name}.bonsai.yaml"
     n = 2
     while target.exists():
         target = model_dir.parent / f"{model_dir.name}-{n}.bonsai.yaml"
         n += 1
+    text = _starter_text(model_dir, target)
     problems = parse_experiment(text, target).errors
     if problems:  # the starter must validate; if it does not, say what and write nothing
         raise ValueError(f"the starter experiment for {model_dir.name} does not validate: {problems[0].message}")
@@ -121,19 +121,7 @@ def write_starter(config: Path) -> Path:
     return target
 
 
-def _starter_text(model_dir: Path) -> str:
-    try:
-        from ..experiment import starter_experiment  # type: ignore[attr-defined]
-    except ImportError:
-        starter_experiment = None
-    if starter_experiment is not None:
-        return str(starter_experiment(model_dir / "config.json"))
-    return (
-        f"# Bonsai experiment for {model_dir.name}: each variant is a model derived from its parent.\n"
-        f"base:\n  name: {model_dir.name}\n  load: {model_dir.name}\n"
-        "variants:\n"
-        "  - name: prune-50\n    from: base\n    ops:\n"
-        "      - prune.magnitude: {sparsity: 0.5}\n"
-        "  - name: int8\n    from: base\n    ops:\n"
-        "      - quantize.weights: {bits: 8}\n"
-    )
+def _starter_text(model_dir: Path, target: Path) -> str:
+    from ..experiment.starter import starter_experiment
+
+    return str(starter_experiment(model_dir / "config.json", target.parent))

@@ -143,7 +143,7 @@ def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
     for i, other in enumerate(others):
         out = api.store_weights(
             store, base.id, other.id, include=opts.get("include"), exclude=opts.get("exclude"),
-            progress=lambda f, m, i=i, name=other.name: rep.progress((i + f) / n, f"{name}: {m}"),
+            progress=lambda f, m, i=i, name=other.name: rep.progress((i + f) / n, f"{name}: {m}"),  # type: ignore[misc]
             cancelled=rep.cancelled,
         )
         rep.page(out.data)
@@ -163,10 +163,10 @@ def compare_activations(spec: dict[str, Any], rep: Reporter) -> None:
     for i, other in enumerate(others):
         odir = store.artifact_path(other)
         out = api.activations(
-            store, base.id, other.id, base_module, lambda other=other: load_module(store, other),
+            store, base.id, other.id, base_module, lambda other=other: load_module(store, other),  # type: ignore[misc]
             task, task_key=task_key, device=spec["device"], options=aopts,
-            kept_indices=lambda odir=odir: api.artifact_kept_indices(odir),
-            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,
+            kept_indices=lambda odir=odir: api.artifact_kept_indices(odir),  # type: ignore[misc]
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,  # type: ignore[misc]
         )
         rep.page(out.data)
 
@@ -194,10 +194,10 @@ def compare_behavior(spec: dict[str, Any], rep: Reporter) -> None:
     n = len(others)
     for i, other in enumerate(others):
         out = api.behavior(
-            store, base.id, other.id, lambda: evaluation(base), lambda other=other: evaluation(other),
+            store, base.id, other.id, lambda: evaluation(base), lambda other=other: evaluation(other),  # type: ignore[misc]
             task_key=task_key, groupings=groupings, class_names=class_names,
             bootstrap=opts.get("bootstrap", 1000), seed=opts.get("seed", 0),
-            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,  # type: ignore[misc]
         )
         rep.page(out.data)
 

@@ -143,6 +143,7 @@ class Worker:
         self._cancel.clear()
         conn.send((kind, spec))
         cancel_at: float | None = None
+        msg: Any
         while True:
             if ctx.cancelled() and cancel_at is None:
                 self._cancel.set()
