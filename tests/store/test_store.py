@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import sqlite3
 import subprocess
 import sys
@@ -369,3 +370,14 @@ def test_reader_in_another_process_while_a_writer_process_holds_the_lock(tmp_pat
         proc.wait(10)
     assert [m.seed for m in s.list_models()] == [9]
     s.close()
+
+
+def test_nan_and_inf_metrics_are_kept(store: LineageStore) -> None:
+    # A collapsed model's perplexity can be NaN or inf: the store keeps it, it does not fail.
+    base = store.add_model(
+        record("base"),
+        writer(),
+        metrics=[MetricRecord("perplexity", float("nan"), higher_is_better=False), MetricRecord("loss", float("inf"))],
+    )
+    got = {m.name: m.value for m in store.metrics(base.id)}
+    assert math.isnan(got["perplexity"]) and got["loss"] == float("inf")

@@ -517,9 +517,11 @@ def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) ->
         get = m.get if isinstance(m, dict) else lambda k, d=None, m=m: getattr(m, k, d)
         raw: Any = get("value")
         try:
-            value = float(raw)  # ints, floats, numpy and 0-d torch scalars alike
+            value: float | None = float(raw)  # ints, floats, numpy and 0-d torch scalars alike
         except (TypeError, ValueError):
             raise ValueError(f"metric {get('name')!r} needs a numeric value, got {raw!r}") from None
+        if value != value:  # NaN: stored as NULL, read back as NaN
+            value = None
         c.execute(
             "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -547,7 +549,7 @@ def _model_from_row(r: tuple[Any, ...]) -> ModelRecord:
 
 
 def _metric_from_row(r: tuple[Any, ...]) -> MetricRecord:
-    return MetricRecord(model_id=r[0], name=r[1], value=float(r[2]), unit=r[3],
+    return MetricRecord(model_id=r[0], name=r[1], value=float("nan") if r[2] is None else float(r[2]), unit=r[3],
                         higher_is_better=bool(r[4]), headline=bool(r[5]), detail=r[6] or "")
 
 

@@ -66,6 +66,23 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE metrics ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
     ],
+    # 3: a metric may be NaN (a collapsed model's perplexity); SQLite stores NaN as NULL, so the
+    # value column must accept NULL (read back as NaN). SQLite cannot drop NOT NULL in place.
+    [
+        """CREATE TABLE metrics_v3 (
+            model_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL,
+            unit TEXT NOT NULL DEFAULT '',
+            higher_is_better INTEGER NOT NULL DEFAULT 1,
+            headline INTEGER NOT NULL DEFAULT 0,
+            detail TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (model_id, name)
+        )""",
+        "INSERT INTO metrics_v3 SELECT model_id, name, value, unit, higher_is_better, headline, detail FROM metrics",
+        "DROP TABLE metrics",
+        "ALTER TABLE metrics_v3 RENAME TO metrics",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
