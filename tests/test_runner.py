@@ -213,3 +213,35 @@ def test_ctrl_c_is_recorded_and_propagates(ws: tuple[Path, LineageStore]) -> Non
     run = store.list_runs()[0]
     assert run.status == "cancelled" and "Ctrl-C" in run.message
     assert store.list_models() == []
+
+
+def test_restore_inside_a_variant_copies_from_the_model_the_variant_starts_from(tmp_path: Path) -> None:
+    # `[prune, restore]` in one variant: restore must bring back the unpruned tensors of the
+    # variant's `from` model, not the pruned ones of the step just before it.
+    exp = make_workspace(tmp_path)
+    exp.write_text(EXPERIMENT.split("variants:")[0] + (
+        "variants:\n"
+        "  - name: prune-restore\n"
+        "    ops:\n"
+        "      - prune.magnitude: {sparsity: 0.5, scope: layer}\n"
+        "      - restore: {patterns: ['2.weight']}\n"
+    ))
+    store = LineageStore.open(tmp_path)
+    result = Runner(store, device="cpu").run(make_plan(_exp(exp), store))
+    assert result.status == "done", result.failed
+    from modelbonsai.artifacts import read_tensor
+
+    base = store.get_model("toy")
+    base_w = load_file_tensor(tmp_path, "2.weight")
+    pruned = read_tensor(store.artifact_path(store.get_model("prune-restore/1")), "2.weight")
+    restored = read_tensor(store.artifact_path(store.get_model("prune-restore")), "2.weight")
+    assert (pruned == 0).float().mean().item() == pytest.approx(0.5)
+    assert torch.equal(restored, base_w), "restore copied from the pruned step instead of the base"
+    assert base.parent_id is None
+    store.close()
+
+
+def load_file_tensor(folder: Path, name: str) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))[name]

@@ -81,6 +81,10 @@ class PlannedStep:
     selected: bool = True  # asked for (not merely needed as an ancestor)
     force: bool = False
     replaces: str | None = None  # stored model this one supersedes (forced, or broken)
+    # Planned name of the model the variant starts from (its `from`). Ops that read "the parent"
+    # (restore) mean this one, not the previous step of the same variant: `[prune, restore]`
+    # must copy back the unpruned tensors.
+    origin: str | None = None
 
     @property
     def up_to_date(self) -> bool:
@@ -168,6 +172,7 @@ def make_plan(
         if not v.ops:
             raise PlanError(f"variant '{v.name}' has no ops")
         seed = int(v.seed if getattr(v, "seed", None) is not None else exp.seed)
+        origin = parent.name
         for i, call in enumerate(v.ops):
             opdef = get_op(call.name)
             if opdef is None:
@@ -181,7 +186,7 @@ def make_plan(
                 key["task"] = task_key
             st = PlannedStep(
                 name=step_name(v.name, i, len(v.ops)), variant=v.name, step=i, op=call.name,
-                params=params, parent=parent.name, fingerprint=_hash(key), seed=seed,
+                params=params, parent=parent.name, fingerprint=_hash(key), seed=seed, origin=origin,
             )
             steps.append(st)
             parent = st
@@ -416,7 +421,10 @@ class Runner:
             work = copy.deepcopy(parent)
             work.module.to(device)
             # The op's own progress fills the first 60% of this step; evaluating and storing the rest.
-            ctx = OpContext(device=device, seed=st.seed, task=task, parent=parent,
+            origin = parent
+            if st.origin and st.origin != st.parent:
+                origin = self._load(plan, result.models[st.origin], spec, exp.root)
+            ctx = OpContext(device=device, seed=st.seed, task=task, parent=origin,
                             progress=lambda f, m: progress(0.6 * min(max(f, 0.0), 1.0), m),
                             cancelled=self._cancelled)
             progress(0.0, f"applying {st.op}")
