@@ -383,6 +383,11 @@ def _is_tied(model: nn.Module, key: str) -> bool:
 def _from_pretrained(cls: Any, folder: Path, dtype: torch.dtype, *, use_safetensors: bool,
                      trust_remote_code: bool) -> nn.Module:
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": use_safetensors}
+    # transformers draws a "Loading weights" bar on stderr for every load: noise in the CLI's own
+    # progress display and in the language server's log.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
     try:
