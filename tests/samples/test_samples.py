@@ -77,10 +77,6 @@ def test_minilm_small_reproduces_the_layernorm_failure(tmp_path: Path) -> None:
     assert models["layer-all-0.1"]["cosine_agreement"] < 0.8
     assert models["global-all-0.1"]["cosine_agreement"] > 0.98
     restored = models["layer-all-0.1-restore-ln"]["cosine_agreement"]
-    if restored < 0.98 and restored == pytest.approx(models["layer-all-0.1"]["cosine_agreement"]):
-        # `restore` copies from the op's parent; the runner gives a step inside a variant the
-        # previous step (the pruned model) as parent, so nothing comes back
-        pytest.xfail("restore after prune in one variant copies from the pruned step (runner's parent)")
     assert restored > 0.98
 
 
