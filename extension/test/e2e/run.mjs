@@ -7,11 +7,12 @@
 // webview's frame. Every wait is bounded and says what it waited for; on failure the server and
 // code-server logs are printed. Screenshots go to test-results/e2e/.
 //
-// Then the samples (sample-steps.mjs): samples.py prepares small digits and MiniLM workspaces with
-// the CLI while the first part runs, and works out from the stored outputs what the panels must
-// show; the browser then opens each workspace and checks the Model Map (colour metric, legend, two
-// selected nodes and their bar charts), Behaviors (the collapsed digit class) and Layers (the
-// MiniLM depth profile jumping at the LayerNorms).
+// Then the samples (sample-steps.mjs): while the first part runs, samples.py prepares small digits
+// and MiniLM workspaces (MiniLM's variant run by the CLI). The browser opens the digits workspace,
+// runs its experiment file from the palette, samples.py works out from the stored outputs what
+// Behaviors must show, and the e2e checks the Model Map (colour metric, legend, two selected nodes
+// and their bar charts) and Behaviors (the collapsed digit class); then Layers on MiniLM (the depth
+// profile jumping at the LayerNorms).
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { behaviorsStep, layersStep, modelMapStep, openWorkspace } from './sample-steps.mjs';
+import { behaviorsStep, layersStep, modelMapStep, openWorkspace, runExperimentFile } from './sample-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -107,7 +108,7 @@ let samplesExit;
 function startSamples() {
   const chunks = [];
   // Its own process group: a failed e2e ends the CLI runs it started too.
-  const p = spawn(python, [join(here, 'samples.py'), samplesDir], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(python, [join(here, 'samples.py'), 'prepare', samplesDir], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const onData = (d) => {
     chunks.push(d.toString());
     writeFileSync(samplesLog, chunks.join(''));
@@ -373,7 +374,8 @@ async function main() {
   log(`passed in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
 }
 
-/** Waits for samples.py; writes each workspace's Bonsai settings (maxInstances as the CLI ran). */
+/** Waits for `samples.py prepare`; writes each workspace's Bonsai settings (maxInstances as
+ * samples.py evaluates, so the panels compare the instances the oracle counted). */
 async function samplesReady() {
   log('waiting for the samples (samples.py)');
   const code = await Promise.race([samplesExit, new Promise((r) => setTimeout(() => r('timeout'), 240_000))]);
@@ -382,24 +384,32 @@ async function samplesReady() {
     throw new Error(`preparing the samples ${code === 'timeout' ? 'took over 240 s' : `failed (exit ${code})`}:\n${tail(text, 30)}`);
   }
   log(`samples ready:\n${text.trim()}`);
-  const expect = JSON.parse(readFileSync(join(samplesDir, 'expect.json'), 'utf8'));
-  for (const name of ['digits', 'minilm']) {
+  for (const [name, instances] of [['digits', 128], ['minilm', 16]]) {
     mkdirSync(join(samplesDir, name, '.vscode'), { recursive: true });
-    writeFileSync(join(samplesDir, name, '.vscode/settings.json'), JSON.stringify({ ...bonsaiSettings, 'bonsai.maxInstances': expect[name].instances }, null, 2));
+    writeFileSync(join(samplesDir, name, '.vscode/settings.json'), JSON.stringify({ ...bonsaiSettings, 'bonsai.maxInstances': instances }, null, 2));
   }
-  return expect;
+}
+
+/** `samples.py oracle`: what the panels must show, from the outputs the run stored. */
+function samplesOracle() {
+  const r = spawnSync(python, [join(here, 'samples.py'), 'oracle', samplesDir], { env, encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`samples.py oracle failed (exit ${r.status}):\n${tail(r.stdout + r.stderr, 30)}`);
+  log(r.stdout.trim());
+  return JSON.parse(readFileSync(join(samplesDir, 'expect.json'), 'utf8'));
 }
 
 async function samplesStep(base) {
-  const expect = await samplesReady();
+  await samplesReady();
   const t = {
     page, base, log, shot, waitFor, palette, noErrorToast,
     markLog: () => {
       logMark = bonsaiLogText().length;
     },
   };
-  await openWorkspace(t, join(samplesDir, 'digits'), expect.digits.base);
-  await shot('09-digits-lineage');
+  await openWorkspace(t, join(samplesDir, 'digits'), null);
+  await runExperimentFile(t, 'small.bonsai.yaml', ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', 'int4']);
+  stepPassed('digits: Run Experiment File, Lineage picks up every variant');
+  const expect = samplesOracle();
   await modelMapStep(t, expect.digits);
   stepPassed('digits: Model Map colour metric, legend, selection bar charts');
   await behaviorsStep(t, expect.digits);

@@ -4,7 +4,7 @@
 // from run.mjs: { page, base, log, shot, waitFor, palette, noErrorToast, markLog }.
 
 /** Opens `folder` in the workbench and waits for the Lineage tree to list `root` (the store the
- * CLI wrote before VS Code started). */
+ * CLI wrote before VS Code started), or with `root` null for its "No models yet" welcome. */
 export async function openWorkspace(t, folder, root) {
   const { page } = t;
   t.log(`opening workspace ${folder}`);
@@ -17,15 +17,48 @@ export async function openWorkspace(t, folder, root) {
   // The tab toggles the side bar: click it only while the side bar does not show Bonsai, and give
   // the click time to land (clicking again on a slow machine would close it).
   let clicked = 0;
-  await t.waitFor(`the Lineage tree of ${folder} to list ${root} (the server read the CLI's store)`, 90_000, async () => {
+  const what = root ? `the Lineage tree of ${folder} to list ${root} (the server read the CLI's store)` : `the Lineage view of ${folder} to show "No models yet" (server ready)`;
+  await t.waitFor(what, 90_000, async () => {
     await t.noErrorToast();
     const showing = (await page.locator('.sidebar:visible .composite.title', { hasText: 'Bonsai' }).count()) > 0;
     if (!showing && Date.now() - clicked > 3000) {
       await bonsaiTab.click();
       clicked = Date.now();
     }
+    if (!root) return (await sidebar.getByText('No models yet', { exact: false }).count()) > 0;
     return (await sidebar.locator(`[role="treeitem"][aria-label^="${root},"]`).count()) > 0;
   }, 500);
+}
+
+/** Opens `file` and runs it with "Bonsai: Run Experiment File"; waits until the Lineage tree lists
+ * every model in `models` with an accuracy and none still running. */
+export async function runExperimentFile(t, file, models) {
+  const { page } = t;
+  t.log(`running ${file} from the palette`);
+  await page.keyboard.press('Control+P');
+  const quick = page.locator('.quick-input-widget input');
+  await quick.waitFor({ state: 'visible' });
+  await quick.fill(file);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.monaco-editor .view-lines', { hasText: 'variants' }).first().waitFor({ timeout: 20_000 });
+  t.markLog();
+  await t.palette('Bonsai: Run Experiment File');
+  const sidebar = page.locator('.sidebar');
+  const started = Date.now();
+  let missing = models;
+  await t.waitFor(`the Lineage tree to list ${models.join(', ')} with their accuracy`, 180_000, async () => {
+    await t.noErrorToast();
+    // New models are revealed; expand any parent the tree kept collapsed.
+    for (const r of await sidebar.locator('[role="treeitem"][aria-expanded="false"]').all()) await r.click().catch(() => {});
+    const labels = await sidebar.locator('[role="treeitem"]').evaluateAll((rs) => rs.map((r) => r.getAttribute('aria-label') ?? ''));
+    missing = models.filter((m) => !labels.some((l) => l.startsWith(`${m},`) && /accuracy/.test(l) && !/running|queued/.test(l)));
+    return missing.length === 0;
+  }, 1000).catch((e) => {
+    throw new Error(`${e.message}; still missing: ${missing.join(', ')}`);
+  });
+  t.log(`${file}: ${models.length} models in the Lineage tree after ${((Date.now() - started) / 1000).toFixed(0)}s`);
+  await t.shot('09-digits-lineage-after-run');
 }
 
 /** The content frame of the webview panel whose page shows `marker` (an h1 or toolbar label). */

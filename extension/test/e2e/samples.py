@@ -1,12 +1,14 @@
 """Prepares the small samples for the e2e, each into its own workspace, and works out what the
 Behaviors step must find.
 
-    python samples.py OUT
+    python samples.py prepare OUT   # before VS Code opens them
+    python samples.py oracle OUT    # after the e2e ran the digits experiment in VS Code
 
-OUT/digits: samples/digits at its small size (BONSAI_SAMPLE_SMALL=1 prepare.py --out), every
-variant of small.bonsai.yaml run with the CLI. OUT/minilm: samples/minilm small, only the base and
-the per-layer pruning variant that includes LayerNorm (`layer-all-0.1`: the other variants are not
-needed and MiniLM is the slow part on a loaded machine). OUT/expect.json: the oracle.
+`prepare`: OUT/digits is samples/digits at its small size (BONSAI_SAMPLE_SMALL=1 prepare.py --out)
+with its small.bonsai.yaml, not run (the e2e runs it with "Bonsai: Run Experiment File").
+OUT/minilm is samples/minilm small with only the base and the per-layer pruning variant that
+includes LayerNorm (`layer-all-0.1`) run by the CLI: the other variants are not needed and MiniLM is
+the slow part on a loaded machine. `oracle`: OUT/expect.json.
 
 The oracle is computed here from the stored evaluation outputs (predictions and targets per
 instance), independently of the comparison engine the panels use: for every digits variant the
@@ -55,15 +57,17 @@ def bonsai(*args: str) -> list[str]:
     return [sys.executable, "-m", "modelbonsai", *args]
 
 
-def prepare(name: str, out: Path, env: dict[str, str], extra: tuple[str, ...] = ()) -> Path:
-    """The sample's small experiment file, model.py and prepared model/data in `out`."""
+def prepare(name: str, out: Path, env: dict[str, str], run: tuple[str, ...] | None = None) -> Path:
+    """The sample's small experiment file, model.py and prepared model/data in `out`; with `run`,
+    its variants run by the CLI with those extra arguments."""
     src = SAMPLES / name
     out.mkdir(parents=True, exist_ok=True)
     for f in ("small.bonsai.yaml", "model.py"):
         if (src / f).exists():
             shutil.copyfile(src / f, out / f)
     sh([sys.executable, str(src / "prepare.py"), "--out", str(out)], out, env)
-    sh(bonsai("run", "small.bonsai.yaml", "--workspace", str(out), "--device", "cpu", *extra), out, env)
+    if run is not None:
+        sh(bonsai("run", "small.bonsai.yaml", "--workspace", str(out), "--device", "cpu", *run), out, env)
     return out
 
 
@@ -110,7 +114,9 @@ def digits_oracle(ws: Path, env: dict[str, str]) -> dict[str, object]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]).resolve()
+    if len(sys.argv) != 3 or sys.argv[1] not in ("prepare", "oracle"):
+        raise SystemExit("usage: samples.py prepare|oracle OUT")
+    out = Path(sys.argv[2]).resolve()
     env = {
         **os.environ,
         "BONSAI_SAMPLE_SMALL": "1",
@@ -119,18 +125,17 @@ def main() -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
     }
-    digits = prepare("digits", out / "digits", env, ("--max-instances", str(DIGITS_INSTANCES)))
-    expect = {"digits": digits_oracle(digits, env)}
-    prepare(
-        "minilm", out / "minilm", env, ("--only", MINILM_VARIANT, "--max-instances", str(MINILM_INSTANCES))
-    )
-    expect["minilm"] = {"base": "all-MiniLM-L6-v2", "variant": MINILM_VARIANT, "instances": MINILM_INSTANCES}
-    expect["digits"]["instances"] = DIGITS_INSTANCES
-    (out / "expect.json").write_text(json.dumps(expect, indent=1))
-    d = expect["digits"]
+    if sys.argv[1] == "prepare":
+        prepare("digits", out / "digits", env)
+        run = ("--only", MINILM_VARIANT, "--max-instances", str(MINILM_INSTANCES))
+        prepare("minilm", out / "minilm", env, run)
+        return
+    digits = {**digits_oracle(out / "digits", env), "instances": DIGITS_INSTANCES}
+    minilm = {"base": "all-MiniLM-L6-v2", "variant": MINILM_VARIANT, "instances": MINILM_INSTANCES}
+    (out / "expect.json").write_text(json.dumps({"digits": digits, "minilm": minilm}, indent=1))
     print(
-        f"samples.py: digits case study {d['variant']}: worst class {d['worstClasses']} "
-        f"{d['worst'] * 100:+.1f} points (overall {d['overall'] * 100:+.1f})",
+        f"samples.py: digits case study {digits['variant']}: worst class {digits['worstClasses']} "
+        f"{digits['worst'] * 100:+.1f} points (overall {digits['overall'] * 100:+.1f})",
         flush=True,
     )
 
