@@ -46,6 +46,7 @@ test-e2e:
 	@if [ -f extension/package.json ]; then $(MAKE) -C extension e2e; fi
 
 bench: py-setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
