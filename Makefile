@@ -48,6 +48,8 @@ test-e2e:
 bench: py-setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(MAKE) -C extension build
+	@for b in tests/bench/bench_*.mjs; do echo "== $$b"; node $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) extension/node_modules extension/dist
