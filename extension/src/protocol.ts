@@ -179,7 +179,8 @@ export const Shapes = {
     model: string,
     tensor: string,
     other: optional(string),
-    source: optional(literal('weight', 'activation')),
+    source: optional(literal('weight', 'activation')), // activation: `tensor` is a module name
+    instances: optional(array(string)), // activation tiles: instance ids, one row each
     level: integer,
     x0: integer,
     y0: integer,

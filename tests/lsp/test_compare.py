@@ -132,7 +132,13 @@ async def test_compare_behavior_matches_engine(client: LanguageClient, folder: P
     other_ev = load_evaluation(store, store.get_model(m["int8"]["id"]))
     direct = compare_behavior(base_ev, {m["int8"]["id"]: other_ev}, base_id=m["toy"]["id"],
                               class_names=["zero", "one", "two"], bootstrap=200, seed=0)[m["int8"]["id"]]
-    _same(wire.decode_result(page), *direct.wire())
+    got = wire.decode_result(page)
+    _same(got, *direct.wire())
+    # every group lists its rows' instance ids (the browser opens them)
+    groups = got.meta["groups"]
+    assert groups and all(g["ids"] and set(g["ids"]) <= set(got.meta["ids"]) for g in groups)
+    by_label = [g for g in groups if g.get("grouping") == "label"] or groups
+    assert sum(len(g["ids"]) for g in by_label) == len(got.meta["ids"])
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -184,6 +190,53 @@ async def test_tiles_through_the_file_channel(client: LanguageClient, folder: Pa
     small = await request(client, P.TENSOR_TILES, {**params, "x1": 10, "y1": 10})
     assert "data" in small and "file" not in small
     assert wire.decode_result(base64.b64decode(small["data"])).meta["tiles"][0]["key"] == "L0_0_0"
+
+
+def _toy_task(folder: Path, max_instances: int) -> Any:
+    import sys
+
+    from modelbonsai.tasks import get_task_class
+
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return get_task_class("tasks.py:ToyTask", folder)({}, folder, max_instances=max_instances)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_activation_tiles_match_engine(client: LanguageClient, folder: Path) -> None:
+    from modelbonsai.compare import api
+
+    m = await _models(client)
+    toy, pruned = m["toy"]["id"], m["prune-50"]["id"]
+    store = _store(folder)
+    task = _toy_task(folder, 24)
+    window = (0, 0, 3, 1536)  # (y0, x0, y1, x1): 3 instances x 1536 channels
+    base = {"model": toy, "tensor": "0", "source": "activation", "instances": ["i0", "i7", "i3"], "level": 0,
+            "x0": 0, "y0": 0, "x1": 1536, "y1": 3}
+    (page,) = await _pages(client, await request(client, P.TENSOR_TILES, base))
+    direct = api.tensor_tiles(None, toy, "0", 0, window, source="activation",
+                              model=_module(store, store.get_model(toy)), task=task, task_key={},
+                              instances=["i0", "i7", "i3"])
+    got = wire.decode_result(page)
+    assert got.meta["source"] == "activation" and got.meta["instances"] == ["i0", "i7", "i3"]
+    _same(got, direct.result.kind, direct.result.meta, direct.result.tensors)
+
+    # the difference pruned - toy of the first Linear's output
+    (page,) = await _pages(client, await request(client, P.TENSOR_TILES, {**base, "other": pruned}))
+    direct = api.tensor_tiles(None, pruned, "0", 0, window, source="activation",
+                              model=_module(store, store.get_model(pruned)), task=task, task_key={},
+                              instances=["i0", "i7", "i3"], minus=(toy, _module(store, store.get_model(toy))))
+    got = wire.decode_result(page)
+    assert got.meta["models"] == {"model": pruned, "minus": toy}
+    _same(got, direct.result.kind, direct.result.meta, direct.result.tensors)
+    assert any(np.abs(t).max() > 0 for k, t in got.tensors.items()), "pruning changed the activations"
+
+    with pytest.raises(JsonRpcException) as e:
+        await request(client, P.TENSOR_TILES, {**base, "instances": []})
+    assert e.value.code == P.USER_ERROR and "'instances'" in e.value.message
+    with pytest.raises(JsonRpcException) as e:
+        await request(client, P.TENSOR_TILES, {**base, "tensor": "9"})
+    assert e.value.code == P.JOB_FAILED and "no module '9'" in e.value.message
 
 
 @pytest.mark.asyncio(loop_scope="module")

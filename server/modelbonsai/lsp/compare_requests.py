@@ -164,12 +164,21 @@ def register(server: BonsaiServer) -> None:
     @custom(server, P.TENSOR_TILES)
     @guard
     async def tensor_tiles(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
-        if params.get("source", "weight") != "weight":
-            raise OptionError("tiles of activations are not served yet: ask for source 'weight'")
+        source = params.get("source") or "weight"
+        if source not in ("weight", "activation"):
+            raise OptionError(f"bonsai/tensor/tiles: unknown source '{source}' (use 'weight' or 'activation')")
+        instances = params.get("instances")
+        if instances is not None and (not isinstance(instances, list)
+                                      or not all(isinstance(i, str) for i in instances)):
+            raise OptionError("bonsai/tensor/tiles: 'instances' must be a list of instance ids (strings)")
+        if source == "activation" and not instances:
+            raise OptionError("bonsai/tensor/tiles: activation tiles need 'instances', the ids of the "
+                              "instances to show (rows, in the order given)")
         ids = [params["model"]] + ([params["other"]] if params.get("other") else [])
         folder, model, others = await ls.in_reader(resolve_models, ls, ids[0], ids[1:] or [ids[0]])
+        # for activations `tensor` is a module name; the device comes with the job (start_result_job)
         spec = {"folder": str(folder), "model": model.id, "other": others[0].id if params.get("other") else None,
-                "tensor": params["tensor"], "level": params["level"],
+                "tensor": params["tensor"], "level": params["level"], "source": source, "instances": instances,
                 "window": [params["y0"], params["x0"], params["y1"], params["x1"]]}  # rows are y, columns x
         return await start_result_job(ls, f"Tiles of {params['tensor']}", params, "tensor/tiles", spec)
 

@@ -171,7 +171,8 @@ class TilesParams(TypedDict):
     model: str
     tensor: str
     other: NotRequired[str]  # a second model: tiles of the difference other - model
-    source: NotRequired[Literal["weight", "activation"]]
+    source: NotRequired[Literal["weight", "activation"]]  # activation: `tensor` is a module name
+    instances: NotRequired[list[str]]  # activation tiles: instance ids, one row each, in this order
     level: int
     x0: int
     y0: int

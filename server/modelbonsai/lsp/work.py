@@ -186,9 +186,11 @@ def compare_behavior(spec: dict[str, Any], rep: Reporter) -> None:
 
     task_key: dict[str, Any] = {}
     groupings = class_names = None
+    lm: dict[str, Any] = {}
     try:
         task, task_key = task_of(store, base, spec.get("maxInstances"))
         groupings, class_names = task.groupings, task.class_names()
+        lm = {"task": task, "device": spec.get("device") or "cpu"}  # a causal LM gets per-token KL
     except WorkError:
         pass  # stored outputs alone still compare; groups then come from the targets only
     n = len(others)
@@ -198,6 +200,8 @@ def compare_behavior(spec: dict[str, Any], rep: Reporter) -> None:
             task_key=task_key, groupings=groupings, class_names=class_names,
             bootstrap=opts.get("bootstrap", 1000), seed=opts.get("seed", 0),
             progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,  # type: ignore[misc]
+            models=(lambda: load_module(store, base), lambda o=other: load_module(store, o)) if lm else None,  # type: ignore[misc]
+            **lm,
         )
         rep.page(out.data)
 
@@ -210,6 +214,9 @@ def tensor_tiles(spec: dict[str, Any], rep: Reporter) -> None:
     model = store.get_model(spec["model"])
     mdir = store.artifact_path(model)
     window = tuple(spec["window"])
+    if spec.get("source") == "activation":
+        rep.page(_activation_tiles(store, model, spec, window).data)
+        return
     if spec.get("other"):
         # the difference other - model, in the other's layout (aligned by its kept indices)
         other = store.get_model(spec["other"])
@@ -221,6 +228,26 @@ def tensor_tiles(spec: dict[str, Any], rep: Reporter) -> None:
         out = api.weight_tiles(store, model.id, lambda: artifact_source(mdir), spec["tensor"], spec["level"],
                                window)  # type: ignore[arg-type]
     rep.page(out.data)
+
+
+def _activation_tiles(store: LineageStore, model: ModelRecord, spec: dict[str, Any], window: tuple[int, ...]) -> Any:
+    """Tiles of module `spec["tensor"]`'s output for `spec["instances"]` (the task is `model`'s),
+    or of the difference other - model, aligned by the other's kept output channels."""
+    from ..compare import api
+
+    task, task_key = task_of(store, model, spec.get("maxInstances"))
+    module = spec["tensor"]
+    common: dict[str, Any] = {"source": "activation", "task": task, "task_key": task_key,
+                              "instances": spec["instances"], "device": spec.get("device") or "cpu"}
+    if not spec.get("other"):
+        return api.tensor_tiles(store, model.id, module, spec["level"], window,  # type: ignore[arg-type]
+                                model=lambda: load_module(store, model), **common)
+    other = store.get_model(spec["other"])
+    kept = api.artifact_kept_indices(store.artifact_path(other)).get(module + ".weight") or {}
+    return api.tensor_tiles(store, other.id, module, spec["level"], window,  # type: ignore[arg-type]
+                            model=lambda: load_module(store, other),
+                            minus=(model.id, lambda: load_module(store, model)),
+                            kept_indices={0: kept[0]} if 0 in kept else None, **common)
 
 
 def instances(spec: dict[str, Any], rep: Reporter) -> None:
