@@ -170,3 +170,30 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     assert {m["name"]: m["status"] for m in full.models} == {"base": "ok", "a": "broken"}
     assert "missing" in full.models[1]["statusReason"]
     cache.close()
+
+
+def test_lineage_marks_models_a_job_is_remaking_as_running(tmp_path: Path) -> None:
+    import json
+
+    from modelbonsai.lsp.lineage import LineageCache
+    from modelbonsai.store import LineageStore, ModelRecord
+
+    store = LineageStore.open(tmp_path)
+
+    def write(folder: Path) -> None:
+        (folder / "manifest.json").write_text('{"tensors": {}}')
+
+    exp = str(tmp_path / "e.bonsai.yaml")
+    root = store.add_model(ModelRecord(name="base", experiment_file=exp, variant="base"), write).id
+    store.add_model(ModelRecord(name="a", parent_id=root, op="prune.magnitude", experiment_file=exp, variant="a"), write)
+    cache = LineageCache(lambda folder: store)
+    entry = cache.get(tmp_path)
+    assert entry.with_running(tmp_path, set()) is entry.data
+    assert entry.with_running(tmp_path, {(exp, "elsewhere")}) is entry.data
+    marked = entry.with_running(tmp_path, {(exp, "a"), ("other.bonsai.yaml", "a")})
+    got = json.loads(marked)
+    assert [(m["name"], m["status"]) for m in got["models"]] == [("base", "ok"), ("a", "running")]
+    assert got["models"][0] == entry.models[0] and {**got["models"][1], "status": "ok"} == entry.models[1]
+    assert entry.with_running(tmp_path, {(exp, "a")}) is marked, "kept while the same job runs"
+    assert json.loads(entry.data)["models"][1]["status"] == "ok", "the cached answer is untouched"
+    cache.close()

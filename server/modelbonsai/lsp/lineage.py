@@ -101,6 +101,29 @@ class _Entry:
     parts: dict[str, tuple[ModelInfo, str]]  # id -> (ModelInfo, its JSON), in lineage order
     full_at: float = 0.0  # when every model was last re-read (statuses, metrics)
     full_cost: float = 0.0
+    # the answer with the models a running job is re-making marked "running": (which, JSON)
+    running: tuple[frozenset[tuple[str, str]], bytes] | None = None
+
+    def with_running(self, folder: Path, live: set[tuple[str, str]]) -> bytes:
+        """The serialized answer with the models of `live` (experiment file, variant) that are
+        "ok" marked "running". Only those models are serialized again (the others reuse their
+        fragments), and the answer is kept for the next request while the same job runs: a
+        2,000-model lineage serialized as a whole costs hundreds of ms on a busy machine."""
+        hit = frozenset(live & self.keys)
+        if not hit:
+            return self.data
+        cached = self.running
+        if cached is not None and cached[0] == hit:
+            return cached[1]
+        frags = []
+        for info, frag in self.parts.values():
+            exp = info.get("experiment")
+            if exp and (exp["file"], exp["variant"]) in hit and info["status"] == "ok":
+                frag = _dumps({**info, "status": "running"})
+            frags.append(frag)
+        data = _document(folder, frags)
+        self.running = (hit, data)
+        return data
 
 
 # Below this, a changed lineage is recomputed inside the request; above, the request gets the
@@ -118,9 +141,14 @@ def _dumps(value: object) -> str:
 def _entry(folder: Path, version: int, parts: dict[str, tuple[ModelInfo, str]], cost: float,
            full_at: float, full_cost: float) -> _Entry:
     models = [info for info, _ in parts.values()]
-    text = '{"folder":' + _dumps(str(folder)) + ',"models":[' + ",".join(frag for _, frag in parts.values()) + "]}"
     keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
-    return _Entry(version, time.monotonic(), cost, models, text.encode("utf-8"), keys, parts, full_at, full_cost)
+    data = _document(folder, [frag for _, frag in parts.values()])
+    return _Entry(version, time.monotonic(), cost, models, data, keys, parts, full_at, full_cost)
+
+
+def _document(folder: Path, fragments: list[str]) -> bytes:
+    """The LineageResult as UTF-8 JSON, from the models' serialized fragments."""
+    return ('{"folder":' + _dumps(str(folder)) + ',"models":[' + ",".join(fragments) + "]}").encode("utf-8")
 
 
 class LineageCache:

@@ -45,7 +45,7 @@ from ..store import LineageStore, StoreError
 from . import protocol as P
 from . import stdio
 from .jobs import Job, JobCancelled, JobQueue
-from .lineage import LineageCache, RawJSON, lineage_result
+from .lineage import LineageCache, RawJSON
 from .results import ResultNotFound, ResultStore
 from .worker import Workers
 
@@ -490,10 +490,8 @@ def _register_core(server: BonsaiServer) -> None:
         t2 = time.perf_counter()
         if t2 - t0 > 0.02:
             log.debug("slow bonsai/lineage: peek %.0f ms, compute %.0f ms", 1000 * (t1 - t0), 1000 * (t2 - t1))
-        live = _running_variants(ls)
-        if live & entry.keys:  # a re-run is remaking some of these models: mark them running
-            return lineage_result(folder, _overlay_running(entry.models, live))
-        return RawJSON(entry.data)
+        # a re-run is remaking some of these models: they show as running
+        return RawJSON(entry.with_running(folder, _running_variants(ls)))
 
     @custom(server, P.JOBS)
     async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
@@ -511,17 +509,6 @@ def _running_variants(ls: BonsaiServer) -> set[tuple[str, str]]:
     for job in ls.jobs.active():
         live.update(job.meta.get("variants", ()))
     return live
-
-
-def _overlay_running(models: list[P.ModelInfo], live: set[tuple[str, str]]) -> list[P.ModelInfo]:
-    """Models whose variant a running job is re-making show as running."""
-    out: list[P.ModelInfo] = []
-    for m in models:
-        exp = m.get("experiment")
-        if exp and (exp["file"], exp["variant"]) in live and m["status"] == "ok":
-            m = {**m, "status": "running"}  # type: ignore[typeddict-item]
-        out.append(m)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
