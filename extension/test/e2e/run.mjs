@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { behaviorsStep, layersStep, modelMapStep, openWorkspace, runExperimentFile } from './sample-steps.mjs';
+import { behaviorsStep, layersStep, lensesStep, modelMapStep, openWorkspace, runExperimentFile } from './sample-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -65,7 +65,14 @@ const csLog = join(tmp, 'code-server.log');
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 cpSync(join(here, 'fixture'), workspace, { recursive: true });
-const bonsaiSettings = { 'bonsai.pythonPath': python, 'bonsai.device': 'cpu', 'bonsai.maxInstances': 32 };
+// The JSON-RPC messages are traced into the Bonsai log (printed on failure: which requests VS Code
+// sent, e.g. after a workspace/codeLens/refresh); BONSAI_E2E_TRACE=0 turns that off.
+const bonsaiSettings = {
+  'bonsai.pythonPath': python,
+  'bonsai.device': 'cpu',
+  'bonsai.maxInstances': 32,
+  ...(process.env.BONSAI_E2E_TRACE === '0' ? {} : { 'bonsai.trace.server': 'messages' }),
+};
 const userSettings = {
   ...bonsaiSettings,
   'security.workspace.trust.enabled': false,
@@ -218,9 +225,24 @@ async function palette(command) {
 }
 
 const passed = [];
-function stepPassed(name) {
-  passed.push(name);
-  log(`step passed: ${name}`);
+const failures = [];
+/** Runs one step. A failure is recorded with a screenshot and the next steps that do not need this
+ * one still run; the e2e fails at the end. Returns whether the step passed. */
+async function step(name, fn) {
+  try {
+    await fn();
+    passed.push(name);
+    log(`step passed: ${name}`);
+    return true;
+  } catch (e) {
+    failures.push(`${name}: ${e.message}`);
+    console.error(`\ne2e step FAILED: ${name}: ${e.message}`);
+    await shot(`zz-failed-${failures.length}`);
+    // Leave no quick pick or error toast behind for the next step.
+    await page?.keyboard.press('Escape').catch(() => {});
+    await palette('Notifications: Clear All Notifications').catch(() => {});
+    return false;
+  }
 }
 
 async function main() {
@@ -266,112 +288,113 @@ async function main() {
   await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
   await shot('01-workbench');
 
-  // The Bonsai activity-bar container: the extension activated on workspaceContains.
-  log('opening the Bonsai view');
-  const bonsaiTab = page.locator('.activitybar [role="tab"][aria-label^="Bonsai"], .activitybar a[aria-label^="Bonsai"]').first();
-  await bonsaiTab.waitFor({ state: 'visible', timeout: 60_000 });
-  await bonsaiTab.click();
-  const sidebar = page.locator('.sidebar');
-  await sidebar.getByText('Lineage', { exact: false }).first().waitFor({ timeout: 20_000 });
+  await step('toy: run variant, Lineage, CodeLens, Model Map, reload', async () => {
+    // The Bonsai activity-bar container: the extension activated on workspaceContains.
+    log('opening the Bonsai view');
+    const bonsaiTab = page.locator('.activitybar [role="tab"][aria-label^="Bonsai"], .activitybar a[aria-label^="Bonsai"]').first();
+    await bonsaiTab.waitFor({ state: 'visible', timeout: 60_000 });
+    await bonsaiTab.click();
+    const sidebar = page.locator('.sidebar');
+    await sidebar.getByText('Lineage', { exact: false }).first().waitFor({ timeout: 20_000 });
 
-  // Ready: the server answered bonsai/lineage, which for a fresh workspace shows the welcome view.
-  log('waiting for the server to be ready');
-  await waitFor('the Lineage view to show "No models yet" (server ready, empty lineage)', 90_000, async () =>
-    (await sidebar.getByText('No models yet', { exact: false }).count()) > 0,
-  );
-  await shot('02-lineage-empty');
+    // Ready: the server answered bonsai/lineage, which for a fresh workspace shows the welcome view.
+    log('waiting for the server to be ready');
+    await waitFor('the Lineage view to show "No models yet" (server ready, empty lineage)', 90_000, async () =>
+      (await sidebar.getByText('No models yet', { exact: false }).count()) > 0,
+    );
+    await shot('02-lineage-empty');
 
-  // Open the experiment file, and read the language status item: "Bonsai: ready".
-  log('opening toy.bonsai.yaml');
-  await page.keyboard.press('Control+P');
-  const quick = page.locator('.quick-input-widget input');
-  await quick.waitFor({ state: 'visible' });
-  await quick.fill('toy.bonsai.yaml');
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: 'toy.bonsai.yaml' }).first().waitFor();
-  await page.keyboard.press('Enter');
-  await page.locator('.monaco-editor .view-lines', { hasText: 'prune-50' }).first().waitFor({ timeout: 20_000 });
-  const langStatus = page.locator('#status\\.languageStatus, .statusbar-item[id*="languageStatus"]').first();
-  await langStatus.waitFor({ state: 'visible', timeout: 20_000 });
-  await langStatus.hover();
-  await waitFor('the language status hover to say "Bonsai: ready"', 30_000, async () =>
-    (await page.locator('.monaco-hover, .context-view', { hasText: 'Bonsai: ready' }).count()) > 0,
-  );
-  await shot('03-language-status-ready');
-  await page.keyboard.press('Escape');
+    // Open the experiment file, and read the language status item: "Bonsai: ready".
+    log('opening toy.bonsai.yaml');
+    await page.keyboard.press('Control+P');
+    const quick = page.locator('.quick-input-widget input');
+    await quick.waitFor({ state: 'visible' });
+    await quick.fill('toy.bonsai.yaml');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'toy.bonsai.yaml' }).first().waitFor();
+    await page.keyboard.press('Enter');
+    await page.locator('.monaco-editor .view-lines', { hasText: 'prune-50' }).first().waitFor({ timeout: 20_000 });
+    const langStatus = page.locator('#status\\.languageStatus, .statusbar-item[id*="languageStatus"]').first();
+    await langStatus.waitFor({ state: 'visible', timeout: 20_000 });
+    await langStatus.hover();
+    await waitFor('the language status hover to say "Bonsai: ready"', 30_000, async () =>
+      (await page.locator('.monaco-hover, .context-view', { hasText: 'Bonsai: ready' }).count()) > 0,
+    );
+    await shot('03-language-status-ready');
+    await page.keyboard.press('Escape');
 
-  // Run one variant from the command palette.
-  log('running variant prune-50 from the palette');
-  logMark = bonsaiLogText().length;
-  await palette('Bonsai: Run Variant');
-  const row = page.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^prune-50$/ }) }).first();
-  await row.waitFor({ state: 'visible', timeout: 20_000 });
-  await row.locator('.quick-input-list-checkbox, input[type="checkbox"], .monaco-custom-toggle').first().click();
-  await shot('04-run-variant-pick');
-  await page.locator('.quick-input-widget .monaco-button', { hasText: 'OK' }).first().click();
+    // Run one variant from the command palette.
+    log('running variant prune-50 from the palette');
+    logMark = bonsaiLogText().length;
+    await palette('Bonsai: Run Variant');
+    const row = page.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^prune-50$/ }) }).first();
+    await row.waitFor({ state: 'visible', timeout: 20_000 });
+    await row.locator('.quick-input-list-checkbox, input[type="checkbox"], .monaco-custom-toggle').first().click();
+    await shot('04-run-variant-pick');
+    await page.locator('.quick-input-widget .monaco-button', { hasText: 'OK' }).first().click();
 
-  log('waiting for the Lineage tree to show the new models');
-  const treeRow = (name) => sidebar.locator(`[role="treeitem"][aria-label^="${name},"]`);
-  await waitFor('Lineage rows toy-mlp and prune-50 with an accuracy in their description', 180_000, async () => {
-    await noErrorToast();
-    // The extension reveals new models; expand the base by hand if the tree kept it collapsed.
-    const root = treeRow('toy-mlp').first();
-    if ((await root.count()) && (await root.getAttribute('aria-expanded')) === 'false') await root.click();
-    const pr = treeRow('prune-50');
-    if ((await treeRow('toy-mlp').count()) === 0 || (await pr.count()) === 0) return false;
-    const label = (await pr.first().getAttribute('aria-label')) ?? '';
-    return /accuracy/.test(label) && !/running/.test(label);
+    log('waiting for the Lineage tree to show the new models');
+    const treeRow = (name) => sidebar.locator(`[role="treeitem"][aria-label^="${name},"]`);
+    await waitFor('Lineage rows toy-mlp and prune-50 with an accuracy in their description', 180_000, async () => {
+      await noErrorToast();
+      // The extension reveals new models; expand the base by hand if the tree kept it collapsed.
+      const root = treeRow('toy-mlp').first();
+      if ((await root.count()) && (await root.getAttribute('aria-expanded')) === 'false') await root.click();
+      const pr = treeRow('prune-50');
+      if ((await treeRow('toy-mlp').count()) === 0 || (await pr.count()) === 0) return false;
+      const label = (await pr.first().getAttribute('aria-label')) ?? '';
+      return /accuracy/.test(label) && !/running/.test(label);
+    });
+    await shot('05-lineage-updated');
+    const prLabel = await treeRow('prune-50').first().getAttribute('aria-label');
+    log(`tree row: ${prLabel}`);
+    if (!/prune\.magnitude/.test(prLabel ?? '')) throw new Error(`the prune-50 row does not name its op: ${prLabel}`);
+
+    // CodeLens over the variant, with metrics once it has run.
+    log('waiting for a CodeLens with metrics');
+    const lens = await waitFor('a CodeLens with metrics (accuracy) over prune-50', 60_000, async () => {
+      await noErrorToast();
+      const texts = await page.locator('.monaco-editor .codelens-decoration').allInnerTexts();
+      return texts.find((t) => /\b(acc|accuracy)\b\s*[\d.]+/i.test(t));
+    });
+    log(`code lens: ${lens.replace(/\s+/g, ' ')}`);
+    await shot('06-codelens-metrics');
+
+    // The Model Map webview: its table lists the lineage models, read from inside the frame.
+    log('opening the Model Map');
+    await palette('Bonsai: Open Model Map');
+    const frame = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
+    // The Model Map shows its models in a table (its Table tab); read it from inside the frame.
+    await frame.locator('body').getByText('Model Map').first().waitFor({ timeout: 30_000 });
+    const tableTab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
+    if (await tableTab.count()) await tableTab.click();
+    const table = frame.locator('table#models, table[aria-label="Models"]').first();
+    await table.waitFor({ state: 'visible', timeout: 30_000 });
+    const tableText = await waitFor('the Model Map table to list toy-mlp and prune-50', 30_000, async () => {
+      const t = await table.innerText();
+      return t.includes('toy-mlp') && t.includes('prune-50') ? t : undefined;
+    });
+    log(`model map table: ${tableText.replace(/\s+/g, ' ').slice(0, 200)}`);
+    await shot('07-model-map');
+
+    // Panels survive a reload: the serializer restores the Model Map with its content.
+    log('reloading the window');
+    await palette('Developer: Reload Window');
+    await page.waitForTimeout(1000);
+    await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
+    const restored = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
+    await restored.locator('body').getByText('Model Map').first().waitFor({ timeout: 90_000 });
+    // Restored before the server is back: it fills in when the lineage arrives.
+    await waitFor('the restored Model Map table to list prune-50', 90_000, async () => {
+      const tab = restored.getByRole('tab', { name: 'Table' }).or(restored.getByText('Table', { exact: true })).first();
+      if (await tab.count()) await tab.click({ timeout: 2000 });
+      const t = await restored.locator('table#models, table[aria-label="Models"]').first().innerText({ timeout: 2000 });
+      return t.includes('prune-50');
+    }, 1000);
+    await shot('08-model-map-restored');
   });
-  await shot('05-lineage-updated');
-  const prLabel = await treeRow('prune-50').first().getAttribute('aria-label');
-  log(`tree row: ${prLabel}`);
-  if (!/prune\.magnitude/.test(prLabel ?? '')) throw new Error(`the prune-50 row does not name its op: ${prLabel}`);
 
-  // CodeLens over the variant, with metrics once it has run.
-  log('waiting for a CodeLens with metrics');
-  const lens = await waitFor('a CodeLens with metrics (accuracy) over prune-50', 60_000, async () => {
-    await noErrorToast();
-    const texts = await page.locator('.monaco-editor .codelens-decoration').allInnerTexts();
-    return texts.find((t) => /\b(acc|accuracy)\b\s*[\d.]+/i.test(t));
-  });
-  log(`code lens: ${lens.replace(/\s+/g, ' ')}`);
-  await shot('06-codelens-metrics');
-
-  // The Model Map webview: its table lists the lineage models, read from inside the frame.
-  log('opening the Model Map');
-  await palette('Bonsai: Open Model Map');
-  const frame = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
-  // The Model Map shows its models in a table (its Table tab); read it from inside the frame.
-  await frame.locator('body').getByText('Model Map').first().waitFor({ timeout: 30_000 });
-  const tableTab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
-  if (await tableTab.count()) await tableTab.click();
-  const table = frame.locator('table#models, table[aria-label="Models"]').first();
-  await table.waitFor({ state: 'visible', timeout: 30_000 });
-  const tableText = await waitFor('the Model Map table to list toy-mlp and prune-50', 30_000, async () => {
-    const t = await table.innerText();
-    return t.includes('toy-mlp') && t.includes('prune-50') ? t : undefined;
-  });
-  log(`model map table: ${tableText.replace(/\s+/g, ' ').slice(0, 200)}`);
-  await shot('07-model-map');
-
-  // Panels survive a reload: the serializer restores the Model Map with its content.
-  log('reloading the window');
-  await palette('Developer: Reload Window');
-  await page.waitForTimeout(1000);
-  await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 90_000 });
-  const restored = page.frameLocator('iframe.webview.ready').last().frameLocator('#active-frame');
-  await restored.locator('body').getByText('Model Map').first().waitFor({ timeout: 90_000 });
-  // Restored before the server is back: it fills in when the lineage arrives.
-  await waitFor('the restored Model Map table to list prune-50', 90_000, async () => {
-    const tab = restored.getByRole('tab', { name: 'Table' }).or(restored.getByText('Table', { exact: true })).first();
-    if (await tab.count()) await tab.click({ timeout: 2000 });
-    const t = await restored.locator('table#models, table[aria-label="Models"]').first().innerText({ timeout: 2000 });
-    return t.includes('prune-50');
-  }, 1000);
-  await shot('08-model-map-restored');
-  stepPassed('toy: run variant, Lineage, CodeLens, Model Map, reload');
-
-  await samplesStep(base);
-  log(`passed in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
+  await samplesSteps(base);
+  log(`${failures.length ? 'finished' : 'passed'} in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
 }
 
 /** Waits for `samples.py prepare`; writes each workspace's Bonsai settings (maxInstances as
@@ -398,25 +421,34 @@ function samplesOracle() {
   return JSON.parse(readFileSync(join(samplesDir, 'expect.json'), 'utf8'));
 }
 
-async function samplesStep(base) {
-  await samplesReady();
+// The MiniLM case: samples.py runs this variant (per-layer magnitude pruning of every tensor, the
+// LayerNorms included) before VS Code opens the workspace.
+const MINILM = { base: 'all-MiniLM-L6-v2', variant: 'layer-all-0.1' };
+const DIGITS_MODELS = ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', 'int4']; // samples/digits/small.bonsai.yaml
+
+async function samplesSteps(base) {
+  if (!(await step('samples prepared (samples.py)', samplesReady))) return;
   const t = {
     page, base, log, shot, waitFor, palette, noErrorToast,
     markLog: () => {
       logMark = bonsaiLogText().length;
     },
   };
-  await openWorkspace(t, join(samplesDir, 'digits'), null);
-  await runExperimentFile(t, 'small.bonsai.yaml', ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', 'int4']);
-  stepPassed('digits: Run Experiment File, Lineage picks up every variant');
-  const expect = samplesOracle();
-  await modelMapStep(t, expect.digits);
-  stepPassed('digits: Model Map colour metric, legend, selection bar charts');
-  await behaviorsStep(t, expect.digits);
-  stepPassed(`digits: Behaviors collapsed class of ${expect.digits.variant}`);
-  await openWorkspace(t, join(samplesDir, 'minilm'), expect.minilm.base);
-  await layersStep(t, expect.minilm);
-  stepPassed('minilm: Layers depth profile at the LayerNorms');
+  let expect;
+  const ran = await step('digits: Run Experiment File, Lineage picks up every variant', async () => {
+    await openWorkspace(t, join(samplesDir, 'digits'), null);
+    await runExperimentFile(t, 'small.bonsai.yaml', DIGITS_MODELS);
+    expect = samplesOracle().digits;
+  });
+  if (ran) {
+    await step('digits: Model Map colour metric, legend, selection bar charts', () => modelMapStep(t, expect));
+    await step(`digits: Behaviors collapsed class of ${expect.variant}`, () => behaviorsStep(t, expect));
+    await step('digits: CodeLens metrics for every variant after the run', () => lensesStep(t, 'small.bonsai.yaml', DIGITS_MODELS.slice(1)));
+  }
+  await step('minilm: Layers depth profile at the LayerNorms', async () => {
+    await openWorkspace(t, join(samplesDir, 'minilm'), MINILM.base);
+    await layersStep(t, MINILM);
+  });
 }
 
 async function cleanup() {
@@ -456,15 +488,17 @@ const overall = setTimeout(() => {
 
 try {
   await main();
-  console.log(`e2e: ${passed.length} passed, 0 failed (${passed.join('; ')})`);
 } catch (e) {
-  failed = true;
+  failures.push(e.message);
   console.error(`\ne2e FAILED: ${e.message}`);
   await shot('zz-failure');
-  printLogs();
-  console.log(`e2e: ${passed.length} passed, 1 failed${passed.length ? ` (passed: ${passed.join('; ')})` : ''}`);
-} finally {
-  clearTimeout(overall);
-  await cleanup();
 }
+clearTimeout(overall);
+if (failures.length) {
+  failed = true;
+  printLogs();
+  console.error(`\nfailed:\n${failures.map((f) => `  - ${f.split('\n')[0]}`).join('\n')}`);
+}
+console.log(`e2e: ${passed.length} passed, ${failures.length} failed${passed.length ? ` (passed: ${passed.join('; ')})` : ''}`);
+await cleanup();
 process.exit(failed ? 1 : 0);

@@ -247,3 +247,26 @@ export async function layersStep(t, expect) {
   await depth.scrollIntoViewIfNeeded();
   await t.shot('13-minilm-layers-depth-profile');
 }
+
+/** The CodeLenses of `file` show metrics for every model it made (the lenses refresh when the
+ * lineage changes, also after the last model of a run). */
+export async function lensesStep(t, file, models) {
+  const { page } = t;
+  t.log(`${file}: CodeLens metrics for ${models.join(', ')}`);
+  // Out of the webview first: there Ctrl+P is the browser's print, not Quick Open.
+  await closeAllEditors(t);
+  await page.keyboard.press('Control+P');
+  const quick = page.locator('.quick-input-widget input');
+  await quick.waitFor({ state: 'visible' });
+  await quick.fill(file);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor();
+  await page.keyboard.press('Enter');
+  let texts = [];
+  await t.waitFor(`a CodeLens with metrics for each of ${models.join(', ')}`, 30_000, async () => {
+    texts = (await page.locator('.monaco-editor .codelens-decoration').allInnerTexts()).map((s) => s.replace(/\s+/g, ' '));
+    return texts.filter((s) => /\bacc\b\s*[\d.]+/.test(s)).length >= models.length;
+  }, 1000).catch((e) => {
+    throw new Error(`${e.message}; the lenses say: ${texts.join(' / ')}`);
+  });
+  await t.shot('14-digits-codelens-metrics');
+}
