@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
 from ..store.lineage import DB_NAME
+from .drift import MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
 from .protocol import LineageResult, MetricInfo, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,14 @@ class _Entry:
     full_cost: float = 0.0
     # the answer with the models a running job is re-making marked "running": (which, JSON)
     running: tuple[frozenset[tuple[str, str]], bytes] | None = None
+    # With the failed/stale overlay (see drift.py): the store-only entry it was made from and
+    # the experiment files (path, mtime, size) it read; it holds while both do.
+    source: _Entry | None = None
+    files: tuple[FileKey, ...] = ()
 
     def with_running(self, folder: Path, live: set[tuple[str, str]]) -> bytes:
         """The serialized answer with the models of `live` (experiment file, variant) that are
-        "ok" marked "running". Only those models are serialized again (the others reuse their
+        "ok", "stale" or "failed" marked "running". Only those models are serialized again (the others reuse their
         fragments), and the answer is kept for the next request while the same job runs: a
         2,000-model lineage serialized as a whole costs hundreds of ms on a busy machine."""
         hit = frozenset(live & self.keys)
@@ -118,7 +123,7 @@ class _Entry:
         frags = []
         for info, frag in self.parts.values():
             exp = info.get("experiment")
-            if exp and (exp["file"], exp["variant"]) in hit and info["status"] == "ok":
+            if exp and (exp["file"], exp["variant"]) in hit and info["status"] in ("ok", "stale", "failed"):
                 frag = _dumps({**info, "status": "running"})
             frags.append(frag)
         data = _document(folder, frags)
@@ -169,7 +174,8 @@ class LineageCache:
         self._lock = threading.Lock()
         self._compute_lock = threading.Lock()
         self._full_running = False
-        self._entries: dict[Path, _Entry] = {}
+        self._entries: dict[Path, _Entry] = {}  # from the store alone
+        self._shown: dict[Path, _Entry] = {}  # with the failed/stale overlay
         self._versions: dict[Path, sqlite3.Connection] = {}
         self._readers: dict[Path, sqlite3.Connection] = {}
         # folder -> callbacks of a refresh that is queued but has not started yet
@@ -180,14 +186,21 @@ class LineageCache:
         with self._lock:
             if folder is None:
                 self._entries.clear()
+                self._shown.clear()
             else:
                 self._entries.pop(folder, None)
+                self._shown.pop(folder, None)
 
     def peek(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry | None:
         """The answer if it can be given without computing (cheap: safe on the event loop).
 
         A stale answer is given when recomputing is slow; a refresh is then queued and
         `on_refreshed(folder)` is called if the lineage turned out to differ."""
+        entry = self._peek_store(folder, on_refreshed)
+        return None if entry is None else self._fresh_shown(folder, entry)
+
+    def _peek_store(self, folder: Path, on_refreshed: Callable[[Path], None] | None) -> _Entry | None:
+        """The store-only entry (no failed/stale overlay) if it can be given without computing."""
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
             # never create .bonsai/ just because someone looked
             return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0)
@@ -205,17 +218,60 @@ class LineageCache:
         return entry
 
     def get(self, folder: Path, on_refreshed: Callable[[Path], None] | None = None) -> _Entry:
-        entry = self.peek(folder, on_refreshed)
-        if entry is not None:
-            return entry
+        entry = self._peek_store(folder, on_refreshed)
+        if entry is None:
+            with self._lock:
+                old = self._entries.get(folder)
+            if old is not None and self._full_running:
+                # A full re-read is under way (seconds on a big store): answer with the previous
+                # lineage rather than queue behind it; the refresh after it tells the client.
+                self.refresh_later(folder, on_refreshed, only_if_changed=True)
+                entry = old
+            else:
+                entry = self.refresh(folder, full=False)
+        return self.shown(folder, entry)
+
+    def _fresh_shown(self, folder: Path, entry: _Entry) -> _Entry | None:
+        """The answer with the failed/stale overlay if the one made last still holds: made from
+        `entry`, and no experiment file it read was edited since (a few stats)."""
+        if entry.version == -1 and not entry.parts:
+            return entry  # no store (or an unreadable one): nothing to overlay
         with self._lock:
-            old = self._entries.get(folder)
-        if old is not None and self._full_running:
-            # A full re-read is under way (seconds on a big store): answer with the previous
-            # lineage rather than queue behind it; the refresh after it tells the client.
-            self.refresh_later(folder, on_refreshed, only_if_changed=True)
-            return old
-        return self.refresh(folder, full=False)
+            shown = self._shown.get(folder)
+        if shown is None or shown.source is not entry:
+            return None
+        if any(file_key(key[0]) != key for key in shown.files):
+            return None
+        return shown
+
+    def shown(self, folder: Path, entry: _Entry) -> _Entry:
+        """`entry` with the statuses the store does not record (drift.py): stale models,
+        failed variants. Computed here (in a reader thread), reused while it holds."""
+        fresh = self._fresh_shown(folder, entry)
+        if fresh is not None:
+            return fresh
+        with self._compute_lock:
+            t0 = time.perf_counter()
+            conn = self._reader(folder)
+            rows = conn.execute(MODELS_SQL).fetchall()
+            runs = conn.execute(RUNS_SQL).fetchall()
+            found = statuses(folder, rows, runs, {mid: info for mid, (info, _) in entry.parts.items()})
+            if not found.stale and not found.failed:
+                shown = replace(entry, running=None)
+            else:
+                parts = dict(entry.parts)
+                for mid, why in found.stale.items():
+                    info: ModelInfo = {**parts[mid][0], "status": "stale", "statusReason": why}
+                    parts[mid] = (info, _dumps(info))
+                for info in found.failed:
+                    parts[info["id"]] = (info, _dumps(info))
+                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost)
+            shown.source, shown.files = entry, found.files
+            with self._lock:
+                self._shown[folder] = shown
+            log.debug("lineage of %s: %d stale, %d failed in %.0f ms", folder.name, len(found.stale),
+                      len(found.failed), 1000 * (time.perf_counter() - t0))
+            return shown
 
     def refresh(self, folder: Path, *, full: bool | None = None) -> _Entry:
         """Recompute now (in the caller's thread). `full`: re-read every model (None: when due)."""
@@ -266,13 +322,17 @@ class LineageCache:
     def _ids(self, folder: Path) -> list[tuple[str, str | None]]:
         """(id, parent id) of every complete model in lineage order: one small read-only query
         on a connection of our own (the store's API has no id-only listing)."""
+        rows = self._reader(folder).execute("SELECT id, parent_id FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
+        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
+
+    def _reader(self, folder: Path) -> sqlite3.Connection:
+        """A read-only connection of our own (used under the compute lock)."""
         conn = self._readers.get(folder)
         if conn is None:
             db = folder / BONSAI_DIR / DB_NAME
             conn = self._readers[folder] = sqlite3.connect(f"file:{db}?mode=ro", uri=True,
                                                            check_same_thread=False, timeout=30)
-        rows = conn.execute("SELECT id, parent_id FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
-        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
+        return conn
 
     def refresh_later(self, folder: Path, then: Callable[[Path], None] | None = None, *,
                       only_if_changed: bool = False) -> None:

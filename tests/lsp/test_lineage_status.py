@@ -1,0 +1,123 @@
+"""`bonsai/lineage` statuses the store does not record: failed variants and stale models, through
+a real server over stdio (runs in its worker), as the Lineage tree sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import LanguageClient
+
+from modelbonsai.lsp import protocol as P
+
+from .helpers import collect, plain_json, request, server_config, start_session, until
+from .workspace import EXPERIMENT, make_workspace
+
+FRAGILE = EXPERIMENT + """\
+  - name: fragile
+    from: prune-50
+    ops:
+      - test.explode: {why: "the fuse blew"}
+"""
+MENDED = EXPERIMENT + """\
+  - name: fragile
+    from: prune-50
+    ops:
+      - prune.magnitude: {sparsity: 0.7}
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lineage-status")
+    make_workspace(root, FRAGILE)
+    return root
+
+
+@pytest_lsp.fixture(config=server_config(), scope="module")
+async def client(lsp_client: LanguageClient, folder: Path):
+    plain_json(lsp_client)
+    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
+    collect(lsp_client, P.LINEAGE_CHANGED)
+    collect(lsp_client, lsp.WORKSPACE_CODE_LENS_REFRESH)
+    await start_session(lsp_client, folder, folder / "storage")
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _run(client: LanguageClient, folder: Path, variants: list[str]) -> dict[str, Any]:
+    job_id = (await request(client, P.RUN, {"file": str(folder / "exp.bonsai.yaml"), "variants": variants}))["jobId"]
+
+    def final() -> dict[str, Any] | None:
+        for change in reversed(client.job_changes):  # type: ignore[attr-defined]
+            if change["job"]["id"] == job_id and change["job"]["state"] in P.JOB_FINAL_STATES:
+                return change["job"]
+        return None
+
+    return await until(final, 120, f"job {job_id} to finish")
+
+
+async def _lineage(client: LanguageClient) -> list[dict[str, Any]]:
+    result = await request(client, P.LINEAGE, {})
+    P.check(result, P.LineageResult, "result")
+    return result["models"]
+
+
+def _named(models: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [m for m in models if m["name"] == name]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_failed_variant_shows_until_a_run_makes_it(client: LanguageClient, folder: Path) -> None:
+    job = await _run(client, folder, ["fragile"])
+    assert job["state"] == "failed"
+    models = await _lineage(client)
+    (prune,) = _named(models, "prune-50")
+    assert prune["status"] == "ok"
+    (fragile,) = _named(models, "fragile")
+    assert fragile["status"] == "failed" and "the fuse blew" in fragile["statusReason"]
+    assert fragile["id"] == "failed:exp.bonsai.yaml:fragile"
+    assert fragile["parent"] == prune["id"], "it hangs under the model it would derive from"
+    assert fragile["op"] == "test.explode" and fragile["metrics"] == []
+    assert fragile["experiment"] == {"file": str(folder / "exp.bonsai.yaml"), "variant": "fragile"}
+    assert (await _lineage(client)) == models, "answered the same while nothing changes"
+
+    (folder / "exp.bonsai.yaml").write_text(MENDED)
+    (fragile,) = _named(await _lineage(client), "fragile")
+    assert fragile["status"] == "failed", "still failed until a run makes it"
+    assert fragile["op"] == "prune.magnitude" and fragile["params"]["sparsity"] == 0.7
+    assert (await _run(client, folder, ["fragile"]))["state"] == "done"
+    (fragile,) = _named(await _lineage(client), "fragile")
+    assert fragile["status"] == "ok" and not fragile["id"].startswith("failed:")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_edited_parameter_makes_models_stale_until_rerun(client: LanguageClient, folder: Path) -> None:
+    assert (await _run(client, folder, ["int8"]))["state"] == "done"
+    models = await _lineage(client)
+    assert all(m["status"] == "ok" for m in models), [(m["name"], m["status"]) for m in models]
+    (old,) = _named(models, "prune-50")
+
+    exp = folder / "exp.bonsai.yaml"
+    exp.write_text(exp.read_text().replace("{sparsity: 0.5}", "{sparsity: 0.6}"))
+    models = await _lineage(client)
+    status = {m["name"]: m for m in models}
+    assert status["prune-50"]["status"] == "stale"
+    reason = status["prune-50"]["statusReason"]
+    assert "experiment file changed" in reason and "sparsity" in reason and "0.5" in reason and "0.6" in reason
+    # what derives from it is stale too; the base and other files' models are not
+    assert status["int8"]["status"] == "stale" and "prune-50" in status["int8"]["statusReason"]
+    assert status["fragile"]["status"] == "stale"
+    assert status["toy"]["status"] == "ok"
+
+    assert (await _run(client, folder, ["prune-50"]))["state"] == "done"
+    models = await _lineage(client)
+    prunes = _named(models, "prune-50")
+    assert len(prunes) == 2 and all(m["status"] == "ok" for m in prunes), "the new fingerprint exists now"
+    assert {m["id"] for m in prunes} >= {old["id"]}
+    assert _named(models, "int8")[0]["status"] == "stale", "int8 was not re-made yet"
+    assert (await _run(client, folder, ["int8", "fragile"]))["state"] == "done"
+    assert all(m["status"] == "ok" for m in await _lineage(client))
