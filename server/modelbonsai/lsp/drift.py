@@ -208,7 +208,9 @@ def _why(m: Stored, info: ModelInfo, final: Final, models: list[Stored]) -> str:
     if info.get("op") != final.op:
         return f"op {info.get('op')} is now {final.op}"
     old, new = info.get("params") or {}, _plain(final.params)
-    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    # a value the user edited first; a key only one side has (a default added since) last
+    changed = sorted((k for k in set(old) | set(new) if old.get(k) != new.get(k)),
+                     key=lambda k: (not (k in old and k in new), k))
     if changed:
         k = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""

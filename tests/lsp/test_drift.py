@@ -1,0 +1,91 @@
+"""drift.py in process: fingerprints as the runner plans them, without ever importing user code."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from modelbonsai.experiment import load_experiment
+from modelbonsai.lsp.drift import parsed, statuses
+from modelbonsai.lsp.protocol import ModelInfo
+from modelbonsai.runner import make_plan
+from modelbonsai.store import LineageStore
+
+from .workspace import EXPERIMENT, make_workspace
+
+USER = EXPERIMENT + """\
+  - name: custom
+    from: prune-50
+    ops:
+      - user.op: {}
+"""
+
+# Importing this file leaves a mark: the lineage must never do it.
+MARKING_OPS = textwrap.dedent(
+    """
+    from pathlib import Path
+    from modelbonsai.ops.registry import register_op
+
+    Path(__file__).with_name("imported.txt").write_text("user code ran")
+
+    @register_op("user.op", family="test", summary="identity", source="user", params=[])
+    def user_op(cm, params, ctx):
+        return cm
+    """
+)
+
+
+def _info(mid: str, name: str, op: str | None, params: dict) -> ModelInfo:
+    return {"id": mid, "name": name, "parent": None, "op": op, "params": params, "status": "ok",
+            "metrics": [], "created": "2026-01-01T00:00:00+00:00"}
+
+
+def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path) -> None:
+    exp = make_workspace(tmp_path, USER)
+    (tmp_path / "my_ops.py").write_text(MARKING_OPS)
+    p = parsed(exp, tmp_path)
+    rows = [
+        ("b", "toy", None, "exp.bonsai.yaml", p.finals["toy"].fingerprint, 1.0, 3),
+        ("p", "prune-50", "b", "exp.bonsai.yaml", "old-fp", 2.0, 3),
+        ("c", "custom", "p", "exp.bonsai.yaml", "whatever", 3.0, 3),
+    ]
+    made_with = {**p.finals["prune-50"].params, "sparsity": 0.4}
+    infos = {"b": _info("b", "toy", None, {}), "p": _info("p", "prune-50", "prune.magnitude", made_with),
+             "c": _info("c", "custom", "user.op", {})}
+    runs = [("exp.bonsai.yaml", json.dumps(["int8", "gone"]), 5.0, 6.0, json.dumps({"int8": "boom", "gone": "x"}))]
+    found = statuses(tmp_path, rows, runs, infos)
+    assert not (tmp_path / "imported.txt").exists(), "the lineage imported the workspace's ops_from file"
+
+    # prune-50 was made with sparsity 0.4: stale, saying which parameter; a user op is never judged
+    assert set(found.stale) == {"p"}
+    assert found.stale["p"].endswith("(parameter sparsity: 0.4 is now 0.5)")
+    assert p.finals["custom"].fingerprint is None
+    # int8 failed in the latest run and was not made since; "gone" is no longer in the file
+    (failed,) = found.failed
+    assert failed["id"] == "failed:exp.bonsai.yaml:int8" and failed["status"] == "failed"
+    assert failed["statusReason"] == "boom" and failed["parent"] == "p" and failed["op"] == "quantize.weights"
+    assert failed["params"]["bits"] == 8
+    # a later model of the variant clears it
+    later = [*rows, ("i", "int8", "p", "exp.bonsai.yaml", "fp", 7.0, 3)]
+    assert statuses(tmp_path, later, runs, {**infos, "i": _info("i", "int8", "quantize.weights", {})}).failed == []
+
+    # The same fingerprints as the runner's own plan (which does import the user ops: last).
+    with LineageStore.open(tmp_path) as store:
+        plan = make_plan(load_experiment(exp).experiment, store)
+    for name in ("toy", "prune-50", "int8"):
+        assert p.finals[name].fingerprint == plan.step(name).fingerprint, name
+    assert (tmp_path / "imported.txt").exists(), "the check above was able to see an import"
+
+
+def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
+    exp = make_workspace(tmp_path)
+    first = parsed(exp, tmp_path)
+    assert parsed(exp, tmp_path).experiment is first.experiment
+    exp.write_text(exp.read_text().replace("{sparsity: 0.5}", "{sparsity: 0.25}"))
+    again = parsed(exp, tmp_path)
+    assert again.experiment is not first.experiment
+    assert again.finals["prune-50"].params["sparsity"] == 0.25
+    exp.write_text("variants: [")  # broken YAML: nothing is judged, nothing raises
+    broken = parsed(exp, tmp_path)
+    assert broken.experiment is None and broken.finals == {}
