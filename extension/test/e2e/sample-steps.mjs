@@ -248,9 +248,10 @@ export async function layersStep(t, expect) {
   await t.shot('13-minilm-layers-depth-profile');
 }
 
-/** The CodeLenses of `file` show metrics for every model it made (the lenses refresh when the
- * lineage changes, also after the last model of a run). */
-export async function lensesStep(t, file, models) {
+/** The CodeLenses of `file` show metrics for each of the `models` it made: one metrics lens per
+ * model; the models of a sweep (`name: "layer-{sparsity}"`) share their variant's line, each lens
+ * prefixed with its model's name. */
+export async function lensesStep(t, file, models, sweep) {
   const { page } = t;
   t.log(`${file}: CodeLens metrics for ${models.join(', ')}`);
   // Out of the webview first: there Ctrl+P is the browser's print, not Quick Open.
@@ -262,9 +263,12 @@ export async function lensesStep(t, file, models) {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor();
   await page.keyboard.press('Enter');
   let texts = [];
+  const metric = /\bacc\b\s*[\d.]+/;
   await t.waitFor(`a CodeLens with metrics for each of ${models.join(', ')}`, 30_000, async () => {
     texts = (await page.locator('.monaco-editor .codelens-decoration').allInnerTexts()).map((s) => s.replace(/\s+/g, ' '));
-    return texts.filter((s) => /\bacc\b\s*[\d.]+/.test(s)).length >= models.length;
+    // One decoration per line, its lenses joined by " | ".
+    const lenses = texts.flatMap((s) => s.split(' | ')).filter((l) => metric.test(l));
+    return lenses.length === models.length && sweep.every((m) => lenses.some((l) => l.startsWith(`${m}: `)));
   }, 1000).catch((e) => {
     throw new Error(`${e.message}; the lenses say: ${texts.join(' / ')}`);
   });
