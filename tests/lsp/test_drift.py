@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 from modelbonsai.experiment import load_experiment
@@ -41,6 +42,14 @@ def _info(mid: str, name: str, op: str | None, params: dict) -> ModelInfo:
             "metrics": [], "created": "2026-01-01T00:00:00+00:00"}
 
 
+def _rows_of(rows: list[tuple]) -> Callable[[list[str]], list[tuple]]:
+    def rows_of(labels: list[str]) -> list[tuple]:
+        assert labels == ["exp.bonsai.yaml"], "only the models of files that exist are read"
+        return [r for r in rows if r[3] in labels]
+
+    return rows_of
+
+
 def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path) -> None:
     exp = make_workspace(tmp_path, USER)
     (tmp_path / "my_ops.py").write_text(MARKING_OPS)
@@ -54,7 +63,7 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
     infos = {"b": _info("b", "toy", None, {}), "p": _info("p", "prune-50", "prune.magnitude", made_with),
              "c": _info("c", "custom", "user.op", {})}
     runs = [("exp.bonsai.yaml", json.dumps(["int8", "gone"]), 5.0, 6.0, json.dumps({"int8": "boom", "gone": "x"}))]
-    found = statuses(tmp_path, rows, runs, infos)
+    found = statuses(tmp_path, ["exp.bonsai.yaml", "deleted.bonsai.yaml"], runs, infos, _rows_of(rows))
     assert not (tmp_path / "imported.txt").exists(), "the lineage imported the workspace's ops_from file"
 
     # prune-50 was made with sparsity 0.4: stale, saying which parameter; a user op is never judged
@@ -68,7 +77,8 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
     assert failed["params"]["bits"] == 8
     # a later model of the variant clears it
     later = [*rows, ("i", "int8", "p", "exp.bonsai.yaml", "fp", 7.0, 3)]
-    assert statuses(tmp_path, later, runs, {**infos, "i": _info("i", "int8", "quantize.weights", {})}).failed == []
+    infos["i"] = _info("i", "int8", "quantize.weights", {})
+    assert statuses(tmp_path, ["exp.bonsai.yaml"], runs, infos, _rows_of(later)).failed == []
 
     # The same fingerprints as the runner's own plan (which does import the user ops: last).
     with LineageStore.open(tmp_path) as store:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,6 +151,9 @@ class Stored:
     seed: int
 
 
+LABELS_SQL = "SELECT DISTINCT experiment_file FROM models WHERE complete = 1 AND experiment_file IS NOT NULL"
+# + " AND experiment_file IN (?, ...)": only the models of files that exist are looked at (a
+# fingerprint covers its file's name, so a model with the new one is of the same file).
 MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed "
               "FROM models WHERE complete = 1")
 # The latest runs are enough to know each variant's most recent outcome.
@@ -164,13 +168,12 @@ class Statuses:
     files: tuple[FileKey, ...]  # the experiment files read (the answer holds while these do)
 
 
-def statuses(workspace: Path, rows: list[tuple[Any, ...]], runs: list[tuple[Any, ...]],
-             infos: dict[str, ModelInfo]) -> Statuses:
-    """Stale models and failed variants, from the store's complete models (`rows`, MODELS_SQL),
-    its runs (`runs`, RUNS_SQL) and the ModelInfo already made for each model (`infos`)."""
-    models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0))
-              for r in rows]
-    labels = {m.experiment_file for m in models if m.experiment_file}
+def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any, ...]],
+             infos: dict[str, ModelInfo], rows_of: Callable[[list[str]], list[tuple[Any, ...]]]) -> Statuses:
+    """Stale models and failed variants, from the experiment files the store's models name
+    (`stored_labels`, LABELS_SQL), its runs (`runs`, RUNS_SQL), the ModelInfo already made for
+    each model (`infos`) and `rows_of(labels)`: the complete models of those files (MODELS_SQL)."""
+    labels = {str(label) for label in stored_labels}
     latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
     for file, variants_json, started, finished, failures_json in runs:
         failures = _loads(failures_json, {})
@@ -179,6 +182,10 @@ def statuses(workspace: Path, rows: list[tuple[Any, ...]], runs: list[tuple[Any,
             latest[(str(file), str(name))] = (float(started), finished, failures.get(name))
         labels.add(str(file))
     files = {label: parsed(_abs(workspace, label), workspace) for label in sorted(labels)}
+    existing = [label for label, p in files.items() if p.key[1] >= 0]
+    rows = rows_of(existing) if existing else []
+    models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0))
+              for r in rows]
     fingerprints = {m.fingerprint for m in models}
     stale: dict[str, str] = {}
     for m in models:

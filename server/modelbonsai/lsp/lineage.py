@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
 from ..store.lineage import DB_NAME
-from .drift import MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
+from .drift import LABELS_SQL, MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
 from .protocol import LineageResult, MetricInfo, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -253,9 +253,15 @@ class LineageCache:
         with self._compute_lock:
             t0 = time.perf_counter()
             conn = self._reader(folder)
-            rows = conn.execute(MODELS_SQL).fetchall()
+            labels = [str(r[0]) for r in conn.execute(LABELS_SQL)]
             runs = conn.execute(RUNS_SQL).fetchall()
-            found = statuses(folder, rows, runs, {mid: info for mid, (info, _) in entry.parts.items()})
+
+            def rows_of(files: list[str]) -> list[tuple[Any, ...]]:
+                marks = ", ".join("?" * len(files))
+                return conn.execute(f"{MODELS_SQL} AND experiment_file IN ({marks})", files).fetchall()
+
+            infos = {mid: info for mid, (info, _) in entry.parts.items()}
+            found = statuses(folder, labels, runs, infos, rows_of)
             if not found.stale and not found.failed:
                 shown = replace(entry, running=None)
             else:
