@@ -140,8 +140,15 @@ export async function modelMapStep(t, expect) {
   // Two nodes (click, shift-click in the table): the details show what varies and bar charts.
   const [a, b] = ['layer-0.5', 'layer-0.9'];
   if (!ids[a] || !ids[b]) throw new Error(`the digits lineage has no ${a} / ${b} (models: ${Object.keys(ids).join(', ')})`);
-  await rowOf(a).click();
-  await rowOf(b).click({ modifiers: ['Shift'] });
+  // The rows' own click handlers, as click events dispatched on the rows: under load the table
+  // re-renders its rows continually while the pointer is over it (Playwright sees each row detached
+  // again and again), so a real pointer click can miss; the selection logic is the same.
+  const selected = async (name) => /\bfocus\b/.test((await rowOf(name).getAttribute('class')) ?? '');
+  await t.waitFor(`the table rows ${a} and ${b} selected (click, shift-click)`, 20_000, async () => {
+    if (!(await selected(a))) await rowOf(a).dispatchEvent('click', { bubbles: true });
+    if (!(await selected(b))) await rowOf(b).dispatchEvent('click', { bubbles: true, shiftKey: true });
+    return (await selected(a)) && (await selected(b));
+  }, 500);
   const details = frame.locator('section.mm-details');
   const charts = await t.waitFor(`comparison bar charts (.mm-bars) with a bar for ${a} and for ${b}`, 20_000, async () => {
     const n = await details.locator('.mm-bars').count();
