@@ -41,7 +41,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def client(lsp_client: LanguageClient, folder: Path):
     plain_json(lsp_client)
     lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
-    collect(lsp_client, P.LINEAGE_CHANGED)
+    lsp_client.lineage_changes = collect(lsp_client, P.LINEAGE_CHANGED)  # type: ignore[attr-defined]
     collect(lsp_client, lsp.WORKSPACE_CODE_LENS_REFRESH)
     await start_session(lsp_client, folder, folder / "storage")
     yield
@@ -121,3 +121,13 @@ async def test_edited_parameter_makes_models_stale_until_rerun(client: LanguageC
     assert _named(models, "int8")[0]["status"] == "stale", "int8 was not re-made yet"
     assert (await _run(client, folder, ["int8", "fragile"]))["state"] == "done"
     assert all(m["status"] == "ok" for m in await _lineage(client))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_saving_an_experiment_file_tells_the_views(client: LanguageClient, folder: Path) -> None:
+    seen = client.lineage_changes  # type: ignore[attr-defined]
+    before = len(seen)
+    uri = (folder / "exp.bonsai.yaml").resolve().as_uri()
+    client.text_document_did_save(lsp.DidSaveTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    change = await until(lambda: seen[before] if len(seen) > before else None, 30, "bonsai/lineageChanged after a save")
+    assert Path(change["folder"]) == folder.resolve()

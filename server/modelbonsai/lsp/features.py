@@ -277,6 +277,15 @@ def register(server: BonsaiServer) -> None:
         if is_experiment(params.text_document.uri):
             docs.schedule(params.text_document.uri, DEBOUNCE_S)
 
+    @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(params: lsp.DidSaveTextDocumentParams) -> None:
+        # A saved edit can make stored models stale (or a failed variant mended): tell the views,
+        # which otherwise learn it only on their next lineage request.
+        uri = params.text_document.uri
+        if is_experiment(uri):
+            path = uri_path(uri).resolve()
+            server.lineage_changed(server.folder_for(file=path))
+
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(params: lsp.DidCloseTextDocumentParams) -> None:
         st = docs.states.pop(params.text_document.uri, None)
