@@ -1,79 +1,12 @@
-"""A tiny, complete Bonsai workspace built inside a test: model, factory, task, user ops, experiment."""
+"""The CLI and runner tests' workspace: the shared toy workspace plus user ops that scale weights
+or fail."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-from torch import nn
-
-ARCH = textwrap.dedent(
-    """
-    from torch import nn
-
-    def build():
-        return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-    """
-)
-
-TASK = textwrap.dedent(
-    """
-    import torch
-    from modelbonsai.tasks.base import Batch, Evaluation, Metric, RenderedInstance, Task
-
-    def _data(n, seed):
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, 4, generator=g)
-        y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-        return x, y
-
-    class ToyTask(Task):
-        kind = "toy"
-
-        def eval_batches(self, batch_size):
-            n = self.max_instances or 24
-            x, y = _data(n, 0)
-            for i in range(0, n, batch_size):
-                yield Batch([f"i{j}" for j in range(i, min(n, i + batch_size))], x[i:i + batch_size], y[i:i + batch_size])
-
-        def training_batches(self, batch_size, seed):
-            g = 0
-            while True:
-                x, y = _data(batch_size, 1000 + seed + g)
-                g += 1
-                yield Batch([f"t{k}" for k in range(batch_size)], x, y)
-
-        def example_batch(self, batch_size):
-            x, y = _data(batch_size, 7)
-            return Batch([f"e{k}" for k in range(batch_size)], x, y)
-
-        def forward(self, model, batch):
-            return model(batch.inputs)
-
-        def loss(self, model, batch):
-            return torch.nn.functional.cross_entropy(model(batch.inputs), batch.targets)
-
-        def evaluate(self, model, device, reference=None):
-            ids, outs, ys = [], [], []
-            for b in self.eval_batches(8):
-                b = self.to_device(b, device)
-                ids += b.ids
-                outs.append(self.forward(model, b).float().cpu())
-                ys.append(b.targets.cpu())
-            out = torch.cat(outs).softmax(-1)
-            y = torch.cat(ys)
-            pred = out.argmax(-1)
-            metrics = [Metric("accuracy", float((pred == y).float().mean()), "", True, headline=True)]
-            if reference is not None:
-                metrics.append(Metric("agreement", float((pred == reference.predictions).float().mean())))
-            return Evaluation(metrics, ids, out, pred, y)
-
-        def render(self, instance_id):
-            return RenderedInstance(instance_id, "text", text=instance_id)
-    """
-)
+from support.workspace import write_workspace
 
 USER_OPS = textwrap.dedent(
     """
@@ -130,13 +63,4 @@ EXPERIMENT = textwrap.dedent(
 
 def make_workspace(root: Path, experiment: str = EXPERIMENT) -> Path:
     """Write the workspace; returns the experiment file."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "arch.py").write_text(ARCH)
-    (root / "tasks.py").write_text(TASK)
-    (root / "my_ops.py").write_text(USER_OPS)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-    save_file(model.state_dict(), str(root / "model.safetensors"))
-    exp = root / "exp.bonsai.yaml"
-    exp.write_text(experiment)
-    return exp
+    return write_workspace(root, experiment, USER_OPS)

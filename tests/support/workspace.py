@@ -1,0 +1,99 @@
+"""The tiny toy workspace the CLI, runner and language-server tests build: an MLP factory, a
+synthetic 3-class task, and whatever user ops and experiment file each suite adds."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ARCH = textwrap.dedent(
+    """
+    from torch import nn
+
+    def build():
+        return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    """
+)
+
+TASK = textwrap.dedent(
+    """
+    import torch
+    from modelbonsai.tasks.base import Batch, Evaluation, Metric, RenderedInstance, Task
+
+    def _data(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 4, generator=g)
+        y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+        return x, y
+
+    class ToyTask(Task):
+        kind = "toy"
+
+        def eval_batches(self, batch_size):
+            n = self.max_instances or 24
+            x, y = _data(n, 0)
+            for i in range(0, n, batch_size):
+                yield Batch([f"i{j}" for j in range(i, min(n, i + batch_size))], x[i:i + batch_size], y[i:i + batch_size])
+
+        def training_batches(self, batch_size, seed):
+            g = 0
+            while True:
+                x, y = _data(batch_size, 1000 + seed + g)
+                g += 1
+                yield Batch([f"t{k}" for k in range(batch_size)], x, y)
+
+        def example_batch(self, batch_size):
+            x, y = _data(batch_size, 7)
+            return Batch([f"e{k}" for k in range(batch_size)], x, y)
+
+        def forward(self, model, batch):
+            return model(batch.inputs)
+
+        def loss(self, model, batch):
+            return torch.nn.functional.cross_entropy(model(batch.inputs), batch.targets)
+
+        def evaluate(self, model, device, reference=None):
+            ids, outs, ys = [], [], []
+            for b in self.eval_batches(8):
+                b = self.to_device(b, device)
+                ids += b.ids
+                outs.append(self.forward(model, b).float().cpu())
+                ys.append(b.targets.cpu())
+            out = torch.cat(outs).softmax(-1)
+            y = torch.cat(ys)
+            pred = out.argmax(-1)
+            metrics = [Metric("accuracy", float((pred == y).float().mean()), "", True, headline=True)]
+            if reference is not None:
+                metrics.append(Metric("agreement", float((pred == reference.predictions).float().mean())))
+            return Evaluation(metrics, ids, out, pred, y)
+
+        def class_names(self):
+            return ["zero", "one", "two"]
+
+        def render(self, instance_id):
+            return RenderedInstance(instance_id, "text", text=f"instance {instance_id}")
+    """
+)
+
+
+def write_workspace(root: Path, experiment: str, user_ops: str, hidden: tuple[int, ...] = (16,)) -> Path:
+    """Write the workspace into `root` (created); returns the experiment file. `hidden` sets the
+    MLP's hidden widths (wide layers make big tensors for the large-payload tests)."""
+    from torch import nn
+
+    root.mkdir(parents=True, exist_ok=True)
+    widths = [4, *hidden, 3]
+    layers = ", nn.ReLU(), ".join(f"nn.Linear({a}, {b})" for a, b in itertools.pairwise(widths))
+    (root / "arch.py").write_text(ARCH.replace("nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3)", layers))
+    (root / "tasks.py").write_text(TASK)
+    (root / "my_ops.py").write_text(user_ops)
+    torch.manual_seed(0)
+    model = eval(f"nn.Sequential({layers})", {"nn": nn})
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
+    exp = root / "exp.bonsai.yaml"
+    exp.write_text(experiment)
+    return exp
