@@ -366,9 +366,13 @@ async function main() {
     // The Model Map shows its models in a table (its Table tab); read it from inside the frame.
     await frame.locator('body').getByText('Model Map').first().waitFor({ timeout: 30_000 });
     const tableTab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
-    if (await tableTab.count()) await tableTab.click();
     const table = frame.locator('table#models, table[aria-label="Models"]').first();
-    await table.waitFor({ state: 'visible', timeout: 30_000 });
+    // The tabs may render after the title: click Table until the table shows.
+    await waitFor('the Model Map table (its Table tab)', 30_000, async () => {
+      if (await table.isVisible()) return true;
+      if (await tableTab.count()) await tableTab.click({ timeout: 2000 });
+      return false;
+    }, 500);
     const tableText = await waitFor('the Model Map table to list toy-mlp and prune-50', 30_000, async () => {
       const t = await table.innerText();
       return t.includes('toy-mlp') && t.includes('prune-50') ? t : undefined;

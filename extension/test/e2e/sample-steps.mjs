@@ -113,7 +113,12 @@ export async function modelMapStep(t, expect) {
   await t.palette('Bonsai: Open Model Map');
   const frame = await panelFrame(t, 'Model Map', '[role="toolbar"][aria-label="Model Map"]');
   const tab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
-  if (await tab.count()) await tab.click();
+  // The tabs may render after the toolbar: click Table until its rows are there.
+  await t.waitFor('the Model Map Table tab', 30_000, async () => {
+    if ((await frame.locator('tr[data-model]').count()) > 0) return true;
+    if (await tab.count()) await tab.click({ timeout: 2000 });
+    return false;
+  }, 500);
   const rowOf = (name) => frame.locator(`tr[data-model="${ids[name]}"]`);
   await t.waitFor(`the Model Map table to list every digits model (${Object.keys(ids).join(', ')})`, 30_000, async () => {
     for (const name of Object.keys(ids)) if ((await rowOf(name).count()) === 0) return false;
