@@ -70,6 +70,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   // Lineage refreshes are coalesced: a run emits many notifications in a burst.
   let refreshTimer: NodeJS.Timeout | undefined;
+  let lensRetry: NodeJS.Timeout | undefined;
   const scheduleRefresh = (delay = 150) => {
     if (refreshTimer) clearTimeout(refreshTimer);
     refreshTimer = setTimeout(() => {
@@ -78,11 +79,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         void lineage.refresh().then(() => {
           updateView();
           srv.refreshCodeLenses();
+          // VS Code drops a CodeLens change event that lands while its own lens request for the
+          // same document is in flight (seen in the e2e trace): ask once more after it settles.
+          if (lensRetry) clearTimeout(lensRetry);
+          lensRetry = setTimeout(() => {
+            lensRetry = undefined;
+            if (srv.state.kind === 'ready') srv.refreshCodeLenses();
+          }, 750);
         });
       }
     }, delay);
   };
-  context.subscriptions.push({ dispose: () => refreshTimer && clearTimeout(refreshTimer) });
+  context.subscriptions.push({
+    dispose: () => {
+      if (refreshTimer) clearTimeout(refreshTimer);
+      if (lensRetry) clearTimeout(lensRetry);
+    },
+  });
 
   context.subscriptions.push(
     srv.onDidChangeState((s) => {

@@ -50,6 +50,7 @@ from .results import ResultNotFound, ResultStore
 from .worker import Workers
 
 log = logging.getLogger("modelbonsai.lsp")
+LENS_REFRESH_DELAY_S = 0.3
 T = TypeVar("T")
 
 
@@ -150,6 +151,7 @@ class BonsaiServer(LanguageServer):
         super().__init__("bonsai", __version__, protocol_cls=BonsaiProtocol, converter_factory=_converter,
                          text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.settings = Settings()
+        self._lens_refresh_handle: asyncio.TimerHandle | None = None
         self.jobs = JobQueue(on_change=self._job_changed)
         self.workers = Workers()
         self.results = ResultStore(None)
@@ -226,9 +228,20 @@ class BonsaiServer(LanguageServer):
     def notify_lineage(self, folder: Path) -> None:
         self.notify(P.LINEAGE_CHANGED, {"folder": str(folder)})
         if self.client_supports_lens_refresh():
-            self.on_loop(self._refresh_lenses)
+            self.on_loop(self._schedule_lens_refresh)
+
+    def _schedule_lens_refresh(self) -> None:
+        # A run stores models in bursts; one refresh after the burst settles, instead of several
+        # within a millisecond, which VS Code may drop while its own lens request is in flight.
+        if self._lens_refresh_handle is not None:
+            self._lens_refresh_handle.cancel()
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        self._lens_refresh_handle = loop.call_later(LENS_REFRESH_DELAY_S, self._refresh_lenses)
 
     def _refresh_lenses(self) -> None:
+        self._lens_refresh_handle = None
         try:
             self.workspace_code_lens_refresh(None)
         except Exception:  # an old client without the refresh request: nothing to do
