@@ -34,7 +34,9 @@ def test_experiment_file_is_valid(path: Path) -> None:
     # model/ and data/ are made by prepare.py and git-ignored: on a fresh clone they are missing
     problems = [p for p in result.problems if p.severity == "error" and p.code != "missing-path"]
     assert not problems, "\n".join(str(p) for p in problems)
-    assert result.experiment is not None and len(result.experiment.variants) >= 3
+    # with only missing-path problems the parser still gives its best-effort experiment
+    experiment = result.experiment or result.partial
+    assert experiment is not None and len(experiment.variants) >= 3
 
 
 def run_small(name: str, out: Path) -> dict[str, dict[str, Any]]:
