@@ -24,8 +24,8 @@ MINUS = "\u2212"
 
 
 def _fractional(m: MetricInfo) -> bool:
-    """Accuracy-like metrics stored as 0..1 are shown as percentages."""
-    return m["unit"] in ("", "%", "fraction") and 0.0 <= m["value"] <= 1.0 and m["name"] not in ("batch_size",)
+    """Accuracy-like metrics stored as 0..1 (unitless) are shown as percentages."""
+    return m["unit"] in ("", "fraction") and 0.0 <= m["value"] <= 1.0 and m["name"] not in ("batch_size",)
 
 
 def human_bytes(n: float) -> str:
@@ -53,10 +53,12 @@ def format_metric(m: MetricInfo, parent: MetricInfo | None) -> str:
             text += f" ({parent['value'] / value:.1f}×)"
         return text
     short = _SHORT.get(name, name.replace("_", " "))
-    if _fractional(m):
-        text = f"{short} {100 * value:.1f}%"
+    if unit == "%" or _fractional(m):
+        # a percentage's change is shown in points (97.8% (−0.4)), not relative to the parent
+        scale = 1.0 if unit == "%" else 100.0
+        text = f"{short} {scale * value:.1f}%"
         if parent is not None:
-            text += f" ({_signed(100 * (value - parent['value']))})"
+            text += f" ({_signed(scale * (value - parent['value']))})"
         return text
     shown = f"{value:.3g}"
     text = f"{short} {shown}{' ' + unit if unit else ''}"

@@ -1,0 +1,30 @@
+"""The metrics CodeLens text: `acc 97.8% (−0.4) · 0.31 MB (4.1×)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelbonsai.lsp.lens import format_metric, metrics_lens_title
+
+
+def metric(name: str, value: float, unit: str = "", higher: bool = True) -> Any:
+    return {"name": name, "value": value, "unit": unit, "higherIsBetter": higher, "headline": True}
+
+
+def test_percent_metrics_change_in_points_not_relative() -> None:
+    assert format_metric(metric("accuracy", 97.8, "%"), metric("accuracy", 98.2, "%")) == "acc 97.8% (\u22120.4)"
+    # a collapsed model's 0.5 % is half a percent, not 50 %
+    assert format_metric(metric("accuracy", 0.5, "%"), metric("accuracy", 34.4, "%")) == "acc 0.5% (\u221233.9)"
+    # unitless fractions are shown as percentages too
+    assert format_metric(metric("accuracy", 0.25), metric("accuracy", 0.344)) == "acc 25.0% (\u22129.4)"
+
+
+def test_size_shows_ratio_and_other_metrics_relative_change() -> None:
+    assert format_metric(metric("stored_size", 310_000, "B", False), metric("stored_size", 1_271_000, "B", False)) == "0.31 MB (4.1×)"
+    assert format_metric(metric("perplexity", 7.28, "", False), metric("perplexity", 6.23, "", False)) == "ppl 7.28 (+17%)"
+
+
+def test_title_orders_quality_then_size() -> None:
+    model = {"status": "ok", "metrics": [metric("stored_size", 310_000, "B", False), metric("accuracy", 97.8, "%")]}
+    parent = {"status": "ok", "metrics": [metric("stored_size", 1_271_000, "B", False), metric("accuracy", 98.2, "%")]}
+    assert metrics_lens_title(model, parent) == "acc 97.8% (\u22120.4) · 0.31 MB (4.1×)"  # type: ignore[arg-type]
