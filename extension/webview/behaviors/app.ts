@@ -10,7 +10,7 @@ import { el, icon, mount, notice } from '../shared/dom';
 import { PanelStore, RequestError, Rpc, vscodeApi } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { COMPARE_CSS, addStyles } from '../shared/style';
-import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, type BehaviorModel, type InstanceTable } from './data';
+import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
 import { generationPair, instancesOf, predictionText, tokenView, type RenderedInstance } from './render';
@@ -372,10 +372,12 @@ export function startBehaviors(): void {
     else {
       if (it.png) body.push(el('img', { src: it.png, alt: `instance ${id}` }));
       if (it.tokens) {
-        const r = rs.find((x) => x.perToken.token_logp_change);
-        const pt = r?.perToken.token_logp_change;
-        const k = r ? r.ids.indexOf(id) : -1;
-        body.push(tokenView(it.tokens, pt && k >= 0 ? pt.data.subarray(k * pt.tokens, (k + 1) * pt.tokens) : null, r ? `Δ log-prob (${name(r.id)})` : 'divergence'));
+        // Per-token KL(base‖model) is the divergence itself; Δ log-prob of the target token is
+        // the fallback for results computed without both models at hand.
+        const measure = tokenMeasure(rs);
+        const k = measure ? measure.model.ids.indexOf(id) : -1;
+        const pt = measure?.values;
+        body.push(tokenView(it.tokens, pt && k >= 0 ? pt.data.subarray(k * pt.tokens, (k + 1) * pt.tokens) : null, measure ? `${measure.label} (${name(measure.model.id)})` : 'divergence'));
       } else if (it.text !== undefined) body.push(el('div', { class: 'tokens' }, it.text));
       const bp = it.predictions[base];
       const preds = el('table', { class: 'preds' }, el('tbody', {},

@@ -117,3 +117,14 @@ export function metricNames(models: BehaviorModel[]): string[] {
   for (const m of models) for (const k of Object.keys(m.perInstance)) seen.add(k);
   return [...seen];
 }
+
+/** Which per-token measure colours an LM instance's tokens: KL when the result has it. */
+export function tokenMeasure(
+  models: BehaviorModel[],
+): { model: BehaviorModel; values: { data: Float32Array; tokens: number }; label: string } | null {
+  for (const [key, label] of [['token_kl', 'KL(base‖model)'], ['token_logp_change', 'Δ log-prob']] as const) {
+    const model = models.find((m) => m.perToken[key]);
+    if (model) return { model, values: model.perToken[key]!, label };
+  }
+  return null;
+}
