@@ -7,9 +7,9 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
-import { PanelStore, RequestError, Rpc, vscodeApi } from '../shared/rpc';
+import { RequestError } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
-import { COMPARE_CSS, addStyles } from '../shared/style';
+import { openComparePanel } from '../shared/comparePanel';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
@@ -32,19 +32,9 @@ th[aria-sort] { cursor: pointer; }
 const PAGE = 24;
 
 export function startBehaviors(): void {
-  addStyles(COMPARE_CSS + CSS);
-  const api = vscodeApi();
-  const rpc = new Rpc(api);
-  const store = new PanelStore(api);
-  const ids = (store.state.models ?? []).slice(0, 9);
-  const header = () => el('h1', {}, icon('symbol-event'), 'Behaviors');
-  if (ids.length < 2) {
-    mount(header(), notice('info', 'Choose a base and 1–8 models to compare: select them in the Lineage view and use Compare Selected, or Compare with Parent.'));
-    rpc.ready();
-    return;
-  }
-  const [base, ...others] = ids as [string, ...string[]];
-  const leftOut = (store.state.models ?? []).length - ids.length;
+  const panel = openComparePanel({ title: 'Behaviors', codicon: 'symbol-event', maxOthers: 8, css: CSS });
+  if (!panel) return;
+  const { rpc, store, ids, base, others, leftOut, header } = panel;
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
     sortGroup: (v.sortGroup as GroupColumn | undefined) ?? ({ model: others[0]!, field: 'delta' } as GroupColumn),

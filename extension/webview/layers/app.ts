@@ -8,9 +8,9 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, histogram, lineChart, svg } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
-import { PanelStore, RequestError, Rpc, vscodeApi } from '../shared/rpc';
+import { RequestError } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
-import { COMPARE_CSS, addStyles } from '../shared/style';
+import { openComparePanel } from '../shared/comparePanel';
 import { activationsOf, histRow, weightsOf, type ModelData } from './data';
 import { depthProfile, rankLayersForInstance, topInstancesForLayer } from './depth';
 import { heatmap, type HeatmapHandle } from './heatmap';
@@ -36,18 +36,9 @@ const CSS = `
 `;
 
 export function startLayers(): void {
-  addStyles(COMPARE_CSS + CSS);
-  const api = vscodeApi();
-  const rpc = new Rpc(api);
-  const store = new PanelStore(api);
-  const ids = (store.state.models ?? []).slice(0, 5);
-  const header = () => el('h1', {}, icon('layers'), 'Layers');
-  if (ids.length < 2) {
-    mount(header(), notice('info', 'Choose a base and 1–4 models to compare: select them in the Lineage view and use Compare Selected, or Compare with Parent.'));
-    rpc.ready();
-    return;
-  }
-  const [base, ...others] = ids as [string, ...string[]];
+  const panel = openComparePanel({ title: 'Layers', codicon: 'layers', maxOthers: 4, css: CSS });
+  if (!panel) return;
+  const { rpc, store, ids, base, others, leftOut, header } = panel;
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
     measure: measure(String(v.measure ?? 'relL2')),
@@ -440,41 +431,34 @@ export function startLayers(): void {
   // -- streaming ----------------------------------------------------------------------------
   const start = () => {
     const crpc = rpc as unknown as CompareRpc;
-    run = streamCompare(crpc, { kind: 'weights', base, models: others }, (r) => {
-      try {
-        const w = weightsOf(r);
-        const d = data.get(w.other);
-        if (!d) return;
-        d.weights = w;
-        reindex(w.other);
-        showAll();
-      } catch (e) {
-        showError(e);
-      }
-    }, (received, expected) => {
-      progress = { ...progress, received, expected };
-      showProgress();
-    });
+    // Weights, then activations: each result page fills its model's data as it arrives.
+    const stream = (kind: 'weights' | 'activations', apply: (r: Parameters<typeof weightsOf>[0]) => string | null) =>
+      streamCompare(crpc, { kind, base, models: others }, (r) => {
+        try {
+          const id = apply(r);
+          if (id === null) return; // a model this panel does not show
+          reindex(id);
+          showAll();
+        } catch (e) {
+          showError(e);
+        }
+      }, (received, expected) => {
+        progress = { ...progress, received, expected };
+        showProgress();
+      });
+    const into = <K extends 'weights' | 'acts'>(key: K, value: NonNullable<ModelData[K]>): string | null => {
+      const d = data.get(value.other);
+      if (!d) return null;
+      d[key] = value;
+      return value.other;
+    };
+    run = stream('weights', (r) => into('weights', weightsOf(r)));
     run.done
       .then(() => {
         if (run?.cancelled) return;
         progress = { label: 'Comparing activations…', received: 0, expected: others.length, running: true };
         showProgress();
-        run = streamCompare(crpc, { kind: 'activations', base, models: others }, (r) => {
-          try {
-            const a = activationsOf(r);
-            const d = data.get(a.other);
-            if (!d) return;
-            d.acts = a;
-            reindex(a.other);
-            showAll();
-          } catch (e) {
-            showError(e);
-          }
-        }, (received, expected) => {
-          progress = { ...progress, received, expected };
-          showProgress();
-        });
+        run = stream('activations', (r) => into('acts', activationsOf(r)));
         return run.done.then(() => {
           progress = { ...progress, label: run?.cancelled ? 'Cancelled:' : 'Compared weights and activations of', running: false };
           showProgress();
@@ -509,7 +493,7 @@ export function startLayers(): void {
       mount(
         header(),
         el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`),
-        ...((store.state.models ?? []).length > 5 ? [notice('info', `Layers compares a base with at most 4 models; ${(store.state.models ?? []).length - 5} left out.`)] : []),
+        ...(leftOut > 0 ? [notice('info', `Layers compares a base with at most 4 models; ${leftOut} left out.`)] : []),
         progressEl,
         errorEl,
         toolbar,

@@ -1,0 +1,37 @@
+/**
+ * What every comparison panel (Behaviors, Layers) does first: connect to the host, read which
+ * models it compares from its saved state (the first is the base), and explain itself when it
+ * was opened without enough of them.
+ */
+import { el, icon, mount, notice } from './dom';
+import { PanelStore, Rpc, vscodeApi } from './rpc';
+import { COMPARE_CSS, addStyles } from './style';
+
+export interface ComparePanel {
+  rpc: Rpc;
+  store: PanelStore;
+  /** The base first, then at most `maxOthers` models. */
+  ids: string[];
+  base: string;
+  others: string[];
+  /** Models in the saved state beyond what this panel shows. */
+  leftOut: number;
+  header: () => HTMLElement;
+}
+
+export function openComparePanel(o: { title: string; codicon: string; maxOthers: number; css: string }): ComparePanel | null {
+  addStyles(COMPARE_CSS + o.css);
+  const api = vscodeApi();
+  const rpc = new Rpc(api);
+  const store = new PanelStore(api);
+  const all = store.state.models ?? [];
+  const ids = all.slice(0, o.maxOthers + 1);
+  const header = () => el('h1', {}, icon(o.codicon), o.title);
+  if (ids.length < 2) {
+    mount(header(), notice('info', `Choose a base and 1–${o.maxOthers} models to compare: select them in the Lineage view and use Compare Selected, or Compare with Parent.`));
+    rpc.ready();
+    return null;
+  }
+  const [base, ...others] = ids as [string, ...string[]];
+  return { rpc, store, ids, base, others, leftOut: all.length - ids.length, header };
+}
