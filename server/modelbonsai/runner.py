@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .device import resolve_device
 from .load import LoadError, base_fingerprint, load_base, load_skeleton
-from .ops.registry import Cancelled, CompressedModel, OpContext, OpError, get_op
+from .ops.registry import Cancelled, CompressedModel, OpContext, OpDef, OpError, get_op
 from .store import LineageStore, ModelRecord, canonical_json
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,27 @@ def base_spec_dict(exp: Any) -> dict[str, Any]:
     return spec
 
 
+def base_plan_fingerprint(exp: Any, workspace: Path) -> str:
+    """The base model's fingerprint: how it is loaded (and its weight files), and which file."""
+    label = experiment_label(exp.path, workspace)
+    return _hash({"base": base_fingerprint(base_spec_dict(exp), exp.root), "file": label})
+
+
+def task_key(exp: Any) -> dict[str, Any] | None:
+    """What of the task an op that needs it (calibration, fine-tuning) depends on."""
+    if getattr(exp, "task", None) is None:
+        return None
+    return {"kind": exp.task.kind, "options": exp.task.options}
+
+
+def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None) -> str:
+    """Same parent, op, resolved parameters and seed (and task, for ops that use it): same model."""
+    key: dict[str, Any] = {"parent": parent_fp, "op": op.name, "params": params, "seed": seed}
+    if op.needs_task:
+        key["task"] = task
+    return _hash(key)
+
+
 def make_plan(
     exp: Any,
     store: LineageStore,
@@ -154,17 +175,14 @@ def make_plan(
     `force` re-makes the selected variants even when up to date (not their ancestors).
     """
     import_user_ops(exp)
-    label = experiment_label(exp.path, store.workspace)
-    base_fp = _hash({"base": base_fingerprint(base_spec_dict(exp), exp.root), "file": label})
+    base_fp = base_plan_fingerprint(exp, store.workspace)
     base_step = PlannedStep(
         name=exp.base.name, variant="", step=0, op=None, params={}, parent=None,
         fingerprint=base_fp, seed=int(exp.seed),
     )
     steps: list[PlannedStep] = [base_step]
     last_of: dict[str, PlannedStep] = {BASE: base_step, exp.base.name: base_step}
-    task_key = None
-    if getattr(exp, "task", None) is not None:
-        task_key = {"kind": exp.task.kind, "options": exp.task.options}
+    task = task_key(exp)
     for v in exp.variants:
         parent = last_of.get(v.parent)
         if parent is None:
@@ -181,12 +199,10 @@ def make_plan(
                 params = opdef.resolve(dict(call.params))
             except OpError as e:
                 raise PlanError(f"variant '{v.name}': {e}") from e
-            key: dict[str, Any] = {"parent": parent.fingerprint, "op": call.name, "params": params, "seed": seed}
-            if opdef.needs_task:
-                key["task"] = task_key
             st = PlannedStep(
                 name=step_name(v.name, i, len(v.ops)), variant=v.name, step=i, op=call.name,
-                params=params, parent=parent.name, fingerprint=_hash(key), seed=seed, origin=origin,
+                params=params, parent=parent.name, seed=seed, origin=origin,
+                fingerprint=step_fingerprint(parent.fingerprint, opdef, params, seed, task),
             )
             steps.append(st)
             parent = st

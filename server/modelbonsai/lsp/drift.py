@@ -93,23 +93,19 @@ def _load(file: Path) -> Any | None:
 def _fingerprints(p: Parsed, workspace: Path) -> None:
     """Fill `p.finals` as `make_plan` would plan them (built-in ops only, no imports of user code).
     The base fingerprint (weight files' sizes and times) is recomputed each time: stats only."""
-    from ..load import base_fingerprint
     from ..ops.registry import OpError, get_op
-    from ..runner import BASE, _hash, base_spec_dict, experiment_label
+    from ..runner import BASE, base_plan_fingerprint, step_fingerprint, task_key
 
     exp: Any = p.experiment
     try:
-        label = experiment_label(exp.path, workspace)
-        base_fp: str | None = _hash({"base": base_fingerprint(base_spec_dict(exp), exp.root), "file": label})
+        base_fp: str | None = base_plan_fingerprint(exp, workspace)
     except Exception:  # an odd load spec: say nothing rather than something wrong
         base_fp = None
     if p.finals and base_fp == p.base_fp:
         return
     finals: dict[str, Final] = {exp.base.name: Final(None, {}, int(exp.seed), None, base_fp)}
     last: dict[str, str | None] = {BASE: base_fp, exp.base.name: base_fp}
-    task_key = None
-    if getattr(exp, "task", None) is not None:
-        task_key = {"kind": exp.task.kind, "options": exp.task.options}
+    task = task_key(exp)
     for v in exp.variants:
         if v.parent not in last or not v.ops:
             continue  # make_plan refuses this file: nothing is stale by it
@@ -129,10 +125,7 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
                 fp = None
                 continue
             if fp is not None:
-                key: dict[str, Any] = {"parent": fp, "op": call.name, "params": params, "seed": seed}
-                if opdef.needs_task:
-                    key["task"] = task_key
-                fp = _hash(key)
+                fp = step_fingerprint(fp, opdef, params, seed, task)
         last[v.name] = fp
         finals[v.name] = Final(v.ops[-1].name, params, seed, exp.parent_name(v), fp, parent_fp)
     p.finals, p.base_fp, p.base_name = finals, base_fp, exp.base.name
