@@ -16,7 +16,10 @@ export interface PairMetrics {
   zero_only_base?: number;
   zero_only_other?: number;
   zero_both?: number;
+  /** Activations: linear CKA over positions as samples (token / pixel level). */
   cka?: number | null;
+  /** Activations: linear CKA over instances (outputs averaged over positions). */
+  cka_instances?: number | null;
 }
 
 export interface WeightTensor {
@@ -27,6 +30,9 @@ export interface WeightTensor {
   message?: string;
   /** dim -> channels removed by structured pruning. */
   removed?: Record<string, number>;
+  /** dim -> base indices kept / removed by structured pruning (absent in older results). */
+  kept_indices?: Record<string, number[]>;
+  removed_indices?: Record<string, number[]>;
   metrics?: PairMetrics;
   /** Value histograms span [-value_range, value_range]. */
   value_range?: number;
@@ -62,6 +68,8 @@ export interface ActModule {
   message?: string;
   propagated?: PairMetrics;
   isolated?: PairMetrics;
+  /** Activation value histograms span [-value_range, value_range] (propagated mode). */
+  value_range?: number;
 }
 
 export interface ActivationsResult {
@@ -71,6 +79,12 @@ export interface ActivationsResult {
   /** [modules, instances] relative L2 per (module, instance); NaN where not available. */
   propagated: Float32Array;
   isolated: Float32Array;
+  /** Per module (rows in `modules` order; zero rows where not compared), propagated mode.
+   * Absent in results computed before activation histograms existed. */
+  relEdgesLog10: number[];
+  relHist?: Tensor;
+  valueHistBase?: Tensor;
+  valueHistOther?: Tensor;
 }
 
 export class ResultShapeError extends Error {}
@@ -106,6 +120,10 @@ export function activationsOf(r: Result): ActivationsResult {
     modules: need(m.modules as ActModule[] | undefined, "meta 'modules'").map((x) => ({ ...x, name: x.name ?? '', status: x.status ?? 'ok' })),
     propagated: f32(r.tensors.propagated),
     isolated: f32(r.tensors.isolated),
+    relEdgesLog10: (m.rel_edges_log10 as number[] | undefined) ?? [],
+    relHist: r.tensors.rel_hist,
+    valueHistBase: r.tensors.value_hist_base,
+    valueHistOther: r.tensors.value_hist_other,
   };
 }
 
@@ -127,4 +145,47 @@ export interface ModelData {
 export function modulePath(tensor: string): string {
   const i = tensor.lastIndexOf('.');
   return i < 0 ? '' : tensor.slice(0, i);
+}
+
+/** A histogram row that holds counts (an all-zero row means "not compared" on the wire). */
+function filledRow(t: Tensor | undefined, row: number): Float32Array | null {
+  const r = histRow(t, row);
+  if (!r) return null;
+  for (let i = 0; i < r.length; i++) if (r[i]! > 0) return r;
+  return null;
+}
+
+export interface ActivationHists {
+  /** |Δ|/|base| counts over `edges` (log10 of the first and last edge). */
+  rel: { counts: Float32Array; edges: [number, number] } | null;
+  /** Output values of base and model over [-range, range]. */
+  values: { base: Float32Array; other: Float32Array; range: number } | null;
+}
+
+/**
+ * The activation histograms of `module` (propagated mode), or null when the result has none for
+ * it: an older cached result without the histogram tensors, a module not compared (zero rows),
+ * or a row count that does not match the module list.
+ */
+export function activationHists(acts: ActivationsResult, module: string): ActivationHists | null {
+  const row = acts.modules.findIndex((m) => m.name === module);
+  if (row < 0) return null;
+  const rows = acts.modules.length;
+  const fits = (t: Tensor | undefined) => (t && t.shape.length === 2 && t.shape[0] === rows ? t : undefined);
+  const edges = acts.relEdgesLog10;
+  const relCounts = edges.length > 1 ? filledRow(fits(acts.relHist), row) : null;
+  const rel = relCounts && relCounts.length === edges.length - 1 ? { counts: relCounts, edges: [edges[0]!, edges[edges.length - 1]!] as [number, number] } : null;
+  const range = acts.modules[row]!.value_range;
+  const base = filledRow(fits(acts.valueHistBase), row);
+  const other = filledRow(fits(acts.valueHistOther), row);
+  const values = base && other && base.length === other.length && typeof range === 'number' && range > 0 && Number.isFinite(range) ? { base, other, range } : null;
+  return rel || values ? { rel, values } : null;
+}
+
+/** Fraction of exact zeros in the module's output, base and model (null when not measured). */
+export function activationSparsity(m: ActModule | undefined, mode: 'propagated' | 'isolated'): { base: number; other: number } | null {
+  const p = m?.[mode];
+  const base = p?.sparsity_base;
+  const other = p?.sparsity_other;
+  return typeof base === 'number' && typeof other === 'number' ? { base, other } : null;
 }

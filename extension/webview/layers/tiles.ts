@@ -152,6 +152,12 @@ export class TilePyramidClient {
     return tilesFor(this.info, level, viewport).filter((t) => !this.cache.has(tileKey(t)) && !this.inflight.has(tileKey(t)));
   }
 
+  /** Tiles already fetched some other way (the probe that learnt the pyramid's shape). */
+  seed(tiles: TileData[], range?: { min: number | null; max: number | null }): void {
+    if (range) this.range = range;
+    for (const t of tiles) this.cache.put(tileKey(t), t);
+  }
+
   /** Tiles for the viewport at `level`: cached ones at once, the missing ones in one request. */
   async load(level: number, viewport: Viewport): Promise<TileData[]> {
     const need = tilesFor(this.info, level, viewport);
@@ -186,4 +192,30 @@ export function tilesOfResult(meta: Record<string, unknown>, tensors: Record<str
     out.push({ level: t.level, ty: t.ty, tx: t.tx, rows: t.rows, cols: t.cols, mean, maxabs });
   }
   return out;
+}
+
+/** The pyramid a `tiles` result describes (meta rows, cols, tile, levels, shape); null if it lacks them. */
+export function pyramidOfMeta(meta: Record<string, unknown>): (PyramidInfo & { shape: number[] }) | null {
+  const n = (k: string) => (typeof meta[k] === 'number' && Number.isInteger(meta[k]) && (meta[k] as number) >= 0 ? (meta[k] as number) : null);
+  const rows = n('rows');
+  const cols = n('cols');
+  const tile = n('tile');
+  const levels = n('levels');
+  const shape = Array.isArray(meta.shape) && meta.shape.every((d) => Number.isInteger(d)) ? (meta.shape as number[]) : null;
+  if (rows === null || cols === null || !tile || levels === null || !shape) return null;
+  return { rows, cols, tile, levels, shape };
+}
+
+/** The cell holding element (r, c) among `tiles` (all of one level): its mean and max |x|. */
+export function valueAt(info: PyramidInfo, tiles: readonly TileData[], r: number, c: number): { mean: number; maxabs: number; level: number } | null {
+  if (!(r >= 0 && c >= 0 && r < info.rows && c < info.cols)) return null;
+  for (const t of tiles) {
+    const span = info.tile << t.level;
+    if (Math.floor(r / span) !== t.ty || Math.floor(c / span) !== t.tx) continue;
+    const y = (Math.floor(r) - t.ty * span) >> t.level;
+    const x = (Math.floor(c) - t.tx * span) >> t.level;
+    if (y >= t.rows || x >= t.cols) return null;
+    return { mean: t.mean[y * t.cols + x]!, maxabs: t.maxabs[y * t.cols + x]!, level: t.level };
+  }
+  return null;
 }
