@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as lsp
 from pygls.uris import to_fs_path
 
-from ..experiment import ParseResult, Problem, Range, parse_experiment
+from ..experiment import ParseResult, Problem, parse_experiment
 from . import protocol as P
 from .lens import metrics_lens_title
+from .positions import Columns
 
 if TYPE_CHECKING:
     from .server import BonsaiServer
@@ -57,8 +58,10 @@ def uri_path(uri: str) -> Path:
     return Path(to_fs_path(uri) or uri)
 
 
-def lsp_range(r: Range) -> lsp.Range:
-    return lsp.Range(lsp.Position(r.start_line, r.start_col), lsp.Position(r.end_line, r.end_col))
+def columns(server: BonsaiServer, text: str) -> Columns:
+    """The column converter for `text` in the encoding negotiated with this client."""
+    encoding = server.workspace.position_encoding
+    return Columns(text, str(getattr(encoding, "value", encoding) or "utf-16"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class DocState:
     uri: str
     version: int | None = None
     result: ParseResult | None = None
+    text: str = ""  # what `result` was parsed from: its ranges' columns count in this text
     pending: asyncio.TimerHandle | None = None
     generation: int = 0
 
@@ -169,7 +173,7 @@ class Documents:
         text, version = doc.source, doc.version
         result = await self.server.in_reader(parse_experiment, text, uri_path(uri))
         st = self.state(uri)
-        st.result, st.version = result, version
+        st.result, st.version, st.text = result, version, text
         return result
 
     async def check(self, uri: str, generation: int | None = None) -> None:
@@ -188,9 +192,10 @@ class Documents:
     def publish(self, uri: str, result: ParseResult) -> None:
         problems: list[Problem] = list(result.problems)
         problems += self.pattern_problems(uri, result)
+        cols = columns(self.server, self.state(uri).text)
         diagnostics = [
             lsp.Diagnostic(
-                range=lsp_range(p.range),
+                range=cols.range(p.range),
                 message=p.message,
                 severity=_SEVERITY.get(p.severity, lsp.DiagnosticSeverity.Error),
                 code=p.code or None,
@@ -306,8 +311,9 @@ def register(server: BonsaiServer) -> None:
         from ..experiment.document import completions_at
 
         text = server.workspace.get_text_document(uri).source
-        pos = params.position
-        items = await server.in_reader(completions_at, text, pos.line, pos.character, uri_path(uri))
+        cols = columns(server, text)
+        line, col = cols.position(params.position)
+        items = await server.in_reader(completions_at, text, line, col, uri_path(uri))
         out = []
         for i, it in enumerate(items):
             item = lsp.CompletionItem(
@@ -321,7 +327,7 @@ def register(server: BonsaiServer) -> None:
             )
             insert = it.insert_text if it.insert_text is not None else it.label
             if it.range is not None:
-                item.text_edit = lsp.TextEdit(lsp_range(it.range), insert)
+                item.text_edit = lsp.TextEdit(cols.range(it.range), insert)
             else:
                 item.insert_text = insert
             out.append(item)
@@ -335,8 +341,9 @@ def register(server: BonsaiServer) -> None:
         from ..experiment.document import hover_at, pattern_matches
 
         text = server.workspace.get_text_document(uri).source
-        pos = params.position
-        h = await server.in_reader(hover_at, text, pos.line, pos.character)
+        cols = columns(server, text)
+        line, col = cols.position(params.position)
+        h = await server.in_reader(hover_at, text, line, col)
         if h is None:
             return None
         markdown = h.markdown
@@ -354,7 +361,7 @@ def register(server: BonsaiServer) -> None:
                     more = f"\n- … and {count - len(first)} more" if count > len(first) else ""
                     markdown += f"\n\nMatches **{count}** of {len(names)} base parameters:\n\n{listed}{more}"
         return lsp.Hover(
-            contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=lsp_range(h.range)
+            contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=cols.range(h.range)
         )
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
@@ -365,9 +372,10 @@ def register(server: BonsaiServer) -> None:
         from ..experiment.document import definition_at
 
         text = server.workspace.get_text_document(uri).source
-        pos = params.position
-        rng = await server.in_reader(definition_at, text, pos.line, pos.character, uri_path(uri))
-        return None if rng is None else lsp.Location(uri=uri, range=lsp_range(rng))
+        cols = columns(server, text)
+        line, col = cols.position(params.position)
+        rng = await server.in_reader(definition_at, text, line, col, uri_path(uri))
+        return None if rng is None else lsp.Location(uri=uri, range=cols.range(rng))
 
     @server.feature(lsp.TEXT_DOCUMENT_CODE_LENS)
     async def code_lens(params: lsp.CodeLensParams) -> list[lsp.CodeLens] | None:
@@ -417,6 +425,7 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
         m["name"]: m for m in models if m.get("experiment", {}).get("file") == str(path)
     }  # newest last: it wins
     for declared in exp.declared or exp.variants:
+        # A lens sits at column 0 of its variant's first line: 0 in every position encoding.
         top = lsp.Range(
             lsp.Position(declared.range.start_line, 0), lsp.Position(declared.range.start_line, 0)
         )
