@@ -11,11 +11,14 @@ import { el, icon, mount, notice } from '../shared/dom';
 import { RequestError } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { openComparePanel } from '../shared/comparePanel';
-import { activationsOf, histRow, weightsOf, type ModelData } from './data';
+import { activationLayout, describeCell } from './actlayout';
+import { removedChannels } from './channels';
+import { activationHists, activationSparsity, activationsOf, histRow, modulePath, weightsOf, type ModelData } from './data';
 import { depthProfile, rankLayersForInstance, topInstancesForLayer } from './depth';
 import { heatmap, type HeatmapHandle } from './heatmap';
 import { MEASURES, ModelIndex, measure, type Mode } from './measures';
-import { TilePyramidClient, pyramidInfo, tilesOfResult } from './tiles';
+import { TilePyramidClient, pyramidInfo, pyramidOfMeta, tilesOfResult, type PyramidInfo, type TileData } from './tiles';
+import { removedStrip } from './strip';
 import { ModuleTree, navigate, parseFilter, rollUp, visibleRows, type Row } from './tree';
 
 const CSS = `
@@ -32,6 +35,9 @@ const CSS = `
 .detail h3 { margin: 0.8em 0 0.3em; font-size: 1em; }
 .mask { display: flex; height: 10px; width: 240px; }
 .mask span { display: block; height: 100%; }
+.strip .kept { fill: var(--vscode-charts-green); opacity: 0.35; } .strip .removed { fill: var(--vscode-charts-red); }
+.removed-channels { margin: 6px 0; }
+.heat-readout { min-height: 1.4em; font-variant-numeric: tabular-nums; }
 .mask .both { background: var(--vscode-charts-green); } .mask .ob { background: var(--vscode-charts-blue); } .mask .oo { background: var(--vscode-charts-orange); }
 `;
 
@@ -50,9 +56,11 @@ export function startLayers(): void {
     drill: (v.drill ?? null) as DrillFocus | null,
     heatModel: typeof v.heatModel === 'string' ? v.heatModel : others[0]!,
     heatDiff: v.heatDiff !== false,
+    actWhat: (['diff', 'model', 'base'].includes(String(v.actWhat)) ? v.actWhat : 'diff') as 'diff' | 'model' | 'base',
+    actCount: typeof v.actCount === 'number' && v.actCount > 0 ? v.actCount : 16,
   };
   const save = () =>
-    store.update({ view: { measure: ui.measure.key, mode: ui.mode, filter: ui.filter, expanded: [...ui.expanded], selected: ui.selected, drill: ui.drill, heatModel: ui.heatModel, heatDiff: ui.heatDiff } });
+    store.update({ view: { measure: ui.measure.key, mode: ui.mode, filter: ui.filter, expanded: [...ui.expanded], selected: ui.selected, drill: ui.drill, heatModel: ui.heatModel, heatDiff: ui.heatDiff, actWhat: ui.actWhat, actCount: ui.actCount } });
 
   let models: ModelInfo[] = [];
   const name = (id: string) => models.find((m) => m.id === id)?.name ?? id;
@@ -63,7 +71,11 @@ export function startLayers(): void {
   let progress = { label: 'Comparing weights…', received: 0, expected: others.length, running: true };
   let run: CompareRun | null = null;
   let heat: HeatmapHandle | null = null;
+  let actHeat: HeatmapHandle | null = null;
   const clients = new Map<string, TilePyramidClient>();
+  // activation heatmaps: the pyramid is known only from the server's first answer (the stacked
+  // output's shape), so each source is probed once at its coarsest level and kept
+  const actSources = new Map<string, Promise<{ client: TilePyramidClient; shape: number[] }>>();
 
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const toolbar = el('div', { class: 'toolbar' });
@@ -290,6 +302,8 @@ export function startLayers(): void {
   const showDetail = () => {
     heat?.dispose();
     heat = null;
+    actHeat?.dispose();
+    actHeat = null;
     const id = ui.selected;
     const node = tree.get(id);
     if (!node) {
@@ -311,19 +325,30 @@ export function startLayers(): void {
       if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return m ? f(ms.pick(m), ms.format) : '—'; }]);
       else if (node.kind === 'module') rowsOf.push([`${ms.label} (${ui.mode})`, (o) => { const m = am(o); return m ? f(ms.pick(m), ms.format) : '—'; }]);
     }
+    if (node.kind === 'module') {
+      const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+      rowsOf.push([`Activation CKA over instances (${ui.mode})`, (o) => f(am(o)?.cka_instances, (x) => x.toFixed(4))]);
+      rowsOf.push([`Activation sparsity base \u2192 model (${ui.mode})`, (o) => { const sp = activationSparsity(index.get(o)?.modules.get(id), ui.mode); return sp ? `${pct(sp.base)} \u2192 ${pct(sp.other)}` : '\u2014'; }]);
+    }
     rowsOf.push(['max |diff|', (o) => f(wm(o)?.max_abs_diff, (x) => x.toPrecision(3))]);
     for (const [label, fn] of rowsOf) body.append(el('tr', {}, el('td', {}, label), ...others.map((o) => el('td', { class: 'num' }, fn(o)))));
     parts.push(el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, ''), ...others.map((o) => el('th', { class: 'num' }, name(o))))), body));
-    // removed channels / heads
-    if (node.kind === 'tensor') {
-      for (const o of others) {
-        const t = index.get(o)?.tensors.get(id);
-        if (t?.removed && Object.keys(t.removed).length) {
-          const desc = Object.entries(t.removed).map(([dim, n]) => `${n} of ${t.shape_base?.[Number(dim)] ?? '?'} along dim ${dim} (${dim === '0' ? 'output channels / heads' : 'inputs'})`).join('; ');
-          parts.push(el('p', {}, el('span', { class: 'badge' }, 'structured'), ` ${name(o)} removed ${desc}.`));
+    // removed channels / heads: the tensor's own, or for a module those of its parameters
+    const pruned: Node[] = [];
+    for (const o of others) {
+      const ts = node.kind === 'tensor' ? [index.get(o)?.tensors.get(id)] : [...(index.get(o)?.tensors.values() ?? [])].filter((t) => modulePath(t.name) === id);
+      for (const t of ts) {
+        if (!t?.removed || !Object.keys(t.removed).length) continue;
+        const dims = removedChannels(t);
+        const who = `${name(o)}${node.kind === 'module' ? ` (${t.name.slice(id ? id.length + 1 : 0)})` : ''}`;
+        for (const d of dims) pruned.push(removedStrip(d, who));
+        // dims the result counts but does not list (older cached results): the count only
+        for (const [dim, n] of Object.entries(t.removed)) {
+          if (!dims.some((d) => d.dim === Number(dim))) pruned.push(el('p', {}, el('span', { class: 'badge' }, 'structured'), ` ${who} removed ${n} of ${t.shape_base?.[Number(dim)] ?? '?'} along dim ${dim}.`));
         }
       }
     }
+    if (pruned.length) parts.push(el('h3', {}, 'Removed channels'), el('div', { id: 'removed-channels' }, ...pruned));
     // mask overlap
     const maskRows = others.map((o) => ({ o, m: wm(o) })).filter((x) => x.m && ((x.m.zero_both ?? 0) + (x.m.zero_only_base ?? 0) + (x.m.zero_only_other ?? 0)) > 0);
     if (maskRows.length) {
@@ -360,6 +385,18 @@ export function startLayers(): void {
       }
     });
     if (hists.length) parts.push(el('h3', {}, 'Histograms'), ...hists);
+    if (node.kind === 'module') {
+      const ah: Node[] = [];
+      others.forEach((o, i) => {
+        const acts = data.get(o)?.acts;
+        const h = acts ? activationHists(acts, id) : null;
+        if (!h) return;
+        const cls = SERIES[i % SERIES.length]!;
+        if (h.values) ah.push(el('div', { class: 'act-hist', 'data-kind': 'values' }, el('div', { class: 'muted' }, `output values: base vs ${name(o)} (propagated, sampled)`), histogram({ title: `activation values of ${id || 'the model'}: base vs ${name(o)}`, series: [{ label: 'base', counts: h.values.base, cls: 's6' }, { label: name(o), counts: h.values.other, cls }], edges: [-h.values.range, h.values.range], log: true })));
+        if (h.rel) ah.push(el('div', { class: 'act-hist', 'data-kind': 'rel' }, el('div', { class: 'muted' }, `${name(o)}: relative change of outputs |\u0394|/|base| (log10, propagated)`), histogram({ title: `activation relative change of ${id || 'the model'} in ${name(o)}`, series: [{ label: name(o), counts: h.rel.counts, cls }], edges: h.rel.edges, log: true, format: (x) => `1e${x}` })));
+      });
+      if (ah.length) parts.push(el('h3', {}, 'Activation histograms'), el('div', { id: 'act-hists' }, ...ah));
+    }
     // heatmap
     if (node.kind === 'tensor') {
       const t = index.get(ui.heatModel)?.tensors.get(id) ?? index.get(others[0]!)?.tensors.get(id);
@@ -392,6 +429,7 @@ export function startLayers(): void {
         queueMicrotask(draw);
       }
     }
+    if (node.kind === 'module') activationHeatmap(id, parts);
     // "Which instances?"
     if (node.kind === 'module') {
       const withActs = others.filter((o) => data.get(o)?.acts?.modules.some((m) => m.name === id));
@@ -411,6 +449,78 @@ export function startLayers(): void {
       }
     }
     detailEl.replaceChildren(...parts);
+  };
+
+  // -- activation heatmap -------------------------------------------------------------------
+  /** Fetches one page of activation tiles of `module` (rows: `rows` instance ids). */
+  const actTiles = async (module: string, what: 'diff' | 'model' | 'base', model: string, rows: string[], level: number, w: { r0: number; c0: number; r1: number; c1: number }) => {
+    const side = what === 'diff' ? { model: base, other: model } : { model: what === 'base' ? base : model };
+    // `source` and `instances` ride along to bonsai/tensor/tiles (the host forwards them)
+    const params = { ...side, tensor: module, source: 'activation' as const, instances: rows, level, x0: w.c0, y0: w.r0, x1: w.c1, y1: w.r1 };
+    const r = await rpc.request('tiles', params);
+    const res = resultsOf(r.pages)[0];
+    if (!res) throw new Error(`no tiles came back for ${module}`);
+    return { meta: res.meta, tiles: tilesOfResult(res.meta, res.tensors), range: res.meta.range as { min: number | null; max: number | null } | undefined };
+  };
+
+  const activationHeatmap = (id: string, parts: Node[]) => {
+    const have = others.filter((o) => { const m = index.get(o)?.modules.get(id); return m && m.status === 'ok'; });
+    if (!have.length) return;
+    const ids = data.get(have[0]!)!.acts!.ids;
+    if (!ids.length) return;
+    const model0 = have.includes(ui.heatModel) ? ui.heatModel : have[0]!;
+    const pick = el('select', { 'aria-label': 'Activation heatmap model' }, ...have.map((o) => el('option', { value: o }, name(o))));
+    pick.value = model0;
+    const what = el('select', { 'aria-label': 'Activation heatmap of' }, el('option', { value: 'diff' }, 'difference (model \u2212 base)'), el('option', { value: 'model' }, 'model output'), el('option', { value: 'base' }, 'base output'));
+    what.value = ui.actWhat;
+    // the server stacks at most 256 instances per heatmap
+    const counts = [...new Set([8, 16, 32, 64, 128, 256].filter((n) => n < ids.length).concat([Math.min(256, ids.length)]))];
+    const count = el('select', { 'aria-label': 'Activation heatmap instances' }, ...counts.map((n) => el('option', { value: String(n) }, `first ${n} instances`)));
+    count.value = String(counts.includes(ui.actCount) ? ui.actCount : counts.find((n) => n >= 16) ?? counts[counts.length - 1]!);
+    const box = el('div', { id: 'act-heatmap' });
+    const draw = () => {
+      if (actHeat) actHeat.dispose();
+      actHeat = null;
+      const model = pick.value;
+      const w = what.value as 'diff' | 'model' | 'base';
+      const rows = ids.slice(0, Number(count.value));
+      const key = `${w}\u0000${w === 'base' ? base : model}\u0000${id}\u0000${rows.length}`;
+      let src = actSources.get(key);
+      if (!src) {
+        // the coarsest level (-1) over everything: one tile, and the pyramid's shape
+        src = actTiles(id, w, model, rows, -1, { r0: 0, c0: 0, r1: 2 ** 31 - 1, c1: 2 ** 31 - 1 }).then((probe) => {
+          const p = pyramidOfMeta(probe.meta);
+          if (!p) throw new Error(`the tiles of ${id} came without their pyramid (rows, cols, levels, shape)`);
+          const info: PyramidInfo = { rows: p.rows, cols: p.cols, tile: p.tile, levels: p.levels };
+          const client = new TilePyramidClient(info, async (level, win): Promise<{ tiles: TileData[]; range?: { min: number | null; max: number | null } }> => {
+            const r = await actTiles(id, w, model, rows, level, win);
+            return { tiles: r.tiles, ...(r.range ? { range: r.range } : {}) };
+          });
+          client.seed(probe.tiles, probe.range);
+          return { client, shape: p.shape };
+        });
+        src.catch(() => actSources.delete(key)); // a failure is not kept: choosing again retries
+        actSources.set(key, src);
+      }
+      box.replaceChildren(el('p', { class: 'muted' }, `Running ${rows.length} instances through ${w === 'diff' ? `base and ${name(model)}` : name(w === 'base' ? base : model)}\u2026`));
+      const mine = src;
+      mine.then(({ client, shape }) => {
+        if (actSources.get(key) !== mine || !box.isConnected) return;
+        const layout = activationLayout(shape, rows);
+        actHeat = heatmap(client, {
+          title: `${id || 'model'} output ${w === 'diff' ? `difference (${name(model)} \u2212 base)` : `of ${name(w === 'base' ? base : model)}`}`,
+          axes: { rows: layout.rows, cols: layout.cols },
+          describe: (r, c) => describeCell(layout, rows, r, c),
+          onError: (m) => box.replaceChildren(notice('error', m)),
+        });
+        box.replaceChildren(actHeat.element);
+      }, (e: unknown) => box.replaceChildren(notice('error', `Activation heatmap of ${id}: ${e instanceof Error ? e.message : String(e)}`)));
+    };
+    pick.addEventListener('change', () => { ui.heatModel = pick.value; save(); draw(); });
+    what.addEventListener('change', () => { ui.actWhat = what.value as 'diff' | 'model' | 'base'; save(); draw(); });
+    count.addEventListener('change', () => { ui.actCount = Number(count.value); save(); draw(); });
+    parts.push(el('h3', {}, 'Activation heatmap'), el('div', { class: 'toolbar' }, pick, what, count, el('span', { class: 'muted' }, 'wheel / + \u2212 zoom, drag / arrows pan, 0 resets')), box);
+    queueMicrotask(draw);
   };
 
   const showError = (e: unknown) => {

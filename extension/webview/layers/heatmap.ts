@@ -3,7 +3,7 @@
  * keys to pan. Colours: a diverging scale around zero, from the theme's chart colours.
  */
 import { el } from '../shared/dom';
-import { levelFor, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
+import { levelFor, valueAt, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
 
 type RGB = [number, number, number];
 
@@ -20,13 +20,26 @@ export interface HeatmapHandle {
   dispose(): void;
 }
 
-export function heatmap(client: TilePyramidClient, opts: { title: string; onError: (msg: string) => void; useMaxAbs?: boolean }): HeatmapHandle {
+export interface HeatmapOptions {
+  title: string;
+  onError: (msg: string) => void;
+  useMaxAbs?: boolean;
+  /** Captions of the two axes (what a row and a column are). */
+  axes?: { rows: string; cols: string };
+  /** What element (row, column) is, for the hover readout (default "row r · column c"). */
+  describe?: (r: number, c: number) => string;
+}
+
+export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): HeatmapHandle {
   const info: PyramidInfo = client.info;
   const W = 420;
   const H = Math.max(120, Math.min(420, Math.round((W * info.rows) / Math.max(1, info.cols))));
   const canvas = el('canvas', { width: String(W), height: String(H), tabindex: '0', role: 'img', 'aria-label': `${opts.title}: heatmap; + and − zoom, arrows pan, 0 resets` });
-  const status = el('span', { class: 'muted' });
-  const root = el('div', { class: 'heatmap' }, canvas, el('div', {}, status));
+  const status = el('span', { class: 'muted heat-status' });
+  const readout = el('div', { class: 'heat-readout', 'aria-live': 'polite' }, '\u00a0');
+  const axes = opts.axes ? [el('div', { class: 'muted heat-axes' }, `rows: ${opts.axes.rows}`), el('div', { class: 'muted heat-axes' }, `columns: ${opts.axes.cols}`)] : [];
+  const root = el('div', { class: 'heatmap' }, canvas, el('div', {}, status), ...axes, readout);
+  let shown: TileData[] = [];
   const ctx = canvas.getContext('2d');
   const neg = cssColor('--vscode-charts-blue', [55, 148, 255]);
   const pos = cssColor('--vscode-charts-red', [241, 76, 76]);
@@ -86,6 +99,9 @@ export function heatmap(client: TilePyramidClient, opts: { title: string; onErro
       (tiles) => {
         if (disposed || my !== seq) return;
         draw(tiles);
+        shown = tiles;
+        canvas.dataset.tiles = String(tiles.length);
+        canvas.dataset.level = String(level);
         const r = client.range;
         status.textContent = `${info.rows}×${info.cols} · level ${level} (${1 << level}×${1 << level} per cell) · rows ${Math.round(view.r0)}–${Math.round(Math.min(info.rows, view.r1))}` +
           (r && r.min !== null ? ` · range ${r.min.toPrecision(3)} … ${r.max!.toPrecision(3)}` : '');
@@ -126,8 +142,16 @@ export function heatmap(client: TilePyramidClient, opts: { title: string; onErro
     drag = { x: e.clientX, y: e.clientY, v: view };
     canvas.setPointerCapture(e.pointerId);
   });
+  const describe = opts.describe ?? ((r: number, c: number) => `row ${r} \u00b7 column ${c}`);
   canvas.addEventListener('pointermove', (e) => {
-    if (!drag) return;
+    if (!drag) {
+      const b = canvas.getBoundingClientRect();
+      const r = Math.floor(view.r0 + ((e.clientY - b.top) / b.height) * (view.r1 - view.r0));
+      const c = Math.floor(view.c0 + ((e.clientX - b.left) / b.width) * (view.c1 - view.c0));
+      const v = valueAt(info, shown, r, c);
+      readout.textContent = v ? `${describe(r, c)}: ${v.mean.toPrecision(4)}${v.level ? ` (mean of its ${1 << v.level}\u00d7${1 << v.level} cell; max |x| ${v.maxabs.toPrecision(3)})` : ''}` : '\u00a0';
+      return;
+    }
     const b = canvas.getBoundingClientRect();
     const dy = ((e.clientY - drag.y) / b.height) * (drag.v.r1 - drag.v.r0);
     const dx = ((e.clientX - drag.x) / b.width) * (drag.v.c1 - drag.v.c0);
