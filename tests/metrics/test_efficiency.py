@@ -19,6 +19,7 @@ from modelbonsai.metrics import (
     measure_peak_memory,
     nonzero_count,
     parameter_count,
+    timer_for,
 )
 from modelbonsai.tasks import ImageClassificationTask
 
@@ -131,3 +132,47 @@ def test_cuda_timer_uses_events() -> None:
     lat = measure_latency(run, batch_size=1, device=dev, warmup=2, repeats=5)
     assert lat.method == "cuda events" and lat.median_s > 0
     assert isinstance(CudaEventTimer(dev).time(run), float)
+
+
+def test_cuda_event_protocol_without_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path's order of operations, with torch.cuda's event API replaced by a recorder: the
+    device is synchronised before the start event and after the end event (so the reading is the
+    device's time, not the launch's), elapsed_time's milliseconds become seconds, and warm-up calls
+    are neither timed nor recorded. (test_cuda_timer_uses_events runs the real thing on a GPU.)"""
+    from modelbonsai.metrics import CudaEventTimer
+
+    log: list[str] = []
+    elapsed_ms = iter([4.0, 2.0, 3.0])
+
+    class FakeEvent:
+        def __init__(self, enable_timing: bool = False) -> None:
+            assert enable_timing
+            self.name = "start" if not any(e.startswith("new") for e in log[-1:]) else "end"
+            log.append(f"new {self.name}")
+
+        def record(self) -> None:
+            log.append(f"record {self.name}")
+
+        def elapsed_time(self, end: FakeEvent) -> float:
+            log.append("elapsed")
+            return next(elapsed_ms)
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("sync"))
+    dev = torch.device("cuda")
+    calls = [0]
+
+    def fn() -> None:
+        calls[0] += 1
+        log.append("call")
+
+    lat = measure_latency(fn, batch_size=2, device=dev, warmup=2, repeats=3)
+    assert lat.method == "cuda events"
+    assert calls[0] == 5
+    assert lat.samples_s == pytest.approx([0.004, 0.002, 0.003])
+    assert lat.median_s == pytest.approx(0.003)
+    assert lat.throughput == pytest.approx(2 / 0.003)
+    # warm-up: two untimed calls, then one sync; then per timed call the exact protocol
+    one = ["sync", "new start", "new end", "record start", "call", "record end", "sync", "elapsed"]
+    assert log == ["call", "call", "sync", *one * 3]
+    assert isinstance(timer_for(dev), CudaEventTimer)
