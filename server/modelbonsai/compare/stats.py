@@ -24,13 +24,14 @@ together, which is why big tensors are sampled; pass `hist_sample=None` for exac
 NaN and ±Inf are counted per side and excluded from the sums (the pair is skipped), never
 replaced by zeros; a result with any of them carries the counts so a view can flag it.
 
-Tensors are processed in chunks small enough to stay in L2 cache (:data:`CHUNK` elements, a
-multiple of :data:`SAMPLE_BLOCK`), so the several reductions of a chunk read cache, not memory:
-one reused difference buffer, four float32 BLAS dots (accumulated in float64 across chunks),
-max/min of the difference, and exact zero counts through reused bool buffers. A chunk whose
-dots are not all finite (NaN/Inf, or float32 overflow) takes an exact float64 slow path.
-:func:`stream_pair_stats` takes the two sides as range readers, so a source that can read (or
-dequantize) a flat element range never materialises the whole tensor.
+One fused pass (:func:`.kernels.pair_sums`, numba) reads each pair once and produces every exact
+statistic: the four sums (float32 partial sums per short block, accumulated in float64), max |d|,
+the zero counts and the NaN/Inf counts (a block holding NaN/Inf, or overflowing float32, is
+redone by an exact float64 loop inside the kernel). :func:`stream_pair_stats` takes the two sides
+as range readers, so a source that can read (or dequantize) a flat element range never
+materialises the whole tensor; readers that are views of whole flat arrays (:class:`ArrayReader`:
+in-memory tensors, float32 safetensors mmaps) go to the kernel in one call, with no Python chunk
+loop at all.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Elements per chunk: both sides, their difference and two bool masks of a chunk (~900 KB)
-#: stay in a 2 MB L2; measured fastest of 16K..1M on the bench machine.
-CHUNK = 1 << 16
+from . import kernels as K
+
+#: Elements per chunk read from a range reader: a dequantizing reader's float32 output (512 KB)
+#: is still in L2 when the kernel reads it; the kernel itself has no per-chunk buffers.
+CHUNK = 1 << 17
 #: Relative-change histogram: log10(|d|/|b|) in [-8, 2] in 40 equal bins (a quarter decade each).
 REL_LO, REL_HI, REL_BINS = -8.0, 2.0, 40
 REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
@@ -224,6 +227,17 @@ def _finite_pairs(b: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 RangeReader = Callable[[int, int], np.ndarray]
 
 
+class ArrayReader:
+    """A :data:`RangeReader` over a flat float32 array already in memory (or mapped): the
+    statistics then take the whole array in one kernel call instead of a chunk loop."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return self.array[start:stop]
+
+
 def pair_stats(
     base: torch.Tensor,
     other: torch.Tensor,
@@ -251,7 +265,14 @@ def _flat32_np(t: torch.Tensor) -> np.ndarray:
 
 
 def _slicer(x: np.ndarray) -> RangeReader:
-    return lambda start, stop: x[start:stop]
+    return ArrayReader(x)
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    """The kernel's input type: flat C-contiguous float32 (a no-op for every built-in reader)."""
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return x
 
 
 class _Sampler:
@@ -303,72 +324,33 @@ def stream_pair_stats(
     values: bool = False,
 ) -> PairStats:
     """:func:`pair_stats` of two flat tensors of `n` elements given as range readers, read one
-    chunk at a time (memory: a few chunk buffers plus the histogram sample)."""
+    chunk at a time (memory: what the readers hold plus the histogram sample). Two
+    :class:`ArrayReader` sides are reduced in one kernel call."""
     chunk = max(SAMPLE_BLOCK, -(-chunk // SAMPLE_BLOCK) * SAMPLE_BLOCK)
     st = PairStats(n=n)
     sampler = _Sampler(n, hist_sample) if hist_sample != 0 else None
-    size = min(chunk, max(1, n))
-    dbuf = np.empty(size, np.float32)
-    zb_buf, zo_buf = np.empty(size, np.bool_), np.empty(size, np.bool_)
-    bb = oo = bo = dd = 0.0  # Σb², Σo², Σbo, Σd² (Python floats: float64, no per-chunk array)
-    lo, hi = math.inf, -math.inf
-    finite, zeros_b, zeros_o, zeros_both = 0, 0, 0, 0
+    facc = np.zeros(5, np.float64)
+    iacc = np.zeros(8, np.int64)
+    whole_b, whole_o = getattr(read_base, "array", None), getattr(read_other, "array", None)
+    if isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray) and whole_b.size == whole_o.size == n:
+        chunk = max(chunk, n)  # one call; the GIL is released inside (nogil)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         m = stop - start
-        b, o = read_base(start, stop), read_other(start, stop)
+        b, o = _f32(read_base(start, stop)), _f32(read_other(start, stop))
         if b.shape != (m,) or o.shape != (m,):
             raise ValueError(f"a range reader gave {b.shape} / {o.shape} elements for [{start}, {stop})")
-        d = np.subtract(o, b, out=dbuf[:m])
-        g0, g1, g2, g3 = float(np.dot(b, b)), float(np.dot(o, o)), float(np.dot(b, o)), float(np.dot(d, d))
-        if math.isfinite(g0 + g1 + g2 + g3):  # one check; NaN/Inf/overflow are rare
-            bb, oo, bo, dd = bb + g0, oo + g1, bo + g2, dd + g3
-            finite += m
-            lo, hi = min(lo, float(d.min())), max(hi, float(d.max()))
-            zb, zo = np.equal(b, 0, out=zb_buf[:m]), np.equal(o, 0, out=zo_buf[:m])
-            nb, no = int(np.count_nonzero(zb)), int(np.count_nonzero(zo))  # Python ints for the wire
-            zeros_b += nb
-            zeros_o += no
-            if nb and no:
-                zeros_both += int(np.count_nonzero(np.logical_and(zb, zo, out=zb)))
-        else:
-            g0, g1, g2, g3 = _nonfinite_chunk(b, o, st)  # adds its own finite/zero/NaN/Inf counts
-            bb, oo, bo, dd = bb + g0, oo + g1, bo + g2, dd + g3
+        K.pair_sums(b, o, facc, iacc)
         if sampler is not None:
             sampler.add(start, b, o)
-    st.finite += finite
-    st.zeros_base += zeros_b
-    st.zeros_other += zeros_o
-    st.zeros_both += zeros_both
-    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = bb, oo, bo, dd
-    if hi >= lo:
-        st.max_abs_diff = max(st.max_abs_diff, -lo, hi)
+    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = (float(v) for v in facc[: K.F_MAXABS])
+    st.max_abs_diff = float(facc[K.F_MAXABS])
+    (st.finite, st.zeros_base, st.zeros_other, st.zeros_both,
+     st.nan_base, st.nan_other, st.inf_base, st.inf_other) = (int(v) for v in iacc)  # fmt: skip
     if sampler is None:  # no histogram wanted (e.g. a second look at a transposed layout)
         return st
     _sample_histograms(st, sampler.base, sampler.other, sampler.weight, values)
     return st
-
-
-def _nonfinite_chunk(b: np.ndarray, o: np.ndarray, st: PairStats) -> tuple[float, float, float, float]:
-    """Exact slow path for a chunk holding NaN/Inf (or overflowing float32): count, then drop;
-    returns the chunk's (Σb², Σo², Σbo, Σd²) over finite pairs in float64."""
-    for side, x in (("base", b), ("other", o)):
-        nan = int(np.count_nonzero(np.isnan(x)))
-        inf = int(np.count_nonzero(np.isinf(x)))
-        setattr(st, f"nan_{side}", getattr(st, f"nan_{side}") + nan)
-        setattr(st, f"inf_{side}", getattr(st, f"inf_{side}") + inf)
-    zbm, zom = b == 0, o == 0
-    st.zeros_base += int(np.count_nonzero(zbm))
-    st.zeros_other += int(np.count_nonzero(zom))
-    st.zeros_both += int(np.count_nonzero(zbm & zom))
-    keep = np.isfinite(b) & np.isfinite(o)
-    fb, fo = b[keep].astype(np.float64), o[keep].astype(np.float64)
-    fd = fo - fb
-    st.finite += fb.size
-    if fb.size:
-        d32 = fd.astype(np.float32)
-        st.max_abs_diff = max(st.max_abs_diff, float(np.abs(d32).max()))
-    return float(fb @ fb), float(fo @ fo), float(fb @ fo), float(fd @ fd)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:

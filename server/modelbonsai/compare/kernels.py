@@ -1,0 +1,230 @@
+"""Fused single-pass kernels (numba) for the weight comparison's sufficient statistics.
+
+:func:`pair_sums` reads a float32 pair (base, other) once and adds into two accumulators:
+
+- ``facc`` float64[5]: Σb², Σo², Σbo, Σd² (d = o - b) over pairs where both sides are finite,
+  and max |d| (of the float32 difference);
+- ``iacc`` int64[8]: finite pairs, zeros of b, zeros of o, zeros of both, NaN of b, NaN of o,
+  ±Inf of b, ±Inf of o.
+
+The work goes block by block (:data:`BLOCK` elements). A branch-free loop, which the compiler
+vectorises, computes the block's four sums in float32 (each vector lane adds a few dozen terms),
+its zero counts and max |d|; the block sums then go into the float64 accumulators. A block whose
+float32 sums are not finite (NaN or ±Inf on either side: NaN propagates and squares cannot
+cancel; or float32 overflow) or are so small that terms may have underflowed is redone by an
+exact per-element loop (float64 sums) that counts NaN/Inf per side and leaves those pairs out.
+So the fast loop needs no per-element finiteness test and memory is read once.
+
+Fast-math: only ``reassoc`` and ``contract`` (reordering lets the sums vectorise; fused
+multiply-add). No ``nnan``/``ninf``: the finiteness test above must stay a real test. max |d| is
+an integer max over the bit patterns of |d| (non-negative IEEE floats order like their bits),
+because a float max reduction only vectorises under ``nnan``.
+
+Compilation: every kernel has an explicit signature, so it is compiled (or loaded from numba's
+on-disk cache, ~0.1 s) at import instead of on the first comparison; :func:`warm` imports this
+early (the language server's worker can call it at start-up). ``cache=True`` writes the cache
+beside this file when that folder is writable, else numba's locator falls back to a user-wide
+cache directory (``NUMBA_CACHE_DIR`` when set), so a read-only install still caches.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+#: elements per block: float32 partial sums over at most this many elements (each vector lane
+#: then adds a few dozen terms) go into float64; two blocks (8 KB) stay in L1 for a redo
+BLOCK = 1024
+#: indices into the accumulators
+F_BB, F_OO, F_BO, F_DD, F_MAXABS = range(5)
+I_FINITE, I_ZB, I_ZO, I_ZBOTH, I_NANB, I_NANO, I_INFB, I_INFO = range(8)
+
+_FAST = {"reassoc", "contract"}  # keeps NaN/Inf semantics (no nnan/ninf/nsz)
+#: float32 block sums below this (2**-100) may hold underflowed terms: such blocks are redone
+_TINY = np.float32(2.0**-100)
+
+_t0 = time.perf_counter()
+
+
+# -- tiny LLVM helpers: numba widens int32 arithmetic to int64, which halves the vector width of
+# -- the block loop; these keep the per-block counters 32-bit (a block has < 2**31 elements)
+@intrinsic
+def _count(typingctx, c, flag):  # type: ignore[no-untyped-def]
+    """c + flag as int32."""
+    sig = types.int32(types.int32, types.boolean)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.add(args[0], builder.zext(args[1], ir.IntType(32)))
+
+    return sig, codegen
+
+
+@intrinsic
+def _and(typingctx, a, b):  # type: ignore[no-untyped-def]
+    sig = types.boolean(types.boolean, types.boolean)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.and_(args[0], args[1])
+
+    return sig, codegen
+
+
+@intrinsic
+def _max_abs_bits(typingctx, m, d):  # type: ignore[no-untyped-def]
+    """max(m, bits of |d|) as int32: non-negative floats order like their bit patterns, and an
+    integer max reduction vectorises where a float max needs `nnan`."""
+    sig = types.int32(types.int32, types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i32 = ir.IntType(32)
+        bits = builder.and_(builder.bitcast(args[1], i32), ir.Constant(i32, 0x7FFFFFFF))
+        return builder.select(builder.icmp_signed(">", bits, args[0]), bits, args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def _float_of_bits(typingctx, m):  # type: ignore[no-untyped-def]
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+_F32 = types.Array(types.float32, 1, "C")
+_F32_RO = types.Array(types.float32, 1, "C", readonly=True)  # read-only mmaps of safetensors files
+_ACC = (types.Array(types.float64, 1, "C"), types.Array(types.int64, 1, "C"))
+#: pair_sums for every mix of writable and read-only inputs
+_PAIR_SIGS = [types.void(b, o, *_ACC) for b in (_F32, _F32_RO) for o in (_F32, _F32_RO)]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
+def _exact_block(b, o, facc, iacc):  # type: ignore[no-untyped-def]
+    """Exact per-element pass (float64 sums) for a block the fast loop cannot vouch for: counts
+    NaN/Inf per side and sums only pairs where both sides are finite."""
+    bb = oo = bo = dd = 0.0
+    mx = facc[F_MAXABS]
+    finite = zb = zo = zboth = nanb = nano = infb = info = 0
+    for i in range(b.size):
+        x = b[i]
+        y = o[i]
+        xz = x == 0.0
+        yz = y == 0.0
+        zb += xz
+        zo += yz
+        zboth += xz and yz
+        fx = np.isfinite(x)
+        fy = np.isfinite(y)
+        if not fx:
+            if np.isnan(x):
+                nanb += 1
+            else:
+                infb += 1
+        if not fy:
+            if np.isnan(y):
+                nano += 1
+            else:
+                info += 1
+        if fx and fy:
+            xd = np.float64(x)
+            yd = np.float64(y)
+            d = yd - xd
+            bb += xd * xd
+            oo += yd * yd
+            bo += xd * yd
+            dd += d * d
+            finite += 1
+            ad = np.float64(abs(y - x))  # max |d| of the float32 difference, as the fast loop
+            if ad > mx:
+                mx = ad
+    facc[F_BB] += bb
+    facc[F_OO] += oo
+    facc[F_BO] += bo
+    facc[F_DD] += dd
+    facc[F_MAXABS] = mx
+    iacc[I_FINITE] += finite
+    iacc[I_ZB] += zb
+    iacc[I_ZO] += zo
+    iacc[I_ZBOTH] += zboth
+    iacc[I_NANB] += nanb
+    iacc[I_NANO] += nano
+    iacc[I_INFB] += infb
+    iacc[I_INFO] += info
+
+
+@numba.njit(_PAIR_SIGS, cache=True, nogil=True, fastmath=_FAST)
+def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
+    """Add the statistics of the flat pair (b, o) into (facc, iacc); see the module doc."""
+    n = b.size
+    mxbits = np.int32(0)
+    for s in range(0, n, BLOCK):
+        e = min(s + BLOCK, n)
+        m = e - s
+        bb = oo = bo = dd = np.float32(0.0)
+        zb = zo = zboth = mb = np.int32(0)
+        for i in range(s, e):
+            x = b[i]
+            y = o[i]
+            d = y - x
+            bb += x * x
+            oo += y * y
+            bo += x * y
+            dd += d * d
+            xz = x == 0.0
+            yz = y == 0.0
+            zb = _count(zb, xz)
+            zo = _count(zo, yz)
+            zboth = _count(zboth, _and(xz, yz))
+            mb = _max_abs_bits(mb, d)
+        # float32 partial sums are trusted only when finite (no NaN/Inf, no overflow) and not
+        # near underflow (a tiny sum of non-zero terms may have lost them): else redo exactly
+        ok = np.isfinite(bb + oo + bo + dd)
+        ok = ok and (bb >= _TINY or zb == m) and (oo >= _TINY or zo == m) and (dd >= _TINY or mb == 0)
+        if ok:
+            facc[F_BB] += bb
+            facc[F_OO] += oo
+            facc[F_BO] += bo
+            facc[F_DD] += dd
+            iacc[I_FINITE] += m
+            iacc[I_ZB] += zb
+            iacc[I_ZO] += zo
+            iacc[I_ZBOTH] += zboth
+            mxbits = max(mxbits, mb)
+        else:
+            _exact_block(b[s:e], o[s:e], facc, iacc)
+    facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
+
+
+@numba.njit(
+    "void(int8[::1], float32[::1], int64, int64, float32[::1])", cache=True, nogil=True, fastmath=_FAST
+)
+def dequant_rows_i8(q, scales, cols, start, out):  # type: ignore[no-untyped-def]
+    """out[k] = float32(q[start + k]) * scales[(start + k) // cols]: a row-scaled int8 matrix's
+    flat elements [start, start + out.size) (one float32 multiply, as torch's dequantize)."""
+    i = start
+    n = out.size
+    k = 0
+    while k < n:
+        r = i // cols
+        s = scales[r]
+        stop = min(n, k + (r + 1) * cols - i)
+        for j in range(k, stop):
+            out[j] = np.float32(q[i + j - k]) * s
+        i += stop - k
+        k = stop
+
+
+#: seconds spent compiling or loading the kernels at import (reported by :func:`warm`)
+LOAD_SECONDS = time.perf_counter() - _t0
+
+
+def warm() -> float:
+    """Make sure the kernels are compiled (they are, at import); returns the import's seconds."""
+    return LOAD_SECONDS
