@@ -511,6 +511,7 @@ export function startLayers(): void {
           title: `${id || 'model'} output ${w === 'diff' ? `difference (${name(model)} \u2212 base)` : `of ${name(w === 'base' ? base : model)}`}`,
           axes: { rows: layout.rows, cols: layout.cols },
           describe: (r, c) => describeCell(layout, rows, r, c),
+          fill: true,
           onError: (m) => box.replaceChildren(notice('error', m)),
         });
         box.replaceChildren(actHeat.element);

@@ -26,6 +26,9 @@ export interface HeatmapOptions {
   useMaxAbs?: boolean;
   /** Captions of the two axes (what a row and a column are). */
   axes?: { rows: string; cols: string };
+  /** Stretch the whole matrix over the canvas (rows and columns scaled apart) instead of keeping
+   * elements square: for activations, a few instances by thousands of columns. */
+  fill?: boolean;
   /** What element (row, column) is, for the hover readout (default "row r · column c"). */
   describe?: (r: number, c: number) => string;
 }
@@ -33,7 +36,7 @@ export interface HeatmapOptions {
 export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): HeatmapHandle {
   const info: PyramidInfo = client.info;
   const W = 420;
-  const H = Math.max(120, Math.min(420, Math.round((W * info.rows) / Math.max(1, info.cols))));
+  const H = opts.fill ? Math.max(120, Math.min(320, info.rows * 8)) : Math.max(120, Math.min(420, Math.round((W * info.rows) / Math.max(1, info.cols))));
   const canvas = el('canvas', { width: String(W), height: String(H), tabindex: '0', role: 'img', 'aria-label': `${opts.title}: heatmap; + and − zoom, arrows pan, 0 resets` });
   const status = el('span', { class: 'muted heat-status' });
   const readout = el('div', { class: 'heat-readout', 'aria-live': 'polite' }, '\u00a0');
@@ -46,6 +49,7 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
   const bg = cssColor('--vscode-editor-background', [30, 30, 30]);
   // Keep the aspect of the matrix: one element is square on screen.
   const full = (): Viewport => {
+    if (opts.fill) return { r0: 0, c0: 0, r1: info.rows, c1: info.cols };
     const scale = Math.max(info.rows / H, info.cols / W);
     return { r0: 0, c0: 0, r1: H * scale, c1: W * scale };
   };
@@ -84,7 +88,8 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
       off.width = t.cols;
       off.height = t.rows;
       off.getContext('2d')!.putImageData(img, 0, 0);
-      ctx.imageSmoothingEnabled = false;
+      // shrinking: smooth (cells average into the pixel); enlarging: crisp cells
+      ctx.imageSmoothingEnabled = k * sx < 1 || k * sy < 1;
       const y = (t.ty * span - view.r0) * sy;
       const x = (t.tx * span - view.c0) * sx;
       ctx.drawImage(off, x, y, t.cols * k * sx, t.rows * k * sy);
@@ -93,7 +98,7 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
 
   const load = () => {
     const my = ++seq;
-    const level = levelFor(info, view, { w: W, h: H });
+    const level = levelFor(info, view, { w: W, h: H }, opts.fill ? 'min' : 'max');
     status.textContent = `level ${level} of ${info.levels} · loading…`;
     client.load(level, view).then(
       (tiles) => {

@@ -63,9 +63,13 @@ export function tilesFor(info: PyramidInfo, level: number, viewport: Viewport): 
 /**
  * The level for drawing `viewport` on `pixels`: the finest whose cells are no smaller than a
  * pixel (so zooming in loads finer tiles), coarsened until the viewport needs <= MAX_TILES tiles.
+ * Cells are square, so a viewport stretched to the canvas (`fit` 'min': a few instances by
+ * thousands of columns) takes the level of its denser-drawn axis, keeping each row apart.
  */
-export function levelFor(info: PyramidInfo, viewport: Viewport, pixels: { w: number; h: number }): number {
-  const perPx = Math.max((viewport.r1 - viewport.r0) / Math.max(1, pixels.h), (viewport.c1 - viewport.c0) / Math.max(1, pixels.w));
+export function levelFor(info: PyramidInfo, viewport: Viewport, pixels: { w: number; h: number }, fit: 'max' | 'min' = 'max'): number {
+  const pr = (viewport.r1 - viewport.r0) / Math.max(1, pixels.h);
+  const pc = (viewport.c1 - viewport.c0) / Math.max(1, pixels.w);
+  const perPx = fit === 'max' ? Math.max(pr, pc) : Math.min(pr, pc);
   let level = perPx <= 1 ? 0 : Math.floor(Math.log2(perPx));
   level = Math.max(0, Math.min(info.levels, level));
   while (level < info.levels && tilesFor(info, level, viewport).length > MAX_TILES) level++;

@@ -31,6 +31,16 @@ describe('tile pyramid', () => {
     expect(levelFor(huge, { r0: 0, c0: 0, r1: 16384, c1: 16384 }, { w: 100_000, h: 100_000 })).toBe(3); // 8 x 8 = 64 tiles
   });
 
+  it('keeps the rows of a wide activation matrix apart when stretched to the canvas', () => {
+    const info = pyramidInfo([16, 30, 384]); // 16 instances x 30 tokens x 384 features
+    expect(info).toEqual({ rows: 16, cols: 11520, tile: 256, levels: 6 });
+    const all: Viewport = { r0: 0, c0: 0, r1: 16, c1: 11520 };
+    expect(levelFor(info, all, { w: 420, h: 128 })).toBe(4); // square cells: 16 rows in one cell
+    expect(levelFor(info, all, { w: 420, h: 128 }, 'min')).toBe(0); // one row per cell, 45 tiles
+    const wide = pyramidInfo([256, 40000]);
+    expect(levelFor(wide, { r0: 0, c0: 0, r1: 256, c1: 40000 }, { w: 420, h: 128 }, 'min')).toBe(2); // level 1 would need 79 tiles
+  });
+
   it('caches tiles (LRU) and asks only for the missing ones', async () => {
     const info = pyramidInfo([1024, 1024]);
     const asked: [number, Viewport][] = [];
