@@ -3,9 +3,11 @@ bonsai/instances. Each runs as a "compare" job (queued per device, cancellable, 
 over :mod:`modelbonsai.compare.api` (which caches results in the store).
 
 A comparison of a base with N models is one result of (at least) N pages, one wire envelope per
-model, in the order asked; the request answers as soon as the first page exists, and the client
-asks for the others with bonsai/result/page (held until each is computed), so views fill in
-while the rest runs. An envelope over the inline limit becomes a file page when the client gave
+model, in the order asked. A comparison answers as soon as its first page exists, or after
+:data:`FIRST_REPLY_S` without data (``done: false``) when it is slower: either way the reply names
+the job (``jobId``), so the client can cancel a long comparison with bonsai/cancel while it runs.
+The client asks for the pages with bonsai/result/page (held until each is computed), so views
+fill in while the rest runs. Tiles and instances (quick, wanted whole) answer with page 0. An envelope over the inline limit becomes a file page when the client gave
 a storage folder, else it is split with wire.paginate.
 """
 
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
     from .server import BonsaiServer
 
 log = logging.getLogger(__name__)
+
+
+# A comparison's first reply waits at most this long for page 0, so that the client learns the
+# job id (to cancel it) early even when the first compared model takes minutes.
+FIRST_REPLY_S = 0.5
 
 
 class OptionError(ValueError):
@@ -77,8 +84,9 @@ def add_envelope(ls: BonsaiServer, result_id: str, data: bytes, decoded: wire.Re
 
 
 async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any], kind: str,
-                           spec: dict[str, Any]) -> P.ResultRef:
-    """Run task `kind` (work.py) as a compare job; answer with page 0 once it exists."""
+                           spec: dict[str, Any], *, first_reply_s: float | None = None) -> P.ResultRef:
+    """Run task `kind` (work.py) as a compare job; answer with page 0 once it exists, or after
+    `first_reply_s` (when given) with no data yet. The reply names the job."""
     rid = ls.results.new()
     spec = {**spec, "maxInstances": ls.settings.max_instances}
 
@@ -96,8 +104,12 @@ async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any],
 
     job = ls.submit("compare", title, work, token=params.get("workDoneToken"))
     job.meta["resultId"] = rid
+    ls.results.attach_job(rid, job.id)
     try:
-        await asyncio.wrap_future(ls.results.wait_page(rid, 0))
+        # shield: a timeout must not cancel the store's future (only this wait for it)
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ls.results.wait_page(rid, 0))), first_reply_s)
+    except asyncio.TimeoutError:
+        pass  # still computing: answer now with the job id and no data (done: false)
     except asyncio.CancelledError:  # $/cancelRequest: stop the job too
         ls.jobs.cancel(job.id)
         raise
@@ -130,7 +142,8 @@ def register(server: BonsaiServer) -> None:
         opts = _options(params.get("options") or {}, {"include": (str, list), "exclude": (str, list)},
                         "compare/weights")
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
-        return await start_result_job(ls, f"Compare weights with {base.name}", params, "compare/weights", spec)
+        return await start_result_job(ls, f"Compare weights with {base.name}", params, "compare/weights", spec,
+                                      first_reply_s=FIRST_REPLY_S)
 
     @custom(server, P.COMPARE_ACTIVATIONS)
     @guard
@@ -151,7 +164,8 @@ def register(server: BonsaiServer) -> None:
         ActivationOptions(instances=aopts["instances"], batch_size=aopts["batchSize"], mode=aopts["mode"],
                           isolated_scope=aopts["isolatedScope"]).check()  # bad values fail here, not in a job
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "activationOptions": aopts}
-        return await start_result_job(ls, f"Compare activations with {base.name}", params, "compare/activations", spec)
+        return await start_result_job(ls, f"Compare activations with {base.name}", params, "compare/activations", spec,
+                                      first_reply_s=FIRST_REPLY_S)
 
     @custom(server, P.COMPARE_BEHAVIOR)
     @guard
@@ -159,7 +173,8 @@ def register(server: BonsaiServer) -> None:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
         opts = _options(params.get("options") or {}, {"bootstrap": int, "seed": int}, "compare/behavior")
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
-        return await start_result_job(ls, f"Compare behaviour with {base.name}", params, "compare/behavior", spec)
+        return await start_result_job(ls, f"Compare behaviour with {base.name}", params, "compare/behavior", spec,
+                                      first_reply_s=FIRST_REPLY_S)
 
     @custom(server, P.TENSOR_TILES)
     @guard
@@ -203,6 +218,10 @@ def register(server: BonsaiServer) -> None:
             pass  # still computing: answer with what is there (done: false, no data)
         try:
             return await ls.in_reader(lambda: ls.results.ref(rid, page, wait_s=0.0))
+        except JobCancelled:
+            # the result ended cancelled before this page: say so at once, with LSP's own code
+            raise RequestError(P.REQUEST_CANCELLED, f"result {rid} was cancelled before page {page} was "
+                                                    "computed") from None
         except RuntimeError as e:
             raise RequestError(P.JOB_FAILED, str(e)) from None
 

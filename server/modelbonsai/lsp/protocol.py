@@ -198,6 +198,8 @@ class ResultFile(TypedDict):
 
 class ResultRef(TypedDict):
     resultId: str
+    # The job computing this result (cancel it with bonsai/cancel); absent when no job made it.
+    jobId: NotRequired[str]
     page: int
     pages: int
     done: bool

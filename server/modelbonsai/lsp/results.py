@@ -38,6 +38,7 @@ class ResultNotFound(KeyError):
 @dataclass
 class _Result:
     id: str
+    job_id: str | None = None  # the job computing it: clients cancel by this id
     pages: list[bytes] = field(default_factory=list)
     done: bool = False
     error: str | None = None
@@ -80,6 +81,10 @@ class ResultStore:
             self._results[result.id] = result
             self._evict()
         return result.id
+
+    def attach_job(self, result_id: str, job_id: str) -> None:
+        """Record which job computes this result (every ref then names it, for bonsai/cancel)."""
+        self._get(result_id).job_id = job_id
 
     def add_page(self, result_id: str, page: bytes) -> None:
         result = self._get(result_id)
@@ -148,6 +153,8 @@ class ResultStore:
             done = result.done
             data = result.pages[page] if page < count else None
         ref: ResultRef = {"resultId": result_id, "page": page, "pages": count, "done": done}
+        if result.job_id is not None:
+            ref["jobId"] = result.job_id
         if data is None:
             # Still computing (timed out waiting), or past the last page of a finished result:
             # `done` and `pages` tell the client which, and a client that read ahead stops here.
