@@ -245,3 +245,45 @@ def load_file_tensor(folder: Path, name: str) -> torch.Tensor:
     from safetensors.torch import load_file
 
     return load_file(str(folder / "model.safetensors"))[name]
+
+
+@pytest.mark.parametrize("error", [
+    "torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')",
+    "RuntimeError(\"[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory\")",
+    "RuntimeError('Input type (torch.FloatTensor) and weight type (MPSFloatType) should be the same')",
+])
+def test_a_model_that_cannot_run_fails_alone_with_its_reason(tmp_path: Path, error: str) -> None:
+    """A variant whose model runs out of memory (or cannot run on the device) while it is evaluated
+    is marked failed with a readable reason; its siblings are still made and stored."""
+    from cli.workspace import USER_OPS
+    from support.workspace import write_workspace
+
+    ops = USER_OPS + (
+        "\n@register_op('mine.hog', family='test', summary='a model that cannot run', source='user')\n"
+        "def hog(cm, params, ctx):\n"
+        "    import torch\n"
+        "    def forward(*a, **k):\n"
+        f"        raise {error}\n"
+        "    cm.module.forward = forward\n"
+        "    return cm\n"
+    )
+    text = EXPERIMENT.split("variants:")[0] + (
+        "variants:\n"
+        "  - {name: hog, ops: [mine.hog: {}]}\n"
+        "  - {name: fine, ops: [prune.magnitude: {sparsity: 0.5}]}\n"
+    )
+    exp = write_workspace(tmp_path, text, ops)
+    store = LineageStore.open(tmp_path)
+    try:
+        result = Runner(store, device="cpu").run(make_plan(_exp(exp), store))
+        assert result.made == ["toy", "fine"]
+        reason = result.failed["hog"]
+        if "allocate" in error:
+            assert reason.startswith("out of memory on the device (") and "batch_size" in reason
+        else:
+            assert reason.startswith("RuntimeError: Input type")
+        assert "Traceback" not in reason
+        assert {m.name for m in store.list_models()} == {"toy", "fine"}
+        assert store.list_runs()[0].failures == {"hog": reason}
+    finally:
+        store.close()

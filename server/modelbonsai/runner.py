@@ -579,8 +579,11 @@ def _user_message(e: BaseException) -> str:
     name = type(e).__name__
     if name in ("TaskError", "StoreError", "ArtifactError", "DeviceError"):
         return str(e)
-    if isinstance(e, torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError):
-        return f"out of memory on the device: {e}".strip()
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)  # the CPU allocator's words
+    ):
+        first = str(e).strip().splitlines()[0] if str(e).strip() else name
+        return f"out of memory on the device ({first}): try a smaller batch_size or max_instances"
     return f"{name}: {e}"
 
 
