@@ -258,6 +258,86 @@ export async function layersStep(t, expect) {
   }
   await depth.scrollIntoViewIfNeeded();
   await t.shot('13-minilm-layers-depth-profile');
+  await layerNormDetail(t, frame, lowNorm.path);
+}
+
+/** The layer detail of a LayerNorm (picked on the depth profile): activation histograms of base
+ * and model, and an activation heatmap drawn from server tiles (rows: instances; columns: tokens ×
+ * features), with the value under the pointer. */
+async function layerNormDetail(t, frame, path) {
+  t.log(`minilm: layer detail of ${path}`);
+  const detail = frame.locator('#layer-detail');
+  // the depth profile's point for that module selects it (its click handler, as dispatched events
+  // survive the panel re-rendering under the pointer)
+  const point = frame.locator('#depth-profile svg.chart circle').filter({ has: frame.locator('title', { hasText: `· ${path}:` }) }).first();
+  await t.waitFor(`the layer detail to show ${path}`, 20_000, async () => {
+    if ((await detail.locator('h2').first().innerText().catch(() => '')).includes(path)) return true;
+    await point.dispatchEvent('click');
+    return false;
+  }, 1000);
+
+  // Activation heatmap: drawn tiles whose pixels vary (not a blank or uniform canvas), axes named.
+  const canvas = detail.locator('#act-heatmap canvas');
+  const drawn = await t.waitFor(`the activation heatmap of ${path} to draw its tiles`, 120_000, async () => {
+    await t.noErrorToast();
+    const err = await detail.locator('#act-heatmap .notice.error').innerText().catch(() => '');
+    if (err) throw Object.assign(new Error(`the activation heatmap shows an error: ${err}`), { fatal: true });
+    if ((await canvas.count()) === 0) return undefined;
+    const tiles = Number((await canvas.getAttribute('data-tiles')) ?? 0);
+    return tiles > 0 ? tiles : undefined;
+  }, 1000);
+  const pixels = await canvas.evaluate((c) => {
+    const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+    const bg = [data[0], data[1], data[2]];
+    const colours = new Set();
+    let differ = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      colours.add(`${data[i] >> 3},${data[i + 1] >> 3},${data[i + 2] >> 3}`);
+      if (Math.abs(data[i] - bg[0]) + Math.abs(data[i + 1] - bg[1]) + Math.abs(data[i + 2] - bg[2]) > 12) differ++;
+    }
+    return { colours: colours.size, differ: differ / (data.length / 4), w: c.width, h: c.height };
+  });
+  const axes = await detail.locator('#act-heatmap .heat-axes').allInnerTexts();
+  const status = await detail.locator('#act-heatmap .heat-status').innerText();
+  t.log(`activation heatmap: ${drawn} tiles, ${pixels.w}x${pixels.h}, ${pixels.colours} colours, ${(pixels.differ * 100).toFixed(0)}% of pixels off the first one; ${status}; ${axes.join(' | ')}`);
+  if (pixels.colours < 8 || pixels.differ < 0.05) throw new Error(`the activation heatmap of ${path} looks blank: ${pixels.colours} colours, ${(pixels.differ * 100).toFixed(1)}% of pixels differ`);
+  if (!axes.some((a) => /^rows: \d+ instances/.test(a)) || !axes.some((a) => /^columns: \d+ positions × 384 features/.test(a))) {
+    throw new Error(`the activation heatmap's axes should name instances and positions × 384 features: ${axes.join(' | ')}`);
+  }
+  // The value under the pointer names the instance, token position and feature.
+  const box = await canvas.boundingBox();
+  const readout = detail.locator('#act-heatmap .heat-readout');
+  const said = await t.waitFor('the heatmap readout under the pointer', 10_000, async () => {
+    await canvas.hover({ position: { x: Math.round(box.width * 0.3), y: Math.round(box.height * 0.5) } });
+    const s = await readout.innerText();
+    return /instance \S+ · position \d+ · feature \d+: -?[\d.]/.test(s) ? s : undefined;
+  }, 500);
+  t.log(`heatmap readout: ${said}`);
+  // Activation histograms: values of base and model, and the relative change, each with counts.
+  const hists = await t.waitFor(`activation histograms (values base vs model, relative change) for ${path}`, 120_000, async () => {
+    await t.noErrorToast();
+    const out = {};
+    for (const kind of ['values', 'rel']) {
+      const titles = await detail.locator(`#act-hists .act-hist[data-kind="${kind}"] svg rect title`).allTextContents();
+      const bySeries = {};
+      for (const s of titles) {
+        const m = /^(.*): ([\d.e+-]+)$/.exec(s);
+        if (m) bySeries[m[1]] = (bySeries[m[1]] ?? 0) + Number(m[2]);
+      }
+      if (!Object.keys(bySeries).length) return undefined;
+      out[kind] = bySeries;
+    }
+    return out;
+  }, 1000);
+  const valueSeries = Object.entries(hists.values);
+  if (valueSeries.length !== 2 || !valueSeries.every(([, n]) => n > 0)) throw new Error(`the activation value histogram of ${path} should have counts for base and model: ${JSON.stringify(hists.values)}`);
+  if (!Object.values(hists.rel).every((n) => n > 0)) throw new Error(`the activation relative-change histogram of ${path} has no counts: ${JSON.stringify(hists.rel)}`);
+  t.log(`activation histograms of ${path}: values ${JSON.stringify(hists.values)}, relative change ${JSON.stringify(hists.rel)}`);
+  const sparsity = await detail.locator('tr', { hasText: 'Activation sparsity' }).innerText().catch(() => '');
+  t.log(`activation sparsity row: ${sparsity.replace(/\s+/g, ' ')}`);
+
+  await detail.locator('#act-hists').scrollIntoViewIfNeeded();
+  await t.shot('15-minilm-layers-layernorm-detail');
 }
 
 /** The CodeLenses of `file` show metrics for each of the `models` it made: one metrics lens per
