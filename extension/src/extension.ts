@@ -27,7 +27,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   const status = new StatusItem();
   const panels = new PanelManager(context.extensionUri, {
-    request: (method, params) => srv.request(method, params),
+    request: (method, params, token) => srv.request(method, params, token),
     storageDir: () => (context.storageUri ?? context.globalStorageUri).fsPath,
     lineage: () => lineage.models,
     openModel: async (id, view) => {

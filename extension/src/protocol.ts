@@ -191,6 +191,8 @@ export const Shapes = {
   ResultPageParams: object({ resultId: string, page: integer }),
   ResultRef: object({
     resultId: string,
+    /** The job computing this result (cancel it with bonsai/cancel); absent when no job made it. */
+    jobId: optional(string),
     page: integer,
     pages: integer,
     done: boolean,

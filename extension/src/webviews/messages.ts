@@ -29,10 +29,11 @@ export interface DrillFocus {
 /** Requests a webview sends, each with its params and the reply it gets. */
 export interface WebviewRequests {
   lineage: { params: Record<string, never>; result: { models: ModelInfo[] } };
-  /** Runs a comparison and streams its pages back as `resultPage` events; replies when all are in. */
+  /** Runs a comparison and streams its pages back as `resultPage` events; replies when all are in,
+   * or with `cancelled` when its job was cancelled (by `cancel`, or on the server) before that. */
   compare: {
     params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> };
-    result: { resultId: string; pages: number };
+    result: { resultId: string; pages: number; cancelled?: boolean };
   };
   /** Heatmap tiles of a weight (or of other − model): every page's msgpack bytes in the reply. */
   tiles: {
@@ -41,7 +42,8 @@ export interface WebviewRequests {
   };
   /** Instances as the task renders them, with each model's prediction: pages' bytes in the reply. */
   instances: { params: { ids: string[]; models: string[] }; result: { resultId: string; pages: ArrayBuffer[] } };
-  /** Stops fetching the pages of an earlier `compare` request (its id). */
+  /** Cancels an earlier request (its id): the server's job stops and page fetching ends;
+   * `cancelled: false` when it was no longer in flight. */
   cancel: { params: { requestId: number }; result: { cancelled: boolean } };
   openModel: { params: { id: string; view: PanelKind }; result: null };
   revealInExperiment: { params: { id: string }; result: null };

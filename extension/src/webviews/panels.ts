@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import * as P from '../protocol';
 import { fetchPages, toArrayBuffer } from '../results';
 import { errorText } from '../errors';
+import { Flight, isCancelledError } from './flight';
 import { isToHost, type DrillFocus, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
 
 export const PANEL_TITLES: Record<PanelKind, string> = {
@@ -18,7 +19,8 @@ export const PANEL_TITLES: Record<PanelKind, string> = {
 export const viewType = (kind: PanelKind): string => `bonsai.${kind}`;
 
 export interface PanelHost {
-  request<R>(method: string, params: unknown): Promise<R>;
+  /** A request to the server; `token` cancels it ($/cancelRequest). */
+  request<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
   storageDir(): string | undefined;
   lineage(): P.ModelInfo[];
   openModel(id: string, view: PanelKind): Promise<void>;
@@ -72,8 +74,9 @@ export function panelHtml(opts: {
 
 class Panel implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
-  /** Ids of compare requests the webview cancelled: their page loops stop at the next page. */
-  private readonly cancelled = new Set<number>();
+  /** Webview requests (by id) whose results the server is computing: Cancel and closing stop them. */
+  private readonly flights = new Map<number, Flight>();
+  private disposed = false;
   state: PanelState;
 
   constructor(
@@ -103,6 +106,8 @@ class Panel implements vscode.Disposable {
   }
 
   post(message: ToWebview): Thenable<boolean> {
+    // A reply to a request that was in flight when the panel closed has nowhere to go.
+    if (this.disposed) return Promise.resolve(false);
     return this.panel.webview.postMessage(message);
   }
 
@@ -141,32 +146,22 @@ class Panel implements vscode.Disposable {
         const { kind, base, models, options } = m.params;
         if (!['weights', 'activations', 'behavior'].includes(kind)) throw new Error(`unknown comparison '${kind}'`);
         this.state = { ...this.state, models: [base, ...models] };
-        const first = await host.request<P.ResultRef>(`bonsai/compare/${kind}`, { base, models, ...(options ? { options } : {}) });
-        let pages = 0;
-        for await (const page of fetchPages(first, host, { storageDir: host.storageDir() })) {
-          if (this.cancelled.delete(m.id)) break;
-          const bytes = toArrayBuffer(page.bytes);
-          this.event('resultPage', {
-            requestId: m.id,
-            resultId: page.ref.resultId,
-            page: page.ref.page,
-            pages: page.ref.pages,
-            done: page.ref.done,
-            bytes,
-          });
-          pages++;
-        }
-        return { resultId: first.resultId, pages };
+        return this.flying(m.id, (flight) => this.compare(m.id, flight, `bonsai/compare/${kind}`, { base, models, ...(options ? { options } : {}) }));
       }
       case 'tiles': {
         const { model, tensor, other, level, x0, y0, x1, y1 } = m.params;
-        return this.collect(await host.request<P.ResultRef>(P.TENSOR_TILES, { model, tensor, ...(other ? { other } : {}), source: 'weight', level, x0, y0, x1, y1 }));
+        const params = { model, tensor, ...(other ? { other } : {}), source: 'weight', level, x0, y0, x1, y1 };
+        return this.flying(m.id, async (flight) => this.collect(flight, await flight.request<P.ResultRef>(P.TENSOR_TILES, params)));
       }
       case 'instances':
-        return this.collect(await host.request<P.ResultRef>(P.INSTANCES, { ids: m.params.ids, models: m.params.models }));
-      case 'cancel':
-        this.cancelled.add(m.params.requestId);
+        return this.flying(m.id, async (flight) => this.collect(flight, await flight.request<P.ResultRef>(P.INSTANCES, { ids: m.params.ids, models: m.params.models })));
+      case 'cancel': {
+        // The panel's Cancel: stop the server's job, not only the fetching of its pages.
+        const flight = this.flights.get(m.params.requestId);
+        if (!flight) return { cancelled: false };
+        await flight.cancel();
         return { cancelled: true };
+      }
       case 'openModel':
         await host.openModel(m.params.id, m.params.view);
         return null;
@@ -188,14 +183,56 @@ class Panel implements vscode.Disposable {
     }
   }
 
+  /** Runs `work` as the in-flight request `id` (cancellable by the webview and by closing). */
+  private async flying<T>(id: number, work: (flight: Flight) => Promise<T>): Promise<T> {
+    const flight = new Flight(this.manager.host, this.manager.host.log);
+    this.flights.set(id, flight);
+    try {
+      return await work(flight);
+    } finally {
+      this.flights.delete(id);
+    }
+  }
+
+  /** Streams a comparison's pages to the webview as `resultPage` events; replies with the count,
+   * and `cancelled` when it was cancelled (here, or on the server: e.g. the progress notification). */
+  private async compare(id: number, flight: Flight, method: string, params: unknown): Promise<{ resultId: string; pages: number; cancelled?: true }> {
+    let resultId = '';
+    let pages = 0;
+    try {
+      const first = await flight.request<P.ResultRef>(method, params);
+      resultId = first.resultId;
+      for await (const page of fetchPages(first, flight, { storageDir: this.manager.host.storageDir() })) {
+        if (flight.cancelled) break;
+        this.event('resultPage', {
+          requestId: id,
+          resultId: page.ref.resultId,
+          page: page.ref.page,
+          pages: page.ref.pages,
+          done: page.ref.done,
+          bytes: toArrayBuffer(page.bytes),
+        });
+        pages++;
+      }
+    } catch (e) {
+      if (!flight.cancelled && !isCancelledError(e)) throw e;
+      return { resultId, pages, cancelled: true };
+    }
+    return flight.cancelled ? { resultId, pages, cancelled: true } : { resultId, pages };
+  }
+
   /** Every page of a (small) result, as ArrayBuffers for the reply. */
-  private async collect(first: P.ResultRef): Promise<{ resultId: string; pages: ArrayBuffer[] }> {
+  private async collect(flight: Flight, first: P.ResultRef): Promise<{ resultId: string; pages: ArrayBuffer[] }> {
     const pages: ArrayBuffer[] = [];
-    for await (const page of fetchPages(first, this.manager.host, { storageDir: this.manager.host.storageDir() })) pages.push(toArrayBuffer(page.bytes));
+    for await (const page of fetchPages(first, flight, { storageDir: this.manager.host.storageDir() })) pages.push(toArrayBuffer(page.bytes));
     return { resultId: first.resultId, pages };
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    // Closing a panel stops what it was waiting for: the server's jobs too.
+    for (const flight of this.flights.values()) void flight.cancel();
     this.manager.forget(this);
     for (const d of this.disposables) d.dispose();
   }

@@ -80,6 +80,111 @@ describe('PanelManager', () => {
     expect(log.warn).toHaveBeenCalledWith('behaviors: ignored malformed message from the webview');
   });
 
+  describe('Cancel reaches the server job', () => {
+    type Call = [string, unknown, vscode.CancellationToken | undefined];
+    /** A server whose comparison answers at once with its job id, then holds page 0 until the
+     * request is cancelled ($/cancelRequest), answering it as LSP does: error -32800. */
+    function slowServer(firstReply: 'now' | 'held' = 'now') {
+      const calls: Call[] = [];
+      let releaseFirst: (() => void) | undefined;
+      const held = (token: vscode.CancellationToken | undefined) =>
+        new Promise<never>((_resolve, reject) => {
+          token?.onCancellationRequested(() => reject(Object.assign(new Error('cancelled'), { code: -32800 })));
+        });
+      const request = async (method: string, params: unknown, token?: vscode.CancellationToken): Promise<unknown> => {
+        calls.push([method, params, token]);
+        if (method === 'bonsai/cancel') return { cancelled: true };
+        const ref: ResultRef = { resultId: 'r9', jobId: 'j5', page: 0, pages: 0, done: false };
+        if (method === 'bonsai/compare/activations') {
+          if (firstReply === 'now') return ref;
+          await new Promise<void>((r) => (releaseFirst = r)); // the reply races the cancel
+          return ref;
+        }
+        return held(token);
+      };
+      return { calls, request, releaseFirst: () => releaseFirst?.() };
+    }
+    const compare = { type: 'request', id: 4, method: 'compare', params: { kind: 'activations', base: 'a', models: ['b'] } };
+    const names = (calls: Call[]) => calls.map(([m, p]) => [m, p]);
+
+    it("the panel's Cancel sends bonsai/cancel with the result's job id and stops fetching pages", async () => {
+      const server = slowServer();
+      const { pm } = manager(server.request);
+      pm.open('layers', { models: ['a', 'b'] });
+      const p = __panels[0] as FakePanel;
+      p.send(compare);
+      await settle();
+      p.send({ type: 'request', id: 5, method: 'cancel', params: { requestId: 4 } });
+      await settle();
+      expect(names(server.calls)).toEqual([
+        ['bonsai/compare/activations', { base: 'a', models: ['b'] }],
+        ['bonsai/result/page', { resultId: 'r9', page: 0 }],
+        ['bonsai/cancel', { jobId: 'j5' }],
+      ]);
+      expect(server.calls[1]![2]!.isCancellationRequested).toBe(true); // the page wait is cancelled too
+      expect(p.posted).toContainEqual({ type: 'reply', id: 4, result: { resultId: 'r9', pages: 0, cancelled: true } });
+      expect(p.posted).toContainEqual({ type: 'reply', id: 5, result: { cancelled: true } });
+      // a second Cancel of the same request has nothing left to stop
+      p.send({ type: 'request', id: 6, method: 'cancel', params: { requestId: 4 } });
+      await settle();
+      expect(p.posted.at(-1)).toEqual({ type: 'reply', id: 6, result: { cancelled: false } });
+      expect(server.calls.filter(([m]) => m === 'bonsai/cancel')).toHaveLength(1);
+    });
+
+    it('a Cancel before the first reply cancels the request, and the job its late reply names', async () => {
+      const server = slowServer('held');
+      const { pm } = manager(server.request);
+      pm.open('behaviors', { models: ['a', 'b'] });
+      const p = __panels[0] as FakePanel;
+      p.send(compare);
+      await settle();
+      p.send({ type: 'request', id: 5, method: 'cancel', params: { requestId: 4 } });
+      await settle();
+      expect(server.calls[0]![2]!.isCancellationRequested).toBe(true); // $/cancelRequest
+      expect(names(server.calls)).toEqual([['bonsai/compare/activations', { base: 'a', models: ['b'] }]]);
+      server.releaseFirst();
+      await settle();
+      expect(names(server.calls)).toEqual([
+        ['bonsai/compare/activations', { base: 'a', models: ['b'] }],
+        ['bonsai/cancel', { jobId: 'j5' }],
+      ]);
+      expect(p.posted).toContainEqual({ type: 'reply', id: 4, result: { resultId: 'r9', pages: 0, cancelled: true } });
+    });
+
+    it('closing a panel with a comparison in flight cancels its job', async () => {
+      const server = slowServer();
+      const { pm } = manager(server.request);
+      pm.open('layers', { models: ['a', 'b'] });
+      const p = __panels[0] as FakePanel;
+      p.send(compare);
+      await settle();
+      const before = p.posted.length;
+      p.dispose();
+      await settle();
+      expect(names(server.calls)).toEqual([
+        ['bonsai/compare/activations', { base: 'a', models: ['b'] }],
+        ['bonsai/result/page', { resultId: 'r9', page: 0 }],
+        ['bonsai/cancel', { jobId: 'j5' }],
+      ]);
+      expect(p.posted).toHaveLength(before); // nothing posted to a closed panel
+    });
+
+    it('a job cancelled on the server ends the comparison as cancelled, not as an error', async () => {
+      const calls: string[] = [];
+      const { pm } = manager(async (method) => {
+        calls.push(method);
+        if (method === 'bonsai/compare/weights') return { resultId: 'r1', jobId: 'j2', page: 0, pages: 1, done: false, data: b64([1]) } satisfies ResultRef;
+        throw Object.assign(new Error('result r1 was cancelled before page 1 was computed'), { code: -32800 });
+      });
+      pm.open('layers', { models: ['a', 'b'] });
+      const p = __panels[0] as FakePanel;
+      p.send({ type: 'request', id: 8, method: 'compare', params: { kind: 'weights', base: 'a', models: ['b'] } });
+      await settle();
+      expect(calls).toEqual(['bonsai/compare/weights', 'bonsai/result/page']);
+      expect(p.posted.at(-1)).toEqual({ type: 'reply', id: 8, result: { resultId: 'r1', pages: 1, cancelled: true } });
+    });
+  });
+
   it('restores a panel from its serialized state (sanitized)', async () => {
     const { pm } = manager(async () => ({}));
     void pm;

@@ -35,7 +35,7 @@ export function resultsOf(pages: ArrayBuffer[]): Result[] {
 /** The webview side of a streamed comparison (the parts of Rpc it needs). */
 export interface CompareRpc {
   peekId(): number;
-  request(method: 'compare', params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> }): Promise<{ resultId: string; pages: number }>;
+  request(method: 'compare', params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> }): Promise<{ resultId: string; pages: number; cancelled?: boolean }>;
   request(method: 'cancel', params: { requestId: number }): Promise<{ cancelled: boolean }>;
   on(name: 'resultPage', fn: (p: { requestId: number; page: number; pages: number; done: boolean; bytes: ArrayBuffer }) => void): () => void;
 }
@@ -44,7 +44,9 @@ export interface CompareRun {
   requestId: number;
   /** Resolves when every page is in (or the run was cancelled); rejects with the host's error. */
   done: Promise<void>;
+  /** Asks the host to cancel the comparison's job on the server (and to stop fetching pages). */
   cancel(): void;
+  /** True once cancelled: by `cancel()`, or by the server (its job was cancelled elsewhere). */
   cancelled: boolean;
 }
 
@@ -81,8 +83,13 @@ export function streamCompare(
     if (r) onResult(r);
   });
   run.done = rpc.request('compare', params).then(
-    () => {
+    (reply) => {
       off();
+      if (reply?.cancelled && !run.cancelled) {
+        // cancelled on the server (e.g. from VS Code's progress notification): the panel says so
+        run.cancelled = true;
+        onProgress(received, received, true);
+      }
     },
     (e: unknown) => {
       off();
