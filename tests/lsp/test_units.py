@@ -127,6 +127,25 @@ def test_streaming_result_waits_for_pages(tmp_path: Path) -> None:
         small.ref(small.put([b"123456"]), 0)
 
 
+def test_result_names_its_job_and_ends_cancelled(tmp_path: Path) -> None:
+    from modelbonsai.lsp.jobs import JobCancelled
+
+    rs = ResultStore(None)
+    rid = rs.new()
+    assert "jobId" not in rs.ref(rid, 0, wait_s=0)  # no job (yet): the field is left out
+    rs.attach_job(rid, "j7")
+    rs.add_page(rid, b"first")
+    waiting = rs.wait_page(rid, 1)
+    rs.finish(rid, error="cancelled", cancelled=True)
+    assert waiting.done(), "a page wait ends when the result is cancelled"
+    first = rs.ref(rid, 0, wait_s=0)
+    assert first["jobId"] == "j7" and base64.b64decode(first["data"]) == b"first"  # made pages stay
+    t0 = time.monotonic()
+    with pytest.raises(JobCancelled):
+        rs.ref(rid, 1, wait_s=30)
+    assert time.monotonic() - t0 < 0.5
+
+
 def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     import json
     import shutil
