@@ -183,4 +183,4 @@ def test_activation_metrics_against_float64_reference(seq: int) -> None:
     np.testing.assert_allclose(res.propagated[row], per, rtol=1e-4)
     pooled_b = hb.mean(1) if seq > 1 else hb
     pooled_o = ho.mean(1) if seq > 1 else ho
-    assert m["cka"] == pytest.approx(linear_cka(pooled_b, pooled_o), rel=1e-5)
+    assert m["cka_instances"] == pytest.approx(linear_cka(pooled_b, pooled_o), rel=1e-5)

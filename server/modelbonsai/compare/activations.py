@@ -3,8 +3,8 @@
 For each batch the base model runs once with forward hooks that keep each module's output (and,
 for the isolated mode, its inputs); then every other model runs once with hooks that compare its
 module outputs with the base's *as they are produced* and drop them. So the propagated
-comparison costs the forward passes that any comparison needs plus a few elementwise passes per
-activation; nothing of the other models is held.
+comparison costs the forward passes that any comparison needs plus one fused pass over each
+activation pair (and small samples of it); nothing of the other models is held.
 
 - **propagated**: each model runs on its own input stream; a module's error includes what it
   inherited from earlier layers.
@@ -12,11 +12,38 @@ activation; nothing of the other models is held.
   for every module) is called on the exact inputs the base module received, so its error is its
   own.
 
-Metrics per module (over all sampled instances, exact sums as in :mod:`.stats`): relative L2,
-SQNR, cosine, max |diff|, NaN/Inf counts, and linear CKA over instances, where each instance is
-represented by its output averaged over positions (dims 2.. of 4-D/5-D conv-like outputs, dim 1
-of 3-D sequence outputs). The **divergence matrix** holds the relative L2 error of every
-(module, instance) pair; `top_layers` / `top_instances` rank it.
+Metrics per module and mode (over all sampled instances; sums exact in float64, as in :mod:`.stats`,
+from one fused pass per instance, :func:`.kernels.pair_sums` on the CPU):
+
+- `rel_l2`, `sqnr_db`, `cosine`, `max_abs_diff`, `identical`: of the module's whole output;
+- `sparsity_base` / `sparsity_other`: fraction of exact zeros of the activations (after a ReLU,
+  say), with `zero_only_base`, `zero_only_other`, `zero_both` (counts of the zero masks);
+- `nan_*` / `inf_*`: non-finite values per side, counted and left out of the sums;
+- `cka`: linear CKA at the **position level**: samples are (instance, position) rows and features
+  the channels (tokens of a [N, T, C] sequence output, pixels of a [N, C, H, W] conv output; a
+  plain [N, C] output has one position). `ActivationOptions.cka_rows` rows are used, `cka_rows /
+  instances` random positions of every instance (fixed seed, the same positions on both sides);
+  `cka_rows=None` uses every row, accumulated exactly in feature space (memory 3·C² float64 per
+  module), except for modules wider than :data:`GRAM_MAX_CHANNELS`, which keep a
+  :data:`FALLBACK_ROWS` row sample. `cka_n` says how many rows were used, `cka_sampled` whether
+  they were a sample;
+- `cka_instances`: linear CKA over instances, each represented by its output averaged over
+  positions;
+- `rel_change` (propagated only): counts of unchanged elements, changes from an exact zero, and
+  under/overflow of the relative-change histogram.
+
+Histograms (propagated mode): a block sample of each module's output pair (about
+:data:`stats.HIST_SAMPLE` elements over the run, the same elements on both sides, taken from
+every batch) is binned at the end: value histograms of base and other over a common range
+[-R, R] (R = the largest finite |value| of the sample) and the histogram of relative change
+|d|/|b| over :data:`stats.REL_EDGES`. Counts are weighted to estimate element counts, as for
+weights (`hist_weight` = elements per sampled element).
+
+A module called several times in one forward adds every call to its sums and per-instance
+errors; CKA and histograms use its first call.
+
+The **divergence matrix** holds the relative L2 error of every (module, instance) pair;
+`top_layers` / `top_instances` rank it.
 
 Modules are aligned by name; a pair whose output shapes differ is reported as a mismatch unless
 the other model's structured-pruning kept indices (`<module>.weight` dim 0) map its output
@@ -25,6 +52,9 @@ channels back to the base. Modules that only one model has are listed.
 Before running, a one-instance probe measures the activation bytes per instance; if the sample
 would not fit the memory budget the batch is shrunk, and if even batches of one do not fit, a
 :class:`ActivationMemoryError` says how many instances would.
+
+On an accelerator every reduction stays on the device and a batch's results come to the host in
+one transfer per dtype at the end of the batch (no synchronisation per module).
 """
 
 from __future__ import annotations
@@ -41,11 +71,18 @@ import torch
 from torch import nn
 
 from ..ops.registry import match_names
+from . import kernels as K
 from . import stats as S
-from .cka import linear_cka
+from .cka import GramCka, RowCka, as_rows, channels_first, linear_cka, pool_positions
 from .control import CompareError, Control
 
 KIND = "activations"
+#: position-level CKA with every row: exact feature-space sums up to this many channels
+GRAM_MAX_CHANNELS = 4096
+#: ... and a row sample of this many rows for wider modules
+FALLBACK_ROWS = 4096
+#: seed of the CKA position sample
+CKA_SEED = 0
 
 
 class ActivationMemoryError(CompareError):
@@ -71,6 +108,8 @@ class ActivationOptions:
     isolated_scope: str = "leaves"  # "leaves" | "all"
     modules: Sequence[str] | None = None  # fnmatch globs over module names ("" is the model)
     memory_budget: int | None = None  # bytes; default: see default_memory_budget
+    #: rows (instance x position) for the position-level CKA; None: every row (see module doc)
+    cka_rows: int | None = 512
 
     def check(self) -> None:
         if self.mode not in ("propagated", "isolated", "both"):
@@ -81,6 +120,8 @@ class ActivationOptions:
             raise CompareError(f"instances must be at least 1; got {self.instances}")
         if self.batch_size < 1:
             raise CompareError(f"batch_size must be at least 1; got {self.batch_size}")
+        if self.cka_rows is not None and self.cka_rows < 2:
+            raise CompareError(f"cka_rows must be at least 2 (or none for every row); got {self.cka_rows}")
 
     def key(self) -> dict[str, Any]:
         return {
@@ -88,7 +129,20 @@ class ActivationOptions:
             "mode": self.mode,
             "isolated_scope": self.isolated_scope,
             "modules": list(self.modules) if self.modules else None,
+            "cka_rows": self.cka_rows if self.cka_rows is not None else "all",
         }
+
+    def cka_plan(self, channels: int) -> int | None:
+        """Positions per instance for a module of `channels` channels; None: every row, exactly."""
+        if self.cka_rows is None and channels <= GRAM_MAX_CHANNELS:
+            return None
+        rows = self.cka_rows if self.cka_rows is not None else FALLBACK_ROWS
+        return max(1, math.ceil(rows / self.instances))
+
+    def hist_per_batch(self, batch_size: int) -> int:
+        """Histogram sample elements per module and batch (about HIST_SAMPLE over the run)."""
+        batches = max(1, math.ceil(self.instances / max(1, batch_size)))
+        return max(8 * S.SAMPLE_BLOCK, S.HIST_SAMPLE // batches)
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -114,12 +168,17 @@ def default_memory_budget(device: torch.device) -> int:
 class _Acc:
     """Running sums for one module and one mode (propagated or isolated)."""
 
+    hist: bool = False  # collect the histogram sample (propagated mode)
     st: S.PairStats = field(default_factory=S.PairStats)
-    dd: list[torch.Tensor] = field(default_factory=list)  # per-instance Σd², one entry per batch
-    bb: list[torch.Tensor] = field(default_factory=list)  # per-instance Σb², one entry per batch
+    dd: list[np.ndarray] = field(default_factory=list)  # per-instance Σd², one entry per batch
+    bb: list[np.ndarray] = field(default_factory=list)  # per-instance Σb², one entry per batch
     batch_ix: list[int] = field(default_factory=list)  # which batch each entry belongs to
-    feats_base: list[torch.Tensor] = field(default_factory=list)  # pooled outputs for CKA
+    feats_base: list[torch.Tensor] = field(default_factory=list)  # pooled outputs (cka_instances)
     feats_other: list[torch.Tensor] = field(default_factory=list)
+    cka: GramCka | RowCka | None = None  # position-level CKA
+    cka_sampled: bool = False
+    hist_base: list[np.ndarray] = field(default_factory=list)  # histogram sample
+    hist_other: list[np.ndarray] = field(default_factory=list)
     shape_other: list[int] | None = None
     problem: str = ""
 
@@ -135,9 +194,13 @@ class ModuleResult:
     message: str = ""
     propagated: dict[str, Any] | None = None
     isolated: dict[str, Any] | None = None
+    value_range: float | None = None  # value histograms span [-value_range, value_range]
+    hist_weight: float | None = None  # elements each histogram-sampled element stands for
+    #: propagated histograms {"base", "other", "rel"} (wire tensors, not JSON)
+    hists: dict[str, np.ndarray] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and v != ""}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != "" and k != "hists"}
 
 
 @dataclass
@@ -177,17 +240,35 @@ class ActivationComparison:
         return [(self.ids[i], float(row[i])) for i in order[:k]]
 
     def wire(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+        """(kind, meta, tensors). Histogram rows follow `meta["modules"]`; rows of modules without
+        propagated histograms are zero."""
+        n = len(self.modules)
+        vbase = np.zeros((n, S.VALUE_BINS), np.float32)
+        vother = np.zeros((n, S.VALUE_BINS), np.float32)
+        rel = np.zeros((n, S.REL_BINS), np.float32)
+        for i, m in enumerate(self.modules):
+            if m.hists is not None:
+                vbase[i], vother[i], rel[i] = m.hists["base"], m.hists["other"], m.hists["rel"]
         meta = {
             "base": self.base,
             "other": self.other,
             "ids": self.ids,
             "modules": [m.to_json() for m in self.modules],
             "options": self.options,
+            "value_bins": S.VALUE_BINS,
+            "rel_edges_log10": S.REL_EDGES.tolist(),
         }
-        return KIND, meta, {
-            "propagated": self.propagated.astype(np.float32),
-            "isolated": self.isolated.astype(np.float32),
-        }
+        return (
+            KIND,
+            meta,
+            {
+                "propagated": self.propagated.astype(np.float32),
+                "isolated": self.isolated.astype(np.float32),
+                "value_hist_base": vbase,
+                "value_hist_other": vother,
+                "rel_hist": rel,
+            },
+        )
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -205,73 +286,6 @@ def _first_tensor(x: Any) -> torch.Tensor | None:
             if t is not None:
                 return t
     return None
-
-
-def _pool(x: torch.Tensor) -> torch.Tensor:
-    """[B, ...] -> [B, C] instance features for CKA (see module doc)."""
-    x = x.float()
-    if x.dim() == 1:
-        return x[:, None]
-    if x.dim() == 2:
-        return x
-    if x.dim() == 3:
-        return x.mean(1)
-    return x.flatten(2).mean(2)
-
-
-#: Rows at least this long are reduced one instance at a time with BLAS dot products (in cache,
-#: no [B, F] temporaries); shorter rows in one vectorised pass (per-call overhead would dominate).
-_ROWWISE = 4096
-
-
-def _pool_one(x: torch.Tensor) -> torch.Tensor:
-    """One instance's features for CKA (the per-instance form of :func:`_pool`)."""
-    if x.dim() <= 1:
-        return x.reshape(-1)
-    if x.dim() == 2:
-        return x.mean(0)
-    return x.flatten(1).mean(1)
-
-
-@dataclass
-class _RowSums:
-    dd: torch.Tensor  # per-row Σd² (d = o - b)
-    bd: torch.Tensor  # per-row Σb·d
-    bb: torch.Tensor  # per-row Σb²
-    max_abs: float
-    pooled_b: torch.Tensor | None
-    pooled_o: torch.Tensor | None
-
-
-def _diff_sums(b: torch.Tensor, o: torch.Tensor, pool: bool) -> _RowSums:
-    """Per-instance sums of a [B, ...] pair in one sweep. Long rows go one instance at a time,
-    so the difference and both sides stay in cache for every reduction (several times faster
-    than whole-tensor passes on activations that do not fit in cache)."""
-    batch = b.shape[0]
-    bf = b.reshape(batch, -1).float()
-    of = o.reshape(batch, -1).float()
-    if bf.shape[1] < _ROWWISE:
-        d = of - bf
-        lo, hi = torch.aminmax(d) if d.numel() else (torch.zeros(()), torch.zeros(()))
-        return _RowSums((d * d).sum(1), (bf * d).sum(1), (bf * bf).sum(1), max(-float(lo), float(hi)),
-                        _pool(b) if pool else None, _pool(o) if pool else None)  # fmt: skip
-    buf = torch.empty(bf.shape[1], dtype=bf.dtype, device=bf.device)
-    dd, bd, bb, lows, highs, pb, po = [], [], [], [], [], [], []
-    inst = tuple(b.shape[1:])
-    for b_row, o_row in zip(bf, of, strict=True):
-        d = torch.sub(o_row, b_row, out=buf)
-        dd.append(torch.dot(d, d))
-        bd.append(torch.dot(b_row, d))
-        bb.append(torch.dot(b_row, b_row))
-        lo, hi = torch.aminmax(d)
-        lows.append(lo)
-        highs.append(hi)
-        if pool:
-            pb.append(_pool_one(b_row.view(inst)))
-            po.append(_pool_one(o_row.view(inst)))
-    max_abs = max(-float(torch.stack(lows).min()), float(torch.stack(highs).max()))
-    return _RowSums(torch.stack(dd), torch.stack(bd), torch.stack(bb), max_abs,
-                    torch.stack(pb) if pool else None, torch.stack(po) if pool else None)  # fmt: skip
 
 
 def _has_inplace(model: nn.Module) -> bool:
@@ -321,14 +335,36 @@ def _batches(task: BatchTask, options: ActivationOptions, batch_size: int) -> It
 @dataclass
 class MemoryEstimate:
     per_instance_transient: int  # bytes held per instance of a batch (activations of a forward)
-    per_instance_kept: int  # bytes kept per instance until the end (CKA features, matrix)
+    per_instance_kept: int  # bytes kept per instance until the end (pooled features, matrix)
     batch_size: int
     instances: int
     budget: int
+    fixed: int = 0  # bytes kept regardless of the instance count (CKA sums, histogram samples)
 
     @property
     def total(self) -> int:
-        return self.per_instance_transient * self.batch_size + self.per_instance_kept * self.instances
+        return (
+            self.per_instance_transient * self.batch_size
+            + self.per_instance_kept * self.instances
+            + self.fixed
+        )
+
+
+def _sample_bytes(options: ActivationOptions, shapes: Sequence[tuple[int, int, int]], instances: int) -> int:
+    """Bytes of the samples kept until the end for `instances` instances: histogram samples
+    (propagated) and the CKA sums or rows, per module of (elements, channels, positions) per instance."""
+    total = 0
+    for numel, channels, positions in shapes:
+        if options.mode != "isolated":
+            total += (
+                2 * 4 * min(numel * instances, S.HIST_SAMPLE + options.hist_per_batch(options.batch_size))
+            )
+        if options.cka_plan(channels) is None:
+            total += GramCka.nbytes(channels, channels)
+        else:
+            rows = options.cka_rows if options.cka_rows is not None else FALLBACK_ROWS
+            total += RowCka.nbytes(min(rows, positions * instances), channels, channels)
+    return total
 
 
 def estimate_memory(
@@ -343,13 +379,16 @@ def estimate_memory(
     budget = options.memory_budget or default_memory_budget(device)
     mods = _selected(base, options.modules)
     sizes = {"out": 0, "in": 0, "feat": 0, "mods": 0}
+    shapes: list[tuple[int, int, int]] = []
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         t = _first_tensor(output)
         if t is not None:
             sizes["out"] += t.numel() * t.element_size()
-            sizes["feat"] += _pool(t).numel() * 4 if t.dim() > 0 else 4
+            rows = as_rows(t, channels_first(type(module).__name__, t)) if t.dim() else t.reshape(1, 1, 1)
+            sizes["feat"] += rows.shape[2] * 4
             sizes["mods"] += 1
+            shapes.append((t.numel(), rows.shape[2], rows.shape[1]))
         for a in list(args) + list(kwargs.values()):
             if isinstance(a, torch.Tensor):
                 sizes["in"] += a.numel() * a.element_size()
@@ -370,22 +409,31 @@ def estimate_memory(
     clone = 2 if _has_inplace(base) else 1
     transient = sizes["out"] * (clone + 1) + (sizes["in"] if options.mode != "propagated" else 0)
     kept = (sizes["feat"] * (1 + 2 * n_others)) + sizes["mods"] * 8 * 2 * n_others
+
+    def samples(n: int) -> int:
+        return _sample_bytes(options, shapes, n) * n_others
+
     bs = min(options.batch_size, options.instances)
-    est = MemoryEstimate(transient, kept, bs, options.instances, budget)
+    est = MemoryEstimate(transient, kept, bs, options.instances, budget, samples(options.instances))
     while est.total > budget and est.batch_size > 1:
         est.batch_size = max(1, est.batch_size // 2)
     if est.total > budget:
-        fits = max(0, (budget - transient) // max(1, kept))
-        need = _fmt_bytes(est.total)
-        if fits < 1:
+        lo, hi = 0, options.instances  # the most instances that fit with batches of one
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if transient + kept * mid + samples(mid) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo < 1:
             raise ActivationMemoryError(
-                f"comparing activations needs about {_fmt_bytes(transient)} for a single instance "
-                f"({sizes['mods']} modules), more than the memory budget of {_fmt_bytes(budget)}; "
-                "select fewer modules or raise the memory budget"
+                f"comparing activations needs about {_fmt_bytes(transient + kept + samples(1))} for a single "
+                f"instance ({sizes['mods']} modules), more than the memory budget of {_fmt_bytes(budget)}; "
+                "select fewer modules, lower cka_rows or raise the memory budget"
             )
         raise ActivationMemoryError(
-            f"comparing activations of {options.instances} instances needs about {need}, more than the "
-            f"memory budget of {_fmt_bytes(budget)}; lower the instance count to {fits} or fewer"
+            f"comparing activations of {options.instances} instances needs about {_fmt_bytes(est.total)}, more "
+            f"than the memory budget of {_fmt_bytes(budget)}; lower the instance count to {lo} or fewer"
         )
     return est
 
@@ -402,24 +450,42 @@ def _fmt_bytes(n: float) -> str:
 
 
 class _BaseCapture:
-    """Hooks on the base model: keep outputs (and inputs for isolated runs) of one batch."""
+    """Hooks on the base model: keep outputs (and inputs for isolated runs) of one batch; also
+    the batch's CKA position sample and the contributions waiting for the end of the batch."""
 
-    def __init__(self, mods: dict[str, nn.Module], keep_inputs: bool, clone: bool):
+    def __init__(
+        self, mods: dict[str, nn.Module], keep_inputs: bool, clone: bool, options: ActivationOptions
+    ):
         self.mods = mods
         self.keep_inputs = keep_inputs
         self.clone = clone
+        self.options = options
         self.outputs: dict[str, list[torch.Tensor | None]] = {}
         self.inputs: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
-        self.feats: dict[str, list[torch.Tensor]] = {}
         self.batch = 0
         self.index = -1  # batch counter, so calls of a shared module add up per instance
         self.recent = _Recent()
+        self.pending: list[tuple[_Acc, _Contribution, int]] = []  # (acc, contribution, call)
+        self.hist_n = options.hist_per_batch(options.batch_size)
+        self._positions: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def reset(self, batch: int) -> None:
         self.outputs, self.inputs = {}, {}
         self.batch = batch
         self.index += 1
         self.recent.clear()
+        self._positions = {}
+
+    def positions(self, count: int, k: int, device: torch.device) -> torch.Tensor:
+        """[batch, k] random positions out of `count` per instance, the same for every module
+        of this batch with that many positions (and for both models)."""
+        key = (count, k, str(device))
+        idx = self._positions.get(key)
+        if idx is None:
+            g = torch.Generator().manual_seed(CKA_SEED * 1_000_003 + self.index * 7919 + count)
+            idx = torch.rand(self.batch, count, generator=g).argsort(1)[:, :k].to(device)
+            self._positions[key] = idx
+        return idx
 
     def hooks(self) -> list[Any]:
         hs = []
@@ -457,7 +523,7 @@ def _align_output(
     return aligned if aligned.shape == o.shape else None
 
 
-def _add_rows(acc: _Acc, dd: torch.Tensor, bb: torch.Tensor, batch_ix: int) -> None:
+def _add_rows(acc: _Acc, dd: np.ndarray, bb: np.ndarray, batch_ix: int) -> None:
     if acc.batch_ix and acc.batch_ix[-1] == batch_ix:  # another call of the module, same batch
         acc.dd[-1] = acc.dd[-1] + dd
         acc.bb[-1] = acc.bb[-1] + bb
@@ -469,56 +535,172 @@ def _add_rows(acc: _Acc, dd: torch.Tensor, bb: torch.Tensor, batch_ix: int) -> N
 
 @dataclass
 class _Contribution:
-    """What one (base, other) output pair adds to a module: totals and per-instance rows."""
+    """What one (base, other) output pair adds to a module. `f` [rows, 5] float64 and `i` [rows,
+    8] int64 are :func:`.kernels.pair_sums` accumulators per row (K.F_* / K.I_* columns): one row
+    per instance, or one row for the whole pair when it has no batch dim. They, and the samples,
+    may live on the accelerator until the end of the batch (see :func:`_flush`)."""
 
-    st: S.PairStats
-    dd: torch.Tensor | None = None  # per-instance Σd² (CPU, float64)
-    bb: torch.Tensor | None = None  # per-instance Σb²
-    pooled_base: torch.Tensor | None = None
-    pooled_other: torch.Tensor | None = None
-
-
-def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, pool: bool) -> _Contribution:
-    """The sums of one output pair (fast float32 path; exact slow path when NaN/Inf appear)."""
-    if not (o.dim() > 0 and o.shape[0] == batch):
-        # No batch dimension to split instances: module totals only.
-        return _Contribution(S.pair_stats(b, o, hist_sample=0))
-    rs = _diff_sums(b, o, pool)
-    dd, bd, bbr, max_abs = rs.dd, rs.bd, rs.bb, rs.max_abs
-    sums = torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu()
-    if not (bool(torch.isfinite(sums).all()) and math.isfinite(max_abs)):
-        c = _contribution_nonfinite(b, o, batch)
-    else:
-        c = _finite_contribution(dd, bd, bbr, max_abs, b.numel())
-    if pool:
-        c.pooled_base = rs.pooled_b.cpu() if rs.pooled_b is not None else None
-        c.pooled_other = rs.pooled_o.cpu() if rs.pooled_o is not None else None
-    return c
+    numel: int
+    f: Any
+    i: Any
+    per_instance: bool
+    batch_ix: int
+    extras: bool = False  # samples below taken (first call)
+    pooled: tuple[Any, Any] | None = None  # [B, C] per side: instance features
+    cka: tuple[Any, Any] | None = None  # [r, C] per side: sampled CKA rows
+    hist: tuple[Any, Any] | None = None  # flat histogram sample per side
+    cka_sampled: bool = False
 
 
-def _finite_contribution(dd: torch.Tensor, bd: torch.Tensor, bbr: torch.Tensor, max_abs: float, n: int) -> _Contribution:
-    sum_dd, sum_bb, sum_bd = (float(v) for v in torch.stack([dd.sum(), bbr.sum(), bd.sum()]).double().cpu())
-    st = S.PairStats(n=n, finite=n, sum_d2=sum_dd, sum_b2=sum_bb, max_abs_diff=max_abs if n else 0.0)
-    st.sum_bo = sum_bb + sum_bd  # b·o = b·b + b·d
-    st.sum_o2 = sum_bb + 2 * sum_bd + sum_dd  # o·o = |b + d|²
-    return _Contribution(st, dd.double().cpu(), bbr.double().cpu())
+def _np32(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy view of a CPU tensor (a copy only when it must be)."""
+    return t.detach().to(torch.float32).contiguous().numpy()
 
 
-def _contribution_nonfinite(b: torch.Tensor, o: torch.Tensor, batch: int) -> _Contribution:
-    """Slow path when NaN/Inf appear: exact counts, per-instance errors over finite pairs."""
-    st = S.pair_stats(b, o, hist_sample=0)
-    bf = b.reshape(batch, -1).double()
-    of = o.reshape(batch, -1).double()
-    keep = torch.isfinite(bf) & torch.isfinite(of)
-    d = torch.where(keep, of - bf, torch.zeros((), dtype=bf.dtype, device=bf.device))
-    bz = torch.where(keep, bf, torch.zeros((), dtype=bf.dtype, device=bf.device))
-    return _Contribution(st, (d * d).sum(1).cpu(), (bz * bz).sum(1).cpu())
+def _row_sums(b: torch.Tensor, o: torch.Tensor) -> tuple[Any, Any]:
+    """Per-row (f, i) accumulators of a [R, F] pair (see :class:`_Contribution`)."""
+    rows = b.shape[0]
+    if b.device.type == "cpu":
+        bn, on = _np32(b), _np32(o)
+        f = np.zeros((rows, 5))
+        i = np.zeros((rows, 8), np.int64)
+        for r in range(rows):  # one fused pass per instance; its rows stay in cache
+            K.pair_sums(bn[r], on[r], f[r], i[r])
+        return f, i
+    return _row_sums_torch(b, o)
 
 
-def _apply(acc: _Acc, c: _Contribution, batch_ix: int) -> None:
-    acc.st = acc.st.merge(c.st)
-    if c.dd is not None and c.bb is not None:
-        _add_rows(acc, c.dd, c.bb, batch_ix)
+def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same accumulators computed on the accelerator (no host synchronisation)."""
+    b, o = b.float(), o.float()
+    fin_b, fin_o = torch.isfinite(b), torch.isfinite(o)
+    keep = fin_b & fin_o
+    zero = torch.zeros((), dtype=b.dtype, device=b.device)
+    x, y = torch.where(keep, b, zero), torch.where(keep, o, zero)
+    d = y - x
+    f64 = torch.float64
+    cols: list[torch.Tensor] = [zero] * 5
+    cols[K.F_BB] = (x * x).sum(1, dtype=f64)
+    cols[K.F_OO] = (y * y).sum(1, dtype=f64)
+    cols[K.F_BO] = (x * y).sum(1, dtype=f64)
+    cols[K.F_DD] = (d * d).sum(1, dtype=f64)
+    cols[K.F_MAXABS] = (
+        d.abs().amax(1).to(f64) if d.shape[1] else torch.zeros(d.shape[0], dtype=f64, device=d.device)
+    )
+    zb, zo = b == 0, o == 0
+    nan_b, nan_o = torch.isnan(b).sum(1), torch.isnan(o).sum(1)
+    ints: list[torch.Tensor] = [nan_b] * 8
+    ints[K.I_FINITE] = keep.sum(1)
+    ints[K.I_ZB] = zb.sum(1)
+    ints[K.I_ZO] = zo.sum(1)
+    ints[K.I_ZBOTH] = (zb & zo).sum(1)
+    ints[K.I_NANB] = nan_b
+    ints[K.I_NANO] = nan_o
+    ints[K.I_INFB] = (~fin_b).sum(1) - nan_b
+    ints[K.I_INFO] = (~fin_o).sum(1) - nan_o
+    return torch.stack(cols, 1), torch.stack(ints, 1)
+
+
+def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int) -> _Contribution:
+    """The sums of one output pair: per instance when it has the batch dim, else as one row."""
+    per_instance = o.dim() > 0 and o.shape[0] == batch
+    rows = batch if per_instance else 1
+    f, i = _row_sums(b.reshape(rows, -1), o.reshape(rows, -1))
+    return _Contribution(o.numel(), f, i, per_instance, batch_ix)
+
+
+def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first: bool,
+                  capture: _BaseCapture, hist: bool) -> None:  # fmt: skip
+    """Copies of what the first call of a module keeps: pooled features, the CKA position
+    sample (unless every row goes into feature-space sums) and the histogram sample."""
+    c.extras = True
+    if hist:
+        sb, _ = S.sample_elements(b.detach(), capture.hist_n)
+        so, _ = S.sample_elements(o.detach(), capture.hist_n)
+        c.hist = (sb.to(torch.float32, copy=True), so.to(torch.float32, copy=True))
+    if not c.per_instance:
+        return
+    c.pooled = (pool_positions(b, chan_first), pool_positions(o, chan_first))
+    rb, ro = as_rows(b, chan_first), as_rows(o, chan_first)
+    k = capture.options.cka_plan(rb.shape[2])
+    if k is None:
+        return
+    if k < rb.shape[1]:
+        idx = capture.positions(rb.shape[1], k, b.device)[:, :, None].expand(-1, -1, rb.shape[2])
+        rb, ro = rb.gather(1, idx), ro.gather(1, idx)
+        c.cka_sampled = True
+    c.cka = (rb.reshape(-1, rb.shape[2]).to(torch.float32, copy=True),
+             ro.reshape(-1, ro.shape[2]).to(torch.float32, copy=True))  # fmt: skip
+
+
+def _to_host(cs: Sequence[_Contribution]) -> None:
+    """Bring the accelerator-resident parts of contributions to the host: one transfer per dtype."""
+    slots: list[tuple[_Contribution, str, int | None, torch.Tensor]] = []
+    for c in cs:
+        for name in ("f", "i", "pooled", "cka", "hist"):
+            v = getattr(c, name)
+            parts = [(None, v)] if not isinstance(v, tuple) else list(enumerate(v))
+            for j, t in parts:
+                if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+                    slots.append((c, name, j, t))
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for k, (_, _, _, t) in enumerate(slots):
+        by_dtype.setdefault(t.dtype, []).append(k)
+    hosted: dict[int, torch.Tensor] = {}
+    for ks in by_dtype.values():
+        flat = torch.cat([slots[k][3].reshape(-1) for k in ks]).cpu()
+        at = 0
+        for k in ks:
+            t = slots[k][3]
+            hosted[k] = flat[at : at + t.numel()].view(t.shape)
+            at += t.numel()
+    for k, (c, name, j, _) in enumerate(slots):
+        if j is None:
+            setattr(c, name, hosted[k])
+        else:
+            v = list(getattr(c, name))
+            v[j] = hosted[k]
+            setattr(c, name, tuple(v))
+    for c in cs:
+        c.f = c.f.numpy() if isinstance(c.f, torch.Tensor) else c.f
+        c.i = c.i.numpy() if isinstance(c.i, torch.Tensor) else c.i
+
+
+def _pair_stats(c: _Contribution) -> S.PairStats:
+    f, i = c.f, c.i
+    st = S.PairStats(n=c.numel)
+    st.finite = int(i[:, K.I_FINITE].sum())
+    st.sum_b2, st.sum_o2 = float(f[:, K.F_BB].sum()), float(f[:, K.F_OO].sum())
+    st.sum_bo, st.sum_d2 = float(f[:, K.F_BO].sum()), float(f[:, K.F_DD].sum())
+    st.max_abs_diff = float(f[:, K.F_MAXABS].max()) if len(f) else 0.0
+    st.zeros_base, st.zeros_other = int(i[:, K.I_ZB].sum()), int(i[:, K.I_ZO].sum())
+    st.zeros_both = int(i[:, K.I_ZBOTH].sum())
+    st.nan_base, st.nan_other = int(i[:, K.I_NANB].sum()), int(i[:, K.I_NANO].sum())
+    st.inf_base, st.inf_other = int(i[:, K.I_INFB].sum()), int(i[:, K.I_INFO].sum())
+    return st
+
+
+def _flush(capture: _BaseCapture) -> None:
+    """Apply the batch's contributions to their modules (after one host transfer)."""
+    unique = list({id(c): c for _, c, _ in capture.pending}.values())
+    _to_host(unique)
+    stats = {id(c): _pair_stats(c) for c in unique}
+    for acc, c, call in capture.pending:
+        acc.st = acc.st.merge(stats[id(c)])
+        if c.per_instance:
+            _add_rows(acc, c.f[:, K.F_DD], c.f[:, K.F_BB], c.batch_ix)
+        if call:
+            continue
+        if c.pooled is not None:
+            acc.feats_base.append(c.pooled[0])
+            acc.feats_other.append(c.pooled[1])
+        if c.cka is not None and isinstance(acc.cka, RowCka):
+            acc.cka.add(*c.cka)
+            acc.cka_sampled = acc.cka_sampled or c.cka_sampled
+        if acc.hist and c.hist is not None:
+            acc.hist_base.append(c.hist[0].numpy())
+            acc.hist_other.append(c.hist[1].numpy())
+    capture.pending = []
 
 
 def _key(t: torch.Tensor) -> tuple[Any, ...]:
@@ -549,17 +731,47 @@ class _Recent:
         self.items.clear()
 
 
-def _summary(acc: _Acc) -> dict[str, Any]:
+_SUMMARY_KEYS = (
+    "n", "rel_l2", "sqnr_db", "identical", "cosine", "max_abs_diff", "sparsity_base", "sparsity_other",
+    "zero_only_base", "zero_only_other", "zero_both", "nan_base", "nan_other", "inf_base", "inf_other",
+)  # fmt: skip
+
+
+def _summary(acc: _Acc, hist: bool) -> dict[str, Any]:
     m = acc.st.metrics()
-    out = {k: m[k] for k in ("n", "rel_l2", "sqnr_db", "identical", "cosine", "max_abs_diff",
-                             "nan_base", "nan_other", "inf_base", "inf_other")}  # fmt: skip
-    cka = None
+    out = {k: m[k] for k in _SUMMARY_KEYS}
+    if hist:
+        out["rel_change"] = m["rel_change"]
+    out["cka"] = acc.cka.result() if acc.cka is not None else None
+    out["cka_n"] = acc.cka.n if acc.cka is not None else 0
+    out["cka_sampled"] = acc.cka_sampled
+    cka_inst = None
     if acc.feats_base and acc.feats_other:
         x, y = torch.cat(acc.feats_base), torch.cat(acc.feats_other)
         if x.shape[0] == y.shape[0]:
-            cka = linear_cka(x, y)
-    out["cka"] = cka
+            cka_inst = linear_cka(x, y)
+    out["cka_instances"] = cka_inst
     return out
+
+
+def _histograms(acc: _Acc) -> tuple[dict[str, np.ndarray], float, float] | None:
+    """Bin the module's histogram sample: ({base, other, rel}, range R, weight); adds the
+    relative-change side counts to `acc.st`."""
+    if not acc.hist_base:
+        return None
+    sb, so = np.concatenate(acc.hist_base), np.concatenate(acc.hist_other)
+    if not sb.size:
+        return None
+    weight = acc.st.n / sb.size
+    hs = S.pair_stats(torch.from_numpy(sb), torch.from_numpy(so), hist_sample=None, values=True)
+    assert hs.values is not None
+    acc.st.rel_hist = hs.rel_hist * weight
+    acc.st.rel_unchanged = hs.rel_unchanged * weight
+    acc.st.rel_from_zero = hs.rel_from_zero * weight
+    acc.st.rel_under = hs.rel_under * weight
+    acc.st.rel_over = hs.rel_over * weight
+    hists = {"base": hs.values["base"] * weight, "other": hs.values["other"] * weight, "rel": acc.st.rel_hist}
+    return hists, float(hs.values["range"]), weight
 
 
 def compare_activations(
@@ -613,11 +825,14 @@ def _run(
     base_mods = _selected(base, opt.modules)
     other_mods = {oid: _selected(m, opt.modules) for oid, m in others.items()}
     inplace = _has_inplace(base) or any(_has_inplace(m) for m in others.values())
-    capture = _BaseCapture(base_mods, keep_inputs="isolated" in modes, clone=inplace)
+    run_opt = copy.copy(opt)
+    run_opt.batch_size = batch_size
+    capture = _BaseCapture(base_mods, keep_inputs="isolated" in modes, clone=inplace, options=run_opt)
     accs: dict[str, dict[str, dict[str, _Acc]]] = {
-        oid: {mode: {n: _Acc() for n in base_mods if n in om} for mode in ("propagated", "isolated")}
+        oid: {mode: {n: _Acc(hist=mode == "propagated") for n in base_mods if n in om}
+              for mode in ("propagated", "isolated")}
         for oid, om in other_mods.items()
-    }
+    }  # fmt: skip
     base_shape: dict[str, list[int]] = {}
     ids: list[str] = []
     n_done = 0
@@ -657,11 +872,12 @@ def _run(
                         h.remove()
             if "isolated" in modes:
                 _isolated(other_mods[oid], capture, accs[oid]["isolated"], bsz, kept, opt.isolated_scope, ctl)
+        _flush(capture)
         n_done += bsz
         ctl.step(n_done / opt.instances, f"activations: {n_done}/{opt.instances} instances")
 
     return {
-        oid: _finish(base_id, oid, ids, base_mods, other_mods[oid], capture, accs[oid], base_shape, modes, opt)
+        oid: _finish(base_id, oid, ids, base_mods, other_mods[oid], accs[oid], base_shape, modes, opt)
         for oid in others
     }
 
@@ -708,12 +924,21 @@ def _compare_call(
         acc.shape_other = list(o.shape[1:]) if o.dim() and o.shape[0] == bsz else list(o.shape)
     c = capture.recent.get(aligned, o)
     if c is None:
-        c = _contribution(aligned, o, bsz, pool=True)
+        c = _contribution(aligned, o, bsz, capture.index)
         capture.recent.put(aligned, o, c)
-    _apply(acc, c, capture.index)
-    if call == 0 and c.pooled_base is not None and c.pooled_other is not None:
-        acc.feats_base.append(c.pooled_base)
-        acc.feats_other.append(c.pooled_other)
+    if call == 0:
+        chan_first = channels_first(type(module).__name__, o)
+        if not c.extras or (acc.hist and c.hist is None):
+            _take_samples(c, aligned, o, chan_first, capture, acc.hist)
+        if c.per_instance and acc.cka is None:
+            rows = as_rows(o, chan_first)
+            acc.cka = GramCka() if capture.options.cka_plan(rows.shape[2]) is None else RowCka()
+        if isinstance(acc.cka, GramCka) and c.per_instance:
+            # every row, summed now: keeping them for the end of the batch would hold the
+            # other model's activations
+            rb, ro = as_rows(aligned, chan_first), as_rows(o, chan_first)
+            acc.cka.add(rb.reshape(-1, rb.shape[2]), ro.reshape(-1, ro.shape[2]))
+    capture.pending.append((acc, c, call))
 
 
 def _isolated(
@@ -742,7 +967,9 @@ def _isolated(
                 # e.g. a pruned module cannot take the base's (wider) input: say so, keep going
                 accs[name].problem = f"cannot run on the base model's input: {str(e).splitlines()[0]}"
                 break
-            _compare_call(name, mod, capture, accs[name], bsz, kept.get(f"{name}.weight"), call, _first_tensor(out))
+            _compare_call(
+                name, mod, capture, accs[name], bsz, kept.get(f"{name}.weight"), call, _first_tensor(out)
+            )
 
 
 def _finish(
@@ -751,7 +978,6 @@ def _finish(
     ids: list[str],
     base_mods: Mapping[str, nn.Module],
     other_mods: Mapping[str, nn.Module],
-    capture: _BaseCapture,
     accs: dict[str, dict[str, _Acc]],
     base_shape: Mapping[str, list[int]],
     modes: set[str],
@@ -778,7 +1004,10 @@ def _finish(
                     r.message = f"isolated: {acc.problem}"
                 elif acc.st.n:
                     r.shape_other = r.shape_other or acc.shape_other
-                    setattr(r, mode, _summary(acc))
+                    h = _histograms(acc) if acc.hist else None
+                    if h is not None:
+                        r.hists, r.value_range, r.hist_weight = h
+                    setattr(r, mode, _summary(acc, hist=h is not None))
                     row = _instance_rel(acc, n)
             rows[mode].append(row)
         results.append(r)
@@ -789,15 +1018,16 @@ def _finish(
             rows["propagated"].append(np.full(n, np.nan))
             rows["isolated"].append(np.full(n, np.nan))
     mat = {k: np.stack(v) if v else np.zeros((0, n)) for k, v in rows.items()}
-    return ActivationComparison(base_id, oid, ids, results, mat["propagated"], mat["isolated"], opt.key())
+    options = {**opt.key(), "cka_seed": CKA_SEED}
+    return ActivationComparison(base_id, oid, ids, results, mat["propagated"], mat["isolated"], options)
 
 
 def _instance_rel(acc: _Acc, n: int) -> np.ndarray:
     """Per-instance relative L2 (NaN for all when the module lacked a batch dim somewhere)."""
     if not acc.dd:
         return np.full(n, np.nan)
-    dd = torch.cat(acc.dd).numpy()
-    bb = torch.cat(acc.bb).numpy()
+    dd = np.concatenate(acc.dd)
+    bb = np.concatenate(acc.bb)
     if dd.size != n:
         return np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):

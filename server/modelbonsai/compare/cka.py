@@ -1,18 +1,34 @@
-"""Linear CKA (centered kernel alignment) between two representations of the same instances."""
+"""Linear CKA (centered kernel alignment) between two representations of the same samples.
+
+CKA(X, Y) = ||Ycᵀ Xc||_F² / (||Xcᵀ Xc||_F · ||Ycᵀ Yc||_F) for X [n, p], Y [n, q] with rows =
+samples and column-centred Xc, Yc. It is invariant to isotropic scaling and orthogonal
+transforms of either side's features, and 1 for identical representations.
+
+Three ways to compute it, all in float64:
+
+- :func:`linear_cka`: the sample-space form through the n x n Gram matrices (cheap when n is
+  small: instance-level CKA, sampled rows).
+- :class:`GramCka`: the feature-space form, accumulated over batches: running XᵀX, YᵀY, YᵀX,
+  column sums and n. Exact over every row that was added, memory 3·C² float64 (C = channels), so
+  it suits many rows of narrow features. Each side is shifted by its first batch's column mean
+  before accumulating (any shift leaves the centred sums unchanged), so the centring subtraction
+  does not cancel catastrophically when the mean is large against the spread.
+- :class:`RowCka`: keeps a sample of rows of both sides and applies :func:`linear_cka` at the end
+  (memory rows x C float32 per side).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
-    """Linear CKA of x [n, p] and y [n, q] (rows are instances), in float64.
-
-    CKA = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centred Xc, Yc, computed
-    through the n x n Gram matrices (n is the instance count, usually far below p and q).
-    None when either side is constant over instances (the ratio is undefined)."""
+    """Linear CKA of x [n, p] and y [n, q] (rows are samples), in float64, through the n x n
+    Gram matrices. None when either side is constant over samples (the ratio is undefined)."""
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"CKA needs the same instances on both sides ({x.shape[0]} vs {y.shape[0]})")
+        raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
     if x.shape[0] < 2:
         return None
     xc = x.double().reshape(x.shape[0], -1)
@@ -21,8 +37,127 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
     yc = yc - yc.mean(0, keepdim=True)
     kx = xc @ xc.T
     ky = yc @ yc.T
-    hsic = float((kx * ky).sum())
-    den = float(kx.norm() * ky.norm())
-    if den == 0.0 or not torch.isfinite(torch.tensor(den)):
+    return _ratio(float((kx * ky).sum()), float(kx.norm()), float(ky.norm()))
+
+
+def _ratio(hsic: float, nx: float, ny: float) -> float | None:
+    den = nx * ny
+    if den == 0.0 or not math.isfinite(den) or not math.isfinite(hsic):
         return None
-    return hsic / den
+    # rounding can put identical representations a hair above 1
+    return min(1.0, max(0.0, hsic / den))
+
+
+class GramCka:
+    """Feature-space linear CKA accumulated over batches of rows (exact; memory 3·C² float64).
+
+    `add(x, y)` takes x [r, p] and y [r, q] (the same r samples on both sides), on any device;
+    the sums stay on that device in float64, so adding needs no host synchronisation."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift_x: torch.Tensor | None = None
+        self.shift_y: torch.Tensor | None = None
+        self.sxx: torch.Tensor | None = None
+        self.syy: torch.Tensor | None = None
+        self.syx: torch.Tensor | None = None
+        self.sx: torch.Tensor | None = None
+        self.sy: torch.Tensor | None = None
+
+    @staticmethod
+    def nbytes(p: int, q: int) -> int:
+        """Bytes held for p and q features."""
+        return 8 * (p * p + q * q + p * q + 2 * (p + q))
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
+        if x.shape[0] == 0:
+            return
+        x = x.reshape(x.shape[0], -1).double()
+        y = y.reshape(y.shape[0], -1).double()
+        if self.shift_x is None or self.shift_y is None:
+            self.shift_x, self.shift_y = x.mean(0), y.mean(0)
+            p, q = x.shape[1], y.shape[1]
+            self.sxx = x.new_zeros(p, p)
+            self.syy = x.new_zeros(q, q)
+            self.syx = x.new_zeros(q, p)
+            self.sx, self.sy = x.new_zeros(p), x.new_zeros(q)
+        assert self.sxx is not None and self.syy is not None and self.syx is not None
+        assert self.sx is not None and self.sy is not None
+        if x.shape[1] != self.sx.shape[0] or y.shape[1] != self.sy.shape[0]:
+            raise ValueError("CKA rows changed width between batches")
+        x = x - self.shift_x
+        y = y - self.shift_y
+        self.sxx.addmm_(x.T, x)
+        self.syy.addmm_(y.T, y)
+        self.syx.addmm_(y.T, x)
+        self.sx += x.sum(0)
+        self.sy += y.sum(0)
+        self.n += x.shape[0]
+
+    def result(self) -> float | None:
+        if self.n < 2 or self.sxx is None:
+            return None
+        assert self.syy is not None and self.syx is not None and self.sx is not None and self.sy is not None
+        n = float(self.n)
+        cxx = self.sxx - torch.outer(self.sx, self.sx) / n
+        cyy = self.syy - torch.outer(self.sy, self.sy) / n
+        cyx = self.syx - torch.outer(self.sy, self.sx) / n
+        return _ratio(float((cyx * cyx).sum()), float(cxx.norm()), float(cyy.norm()))
+
+
+class RowCka:
+    """Linear CKA over rows kept as they are added (float32 on the host); for sampled rows."""
+
+    def __init__(self) -> None:
+        self.xs: list[torch.Tensor] = []
+        self.ys: list[torch.Tensor] = []
+        self.n = 0
+
+    @staticmethod
+    def nbytes(rows: int, p: int, q: int) -> int:
+        return 4 * rows * (p + q)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
+        self.xs.append(x.reshape(x.shape[0], -1).float().cpu())
+        self.ys.append(y.reshape(y.shape[0], -1).float().cpu())
+        self.n += x.shape[0]
+
+    def result(self) -> float | None:
+        if not self.xs:
+            return None
+        return linear_cka(torch.cat(self.xs), torch.cat(self.ys))
+
+
+# -- activations as rows (samples x channels) ---------------------------------------------------
+
+
+def channels_first(module_type: str, x: torch.Tensor) -> bool:
+    """Where an activation's channels are: dim 1 for 4-D and wider outputs (N, C, H, W, ...) and
+    for 3-D outputs of 1-d convolution / norm / pooling modules (class name ending in "1d", e.g.
+    Conv1d, BatchNorm1d); otherwise the last dim (sequence outputs [N, T, C], and
+    transformers' Conv1D, which is a linear layer)."""
+    return x.dim() >= 4 or (x.dim() == 3 and module_type.endswith("1d"))
+
+
+def as_rows(x: torch.Tensor, chan_first: bool) -> torch.Tensor:
+    """[N, P, C] view of an activation [N, ...]: P positions (tokens, pixels) of C channels."""
+    if x.dim() == 1:
+        return x.reshape(-1, 1, 1)
+    if x.dim() == 2:
+        return x.unsqueeze(1)
+    if chan_first:
+        return x.flatten(2).transpose(1, 2)
+    return x.flatten(1, -2)
+
+
+def pool_positions(x: torch.Tensor, chan_first: bool) -> torch.Tensor:
+    """[N, C] float32: each instance's channels averaged over its positions."""
+    if x.dim() <= 2:
+        return x.reshape(x.shape[0], -1).float()
+    if chan_first:
+        return x.flatten(2).float().mean(2)
+    return x.flatten(1, -2).float().mean(1)
