@@ -14,15 +14,18 @@ from .artifact import (
     tensor_shapes,
 )
 from .export import ExportError, export_model, float_copy
+from .ranged import StoredTensors, open_stored
 
 __all__ = [
     "FORMAT_VERSION",
     "ArtifactError",
     "ExportError",
     "StoredSize",
+    "StoredTensors",
     "export_model",
     "float_copy",
     "load_artifact",
+    "open_stored",
     "read_manifest",
     "read_tensor",
     "register_encoding_loader",

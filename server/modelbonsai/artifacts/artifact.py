@@ -373,24 +373,24 @@ def _mask(name: str, how: dict[str, Any], params: dict[str, Any], reader: _Reade
 
 
 # -- streaming, for comparisons --------------------------------------------------------------------
+# (through ranged.open_stored: the manifest is parsed once per artifact while its files are unchanged)
 def tensor_names(folder: Path) -> list[str]:
     """Every stored tensor's name (state-dict names; dynamic layers as `<layer>.weight/.bias`)."""
-    return list(read_manifest(Path(folder))["tensors"])
+    from .ranged import open_stored
+
+    return open_stored(folder).names()
 
 
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     """Every stored tensor's shape, from the manifest alone (nothing is decoded)."""
-    return {n: tuple(int(x) for x in e["shape"]) for n, e in read_manifest(Path(folder))["tensors"].items()}
+    from .ranged import open_stored
+
+    return open_stored(folder).shapes()
 
 
 def read_tensor(folder: Path, name: str) -> torch.Tensor:
-    """One tensor, decoded (dequantized), reading only its components from the memory-mapped file."""
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if name not in manifest["tensors"]:
-        raise KeyError(f"artifact {folder} has no tensor '{name}'")
-    reader = _Reader(folder, manifest)
-    try:
-        return _decode_entry(reader, manifest, name)
-    finally:
-        reader.close()
+    """One tensor, decoded (dequantized), reading only its components from the memory-mapped file.
+    (`open_stored(folder).range_reader(name)` decodes a flat element range instead.)"""
+    from .ranged import open_stored
+
+    return open_stored(folder).tensor(name)

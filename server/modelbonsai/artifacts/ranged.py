@@ -1,0 +1,431 @@
+"""An artifact opened for reading: whole tensors, or a flat element range of one, decoded.
+
+:func:`open_stored` parses and checks the manifest once per artifact (cached while the files are
+unchanged: same size and modification time) and memory-maps the tensors file once.
+:meth:`StoredTensors.range_reader` gives a function `(start, stop) -> float32 array` over the
+flat elements of one tensor that decodes only what the range needs, for every stored form:
+
+- ``dense``: float32 is a view of the mapped file (no copy); float16/bfloat16/float64 widen (or
+  narrow) chunk by chunk;
+- ``bitmask`` / ``packed-bitmask``: the values (codes) before `start` are counted from the mask
+  (a small table of per-64K-element counts, and sequential reads carry the offset on);
+- ``csr``: the non-zeros in [start, stop) are found by binary search in the rows it touches;
+- ``packed``: the codes of the range are unpacked and dequantized with their scales and zero
+  points (per tensor / channel / group, any channel axis);
+- ``qint8``: int8 values (dense or bitmask) dequantized per tensor or channel.
+
+Results are bit-identical to the slice of the full decode (:func:`.forms.decode`), including
+the rounding to a float16/bfloat16 tensor dtype. The returned array may be a scratch buffer that
+the next call overwrites. A reader with an `array` attribute is a view of the whole flat tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import forms
+from . import kernels as K
+from .artifact import MANIFEST, TENSORS, ArtifactError, _decode_entry, _Reader, read_manifest
+from .forms import SEP
+
+RangeFn = Callable[[int, int], np.ndarray]
+
+_NP = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+    "I8": "i1", "U8": "u1", "BOOL": "?",
+}  # fmt: skip
+_PREFIX_BLOCK = 1 << 16  # mask elements per entry of the set-bit count table
+
+
+class FlatArray:
+    """A range reader over a whole flat float32 array (a view of the mapped file)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return self.array[start:stop]
+
+
+def mmap_components(path: Path) -> dict[str, tuple[np.ndarray, str, tuple[int, ...]]]:
+    """key -> (raw bytes as a uint8 view of a read-only mmap, safetensors dtype, shape)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            (header_len,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(header_len))
+    except (OSError, struct.error, ValueError) as e:
+        raise ArtifactError(path, f"not a readable safetensors file ({e})") from None
+    start = 8 + header_len
+    has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
+    # a plain ndarray view: slicing an np.memmap subclass costs a Python hook per slice
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray) if has_data else np.empty(0, np.uint8)
+    out: dict[str, tuple[np.ndarray, str, tuple[int, ...]]] = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[key] = (data[begin:end], str(info["dtype"]), tuple(int(x) for x in info["shape"]))
+    return out
+
+
+class StoredTensors:
+    """One artifact's tensors: names and shapes from the manifest, data from the mapped file."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]):
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.path = self.folder / str(manifest.get("tensors_file", TENSORS))
+        self._raw = mmap_components(self.path)
+
+    # -- listing ---------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return list(self.manifest["tensors"])
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in self._entry(name)["shape"])
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: self.shape(n) for n in self.names()}
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        entries = self.manifest["tensors"]
+        if name not in entries:
+            raise KeyError(f"artifact {self.folder} has no tensor '{name}'")
+        return dict(entries[name])
+
+    # -- whole tensors ---------------------------------------------------------------------------
+    def tensor(self, name: str) -> torch.Tensor:
+        """The tensor decoded as the model held it (see forms.decode)."""
+        self._entry(name)
+        reader = _Reader(self.folder, self.manifest)
+        try:
+            return _decode_entry(reader, self.manifest, name)
+        finally:
+            reader.close()
+
+    # -- ranges ----------------------------------------------------------------------------------
+    def component(self, key: str) -> np.ndarray:
+        """A stored component as a flat typed numpy view of the mapped file."""
+        if key not in self._raw:
+            raise ArtifactError(self.path, f"has no tensor '{key}' (the manifest refers to it)")
+        raw, dtype, _shape = self._raw[key]
+        if dtype not in _NP:
+            raise ArtifactError(self.path, f"tensor '{key}' has dtype {dtype}, which Bonsai does not store")
+        return raw.view(_NP[dtype])
+
+    def range_reader(self, name: str) -> RangeFn | None:
+        """Flat float32 elements [start, stop) of `name`, decoded; None for a non-float tensor."""
+        entry = self._entry(name)
+        key = name
+        while entry.get("form") == "alias":  # tied weights: read the entry that holds the data
+            key = str(entry["of"])
+            entry = {**self._entry(key), "shape": entry["shape"]}
+        dtype = forms.dtype_of(str(entry["dtype"]))
+        if not dtype.is_floating_point:
+            return None
+        try:
+            return self._make_reader(key, entry, dtype)
+        except ArtifactError:
+            raise
+        except Exception as e:  # a manifest entry that does not fit its data
+            raise ArtifactError(self.path, f"tensor '{name}' cannot be read by range ({e})") from None
+
+    def _make_reader(self, key: str, entry: dict[str, Any], dtype: torch.dtype) -> RangeFn:
+        form = str(entry["form"])
+        shape = tuple(int(x) for x in entry["shape"])
+        if form == "dense":
+            return _dense_reader(self.component(key), self._raw[key][1])
+        if form == "bitmask":
+            mask, values = self.component(f"{key}{SEP}mask"), self.component(f"{key}{SEP}values")
+            return _BitmaskReader(mask, _Widen(values, self._raw[f"{key}{SEP}values"][1]))
+        if form == "csr":
+            return _csr_reader(self, key, shape)
+        if form in ("packed", "packed-bitmask"):
+            return _packed_reader(self, key, entry, shape, dtype)
+        if form == "qint8":
+            return _qint8_reader(self, key, entry, shape)
+        raise ArtifactError(self.path, f"tensor '{key}' has unknown stored form '{form}'")
+
+
+# -- cache -----------------------------------------------------------------------------------------
+_CACHE: OrderedDict[str, tuple[tuple[int, ...], StoredTensors]] = OrderedDict()
+_CACHE_SIZE = 16
+_LOCK = threading.Lock()
+
+
+def _stamp(folder: Path) -> tuple[int, ...]:
+    out: list[int] = []
+    for f in (MANIFEST, TENSORS):
+        try:
+            st = os.stat(folder / f)
+        except OSError:
+            return ()
+        out += [st.st_size, st.st_mtime_ns, st.st_ino]
+    return tuple(out)
+
+
+def open_stored(folder: str | Path) -> StoredTensors:
+    """The artifact at `folder`, opened once and cached while its files are unchanged."""
+    folder = Path(folder)
+    key = str(folder.resolve())
+    stamp = _stamp(folder)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and stamp and hit[0] == stamp:
+            _CACHE.move_to_end(key)
+            return hit[1]
+    stored = StoredTensors(folder, read_manifest(folder))  # ArtifactError when missing/corrupt
+    with _LOCK:
+        if stamp:
+            _CACHE[key] = (stamp, stored)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return stored
+
+
+# -- readers ---------------------------------------------------------------------------------------
+class _Scratch:
+    """A reused float32 buffer (readers return views of it)."""
+
+    def __init__(self) -> None:
+        self.buf = np.empty(0, np.float32)
+
+    def get(self, n: int) -> np.ndarray:
+        if self.buf.size < n:
+            self.buf = np.empty(n, np.float32)
+        return self.buf[:n]
+
+
+class _Widen:
+    """Slices of a stored float component as float32 (exact widening; float64 narrows as the
+    comparison's whole-tensor path does)."""
+
+    def __init__(self, values: np.ndarray, dtype: str):
+        self.values, self.dtype = values, dtype
+        self.scratch = _Scratch()
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        part = self.values[start:stop]
+        if self.dtype == "F32":
+            return part
+        out = self.scratch.get(stop - start)
+        if self.dtype == "BF16":  # the 16 bits are the float32's high half
+            np.left_shift(part, 16, out=out.view(np.uint32), dtype=np.uint32)
+        else:
+            np.copyto(out, part, casting="same_kind")
+        return out
+
+
+def _dense_reader(values: np.ndarray, dtype: str) -> RangeFn:
+    if dtype == "F32":
+        return FlatArray(values)
+    return _Widen(values, dtype)
+
+
+class _MaskIndex:
+    """Where the stored values of a bitmask range begin: sequential reads carry the running
+    offset on; a jump uses a table of set-bit counts per :data:`_PREFIX_BLOCK` elements."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = np.ascontiguousarray(mask)
+        self._table: np.ndarray | None = None
+        self._next = (0, 0)  # (element, values before it)
+        self.positions = np.empty(0, np.int64)
+
+    def offset(self, start: int) -> int:
+        if self._next[0] == start:
+            return self._next[1]
+        if self._table is None:
+            n_bits = self.mask.size * 8
+            bounds = range(0, n_bits, _PREFIX_BLOCK)
+            counts = [K.count_bits(self.mask, b, min(b + _PREFIX_BLOCK, n_bits)) for b in bounds]
+            self._table = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        blk = start // _PREFIX_BLOCK
+        return int(self._table[blk]) + int(K.count_bits(self.mask, blk * _PREFIX_BLOCK, start))
+
+    def span(self, start: int, stop: int) -> tuple[int, np.ndarray]:
+        """(values before start, offsets of the set bits in [start, stop) from start)."""
+        off = self.offset(start)
+        if self.positions.size < stop - start:
+            self.positions = np.empty(stop - start, np.int64)
+        k = int(K.scatter_positions(self.mask, start, stop, self.positions))
+        self._next = (stop, off + k)
+        return off, self.positions[:k]
+
+
+class _BitmaskReader:
+    def __init__(self, mask: np.ndarray, values: _Widen):
+        self.index = _MaskIndex(mask)
+        self.values = values
+        self.scratch = _Scratch()
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        off, pos = self.index.span(start, stop)
+        out = self.scratch.get(stop - start)
+        out.fill(0.0)
+        out[pos] = self.values(off, off + pos.size)
+        return out
+
+
+def _csr_reader(st: StoredTensors, key: str, shape: tuple[int, ...]) -> RangeFn:
+    indptr = st.component(f"{key}{SEP}indptr").astype(np.int64)  # rows + 1 entries: small
+    indices = st.component(f"{key}{SEP}indices")
+    values = _Widen(st.component(f"{key}{SEP}values"), st._raw[f"{key}{SEP}values"][1])
+    rows = shape[0] if shape else 1
+    numel = int(np.prod(shape)) if shape else 1
+    cols = numel // max(rows, 1)
+    if indptr.size != rows + 1:
+        raise ArtifactError(st.path, f"tensor '{key}': CSR indptr has {indptr.size} entries for {rows} rows")
+    scratch = _Scratch()
+
+    def first_at(flat: int) -> int:
+        """Index of the first stored non-zero at or after flat element `flat`."""
+        if flat >= numel:
+            return int(indptr[-1])
+        r, c = divmod(flat, cols)
+        lo, hi = int(indptr[r]), int(indptr[r + 1])
+        return lo + int(np.searchsorted(indices[lo:hi], c))
+
+    def read(start: int, stop: int) -> np.ndarray:
+        out = scratch.get(stop - start)
+        out.fill(0.0)
+        lo, hi = first_at(start), first_at(stop)
+        if hi > lo:
+            row = np.searchsorted(indptr, np.arange(lo, hi), side="right") - 1
+            flat = row * cols + indices[lo:hi] - start
+            out[flat] = values(lo, hi)
+        return out
+
+    return read
+
+
+def _scale_index(start: int, stop: int, shape: tuple[int, ...], axis: int, rows: int, groups: int) -> np.ndarray:
+    """Index into the flattened [rows, groups] scale grid of flat elements [start, stop), for
+    the channel axis `axis` (rows = shape[axis]; columns are the other dims, flattened)."""
+    i = np.arange(start, stop, dtype=np.int64)
+    inner = int(np.prod(shape[axis + 1 :]))
+    row = (i // inner) % rows
+    pos = (i // (rows * inner)) * inner + i % inner
+    cols = int(np.prod(shape)) // rows
+    return row * groups + pos // (cols // groups)
+
+
+def _round_to(out: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """float32 values rounded to the tensor's dtype and widened back (as the decode's cast)."""
+    if dtype in (torch.float32, torch.float64):
+        return out  # float64 holds the float32 result exactly; the comparison reads float32
+    t = torch.from_numpy(out)
+    t.copy_(t.to(dtype))
+    return out
+
+
+class _Dequant:
+    """(code - zero) * scale over a flat range, for the layout of one encoding."""
+
+    def __init__(self, shape: tuple[int, ...], granularity: str, axis: int, scales: np.ndarray, zeros: np.ndarray):
+        self.shape = shape
+        self.scales = np.ascontiguousarray(scales.reshape(-1), np.float32)
+        self.zeros = np.ascontiguousarray(zeros.reshape(-1), np.float32)
+        self.rows, self.groups = scales.shape if scales.ndim == 2 else (1, scales.size)
+        numel = int(np.prod(shape)) if shape else 1
+        # each scale covers a run of consecutive flat elements unless the channel axis is not 0
+        self.blocked = granularity == "tensor" or len(shape) < 2 or axis == 0
+        self.group_len = max(1, numel // max(1, self.scales.size))
+        self.axis = axis
+
+    def scale_index(self, start: int, stop: int) -> np.ndarray:
+        if self.blocked:
+            return np.arange(start, stop, dtype=np.int64) // self.group_len
+        return _scale_index(start, stop, self.shape, self.axis, self.rows, self.groups)
+
+    def __call__(self, codes: np.ndarray, start: int, out: np.ndarray) -> None:
+        if self.blocked:
+            K.dequant_blocked(codes, start, self.group_len, self.scales, self.zeros, out)
+            return
+        g = self.scale_index(start, start + out.size)
+        np.subtract(codes.astype(np.float32), self.zeros[g], out=out)
+        out *= self.scales[g]
+
+
+def _packed_reader(
+    st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...], dtype: torch.dtype
+) -> RangeFn:
+    enc = st.manifest["encodings"].get(key)
+    if enc is None:
+        raise ArtifactError(st.path, f"quantized tensor '{key}' has no encoding in the manifest")
+    bits = int(entry["bits"])
+    scales = st.component(f"{key}{SEP}scales").astype(np.float32)
+    scales = scales.reshape([int(x) for x in enc.get("scales_shape", [1, scales.size])])
+    if enc["symmetric"]:
+        zeros = np.full(scales.shape, float(1 << (bits - 1)), np.float32)
+    else:
+        zcodes = np.empty(scales.size, np.uint8)
+        K.unpack_range(np.ascontiguousarray(st.component(f"{key}{SEP}zeros")), bits, 0, zcodes)
+        zeros = zcodes.astype(np.float32).reshape(scales.shape)
+    deq = _Dequant(shape, str(enc["granularity"]), int(enc["axis"]), scales, zeros)
+    packed = st.component(f"{key}{SEP}codes")
+    mask = st.component(f"{key}{SEP}mask") if entry["form"] == "packed-bitmask" else None
+    index = _MaskIndex(mask) if mask is not None else None
+    zero_codes = zeros.reshape(-1).astype(np.uint8)
+    scratch, codes_buf = _Scratch(), [np.empty(0, np.uint8)]
+
+    def codes_of(start: int, stop: int) -> np.ndarray:
+        m = stop - start
+        if codes_buf[0].size < m:
+            codes_buf[0] = np.empty(m, np.uint8)
+        buf = codes_buf[0][:m]
+        if index is None:
+            if bits == 8:
+                return packed[start:stop]
+            K.unpack_range(packed, bits, start, buf)
+            return buf
+        off, pos = index.span(start, stop)  # the stored codes are those of non-zero elements
+        buf[:] = zero_codes[deq.scale_index(start, stop)]
+        nz = np.empty(pos.size, np.uint8)
+        K.unpack_range(packed, bits, off, nz)
+        buf[pos] = nz
+        return buf
+
+    def read(start: int, stop: int) -> np.ndarray:
+        out = scratch.get(stop - start)
+        deq(codes_of(start, stop), start, out)
+        return _round_to(out, dtype)
+
+    return read
+
+
+def _qint8_reader(st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...]) -> RangeFn:
+    scales = st.component(f"{key}{SEP}scales").astype(np.float32)  # as dequantize_qint8: float32
+    zps = (st.component(f"{key}{SEP}zero_points").astype(np.int64) if entry.get("has_zero_points")
+           else np.zeros(scales.size, np.int64))  # fmt: skip
+    channel = entry["qscheme"] == "channel"
+    axis = int(entry["axis"]) if channel else 0
+    rows = int(shape[axis]) if channel and shape else 1
+    values = st.component(f"{key}{SEP}values")
+    index = _MaskIndex(st.component(f"{key}{SEP}mask")) if entry.get("sparse") else None
+    scratch = _Scratch()
+
+    def read(start: int, stop: int) -> np.ndarray:
+        if index is None:
+            ints = values[start:stop].astype(np.int64)
+        else:
+            off, pos = index.span(start, stop)
+            ints = np.zeros(stop - start, np.int64)
+            ints[pos] = values[off : off + pos.size]
+        g = _scale_index(start, stop, shape, axis, rows, 1) if channel else np.zeros(stop - start, np.int64)
+        out = scratch.get(stop - start)
+        np.multiply((ints - zps[g]).astype(np.float32), scales[g], out=out)
+        return out
+
+    return read
