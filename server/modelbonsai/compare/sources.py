@@ -7,8 +7,10 @@ Sources: safetensors files (memory-mapped), an in-memory module, a callable, or 
 
 A source may also offer `reader(name)`: a :data:`~.stats.RangeReader` over the flat float32
 elements (or None for that tensor). The weight comparison then streams the pair chunk by chunk
-and never materialises either tensor: safetensors files read straight from the mmap, and a
-:class:`FunctionSource` given `read_range` can dequantize just the requested range.
+and never materialises either tensor: safetensors files read straight from the mmap (float32: one
+view of the whole tensor, so the kernel takes it in one call), a stored artifact decodes just the
+requested range of any stored form (:meth:`modelbonsai.artifacts.StoredTensors.range_reader`),
+and a :class:`FunctionSource` given `read_range` can dequantize just the requested range.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from .control import CompareError
+from .stats import ArrayReader
 
 
 @runtime_checkable
@@ -90,8 +93,7 @@ class SafetensorsSource:
                 self._raw.update(mmap_tensors(f))
         raw, dtype = self._raw[name]
         if dtype == "F32":
-            flat = raw.view("<f4")
-            return lambda start, stop: flat[start:stop]
+            return ArrayReader(raw.view("<f4"))
         if dtype not in _WIDEN:
             return None  # integers, bools, float8: the whole-tensor path reports them
         widen = _WIDEN[dtype]
@@ -134,7 +136,11 @@ def mmap_tensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
     start = 8 + header_len
     has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
     # a plain ndarray view: slicing an np.memmap subclass costs a Python hook per slice
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray) if has_data else np.empty(0, np.uint8)
+    data = (
+        np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray)
+        if has_data
+        else np.empty(0, np.uint8)
+    )
     out: dict[str, tuple[np.ndarray, str]] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -197,42 +203,41 @@ class FunctionSource:
         return _as_float(self._read(name))
 
 
-def artifact_source(folder: str | Path) -> TensorSource:
-    """A stored artifact's tensors, dequantized by the artifacts package (one at a time)."""
-    from .. import artifacts
+class ArtifactSource:
+    """A stored artifact's tensors: names and shapes from its manifest (parsed once), whole
+    tensors decoded on `get`, and ranged readers that decode only the elements a chunk needs
+    (so comparing two stored models holds about one chunk per side, not one tensor)."""
 
-    read = getattr(artifacts, "read_tensor", None)
-    list_names = getattr(artifacts, "tensor_names", None)
-    if read is None or list_names is None:
-        raise CompareError("this build's artifacts package cannot stream tensors (read_tensor missing)")
-    folder = Path(folder)
-    names = list(list_names(folder))
-    shapes_fn = getattr(artifacts, "tensor_shapes", None)
-    if shapes_fn is not None:
-        shapes = {k: tuple(v) for k, v in shapes_fn(folder).items()}
-        return FunctionSource(shapes, lambda n: read(folder, n))
-    # No header-only shapes: read lazily and remember (memory stays ~one tensor).
-    return _LazyShapeSource(names, lambda n: read(folder, n))
+    def __init__(self, folder: str | Path):
+        from ..artifacts import ArtifactError, open_stored
 
-
-class _LazyShapeSource:
-    def __init__(self, names: list[str], read: Callable[[str], torch.Tensor]):
-        self._names = names
-        self._read = read
-        self._shapes: dict[str, tuple[int, ...]] = {}
+        try:
+            self._stored = open_stored(Path(folder))
+        except ArtifactError as e:
+            raise CompareError(str(e)) from None
+        self._shapes = self._stored.shapes()
 
     def names(self) -> list[str]:
-        return list(self._names)
+        return list(self._shapes)
 
     def shape(self, name: str) -> tuple[int, ...]:
-        if name not in self._shapes:
-            self._shapes[name] = tuple(self._read(name).shape)
         return self._shapes[name]
 
     def get(self, name: str) -> torch.Tensor:
-        t = _as_float(self._read(name))
-        self._shapes[name] = tuple(t.shape)
-        return t
+        return _as_float(self._stored.tensor(name))
+
+    def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
+        fn = self._stored.range_reader(name)
+        if fn is None:
+            return None
+        array = getattr(fn, "array", None)  # a float32 view of the whole tensor: one kernel call
+        return ArrayReader(array) if isinstance(array, np.ndarray) else fn
+
+
+def artifact_source(folder: str | Path) -> TensorSource:
+    """A stored artifact's tensors, dequantized by the artifacts package (by range when read
+    through `reader`, whole through `get`)."""
+    return ArtifactSource(folder)
 
 
 def as_source(x: TensorSource | nn.Module | str | Path) -> TensorSource:
