@@ -73,7 +73,7 @@ from torch import nn
 from ..ops.registry import match_names
 from . import kernels as K
 from . import stats as S
-from .cka import GramCka, RowCka, as_rows, channels_first, linear_cka, pool_positions
+from .cka import GramCka, RowCka, as_rows, channels_first, linear_cka, pool_positions, sample_rows
 from .control import CompareError, Control
 
 KIND = "activations"
@@ -109,7 +109,7 @@ class ActivationOptions:
     modules: Sequence[str] | None = None  # fnmatch globs over module names ("" is the model)
     memory_budget: int | None = None  # bytes; default: see default_memory_budget
     #: rows (instance x position) for the position-level CKA; None: every row (see module doc)
-    cka_rows: int | None = 512
+    cka_rows: int | None = 256
 
     def check(self) -> None:
         if self.mode not in ("propagated", "isolated", "both"):
@@ -626,11 +626,14 @@ def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first
     if k is None:
         return
     if k < rb.shape[1]:
-        idx = capture.positions(rb.shape[1], k, b.device)[:, :, None].expand(-1, -1, rb.shape[2])
-        rb, ro = rb.gather(1, idx), ro.gather(1, idx)
+        idx = capture.positions(rb.shape[1], k, b.device)
+        c.cka = (sample_rows(b, chan_first, idx).float(), sample_rows(o, chan_first, idx).float())
         c.cka_sampled = True
-    c.cka = (rb.reshape(-1, rb.shape[2]).to(torch.float32, copy=True),
-             ro.reshape(-1, ro.shape[2]).to(torch.float32, copy=True))  # fmt: skip
+        return
+    c.cka = (
+        rb.reshape(-1, rb.shape[2]).to(torch.float32, copy=True),
+        ro.reshape(-1, ro.shape[2]).to(torch.float32, copy=True),
+    )
 
 
 def _to_host(cs: Sequence[_Contribution]) -> None:
@@ -737,20 +740,28 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-def _summary(acc: _Acc, hist: bool) -> dict[str, Any]:
+def _summary(acc: _Acc, hist: bool, memo: dict[tuple[int, ...], float | None]) -> dict[str, Any]:
+    """The module's metrics. `memo` caches CKA by the identity of the rows it is computed from:
+    modules that share an output tensor (Dropout in eval, a block returning its last layer's
+    output) share the same row tensors."""
     m = acc.st.metrics()
     out = {k: m[k] for k in _SUMMARY_KEYS}
     if hist:
         out["rel_change"] = m["rel_change"]
-    out["cka"] = acc.cka.result() if acc.cka is not None else None
+    out["cka"] = None
+    if isinstance(acc.cka, RowCka):
+        key = (0, *map(id, acc.cka.xs), *map(id, acc.cka.ys))
+        out["cka"] = memo[key] if key in memo else memo.setdefault(key, acc.cka.result())
+    elif acc.cka is not None:
+        out["cka"] = acc.cka.result()
     out["cka_n"] = acc.cka.n if acc.cka is not None else 0
     out["cka_sampled"] = acc.cka_sampled
-    cka_inst = None
-    if acc.feats_base and acc.feats_other:
-        x, y = torch.cat(acc.feats_base), torch.cat(acc.feats_other)
-        if x.shape[0] == y.shape[0]:
-            cka_inst = linear_cka(x, y)
-    out["cka_instances"] = cka_inst
+    out["cka_instances"] = None
+    if acc.feats_base and len(acc.feats_base) == len(acc.feats_other):
+        key = (1, *map(id, acc.feats_base), *map(id, acc.feats_other))
+        if key not in memo:
+            memo[key] = linear_cka(torch.cat(acc.feats_base), torch.cat(acc.feats_other))
+        out["cka_instances"] = memo[key]
     return out
 
 
@@ -986,6 +997,7 @@ def _finish(
     results: list[ModuleResult] = []
     rows: dict[str, list[np.ndarray]] = {"propagated": [], "isolated": []}
     n = len(ids)
+    memo: dict[tuple[int, ...], float | None] = {}
     for name, mod in base_mods.items():
         om = other_mods.get(name)
         r = ModuleResult(name, type(mod).__name__, type(om).__name__ if om is not None else None)
@@ -1007,7 +1019,7 @@ def _finish(
                     h = _histograms(acc) if acc.hist else None
                     if h is not None:
                         r.hists, r.value_range, r.hist_weight = h
-                    setattr(r, mode, _summary(acc, hist=h is not None))
+                    setattr(r, mode, _summary(acc, h is not None, memo))
                     row = _instance_rel(acc, n)
             rows[mode].append(row)
         results.append(r)

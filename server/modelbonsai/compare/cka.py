@@ -25,19 +25,24 @@ import torch
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
-    """Linear CKA of x [n, p] and y [n, q] (rows are samples), in float64, through the n x n
-    Gram matrices. None when either side is constant over samples (the ratio is undefined)."""
+    """Linear CKA of x [n, p] and y [n, q] (rows are samples), in float64: through the n x n
+    Gram matrices or the feature-space sums, whichever costs fewer multiplications. None when
+    either side is constant over samples (the ratio is undefined)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
     if x.shape[0] < 2:
         return None
-    xc = x.double().reshape(x.shape[0], -1)
-    yc = y.double().reshape(y.shape[0], -1)
+    n = x.shape[0]
+    xc = x.double().reshape(n, -1)
+    yc = y.double().reshape(n, -1)
     xc = xc - xc.mean(0, keepdim=True)
     yc = yc - yc.mean(0, keepdim=True)
-    kx = xc @ xc.T
-    ky = yc @ yc.T
-    return _ratio(float((kx * ky).sum()), float(kx.norm()), float(ky.norm()))
+    p, q = xc.shape[1], yc.shape[1]
+    if n * (p + q) <= p * p + q * q + p * q:
+        kx = xc @ xc.T
+        ky = yc @ yc.T
+        return _ratio(float((kx * ky).sum()), float(kx.norm()), float(ky.norm()))
+    return _ratio(float((yc.T @ xc).square().sum()), float((xc.T @ xc).norm()), float((yc.T @ yc).norm()))
 
 
 def _ratio(hsic: float, nx: float, ny: float) -> float | None:
@@ -155,9 +160,23 @@ def as_rows(x: torch.Tensor, chan_first: bool) -> torch.Tensor:
 
 
 def pool_positions(x: torch.Tensor, chan_first: bool) -> torch.Tensor:
-    """[N, C] float32: each instance's channels averaged over its positions."""
+    """[N, C] float32 (a new tensor): each instance's channels averaged over its positions."""
     if x.dim() <= 2:
-        return x.reshape(x.shape[0], -1).float()
+        return x.reshape(x.shape[0], -1).to(torch.float32, copy=True)
+    x = x.float()
     if chan_first:
-        return x.flatten(2).float().mean(2)
-    return x.flatten(1, -2).float().mean(1)
+        v = x.flatten(2)  # [N, C, P]
+        return torch.matmul(v, v.new_full((v.shape[2], 1), 1.0 / v.shape[2])).squeeze(2)
+    v = x.flatten(1, -2)  # [N, P, C]: a (BLAS) product with the averaging vector beats mean(1)
+    return torch.matmul(v.new_full((1, v.shape[1]), 1.0 / v.shape[1]), v).squeeze(1)
+
+
+def sample_rows(x: torch.Tensor, chan_first: bool, idx: torch.Tensor) -> torch.Tensor:
+    """[N * k, C]: the rows of positions `idx` [N, k] of every instance (a copy)."""
+    rows = as_rows(x, chan_first)
+    n, p, c = rows.shape
+    k = idx.shape[1]
+    if not chan_first and x.is_contiguous():  # whole rows: a row copy per sampled position
+        flat = (idx + torch.arange(n, device=idx.device)[:, None] * p).reshape(-1)
+        return rows.reshape(n * p, c).index_select(0, flat)
+    return rows.gather(1, idx[:, :, None].expand(n, k, c)).reshape(n * k, c)
