@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { behaviorsStep, layersStep, lensesStep, modelMapStep, openWorkspace, runExperimentFile } from './sample-steps.mjs';
+import { behaviorsStep, layersStep, lensesStep, modelMapStep, openWorkspace, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -448,6 +448,8 @@ async function samplesSteps(base) {
     await step('digits: Model Map colour metric, legend, selection bar charts', () => modelMapStep(t, expect));
     await step(`digits: Behaviors collapsed class of ${expect.variant}`, () => behaviorsStep(t, expect));
     await step('digits: CodeLens metrics for every variant after the run', () => lensesStep(t, 'small.bonsai.yaml', DIGITS_MODELS.slice(1), ['layer-0.5', 'layer-0.9']));
+    // after the lenses: it adds a variant to the experiment file
+    await step('digits: Layers shows which channels structured pruning removed', () => removedChannelsStep(t, join(samplesDir, 'digits'), expect.base));
   }
   await step('minilm: Layers depth profile at the LayerNorms', async () => {
     await openWorkspace(t, join(samplesDir, 'minilm'), MINILM.base);

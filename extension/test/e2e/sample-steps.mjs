@@ -1,3 +1,6 @@
+import { readFileSync, readdirSync, existsSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 // The e2e steps on the prepared small samples (test/e2e/samples.py): the Model Map and Behaviors
 // on digits, Layers on MiniLM. Each step opens its panel from the command palette, reads the panel
 // inside its webview frame, asserts on what it shows, and saves a screenshot. `t` is the harness
@@ -32,7 +35,7 @@ export async function openWorkspace(t, folder, root) {
 
 /** Opens `file` and runs it with "Bonsai: Run Experiment File"; waits until the Lineage tree lists
  * every model in `models` with an accuracy and none still running. */
-export async function runExperimentFile(t, file, models) {
+export async function runExperimentFile(t, file, models, shotName = '09-digits-lineage-after-run') {
   const { page } = t;
   t.log(`running ${file} from the palette`);
   await page.keyboard.press('Control+P');
@@ -58,7 +61,7 @@ export async function runExperimentFile(t, file, models) {
     throw new Error(`${e.message}; still missing: ${missing.join(', ')}`);
   });
   t.log(`${file}: ${models.length} models in the Lineage tree after ${((Date.now() - started) / 1000).toFixed(0)}s`);
-  await t.shot('09-digits-lineage-after-run');
+  await t.shot(shotName);
 }
 
 /** The content frame of the webview panel whose page shows `marker` (an h1 or toolbar label). */
@@ -365,4 +368,63 @@ export async function lensesStep(t, file, models, sweep) {
     throw new Error(`${e.message}; the lenses say: ${texts.join(' / ')}`);
   });
   await t.shot('14-digits-codelens-metrics');
+}
+
+/** Structured pruning in Layers, on digits: the user adds a channels variant to the experiment
+ * file (prune.structured, as digits.bonsai.yaml's channels-{amount}) and runs it; Layers shows for
+ * the first conv which output channels went, one strip cell per base channel, checked against the
+ * kept indices the op recorded in the artifact's manifest. */
+export async function removedChannelsStep(t, workspace, base) {
+  const file = 'small.bonsai.yaml';
+  const variant = 'channels-0.5';
+  appendFileSync(join(workspace, file), `  - name: ${variant}\n    ops:\n      - prune.structured: {amount: 0.5}\n`);
+  await closeAllEditors(t);
+  await runExperimentFile(t, file, [variant], '16-digits-channels-run');
+  // The oracle: the op's own record (manifest kept_indices of the pruned model, base shape).
+  const artifacts = join(workspace, '.bonsai', 'artifacts');
+  const manifests = readdirSync(artifacts).map((d) => join(artifacts, d, 'manifest.json')).filter(existsSync).map((f) => JSON.parse(readFileSync(f, 'utf8')));
+  const pruned = manifests.find((m) => m.kept_indices?.['0.weight']?.['0']);
+  if (!pruned) throw new Error(`no artifact in ${artifacts} records kept indices for 0.weight after running ${variant}`);
+  const size = Math.max(...manifests.map((m) => m.tensors?.['0.weight']?.shape?.[0] ?? 0));
+  const kept = new Set(pruned.kept_indices['0.weight']['0']);
+  const removed = [...Array(size).keys()].filter((i) => !kept.has(i));
+  t.log(`${variant}: the manifest keeps ${kept.size} of ${size} output channels of 0.weight; removed ${removed.join(', ')}`);
+
+  await closeAllEditors(t);
+  await compareModels(t, base, [variant], 'Layers');
+  const frame = await panelFrame(t, 'Layers', 'h1:has-text("Layers")');
+  const detail = frame.locator('#layer-detail');
+  const point = frame.locator('#depth-profile svg.chart circle').filter({ has: frame.locator('title', { hasText: '· 0:' }) }).first();
+  const strip = detail.locator('#removed-channels .removed-channels[data-dim="0"]').first();
+  await t.waitFor(`the layer detail of module 0 with its removed-channel strip`, 120_000, async () => {
+    await t.noErrorToast();
+    if ((await strip.count()) > 0) return true;
+    if ((await point.count()) > 0) await point.dispatchEvent('click');
+    return false;
+  }, 1000);
+  const cells = await strip.locator('svg.strip rect').evaluateAll((rs) => rs.map((r) => ({ cls: r.getAttribute('class'), index: Number(r.getAttribute('data-index')), title: r.querySelector('title')?.textContent ?? '' })));
+  const shownRemoved = cells.filter((c) => c.cls === 'removed').map((c) => c.index);
+  const ranges = await strip.getAttribute('data-removed');
+  const text = (await strip.innerText()).replace(/\s+/g, ' ');
+  t.log(`removed-channel strip: ${cells.length} cells, removed ${shownRemoved.join(', ')}; "${text}"`);
+  if (cells.length !== size) throw new Error(`the strip has ${cells.length} cells; 0.weight has ${size} output channels in the base`);
+  if (shownRemoved.join(',') !== removed.join(',')) throw new Error(`the strip marks channels ${shownRemoved.join(', ')} removed; the manifest says ${removed.join(', ')}`);
+  const first = cells.find((c) => c.cls === 'removed');
+  if (first.title !== `output channel ${first.index}: removed`) throw new Error(`a removed cell's hover says "${first.title}"`);
+  const want = asRanges(removed);
+  if (ranges !== want || !text.includes(`removed indices: ${want}`)) throw new Error(`the strip lists "${ranges}" ("${text}"); the removed channels are ${want}`);
+  await strip.scrollIntoViewIfNeeded();
+  await t.shot('17-digits-layers-removed-channels');
+}
+
+/** Sorted indices as the panel writes them: [3, 4, 5, 12] -> "3–5, 12". */
+function asRanges(xs) {
+  const out = [];
+  for (let i = 0; i < xs.length; ) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j] + 1) j++;
+    out.push(j === i ? `${xs[i]}` : `${xs[i]}\u2013${xs[j]}`);
+    i = j + 1;
+  }
+  return out.join(', ');
 }
