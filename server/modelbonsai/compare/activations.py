@@ -177,8 +177,8 @@ class _Acc:
     feats_other: list[torch.Tensor] = field(default_factory=list)
     cka: GramCka | RowCka | None = None  # position-level CKA
     cka_sampled: bool = False
-    hist_base: list[np.ndarray] = field(default_factory=list)  # histogram sample
-    hist_other: list[np.ndarray] = field(default_factory=list)
+    hist_base: list[torch.Tensor] = field(default_factory=list)  # histogram sample
+    hist_other: list[torch.Tensor] = field(default_factory=list)
     shape_other: list[int] | None = None
     problem: str = ""
 
@@ -701,8 +701,8 @@ def _flush(capture: _BaseCapture) -> None:
             acc.cka.add(*c.cka)
             acc.cka_sampled = acc.cka_sampled or c.cka_sampled
         if acc.hist and c.hist is not None:
-            acc.hist_base.append(c.hist[0].numpy())
-            acc.hist_other.append(c.hist[1].numpy())
+            acc.hist_base.append(c.hist[0])
+            acc.hist_other.append(c.hist[1])
     capture.pending = []
 
 
@@ -740,7 +740,7 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-def _summary(acc: _Acc, hist: bool, memo: dict[tuple[int, ...], float | None]) -> dict[str, Any]:
+def _summary(acc: _Acc, hist: bool, memo: dict[tuple[int, ...], Any]) -> dict[str, Any]:
     """The module's metrics. `memo` caches CKA by the identity of the rows it is computed from:
     modules that share an output tensor (Dropout in eval, a block returning its last layer's
     output) share the same row tensors."""
@@ -765,17 +765,21 @@ def _summary(acc: _Acc, hist: bool, memo: dict[tuple[int, ...], float | None]) -
     return out
 
 
-def _histograms(acc: _Acc) -> tuple[dict[str, np.ndarray], float, float] | None:
+def _histograms(
+    acc: _Acc, memo: dict[tuple[int, ...], Any]
+) -> tuple[dict[str, np.ndarray], float, float] | None:
     """Bin the module's histogram sample: ({base, other, rel}, range R, weight); adds the
-    relative-change side counts to `acc.st`."""
+    relative-change side counts to `acc.st`. `memo`: modules sharing an output share the sample."""
     if not acc.hist_base:
         return None
-    sb, so = np.concatenate(acc.hist_base), np.concatenate(acc.hist_other)
-    if not sb.size:
+    key = (2, *map(id, acc.hist_base), *map(id, acc.hist_other))
+    if key not in memo:
+        sb, so = torch.cat(acc.hist_base), torch.cat(acc.hist_other)
+        memo[key] = S.pair_stats(sb, so, hist_sample=None, values=True) if sb.numel() else None
+    hs: S.PairStats | None = memo[key]
+    if hs is None or hs.values is None:
         return None
-    weight = acc.st.n / sb.size
-    hs = S.pair_stats(torch.from_numpy(sb), torch.from_numpy(so), hist_sample=None, values=True)
-    assert hs.values is not None
+    weight = acc.st.n / sum(t.numel() for t in acc.hist_base)
     acc.st.rel_hist = hs.rel_hist * weight
     acc.st.rel_unchanged = hs.rel_unchanged * weight
     acc.st.rel_from_zero = hs.rel_from_zero * weight
@@ -997,7 +1001,7 @@ def _finish(
     results: list[ModuleResult] = []
     rows: dict[str, list[np.ndarray]] = {"propagated": [], "isolated": []}
     n = len(ids)
-    memo: dict[tuple[int, ...], float | None] = {}
+    memo: dict[tuple[int, ...], Any] = {}  # results shared by modules with the same output
     for name, mod in base_mods.items():
         om = other_mods.get(name)
         r = ModuleResult(name, type(mod).__name__, type(om).__name__ if om is not None else None)
@@ -1016,7 +1020,7 @@ def _finish(
                     r.message = f"isolated: {acc.problem}"
                 elif acc.st.n:
                     r.shape_other = r.shape_other or acc.shape_other
-                    h = _histograms(acc) if acc.hist else None
+                    h = _histograms(acc, memo) if acc.hist else None
                     if h is not None:
                         r.hists, r.value_range, r.hist_weight = h
                     setattr(r, mode, _summary(acc, h is not None, memo))

@@ -127,14 +127,22 @@ class RowCka:
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
-        self.xs.append(x.reshape(x.shape[0], -1).float().cpu())
-        self.ys.append(y.reshape(y.shape[0], -1).float().cpu())
+        self.xs.append(_host_rows(x))
+        self.ys.append(_host_rows(y))
         self.n += x.shape[0]
 
     def result(self) -> float | None:
         if not self.xs:
             return None
         return linear_cka(torch.cat(self.xs), torch.cat(self.ys))
+
+
+def _host_rows(x: torch.Tensor) -> torch.Tensor:
+    """x as [n, features] float32 on the host; the same object when it already is (callers
+    recognise rows they added to several accumulators by identity)."""
+    if x.dim() == 2 and x.dtype == torch.float32 and x.device.type == "cpu":
+        return x
+    return x.reshape(x.shape[0], -1).float().cpu()
 
 
 # -- activations as rows (samples x channels) ---------------------------------------------------
