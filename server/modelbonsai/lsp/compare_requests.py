@@ -116,6 +116,13 @@ async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any],
     return await ls.in_reader(lambda: ls.results.ref(rid, 0, wait_s=0.0))
 
 
+def _check_activation_options(aopts: dict[str, Any]) -> None:
+    from ..compare.activations import ActivationOptions
+
+    ActivationOptions(instances=aopts["instances"], batch_size=aopts["batchSize"], mode=aopts["mode"],
+                      isolated_scope=aopts["isolatedScope"]).check()
+
+
 def register(server: BonsaiServer) -> None:
     from .server import RequestError, custom
 
@@ -148,8 +155,6 @@ def register(server: BonsaiServer) -> None:
     @custom(server, P.COMPARE_ACTIVATIONS)
     @guard
     async def activations(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
-        from ..compare.activations import ActivationOptions
-
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
         opts = _options(params.get("options") or {}, {
             "instances": int, "batchSize": int, "mode": str, "isolatedScope": str, "modules": list,
@@ -161,8 +166,9 @@ def register(server: BonsaiServer) -> None:
             "isolatedScope": opts.get("isolatedScope") or "leaves",
             "modules": opts.get("modules"),
         }
-        ActivationOptions(instances=aopts["instances"], batch_size=aopts["batchSize"], mode=aopts["mode"],
-                          isolated_scope=aopts["isolatedScope"]).check()  # bad values fail here, not in a job
+        # Bad values fail here, not in a job. In a reader thread: the first import of the
+        # comparison engine (torch, compiled kernels) takes seconds the event loop must not wait.
+        await ls.in_reader(_check_activation_options, aopts)
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "activationOptions": aopts}
         return await start_result_job(ls, f"Compare activations with {base.name}", params, "compare/activations", spec,
                                       first_reply_s=FIRST_REPLY_S)
