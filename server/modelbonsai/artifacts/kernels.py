@@ -80,6 +80,8 @@ def dequant_blocked(codes, start, group_len, scales, zeros, out):  # type: ignor
         s = scales[g]
         z = zeros[g]
         stop = min(n, (g + 1) * group_len - start)
-        for j in range(k, stop):
-            out[j] = (np.float32(codes[j]) - z) * s
+        # slices indexed from 0 (no negative-index wrap to check): the loop vectorises
+        c, o = codes[k:stop], out[k:stop]
+        for j in range(stop - k):
+            o[j] = (np.float32(c[j]) - z) * s
         k = stop

@@ -167,11 +167,14 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
         m = e - s
+        # slices indexed from 0: the compiler then knows no index is negative (numba wraps
+        # negative indices), and the loop vectorises (2x faster than indexing b[s:e] by i)
+        bs, os_ = b[s:e], o[s:e]
         bb = oo = bo = dd = np.float32(0.0)
         zb = zo = zboth = mb = np.int32(0)
-        for i in range(s, e):
-            x = b[i]
-            y = o[i]
+        for i in range(m):
+            x = bs[i]
+            y = os_[i]
             d = y - x
             bb += x * x
             oo += y * y
@@ -198,27 +201,135 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
             iacc[I_ZBOTH] += zboth
             mxbits = max(mxbits, mb)
         else:
-            _exact_block(b[s:e], o[s:e], facc, iacc)
+            _exact_block(bs, os_, facc, iacc)
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
+# -- histograms of the (sampled) elements ---------------------------------------------------------
+_F64 = types.Array(types.float64, 1, "C")
+
+
+@numba.njit([types.float64(x) for x in (_F32, _F32_RO)], cache=True, nogil=True)
+def max_abs_finite(x):  # type: ignore[no-untyped-def]
+    """Largest finite |value| of x (0 when there is none)."""
+    r = np.float32(0.0)
+    for i in range(x.size):
+        a = abs(x[i])
+        if a > r and np.isfinite(a):
+            r = a
+    return np.float64(r)
+
+
+# No fast-math here: (x - lo) * scale + 1 must round exactly as the numpy reference (no FMA).
+@numba.njit([types.void(x, types.float32, types.float32, types.float32, _F64) for x in (_F32, _F32_RO)],
+            cache=True, nogil=True)
+def uniform_hist(x, lo, hi, scale, out):  # type: ignore[no-untyped-def]
+    """Add counts of x in out.size equal bins over [lo, hi] (last bin closed) into out; values
+    outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32."""
+    bins = out.size
+    top = np.float32(bins + 1)
+    for i in range(x.size):
+        v = x[i]
+        if v == hi:
+            out[bins - 1] += 1.0  # the closed last bin
+            continue
+        t = (v - lo) * scale + np.float32(1.0)  # bin k -> [k+1, k+2); below lo -> slot 0
+        if not t >= np.float32(0.0):  # also NaN
+            continue
+        if t >= top:
+            continue
+        k = np.int64(t)
+        if 1 <= k <= bins:
+            out[k - 1] += 1.0
+
+
+#: ratio buckets of the relative-change table: the top bits of a float64 above this shift
+BUCKET_SHIFT = 42  # 10 mantissa bits: 1024 buckets per power of two
+
+
+def bucket_table(edges: np.ndarray) -> tuple[np.ndarray, int]:
+    """(bin of each ratio bucket between edges[0] and edges[-1], or -1 where an edge falls
+    inside the bucket; the first bucket's key). A bucket is the set of float64 values sharing
+    their bits above BUCKET_SHIFT, so a ratio's bucket is one shift of its bits."""
+    edges = np.asarray(edges, np.float64)
+    key_lo = int(edges[:1].view(np.int64)[0]) >> BUCKET_SHIFT
+    key_hi = int(edges[-1:].view(np.int64)[0]) >> BUCKET_SHIFT
+    keys = np.arange(key_lo, key_hi + 1, dtype=np.int64)
+    blo = (keys << BUCKET_SHIFT).view(np.float64)
+    bhi = ((keys + 1) << BUCKET_SHIFT).view(np.float64)
+    j = np.searchsorted(edges, blo, side="right") - 1
+    inside = (j >= 0) & (j < edges.size - 1) & (edges[np.minimum(j + 1, edges.size - 1)] >= bhi) & (edges[np.maximum(j, 0)] <= blo)
+    return np.where(inside, j, -1).astype(np.int8), key_lo
+
+
+@intrinsic
+def _bits64(typingctx, x):  # type: ignore[no-untyped-def]
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+_I8 = types.Array(types.int8, 1, "C")
+
+
 @numba.njit(
-    "void(int8[::1], float32[::1], int64, int64, float32[::1])", cache=True, nogil=True, fastmath=_FAST
-)
-def dequant_rows_i8(q, scales, cols, start, out):  # type: ignore[no-untyped-def]
-    """out[k] = float32(q[start + k]) * scales[(start + k) // cols]: a row-scaled int8 matrix's
-    flat elements [start, start + out.size) (one float32 multiply, as torch's dequantize)."""
-    i = start
-    n = out.size
-    k = 0
-    while k < n:
-        r = i // cols
-        s = scales[r]
-        stop = min(n, k + (r + 1) * cols - i)
-        for j in range(k, stop):
-            out[j] = np.float32(q[i + j - k]) * s
-        i += stop - k
-        k = stop
+    [types.void(x, y, _F64, _I8, types.int64, _F64, _F64) for x in (_F32, _F32_RO) for y in (_F32, _F32_RO)],
+    cache=True, nogil=True,
+)  # fmt: skip
+def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-untyped-def]
+    """Relative change |o - b| / |b| of the pairs where both sides are finite, binned by the
+    float64 `edges` (10**(REL_LO + k/4): the bins of log10 of the ratio, without a logarithm per
+    element: `table` (see :func:`bucket_table`) gives the bin from the ratio's top bits, and only
+    the few buckets an edge cuts compare against the edges). Adds into hist and
+    side = [unchanged, from zero, under, over]."""
+    bins = hist.size
+    lo = edges[0]
+    hi = edges[bins]
+    for i in range(b.size):
+        x = np.float64(b[i])
+        y = np.float64(o[i])
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        d = abs(np.float64(np.float32(y - x)))  # the float32 difference, as everywhere else
+        if d == 0.0:
+            side[0] += 1.0
+            continue
+        if x == 0.0:
+            side[1] += 1.0
+            continue
+        r = d / abs(x)
+        if r < lo:
+            side[2] += 1.0
+            continue
+        if r > hi:
+            side[3] += 1.0
+            continue
+        k = np.int64(table[(_bits64(r) >> BUCKET_SHIFT) - key_lo])
+        if k < 0:  # an edge cuts this bucket: decide by the edges (r == hi: the closed last bin)
+            k = 0
+            while k + 1 < bins and r >= edges[k + 1]:
+                k += 1
+        hist[k] += 1.0
+
+
+@numba.njit([types.int64(x, types.int64, types.int64, types.int64, _F32, types.int64) for x in (_F32, _F32_RO)],
+            cache=True, nogil=True)
+def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
+    """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into
+    dst from position `at`; returns the new position."""
+    nb = x.size // block
+    j = skip
+    while j < nb:
+        src = x[j * block : (j + 1) * block]
+        out = dst[at : at + block]
+        for i in range(block):
+            out[i] = src[i]
+        at += block
+        j += step
+    return at
 
 
 #: seconds spent compiling or loading the kernels at import (reported by :func:`warm`)

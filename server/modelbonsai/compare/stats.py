@@ -52,6 +52,9 @@ CHUNK = 1 << 17
 #: Relative-change histogram: log10(|d|/|b|) in [-8, 2] in 40 equal bins (a quarter decade each).
 REL_LO, REL_HI, REL_BINS = -8.0, 2.0, 40
 REL_EDGES = np.linspace(REL_LO, REL_HI, REL_BINS + 1)
+#: the same edges as ratios |d|/|b| (float64): the kernel bins the ratio against them directly
+REL_EDGES_RATIO = np.power(10.0, REL_EDGES)
+_REL_TABLE, _REL_KEY_LO = K.bucket_table(REL_EDGES_RATIO)
 #: Value histograms: this many equal bins over [-R, R], R = largest finite |value| of either side.
 VALUE_BINS = 64
 #: Tensors with more elements than this get histograms from a block sample (see module doc).
@@ -115,17 +118,30 @@ class PairStats:
     #: value histograms of this tensor pair (not rolled up: their bins differ per tensor)
     values: dict[str, Any] | None = None
 
+    _ADDITIVE = (
+        "n", "finite", "sum_b2", "sum_o2", "sum_bo", "sum_d2", "zeros_base", "zeros_other",
+        "zeros_both", "nan_base", "nan_other", "inf_base", "inf_other", "rel_unchanged",
+        "rel_from_zero", "rel_under", "rel_over",
+    )  # fmt: skip
+
     def merge(self, other: PairStats) -> PairStats:
-        out = PairStats()
-        for name in (
-            "n", "finite", "sum_b2", "sum_o2", "sum_bo", "sum_d2", "zeros_base", "zeros_other",
-            "zeros_both", "nan_base", "nan_other", "inf_base", "inf_other", "rel_unchanged",
-            "rel_from_zero", "rel_under", "rel_over",
-        ):  # fmt: skip
-            setattr(out, name, getattr(self, name) + getattr(other, name))
-        out.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
-        out.rel_hist = self.rel_hist + other.rel_hist
-        return out
+        """A new PairStats: the roll-up of self and other (neither changes)."""
+        out = PairStats(rel_hist=self.rel_hist.copy())
+        for name in self._ADDITIVE:
+            setattr(out, name, getattr(self, name))
+        out.max_abs_diff = self.max_abs_diff
+        return out.add_(other)
+
+    def add_(self, other: PairStats) -> PairStats:
+        """Roll `other` into self in place (the tree builder adds every tensor into each of its
+        ancestors: no new object and array per addition)."""
+        d, o = self.__dict__, other.__dict__
+        for name in self._ADDITIVE:
+            d[name] += o[name]
+        if other.max_abs_diff > self.max_abs_diff:
+            self.max_abs_diff = other.max_abs_diff
+        self.rel_hist += other.rel_hist
+        return self
 
     # -- derived metrics (None where undefined, e.g. cosine of a zero vector) --------------------
     @property
@@ -182,44 +198,25 @@ class PairStats:
 
 def hist_uniform(x: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
     """Counts of `x` in `bins` equal bins over [lo, hi] (last bin closed; values outside, NaN
-    and ±Inf not counted), like torch.histc / np.histogram but one arithmetic pass and a
-    bincount instead of a search per element."""
-    t = np.subtract(x, np.float32(lo), dtype=np.float32)
-    t *= np.float32(bins / (hi - lo))
-    t += np.float32(1.0)  # bin k -> [k+1, k+2): everything below lo truncates to slot 0
-    np.fmax(t, np.float32(0.0), out=t)  # NaN and -inf -> slot 0
-    np.minimum(t, np.float32(bins + 1), out=t)  # above hi (and +inf) -> slot bins+1
-    counts = np.bincount(t.astype(np.intp), minlength=bins + 2).astype(np.float64)
-    inside = counts[1 : bins + 1]
-    inside[-1] += np.count_nonzero(x == np.float32(hi))  # x == hi lands in slot bins+1: closed bin
-    return inside
+    and ±Inf not counted), like torch.histc / np.histogram, in one pass (float32 arithmetic:
+    t = (x - lo) * bins / (hi - lo), bin floor(t))."""
+    out = np.zeros(bins, np.float64)
+    K.uniform_hist(_f32(np.ravel(x)), np.float32(lo), np.float32(hi), np.float32(bins / (hi - lo)), out)
+    return out
 
 
 def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> None:
-    """Add the relative-change histogram of (finite) pairs, each counting `weight` elements."""
-    d = np.subtract(o, b)
-    m = d.size
-    unchanged = int(np.count_nonzero(d == 0))  # a bool count: counting a float array is ~20x slower
-    r = np.abs(d, out=d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(r, np.abs(b), out=r)
-        np.log10(r, out=r)  # d=0 -> -inf (NaN when b=0 too); b=0, d!=0 -> +inf
-    zb_mask = b == 0
-    zb = int(np.count_nonzero(zb_mask))
-    zero_both = int(np.count_nonzero(np.logical_and(zb_mask, o == 0, out=zb_mask))) if zb else 0
-    inside = hist_uniform(r, REL_BINS, REL_LO, REL_HI)  # ignores +-inf and NaN
-    over = int(np.count_nonzero(r > REL_HI))  # includes the +inf of changes from zero
-    from_zero = zb - zero_both
-    st.rel_hist += inside * weight
-    st.rel_unchanged += unchanged * weight
-    st.rel_from_zero += from_zero * weight
-    st.rel_over += (over - from_zero) * weight
-    st.rel_under += (m - float(inside.sum()) - over - unchanged) * weight
-
-
-def _finite_pairs(b: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.isfinite(b) & np.isfinite(o)
-    return b[keep], o[keep]
+    """Add the relative-change histogram of the pairs where both sides are finite, each pair
+    counting `weight` elements."""
+    hist = np.zeros(REL_BINS, np.float64)
+    side = np.zeros(4, np.float64)  # unchanged, from zero, under, over
+    K.rel_change_hist(_f32(b), _f32(o), REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, hist, side)
+    st.rel_hist += hist * weight
+    unchanged, from_zero, under, over = (float(v) * weight for v in side)  # plain floats for the wire
+    st.rel_unchanged += unchanged
+    st.rel_from_zero += from_zero
+    st.rel_under += under
+    st.rel_over += over
 
 
 #: reads the flat float32 elements [start, stop) of one tensor; the array may be a scratch
@@ -304,14 +301,10 @@ class _Sampler:
         first_block = start // SAMPLE_BLOCK
         j0 = -(-first_block // self.step)  # first sampled block at or after this chunk
         skip = j0 * self.step - first_block
-        span = stop - start
-        rows_b = b[:span].reshape(-1, SAMPLE_BLOCK)[skip :: self.step]
-        if not rows_b.shape[0]:
-            return
-        rows_o = o[:span].reshape(-1, SAMPLE_BLOCK)[skip :: self.step]
         at = j0 * SAMPLE_BLOCK
-        self.base[at : at + rows_b.size] = rows_b.reshape(-1)
-        self.other[at : at + rows_o.size] = rows_o.reshape(-1)
+        span = stop - start
+        K.take_blocks(b[:span], SAMPLE_BLOCK, skip, self.step, self.base, at)
+        K.take_blocks(o[:span], SAMPLE_BLOCK, skip, self.step, self.other, at)
 
 
 def stream_pair_stats(
@@ -332,7 +325,11 @@ def stream_pair_stats(
     facc = np.zeros(5, np.float64)
     iacc = np.zeros(8, np.int64)
     whole_b, whole_o = getattr(read_base, "array", None), getattr(read_other, "array", None)
-    if isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray) and whole_b.size == whole_o.size == n:
+    if (
+        isinstance(whole_b, np.ndarray)
+        and isinstance(whole_o, np.ndarray)
+        and whole_b.size == whole_o.size == n
+    ):
         chunk = max(chunk, n)  # one call; the GIL is released inside (nogil)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
@@ -354,15 +351,13 @@ def stream_pair_stats(
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
-    all_finite = st.nonfinite == 0  # then the sample is finite too: skip the (slow) masking
     if values:
-        st.values = value_histograms(sb, so, hist_sample=None, finite=all_finite)
+        st.values = value_histograms(sb, so, hist_sample=None)
         st.values["weight"] = weight
         st.values["base"] *= weight
         st.values["other"] *= weight
-    fb, fo = (sb, so) if all_finite else _finite_pairs(sb, so)
-    if fb.size:
-        _rel_hist(fb, fo, st, weight)
+    if sb.size:
+        _rel_hist(sb, so, st, weight)  # skips pairs with NaN/Inf itself
 
 
 def _pair_stats_torch(
@@ -441,18 +436,13 @@ def value_histograms(
 ) -> dict[str, Any]:
     """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
     is the largest finite |value| of either side (over the sampled elements). Counts are
-    estimated element counts (sample counts times `weight`). `finite=True` promises there is no
-    NaN/Inf (skips a masking pass)."""
+    estimated element counts (sample counts times `weight`). NaN/Inf are skipped in the binning
+    pass itself (`finite` is accepted for older callers and no longer needed)."""
     sides = [base] if other is None else [base, other]
     picked = [sample_elements(_as_torch(t).detach().float(), hist_sample) for t in sides]
     xs = [_flat32_np(x.cpu()) for x, _ in picked]
     weight = picked[0][1]
-    r = 0.0
-    for x in xs:
-        fx = x if finite else x[np.isfinite(x)]  # `finite`: the caller knows there is no NaN/Inf
-        if fx.size:
-            r = max(r, -float(fx.min()), float(fx.max()))
-    r = r or 1.0
+    r = max(K.max_abs_finite(x) for x in xs) or 1.0
     # values outside [-r, r] (NaN/Inf) are not binned: they are counted elsewhere
     hists = [hist_uniform(x, bins, -r, r) * weight for x in xs]
     out: dict[str, Any] = {"range": r, "bins": bins, "weight": weight, "base": hists[0]}

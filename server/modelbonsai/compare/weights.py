@@ -166,7 +166,7 @@ def _build_tree(results: list[TensorResult]) -> list[TreeNode]:
                 nodes[p] = TreeNode(path=p, parent=chain[i - 1] if i else None)
             node = nodes[p]
             if r.stats is not None:
-                node.stats = node.stats.merge(r.stats)
+                node.stats.add_(r.stats)  # each node owns its PairStats (default_factory)
                 node.params += r.stats.n
                 node.tensors += 1
             else:
