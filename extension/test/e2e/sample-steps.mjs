@@ -339,7 +339,8 @@ async function layerNormDetail(t, frame, path) {
   const sparsity = await detail.locator('tr', { hasText: 'Activation sparsity' }).innerText().catch(() => '');
   t.log(`activation sparsity row: ${sparsity.replace(/\s+/g, ' ')}`);
 
-  await detail.locator('#act-hists').scrollIntoViewIfNeeded();
+  // the activation histograms at the top of the view, the heatmap below them
+  await detail.locator('#act-hists').evaluate((e) => (e.previousElementSibling ?? e).scrollIntoView({ block: 'start' }));
   await t.shot('15-minilm-layers-layernorm-detail');
 }
 

@@ -3,7 +3,7 @@
  * keys to pan. Colours: a diverging scale around zero, from the theme's chart colours.
  */
 import { el } from '../shared/dom';
-import { levelFor, valueAt, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
+import { levelFor, robustMax, valueAt, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
 
 type RGB = [number, number, number];
 
@@ -43,6 +43,9 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
   const axes = opts.axes ? [el('div', { class: 'muted heat-axes' }, `rows: ${opts.axes.rows}`), el('div', { class: 'muted heat-axes' }, `columns: ${opts.axes.cols}`)] : [];
   const root = el('div', { class: 'heatmap' }, canvas, el('div', {}, status), ...axes, readout);
   let shown: TileData[] = [];
+  // Colours saturate at the 99th percentile of |x| of the first full view, kept while zooming so
+  // colours stay comparable (the tensor's max |x| would wash most cells out to the background).
+  let scale: number | null = null;
   const ctx = canvas.getContext('2d');
   const neg = cssColor('--vscode-charts-blue', [55, 148, 255]);
   const pos = cssColor('--vscode-charts-red', [241, 76, 76]);
@@ -69,7 +72,8 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
     ctx.fillStyle = `rgb(${bg.join(',')})`;
     ctx.fillRect(0, 0, W, H);
     const r = client.range;
-    const max = Math.max(Math.abs(r?.min ?? 0), Math.abs(r?.max ?? 0)) || 1;
+    if (scale === null && tiles.length) scale = robustMax(tiles, 0.99) || Math.max(Math.abs(r?.min ?? 0), Math.abs(r?.max ?? 0)) || 1;
+    const max = scale ?? 1;
     const sy = H / (view.r1 - view.r0);
     const sx = W / (view.c1 - view.c0);
     for (const t of tiles) {
@@ -109,7 +113,8 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
         canvas.dataset.level = String(level);
         const r = client.range;
         status.textContent = `${info.rows}×${info.cols} · level ${level} (${1 << level}×${1 << level} per cell) · rows ${Math.round(view.r0)}–${Math.round(Math.min(info.rows, view.r1))}` +
-          (r && r.min !== null ? ` · range ${r.min.toPrecision(3)} … ${r.max!.toPrecision(3)}` : '');
+          (r && r.min !== null ? ` · range ${r.min.toPrecision(3)} … ${r.max!.toPrecision(3)}` : '') +
+          (scale !== null ? ` · colour saturates at \u00b1${scale.toPrecision(3)} (99th percentile of |x|)` : '');
       },
       (e: unknown) => {
         if (!disposed) opts.onError(e instanceof Error ? e.message : String(e));

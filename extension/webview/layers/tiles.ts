@@ -223,3 +223,19 @@ export function valueAt(info: PyramidInfo, tiles: readonly TileData[], r: number
   }
   return null;
 }
+
+/**
+ * The q-quantile of |mean| over the cells of `tiles` (finite values only), for a colour scale
+ * that a few outliers do not wash out (LayerNorm outputs: most values within ±3, some at ±20).
+ * 0 when there are no finite values.
+ */
+export function robustMax(tiles: readonly TileData[], q = 0.99): number {
+  let n = 0;
+  for (const t of tiles) n += t.mean.length;
+  const xs = new Float32Array(n);
+  let k = 0;
+  for (const t of tiles) for (let i = 0; i < t.mean.length; i++) { const v = Math.abs(t.mean[i]!); if (Number.isFinite(v)) xs[k++] = v; }
+  if (!k) return 0;
+  const s = xs.subarray(0, k).sort();
+  return s[Math.min(k - 1, Math.max(0, Math.ceil(q * k) - 1))]!;
+}

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { activationLayout, describeCell, unflatten } from '../../../webview/layers/actlayout';
 import { cellTitle, headBlock, indexRanges, removedChannels, runs } from '../../../webview/layers/channels';
 import { activationHists, activationSparsity, activationsOf, type PairMetrics, type WeightTensor } from '../../../webview/layers/data';
-import { pyramidOfMeta, valueAt, type TileData } from '../../../webview/layers/tiles';
+import { pyramidOfMeta, robustMax, valueAt, type TileData } from '../../../webview/layers/tiles';
 
 const pm = (extra: Partial<PairMetrics> = {}): PairMetrics => ({ n: 10, rel_l2: 0.1, sqnr_db: 20, identical: false, cosine: 0.99, max_abs_diff: 0.3, ...extra });
 const t32 = (a: number[], shape: number[]) => ({ dtype: 'float32' as const, shape, data: new Float32Array(a) });
@@ -158,6 +158,13 @@ describe('tile results', () => {
   it('reads the pyramid of a tiles result', () => {
     expect(pyramidOfMeta({ rows: 16, cols: 7680, tile: 256, levels: 5, shape: [16, 20, 384], level: 5 })).toEqual({ rows: 16, cols: 7680, tile: 256, levels: 5, shape: [16, 20, 384] });
     expect(pyramidOfMeta({ rows: 16, cols: 7680, tile: 256, shape: [16, 20, 384] })).toBeNull();
+  });
+  it('scales colours to a high quantile of |x|, not to outliers', () => {
+    const mk = (vals: number[]): TileData => ({ level: 0, ty: 0, tx: 0, rows: 1, cols: vals.length, mean: new Float32Array(vals), maxabs: new Float32Array(vals.map(Math.abs)) });
+    const vals = Array.from({ length: 99 }, (_, i) => (i % 2 ? -(i + 1) : i + 1) / 100); // |x| = 0.01 … 0.99
+    expect(robustMax([mk(vals), mk([NaN, 25])], 0.99)).toBe(Math.fround(0.99)); // 100 finite values: the 99th is 0.99
+    expect(robustMax([mk(vals), mk([NaN, 25])], 1)).toBe(25);
+    expect(robustMax([mk([NaN])])).toBe(0);
   });
   it('finds the cell under an element at the loaded level', () => {
     const info = { rows: 4, cols: 10, tile: 2, levels: 3 };
