@@ -16,7 +16,9 @@ flat elements of one tensor that decodes only what the range needs, for every st
 
 Results are bit-identical to the slice of the full decode (:func:`.forms.decode`), including
 the rounding to a float16/bfloat16 tensor dtype. The returned array may be a scratch buffer that
-the next call overwrites. A reader with an `array` attribute is a view of the whole flat tensor.
+the next call overwrites. A reader with an `array` attribute is a view of the whole flat tensor;
+one with a `packed` attribute (:class:`PackedSpec`: float32 packed codes, scales along the flat
+order) can be dequantized inside a consumer's own kernel.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -402,7 +404,32 @@ def _packed_reader(
         deq(codes_of(start, stop), start, out)
         return _round_to(out, dtype)
 
+    if index is None and deq.blocked and dtype == torch.float32:
+        return _PackedRange(read, PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros))
     return read
+
+
+class PackedSpec(NamedTuple):
+    """A float32 tensor stored as packed codes whose scale / zero point index is
+    element // group_len: what a fused kernel needs to dequantize it on the fly."""
+
+    packed: np.ndarray  # uint8 bit stream (view of the mapped file)
+    bits: int
+    group_len: int
+    scales: np.ndarray  # float32, one per group
+    zeros: np.ndarray  # float32, one per group
+
+
+class _PackedRange:
+    """A range reader that also offers its :class:`PackedSpec` (attribute `packed`), so the
+    comparison can dequantize inside its statistics kernel instead of through a buffer."""
+
+    def __init__(self, read: RangeFn, spec: PackedSpec):
+        self._read = read
+        self.packed = spec
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return self._read(start, stop)
 
 
 def _qint8_reader(st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...]) -> RangeFn:

@@ -159,6 +159,45 @@ def _exact_block(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     iacc[I_INFO] += info
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its callers
+def _block_sums(bs, os_, facc, iacc):  # type: ignore[no-untyped-def]
+    """One block (at most BLOCK elements): adds its statistics; returns the bits of its max |d|
+    (0 when the block was redone exactly, which updates facc[F_MAXABS] itself)."""
+    m = bs.size
+    bb = oo = bo = dd = np.float32(0.0)
+    zb = zo = zboth = mb = np.int32(0)
+    for i in range(m):  # indexed from 0: no negative-index wrap to check, so it vectorises
+        x = bs[i]
+        y = os_[i]
+        d = y - x
+        bb += x * x
+        oo += y * y
+        bo += x * y
+        dd += d * d
+        xz = x == 0.0
+        yz = y == 0.0
+        zb = _count(zb, xz)
+        zo = _count(zo, yz)
+        zboth = _count(zboth, _and(xz, yz))
+        mb = _max_abs_bits(mb, d)
+    # float32 partial sums are trusted only when finite (no NaN/Inf, no overflow) and not
+    # near underflow (a tiny sum of non-zero terms may have lost them): else redo exactly
+    ok = np.isfinite(bb + oo + bo + dd)
+    ok = ok and (bb >= _TINY or zb == m) and (oo >= _TINY or zo == m) and (dd >= _TINY or mb == 0)
+    if not ok:
+        _exact_block(bs, os_, facc, iacc)
+        return np.int32(0)
+    facc[F_BB] += bb
+    facc[F_OO] += oo
+    facc[F_BO] += bo
+    facc[F_DD] += dd
+    iacc[I_FINITE] += m
+    iacc[I_ZB] += zb
+    iacc[I_ZO] += zo
+    iacc[I_ZBOTH] += zboth
+    return mb
+
+
 @numba.njit(_PAIR_SIGS, cache=True, nogil=True, fastmath=_FAST)
 def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     """Add the statistics of the flat pair (b, o) into (facc, iacc); see the module doc."""
@@ -166,42 +205,78 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     mxbits = np.int32(0)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
-        m = e - s
-        # slices indexed from 0: the compiler then knows no index is negative (numba wraps
-        # negative indices), and the loop vectorises (2x faster than indexing b[s:e] by i)
-        bs, os_ = b[s:e], o[s:e]
-        bb = oo = bo = dd = np.float32(0.0)
-        zb = zo = zboth = mb = np.int32(0)
-        for i in range(m):
-            x = bs[i]
-            y = os_[i]
-            d = y - x
-            bb += x * x
-            oo += y * y
-            bo += x * y
-            dd += d * d
-            xz = x == 0.0
-            yz = y == 0.0
-            zb = _count(zb, xz)
-            zo = _count(zo, yz)
-            zboth = _count(zboth, _and(xz, yz))
-            mb = _max_abs_bits(mb, d)
-        # float32 partial sums are trusted only when finite (no NaN/Inf, no overflow) and not
-        # near underflow (a tiny sum of non-zero terms may have lost them): else redo exactly
-        ok = np.isfinite(bb + oo + bo + dd)
-        ok = ok and (bb >= _TINY or zb == m) and (oo >= _TINY or zo == m) and (dd >= _TINY or mb == 0)
-        if ok:
-            facc[F_BB] += bb
-            facc[F_OO] += oo
-            facc[F_BO] += bo
-            facc[F_DD] += dd
-            iacc[I_FINITE] += m
-            iacc[I_ZB] += zb
-            iacc[I_ZO] += zo
-            iacc[I_ZBOTH] += zboth
-            mxbits = max(mxbits, mb)
+        mxbits = max(mxbits, _block_sums(b[s:e], o[s:e], facc, iacc))
+    facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
+
+
+# -- fused with dequantization ---------------------------------------------------------------------
+# No fast-math: (float32(code) - zero) * scale must round exactly as the decode does.
+@numba.njit(cache=True, nogil=True)  # typed (and cached) with its caller
+def _dequant_block(packed, bits, start, group_len, scales, zeros, out):  # type: ignore[no-untyped-def]
+    """out[k] = dequantized element start + k of a packed `bits`-bit code stream whose scale
+    (and zero point) index is (element // group_len)."""
+    n = out.size
+    k = 0
+    mask = (1 << bits) - 1
+    while k < n:
+        g = (start + k) // group_len
+        sc = scales[g]
+        z = zeros[g]
+        stop = min(n, (g + 1) * group_len - start)
+        o = out[k:stop]
+        if bits == 8:
+            c = packed[start + k : start + stop]
+            for j in range(stop - k):
+                o[j] = (np.float32(c[j]) - z) * sc
         else:
-            _exact_block(bs, os_, facc, iacc)
+            for j in range(stop - k):
+                pos = (start + k + j) * bits
+                byte = pos >> 3
+                word = np.int64(packed[byte])
+                if byte + 1 < packed.size:
+                    word |= np.int64(packed[byte + 1]) << 8
+                o[j] = (np.float32((word >> (pos & 7)) & mask) - z) * sc
+        k = stop
+
+
+_U8 = types.Array(types.uint8, 1, "C")
+_U8_RO = types.Array(types.uint8, 1, "C", readonly=True)
+_PACKED_SIGS = [
+    types.void(x, p, types.int64, types.int64, _F32, _F32, types.boolean, *_ACC, types.int64, types.int64, _F32, _F32)
+    for x in (_F32, _F32_RO)
+    for p in (_U8, _U8_RO)
+]
+
+
+@numba.njit(_PACKED_SIGS, cache=True, nogil=True, fastmath=_FAST)
+def pair_sums_packed(  # type: ignore[no-untyped-def]
+    x, packed, bits, group_len, scales, zeros, packed_is_other, facc, iacc, step, end, sample_x, sample_p
+):
+    """:func:`pair_sums` of a float32 tensor x and a quantized one given as its packed codes
+    (dequantized block by block into an L1-sized buffer: never materialised). `packed_is_other`
+    says which side is quantized. With step > 0, also copies the histogram sample: 64-element
+    blocks j*step (those ending at or before `end`) of each side, to position (j // step) * 64
+    of sample_x / sample_p (the sample of stats._Sampler)."""
+    n = x.size
+    buf = np.empty(BLOCK, np.float32)
+    mxbits = np.int32(0)
+    for s in range(0, n, BLOCK):
+        e = min(s + BLOCK, n)
+        q = buf[: e - s]
+        _dequant_block(packed, bits, s, group_len, scales, zeros, q)
+        xs = x[s:e]
+        if packed_is_other:
+            mxbits = max(mxbits, _block_sums(xs, q, facc, iacc))
+        else:
+            mxbits = max(mxbits, _block_sums(q, xs, facc, iacc))
+        if step > 0:
+            for j0 in range(s, e, 64):
+                jb = j0 // 64
+                j1 = min(j0 + 64, e)
+                if jb % step == 0 and j1 <= end:
+                    at = (jb // step) * 64
+                    sample_x[at : at + j1 - j0] = xs[j0 - s : j1 - s]
+                    sample_p[at : at + j1 - j0] = q[j0 - s : j1 - s]
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 

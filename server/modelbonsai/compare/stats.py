@@ -318,28 +318,26 @@ def stream_pair_stats(
 ) -> PairStats:
     """:func:`pair_stats` of two flat tensors of `n` elements given as range readers, read one
     chunk at a time (memory: what the readers hold plus the histogram sample). Two
-    :class:`ArrayReader` sides are reduced in one kernel call."""
+    :class:`ArrayReader` sides are reduced in one kernel call, and so is an ArrayReader side
+    against a packed quantized one (a reader with a `packed` spec: dequantized in the kernel)."""
     chunk = max(SAMPLE_BLOCK, -(-chunk // SAMPLE_BLOCK) * SAMPLE_BLOCK)
     st = PairStats(n=n)
     sampler = _Sampler(n, hist_sample) if hist_sample != 0 else None
     facc = np.zeros(5, np.float64)
     iacc = np.zeros(8, np.int64)
     whole_b, whole_o = getattr(read_base, "array", None), getattr(read_other, "array", None)
-    if (
-        isinstance(whole_b, np.ndarray)
-        and isinstance(whole_o, np.ndarray)
-        and whole_b.size == whole_o.size == n
-    ):
+    if isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray) and whole_b.size == whole_o.size == n:
         chunk = max(chunk, n)  # one call; the GIL is released inside (nogil)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        m = stop - start
-        b, o = _f32(read_base(start, stop)), _f32(read_other(start, stop))
-        if b.shape != (m,) or o.shape != (m,):
-            raise ValueError(f"a range reader gave {b.shape} / {o.shape} elements for [{start}, {stop})")
-        K.pair_sums(b, o, facc, iacc)
-        if sampler is not None:
-            sampler.add(start, b, o)
+    if not _fused_packed(whole_b, whole_o, read_base, read_other, n, facc, iacc, sampler):
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            m = stop - start
+            b, o = _f32(read_base(start, stop)), _f32(read_other(start, stop))
+            if b.shape != (m,) or o.shape != (m,):
+                raise ValueError(f"a range reader gave {b.shape} / {o.shape} elements for [{start}, {stop})")
+            K.pair_sums(b, o, facc, iacc)
+            if sampler is not None:
+                sampler.add(start, b, o)
     st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = (float(v) for v in facc[: K.F_MAXABS])
     st.max_abs_diff = float(facc[K.F_MAXABS])
     (st.finite, st.zeros_base, st.zeros_other, st.zeros_both,
@@ -348,6 +346,33 @@ def stream_pair_stats(
         return st
     _sample_histograms(st, sampler.base, sampler.other, sampler.weight, values)
     return st
+
+
+def _fused_packed(
+    whole_b: Any, whole_o: Any, read_base: RangeReader, read_other: RangeReader, n: int,
+    facc: np.ndarray, iacc: np.ndarray, sampler: _Sampler | None,
+) -> bool:  # fmt: skip
+    """One float32 array side against one packed quantized side: one fused kernel call that
+    dequantizes block by block (no buffer of dequantized values, no chunk loop). False when the
+    pair is not of that kind."""
+    spec_b, spec_o = getattr(read_base, "packed", None), getattr(read_other, "packed", None)
+    if isinstance(whole_b, np.ndarray) and whole_b.size == n and spec_o is not None:
+        x, spec, packed_is_other = whole_b, spec_o, True
+    elif isinstance(whole_o, np.ndarray) and whole_o.size == n and spec_b is not None:
+        x, spec, packed_is_other = whole_o, spec_b, False
+    else:
+        return False
+    if sampler is None:
+        step, end, sx, sp = 0, 0, _EMPTY, _EMPTY
+    else:
+        step, end = sampler.step, sampler.end
+        sx, sp = (sampler.base, sampler.other) if packed_is_other else (sampler.other, sampler.base)
+    K.pair_sums_packed(_f32(x), spec.packed, spec.bits, spec.group_len, spec.scales, spec.zeros, packed_is_other,
+                       facc, iacc, step, end, sx, sp)  # fmt: skip
+    return True
+
+
+_EMPTY = np.empty(0, np.float32)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:

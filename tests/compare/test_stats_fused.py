@@ -1,0 +1,124 @@
+"""The fused kernels give exactly what the chunked path gives, and every sum matches float64."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelbonsai.artifacts import open_stored, save_artifact
+from modelbonsai.compare import kernels as K
+from modelbonsai.compare import stats as S
+from modelbonsai.ops.quantize import quantize_rtn
+from modelbonsai.ops.registry import CompressedModel
+
+FIELDS = ("n", "finite", "sum_b2", "sum_o2", "sum_bo", "sum_d2", "max_abs_diff", "zeros_base", "zeros_other",
+          "zeros_both", "nan_base", "nan_other", "inf_base", "inf_other", "rel_unchanged", "rel_from_zero",
+          "rel_under", "rel_over")  # fmt: skip
+
+
+def _stored_quantized(tmp_path: Path, shape: tuple[int, int], bits: int, gran: str, seed: int) -> tuple[np.ndarray, Path]:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g) * 0.05
+    w[torch.rand(shape, generator=g) < 0.05] = 0.0
+    enc = quantize_rtn(w, bits, bits != 5, gran, 16 if gran == "group" else None, 0, op="t", layer="w")
+    m = nn.Module()
+    m.register_parameter("w", nn.Parameter(enc.dequantize(enc.encode(w)), requires_grad=False))
+    cm = CompressedModel(m)
+    cm.encodings = {"w": enc}
+    folder = tmp_path / f"a{seed}"
+    assert save_artifact(cm, folder).forms["w"] == "packed"
+    return w.reshape(-1).numpy().copy(), folder
+
+
+def _same(a: S.PairStats, b: S.PairStats) -> None:
+    for f in FIELDS:
+        assert getattr(a, f) == getattr(b, f), f
+    np.testing.assert_array_equal(a.rel_hist, b.rel_hist)
+    assert a.values is not None and b.values is not None
+    np.testing.assert_array_equal(a.values["base"], b.values["base"])
+    np.testing.assert_array_equal(a.values["other"], b.values["other"])
+
+
+@pytest.mark.parametrize(("shape", "bits", "gran"), [
+    ((37, 41), 8, "channel"),  # under HIST_SAMPLE: every element is sampled (ragged tail included)
+    ((300, 208), 4, "group"),  # strided sample, ragged last chunk
+    ((129, 1000), 5, "channel"),  # 5-bit codes straddling bytes
+])  # fmt: skip
+def test_fused_dequant_equals_chunked_path_both_ways(tmp_path: Path, shape: tuple[int, int], bits: int, gran: str) -> None:
+    x, folder = _stored_quantized(tmp_path, shape, bits, gran, seed=bits)
+    x[5] = np.nan  # a NaN block goes through the exact path in both
+    x[-3] = np.inf
+    read = open_stored(folder).range_reader("w")
+    assert read is not None and getattr(read, "packed", None) is not None
+    n = x.size
+
+    def plain(start: int, stop: int) -> np.ndarray:  # the same reader without its packed spec
+        return read(start, stop)
+
+    for chunk in (S.CHUNK, 4096):
+        fused = S.stream_pair_stats(S.ArrayReader(x), read, n, chunk=chunk, values=True)
+        chunked = S.stream_pair_stats(S.ArrayReader(x), plain, n, chunk=chunk, values=True)
+        _same(fused, chunked)
+        fused_r = S.stream_pair_stats(read, S.ArrayReader(x), n, values=True)  # quantized side as base
+        chunked_r = S.stream_pair_stats(plain, S.ArrayReader(x), n, values=True)
+        _same(fused_r, chunked_r)
+    assert (fused.nan_base, fused.inf_base, fused.finite) == (1, 1, n - 2)
+    # against float64
+    q = read(0, n).astype(np.float64)
+    keep = np.isfinite(x)
+    b, o = x[keep].astype(np.float64), q[keep]
+    assert fused.sum_b2 == pytest.approx(b @ b, rel=1e-6)
+    assert fused.sum_o2 == pytest.approx(o @ o, rel=1e-6)
+    assert fused.sum_bo == pytest.approx(b @ o, rel=1e-6)
+    assert fused.sum_d2 == pytest.approx((o - b) @ (o - b), rel=1e-5)
+    assert fused.max_abs_diff == pytest.approx(np.abs(o - b).max(), rel=1e-6)
+    assert fused.zeros_other == int((q == 0).sum())
+
+
+def test_kernel_sums_are_float64_accurate_and_blocks_fall_back() -> None:
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal(50_000).astype(np.float32)
+    o = (b + 1e-3 * rng.standard_normal(50_000)).astype(np.float32)
+    o[:2048] = b[:2048] * np.float32(1 + 2**-20)  # differences of a few ulps
+    b[30_000:31_000] = np.float32(1e-30)  # squares underflow float32: the block is redone in float64
+    o[30_000:31_000] = np.float32(2e-30)
+    b[40_000] = np.float32(3e30)  # its square overflows float32: also redone
+    facc, iacc = np.zeros(5), np.zeros(8, np.int64)
+    K.pair_sums(b, o, facc, iacc)
+    b64, o64 = b.astype(np.float64), o.astype(np.float64)
+    d = o64 - b64
+    for got, want in zip(facc[:4], (b64 @ b64, o64 @ o64, b64 @ o64, d @ d), strict=True):
+        assert got == pytest.approx(want, rel=1e-7)
+    assert facc[4] == np.abs(o - b).max()
+    assert iacc[0] == 50_000 and iacc[1] == int((b == 0).sum())
+    tiny = np.zeros(5)
+    K.pair_sums(b[30_000:31_000], o[30_000:31_000], tiny, np.zeros(8, np.int64))
+    assert tiny[0] == pytest.approx(1000 * 1e-60, rel=1e-6) and tiny[3] == pytest.approx(1000 * 1e-60, rel=1e-6)
+
+
+def test_relative_change_bins_follow_the_float64_edges() -> None:
+    rng = np.random.default_rng(3)
+    ratio = 10 ** rng.uniform(-9, 3, 20_000)
+    ratio[:41] = S.REL_EDGES_RATIO  # exactly on every edge
+    b = np.ones(ratio.size, np.float32)
+    o = (1 + ratio).astype(np.float32)
+    r = np.abs((o - b).astype(np.float32).astype(np.float64))  # what the kernel bins
+    st = S.PairStats()
+    S._rel_hist(b, o, st, 1.0)
+    inside = (r >= S.REL_EDGES_RATIO[0]) & (r <= S.REL_EDGES_RATIO[-1])
+    want = np.bincount(np.minimum(np.searchsorted(S.REL_EDGES_RATIO, r[inside], side="right") - 1, S.REL_BINS - 1),
+                       minlength=S.REL_BINS)  # fmt: skip
+    np.testing.assert_array_equal(st.rel_hist, want)
+    assert st.rel_unchanged == int((r == 0).sum()) > 0  # 1 + a tiny ratio rounds back to 1
+    assert st.rel_under == int(((r > 0) & (r < S.REL_EDGES_RATIO[0])).sum())  # (float32: none, 1 ulp > 1e-8)
+    assert st.rel_over == int((r > S.REL_EDGES_RATIO[-1]).sum()) > 0
+
+
+def test_kernels_are_compiled_at_import() -> None:
+    for fn in (K.pair_sums, K.pair_sums_packed, K.rel_change_hist, K.uniform_hist, K.take_blocks):
+        assert fn.signatures, fn  # explicit signatures: nothing left to compile on first use
+    assert K.warm() >= 0.0
