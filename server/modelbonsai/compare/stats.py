@@ -376,11 +376,12 @@ _EMPTY = np.empty(0, np.float32)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
-    if values:
-        st.values = value_histograms(sb, so, hist_sample=None)
-        st.values["weight"] = weight
-        st.values["base"] *= weight
-        st.values["other"] *= weight
+    if values:  # value_histograms of the sample, without its tensor conversions (per tensor)
+        sb, so = _f32(sb), _f32(so)
+        r = max(K.max_abs_finite(sb), K.max_abs_finite(so)) or 1.0
+        st.values = {"range": r, "bins": VALUE_BINS, "weight": weight,
+                     "base": hist_uniform(sb, VALUE_BINS, -r, r) * weight,
+                     "other": hist_uniform(so, VALUE_BINS, -r, r) * weight}  # fmt: skip
     if sb.size:
         _rel_hist(sb, so, st, weight)  # skips pairs with NaN/Inf itself
 
