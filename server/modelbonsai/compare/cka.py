@@ -24,10 +24,12 @@ import math
 import torch
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
-    """Linear CKA of x [n, p] and y [n, q] (rows are samples), in float64: through the n x n
-    Gram matrices or the feature-space sums, whichever costs fewer multiplications. None when
-    either side is constant over samples (the ratio is undefined)."""
+def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float | None:
+    """Linear CKA of x [n, p] and y [n, q] (rows are samples): through the n x n Gram matrices
+    or the feature-space sums, whichever costs fewer multiplications. Centred in float64; the
+    products in float64 too, or with `fast` in float32 (then summed in float64: relative error
+    about 1e-6, for row samples whose sampling error is far larger). None when either side is
+    constant over samples (the ratio is undefined)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
     if x.shape[0] < 2:
@@ -37,12 +39,17 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
     yc = y.double().reshape(n, -1)
     xc = xc - xc.mean(0, keepdim=True)
     yc = yc - yc.mean(0, keepdim=True)
+    if fast:
+        xc, yc = xc.float(), yc.float()
     p, q = xc.shape[1], yc.shape[1]
     if n * (p + q) <= p * p + q * q + p * q:
-        kx = xc @ xc.T
-        ky = yc @ yc.T
+        kx = (xc @ xc.T).double()
+        ky = (yc @ yc.T).double()
         return _ratio(float((kx * ky).sum()), float(kx.norm()), float(ky.norm()))
-    return _ratio(float((yc.T @ xc).square().sum()), float((xc.T @ xc).norm()), float((yc.T @ yc).norm()))
+    cyx = (yc.T @ xc).double()
+    return _ratio(
+        float(cyx.square().sum()), float((xc.T @ xc).double().norm()), float((yc.T @ yc).double().norm())
+    )
 
 
 def _ratio(hsic: float, nx: float, ny: float) -> float | None:
@@ -113,7 +120,8 @@ class GramCka:
 
 
 class RowCka:
-    """Linear CKA over rows kept as they are added (float32 on the host); for sampled rows."""
+    """Linear CKA over rows kept as they are added (float32 on the host); for sampled rows, so
+    the products run in float32 (``linear_cka(fast=True)``)."""
 
     def __init__(self) -> None:
         self.xs: list[torch.Tensor] = []
@@ -134,7 +142,7 @@ class RowCka:
     def result(self) -> float | None:
         if not self.xs:
             return None
-        return linear_cka(torch.cat(self.xs), torch.cat(self.ys))
+        return linear_cka(torch.cat(self.xs), torch.cat(self.ys), fast=True)
 
 
 def _host_rows(x: torch.Tensor) -> torch.Tensor:
