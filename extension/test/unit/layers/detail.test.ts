@@ -128,6 +128,10 @@ describe('removed channels and heads', () => {
     expect(d).toMatchObject({ block: 3, unit: 'head', ranges: '1, 3' });
     expect(d!.cells.map((c) => [c.start, c.end, c.removed])).toEqual([[0, 3, false], [3, 6, true], [6, 9, false], [9, 12, true]]);
     expect(cellTitle(d!, 3)).toBe('head 3 (channels 9\u201311): removed');
+    // as prune.structured {structures: heads} records it on a 4-head BERT (head size 12, heads 0 and 2 removed)
+    const kept = [...Array(12).keys()].map((i) => i + 12).concat([...Array(12).keys()].map((i) => i + 36));
+    const [b] = removedChannels(wt('encoder.layer.0.attention.self.value.bias', [48], { shape_other: [24], removed: { '0': 24 }, kept_indices: { '0': kept } }));
+    expect(b).toMatchObject({ block: 12, unit: 'head', ranges: '0, 2' });
     // the output projection's columns
     const [o] = removedChannels(wt('encoder.layer.0.attention.output.dense.weight', [12, 12], { removed: { '1': 6 }, removed_indices: { '1': rm } }));
     expect(o).toMatchObject({ dim: 1, block: 3, unit: 'head' });
