@@ -35,9 +35,13 @@ export interface WebviewRequests {
     params: { kind: 'weights' | 'activations' | 'behavior'; base: string; models: string[]; options?: Record<string, unknown> };
     result: { resultId: string; pages: number; cancelled?: boolean };
   };
-  /** Heatmap tiles of a weight (or of other − model): every page's msgpack bytes in the reply. */
+  /** Heatmap tiles of a weight, or of a module's activations on `instances` (one row each), or of
+   * other − model: every page's msgpack bytes in the reply. */
   tiles: {
-    params: { model: string; tensor: string; other?: string; level: number; x0: number; y0: number; x1: number; y1: number };
+    params: {
+      model: string; tensor: string; other?: string; source?: 'weight' | 'activation'; instances?: string[];
+      level: number; x0: number; y0: number; x1: number; y1: number;
+    };
     result: { resultId: string; pages: ArrayBuffer[] };
   };
   /** Instances as the task renders them, with each model's prediction: pages' bytes in the reply. */

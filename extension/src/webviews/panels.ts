@@ -149,8 +149,11 @@ class Panel implements vscode.Disposable {
         return this.flying(m.id, (flight) => this.compare(m.id, flight, `bonsai/compare/${kind}`, { base, models, ...(options ? { options } : {}) }));
       }
       case 'tiles': {
-        const { model, tensor, other, level, x0, y0, x1, y1 } = m.params;
-        const params = { model, tensor, ...(other ? { other } : {}), source: 'weight', level, x0, y0, x1, y1 };
+        const { model, tensor, other, source, instances, level, x0, y0, x1, y1 } = m.params;
+        const params = {
+          model, tensor, ...(other ? { other } : {}), source: source ?? 'weight', ...(instances ? { instances } : {}),
+          level, x0, y0, x1, y1,
+        };
         return this.flying(m.id, async (flight) => this.collect(flight, await flight.request<P.ResultRef>(P.TENSOR_TILES, params)));
       }
       case 'instances':

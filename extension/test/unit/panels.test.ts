@@ -67,6 +67,29 @@ describe('PanelManager', () => {
     expect(p.posted.at(-1)).toEqual({ type: 'reply', id: 7, result: { resultId: 'r1', pages: 2 } });
   });
 
+  it('forwards heatmap tile requests: weights by default, activations with their instances', async () => {
+    const calls: [string, unknown][] = [];
+    const { pm } = manager(async (method, params) => {
+      calls.push([method, params]);
+      return { resultId: `t${calls.length}`, page: 0, pages: 1, done: true, data: b64([9]) } satisfies ResultRef;
+    });
+    pm.open('layers', { models: ['a', 'b'] });
+    const p = __panels[0] as FakePanel;
+    const window = { level: 1, x0: 0, y0: 0, x1: 4, y1: 2 };
+    p.send({ type: 'request', id: 1, method: 'tiles', params: { model: 'a', tensor: 'fc.weight', other: 'b', ...window } });
+    p.send({ type: 'request', id: 2, method: 'tiles', params: { model: 'b', tensor: 'encoder.norm', source: 'activation', instances: ['i3', 'i1'], ...window } });
+    await settle();
+    expect(calls).toEqual([
+      ['bonsai/tensor/tiles', { model: 'a', tensor: 'fc.weight', other: 'b', source: 'weight', ...window }],
+      ['bonsai/tensor/tiles', { model: 'b', tensor: 'encoder.norm', source: 'activation', instances: ['i3', 'i1'], ...window }],
+    ]);
+    const replies = p.posted.filter((m) => (m as { type?: string }).type === 'reply') as { id: number; result: { resultId: string; pages: ArrayBuffer[] } }[];
+    expect(replies.map((r) => [r.id, r.result.resultId, r.result.pages.map((b) => [...new Uint8Array(b)])])).toEqual([
+      [1, 't1', [[9]]],
+      [2, 't2', [[9]]],
+    ]);
+  });
+
   it('answers a failing request with an error of the same id, and ignores malformed messages', async () => {
     const { pm, log } = manager(async () => {
       throw Object.assign(new Error('Workspace Trust is required'), { code: -32001 });
