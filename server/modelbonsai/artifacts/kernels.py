@@ -9,9 +9,41 @@ has explicit signatures: compiled or loaded from numba's cache at import, not at
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numba
 import numpy as np
 from numba import types
+
+
+def _probe() -> None:
+    """A function numba could cache (used to ask its cache locators)."""
+
+
+def ensure_numba_cache(py_file: str) -> None:
+    """Give numba somewhere to write the on-disk cache of kernels defined in `py_file`.
+
+    numba caches beside the source when that folder is writable, else in the user's cache folder
+    (~/.cache/numba); with neither (a read-only install run by a user without a writable home)
+    it refuses to define a `cache=True` function at all. Then use a per-user folder under the
+    temporary directory, so the import still works and later processes still hit the cache."""
+    from numba.core import caching, config
+
+    if config.CACHE_DIR:
+        return
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    for cls in getattr(impl, "_locator_classes", []):
+        try:
+            if cls.from_function(_probe, py_file) is not None:
+                return
+        except Exception:  # a locator that cannot even look: try the next
+            continue
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"bonsai-numba-cache-{uid}")
+
+
+ensure_numba_cache(__file__)
 
 _U8 = types.Array(types.uint8, 1, "C")
 _U8_RO = types.Array(types.uint8, 1, "C", readonly=True)
@@ -20,7 +52,9 @@ _F32_RO = types.Array(types.float32, 1, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C")
 
 
-@numba.njit([types.void(p, types.int64, types.int64, _U8) for p in (_U8, _U8_RO)], cache=True, nogil=True)
+# Inputs are typed read-only (views of the mapped file are): writable arrays convert to that
+# type at the call, so each kernel is compiled once.
+@numba.njit([types.void(_U8_RO, types.int64, types.int64, _U8)], cache=True, nogil=True)
 def unpack_range(packed, bits, start, out):  # type: ignore[no-untyped-def]
     """out[k] = code start + k of a `bits`-bit stream (any width 1..8)."""
     mask = (1 << bits) - 1
@@ -34,7 +68,7 @@ def unpack_range(packed, bits, start, out):  # type: ignore[no-untyped-def]
         out[k] = np.uint8((word >> (pos & 7)) & mask)
 
 
-@numba.njit([types.int64(p, types.int64, types.int64) for p in (_U8, _U8_RO)], cache=True, nogil=True)
+@numba.njit([types.int64(_U8_RO, types.int64, types.int64)], cache=True, nogil=True)
 def count_bits(mask, start, stop):  # type: ignore[no-untyped-def]
     """Set bits of a 1-bit stream in [start, stop)."""
     c = 0
@@ -54,7 +88,7 @@ def count_bits(mask, start, stop):  # type: ignore[no-untyped-def]
     return c
 
 
-@numba.njit([types.int64(p, types.int64, types.int64, _I64) for p in (_U8, _U8_RO)], cache=True, nogil=True)
+@numba.njit([types.int64(_U8_RO, types.int64, types.int64, _I64)], cache=True, nogil=True)
 def scatter_positions(mask, start, stop, out):  # type: ignore[no-untyped-def]
     """out[j] = offset (from start) of the j-th set bit of the mask in [start, stop); returns how
     many there are."""
@@ -67,7 +101,7 @@ def scatter_positions(mask, start, stop, out):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(
-    [types.void(c, types.int64, types.int64, _F32, _F32, _F32) for c in (_U8, _U8_RO)], cache=True, nogil=True
+    [types.void(_U8_RO, types.int64, types.int64, _F32_RO, _F32_RO, _F32)], cache=True, nogil=True
 )
 def dequant_blocked(codes, start, group_len, scales, zeros, out):  # type: ignore[no-untyped-def]
     """out[k] = (float32(codes[k]) - zeros[g]) * scales[g], g = (start + k) // group_len: the

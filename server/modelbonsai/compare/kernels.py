@@ -21,10 +21,13 @@ an integer max over the bit patterns of |d| (non-negative IEEE floats order like
 because a float max reduction only vectorises under ``nnan``.
 
 Compilation: every kernel has an explicit signature, so it is compiled (or loaded from numba's
-on-disk cache, ~0.1 s) at import instead of on the first comparison; :func:`warm` imports this
+on-disk cache: ~0.06 s; a cold compile takes ~10 s on the 2-core dev machine) at import instead
+of on the first comparison; :func:`warm` imports this
 early (the language server's worker can call it at start-up). ``cache=True`` writes the cache
-beside this file when that folder is writable, else numba's locator falls back to a user-wide
-cache directory (``NUMBA_CACHE_DIR`` when set), so a read-only install still caches.
+beside this file when that folder is writable, else numba falls back to the user's cache folder
+(~/.cache/numba; ``NUMBA_CACHE_DIR`` overrides both), and with neither writable
+:func:`~modelbonsai.artifacts.kernels.ensure_numba_cache` picks a per-user temporary folder, so
+a read-only install still imports and caches.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
+
+from ..artifacts.kernels import ensure_numba_cache
+
+ensure_numba_cache(__file__)  # before the first cache=True definition below
 
 #: elements per block: float32 partial sums over at most this many elements (each vector lane
 #: then adds a few dozen terms) go into float64; two blocks (8 KB) stay in L1 for a redo
@@ -101,8 +108,9 @@ def _float_of_bits(typingctx, m):  # type: ignore[no-untyped-def]
 _F32 = types.Array(types.float32, 1, "C")
 _F32_RO = types.Array(types.float32, 1, "C", readonly=True)  # read-only mmaps of safetensors files
 _ACC = (types.Array(types.float64, 1, "C"), types.Array(types.int64, 1, "C"))
-#: pair_sums for every mix of writable and read-only inputs
-_PAIR_SIGS = [types.void(b, o, *_ACC) for b in (_F32, _F32_RO) for o in (_F32, _F32_RO)]
+# Inputs are typed read-only (mmaps of safetensors files are): writable arrays convert to that
+# type at the call, so each kernel is compiled once, not once per mix of flags.
+_PAIR_SIGS = [types.void(_F32_RO, _F32_RO, *_ACC)]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
@@ -239,13 +247,11 @@ def _dequant_block(packed, bits, start, group_len, scales, zeros, out):  # type:
         k = stop
 
 
-_U8 = types.Array(types.uint8, 1, "C")
 _U8_RO = types.Array(types.uint8, 1, "C", readonly=True)
 _PACKED_SIGS = [
-    types.void(x, p, types.int64, types.int64, _F32, _F32, types.boolean, *_ACC, types.int64, types.int64, _F32, _F32)
-    for x in (_F32, _F32_RO)
-    for p in (_U8, _U8_RO)
-]
+    types.void(_F32_RO, _U8_RO, types.int64, types.int64, _F32_RO, _F32_RO, types.boolean, *_ACC, types.int64,
+               types.int64, _F32, _F32)
+]  # fmt: skip
 
 
 @numba.njit(_PACKED_SIGS, cache=True, nogil=True, fastmath=_FAST)
@@ -299,7 +305,7 @@ def _finite_abs_bits(typingctx, m, v):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
-@numba.njit([types.float64(x) for x in (_F32, _F32_RO)], cache=True, nogil=True)
+@numba.njit([types.float64(_F32_RO)], cache=True, nogil=True)
 def max_abs_finite(x):  # type: ignore[no-untyped-def]
     """Largest finite |value| of x (0 when there is none); branch-free, so it vectorises."""
     m = np.int32(0)
@@ -309,8 +315,7 @@ def max_abs_finite(x):  # type: ignore[no-untyped-def]
 
 
 # No fast-math here: (x - lo) * scale + 1 must round exactly as the numpy reference (no FMA).
-@numba.njit([types.void(x, types.float32, types.float32, types.float32, _F64) for x in (_F32, _F32_RO)],
-            cache=True, nogil=True)
+@numba.njit([types.void(_F32_RO, types.float32, types.float32, types.float32, _F64)], cache=True, nogil=True)
 def uniform_hist(x, lo, hi, scale, out):  # type: ignore[no-untyped-def]
     """Add counts of x in out.size equal bins over [lo, hi] (last bin closed) into out; values
     outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32."""
@@ -360,11 +365,12 @@ def _bits64(typingctx, x):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
-_I8 = types.Array(types.int8, 1, "C")
+_I8_RO = types.Array(types.int8, 1, "C", readonly=True)
+_F64_RO = types.Array(types.float64, 1, "C", readonly=True)
 
 
 @numba.njit(
-    [types.void(x, y, _F64, _I8, types.int64, _F64, _F64) for x in (_F32, _F32_RO) for y in (_F32, _F32_RO)],
+    [types.void(_F32_RO, _F32_RO, _F64_RO, _I8_RO, types.int64, _F64, _F64)],
     cache=True, nogil=True,
 )  # fmt: skip
 def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-untyped-def]
@@ -403,8 +409,7 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
         hist[k] += 1.0
 
 
-@numba.njit([types.int64(x, types.int64, types.int64, types.int64, _F32, types.int64) for x in (_F32, _F32_RO)],
-            cache=True, nogil=True)
+@numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
 def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
     """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into
     dst from position `at`; returns the new position."""
