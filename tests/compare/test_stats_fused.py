@@ -122,3 +122,24 @@ def test_kernels_are_compiled_at_import() -> None:
     for fn in (K.pair_sums, K.pair_sums_packed, K.rel_change_hist, K.uniform_hist, K.take_blocks):
         assert fn.signatures, fn  # explicit signatures: nothing left to compile on first use
     assert K.warm() >= 0.0
+
+
+def test_numba_cache_falls_back_to_a_temp_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only install run without a writable home still imports (numba would refuse)."""
+    import tempfile
+
+    from numba.core import caching, config
+
+    from modelbonsai.artifacts import kernels as AK
+
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # type: ignore[attr-defined]
+
+    class Nowhere:
+        @classmethod
+        def from_function(cls, py_func: object, py_file: str) -> None:
+            return None
+
+    monkeypatch.setattr(impl, "_locator_classes", [Nowhere])
+    monkeypatch.setattr(config, "CACHE_DIR", "")
+    AK.ensure_numba_cache(AK.__file__)
+    assert config.CACHE_DIR.startswith(tempfile.gettempdir()) and "bonsai-numba-cache" in config.CACHE_DIR
