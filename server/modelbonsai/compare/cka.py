@@ -26,21 +26,20 @@ import torch
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float | None:
     """Linear CKA of x [n, p] and y [n, q] (rows are samples): through the n x n Gram matrices
-    or the feature-space sums, whichever costs fewer multiplications. Centred in float64; the
-    products in float64 too, or with `fast` in float32 (then summed in float64: relative error
-    about 1e-6, for row samples whose sampling error is far larger). None when either side is
+    or the feature-space sums, whichever costs fewer multiplications, in float64; with `fast`
+    centred and multiplied in float32 around float64 column means, the products summed in
+    float64 (relative error about 1e-6: for row samples, whose sampling error is far larger). None when either side is
     constant over samples (the ratio is undefined)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA needs the same samples on both sides ({x.shape[0]} vs {y.shape[0]})")
     if x.shape[0] < 2:
         return None
     n = x.shape[0]
-    xc = x.double().reshape(n, -1)
-    yc = y.double().reshape(n, -1)
-    xc = xc - xc.mean(0, keepdim=True)
-    yc = yc - yc.mean(0, keepdim=True)
-    if fast:
-        xc, yc = xc.float(), yc.float()
+    dt = torch.float32 if fast else torch.float64
+    xs, ys = x.reshape(n, -1), y.reshape(n, -1)
+    # column means in float64 either way (the centring is where precision is lost)
+    xc = xs.to(dt) - xs.mean(0, keepdim=True, dtype=torch.float64).to(dt)
+    yc = ys.to(dt) - ys.mean(0, keepdim=True, dtype=torch.float64).to(dt)
     p, q = xc.shape[1], yc.shape[1]
     if n * (p + q) <= p * p + q * q + p * q:
         kx = (xc @ xc.T).double()
