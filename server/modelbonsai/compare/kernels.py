@@ -38,6 +38,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..artifacts.kernels import ensure_numba_cache
@@ -47,6 +48,8 @@ ensure_numba_cache(__file__)  # before the first cache=True definition below
 #: elements per block: float32 partial sums over at most this many elements (each vector lane
 #: then adds a few dozen terms) go into float64; two blocks (8 KB) stay in L1 for a redo
 BLOCK = 1024
+#: elements ahead of the block being reduced whose cache lines are prefetched (0: none)
+PREFETCH = 2 * BLOCK
 #: indices into the accumulators
 F_BB, F_OO, F_BO, F_DD, F_MAXABS = range(5)
 I_FINITE, I_ZB, I_ZO, I_ZBOTH, I_NANB, I_NANO, I_INFB, I_INFO = range(8)
@@ -93,6 +96,33 @@ def _max_abs_bits(typingctx, m, d):  # type: ignore[no-untyped-def]
         return builder.select(builder.icmp_signed(">", bits, args[0]), bits, args[0])
 
     return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+    """Hint the cache line holding arr[idx] into cache (llvm.prefetch: read, high locality)."""
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True)  # typed (and cached) with its callers
+def _prefetch_range(x, start, stop):  # type: ignore[no-untyped-def]
+    """Prefetch x[start:stop] (clipped), one hint per 64-byte line."""
+    stop = min(stop, x.size)
+    step = max(1, 64 // x.itemsize)
+    for i in range(start, stop, step):
+        _prefetch(x, i)
 
 
 @intrinsic
@@ -213,6 +243,9 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     mxbits = np.int32(0)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
+        if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
+            _prefetch_range(b, s + PREFETCH, s + PREFETCH + BLOCK)
+            _prefetch_range(o, s + PREFETCH, s + PREFETCH + BLOCK)
         mxbits = max(mxbits, _block_sums(b[s:e], o[s:e], facc, iacc))
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
@@ -268,6 +301,9 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
     mxbits = np.int32(0)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
+        if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
+            _prefetch_range(x, s + PREFETCH, s + PREFETCH + BLOCK)
+            _prefetch_range(packed, (s + PREFETCH) * bits // 8, (s + PREFETCH + BLOCK) * bits // 8 + 1)
         q = buf[: e - s]
         _dequant_block(packed, bits, s, group_len, scales, zeros, q)
         xs = x[s:e]
@@ -318,22 +354,24 @@ def max_abs_finite(x):  # type: ignore[no-untyped-def]
 @numba.njit([types.void(_F32_RO, types.float32, types.float32, types.float32, _F64)], cache=True, nogil=True)
 def uniform_hist(x, lo, hi, scale, out):  # type: ignore[no-untyped-def]
     """Add counts of x in out.size equal bins over [lo, hi] (last bin closed) into out; values
-    outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32."""
+    outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32. Slots 0 and
+    bins + 1 collect what falls below / above; four interleaved count arrays keep consecutive
+    increments of one bin from waiting on each other."""
     bins = out.size
+    width = bins + 2
+    counts = np.zeros(4 * width, np.int64)
     top = np.float32(bins + 1)
     for i in range(x.size):
         v = x[i]
-        if v == hi:
-            out[bins - 1] += 1.0  # the closed last bin
-            continue
         t = (v - lo) * scale + np.float32(1.0)  # bin k -> [k+1, k+2); below lo -> slot 0
-        if not t >= np.float32(0.0):  # also NaN
-            continue
-        if t >= top:
-            continue
+        t = t if t >= np.float32(0.0) else np.float32(0.0)  # also NaN
+        t = t if t < top else top
         k = np.int64(t)
-        if 1 <= k <= bins:
-            out[k - 1] += 1.0
+        k = bins if v == hi else k  # the closed last bin
+        counts[(i & 3) * width + k] += 1
+    for c in range(4):
+        for k in range(bins):
+            out[k] += counts[c * width + k + 1]
 
 
 #: ratio buckets of the relative-change table: the top bits of a float64 above this shift
@@ -382,6 +420,7 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
     bins = hist.size
     lo = edges[0]
     hi = edges[bins]
+    counts = np.zeros(4 * bins, np.int64)
     for i in range(b.size):
         x = np.float64(b[i])
         y = np.float64(o[i])
@@ -406,7 +445,10 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
             k = 0
             while k + 1 < bins and r >= edges[k + 1]:
                 k += 1
-        hist[k] += 1.0
+        counts[(i & 3) * bins + k] += 1  # interleaved copies: no wait on the previous increment
+    for c in range(4):
+        for k in range(bins):
+            hist[k] += counts[c * bins + k]
 
 
 @numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
