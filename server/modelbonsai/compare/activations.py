@@ -567,17 +567,38 @@ def _np32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
-def _row_sums(b: torch.Tensor, o: torch.Tensor) -> tuple[Any, Any]:
-    """Per-row (f, i) accumulators of a [R, F] pair (see :class:`_Contribution`)."""
+#: pool in the per-instance loop (cache-hot rows) only up to this many positions: numpy sums a
+#: strided axis sequentially in float32, fine for a few thousand terms
+_LOOP_POOL_MAX = 4096
+
+
+def _row_sums(
+    b: torch.Tensor, o: torch.Tensor, pool: tuple[int, int, bool] | None = None
+) -> tuple[Any, Any, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Per-row (f, i) accumulators of a [R, F] pair (see :class:`_Contribution`). With `pool` =
+    (positions, channels, channels first) and on the CPU, also each row's channels averaged over
+    its positions (:func:`.cka.pool_positions`), computed right after the row's sums while it is
+    still in cache."""
     rows = b.shape[0]
-    if b.device.type == "cpu":
-        bn, on = _np32(b), _np32(o)
-        f = np.zeros((rows, 5))
-        i = np.zeros((rows, 8), np.int64)
+    if b.device.type != "cpu":
+        return (*_row_sums_torch(b, o), None)
+    bn, on = _np32(b), _np32(o)
+    f = np.zeros((rows, 5))
+    i = np.zeros((rows, 8), np.int64)
+    if pool is None or pool[0] > _LOOP_POOL_MAX:
         for r in range(rows):  # one fused pass per instance; its rows stay in cache
             K.pair_sums(bn[r], on[r], f[r], i[r])
-        return f, i
-    return _row_sums_torch(b, o)
+        return f, i, None
+    positions, channels, chan_first = pool
+    pb = np.empty((rows, channels), np.float32)
+    po = np.empty((rows, channels), np.float32)
+    shape, axis = ((channels, positions), 1) if chan_first else ((positions, channels), 0)
+    for r in range(rows):
+        K.pair_sums(bn[r], on[r], f[r], i[r])
+        np.add.reduce(bn[r].reshape(shape), axis=axis, out=pb[r])
+        np.add.reduce(on[r].reshape(shape), axis=axis, out=po[r])
+    scale = np.float32(1.0 / positions)
+    return f, i, (torch.from_numpy(pb * scale), torch.from_numpy(po * scale))
 
 
 def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -611,12 +632,19 @@ def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.stack(cols, 1), torch.stack(ints, 1)
 
 
-def _contribution(b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int) -> _Contribution:
-    """The sums of one output pair: per instance when it has the batch dim, else as one row."""
+def _contribution(
+    b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int, chan_first: bool
+) -> _Contribution:
+    """The sums of one output pair: per instance when it has the batch dim, else as one row;
+    on the CPU also the pooled instance features (in the same sweep)."""
     per_instance = o.dim() > 0 and o.shape[0] == batch
     rows = batch if per_instance else 1
-    f, i = _row_sums(b.reshape(rows, -1), o.reshape(rows, -1))
-    return _Contribution(o.numel(), f, i, per_instance, batch_ix)
+    pool = None
+    if per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
+        _, positions, channels = as_rows(o, chan_first).shape
+        pool = (positions, channels, chan_first)
+    f, i, pooled = _row_sums(b.reshape(rows, -1), o.reshape(rows, -1), pool)
+    return _Contribution(o.numel(), f, i, per_instance, batch_ix, pooled=pooled)
 
 
 def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first: bool,
@@ -630,7 +658,8 @@ def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first
         c.hist = (sb.to(torch.float32, copy=True), so.to(torch.float32, copy=True))
     if not c.per_instance:
         return
-    c.pooled = (pool_positions(b, chan_first), pool_positions(o, chan_first))
+    if c.pooled is None:
+        c.pooled = (pool_positions(b, chan_first), pool_positions(o, chan_first))
     rb, ro = as_rows(b, chan_first), as_rows(o, chan_first)
     k = capture.options.cka_plan(rb.shape[2])
     if k is None:
@@ -947,12 +976,12 @@ def _compare_call(
         return
     if acc.shape_other is None:
         acc.shape_other = list(o.shape[1:]) if o.dim() and o.shape[0] == bsz else list(o.shape)
+    chan_first = channels_first(type(module).__name__, o)
     c = capture.recent.get(aligned, o)
     if c is None:
-        c = _contribution(aligned, o, bsz, capture.index)
+        c = _contribution(aligned, o, bsz, capture.index, chan_first)
         capture.recent.put(aligned, o, c)
     if call == 0:
-        chan_first = channels_first(type(module).__name__, o)
         if not c.extras or (acc.hist and c.hist is None):
             _take_samples(c, aligned, o, chan_first, capture, acc.hist)
         if c.per_instance and acc.cka is None:
