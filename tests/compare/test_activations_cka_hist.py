@@ -282,3 +282,16 @@ def test_options_check_cka_rows() -> None:
         ActivationOptions(cka_rows=1).check()
     assert ActivationOptions(cka_rows=None).key()["cka_rows"] == "all"
     assert linear_cka(torch.randn(5, 2), torch.randn(5, 2)) is not None
+
+
+def test_memory_estimate_counts_exact_cka_sums() -> None:
+    base = nn.Sequential(nn.Linear(8, 1500))
+    task = ToyTask(torch.randn(4, 3, 8))
+    budget = 40 << 20  # exact CKA keeps 3 x 1500² float64 sums (54 MB); a 256-row sample fits
+    opts = ActivationOptions(instances=4, cka_rows=None, memory_budget=budget)
+    with pytest.raises(A.ActivationMemoryError, match="lower cka_rows"):
+        compare_activations(base, {"o": _perturbed(base)}, task, options=opts)
+    res = compare_activations(
+        base, {"o": _perturbed(base)}, task, options=ActivationOptions(instances=4, memory_budget=budget)
+    )
+    assert res["o"].module("0").propagated["cka_n"] == 12  # type: ignore[index]
