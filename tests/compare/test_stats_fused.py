@@ -143,3 +143,14 @@ def test_numba_cache_falls_back_to_a_temp_folder(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(config, "CACHE_DIR", "")
     AK.ensure_numba_cache(AK.__file__)
     assert config.CACHE_DIR.startswith(tempfile.gettempdir()) and "bonsai-numba-cache" in config.CACHE_DIR
+
+
+def test_unaligned_float32_views_are_accepted() -> None:
+    """A safetensors file from another writer may hold a float32 tensor at an odd offset."""
+    raw = np.zeros(4 * 1001 + 1, np.uint8)
+    a = raw[1:].view(np.float32)
+    assert not a.flags.aligned
+    a[:] = np.arange(1001, dtype=np.float32)
+    st = S.stream_pair_stats(S.ArrayReader(a), S.ArrayReader(a * 2), 1001)
+    assert st.sum_bo == pytest.approx(2 * float((np.arange(1001.0) ** 2).sum()), rel=1e-7)
+    assert st.max_abs_diff == 1000.0

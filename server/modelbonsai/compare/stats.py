@@ -266,9 +266,12 @@ def _slicer(x: np.ndarray) -> RangeReader:
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
-    """The kernel's input type: flat C-contiguous float32 (a no-op for every built-in reader)."""
+    """The kernel's input type: flat C-contiguous aligned float32 (a no-op for every built-in
+    reader; a file written with a float32 tensor at an odd offset gives an unaligned view)."""
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         return np.ascontiguousarray(x, dtype=np.float32)
+    if not x.flags.aligned:
+        return x.copy()
     return x
 
 
