@@ -20,7 +20,9 @@ layout is transposed, or that matches far better transposed (square matrices), i
 
 Tensors stream from the sources one name at a time; each base tensor is read once whatever the
 number of other models. Where both sources offer range readers (see :mod:`.sources`), a
-same-shaped pair without kept indices is streamed chunk by chunk and never held whole.
+same-shaped pair without kept indices is streamed chunk by chunk and never held whole (a
+float32 file or tensor against a packed artifact tensor: one fused dequantize-and-reduce
+kernel call, see :func:`.stats.stream_pair_stats`).
 """
 
 from __future__ import annotations
