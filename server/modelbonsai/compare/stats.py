@@ -37,7 +37,8 @@ in-memory tensors, float32 safetensors mmaps) go to the kernel in one call, with
 loop at all, and so does such a side against a packed quantized artifact tensor (a reader with a
 `packed` spec): :func:`.kernels.pair_sums_packed` dequantizes it block by block in L1 and copies
 the histogram sample as it goes. Float32 partial sums agree with float64 references to ~1e-7
-relative; the chunked and fused paths give bit-identical results (same block boundaries).
+relative; the chunked and fused paths give bit-identical results when the chunk is a multiple
+of `kernels.BLOCK` (CHUNK is: the blocks then fall on the same elements).
 """
 
 from __future__ import annotations
