@@ -30,7 +30,7 @@ def ensure_numba_cache(py_file: str) -> None:
     temporary directory, so the import still works and later processes still hit the cache."""
     from numba.core import caching, config
 
-    if config.CACHE_DIR:
+    if config.CACHE_DIR:  # type: ignore[attr-defined]
         return
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
     for cls in getattr(impl, "_locator_classes", []):
@@ -40,7 +40,7 @@ def ensure_numba_cache(py_file: str) -> None:
         except Exception:  # a locator that cannot even look: try the next
             continue
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"bonsai-numba-cache-{uid}")
+    config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"bonsai-numba-cache-{uid}")  # type: ignore[attr-defined]
 
 
 ensure_numba_cache(__file__)

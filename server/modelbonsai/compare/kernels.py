@@ -1,3 +1,5 @@
+# mypy: disable-error-code="call-arg"
+# (numba intrinsics take the typing context first, but jitted code calls them without it)
 """Fused single-pass kernels (numba) for the weight comparison's sufficient statistics.
 
 :func:`pair_sums` reads a float32 pair (base, other) once and adds into two accumulators:
@@ -367,11 +369,11 @@ def uniform_hist(x, lo, hi, scale, out):  # type: ignore[no-untyped-def]
         t = t if t >= np.float32(0.0) else np.float32(0.0)  # also NaN
         t = t if t < top else top
         k = np.int64(t)
-        k = bins if v == hi else k  # the closed last bin
+        k = np.int64(bins) if v == hi else k  # the closed last bin
         counts[(i & 3) * width + k] += 1
     for c in range(4):
-        for k in range(bins):
-            out[k] += counts[c * width + k + 1]
+        for j in range(bins):
+            out[j] += counts[c * width + j + 1]
 
 
 #: ratio buckets of the relative-change table: the top bits of a float64 above this shift
@@ -442,13 +444,13 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
             continue
         k = np.int64(table[(_bits64(r) >> BUCKET_SHIFT) - key_lo])
         if k < 0:  # an edge cuts this bucket: decide by the edges (r == hi: the closed last bin)
-            k = 0
+            k = np.int64(0)
             while k + 1 < bins and r >= edges[k + 1]:
                 k += 1
         counts[(i & 3) * bins + k] += 1  # interleaved copies: no wait on the previous increment
     for c in range(4):
-        for k in range(bins):
-            hist[k] += counts[c * bins + k]
+        for j in range(bins):
+            hist[j] += counts[c * bins + j]
 
 
 @numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
