@@ -368,7 +368,9 @@ def _packed_reader(
         raise ArtifactError(st.path, f"quantized tensor '{key}' has no encoding in the manifest")
     bits = int(entry["bits"])
     scales = st.component(f"{key}{SEP}scales").astype(np.float32)
-    scales = scales.reshape([int(x) for x in enc.get("scales_shape", [1, scales.size])])
+    stored_shape = st._raw[f"{key}{SEP}scales"][2]  # [rows, groups] as written (QuantEncoding.scales)
+    grid = stored_shape if len(stored_shape) == 2 else tuple(enc.get("scales_shape", (1, scales.size)))
+    scales = scales.reshape([int(x) for x in grid])
     if enc["symmetric"]:
         zeros = np.full(scales.shape, float(1 << (bits - 1)), np.float32)
     else:
