@@ -453,6 +453,29 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
             hist[j] += counts[c * bins + j]
 
 
+@numba.njit(
+    [types.float64(_F32_RO, _F32_RO, types.boolean, _F64, _F64, _F64_RO, _I8_RO, types.int64, _F64, _F64)],
+    cache=True, nogil=True,
+)  # fmt: skip
+def sample_hists(sb, so, values, vb, vo, edges, table, key_lo, rel, side):  # type: ignore[no-untyped-def]
+    """Every histogram of a tensor pair's sample in one call: with `values`, the value
+    histograms of both sides over vb.size equal bins on [-R, R] (R = largest finite |value| of
+    either side, 1 when there is none), then the relative-change histogram (see
+    :func:`rel_change_hist`). Returns R (0 without `values`)."""
+    r = 0.0
+    if values:
+        r = max(max_abs_finite(sb), max_abs_finite(so))
+        if r == 0.0:
+            r = 1.0
+        lo, hi = np.float32(-r), np.float32(r)
+        scale = np.float32(vb.size / (r + r))
+        uniform_hist(sb, lo, hi, scale, vb)
+        uniform_hist(so, lo, hi, scale, vo)
+    if sb.size:
+        rel_change_hist(sb, so, edges, table, key_lo, rel, side)
+    return r
+
+
 @numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
 def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
     """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into

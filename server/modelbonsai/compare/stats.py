@@ -218,6 +218,10 @@ def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> Non
     hist = np.zeros(REL_BINS, np.float64)
     side = np.zeros(4, np.float64)  # unchanged, from zero, under, over
     K.rel_change_hist(_f32(b), _f32(o), REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, hist, side)
+    _add_rel(st, hist, side, weight)
+
+
+def _add_rel(st: PairStats, hist: np.ndarray, side: np.ndarray, weight: float) -> None:
     st.rel_hist += hist * weight
     unchanged, from_zero, under, over = (float(v) * weight for v in side)  # plain floats for the wire
     st.rel_unchanged += unchanged
@@ -386,14 +390,14 @@ _EMPTY = np.empty(0, np.float32)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
-    if values:  # value_histograms of the sample, without its tensor conversions (per tensor)
-        sb, so = _f32(sb), _f32(so)
-        r = max(K.max_abs_finite(sb), K.max_abs_finite(so)) or 1.0
-        st.values = {"range": r, "bins": VALUE_BINS, "weight": weight,
-                     "base": hist_uniform(sb, VALUE_BINS, -r, r) * weight,
-                     "other": hist_uniform(so, VALUE_BINS, -r, r) * weight}  # fmt: skip
-    if sb.size:
-        _rel_hist(sb, so, st, weight)  # skips pairs with NaN/Inf itself
+    """Value histograms (as :func:`value_histograms` of the sample) and the relative-change
+    histogram of a sample, in one kernel call (it runs once per tensor)."""
+    vb, vo = np.zeros(VALUE_BINS), np.zeros(VALUE_BINS)
+    rel, side = np.zeros(REL_BINS), np.zeros(4)  # side: unchanged, from zero, under, over
+    r = K.sample_hists(_f32(sb), _f32(so), values, vb, vo, REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, rel, side)
+    if values:
+        st.values = {"range": r, "bins": VALUE_BINS, "weight": weight, "base": vb * weight, "other": vo * weight}
+    _add_rel(st, rel, side, weight)
 
 
 def _pair_stats_torch(
