@@ -381,18 +381,25 @@ BUCKET_SHIFT = 42  # 10 mantissa bits: 1024 buckets per power of two
 
 
 def bucket_table(edges: np.ndarray) -> tuple[np.ndarray, int]:
-    """(bin of each ratio bucket between edges[0] and edges[-1], or -1 where an edge falls
-    inside the bucket; the first bucket's key). A bucket is the set of float64 values sharing
-    their bits above BUCKET_SHIFT, so a ratio's bucket is one shift of its bits."""
+    """(per ratio bucket between edges[0] and edges[-1]: the bin of its low end, plus CUT when
+    an edge falls inside the bucket; the first bucket's key). A bucket is the set of float64
+    values sharing their bits above BUCKET_SHIFT (1/1024 of an octave, far narrower than a bin,
+    so at most one edge cuts it), so a ratio's bucket is one shift of its bits."""
     edges = np.asarray(edges, np.float64)
+    bins = edges.size - 1
     key_lo = int(edges[:1].view(np.int64)[0]) >> BUCKET_SHIFT
     key_hi = int(edges[-1:].view(np.int64)[0]) >> BUCKET_SHIFT
     keys = np.arange(key_lo, key_hi + 1, dtype=np.int64)
     blo = (keys << BUCKET_SHIFT).view(np.float64)
     bhi = ((keys + 1) << BUCKET_SHIFT).view(np.float64)
-    j = np.searchsorted(edges, blo, side="right") - 1
-    inside = (j >= 0) & (j < edges.size - 1) & (edges[np.minimum(j + 1, edges.size - 1)] >= bhi) & (edges[np.maximum(j, 0)] <= blo)
-    return np.where(inside, j, -1).astype(np.int8), key_lo
+    # ratios reach the table only when edges[0] <= r <= edges[-1]: clamp the bins to [0, bins-1]
+    j = np.clip(np.searchsorted(edges, blo, side="right") - 1, 0, bins - 1)
+    cut = edges[j + 1] < bhi  # the next edge lies inside the bucket
+    return (j + np.where(cut, CUT, 0)).astype(np.int8), key_lo
+
+
+#: flag in a bucket_table entry: an edge cuts the bucket (compare the ratio with the next edge)
+CUT = 64
 
 
 @intrinsic
@@ -416,8 +423,8 @@ _F64_RO = types.Array(types.float64, 1, "C", readonly=True)
 def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-untyped-def]
     """Relative change |o - b| / |b| of the pairs where both sides are finite, binned by the
     float64 `edges` (10**(REL_LO + k/4): the bins of log10 of the ratio, without a logarithm per
-    element: `table` (see :func:`bucket_table`) gives the bin from the ratio's top bits, and only
-    the few buckets an edge cuts compare against the edges). Adds into hist and
+    element: `table` (see :func:`bucket_table`) gives the bin from the ratio's top bits, and in
+    the few buckets an edge cuts, one comparison with that edge decides). Adds into hist and
     side = [unchanged, from zero, under, over]."""
     bins = hist.size
     lo = edges[0]
@@ -442,11 +449,10 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
         if r > hi:
             side[3] += 1.0
             continue
-        k = np.int64(table[(_bits64(r) >> BUCKET_SHIFT) - key_lo])
-        if k < 0:  # an edge cuts this bucket: decide by the edges (r == hi: the closed last bin)
-            k = np.int64(0)
-            while k + 1 < bins and r >= edges[k + 1]:
-                k += 1
+        v = np.int64(table[(_bits64(r) >> BUCKET_SHIFT) - key_lo])
+        k = v & (CUT - 1)
+        if v >= CUT and r >= edges[k + 1]:  # past the edge that cuts this bucket
+            k = min(k + 1, bins - 1)  # (r == hi: the closed last bin)
         counts[(i & 3) * bins + k] += 1  # interleaved copies: no wait on the previous increment
     for c in range(4):
         for j in range(bins):
