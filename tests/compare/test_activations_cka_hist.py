@@ -295,3 +295,20 @@ def test_memory_estimate_counts_exact_cka_sums() -> None:
         base, {"o": _perturbed(base)}, task, options=ActivationOptions(instances=4, memory_budget=budget)
     )
     assert res["o"].module("0").propagated["cka_n"] == 12  # type: ignore[index]
+
+
+class _Empty(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :0]  # no positions at all
+
+
+def test_output_without_positions_does_not_break_the_comparison() -> None:
+    base = nn.Sequential(nn.Linear(4, 4), _Empty())
+    res = compare_activations(
+        base, {"o": _perturbed(base)}, ToyTask(torch.randn(5, 3, 4)), options=ActivationOptions(instances=5)
+    )["o"]
+    empty = res.module("1")
+    assert (
+        empty.status == "ok" and empty.shape_base == [0, 4] and empty.propagated is None
+    )  # nothing to score
+    assert res.module("0").propagated["rel_l2"] > 0  # type: ignore[index]

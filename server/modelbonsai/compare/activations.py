@@ -642,7 +642,7 @@ def _contribution(
     pool = None
     if per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
         _, positions, channels = as_rows(o, chan_first).shape
-        pool = (positions, channels, chan_first)
+        pool = (positions, channels, chan_first) if positions else None
     f, i, pooled = _row_sums(b.reshape(rows, -1), o.reshape(rows, -1), pool)
     return _Contribution(o.numel(), f, i, per_instance, batch_ix, pooled=pooled)
 

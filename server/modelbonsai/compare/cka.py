@@ -178,6 +178,8 @@ def pool_positions(x: torch.Tensor, chan_first: bool) -> torch.Tensor:
     """[N, C] float32 (a new tensor): each instance's channels averaged over its positions."""
     if x.dim() <= 2:
         return x.reshape(x.shape[0], -1).to(torch.float32, copy=True)
+    if as_rows(x, chan_first).shape[1] == 0:  # no positions: nothing to average
+        return x.new_zeros(x.shape[0], as_rows(x, chan_first).shape[2], dtype=torch.float32)
     x = x.float()
     if chan_first:
         v = x.flatten(2)  # [N, C, P]
