@@ -356,21 +356,24 @@ def max_abs_finite(x):  # type: ignore[no-untyped-def]
 @numba.njit([types.void(_F32_RO, types.float32, types.float32, types.float32, _F64)], cache=True, nogil=True)
 def uniform_hist(x, lo, hi, scale, out):  # type: ignore[no-untyped-def]
     """Add counts of x in out.size equal bins over [lo, hi] (last bin closed) into out; values
-    outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32. Slots 0 and
-    bins + 1 collect what falls below / above; four interleaved count arrays keep consecutive
-    increments of one bin from waiting on each other."""
+    outside, NaN and ±Inf are not counted. `scale` = bins / (hi - lo) as float32. Two passes:
+    a branch-free one (it vectorises) computes each value's slot (0 and bins + 1 collect what
+    falls below / above), then the counting pass, into four interleaved count arrays so that
+    consecutive increments of one bin do not wait on each other."""
     bins = out.size
     width = bins + 2
-    counts = np.zeros(4 * width, np.int64)
     top = np.float32(bins + 1)
-    for i in range(x.size):
+    n = x.size
+    slot = np.empty(n, np.int32)
+    for i in range(n):
         v = x[i]
         t = (v - lo) * scale + np.float32(1.0)  # bin k -> [k+1, k+2); below lo -> slot 0
         t = t if t >= np.float32(0.0) else np.float32(0.0)  # also NaN
         t = t if t < top else top
-        k = np.int64(t)
-        k = np.int64(bins) if v == hi else k  # the closed last bin
-        counts[(i & 3) * width + k] += 1
+        slot[i] = np.int32(bins) if v == hi else np.int32(t)  # v == hi: the closed last bin
+    counts = np.zeros(4 * width, np.int64)
+    for i in range(n):
+        counts[(i & 3) * width + slot[i]] += 1
     for c in range(4):
         for j in range(bins):
             out[j] += counts[c * width + j + 1]
@@ -418,7 +421,7 @@ _F64_RO = types.Array(types.float64, 1, "C", readonly=True)
 
 @numba.njit(
     [types.void(_F32_RO, _F32_RO, _F64_RO, _I8_RO, types.int64, _F64, _F64)],
-    cache=True, nogil=True,
+    cache=True, nogil=True, error_model="numpy",  # x == 0 divides to inf, as IEEE says (no raise)
 )  # fmt: skip
 def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-untyped-def]
     """Relative change |o - b| / |b| of the pairs where both sides are finite, binned by the
@@ -429,34 +432,42 @@ def rel_change_hist(b, o, edges, table, key_lo, hist, side):  # type: ignore[no-
     bins = hist.size
     lo = edges[0]
     hi = edges[bins]
-    counts = np.zeros(4 * bins, np.int64)
-    for i in range(b.size):
+    n = b.size
+    # pass 1, branch-free (it vectorises): each pair's slot, bins.. for the side counts
+    unchanged, from_zero, under, over, skip = bins, bins + 1, bins + 2, bins + 3, bins + 4
+    slot = np.empty(n, np.int32)
+    for i in range(n):
         x = np.float64(b[i])
         y = np.float64(o[i])
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
         d = abs(np.float64(np.float32(y - x)))  # the float32 difference, as everywhere else
-        if d == 0.0:
-            side[0] += 1.0
-            continue
-        if x == 0.0:
-            side[1] += 1.0
-            continue
         r = d / abs(x)
-        if r < lo:
-            side[2] += 1.0
-            continue
-        if r > hi:
-            side[3] += 1.0
-            continue
-        v = np.int64(table[(_bits64(r) >> BUCKET_SHIFT) - key_lo])
-        k = v & (CUT - 1)
-        if v >= CUT and r >= edges[k + 1]:  # past the edge that cuts this bucket
-            k = min(k + 1, bins - 1)  # (r == hi: the closed last bin)
-        counts[(i & 3) * bins + k] += 1  # interleaved copies: no wait on the previous increment
+        inside = (r >= lo) and (r <= hi)
+        key = (_bits64(r) >> BUCKET_SHIFT) - key_lo if inside else 0
+        s_ = np.int32(over)
+        s_ = np.int32(under) if r < lo else s_
+        s_ = np.int32(key) if inside else s_  # a table index for now (< 2**31: ~34K buckets)
+        s_ = np.int32(from_zero) if x == 0.0 else s_
+        s_ = np.int32(unchanged) if d == 0.0 else s_
+        s_ = np.int32(skip) if not (np.isfinite(x) and np.isfinite(y)) else s_
+        slot[i] = s_ if not inside or d == 0.0 or x == 0.0 else -1 - s_  # -1 - key: look it up
+    # pass 2: table lookups (one edge comparison in the few buckets an edge cuts) and counting
+    width = bins + 5
+    counts = np.zeros(4 * width, np.int64)
+    for i in range(n):
+        k = np.int64(slot[i])
+        if k < 0:
+            v = np.int64(table[-1 - k])
+            k = v & (CUT - 1)
+            if v >= CUT:
+                r = abs(np.float64(np.float32(np.float64(o[i]) - np.float64(b[i])))) / abs(np.float64(b[i]))
+                if r >= edges[k + 1]:  # past the edge that cuts this bucket
+                    k = min(k + 1, bins - 1)  # (r == hi: the closed last bin)
+        counts[(i & 3) * width + k] += 1
     for c in range(4):
         for j in range(bins):
-            hist[j] += counts[c * bins + j]
+            hist[j] += counts[c * width + j]
+        for j in range(4):
+            side[j] += counts[c * width + bins + j]
 
 
 @numba.njit(
