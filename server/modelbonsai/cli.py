@@ -167,12 +167,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     exp = parsed.experiment
     from .device import resolve_device
-    from .runner import Runner, make_plan
+    from .runner import Runner, make_plan, summary
 
     device = args.device or getattr(exp, "device", None) or "auto"
     resolve_device(device)  # a missing device is a usage error before anything is loaded
     with _open_store(args, file) as store:
-        plan = make_plan(exp, store, only=args.only, force=args.force)
+        plan = make_plan(exp, store, only=args.only, force=args.force, max_instances=args.max_instances)
         display = _RunDisplay(plan)
         runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle,
                         max_instances=args.max_instances)
@@ -187,9 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.status == "cancelled":
             _err("run cancelled")
             return EXIT_FAILED
-        made, fresh = len(result.made), len(result.up_to_date)
-        print(f"{made} model{'s' if made != 1 else ''} made, {fresh} up to date"
-              + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
+        print(summary(result) + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
         return EXIT_FAILED if result.failed else EXIT_OK
 
 
@@ -224,6 +222,8 @@ class _RunDisplay:
             self.progress.update(task, completed=e.fraction, status=f"{e.model}: {e.message}"[:48])
         elif e.kind == "stored" and "/" not in e.model:
             self.progress.update(task, completed=1.0, status="[green]done")
+        elif e.kind == "re-evaluated" and "/" not in e.model:
+            self.progress.update(task, completed=1.0, status="[cyan]re-evaluated")
         elif e.kind == "up-to-date":
             self.progress.update(task, completed=1.0, status="[dim]up to date")
         elif e.kind == "failed":

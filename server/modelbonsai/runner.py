@@ -9,6 +9,12 @@ seed [, task when the op uses it]); the base's fingerprint covers the experiment
 spec and the weight files' sizes and times. A model whose fingerprint is already stored (and not
 broken) is skipped unless forced; a forced model replaces the stored one (its children follow).
 
+Re-evaluated: a model's weights do not depend on how it is evaluated, but its metrics and stored
+outputs do. Each stored model also records an evaluation fingerprint (the task and how many
+instances); a stored model whose evaluation fingerprint differs from the run's (or is unknown) is
+re-evaluated in place: same id, same artifact, children stay attached; its metrics, outputs and
+evaluation fingerprint are replaced. The base goes first (its outputs are the reference).
+
 Failure: a step that fails stores nothing; its variant is reported failed with the message and
 every variant below it is skipped; other branches go on. The run record lists the failures.
 """
@@ -48,7 +54,8 @@ ProgressFn = Callable[[float, str], None]
 class RunEvent:
     """What the runner reports as it goes (the CLI draws a bar per variant from these).
 
-    kind: "plan" | "start" | "progress" | "stored" | "up-to-date" | "failed" | "skipped" | "done"
+    kind: "plan" | "start" | "progress" | "stored" | "re-evaluated" | "up-to-date" | "failed" | "skipped"
+    | "done"
     """
 
     kind: str
@@ -85,10 +92,19 @@ class PlannedStep:
     # (restore) mean this one, not the previous step of the same variant: `[prune, restore]`
     # must copy back the unpruned tensors.
     origin: str | None = None
+    # What the run evaluates with (evaluation_fingerprint); the Runner sets it from its settings.
+    eval_fingerprint: str = ""
 
     @property
     def up_to_date(self) -> bool:
+        """The model is stored (its weights need no making); see `reevaluate` for its metrics."""
         return self.existing is not None and not self.force
+
+    @property
+    def reevaluate(self) -> bool:
+        """Stored, but its metrics and outputs are of other evaluation settings (or unknown ones)."""
+        return self.up_to_date and self.existing is not None and \
+            self.existing.eval_fingerprint != self.eval_fingerprint
 
     @property
     def is_final(self) -> bool:
@@ -101,7 +117,16 @@ class Plan:
     steps: list[PlannedStep]  # the base first, then parents before children
 
     def stale(self) -> list[PlannedStep]:
+        """The models to make."""
         return [s for s in self.steps if not s.up_to_date]
+
+    def reevaluations(self) -> list[PlannedStep]:
+        """The stored models to re-evaluate (the base first: steps are in plan order)."""
+        return [s for s in self.steps if s.reevaluate]
+
+    def set_evaluation(self, eval_fingerprint: str) -> None:
+        for s in self.steps:
+            s.eval_fingerprint = eval_fingerprint
 
     def step(self, name: str) -> PlannedStep:
         return next(s for s in self.steps if s.name == name)
@@ -154,6 +179,18 @@ def task_key(exp: Any) -> dict[str, Any] | None:
     return {"kind": exp.task.kind, "options": exp.task.options}
 
 
+def evaluation_fingerprint(exp: Any, max_instances: int | None = None) -> str:
+    """What a model's metrics and outputs depend on besides its weights: the task (kind and
+    options) and how many instances are evaluated (`max_instances` given to the run, else the
+    task's own). Written ``<task hash>:<limit>`` so that the language server, which cannot know
+    the limit a run was given, can judge the task part alone (lsp/drift.py)."""
+    task = task_key(exp)
+    limit: int | None = None
+    if task is not None:
+        limit = max_instances if max_instances is not None else getattr(exp.task, "max_instances", None)
+    return f"{_hash({'task': task})}:{'all' if limit is None else int(limit)}"
+
+
 def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None) -> str:
     """Same parent, op, resolved parameters and seed (and task, for ops that use it): same model."""
     key: dict[str, Any] = {"parent": parent_fp, "op": op.name, "params": params, "seed": seed}
@@ -168,11 +205,13 @@ def make_plan(
     *,
     only: list[str] | None = None,
     force: bool = False,
+    max_instances: int | None = None,
 ) -> Plan:
     """Every model the experiment describes, each with its fingerprint and stored twin if any.
 
     `only` restricts the run to those variants (and whatever of their ancestors is missing);
     `force` re-makes the selected variants even when up to date (not their ancestors).
+    `max_instances` is the evaluation limit the run will use (the Runner re-applies its own).
     """
     import_user_ops(exp)
     base_fp = base_plan_fingerprint(exp, store.workspace)
@@ -234,7 +273,9 @@ def make_plan(
                     needed.add(cur.name)
                     cur = by_name.get(cur.parent) if cur.parent else None
         steps = [s for s in steps if s.name in needed or s is base_step]
-    return Plan(exp, steps)
+    plan = Plan(exp, steps)
+    plan.set_evaluation(evaluation_fingerprint(exp, max_instances))
+    return plan
 
 
 def import_user_ops(exp: Any) -> None:
@@ -281,6 +322,7 @@ class RunResult:
     status: str  # done | failed | cancelled
     models: dict[str, ModelRecord] = field(default_factory=dict)  # planned name -> record
     made: list[str] = field(default_factory=list)
+    reevaluated: list[str] = field(default_factory=list)  # stored models evaluated again (ids kept)
     up_to_date: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # variant (or base name) -> message
     skipped: dict[str, str] = field(default_factory=dict)  # variant -> why
@@ -337,14 +379,18 @@ class Runner:
         label = experiment_label(exp.path, self.store.workspace)
         run = self.store.start_run(label, plan.variants())
         result = RunResult(run_id=run.id, status="done")
-        self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"))
-        todo = plan.stale()
+        # The evaluation settings are this runner's (its max_instances), whatever the plan assumed.
+        plan.set_evaluation(evaluation_fingerprint(exp, self.max_instances))
+        n_re = len(plan.reevaluations())
+        self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"
+                            + (f", {n_re} to re-evaluate" if n_re else "")))
+        todo = [s for s in plan.steps if not s.up_to_date or s.reevaluate]
         done_count = 0
         bad: dict[str, str] = {}  # planned step name -> why it is unavailable
         try:
             for st in plan.steps:
                 self._check_cancelled()
-                if st.up_to_date:
+                if st.up_to_date and not st.reevaluate:
                     assert st.existing is not None
                     result.models[st.name] = st.existing
                     if st.is_final:
@@ -369,7 +415,12 @@ class Runner:
                     self._emit(RunEvent("progress", st.variant or st.name, st.name, frac, m))
                     self._progress(base_frac + f / max(1, len(todo)), f"{st.name}: {m}")
 
-                self._emit(RunEvent("start", who, st.name, 0.0, "loading"))
+                self._emit(RunEvent("start", who, st.name, 0.0, "re-evaluating" if st.reevaluate else "loading"))
+                if st.reevaluate:
+                    self._reevaluate_step(plan, st, result, device, on_progress, bad)
+                    done_count += 1
+                    self._progress(done_count / max(1, len(todo)), f"{st.name} finished")
+                    continue
                 try:
                     rec = self._make(plan, st, result, device, label, on_progress)
                 except Cancelled:
@@ -402,11 +453,71 @@ class Runner:
             msg = f"{len(result.failed)} failed: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items())
             self.store.finish_run(run.id, "failed", msg, result.failed)
         else:
-            self.store.finish_run(run.id, "done", f"{len(result.made)} made, {len(result.up_to_date)} up to date")
+            self.store.finish_run(run.id, "done", summary(result))
         self._emit(RunEvent("done", message=result.status))
         return result
 
     # -- one step ---------------------------------------------------------------------------------
+    def _reevaluate_step(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
+                         progress: ProgressFn, bad: dict[str, str]) -> None:
+        """Re-evaluate one stored model; a failure keeps the model and its old metrics."""
+        assert st.existing is not None
+        who = st.variant or st.name
+        # Whatever happens, the model itself is there: children can be made from it.
+        result.models[st.name] = st.existing
+        try:
+            rec = self._reevaluate(plan, st, result, device, progress)
+        except Cancelled:
+            raise
+        except Exception as e:
+            message = f"re-evaluating {st.name}: {_user_message(e)}"
+            log.debug("re-evaluating %s failed\n%s", st.name, traceback.format_exc())
+            if st.op is None:
+                # The base's outputs are every other model's reference: without them, no
+                # agreement metric below it would be right.
+                bad[st.name] = f"re-evaluating {st.name} failed"
+            result.failed[who] = message
+            self._emit(RunEvent("failed", who, st.name, 0.0, message))
+        else:
+            result.models[st.name] = rec
+            result.reevaluated.append(st.name)
+            self._emit(RunEvent("re-evaluated", who, st.name, 1.0, "re-evaluated", rec))
+
+    def _reevaluate(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
+                    progress: ProgressFn) -> ModelRecord:
+        """Evaluate a stored model again and swap its metrics, outputs and evaluation fingerprint."""
+        from .artifacts import stored_size
+
+        exp = plan.experiment
+        rec = st.existing
+        assert rec is not None
+        torch.manual_seed(st.seed)
+        progress(0.0, "loading the stored model")
+        cm = self._load(plan, rec, base_spec_dict(exp), exp.root)
+        reference = None if st.op is None else self._reference(exp, result, device)
+        self._check_cancelled()
+        cm.module.eval()
+        evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
+        progress(0.8, "measuring")
+        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
+        cm.module.to("cpu")
+        size = stored_size(self.store.artifact_path(rec))
+        base_bytes = size if st.op is None else self._base_stored_bytes(result, exp)
+        sized = self._efficiency(exp, cm, device, stored_bytes=size, base_bytes=base_bytes, speed=False)
+        self._check_cancelled()
+        progress(0.95, "storing")
+
+        def write(path: Path) -> None:
+            save_outputs(evaluation, path)
+
+        new = self.store.replace_evaluation(
+            rec.id, st.eval_fingerprint, _merged(task_metrics, eff, sized), file_name=OUTPUTS_FILE,
+            file_writer=write if evaluation is not None else None,
+        )
+        if st.op is None:
+            self._base_eval = evaluation  # the new reference for every model after it
+        return new
+
     def _make(
         self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device, label: str,
         progress: ProgressFn,
@@ -416,6 +527,7 @@ class Runner:
         record = ModelRecord(
             name=st.name, op=st.op, params=st.params, seed=st.seed, versions=library_versions(),
             experiment_file=label, variant=st.variant or None, step=st.step, fingerprint=st.fingerprint,
+            eval_fingerprint=st.eval_fingerprint,
         )
         torch.manual_seed(st.seed)
         if st.op is None:
@@ -472,8 +584,7 @@ class Runner:
             size = stored_size(folder)
             sized = self._efficiency(exp, cm, device, stored_bytes=size,
                                      base_bytes=size if st.op is None else base_bytes, speed=False)
-            have = {m.name for m in [*task_metrics, *eff]}
-            return [*task_metrics, *eff, *(m for m in sized if m.name not in have)]
+            return _merged(task_metrics, eff, sized)
 
         self._check_cancelled()
         progress(0.95, "storing")
@@ -571,6 +682,21 @@ class Runner:
     def _check_cancelled(self) -> None:
         if self._cancelled():
             raise Cancelled()
+
+
+def _merged(task_metrics: list[Any], eff: list[Any], sized: list[Any]) -> list[Any]:
+    """Task metrics, then efficiency, then what only the stored size gives (no name twice)."""
+    have = {m.name for m in [*task_metrics, *eff]}
+    return [*task_metrics, *eff, *(m for m in sized if m.name not in have)]
+
+
+def summary(result: RunResult) -> str:
+    """"3 models made, 18 re-evaluated, 0 up to date" (the CLI's last line, the run record)."""
+    made = len(result.made)
+    text = f"{made} model{'s' if made != 1 else ''} made"
+    if result.reevaluated:
+        text += f", {len(result.reevaluated)} re-evaluated"
+    return text + f", {len(result.up_to_date)} up to date"
 
 
 def _user_message(e: BaseException) -> str:

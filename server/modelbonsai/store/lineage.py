@@ -37,7 +37,7 @@ _BUSY_TIMEOUT_MS = 30_000
 _CACHE_TMP_STALE_S = 3600
 _MODEL_COLUMNS = (
     "id, name, parent_id, op, params_json, status, status_reason, artifact, created, seed, "
-    "versions_json, experiment_file, variant, step, fingerprint, base_spec_json, complete"
+    "versions_json, experiment_file, variant, step, fingerprint, base_spec_json, complete, eval_fingerprint"
 )
 
 
@@ -310,18 +310,73 @@ class LineageStore:
                 if not ok:
                     raise StoreError(f"parent model {rec.parent_id} of '{rec.name}' is not in the store")
             c.execute(
-                f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 18)})",
                 (
                     rec.id, rec.name, rec.parent_id, rec.op, canonical_json(rec.params), rec.status,
                     rec.status_reason, rec.artifact, rec.created, int(rec.seed),
                     canonical_json(rec.versions), rec.experiment_file, rec.variant, int(rec.step),
                     rec.fingerprint, None if rec.base_spec is None else canonical_json(rec.base_spec), 1,
+                    rec.eval_fingerprint,
                 ),
             )
             _insert_metrics(c, rec.id, metrics)
             if replaces:
                 c.execute("UPDATE models SET parent_id = ? WHERE parent_id = ?", (rec.id, replaces))
                 _delete_rows(c, [replaces])
+
+    def replace_evaluation(
+        self,
+        model_id: str,
+        eval_fingerprint: str,
+        metrics: Iterable[Any],
+        *,
+        file_name: str,
+        file_writer: Callable[[Path], None] | None,
+    ) -> ModelRecord:
+        """Swap a stored model's evaluation: its outputs file, all its metrics and its
+        evaluation fingerprint; the model itself (id, artifact, children) stays as it is.
+
+        The new outputs file is written under ``tmp/`` (a crashed writer's leftover is swept on
+        open), fsynced and renamed over ``<artifact>/<file_name>``; then the metrics and the
+        fingerprint change in one transaction. A crash between the two leaves new outputs with
+        the old metrics and the *old* evaluation fingerprint, so the next run re-evaluates it
+        again. `file_writer` None removes the outputs file (an evaluation without a task).
+        """
+        rec = self.get_model(model_id)
+        if rec.id != model_id:
+            raise StoreError(f"no model {model_id}")
+        if rec.status != "ok":
+            raise StoreError(f"model '{rec.name}' is broken: {rec.status_reason}")
+        items = list(metrics)
+        target = self.artifact_path(rec) / file_name
+        token = f"{rec.id}-{new_id()}.eval"
+        tmp_file = self.root / "tmp" / token
+        lock = WriterLock(self.root / "tmp" / f"{token}.lock")
+        if not lock.try_acquire():  # pragma: no cover - the token is random
+            raise StoreError(f"{tmp_file} is being written by another process")
+        try:
+            if file_writer is not None:
+                try:
+                    file_writer(tmp_file)
+                    with open(tmp_file, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp_file, target)
+                    fsync_dir(target.parent)
+                except BaseException:
+                    remove_tree(tmp_file)
+                    raise
+            else:
+                remove_tree(target)
+            with self._tx() as c:
+                if not c.execute("SELECT 1 FROM models WHERE id = ? AND complete = 1", (rec.id,)).fetchone():
+                    raise StoreError(f"model '{rec.name}' ({rec.id}) was deleted while it was re-evaluated")
+                c.execute("DELETE FROM metrics WHERE model_id = ?", (rec.id,))
+                _insert_metrics(c, rec.id, items)
+                c.execute("UPDATE models SET eval_fingerprint = ? WHERE id = ?", (eval_fingerprint, rec.id))
+        finally:
+            lock.release()
+        rec.eval_fingerprint = eval_fingerprint
+        return rec
 
     def delete_model(self, model_id: str, *, recursive: bool = False) -> list[ModelRecord]:
         """Delete a model (and with `recursive`, everything derived from it); returns what went.
@@ -545,6 +600,7 @@ def _model_from_row(r: tuple[Any, ...]) -> ModelRecord:
         status_reason=r[6], artifact=r[7], created=float(r[8]), seed=int(r[9]),
         versions=json.loads(r[10] or "{}"), experiment_file=r[11], variant=r[12], step=int(r[13]),
         fingerprint=r[14], base_spec=None if r[15] is None else json.loads(r[15]), complete=bool(r[16]),
+        eval_fingerprint=r[17],
     )
 
 

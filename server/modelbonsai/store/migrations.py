@@ -83,6 +83,12 @@ MIGRATIONS: list[list[str]] = [
         "DROP TABLE metrics",
         "ALTER TABLE metrics_v3 RENAME TO metrics",
     ],
+    # 4: what a model's metrics and outputs were evaluated with (the task settings): a model's
+    # weights do not depend on its evaluation, so this is kept apart from `fingerprint`. NULL
+    # (rows of older stores) means unknown, which a run treats as different: re-evaluated once.
+    [
+        "ALTER TABLE models ADD COLUMN eval_fingerprint TEXT",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,6 +34,9 @@ class ModelRecord:
     fingerprint: str = ""
     base_spec: dict[str, Any] | None = None
     complete: bool = False
+    # What its metrics and outputs were evaluated with (runner.evaluation_fingerprint); None:
+    # unknown (stored before this was recorded), so the next run re-evaluates it.
+    eval_fingerprint: str | None = None
 
     @property
     def is_root(self) -> bool:
