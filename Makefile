@@ -28,6 +28,8 @@ $(VENV)/.stamp-py: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,samples]"
+	@# compile the numba kernels once into their cache (later imports load them in milliseconds)
+	$(BIN)/python -c "import modelbonsai.compare.kernels, modelbonsai.artifacts.kernels"
 	@touch $@
 
 ext-setup:

@@ -77,6 +77,14 @@ def _user_error(e: BaseException) -> bool:
     return isinstance(e, (ValueError, FileNotFoundError)) and bool(str(e).strip())
 
 
+def _warm_kernels() -> None:
+    try:
+        import modelbonsai.artifacts.kernels
+        import modelbonsai.compare.kernels  # noqa: F401
+    except Exception:  # a job that needs them reports the problem itself
+        log.debug("warming the comparison kernels failed", exc_info=True)
+
+
 def child_main(conn: Connection, cancel: Any) -> None:
     """The worker process: run tasks from `conn` until it closes."""
     import warnings
@@ -91,6 +99,9 @@ def child_main(conn: Connection, cancel: Any) -> None:
     from ..ops.registry import Cancelled
     from .work import TASKS
 
+    # The comparison kernels compile on their first import after an install (seconds; numba's
+    # cache makes later imports instant): start that now, so a first comparison does not wait.
+    threading.Thread(target=_warm_kernels, name="bonsai-warm-kernels", daemon=True).start()
     rep = _ChildReporter(conn, cancel)
     while True:
         try:
