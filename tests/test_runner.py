@@ -7,7 +7,7 @@ import torch
 
 from cli.workspace import EXPERIMENT, make_workspace
 from modelbonsai.experiment import load_experiment
-from modelbonsai.runner import OUTPUTS_FILE, PlanError, RunEvent, Runner, load_evaluation, make_plan
+from modelbonsai.runner import OUTPUTS_FILE, PlanError, RunEvent, Runner, load_evaluation, make_plan, summary
 from modelbonsai.store import LineageStore
 
 
@@ -287,3 +287,140 @@ def test_a_model_that_cannot_run_fails_alone_with_its_reason(tmp_path: Path, err
         assert store.list_runs()[0].failures == {"hog": reason}
     finally:
         store.close()
+
+
+# -- re-evaluation: a changed task re-evaluates stored models in place ---------------------------
+
+SMALLER_TASK = EXPERIMENT.replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 12")
+KEPT = ["toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"]
+
+
+def _state(store: LineageStore) -> dict[str, tuple[str, str | None, dict[str, float], int]]:
+    """name -> (id, evaluation fingerprint, metrics, rows of stored outputs)"""
+    out = {}
+    for m in store.list_models():
+        ev = load_evaluation(store, m)
+        out[m.name] = (m.id, m.eval_fingerprint, {x.name: x.value for x in store.metrics(m.id)},
+                       ev.outputs.shape[0])
+    return out
+
+
+def test_changed_task_reevaluates_every_stored_model_in_place(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store))
+    before = _state(store)
+    assert {v[3] for v in before.values()} == {24}
+    exp.write_text(SMALLER_TASK)
+    plan = make_plan(_exp(exp), store)
+    # the weights do not depend on the task: nothing to make but the failing branch
+    assert [s.name for s in plan.stale()] == ["bad", "after-bad"]
+    assert [s.name for s in plan.reevaluations()] == KEPT
+    events: list[RunEvent] = []
+    overall: list[float] = []
+    result = Runner(store, device="cpu", events=events.append, progress=lambda f, m: overall.append(f)).run(plan)
+    assert result.made == [] and result.reevaluated == KEPT and result.up_to_date == []
+    assert [e.model for e in events if e.kind == "re-evaluated"] == KEPT
+    assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+    after = _state(store)
+    assert set(after) == set(before) and len(store.list_models()) == 4
+    for name in KEPT:
+        assert after[name][0] == before[name][0], "same model, same id"
+        assert after[name][3] == 12, "outputs of the new settings"
+        assert after[name][1] != before[name][1]
+        assert set(after[name][2]) == set(before[name][2])
+    # children stay attached; agreement is against the base's *new* outputs (12 of them)
+    models = {m.name: m for m in store.list_models()}
+    assert models["prune-50-scaled"].parent_id == models["prune-50-scaled/1"].id
+    base_ev, pruned_ev = load_evaluation(store, models["toy"]), load_evaluation(store, models["prune-50"])
+    agreement = float((pruned_ev.predictions == base_ev.predictions).float().mean())
+    assert after["prune-50"][2]["agreement"] == pytest.approx(agreement)
+    assert after["prune-50"][2]["accuracy"] == pytest.approx(
+        float((pruned_ev.predictions == pruned_ev.targets).float().mean()))
+    assert after["prune-50"][2]["stored_size"] == before["prune-50"][2]["stored_size"]
+    assert not list((store.root / "tmp").iterdir()), "no temporary outputs left"
+    assert summary(result) == "0 models made, 4 re-evaluated, 0 up to date"
+    # third run: everything is up to date
+    third = Runner(store, device="cpu").run(make_plan(_exp(exp), store))
+    assert third.reevaluated == [] and third.made == []
+    assert set(third.up_to_date) == {"toy", "prune-50", "prune-50-scaled"}
+    # an unknown evaluation (a store from before it was recorded) is re-evaluated once
+    store._conn.execute("UPDATE models SET eval_fingerprint = NULL WHERE name = 'prune-50'")
+    assert [s.name for s in make_plan(_exp(exp), store).reevaluations()] == ["prune-50"]
+
+
+def test_evaluation_fingerprint_covers_task_options_and_the_instance_limit(ws: tuple[Path, LineageStore]) -> None:
+    from modelbonsai.runner import evaluation_fingerprint
+
+    exp, _store = ws
+    e = _exp(exp)
+    fp = evaluation_fingerprint(e)
+    assert fp.endswith(":all") and evaluation_fingerprint(e, 12).endswith(":12")
+    assert evaluation_fingerprint(e, 12).split(":")[0] == fp.split(":")[0]
+    e.task.options = {**e.task.options, "num_prompts": 16}
+    assert evaluation_fingerprint(e).split(":")[0] != fp.split(":")[0]
+
+
+def test_runner_limit_decides_the_evaluation(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50"]))
+    # the same file, run with a limit (bonsai run --max-instances, the server's setting)
+    result = Runner(store, device="cpu", max_instances=6).run(make_plan(_exp(exp), store, only=["prune-50"]))
+    assert result.reevaluated == ["toy", "prune-50"]
+    assert load_evaluation(store, store.get_model("prune-50")).outputs.shape[0] == 6
+
+
+def test_failed_reevaluation_keeps_the_model_and_its_old_metrics(
+    ws: tuple[Path, LineageStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelbonsai.runner as runner_mod
+
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    before = _state(store)
+    victim = before["prune-50"][0]
+    real = runner_mod.save_outputs
+
+    def failing(evaluation, path: Path) -> None:  # type: ignore[no-untyped-def]
+        if path.name.startswith(victim):
+            path.write_bytes(b"half")  # a partial write, then the failure
+            raise OSError("disk full")
+        real(evaluation, path)
+
+    monkeypatch.setattr(runner_mod, "save_outputs", failing)
+    exp.write_text(SMALLER_TASK)
+    result = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    assert result.status == "failed"
+    assert result.failed == {"prune-50": "re-evaluating prune-50: OSError: disk full"}
+    assert result.reevaluated == ["toy", "prune-50-scaled/1", "prune-50-scaled"]
+    after = _state(store)
+    assert after["prune-50"] == before["prune-50"], "old metrics, outputs and evaluation fingerprint kept"
+    assert after["prune-50-scaled"][3] == 12
+    assert not list((store.root / "tmp").iterdir())
+    monkeypatch.setattr(runner_mod, "save_outputs", real)
+    again = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    assert again.status == "done" and again.reevaluated == ["prune-50"]
+
+
+def test_cancel_during_reevaluation_leaves_a_consistent_store(ws: tuple[Path, LineageStore]) -> None:
+    exp, store = ws
+    Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    before = _state(store)
+    exp.write_text(SMALLER_TASK)
+    done: list[str] = []
+
+    def on_event(e: RunEvent) -> None:
+        if e.kind == "re-evaluated":
+            done.append(e.model)
+
+    result = Runner(store, device="cpu", events=on_event, cancelled=lambda: len(done) >= 2).run(
+        make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    assert result.status == "cancelled" and result.reevaluated == ["toy", "prune-50"]
+    after = _state(store)
+    assert all(m.status == "ok" for m in store.list_models())
+    for name in ("toy", "prune-50"):
+        assert after[name][3] == 12 and after[name][1] != before[name][1]
+    for name in ("prune-50-scaled/1", "prune-50-scaled"):
+        assert after[name] == before[name], "untouched: old metrics with the old fingerprint"
+    assert not list((store.root / "tmp").iterdir())
+    rest = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+    assert rest.reevaluated == ["prune-50-scaled/1", "prune-50-scaled"]
