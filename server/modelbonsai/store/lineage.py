@@ -340,7 +340,8 @@ class LineageStore:
         open), fsynced and renamed over ``<artifact>/<file_name>``; then the metrics and the
         fingerprint change in one transaction. A crash between the two leaves new outputs with
         the old metrics and the *old* evaluation fingerprint, so the next run re-evaluates it
-        again. `file_writer` None removes the outputs file (an evaluation without a task).
+        again. `file_writer` None removes the outputs file (an evaluation without a task) once the
+        metrics are committed.
         """
         rec = self.get_model(model_id)
         if rec.id != model_id:
@@ -365,14 +366,14 @@ class LineageStore:
                 except BaseException:
                     remove_tree(tmp_file)
                     raise
-            else:
-                remove_tree(target)
             with self._tx() as c:
                 if not c.execute("SELECT 1 FROM models WHERE id = ? AND complete = 1", (rec.id,)).fetchone():
                     raise StoreError(f"model '{rec.name}' ({rec.id}) was deleted while it was re-evaluated")
                 c.execute("DELETE FROM metrics WHERE model_id = ?", (rec.id,))
                 _insert_metrics(c, rec.id, items)
                 c.execute("UPDATE models SET eval_fingerprint = ? WHERE id = ?", (eval_fingerprint, rec.id))
+            if file_writer is None:
+                remove_tree(target)  # after the commit: an outputs file nobody reads is harmless
         finally:
             lock.release()
         rec.eval_fingerprint = eval_fingerprint
