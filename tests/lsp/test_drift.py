@@ -99,3 +99,43 @@ def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     exp.write_text("variants: [")  # broken YAML: nothing is judged, nothing raises
     broken = parsed(exp, tmp_path)
     assert broken.experiment is None and broken.finals == {}
+
+
+def _rows_from(store: LineageStore) -> Callable[[list[str]], list[tuple]]:
+    from modelbonsai.lsp.drift import MODELS_SQL
+
+    def rows_of(labels: list[str]) -> list[tuple]:
+        marks = ", ".join("?" * len(labels))
+        return store._query(f"{MODELS_SQL} AND experiment_file IN ({marks})", labels)
+
+    return rows_of
+
+
+def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path) -> None:
+    from modelbonsai.lsp.drift import REEVALUATE, REEVALUATE_UNKNOWN
+    from modelbonsai.runner import Runner
+
+    exp = make_workspace(tmp_path)
+    with LineageStore.open(tmp_path) as store:
+        Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
+        models = {m.name: m for m in store.list_models()}
+        infos = {m.id: _info(m.id, m.name, m.op, m.params) for m in models.values()}
+
+        def judge() -> dict[str, str]:
+            return statuses(tmp_path, ["exp.bonsai.yaml"], [], infos, _rows_from(store)).stale
+
+        assert judge() == {}
+        # another instance limit is not judged (a run may be given its own)
+        exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 5"))
+        assert judge() == {}
+        # another task option: every current model's metrics are of the old settings
+        exp.write_text(exp.read_text().replace("max_instances: 5", "hardness: 2"))
+        assert judge() == {models["toy"].id: REEVALUATE, models["prune-50"].id: REEVALUATE}
+        Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
+        assert judge() == {}
+        # a model stored before evaluations were recorded (migrated store): unknown, stale
+        store._conn.execute("UPDATE models SET eval_fingerprint = NULL WHERE id = ?", (models["prune-50"].id,))
+        assert judge() == {models["prune-50"].id: REEVALUATE_UNKNOWN}
+        # a changed parameter says so first (the model is re-made, not re-evaluated)
+        exp.write_text(exp.read_text().replace("{sparsity: 0.5}", "{sparsity: 0.25}"))
+        assert judge()[models["prune-50"].id].startswith("the experiment file changed")

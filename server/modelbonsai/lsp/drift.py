@@ -4,7 +4,11 @@
 variant) and no model of that variant was stored since. It is shown as a synthetic ModelInfo.
 
 *stale*: a stored final model whose experiment file and variant still exist, but whose current
-definition gives another fingerprint, and no model with the new fingerprint exists yet.
+definition gives another fingerprint, and no model with the new fingerprint exists yet; or a
+current model whose metrics were evaluated with other task settings than the file's now (its
+evaluation fingerprint's task part differs, or is unknown): a run re-evaluates it in place. The
+instance limit part is not judged: a run may be given another limit than the file's (the CLI's
+--max-instances, the server's setting), which the lineage cannot know.
 
 The current fingerprints are computed the way `runner.make_plan` does, but without running
 `make_plan`: it imports the experiment's `ops_from` files (user code, which an untrusted
@@ -60,6 +64,7 @@ class Parsed:
     base_name: str = ""
     finals: dict[str, Final] = field(default_factory=dict)
     base_fp: str | None = None  # the base fingerprint the finals were computed with
+    eval_task: str | None = None  # the task part of the file's evaluation fingerprint
 
 
 _cache: dict[tuple[Path, Path], Parsed] = {}
@@ -94,9 +99,11 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
     """Fill `p.finals` as `make_plan` would plan them (built-in ops only, no imports of user code).
     The base fingerprint (weight files' sizes and times) is recomputed each time: stats only."""
     from ..ops.registry import OpError, get_op
-    from ..runner import BASE, base_plan_fingerprint, step_fingerprint, task_key
+    from ..runner import BASE, base_plan_fingerprint, evaluation_fingerprint, step_fingerprint, task_key
 
     exp: Any = p.experiment
+    if p.eval_task is None:
+        p.eval_task = eval_task_part(evaluation_fingerprint(exp))
     try:
         base_fp: str | None = base_plan_fingerprint(exp, workspace)
     except Exception:  # an odd load spec: say nothing rather than something wrong
@@ -131,6 +138,15 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
     p.finals, p.base_fp, p.base_name = finals, base_fp, exp.base.name
 
 
+def eval_task_part(eval_fingerprint: str | None) -> str | None:
+    """The task part of a `runner.evaluation_fingerprint` (``<task hash>:<limit>``)."""
+    return None if eval_fingerprint is None else eval_fingerprint.split(":", 1)[0]
+
+
+REEVALUATE = "evaluated with other task settings: run to re-evaluate"
+REEVALUATE_UNKNOWN = "evaluated with task settings this Bonsai did not record: run to re-evaluate"
+
+
 @dataclass
 class Stored:
     """The columns of a complete stored model that the statuses need."""
@@ -142,12 +158,14 @@ class Stored:
     fingerprint: str
     created: float
     seed: int
+    eval_fingerprint: str | None = None
+    eval_known: bool = False  # the row carried the column (False: not judged)
 
 
 LABELS_SQL = "SELECT DISTINCT experiment_file FROM models WHERE complete = 1 AND experiment_file IS NOT NULL"
 # + " AND experiment_file IN (?, ...)": only the models of files that exist are looked at (a
 # fingerprint covers its file's name, so a model with the new one is of the same file).
-MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed "
+MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed, eval_fingerprint "
               "FROM models WHERE complete = 1")
 # The latest runs are enough to know each variant's most recent outcome.
 RUNS_SQL = ("SELECT experiment_file, variants_json, started, finished, failures_json FROM "
@@ -177,7 +195,8 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
     files = {label: parsed(_abs(workspace, label), workspace) for label in sorted(labels)}
     existing = [label for label, p in files.items() if p.key[1] >= 0]
     rows = rows_of(existing) if existing else []
-    models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0))
+    models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0),
+                     r[7] if len(r) > 7 else None, len(r) > 7)
               for r in rows]
     fingerprints = {m.fingerprint for m in models}
     stale: dict[str, str] = {}
@@ -187,7 +206,12 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
         if info is None or p is None or "/" in m.name or info["status"] != "ok":
             continue
         final = p.finals.get(m.name)
-        if final is None or final.fingerprint is None or final.fingerprint == m.fingerprint:
+        if final is None or final.fingerprint is None:
+            continue
+        if final.fingerprint == m.fingerprint:
+            # The current model: are its metrics of the file's task settings?
+            if m.eval_known and p.eval_task is not None and eval_task_part(m.eval_fingerprint) != p.eval_task:
+                stale[m.id] = REEVALUATE_UNKNOWN if m.eval_fingerprint is None else REEVALUATE
             continue
         if final.fingerprint not in fingerprints:
             stale[m.id] = f"the experiment file changed since this model was made ({_why(m, info, final, models)})"
