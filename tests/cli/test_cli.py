@@ -198,3 +198,19 @@ def test_bad_only_and_device_are_usage_errors(tmp_path: Path, capsys: pytest.Cap
     assert main(["run", str(exp), "--device", "tpu"]) == 2
     assert "unknown device 'tpu'" in capsys.readouterr().err
     assert not (tmp_path / ".bonsai" / "artifacts").exists() or not any((tmp_path / ".bonsai" / "artifacts").iterdir())
+
+
+def test_changed_task_settings_reevaluate_instead_of_calling_models_up_to_date(tmp_path: Path) -> None:
+    exp = make_workspace(tmp_path)
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0 and "2 models made, 0 up to date" in r.stderr, r.stderr
+    ids = {m["name"]: m["id"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)}
+    exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10"))
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
+    assert {m["name"]: m["id"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)} == ids
+    # --max-instances is an evaluation setting too
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr, r.stderr
