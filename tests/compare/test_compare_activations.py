@@ -113,8 +113,21 @@ def test_architecture_mismatch_and_structured_alignment() -> None:
     opts = ActivationOptions(instances=10, batch_size=4)
     kept = {"p": {"0.weight": {0: keep}, "2.weight": {1: keep}}}
     res = compare_activations(base, {"p": pruned}, task, options=opts, kept_indices=kept)["p"]
-    assert res.module("0").status == "ok" and res.module("0").propagated["rel_l2"] < 1e-6  # type: ignore[index]
+    # compared in the base's layout: the 4 removed outputs are zeros there (error and sparsity)
+    x = task.x
+    with torch.no_grad():
+        full = base[0](x).double()
+    drop = [i for i in range(10) if i not in keep]
+    expect = float(full[:, drop].norm() / full.norm())
+    m0 = res.module("0").propagated
+    assert res.module("0").status == "ok" and m0["rel_l2"] == pytest.approx(expect, rel=1e-5)  # type: ignore[index]
+    assert m0["sparsity_other"] >= 0.4 - 1e-9  # type: ignore[index]
     assert res.module("0").shape_other == [6]
+    # the layer after it lost the removed channels' contribution, and says exactly that much
+    with torch.no_grad():
+        out_b = base(x).double()
+        lost = (torch.relu(full[:, drop]) @ base[2].weight.double()[:, drop].T).norm()
+    assert res.module("2").propagated["rel_l2"] == pytest.approx(float(lost / out_b.norm()), rel=1e-4)  # type: ignore[index]
     assert res.module("3").status == "only_in_other"
     # without kept indices the pruned layer is reported, the rest is still compared
     res2 = compare_activations(base, {"p": pruned}, task, options=opts)["p"]

@@ -72,10 +72,23 @@ def test_structured_prune_alignment_through_kept_indices() -> None:
         pruned[2].bias.copy_(base[2].bias)
     kept = {"0.weight": {0: keep}, "0.bias": {0: keep}, "2.weight": {1: keep}}
     res = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)}, kept_indices={"p": kept})["p"]
+    drop = [i for i in range(10) if i not in keep]
     w0 = res.tensor("0.weight")
-    assert w0.status == "ok" and w0.removed == {0: 5} and w0.stats.metrics()["identical"]  # type: ignore[union-attr]
+    assert w0.status == "ok" and w0.removed == {0: 5}
+    assert w0.kept_stats is not None and w0.kept_stats.metrics()["identical"]  # kept rows untouched
+    # in the base's layout the removed rows are zeros: error, sparsity and "zero only in other"
+    b0 = base[0].weight.detach().double()
+    assert w0.stats.rel_l2 == pytest.approx(float(b0[drop].norm() / b0.norm()), rel=1e-6)  # type: ignore[union-attr]
+    m0 = w0.stats.metrics()  # type: ignore[union-attr]
+    assert m0["sparsity_other"] == pytest.approx(0.5) and m0["zero_only_other"] == 5 * 6 and m0["n"] == 60
+    assert w0.to_json()["kept_metrics"]["identical"] and w0.to_json()["removed_indices"] == {"0": drop}
     w2 = res.tensor("2.weight")
-    assert w2.status == "ok" and w2.stats.rel_l2 == pytest.approx(0.1, rel=1e-5)  # type: ignore[union-attr]
+    assert w2.status == "ok" and w2.kept_stats.rel_l2 == pytest.approx(0.1, rel=1e-5)  # type: ignore[union-attr]
+    b2 = base[2].weight.detach().double()
+    expect = float(((b2[:, keep] * 0.1).norm() ** 2 + b2[:, drop].norm() ** 2).sqrt() / b2.norm())
+    assert w2.stats.rel_l2 == pytest.approx(expect, rel=1e-5)  # type: ignore[union-attr]
+    # the roll-up sees the removed weights too: the model is not "identical"
+    assert not res.node("").stats.metrics()["identical"] and res.node("").params == 60 + 10 + 40 + 4
     # without the kept indices, the same pair is a mismatch rather than a score
     res2 = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)})["p"]
     assert res2.tensor("0.weight").status == "mismatch" and "shape" in res2.tensor("0.weight").message

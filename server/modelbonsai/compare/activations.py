@@ -51,7 +51,8 @@ The **divergence matrix** holds the relative L2 error of every (module, instance
 
 Modules are aligned by name; a pair whose output shapes differ is reported as a mismatch unless
 the other model's structured-pruning kept indices (`<module>.weight` dim 0) map its output
-channels back to the base. Modules that only one model has are listed.
+channels back to the base's layout, where its removed channels are zeros (so they count as error
+and sparsity, as removed weights do). Modules that only one model has are listed.
 
 Before running, a one-instance probe measures the activation bytes per instance; if the sample
 would not fit the memory budget the batch is shrunk, and if even batches of one do not fit, a
@@ -519,18 +520,26 @@ class _BaseCapture:
 
 def _align_output(
     b: torch.Tensor, o: torch.Tensor, module: nn.Module, kept: Mapping[int, Sequence[int]] | None
-) -> torch.Tensor | None:
-    """The base output in the other's layout (structured pruning), or None if it cannot be."""
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(base, other) in the base's layout: a structured-pruned output gets zeros in its removed
+    channels (as a removed weight counts as zero in the weight comparison), or None if it cannot
+    be aligned."""
     if b.shape == o.shape:
-        return b
+        return b, o
     if not kept or 0 not in {int(k) for k in kept}:
         return None
-    idx = torch.as_tensor(list(next(v for k, v in kept.items() if int(k) == 0)), device=b.device)
+    idx = torch.as_tensor(list(next(v for k, v in kept.items() if int(k) == 0)), device=o.device)
     channel_dim = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm2d)) else -1
-    if b.dim() < 2 or b.shape[channel_dim] <= int(idx.max()):
+    if b.dim() < 2 or b.dim() != o.dim() or not idx.numel() or b.shape[channel_dim] <= int(idx.max()):
         return None
-    aligned = b.index_select(channel_dim % b.dim(), idx)
-    return aligned if aligned.shape == o.shape else None
+    dim = channel_dim % b.dim()
+    if o.shape[dim] != idx.numel() or [n for i, n in enumerate(o.shape) if i != dim] != [
+        n for i, n in enumerate(b.shape) if i != dim
+    ]:
+        return None
+    full = o.new_zeros(b.shape)
+    full.index_copy_(dim, idx, o)
+    return b, full
 
 
 def _add_rows(acc: _Acc, dd: np.ndarray, bb: np.ndarray, batch_ix: int) -> None:
@@ -970,17 +979,19 @@ def _compare_call(
     if b is None or o is None:
         acc.problem = "the module returned no tensor"
         return
-    aligned = _align_output(b, o, module, kept)
-    if aligned is None:
+    pair = _align_output(b, o, module, kept)
+    if pair is None:
         acc.problem = f"output shapes differ: base {list(b.shape)} vs other {list(o.shape)}"
         return
     if acc.shape_other is None:
         acc.shape_other = list(o.shape[1:]) if o.dim() and o.shape[0] == bsz else list(o.shape)
     chan_first = channels_first(type(module).__name__, o)
-    c = capture.recent.get(aligned, o)
+    produced = o  # the memo key: the tensors the modules returned (the expanded one is new)
+    aligned, o = pair
+    c = capture.recent.get(b, produced)
     if c is None:
         c = _contribution(aligned, o, bsz, capture.index, chan_first)
-        capture.recent.put(aligned, o, c)
+        capture.recent.put(b, produced, c)
     if call == 0:
         if not c.extras or (acc.hist and c.hist is None):
             _take_samples(c, aligned, o, chan_first, capture, acc.hist)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import wire
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: structured weights compared in the base layout; position-level CKA
 
 
 class ResultCache(Protocol):

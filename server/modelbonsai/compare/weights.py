@@ -12,9 +12,13 @@ by large tensors as the error energy is), max |diff| is the maximum, sparsity is
 elements, and histograms add. Mismatched or missing tensors are listed and counted per node but
 contribute nothing to its statistics.
 
-**Alignment.** A tensor that structured pruning shrank is compared with the base tensor indexed
-by the kept indices the op recorded (`kept_indices[name] = {dim: [base indices]}`); the result
-notes how many channels were removed per dim. A pair whose shapes still differ, whose 2-D
+**Alignment.** A tensor that structured pruning shrank is brought back to the base's layout
+through the kept indices the op recorded (`kept_indices[name] = {dim: [base indices]}`), with
+zeros where channels were removed, and compared there: like unstructured pruning, a removed
+channel counts as error and as sparsity ("zero only in other"), so a layer that lost half its
+channels never reads as unchanged. `kept_metrics` adds the metrics of the kept channels alone
+(how much the surviving weights moved, e.g. by fine-tuning); the result names the removed
+channels per dim. A pair whose shapes still differ, whose 2-D
 layout is transposed, or that matches far better transposed (square matrices), is reported with
 `status: "mismatch"` and a message instead of a score.
 
@@ -53,6 +57,7 @@ class TensorResult:
     stats: S.PairStats | None = None
     values: dict[str, Any] | None = None  # value histograms (see stats.value_histograms)
     kept: dict[int, list[int]] = field(default_factory=dict)  # dim -> kept base indices (structured)
+    kept_stats: S.PairStats | None = None  # structured: the kept channels alone (see module doc)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -71,6 +76,8 @@ class TensorResult:
                                     for k, v in self.kept.items()}  # fmt: skip
         if self.stats is not None:
             d["metrics"] = self.stats.metrics()
+        if self.kept_stats is not None:
+            d["kept_metrics"] = self.kept_stats.metrics()
         if self.values is not None:
             d["value_range"] = self.values["range"]
             d["hist_weight"] = self.values["weight"]  # elements per binned element (sampling)
@@ -280,10 +287,28 @@ def _compare_whole(
     if not (aligned.is_floating_point() and o.is_floating_point()):
         msg = f"not a float tensor ({aligned.dtype} vs {o.dtype})"
         return TensorResult(name, "mismatch", shape_b, list(o_shape), msg, removed)
+    if kept and removed:
+        # compared in the base's layout (removed channels are zeros); the kept part on its own too
+        kept_st = S.pair_stats(aligned, o, hist_sample=0)
+        st = S.pair_stats(b, _expand(o, b.shape, kept), hist_sample=hist_sample, values=True)
+        return TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values, kept_stats=kept_st)
     st = S.pair_stats(aligned, o, hist_sample=hist_sample, values=True)
     if not kept and _looks_transposed(aligned, o, st):
         return TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
     return TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values)
+
+
+def _expand(o: torch.Tensor, shape: Sequence[int], kept: Mapping[int, Sequence[int]]) -> torch.Tensor:
+    """A structured-pruned tensor in the base's layout: its slices at the kept indices, zeros
+    elsewhere (one dim at a time, so several shrunk dims compose)."""
+    t = o
+    for dim, idx in sorted((int(k), v) for k, v in kept.items()):
+        size = list(t.shape)
+        size[dim] = int(shape[dim])
+        full = t.new_zeros(size)
+        full.index_copy_(dim, torch.as_tensor(list(idx), dtype=torch.long), t)
+        t = full
+    return t
 
 
 def compare_weights(
