@@ -111,3 +111,32 @@ def test_align_channels_picks_the_channel_dim() -> None:
     assert align_channels(seq[0], [3], stacked=False).flatten().tolist() == [3.0, 7.0, 11.0]
     with pytest.raises(CompareError, match="outside"):
         align_channels(seq, [4], stacked=True)
+
+
+def test_instances_of_different_lengths_are_zero_padded_to_the_longest() -> None:
+    from modelbonsai.compare.tensors import stack_padded
+
+    a, b = torch.ones(3, 2), 2 * torch.ones(5, 2)
+    t = stack_padded([a, b], "enc")
+    assert t.shape == (2, 5, 2)
+    assert torch.equal(t[0, :3], a) and torch.equal(t[0, 3:], torch.zeros(2, 2)) and torch.equal(t[1], b)
+    with pytest.raises(CompareError, match="different shapes"):
+        stack_padded([torch.ones(3, 2), torch.ones(3, 4)], "enc")
+
+
+class _Ragged(_Task):
+    """Text-like batches: each batch padded to its own length ([B, T, 2], T = 2 then 3)."""
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        yield Batch(ids=["i0", "i1"], inputs=torch.ones(2, 2, 2))
+        yield Batch(ids=["i2"], inputs=torch.ones(1, 3, 2))
+
+
+def test_activation_tiles_of_instances_padded_differently_say_their_lengths() -> None:
+    base, _, _ = _models()
+    task = _Ragged(torch.zeros(0))
+    out = api.tensor_tiles(None, "b", "0", 0, source="activation", model=base, task=task, task_key={},
+                           instances=["i2", "i0"], tile=16)  # fmt: skip
+    assert out.result.meta["shape"] == [2, 3, 3] and out.result.meta["lengths"] == [3, 2]
+    row0, row1 = out.result.tensors["L0_0_0_mean"].tolist()
+    assert row0 == [1.0, 1.0, 2.0] * 3 and row1 == [1.0, 1.0, 2.0] * 2 + [0.0, 0.0, 0.0]

@@ -307,10 +307,12 @@ def activation_tiles(
     key = result_key(models, {"task": dict(task_key), **which, "module": module, "level": level,
                               "window": list(window) if window else None, "tile": tile})  # fmt: skip
 
+    lengths: list[int] = []
+
     def output(m: nn.Module, tk: Any) -> torch.Tensor:
         if one:
             return T.activation_tensor(m, tk, str(instance_id), module, device=device)
-        return T.activation_tensors(m, tk, which["instances"], module, device=device)
+        return T.activation_tensors(m, tk, which["instances"], module, device=device, lengths_out=lengths)
 
     def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
         tk = _get(task)
@@ -321,6 +323,8 @@ def activation_tiles(
                 m = T.align_channels(m, kept_indices[0], stacked=not one)
             t = T.difference(m, t)
         meta = {"source": "activation", "name": module, "module": module, **which, "models": models}
+        if len(set(lengths)) > 1:  # rows of different lengths, zero-padded to the longest
+            meta["lengths"] = list(lengths)
         return T.tiles_wire(t, level, window, tile=tile, meta=meta)
 
     return Outcome(*cached(cache, T.KIND, key, compute))

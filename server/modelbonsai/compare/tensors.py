@@ -222,8 +222,10 @@ def activation_tensors(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 16,
+    lengths_out: list[int] | None = None,
 ) -> torch.Tensor:
-    """The outputs of `module` for `instance_ids`, stacked in that order: [len(ids), ...]."""
+    """The outputs of `module` for `instance_ids`, stacked in that order: [len(ids), ...]
+    (zero-padded to the longest when their lengths differ; `lengths_out` receives each one's)."""
     ids = [str(i) for i in instance_ids]
     if not ids:
         raise CompareError("no instances given: name at least one instance id")
@@ -260,11 +262,27 @@ def activation_tensors(
     finally:
         h.remove()
         model.train(was)
-    shapes = {tuple(x.shape) for x in out if x is not None}
-    if len(shapes) != 1:
+    outs = [x for x in out if x is not None]
+    if lengths_out is not None:
+        lengths_out[:] = [int(x.shape[0]) if x.dim() else 1 for x in outs]
+    return stack_padded(outs, module)
+
+
+def stack_padded(outs: Sequence[torch.Tensor], module: str = "") -> torch.Tensor:
+    """Stack per-instance outputs; outputs that differ only in length (text batched with
+    different padding: [T, C] with T varying) are zero-padded at the end to the longest. Other
+    shape differences are an error."""
+    shapes = {tuple(x.shape) for x in outs}
+    if len(shapes) == 1:
+        return torch.stack(list(outs))
+    ranks = {len(sh) for sh in shapes}
+    if len(ranks) != 1 or not ranks.pop() or len({sh[1:] for sh in shapes}) != 1:
         raise CompareError(f"module '{module}' gives outputs of different shapes for these instances "
                            f"({sorted(list(s) for s in shapes)}); ask for instances of one shape")  # fmt: skip
-    return torch.stack([x for x in out if x is not None])
+    longest = max(int(x.shape[0]) for x in outs)
+    return torch.stack([torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, longest - int(x.shape[0])))
+                        for x in outs])  # fmt: skip
+
 
 
 def align_channels(base: torch.Tensor, kept: Sequence[int], *, stacked: bool) -> torch.Tensor:
