@@ -12,6 +12,9 @@ export interface ActivationLayout {
   /** Axis captions for the heatmap. */
   rows: string;
   cols: string;
+  /** Each row's own length along the first per-instance dim when the server zero-padded rows of
+   * different lengths (text batched with different padding) to the longest. */
+  lengths?: number[];
 }
 
 function dimNamesOf(rank: number): string[] {
@@ -25,8 +28,9 @@ function dimNamesOf(rank: number): string[] {
 const NOUNS = new Set(['instance', 'position', 'feature', 'channel']);
 const plural = (n: number, w: string) => `${n} ${w}${n !== 1 && NOUNS.has(w) ? 's' : ''}`;
 
-/** The layout of a stacked activation of `shape` ([instances, ...]) for instances `ids`. */
-export function activationLayout(shape: readonly number[], ids: readonly string[]): ActivationLayout {
+/** The layout of a stacked activation of `shape` ([instances, ...]) for instances `ids`;
+ * `lengths` as the tiles' meta gives it (rows zero-padded to the longest). */
+export function activationLayout(shape: readonly number[], ids: readonly string[], lengths?: readonly number[]): ActivationLayout {
   const n = shape[0] ?? 0;
   const span = ids.length ? (ids.length === 1 ? `instance ${ids[0]}` : `instances ${ids[0]} … ${ids[ids.length - 1]}`) : 'instances';
   if (shape.length <= 1) {
@@ -39,7 +43,12 @@ export function activationLayout(shape: readonly number[], ids: readonly string[
   const strides = per.map((_, i) => per.slice(i + 1).reduce((a, b) => a * b, 1));
   const formula = names.map((x, i) => (strides[i] === 1 ? x : `${x}\u00b7${strides[i]}`)).join(' + ');
   const cols = per.length === 1 ? parts[0]! : `${parts.join(' \u00d7 ')}, flattened (column = ${formula})`;
-  return { perShape: per, dimNames: names, rows: `${plural(n, 'instance')} (${span}), in sample order`, cols };
+  const rows = `${plural(n, 'instance')} (${span}), in sample order`;
+  if (lengths && lengths.length === n && new Set(lengths).size > 1) {
+    const padded = `${rows}; shorter ones zero-padded to ${plural(per[0]!, names[0]!)} (${lengths.length} lengths ${Math.min(...lengths)}–${Math.max(...lengths)})`;
+    return { perShape: per, dimNames: names, rows: padded, cols, lengths: [...lengths] };
+  }
+  return { perShape: per, dimNames: names, rows, cols };
 }
 
 /** Row-major unflattening of column `c` over `shape`. */
@@ -58,5 +67,7 @@ export function unflatten(c: number, shape: readonly number[]): number[] {
 export function describeCell(layout: ActivationLayout, ids: readonly string[], r: number, c: number): string {
   if (!layout.perShape.length) return `instance ${ids[Math.floor(c)] ?? c}`;
   const at = unflatten(c, layout.perShape);
-  return [`instance ${ids[Math.floor(r)] ?? r}`, ...at.map((v, i) => `${layout.dimNames[i]} ${v}`)].join(' · ');
+  const text = [`instance ${ids[Math.floor(r)] ?? r}`, ...at.map((v, i) => `${layout.dimNames[i]} ${v}`)].join(' · ');
+  const own = layout.lengths?.[Math.floor(r)];
+  return own !== undefined && at[0]! >= own ? `${text} (padding: this instance has ${own})` : text;
 }

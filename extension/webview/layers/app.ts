@@ -75,7 +75,7 @@ export function startLayers(): void {
   const clients = new Map<string, TilePyramidClient>();
   // activation heatmaps: the pyramid is known only from the server's first answer (the stacked
   // output's shape), so each source is probed once at its coarsest level and kept
-  const actSources = new Map<string, Promise<{ client: TilePyramidClient; shape: number[] }>>();
+  const actSources = new Map<string, Promise<{ client: TilePyramidClient; shape: number[]; lengths: number[] | undefined }>>();
 
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const toolbar = el('div', { class: 'toolbar' });
@@ -497,16 +497,17 @@ export function startLayers(): void {
             return { tiles: r.tiles, ...(r.range ? { range: r.range } : {}) };
           });
           client.seed(probe.tiles, probe.range);
-          return { client, shape: p.shape };
+          const lengths = Array.isArray(probe.meta['lengths']) ? (probe.meta['lengths'] as unknown[]).map(Number) : undefined;
+          return { client, shape: p.shape, lengths };
         });
         src.catch(() => actSources.delete(key)); // a failure is not kept: choosing again retries
         actSources.set(key, src);
       }
       box.replaceChildren(el('p', { class: 'muted' }, `Running ${rows.length} instances through ${w === 'diff' ? `base and ${name(model)}` : name(w === 'base' ? base : model)}\u2026`));
       const mine = src;
-      mine.then(({ client, shape }) => {
+      mine.then(({ client, shape, lengths }) => {
         if (actSources.get(key) !== mine || !box.isConnected) return;
-        const layout = activationLayout(shape, rows);
+        const layout = activationLayout(shape, rows, lengths);
         actHeat = heatmap(client, {
           title: `${id || 'model'} output ${w === 'diff' ? `difference (${name(model)} \u2212 base)` : `of ${name(w === 'base' ? base : model)}`}`,
           axes: { rows: layout.rows, cols: layout.cols },

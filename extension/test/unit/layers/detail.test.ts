@@ -145,6 +145,13 @@ describe('activation heatmap layout', () => {
     expect(l.cols).toBe('20 positions \u00d7 384 features, flattened (column = position\u00b7384 + feature)');
     expect(describeCell(l, ['a', 'b'], 1, 385)).toBe('instance b \u00b7 position 1 \u00b7 feature 1');
   });
+  it('says which rows were zero-padded, and marks padding cells', () => {
+    const l = activationLayout([2, 3, 4], ['a', 'b'], [3, 2]);
+    expect(l.rows).toBe('2 instances (instances a \u2026 b), in sample order; shorter ones zero-padded to 3 positions (2 lengths 2\u20133)');
+    expect(describeCell(l, ['a', 'b'], 1, 4 * 2 + 1)).toBe('instance b \u00b7 position 2 \u00b7 feature 1 (padding: this instance has 2)');
+    expect(describeCell(l, ['a', 'b'], 0, 4 * 2 + 1)).toBe('instance a \u00b7 position 2 \u00b7 feature 1');
+    expect(activationLayout([2, 3, 4], ['a', 'b'], [3, 3]).lengths).toBeUndefined();
+  });
   it('names the axes of conv, vector and scalar outputs', () => {
     const c = activationLayout([2, 8, 4, 4], ['x', 'y']);
     expect(c.cols).toBe('8 channels \u00d7 4 y \u00d7 4 x, flattened (column = channel\u00b716 + y\u00b74 + x)');
