@@ -182,6 +182,12 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
 
     assert metric_info(MetricRecord("accuracy", float("nan"))) is None  # JSON cannot carry NaN
 
+    # a re-evaluation keeps id and parent, changes metrics: the incremental refresh re-reads it
+    store.replace_evaluation(a, "task-v2", [Metric("accuracy", 0.75, "", True, True)],
+                             file_name="outputs.safetensors", file_writer=None)
+    third = cache.get(tmp_path)
+    assert third.models[1]["metrics"][0]["value"] == 0.75 and third.parts[root] is second.parts[root]
+
     store.delete_model(b)
     assert [m["name"] for m in cache.get(tmp_path).models] == ["base", "a"]
     shutil.rmtree(store.artifact_path(a))  # by hand: only a full re-read notices

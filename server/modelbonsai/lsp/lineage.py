@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -108,6 +108,8 @@ class _Entry:
     # the experiment files (path, mtime, size) it read; it holds while both do.
     source: _Entry | None = None
     files: tuple[FileKey, ...] = ()
+    # id -> evaluation fingerprint: a re-evaluated model (same id, new metrics) is re-read
+    evaluated: dict[str, str | None] = field(default_factory=dict)
 
     def with_running(self, folder: Path, live: set[tuple[str, str]]) -> bytes:
         """The serialized answer with the models of `live` (experiment file, variant) that are
@@ -144,11 +146,12 @@ def _dumps(value: object) -> str:
 
 
 def _entry(folder: Path, version: int, parts: dict[str, tuple[ModelInfo, str]], cost: float,
-           full_at: float, full_cost: float) -> _Entry:
+           full_at: float, full_cost: float, evaluated: dict[str, str | None]) -> _Entry:
     models = [info for info, _ in parts.values()]
     keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
     data = _document(folder, [frag for _, frag in parts.values()])
-    return _Entry(version, time.monotonic(), cost, models, data, keys, parts, full_at, full_cost)
+    return _Entry(version, time.monotonic(), cost, models, data, keys, parts, full_at, full_cost,
+                  evaluated=evaluated)
 
 
 def _document(folder: Path, fragments: list[str]) -> bytes:
@@ -203,7 +206,7 @@ class LineageCache:
         """The store-only entry (no failed/stale overlay) if it can be given without computing."""
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
             # never create .bonsai/ just because someone looked
-            return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0)
+            return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0, {})
         version = self._data_version(folder)
         with self._lock:
             entry = self._entries.get(folder)
@@ -271,7 +274,7 @@ class LineageCache:
                     parts[mid] = (info, _dumps(info))
                 for info in found.failed:
                     parts[info["id"]] = (info, _dumps(info))
-                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost)
+                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost, entry.evaluated)
             shown.source, shown.files = entry, found.files
             with self._lock:
                 self._shown[folder] = shown
@@ -296,40 +299,46 @@ class LineageCache:
                 self._full_running = old is not None
                 try:
                     parts: dict[str, tuple[ModelInfo, str]] = {}
+                    ids = self._ids(folder)
                     if old is None:
                         infos = read_lineage(store)  # the first time: fastest in total
                     else:
                         # A re-read while serving: model by model, so no single call holds the GIL
                         # long enough to stall the event loop (one bulk metrics query does).
                         infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace)
-                                 for mid, _parent in self._ids(folder)]
+                                 for mid, _parent, _ev in ids]
                     for info in infos:
                         parts[info["id"]] = (info, _dumps(info))
                 finally:
                     self._full_running = False
                 cost = time.perf_counter() - t0
-                entry = _entry(folder, version, parts, cost, now, cost)
+                entry = _entry(folder, version, parts, cost, now, cost, {mid: ev for mid, _p, ev in ids})
             else:
                 parts = {}
-                for model_id, parent_id in self._ids(folder):
+                evaluated: dict[str, str | None] = {}
+                for model_id, parent_id, ev in self._ids(folder):
                     part = old.parts.get(model_id)
-                    if part is None or part[0]["parent"] != parent_id:
+                    # a re-evaluation keeps id and parent but changes metrics: re-read it too
+                    if part is None or part[0]["parent"] != parent_id or old.evaluated.get(model_id) != ev:
                         rec = store.get_model(model_id)
                         info = model_info(rec, store.metrics(model_id), store.workspace)
                         part = (info, _dumps(info))
                     parts[model_id] = part
-                entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost)
+                    evaluated[model_id] = ev
+                entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost,
+                               evaluated)
             with self._lock:
                 self._entries[folder] = entry
             log.debug("lineage of %s: %s refresh of %d models in %.0f ms", folder.name,
                       "full" if full else "incremental", len(entry.models), 1000 * entry.cost)
             return entry
 
-    def _ids(self, folder: Path) -> list[tuple[str, str | None]]:
-        """(id, parent id) of every complete model in lineage order: one small read-only query
-        on a connection of our own (the store's API has no id-only listing)."""
-        rows = self._reader(folder).execute("SELECT id, parent_id FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
-        return [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
+    def _ids(self, folder: Path) -> list[tuple[str, str | None, str | None]]:
+        """(id, parent id, evaluation fingerprint) of every complete model in lineage order: one
+        small read-only query on a connection of our own (the store's API has no id-only listing)."""
+        rows = self._reader(folder).execute(
+            "SELECT id, parent_id, eval_fingerprint FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
+        return [(str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
 
     def _reader(self, folder: Path) -> sqlite3.Connection:
         """A read-only connection of our own (used under the compute lock)."""

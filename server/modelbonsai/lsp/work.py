@@ -107,7 +107,7 @@ def _models(spec: dict[str, Any]) -> tuple[LineageStore, ModelRecord, list[Model
 def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
     from ..experiment import load_experiment
     from ..ops.registry import Cancelled
-    from ..runner import RunEvent, Runner, make_plan
+    from ..runner import RunEvent, Runner, make_plan, summary
 
     file = Path(spec["file"])
     rep.progress(0.0, "planning")
@@ -117,8 +117,8 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
     store = LineageStore.open(spec["folder"])
     try:
         def on_event(e: RunEvent) -> None:
-            if e.kind == "stored":
-                rep.lineage_changed()  # each model shows up as soon as it is stored
+            if e.kind in ("stored", "re-evaluated"):
+                rep.lineage_changed()  # each model (or its new metrics) shows up at once
 
         plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")))
         runner = Runner(store, device=spec["device"], progress=rep.progress, events=on_event,
@@ -130,8 +130,8 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
         raise Cancelled()
     if result.failed:
         raise WorkError("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-    rep.progress(1.0, f"{len(result.made)} made, {len(result.up_to_date)} up to date")
-    return {"made": result.made, "upToDate": result.up_to_date}
+    rep.progress(1.0, summary(result))
+    return {"made": result.made, "reevaluated": result.reevaluated, "upToDate": result.up_to_date}
 
 
 def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
