@@ -175,3 +175,24 @@ def test_bfloat16_checkpoint_is_widened(tmp_path: Path) -> None:
     res = compare_weights(SafetensorsSource(tmp_path / "b.safetensors"), {"o": src})["o"]
     m = res.tensor("w").stats.metrics()  # type: ignore[union-attr]
     assert 40 < m["sqnr_db"] < 60  # bfloat16 keeps 8 bits of mantissa: ~50 dB
+
+
+def test_tensors_in_parallel_give_the_sequential_result_in_order() -> None:
+    """With torch allowed several threads, tensors are compared concurrently: same results, same
+    order, same roll-up as one at a time."""
+    g = torch.Generator().manual_seed(3)
+    shapes = {f"l{i}.weight": (64 + i, 32) for i in range(7)}
+    b = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    o = {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in b.items()}
+    base, other = FunctionSource(shapes, b.__getitem__), FunctionSource(shapes, o.__getitem__)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = compare_weights(base, {"o": other})["o"]
+        torch.set_num_threads(3)
+        many = compare_weights(base, {"o": other})["o"]
+    finally:
+        torch.set_num_threads(before)
+    assert [t.name for t in many.tensors] == [t.name for t in one.tensors] == list(shapes)
+    assert [t.to_json() for t in many.tensors] == [t.to_json() for t in one.tensors]
+    assert many.node("").stats.metrics() == one.node("").stats.metrics()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -75,6 +76,7 @@ class SafetensorsSource:
                 self._shapes[name] = tuple(h.get_slice(name).get_shape())
         self._files = files
         self._raw: dict[str, tuple[np.ndarray, str]] | None = None  # name -> (bytes, dtype)
+        self._raw_lock = threading.Lock()  # readers are asked for from several threads at once
 
     def names(self) -> list[str]:
         return list(self._shapes)
@@ -87,10 +89,12 @@ class SafetensorsSource:
 
     def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
         """Flat float32 ranges read from the mmap (no copy for F32); None for non-float dtypes."""
-        if self._raw is None:
-            self._raw = {}
-            for f in self._files:
-                self._raw.update(mmap_tensors(f))
+        with self._raw_lock:
+            if self._raw is None:
+                mapped: dict[str, tuple[np.ndarray, str]] = {}
+                for f in self._files:
+                    mapped.update(mmap_tensors(f))
+                self._raw = mapped
         raw, dtype = self._raw[name]
         if dtype == "F32":
             return ArrayReader(raw.view("<f4"))

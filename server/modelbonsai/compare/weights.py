@@ -31,7 +31,10 @@ kernel call, see :func:`.stats.stream_pair_stats`).
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,14 +343,15 @@ def compare_weights(
     results: dict[str, list[TensorResult]] = {oid: [] for oid in others}
     sizes = [int(np.prod(base.shape(n))) for n in names]
     total = max(1, sum(sizes))
-    done = 0
-    for name, size in zip(names, sizes, strict=True):
-        ctl.step(done / total, f"comparing weights: {name}")
+
+    def one(name: str) -> dict[str, TensorResult]:
+        """Every other model's result for tensor `name` (the base tensor is read once)."""
+        out: dict[str, TensorResult] = {}
         base_side = _Side(base, name)
         shape_b = list(base.shape(name))
         for oid, src in others.items():
             if name not in other_names[oid]:
-                results[oid].append(TensorResult(name, "missing_in_other", shape_b, None, "not in the other model"))
+                out[oid] = TensorResult(name, "missing_in_other", shape_b, None, "not in the other model")
                 continue
             kept = kept_indices.get(oid, {}).get(name)
             if not kept and tuple(src.shape(name)) == tuple(shape_b):
@@ -356,9 +360,29 @@ def compare_weights(
                 res = _compare_whole(name, base_side.whole(), src, oid, kept, hist_sample)
                 if kept and res.removed:
                     res.kept = {int(d): [int(i) for i in kept[d]] for d in kept if int(d) in res.removed}
-            results[oid].append(res)
-        del base_side
-        done += size
+            out[oid] = res
+        return out
+
+    # Tensors are independent and the kernels release the GIL: as many tensors in flight as torch
+    # may use threads (torch.set_num_threads), results collected in order, so the output, the
+    # progress and the point where a cancel stops are those of a sequential run.
+    workers = max(1, min(4, torch.get_num_threads(), len(names)))
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bonsai-weights") as pool:
+        pending: deque[Future[dict[str, TensorResult]]] = deque()
+        queue = iter(names)
+        # a few tensors queued ahead, so one big tensor (an embedding) does not idle the others
+        for name in itertools.islice(queue, 4 * workers if workers > 1 else 1):
+            pending.append(pool.submit(one, name))
+        for name, size in zip(names, sizes, strict=True):
+            ctl.step(done / total, f"comparing weights: {name}")  # raises when cancelled
+            got = pending.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(one, nxt))
+            for oid in others:
+                results[oid].append(got[oid])
+            done += size
     for oid in others:
         extra = sorted(other_names[oid] - set(base.names()))
         for name in extra:
