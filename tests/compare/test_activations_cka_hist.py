@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,22 +16,7 @@ from modelbonsai.compare import activations as A
 from modelbonsai.compare import stats as S
 from modelbonsai.compare.activations import ActivationOptions, compare_activations
 from modelbonsai.compare.cka import linear_cka
-from modelbonsai.tasks.base import Batch, Task
-
-
-class ToyTask:
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.x), batch_size):
-            xs = self.x[i : i + batch_size]
-            yield Batch(ids=[f"i{j}" for j in range(i, i + len(xs))], inputs=xs)
-
-    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return model(batch.inputs)
-
-    to_device = staticmethod(Task.to_device)
+from support.tasks import TensorTask as ToyTask
 
 
 def _perturbed(model: nn.Module, scale: float = 0.2, seed: int = 0) -> nn.Module:

@@ -14,22 +14,8 @@ from modelbonsai.compare.cache import MemoryCache
 from modelbonsai.compare.control import CompareError
 from modelbonsai.compare.sources import ModuleSource
 from modelbonsai.compare.tensors import activation_tensors, align_channels, resolve_level, tiles
-from modelbonsai.tasks.base import Batch, Task
-
-
-class _Task:
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.x), batch_size):
-            j = min(i + batch_size, len(self.x))
-            yield Batch(ids=[f"i{k}" for k in range(i, j)], inputs=self.x[i:j])
-
-    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return model(batch.inputs)
-
-    to_device = staticmethod(Task.to_device)
+from modelbonsai.tasks.base import Batch
+from support.tasks import TensorTask as _Task
 
 
 def _models() -> tuple[nn.Module, nn.Module, _Task]:

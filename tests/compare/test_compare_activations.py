@@ -4,7 +4,6 @@ CKA, architecture mismatches, structured alignment and the memory check."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,24 +17,7 @@ from modelbonsai.compare.activations import (
 )
 from modelbonsai.compare.cka import linear_cka
 from modelbonsai.compare.control import Cancelled, Control
-from modelbonsai.tasks.base import Batch, Task
-
-
-class ToyTask:
-    """Plain inputs [N, D]; forward = model(inputs)."""
-
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.x), batch_size):
-            xs = self.x[i : i + batch_size]
-            yield Batch(ids=[f"i{j}" for j in range(i, i + len(xs))], inputs=xs)
-
-    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        return model(batch.inputs)
-
-    to_device = staticmethod(Task.to_device)
+from support.tasks import TensorTask as ToyTask
 
 
 def _mlp(width: int = 16, depth: int = 5) -> nn.Sequential:
