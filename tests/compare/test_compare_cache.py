@@ -146,3 +146,25 @@ def test_activation_tiles_of_a_difference() -> None:
     assert torch.allclose(got, want, atol=1e-6)
     with pytest.raises(ValueError, match="not in the task"):
         api.activation_tiles(None, "b", b, task, "nope", "0", 0, task_key={})
+
+
+def test_pruned_attention_heads_name_their_head_size(tmp_path: Path) -> None:
+    """Heads go as blocks of head-size channels: the result says how many channels make a head
+    (from the structured edits in the manifest), so a view groups them without guessing."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=1, intermediate_size=64,
+                     vocab_size=50, max_position_embeddings=16)  # fmt: skip
+    base = CompressedModel(BertModel(cfg).eval())
+    pruned = _apply("prune.structured", base, amount=0.5, structures="heads")
+    store = LineageStore.open(tmp_path)
+    b_id = _add(store, "base", base)
+    p_id = _add(store, "heads-0.5", pruned, b_id)
+    rows = {t["name"]: t for t in api.store_weights(store, b_id, p_id).result.meta["tensors"]}
+    p = "encoder.layer.0.attention."
+    for name, dim in ((p + "self.query.weight", "0"), (p + "self.value.bias", "0"), (p + "output.dense.weight", "1")):
+        assert rows[name]["group_size"] == {dim: 8}, name  # 32 wide / 4 heads
+        assert len(rows[name]["removed_indices"][dim]) == 16  # 2 of 4 heads
+    assert all("group_size" not in t for n, t in rows.items() if "intermediate" in n or "embeddings" in n)
+    store.close()

@@ -44,8 +44,8 @@ const HEAD_DIMS: [RegExp, number][] = [
 ];
 
 /**
- * The channels per head of an attention tensor's pruned dim, inferred from the removal (the
- * result does not carry the head size): the largest block that every run of removed and of kept
+ * The channels per head of an attention tensor's pruned dim, inferred from the removal (for
+ * results that do not carry `group_size`): the largest block that every run of removed and of kept
  * indices is made of, when it divides the dim into at least two heads. 1 = no grouping (not an
  * attention tensor, or nothing consistent). Adjacent removed heads can make this a multiple of
  * the true head size; the detail says the grouping is inferred.
@@ -73,6 +73,8 @@ export interface RemovedDim {
   removed: number[];
   /** Channels per cell: 1, or the head size of an attention tensor. */
   block: number;
+  /** The head size was inferred from the removed runs (the result did not name it). */
+  inferred: boolean;
   /** What one cell is: 'output channel', 'input', 'head', ... */
   unit: string;
   cells: StripCell[];
@@ -110,11 +112,13 @@ export function removedChannels(t: WeightTensor): RemovedDim[] {
     removed = [...new Set(removed.filter((i) => Number.isInteger(i) && i >= 0 && i < size))].sort((a, b) => a - b);
     if (!removed.length) continue;
     const set = new Set(removed);
-    const block = headBlock(t.name, dim, size, set);
+    const given = t.group_size?.[key];
+    const named = given !== undefined && Number.isInteger(given) && given > 1 && size % given === 0;
+    const block = named ? given : headBlock(t.name, dim, size, set);
     const cells: StripCell[] = [];
     for (let s = 0; s < size; s += block) cells.push({ start: s, end: Math.min(size, s + block), removed: set.has(s) });
     const ranges = block > 1 ? indexRanges(cells.map((c, i) => (c.removed ? i : -1)).filter((i) => i >= 0)) : indexRanges(removed);
-    out.push({ dim, size, removed, block, unit: unitOf(t, dim, block), cells, ranges });
+    out.push({ dim, size, removed, block, inferred: block > 1 && !named, unit: unitOf(t, dim, block), cells, ranges });
   }
   return out;
 }

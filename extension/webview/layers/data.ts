@@ -33,6 +33,8 @@ export interface WeightTensor {
   /** dim -> base indices kept / removed by structured pruning (absent in older results). */
   kept_indices?: Record<string, number[]>;
   removed_indices?: Record<string, number[]>;
+  /** dim -> base indices per removed unit (attention heads: the head size), when the op knew it. */
+  group_size?: Record<string, number>;
   metrics?: PairMetrics;
   /** Value histograms span [-value_range, value_range]. */
   value_range?: number;

@@ -40,7 +40,9 @@ export function removedStrip(d: RemovedDim, label: string): HTMLElement {
       tip.textContent = cellTitle(d, i);
     });
   }
-  const what = d.block > 1 ? `${removedCells} of ${n} heads (${d.block} channels each, grouping inferred from the removed runs)` : `${removedCells} of ${n} ${d.unit}s`;
+  const what = d.block > 1
+    ? `${removedCells} of ${n} heads (${d.block} channels each${d.inferred ? ', grouping inferred from the removed runs' : ''})`
+    : `${removedCells} of ${n} ${d.unit}s`;
   return el('div', { class: 'removed-channels', 'data-dim': String(d.dim), 'data-removed': d.ranges },
     el('div', {}, el('span', { class: 'badge' }, 'structured'), ` ${label} removed ${what} along dim ${d.dim}`),
     root,

@@ -65,12 +65,15 @@ def weights(
     other: Lazy[TensorSource],
     *,
     kept_indices: Lazy[Mapping[str, Mapping[int, Sequence[int]]]] | None = None,
+    kept_groups: Lazy[Mapping[str, Mapping[int, int]]] | None = None,
     include: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
     hist_sample: int | None = S.HIST_SAMPLE,
     progress: ProgressFn | None = None,
     cancelled: CancelledFn | None = None,
 ) -> Outcome:
+    """`kept_groups`: per tensor, elements per removed unit along a dim (see
+    :func:`artifact_kept_groups`), named in the result as `group_size` (the panel groups heads)."""
     ctl = _control(progress, cancelled)
     options = {"include": include, "exclude": exclude, "hist_sample": hist_sample}
     key = result_key({"base": base_id, "other": other_id}, options)
@@ -82,6 +85,10 @@ def weights(
             kept_indices={other_id: kept} if kept else None,
             include=include, exclude=exclude, hist_sample=hist_sample, control=ctl,
         )  # fmt: skip
+        groups = _get(kept_groups) if kept_groups is not None else {}
+        for t in res[other_id].tensors:
+            if t.removed and t.name in groups:
+                t.groups = {d: g for d, g in groups[t.name].items() if d in t.removed}
         return res[other_id].wire()
 
     ctl.check()
@@ -257,6 +264,20 @@ def artifact_kept_indices(folder: str | Path) -> dict[str, dict[int, list[int]]]
     return {n: {int(d): list(map(int, idx)) for d, idx in dims.items()} for n, dims in kept.items()}
 
 
+def artifact_kept_groups(folder: str | Path) -> dict[str, dict[int, int]]:
+    """Elements per removed unit along each shrunk dim (attention heads: the head size), from the
+    structured edits in an artifact's manifest; absent where units are single channels."""
+    from ..artifacts import read_manifest
+
+    out: dict[str, dict[int, int]] = {}
+    for edit in read_manifest(Path(folder)).get("edits") or []:
+        for sl in edit.get("slices") or []:
+            if int(sl.get("group", 1)) > 1:
+                name = f"{edit['module']}.{sl['tensor']}" if edit.get("module") else str(sl["tensor"])
+                out.setdefault(name, {})[int(sl["dim"])] = int(sl["group"])
+    return out
+
+
 def store_weights(
     store: Any,
     base_id: str,
@@ -274,6 +295,7 @@ def store_weights(
         store, base_id, other_id,
         lambda: artifact_source(base_dir), lambda: artifact_source(other_dir),
         kept_indices=lambda: artifact_kept_indices(other_dir),
+        kept_groups=lambda: artifact_kept_groups(other_dir),
         include=include, exclude=exclude, progress=progress, cancelled=cancelled,
     )  # fmt: skip
 

@@ -61,6 +61,7 @@ class TensorResult:
     values: dict[str, Any] | None = None  # value histograms (see stats.value_histograms)
     kept: dict[int, list[int]] = field(default_factory=dict)  # dim -> kept base indices (structured)
     kept_stats: S.PairStats | None = None  # structured: the kept channels alone (see module doc)
+    groups: dict[int, int] = field(default_factory=dict)  # dim -> elements per removed unit (head size)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -77,6 +78,8 @@ class TensorResult:
             d["kept_indices"] = {str(k): v for k, v in self.kept.items()}
             d["removed_indices"] = {str(k): sorted(set(range((self.shape_base or [])[k])) - set(v))
                                     for k, v in self.kept.items()}  # fmt: skip
+            if self.groups:  # e.g. attention heads: this many consecutive indices per head
+                d["group_size"] = {str(k): v for k, v in self.groups.items()}
         if self.stats is not None:
             d["metrics"] = self.stats.metrics()
         if self.kept_stats is not None:

@@ -460,7 +460,10 @@ def _plan_edits(model: nn.Module, unit: Unit, keep: list[int]) -> list[dict[str,
     by_module: dict[str, dict[str, Any]] = {}
     for s in unit.slices:
         e = by_module.setdefault(s.module, {"kind": EDIT, "module": s.module, "slices": [], "attrs": {}})
-        e["slices"].append({"tensor": s.tensor, "dim": s.dim, "index": s.index(keep, unit.size)})
+        sl: dict[str, Any] = {"tensor": s.tensor, "dim": s.dim, "index": s.index(keep, unit.size)}
+        if s.width > 1:  # elements per unit along dim (channels per head): views group by it
+            sl["group"] = s.width
+        e["slices"].append(sl)
     for module, attr, per_unit in unit.attrs:
         e = by_module.setdefault(module, {"kind": EDIT, "module": module, "slices": [], "attrs": {}})
         e["attrs"][attr] = per_unit * len(keep)

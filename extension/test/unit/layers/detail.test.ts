@@ -134,7 +134,21 @@ describe('removed channels and heads', () => {
     expect(b).toMatchObject({ block: 12, unit: 'head', ranges: '0, 2' });
     // the output projection's columns
     const [o] = removedChannels(wt('encoder.layer.0.attention.output.dense.weight', [12, 12], { removed: { '1': 6 }, removed_indices: { '1': rm } }));
-    expect(o).toMatchObject({ dim: 1, block: 3, unit: 'head' });
+    expect(o).toMatchObject({ dim: 1, block: 3, unit: 'head', inferred: true });
+  });
+
+  it("takes the head size the result names over the inference (adjacent heads removed)", () => {
+    // 4 heads of 3 channels, heads 0 and 1 removed: the runs alone (6 removed, 6 kept) read as 2 heads of 6
+    const name = 'encoder.layer.0.attention.self.query.weight';
+    const rm = [0, 1, 2, 3, 4, 5];
+    const [guess] = removedChannels(wt(name, [12, 12], { removed: { '0': 6 }, removed_indices: { '0': rm } }));
+    expect(guess).toMatchObject({ block: 6, inferred: true, ranges: '0' });
+    const [d] = removedChannels(wt(name, [12, 12], { removed: { '0': 6 }, removed_indices: { '0': rm }, group_size: { '0': 3 } }));
+    expect(d).toMatchObject({ block: 3, inferred: false, unit: 'head', ranges: '0\u20131' });
+    expect(d!.cells.map((c) => (c.removed ? 'x' : '.')).join('')).toBe('xx..');
+    // a size that does not divide the dim is ignored
+    const [bad] = removedChannels(wt(name, [12, 12], { removed: { '0': 6 }, removed_indices: { '0': rm }, group_size: { '0': 5 } }));
+    expect(bad).toMatchObject({ block: 6, inferred: true });
   });
 });
 
