@@ -196,3 +196,29 @@ def test_tensors_in_parallel_give_the_sequential_result_in_order() -> None:
     assert [t.name for t in many.tensors] == [t.name for t in one.tensors] == list(shapes)
     assert [t.to_json() for t in many.tensors] == [t.to_json() for t in one.tensors]
     assert many.node("").stats.metrics() == one.node("").stats.metrics()
+
+
+def test_cancel_with_tensors_in_flight_skips_the_queued_ones() -> None:
+    shapes = {f"l{i}.weight": (16, 8) for i in range(40)}
+    read: list[str] = []
+
+    def get(name: str) -> torch.Tensor:
+        read.append(name)
+        return torch.ones(shapes[name])
+
+    steps = [0]
+
+    def cancelled() -> bool:
+        steps[0] += 1
+        return steps[0] > 3
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(Cancelled):
+            compare_weights(FunctionSource(shapes, get), {"o": FunctionSource(shapes, get)},
+                            control=Control(cancelled=cancelled))  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    # the 3 compared, plus at most the 8 queued ahead (2 sides each): not the 40
+    assert len(read) <= 2 * (3 + 8)

@@ -371,7 +371,8 @@ def compare_weights(
     # progress and the point where a cancel stops are those of a sequential run.
     workers = max(1, min(4, torch.get_num_threads(), len(names)))
     done = 0
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bonsai-weights") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bonsai-weights")
+    try:
         pending: deque[Future[dict[str, TensorResult]]] = deque()
         queue = iter(names)
         # a few tensors queued ahead, so one big tensor (an embedding) does not idle the others
@@ -386,6 +387,9 @@ def compare_weights(
             for oid in others:
                 results[oid].append(got[oid])
             done += size
+    finally:
+        # a cancel (or an error) waits for the tensors being compared, not for the queued ones
+        pool.shutdown(wait=True, cancel_futures=True)
     for oid in others:
         extra = sorted(other_names[oid] - set(base.names()))
         for name in extra:
