@@ -33,17 +33,23 @@ export async function openWorkspace(t, folder, root) {
   }, 500);
 }
 
-/** Opens `file` and runs it with "Bonsai: Run Experiment File"; waits until the Lineage tree lists
- * every model in `models` with an accuracy and none still running. */
-export async function runExperimentFile(t, file, models, shotName = '09-digits-lineage-after-run') {
+/** Opens `file` in an editor through Quick Open (Ctrl+P). */
+async function quickOpen(t, file) {
   const { page } = t;
-  t.log(`running ${file} from the palette`);
   await page.keyboard.press('Control+P');
   const quick = page.locator('.quick-input-widget input');
   await quick.waitFor({ state: 'visible' });
   await quick.fill(file);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor();
   await page.keyboard.press('Enter');
+}
+
+/** Opens `file` and runs it with "Bonsai: Run Experiment File"; waits until the Lineage tree lists
+ * every model in `models` with an accuracy and none still running. */
+export async function runExperimentFile(t, file, models, shotName = '09-digits-lineage-after-run') {
+  const { page } = t;
+  t.log(`running ${file} from the palette`);
+  await quickOpen(t, file);
   await page.locator('.monaco-editor .view-lines', { hasText: 'variants' }).first().waitFor({ timeout: 20_000 });
   t.markLog();
   await t.palette('Bonsai: Run Experiment File');
@@ -352,12 +358,7 @@ export async function lensesStep(t, file, models, sweep) {
   t.log(`${file}: CodeLens metrics for ${models.join(', ')}`);
   // Out of the webview first: there Ctrl+P is the browser's print, not Quick Open.
   await closeAllEditors(t);
-  await page.keyboard.press('Control+P');
-  const quick = page.locator('.quick-input-widget input');
-  await quick.waitFor({ state: 'visible' });
-  await quick.fill(file);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: file }).first().waitFor();
-  await page.keyboard.press('Enter');
+  await quickOpen(t, file);
   let texts = [];
   const metric = /\bacc\b\s*[\d.]+/;
   await t.waitFor(`a CodeLens with metrics for each of ${models.join(', ')}`, 30_000, async () => {
