@@ -10,7 +10,7 @@ import { formatMetric } from '../shared/format';
 import type { App, Change } from './app';
 import { change } from './lineage';
 import { linear, short, themeColors } from './scales';
-import { svg } from './svg';
+import { svg } from '../shared/charts';
 import { ABSENT, closestToRoot, groupBars, recipe, whatVaries, type Variable } from './whatVaries';
 
 export const MAX_COMPARE = 16;

@@ -7,7 +7,7 @@ import { COL_W, HEADER_H, PAD, ROW_H, taper, taperSvgPath, worldX, worldY } from
 import { legendSvg } from './legend';
 import { change } from './lineage';
 import { short, themeColors, ticks, type Linear } from './scales';
-import { svg } from './svg';
+import { svg } from '../shared/charts';
 import { shortOp } from './mapView';
 
 function finish(root: SVGSVGElement): string {

@@ -4,7 +4,7 @@
  */
 import type { App } from './app';
 import { extent, ramp, short, themeColors } from './scales';
-import { svg } from './svg';
+import { svg } from '../shared/charts';
 
 let gradientSeq = 0;
 
