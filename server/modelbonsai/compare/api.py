@@ -256,21 +256,25 @@ def tensor_tiles(
 # -- store adapters -----------------------------------------------------------------------------
 
 
+def _manifest(folder: str | Path) -> dict[str, Any]:
+    """The artifact's checked manifest, parsed once while its files are unchanged (the same
+    cached opening the comparison reads the tensors through; tile requests ask per view)."""
+    from ..artifacts import open_stored
+
+    return open_stored(folder).manifest
+
+
 def artifact_kept_indices(folder: str | Path) -> dict[str, dict[int, list[int]]]:
     """Kept indices recorded in an artifact's manifest (structured pruning), with int dims."""
-    from ..artifacts import read_manifest
-
-    kept = read_manifest(Path(folder)).get("kept_indices") or {}
+    kept = _manifest(folder).get("kept_indices") or {}
     return {n: {int(d): list(map(int, idx)) for d, idx in dims.items()} for n, dims in kept.items()}
 
 
 def artifact_kept_groups(folder: str | Path) -> dict[str, dict[int, int]]:
     """Elements per removed unit along each shrunk dim (attention heads: the head size), from the
     structured edits in an artifact's manifest; absent where units are single channels."""
-    from ..artifacts import read_manifest
-
     out: dict[str, dict[int, int]] = {}
-    for edit in read_manifest(Path(folder)).get("edits") or []:
+    for edit in _manifest(folder).get("edits") or []:
         for sl in edit.get("slices") or []:
             if int(sl.get("group", 1)) > 1:
                 name = f"{edit['module']}.{sl['tensor']}" if edit.get("module") else str(sl["tensor"])
