@@ -3,6 +3,7 @@
  * filtered metric inside its range; a model without a filtered metric (still running, failed)
  * does not pass, since nothing shows it meets the condition. Histograms for the filter panel.
  */
+import { finiteRange } from '../shared/charts';
 import type { Lineage } from './lineage';
 
 export interface RangeFilter {
@@ -35,15 +36,7 @@ export interface Histogram {
 
 /** Non-finite values (missing metrics) are left out. */
 export function histogram(values: ArrayLike<number>, bins: number, passingMask?: readonly boolean[]): Histogram {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (!Number.isFinite(v)) continue;
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (min > max) min = max = 0;
+  const [min, max] = finiteRange(values) ?? [0, 0];
   const counts = new Array<number>(bins).fill(0);
   const pass = new Array<number>(bins).fill(0);
   for (let i = 0; i < values.length; i++) {
