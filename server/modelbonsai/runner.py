@@ -417,24 +417,38 @@ class Runner:
 
                 self._emit(RunEvent("start", who, st.name, 0.0, "re-evaluating" if st.reevaluate else "loading"))
                 if st.reevaluate:
-                    self._reevaluate_step(plan, st, result, device, on_progress, bad)
-                    done_count += 1
-                    self._progress(done_count / max(1, len(todo)), f"{st.name} finished")
-                    continue
+                    assert st.existing is not None
+                    # Whatever happens, the model itself is there: children can be made from it.
+                    result.models[st.name] = st.existing
                 try:
-                    rec = self._make(plan, st, result, device, label, on_progress)
+                    if st.reevaluate:
+                        rec = self._reevaluate(plan, st, result, device, on_progress)
+                    else:
+                        rec = self._make(plan, st, result, device, label, on_progress)
                 except Cancelled:
                     raise
                 except Exception as e:  # one failing branch must not stop the others
                     message = _user_message(e)
                     log.debug("step %s failed\n%s", st.name, traceback.format_exc())
-                    bad[st.name] = f"{st.name} failed"
+                    if not st.reevaluate:
+                        bad[st.name] = f"{st.name} failed"
+                    else:
+                        # A failed re-evaluation keeps the model and its old metrics.
+                        message = f"re-evaluating {st.name}: {message}"
+                        if st.op is None:
+                            # The base's outputs are every other model's reference: without
+                            # them, no agreement metric below it would be right.
+                            bad[st.name] = f"re-evaluating {st.name} failed"
                     result.failed[who] = message
                     self._emit(RunEvent("failed", who, st.name, 0.0, message))
                 else:
                     result.models[st.name] = rec
-                    result.made.append(st.name)
-                    self._emit(RunEvent("stored", who, st.name, 1.0, "stored", rec))
+                    if st.reevaluate:
+                        result.reevaluated.append(st.name)
+                        self._emit(RunEvent("re-evaluated", who, st.name, 1.0, "re-evaluated", rec))
+                    else:
+                        result.made.append(st.name)
+                        self._emit(RunEvent("stored", who, st.name, 1.0, "stored", rec))
                 done_count += 1
                 self._progress(done_count / max(1, len(todo)), f"{st.name} finished")
         except Cancelled:
@@ -458,31 +472,6 @@ class Runner:
         return result
 
     # -- one step ---------------------------------------------------------------------------------
-    def _reevaluate_step(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
-                         progress: ProgressFn, bad: dict[str, str]) -> None:
-        """Re-evaluate one stored model; a failure keeps the model and its old metrics."""
-        assert st.existing is not None
-        who = st.variant or st.name
-        # Whatever happens, the model itself is there: children can be made from it.
-        result.models[st.name] = st.existing
-        try:
-            rec = self._reevaluate(plan, st, result, device, progress)
-        except Cancelled:
-            raise
-        except Exception as e:
-            message = f"re-evaluating {st.name}: {_user_message(e)}"
-            log.debug("re-evaluating %s failed\n%s", st.name, traceback.format_exc())
-            if st.op is None:
-                # The base's outputs are every other model's reference: without them, no
-                # agreement metric below it would be right.
-                bad[st.name] = f"re-evaluating {st.name} failed"
-            result.failed[who] = message
-            self._emit(RunEvent("failed", who, st.name, 0.0, message))
-        else:
-            result.models[st.name] = rec
-            result.reevaluated.append(st.name)
-            self._emit(RunEvent("re-evaluated", who, st.name, 1.0, "re-evaluated", rec))
-
     def _reevaluate(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
                     progress: ProgressFn) -> ModelRecord:
         """Evaluate a stored model again and swap its metrics, outputs and evaluation fingerprint."""
