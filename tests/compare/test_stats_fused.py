@@ -108,7 +108,9 @@ def test_relative_change_bins_follow_the_float64_edges() -> None:
     o = (1 + ratio).astype(np.float32)
     r = np.abs((o - b).astype(np.float32).astype(np.float64))  # what the kernel bins
     st = S.PairStats()
-    S._rel_hist(b, o, st, 1.0)
+    hist, side = np.zeros(S.REL_BINS), np.zeros(4)  # side: unchanged, from zero, under, over
+    K.rel_change_hist(b, o, S.REL_EDGES_RATIO, S._REL_TABLE, S._REL_KEY_LO, hist, side)
+    S._add_rel(st, hist, side, 1.0)
     inside = (r >= S.REL_EDGES_RATIO[0]) & (r <= S.REL_EDGES_RATIO[-1])
     want = np.bincount(np.minimum(np.searchsorted(S.REL_EDGES_RATIO, r[inside], side="right") - 1, S.REL_BINS - 1),
                        minlength=S.REL_BINS)  # fmt: skip

@@ -86,6 +86,12 @@ def _next_prime(k: int) -> int:
     return k
 
 
+def _sample_step(blocks: int, sample: int) -> int:
+    """Every how many blocks of SAMPLE_BLOCK elements the sample takes one (a prime, see the
+    module doc): the one rule of :func:`sample_elements` and the streaming :class:`_Sampler`."""
+    return _next_prime(math.ceil(blocks / max(1, sample // SAMPLE_BLOCK)))
+
+
 def sample_elements(x: torch.Tensor, sample: int | None = HIST_SAMPLE) -> tuple[torch.Tensor, float]:
     """(contiguous sample of the flat tensor, elements each sampled one stands for)."""
     x = x.reshape(-1)
@@ -93,7 +99,7 @@ def sample_elements(x: torch.Tensor, sample: int | None = HIST_SAMPLE) -> tuple[
     if sample is None or n <= sample:
         return x, 1.0
     blocks = n // SAMPLE_BLOCK
-    step = _next_prime(math.ceil(blocks / max(1, sample // SAMPLE_BLOCK)))
+    step = _sample_step(blocks, sample)
     picked = x[: blocks * SAMPLE_BLOCK].view(blocks, SAMPLE_BLOCK)[::step].reshape(-1)
     return picked, n / picked.numel()
 
@@ -212,15 +218,6 @@ def hist_uniform(x: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
     return out
 
 
-def _rel_hist(b: np.ndarray, o: np.ndarray, st: PairStats, weight: float) -> None:
-    """Add the relative-change histogram of the pairs where both sides are finite, each pair
-    counting `weight` elements."""
-    hist = np.zeros(REL_BINS, np.float64)
-    side = np.zeros(4, np.float64)  # unchanged, from zero, under, over
-    K.rel_change_hist(_f32(b), _f32(o), REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, hist, side)
-    _add_rel(st, hist, side, weight)
-
-
 def _add_rel(st: PairStats, hist: np.ndarray, side: np.ndarray, weight: float) -> None:
     st.rel_hist += hist * weight
     unchanged, from_zero, under, over = (float(v) * weight for v in side)  # plain floats for the wire
@@ -263,17 +260,13 @@ def pair_stats(
         return _pair_stats_torch(base, other, chunk=chunk, hist_sample=hist_sample, values=values)
     b, o = _flat32_np(base), _flat32_np(other)
     return stream_pair_stats(
-        _slicer(b), _slicer(o), b.size, chunk=chunk, hist_sample=hist_sample, values=values
+        ArrayReader(b), ArrayReader(o), b.size, chunk=chunk, hist_sample=hist_sample, values=values
     )
 
 
 def _flat32_np(t: torch.Tensor) -> np.ndarray:
     """A flat float32 numpy view of a CPU tensor (no copy when it is float32 and contiguous)."""
     return _flat32(t).contiguous().numpy()
-
-
-def _slicer(x: np.ndarray) -> RangeReader:
-    return ArrayReader(x)
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -297,7 +290,7 @@ class _Sampler:
         else:
             assert sample is not None
             blocks = n // SAMPLE_BLOCK
-            self.step = _next_prime(math.ceil(blocks / max(1, sample // SAMPLE_BLOCK)))
+            self.step = _sample_step(blocks, sample)
             self.end = blocks * SAMPLE_BLOCK  # the ragged tail is never sampled
             size = len(range(0, blocks, self.step)) * SAMPLE_BLOCK
         self.weight = n / size if size else 1.0
@@ -472,12 +465,11 @@ def value_histograms(
     *,
     bins: int = VALUE_BINS,
     hist_sample: int | None = HIST_SAMPLE,
-    finite: bool = False,
 ) -> dict[str, Any]:
     """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
     is the largest finite |value| of either side (over the sampled elements). Counts are
     estimated element counts (sample counts times `weight`). NaN/Inf are skipped in the binning
-    pass itself (`finite` is accepted for older callers and no longer needed)."""
+    pass itself."""
     sides = [base] if other is None else [base, other]
     picked = [sample_elements(_as_torch(t).detach().float(), hist_sample) for t in sides]
     xs = [_flat32_np(x.cpu()) for x, _ in picked]

@@ -249,7 +249,7 @@ class _Side:
         if self.stream is not None:
             return self.stream
         t = self.whole()
-        return S._slicer(S._flat32_np(t)) if t.is_floating_point() else None
+        return S.ArrayReader(S._flat32_np(t)) if t.is_floating_point() else None
 
 
 def _not_float(name: str, b: torch.Tensor, o: torch.Tensor) -> TensorResult:
