@@ -5,10 +5,9 @@
 import type { App } from './app';
 import { COL_W, HEADER_H, PAD, ROW_H, taper, taperSvgPath, worldX, worldY } from './geometry';
 import { legendSvg } from './legend';
-import { change } from './lineage';
 import { short, themeColors, ticks, type Linear } from './scales';
 import { svg } from '../shared/charts';
-import { shortOp } from './mapView';
+import { edgeColour, shortOp } from './mapView';
 
 function finish(root: SVGSVGElement): string {
   root.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
@@ -29,15 +28,7 @@ export function mapSvg(app: App): string {
   for (const [p, c] of layout.edges) {
     const pn = layout.byId.get(p)!;
     const cn = layout.byId.get(c)!;
-    let colour = theme.same;
-    if (def) {
-      const a = lin.metric(c, def.name);
-      const b = lin.metric(p, def.name);
-      if (a !== undefined && b !== undefined) {
-        const better = change(a, b, def.higherIsBetter).better;
-        colour = better === null ? theme.same : better ? theme.better : theme.worse;
-      }
-    }
+    const colour = edgeColour(lin, def, p, c, theme);
     const t = taper(worldX(pn), worldY(pn), app.radiusOf(p), worldX(cn), worldY(cn), app.radiusOf(c));
     g.append(svg('path', { d: taperSvgPath(t), fill: colour, opacity: app.pass.has(c) ? 0.8 : 0.12 }));
     g.append(svg('text', { x: (worldX(pn) + worldX(cn)) / 2, y: worldY(cn) - 5, 'text-anchor': 'middle', fill: theme.muted, 'font-size': 9 }, shortOp(lin.byId.get(c)!.op ?? '')));

@@ -6,7 +6,7 @@
  */
 import { el } from '../shared/dom';
 import type { App, Change } from './app';
-import { change } from './lineage';
+import { change, type Lineage, type MetricDef } from './lineage';
 import type { LayoutNode } from './layout';
 import { COL_W, HEADER_H, PAD, ROW_H, taper, worldX, worldY } from './geometry';
 import { themeColors, type Theme } from './scales';
@@ -278,15 +278,7 @@ export class MapView {
       const cx = this.sx(cn);
       const cy = this.sy(cn);
       if (!inView(px, py, margin) && !inView(cx, cy, margin) && !((py < 0 && cy > H) || (cy < 0 && py > H))) continue;
-      let colour = theme.same;
-      if (def) {
-        const a = lin.metric(c, def.name);
-        const b = lin.metric(p, def.name);
-        if (a !== undefined && b !== undefined) {
-          const ch = change(a, b, def.higherIsBetter).better;
-          colour = ch === null ? theme.same : ch ? theme.better : theme.worse;
-        }
-      }
+      const colour = edgeColour(lin, def, p, c, theme);
       const faded = !app.pass.has(c) || !app.pass.has(p);
       const alpha = faded ? 0.12 : app.selection.size && !(app.selection.has(c) || app.selection.has(p)) ? 0.45 : 0.8;
       const key = `${colour}|${alpha}`;
@@ -636,6 +628,16 @@ export class MapView {
 }
 
 /** "prune.magnitude" stays, long user op names are cut for a column. */
+/** An edge's colour: the child's `def` metric against its parent's (better, worse, same or unknown). */
+export function edgeColour(lin: Lineage, def: MetricDef | undefined, parent: string, child: string, theme: Theme): string {
+  if (!def) return theme.same;
+  const a = lin.metric(child, def.name);
+  const b = lin.metric(parent, def.name);
+  if (a === undefined || b === undefined) return theme.same;
+  const better = change(a, b, def.higherIsBetter).better;
+  return better === null ? theme.same : better ? theme.better : theme.worse;
+}
+
 export function shortOp(op: string): string {
   return op.length > 22 ? `${op.slice(0, 21)}…` : op;
 }
