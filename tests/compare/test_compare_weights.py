@@ -61,16 +61,22 @@ def test_mask_overlap_on_known_masks() -> None:
     assert m["sparsity_base"] == pytest.approx(0.3) and m["sparsity_other"] == pytest.approx(0.4)
 
 
-def test_structured_prune_alignment_through_kept_indices() -> None:
+def _pruned_pair(scale: float) -> tuple[nn.Module, nn.Module, list[int], dict[str, dict[int, list[int]]]]:
+    """(base, structurally pruned copy keeping hidden units `keep`, keep, its kept indices); the
+    second layer's kept weights are multiplied by `scale`."""
     base = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 4))
     keep = [0, 2, 3, 7, 9]
     pruned = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
     with torch.no_grad():
         pruned[0].weight.copy_(base[0].weight[keep])
         pruned[0].bias.copy_(base[0].bias[keep])
-        pruned[2].weight.copy_(base[2].weight[:, keep] * 1.1)  # a real change after alignment
+        pruned[2].weight.copy_(base[2].weight[:, keep] * scale)
         pruned[2].bias.copy_(base[2].bias)
-    kept = {"0.weight": {0: keep}, "0.bias": {0: keep}, "2.weight": {1: keep}}
+    return base, pruned, keep, {"0.weight": {0: keep}, "0.bias": {0: keep}, "2.weight": {1: keep}}
+
+
+def test_structured_prune_alignment_through_kept_indices() -> None:
+    base, pruned, keep, kept = _pruned_pair(1.1)  # a real change after alignment
     res = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)}, kept_indices={"p": kept})["p"]
     drop = [i for i in range(10) if i not in keep]
     w0 = res.tensor("0.weight")
@@ -93,6 +99,22 @@ def test_structured_prune_alignment_through_kept_indices() -> None:
     res2 = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)})["p"]
     assert res2.tensor("0.weight").status == "mismatch" and "shape" in res2.tensor("0.weight").message
     assert res2.node("").not_compared == 3
+
+
+def test_kept_and_removed_indices_per_dim_on_the_wire() -> None:
+    base, pruned, _, kept = _pruned_pair(1.0)
+    res = compare_weights(ModuleSource(base), {"p": ModuleSource(pruned)}, kept_indices={"p": kept})["p"]
+    kind, meta, tensors = res.wire()
+    back = wire.decode_result(wire.encode_result(kind, meta, tensors))
+    by_name = {t["name"]: t for t in back.meta["tensors"]}
+    assert by_name["0.weight"]["removed"] == {"0": 5}
+    assert by_name["0.weight"]["kept_indices"] == {"0": [0, 2, 3, 7, 9]}
+    assert by_name["0.weight"]["removed_indices"] == {"0": [1, 4, 5, 6, 8]}
+    assert by_name["0.bias"]["removed_indices"] == {"0": [1, 4, 5, 6, 8]}
+    assert by_name["2.weight"]["removed"] == {"1": 5}
+    assert by_name["2.weight"]["removed_indices"] == {"1": [1, 4, 5, 6, 8]}
+    # an unpruned tensor carries none of these fields
+    assert "removed_indices" not in by_name["2.bias"] and "kept_indices" not in by_name["2.bias"]
 
 
 def test_layout_mismatch_and_missing() -> None:
