@@ -5,7 +5,7 @@
  * hover linked with the other views. Buttons open Behaviors or Layers for the selection, with
  * the selected model closest to the root as the base.
  */
-import { el, icon } from '../shared/dom';
+import { el, icon, onNextFrame } from '../shared/dom';
 import { formatMetric } from '../shared/format';
 import type { App, Change } from './app';
 import { change } from './lineage';
@@ -19,7 +19,6 @@ const FALLBACK = ['#3794ff', '#d18616', '#89d185', '#b180d7', '#cca700', '#f14c4
 
 export class DetailsView {
   readonly root: HTMLElement;
-  private frame = 0;
 
   constructor(
     private readonly app: App,
@@ -32,13 +31,8 @@ export class DetailsView {
     });
   }
 
-  request(): void {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.render();
-    });
-  }
+  /** Redraws on the next frame (once, however many changes come before it). */
+  readonly request = onNextFrame(() => this.render());
 
   private render(): void {
     const ids = this.app.lin.order.filter((id) => this.app.selection.has(id));

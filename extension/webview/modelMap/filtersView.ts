@@ -3,7 +3,7 @@
  * that range (double-click or the clear button removes it); the badge counts the models that
  * pass. Bars show all models faintly and those passing the other filters solidly.
  */
-import { el } from '../shared/dom';
+import { el, onNextFrame } from '../shared/dom';
 import type { App, Change } from './app';
 import { histogram, passes, setFilter } from './filters';
 import { linear, short, themeColors } from './scales';
@@ -16,7 +16,6 @@ export class FiltersView {
   readonly root: HTMLElement;
   readonly badge: HTMLElement;
   private readonly list: HTMLElement;
-  private frame = 0;
 
   constructor(private readonly app: App) {
     this.badge = el('span', { class: 'mm-badge', role: 'status', 'aria-live': 'polite' });
@@ -29,13 +28,8 @@ export class FiltersView {
     });
   }
 
-  request(): void {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.render();
-    });
-  }
+  /** Redraws on the next frame (once, however many changes come before it). */
+  readonly request = onNextFrame(() => this.render());
 
   private render(): void {
     const { lin, state } = this.app;

@@ -4,7 +4,7 @@
  * metrics, live status rings, fixed column headers, zoom and pan, hover, and selection by click,
  * shift-click, shift-drag rectangle, column header, and keyboard.
  */
-import { el } from '../shared/dom';
+import { el, onNextFrame } from '../shared/dom';
 import type { App, Change } from './app';
 import { change, type Lineage, type MetricDef } from './lineage';
 import type { LayoutNode } from './layout';
@@ -35,7 +35,6 @@ export class MapView {
   private zoom: Zoom = { k: 1, x: 0, y: 0 };
   private width = 0;
   private height = 0;
-  private frame = 0;
   private theme: Theme = themeColors();
   private drag: { mode: 'pan' | 'rect'; x0: number; y0: number; x1: number; y1: number; zx: number; zy: number; moved: boolean } | null = null;
   private cursor: string | null = null;
@@ -120,13 +119,8 @@ export class MapView {
     this.draw();
   }
 
-  request(): void {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.draw();
-    });
-  }
+  /** Redraws on the next frame (once, however many changes come before it). */
+  readonly request = onNextFrame(() => this.draw());
 
   // -- coordinates ---------------------------------------------------------------------------
   sx(n: LayoutNode): number {

@@ -3,7 +3,7 @@
  * Pareto front of the two axes (each metric's better direction respected) drawn as a staircase
  * with its models ringed, drag to brush-select, wheel to zoom, hover linked with the map.
  */
-import { el } from '../shared/dom';
+import { el, onNextFrame } from '../shared/dom';
 import type { App, Change } from './app';
 import { paretoFront } from './pareto';
 import { extent, linear, short, themeColors, ticks, type Linear, type Theme } from './scales';
@@ -17,7 +17,7 @@ export class ScatterView {
   private readonly ctx: CanvasRenderingContext2D;
   private width = 0;
   private height = 0;
-  private frame = 0;
+  private readonly schedule = onNextFrame(() => this.draw());
   private theme: Theme = themeColors();
   private front: string[] = [];
   private xs: Linear = linear([0, 1], [0, 1]);
@@ -78,11 +78,7 @@ export class ScatterView {
   }
 
   request(): void {
-    if (this.frame || !this.root.isConnected) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.draw();
-    });
+    if (this.root.isConnected) this.schedule();
   }
 
   private scales(): boolean {

@@ -3,7 +3,7 @@
  * metric and per op parameter, sortable headers, deltas against the parent or a reference model,
  * row selection, CSV export. Rows are windowed so 2,000 models scroll smoothly.
  */
-import { el } from '../shared/dom';
+import { el, onNextFrame } from '../shared/dom';
 import { formatMetric } from '../shared/format';
 import type { App, Change } from './app';
 import { change } from './lineage';
@@ -19,7 +19,6 @@ export class TableView {
   private readonly table: HTMLTableElement;
   private cols: Column[] = [];
   private rows: string[] = [];
-  private frame = 0;
 
   constructor(
     private readonly app: App,
@@ -111,13 +110,8 @@ export class TableView {
     this.spacer.style.height = `${(this.rows.length + 1) * ROW}px`;
   }
 
-  request(): void {
-    if (this.frame) return;
-    this.frame = requestAnimationFrame(() => {
-      this.frame = 0;
-      this.render();
-    });
-  }
+  /** Redraws on the next frame (once, however many changes come before it). */
+  readonly request = onNextFrame(() => this.render());
 
   private render(): void {
     if (!this.root.isConnected) return;

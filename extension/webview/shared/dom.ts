@@ -25,3 +25,18 @@ export function mount(...children: Node[]): void {
 export function notice(kind: 'info' | 'error', text: string): HTMLElement {
   return el('p', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, icon(kind === 'error' ? 'error' : 'info'), ` ${text}`);
 }
+
+/**
+ * `fn` coalesced to one run on the next animation frame, however often the returned function is
+ * called before then (views redraw once per frame, not once per change).
+ */
+export function onNextFrame(fn: () => void): () => void {
+  let frame = 0;
+  return () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      fn();
+    });
+  };
+}
