@@ -484,15 +484,10 @@ class Runner:
         progress(0.0, "loading the stored model")
         cm = self._load(plan, rec, base_spec_dict(exp), exp.root)
         reference = None if st.op is None else self._reference(exp, result, device)
-        self._check_cancelled()
-        cm.module.eval()
-        evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
-        progress(0.8, "measuring")
-        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
-        cm.module.to("cpu")
+        evaluation, measured = self._measure(exp, cm, device, reference, progress)
         size = stored_size(self.store.artifact_path(rec))
         base_bytes = size if st.op is None else self._base_stored_bytes(result, exp)
-        sized = self._efficiency(exp, cm, device, stored_bytes=size, base_bytes=base_bytes, speed=False)
+        metrics = self._with_size(exp, cm, device, measured, size, base_bytes)
         self._check_cancelled()
         progress(0.95, "storing")
 
@@ -500,7 +495,7 @@ class Runner:
             save_outputs(evaluation, path)
 
         new = self.store.replace_evaluation(
-            rec.id, st.eval_fingerprint, _merged(task_metrics, eff, sized), file_name=OUTPUTS_FILE,
+            rec.id, st.eval_fingerprint, metrics, file_name=OUTPUTS_FILE,
             file_writer=write if evaluation is not None else None,
         )
         if st.op is None:
@@ -549,14 +544,9 @@ class Runner:
             if not isinstance(cm, CompressedModel):
                 raise OpError(st.op, f"returned {type(cm).__name__}, not a CompressedModel")
             reference = self._reference(exp, result, device)
-        self._check_cancelled()
-        cm.module.eval()
-        evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
+        evaluation, measured = self._measure(exp, cm, device, reference, progress)
         if st.op is None:
             self._base_eval = evaluation
-        progress(0.8, "measuring")
-        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
-        cm.module.to("cpu")
         base_bytes = None if st.op is None else self._base_stored_bytes(result, exp)
 
         def write(folder: Path) -> None:
@@ -571,9 +561,7 @@ class Runner:
 
             # Stored size = bytes of the artifact files as written (outputs are not the model).
             size = stored_size(folder)
-            sized = self._efficiency(exp, cm, device, stored_bytes=size,
-                                     base_bytes=size if st.op is None else base_bytes, speed=False)
-            return _merged(task_metrics, eff, sized)
+            return self._with_size(exp, cm, device, measured, size, size if st.op is None else base_bytes)
 
         self._check_cancelled()
         progress(0.95, "storing")
@@ -642,6 +630,25 @@ class Runner:
             evaluation = task.evaluate(cm.module, device, reference)
         return evaluation, list(evaluation.metrics)
 
+    def _measure(self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any,
+                 progress: ProgressFn) -> tuple[Any, list[Any]]:
+        """Evaluate `cm` and measure it (task metrics, then efficiency without the stored size);
+        the evaluation (None without a task) and those metrics. Leaves the model on the CPU."""
+        self._check_cancelled()
+        cm.module.eval()
+        evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
+        progress(0.8, "measuring")
+        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
+        cm.module.to("cpu")
+        return evaluation, [*task_metrics, *eff]
+
+    def _with_size(self, exp: Any, cm: CompressedModel, device: torch.device, measured: list[Any],
+                   size: int, base_bytes: int | None) -> list[Any]:
+        """`measured`, then what only the stored size gives (no name twice)."""
+        sized = self._efficiency(exp, cm, device, stored_bytes=size, base_bytes=base_bytes, speed=False)
+        have = {m.name for m in measured}
+        return [*measured, *(m for m in sized if m.name not in have)]
+
     def _efficiency(self, exp: Any, cm: CompressedModel, device: torch.device, *, stored_bytes: int | None,
                     base_bytes: int | None, speed: bool) -> list[Any]:
         from .metrics import EfficiencyOptions, efficiency_metrics
@@ -671,12 +678,6 @@ class Runner:
     def _check_cancelled(self) -> None:
         if self._cancelled():
             raise Cancelled()
-
-
-def _merged(task_metrics: list[Any], eff: list[Any], sized: list[Any]) -> list[Any]:
-    """Task metrics, then efficiency, then what only the stored size gives (no name twice)."""
-    have = {m.name for m in [*task_metrics, *eff]}
-    return [*task_metrics, *eff, *(m for m in sized if m.name not in have)]
 
 
 def summary(result: RunResult) -> str:
