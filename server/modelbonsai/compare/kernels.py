@@ -145,6 +145,20 @@ _ACC = (types.Array(types.float64, 1, "C"), types.Array(types.int64, 1, "C"))
 _PAIR_SIGS = [types.void(_F32_RO, _F32_RO, *_ACC)]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")  # typed (and cached) with its callers
+def _add_block(facc, iacc, bb, oo, bo, dd, finite, zb, zo, zboth):  # type: ignore[no-untyped-def]
+    """Add one block's sums and counts (the fast float32 or the exact float64 ones) into the
+    accumulators."""
+    facc[F_BB] += bb
+    facc[F_OO] += oo
+    facc[F_BO] += bo
+    facc[F_DD] += dd
+    iacc[I_FINITE] += finite
+    iacc[I_ZB] += zb
+    iacc[I_ZO] += zo
+    iacc[I_ZBOTH] += zboth
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
 def _exact_block(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     """Exact per-element pass (float64 sums) for a block the fast loop cannot vouch for: counts
@@ -184,15 +198,8 @@ def _exact_block(b, o, facc, iacc):  # type: ignore[no-untyped-def]
             ad = np.float64(abs(y - x))  # max |d| of the float32 difference, as the fast loop
             if ad > mx:
                 mx = ad
-    facc[F_BB] += bb
-    facc[F_OO] += oo
-    facc[F_BO] += bo
-    facc[F_DD] += dd
+    _add_block(facc, iacc, bb, oo, bo, dd, finite, zb, zo, zboth)
     facc[F_MAXABS] = mx
-    iacc[I_FINITE] += finite
-    iacc[I_ZB] += zb
-    iacc[I_ZO] += zo
-    iacc[I_ZBOTH] += zboth
     iacc[I_NANB] += nanb
     iacc[I_NANO] += nano
     iacc[I_INFB] += infb
@@ -227,14 +234,7 @@ def _block_sums(bs, os_, facc, iacc):  # type: ignore[no-untyped-def]
     if not ok:
         _exact_block(bs, os_, facc, iacc)
         return np.int32(0)
-    facc[F_BB] += bb
-    facc[F_OO] += oo
-    facc[F_BO] += bo
-    facc[F_DD] += dd
-    iacc[I_FINITE] += m
-    iacc[I_ZB] += zb
-    iacc[I_ZO] += zo
-    iacc[I_ZBOTH] += zboth
+    _add_block(facc, iacc, bb, oo, bo, dd, m, zb, zo, zboth)
     return mb
 
 
