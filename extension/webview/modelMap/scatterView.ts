@@ -129,39 +129,40 @@ export class ScatterView {
     ctx.lineWidth = 1;
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
-    for (const t of ticks(xs.domain[0], xs.domain[1], Math.max(2, Math.floor(this.width / 90)))) {
-      const x = Math.round(xs(t)) + 0.5;
+    // A grid line at a tick, faint, with its label at full opacity.
+    const gridLine = (x0: number, y0: number, x1: number, y1: number, label: string, lx: number, ly: number): void => {
       ctx.globalAlpha = 0.3;
       ctx.beginPath();
-      ctx.moveTo(x, M.t);
-      ctx.lineTo(x, this.height - M.b);
+      ctx.moveTo(x0, y0);
+      ctx.lineTo(x1, y1);
       ctx.stroke();
       ctx.globalAlpha = 1;
-      ctx.fillText(short(t), x, this.height - M.b + 4);
+      ctx.fillText(label, lx, ly);
+    };
+    for (const t of ticks(xs.domain[0], xs.domain[1], Math.max(2, Math.floor(this.width / 90)))) {
+      const x = Math.round(xs(t)) + 0.5;
+      gridLine(x, M.t, x, this.height - M.b, short(t), x, this.height - M.b + 4);
     }
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
     for (const t of ticks(ys.domain[0], ys.domain[1], Math.max(2, Math.floor(this.height / 50)))) {
       const y = Math.round(ys(t)) + 0.5;
-      ctx.globalAlpha = 0.3;
-      ctx.beginPath();
-      ctx.moveTo(M.l, y);
-      ctx.lineTo(this.width - M.r, y);
-      ctx.stroke();
-      ctx.globalAlpha = 1;
-      ctx.fillText(short(t), M.l - 4, y);
+      gridLine(M.l, y, this.width - M.r, y, short(t), M.l - 4, y);
     }
     const xd = lin.metricDef(xName)!;
-    const yd = lin.metricDef(yName)!;
+    const axisTitle = (name: string): string => {
+      const d = lin.metricDef(name)!;
+      return `${name}${d.unit ? ` (${d.unit})` : ''} — ${d.higherIsBetter ? 'higher' : 'lower'} is better`;
+    };
     ctx.textAlign = 'center';
     ctx.textBaseline = 'bottom';
     ctx.fillStyle = theme.fg;
-    ctx.fillText(`${xName}${xd.unit ? ` (${xd.unit})` : ''} — ${xd.higherIsBetter ? 'higher' : 'lower'} is better`, (M.l + this.width - M.r) / 2, this.height - 2);
+    ctx.fillText(axisTitle(xName), (M.l + this.width - M.r) / 2, this.height - 2);
     ctx.save();
     ctx.translate(12, (M.t + this.height - M.b) / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textBaseline = 'middle';
-    ctx.fillText(`${yName}${yd.unit ? ` (${yd.unit})` : ''} — ${yd.higherIsBetter ? 'higher' : 'lower'} is better`, 0, 0);
+    ctx.fillText(axisTitle(yName), 0, 0);
     ctx.restore();
 
     ctx.save();
