@@ -13,13 +13,6 @@ from modelbonsai.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from .helpers import record, writer
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LineageStore:
-    s = LineageStore.open(tmp_path)
-    yield s
-    s.close()
-
-
 def test_migration_from_version_3_keeps_every_row_with_an_unknown_evaluation(tmp_path: Path) -> None:
     db = tmp_path / ".bonsai" / "lineage.sqlite"
     db.parent.mkdir()

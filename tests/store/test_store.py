@@ -17,13 +17,6 @@ from modelbonsai.store.migrations import SCHEMA_VERSION
 from .helpers import record, writer
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LineageStore:
-    s = LineageStore.open(tmp_path)
-    yield s
-    s.close()
-
-
 def test_open_creates_wal_database_with_schema_version(tmp_path: Path) -> None:
     s = LineageStore.open(tmp_path)
     assert (tmp_path / ".bonsai" / "lineage.sqlite").is_file()
