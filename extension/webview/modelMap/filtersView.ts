@@ -3,7 +3,7 @@
  * that range (double-click or the clear button removes it); the badge counts the models that
  * pass. Bars show all models faintly and those passing the other filters solidly.
  */
-import { el, onNextFrame } from '../shared/dom';
+import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
 import { histogram, passes, setFilter } from './filters';
 import { linear, short, themeColors } from './scales';
@@ -96,11 +96,7 @@ export class FiltersView {
 
   private item(metric: string): HTMLElement {
     const canvas = el('canvas', { tabindex: '0', role: 'slider' });
-    const dpr = window.devicePixelRatio || 1;
-    canvas.width = W * dpr;
-    canvas.height = H * dpr;
-    canvas.style.width = `${W}px`;
-    canvas.style.height = `${H}px`;
+    sizeCanvas(canvas, W, H);
     const hist = () => (canvas as HTMLCanvasElement & { hist?: { min: number; max: number } }).hist ?? { min: 0, max: 1 };
     const valueAt = (clientX: number) => {
       const r = canvas.getBoundingClientRect();

@@ -4,7 +4,7 @@
  * metrics, live status rings, fixed column headers, zoom and pan, hover, and selection by click,
  * shift-click, shift-drag rectangle, column header, and keyboard.
  */
-import { el, onNextFrame } from '../shared/dom';
+import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
 import { change, type Lineage, type MetricDef } from './lineage';
 import type { LayoutNode } from './layout';
@@ -110,11 +110,7 @@ export class MapView {
     const r = this.root.getBoundingClientRect();
     this.width = Math.max(50, r.width);
     this.height = Math.max(50, r.height);
-    const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(this.width * dpr);
-    this.canvas.height = Math.round(this.height * dpr);
-    this.canvas.style.width = `${this.width}px`;
-    this.canvas.style.height = `${this.height}px`;
+    sizeCanvas(this.canvas, this.width, this.height);
     if (!this.app.state.mapZoom) this.fit();
     this.draw();
   }

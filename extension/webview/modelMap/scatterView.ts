@@ -3,7 +3,7 @@
  * Pareto front of the two axes (each metric's better direction respected) drawn as a staircase
  * with its models ringed, drag to brush-select, wheel to zoom, hover linked with the map.
  */
-import { el, onNextFrame } from '../shared/dom';
+import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
 import { paretoFront } from './pareto';
 import { extent, linear, short, themeColors, ticks, type Linear, type Theme } from './scales';
@@ -69,11 +69,7 @@ export class ScatterView {
     const r = this.root.getBoundingClientRect();
     this.width = Math.max(50, r.width);
     this.height = Math.max(50, r.height);
-    const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(this.width * dpr);
-    this.canvas.height = Math.round(this.height * dpr);
-    this.canvas.style.width = `${this.width}px`;
-    this.canvas.style.height = `${this.height}px`;
+    sizeCanvas(this.canvas, this.width, this.height);
     this.draw();
   }
 

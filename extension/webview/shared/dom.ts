@@ -40,3 +40,12 @@ export function onNextFrame(fn: () => void): () => void {
     });
   };
 }
+
+/** Sizes a canvas to `width` x `height` CSS pixels, its bitmap at the screen's pixel ratio (sharp on HiDPI). */
+export function sizeCanvas(canvas: HTMLCanvasElement, width: number, height: number): void {
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+}
