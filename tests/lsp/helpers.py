@@ -21,8 +21,12 @@ def server_config() -> ClientServerConfig:
 
 
 async def start_session(client: LanguageClient, folder: Path, storage: Path, *, trusted: bool = True,
-                        **options: Any) -> lsp.InitializeResult:
+                        encodings: list[str] | None = None, **options: Any) -> lsp.InitializeResult:
+    """Initialize as VS Code does; `encodings`: the position encodings the client offers (VS Code
+    offers none: UTF-16)."""
     caps = client_capabilities("visual-studio-code")
+    if encodings is not None:
+        caps.general = lsp.GeneralClientCapabilities(position_encodings=[lsp.PositionEncodingKind(e) for e in encodings])
     params = lsp.InitializeParams(
         capabilities=caps,
         root_uri=folder.as_uri(),

@@ -8,33 +8,25 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types as lsp
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from modelbonsai.experiment import Range
 from modelbonsai.lsp.positions import Columns
 
-from .helpers import SERVER_CMD, SERVER_ENV, server_config, until
-from .workspace import make_workspace
+from .helpers import server_config, start_session, until
+from .workspace import EXPERIMENT, make_workspace
 
 TREE = "\U0001f333"  # 🌳: one code point, two UTF-16 units, four UTF-8 bytes
 
-# Line 12 holds an emoji before the faulty value (sparsity 1.5 is out of range).
-TEXT = f"""\
-seed: 3
-base:
-  name: toy
-  load: model.safetensors
-  factory: arch.py:build
-task:
-  kind: tasks.py:ToyTask
-ops_from: my_ops.py
-variants:
+# The shared experiment's header, and one variant whose line holds an emoji before the faulty
+# value (sparsity 1.5 is out of range).
+TEXT = EXPERIMENT[:EXPERIMENT.index("  - name:")] + f"""\
   - name: prune-50
     from: base
     ops:
       - prune.magnitude: {{include: ["{TREE}{TREE}.*"], sparsity: 1.5}}  # {TREE}
 """
-LINE = 12
+LINE = len(TEXT.splitlines()) - 1
 CP = TEXT.splitlines()[LINE].index("1.5")  # code points: what the parser counts
 
 
@@ -60,16 +52,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-async def _session(client: LanguageClient, folder: Path, encodings: list[str] | None) -> lsp.InitializeResult:
-    caps = client_capabilities("visual-studio-code")
-    if encodings is not None:
-        caps.general = lsp.GeneralClientCapabilities(position_encodings=[lsp.PositionEncodingKind(e) for e in encodings])
-    return await client.initialize_session(lsp.InitializeParams(
-        capabilities=caps, root_uri=folder.as_uri(),
-        workspace_folders=[lsp.WorkspaceFolder(uri=folder.as_uri(), name=folder.name)],
-        initialization_options={"storagePath": str(folder / "storage"), "device": "cpu", "trusted": False}))
-
-
 def _open(client: LanguageClient, path: Path) -> str:
     uri = path.as_uri()
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(
@@ -85,7 +67,7 @@ async def _out_of_range(client: LanguageClient, uri: str) -> lsp.Diagnostic:
 
 @pytest_lsp.fixture(config=server_config())
 async def client(lsp_client: LanguageClient, folder: Path):
-    result = await _session(lsp_client, folder, None)  # VS Code offers no encoding: UTF-16
+    result = await start_session(lsp_client, folder, folder / "storage", trusted=False)  # VS Code offers no encoding: UTF-16
     assert result.capabilities.position_encoding in (None, lsp.PositionEncodingKind.Utf16)
     yield
     await lsp_client.shutdown_session()
@@ -106,9 +88,10 @@ async def test_utf16_columns_after_an_emoji(client: LanguageClient, folder: Path
     assert h.range is not None and h.range.start.character == word + 2
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_CMD, server_env=SERVER_ENV))
+@pytest_lsp.fixture(config=server_config())
 async def utf32_client(lsp_client: LanguageClient, folder: Path):
-    result = await _session(lsp_client, folder, ["utf-32", "utf-16"])
+    result = await start_session(lsp_client, folder, folder / "storage", trusted=False,
+                                 encodings=["utf-32", "utf-16"])
     assert result.capabilities.position_encoding == lsp.PositionEncodingKind.Utf32
     yield
     await lsp_client.shutdown_session()
