@@ -431,9 +431,6 @@ export function startBehaviors(): void {
     ui.drill = d;
     if (d.instances?.length) setFilter({ ids: d.instances, label: d.reason ?? `instances from ${d.layer ?? 'a layer'}` });
   });
-  rpc.on('serverState', (s) => {
-    if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
-  });
   rpc.ready();
   void rpc
     .request('lineage', {})

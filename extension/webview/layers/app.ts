@@ -594,9 +594,6 @@ export function startLayers(): void {
     save();
     showDrill();
   });
-  rpc.on('serverState', (s) => {
-    if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
-  });
   rpc.ready();
   void rpc
     .request('lineage', {})

@@ -1,7 +1,7 @@
 /**
  * What every comparison panel (Behaviors, Layers) does first: connect to the host, read which
  * models it compares from its saved state (the first is the base), and explain itself when it
- * was opened without enough of them.
+ * was opened without enough of them, or in Restricted Mode.
  */
 import { el, icon, mount, notice } from './dom';
 import { PanelStore, Rpc, vscodeApi } from './rpc';
@@ -33,5 +33,8 @@ export function openComparePanel(o: { title: string; codicon: string; maxOthers:
     return null;
   }
   const [base, ...others] = ids as [string, ...string[]];
+  rpc.on('serverState', (s) => {
+    if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
+  });
   return { rpc, store, ids, base, others, leftOut: all.length - ids.length, header };
 }
