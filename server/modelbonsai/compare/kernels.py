@@ -43,6 +43,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..artifacts import kernels as AK
 from ..artifacts.kernels import ensure_numba_cache
 
 ensure_numba_cache(__file__)  # before the first cache=True definition below
@@ -253,33 +254,19 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
 
 
 # -- fused with dequantization ---------------------------------------------------------------------
-# No fast-math: (float32(code) - zero) * scale must round exactly as the decode does.
+# The artifact reader's own kernels (one bit layout, one dequantization formula, no fast-math:
+# bit-identical to the decode), applied to one L1-sized block at a time.
 @numba.njit(cache=True, nogil=True)  # typed (and cached) with its caller
-def _dequant_block(packed, bits, start, group_len, scales, zeros, out):  # type: ignore[no-untyped-def]
+def _dequant_block(packed, bits, start, group_len, scales, zeros, codes, out):  # type: ignore[no-untyped-def]
     """out[k] = dequantized element start + k of a packed `bits`-bit code stream whose scale
-    (and zero point) index is (element // group_len)."""
+    (and zero point) index is (element // group_len); `codes` is scratch for the unpacked codes."""
     n = out.size
-    k = 0
-    mask = (1 << bits) - 1
-    while k < n:
-        g = (start + k) // group_len
-        sc = scales[g]
-        z = zeros[g]
-        stop = min(n, (g + 1) * group_len - start)
-        o = out[k:stop]
-        if bits == 8:
-            c = packed[start + k : start + stop]
-            for j in range(stop - k):
-                o[j] = (np.float32(c[j]) - z) * sc
-        else:
-            for j in range(stop - k):
-                pos = (start + k + j) * bits
-                byte = pos >> 3
-                word = np.int64(packed[byte])
-                if byte + 1 < packed.size:
-                    word |= np.int64(packed[byte + 1]) << 8
-                o[j] = (np.float32((word >> (pos & 7)) & mask) - z) * sc
-        k = stop
+    if bits == 8:
+        AK.dequant_blocked(packed[start : start + n], start, group_len, scales, zeros, out)
+    else:
+        c = codes[:n]
+        AK.unpack_range(packed, bits, start, c)
+        AK.dequant_blocked(c, start, group_len, scales, zeros, out)
 
 
 _U8_RO = types.Array(types.uint8, 1, "C", readonly=True)
@@ -300,6 +287,7 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
     of sample_x / sample_p (the sample of stats._Sampler)."""
     n = x.size
     buf = np.empty(BLOCK, np.float32)
+    codes = np.empty(BLOCK, np.uint8)
     mxbits = np.int32(0)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
@@ -307,7 +295,7 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
             _prefetch_range(x, s + PREFETCH, s + PREFETCH + BLOCK)
             _prefetch_range(packed, (s + PREFETCH) * bits // 8, (s + PREFETCH + BLOCK) * bits // 8 + 1)
         q = buf[: e - s]
-        _dequant_block(packed, bits, s, group_len, scales, zeros, q)
+        _dequant_block(packed, bits, s, group_len, scales, zeros, codes, q)
         xs = x[s:e]
         if packed_is_other:
             mxbits = max(mxbits, _block_sums(xs, q, facc, iacc))
