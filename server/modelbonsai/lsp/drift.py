@@ -199,6 +199,7 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
                      r[7] if len(r) > 7 else None, len(r) > 7)
               for r in rows]
     fingerprints = {m.fingerprint for m in models}
+    by_id = {m.id: m for m in models}  # a changed base makes every model stale: no scan per model
     stale: dict[str, str] = {}
     for m in models:
         info = infos.get(m.id)
@@ -214,7 +215,7 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
                 stale[m.id] = REEVALUATE_UNKNOWN if m.eval_fingerprint is None else REEVALUATE
             continue
         if final.fingerprint not in fingerprints:
-            stale[m.id] = f"the experiment file changed since this model was made ({_why(m, info, final, models)})"
+            stale[m.id] = f"the experiment file changed since this model was made ({_why(m, info, final, by_id)})"
     failed: list[ModelInfo] = []
     for (label, name), (started, finished, message) in latest.items():
         if message is None:
@@ -228,7 +229,7 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
     return Statuses(stale, failed, tuple(p.key for p in files.values()))
 
 
-def _why(m: Stored, info: ModelInfo, final: Final, models: list[Stored]) -> str:
+def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> str:
     if info.get("op") != final.op:
         return f"op {info.get('op')} is now {final.op}"
     old, new = info.get("params") or {}, _plain(final.params)
@@ -243,7 +244,7 @@ def _why(m: Stored, info: ModelInfo, final: Final, models: list[Stored]) -> str:
         return f"seed: {m.seed} is now {final.seed}"
     if final.parent is None:
         return "the base's load spec or weight files changed"
-    parent = next((x for x in models if x.id == m.parent_id), None)
+    parent = by_id.get(m.parent_id) if m.parent_id is not None else None
     if parent is not None and final.parent_fingerprint is not None and parent.fingerprint != final.parent_fingerprint:
         return f"its parent '{final.parent}' changed"
     return "an earlier op of this variant changed"
