@@ -6,6 +6,7 @@
  */
 import * as vscode from 'vscode';
 import * as P from './protocol';
+import { errorText } from './errors';
 
 export interface JobServer {
   onJobChanged: vscode.Event<P.JobInfo>;
@@ -90,7 +91,7 @@ export class JobTracker implements vscode.Disposable {
       this.log.info(`Cancel ${jobId}: ${r.cancelled ? 'cancelled' : 'already finished'}`);
       return r.cancelled;
     } catch (e) {
-      void vscode.window.showErrorMessage(`Could not cancel the job: ${e instanceof Error ? e.message : String(e)}`);
+      void vscode.window.showErrorMessage(`Could not cancel the job: ${errorText(e)}`);
       return false;
     }
   }

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import * as P from './protocol';
+import { errorText } from './errors';
 
 export interface PageRequester {
   request<R>(method: string, params: unknown): Promise<R>;
@@ -35,7 +36,7 @@ export async function readPage(ref: P.ResultRef, opts: FetchOptions = {}): Promi
   try {
     bytes = await (opts.read ?? readFile)(file);
   } catch (e) {
-    throw new ResultError(`cannot read result file ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ResultError(`cannot read result file ${file}: ${errorText(e)}`);
   }
   if (bytes.byteLength !== ref.file.size) {
     throw new ResultError(`result file ${file} has ${bytes.byteLength} bytes, expected ${ref.file.size}`);

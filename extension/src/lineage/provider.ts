@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import * as P from '../protocol';
 import { buildForest, contextValue, describe, statusIcon, tooltipMarkdown, type LineageNode } from './model';
+import { errorText } from '../errors';
 
 export interface LineageSource {
   request<R>(method: string, params: unknown): Promise<R>;
@@ -43,7 +44,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
       this.setModels(results.flatMap((r) => r.models));
       this.message = undefined;
     } catch (e) {
-      this.message = `Could not read the lineage: ${e instanceof Error ? e.message : String(e)}`;
+      this.message = `Could not read the lineage: ${errorText(e)}`;
     }
     this.emitter.fire(undefined);
   }

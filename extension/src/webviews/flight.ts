@@ -7,6 +7,7 @@
  */
 import * as vscode from 'vscode';
 import * as P from '../protocol';
+import { errorText } from '../errors';
 
 export interface FlightServer {
   request<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;
@@ -55,7 +56,7 @@ export class Flight {
       await this.server.request<P.CancelResult>(P.CANCEL, { jobId });
     } catch (e) {
       // The server may be gone or the job finished: nothing left to stop.
-      this.log.warn(`Cancel ${jobId}: ${e instanceof Error ? e.message : String(e)}`);
+      this.log.warn(`Cancel ${jobId}: ${errorText(e)}`);
     }
   }
 }

@@ -7,7 +7,6 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
-import { RequestError } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { openComparePanel } from '../shared/comparePanel';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
@@ -15,6 +14,7 @@ import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
 import { generationPair, instancesOf, predictionText, tokenView, type RenderedInstance } from './render';
 import { topTransitions } from './transitions';
+import { errorText } from '../../src/errors';
 
 const CSS = `
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
@@ -70,7 +70,7 @@ export function startBehaviors(): void {
   const ordered = () => others.map((o) => results.find((r) => r.id === o)).filter((r): r is BehaviorModel => !!r);
 
   const showError = (e: unknown) => {
-    errorEl.append(notice('error', e instanceof RequestError || e instanceof Error ? e.message : String(e)));
+    errorEl.append(notice('error', errorText(e)));
   };
 
   const showProgress = () => {
@@ -323,7 +323,7 @@ export function startBehaviors(): void {
         for (const id of missing) if (!rendered.has(id)) rendered.set(id, { id, kind: 'missing', label: null, predictions: {}, target: null });
         showBrowser();
       }, (e: unknown) => {
-        for (const id of missing) rendered.set(id, { id, kind: 'missing', label: e instanceof Error ? e.message : String(e), predictions: {}, target: null });
+        for (const id of missing) rendered.set(id, { id, kind: 'missing', label: errorText(e), predictions: {}, target: null });
         showBrowser();
       });
     }

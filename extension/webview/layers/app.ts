@@ -8,7 +8,6 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, histogram, lineChart, svg } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
-import { RequestError } from '../shared/rpc';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { openComparePanel } from '../shared/comparePanel';
 import { activationLayout, describeCell } from './actlayout';
@@ -20,6 +19,7 @@ import { MEASURES, ModelIndex, measure, type Mode } from './measures';
 import { TilePyramidClient, pyramidInfo, pyramidOfMeta, tilesOfResult, type PyramidInfo, type TileData } from './tiles';
 import { removedStrip } from './strip';
 import { ModuleTree, navigate, parseFilter, rollUp, visibleRows, type Row } from './tree';
+import { errorText } from '../../src/errors';
 
 const CSS = `
 .tree { max-height: 60vh; overflow: auto; border: 1px solid var(--vscode-editorWidget-border, transparent); }
@@ -516,7 +516,7 @@ export function startLayers(): void {
           onError: (m) => box.replaceChildren(notice('error', m)),
         });
         box.replaceChildren(actHeat.element);
-      }, (e: unknown) => box.replaceChildren(notice('error', `Activation heatmap of ${id}: ${e instanceof Error ? e.message : String(e)}`)));
+      }, (e: unknown) => box.replaceChildren(notice('error', `Activation heatmap of ${id}: ${errorText(e)}`)));
     };
     pick.addEventListener('change', () => { ui.heatModel = pick.value; save(); draw(); });
     what.addEventListener('change', () => { ui.actWhat = what.value as 'diff' | 'model' | 'base'; save(); draw(); });
@@ -526,7 +526,7 @@ export function startLayers(): void {
   };
 
   const showError = (e: unknown) => {
-    const msg = e instanceof RequestError || e instanceof Error ? e.message : String(e);
+    const msg = errorText(e);
     errors.push(msg);
     errorEl.replaceChildren(...errors.map((m) => notice('error', m)));
   };
@@ -613,7 +613,7 @@ export function startLayers(): void {
       showAll();
       start();
     })
-    .catch((e: unknown) => mount(header(), notice('error', e instanceof Error ? e.message : String(e))));
+    .catch((e: unknown) => mount(header(), notice('error', errorText(e))));
 }
 
 function fmtOr(v: number | null, f: (x: number) => string): string {

@@ -4,6 +4,7 @@
  */
 import { el } from '../shared/dom';
 import { levelFor, robustMax, valueAt, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
+import { errorText } from '../../src/errors';
 
 type RGB = [number, number, number];
 
@@ -117,7 +118,7 @@ export function heatmap(client: TilePyramidClient, opts: HeatmapOptions): Heatma
           (scale !== null ? ` · colour saturates at \u00b1${scale.toPrecision(3)} (99th percentile of |x|)` : '');
       },
       (e: unknown) => {
-        if (!disposed) opts.onError(e instanceof Error ? e.message : String(e));
+        if (!disposed) opts.onError(errorText(e));
       },
     );
   };

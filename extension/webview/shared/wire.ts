@@ -8,6 +8,7 @@
  * of the element size; otherwise the bytes are copied into a fresh, aligned buffer.
  */
 import { decode } from '@msgpack/msgpack';
+import { errorText } from '../../src/errors';
 
 export const WIRE_VERSION = 1;
 
@@ -129,7 +130,7 @@ export function decodeEnvelope(message: ArrayBuffer | Uint8Array): Envelope {
   try {
     env = decode(message instanceof Uint8Array ? message : new Uint8Array(message));
   } catch (e) {
-    throw new WireError(`not a msgpack result: ${e instanceof Error ? e.message : String(e)}`);
+    throw new WireError(`not a msgpack result: ${errorText(e)}`);
   }
   if (typeof env !== 'object' || env === null || (env as { v?: unknown }).v !== WIRE_VERSION) {
     throw new WireError(`not a version-${WIRE_VERSION} result envelope`);
