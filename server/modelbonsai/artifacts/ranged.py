@@ -147,7 +147,7 @@ class StoredTensors:
         form = str(entry["form"])
         shape = tuple(int(x) for x in entry["shape"])
         if form == "dense":
-            return _dense_reader(self.component(key), self._raw[key][1])
+            return dense_reader(self.component(key), self._raw[key][1])
         if form == "bitmask":
             mask, values = self.component(f"{key}{SEP}mask"), self.component(f"{key}{SEP}values")
             return _BitmaskReader(mask, _Widen(values, self._raw[f"{key}{SEP}values"][1]))
@@ -229,7 +229,10 @@ class _Widen:
         return out
 
 
-def _dense_reader(values: np.ndarray, dtype: str) -> RangeFn:
+def dense_reader(values: np.ndarray, dtype: str) -> RangeFn:
+    """Flat float32 ranges of a stored float component (`dtype` as safetensors names it): a view
+    for F32, else widened (F64 narrowed) into a reused buffer. The safetensors source of the
+    comparison reads plain weight files through it too."""
     if dtype == "F32":
         return FlatArray(values)
     return _Widen(values, dtype)

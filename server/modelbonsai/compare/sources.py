@@ -15,8 +15,6 @@ and a :class:`FunctionSource` given `read_range` can dequantize just the request
 
 from __future__ import annotations
 
-import json
-import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -27,7 +25,6 @@ import torch
 from torch import nn
 
 from .control import CompareError
-from .stats import ArrayReader
 
 
 @runtime_checkable
@@ -89,69 +86,27 @@ class SafetensorsSource:
 
     def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
         """Flat float32 ranges read from the mmap (no copy for F32); None for non-float dtypes."""
+        from ..artifacts import ArtifactError
+        from ..artifacts.ranged import dense_reader, mmap_components
+
         with self._raw_lock:
             if self._raw is None:
                 mapped: dict[str, tuple[np.ndarray, str]] = {}
                 for f in self._files:
-                    mapped.update(mmap_tensors(f))
+                    try:
+                        mapped.update({k: (raw, dt) for k, (raw, dt, _) in mmap_components(f).items()})
+                    except ArtifactError as e:
+                        raise CompareError(str(e)) from None
                 self._raw = mapped
         raw, dtype = self._raw[name]
-        if dtype == "F32":
-            return ArrayReader(raw.view("<f4"))
-        if dtype not in _WIDEN:
+        if dtype not in _FLOAT_VIEWS:
             return None  # integers, bools, float8: the whole-tensor path reports them
-        widen = _WIDEN[dtype]
-        src = raw.view(_NP_DTYPES[dtype])
-        buf: list[np.ndarray] = [np.empty(0, np.float32)]
-
-        def read(start: int, stop: int) -> np.ndarray:
-            if buf[0].size < stop - start:
-                buf[0] = np.empty(stop - start, np.float32)
-            return widen(src[start:stop], buf[0][: stop - start])
-
-        return read
+        return dense_reader(raw.view(_FLOAT_VIEWS[dtype]), dtype)
 
 
-def _bf16_to_f32(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """bfloat16 (as uint16) -> float32: the 16 bits are the float32's high half."""
-    u = out.view(np.uint32)
-    np.left_shift(x, 16, out=u, dtype=np.uint32)
-    return out
-
-
-def _cast(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    np.copyto(out, x, casting="same_kind")
-    return out
-
-
-# float dtypes other than F32 are widened chunk by chunk into a reused buffer (F64 narrows to
-# float32, as the whole-tensor path computes in float32 too)
-_NP_DTYPES = {"F16": "<f2", "BF16": "<u2", "F64": "<f8"}
-_WIDEN: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "F16": _cast, "BF16": _bf16_to_f32, "F64": _cast,
-}  # fmt: skip
-
-
-def mmap_tensors(path: Path) -> dict[str, tuple[np.ndarray, str]]:
-    """name -> (its raw bytes as a uint8 view of a read-only mmap, safetensors dtype)."""
-    with open(path, "rb") as fh:
-        (header_len,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(header_len))
-    start = 8 + header_len
-    has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
-    # a plain ndarray view: slicing an np.memmap subclass costs a Python hook per slice
-    data = (
-        np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray)
-        if has_data
-        else np.empty(0, np.uint8)
-    )
-    out: dict[str, tuple[np.ndarray, str]] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        out[name] = (data[begin:end], info["dtype"])
-    return out
+# float dtypes read by range: F32 as a view of the mmap, the others widened chunk by chunk
+# (F64 narrows to float32, as the whole-tensor path computes in float32 too)
+_FLOAT_VIEWS = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
 
 
 class ModuleSource:
@@ -231,11 +186,8 @@ class ArtifactSource:
         return _as_float(self._stored.tensor(name))
 
     def reader(self, name: str) -> Callable[[int, int], np.ndarray] | None:
-        fn = self._stored.range_reader(name)
-        if fn is None:
-            return None
-        array = getattr(fn, "array", None)  # a float32 view of the whole tensor: one kernel call
-        return ArrayReader(array) if isinstance(array, np.ndarray) else fn
+        # a whole-tensor float32 view is an ArrayReader already: the kernel takes it in one call
+        return self._stored.range_reader(name)
 
 
 def artifact_source(folder: str | Path) -> TensorSource:

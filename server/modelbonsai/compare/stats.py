@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..artifacts.ranged import FlatArray
 from . import kernels as K
 
 #: Elements per chunk read from a range reader: a dequantizing reader's float32 output (512 KB)
@@ -232,15 +233,10 @@ def _add_rel(st: PairStats, hist: np.ndarray, side: np.ndarray, weight: float) -
 RangeReader = Callable[[int, int], np.ndarray]
 
 
-class ArrayReader:
-    """A :data:`RangeReader` over a flat float32 array already in memory (or mapped): the
-    statistics then take the whole array in one kernel call instead of a chunk loop."""
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-
-    def __call__(self, start: int, stop: int) -> np.ndarray:
-        return self.array[start:stop]
+#: A :data:`RangeReader` over a flat float32 array already in memory (or mapped): the statistics
+#: then take the whole array in one kernel call instead of a chunk loop (they look for its
+#: `array`). The artifact reader's class, so its float32 views need no rewrapping.
+ArrayReader = FlatArray
 
 
 def pair_stats(
