@@ -129,14 +129,19 @@ describe('PanelManager', () => {
     }
     const compare = { type: 'request', id: 4, method: 'compare', params: { kind: 'activations', base: 'a', models: ['b'] } };
     const names = (calls: Call[]) => calls.map(([m, p]) => [m, p]);
-
-    it("the panel's Cancel sends bonsai/cancel with the result's job id and stops fetching pages", async () => {
-      const server = slowServer();
-      const { pm } = manager(server.request);
-      pm.open('layers', { models: ['a', 'b'] });
+    /** Opens `view` on a and b and sends it the comparison request (id 4). */
+    async function comparing(request: ReturnType<typeof slowServer>['request'], view: 'layers' | 'behaviors'): Promise<FakePanel> {
+      const { pm } = manager(request);
+      pm.open(view, { models: ['a', 'b'] });
       const p = __panels[0] as FakePanel;
       p.send(compare);
       await settle();
+      return p;
+    }
+
+    it("the panel's Cancel sends bonsai/cancel with the result's job id and stops fetching pages", async () => {
+      const server = slowServer();
+      const p = await comparing(server.request, 'layers');
       p.send({ type: 'request', id: 5, method: 'cancel', params: { requestId: 4 } });
       await settle();
       expect(names(server.calls)).toEqual([
@@ -156,11 +161,7 @@ describe('PanelManager', () => {
 
     it('a Cancel before the first reply cancels the request, and the job its late reply names', async () => {
       const server = slowServer('held');
-      const { pm } = manager(server.request);
-      pm.open('behaviors', { models: ['a', 'b'] });
-      const p = __panels[0] as FakePanel;
-      p.send(compare);
-      await settle();
+      const p = await comparing(server.request, 'behaviors');
       p.send({ type: 'request', id: 5, method: 'cancel', params: { requestId: 4 } });
       await settle();
       expect(server.calls[0]![2]!.isCancellationRequested).toBe(true); // $/cancelRequest
@@ -176,11 +177,7 @@ describe('PanelManager', () => {
 
     it('closing a panel with a comparison in flight cancels its job', async () => {
       const server = slowServer();
-      const { pm } = manager(server.request);
-      pm.open('layers', { models: ['a', 'b'] });
-      const p = __panels[0] as FakePanel;
-      p.send(compare);
-      await settle();
+      const p = await comparing(server.request, 'layers');
       const before = p.posted.length;
       p.dispose();
       await settle();
