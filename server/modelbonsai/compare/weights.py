@@ -252,10 +252,16 @@ class _Side:
         return S.ArrayReader(S._flat32_np(t)) if t.is_floating_point() else None
 
 
-def _not_float(name: str, b: torch.Tensor, o: torch.Tensor) -> TensorResult:
+def _not_float(name: str, b: torch.Tensor, o: torch.Tensor, removed: dict[int, int] | None = None) -> TensorResult:
     return TensorResult(
-        name, "mismatch", list(b.shape), list(o.shape), f"not a float tensor ({b.dtype} vs {o.dtype})"
+        name, "mismatch", list(b.shape), list(o.shape), f"not a float tensor ({b.dtype} vs {o.dtype})", removed or {}
     )
+
+
+def _check_listed(oid: str, name: str, got: Sequence[int], listed: Sequence[int]) -> None:
+    """A source whose tensor does not have the shape its listing gave is broken: say so, plainly."""
+    if tuple(got) != tuple(listed):
+        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(got)}, its listing said {list(listed)}")
 
 
 def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int | None) -> TensorResult:
@@ -265,8 +271,8 @@ def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int 
     read_b, read_o = b.range_reader(), o.range_reader()
     if read_b is None or read_o is None:
         return _not_float(name, b.whole(), o.whole())
-    if o.stream is None and tuple(o.whole().shape) != tuple(shape):
-        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.whole().shape)}, its listing said {shape}")
+    if o.stream is None:
+        _check_listed(oid, name, o.whole().shape, shape)
     st = S.stream_pair_stats(read_b, read_o, int(np.prod(shape)), hist_sample=hist_sample, values=True)
     if _transpose_suspect(shape, st) and _looks_transposed(b.whole(), o.whole(), st):
         return TensorResult(name, "mismatch", shape, shape, "layout mismatch: the other matches the base transposed")
@@ -288,11 +294,9 @@ def _compare_whole(
     if aligned is None:
         return TensorResult(name, "mismatch", shape_b, list(o_shape), problem, removed)
     o = src.get(name)
-    if tuple(o.shape) != o_shape:
-        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(o.shape)}, its listing said {list(o_shape)}")
+    _check_listed(oid, name, o.shape, o_shape)
     if not (aligned.is_floating_point() and o.is_floating_point()):
-        msg = f"not a float tensor ({aligned.dtype} vs {o.dtype})"
-        return TensorResult(name, "mismatch", shape_b, list(o_shape), msg, removed)
+        return _not_float(name, b, o, removed)
     if kept and removed:
         # compared in the base's layout (removed channels are zeros); the kept part on its own too
         kept_st = S.pair_stats(aligned, o, hist_sample=0)
@@ -390,8 +394,9 @@ def compare_weights(
     finally:
         # a cancel (or an error) waits for the tensors being compared, not for the queued ones
         pool.shutdown(wait=True, cancel_futures=True)
+    base_names = set(base.names())
     for oid in others:
-        extra = sorted(other_names[oid] - set(base.names()))
+        extra = sorted(other_names[oid] - base_names)
         for name in extra:
             results[oid].append(
                 TensorResult(name, "extra_in_other", None, list(others[oid].shape(name)), "not in the base model")
