@@ -8,7 +8,7 @@ import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
-import { openComparePanel } from '../shared/comparePanel';
+import { openComparePanel, progressLine, type CompareProgress } from '../shared/comparePanel';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
@@ -58,7 +58,7 @@ export function startBehaviors(): void {
   const rendered = new Map<string, RenderedInstance>();
   let classNames: string[] | null = null;
   let run: CompareRun | null = null;
-  let progress = { received: 0, expected: others.length, running: true, label: 'Comparing behaviour…' };
+  let progress: CompareProgress = { received: 0, expected: others.length, running: true, label: 'Comparing behaviour…' };
 
   const progressEl = el('div', { class: 'progress', role: 'status', 'aria-live': 'polite' });
   const errorEl = el('div', {});
@@ -74,18 +74,11 @@ export function startBehaviors(): void {
   };
 
   const showProgress = () => {
-    const parts: Node[] = [el('span', {}, `${progress.label} ${progress.received} of ${progress.expected} model${progress.expected === 1 ? '' : 's'}`)];
-    if (progress.running) {
-      parts.unshift(el('progress', { max: String(Math.max(1, progress.expected)), value: String(progress.received) }));
-      const b = el('button', { class: 'secondary' }, 'Cancel');
-      b.addEventListener('click', () => {
-        run?.cancel();
-        progress = { ...progress, running: false, label: 'Cancelled:' };
-        showProgress();
-      });
-      parts.push(b);
-    }
-    progressEl.replaceChildren(...parts);
+    progressEl.replaceChildren(...progressLine(progress, () => {
+      run?.cancel();
+      progress = { ...progress, running: false, label: 'Cancelled:' };
+      showProgress();
+    }));
   };
 
   // -- summary ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, histogram, lineChart, svg } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
 import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
-import { openComparePanel } from '../shared/comparePanel';
+import { openComparePanel, progressLine, type CompareProgress } from '../shared/comparePanel';
 import { activationLayout, describeCell } from './actlayout';
 import { removedChannels } from './channels';
 import { activationHists, activationSparsity, activationsOf, histRow, modulePath, weightsOf, type ModelData } from './data';
@@ -68,7 +68,7 @@ export function startLayers(): void {
   const index = new Map<string, ModelIndex>();
   const tree = new ModuleTree();
   const errors: string[] = [];
-  let progress = { label: 'Comparing weights…', received: 0, expected: others.length, running: true };
+  let progress: CompareProgress = { label: 'Comparing weights…', received: 0, expected: others.length, running: true };
   let run: CompareRun | null = null;
   let heat: HeatmapHandle | null = null;
   let actHeat: HeatmapHandle | null = null;
@@ -96,19 +96,11 @@ export function startLayers(): void {
 
   // -- progress + cancel --------------------------------------------------------------------
   const showProgress = () => {
-    const bar = el('progress', { max: String(Math.max(1, progress.expected)), value: String(progress.received) });
-    const parts: Node[] = [el('span', {}, `${progress.label} ${progress.received} of ${progress.expected} model${progress.expected === 1 ? '' : 's'}`)];
-    if (progress.running) {
-      parts.unshift(bar);
-      const cancel = el('button', { class: 'secondary' }, 'Cancel');
-      cancel.addEventListener('click', () => {
-        run?.cancel();
-        progress = { ...progress, label: 'Cancelled:', running: false };
-        showProgress();
-      });
-      parts.push(cancel);
-    }
-    progressEl.replaceChildren(...parts);
+    progressEl.replaceChildren(...progressLine(progress, () => {
+      run?.cancel();
+      progress = { ...progress, label: 'Cancelled:', running: false };
+      showProgress();
+    }));
   };
 
   // -- toolbar ------------------------------------------------------------------------------

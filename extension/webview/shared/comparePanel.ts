@@ -38,3 +38,23 @@ export function openComparePanel(o: { title: string; codicon: string; maxOthers:
   });
   return { rpc, store, ids, base, others, leftOut: all.length - ids.length, header };
 }
+
+/** Where a panel's comparison stands: "label received of expected models". */
+export interface CompareProgress {
+  label: string;
+  received: number;
+  expected: number;
+  running: boolean;
+}
+
+/** The progress line's contents: the count, and while running a bar and a Cancel button. */
+export function progressLine(p: CompareProgress, onCancel: () => void): Node[] {
+  const parts: Node[] = [el('span', {}, `${p.label} ${p.received} of ${p.expected} model${p.expected === 1 ? '' : 's'}`)];
+  if (p.running) {
+    parts.unshift(el('progress', { max: String(Math.max(1, p.expected)), value: String(p.received) }));
+    const cancel = el('button', { class: 'secondary' }, 'Cancel');
+    cancel.addEventListener('click', onCancel);
+    parts.push(cancel);
+  }
+  return parts;
+}
