@@ -718,16 +718,11 @@ def _to_host(cs: Sequence[_Contribution]) -> None:
 
 
 def _pair_stats(c: _Contribution) -> S.PairStats:
+    """The contribution's rows added up (max |d|: their maximum)."""
     f, i = c.f, c.i
     st = S.PairStats(n=c.numel)
-    st.finite = int(i[:, K.I_FINITE].sum())
-    st.sum_b2, st.sum_o2 = float(f[:, K.F_BB].sum()), float(f[:, K.F_OO].sum())
-    st.sum_bo, st.sum_d2 = float(f[:, K.F_BO].sum()), float(f[:, K.F_DD].sum())
-    st.max_abs_diff = float(f[:, K.F_MAXABS].max()) if len(f) else 0.0
-    st.zeros_base, st.zeros_other = int(i[:, K.I_ZB].sum()), int(i[:, K.I_ZO].sum())
-    st.zeros_both = int(i[:, K.I_ZBOTH].sum())
-    st.nan_base, st.nan_other = int(i[:, K.I_NANB].sum()), int(i[:, K.I_NANO].sum())
-    st.inf_base, st.inf_other = int(i[:, K.I_INFB].sum()), int(i[:, K.I_INFO].sum())
+    facc = [f[:, k].sum() for k in range(K.F_MAXABS)] + [f[:, K.F_MAXABS].max() if len(f) else 0.0]
+    st.set_sums(facc, [i[:, k].sum() for k in range(i.shape[1])])
     return st
 
 

@@ -157,6 +157,15 @@ class PairStats:
         self.rel_hist += other.rel_hist
         return self
 
+    def set_sums(self, facc: Any, iacc: Any) -> None:
+        """Take the exact statistics from :func:`.kernels.pair_sums` accumulators (K.F_* / K.I_*
+        positions; any sequences of numbers)."""
+        self.sum_b2, self.sum_o2, self.sum_bo, self.sum_d2 = (float(facc[k]) for k in (K.F_BB, K.F_OO, K.F_BO, K.F_DD))
+        self.max_abs_diff = float(facc[K.F_MAXABS])
+        (self.finite, self.zeros_base, self.zeros_other, self.zeros_both, self.nan_base, self.nan_other,
+         self.inf_base, self.inf_other) = (int(iacc[k]) for k in (K.I_FINITE, K.I_ZB, K.I_ZO, K.I_ZBOTH, K.I_NANB,
+                                                                  K.I_NANO, K.I_INFB, K.I_INFO))  # fmt: skip
+
     # -- derived metrics (None where undefined, e.g. cosine of a zero vector) --------------------
     @property
     def rel_l2(self) -> float | None:
@@ -341,10 +350,7 @@ def stream_pair_stats(
             K.pair_sums(b, o, facc, iacc)
             if sampler is not None:
                 sampler.add(start, b, o)
-    st.sum_b2, st.sum_o2, st.sum_bo, st.sum_d2 = (float(v) for v in facc[: K.F_MAXABS])
-    st.max_abs_diff = float(facc[K.F_MAXABS])
-    (st.finite, st.zeros_base, st.zeros_other, st.zeros_both,
-     st.nan_base, st.nan_other, st.inf_base, st.inf_other) = (int(v) for v in iacc)  # fmt: skip
+    st.set_sums(facc, iacc)
     if sampler is None:  # no histogram wanted (e.g. a second look at a transposed layout)
         return st
     _sample_histograms(st, sampler.base, sampler.other, sampler.weight, values)
