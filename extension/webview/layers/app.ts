@@ -559,7 +559,13 @@ export function startLayers(): void {
     run = stream('weights', (r) => into('weights', weightsOf(r)));
     run.done
       .then(() => {
-        if (run?.cancelled) return;
+        if (run?.cancelled) {
+          // by the panel's Cancel, or on the server (the progress notification): say so, and
+          // do not start the activations
+          progress = { ...progress, label: 'Cancelled:', running: false };
+          showProgress();
+          return;
+        }
         progress = { label: 'Comparing activations…', received: 0, expected: others.length, running: true };
         showProgress();
         run = stream('activations', (r) => into('acts', activationsOf(r)));
