@@ -403,8 +403,9 @@ def _root_of(store: Any, m: Any) -> Any:
 def _spec_root(store: Any, root_model: Any) -> Path:
     """Paths in a base spec are relative to the experiment file's folder."""
     if root_model.experiment_file:
-        exp = Path(root_model.experiment_file)
-        return (exp if exp.is_absolute() else store.workspace / exp).parent
+        from .store import experiment_path
+
+        return experiment_path(root_model.experiment_file, store.workspace).parent
     return Path(store.workspace)
 
 

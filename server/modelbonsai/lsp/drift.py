@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..store import experiment_path
 from .protocol import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
         for name in names:
             latest[(str(file), str(name))] = (float(started), finished, failures.get(name))
         labels.add(str(file))
-    files = {label: parsed(_abs(workspace, label), workspace) for label in sorted(labels)}
+    files = {label: parsed(experiment_path(label, workspace), workspace) for label in sorted(labels)}
     existing = [label for label, p in files.items() if p.key[1] >= 0]
     rows = rows_of(existing) if existing else []
     models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0),
@@ -274,13 +275,8 @@ def _failed_info(workspace: Path, label: str, name: str, message: str, when: flo
         "created": datetime.fromtimestamp(when, tz=timezone.utc).isoformat(),
     }
     if name != p.base_name:
-        info["experiment"] = {"file": str(_abs(workspace, label)), "variant": name}
+        info["experiment"] = {"file": str(experiment_path(label, workspace)), "variant": name}
     return info
-
-
-def _abs(workspace: Path, label: str) -> Path:
-    path = Path(label)
-    return path if path.is_absolute() else workspace / path
 
 
 def _loads(text: Any, default: Any) -> Any:

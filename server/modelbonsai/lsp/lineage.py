@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord
+from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord, experiment_path
 from ..store.lineage import DB_NAME
 from .drift import LABELS_SQL, MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
 from .protocol import LineageResult, MetricInfo, ModelInfo
@@ -58,10 +58,7 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path) -
     if rec.status_reason:
         info["statusReason"] = rec.status_reason
     if rec.experiment_file and rec.variant:
-        file = Path(rec.experiment_file)
-        if not file.is_absolute():
-            file = workspace / file
-        info["experiment"] = {"file": str(file), "variant": rec.variant}
+        info["experiment"] = {"file": str(experiment_path(rec.experiment_file, workspace)), "variant": rec.variant}
     return info
 
 

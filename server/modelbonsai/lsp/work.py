@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import wire
-from ..store import LineageStore, ModelRecord, StoreError
+from ..store import LineageStore, ModelRecord, StoreError, experiment_path
 
 
 class Reporter(Protocol):
@@ -56,8 +56,7 @@ def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Any:
         raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
     exp_root = store.workspace
     if root.experiment_file:
-        f = Path(root.experiment_file)
-        exp_root = (f if f.is_absolute() else store.workspace / f).parent
+        exp_root = experiment_path(root.experiment_file, store.workspace).parent
     spec = root.base_spec
     return lambda: load_skeleton(spec, exp_root)
 
@@ -76,9 +75,7 @@ def experiment_of(store: LineageStore, rec: ModelRecord) -> Any:
     label = rec.experiment_file or root.experiment_file
     if not label:
         return None
-    path = Path(label)
-    path = path if path.is_absolute() else store.workspace / path
-    parsed = load_experiment(path)
+    parsed = load_experiment(experiment_path(label, store.workspace))
     return parsed.experiment or parsed.partial
 
 

@@ -1,7 +1,7 @@
 """The lineage store: `.bonsai/lineage.sqlite` (WAL, migrations), artifact folders, result cache."""
 
 from .lineage import BONSAI_DIR, LineageStore, StoreError, canonical_json, new_id
-from .records import MetricRecord, ModelRecord, RunRecord
+from .records import MetricRecord, ModelRecord, RunRecord, experiment_path
 
 __all__ = [
     "BONSAI_DIR",
@@ -11,5 +11,6 @@ __all__ = [
     "RunRecord",
     "StoreError",
     "canonical_json",
+    "experiment_path",
     "new_id",
 ]

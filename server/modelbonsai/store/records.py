@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+def experiment_path(label: str, workspace: Path) -> Path:
+    """The experiment file a stored label names (`runner.experiment_label` made it: relative to
+    the workspace when inside it, else absolute)."""
+    path = Path(label)
+    return path if path.is_absolute() else Path(workspace) / path
 
 
 @dataclass
