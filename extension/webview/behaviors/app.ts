@@ -34,7 +34,7 @@ const PAGE = 24;
 export function startBehaviors(): void {
   const panel = openComparePanel({ title: 'Behaviors', codicon: 'symbol-event', maxOthers: 8, css: CSS });
   if (!panel) return;
-  const { rpc, store, ids, base, others, leftOut, header } = panel;
+  const { rpc, store, ids, base, others, header, intro } = panel;
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
     sortGroup: (v.sortGroup as GroupColumn | undefined) ?? ({ model: others[0]!, field: 'delta' } as GroupColumn),
@@ -429,7 +429,7 @@ export function startBehaviors(): void {
     .request('lineage', {})
     .then((r) => {
       models = r.models;
-      mount(header(), el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`), ...(leftOut > 0 ? [notice('info', `Behaviors compares a base with at most 8 models; ${leftOut} left out.`)] : []), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
+      mount(header(), ...intro(name), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
       showProgress();
       run = streamCompare(rpc as unknown as CompareRpc, { kind: 'behavior', base, models: others }, (res) => {
         try {

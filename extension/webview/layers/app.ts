@@ -44,7 +44,7 @@ const CSS = `
 export function startLayers(): void {
   const panel = openComparePanel({ title: 'Layers', codicon: 'layers', maxOthers: 4, css: CSS });
   if (!panel) return;
-  const { rpc, store, ids, base, others, leftOut, header } = panel;
+  const { rpc, store, ids, base, others, header, intro } = panel;
   const v = (store.state.view ?? {}) as Record<string, unknown>;
   const ui = {
     measure: measure(String(v.measure ?? 'relL2')),
@@ -599,8 +599,7 @@ export function startLayers(): void {
       models = r.models;
       mount(
         header(),
-        el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`),
-        ...(leftOut > 0 ? [notice('info', `Layers compares a base with at most 4 models; ${leftOut} left out.`)] : []),
+        ...intro(name),
         progressEl,
         errorEl,
         toolbar,

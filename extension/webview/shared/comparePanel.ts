@@ -14,9 +14,9 @@ export interface ComparePanel {
   ids: string[];
   base: string;
   others: string[];
-  /** Models in the saved state beyond what this panel shows. */
-  leftOut: number;
   header: () => HTMLElement;
+  /** What is compared, by model name, and a notice naming how many models were left out. */
+  intro: (name: (id: string) => string) => Node[];
 }
 
 export function openComparePanel(o: { title: string; codicon: string; maxOthers: number; css: string }): ComparePanel | null {
@@ -36,7 +36,12 @@ export function openComparePanel(o: { title: string; codicon: string; maxOthers:
   rpc.on('serverState', (s) => {
     if (!s.trusted) mount(header(), notice('info', 'Restricted Mode: Bonsai does not load models to compare them. Trust this workspace to compare.'));
   });
-  return { rpc, store, ids, base, others, leftOut: all.length - ids.length, header };
+  const leftOut = all.length - ids.length;
+  const intro = (name: (id: string) => string): Node[] => [
+    el('p', {}, `Base ${name(base)} against ${others.map(name).join(', ')}`),
+    ...(leftOut > 0 ? [notice('info', `${o.title} compares a base with at most ${o.maxOthers} models; ${leftOut} left out.`)] : []),
+  ];
+  return { rpc, store, ids, base, others, header, intro };
 }
 
 /** Where a panel's comparison stands: "label received of expected models". */
