@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from modelbonsai.compare import stats as S
+from modelbonsai.compare.control import CompareError
 from modelbonsai.compare.sources import FunctionSource, SafetensorsSource
 from modelbonsai.compare.weights import compare_weights
 
@@ -136,3 +137,12 @@ def test_metrics_are_plain_python_numbers() -> None:
             else:
                 assert type(v) in (int, float, bool, type(None)), (key, type(v))
         assert st.values is not None and type(st.values["range"]) is float
+
+
+def test_safetensors_file_damaged_after_opening_is_a_compare_error(tmp_path: Path) -> None:
+    f = tmp_path / "w.safetensors"
+    save_file({"a": torch.ones(3)}, str(f))
+    src = SafetensorsSource(f)
+    f.write_bytes(b"\xff" * 4)  # replaced by something that is not safetensors
+    with pytest.raises(CompareError, match=r"cannot read .*w\.safetensors as safetensors: not a readable"):
+        src.reader("a")

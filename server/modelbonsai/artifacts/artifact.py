@@ -36,7 +36,7 @@ class ArtifactError(RuntimeError):
     """An artifact that cannot be read: names the file and what is wrong with it."""
 
     def __init__(self, path: Path, message: str):
-        self.path = path
+        self.path, self.message = path, message
         super().__init__(f"artifact file {path}: {message}")
 
 

@@ -95,8 +95,8 @@ class SafetensorsSource:
                 for f in self._files:
                     try:
                         mapped.update({k: (raw, dt) for k, (raw, dt, _) in mmap_components(f).items()})
-                    except ArtifactError as e:
-                        raise CompareError(str(e)) from None
+                    except ArtifactError as e:  # a plain weights file, not an artifact: say so
+                        raise CompareError(f"cannot read {f} as safetensors: {e.message}") from None
                 self._raw = mapped
         raw, dtype = self._raw[name]
         if dtype not in _FLOAT_VIEWS:
