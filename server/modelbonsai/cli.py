@@ -382,22 +382,13 @@ def load_model(store: Any, m: Any) -> Any:
     from .load import load_base, load_skeleton
     from .ops.registry import CompressedModel
 
-    root = _root_of(store, m)
+    root = store.root_of(m)
     if not root.base_spec:
         raise UserError(f"model '{m.name}': its base model is not in the store, so it cannot be rebuilt")
     spec, spec_root = root.base_spec, _spec_root(store, root)
     if m.parent_id is None:
         return CompressedModel(module=load_base(spec, spec_root))
     return load_artifact(store.artifact_path(m), lambda: load_skeleton(spec, spec_root))
-
-
-def _root_of(store: Any, m: Any) -> Any:
-    cur = m
-    seen = set()
-    while cur.parent_id is not None and cur.id not in seen:
-        seen.add(cur.id)
-        cur = store.get_model(cur.parent_id)
-    return cur
 
 
 def _spec_root(store: Any, root_model: Any) -> Path:

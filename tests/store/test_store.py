@@ -95,6 +95,14 @@ def test_add_get_children_metrics(store: LineageStore) -> None:
         store.get_model("ghost")
 
 
+def test_root_of_walks_up_to_the_base(store: LineageStore) -> None:
+    base = store.add_model(record("base"), writer())
+    child = store.add_model(record("a", base.id), writer())
+    grandchild = store.add_model(record("b", child.id), writer())
+    assert store.root_of(grandchild).id == base.id
+    assert store.root_of(base).id == base.id
+
+
 def test_name_resolves_to_newest(store: LineageStore) -> None:
     store.add_model(record("a", fp="1"), writer())
     second = store.add_model(record("a", fp="2"), writer())

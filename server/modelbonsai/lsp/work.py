@@ -39,19 +39,11 @@ def problems_text(file: Path, problems: Sequence[Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Models of a store
 # ---------------------------------------------------------------------------------------------
-def root_of(store: LineageStore, rec: ModelRecord) -> ModelRecord:
-    cur, seen = rec, set()
-    while cur.parent_id is not None and cur.id not in seen:
-        seen.add(cur.id)
-        cur = store.get_model(cur.parent_id)
-    return cur
-
-
 def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Any:
     """A function building the base architecture of `rec` (what its artifact is rebuilt on)."""
     from ..load import load_skeleton
 
-    root = root_of(store, rec)
+    root = store.root_of(rec)
     if root.base_spec is None:
         raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
     exp_root = store.workspace
@@ -71,7 +63,7 @@ def experiment_of(store: LineageStore, rec: ModelRecord) -> Any:
     """The parsed experiment file a model came from (for its task), or None."""
     from ..experiment import load_experiment
 
-    root = root_of(store, rec)
+    root = store.root_of(rec)
     label = rec.experiment_file or root.experiment_file
     if not label:
         return None

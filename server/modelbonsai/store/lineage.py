@@ -240,6 +240,15 @@ class LineageStore:
             frontier = nxt
         return out
 
+    def root_of(self, rec: ModelRecord) -> ModelRecord:
+        """The base model `rec` descends from (`rec` itself for a base; a parent cycle, which a
+        hand-edited database could hold, stops at the model that closes it)."""
+        cur, seen = rec, set()
+        while cur.parent_id is not None and cur.id not in seen:
+            seen.add(cur.id)
+            cur = self.get_model(cur.parent_id)
+        return cur
+
     def find_by_fingerprint(self, fingerprint: str, *, include_broken: bool = False) -> ModelRecord | None:
         """The newest complete, non-broken model with this fingerprint (what makes it up to date);
         with `include_broken`, a broken one too (so a re-run can replace it)."""
