@@ -63,6 +63,17 @@ async def until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "con
         await asyncio.sleep(0.02)
 
 
+async def job_end(client: LanguageClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The job's final state, from the `bonsai/jobChanged` notifications the test recorded in
+    `client.job_changes` (with `collect`)."""
+    from modelbonsai.lsp.protocol import JOB_FINAL_STATES
+
+    changes: list[Any] = client.job_changes  # type: ignore[attr-defined]
+    return await until(lambda: next((c["job"] for c in reversed(changes)
+                                     if c["job"]["id"] == job_id and c["job"]["state"] in JOB_FINAL_STATES), None),
+                       timeout, f"job {job_id} to end")
+
+
 def plain_json(client: LanguageClient) -> None:
     """Make the test client hand over custom results and notifications as the JSON they were
     (pygls' default turns them into namedtuples, renaming keys such as '0.weight')."""

@@ -20,7 +20,7 @@ from pytest_lsp import LanguageClient
 from modelbonsai.compare.activations import KIND as ACTIVATIONS
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session, until
 from .workspace import make_workspace
 
 EXPERIMENT = textwrap.dedent(
@@ -58,7 +58,7 @@ async def client(lsp_client: LanguageClient, folder: Path):
     collect(lsp_client, "workspace/codeLens/refresh")
     await start_session(lsp_client, folder, folder / "storage", maxInstances=INSTANCES)
     job = (await request(lsp_client, P.RUN, {"file": str(folder / "exp.bonsai.yaml")}))["jobId"]
-    final = await _final(lsp_client, job, 120)
+    final = await job_end(lsp_client, job, 120)
     assert final["state"] == "done", final
     yield
     await lsp_client.shutdown_session()
@@ -66,11 +66,6 @@ async def client(lsp_client: LanguageClient, folder: Path):
 
 def _changes(client: LanguageClient, job_id: str) -> list[dict[str, Any]]:
     return [c["job"] for c in client.job_changes if c["job"]["id"] == job_id]  # type: ignore[attr-defined]
-
-
-async def _final(client: LanguageClient, job_id: str, timeout: float) -> dict[str, Any]:
-    return await until(lambda: next((j for j in _changes(client, job_id) if j["state"] in P.JOB_FINAL_STATES), None),
-                       timeout, f"job {job_id} to end")
 
 
 def _cached_activations(folder: Path) -> int:
@@ -101,7 +96,7 @@ async def test_cancel_a_comparison_by_its_job_id(client: LanguageClient, folder:
     assert done_so_far < 0.5, f"the comparison is too quick to test cancelling it ({done_so_far:.0%} done)"
     t0 = time.monotonic()
     assert await request(client, P.CANCEL, {"jobId": job_id}) == {"cancelled": True}
-    final = await _final(client, job_id, 10)
+    final = await job_end(client, job_id, 10)
     stopped = time.monotonic() - t0
     assert final["state"] == "cancelled"
     assert stopped < 2.0, f"the worker stopped {stopped:.2f} s after the cancel"
@@ -121,7 +116,7 @@ async def test_cancel_a_comparison_by_its_job_id(client: LanguageClient, folder:
     again = await _start_slow(client, ids)
     assert again["jobId"] != job_id
     assert await request(client, P.CANCEL, {"jobId": again["jobId"]}) == {"cancelled": True}
-    assert (await _final(client, again["jobId"], 10))["state"] == "cancelled"
+    assert (await job_end(client, again["jobId"], 10))["state"] == "cancelled"
     assert _cached_activations(folder) == 0
 
     # $/cancelRequest naming the compare request (what the editor sends when the panel's Cancel
@@ -134,7 +129,7 @@ async def test_cancel_a_comparison_by_its_job_id(client: LanguageClient, folder:
                                       if c["job"]["id"] not in known and c["job"]["state"] == "running"), None),
                         30, "the third comparison to start")
     client.protocol.notify("$/cancelRequest", lsp.CancelParams(id=msg_id))
-    assert (await _final(client, third["id"], 10))["state"] == "cancelled"
+    assert (await job_end(client, third["id"], 10))["state"] == "cancelled"
     assert _cached_activations(folder) == 0
 
     # and the server still serves: a small comparison completes (and that one is cached)
@@ -143,5 +138,5 @@ async def test_cancel_a_comparison_by_its_job_id(client: LanguageClient, folder:
     if "data" not in small:
         small = await request(client, P.RESULT_PAGE, {"resultId": small["resultId"], "page": 0})
     assert small["pages"] == 1 and "data" in small and small["jobId"]
-    assert (await _final(client, small["jobId"], 30))["state"] == "done"
+    assert (await job_end(client, small["jobId"], 30))["state"] == "done"
     assert _cached_activations(folder) == 1

@@ -18,7 +18,7 @@ from pytest_lsp import LanguageClient
 from modelbonsai import wire
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session
 from .workspace import EXPERIMENT, make_workspace
 
 HIDDEN = (1536, 1024)  # a 1024 x 1536 weight: its level-0 tiles are ~12 MB, over the inline limit
@@ -38,9 +38,7 @@ async def client(lsp_client: LanguageClient, folder: Path):
     collect(lsp_client, "workspace/codeLens/refresh")
     await start_session(lsp_client, folder, folder / "storage", maxInstances=24)
     job = (await request(lsp_client, P.RUN, {"file": str(folder / "exp.bonsai.yaml")}))["jobId"]
-    final = await until(lambda: next((c["job"] for c in lsp_client.job_changes  # type: ignore[attr-defined]
-                                      if c["job"]["id"] == job and c["job"]["state"] in P.JOB_FINAL_STATES), None),
-                        120, "the run")
+    final = await job_end(lsp_client, job, 120)
     assert final["state"] == "done", final
     yield
     await lsp_client.shutdown_session()

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from modelbonsai import wire
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session
 
 ARCH = textwrap.dedent(
     """
@@ -84,13 +84,11 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest_lsp.fixture(config=server_config(), scope="module")
 async def client(lsp_client: LanguageClient, folder: Path):
     plain_json(lsp_client)
-    changes = collect(lsp_client, P.JOB_CHANGED)
+    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
     collect(lsp_client, "workspace/codeLens/refresh")
     await start_session(lsp_client, folder, folder / "storage")
     job = (await request(lsp_client, P.RUN, {"file": str(folder / "exp.bonsai.yaml")}))["jobId"]
-    final = await until(lambda: next((c["job"] for c in changes
-                                      if c["job"]["id"] == job and c["job"]["state"] in P.JOB_FINAL_STATES), None),
-                        120, "the run")
+    final = await job_end(lsp_client, job, 120)
     assert final["state"] == "done", final
     yield
     await lsp_client.shutdown_session()

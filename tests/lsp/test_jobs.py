@@ -14,7 +14,7 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session, until
 from .workspace import EXPERIMENT, make_workspace
 
 SLOW = EXPERIMENT + """\
@@ -51,17 +51,6 @@ async def client(lsp_client: LanguageClient, folder: Path):
     await lsp_client.shutdown_session()
 
 
-def _final(client: LanguageClient, job_id: str) -> dict | None:
-    for change in reversed(client.job_changes):  # type: ignore[attr-defined]
-        if change["job"]["id"] == job_id and change["job"]["state"] in P.JOB_FINAL_STATES:
-            return change["job"]
-    return None
-
-
-async def _wait_job(client: LanguageClient, job_id: str, timeout: float = 60) -> dict:
-    return await until(lambda: _final(client, job_id), timeout, f"job {job_id} to finish")
-
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_run_reports_progress_begin_report_end(client: LanguageClient, folder: Path) -> None:
     token = "run-slow"
@@ -69,7 +58,7 @@ async def test_run_reports_progress_begin_report_end(client: LanguageClient, fol
     exp = folder / "exp.bonsai.yaml"
     result = await request(client, P.RUN, {"file": exp.as_uri(), "variants": ["slow"], "workDoneToken": token})
     P.check(result, P.RunResult, "result")
-    job = await _wait_job(client, result["jobId"])
+    job = await job_end(client, result["jobId"])
     assert job["state"] == "done", job
     await until(lambda: any(isinstance(v, lsp.WorkDoneProgressEnd) for v in client.progress_reports.get(token, [])),
                 10, "progress end")
@@ -109,7 +98,7 @@ async def test_cancel_mid_run_leaves_no_partial_model(client: LanguageClient, fo
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=11))  # Cancel button of VS Code's progress notification
-    job = await _wait_job(client, job_id, 10)
+    job = await job_end(client, job_id, 10)
     assert job["state"] == "cancelled"
     assert loop.time() - t0 < 2.0, "a cancelled job stops within a second or two"
     after = {m["id"] for m in (await request(client, P.LINEAGE, {}))["models"]}
@@ -129,9 +118,9 @@ async def test_cancel_request_and_bonsai_cancel(client: LanguageClient, folder: 
     jobs = {j["id"]: j for j in (await request(client, P.JOBS, {}))["jobs"]}
     assert jobs[second]["state"] == "queued" and jobs[second]["position"] == 1
     assert (await request(client, P.CANCEL, {"jobId": second})) == {"cancelled": True}
-    assert (await _wait_job(client, second, 5))["state"] == "cancelled"
+    assert (await job_end(client, second, 5))["state"] == "cancelled"
     assert (await request(client, P.CANCEL, {"jobId": first})) == {"cancelled": True}
-    assert (await _wait_job(client, first, 5))["state"] == "cancelled"
+    assert (await job_end(client, first, 5))["state"] == "cancelled"
     assert (await request(client, P.CANCEL, {"jobId": first})) == {"cancelled": False}
 
     # $/cancelRequest naming the bonsai/run request cancels the job it started
@@ -141,14 +130,14 @@ async def test_cancel_request_and_bonsai_cancel(client: LanguageClient, folder: 
     await until(lambda: any(c["job"]["id"] == job_id and c["job"]["state"] == "running"
                             for c in client.job_changes), 10, "job to start")  # type: ignore[attr-defined]
     client.protocol.notify("$/cancelRequest", lsp.CancelParams(id=msg_id))
-    assert (await _wait_job(client, job_id, 5))["state"] == "cancelled"
+    assert (await job_end(client, job_id, 5))["state"] == "cancelled"
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_failing_job_is_marked_failed_and_server_lives(client: LanguageClient, folder: Path) -> None:
     exp = folder / "exp.bonsai.yaml"
     job_id = (await request(client, P.RUN, {"file": str(exp), "variants": ["broken"]}))["jobId"]
-    job = await _wait_job(client, job_id)
+    job = await job_end(client, job_id)
     assert job["state"] == "failed"
     assert "the fuse blew" in job["message"] and "test.explode" in job["message"]
     assert (await request(client, P.JOBS, {}))["jobs"]
@@ -175,7 +164,7 @@ async def test_200_lineage_requests_while_a_job_runs(client: LanguageClient, fol
     jobs = (await request(client, P.JOBS, {}))["jobs"]
     assert any(j["id"] == job_id and j["state"] == "running" for j in jobs), "the job was still running"
     await request(client, P.CANCEL, {"jobId": job_id})
-    assert (await _wait_job(client, job_id, 5))["state"] == "cancelled"
+    assert (await job_end(client, job_id, 5))["state"] == "cancelled"
 
 
 def test_workspace_copy_is_runnable(folder: Path, tmp_path: Path) -> None:

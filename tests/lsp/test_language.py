@@ -13,7 +13,7 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session, until
 from .workspace import make_hf_model, make_workspace
 
 TEXT = """\
@@ -187,9 +187,7 @@ async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: 
     assert run.command.command == P.CMD_RUN_VARIANT and list(run.command.arguments) == [uri, "int8"]
 
     job = (await request(client, P.RUN, {"file": uri, "variants": ["int8"]}))["jobId"]
-    final = await until(lambda: next((c["job"] for c in client.job_changes  # type: ignore[attr-defined]
-                                      if c["job"]["id"] == job and c["job"]["state"] in P.JOB_FINAL_STATES), None),
-                        60, "the run")
+    final = await job_end(client, job, 60)
     assert final["state"] == "done", final
     await until(lambda: client.lens_refreshes, 10, "a CodeLens refresh")  # type: ignore[attr-defined]
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))

@@ -13,7 +13,7 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, plain_json, request, server_config, start_session, until
+from .helpers import collect, job_end, plain_json, request, server_config, start_session, until
 from .workspace import EXPERIMENT, make_workspace
 
 FRAGILE = EXPERIMENT + """\
@@ -50,14 +50,7 @@ async def client(lsp_client: LanguageClient, folder: Path):
 
 async def _run(client: LanguageClient, folder: Path, variants: list[str]) -> dict[str, Any]:
     job_id = (await request(client, P.RUN, {"file": str(folder / "exp.bonsai.yaml"), "variants": variants}))["jobId"]
-
-    def final() -> dict[str, Any] | None:
-        for change in reversed(client.job_changes):  # type: ignore[attr-defined]
-            if change["job"]["id"] == job_id and change["job"]["state"] in P.JOB_FINAL_STATES:
-                return change["job"]
-        return None
-
-    return await until(final, 120, f"job {job_id} to finish")
+    return await job_end(client, job_id, 120)
 
 
 async def _lineage(client: LanguageClient) -> list[dict[str, Any]]:
