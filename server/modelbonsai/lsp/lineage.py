@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord, experiment_path
 from ..store.lineage import DB_NAME
 from .drift import LABELS_SQL, MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
-from .protocol import LineageResult, MetricInfo, ModelInfo
+from .protocol import MetricInfo, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,3 @@ class LineageCache:
                 conn.close()
             self._versions.clear()
             self._readers.clear()
-
-
-def lineage_result(folder: Path, models: list[ModelInfo]) -> LineageResult:
-    return {"folder": str(folder), "models": models}

@@ -561,11 +561,13 @@ def _widen_pipe(fd: int) -> None:
     """Grow the stdout pipe from 64 KB to as much as allowed (Linux; 1 MB unprivileged): a
     multi-MB response then crosses in a few hand-offs between the two processes instead of
     dozens, which is what its latency is made of on a busy machine."""
-    set_size = getattr(__import__("fcntl"), "F_SETPIPE_SZ", None) if sys.platform == "linux" else None
-    if set_size is None:
+    if sys.platform != "linux":
         return
     import fcntl
 
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
     try:
         limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     except (OSError, ValueError):
