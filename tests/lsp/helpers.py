@@ -63,6 +63,18 @@ async def until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "con
         await asyncio.sleep(0.02)
 
 
+def watch(client: LanguageClient) -> None:
+    """Plain JSON results (`plain_json`), and record what a job-running test looks at:
+    `client.job_changes`, `client.lineage_changes` and `client.lens_refreshes` (the lens refresh
+    requests need a handler anyway, or the server's request to the client fails)."""
+    from modelbonsai.lsp.protocol import JOB_CHANGED, LINEAGE_CHANGED
+
+    plain_json(client)
+    client.job_changes = collect(client, JOB_CHANGED)  # type: ignore[attr-defined]
+    client.lineage_changes = collect(client, LINEAGE_CHANGED)  # type: ignore[attr-defined]
+    client.lens_refreshes = collect(client, lsp.WORKSPACE_CODE_LENS_REFRESH)  # type: ignore[attr-defined]
+
+
 async def job_end(client: LanguageClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """The job's final state, from the `bonsai/jobChanged` notifications the test recorded in
     `client.job_changes` (with `collect`)."""

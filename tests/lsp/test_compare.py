@@ -18,7 +18,7 @@ from pytest_lsp import LanguageClient
 from modelbonsai import wire
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, job_end, plain_json, request, server_config, start_session
+from .helpers import job_end, request, server_config, start_session, watch
 from .workspace import EXPERIMENT, make_workspace
 
 HIDDEN = (1536, 1024)  # a 1024 x 1536 weight: its level-0 tiles are ~12 MB, over the inline limit
@@ -33,9 +33,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(config=server_config(), scope="module")
 async def client(lsp_client: LanguageClient, folder: Path):
-    plain_json(lsp_client)
-    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
-    collect(lsp_client, "workspace/codeLens/refresh")
+    watch(lsp_client)
     await start_session(lsp_client, folder, folder / "storage", maxInstances=24)
     job = (await request(lsp_client, P.RUN, {"file": str(folder / "exp.bonsai.yaml")}))["jobId"]
     final = await job_end(lsp_client, job, 120)

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from modelbonsai import wire
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, job_end, plain_json, request, server_config, start_session
+from .helpers import job_end, request, server_config, start_session, watch
 
 ARCH = textwrap.dedent(
     """
@@ -83,9 +83,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(config=server_config(), scope="module")
 async def client(lsp_client: LanguageClient, folder: Path):
-    plain_json(lsp_client)
-    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
-    collect(lsp_client, "workspace/codeLens/refresh")
+    watch(lsp_client)
     await start_session(lsp_client, folder, folder / "storage")
     job = (await request(lsp_client, P.RUN, {"file": str(folder / "exp.bonsai.yaml")}))["jobId"]
     final = await job_end(lsp_client, job, 120)

@@ -13,7 +13,7 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import collect, job_end, plain_json, request, server_config, start_session, until
+from .helpers import job_end, request, server_config, start_session, until, watch
 from .workspace import EXPERIMENT, make_workspace
 
 FRAGILE = EXPERIMENT + """\
@@ -39,10 +39,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(config=server_config(), scope="module")
 async def client(lsp_client: LanguageClient, folder: Path):
-    plain_json(lsp_client)
-    lsp_client.job_changes = collect(lsp_client, P.JOB_CHANGED)  # type: ignore[attr-defined]
-    lsp_client.lineage_changes = collect(lsp_client, P.LINEAGE_CHANGED)  # type: ignore[attr-defined]
-    collect(lsp_client, lsp.WORKSPACE_CODE_LENS_REFRESH)
+    watch(lsp_client)
     await start_session(lsp_client, folder, folder / "storage")
     yield
     await lsp_client.shutdown_session()
