@@ -218,14 +218,17 @@ def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any
         if final.fingerprint not in fingerprints:
             stale[m.id] = f"the experiment file changed since this model was made ({_why(m, info, final, by_id)})"
     failed: list[ModelInfo] = []
+    newest: dict[tuple[str | None, str], float] = {}  # (file, model name) -> when last stored
+    for m in models:
+        newest[(m.experiment_file, m.name)] = max(m.created, newest.get((m.experiment_file, m.name), m.created))
     for (label, name), (started, finished, message) in latest.items():
         if message is None:
             continue
         p = files[label]
         if p.key[1] < 0 or (p.experiment is not None and name not in p.finals):
             continue  # the file or the variant is gone
-        if any(m.experiment_file == label and m.name == name and m.created >= started for m in models):
-            continue
+        if newest.get((label, name), float("-inf")) >= started:
+            continue  # stored since that run failed it
         failed.append(_failed_info(workspace, label, name, message, finished or started, p, models))
     return Statuses(stale, failed, tuple(p.key for p in files.values()))
 
