@@ -156,3 +156,27 @@ def test_unaligned_float32_views_are_accepted() -> None:
     st = S.stream_pair_stats(S.ArrayReader(a), S.ArrayReader(a * 2), 1001)
     assert st.sum_bo == pytest.approx(2 * float((np.arange(1001.0) ** 2).sum()), rel=1e-7)
     assert st.max_abs_diff == 1000.0
+
+
+@pytest.mark.parametrize("chan_first", [False, True])
+def test_row_kernel_sums_each_row_and_pools_positions_in_float64(chan_first: bool) -> None:
+    g = np.random.default_rng(3)
+    rows, positions, channels = 3, 5000, 6  # more positions than float32 sums keep exact
+    x = (g.standard_normal((rows, positions, channels)) + 100).astype(np.float32)
+    y = x + g.standard_normal(x.shape).astype(np.float32) * 1e-3
+    y[1, 7, 2] = np.nan
+    lay = (lambda a: a.transpose(0, 2, 1)) if chan_first else (lambda a: a)
+    b = np.ascontiguousarray(lay(x)).reshape(rows, -1)
+    o = np.ascontiguousarray(lay(y)).reshape(rows, -1)
+    f, i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
+    pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
+    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po)
+    for r in range(rows):
+        fr, ir = np.zeros(5), np.zeros(8, np.int64)
+        K.pair_sums(b[r], o[r], fr, ir)
+        np.testing.assert_array_equal(f[r], fr)
+        np.testing.assert_array_equal(i[r], ir)
+    np.testing.assert_allclose(pb, x.astype(np.float64).mean(1), rtol=1e-7)
+    assert np.isnan(po[1, 2]) and np.isfinite(np.delete(po.reshape(-1), 1 * channels + 2)).all()
+    np.testing.assert_allclose(po[0], y[0].astype(np.float64).mean(0), rtol=1e-7)
+    assert i[1, K.I_NANO] == 1 and i[0, K.I_NANO] == 0

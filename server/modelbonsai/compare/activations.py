@@ -13,7 +13,8 @@ activation pair (and small samples of it); nothing of the other models is held.
   own.
 
 Metrics per module and mode (over all sampled instances; sums exact in float64, as in :mod:`.stats`,
-from one fused pass per instance, :func:`.kernels.pair_sums` on the CPU):
+from one fused pass per instance, :func:`.kernels.row_pair_sums` on the CPU, which also pools
+the instance features for `cka_instances` while the instance is in cache):
 
 - `rel_l2`, `sqnr_db`, `cosine`, `max_abs_diff`, `identical`: of the module's whole output;
 - `sparsity_base` / `sparsity_other`: fraction of exact zeros of the activations (after a ReLU,
@@ -576,38 +577,22 @@ def _np32(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
-#: pool in the per-instance loop (cache-hot rows) only up to this many positions: numpy sums a
-#: strided axis sequentially in float32, fine for a few thousand terms
-_LOOP_POOL_MAX = 4096
-
-
 def _row_sums(
     b: torch.Tensor, o: torch.Tensor, pool: tuple[int, int, bool] | None = None
 ) -> tuple[Any, Any, tuple[torch.Tensor, torch.Tensor] | None]:
     """Per-row (f, i) accumulators of a [R, F] pair (see :class:`_Contribution`). With `pool` =
     (positions, channels, channels first) and on the CPU, also each row's channels averaged over
-    its positions (:func:`.cka.pool_positions`), computed right after the row's sums while it is
-    still in cache."""
+    its positions (:func:`.kernels.row_pair_sums`: in the same call, while the row is in cache)."""
     rows = b.shape[0]
     if b.device.type != "cpu":
         return (*_row_sums_torch(b, o), None)
-    bn, on = _np32(b), _np32(o)
     f = np.zeros((rows, 5))
     i = np.zeros((rows, 8), np.int64)
-    if pool is None or pool[0] > _LOOP_POOL_MAX:
-        for r in range(rows):  # one fused pass per instance; its rows stay in cache
-            K.pair_sums(bn[r], on[r], f[r], i[r])
-        return f, i, None
-    positions, channels, chan_first = pool
+    positions, channels, chan_first = pool if pool is not None else (0, 0, False)
     pb = np.empty((rows, channels), np.float32)
     po = np.empty((rows, channels), np.float32)
-    shape, axis = ((channels, positions), 1) if chan_first else ((positions, channels), 0)
-    for r in range(rows):
-        K.pair_sums(bn[r], on[r], f[r], i[r])
-        np.add.reduce(bn[r].reshape(shape), axis=axis, out=pb[r])
-        np.add.reduce(on[r].reshape(shape), axis=axis, out=po[r])
-    scale = np.float32(1.0 / positions)
-    return f, i, (torch.from_numpy(pb * scale), torch.from_numpy(po * scale))
+    K.row_pair_sums(_np32(b), _np32(o), f, i, positions, chan_first, pb, po)
+    return f, i, (torch.from_numpy(pb), torch.from_numpy(po)) if pool is not None else None
 
 
 def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -35,8 +36,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float
     if x.shape[0] < 2:
         return None
     n = x.shape[0]
-    dt = torch.float32 if fast else torch.float64
     xs, ys = x.reshape(n, -1), y.reshape(n, -1)
+    if fast and xs.device.type == "cpu" and ys.device.type == "cpu":
+        return _fast_cka(xs.float(), ys.float())
+    dt = torch.float32 if fast else torch.float64
     # column means in float64 either way (the centring is where precision is lost)
     xc = xs.to(dt) - xs.mean(0, keepdim=True, dtype=torch.float64).to(dt)
     yc = ys.to(dt) - ys.mean(0, keepdim=True, dtype=torch.float64).to(dt)
@@ -49,6 +52,28 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float
     return _ratio(
         float(cyx.square().sum()), float((xc.T @ xc).double().norm()), float((yc.T @ yc).double().norm())
     )
+
+
+def _fast_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
+    """:func:`linear_cka`'s `fast` form on the host: centring and reductions in numpy (torch's
+    per-op overhead dominates at these sizes), the products through torch (so they use the
+    threads torch is allowed, as the model does)."""
+    xn, yn = x.detach().numpy(), y.detach().numpy()
+    xc = torch.from_numpy(xn - xn.mean(0, dtype=np.float64).astype(np.float32))
+    yc = torch.from_numpy(yn - yn.mean(0, dtype=np.float64).astype(np.float32))
+    n, p, q = x.shape[0], x.shape[1], y.shape[1]
+    if n * (p + q) <= p * p + q * q + p * q:
+        kx, ky = xc @ xc.T, yc @ yc.T
+        return _ratio(_dot64(kx, ky), math.sqrt(_dot64(kx, kx)), math.sqrt(_dot64(ky, ky)))
+    cyx, cxx, cyy = yc.T @ xc, xc.T @ xc, yc.T @ yc
+    return _ratio(_dot64(cyx, cyx), math.sqrt(_dot64(cxx, cxx)), math.sqrt(_dot64(cyy, cyy)))
+
+
+def _dot64(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Σ a∘b of two float32 host tensors, summed in float64 (numpy's einsum loop, not a BLAS dot:
+    numpy's BLAS may start threads of its own beside torch's)."""
+    a64, b64 = a.numpy().astype(np.float64).ravel(), b.numpy().astype(np.float64).ravel()
+    return float(np.einsum("i,i->", a64, b64))
 
 
 def _ratio(hsic: float, nx: float, ny: float) -> float | None:

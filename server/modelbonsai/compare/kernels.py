@@ -253,6 +253,51 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
+_F32_2D_RO = types.Array(types.float32, 2, "C", readonly=True)
+_F32_2D = types.Array(types.float32, 2, "C")
+_ROW_SIGS = [
+    types.void(_F32_2D_RO, _F32_2D_RO, types.Array(types.float64, 2, "C"), types.Array(types.int64, 2, "C"),
+               types.int64, types.boolean, _F32_2D, _F32_2D)
+]  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
+def _pool(x, positions, chan_first, acc, out):  # type: ignore[no-untyped-def]
+    """out[c] = mean over positions of channel c of one instance's output x (positions x
+    channels, laid out [channels, positions] when chan_first), summed in float64 (`acc` is
+    scratch of out.size)."""
+    channels = out.size
+    if chan_first:
+        for c in range(channels):
+            row = x[c * positions : (c + 1) * positions]
+            s = 0.0
+            for p in range(positions):
+                s += row[p]
+            acc[c] = s
+    else:
+        acc[:] = 0.0
+        for p in range(positions):
+            row = x[p * channels : (p + 1) * channels]
+            for c in range(channels):  # contiguous: vectorised across channels
+                acc[c] += row[c]
+    for c in range(channels):
+        out[c] = acc[c] / positions
+
+
+@numba.njit(_ROW_SIGS, cache=True, nogil=True, fastmath=_FAST)
+def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o):  # type: ignore[no-untyped-def]
+    """:func:`pair_sums` of every row of b, o [rows, F] into facc[row], iacc[row] (one row per
+    instance); with positions > 0 also each row's channels averaged over its positions into
+    pool_b[row], pool_o[row] (F = positions x channels, see :func:`_pool`), read while the row is
+    still in cache. One call per batch: no per-instance dispatch."""
+    acc = np.empty(pool_b.shape[1])
+    for r in range(b.shape[0]):
+        pair_sums(b[r], o[r], facc[r], iacc[r])
+        if positions > 0:
+            _pool(b[r], positions, chan_first, acc, pool_b[r])
+            _pool(o[r], positions, chan_first, acc, pool_o[r])
+
+
 # -- fused with dequantization ---------------------------------------------------------------------
 # The artifact reader's own kernels (one bit layout, one dequantization formula, no fast-math:
 # bit-identical to the decode), applied to one L1-sized block at a time.
