@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import secrets
 import threading
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..store.fsio import atomic_write_bytes
 from .jobs import JobCancelled
 from .protocol import MAX_INLINE_PAGE_BYTES, ResultRef
 
@@ -175,14 +175,8 @@ class ResultStore:
                 f"this result page is {len(data) / 1e6:.1f} MB, more than the {self.inline_limit / 1e6:.0f} MB "
                 "sent inline, and the client gave no storagePath at initialize to write it to"
             )
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{result.id}-{page}.msgpack"
-        tmp = folder / f".tmp-{result.id}-{page}-{os.getpid()}-{secrets.token_hex(4)}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)  # readers see no file or the whole file, never half of it
+        atomic_write_bytes(final, data)  # readers see no file or the whole file, never half of it
         result.files[page] = final
         return final
 
