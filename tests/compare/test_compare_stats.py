@@ -99,11 +99,12 @@ def test_sampled_histograms_estimate_counts() -> None:
 
 def test_value_histograms_against_numpy() -> None:
     b, o = torch.randn(4000), torch.randn(4000) * 2
-    h = S.value_histograms(b, o, bins=16, hist_sample=None)
+    h = S.pair_stats(b, o, hist_sample=None, values=True).values
+    assert h is not None
     r = h["range"]
     assert r == pytest.approx(float(max(b.abs().max(), o.abs().max())))
     for side, x in (("base", b), ("other", o)):
-        ref, _ = np.histogram(x.double().numpy(), bins=16, range=(-r, r))
+        ref, _ = np.histogram(x.double().numpy(), bins=S.VALUE_BINS, range=(-r, r))
         assert np.abs(h[side] - ref).max() <= 2 and h[side].sum() == 4000
 
 

@@ -14,7 +14,7 @@ average of ratios. With b the base, o the other and d = o - b, over pairs where 
 - histogram of relative change |d|/|b| over fixed log10 bins (:data:`REL_EDGES`), plus counts
   of unchanged elements, of elements changed from an exact zero, and of under/overflow.
 
-Histograms (relative change, and :func:`value_histograms`) are computed over every element of
+Histograms (relative change, and the value histograms of `values=True`) are computed over every element of
 tensors up to :data:`HIST_SAMPLE` elements, and over a fixed sample of larger ones: blocks of 64
 consecutive elements (whole cache lines, whole N:M groups) taken every p-th block, p prime so
 the blocks do not alias with row lengths; each sampled element then counts `n / sample size`
@@ -219,15 +219,6 @@ class PairStats:
         }
 
 
-def hist_uniform(x: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
-    """Counts of `x` in `bins` equal bins over [lo, hi] (last bin closed; values outside, NaN
-    and ±Inf not counted), like torch.histc / np.histogram, in one pass (float32 arithmetic:
-    t = (x - lo) * bins / (hi - lo), bin floor(t))."""
-    out = np.zeros(bins, np.float64)
-    K.uniform_hist(_f32(np.ravel(x)), np.float32(lo), np.float32(hi), np.float32(bins / (hi - lo)), out)
-    return out
-
-
 def _add_rel(st: PairStats, hist: np.ndarray, side: np.ndarray, weight: float) -> None:
     st.rel_hist += hist * weight
     unchanged, from_zero, under, over = (float(v) * weight for v in side)  # plain floats for the wire
@@ -257,7 +248,9 @@ def pair_stats(
     values: bool = False,
 ) -> PairStats:
     """Statistics of two equally shaped tensors (any float dtype; computed in float32 chunks,
-    accumulated in float64). `values=True` also fills `.values` (see :func:`value_histograms`)."""
+    accumulated in float64). `values=True` also fills `.values`: histograms of the finite values
+    of both sides over the same VALUE_BINS bins on [-R, R], R the largest finite |value| of either
+    side's sample, counts estimated as element counts (see :func:`_sample_histograms`)."""
     if base.shape != other.shape:
         raise ValueError(f"shapes differ: {tuple(base.shape)} vs {tuple(other.shape)}")
     if base.device.type != "cpu" or other.device.type != "cpu":
@@ -385,7 +378,7 @@ _EMPTY = np.empty(0, np.float32)
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
-    """Value histograms (as :func:`value_histograms` of the sample) and the relative-change
+    """Value histograms (with `values`) and the relative-change
     histogram of a sample, in one kernel call (it runs once per tensor)."""
     vb, vo = np.zeros(VALUE_BINS), np.zeros(VALUE_BINS)
     rel, side = np.zeros(REL_BINS), np.zeros(4)  # side: unchanged, from zero, under, over
@@ -459,31 +452,3 @@ def _flat32(t: torch.Tensor) -> torch.Tensor:
     """A flat float32 view (no copy when it already is float32 and contiguous)."""
     t = t.detach().reshape(-1)
     return t if t.dtype == torch.float32 else t.float()
-
-
-def value_histograms(
-    base: torch.Tensor | np.ndarray,
-    other: torch.Tensor | np.ndarray | None = None,
-    *,
-    bins: int = VALUE_BINS,
-    hist_sample: int | None = HIST_SAMPLE,
-) -> dict[str, Any]:
-    """Histograms of the finite values of base (and other) over the same bins [-R, R], where R
-    is the largest finite |value| of either side (over the sampled elements). Counts are
-    estimated element counts (sample counts times `weight`). NaN/Inf are skipped in the binning
-    pass itself."""
-    sides = [base] if other is None else [base, other]
-    picked = [sample_elements(_as_torch(t).detach().float(), hist_sample) for t in sides]
-    xs = [_flat32_np(x.cpu()) for x, _ in picked]
-    weight = picked[0][1]
-    r = max(K.max_abs_finite(x) for x in xs) or 1.0
-    # values outside [-r, r] (NaN/Inf) are not binned: they are counted elsewhere
-    hists = [hist_uniform(x, bins, -r, r) * weight for x in xs]
-    out: dict[str, Any] = {"range": r, "bins": bins, "weight": weight, "base": hists[0]}
-    if other is not None:
-        out["other"] = hists[1]
-    return out
-
-
-def _as_torch(t: torch.Tensor | np.ndarray) -> torch.Tensor:
-    return t if isinstance(t, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(t))

@@ -58,7 +58,7 @@ class TensorResult:
     message: str = ""
     removed: dict[int, int] = field(default_factory=dict)  # dim -> channels removed (structured)
     stats: S.PairStats | None = None
-    values: dict[str, Any] | None = None  # value histograms (see stats.value_histograms)
+    values: dict[str, Any] | None = None  # value histograms (see stats.pair_stats(values=True))
     kept: dict[int, list[int]] = field(default_factory=dict)  # dim -> kept base indices (structured)
     kept_stats: S.PairStats | None = None  # structured: the kept channels alone (see module doc)
     groups: dict[int, int] = field(default_factory=dict)  # dim -> elements per removed unit (head size)
