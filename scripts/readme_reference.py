@@ -23,11 +23,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def _param(p: Param) -> str:
     kind = "|".join(p.choices) if p.type == "enum" else p.type
-    bounds = ""
-    if p.minimum is not None or p.maximum is not None:
-        lo = "" if p.minimum is None else f"{'(' if p.exclusive_minimum else '['}{p.minimum:g}"
-        hi = "" if p.maximum is None else f"{p.maximum:g}{')' if p.exclusive_maximum else ']'}"
-        bounds = f" {lo or '('}, {hi or ')'}"
+    bounds = f" {p.interval()}" if p.interval() else ""
     default = " required" if p.required else ("" if p.default is None else f" = `{json.dumps(p.default)}`")
     return f"`{p.name}` ({kind}{bounds}){default}".replace("|", "\\|")
 

@@ -290,17 +290,9 @@ class Hover:
 
 def param_detail(p: Param) -> str:
     typ = " | ".join(p.choices) if p.type == "enum" else p.type
-    rng = ""
-    if p.minimum is not None or p.maximum is not None:
-        lo = "" if p.minimum is None else f"{'(' if p.exclusive_minimum else '['}{_num(p.minimum)}"
-        hi = "" if p.maximum is None else f"{_num(p.maximum)}{')' if p.exclusive_maximum else ']'}"
-        rng = f" {lo or '(-inf'}, {hi or 'inf)'}"
+    rng = f" {p.interval()}" if p.interval() else ""
     default = " (required)" if p.required else (f" = {p.default!r}" if p.default is not None else "")
     return f"{typ}{rng}{default}"
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else str(v)
 
 
 def param_markdown(op: OpDef, p: Param) -> str:

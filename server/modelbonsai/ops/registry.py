@@ -51,6 +51,14 @@ class Param:
     exclusive_maximum: bool = False
     sweepable: bool = True
 
+    def interval(self) -> str:
+        """The allowed range in interval notation ("[0, 1)", "(0, inf)"), or "" when unbounded."""
+        if self.minimum is None and self.maximum is None:
+            return ""
+        lo = "(-inf" if self.minimum is None else f"{'(' if self.exclusive_minimum else '['}{_num(self.minimum)}"
+        hi = "inf)" if self.maximum is None else f"{_num(self.maximum)}{')' if self.exclusive_maximum else ']'}"
+        return f"{lo}, {hi}"
+
     def check(self, value: Any) -> str | None:
         """Return a plain message if `value` is not acceptable, else None."""
         t = self.type
@@ -249,9 +257,7 @@ class OpDef:
         lines = [f"**{self.name}** — {self.summary}", "", self.doc, "", "| parameter | type | default | |", "|---|---|---|---|"]
         for p in self.params:
             typ = " \\| ".join(p.choices) if p.type == "enum" else p.type
-            rng = ""
-            if p.minimum is not None or p.maximum is not None:
-                rng = f" [{'' if p.minimum is None else _num(p.minimum)}, {'' if p.maximum is None else _num(p.maximum)}]"
+            rng = f" {p.interval()}" if p.interval() else ""
             default = "required" if p.required else ("" if p.default is None else f"`{p.default}`")
             lines.append(f"| `{p.name}` | {typ}{rng} | {default} | {p.doc} |")
         return "\n".join(lines)
