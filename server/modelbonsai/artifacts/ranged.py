@@ -89,6 +89,7 @@ class StoredTensors:
         self.manifest = manifest
         self.path = self.folder / str(manifest.get("tensors_file", TENSORS))
         self._raw = mmap_components(self.path)
+        self._reader: _Reader | None = None
 
     # -- listing ---------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -110,11 +111,9 @@ class StoredTensors:
     def tensor(self, name: str) -> torch.Tensor:
         """The tensor decoded as the model held it (see forms.decode)."""
         self._entry(name)
-        reader = _Reader(self.folder, self.manifest)
-        try:
-            return _decode_entry(reader, self.manifest, name)
-        finally:
-            reader.close()
+        if self._reader is None:  # one for every read (tiles read tensor after tensor)
+            self._reader = _Reader(self.folder, self.manifest)
+        return _decode_entry(self._reader, self.manifest, name)
 
     # -- ranges ----------------------------------------------------------------------------------
     def component(self, key: str) -> np.ndarray:
