@@ -52,12 +52,59 @@ export function serverArgs(): string[] {
   return ['-m', 'modelbonsai.cli', 'serve'];
 }
 
+/** The folder inside the extension that holds the server wheel (the Makefile builds it there). */
+export const WHEEL_FOLDER = path.join('dist', 'python');
+
+const WHEEL_NAME = /^modelbonsai-(\d+(?:\.\d+)*)[^-]*-py3-none-any\.whl$/;
+
 /**
- * The exact install command the notification shows and runs. In a checkout of the Bonsai repo
- * (a pyproject.toml naming `modelbonsai` above the workspace) it is an editable install of it.
+ * The server wheel shipped in the extension, or undefined when this build carries none (an
+ * extension built without `make package`). Should several be there, the highest version wins.
+ * `list` is fs.readdirSync (throws when the folder is missing).
  */
-export function installCommand(python: string, repoRoot?: string): string[] {
-  return repoRoot ? [python, '-m', 'pip', 'install', '-e', repoRoot] : [python, '-m', 'pip', 'install', 'modelbonsai'];
+export function findBundledWheel(extensionRoot: string, list: (dir: string) => string[]): string | undefined {
+  const dir = path.join(extensionRoot, WHEEL_FOLDER);
+  let names: string[];
+  try {
+    names = list(dir);
+  } catch {
+    return undefined;
+  }
+  const versioned = names.flatMap((n) => {
+    const m = WHEEL_NAME.exec(n);
+    return m ? [{ n, v: m[1]!.split('.').map(Number) }] : [];
+  });
+  versioned.sort((a, b) => compareVersions(b.v, a.v));
+  return versioned[0] ? path.join(dir, versioned[0].n) : undefined;
+}
+
+function compareVersions(a: number[], b: number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d) return d;
+  }
+  return 0;
+}
+
+/**
+ * The exact install command the notification shows and runs, or undefined when no command can
+ * work (modelbonsai is not on PyPI). In a checkout of the Bonsai repo (a pyproject.toml naming
+ * `modelbonsai` above the workspace or the extension) it is an editable install of it; elsewhere
+ * an install of the wheel shipped inside the extension.
+ */
+export function installCommand(python: string, repoRoot?: string, bundledWheel?: string): string[] | undefined {
+  if (repoRoot) return [python, '-m', 'pip', 'install', '-e', repoRoot];
+  if (bundledWheel) return [python, '-m', 'pip', 'install', bundledWheel];
+  return undefined;
+}
+
+/** What to tell the user when there is no install command to offer: how to get the package. */
+export function manualInstallMessage(python: string): string {
+  return (
+    `The Bonsai server package (modelbonsai) is not installed for ${python}, and this build of the extension carries no copy of it. ` +
+    `Install it from a checkout of the Bonsai repository: ${shellQuote([python, '-m', 'pip', 'install', '-e'])} <path to the checkout>, ` +
+    'or set "bonsai.pythonPath" to a Python that has it.'
+  );
 }
 
 /** Quote for display and for a terminal (POSIX shells and PowerShell both accept '...'). */

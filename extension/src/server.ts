@@ -18,7 +18,7 @@ import {
 import { RestartPolicy } from './backoff';
 import { errorText } from './errors';
 import * as P from './protocol';
-import { installCommand, probe, resolvePython, serverArgs, shellQuote, type ResolvedPython } from './python';
+import { findBundledWheel, installCommand, manualInstallMessage, probe, resolvePython, serverArgs, shellQuote, type ResolvedPython } from './python';
 
 export type ServerState =
   | { kind: 'starting' }
@@ -226,7 +226,19 @@ export class BonsaiServer implements vscode.Disposable {
       if (pick === 'Show Logs') this.log.show();
       return;
     }
-    const args = installCommand(python.command, findRepoRoot(vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? []));
+    // A checkout around the workspace, else around the extension itself (run from its sources).
+    const root = this.extensionRoot();
+    const repoRoot = findRepoRoot([...(vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? []), root]);
+    const wheel = findBundledWheel(root, (dir) => fs.readdirSync(dir));
+    const args = installCommand(python.command, repoRoot, wheel);
+    if (!args) {
+      // Nothing to offer that could work (modelbonsai is not on PyPI): say how to get it.
+      this.log.error(`No install command: no Bonsai checkout around the workspace and no server wheel in ${root}.`);
+      const pick = await vscode.window.showErrorMessage(manualInstallMessage(python.command), 'Choose Another Python', 'Show Logs');
+      if (pick === 'Choose Another Python') void vscode.commands.executeCommand('workbench.action.openSettings', 'bonsai.pythonPath');
+      if (pick === 'Show Logs') this.log.show();
+      return;
+    }
     const command = shellQuote(args);
     const pick = await vscode.window.showWarningMessage(
       `The Bonsai server package (modelbonsai) is not installed for ${python.command}. Install it with: ${command}`,
@@ -253,6 +265,11 @@ export class BonsaiServer implements vscode.Disposable {
       else void vscode.window.showErrorMessage(`Installing modelbonsai failed (exit code ${e.exitCode ?? '?'}); see the terminal.`);
     });
     await vscode.tasks.executeTask(task);
+  }
+
+  /** The extension's install folder (`__dirname` is its dist/ when the context does not say). */
+  private extensionRoot(): string {
+    return this.context.extensionUri?.fsPath ?? this.context.extensionPath ?? path.resolve(__dirname, '..');
   }
 
   /**

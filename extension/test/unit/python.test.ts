@@ -1,9 +1,9 @@
 // Which Python runs the server, and the import probe (fake and real interpreters).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installCommand, probe, resolvePython, serverArgs, shellQuote } from '../../src/python';
+import { findBundledWheel, installCommand, manualInstallMessage, probe, resolvePython, serverArgs, shellQuote } from '../../src/python';
 
 const run = (cmd: string, args: string[]) =>
   new Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: string }>((res) =>
@@ -40,10 +40,52 @@ describe('resolvePython', () => {
 });
 
 describe('install command', () => {
-  it('is pip install modelbonsai, or an editable install of the repo checkout', () => {
-    expect(shellQuote(installCommand('/usr/bin/python3'))).toBe('/usr/bin/python3 -m pip install modelbonsai');
-    expect(shellQuote(installCommand('/p y/python', '/src/bon sai'))).toBe("'/p y/python' -m pip install -e '/src/bon sai'");
+  it('is an editable install of the repo checkout, when there is one', () => {
+    expect(shellQuote(installCommand('/p y/python', '/src/bon sai')!)).toBe("'/p y/python' -m pip install -e '/src/bon sai'");
+    // a checkout wins over the wheel: the user is working on these sources
+    expect(installCommand('/usr/bin/python3', '/src/bonsai', '/ext/dist/python/modelbonsai-0.1.0-py3-none-any.whl')).toEqual(['/usr/bin/python3', '-m', 'pip', 'install', '-e', '/src/bonsai']);
     expect(serverArgs()).toEqual(['-m', 'modelbonsai.cli', 'serve']);
+  });
+
+  it('else installs the wheel shipped in the extension', () => {
+    const wheel = '/home/u/.vscode/extensions/modelbonsai.bonsai-0.1.0/dist/python/modelbonsai-0.1.0-py3-none-any.whl';
+    expect(installCommand('/usr/bin/python3', undefined, wheel)).toEqual(['/usr/bin/python3', '-m', 'pip', 'install', wheel]);
+    expect(shellQuote(installCommand('C:\\Py thon\\python.exe', undefined, 'C:\\ext\\modelbonsai-0.1.0-py3-none-any.whl')!)).toBe(
+      "'C:\\Py thon\\python.exe' -m pip install 'C:\\ext\\modelbonsai-0.1.0-py3-none-any.whl'",
+    );
+  });
+
+  it('proposes no command without a checkout or a wheel, and says how to install instead', () => {
+    expect(installCommand('/usr/bin/python3')).toBeUndefined();
+    expect(installCommand('/usr/bin/python3', undefined, undefined)).toBeUndefined();
+    const msg = manualInstallMessage('/opt/py 3/bin/python');
+    expect(msg).toContain('not installed for /opt/py 3/bin/python');
+    expect(msg).toContain("Install it from a checkout of the Bonsai repository: '/opt/py 3/bin/python' -m pip install -e <path to the checkout>");
+    expect(msg).not.toMatch(/pip install modelbonsai/);
+  });
+});
+
+describe('findBundledWheel', () => {
+  const lister = (files: Record<string, string[]>) => (dir: string) => {
+    const f = files[dir];
+    if (!f) throw Object.assign(new Error(`ENOENT: no such file or directory, scandir '${dir}'`), { code: 'ENOENT' });
+    return f;
+  };
+
+  it('finds the wheel under dist/python of the extension', () => {
+    const list = lister({ [join('/ext', 'dist', 'python')]: ['modelbonsai-0.1.0-py3-none-any.whl'] });
+    expect(findBundledWheel('/ext', list)).toBe(join('/ext', 'dist', 'python', 'modelbonsai-0.1.0-py3-none-any.whl'));
+  });
+
+  it('is undefined when the folder is missing or holds no server wheel', () => {
+    expect(findBundledWheel('/ext', lister({}))).toBeUndefined();
+    const list = lister({ [join('/ext', 'dist', 'python')]: ['.stamp', 'other-1.0-py3-none-any.whl', 'modelbonsai-0.1.0.tar.gz', 'modelbonsai-0.1.0-cp311-cp311-linux_x86_64.whl'] });
+    expect(findBundledWheel('/ext', list)).toBeUndefined();
+  });
+
+  it('takes the highest version when several are there (numerically, not as text)', () => {
+    const list = lister({ [join('/ext', 'dist', 'python')]: ['modelbonsai-0.9.0-py3-none-any.whl', 'modelbonsai-0.10.1-py3-none-any.whl', 'modelbonsai-0.10.0-py3-none-any.whl'] });
+    expect(findBundledWheel('/ext', list)).toBe(join('/ext', 'dist', 'python', 'modelbonsai-0.10.1-py3-none-any.whl'));
   });
 });
 

@@ -1,7 +1,9 @@
-// The packaged .vsix (built by `make package` / `npm run package`): dist in, sources, tests and
+// The packaged .vsix (built by `make package`, which `npm run package` calls): dist in, sources, tests and
 // node_modules out. Reads the zip's central directory directly (no unzip tool needed).
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const vsix = resolve(__dirname, '../../bonsai.vsix');
@@ -44,5 +46,63 @@ describe('bonsai.vsix', () => {
     expect(bad).toEqual([]);
     const pkg = JSON.parse(readFileSync(resolve(__dirname, '../../package.json'), 'utf8')) as { main: string };
     expect(names).toContain(`extension/${pkg.main.replace(/^\.\//, '')}`);
+    expect(names.filter((n) => /\/\.stamp-/.test(n))).toEqual([]);
+  });
+
+  it.skipIf(!existsSync(vsix))('ships exactly one server wheel where src/server.ts looks for it', () => {
+    const names = zipEntries(readFileSync(vsix));
+    const wheels = names.filter((n) => /modelbonsai-[^/]*\.whl$/.test(n));
+    expect(wheels).toHaveLength(1);
+    expect(wheels[0]).toMatch(/^extension\/dist\/python\/modelbonsai-\d+(\.\d+)*-py3-none-any\.whl$/);
+  });
+});
+
+// The server wheel that the .vsix ships (built by the Makefile from ../server into dist/python).
+const wheelDir = resolve(__dirname, '../../dist/python');
+const wheels = existsSync(wheelDir) ? readdirSync(wheelDir).filter((n) => n.endsWith('.whl')) : [];
+const repo = resolve(__dirname, '../../..');
+const venvPython = join(repo, '.venv/bin/python');
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    if (n === '__pycache__' || n.endsWith('.egg-info')) return [];
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+describe('the server wheel', () => {
+  it.skipIf(!wheels.length)('is one wheel of the version in pyproject.toml', () => {
+    expect(wheels).toHaveLength(1);
+    const version = /^version\s*=\s*"([^"]+)"/m.exec(readFileSync(join(repo, 'pyproject.toml'), 'utf8'))?.[1];
+    expect(wheels[0]).toBe(`modelbonsai-${version}-py3-none-any.whl`);
+  });
+
+  it.skipIf(!wheels.length)('holds exactly the package sources (run make package when this fails: the wheel is stale)', () => {
+    const names = zipEntries(readFileSync(join(wheelDir, wheels[0]!)));
+    const packed = names.filter((n) => n.startsWith('modelbonsai/')).sort();
+    const sources = filesUnder(join(repo, 'server/modelbonsai'))
+      .map((p) => `modelbonsai/${relative(join(repo, 'server/modelbonsai'), p).split('\\').join('/')}`)
+      .filter((n) => /\.py$|\.json$|\.sql$|py\.typed$/.test(n))
+      .sort();
+    expect(packed).toEqual(sources);
+    const dist = names.filter((n) => n.includes('.dist-info/')).map((n) => n.replace(/^[^/]*\//, ''));
+    expect(dist).toEqual(expect.arrayContaining(['METADATA', 'entry_points.txt', 'RECORD']));
+  });
+
+  it.skipIf(!wheels.length || !existsSync(venvPython))('installs with pip and imports from where it was installed', () => {
+    const target = mkdtempSync(join(tmpdir(), 'bonsai-wheel-'));
+    try {
+      execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index', '--target', target, join(wheelDir, wheels[0]!)], { timeout: 60_000 });
+      const out = execFileSync(
+        venvPython,
+        ['-c', 'import modelbonsai, importlib.resources as r, sys; sys.stdout.write(modelbonsai.__file__ + "|" + str((r.files("modelbonsai") / "schema" / "bonsai.schema.json").is_file()))'],
+        { env: { ...process.env, PYTHONPATH: target }, encoding: 'utf8', timeout: 60_000 },
+      );
+      expect(out).toBe(`${join(target, 'modelbonsai', '__init__.py')}|True`);
+      expect(readFileSync(join(target, 'bin', 'bonsai'), 'utf8')).toMatch(/from modelbonsai\.cli import main/);
+    } finally {
+      rmSync(target, { recursive: true, force: true });
+    }
   });
 });
