@@ -364,7 +364,7 @@ def test_runner_limit_decides_the_evaluation(ws: tuple[Path, LineageStore]) -> N
     exp, store = ws
     Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50"]))
     # the same file, run with a limit (bonsai run --max-instances, the server's setting)
-    result = Runner(store, device="cpu", max_instances=6).run(make_plan(_exp(exp), store, only=["prune-50"]))
+    result = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50"], max_instances=6))
     assert result.reevaluated == ["toy", "prune-50"]
     assert load_evaluation(store, store.get_model("prune-50")).outputs.shape[0] == 6
 

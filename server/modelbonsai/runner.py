@@ -14,6 +14,9 @@ outputs do. Each stored model also records an evaluation fingerprint (the task a
 instances); a stored model whose evaluation fingerprint differs from the run's (or is unknown) is
 re-evaluated in place: same id, same artifact, children stay attached; its metrics, outputs and
 evaluation fingerprint are replaced. The base goes first (its outputs are the reference).
+The instance limit is decided once, by `make_plan(max_instances=)` (`evaluation_limit`); the
+Runner evaluates with the plan's `max_instances`, and the language server judges staleness with
+the same `evaluation_fingerprint` for the limit its own runs use.
 
 Failure: a step that fails stores nothing; its variant is reported failed with the message and
 every variant below it is skipped; other branches go on. The run record lists the failures.
@@ -115,6 +118,9 @@ class PlannedStep:
 class Plan:
     experiment: Any
     steps: list[PlannedStep]  # the base first, then parents before children
+    # How many instances the run evaluates (None: all). Set by make_plan only: the Runner
+    # builds its task with it, so what the plan judged up to date is what the run evaluates.
+    max_instances: int | None = None
 
     def stale(self) -> list[PlannedStep]:
         """The models to make."""
@@ -124,9 +130,13 @@ class Plan:
         """The stored models to re-evaluate (the base first: steps are in plan order)."""
         return [s for s in self.steps if s.reevaluate]
 
-    def set_evaluation(self, eval_fingerprint: str) -> None:
+    def set_evaluation(self, max_instances: int | None) -> None:
+        """Evaluate with at most `max_instances` instances (None: all): every step's evaluation
+        fingerprint follows, so re-evaluations are judged against this limit."""
+        self.max_instances = max_instances
+        fp = evaluation_fingerprint(self.experiment, max_instances, resolved=True)
         for s in self.steps:
-            s.eval_fingerprint = eval_fingerprint
+            s.eval_fingerprint = fp
 
     def step(self, name: str) -> PlannedStep:
         return next(s for s in self.steps if s.name == name)
@@ -179,16 +189,30 @@ def task_key(exp: Any) -> dict[str, Any] | None:
     return {"kind": exp.task.kind, "options": exp.task.options}
 
 
-def evaluation_fingerprint(exp: Any, max_instances: int | None = None) -> str:
+def evaluation_limit(exp: Any, max_instances: int | None = None) -> int | None:
+    """How many instances a run evaluates: `max_instances` given to the run (the CLI's
+    --max-instances, the language server's setting), else the task's own `max_instances`; None
+    (all) without either, or without a task."""
+    if getattr(exp, "task", None) is None:
+        return None
+    limit = max_instances if max_instances is not None else getattr(exp.task, "max_instances", None)
+    return None if limit is None else int(limit)
+
+
+def evaluation_fingerprint(exp: Any, max_instances: int | None = None, *, resolved: bool = False) -> str:
     """What a model's metrics and outputs depend on besides its weights: the task (kind and
-    options) and how many instances are evaluated (`max_instances` given to the run, else the
-    task's own). Written ``<task hash>:<limit>`` so that the language server, which cannot know
-    the limit a run was given, can judge the task part alone (lsp/drift.py)."""
-    task = task_key(exp)
-    limit: int | None = None
-    if task is not None:
-        limit = max_instances if max_instances is not None else getattr(exp.task, "max_instances", None)
-    return f"{_hash({'task': task})}:{'all' if limit is None else int(limit)}"
+    options) and how many instances are evaluated (`evaluation_limit`; `resolved`: `max_instances`
+    is that limit already). Written ``<task hash>:<limit>`` (``all``: no limit). The runner stores
+    it with each model; the language server compares it, for the limit its runs use, to mark
+    models stale (lsp/drift.py): one function, so both judge alike."""
+    limit = max_instances if resolved else evaluation_limit(exp, max_instances)
+    return f"{_hash({'task': task_key(exp)})}:{'all' if limit is None else int(limit)}"
+
+
+def split_evaluation_fingerprint(fp: str) -> tuple[str, str]:
+    """(task hash, limit) of an `evaluation_fingerprint`; the limit is ``all`` or a count."""
+    task, _, limit = fp.partition(":")
+    return task, limit
 
 
 def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None) -> str:
@@ -211,7 +235,8 @@ def make_plan(
 
     `only` restricts the run to those variants (and whatever of their ancestors is missing);
     `force` re-makes the selected variants even when up to date (not their ancestors).
-    `max_instances` is the evaluation limit the run will use (the Runner re-applies its own).
+    `max_instances`: evaluate on at most this many instances instead of the task's own limit.
+    This is the one place a run's evaluation limit is set (`Plan.max_instances`).
     """
     import_user_ops(exp)
     base_fp = base_plan_fingerprint(exp, store.workspace)
@@ -274,7 +299,7 @@ def make_plan(
                     cur = by_name.get(cur.parent) if cur.parent else None
         steps = [s for s in steps if s.name in needed or s is base_step]
     plan = Plan(exp, steps)
-    plan.set_evaluation(evaluation_fingerprint(exp, max_instances))
+    plan.set_evaluation(evaluation_limit(exp, max_instances))
     return plan
 
 
@@ -346,7 +371,12 @@ def library_versions() -> dict[str, str]:
 
 
 class Runner:
-    """Executes a plan. Progress goes to `progress(fraction, message)` (overall) and `events`."""
+    """Executes a plan. Progress goes to `progress(fraction, message)` (overall) and `events`.
+
+    It evaluates with the plan's instance limit (`make_plan(max_instances=)`). `max_instances`
+    here is only for callers written before that: it must agree with the plan's (a PlanError
+    says so otherwise) and sets nothing.
+    """
 
     def __init__(
         self,
@@ -370,17 +400,21 @@ class Runner:
         self._base_fp = ""
         self._base_eval: Any = None
         self._task: Any = None
+        self._limit: int | None = None  # the plan's evaluation limit, for the task
 
     # The heavy lifting of one run; the CLI and the language server both call this.
     def run(self, plan: Plan) -> RunResult:
         exp = plan.experiment
+        if self.max_instances is not None and evaluation_limit(exp, self.max_instances) != plan.max_instances:
+            # Two limits would make the plan judge one evaluation and the run store another.
+            raise PlanError(f"the run was given max_instances={self.max_instances} but its plan evaluates "
+                            f"{plan.max_instances or 'all'} instances: pass max_instances to make_plan")
         device = resolve_device(self.device_name)
         self._base_eval, self._task = None, None  # a Runner may be reused for another plan
+        self._limit = plan.max_instances
         label = experiment_label(exp.path, self.store.workspace)
         run = self.store.start_run(label, plan.variants())
         result = RunResult(run_id=run.id, status="done")
-        # The evaluation settings are this runner's (its max_instances), whatever the plan assumed.
-        plan.set_evaluation(evaluation_fingerprint(exp, self.max_instances))
         n_re = len(plan.reevaluations())
         self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"
                             + (f", {n_re} to re-evaluate" if n_re else "")))
@@ -606,8 +640,7 @@ class Runner:
 
             spec = exp.task
             cls = get_task_class(spec.kind, exp.root)
-            limit = self.max_instances if self.max_instances is not None else getattr(spec, "max_instances", None)
-            self._task = cls(dict(spec.options), exp.root, max_instances=limit)
+            self._task = cls(dict(spec.options), exp.root, max_instances=self._limit)
         return self._task
 
     def _reference(self, exp: Any, result: RunResult, device: torch.device) -> Any:
@@ -752,9 +785,9 @@ def load_evaluation(store: LineageStore, model: ModelRecord) -> Any:
 def run_experiment(
     exp: Any, store: LineageStore, *, only: list[str] | None = None, force: bool = False,
     device: str = "auto", progress: ProgressFn | None = None, events: EventFn | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool] | None = None, max_instances: int | None = None,
 ) -> RunResult:
-    """Plan and run in one call (what the language server's "run" job does)."""
-    plan = make_plan(exp, store, only=only, force=force)
+    """Plan and run in one call (`max_instances`: as for make_plan)."""
+    plan = make_plan(exp, store, only=only, force=force, max_instances=max_instances)
     return Runner(store, device=device, progress=progress, events=events, cancelled=cancelled).run(plan)
 

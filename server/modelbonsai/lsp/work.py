@@ -79,8 +79,10 @@ def task_of(store: LineageStore, rec: ModelRecord, max_instances: int | None) ->
     if exp is None or exp.task is None:
         raise WorkError(f"model '{rec.name}' comes from no experiment file with a `task:` section; "
                         "this comparison needs the task's data")
+    from ..runner import evaluation_limit
+
     cls = get_task_class(exp.task.kind, exp.root)
-    limit = max_instances or exp.task.max_instances
+    limit = evaluation_limit(exp, max_instances)  # as a run would evaluate
     task = cls(dict(exp.task.options), exp.root, max_instances=limit)
     return task, {"kind": exp.task.kind, "options": exp.task.options, "max_instances": limit}
 
@@ -109,9 +111,11 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
             if e.kind in ("stored", "re-evaluated"):
                 rep.lineage_changed()  # each model (or its new metrics) shows up at once
 
-        plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")))
+        # The server's instance limit goes to the plan (the one place a run's limit is set).
+        plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")),
+                         max_instances=spec.get("maxInstances"))
         runner = Runner(store, device=spec["device"], progress=rep.progress, events=on_event,
-                        cancelled=rep.cancelled, max_instances=spec.get("maxInstances"))
+                        cancelled=rep.cancelled)
         result = runner.run(plan)
     finally:
         store.close()
