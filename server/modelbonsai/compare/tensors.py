@@ -156,39 +156,12 @@ def tiles_wire(
     return KIND, out_meta, tensors
 
 
-@torch.no_grad()
 def activation_tensor(
     model: nn.Module, task: Any, instance_id: str, module: str, *, device: torch.device | str = "cpu", batch_size: int = 16
 ) -> torch.Tensor:
     """The output of `module` for one instance (the batch dim removed), found by id in the task's
     evaluation batches."""
-    mods = dict(model.named_modules())
-    if module not in mods:
-        raise CompareError(f"the model has no module '{module}'")
-    found = next(((b, [str(i) for i in b.ids]) for b in task.eval_batches(batch_size)
-                  if instance_id in {str(i) for i in b.ids}), None)  # fmt: skip
-    if found is None:
-        raise CompareError(f"instance '{instance_id}' is not in the task's evaluation data")
-    batch, ids = found
-    row = ids.index(instance_id)
-    got: list[torch.Tensor] = []
-
-    def hook(m: nn.Module, args: Any, output: Any) -> None:
-        o = _first_tensor(output)
-        if o is not None and not got:
-            got.append(o[row].detach().clone() if o.dim() and o.shape[0] == len(ids) else o.detach().clone())
-
-    h = mods[module].register_forward_hook(hook)
-    was = model.training
-    model.eval()
-    try:
-        task.forward(model, task.to_device(batch, torch.device(device)))
-    finally:
-        h.remove()
-        model.train(was)
-    if not got:
-        raise CompareError(f"module '{module}' produced no tensor for instance '{instance_id}'")
-    return got[0].cpu()
+    return activation_tensors(model, task, [instance_id], module, device=device, batch_size=batch_size)[0]
 
 
 def _rows_of(task: Any, instance_ids: Sequence[str], batch_size: int) -> list[tuple[Any, list[int], list[int]]]:
