@@ -237,27 +237,31 @@ def test_accelerator_sums_match_the_cpu_kernel() -> None:
     o[1, 3] = float("nan")
     b[2, 7] = float("inf")
     o[3, 9] = float("-inf")
-    f_cpu, i_cpu, _ = A._row_sums(b, o)
+    c = A._contribution(b, o, 4, 0, chan_first=False)
+    f_cpu, i_cpu = c.f, c.i
     f_dev, i_dev = A._row_sums_torch(b, o)
     np.testing.assert_array_equal(i_dev.numpy(), i_cpu)
     np.testing.assert_allclose(f_dev.numpy(), f_cpu, rtol=1e-5)
 
 
-def test_accelerator_path_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the device reductions, run on the CPU, give the same result as the fused kernel
+@pytest.mark.parametrize("cka_rows", [256, 18])  # every position / 2 sampled of 5 per instance
+def test_accelerator_path_end_to_end(monkeypatch: pytest.MonkeyPatch, cka_rows: int) -> None:
+    # the device reductions and samples, run on the CPU, give the same result as the fused kernel
     torch.manual_seed(6)
     base = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 3))
     other = _perturbed(base, 0.1)
     task = ToyTask(torch.randn(9, 5, 8))
-    opts = ActivationOptions(instances=9, batch_size=4)
+    opts = ActivationOptions(instances=9, batch_size=4, cka_rows=cka_rows)
     want = compare_activations(base, {"o": other}, task, options=opts)["o"]
-    monkeypatch.setattr(A, "_row_sums", lambda b, o, pool=None: (*A._row_sums_torch(b, o), None))
+    monkeypatch.setattr(A, "_on_accelerator", lambda t: True)
     got = compare_activations(base, {"o": other}, task, options=opts)["o"]
     for name in ("0", "1", "2"):
         for mode in ("propagated", "isolated"):
             w, g = getattr(want.module(name), mode), getattr(got.module(name), mode)
             for k in ("rel_l2", "cosine", "cka", "cka_instances", "sparsity_other", "max_abs_diff"):
                 assert g[k] == pytest.approx(w[k], rel=1e-5), (name, mode, k)
+            assert g["cka_n"] == w["cka_n"] == (9 * 5 if cka_rows == 256 else 9 * 2)
+            assert g["cka_sampled"] == w["cka_sampled"] == (cka_rows == 18)
     np.testing.assert_allclose(got.propagated, want.propagated, rtol=1e-5)
 
 

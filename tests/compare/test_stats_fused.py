@@ -159,7 +159,7 @@ def test_unaligned_float32_views_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("chan_first", [False, True])
-def test_row_kernel_sums_each_row_and_pools_positions_in_float64(chan_first: bool) -> None:
+def test_row_kernel_sums_pools_and_samples_each_row(chan_first: bool) -> None:
     g = np.random.default_rng(3)
     rows, positions, channels = 3, 5000, 6  # more positions than float32 sums keep exact
     x = (g.standard_normal((rows, positions, channels)) + 100).astype(np.float32)
@@ -170,7 +170,11 @@ def test_row_kernel_sums_each_row_and_pools_positions_in_float64(chan_first: boo
     o = np.ascontiguousarray(lay(y)).reshape(rows, -1)
     f, i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
     pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
-    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po)
+    idx = np.array([[0, 4999], [7, 3], [123, 456]], np.int64)  # CKA positions per instance
+    rb, ro = np.empty((rows * 2, channels), np.float32), np.empty((rows * 2, channels), np.float32)
+    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po, idx, rb, ro)
+    np.testing.assert_array_equal(rb, x[np.arange(rows)[:, None], idx].reshape(-1, channels))
+    np.testing.assert_array_equal(ro, y[np.arange(rows)[:, None], idx].reshape(-1, channels))
     for r in range(rows):
         fr, ir = np.zeros(5), np.zeros(8, np.int64)
         K.pair_sums(b[r], o[r], fr, ir)

@@ -565,7 +565,6 @@ class _Contribution:
     i: Any
     per_instance: bool
     batch_ix: int
-    extras: bool = False  # samples below taken (first call)
     pooled: tuple[Any, Any] | None = None  # [B, C] per side: instance features
     cka: tuple[Any, Any] | None = None  # [r, C] per side: sampled CKA rows
     hist: tuple[Any, Any] | None = None  # flat histogram sample per side
@@ -575,24 +574,6 @@ class _Contribution:
 def _np32(t: torch.Tensor) -> np.ndarray:
     """A C-contiguous float32 numpy view of a CPU tensor (a copy only when it must be)."""
     return t.detach().to(torch.float32).contiguous().numpy()
-
-
-def _row_sums(
-    b: torch.Tensor, o: torch.Tensor, pool: tuple[int, int, bool] | None = None
-) -> tuple[Any, Any, tuple[torch.Tensor, torch.Tensor] | None]:
-    """Per-row (f, i) accumulators of a [R, F] pair (see :class:`_Contribution`). With `pool` =
-    (positions, channels, channels first) and on the CPU, also each row's channels averaged over
-    its positions (:func:`.kernels.row_pair_sums`: in the same call, while the row is in cache)."""
-    rows = b.shape[0]
-    if b.device.type != "cpu":
-        return (*_row_sums_torch(b, o), None)
-    f = np.zeros((rows, 5))
-    i = np.zeros((rows, 8), np.int64)
-    positions, channels, chan_first = pool if pool is not None else (0, 0, False)
-    pb = np.empty((rows, channels), np.float32)
-    po = np.empty((rows, channels), np.float32)
-    K.row_pair_sums(_np32(b), _np32(o), f, i, positions, chan_first, pb, po)
-    return f, i, (torch.from_numpy(pb), torch.from_numpy(po)) if pool is not None else None
 
 
 def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -626,27 +607,51 @@ def _row_sums_torch(b: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, tor
     return torch.stack(cols, 1), torch.stack(ints, 1)
 
 
+def _on_accelerator(t: torch.Tensor) -> bool:
+    """Whether reductions stay on the tensor's device (torch) instead of the CPU kernel."""
+    return t.device.type != "cpu"
+
+
 def _contribution(
-    b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int, chan_first: bool
-) -> _Contribution:
-    """The sums of one output pair: per instance when it has the batch dim, else as one row;
-    on the CPU also the pooled instance features (in the same sweep)."""
+    b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int, chan_first: bool,
+    capture: _BaseCapture | None = None,
+) -> _Contribution:  # fmt: skip
+    """The sums of one output pair: per instance when it has the batch dim, else as one row. On
+    the CPU one kernel call per pair (:func:`.kernels.row_pair_sums`) also pools the instance
+    features and, with `capture` (a module's first call), takes the CKA position sample, each
+    instance's rows read while in cache."""
     per_instance = o.dim() > 0 and o.shape[0] == batch
     rows = batch if per_instance else 1
-    pool = None
+    c = _Contribution(o.numel(), None, None, per_instance, batch_ix)
+    bf, of = b.reshape(rows, -1), o.reshape(rows, -1)
+    if _on_accelerator(b):
+        c.f, c.i = _row_sums_torch(bf, of)
+        return c
+    positions = channels = 0
     if per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
         _, positions, channels = as_rows(o, chan_first).shape
-        pool = (positions, channels, chan_first) if positions else None
-    f, i, pooled = _row_sums(b.reshape(rows, -1), o.reshape(rows, -1), pool)
-    return _Contribution(o.numel(), f, i, per_instance, batch_ix, pooled=pooled)
+    idx = np.empty((rows, 0), np.int64)
+    k = capture.options.cka_plan(channels) if capture is not None and positions else None
+    if capture is not None and k is not None and k < positions:
+        idx = np.ascontiguousarray(capture.positions(positions, k, b.device).numpy())
+    k = idx.shape[1]
+    c.f, c.i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
+    pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
+    cb, co = np.empty((rows * k, channels), np.float32), np.empty((rows * k, channels), np.float32)
+    K.row_pair_sums(_np32(bf), _np32(of), c.f, c.i, positions, chan_first, pb, po, idx, cb, co)
+    if positions:
+        c.pooled = (torch.from_numpy(pb), torch.from_numpy(po))
+    if k:
+        c.cka, c.cka_sampled = (torch.from_numpy(cb), torch.from_numpy(co)), True
+    return c
 
 
 def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first: bool,
                   capture: _BaseCapture, hist: bool) -> None:  # fmt: skip
-    """Copies of what the first call of a module keeps: pooled features, the CKA position
-    sample (unless every row goes into feature-space sums) and the histogram sample."""
-    c.extras = True
-    if hist:
+    """Copies of what the first call of a module keeps that its sums' pass did not already take
+    (on an accelerator, or for outputs the CPU pass does not pool): pooled features, the CKA
+    position sample (unless every row goes into feature-space sums) and the histogram sample."""
+    if hist and c.hist is None:
         sb, _ = S.sample_elements(b.detach(), capture.hist_n)
         so, _ = S.sample_elements(o.detach(), capture.hist_n)
         c.hist = (sb.to(torch.float32, copy=True), so.to(torch.float32, copy=True))
@@ -654,6 +659,8 @@ def _take_samples(c: _Contribution, b: torch.Tensor, o: torch.Tensor, chan_first
         return
     if c.pooled is None:
         c.pooled = (pool_positions(b, chan_first), pool_positions(o, chan_first))
+    if c.cka is not None:
+        return
     rb, ro = as_rows(b, chan_first), as_rows(o, chan_first)
     k = capture.options.cka_plan(rb.shape[2])
     if k is None:
@@ -970,11 +977,10 @@ def _compare_call(
     aligned, o = pair
     c = capture.recent.get(b, produced)
     if c is None:
-        c = _contribution(aligned, o, bsz, capture.index, chan_first)
+        c = _contribution(aligned, o, bsz, capture.index, chan_first, capture if call == 0 else None)
         capture.recent.put(b, produced, c)
     if call == 0:
-        if not c.extras or (acc.hist and c.hist is None):
-            _take_samples(c, aligned, o, chan_first, capture, acc.hist)
+        _take_samples(c, aligned, o, chan_first, capture, acc.hist)
         if c.per_instance and acc.cka is None:
             rows = as_rows(o, chan_first)
             acc.cka = GramCka() if capture.options.cka_plan(rows.shape[2]) is None else RowCka()

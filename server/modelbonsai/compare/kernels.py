@@ -257,7 +257,8 @@ _F32_2D_RO = types.Array(types.float32, 2, "C", readonly=True)
 _F32_2D = types.Array(types.float32, 2, "C")
 _ROW_SIGS = [
     types.void(_F32_2D_RO, _F32_2D_RO, types.Array(types.float64, 2, "C"), types.Array(types.int64, 2, "C"),
-               types.int64, types.boolean, _F32_2D, _F32_2D)
+               types.int64, types.boolean, _F32_2D, _F32_2D, types.Array(types.int64, 2, "C", readonly=True),
+               _F32_2D, _F32_2D)
 ]  # fmt: skip
 
 
@@ -284,18 +285,36 @@ def _pool(x, positions, chan_first, acc, out):  # type: ignore[no-untyped-def]
         out[c] = acc[c] / positions
 
 
+@numba.njit(cache=True, nogil=True)  # typed (and cached) with its caller
+def _take_positions(x, positions, chan_first, idx, out):  # type: ignore[no-untyped-def]
+    """out[j] = the channels of position idx[j] of one instance's output x (layout as _pool)."""
+    channels = out.shape[1]
+    for j in range(idx.size):
+        p = idx[j]
+        if chan_first:
+            for c in range(channels):
+                out[j, c] = x[c * positions + p]
+        else:
+            out[j, :] = x[p * channels : (p + 1) * channels]
+
+
 @numba.njit(_ROW_SIGS, cache=True, nogil=True, fastmath=_FAST)
-def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o):  # type: ignore[no-untyped-def]
+def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, rows_b, rows_o):  # type: ignore[no-untyped-def]
     """:func:`pair_sums` of every row of b, o [rows, F] into facc[row], iacc[row] (one row per
-    instance); with positions > 0 also each row's channels averaged over its positions into
-    pool_b[row], pool_o[row] (F = positions x channels, see :func:`_pool`), read while the row is
-    still in cache. One call per batch: no per-instance dispatch."""
+    instance). With positions > 0 (F = positions x channels, see :func:`_pool`) also each row's
+    channels averaged over its positions into pool_b[row], pool_o[row], and the channels of its
+    positions idx[row] [k] into rows_b/rows_o[row * k : (row + 1) * k] (the CKA row sample; k = 0:
+    none), read while the row is still in cache. One call per batch: no per-instance dispatch."""
     acc = np.empty(pool_b.shape[1])
+    k = idx.shape[1]
     for r in range(b.shape[0]):
         pair_sums(b[r], o[r], facc[r], iacc[r])
         if positions > 0:
             _pool(b[r], positions, chan_first, acc, pool_b[r])
             _pool(o[r], positions, chan_first, acc, pool_o[r])
+            if k:
+                _take_positions(b[r], positions, chan_first, idx[r], rows_b[r * k : (r + 1) * k])
+                _take_positions(o[r], positions, chan_first, idx[r], rows_o[r * k : (r + 1) * k])
 
 
 # -- fused with dequantization ---------------------------------------------------------------------
