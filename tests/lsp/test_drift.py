@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 from modelbonsai.experiment import load_experiment
@@ -42,12 +41,8 @@ def _info(mid: str, name: str, op: str | None, params: dict) -> ModelInfo:
             "metrics": [], "created": "2026-01-01T00:00:00+00:00"}
 
 
-def _rows_of(rows: list[tuple]) -> Callable[[list[str]], list[tuple]]:
-    def rows_of(labels: list[str]) -> list[tuple]:
-        assert labels == ["exp.bonsai.yaml"], "only the models of files that exist are read"
-        return [r for r in rows if r[3] in labels]
-
-    return rows_of
+def _parts(infos: dict[str, ModelInfo]) -> dict[str, tuple[ModelInfo, str]]:
+    return {mid: (info, json.dumps(info)) for mid, info in infos.items()}
 
 
 def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path) -> None:
@@ -63,7 +58,7 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
     infos = {"b": _info("b", "toy", None, {}), "p": _info("p", "prune-50", "prune.magnitude", made_with),
              "c": _info("c", "custom", "user.op", {})}
     runs = [("exp.bonsai.yaml", json.dumps(["int8", "gone"]), 5.0, 6.0, json.dumps({"int8": "boom", "gone": "x"}))]
-    found = statuses(tmp_path, ["exp.bonsai.yaml", "deleted.bonsai.yaml"], runs, infos, _rows_of(rows))
+    found = statuses(tmp_path, runs, _parts(infos), rows)
     assert not (tmp_path / "imported.txt").exists(), "the lineage imported the workspace's ops_from file"
 
     # prune-50 was made with sparsity 0.4: stale, saying which parameter; a user op is never judged
@@ -78,7 +73,7 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
     # a later model of the variant clears it
     later = [*rows, ("i", "int8", "p", "exp.bonsai.yaml", "fp", 7.0, 3)]
     infos["i"] = _info("i", "int8", "quantize.weights", {})
-    assert statuses(tmp_path, ["exp.bonsai.yaml"], runs, infos, _rows_of(later)).failed == []
+    assert statuses(tmp_path, runs, _parts(infos), later).failed == []
 
     # The same fingerprints as the runner's own plan (which does import the user ops: last).
     with LineageStore.open(tmp_path) as store:
@@ -101,14 +96,10 @@ def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     assert broken.experiment is None and broken.finals == {}
 
 
-def _rows_from(store: LineageStore) -> Callable[[list[str]], list[tuple]]:
+def _rows(store: LineageStore) -> list[tuple]:
     from modelbonsai.lsp.drift import MODELS_SQL
 
-    def rows_of(labels: list[str]) -> list[tuple]:
-        marks = ", ".join("?" * len(labels))
-        return store._query(f"{MODELS_SQL} AND experiment_file IN ({marks})", labels)
-
-    return rows_of
+    return store._query(MODELS_SQL, ())
 
 
 def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path) -> None:
@@ -121,13 +112,19 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
         models = {m.name: m for m in store.list_models()}
         infos = {m.id: _info(m.id, m.name, m.op, m.params) for m in models.values()}
 
-        def judge() -> dict[str, str]:
-            return statuses(tmp_path, ["exp.bonsai.yaml"], [], infos, _rows_from(store)).stale
+        def judge(limit: int | None = None) -> dict[str, str]:
+            return statuses(tmp_path, [], _parts(infos), _rows(store), limit).stale
 
         assert judge() == {}
-        # another instance limit is not judged (a run may be given its own)
+        # another instance limit in the file: a run would re-evaluate, so the lineage says so
         exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 5"))
+        fewer = "evaluated on every instance, a run now evaluates 5 instances: run to re-evaluate"
+        assert judge() == {models["toy"].id: fewer, models["prune-50"].id: fewer}
+        # ... judged for the limit this server's runs use: theirs wins over the file's
+        assert judge(limit=5) == judge()
+        Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
         assert judge() == {}
+        assert set(judge(limit=7).values()) == {"evaluated on 5 instances, a run now evaluates 7 instances: run to re-evaluate"}
         # another task option: every current model's metrics are of the old settings
         exp.write_text(exp.read_text().replace("max_instances: 5", "hardness: 2"))
         assert judge() == {models["toy"].id: REEVALUATE, models["prune-50"].id: REEVALUATE}

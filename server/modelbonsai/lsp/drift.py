@@ -5,10 +5,10 @@ variant) and no model of that variant was stored since. It is shown as a synthet
 
 *stale*: a stored final model whose experiment file and variant still exist, but whose current
 definition gives another fingerprint, and no model with the new fingerprint exists yet; or a
-current model whose metrics were evaluated with other task settings than the file's now (its
-evaluation fingerprint's task part differs, or is unknown): a run re-evaluates it in place. The
-instance limit part is not judged: a run may be given another limit than the file's (the CLI's
---max-instances, the server's setting), which the lineage cannot know.
+current model whose evaluation fingerprint (`runner.evaluation_fingerprint`: the task and how
+many instances) is not the one a run from this server would store (the file's task, and the
+server's instance limit, else the file's), or is unknown: a run re-evaluates it in place. The
+runner's own function decides, so what is shown stale is what a run re-evaluates.
 
 The current fingerprints are computed the way `runner.make_plan` does, but without running
 `make_plan`: it imports the experiment's `ops_from` files (user code, which an untrusted
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +65,7 @@ class Parsed:
     base_name: str = ""
     finals: dict[str, Final] = field(default_factory=dict)
     base_fp: str | None = None  # the base fingerprint the finals were computed with
-    eval_task: str | None = None  # the task part of the file's evaluation fingerprint
+    eval_fps: dict[int | None, str] = field(default_factory=dict)  # run limit -> evaluation fingerprint
 
 
 _cache: dict[tuple[Path, Path], Parsed] = {}
@@ -100,11 +100,9 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
     """Fill `p.finals` as `make_plan` would plan them (built-in ops only, no imports of user code).
     The base fingerprint (weight files' sizes and times) is recomputed each time: stats only."""
     from ..ops.registry import OpError, get_op
-    from ..runner import BASE, base_plan_fingerprint, evaluation_fingerprint, step_fingerprint, task_key
+    from ..runner import BASE, base_plan_fingerprint, step_fingerprint, task_key
 
     exp: Any = p.experiment
-    if p.eval_task is None:
-        p.eval_task = eval_task_part(evaluation_fingerprint(exp))
     try:
         base_fp: str | None = base_plan_fingerprint(exp, workspace)
     except Exception:  # an odd load spec: say nothing rather than something wrong
@@ -139,13 +137,37 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
     p.finals, p.base_fp, p.base_name = finals, base_fp, exp.base.name
 
 
-def eval_task_part(eval_fingerprint: str | None) -> str | None:
-    """The task part of a `runner.evaluation_fingerprint` (``<task hash>:<limit>``)."""
-    return None if eval_fingerprint is None else eval_fingerprint.split(":", 1)[0]
-
-
 REEVALUATE = "evaluated with other task settings: run to re-evaluate"
 REEVALUATE_UNKNOWN = "evaluated with task settings this Bonsai did not record: run to re-evaluate"
+
+
+def _instances(limit: str) -> str:
+    return "every instance" if limit == "all" else f"{limit} instance{'s' if limit != '1' else ''}"
+
+
+def reevaluate_reason(stored: str | None, current: str) -> str:
+    """Why a current model whose evaluation fingerprint is `stored` (None: not recorded) is
+    stale when a run would evaluate with `current` (both `runner.evaluation_fingerprint`)."""
+    from ..runner import split_evaluation_fingerprint
+
+    if stored is None:
+        return REEVALUATE_UNKNOWN
+    old_task, old_limit = split_evaluation_fingerprint(stored)
+    new_task, new_limit = split_evaluation_fingerprint(current)
+    if old_task != new_task or old_limit == new_limit:
+        return REEVALUATE
+    return f"evaluated on {_instances(old_limit)}, a run now evaluates {_instances(new_limit)}: run to re-evaluate"
+
+
+def current_evaluation(p: Parsed, limit: int | None) -> str:
+    """The evaluation fingerprint a run of this file would store, given the run's own limit
+    (None: the file's): the runner's function, cached per parse."""
+    from ..runner import evaluation_fingerprint
+
+    fp = p.eval_fps.get(limit)
+    if fp is None:
+        fp = p.eval_fps[limit] = evaluation_fingerprint(p.experiment, limit)
+    return fp
 
 
 @dataclass
@@ -162,15 +184,24 @@ class Stored:
     eval_fingerprint: str | None = None
     eval_known: bool = False  # the row carried the column (False: not judged)
 
+    @classmethod
+    def of(cls, r: tuple[Any, ...]) -> Stored:
+        return cls(str(r[0]), str(r[1]), None if r[2] is None else str(r[2]), r[3], str(r[4] or ""),
+                   float(r[5] or 0.0), int(r[6] or 0), r[7] if len(r) > 7 else None, len(r) > 7)
 
-LABELS_SQL = "SELECT DISTINCT experiment_file FROM models WHERE complete = 1 AND experiment_file IS NOT NULL"
-# + " AND experiment_file IN (?, ...)": only the models of files that exist are looked at (a
-# fingerprint covers its file's name, so a model with the new one is of the same file).
+
 MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed, eval_fingerprint "
-              "FROM models WHERE complete = 1")
+              "FROM models WHERE complete = 1")  # + " AND id IN (?, ...)": the models that changed
 # The latest runs are enough to know each variant's most recent outcome.
 RUNS_SQL = ("SELECT experiment_file, variants_json, started, finished, failures_json FROM "
             "(SELECT *, rowid AS r FROM runs ORDER BY started DESC, rowid DESC LIMIT 1000) ORDER BY started, r")
+# Moves when a run starts, finishes (failures are written then) or is deleted: the runs are
+# read again only then, not on each model a run stores.
+RUNS_SIG_SQL = "SELECT count(*), max(rowid), total(finished), total(length(failures_json)) FROM runs"
+_MAX_VARS = 500  # ids per `IN (...)` (SQLite allows 999 variables on old builds)
+
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+Part = tuple[ModelInfo, str]  # a model's ModelInfo and its serialized form (lineage.py)
 
 
 @dataclass
@@ -180,57 +211,248 @@ class Statuses:
     files: tuple[FileKey, ...]  # the experiment files read (the answer holds while these do)
 
 
-def statuses(workspace: Path, stored_labels: Iterable[str], runs: list[tuple[Any, ...]],
-             infos: dict[str, ModelInfo], rows_of: Callable[[list[str]], list[tuple[Any, ...]]]) -> Statuses:
-    """Stale models and failed variants, from the experiment files the store's models name
-    (`stored_labels`, LABELS_SQL), its runs (`runs`, RUNS_SQL), the ModelInfo already made for
-    each model (`infos`) and `rows_of(labels)`: the complete models of those files (MODELS_SQL)."""
-    labels = {str(label) for label in stored_labels}
+class DriftIndex:
+    """The statuses of one workspace folder, kept up to date model by model.
+
+    Each `update` is given the lineage as it is now (id -> part, the parts of an unchanged model
+    being the same objects as last time). Only what a change can affect is judged again: the
+    changed models; models whose current fingerprint is a changed model's; children of a
+    changed model (their reason names the parent); and, for failed variants, those of the
+    changed model's name and those made from it. An edited experiment file, a moved base or
+    another instance limit re-judges that file's models; runs are re-read only when the runs
+    table moved. So a run that stores N models one by one costs O(N) judgements, not O(N²)
+    (`judged` counts them: models judged and failed variants described).
+    """
+
+    def __init__(self, workspace: Path):
+        self.workspace = workspace
+        self.judged = 0
+        self._parts: dict[str, Part] = {}  # the lineage the index was last updated with
+        self._models: dict[str, Stored] = {}
+        self._by_name: dict[tuple[str | None, str], set[str]] = {}  # (file, model name) -> ids
+        self._by_label: dict[str | None, set[str]] = {}
+        self._children: dict[str, set[str]] = {}
+        self._fps: dict[str, int] = {}  # fingerprint -> how many stored models have it
+        self._awaits: dict[str, set[str]] = {}  # current fingerprint -> stale models awaiting it
+        self._awaiting: dict[str, str] = {}  # model id -> the fingerprint it awaits
+        self._stale: dict[str, str] = {}
+        self._files: dict[str, tuple[Parsed, dict[str, Final]]] = {}  # label -> (parse, its finals) judged by
+        self._limit: int | None = None
+        self._runs_sig: tuple[Any, ...] | None = None
+        self._latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
+        self._failed: dict[tuple[str, str], ModelInfo] = {}
+
+    def update(self, parts: dict[str, Part], limit: int | None, query: Query) -> Statuses:
+        """The statuses for `parts` (the store's complete models; `query` reads the store) when a
+        run would evaluate with `limit` instances (None: each file's own)."""
+        old = self._parts
+        changed = [mid for mid, part in parts.items() if old.get(mid) is not part]
+        gone = len(old) - len(parts) + sum(1 for mid in changed if mid not in old)
+        removed = [mid for mid in old if mid not in parts] if gone > 0 else []
+        self._parts = parts
+        dirty: set[str] = set()
+        failed_dirty: set[tuple[str, str]] = set()
+        for mid in removed:
+            self._drop(mid, dirty, failed_dirty)
+        rows = {str(r[0]): Stored.of(r) for i in range(0, len(changed), _MAX_VARS)
+                for r in query(f"{MODELS_SQL} AND id IN ({', '.join('?' * len(changed[i:i + _MAX_VARS]))})",
+                               changed[i:i + _MAX_VARS])}
+        for mid in changed:
+            m, prev = rows.get(mid), self._models.get(mid)
+            if m is not None and prev is not None and _same_place(m, prev):
+                # re-evaluated (or re-read): only its own verdict can differ
+                self._models[mid] = m
+                dirty.add(mid)
+                continue
+            self._drop(mid, dirty, failed_dirty)
+            if m is not None:  # gone since the lineage was read: the next update sees it removed
+                self._add(m, dirty, failed_dirty)
+        runs_sig = tuple(query(RUNS_SIG_SQL, ())[0])
+        all_failed = runs_sig != self._runs_sig
+        if all_failed:
+            self._runs_sig, self._latest = runs_sig, _latest_outcomes(query(RUNS_SQL, ()))
+        labels = {label for label in self._by_label if label is not None} | {f for f, _ in self._latest}
+        files: dict[str, Parsed] = {}
+        limit_moved = limit != self._limit
+        self._limit = limit
+        for label in sorted(labels):
+            p = files[label] = parsed(experiment_path(label, self.workspace), self.workspace)
+            seen = self._files.get(label)
+            if limit_moved or seen is None or seen[0] is not p or seen[1] is not p.finals:
+                self._files[label] = (p, p.finals)
+                dirty |= self._by_label.get(label, set())
+                all_failed = True
+        for label in [label for label in self._files if label not in labels]:
+            del self._files[label]
+        for mid in dirty:
+            self._judge(mid)
+        self._describe_failed(None if all_failed else failed_dirty)
+        return Statuses(dict(self._stale), list(self._failed.values()), tuple(p.key for p in files.values()))
+
+    # -- the index ----------------------------------------------------------------------------
+    def _add(self, m: Stored, dirty: set[str], failed_dirty: set[tuple[str, str]]) -> None:
+        self._models[m.id] = m
+        self._by_name.setdefault((m.experiment_file, m.name), set()).add(m.id)
+        self._by_label.setdefault(m.experiment_file, set()).add(m.id)
+        if m.parent_id is not None:
+            self._children.setdefault(m.parent_id, set()).add(m.id)
+        self._fps[m.fingerprint] = self._fps.get(m.fingerprint, 0) + 1
+        self._touched(m, dirty, failed_dirty)
+
+    def _drop(self, mid: str, dirty: set[str], failed_dirty: set[tuple[str, str]]) -> None:
+        m = self._models.pop(mid, None)
+        self._stale.pop(mid, None)
+        self._await(mid, None)
+        if m is None:
+            return
+        _discard(self._by_name, (m.experiment_file, m.name), mid)
+        _discard(self._by_label, m.experiment_file, mid)
+        if m.parent_id is not None:
+            _discard(self._children, m.parent_id, mid)
+        n = self._fps.get(m.fingerprint, 0) - 1
+        if n > 0:
+            self._fps[m.fingerprint] = n
+        else:
+            self._fps.pop(m.fingerprint, None)
+        self._touched(m, dirty, failed_dirty)
+
+    def _touched(self, m: Stored, dirty: set[str], failed_dirty: set[tuple[str, str]]) -> None:
+        """`m` came or went: what may be judged otherwise now."""
+        dirty.add(m.id)
+        dirty |= self._awaits.get(m.fingerprint, set())
+        dirty |= self._children.get(m.id, set())
+        if m.experiment_file is None:
+            return
+        label = str(m.experiment_file)
+        failed_dirty.add((label, m.name))
+        seen = self._files.get(label)
+        if seen is None:
+            return
+        if m.parent_id is None:  # the base: the fallback parent of any failed variant
+            failed_dirty.update((label, v) for v in seen[1])
+        else:
+            failed_dirty.update((label, v) for v, f in seen[1].items() if f.parent == m.name)
+
+    def _await(self, mid: str, fingerprint: str | None) -> None:
+        was = self._awaiting.pop(mid, None)
+        if was is not None:
+            _discard(self._awaits, was, mid)
+        if fingerprint is not None:
+            self._awaiting[mid] = fingerprint
+            self._awaits.setdefault(fingerprint, set()).add(mid)
+
+    # -- judging ------------------------------------------------------------------------------
+    def _judge(self, mid: str) -> None:
+        self._stale.pop(mid, None)
+        self._await(mid, None)
+        m = self._models.get(mid)
+        part = self._parts.get(mid)
+        if m is None or part is None:
+            return
+        self.judged += 1
+        info = part[0]
+        seen = self._files.get(m.experiment_file or "")
+        if seen is None or "/" in m.name or info["status"] != "ok":
+            return
+        p = seen[0]
+        final = p.finals.get(m.name)
+        if final is None or final.fingerprint is None:
+            return
+        if final.fingerprint == m.fingerprint:
+            # The current model: are its metrics what a run would evaluate now?
+            if m.eval_known and p.experiment is not None:
+                current = current_evaluation(p, self._limit)
+                if m.eval_fingerprint != current:
+                    self._stale[mid] = reevaluate_reason(m.eval_fingerprint, current)
+            return
+        self._await(mid, final.fingerprint)  # a model with it stored makes this one no longer stale
+        if final.fingerprint not in self._fps:
+            self._stale[mid] = f"the experiment file changed since this model was made ({_why(m, info, final, self._models)})"
+
+    def _describe_failed(self, keys: set[tuple[str, str]] | None) -> None:
+        """Re-describe the failed variants of `keys` (None: all)."""
+        if keys is None:
+            self._failed = {}
+        for key in self._latest if keys is None else sorted(keys):  # all: in the order of the runs
+            self._failed.pop(key, None)
+            outcome = self._latest.get(key)
+            if outcome is None or outcome[2] is None:
+                continue
+            label, name = key
+            started, finished, message = outcome[0], outcome[1], outcome[2]
+            seen = self._files.get(label)
+            if seen is None or seen[0].key[1] < 0 or (seen[0].experiment is not None and name not in seen[0].finals):
+                continue  # the file or the variant is gone
+            if any(self._models[i].created >= started for i in self._by_name.get((label, name), ())):
+                continue  # stored since that run failed it
+            self.judged += 1
+            self._failed[key] = self._failed_info(label, name, message, finished or started, seen[0])
+
+    def _failed_info(self, label: str, name: str, message: str, when: float, p: Parsed) -> ModelInfo:
+        final = p.finals.get(name)
+        parent: Stored | None = None
+        if final is not None and final.parent is not None:
+            named = [self._models[i] for i in self._by_name.get((label, final.parent), ())]
+            parent = next((m for m in named if m.fingerprint == final.parent_fingerprint), None) \
+                or max(named, key=lambda m: m.created, default=None)
+        if parent is None and (final is None or final.parent is not None):
+            # unknown parent: the base of that experiment file (its newest)
+            roots = (self._models[i] for i in self._by_label.get(label, ()) if self._models[i].parent_id is None)
+            parent = max(roots, key=lambda m: m.created, default=None)
+        info: ModelInfo = {
+            "id": f"failed:{label}:{name}",
+            "name": name,
+            "parent": parent.id if parent is not None else None,
+            "op": final.op if final is not None else None,
+            "params": _plain(final.params) if final is not None else {},
+            "status": "failed",
+            "statusReason": message,
+            "metrics": [],
+            "created": datetime.fromtimestamp(when, tz=timezone.utc).isoformat(),
+        }
+        if name != p.base_name:
+            info["experiment"] = {"file": str(experiment_path(label, self.workspace)), "variant": name}
+        return info
+
+
+def _latest_outcomes(runs: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[float, float | None, str | None]]:
+    """(file, variant) -> (started, finished, failure message or None) of the latest run that covered it."""
     latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
     for file, variants_json, started, finished, failures_json in runs:
         failures = _loads(failures_json, {})
-        names = [*_loads(variants_json, []), *failures]
-        for name in names:
+        for name in [*_loads(variants_json, []), *failures]:
             latest[(str(file), str(name))] = (float(started), finished, failures.get(name))
-        labels.add(str(file))
-    files = {label: parsed(experiment_path(label, workspace), workspace) for label in sorted(labels)}
-    existing = [label for label, p in files.items() if p.key[1] >= 0]
-    rows = rows_of(existing) if existing else []
-    models = [Stored(str(r[0]), str(r[1]), r[2], r[3], str(r[4] or ""), float(r[5] or 0.0), int(r[6] or 0),
-                     r[7] if len(r) > 7 else None, len(r) > 7)
-              for r in rows]
-    fingerprints = {m.fingerprint for m in models}
-    by_id = {m.id: m for m in models}  # a changed base makes every model stale: no scan per model
-    stale: dict[str, str] = {}
-    for m in models:
-        info = infos.get(m.id)
-        p = files.get(m.experiment_file or "")
-        if info is None or p is None or "/" in m.name or info["status"] != "ok":
-            continue
-        final = p.finals.get(m.name)
-        if final is None or final.fingerprint is None:
-            continue
-        if final.fingerprint == m.fingerprint:
-            # The current model: are its metrics of the file's task settings?
-            if m.eval_known and p.eval_task is not None and eval_task_part(m.eval_fingerprint) != p.eval_task:
-                stale[m.id] = REEVALUATE_UNKNOWN if m.eval_fingerprint is None else REEVALUATE
-            continue
-        if final.fingerprint not in fingerprints:
-            stale[m.id] = f"the experiment file changed since this model was made ({_why(m, info, final, by_id)})"
-    failed: list[ModelInfo] = []
-    newest: dict[tuple[str | None, str], float] = {}  # (file, model name) -> when last stored
-    for m in models:
-        newest[(m.experiment_file, m.name)] = max(m.created, newest.get((m.experiment_file, m.name), m.created))
-    for (label, name), (started, finished, message) in latest.items():
-        if message is None:
-            continue
-        p = files[label]
-        if p.key[1] < 0 or (p.experiment is not None and name not in p.finals):
-            continue  # the file or the variant is gone
-        if newest.get((label, name), float("-inf")) >= started:
-            continue  # stored since that run failed it
-        failed.append(_failed_info(workspace, label, name, message, finished or started, p, models))
-    return Statuses(stale, failed, tuple(p.key for p in files.values()))
+    return latest
+
+
+def _same_place(a: Stored, b: Stored) -> bool:
+    """The same model in the lineage, whatever its evaluation: nothing else is judged by it."""
+    return (a.name, a.parent_id, a.experiment_file, a.fingerprint, a.created, a.seed) == \
+        (b.name, b.parent_id, b.experiment_file, b.fingerprint, b.created, b.seed)
+
+
+def _discard(index: dict[Any, set[str]], key: Any, mid: str) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(mid)
+        if not ids:
+            del index[key]
+
+
+def statuses(workspace: Path, runs: list[tuple[Any, ...]], parts: dict[str, Part], rows: list[tuple[Any, ...]],
+             limit: int | None = None) -> Statuses:
+    """The statuses in one go (a fresh index): `runs` as RUNS_SQL reads them, `rows` the
+    complete models as MODELS_SQL does (7 columns: evaluations are not judged)."""
+
+    def query(sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if sql == RUNS_SQL:
+            return runs
+        if sql == RUNS_SIG_SQL:
+            return [(len(runs),)]
+        wanted = set(args)
+        return [r for r in rows if r[0] in wanted]
+
+    return DriftIndex(workspace).update(parts, limit, query)
 
 
 def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> str:
@@ -252,34 +474,6 @@ def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> 
     if parent is not None and final.parent_fingerprint is not None and parent.fingerprint != final.parent_fingerprint:
         return f"its parent '{final.parent}' changed"
     return "an earlier op of this variant changed"
-
-
-def _failed_info(workspace: Path, label: str, name: str, message: str, when: float, p: Parsed,
-                 models: list[Stored]) -> ModelInfo:
-    final = p.finals.get(name)
-    same_file = [m for m in models if m.experiment_file == label]
-    parent: Stored | None = None
-    if final is not None and final.parent is not None:
-        named = [m for m in same_file if m.name == final.parent]
-        parent = next((m for m in named if m.fingerprint == final.parent_fingerprint), None) \
-            or max(named, key=lambda m: m.created, default=None)
-    if parent is None and (final is None or final.parent is not None):
-        # unknown parent: the base of that experiment file (its newest)
-        parent = max((m for m in same_file if m.parent_id is None), key=lambda m: m.created, default=None)
-    info: ModelInfo = {
-        "id": f"failed:{label}:{name}",
-        "name": name,
-        "parent": parent.id if parent is not None else None,
-        "op": final.op if final is not None else None,
-        "params": _plain(final.params) if final is not None else {},
-        "status": "failed",
-        "statusReason": message,
-        "metrics": [],
-        "created": datetime.fromtimestamp(when, tz=timezone.utc).isoformat(),
-    }
-    if name != p.base_name:
-        info["experiment"] = {"file": str(experiment_path(label, workspace)), "variant": name}
-    return info
 
 
 def _loads(text: Any, default: Any) -> Any:

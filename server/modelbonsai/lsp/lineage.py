@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord, experiment_path
 from ..store.lineage import DB_NAME
-from .drift import LABELS_SQL, MODELS_SQL, RUNS_SQL, FileKey, file_key, statuses
+from .drift import DriftIndex, FileKey, file_key
 from .protocol import MetricInfo, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class _Entry:
     # the experiment files (path, mtime, size) it read; it holds while both do.
     source: _Entry | None = None
     files: tuple[FileKey, ...] = ()
+    limit: int | None = None  # the instance limit the stale statuses were judged for
     # id -> evaluation fingerprint: a re-evaluated model (same id, new metrics) is re-read
     evaluated: dict[str, str | None] = field(default_factory=dict)
 
@@ -166,8 +167,12 @@ class LineageCache:
     models a job stores in a burst, at most one recomputation per folder waits at any time.
     """
 
-    def __init__(self, open_store: Callable[[Path], LineageStore], busy: Callable[[], bool] = lambda: False):
+    def __init__(self, open_store: Callable[[Path], LineageStore], busy: Callable[[], bool] = lambda: False,
+                 limit: Callable[[], int | None] = lambda: None):
         self._open_store = open_store
+        # The instance limit this server's runs evaluate with (its setting; None: each file's):
+        # a model evaluated with another is stale, as a run would re-evaluate it.
+        self.limit = limit
         # While jobs run, the periodic full re-read waits: it only looks for artifacts deleted
         # by hand, and the CPU is better spent on the job and on answering requests.
         self.busy = busy
@@ -176,6 +181,11 @@ class LineageCache:
         self._full_running = False
         self._entries: dict[Path, _Entry] = {}  # from the store alone
         self._shown: dict[Path, _Entry] = {}  # with the failed/stale overlay
+        self._drift: dict[Path, DriftIndex] = {}
+        # folder -> model id -> (its store part, the overlay part made from it): an overlay
+        # part is serialized again only when its model or its status changed
+        self._overlays: dict[Path, dict[str, tuple[tuple[ModelInfo, str], tuple[ModelInfo, str]]]] = {}
+        self.overlay_dumps = 0  # overlay parts serialized (the drift work's other half; tests count it)
         self._versions: dict[Path, sqlite3.Connection] = {}
         self._readers: dict[Path, sqlite3.Connection] = {}
         # folder -> callbacks of a refresh that is queued but has not started yet
@@ -238,7 +248,7 @@ class LineageCache:
             return entry  # no store (or an unreadable one): nothing to overlay
         with self._lock:
             shown = self._shown.get(folder)
-        if shown is None or shown.source is not entry:
+        if shown is None or shown.source is not entry or shown.limit != self.limit():
             return None
         if any(file_key(key[0]) != key for key in shown.files):
             return None
@@ -253,26 +263,37 @@ class LineageCache:
         with self._compute_lock:
             t0 = time.perf_counter()
             conn = self._reader(folder)
-            labels = [str(r[0]) for r in conn.execute(LABELS_SQL)]
-            runs = conn.execute(RUNS_SQL).fetchall()
-
-            def rows_of(files: list[str]) -> list[tuple[Any, ...]]:
-                marks = ", ".join("?" * len(files))
-                return conn.execute(f"{MODELS_SQL} AND experiment_file IN ({marks})", files).fetchall()
-
-            infos = {mid: info for mid, (info, _) in entry.parts.items()}
-            found = statuses(folder, labels, runs, infos, rows_of)
+            limit = self.limit()
+            index = self._drift.get(folder)
+            if index is None:
+                index = self._drift[folder] = DriftIndex(folder)
+            found = index.update(entry.parts, limit, lambda sql, args: conn.execute(sql, args).fetchall())
             if not found.stale and not found.failed:
                 shown = replace(entry, running=None)
+                self._overlays.pop(folder, None)
             else:
                 parts = dict(entry.parts)
+                before = self._overlays.get(folder, {})
+                after: dict[str, tuple[tuple[ModelInfo, str], tuple[ModelInfo, str]]] = {}
                 for mid, why in found.stale.items():
-                    info: ModelInfo = {**parts[mid][0], "status": "stale", "statusReason": why}
-                    parts[mid] = (info, _dumps(info))
+                    source = parts[mid]
+                    made = before.get(mid)
+                    if made is None or made[0] is not source or made[1][0].get("statusReason") != why:
+                        info: ModelInfo = {**source[0], "status": "stale", "statusReason": why}
+                        made = (source, (info, _dumps(info)))
+                        self.overlay_dumps += 1
+                    after[mid] = made
+                    parts[mid] = made[1]
                 for info in found.failed:
-                    parts[info["id"]] = (info, _dumps(info))
+                    made = before.get(info["id"])
+                    if made is None or made[1][0] is not info:  # the index keeps an unchanged one
+                        made = ((info, ""), (info, _dumps(info)))
+                        self.overlay_dumps += 1
+                    after[info["id"]] = made
+                    parts[info["id"]] = made[1]
+                self._overlays[folder] = after
                 shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost, entry.evaluated)
-            shown.source, shown.files = entry, found.files
+            shown.source, shown.files, shown.limit = entry, found.files, limit
             with self._lock:
                 self._shown[folder] = shown
             log.debug("lineage of %s: %d stale, %d failed in %.0f ms", folder.name, len(found.stale),
@@ -397,3 +418,5 @@ class LineageCache:
                 conn.close()
             self._versions.clear()
             self._readers.clear()
+            self._drift.clear()
+            self._overlays.clear()

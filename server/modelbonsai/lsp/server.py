@@ -161,7 +161,9 @@ class BonsaiServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stores: dict[Path, LineageStore] = {}
         self._stores_lock = threading.Lock()
-        self.lineage = LineageCache(self.store, busy=lambda: bool(self.jobs.active()))
+        # stale statuses are judged for the instance limit this server's runs use
+        self.lineage = LineageCache(self.store, busy=lambda: bool(self.jobs.active()),
+                                    limit=lambda: self.settings.max_instances)
         self.job_folders: dict[str, Path] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
