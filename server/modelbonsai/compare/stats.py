@@ -43,6 +43,7 @@ of `kernels.BLOCK` (CHUNK is: the blocks then fall on the same elements).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ def _is_prime(k: int) -> bool:
 SAMPLE_BLOCK = 64
 
 
+@functools.lru_cache(maxsize=256)  # asked for the same few block counts for every batch
 def _next_prime(k: int) -> int:
     k = max(2, k)
     while not _is_prime(k):
