@@ -135,8 +135,12 @@ export const Shapes = {
   }),
   Empty: object({}),
   LineageParams: object({ folder: optional(string) }),
+  /** What a metric is: sent once per lineage reply (LineageResult.metrics), not per model. */
+  MetricDef: object({ name: string, unit: string, higherIsBetter: boolean, headline: boolean }),
+  /** A model's metric with its definition, as `lineageModels` assembles it (not sent as such). */
   MetricInfo: object({ name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
   ExperimentRef: object({ file: string, variant: string }),
+  /** A model as bonsai/lineage sends it. */
   ModelInfo: object({
     id: string,
     name: string,
@@ -145,9 +149,8 @@ export const Shapes = {
     params: record(any),
     status: modelStatus,
     statusReason: optional(string),
-    metrics: array(
-      object({ name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
-    ),
+    /** metric key (LineageResult.metrics) -> value */
+    metrics: record(number),
     experiment: optional(object({ file: string, variant: string })),
     created: string,
   }),
@@ -207,16 +210,34 @@ export const Shapes = {
   LineageChangedParams: object({ folder: string }),
 } as const;
 
-const lineageResult = object({ folder: string, models: array(Shapes.ModelInfo) });
+/** `metrics`: metric key -> definition, once per reply; the key is the metric's name, or `name#2`,
+ * ... for another definition under the same name. */
+const lineageResult = object({ folder: string, metrics: record(Shapes.MetricDef), models: array(Shapes.ModelInfo) });
 const jobsResult = object({ jobs: array(Shapes.JobInfo) });
 const jobChangedParams = object({ job: Shapes.JobInfo });
 
 export type InitializationOptions = Infer<typeof Shapes.InitializationOptions>;
 export type LineageParams = Infer<typeof Shapes.LineageParams>;
+export type MetricDef = Infer<typeof Shapes.MetricDef>;
 export type MetricInfo = Infer<typeof Shapes.MetricInfo>;
-export type ModelInfo = Infer<typeof Shapes.ModelInfo>;
+/** A model as bonsai/lineage sends it: metric values by key. */
+export type WireModelInfo = Infer<typeof Shapes.ModelInfo>;
+/** A model as the extension uses it: each metric with its definition (see `lineageModels`). */
+export type ModelInfo = Omit<WireModelInfo, 'metrics'> & { metrics: MetricInfo[] };
 export type ModelStatus = ModelInfo['status'];
 export type LineageResult = Infer<typeof lineageResult>;
+
+/** The models of a lineage reply with each metric's definition joined to its value, in the
+ * model's order (protocol.py `model_metrics`). A key the reply does not define shows by its name. */
+export function lineageModels(reply: LineageResult): ModelInfo[] {
+  return reply.models.map((m) => ({
+    ...m,
+    metrics: Object.entries(m.metrics).map(([key, value]) => {
+      const d = reply.metrics[key] ?? { name: key, unit: '', higherIsBetter: true, headline: false };
+      return { name: d.name, value, unit: d.unit, higherIsBetter: d.higherIsBetter, headline: d.headline };
+    }),
+  }));
+}
 export type RunParams = Infer<typeof Shapes.RunParams>;
 export type RunResult = Infer<typeof Shapes.RunResult>;
 export type JobInfo = Infer<typeof Shapes.JobInfo>;

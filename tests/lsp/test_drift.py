@@ -38,7 +38,7 @@ MARKING_OPS = textwrap.dedent(
 
 def _info(mid: str, name: str, op: str | None, params: dict) -> ModelInfo:
     return {"id": mid, "name": name, "parent": None, "op": op, "params": params, "status": "ok",
-            "metrics": [], "created": "2026-01-01T00:00:00+00:00"}
+            "metrics": {}, "created": "2026-01-01T00:00:00+00:00"}
 
 
 def _parts(infos: dict[str, ModelInfo]) -> dict[str, tuple[ModelInfo, str]]:

@@ -189,15 +189,15 @@ async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: 
     assert final["state"] == "done", final
     await until(lambda: client.lens_refreshes, 10, "a CodeLens refresh")  # type: ignore[attr-defined]
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
-    lineage = {m["name"]: m for m in (await request(client, P.LINEAGE, {}))["models"]}
+    reply = await request(client, P.LINEAGE, {})
+    lineage = {m["name"]: m for m in reply["models"]}
     for line, name in ((9, "prune-50"), (13, "int8")):
         titles = _titles(lenses, line)
         assert len(titles) == 4, titles
         model, parent = lineage[name], next(m for m in lineage.values() if m["id"] == lineage[name]["parent"])
-        acc = next(m["value"] for m in model["metrics"] if m["name"] == "accuracy")
-        pacc = next(m["value"] for m in parent["metrics"] if m["name"] == "accuracy")
-        size = next(m["value"] for m in model["metrics"] if m["name"] == "stored_size")
-        psize = next(m["value"] for m in parent["metrics"] if m["name"] == "stored_size")
+        assert reply["metrics"]["accuracy"]["name"] == "accuracy"  # the metric keys are their names
+        acc, pacc = model["metrics"]["accuracy"], parent["metrics"]["accuracy"]
+        size, psize = model["metrics"]["stored_size"], parent["metrics"]["stored_size"]
         delta = 100 * (acc - pacc)
         sign = "±0" if f"{abs(delta):.1f}" == "0.0" else ("+" if delta > 0 else "\u2212") + f"{abs(delta):.1f}"
         assert titles[3].startswith(f"acc {100 * acc:.1f}% ({sign}) · "), titles[3]

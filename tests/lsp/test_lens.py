@@ -25,6 +25,9 @@ def test_size_shows_ratio_and_other_metrics_relative_change() -> None:
 
 
 def test_title_orders_quality_then_size() -> None:
-    model = {"status": "ok", "metrics": [metric("stored_size", 310_000, "B", False), metric("accuracy", 97.8, "%")]}
-    parent = {"status": "ok", "metrics": [metric("stored_size", 1_271_000, "B", False), metric("accuracy", 98.2, "%")]}
-    assert metrics_lens_title(model, parent) == "acc 97.8% (\u22120.4) · 0.31 MB (4.1×)"  # type: ignore[arg-type]
+    # as a lineage reply carries them: definitions once, values per model
+    defs = {k: {x: v for x, v in metric(k, 0, unit, higher).items() if x != "value"}
+            for k, unit, higher in (("stored_size", "B", False), ("accuracy", "%", True))}
+    model = {"status": "ok", "metrics": {"stored_size": 310_000, "accuracy": 97.8}}
+    parent = {"status": "ok", "metrics": {"stored_size": 1_271_000, "accuracy": 98.2}}
+    assert metrics_lens_title(model, parent, defs) == "acc 97.8% (\u22120.4) · 0.31 MB (4.1×)"  # type: ignore[arg-type]

@@ -71,7 +71,7 @@ async def test_failed_variant_shows_until_a_run_makes_it(client: LanguageClient,
     assert fragile["status"] == "failed" and "the fuse blew" in fragile["statusReason"]
     assert fragile["id"] == "failed:exp.bonsai.yaml:fragile"
     assert fragile["parent"] == prune["id"], "it hangs under the model it would derive from"
-    assert fragile["op"] == "test.explode" and fragile["metrics"] == []
+    assert fragile["op"] == "test.explode" and fragile["metrics"] == {}
     assert fragile["experiment"] == {"file": str(folder / "exp.bonsai.yaml"), "variant": "fragile"}
     assert (await _lineage(client)) == models, "answered the same while nothing changes"
 

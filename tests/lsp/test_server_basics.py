@@ -36,7 +36,7 @@ async def test_initialize_and_empty_lineage(client: LanguageClient, folder: Path
     assert caps.completion_provider is not None
     result = await request(client, P.LINEAGE, {})
     P.check(result, P.LineageResult, "result")
-    assert result == {"folder": str(folder.resolve()), "models": []}
+    assert result == {"folder": str(folder.resolve()), "metrics": {}, "models": []}
     assert not (folder / ".bonsai").exists(), "looking at the lineage must not create a store"
     assert await request(client, P.JOBS, {}) == {"jobs": []}
 

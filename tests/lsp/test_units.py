@@ -168,7 +168,8 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     cache = LineageCache(lambda folder: store)
     first = cache.get(tmp_path)
     assert [m["name"] for m in first.models] == ["base", "a"]
-    assert json.loads(first.data) == {"folder": str(tmp_path), "models": first.models}
+    assert json.loads(first.data) == {"folder": str(tmp_path), "models": first.models, "metrics": first.metrics}
+    assert first.metrics == {"accuracy": {"name": "accuracy", "unit": "", "higherIsBetter": True, "headline": True}}
     assert cache.peek(tmp_path) is first, "nothing changed: answered from the cache"
 
     b = add("b", a, 0.7)
@@ -176,17 +177,18 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     second = cache.get(tmp_path)
     assert [m["name"] for m in second.models] == ["base", "a", "b"]
     assert second.parts[root] is first.parts[root], "unchanged models are not re-read"
-    assert second.models[2]["parent"] == a and second.models[2]["metrics"][0]["value"] == 0.7
-    from modelbonsai.lsp.lineage import metric_info
+    assert second.models[2]["parent"] == a and second.models[2]["metrics"] == {"accuracy": 0.7}
+    from modelbonsai.lsp.lineage import MetricTable, metric_values
     from modelbonsai.store import MetricRecord
 
-    assert metric_info(MetricRecord("accuracy", float("nan"))) is None  # JSON cannot carry NaN
+    # JSON cannot carry NaN: left out
+    assert metric_values([MetricRecord("accuracy", float("nan"))], MetricTable()) == {}
 
     # a re-evaluation keeps id and parent, changes metrics: the incremental refresh re-reads it
     store.replace_evaluation(a, "task-v2", [Metric("accuracy", 0.75, "", True, True)],
                              file_name="outputs.safetensors", file_writer=None)
     third = cache.get(tmp_path)
-    assert third.models[1]["metrics"][0]["value"] == 0.75 and third.parts[root] is second.parts[root]
+    assert third.models[1]["metrics"] == {"accuracy": 0.75} and third.parts[root] is second.parts[root]
 
     store.delete_model(b)
     assert [m["name"] for m in cache.get(tmp_path).models] == ["base", "a"]

@@ -41,7 +41,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
       const results = await Promise.all(
         folders.length ? folders.map((f) => this.source.request<P.LineageResult>(P.LINEAGE, { folder: f.uri.fsPath })) : [this.source.request<P.LineageResult>(P.LINEAGE, {})],
       );
-      this.setModels(results.flatMap((r) => r.models));
+      this.setModels(results.flatMap((r) => P.lineageModels(r)));
       this.message = undefined;
     } catch (e) {
       this.message = `Could not read the lineage: ${errorText(e)}`;

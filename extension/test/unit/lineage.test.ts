@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as vscode from 'vscode';
 import { buildForest, contextValue, delta, describe as describeModel, formatMetric, statusIcon, tooltipMarkdown } from '../../src/lineage/model';
 import { LineageProvider } from '../../src/lineage/provider';
-import type { LineageResult, MetricInfo, ModelInfo } from '../../src/protocol';
+import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../src/protocol';
 
 const metric = (name: string, value: number, unit: string, headline = true, higherIsBetter = true): MetricInfo => ({ name, value, unit, headline, higherIsBetter });
 const model = (id: string, parent: string | null, extra: Partial<ModelInfo> = {}): ModelInfo => ({
@@ -48,7 +48,7 @@ describe('buildForest', () => {
 
   it('builds the shared fixture lineage', () => {
     const fx = JSON.parse(readFileSync(resolve(__dirname, '../../../tests/fixtures/protocol/bonsai-lineage.json'), 'utf8')) as { result: LineageResult };
-    const roots = buildForest(fx.result.models);
+    const roots = buildForest(lineageModels(fx.result));
     expect(roots).toHaveLength(1);
     expect(roots[0]!.children[0]!.model.name).toBe('prune-50');
   });
@@ -109,7 +109,13 @@ describe('LineageProvider', () => {
     const p = new LineageProvider({
       request: async <R>(method: string, params: unknown) => {
         calls.push([method, params]);
-        return { folder: '/w1', models: [model('a', null, { metrics: [metric('accuracy', 99, '%')] }), model('b', 'a', { status: 'running' })] } as R;
+        // as the server sends it: metric definitions once, values per model
+        const wire: LineageResult = {
+          folder: '/w1',
+          metrics: { accuracy: { name: 'accuracy', unit: '%', higherIsBetter: true, headline: true } },
+          models: [{ ...model('a', null), metrics: { accuracy: 99 } }, { ...model('b', 'a', { status: 'running' }), metrics: {} }],
+        };
+        return wire as R;
       },
     });
     let loaded = 0;

@@ -67,6 +67,27 @@ describe('problem()', () => {
     expect(P.problem({ resultId: 'r', page: 1 }, P.Shapes.ResultPageParams)).toBeUndefined();
   });
 
+  it('joins each metric value to its definition (lineageModels)', () => {
+    const [base, pruned] = P.lineageModels(lineage);
+    expect(base!.metrics).toEqual([
+      { name: 'accuracy', value: 0.982, unit: '%', higherIsBetter: true, headline: true },
+      { name: 'stored_size', value: 1268000, unit: 'B', higherIsBetter: false, headline: true },
+    ]);
+    expect(pruned!.metrics).toEqual([]);
+    expect({ ...base!, metrics: undefined }).toEqual({ ...lineage.models[0]!, metrics: undefined });
+    // another definition under the same name has its own key; an undefined key shows by its name
+    const two = P.lineageModels({
+      folder: '/x',
+      metrics: { score: { name: 'score', unit: '', higherIsBetter: true, headline: true }, 'score#2': { name: 'score', unit: 'ms', higherIsBetter: false, headline: false } },
+      models: [{ ...lineage.models[1]!, metrics: { 'score#2': 3, score: 0.5, odd: 1 } }],
+    });
+    expect(two[0]!.metrics.map((m) => [m.name, m.value, m.unit, m.higherIsBetter])).toEqual([
+      ['score', 3, 'ms', false],
+      ['score', 0.5, '', true],
+      ['odd', 1, '', true],
+    ]);
+  });
+
   it('narrows with is()', () => {
     const v: unknown = { folder: '/x' };
     expect(P.is(v, P.Shapes.LineageChangedParams)).toBe(true);

@@ -407,7 +407,7 @@ class DriftIndex:
             "params": _plain(final.params) if final is not None else {},
             "status": "failed",
             "statusReason": message,
-            "metrics": [],
+            "metrics": {},
             "created": datetime.fromtimestamp(when, tz=timezone.utc).isoformat(),
         }
         if name != p.base_name:

@@ -414,10 +414,11 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
     lenses: list[lsp.CodeLens] = []
     path = uri_path(uri).resolve()
     models: list[P.ModelInfo] = []
+    defs: dict[str, P.MetricDef] = {}
     try:
         folder = server.folder_for(file=path)
         entry = await server.in_reader(server.lineage.get, folder, server.notify_lineage)
-        models = entry.models
+        models, defs = entry.models, entry.metrics
     except Exception:  # no lineage yet: the action lenses still show
         log.debug("no lineage for lenses", exc_info=True)
     by_id = {m["id"]: m for m in models}
@@ -450,7 +451,7 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
             if model is None:
                 continue
             parent = by_id.get(model["parent"] or "")
-            title = metrics_lens_title(model, parent)
+            title = metrics_lens_title(model, parent, defs)
             if not title:
                 continue
             if len(expanded) > 1 or v.name != declared.name:

@@ -7,7 +7,7 @@ a relative change otherwise).
 
 from __future__ import annotations
 
-from .protocol import MetricInfo, ModelInfo
+from .protocol import MetricDef, MetricInfo, ModelInfo, model_metrics
 
 _SHORT = {
     "accuracy": "acc",
@@ -67,12 +67,13 @@ def format_metric(m: MetricInfo, parent: MetricInfo | None) -> str:
     return text
 
 
-def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None) -> str:
-    """The lens text for a model (empty when it has no headline metric)."""
-    headline = [m for m in model["metrics"] if m["headline"]]
+def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None, defs: dict[str, MetricDef]) -> str:
+    """The lens text for a model (empty when it has no headline metric); `defs`: the lineage's
+    metric definitions (LineageResult.metrics)."""
+    headline = [m for m in model_metrics(model, defs) if m["headline"]]
     # quality first, then size, then the rest (latency): what a user weighs against each other
     headline.sort(key=lambda m: (0 if m["unit"] in ("", "%") else 1 if m["unit"] == "B" else 2, m["name"]))
-    by_name = {m["name"]: m for m in (parent or {"metrics": []})["metrics"]}  # type: ignore[typeddict-item]
+    by_name = {m["name"]: m for m in (model_metrics(parent, defs) if parent is not None else [])}
     parts = [format_metric(m, by_name.get(m["name"])) for m in headline[:_MAX_ITEMS]]
     if model["status"] == "broken":
         parts.append("broken")

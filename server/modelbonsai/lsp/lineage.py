@@ -26,25 +26,50 @@ from typing import Any, cast
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord, experiment_path
 from ..store.lineage import DB_NAME
 from .drift import DriftIndex, FileKey, file_key
-from .protocol import MetricInfo, ModelInfo
+from .protocol import MetricDef, ModelInfo
 
 log = logging.getLogger(__name__)
 
 
-def metric_info(m: MetricRecord) -> MetricInfo | None:
-    # JSON has no NaN/Infinity (JSON.parse rejects them): such a metric is left out.
-    if not isinstance(m.value, (int, float)) or not math.isfinite(m.value):
-        return None
-    return {
-        "name": m.name,
-        "value": float(m.value),
-        "unit": m.unit or "",
-        "higherIsBetter": bool(m.higher_is_better),
-        "headline": bool(m.headline),
-    }
+class MetricTable:
+    """The metric definitions of one folder's lineage (sent once per reply, not per model), each
+    under a key that never changes while the server runs, so a model's serialized fragment stays
+    valid: the metric's name, or ``name#2``, ... for another definition under the same name."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str, bool, bool], str] = {}
+        self._defs: dict[str, MetricDef] = {}
+        self._snapshot: tuple[dict[str, MetricDef], str] = ({}, "{}")
+        self._lock = threading.Lock()
+
+    def key(self, m: MetricRecord) -> str:
+        d = (m.name, m.unit or "", bool(m.higher_is_better), bool(m.headline))
+        with self._lock:
+            key = self._keys.get(d)
+            if key is None:
+                key, n = m.name, 1
+                while key in self._defs:
+                    n += 1
+                    key = f"{m.name}#{n}"
+                self._keys[d] = key
+                self._defs[key] = {"name": d[0], "unit": d[1], "higherIsBetter": d[2], "headline": d[3]}
+                self._snapshot = (dict(self._defs), _dumps(self._defs))
+            return key
+
+    def snapshot(self) -> tuple[dict[str, MetricDef], str]:
+        """Every definition so far and its JSON (a superset of what any model made so far uses)."""
+        with self._lock:
+            return self._snapshot
 
 
-def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path) -> ModelInfo:
+def metric_values(metrics: list[MetricRecord], table: MetricTable) -> dict[str, float]:
+    """A model's metrics as key -> value. JSON has no NaN/Infinity (JSON.parse rejects them): such
+    a metric is left out."""
+    return {table.key(m): float(m.value) for m in metrics
+            if isinstance(m.value, (int, float)) and math.isfinite(m.value)}
+
+
+def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, table: MetricTable) -> ModelInfo:
     info: ModelInfo = {
         "id": rec.id,
         "name": rec.name,
@@ -52,7 +77,7 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path) -
         "op": rec.op,
         "params": cast("dict[str, Any]", _json_safe(rec.params)),
         "status": rec.status if rec.status in ("ok", "broken") else "ok",  # type: ignore[typeddict-item]
-        "metrics": [mi for mi in (metric_info(m) for m in metrics) if mi is not None],
+        "metrics": metric_values(metrics, table),
         "created": datetime.fromtimestamp(rec.created or 0.0, tz=timezone.utc).isoformat(),
     }
     if rec.status_reason:
@@ -72,9 +97,9 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def read_lineage(store: LineageStore) -> list[ModelInfo]:
+def read_lineage(store: LineageStore, table: MetricTable) -> list[ModelInfo]:
     metrics = store.all_metrics()
-    return [model_info(rec, metrics.get(rec.id, []), store.workspace) for rec in store.list_models()]
+    return [model_info(rec, metrics.get(rec.id, []), store.workspace, table) for rec in store.list_models()]
 
 
 class RawJSON:
@@ -108,6 +133,9 @@ class _Entry:
     limit: int | None = None  # the instance limit the stale statuses were judged for
     # id -> evaluation fingerprint: a re-evaluated model (same id, new metrics) is re-read
     evaluated: dict[str, str | None] = field(default_factory=dict)
+    # the metric definitions the models' keys refer to (LineageResult.metrics) and their JSON
+    metrics: dict[str, MetricDef] = field(default_factory=dict)
+    metrics_json: str = "{}"
 
     def with_running(self, folder: Path, live: set[tuple[str, str]]) -> bytes:
         """The serialized answer with the models of `live` (experiment file, variant) that are
@@ -126,7 +154,7 @@ class _Entry:
             if exp and (exp["file"], exp["variant"]) in hit and info["status"] in ("ok", "stale", "failed"):
                 frag = _dumps({**info, "status": "running"})
             frags.append(frag)
-        data = _document(folder, frags)
+        data = _document(folder, self.metrics_json, frags)
         self.running = (hit, data)
         return data
 
@@ -144,17 +172,19 @@ def _dumps(value: object) -> str:
 
 
 def _entry(folder: Path, version: int, parts: dict[str, tuple[ModelInfo, str]], cost: float,
-           full_at: float, full_cost: float, evaluated: dict[str, str | None]) -> _Entry:
+           full_at: float, full_cost: float, evaluated: dict[str, str | None],
+           metrics: tuple[dict[str, MetricDef], str]) -> _Entry:
     models = [info for info, _ in parts.values()]
     keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
-    data = _document(folder, [frag for _, frag in parts.values()])
+    data = _document(folder, metrics[1], [frag for _, frag in parts.values()])
     return _Entry(version, time.monotonic(), cost, models, data, keys, parts, full_at, full_cost,
-                  evaluated=evaluated)
+                  evaluated=evaluated, metrics=metrics[0], metrics_json=metrics[1])
 
 
-def _document(folder: Path, fragments: list[str]) -> bytes:
-    """The LineageResult as UTF-8 JSON, from the models' serialized fragments."""
-    return ('{"folder":' + _dumps(str(folder)) + ',"models":[' + ",".join(fragments) + "]}").encode("utf-8")
+def _document(folder: Path, metrics_json: str, fragments: list[str]) -> bytes:
+    """The LineageResult as UTF-8 JSON, from the metric table's and the models' serialized forms."""
+    return ('{"folder":' + _dumps(str(folder)) + ',"metrics":' + metrics_json + ',"models":['
+            + ",".join(fragments) + "]}").encode("utf-8")
 
 
 class LineageCache:
@@ -182,6 +212,7 @@ class LineageCache:
         self._entries: dict[Path, _Entry] = {}  # from the store alone
         self._shown: dict[Path, _Entry] = {}  # with the failed/stale overlay
         self._drift: dict[Path, DriftIndex] = {}
+        self._tables: dict[Path, MetricTable] = {}  # kept across refreshes: keys stay valid
         # folder -> model id -> (its store part, the overlay part made from it): an overlay
         # part is serialized again only when its model or its status changed
         self._overlays: dict[Path, dict[str, tuple[tuple[ModelInfo, str], tuple[ModelInfo, str]]]] = {}
@@ -213,7 +244,7 @@ class LineageCache:
         """The store-only entry (no failed/stale overlay) if it can be given without computing."""
         if not (folder / BONSAI_DIR / DB_NAME).is_file():
             # never create .bonsai/ just because someone looked
-            return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0, {})
+            return _entry(folder, -1, {}, 0.0, time.monotonic(), 0.0, {}, ({}, "{}"))
         version = self._data_version(folder)
         with self._lock:
             entry = self._entries.get(folder)
@@ -292,7 +323,8 @@ class LineageCache:
                     after[info["id"]] = made
                     parts[info["id"]] = made[1]
                 self._overlays[folder] = after
-                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost, entry.evaluated)
+                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost,
+                               entry.evaluated, (entry.metrics, entry.metrics_json))
             shown.source, shown.files, shown.limit = entry, found.files, limit
             with self._lock:
                 self._shown[folder] = shown
@@ -313,24 +345,28 @@ class LineageCache:
                 return old
             t0 = time.perf_counter()
             store = self._open_store(folder)
+            table = self._tables.get(folder)
+            if table is None:
+                table = self._tables[folder] = MetricTable()
             if full or old is None:
                 self._full_running = old is not None
                 try:
                     parts: dict[str, tuple[ModelInfo, str]] = {}
                     ids = self._ids(folder)
                     if old is None:
-                        infos = read_lineage(store)  # the first time: fastest in total
+                        infos = read_lineage(store, table)  # the first time: fastest in total
                     else:
                         # A re-read while serving: model by model, so no single call holds the GIL
                         # long enough to stall the event loop (one bulk metrics query does).
-                        infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace)
+                        infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace, table)
                                  for mid, _parent, _ev in ids]
                     for info in infos:
                         parts[info["id"]] = (info, _dumps(info))
                 finally:
                     self._full_running = False
                 cost = time.perf_counter() - t0
-                entry = _entry(folder, version, parts, cost, now, cost, {mid: ev for mid, _p, ev in ids})
+                entry = _entry(folder, version, parts, cost, now, cost, {mid: ev for mid, _p, ev in ids},
+                               table.snapshot())
             else:
                 parts = {}
                 evaluated: dict[str, str | None] = {}
@@ -339,12 +375,12 @@ class LineageCache:
                     # a re-evaluation keeps id and parent but changes metrics: re-read it too
                     if part is None or part[0]["parent"] != parent_id or old.evaluated.get(model_id) != ev:
                         rec = store.get_model(model_id)
-                        info = model_info(rec, store.metrics(model_id), store.workspace)
+                        info = model_info(rec, store.metrics(model_id), store.workspace, table)
                         part = (info, _dumps(info))
                     parts[model_id] = part
                     evaluated[model_id] = ev
                 entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost,
-                               evaluated)
+                               evaluated, table.snapshot())
             with self._lock:
                 self._entries[folder] = entry
             log.debug("lineage of %s: %s refresh of %d models in %.0f ms", folder.name,

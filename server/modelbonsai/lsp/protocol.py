@@ -96,7 +96,19 @@ class LineageParams(TypedDict):
     folder: NotRequired[str]  # fs path or file URI of a workspace folder; default: the first
 
 
+class MetricDef(TypedDict):
+    """What a metric is: sent once per lineage reply (LineageResult.metrics), not per model."""
+
+    name: str
+    unit: str
+    higherIsBetter: bool
+    headline: bool
+
+
 class MetricInfo(TypedDict):
+    """A model's metric with its definition: what each side assembles from a lineage reply
+    (`model_metrics`; protocol.ts `lineageModels`). Not sent as such."""
+
     name: str
     value: float
     unit: str
@@ -117,14 +129,28 @@ class ModelInfo(TypedDict):
     params: dict[str, Any]
     status: ModelStatus
     statusReason: NotRequired[str]
-    metrics: list[MetricInfo]
+    metrics: dict[str, float]  # metric key (LineageResult.metrics) -> value; finite values only
     experiment: NotRequired[ExperimentRef]
     created: str  # ISO 8601
 
 
 class LineageResult(TypedDict):
     folder: str
+    # metric key -> its definition, once per reply. The key is the metric's name, or
+    # ``name#2``... for another definition under the same name (two tasks' "score").
+    metrics: dict[str, MetricDef]
     models: list[ModelInfo]
+
+
+def model_metrics(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricInfo]:
+    """A model's metrics with their definitions, in the model's order (a key the reply does not
+    define is shown by its name, unitless)."""
+    out: list[MetricInfo] = []
+    for key, value in model["metrics"].items():
+        d = defs.get(key) or {"name": key, "unit": "", "higherIsBetter": True, "headline": False}
+        out.append({"name": d["name"], "value": value, "unit": d["unit"], "higherIsBetter": d["higherIsBetter"],
+                    "headline": d["headline"]})
+    return out
 
 
 class RunParams(TypedDict):
