@@ -43,7 +43,8 @@ def _statuses(data: bytes) -> dict[str, tuple[str, str]]:
     return {m["id"]: (m["status"], m.get("statusReason", "")) for m in json.loads(data)["models"]}
 
 
-def _run_watching(folder: Path, store: LineageStore, cache: LineageCache) -> list[dict[str, tuple[str, str]]]:
+def _run_watching(folder: Path, store: LineageStore, cache: LineageCache,
+                  ok: bool = True) -> list[dict[str, tuple[str, str]]]:
     """Run the experiment, asking the cache for the lineage after every stored model."""
     seen: list[dict[str, tuple[str, str]]] = []
 
@@ -53,7 +54,7 @@ def _run_watching(folder: Path, store: LineageStore, cache: LineageCache) -> lis
 
     exp = load_experiment(folder / "exp.bonsai.yaml").experiment
     result = Runner(store, device="cpu", events=on_event).run(make_plan(exp, store))
-    assert result.ok, result.failed
+    assert result.ok == ok, result.failed
     return seen
 
 
@@ -96,9 +97,10 @@ def test_a_run_of_n_variants_costs_linear_drift_work(tmp_path: Path) -> None:
 
 
 def test_incremental_statuses_match_a_fresh_pass_through_edits(tmp_path: Path) -> None:
-    """Stale by a changed parameter, a model with the new fingerprint, a deleted one: after each
-    change the kept index answers what a fresh one does."""
-    make_workspace(tmp_path, _experiment(4))
+    """A failed variant, stale by a changed parameter, a model with the new fingerprint, a deleted
+    one: after each change the kept index answers what a fresh one does."""
+    boom = "  - name: boom\n    from: v0\n    ops:\n      - test.explode: {why: fuse}\n"
+    make_workspace(tmp_path, "ops_from: my_ops.py\n" + _experiment(4) + boom)
     store = LineageStore.open(tmp_path)
     cache = LineageCache(lambda folder: store)
 
@@ -112,9 +114,14 @@ def test_incremental_statuses_match_a_fresh_pass_through_edits(tmp_path: Path) -
         return {m: s for m, (s, _) in kept.items()}
 
     try:
-        _run_watching(tmp_path, store, cache)
+        _run_watching(tmp_path, store, cache, ok=False)
+        assert check()["failed:exp.bonsai.yaml:boom"] == "failed"
         names = {m.id: m.name for m in store.list_models()}
         exp = tmp_path / "exp.bonsai.yaml"
+        exp.write_text(exp.read_text().replace("test.explode: {why: fuse}", "prune.magnitude: {sparsity: 0.9}"))
+        _run_watching(tmp_path, store, cache)  # makes boom: no longer failed
+        assert set(check().values()) == {"ok"}
+        names = {m.id: m.name for m in store.list_models()}
         exp.write_text(exp.read_text().replace("{sparsity: 0.10}", "{sparsity: 0.12}"))
         status = check()
         assert sorted(names[m] for m, s in status.items() if s == "stale") == ["v1"]

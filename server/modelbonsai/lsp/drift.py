@@ -374,19 +374,27 @@ class DriftIndex:
         if keys is None:
             self._failed = {}
         for key in self._latest if keys is None else sorted(keys):  # all: in the order of the runs
-            self._failed.pop(key, None)
-            outcome = self._latest.get(key)
-            if outcome is None or outcome[2] is None:
-                continue
-            label, name = key
-            started, finished, message = outcome[0], outcome[1], outcome[2]
-            seen = self._files.get(label)
-            if seen is None or seen[0].key[1] < 0 or (seen[0].experiment is not None and name not in seen[0].finals):
-                continue  # the file or the variant is gone
-            if any(self._models[i].created >= started for i in self._by_name.get((label, name), ())):
-                continue  # stored since that run failed it
-            self.judged += 1
-            self._failed[key] = self._failed_info(label, name, message, finished or started, seen[0])
+            info = self._failed_now(key)
+            if info is None:
+                self._failed.pop(key, None)
+            else:
+                self._failed[key] = info  # one still failed keeps its place in the lineage
+
+    def _failed_now(self, key: tuple[str, str]) -> ModelInfo | None:
+        """The failed entry of (file, variant), or None when its latest run did not fail it, it
+        was stored since, or the file or the variant is gone."""
+        outcome = self._latest.get(key)
+        if outcome is None or outcome[2] is None:
+            return None
+        label, name = key
+        started, finished, message = outcome[0], outcome[1], outcome[2]
+        seen = self._files.get(label)
+        if seen is None or seen[0].key[1] < 0 or (seen[0].experiment is not None and name not in seen[0].finals):
+            return None
+        if any(self._models[i].created >= started for i in self._by_name.get((label, name), ())):
+            return None
+        self.judged += 1
+        return self._failed_info(label, name, message, finished or started, seen[0])
 
     def _failed_info(self, label: str, name: str, message: str, when: float, p: Parsed) -> ModelInfo:
         final = p.finals.get(name)
