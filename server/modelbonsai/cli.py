@@ -174,8 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _open_store(args, file) as store:
         plan = make_plan(exp, store, only=args.only, force=args.force, max_instances=args.max_instances)
         display = _RunDisplay(plan)
-        runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle,
-                        max_instances=args.max_instances)
+        runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle)
         with display:
             result = runner.run(plan)
         _print_models(store, [result.models[s.name] for s in plan.steps if s.name in result.models],

@@ -373,9 +373,7 @@ def library_versions() -> dict[str, str]:
 class Runner:
     """Executes a plan. Progress goes to `progress(fraction, message)` (overall) and `events`.
 
-    It evaluates with the plan's instance limit (`make_plan(max_instances=)`). `max_instances`
-    here is only for callers written before that: it must agree with the plan's (a PlanError
-    says so otherwise) and sets nothing.
+    It evaluates with the plan's instance limit (`make_plan(max_instances=)`).
     """
 
     def __init__(
@@ -387,7 +385,6 @@ class Runner:
         events: EventFn | None = None,
         cancelled: Callable[[], bool] | None = None,
         allow_pickle: bool = False,
-        max_instances: int | None = None,
     ):
         self.store = store
         self.device_name = device
@@ -395,7 +392,6 @@ class Runner:
         self._events = events or (lambda e: None)
         self._cancelled = cancelled or (lambda: False)
         self.allow_pickle = allow_pickle
-        self.max_instances = max_instances
         self._memo: dict[str, CompressedModel] = {}  # fingerprint -> model (base + latest)
         self._base_fp = ""
         self._base_eval: Any = None
@@ -405,10 +401,6 @@ class Runner:
     # The heavy lifting of one run; the CLI and the language server both call this.
     def run(self, plan: Plan) -> RunResult:
         exp = plan.experiment
-        if self.max_instances is not None and evaluation_limit(exp, self.max_instances) != plan.max_instances:
-            # Two limits would make the plan judge one evaluation and the run store another.
-            raise PlanError(f"the run was given max_instances={self.max_instances} but its plan evaluates "
-                            f"{plan.max_instances or 'all'} instances: pass max_instances to make_plan")
         device = resolve_device(self.device_name)
         self._base_eval, self._task = None, None  # a Runner may be reused for another plan
         self._limit = plan.max_instances

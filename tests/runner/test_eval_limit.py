@@ -16,7 +16,6 @@ import pytest
 from cli.workspace import make_workspace
 from modelbonsai.experiment import load_experiment
 from modelbonsai.runner import (
-    PlanError,
     Runner,
     evaluation_fingerprint,
     evaluation_limit,
@@ -75,18 +74,6 @@ def test_the_files_own_limit_is_the_plans_unless_one_is_given(ws: tuple[Path, Li
     assert evaluation_fingerprint(e) == evaluation_fingerprint(e, 9)
     Runner(store, device="cpu").run(make_plan(e, store, only=["prune-50"]))
     assert _outputs(store, "prune-50") == 9
-
-
-def test_a_runner_limit_that_disagrees_with_the_plan_is_refused(ws: tuple[Path, LineageStore]) -> None:
-    exp, store = ws
-    plan = make_plan(_exp(exp), store, only=["prune-50"])
-    with pytest.raises(PlanError, match=r"max_instances=6 .* pass max_instances to make_plan"):
-        Runner(store, device="cpu", max_instances=6).run(plan)
-    assert store.list_runs() == [] and store.list_models() == []  # refused before anything was recorded
-    # the same limit in both places (how `bonsai run --max-instances` calls them) is fine
-    plan = make_plan(_exp(exp), store, only=["prune-50"], max_instances=5)
-    assert Runner(store, device="cpu", max_instances=5).run(plan).made == ["toy", "prune-50"]
-    assert _outputs(store, "prune-50") == 5
 
 
 def test_cli_max_instances_still_limits_the_run(tmp_path: Path) -> None:
