@@ -86,6 +86,14 @@ async def job_end(client: LanguageClient, job_id: str, timeout: float = 60.0) ->
                        timeout, f"job {job_id} to end")
 
 
+async def run_job(client: LanguageClient, file: Path, variants: list[str], timeout: float = 120.0) -> dict[str, Any]:
+    """Start `bonsai/run` of `variants` of `file` and wait for the job's final state."""
+    from modelbonsai.lsp import protocol as P
+
+    job_id = (await request(client, P.RUN, {"file": str(file), "variants": variants}))["jobId"]
+    return await job_end(client, job_id, timeout)
+
+
 def plain_json(client: LanguageClient) -> None:
     """Make the test client hand over custom results and notifications as the JSON they were
     (pygls' default turns them into namedtuples, renaming keys such as '0.weight')."""

@@ -13,7 +13,7 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import job_end, request, server_config, start_session, until, watch
+from .helpers import request, run_job, server_config, start_session, until, watch
 from .workspace import EXPERIMENT, make_workspace
 
 FRAGILE = EXPERIMENT + """\
@@ -45,11 +45,6 @@ async def client(lsp_client: LanguageClient, folder: Path):
     await lsp_client.shutdown_session()
 
 
-async def _run(client: LanguageClient, folder: Path, variants: list[str]) -> dict[str, Any]:
-    job_id = (await request(client, P.RUN, {"file": str(folder / "exp.bonsai.yaml"), "variants": variants}))["jobId"]
-    return await job_end(client, job_id, 120)
-
-
 async def _lineage(client: LanguageClient) -> list[dict[str, Any]]:
     result = await request(client, P.LINEAGE, {})
     P.check(result, P.LineageResult, "result")
@@ -62,7 +57,7 @@ def _named(models: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_failed_variant_shows_until_a_run_makes_it(client: LanguageClient, folder: Path) -> None:
-    job = await _run(client, folder, ["fragile"])
+    job = await run_job(client, folder / "exp.bonsai.yaml", ["fragile"])
     assert job["state"] == "failed"
     models = await _lineage(client)
     (prune,) = _named(models, "prune-50")
@@ -79,14 +74,14 @@ async def test_failed_variant_shows_until_a_run_makes_it(client: LanguageClient,
     (fragile,) = _named(await _lineage(client), "fragile")
     assert fragile["status"] == "failed", "still failed until a run makes it"
     assert fragile["op"] == "prune.magnitude" and fragile["params"]["sparsity"] == 0.7
-    assert (await _run(client, folder, ["fragile"]))["state"] == "done"
+    assert (await run_job(client, folder / "exp.bonsai.yaml", ["fragile"]))["state"] == "done"
     (fragile,) = _named(await _lineage(client), "fragile")
     assert fragile["status"] == "ok" and not fragile["id"].startswith("failed:")
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_edited_parameter_makes_models_stale_until_rerun(client: LanguageClient, folder: Path) -> None:
-    assert (await _run(client, folder, ["int8"]))["state"] == "done"
+    assert (await run_job(client, folder / "exp.bonsai.yaml", ["int8"]))["state"] == "done"
     models = await _lineage(client)
     assert all(m["status"] == "ok" for m in models), [(m["name"], m["status"]) for m in models]
     (old,) = _named(models, "prune-50")
@@ -103,13 +98,13 @@ async def test_edited_parameter_makes_models_stale_until_rerun(client: LanguageC
     assert status["fragile"]["status"] == "stale"
     assert status["toy"]["status"] == "ok"
 
-    assert (await _run(client, folder, ["prune-50"]))["state"] == "done"
+    assert (await run_job(client, folder / "exp.bonsai.yaml", ["prune-50"]))["state"] == "done"
     models = await _lineage(client)
     prunes = _named(models, "prune-50")
     assert len(prunes) == 2 and all(m["status"] == "ok" for m in prunes), "the new fingerprint exists now"
     assert {m["id"] for m in prunes} >= {old["id"]}
     assert _named(models, "int8")[0]["status"] == "stale", "int8 was not re-made yet"
-    assert (await _run(client, folder, ["int8", "fragile"]))["state"] == "done"
+    assert (await run_job(client, folder / "exp.bonsai.yaml", ["int8", "fragile"]))["state"] == "done"
     assert all(m["status"] == "ok" for m in await _lineage(client))
 
 

@@ -5,7 +5,6 @@ the server makes them current again. Through a real server over stdio."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_lsp
@@ -15,7 +14,7 @@ from modelbonsai.lsp import protocol as P
 from modelbonsai.runner import load_evaluation
 from modelbonsai.store import LineageStore
 
-from .helpers import job_end, request, server_config, start_session, watch
+from .helpers import request, run_job, server_config, start_session, watch
 from .workspace import make_workspace
 
 
@@ -34,11 +33,6 @@ async def client(lsp_client: LanguageClient, folder: Path):
     await lsp_client.shutdown_session()
 
 
-async def _run(client: LanguageClient, folder: Path, variants: list[str]) -> dict[str, Any]:
-    job_id = (await request(client, P.RUN, {"file": str(folder / "exp.bonsai.yaml"), "variants": variants}))["jobId"]
-    return await job_end(client, job_id, 120)
-
-
 async def _statuses(client: LanguageClient) -> dict[str, tuple[str, str]]:
     result = await request(client, P.LINEAGE, {})
     P.check(result, P.LineageResult, "result")
@@ -47,7 +41,7 @@ async def _statuses(client: LanguageClient) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_edited_max_instances_is_stale_until_a_run_re_evaluates(client: LanguageClient, folder: Path) -> None:
-    assert (await _run(client, folder, ["int8"]))["state"] == "done"
+    assert (await run_job(client, folder / "exp.bonsai.yaml", ["int8"]))["state"] == "done"
     assert {s for s, _ in (await _statuses(client)).values()} == {"ok"}
 
     exp = folder / "exp.bonsai.yaml"
@@ -58,7 +52,7 @@ async def test_edited_max_instances_is_stale_until_a_run_re_evaluates(client: La
         assert state == "stale", name
         assert why == "evaluated on every instance, a run now evaluates 10 instances: run to re-evaluate"
 
-    job = await _run(client, folder, ["int8"])
+    job = await run_job(client, folder / "exp.bonsai.yaml", ["int8"])
     assert job["state"] == "done"
     assert {s for s, _ in (await _statuses(client)).values()} == {"ok"}
     with LineageStore.open(folder) as store:
