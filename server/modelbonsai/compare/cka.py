@@ -24,6 +24,8 @@ import math
 import numpy as np
 import torch
 
+from . import kernels as K
+
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float | None:
     """Linear CKA of x [n, p] and y [n, q] (rows are samples): through the n x n Gram matrices
@@ -63,17 +65,21 @@ def _fast_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
     yc = torch.from_numpy(yn - yn.mean(0, dtype=np.float64).astype(np.float32))
     n, p, q = x.shape[0], x.shape[1], y.shape[1]
     if n * (p + q) <= p * p + q * q + p * q:
-        kx, ky = xc @ xc.T, yc @ yc.T
-        return _ratio(_dot64(kx, ky), math.sqrt(_dot64(kx, kx)), math.sqrt(_dot64(ky, ky)))
-    cyx, cxx, cyy = yc.T @ xc, xc.T @ xc, yc.T @ yc
-    return _ratio(_dot64(cyx, cyx), math.sqrt(_dot64(cxx, cxx)), math.sqrt(_dot64(cyy, cyy)))
+        hsic, kxx, kyy = _dots64(xc @ xc.T, yc @ yc.T)
+        return _ratio(hsic, math.sqrt(kxx), math.sqrt(kyy))
+    cyx, cxx, cyy = (_flat(m) for m in (yc.T @ xc, xc.T @ xc, yc.T @ yc))  # p x p and q x q differ
+    return _ratio(K.dots64(cyx, cyx)[0], math.sqrt(K.dots64(cxx, cxx)[0]), math.sqrt(K.dots64(cyy, cyy)[0]))
 
 
-def _dot64(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Σ a∘b of two float32 host tensors, summed in float64 (numpy's einsum loop, not a BLAS dot:
-    numpy's BLAS may start threads of its own beside torch's)."""
-    a64, b64 = a.numpy().astype(np.float64).ravel(), b.numpy().astype(np.float64).ravel()
-    return float(np.einsum("i,i->", a64, b64))
+def _flat(t: torch.Tensor) -> np.ndarray:
+    return t.numpy().reshape(-1)
+
+
+def _dots64(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
+    """(Σ a∘b, Σ a², Σ b²) of two float32 host tensors of one shape in float64 (one kernel pass,
+    no float64 copies; not a BLAS dot: numpy's BLAS may start threads of its own beside torch's)."""
+    ab, aa, bb = K.dots64(_flat(a), _flat(b))
+    return float(ab), float(aa), float(bb)
 
 
 def _ratio(hsic: float, nx: float, ny: float) -> float | None:

@@ -317,6 +317,21 @@ def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, 
                 _take_positions(o[r], positions, chan_first, idx[r], rows_o[r * k : (r + 1) * k])
 
 
+@numba.njit([types.UniTuple(types.float64, 3)(_F32_RO, _F32_RO)], cache=True, nogil=True, fastmath=_FAST)
+def dots64(a, b):  # type: ignore[no-untyped-def]
+    """(Σ a·b, Σ a², Σ b²) of two flat float32 arrays of one size, summed in float64, in one pass."""
+    if a.size != b.size:
+        raise ValueError("dots64 needs arrays of one size")
+    ab = aa = bb = 0.0
+    for i in range(a.size):
+        x = np.float64(a[i])
+        y = np.float64(b[i])
+        ab += x * y
+        aa += x * x
+        bb += y * y
+    return ab, aa, bb
+
+
 # -- fused with dequantization ---------------------------------------------------------------------
 # The artifact reader's own kernels (one bit layout, one dequantization formula, no fast-math:
 # bit-identical to the decode), applied to one L1-sized block at a time.
