@@ -3,13 +3,16 @@ weights) on 64 instances, against the time of the two plain forward passes alone
 <= 1.3 for the propagated mode, with every metric on: sums, sparsity, position-level and
 instance CKA, histograms). Also reports the isolated+propagated ("both") mode. Runs are
 interleaved and the best of five kept (the machine is shared); the 1-minute load average is
-reported beside. Prints one JSON object as its last line."""
+reported beside. The process keeps freed memory as Bonsai's own processes do (the `bonsai`
+command and the language server's worker call `allocator.keep_freed_memory()` at start); page
+faults during the comparisons are reported. Prints one JSON object as its last line."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import resource
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from modelbonsai.allocator import keep_freed_memory
 from modelbonsai.compare.activations import ActivationOptions, compare_activations
 from modelbonsai.tasks.base import Batch, Task
 
@@ -72,6 +76,7 @@ def _plain(models: list[nn.Module], task: TokenTask) -> _Clock:
 
 
 def main() -> None:
+    kept = keep_freed_memory()  # as the CLI and the language server's worker do
     torch.manual_seed(0)
     torch.set_num_threads(1)
     cfg = GPT2Config(vocab_size=2048, n_positions=SEQ, n_embd=256, n_layer=4, n_head=4, attn_implementation="eager")
@@ -80,10 +85,14 @@ def main() -> None:
     task = TokenTask(torch.randint(0, cfg.vocab_size, (INSTANCES, SEQ)))
     _plain([base, other], task)  # warm up
 
+    faults: list[int] = []
+
     def timed(mode: str) -> tuple[_Clock, Any]:
         opts = ActivationOptions(instances=INSTANCES, batch_size=BATCH, mode=mode)
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with _Clock() as c:
             res = compare_activations(base, {"q": other}, task, options=opts)["q"]
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
         return c, res
 
     plain: list[_Clock] = []
@@ -116,6 +125,8 @@ def main() -> None:
         "model_output_rel_l2": final.propagated["rel_l2"],
         "model_output_cka": final.propagated["cka"],
         "cka_rows": final.propagated["cka_n"],
+        "page_faults_per_comparison": faults,
+        "allocator_keeps_bytes": kept,
         "load_avg_1m": os.getloadavg()[0],
         "torch_threads": torch.get_num_threads(),
     }))  # fmt: skip

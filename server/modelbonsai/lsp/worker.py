@@ -96,8 +96,11 @@ def child_main(conn: Connection, cancel: Any) -> None:
         os.nice(10)
     except (AttributeError, OSError):
         pass
+    from ..allocator import keep_freed_memory
     from ..ops.registry import Cancelled
     from .work import TASKS
+
+    keep_freed_memory()  # batches free and allocate the same memory again: keep it (see allocator)
 
     # The comparison kernels compile on their first import after an install (seconds; numba's
     # cache makes later imports instant): start that now, so a first comparison does not wait.
