@@ -2,7 +2,7 @@
 weights) on 64 instances, against the time of the two plain forward passes alone (target ratio
 <= 1.3 for the propagated mode, with every metric on: sums, sparsity, position-level and
 instance CKA, histograms). Also reports the isolated+propagated ("both") mode. Runs are
-interleaved and the best of five kept (the machine is shared); the 1-minute load average is
+interleaved and the best of nine kept (the machine is shared); the 1-minute load average is
 reported beside. The process keeps freed memory as Bonsai's own processes do (the `bonsai`
 command and the language server's worker call `allocator.keep_freed_memory()` at start); page
 faults during the comparisons are reported. Prints one JSON object as its last line."""
@@ -26,7 +26,7 @@ from modelbonsai.compare.activations import ActivationOptions, compare_activatio
 from modelbonsai.tasks.base import Batch, Task
 
 INSTANCES, BATCH, SEQ = 64, 16, 128
-REPEATS = 5
+REPEATS = 9
 
 
 class TokenTask:
