@@ -26,22 +26,11 @@ from modelbonsai.lsp.lineage import LineageCache
 from modelbonsai.lsp.protocol import model_metrics
 from modelbonsai.runner import Runner, make_plan
 from modelbonsai.store import LineageStore
-from support.workspace import write_workspace
-
-HEAD = """\
-base:
-  name: toy
-  load: model.safetensors
-  factory: arch.py:build
-task:
-  kind: tasks.py:ToyTask
-seed: 3
-variants:
-"""
+from support.workspace import EXPERIMENT_HEAD, write_workspace
 
 
 def experiment(n_variants: int) -> str:
-    out = [HEAD]
+    out = [EXPERIMENT_HEAD]
     for i in range(n_variants):
         out.append(f"  - name: prune-{i}\n    from: base\n    ops:\n"
                    f"      - prune.magnitude: {{sparsity: {0.02 + 0.03 * i:.2f}}}\n")

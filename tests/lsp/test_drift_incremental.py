@@ -12,26 +12,17 @@ from modelbonsai.experiment import load_experiment
 from modelbonsai.lsp.lineage import LineageCache
 from modelbonsai.runner import RunEvent, Runner, make_plan
 from modelbonsai.store import LineageStore
+from support.workspace import EXPERIMENT_HEAD
 
 from .workspace import make_workspace
 
 N = 16  # variants: O(N²) would be ~N²/2 = 128 judgements, far over the bound below
 
-HEAD = """\
-base:
-  name: toy
-  load: model.safetensors
-  factory: arch.py:build
-task:
-  kind: tasks.py:ToyTask
-seed: 3
-variants:
-"""
 
 
 def _experiment(n: int) -> str:
     # a chain and a fan: each variant's parent is stored before it, children follow parents
-    lines = [HEAD]
+    lines = [EXPERIMENT_HEAD]
     for i in range(n):
         parent = "base" if i % 2 == 0 else f"v{i - 1}"
         lines.append(f"  - name: v{i}\n    from: {parent}\n    ops:\n"

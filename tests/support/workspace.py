@@ -80,6 +80,19 @@ TASK = textwrap.dedent(
 )
 
 
+#: the experiment file's head for this workspace (base and task); variants follow it
+EXPERIMENT_HEAD = """\
+base:
+  name: toy
+  load: model.safetensors
+  factory: arch.py:build
+task:
+  kind: tasks.py:ToyTask
+seed: 3
+variants:
+"""
+
+
 def write_workspace(root: Path, experiment: str, user_ops: str, hidden: tuple[int, ...] = (16,)) -> Path:
     """Write the workspace into `root` (created); returns the experiment file. `hidden` sets the
     MLP's hidden widths (wide layers make big tensors for the large-payload tests)."""
