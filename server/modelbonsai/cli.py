@@ -87,9 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
-    from .allocator import keep_freed_memory
+    if args.command != "serve":  # the server's heavy work happens in its worker process, which does this
+        from .allocator import keep_freed_memory
 
-    keep_freed_memory()  # runs and comparisons free and allocate the same memory again: keep it
+        keep_freed_memory()  # runs and comparisons free and allocate the same memory again: keep it
     try:
         return handler(args)
     except KeyboardInterrupt:
