@@ -7,14 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import job_end, request, server_config, start_session, until, watch
+from .helpers import job_end, request, until
 from .workspace import EXPERIMENT, make_workspace
 
 SLOW = EXPERIMENT + """\
@@ -38,14 +37,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("jobs")
     make_workspace(root, SLOW)
     return root
-
-
-@pytest_lsp.fixture(config=server_config(), scope="module")
-async def client(lsp_client: LanguageClient, folder: Path):
-    watch(lsp_client)
-    await start_session(lsp_client, folder, folder / "storage")
-    yield
-    await lsp_client.shutdown_session()
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -7,13 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import job_end, request, server_config, start_session, until, watch
+from .helpers import job_end, request, until
 from .workspace import make_hf_model, make_workspace
 
 TEXT = """\
@@ -47,14 +46,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_workspace(root, TEXT)
     make_hf_model(root / "hf-model")
     return root
-
-
-@pytest_lsp.fixture(config=server_config(), scope="module")
-async def client(lsp_client: LanguageClient, folder: Path):
-    watch(lsp_client)
-    await start_session(lsp_client, folder, folder / "storage")
-    yield
-    await lsp_client.shutdown_session()
 
 
 def _open(client: LanguageClient, path: Path, text: str, language: str = "yaml") -> str:

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import request, run_job, server_config, start_session, until, watch
+from .helpers import request, run_job, until
 from .workspace import EXPERIMENT, make_workspace
 
 FRAGILE = EXPERIMENT + """\
@@ -35,14 +34,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lineage-status")
     make_workspace(root, FRAGILE)
     return root
-
-
-@pytest_lsp.fixture(config=server_config(), scope="module")
-async def client(lsp_client: LanguageClient, folder: Path):
-    watch(lsp_client)
-    await start_session(lsp_client, folder, folder / "storage")
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def _lineage(client: LanguageClient) -> list[dict[str, Any]]:

@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
 from modelbonsai.runner import load_evaluation
 from modelbonsai.store import LineageStore
 
-from .helpers import request, run_job, server_config, start_session, watch
+from .helpers import request, run_job
 from .workspace import make_workspace
 
 
@@ -23,14 +22,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("stale-eval")
     make_workspace(root)
     return root
-
-
-@pytest_lsp.fixture(config=server_config(), scope="module")
-async def client(lsp_client: LanguageClient, folder: Path):
-    watch(lsp_client)
-    await start_session(lsp_client, folder, folder / "storage")
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def _statuses(client: LanguageClient) -> dict[str, tuple[str, str]]:
