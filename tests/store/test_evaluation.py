@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from modelbonsai.store import LineageStore, MetricRecord, StoreError
-from modelbonsai.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from modelbonsai.store.migrations import SCHEMA_VERSION
 
-from .helpers import record, writer
+from .helpers import record, store_at_version, writer
 
 
 def test_migration_from_version_3_keeps_every_row_with_an_unknown_evaluation(tmp_path: Path) -> None:
-    db = tmp_path / ".bonsai" / "lineage.sqlite"
-    db.parent.mkdir()
-    c = sqlite3.connect(db)
-    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    c.execute("INSERT INTO schema_version VALUES (3)")
-    for statements in MIGRATIONS[:3]:
-        for statement in statements:
-            c.execute(statement)
+    c = store_at_version(tmp_path, 3)
     for i, (mid, parent) in enumerate([("aaaa01", None), ("bbbb02", "aaaa01"), ("cccc03", "bbbb02")]):
         c.execute("INSERT INTO models (id, name, parent_id, artifact, created, fingerprint, complete) "
                   "VALUES (?, ?, ?, ?, ?, ?, 1)", (mid, f"m{i}", parent, f"artifacts/{mid}", float(i), f"fp{i}"))

@@ -14,7 +14,7 @@ import pytest
 from modelbonsai.store import LineageStore, MetricRecord, StoreError
 from modelbonsai.store.migrations import SCHEMA_VERSION
 
-from .helpers import record, writer
+from .helpers import record, store_at_version, writer
 
 
 def test_open_creates_wal_database_with_schema_version(tmp_path: Path) -> None:
@@ -30,10 +30,7 @@ def test_open_creates_wal_database_with_schema_version(tmp_path: Path) -> None:
 
 def test_migration_from_older_version_and_refusal_of_newer(tmp_path: Path) -> None:
     db = tmp_path / ".bonsai" / "lineage.sqlite"
-    db.parent.mkdir()
-    c = sqlite3.connect(db)
-    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    c.execute("INSERT INTO schema_version VALUES (0)")
+    c = store_at_version(tmp_path, 0)
     c.commit()
     c.close()
     s = LineageStore.open(tmp_path)
@@ -49,15 +46,7 @@ def test_migration_from_older_version_and_refusal_of_newer(tmp_path: Path) -> No
 
 
 def test_migration_keeps_data_of_version_1(tmp_path: Path) -> None:
-    from modelbonsai.store.migrations import MIGRATIONS
-
-    db = tmp_path / ".bonsai" / "lineage.sqlite"
-    db.parent.mkdir()
-    c = sqlite3.connect(db)
-    c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    c.execute("INSERT INTO schema_version VALUES (1)")
-    for statement in MIGRATIONS[0]:
-        c.execute(statement)
+    c = store_at_version(tmp_path, 1)
     c.execute("INSERT INTO metrics (model_id, name, value) VALUES ('abc', 'accuracy', 0.5)")
     c.commit()
     c.close()
