@@ -13,35 +13,31 @@ import copy
 import json
 import os
 import resource
+import sys
 import time
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared tensor task
+
 from modelbonsai.allocator import keep_freed_memory
 from modelbonsai.compare.activations import ActivationOptions, compare_activations
-from modelbonsai.tasks.base import Batch, Task
+from modelbonsai.tasks.base import Batch
+from support.tasks import TensorTask
 
 INSTANCES, BATCH, SEQ = 64, 16, 128
 REPEATS = 9
 
 
-class TokenTask:
-    def __init__(self, tokens: torch.Tensor):
-        self.tokens = tokens
-
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.tokens), batch_size):
-            chunk = self.tokens[i : i + batch_size]
-            yield Batch(ids=[str(i + j) for j in range(len(chunk))], inputs=chunk)
+class TokenTask(TensorTask):
+    """Token ids [N, SEQ] in, the causal LM's logits out."""
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return model(batch.inputs).logits
-
-    to_device = staticmethod(Task.to_device)
 
 
 def _fake_quant(model: nn.Module) -> nn.Module:
