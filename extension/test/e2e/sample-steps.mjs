@@ -415,7 +415,12 @@ export async function removedChannelsStep(t, workspace, base) {
   if (first.title !== `output channel ${first.index}: removed`) throw new Error(`a removed cell's hover says "${first.title}"`);
   const want = asRanges(removed);
   if (ranges !== want || !text.includes(`removed indices: ${want}`)) throw new Error(`the strip lists "${ranges}" ("${text}"); the removed channels are ${want}`);
-  await strip.scrollIntoViewIfNeeded();
+  // The detail re-renders when a later result (the activation comparison) arrives: scroll the
+  // strip as it is then, not the element found above.
+  await t.waitFor('the removed-channel strip in view', 30_000, async () => {
+    await strip.scrollIntoViewIfNeeded({ timeout: 2000 }); // a detached element throws: waitFor retries
+    return true;
+  }, 500);
   await t.shot('17-digits-layers-removed-channels');
 }
 
