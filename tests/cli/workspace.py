@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from support.workspace import write_workspace
+from support.workspace import experiment_head, write_workspace
 
 USER_OPS = textwrap.dedent(
     """
@@ -29,36 +29,26 @@ USER_OPS = textwrap.dedent(
     """
 )
 
-EXPERIMENT = textwrap.dedent(
-    """
-    seed: 3
-    base:
-      name: toy
-      load: model.safetensors
-      factory: arch.py:build
-    task:
-      kind: tasks.py:ToyTask
-    ops_from: my_ops.py
-    variants:
-      - name: prune-50
-        from: base
-        ops:
-          - prune.magnitude: {sparsity: 0.5}
-      - name: prune-50-scaled
-        from: prune-50
-        ops:
-          - mine.scale: {factor: 0.5}
-          - prune.magnitude: {sparsity: 0.7}
-      - name: bad
-        from: base
-        ops:
-          - mine.explode: {why: "it went wrong"}
-      - name: after-bad
-        from: bad
-        ops:
-          - mine.scale: {}
-    """
-)
+# The shared head (with this workspace's user ops), then a chain, a failing op and its child.
+EXPERIMENT = experiment_head("my_ops.py") + """\
+  - name: prune-50
+    from: base
+    ops:
+      - prune.magnitude: {sparsity: 0.5}
+  - name: prune-50-scaled
+    from: prune-50
+    ops:
+      - mine.scale: {factor: 0.5}
+      - prune.magnitude: {sparsity: 0.7}
+  - name: bad
+    from: base
+    ops:
+      - mine.explode: {why: "it went wrong"}
+  - name: after-bad
+    from: bad
+    ops:
+      - mine.scale: {}
+"""
 
 
 def make_workspace(root: Path, experiment: str = EXPERIMENT) -> Path:

@@ -11,20 +11,14 @@ from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
+from support.workspace import experiment_head
 
 from .helpers import job_end, request, until
+from .locate import position_of, range_of
 from .workspace import make_hf_model, make_workspace
 
-TEXT = """\
-seed: 3
-base:
-  name: toy
-  load: model.safetensors
-  factory: arch.py:build
-task:
-  kind: tasks.py:ToyTask
-ops_from: my_ops.py
-variants:
+# Positions below are found by their token in the text (locate.py), not written as numbers.
+TEXT = experiment_head("my_ops.py") + """\
   - name: prune-50
     from: base
     ops:
@@ -75,10 +69,7 @@ async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: Lang
     await until(lambda: client.diagnostics.get(uri), 30, "the lazy pattern check")
     (warning,) = client.diagnostics[uri]
     assert warning.severity == lsp.DiagnosticSeverity.Warning and warning.code == "pattern-no-match"
-    line = TEXT.splitlines()[20]
-    start = line.index('"*.nomatch"')
-    assert _rng(warning) == (20, start, 20, start + len('"*.nomatch"'))
-    line = TEXT.splitlines()[12]
+    assert _rng(warning) == range_of(TEXT, '"*.nomatch"')
 
     # Typing: three quick edits give one diagnostics run, for the last text, ~300 ms later.
     broken = TEXT.replace("sparsity: 0.5", "sparsity: 1.5").replace("from: prune-50", "from: prune-5O")
@@ -94,11 +85,11 @@ async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: Lang
     published.append(4)
     diags = sorted(client.diagnostics[uri], key=_rng)
     by_code = {d.code: d for d in diags}
-    assert _rng(by_code["out-of-range"]) == (12, line.index("0.5"), 12, line.index("0.5") + 3)
+    assert _rng(by_code["out-of-range"]) == range_of(broken, "1.5")
     assert "'sparsity' must be < 1, got 1.5" in by_code["out-of-range"].message
-    assert _rng(by_code["unknown-parent"]) == (14, 10, 14, 18)
+    assert _rng(by_code["unknown-parent"]) == range_of(broken, "prune-5O")
     assert "did you mean 'prune-50'" in by_code["unknown-parent"].message
-    assert _rng(by_code["unknown-op"]) == (16, 8, 16, 24)
+    assert _rng(by_code["unknown-op"]) == range_of(broken, "quantize.wieghts")
     assert all(d.severity == lsp.DiagnosticSeverity.Error for d in by_code.values() if d.code != "pattern-no-match")
 
     # Back to the valid text: the errors go away.
@@ -112,7 +103,7 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
     text = TEXT.replace("      - quantize.weights: {bits: 8}", "      - quantize.")
     uri = _open(client, path, text)
     result = await client.text_document_completion_async(lsp.CompletionParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(16, len("      - quantize."))))
+        lsp.TextDocumentIdentifier(uri), position_of(text, "quantize.\n", offset=len("quantize."))))
     labels = {i.label: i for i in result.items}
     assert "quantize.weights" in labels and "prune.magnitude" in labels
     doc = labels["quantize.weights"].documentation
@@ -120,9 +111,8 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
 
     text2 = TEXT.replace("{sparsity: 0.5, include", "{sparsity: 0.5, sc: 1, include")
     uri2 = _open(client, folder / "complete2.bonsai.yaml", text2)
-    col = text2.splitlines()[12].index("sc: 1") + 2
     result = await client.text_document_completion_async(lsp.CompletionParams(
-        lsp.TextDocumentIdentifier(uri2), lsp.Position(12, col)))
+        lsp.TextDocumentIdentifier(uri2), position_of(text2, "sc: 1", offset=len("sc"))))
     labels = {i.label: i for i in result.items}
     assert "scope" in labels and "exclude" in labels
     assert "sparsity" not in labels  # already given
@@ -132,32 +122,33 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
 @pytest.mark.asyncio(loop_scope="module")
 async def test_hover_op_param_and_pattern(client: LanguageClient, folder: Path) -> None:
     uri = (folder / "exp.bonsai.yaml").as_uri()
-    line = TEXT.splitlines()[12]
     h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index("prune.magnitude") + 3)))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "prune.magnitude", offset=3)))
     assert h is not None and "prune.magnitude" in h.contents.value and "sparsity" in h.contents.value
     h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index("sparsity") + 2)))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "sparsity: 0.5", offset=2)))
     assert h is not None and "sparsity" in h.contents.value
     h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(12, line.index('"0.*"') + 2)))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, '"0.*"', offset=2)))
     assert h is not None
     assert "Matches **2** of 4 base parameters" in h.contents.value, h.contents.value
     assert "`0.weight`" in h.contents.value and "`0.bias`" in h.contents.value
     h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(20, TEXT.splitlines()[20].index("nomatch"))))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "nomatch")))
     assert h is not None and "Matches **no** parameter" in h.contents.value
 
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_definition_from_parent_name(client: LanguageClient, folder: Path) -> None:
     uri = (folder / "exp.bonsai.yaml").as_uri()
+    # from the middle of int8's parent name to prune-50's name (its first occurrence)
     loc = await client.text_document_definition_async(lsp.DefinitionParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(14, 13)))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "from: prune-50", offset=len("from: pru"))))
     assert isinstance(loc, lsp.Location) and loc.uri == uri
-    assert (loc.range.start.line, loc.range.start.character, loc.range.end.character) == (9, 10, 18)
+    r = loc.range
+    assert (r.start.line, r.start.character, r.end.line, r.end.character) == range_of(TEXT, "prune-50")
     nothing = await client.text_document_definition_async(lsp.DefinitionParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(0, 1)))
+        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "seed:", offset=1)))
     assert nothing is None
 
 
@@ -169,10 +160,11 @@ def _titles(lenses: list[lsp.CodeLens], line: int) -> list[str]:
 async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: Path) -> None:
     path = folder / "exp.bonsai.yaml"
     uri = path.as_uri()
+    lines = {name: position_of(TEXT, f"- name: {name}\n").line for name in ("prune-50", "int8")}
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
-    assert _titles(lenses, 9) == ["▶ Run", "Compare with parent", "Show in Model Map"]
-    assert _titles(lenses, 13) == ["▶ Run", "Compare with parent", "Show in Model Map"]
-    run = next(le for le in lenses if le.range.start.line == 13 and le.command.title == "▶ Run")
+    assert _titles(lenses, lines["prune-50"]) == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    assert _titles(lenses, lines["int8"]) == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    run = next(le for le in lenses if le.range.start.line == lines["int8"] and le.command.title == "▶ Run")
     assert run.command.command == P.CMD_RUN_VARIANT and list(run.command.arguments) == [uri, "int8"]
 
     job = (await request(client, P.RUN, {"file": uri, "variants": ["int8"]}))["jobId"]
@@ -182,7 +174,7 @@ async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: 
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
     reply = await request(client, P.LINEAGE, {})
     lineage = {m["name"]: m for m in reply["models"]}
-    for line, name in ((9, "prune-50"), (13, "int8")):
+    for name, line in lines.items():
         titles = _titles(lenses, line)
         assert len(titles) == 4, titles
         model, parent = lineage[name], next(m for m in lineage.values() if m["id"] == lineage[name]["parent"])

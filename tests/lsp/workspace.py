@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from support.workspace import write_workspace
+from support.workspace import experiment_head, write_workspace
 
 # `test.slow` takes `steps * delay` seconds, reporting progress and honouring cancel each step.
 USER_OPS = textwrap.dedent(
@@ -41,27 +41,17 @@ USER_OPS = textwrap.dedent(
     """
 )
 
-EXPERIMENT = textwrap.dedent(
-    """\
-    seed: 3
-    base:
-      name: toy
-      load: model.safetensors
-      factory: arch.py:build
-    task:
-      kind: tasks.py:ToyTask
-    ops_from: my_ops.py
-    variants:
-      - name: prune-50
-        from: base
-        ops:
-          - prune.magnitude: {sparsity: 0.5}
-      - name: int8
-        from: prune-50
-        ops:
-          - quantize.weights: {bits: 8}
-    """
-)
+# The shared head (with this workspace's user ops), then two variants in a chain.
+EXPERIMENT = experiment_head("my_ops.py") + """\
+  - name: prune-50
+    from: base
+    ops:
+      - prune.magnitude: {sparsity: 0.5}
+  - name: int8
+    from: prune-50
+    ops:
+      - quantize.weights: {bits: 8}
+"""
 
 
 def make_workspace(root: Path, experiment: str = EXPERIMENT, hidden: tuple[int, ...] = (16,)) -> Path:

@@ -93,6 +93,14 @@ variants:
 """
 
 
+def experiment_head(ops_from: str | None = None) -> str:
+    """:data:`EXPERIMENT_HEAD`, with `ops_from: <ops_from>` (the workspace's user ops module)
+    just before `variants:` when given."""
+    if ops_from is None:
+        return EXPERIMENT_HEAD
+    return EXPERIMENT_HEAD.replace("\nvariants:\n", f"\nops_from: {ops_from}\nvariants:\n")
+
+
 def write_workspace(root: Path, experiment: str, user_ops: str, hidden: tuple[int, ...] = (16,)) -> Path:
     """Write the workspace into `root` (created); returns the experiment file. `hidden` sets the
     MLP's hidden widths (wide layers make big tensors for the large-payload tests)."""
