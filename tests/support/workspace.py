@@ -3,12 +3,11 @@ synthetic 3-class task, and whatever user ops and experiment file each suite add
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import textwrap
 from pathlib import Path
-
-import torch
-from safetensors.torch import save_file
+from string import Template
 
 ARCH = textwrap.dedent(
     """
@@ -19,7 +18,8 @@ ARCH = textwrap.dedent(
     """
 )
 
-TASK = textwrap.dedent(
+# $-placeholders (string.Template: the code's own braces stay as they are), filled by task_source.
+_TASK_TEMPLATE = Template(textwrap.dedent(
     """
     import torch
     from modelbonsai.tasks.base import Batch, Evaluation, Metric, RenderedInstance, Task
@@ -34,7 +34,7 @@ TASK = textwrap.dedent(
         kind = "toy"
 
         def eval_batches(self, batch_size):
-            n = self.max_instances or 24
+            n = self.max_instances or $instances
             x, y = _data(n, 0)
             for i in range(0, n, batch_size):
                 yield Batch([f"i{j}" for j in range(i, min(n, i + batch_size))], x[i:i + batch_size], y[i:i + batch_size])
@@ -66,9 +66,9 @@ TASK = textwrap.dedent(
             out = torch.cat(outs).softmax(-1)
             y = torch.cat(ys)
             pred = out.argmax(-1)
-            metrics = [Metric("accuracy", float((pred == y).float().mean()), "", True, headline=True)]
+            metrics = [Metric("accuracy", ${scale}float((pred == y).float().mean()), "$unit", True, headline=True)]
             if reference is not None:
-                metrics.append(Metric("agreement", float((pred == reference.predictions).float().mean())))
+                metrics.append(Metric("agreement", ${scale}float((pred == reference.predictions).float().mean()), "$unit"))
             return Evaluation(metrics, ids, out, pred, y)
 
         def class_names(self):
@@ -77,7 +77,19 @@ TASK = textwrap.dedent(
         def render(self, instance_id):
             return RenderedInstance(instance_id, "text", text=f"instance {instance_id}")
     """
-)
+))
+
+
+def task_source(instances: int = 24, percent: bool = False) -> str:
+    """The toy task's module: `instances` evaluation instances unless the run sets a maximum;
+    metrics as fractions, or with `percent` as percentages (unit "%", what the e2e's screenshots
+    show)."""
+    scale, unit = ("100.0 * ", "%") if percent else ("", "")
+    return _TASK_TEMPLATE.substitute(instances=instances, scale=scale, unit=unit)
+
+
+#: the toy task module the CLI, runner and language-server suites write
+TASK = task_source()
 
 
 #: the experiment file's head for this workspace (base and task); variants follow it
@@ -104,6 +116,8 @@ def experiment_head(ops_from: str | None = None) -> str:
 def write_workspace(root: Path, experiment: str, user_ops: str, hidden: tuple[int, ...] = (16,)) -> Path:
     """Write the workspace into `root` (created); returns the experiment file. `hidden` sets the
     MLP's hidden widths (wide layers make big tensors for the large-payload tests)."""
+    import torch  # imported here: writing the task module alone (main) needs no torch
+    from safetensors.torch import save_file
     from torch import nn
 
     root.mkdir(parents=True, exist_ok=True)
@@ -118,3 +132,20 @@ def write_workspace(root: Path, experiment: str, user_ops: str, hidden: tuple[in
     exp = root / "exp.bonsai.yaml"
     exp.write_text(experiment)
     return exp
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m support.workspace task FILE [--instances N] [--percent]` (run from tests/): write
+    the toy task module, e.g. into the e2e workspace (extension/test/e2e/run.mjs)."""
+    parser = argparse.ArgumentParser(prog="python -m support.workspace", description=main.__doc__)
+    sub = parser.add_subparsers(dest="what", required=True)
+    task = sub.add_parser("task", help="write the toy task module")
+    task.add_argument("file", type=Path)
+    task.add_argument("--instances", type=int, default=24, help="evaluation instances (default 24)")
+    task.add_argument("--percent", action="store_true", help="metrics as percentages")
+    args = parser.parse_args(argv)
+    args.file.write_text(task_source(args.instances, args.percent))
+
+
+if __name__ == "__main__":
+    main()

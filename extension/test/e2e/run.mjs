@@ -1,10 +1,10 @@
 // End-to-end test of the packaged extension in a real VS Code: code-server (installed by
 // setup-tools.sh into a cache outside the repo) driven by playwright-core with Debian's chromium.
 //
-// Flow: install bonsai.vsix into a fresh extensions dir, open a temp copy of test/e2e/fixture,
-// wait for the Bonsai server to be ready, run a variant from the command palette, see the Lineage
-// tree update, see a CodeLens with metrics, open the Model Map and read its table inside the
-// webview's frame. Every wait is bounded and says what it waited for; on failure the server and
+// Flow: install bonsai.vsix into a fresh extensions dir, open a temp copy of test/e2e/fixture (its
+// toy task written into it from tests/support/workspace.py), wait for the Bonsai server to be
+// ready, run a variant from the command palette, see the Lineage tree update, see a CodeLens with
+// metrics, open the Model Map and read its table inside the webview's frame. Every wait is bounded and says what it waited for; on failure the server and
 // code-server logs are printed. Screenshots go to test-results/e2e/.
 //
 // Then the samples (sample-steps.mjs): while the first part runs, samples.py prepares small digits
@@ -65,6 +65,14 @@ const csLog = join(tmp, 'code-server.log');
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 cpSync(join(here, 'fixture'), workspace, { recursive: true });
+// The toy task is the Python suites' (tests/support/workspace.py), written into the copy: 32
+// instances, metrics in percent (what the screenshots show).
+{
+  const task = join(workspace, 'toy_task.py');
+  const args = ['-m', 'support.workspace', 'task', task, '--instances', '32', '--percent'];
+  const r = spawnSync(python, args, { cwd: join(repoRoot, 'tests'), encoding: 'utf8', timeout: 60_000 });
+  need(r.status === 0 && existsSync(task), `could not write the toy task (python ${args.join(' ')} in tests/): ${r.error ?? ''}${r.stderr}`);
+}
 // The JSON-RPC messages are traced into the Bonsai log (printed on failure: which requests VS Code
 // sent, e.g. after a workspace/codeLens/refresh); BONSAI_E2E_TRACE=0 turns that off.
 const bonsaiSettings = {
