@@ -47,13 +47,16 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
 
 from ..artifacts.ranged import FlatArray
 from . import kernels as K
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11 on
 
 #: Elements per chunk read from a range reader: a dequantizing reader's float32 output (512 KB)
 #: is still in L2 when the kernel reads it; the kernel itself has no per-chunk buffers.
@@ -241,14 +244,29 @@ RangeReader = Callable[[int, int], np.ndarray]
 ArrayReader = FlatArray
 
 
-def pair_stats(
-    base: torch.Tensor,
-    other: torch.Tensor,
-    *,
-    chunk: int = CHUNK,
-    hist_sample: int | None = HIST_SAMPLE,
-    values: bool = False,
-) -> PairStats:
+class StatsOptions(TypedDict, total=False):
+    """How :func:`pair_stats` and :func:`stream_pair_stats` read and sample, as keywords (each
+    optional; the defaults are in :func:`_options`)."""
+
+    #: elements per step (default :data:`CHUNK`): bounds the float32 scratch memory
+    chunk: int
+    #: elements sampled for the histograms (default :data:`HIST_SAMPLE`; None: every element;
+    #: 0: no histograms, e.g. a second look at a transposed layout)
+    hist_sample: int | None
+    #: also the value histograms, `PairStats.values` (default False)
+    values: bool
+
+
+def _options(opts: StatsOptions) -> tuple[int, int | None, bool]:
+    """(chunk, hist_sample, values) with the defaults filled in; an unknown keyword is a TypeError,
+    as it is for a plain signature (a misspelt option must not fall back to the default)."""
+    unknown = opts.keys() - StatsOptions.__annotations__.keys()
+    if unknown:
+        raise TypeError(f"unexpected statistics option(s): {', '.join(sorted(unknown))}")
+    return opts.get("chunk", CHUNK), opts.get("hist_sample", HIST_SAMPLE), opts.get("values", False)
+
+
+def pair_stats(base: torch.Tensor, other: torch.Tensor, **opts: Unpack[StatsOptions]) -> PairStats:
     """Statistics of two equally shaped tensors (any float dtype; computed in float32 chunks,
     accumulated in float64). `values=True` also fills `.values`: histograms of the finite values
     of both sides over the same VALUE_BINS bins on [-R, R], R the largest finite |value| of either
@@ -257,11 +275,9 @@ def pair_stats(
         raise ValueError(f"shapes differ: {tuple(base.shape)} vs {tuple(other.shape)}")
     if base.device.type != "cpu" or other.device.type != "cpu":
         # accelerator tensors (activations): reduce where they are instead of copying to the host
-        return _pair_stats_torch(base, other, chunk=chunk, hist_sample=hist_sample, values=values)
+        return _pair_stats_torch(base, other, **opts)
     b, o = _flat32_np(base), _flat32_np(other)
-    return stream_pair_stats(
-        ArrayReader(b), ArrayReader(o), b.size, chunk=chunk, hist_sample=hist_sample, values=values
-    )
+    return stream_pair_stats(ArrayReader(b), ArrayReader(o), b.size, **opts)
 
 
 def _flat32_np(t: torch.Tensor) -> np.ndarray:
@@ -315,18 +331,13 @@ class _Sampler:
 
 
 def stream_pair_stats(
-    read_base: RangeReader,
-    read_other: RangeReader,
-    n: int,
-    *,
-    chunk: int = CHUNK,
-    hist_sample: int | None = HIST_SAMPLE,
-    values: bool = False,
+    read_base: RangeReader, read_other: RangeReader, n: int, **opts: Unpack[StatsOptions]
 ) -> PairStats:
     """:func:`pair_stats` of two flat tensors of `n` elements given as range readers, read one
     chunk at a time (memory: what the readers hold plus the histogram sample). Two
     :class:`ArrayReader` sides are reduced in one kernel call, and so is an ArrayReader side
     against a packed quantized one (a reader with a `packed` spec: dequantized in the kernel)."""
+    chunk, hist_sample, values = _options(opts)
     chunk = max(SAMPLE_BLOCK, -(-chunk // SAMPLE_BLOCK) * SAMPLE_BLOCK)
     st = PairStats(n=n)
     sampler = _Sampler(n, hist_sample) if hist_sample != 0 else None
@@ -390,15 +401,9 @@ def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: fl
     _add_rel(st, rel, side, weight)
 
 
-def _pair_stats_torch(
-    base: torch.Tensor,
-    other: torch.Tensor,
-    *,
-    chunk: int = CHUNK,
-    hist_sample: int | None = HIST_SAMPLE,
-    values: bool = False,
-) -> PairStats:
+def _pair_stats_torch(base: torch.Tensor, other: torch.Tensor, **opts: Unpack[StatsOptions]) -> PairStats:
     """:func:`pair_stats` computed by torch where the tensors live (accelerators)."""
+    chunk, hist_sample, values = _options(opts)
     b_all = _flat32(base)
     o_all = _flat32(other)
     n = b_all.numel()
