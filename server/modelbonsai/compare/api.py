@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from . import weights as W
 from .cache import ResultCache, cached, result_key
 from .control import CancelledFn, CompareError, Control, ProgressFn
 from .sources import TensorSource, artifact_source
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from Python 3.11 on
 
 X = TypeVar("X")
 #: a value, or a zero-argument function producing it (called only on a cache miss)
@@ -55,6 +58,26 @@ def _control(progress: ProgressFn | None, cancelled: CancelledFn | None) -> Cont
     if cancelled is not None:
         c.cancelled = cancelled
     return c
+
+
+class ModelRun(TypedDict, total=False):
+    """How the comparisons that run both models on task data (:func:`activations`,
+    :func:`lm_tokens`) run them, as keywords (each optional)."""
+
+    #: where the models run (default "cpu")
+    device: torch.device | str
+    #: `progress(fraction, message)` and `cancelled()`, as for every entry point
+    progress: ProgressFn | None
+    cancelled: CancelledFn | None
+
+
+def _run_of(run: ModelRun) -> tuple[Control, torch.device | str]:
+    """The control and the device of `run`; an unknown keyword is a TypeError, as it is for a
+    plain signature."""
+    unknown = run.keys() - ModelRun.__annotations__.keys()
+    if unknown:
+        raise TypeError(f"unexpected keyword(s): {', '.join(sorted(unknown))}")
+    return _control(run.get("progress"), run.get("cancelled")), run.get("device", "cpu")
 
 
 def weights(
@@ -104,15 +127,13 @@ def activations(
     task: Lazy[A.BatchTask],
     *,
     task_key: Mapping[str, Any],
-    device: torch.device | str = "cpu",
     options: A.ActivationOptions | None = None,
     kept_indices: Lazy[Mapping[str, Mapping[int, Sequence[int]]]] | None = None,
-    progress: ProgressFn | None = None,
-    cancelled: CancelledFn | None = None,
+    **run: Unpack[ModelRun],
 ) -> Outcome:
     """`task_key` identifies the task and its data (e.g. the experiment file's task section),
     since the instances sampled depend on it."""
-    ctl = _control(progress, cancelled)
+    ctl, device = _run_of(run)
     opt = options or A.ActivationOptions()
     opt.check()
     key = result_key({"base": base_id, "other": other_id}, {**opt.key(), "task": dict(task_key)})
@@ -365,15 +386,14 @@ def lm_tokens(
     task: Lazy[Any],
     *,
     task_key: Mapping[str, Any],
-    device: torch.device | str = "cpu",
     instances: int = 64,
     batch_size: int = 8,
-    progress: ProgressFn | None = None,
-    cancelled: CancelledFn | None = None,
+    **run: Unpack[ModelRun],
 ) -> Outcome:
     """Per-token KL(base ‖ other) and top-1 agreement of a causal LM (kind "lm_tokens"):
-    meta {ids, mean_kl, top1_agreement}, tensors {kl [N, T] float32, top1_agree [N, T] bool}."""
-    ctl = _control(progress, cancelled)
+    meta {ids, mean_kl, top1_agreement}, tensors {kl [N, T] float32, top1_agree [N, T] bool};
+    `task_key` as for :func:`activations`."""
+    ctl, device = _run_of(run)
     key = result_key({"base": base_id, "other": other_id}, {"task": dict(task_key), "instances": instances})
 
     def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
