@@ -13,8 +13,8 @@ activation pair (and small samples of it); nothing of the other models is held.
   own.
 
 Metrics per module and mode (over all sampled instances; sums exact in float64, as in :mod:`.stats`,
-from one fused pass per instance, :func:`.kernels.row_pair_sums` on the CPU, which also pools
-the instance features for `cka_instances` while the instance is in cache):
+from one fused pass per instance, :func:`.kernels.row_pair_sums` on the CPU, which in the same
+pass averages each instance over its positions for `cka_instances`):
 
 - `rel_l2`, `sqnr_db`, `cosine`, `max_abs_diff`, `identical`: of the module's whole output;
 - `sparsity_base` / `sparsity_other`: fraction of exact zeros of the activations (after a ReLU,

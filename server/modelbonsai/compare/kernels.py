@@ -207,27 +207,57 @@ def _exact_block(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     iacc[I_INFO] += info
 
 
+#: how _block_sums also sums raw values for pooling (see there)
+POOL_NONE, POOL_COLS, POOL_ROWS = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, inline="always")  # typed (and cached) with its callers
+def _pair_step(x, y, bb, oo, bo, dd, zb, zo, zboth, mb):  # type: ignore[no-untyped-def]
+    """One pair's terms added into a block's running float32 sums and int32 counts."""
+    d = y - x
+    xz = x == 0.0
+    yz = y == 0.0
+    return (
+        bb + x * x, oo + y * y, bo + x * y, dd + d * d,
+        _count(zb, xz), _count(zo, yz), _count(zboth, _and(xz, yz)), _max_abs_bits(mb, d),
+    )  # fmt: skip
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its callers
-def _block_sums(bs, os_, facc, iacc):  # type: ignore[no-untyped-def]
-    """One block (at most BLOCK elements): adds its statistics; returns the bits of its max |d|
-    (0 when the block was redone exactly, which updates facc[F_MAXABS] itself)."""
+def _block_sums(bs, os_, facc, iacc, width, pool, sb, so):  # type: ignore[no-untyped-def]
+    """One block (at most BLOCK elements, `width` to a row): adds its statistics; returns the
+    bits of its max |d| (0 when the block was redone exactly, which updates facc[F_MAXABS]
+    itself). While the values are in registers it also sums them for pooling: POOL_COLS adds
+    element (j, c) into sb[c] / so[c] (a position's channels); POOL_ROWS adds row j's total
+    into sb[j] / so[j] (a channel's positions); POOL_NONE leaves sb / so alone. Raw values, NaN
+    and all, as a mean would. One loop per form (each vectorises; the loops are indexed from 0,
+    so there is no negative-index wrap to check)."""
     m = bs.size
     bb = oo = bo = dd = np.float32(0.0)
     zb = zo = zboth = mb = np.int32(0)
-    for i in range(m):  # indexed from 0: no negative-index wrap to check, so it vectorises
-        x = bs[i]
-        y = os_[i]
-        d = y - x
-        bb += x * x
-        oo += y * y
-        bo += x * y
-        dd += d * d
-        xz = x == 0.0
-        yz = y == 0.0
-        zb = _count(zb, xz)
-        zo = _count(zo, yz)
-        zboth = _count(zboth, _and(xz, yz))
-        mb = _max_abs_bits(mb, d)
+    if pool == POOL_NONE:
+        for i in range(m):
+            bb, oo, bo, dd, zb, zo, zboth, mb = _pair_step(bs[i], os_[i], bb, oo, bo, dd, zb, zo, zboth, mb)
+    for j in range(m // width if pool != POOL_NONE else 0):
+        rx = bs[j * width : (j + 1) * width]
+        ry = os_[j * width : (j + 1) * width]
+        if pool == POOL_COLS:
+            for c in range(width):
+                x = rx[c]
+                y = ry[c]
+                bb, oo, bo, dd, zb, zo, zboth, mb = _pair_step(x, y, bb, oo, bo, dd, zb, zo, zboth, mb)
+                sb[c] += x
+                so[c] += y
+        else:
+            tx = ty = np.float32(0.0)
+            for c in range(width):
+                x = rx[c]
+                y = ry[c]
+                bb, oo, bo, dd, zb, zo, zboth, mb = _pair_step(x, y, bb, oo, bo, dd, zb, zo, zboth, mb)
+                tx += x
+                ty += y
+            sb[j] += tx
+            so[j] += ty
     # float32 partial sums are trusted only when finite (no NaN/Inf, no overflow) and not
     # near underflow (a tiny sum of non-zero terms may have lost them): else redo exactly
     ok = np.isfinite(bb + oo + bo + dd)
@@ -244,12 +274,13 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     """Add the statistics of the flat pair (b, o) into (facc, iacc); see the module doc."""
     n = b.size
     mxbits = np.int32(0)
+    none = np.empty(0, np.float32)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
         if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
             _prefetch_range(b, s + PREFETCH, s + PREFETCH + BLOCK)
             _prefetch_range(o, s + PREFETCH, s + PREFETCH + BLOCK)
-        mxbits = max(mxbits, _block_sums(b[s:e], o[s:e], facc, iacc))
+        mxbits = max(mxbits, _block_sums(b[s:e], o[s:e], facc, iacc, e - s, POOL_NONE, none, none))
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
@@ -262,11 +293,18 @@ _ROW_SIGS = [
 ]  # fmt: skip
 
 
+#: positions whose channel sums add up in float32 before going into the float64 pooled sums
+POOL_FLUSH = 16
+#: rows (of the layout) narrower than this are pooled in a second pass: a block loop over so few
+#: elements per row would not vectorise
+POOL_MIN_WIDTH = 64
+
+
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
 def _pool(x, positions, chan_first, acc, out):  # type: ignore[no-untyped-def]
-    """out[c] = mean over positions of channel c of one instance's output x (positions x
-    channels, laid out [channels, positions] when chan_first), summed in float64 (`acc` is
-    scratch of out.size)."""
+    """out[c] = mean over positions of channel c of one instance's output x (layout as
+    :func:`_pooled_pair_sums`), summed in float64 (`acc` is scratch of out.size): the separate
+    pass for narrow rows."""
     channels = out.size
     if chan_first:
         for c in range(channels):
@@ -285,6 +323,56 @@ def _pool(x, positions, chan_first, acc, out):  # type: ignore[no-untyped-def]
         out[c] = acc[c] / positions
 
 
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)  # typed (and cached) with its caller
+def _pooled_pair_sums(x, y, facc, iacc, positions, chan_first, pool_x, pool_y, sx, sy, ax, ay):  # type: ignore[no-untyped-def]
+    """:func:`pair_sums` of one instance's outputs x, y (positions x channels, laid out
+    [channels, positions] when chan_first) that also averages each side's channels over the
+    positions into pool_x / pool_y, in the same pass. Blocks follow the layout's rows (a
+    position's channels, or a channel's positions): whole rows when they fit in a block, else a
+    block per piece of a row. Sums go through float32 (sx, sy: scratch of channels) for at most
+    a block or POOL_FLUSH positions, as the block sums do, then into float64 (ax, ay)."""
+    channels = pool_x.size
+    rows, width = (channels, positions) if chan_first else (positions, channels)
+    if width < POOL_MIN_WIDTH:
+        pair_sums(x, y, facc, iacc)
+        _pool(x, positions, chan_first, ax, pool_x)
+        _pool(y, positions, chan_first, ax, pool_y)
+        return
+    mode = POOL_ROWS if chan_first else POOL_COLS
+    ax[:] = 0.0
+    ay[:] = 0.0
+    sx[:] = 0.0
+    sy[:] = 0.0
+    per = max(1, BLOCK // width)  # whole rows per block
+    piece = min(width, BLOCK)  # elements of a row per block
+    mxbits = np.int32(0)
+    pending = 0  # positions in sx, sy since the last flush (POOL_COLS)
+    for j0 in range(0, rows, per):
+        j1 = min(j0 + per, rows)
+        for c0 in range(0, width, piece):
+            c1 = min(c0 + piece, width)
+            s, e = j0 * width + c0, (j1 - 1) * width + c1
+            if PREFETCH:
+                _prefetch_range(x, s + PREFETCH, e + PREFETCH)
+                _prefetch_range(y, s + PREFETCH, e + PREFETCH)
+            sums = (j0, j1) if chan_first else (c0, c1)
+            m = _block_sums(x[s:e], y[s:e], facc, iacc, c1 - c0, mode, sx[sums[0] : sums[1]], sy[sums[0] : sums[1]])
+            mxbits = max(mxbits, m)
+        pending += j1 - j0
+        if chan_first or pending >= POOL_FLUSH or j1 == rows:
+            lo, hi = (j0, j1) if chan_first else (0, channels)
+            for c in range(lo, hi):
+                ax[c] += sx[c]
+                ay[c] += sy[c]
+                sx[c] = 0.0
+                sy[c] = 0.0
+            pending = 0
+    facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
+    for c in range(channels):
+        pool_x[c] = ax[c] / positions
+        pool_y[c] = ay[c] / positions
+
+
 @numba.njit(cache=True, nogil=True)  # typed (and cached) with its caller
 def _take_positions(x, positions, chan_first, idx, out):  # type: ignore[no-untyped-def]
     """out[j] = the channels of position idx[j] of one instance's output x (layout as _pool)."""
@@ -301,20 +389,23 @@ def _take_positions(x, positions, chan_first, idx, out):  # type: ignore[no-unty
 @numba.njit(_ROW_SIGS, cache=True, nogil=True, fastmath=_FAST)
 def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, rows_b, rows_o):  # type: ignore[no-untyped-def]
     """:func:`pair_sums` of every row of b, o [rows, F] into facc[row], iacc[row] (one row per
-    instance). With positions > 0 (F = positions x channels, see :func:`_pool`) also each row's
-    channels averaged over its positions into pool_b[row], pool_o[row], and the channels of its
+    instance). With positions > 0 (F = positions x channels, see :func:`_pooled_pair_sums`) also
+    each row's channels averaged over its positions into pool_b[row], pool_o[row] (in the same
+    pass), and the channels of its
     positions idx[row] [k] into rows_b/rows_o[row * k : (row + 1) * k] (the CKA row sample; k = 0:
     none), read while the row is still in cache. One call per batch: no per-instance dispatch."""
-    acc = np.empty(pool_b.shape[1])
+    channels = pool_b.shape[1]
+    sb, so = np.empty(channels, np.float32), np.empty(channels, np.float32)
+    ab, ao = np.empty(channels), np.empty(channels)
     k = idx.shape[1]
     for r in range(b.shape[0]):
-        pair_sums(b[r], o[r], facc[r], iacc[r])
         if positions > 0:
-            _pool(b[r], positions, chan_first, acc, pool_b[r])
-            _pool(o[r], positions, chan_first, acc, pool_o[r])
+            _pooled_pair_sums(b[r], o[r], facc[r], iacc[r], positions, chan_first, pool_b[r], pool_o[r], sb, so, ab, ao)
             if k:
                 _take_positions(b[r], positions, chan_first, idx[r], rows_b[r * k : (r + 1) * k])
                 _take_positions(o[r], positions, chan_first, idx[r], rows_o[r * k : (r + 1) * k])
+        else:
+            pair_sums(b[r], o[r], facc[r], iacc[r])
 
 
 @numba.njit([types.UniTuple(types.float64, 3)(_F32_RO, _F32_RO)], cache=True, nogil=True, fastmath=_FAST)
@@ -367,6 +458,7 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
     n = x.size
     buf = np.empty(BLOCK, np.float32)
     codes = np.empty(BLOCK, np.uint8)
+    none = np.empty(0, np.float32)
     mxbits = np.int32(0)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
@@ -377,9 +469,9 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
         _dequant_block(packed, bits, s, group_len, scales, zeros, codes, q)
         xs = x[s:e]
         if packed_is_other:
-            mxbits = max(mxbits, _block_sums(xs, q, facc, iacc))
+            mxbits = max(mxbits, _block_sums(xs, q, facc, iacc, e - s, POOL_NONE, none, none))
         else:
-            mxbits = max(mxbits, _block_sums(q, xs, facc, iacc))
+            mxbits = max(mxbits, _block_sums(q, xs, facc, iacc, e - s, POOL_NONE, none, none))
         if step > 0:
             for j0 in range(s, e, 64):
                 jb = j0 // 64
