@@ -265,6 +265,26 @@ def test_accelerator_path_end_to_end(monkeypatch: pytest.MonkeyPatch, cka_rows: 
     np.testing.assert_allclose(got.propagated, want.propagated, rtol=1e-5)
 
 
+def test_histogram_sample_is_the_same_from_the_kernel_and_the_device_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # outputs larger than the per-batch sample: the CPU kernel takes the block sample itself
+    torch.manual_seed(7)
+    base = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 3))
+    other = _perturbed(base, 0.1)
+    task = ToyTask(torch.randn(9, 400, 8))
+    opts = ActivationOptions(instances=9, batch_size=4, mode="propagated")
+    assert 4 * 400 * 12 > opts.hist_per_batch(4)
+    want = compare_activations(base, {"o": other}, task, options=opts)["o"]
+    monkeypatch.setattr(A, "_on_accelerator", lambda t: True)
+    got = compare_activations(base, {"o": other}, task, options=opts)["o"]
+    for name in ("0", "1", "2"):
+        w, g = want.module(name), got.module(name)
+        assert w.hists is not None and g.hists is not None
+        assert (w.hist_weight > 1) == (name != "2")  # 4 x 400 x 3 fits the sample whole
+        assert (g.value_range, g.hist_weight) == (w.value_range, w.hist_weight)
+        for side in ("base", "other", "rel"):
+            np.testing.assert_array_equal(g.hists[side], w.hists[side])
+
+
 def test_options_check_cka_rows() -> None:
     with pytest.raises(ValueError, match="cka_rows"):
         ActivationOptions(cka_rows=1).check()

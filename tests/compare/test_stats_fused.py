@@ -181,7 +181,13 @@ def test_row_kernel_sums_pools_and_samples_each_row(chan_first: bool, positions:
     pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
     idx = np.array([[0, positions - 1], [7, 3], [123, 456]], np.int64)  # CKA positions per instance
     rb, ro = np.empty((rows * 2, channels), np.float32), np.empty((rows * 2, channels), np.float32)
-    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po, idx, rb, ro)
+    step = 7  # the histogram sample: SAMPLE_BLOCK blocks 0, 7, 14, ... of the flat pair
+    picked = len(range(0, b.size // K.SAMPLE_BLOCK, step)) * K.SAMPLE_BLOCK
+    hb, ho = np.empty(picked, np.float32), np.empty(picked, np.float32)
+    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po, idx, rb, ro, step, hb, ho)
+    blocks = b.reshape(-1)[: b.size // K.SAMPLE_BLOCK * K.SAMPLE_BLOCK].reshape(-1, K.SAMPLE_BLOCK)
+    np.testing.assert_array_equal(hb, blocks[::step].reshape(-1))
+    np.testing.assert_array_equal(ho, o.reshape(-1)[: blocks.size].reshape(-1, K.SAMPLE_BLOCK)[::step].reshape(-1))
     np.testing.assert_array_equal(rb, x[np.arange(rows)[:, None], idx].reshape(-1, channels))
     np.testing.assert_array_equal(ro, y[np.arange(rows)[:, None], idx].reshape(-1, channels))
     for r in range(rows):  # the flat kernel's sums (blocked along the layout's rows: rounding differs)

@@ -571,6 +571,20 @@ class _Contribution:
     cka_sampled: bool = False
 
 
+def _hist_plan(n: int, sample: int) -> tuple[int, int]:
+    """(step, elements) of :func:`.stats.sample_elements`'s block sample of n elements, for the
+    kernel to take; (0, 0) when the sample would be the whole tensor (taken as it is)."""
+    if n <= sample:
+        return 0, 0
+    blocks = n // S.SAMPLE_BLOCK
+    step = S._sample_step(blocks, sample)
+    return step, len(range(0, blocks, step)) * S.SAMPLE_BLOCK
+
+
+_NO_POSITIONS = np.empty((0, 0), np.int64)
+_NO_POSITIONS.flags.writeable = False
+
+
 def _np32(t: torch.Tensor) -> np.ndarray:
     """A C-contiguous float32 numpy view of a CPU tensor (a copy only when it must be)."""
     return t.detach().to(torch.float32).contiguous().numpy()
@@ -614,12 +628,12 @@ def _on_accelerator(t: torch.Tensor) -> bool:
 
 def _contribution(
     b: torch.Tensor, o: torch.Tensor, batch: int, batch_ix: int, chan_first: bool,
-    capture: _BaseCapture | None = None,
+    capture: _BaseCapture | None = None, hist: bool = False,
 ) -> _Contribution:  # fmt: skip
     """The sums of one output pair: per instance when it has the batch dim, else as one row. On
     the CPU one kernel call per pair (:func:`.kernels.row_pair_sums`) also pools the instance
-    features and, with `capture` (a module's first call), takes the CKA position sample, each
-    instance's rows read while in cache."""
+    features and, with `capture` (a module's first call), takes the CKA position sample and
+    (with `hist`) the histogram sample, each instance's rows read while in cache."""
     per_instance = o.dim() > 0 and o.shape[0] == batch
     rows = batch if per_instance else 1
     c = _Contribution(o.numel(), None, None, per_instance, batch_ix)
@@ -630,19 +644,23 @@ def _contribution(
     positions = channels = 0
     if per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
         _, positions, channels = as_rows(o, chan_first).shape
-    idx = np.empty((rows, 0), np.int64)
+    idx = _NO_POSITIONS
     k = capture.options.cka_plan(channels) if capture is not None and positions else None
     if capture is not None and k is not None and k < positions:
         idx = np.ascontiguousarray(capture.positions(positions, k, b.device).numpy())
     k = idx.shape[1]
+    step, picked = _hist_plan(c.numel, capture.hist_n) if capture is not None and hist else (0, 0)
     c.f, c.i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
     pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
     cb, co = np.empty((rows * k, channels), np.float32), np.empty((rows * k, channels), np.float32)
-    K.row_pair_sums(_np32(bf), _np32(of), c.f, c.i, positions, chan_first, pb, po, idx, cb, co)
+    hb, ho = np.empty(picked, np.float32), np.empty(picked, np.float32)
+    K.row_pair_sums(_np32(bf), _np32(of), c.f, c.i, positions, chan_first, pb, po, idx, cb, co, step, hb, ho)
     if positions:
         c.pooled = (torch.from_numpy(pb), torch.from_numpy(po))
     if k:
         c.cka, c.cka_sampled = (torch.from_numpy(cb), torch.from_numpy(co)), True
+    if step:
+        c.hist = (torch.from_numpy(hb), torch.from_numpy(ho))
     return c
 
 
@@ -713,8 +731,9 @@ def _pair_stats(c: _Contribution) -> S.PairStats:
     """The contribution's rows added up (max |d|: their maximum)."""
     f, i = c.f, c.i
     st = S.PairStats(n=c.numel)
-    facc = [f[:, k].sum() for k in range(K.F_MAXABS)] + [f[:, K.F_MAXABS].max() if len(f) else 0.0]
-    st.set_sums(facc, [i[:, k].sum() for k in range(i.shape[1])])
+    facc = f.sum(0)
+    facc[K.F_MAXABS] = f[:, K.F_MAXABS].max() if len(f) else 0.0
+    st.set_sums(facc, i.sum(0))
     return st
 
 
@@ -795,7 +814,7 @@ def _summary(acc: _Acc, hist: bool, memo: dict[tuple[int, ...], Any]) -> dict[st
     if acc.feats_base and len(acc.feats_base) == len(acc.feats_other):
         key = (1, *map(id, acc.feats_base), *map(id, acc.feats_other))
         if key not in memo:
-            memo[key] = linear_cka(torch.cat(acc.feats_base), torch.cat(acc.feats_other))
+            memo[key] = linear_cka(torch.cat(acc.feats_base), torch.cat(acc.feats_other), fast=True)
         out["cka_instances"] = memo[key]
     return out
 
@@ -977,7 +996,7 @@ def _compare_call(
     aligned, o = pair
     c = capture.recent.get(b, produced)
     if c is None:
-        c = _contribution(aligned, o, bsz, capture.index, chan_first, capture if call == 0 else None)
+        c = _contribution(aligned, o, bsz, capture.index, chan_first, capture if call == 0 else None, acc.hist)
         capture.recent.put(b, produced, c)
     if call == 0:
         _take_samples(c, aligned, o, chan_first, capture, acc.hist)

@@ -284,12 +284,32 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
+#: elements per histogram sample block (stats.SAMPLE_BLOCK: the same sample rule)
+SAMPLE_BLOCK = 64
+
+
+@numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
+def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
+    """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into
+    dst from position `at`; returns the new position."""
+    nb = x.size // block
+    j = skip
+    while j < nb:
+        src = x[j * block : (j + 1) * block]
+        out = dst[at : at + block]
+        for i in range(block):
+            out[i] = src[i]
+        at += block
+        j += step
+    return at
+
+
 _F32_2D_RO = types.Array(types.float32, 2, "C", readonly=True)
 _F32_2D = types.Array(types.float32, 2, "C")
 _ROW_SIGS = [
     types.void(_F32_2D_RO, _F32_2D_RO, types.Array(types.float64, 2, "C"), types.Array(types.int64, 2, "C"),
                types.int64, types.boolean, _F32_2D, _F32_2D, types.Array(types.int64, 2, "C", readonly=True),
-               _F32_2D, _F32_2D)
+               _F32_2D, _F32_2D, types.int64, _F32, _F32)
 ]  # fmt: skip
 
 
@@ -387,13 +407,17 @@ def _take_positions(x, positions, chan_first, idx, out):  # type: ignore[no-unty
 
 
 @numba.njit(_ROW_SIGS, cache=True, nogil=True, fastmath=_FAST)
-def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, rows_b, rows_o):  # type: ignore[no-untyped-def]
+def row_pair_sums(  # type: ignore[no-untyped-def]
+    b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, rows_b, rows_o, hist_step, hist_b, hist_o
+):
     """:func:`pair_sums` of every row of b, o [rows, F] into facc[row], iacc[row] (one row per
     instance). With positions > 0 (F = positions x channels, see :func:`_pooled_pair_sums`) also
     each row's channels averaged over its positions into pool_b[row], pool_o[row] (in the same
-    pass), and the channels of its
-    positions idx[row] [k] into rows_b/rows_o[row * k : (row + 1) * k] (the CKA row sample; k = 0:
-    none), read while the row is still in cache. One call per batch: no per-instance dispatch."""
+    pass), and the channels of its positions idx[row] [k] into rows_b/rows_o[row * k : (row + 1)
+    * k] (the CKA row sample; k = 0: none), read while the row is still in cache. With hist_step
+    > 0, also the histogram sample of the flat pair into hist_b / hist_o (:func:`take_blocks` of
+    SAMPLE_BLOCK blocks 0, hist_step, ...: the sample of stats.sample_elements). One call per
+    batch: no per-instance dispatch."""
     channels = pool_b.shape[1]
     sb, so = np.empty(channels, np.float32), np.empty(channels, np.float32)
     ab, ao = np.empty(channels), np.empty(channels)
@@ -406,6 +430,9 @@ def row_pair_sums(b, o, facc, iacc, positions, chan_first, pool_b, pool_o, idx, 
                 _take_positions(o[r], positions, chan_first, idx[r], rows_o[r * k : (r + 1) * k])
         else:
             pair_sums(b[r], o[r], facc[r], iacc[r])
+    if hist_step > 0:
+        take_blocks(b.reshape(b.size), SAMPLE_BLOCK, 0, hist_step, hist_b, 0)
+        take_blocks(o.reshape(o.size), SAMPLE_BLOCK, 0, hist_step, hist_o, 0)
 
 
 @numba.njit([types.UniTuple(types.float64, 3)(_F32_RO, _F32_RO)], cache=True, nogil=True, fastmath=_FAST)
@@ -650,22 +677,6 @@ def sample_hists(sb, so, values, vb, vo, edges, table, key_lo, rel, side):  # ty
     if sb.size:
         rel_change_hist(sb, so, edges, table, key_lo, rel, side)
     return r
-
-
-@numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
-def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
-    """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into
-    dst from position `at`; returns the new position."""
-    nb = x.size // block
-    j = skip
-    while j < nb:
-        src = x[j * block : (j + 1) * block]
-        out = dst[at : at + block]
-        for i in range(block):
-            out[i] = src[i]
-        at += block
-        j += step
-    return at
 
 
 #: seconds spent compiling or loading the kernels at import (reported by :func:`warm`)
