@@ -375,9 +375,8 @@ def _pooled_pair_sums(x, y, facc, iacc, positions, chan_first, pool_x, pool_y, s
             if PREFETCH:
                 _prefetch_range(x, s + PREFETCH, e + PREFETCH)
                 _prefetch_range(y, s + PREFETCH, e + PREFETCH)
-            sums = (j0, j1) if chan_first else (c0, c1)
-            m = _block_sums(x[s:e], y[s:e], facc, iacc, c1 - c0, mode, sx[sums[0] : sums[1]], sy[sums[0] : sums[1]])
-            mxbits = max(mxbits, m)
+            lo, hi = (j0, j1) if chan_first else (c0, c1)  # the sums this block adds to
+            mxbits = max(mxbits, _block_sums(x[s:e], y[s:e], facc, iacc, c1 - c0, mode, sx[lo:hi], sy[lo:hi]))
         pending += j1 - j0
         if chan_first or pending >= POOL_FLUSH or j1 == rows:
             lo, hi = (j0, j1) if chan_first else (0, channels)
