@@ -571,16 +571,6 @@ class _Contribution:
     cka_sampled: bool = False
 
 
-def _hist_plan(n: int, sample: int) -> tuple[int, int]:
-    """(step, elements) of :func:`.stats.sample_elements`'s block sample of n elements, for the
-    kernel to take; (0, 0) when the sample would be the whole tensor (taken as it is)."""
-    if n <= sample:
-        return 0, 0
-    blocks = n // S.SAMPLE_BLOCK
-    step = S._sample_step(blocks, sample)
-    return step, len(range(0, blocks, step)) * S.SAMPLE_BLOCK
-
-
 _NO_POSITIONS = np.empty((0, 0), np.int64)
 _NO_POSITIONS.flags.writeable = False
 
@@ -649,7 +639,9 @@ def _contribution(
     if capture is not None and k is not None and k < positions:
         idx = np.ascontiguousarray(capture.positions(positions, k, b.device).numpy())
     k = idx.shape[1]
-    step, picked = _hist_plan(c.numel, capture.hist_n) if capture is not None and hist else (0, 0)
+    # the histogram sample when it is a sample (else taken whole by _take_samples)
+    step, picked = S.sample_plan(c.numel, capture.hist_n) if capture is not None and hist else (0, 0)
+    picked = picked if step else 0
     c.f, c.i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
     pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
     cb, co = np.empty((rows * k, channels), np.float32), np.empty((rows * k, channels), np.float32)

@@ -81,7 +81,7 @@ def _is_prime(k: int) -> bool:
     return k >= 2 and all(k % p for p in range(2, math.isqrt(k) + 1))
 
 
-SAMPLE_BLOCK = 64
+SAMPLE_BLOCK = K.SAMPLE_BLOCK  # the kernels take samples of these blocks too
 
 
 @functools.lru_cache(maxsize=256)  # asked for the same few block counts for every batch
@@ -98,16 +98,24 @@ def _sample_step(blocks: int, sample: int) -> int:
     return _next_prime(math.ceil(blocks / max(1, sample // SAMPLE_BLOCK)))
 
 
+def sample_plan(n: int, sample: int | None = HIST_SAMPLE) -> tuple[int, int]:
+    """(step, elements) of the block sample of n elements: SAMPLE_BLOCK blocks 0, step, 2·step,
+    ... (whole blocks only); (0, n) when the sample is the whole tensor."""
+    if sample is None or n <= sample:
+        return 0, n
+    blocks = n // SAMPLE_BLOCK
+    step = _sample_step(blocks, sample)
+    return step, len(range(0, blocks, step)) * SAMPLE_BLOCK
+
+
 def sample_elements(x: torch.Tensor, sample: int | None = HIST_SAMPLE) -> tuple[torch.Tensor, float]:
     """(contiguous sample of the flat tensor, elements each sampled one stands for)."""
     x = x.reshape(-1)
     n = x.numel()
-    if sample is None or n <= sample:
+    step, picked = sample_plan(n, sample)
+    if not step:
         return x, 1.0
-    blocks = n // SAMPLE_BLOCK
-    step = _sample_step(blocks, sample)
-    picked = x[: blocks * SAMPLE_BLOCK].view(blocks, SAMPLE_BLOCK)[::step].reshape(-1)
-    return picked, n / picked.numel()
+    return x[: n // SAMPLE_BLOCK * SAMPLE_BLOCK].view(-1, SAMPLE_BLOCK)[::step].reshape(-1), n / picked
 
 
 @dataclass
