@@ -2,7 +2,8 @@
 weights) on 64 instances, against the time of the two plain forward passes alone (target ratio
 <= 1.3 for the propagated mode, with every metric on: sums, sparsity, position-level and
 instance CKA, histograms). Also reports the isolated+propagated ("both") mode. Runs are
-interleaved and the best of nine kept (the machine is shared); the 1-minute load average is
+interleaved and the best of nine kept (the machine is shared), and each comparison is also
+taken against the plain passes run just before it (their median); the 1-minute load average is
 reported beside. The process keeps freed memory as Bonsai's own processes do (the `bonsai`
 command and the language server's worker call `allocator.keep_freed_memory()` at start); page
 faults during the comparisons are reported. Prints one JSON object as its last line."""
@@ -13,6 +14,7 @@ import copy
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,6 +105,10 @@ def main() -> None:
     def best(cs: list[_Clock], what: str) -> float:
         return min(getattr(c, what) for c in cs)
 
+    # each comparison against the plain passes measured just before it: drift of the machine's
+    # speed over the run (other tenants) cancels within a pair
+    paired = sorted(c.wall / p.wall for p, c in zip(plain, prop, strict=True))
+
     final = res.module("")
     print(json.dumps({
         "bench": "activation_diff",
@@ -114,6 +120,8 @@ def main() -> None:
         "propagated_s": best(prop, "wall"),
         "both_modes_s": best(both, "wall"),
         "ratio_propagated": best(prop, "wall") / best(plain, "wall"),
+        "ratio_propagated_paired_median": statistics.median(paired),
+        "ratio_propagated_paired": [round(r, 3) for r in paired],
         "ratio_both": best(both, "wall") / best(plain, "wall"),
         "ratio_propagated_cpu": best(prop, "cpu") / best(plain, "cpu"),
         "ratio_both_cpu": best(both, "cpu") / best(plain, "cpu"),
