@@ -19,19 +19,13 @@ from pytest_lsp import LanguageClient
 
 from modelbonsai.compare.activations import KIND as ACTIVATIONS
 from modelbonsai.lsp import protocol as P
+from support.workspace import EXPERIMENT_HEAD
 
 from .helpers import job_end, request, server_config, start_session, until, watch
 from .workspace import make_workspace
 
-EXPERIMENT = textwrap.dedent(
+EXPERIMENT = EXPERIMENT_HEAD + textwrap.dedent(
     """\
-    task:
-      kind: tasks.py:ToyTask
-    base:
-      name: toy
-      load: model.safetensors
-      factory: arch.py:build
-    variants:
       - name: prune-50
         from: base
         ops:

@@ -12,7 +12,7 @@ from modelbonsai.experiment import load_experiment
 from modelbonsai.lsp.lineage import LineageCache
 from modelbonsai.runner import RunEvent, Runner, make_plan
 from modelbonsai.store import LineageStore
-from support.workspace import EXPERIMENT_HEAD
+from support.workspace import experiment_head
 
 from .workspace import make_workspace
 
@@ -20,9 +20,9 @@ N = 16  # variants: O(N²) would be ~N²/2 = 128 judgements, far over the bound 
 
 
 
-def _experiment(n: int) -> str:
+def _experiment(n: int, ops_from: str | None = None) -> str:
     # a chain and a fan: each variant's parent is stored before it, children follow parents
-    lines = [EXPERIMENT_HEAD]
+    lines = [experiment_head(ops_from)]
     for i in range(n):
         parent = "base" if i % 2 == 0 else f"v{i - 1}"
         lines.append(f"  - name: v{i}\n    from: {parent}\n    ops:\n"
@@ -91,7 +91,7 @@ def test_incremental_statuses_match_a_fresh_pass_through_edits(tmp_path: Path) -
     """A failed variant, stale by a changed parameter, a model with the new fingerprint, a deleted
     one: after each change the kept index answers what a fresh one does."""
     boom = "  - name: boom\n    from: v0\n    ops:\n      - test.explode: {why: fuse}\n"
-    make_workspace(tmp_path, "ops_from: my_ops.py\n" + _experiment(4) + boom)
+    make_workspace(tmp_path, _experiment(4, ops_from="my_ops.py") + boom)
     store = LineageStore.open(tmp_path)
     cache = LineageCache(lambda folder: store)
 
