@@ -57,3 +57,14 @@ def keep_freed_memory(limit: int | None = None) -> int:
     # Setting either turns off glibc's own adjustment of both, so both are set.
     ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, keep) == 1
     return keep if ok else 0
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free memory back to the system now (glibc's malloc_trim); True if it could
+    be asked. For measuring a call by its resident-set growth: memory kept by
+    :func:`keep_freed_memory` is already resident, so a call served from it would not show."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True

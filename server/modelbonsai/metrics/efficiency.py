@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..allocator import release_freed_memory
 from ..tasks.base import Batch, Metric, Task
 
 
@@ -134,8 +135,9 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device, resident: i
     resident). CPU: `resident` (the bytes of the model's tensors, which are in memory before the
     call) plus the growth of the process's peak resident set (VmHWM) over the call, after resetting
     the peak through /proc/self/clear_refs where Linux allows it; elsewhere the growth of
-    ru_maxrss, which only shows a call that raises the process's all-time peak. Small activations
-    can fit in memory the process already holds, so on CPU the growth part is a lower bound.
+    ru_maxrss, which only shows a call that raises the process's all-time peak. Freed memory the
+    process keeps is handed back first (glibc); small activations can still fit in memory the
+    process holds, so on CPU the growth part is a lower bound.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -143,6 +145,9 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device, resident: i
         fn()
         torch.cuda.synchronize(device)
         return PeakMemory(int(torch.cuda.max_memory_allocated(device)), "cuda max_memory_allocated")
+    # freed memory the process keeps (allocator.keep_freed_memory) is resident already: a call
+    # served from it would not raise the resident set, so it goes back to the system first
+    release_freed_memory()
     before = _rss()
     if _reset_peak_rss():
         fn()
