@@ -735,7 +735,7 @@ def _flush(capture: _BaseCapture) -> None:
     _to_host(unique)
     stats = {id(c): _pair_stats(c) for c in unique}
     for acc, c, call in capture.pending:
-        acc.st = acc.st.merge(stats[id(c)])
+        acc.st.add_(stats[id(c)])  # each accumulator owns its PairStats
         if c.per_instance:
             _add_rows(acc, c.f[:, K.F_DD], c.f[:, K.F_BB], c.batch_ix)
         if call:
