@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from modelbonsai.compare import kernels as K
 from modelbonsai.compare.cka import (
     GramCka,
     RowCka,
@@ -115,3 +116,14 @@ def test_rows_layouts() -> None:
         rows = as_rows(x, cf)
         want = torch.stack([rows[i, idx[i]] for i in range(3)]).reshape(6, -1)
         assert torch.equal(sample_rows(x, cf, idx), want)
+
+
+def test_center_columns_means_in_float64() -> None:
+    # a large mean against a small spread: float32 means over many rows would be off by far more
+    g = np.random.default_rng(5)
+    x = (g.standard_normal((4000, 3)) * 1e-2 + 1e4).astype(np.float32)
+    out = np.empty_like(x)
+    K.center_columns(x, out)
+    want = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    np.testing.assert_allclose(out, want, atol=1e-3)  # float32 spacing at 1e4 is ~1e-3
+    assert abs(out.astype(np.float64).mean(0)).max() < 1e-3

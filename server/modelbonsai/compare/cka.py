@@ -57,18 +57,24 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, *, fast: bool = False) -> float
 
 
 def _fast_cka(x: torch.Tensor, y: torch.Tensor) -> float | None:
-    """:func:`linear_cka`'s `fast` form on the host: centring and reductions in numpy (torch's
+    """:func:`linear_cka`'s `fast` form on the host: centring and reductions in kernels (torch's
     per-op overhead dominates at these sizes), the products through torch (so they use the
     threads torch is allowed, as the model does)."""
-    xn, yn = x.detach().numpy(), y.detach().numpy()
-    xc = torch.from_numpy(xn - xn.mean(0, dtype=np.float64).astype(np.float32))
-    yc = torch.from_numpy(yn - yn.mean(0, dtype=np.float64).astype(np.float32))
+    xc, yc = _centred(x), _centred(y)
     n, p, q = x.shape[0], x.shape[1], y.shape[1]
     if n * (p + q) <= p * p + q * q + p * q:
         hsic, kxx, kyy = _dots64(xc @ xc.T, yc @ yc.T)
         return _ratio(hsic, math.sqrt(kxx), math.sqrt(kyy))
     cyx, cxx, cyy = (_flat(m) for m in (yc.T @ xc, xc.T @ xc, yc.T @ yc))  # p x p and q x q differ
     return _ratio(K.dots64(cyx, cyx)[0], math.sqrt(K.dots64(cxx, cxx)[0]), math.sqrt(K.dots64(cyy, cyy)[0]))
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    """x [n, p] float32 on the host minus its column means (a new tensor; one kernel call)."""
+    xn = np.ascontiguousarray(x.detach().numpy())
+    out = np.empty_like(xn)
+    K.center_columns(xn, out)
+    return torch.from_numpy(out)
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:

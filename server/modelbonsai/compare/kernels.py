@@ -449,6 +449,25 @@ def dots64(a, b):  # type: ignore[no-untyped-def]
     return ab, aa, bb
 
 
+@numba.njit([types.void(_F32_2D_RO, _F32_2D)], cache=True, nogil=True, fastmath=_FAST)
+def center_columns(x, out):  # type: ignore[no-untyped-def]
+    """out = x minus its column means (means summed in float64, subtracted in float32): the
+    centring of CKA's sample rows, in two passes over an array that stays in cache."""
+    n, c = x.shape
+    mean64 = np.zeros(c)
+    for i in range(n):
+        row = x[i]
+        for j in range(c):
+            mean64[j] += row[j]
+    mean = np.empty(c, np.float32)
+    for j in range(c):
+        mean[j] = np.float32(mean64[j] / max(n, 1))
+    for i in range(n):
+        row, dst = x[i], out[i]
+        for j in range(c):
+            dst[j] = row[j] - mean[j]
+
+
 # -- fused with dequantization ---------------------------------------------------------------------
 # The artifact reader's own kernels (one bit layout, one dequantization formula, no fast-math:
 # bit-identical to the decode), applied to one L1-sized block at a time.
