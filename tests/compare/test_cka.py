@@ -127,3 +127,14 @@ def test_center_columns_means_in_float64() -> None:
     want = x.astype(np.float64) - x.astype(np.float64).mean(0)
     np.testing.assert_allclose(out, want, atol=1e-3)  # float32 spacing at 1e4 is ~1e-3
     assert abs(out.astype(np.float64).mean(0)).max() < 1e-3
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-4])
+def test_fast_form_keeps_one_minus_cka_of_near_identical_representations(eps: float) -> None:
+    # compression compares nearly identical activations: what matters is 1 - CKA, down to ~1e-10
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(64, 512, generator=g) * 3 + 5
+    y = x + eps * torch.randn(64, 512, generator=g)
+    exact, fast = linear_cka(x, y), linear_cka(x, y, fast=True)
+    assert exact is not None and fast is not None and 0 < 1 - exact < 1e-4
+    assert 1 - fast == pytest.approx(1 - exact, rel=5e-3)
