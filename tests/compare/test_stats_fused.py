@@ -202,3 +202,37 @@ def test_row_kernel_sums_pools_and_samples_each_row(chan_first: bool, positions:
     assert np.isnan(po[1, 2]) and np.isfinite(np.delete(po.reshape(-1), 1 * channels + 2)).all()
     np.testing.assert_allclose(po[0], y[0].astype(np.float64).mean(0), rtol=3e-7)
     assert i[1, K.I_NANO] == 1 and i[0, K.I_NANO] == 0
+
+
+@pytest.mark.parametrize("chan_first", [False, True])
+@pytest.mark.parametrize("width", [63, 64, 65, 341, 1023, 1024, 1025, 2049])
+def test_row_kernel_at_block_edges_with_zeros_and_inf(chan_first: bool, width: int) -> None:
+    # the layout's rows around the narrow-row cut, whole blocks and pieces of a block
+    g = np.random.default_rng(width)
+    rows, other_dim = 2, 37
+    positions, channels = (width, other_dim) if chan_first else (other_dim, width)
+    x = g.standard_normal((rows, positions, channels)).astype(np.float32)
+    y = x + g.standard_normal(x.shape).astype(np.float32) * 0.1
+    x[0, 3, :5] = 0.0
+    y[0, 3, 2:7] = 0.0
+    y[1, -1, -1] = np.inf
+    lay = (lambda a: a.transpose(0, 2, 1)) if chan_first else (lambda a: a)
+    b = np.ascontiguousarray(lay(x)).reshape(rows, -1)
+    o = np.ascontiguousarray(lay(y)).reshape(rows, -1)
+    f, i = np.zeros((rows, 5)), np.zeros((rows, 8), np.int64)
+    pb, po = np.empty((rows, channels), np.float32), np.empty((rows, channels), np.float32)
+    none2, none1 = np.empty((0, channels), np.float32), np.empty(0, np.float32)
+    K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po, np.empty((rows, 0), np.int64), none2, none2, 0,
+                    none1, none1)  # fmt: skip
+    for r in range(rows):
+        bd, od = b[r].astype(np.float64), o[r].astype(np.float64)
+        fin = np.isfinite(bd) & np.isfinite(od)
+        np.testing.assert_allclose(f[r, K.F_BB], (bd[fin] ** 2).sum(), rtol=1e-6)
+        np.testing.assert_allclose(f[r, K.F_BO], (bd[fin] * od[fin]).sum(), rtol=1e-6)
+        np.testing.assert_allclose(f[r, K.F_DD], ((od - bd)[fin] ** 2).sum(), rtol=1e-5)
+        assert i[r, K.I_FINITE] == fin.sum()
+        assert i[r, K.I_ZB] == (bd == 0).sum() and i[r, K.I_ZO] == (od == 0).sum()
+        assert i[r, K.I_ZBOTH] == ((bd == 0) & (od == 0)).sum()
+        assert i[r, K.I_INFO] == np.isinf(od).sum()
+    np.testing.assert_allclose(pb, x.astype(np.float64).mean(1), rtol=1e-5, atol=1e-6)
+    assert np.isinf(po[1, -1]) and np.isfinite(np.delete(po.reshape(-1), po.size - 1)).all()
