@@ -12,6 +12,7 @@ from torch import nn
 
 from modelbonsai.artifacts import save_artifact
 from modelbonsai.compare import api
+from modelbonsai.compare import stats as S
 from modelbonsai.compare.cache import MemoryCache, result_key
 from modelbonsai.compare.control import Cancelled
 from modelbonsai.compare.sources import ModuleSource
@@ -168,3 +169,12 @@ def test_pruned_attention_heads_name_their_head_size(tmp_path: Path) -> None:
         assert len(rows[name]["removed_indices"][dim]) == 16  # 2 of 4 heads
     assert all("group_size" not in t for n, t in rows.items() if "intermediate" in n or "embeddings" in n)
     store.close()
+
+
+def test_a_misspelt_keyword_is_a_type_error_not_a_default() -> None:
+    # the entry points take their run and statistics options as **kwargs: a typo must not pass
+    never = lambda: pytest.fail("loaded")  # noqa: E731
+    with pytest.raises(TypeError, match="devcie"):
+        api.activations(None, "a", "b", never, never, never, task_key={}, devcie="cpu")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="hist_sampel"):
+        S.pair_stats(torch.ones(3), torch.ones(3), hist_sampel=2)  # type: ignore[call-arg]

@@ -29,7 +29,7 @@ from . import stats as S
 from . import tensors as T
 from . import weights as W
 from .cache import ResultCache, cached, result_key
-from .control import CancelledFn, CompareError, Control, ProgressFn
+from .control import CancelledFn, CompareError, Control, ProgressFn, check_keywords
 from .sources import TensorSource, artifact_source
 
 if TYPE_CHECKING:
@@ -72,11 +72,8 @@ class ModelRun(TypedDict, total=False):
 
 
 def _run_of(run: ModelRun) -> tuple[Control, torch.device | str]:
-    """The control and the device of `run`; an unknown keyword is a TypeError, as it is for a
-    plain signature."""
-    unknown = run.keys() - ModelRun.__annotations__.keys()
-    if unknown:
-        raise TypeError(f"unexpected keyword(s): {', '.join(sorted(unknown))}")
+    """The control and the device of `run` (an unknown keyword: TypeError)."""
+    check_keywords(run, ModelRun, "keyword(s)")
     return _control(run.get("progress"), run.get("cancelled")), run.get("device", "cpu")
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..ops.registry import Cancelled
 
 ProgressFn = Callable[[float, str], None]
 CancelledFn = Callable[[], bool]
 
-__all__ = ["Cancelled", "CancelledFn", "CompareError", "Control", "ProgressFn"]
+__all__ = ["Cancelled", "CancelledFn", "CompareError", "Control", "ProgressFn", "check_keywords"]
 
 
 class CompareError(ValueError):
@@ -43,3 +44,12 @@ class Control:
     def sub(self, lo: float, hi: float) -> Control:
         """A Control whose fractions 0..1 map onto lo..hi of this one (for nested steps)."""
         return Control(lambda f, m: self.progress(lo + (hi - lo) * f, m), self.cancelled)
+
+
+def check_keywords(given: Mapping[str, Any], allowed: type, what: str) -> None:
+    """Raise TypeError for keywords of `given` that the TypedDict `allowed` does not declare, as a
+    plain signature would: `**kwargs: Unpack[...]` takes any name at run time, and a misspelt
+    option must not fall back to its default."""
+    unknown = given.keys() - allowed.__annotations__.keys()
+    if unknown:
+        raise TypeError(f"unexpected {what}: {', '.join(sorted(unknown))}")

@@ -54,6 +54,7 @@ import torch
 
 from ..artifacts.ranged import FlatArray
 from . import kernels as K
+from .control import check_keywords
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's from Python 3.11 on
@@ -266,11 +267,8 @@ class StatsOptions(TypedDict, total=False):
 
 
 def _options(opts: StatsOptions) -> tuple[int, int | None, bool]:
-    """(chunk, hist_sample, values) with the defaults filled in; an unknown keyword is a TypeError,
-    as it is for a plain signature (a misspelt option must not fall back to the default)."""
-    unknown = opts.keys() - StatsOptions.__annotations__.keys()
-    if unknown:
-        raise TypeError(f"unexpected statistics option(s): {', '.join(sorted(unknown))}")
+    """(chunk, hist_sample, values) with the defaults filled in (an unknown keyword: TypeError)."""
+    check_keywords(opts, StatsOptions, "statistics option(s)")
     return opts.get("chunk", CHUNK), opts.get("hist_sample", HIST_SAMPLE), opts.get("values", False)
 
 
