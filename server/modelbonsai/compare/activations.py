@@ -621,8 +621,8 @@ def _contribution(
     capture: _BaseCapture | None = None, hist: bool = False,
 ) -> _Contribution:  # fmt: skip
     """The sums of one output pair: per instance when it has the batch dim, else as one row. On
-    the CPU one kernel call per pair (:func:`.kernels.row_pair_sums`) also pools the instance
-    features and, with `capture` (a module's first call), takes the CKA position sample and
+    the CPU one kernel call per pair (:func:`.kernels.row_pair_sums`); with `capture` (a module's
+    first call) the same call pools the instance features and takes the CKA position sample and
     (with `hist`) the histogram sample, each instance's rows read while in cache."""
     per_instance = o.dim() > 0 and o.shape[0] == batch
     rows = batch if per_instance else 1
@@ -631,8 +631,8 @@ def _contribution(
     if _on_accelerator(b):
         c.f, c.i = _row_sums_torch(bf, of)
         return c
-    positions = channels = 0
-    if per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
+    positions = channels = 0  # pooled only on a module's first call: later calls add no features
+    if capture is not None and per_instance and o.dim() > 2 and b.is_contiguous() and o.is_contiguous():
         _, positions, channels = as_rows(o, chan_first).shape
     idx = _NO_POSITIONS
     k = capture.options.cka_plan(channels) if capture is not None and positions else None

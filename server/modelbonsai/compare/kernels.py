@@ -394,7 +394,8 @@ def _pooled_pair_sums(x, y, facc, iacc, positions, chan_first, pool_x, pool_y, s
 
 @numba.njit(cache=True, nogil=True)  # typed (and cached) with its caller
 def _take_positions(x, positions, chan_first, idx, out):  # type: ignore[no-untyped-def]
-    """out[j] = the channels of position idx[j] of one instance's output x (layout as _pool)."""
+    """out[j] = the channels of position idx[j] of one instance's output x (layout as
+    :func:`_pooled_pair_sums`)."""
     channels = out.shape[1]
     for j in range(idx.size):
         p = idx[j]
@@ -497,8 +498,8 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
 ):
     """:func:`pair_sums` of a float32 tensor x and a quantized one given as its packed codes
     (dequantized block by block into an L1-sized buffer: never materialised). `packed_is_other`
-    says which side is quantized. With step > 0, also copies the histogram sample: 64-element
-    blocks j*step (those ending at or before `end`) of each side, to position (j // step) * 64
+    says which side is quantized. With step > 0, also copies the histogram sample: SAMPLE_BLOCK
+    blocks j*step (those ending at or before `end`) of each side, to position (j // step) * SAMPLE_BLOCK
     of sample_x / sample_p (the sample of stats._Sampler)."""
     n = x.size
     buf = np.empty(BLOCK, np.float32)
@@ -518,11 +519,11 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
         else:
             mxbits = max(mxbits, _block_sums(q, xs, facc, iacc, e - s, POOL_NONE, none, none))
         if step > 0:
-            for j0 in range(s, e, 64):
-                jb = j0 // 64
-                j1 = min(j0 + 64, e)
+            for j0 in range(s, e, SAMPLE_BLOCK):
+                jb = j0 // SAMPLE_BLOCK
+                j1 = min(j0 + SAMPLE_BLOCK, e)
                 if jb % step == 0 and j1 <= end:
-                    at = (jb // step) * 64
+                    at = (jb // step) * SAMPLE_BLOCK
                     sample_x[at : at + j1 - j0] = xs[j0 - s : j1 - s]
                     sample_p[at : at + j1 - j0] = q[j0 - s : j1 - s]
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
