@@ -15,7 +15,7 @@ import { renderDepth } from './depthview';
 import { renderDetail } from './detail';
 import { renderDrill } from './drill';
 import type { LayersPanel } from './panel';
-import { createLayersState, modelName, savedView, selectNode } from './state';
+import { createLayersState, modelName, resultsCover, savedView, selectNode } from './state';
 import { startComparisons } from './streaming';
 import { renderToolbar } from './toolbar';
 import { renderTree, treeKey } from './treeview';
@@ -88,6 +88,13 @@ export function startLayers(): void {
         renderDepth(p, depthEl);
         renderTree(p, treeEl);
         renderDetail(p, detailEl);
+      },
+      result: (id) => {
+        showProgress();
+        renderDrill(p, drillEl);
+        renderDepth(p, depthEl);
+        renderTree(p, treeEl);
+        if (detailEl.dataset.node !== state.ui.selected || resultsCover(state, id, state.ui.selected)) renderDetail(p, detailEl);
       },
       progress: showProgress,
       tree: () => renderTree(p, treeEl),

@@ -100,6 +100,7 @@ export function renderDetail(p: LayersPanel, detailEl: HTMLElement): void {
   disposeHeatmaps(s);
   const id = ui.selected;
   const node = tree.get(id);
+  detailEl.dataset.node = node ? id : '\u0000'; // which node it shows (none: never a node id)
   if (!node) {
     detailEl.replaceChildren(el('p', { class: 'muted' }, 'Select a module or tensor (click, or Enter in the tree).'));
     return;

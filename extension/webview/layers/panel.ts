@@ -23,6 +23,9 @@ export interface LayersPanel {
   showError: (e: unknown) => void;
   show: {
     all: () => void;
+    /** After a result for model `id` arrived: everything it changes, and the detail only if
+     * the result covers the selected node (redrawing it drops the heatmaps' zoom). */
+    result: (id: string) => void;
     progress: () => void;
     tree: () => void;
     detail: () => void;

@@ -157,6 +157,13 @@ export function reindex(s: LayersState, id: string): void {
   for (const m of d.acts?.modules ?? []) s.tree.addModule(m.name);
 }
 
+/** Whether model `id`'s arrived results hold anything of node `node` (a tensor, or a module's
+ * weight roll-up or activations): only then does the node's detail change. */
+export function resultsCover(s: LayersState, id: string, node: string): boolean {
+  const x = s.index.get(id);
+  return !!x && (x.tensors.has(node) || x.nodes.has(node) || x.modules.has(node));
+}
+
 /** Selects a module or tensor: opens the path to it and moves the cursor onto its row. */
 export function selectNode(s: LayersState, id: string): void {
   const ui = s.ui;

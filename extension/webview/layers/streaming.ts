@@ -1,6 +1,6 @@
 /**
  * The panel's two comparisons, streamed: weights first, then activations. Each result page
- * fills its model's data as it arrives and redraws; a cancel (the panel's, or the server's)
+ * fills its model's data as it arrives and redraws what it changes; a cancel (the panel's, or the server's)
  * ends the progress line as Cancelled and skips the activations.
  */
 import { streamCompare, type CompareRpc } from '../shared/stream';
@@ -17,7 +17,7 @@ export function startComparisons(p: LayersPanel): void {
         const id = apply(r);
         if (id === null) return; // a model this panel does not show
         reindex(s, id);
-        p.show.all();
+        p.show.result(id);
       } catch (e) {
         p.showError(e);
       }

@@ -79,6 +79,7 @@ export function fakePanel(s: LayersState, request = vi.fn()): LayersPanel & { ca
     showError: (e: unknown) => calls.push(`error ${String(e)}`),
     show: {
       all: () => calls.push('all'),
+      result: (id: string) => calls.push(`result ${id}`),
       progress: () => calls.push(`progress ${s.progress.label} ${s.progress.received}/${s.progress.expected}${s.progress.running ? '' : ' done'}`),
       tree: () => {
         calls.push('tree');

@@ -2,7 +2,7 @@
 // result adds, selection, and the heatmaps' disposal.
 import { describe, expect, it, vi } from 'vitest';
 import { measure } from '../../../webview/layers/measures';
-import { createLayersState, disposeHeatmaps, modelName, refreshRows, savedView, selectNode, storeResult, uiOfSaved } from '../../../webview/layers/state';
+import { createLayersState, disposeHeatmaps, modelName, refreshRows, resultsCover, savedView, selectNode, storeResult, uiOfSaved } from '../../../webview/layers/state';
 import { filled, weights } from './fixtures';
 
 describe('Layers state', () => {
@@ -33,6 +33,14 @@ describe('Layers state', () => {
     expect(s.tree.order()).toEqual(['', 'fc', 'fc.weight', 'fc.bias', 'conv', 'conv.weight', 'old', 'old.weight']);
     expect(s.index.get('m1')!.value('fc', 'module', measure('actRelL2'), 'propagated')).toBeCloseTo(0.1);
     expect(s.index.get('m2')!.value('conv.weight', 'tensor', measure('relL2'), 'propagated')).toBeCloseTo(0.6);
+  });
+
+  it('knows which nodes a model\'s results cover (only those redraw the detail)', () => {
+    const s = filled();
+    expect(resultsCover(s, 'm1', 'fc.weight')).toBe(true); // a tensor
+    expect(resultsCover(s, 'm1', 'fc')).toBe(true); // a module
+    expect(resultsCover(s, 'm1', 'nope')).toBe(false);
+    expect(resultsCover(s, 'stranger', 'fc')).toBe(false);
   });
 
   it('selecting opens the path to a node and puts the cursor on its row', () => {
