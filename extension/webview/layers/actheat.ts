@@ -5,13 +5,13 @@
  * coarsest level and kept in the state.
  */
 import { el, notice } from '../shared/dom';
-import { resultsOf } from '../shared/stream';
 import { errorText } from '../../src/errors';
 import { activationLayout, describeCell } from './actlayout';
 import { heatmap } from './heatmap';
 import { HEATMAP_KEYS, type LayersPanel } from './panel';
 import type { ActSource, ActWhat } from './state';
-import { TilePyramidClient, pyramidOfMeta, tilesOfResult, type PyramidInfo, type TileData, type Viewport } from './tiles';
+import { fetchTiles } from './tilefetch';
+import { TilePyramidClient, pyramidOfMeta, type PyramidInfo, type TileData, type Viewport } from './tiles';
 
 /** The server stacks at most this many instances per heatmap. */
 export const MAX_HEATMAP_INSTANCES = 256;
@@ -42,11 +42,8 @@ export function activationSourceKey(what: ActWhat, base: string, model: string, 
 }
 
 /** Fetches one page of activation tiles of `module`. */
-async function actTiles(p: LayersPanel, module: string, what: ActWhat, model: string, rows: string[], level: number, w: Viewport) {
-  const r = await p.rpc.request('tiles', activationTileParams(p.base, module, what, model, rows, level, w));
-  const res = resultsOf(r.pages)[0];
-  if (!res) throw new Error(`no tiles came back for ${module}`);
-  return { meta: res.meta, tiles: tilesOfResult(res.meta, res.tensors), range: res.meta.range as { min: number | null; max: number | null } | undefined };
+function actTiles(p: LayersPanel, module: string, what: ActWhat, model: string, rows: string[], level: number, w: Viewport) {
+  return fetchTiles(p, activationTileParams(p.base, module, what, model, rows, level, w), module);
 }
 
 /** Probes a source at its coarsest level: one tile, and the pyramid's shape. */

@@ -1,9 +1,9 @@
 /** The layer detail's weight heatmap: a tensor's difference (model − base) or its weight, from server tiles. */
 import { el, notice } from '../shared/dom';
-import { resultsOf } from '../shared/stream';
 import { heatmap } from './heatmap';
 import { HEATMAP_KEYS, type LayersPanel } from './panel';
-import { TilePyramidClient, pyramidInfo, tilesOfResult, type Viewport } from './tiles';
+import { fetchTiles } from './tilefetch';
+import { TilePyramidClient, pyramidInfo, type Viewport } from './tiles';
 
 /** `tiles` params for a weight: the difference asks base against model, else the model's own. */
 export function weightTileParams(base: string, model: string, tensor: string, diff: boolean, level: number, w: Viewport) {
@@ -33,10 +33,8 @@ export function weightHeatmapSection(p: LayersPanel, id: string, parts: Node[]):
     const shape = s.index.get(model)?.tensors.get(id)?.shape_other ?? t.shape_other!;
     const key = weightSourceKey(diff, model, id);
     const client = s.clients.get(key) ?? new TilePyramidClient(pyramidInfo(shape), async (level, w) => {
-      const r = await p.rpc.request('tiles', weightTileParams(p.base, model, id, diff, level, w));
-      const res = resultsOf(r.pages)[0];
-      if (!res) return { tiles: [] };
-      return { tiles: tilesOfResult(res.meta, res.tensors), range: res.meta.range as { min: number | null; max: number | null } };
+      const r = await fetchTiles(p, weightTileParams(p.base, model, id, diff, level, w), id);
+      return { tiles: r.tiles, ...(r.range ? { range: r.range } : {}) };
     });
     s.clients.set(key, client);
     s.heat = heatmap(client, { title: `${id} ${diff ? 'difference' : 'weight'} in ${p.name(model)}`, onError: (m) => box.replaceChildren(notice('error', m)) });
