@@ -5,6 +5,7 @@
  */
 import { SERIES, histogram } from '../shared/charts';
 import { el, icon } from '../shared/dom';
+import { fmtOr } from '../shared/format';
 import { activationHeatmapSection } from './actheat';
 import { removedChannels, type RemovedDim } from './channels';
 import { activationHists, activationSparsity, histRow, modulePath, type PairMetrics } from './data';
@@ -15,8 +16,6 @@ import { removedStrip } from './strip';
 import { disposeHeatmaps, type LayersState } from './state';
 import type { TreeNode } from './tree';
 import { weightHeatmapSection } from './weightheat';
-
-const dash = (x: number | null | undefined, fmt: (v: number) => string) => (x === null || x === undefined ? '—' : fmt(x));
 
 /** The weight metrics of a node in one model: a tensor's own, or a module's roll-up. */
 function weightMetrics(s: LayersState, o: string, node: TreeNode): PairMetrics | undefined {
@@ -35,15 +34,15 @@ export function metricRows(s: LayersState, others: string[], node: TreeNode): { 
     rowsOf.push(['shape base → other', (o) => { const t = s.index.get(o)?.tensors.get(id); return t ? `[${t.shape_base?.join('×') ?? '—'}] → [${t.shape_other?.join('×') ?? '—'}]` : '—'; }]);
   }
   for (const ms of MEASURES) {
-    if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return m ? dash(ms.pick(m), ms.format) : '—'; }]);
-    else if (node.kind === 'module') rowsOf.push([`${ms.label} (${mode})`, (o) => { const m = am(o); return m ? dash(ms.pick(m), ms.format) : '—'; }]);
+    if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return m ? fmtOr(ms.pick(m), ms.format) : '—'; }]);
+    else if (node.kind === 'module') rowsOf.push([`${ms.label} (${mode})`, (o) => { const m = am(o); return m ? fmtOr(ms.pick(m), ms.format) : '—'; }]);
   }
   if (node.kind === 'module') {
     const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-    rowsOf.push([`Activation CKA over instances (${mode})`, (o) => dash(am(o)?.cka_instances, (x) => x.toFixed(4))]);
+    rowsOf.push([`Activation CKA over instances (${mode})`, (o) => fmtOr(am(o)?.cka_instances, (x) => x.toFixed(4))]);
     rowsOf.push([`Activation sparsity base \u2192 model (${mode})`, (o) => { const sp = activationSparsity(s.index.get(o)?.modules.get(id), mode); return sp ? `${pct(sp.base)} \u2192 ${pct(sp.other)}` : '\u2014'; }]);
   }
-  rowsOf.push(['max |diff|', (o) => dash(wm(o)?.max_abs_diff, (x) => x.toPrecision(3))]);
+  rowsOf.push(['max |diff|', (o) => fmtOr(wm(o)?.max_abs_diff, (x) => x.toPrecision(3))]);
   return rowsOf.map(([label, fn]) => ({ label, cells: others.map(fn) }));
 }
 

@@ -6,6 +6,7 @@ import { el, notice } from '../shared/dom';
 import { rankLayersForInstance } from './depth';
 import type { LayersPanel } from './panel';
 import type { LayersState } from './state';
+import { fmtOr } from '../shared/format';
 
 export interface DrillRanking {
   /** The models with an activation comparison, in panel order. */
@@ -64,8 +65,4 @@ export function renderDrill(p: LayersPanel, drillEl: HTMLElement): void {
     }
   }
   drillEl.replaceChildren(...parts);
-}
-
-export function fmtOr(v: number | null, f: (x: number) => string): string {
-  return v === null ? '\u2014' : f(v);
 }
