@@ -2,14 +2,9 @@
  * An index over bonsai/lineage's models that every view shares: parents, children (oldest
  * first), depth, the metric catalogue (name, unit, direction), and metric lookups. Pure: no DOM.
  */
-import type { MetricInfo, ModelInfo } from '../../src/protocol';
+import type { MetricDef, MetricInfo, ModelInfo } from '../../src/protocol';
 
-export interface MetricDef {
-  name: string;
-  unit: string;
-  higherIsBetter: boolean;
-  headline: boolean;
-}
+export type { MetricDef };
 
 export class Lineage {
   readonly byId = new Map<string, ModelInfo>();
