@@ -65,6 +65,13 @@ def test_a_run_of_n_variants_costs_linear_drift_work(tmp_path: Path) -> None:
         assert made <= 2 * (N + 1), f"{made} judgements for {N + 1} stored models"
         assert all(status == ("ok", "") for status in seen[-1].values())
 
+        # the periodic full re-read (every 30 s while serving) finds nothing changed: no model is
+        # judged or serialized again
+        before = _work(cache, tmp_path)
+        cache.refresh(tmp_path, full=True)
+        cache.get(tmp_path)
+        assert _work(cache, tmp_path) == before
+
         # Every model stale (another task option), then re-evaluated one by one: the
         # stale overlay of the others is kept, not judged and serialized again per change.
         exp = tmp_path / "exp.bonsai.yaml"

@@ -361,7 +361,11 @@ class LineageCache:
                         infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace, table)
                                  for mid, _parent, _ev in ids]
                     for info in infos:
-                        parts[info["id"]] = (info, _dumps(info))
+                        dumped = _dumps(info)
+                        kept = old.parts.get(info["id"]) if old is not None else None
+                        # an unchanged model keeps its part object: the drift index and the
+                        # overlays tell changed models by identity
+                        parts[info["id"]] = kept if kept is not None and kept[1] == dumped else (info, dumped)
                 finally:
                     self._full_running = False
                 cost = time.perf_counter() - t0
