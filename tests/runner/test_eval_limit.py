@@ -1,8 +1,7 @@
 """The evaluation limit (how many instances a run evaluates) is set in one place: make_plan.
 
-The Runner evaluates with the plan's limit; the CLI's --max-instances and the language server's
-setting both reach the plan. A Runner given a limit of its own that disagrees with the plan's is
-refused before anything is recorded (it would evaluate one thing and store another's fingerprint).
+The Runner evaluates with the plan's limit (it takes none of its own); the CLI's --max-instances
+and the language server's setting both reach the plan.
 """
 
 from __future__ import annotations
