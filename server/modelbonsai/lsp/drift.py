@@ -247,8 +247,7 @@ class DriftIndex:
         run would evaluate with `limit` instances (None: each file's own)."""
         old = self._parts
         changed = [mid for mid, part in parts.items() if old.get(mid) is not part]
-        gone = len(old) - len(parts) + sum(1 for mid in changed if mid not in old)
-        removed = [mid for mid in old if mid not in parts] if gone > 0 else []
+        removed = [mid for mid in old if mid not in parts]
         self._parts = parts
         dirty: set[str] = set()
         failed_dirty: set[tuple[str, str]] = set()
