@@ -111,9 +111,11 @@ class StoredTensors:
     def tensor(self, name: str) -> torch.Tensor:
         """The tensor decoded as the model held it (see forms.decode)."""
         self._entry(name)
-        if self._reader is None:  # one for every read (tiles read tensor after tensor)
-            self._reader = _Reader(self.folder, self.manifest)
-        return _decode_entry(self._reader, self.manifest, name)
+        with _LOCK:  # one for every read (tiles read tensor after tensor), made once across threads
+            if self._reader is None:
+                self._reader = _Reader(self.folder, self.manifest)
+            reader = self._reader
+        return _decode_entry(reader, self.manifest, name)
 
     # -- ranges ----------------------------------------------------------------------------------
     def component(self, key: str) -> np.ndarray:
