@@ -134,7 +134,7 @@ class Plan:
         """Evaluate with at most `max_instances` instances (None: all): every step's evaluation
         fingerprint follows, so re-evaluations are judged against this limit."""
         self.max_instances = max_instances
-        fp = evaluation_fingerprint(self.experiment, max_instances, resolved=True)
+        fp = _evaluation_fingerprint(self.experiment, max_instances)
         for s in self.steps:
             s.eval_fingerprint = fp
 
@@ -199,13 +199,17 @@ def evaluation_limit(exp: Any, max_instances: int | None = None) -> int | None:
     return None if limit is None else int(limit)
 
 
-def evaluation_fingerprint(exp: Any, max_instances: int | None = None, *, resolved: bool = False) -> str:
+def evaluation_fingerprint(exp: Any, max_instances: int | None = None) -> str:
     """What a model's metrics and outputs depend on besides its weights: the task (kind and
-    options) and how many instances are evaluated (`evaluation_limit`; `resolved`: `max_instances`
-    is that limit already). Written ``<task hash>:<limit>`` (``all``: no limit). The runner stores
-    it with each model; the language server compares it, for the limit its runs use, to mark
-    models stale (lsp/drift.py): one function, so both judge alike."""
-    limit = max_instances if resolved else evaluation_limit(exp, max_instances)
+    options) and how many instances are evaluated (`evaluation_limit`). Written
+    ``<task hash>:<limit>`` (``all``: no limit). The runner stores it with each model; the language
+    server compares it, for the limit its runs use, to mark models stale (lsp/drift.py): one
+    function, so both judge alike."""
+    return _evaluation_fingerprint(exp, evaluation_limit(exp, max_instances))
+
+
+def _evaluation_fingerprint(exp: Any, limit: int | None) -> str:
+    """:func:`evaluation_fingerprint` for a limit already resolved (None: every instance)."""
     return f"{_hash({'task': task_key(exp)})}:{'all' if limit is None else int(limit)}"
 
 
