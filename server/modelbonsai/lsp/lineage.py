@@ -30,6 +30,10 @@ from .protocol import MetricDef, ModelInfo
 
 log = logging.getLogger(__name__)
 
+#: a model shown with a status the store does not record: (what it was made from: the stored
+#: model's part, or the failed variant's info), (its info, serialized)
+_Overlay = tuple[object, tuple[ModelInfo, str]]
+
 
 class MetricTable:
     """The metric definitions of one folder's lineage (sent once per reply, not per model), each
@@ -215,7 +219,7 @@ class LineageCache:
         self._tables: dict[Path, MetricTable] = {}  # kept across refreshes: keys stay valid
         # folder -> model id -> (its store part, the overlay part made from it): an overlay
         # part is serialized again only when its model or its status changed
-        self._overlays: dict[Path, dict[str, tuple[tuple[ModelInfo, str], tuple[ModelInfo, str]]]] = {}
+        self._overlays: dict[Path, dict[str, _Overlay]] = {}
         self.overlay_dumps = 0  # overlay parts serialized (the drift work's other half; tests count it)
         self._versions: dict[Path, sqlite3.Connection] = {}
         self._readers: dict[Path, sqlite3.Connection] = {}
@@ -305,23 +309,25 @@ class LineageCache:
             else:
                 parts = dict(entry.parts)
                 before = self._overlays.get(folder, {})
-                after: dict[str, tuple[tuple[ModelInfo, str], tuple[ModelInfo, str]]] = {}
+                after: dict[str, _Overlay] = {}
+
+                def kept(mid: str, source: object, why: str | None) -> _Overlay | None:
+                    # the one made last, while made from the same source object for the same reason
+                    made = before.get(mid)
+                    ok = made is not None and made[0] is source and made[1][0].get("statusReason") == why
+                    return made if ok else None
+
+                def made_now(source: object, info: ModelInfo) -> _Overlay:
+                    self.overlay_dumps += 1
+                    return source, (info, _dumps(info))
+
                 for mid, why in found.stale.items():
                     source = parts[mid]
-                    made = before.get(mid)
-                    if made is None or made[0] is not source or made[1][0].get("statusReason") != why:
-                        info: ModelInfo = {**source[0], "status": "stale", "statusReason": why}
-                        made = (source, (info, _dumps(info)))
-                        self.overlay_dumps += 1
-                    after[mid] = made
-                    parts[mid] = made[1]
-                for info in found.failed:
-                    made = before.get(info["id"])
-                    if made is None or made[1][0] is not info:  # the index keeps an unchanged one
-                        made = ((info, ""), (info, _dumps(info)))
-                        self.overlay_dumps += 1
-                    after[info["id"]] = made
-                    parts[info["id"]] = made[1]
+                    after[mid] = kept(mid, source, why) or made_now(source, {**source[0], "status": "stale",
+                                                                             "statusReason": why})
+                for info in found.failed:  # the index keeps an unchanged one: the same object
+                    after[info["id"]] = kept(info["id"], info, info.get("statusReason")) or made_now(info, info)
+                parts.update({mid: made[1] for mid, made in after.items()})
                 self._overlays[folder] = after
                 shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost,
                                entry.evaluated, (entry.metrics, entry.metrics_json))
