@@ -222,12 +222,11 @@ export class BonsaiServer implements vscode.Disposable {
         'Open Settings',
         'Show Logs',
       );
-      if (pick === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'bonsai.pythonPath');
-      if (pick === 'Show Logs') this.log.show();
+      this.onPick(pick);
       return;
     }
     // A checkout around the workspace, else around the extension itself (run from its sources).
-    const root = this.extensionRoot();
+    const root = this.context.extensionPath;
     const repoRoot = findRepoRoot([...(vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? []), root]);
     const wheel = findBundledWheel(root, (dir) => fs.readdirSync(dir));
     const args = installCommand(python.command, repoRoot, wheel);
@@ -235,8 +234,7 @@ export class BonsaiServer implements vscode.Disposable {
       // Nothing to offer that could work (modelbonsai is not on PyPI): say how to get it.
       this.log.error(`No install command: no Bonsai checkout around the workspace and no server wheel in ${root}.`);
       const pick = await vscode.window.showErrorMessage(manualInstallMessage(python.command), 'Choose Another Python', 'Show Logs');
-      if (pick === 'Choose Another Python') void vscode.commands.executeCommand('workbench.action.openSettings', 'bonsai.pythonPath');
-      if (pick === 'Show Logs') this.log.show();
+      this.onPick(pick);
       return;
     }
     const command = shellQuote(args);
@@ -245,11 +243,10 @@ export class BonsaiServer implements vscode.Disposable {
       'Install',
       'Choose Another Python',
     );
-    if (pick === 'Choose Another Python') {
-      void vscode.commands.executeCommand('workbench.action.openSettings', 'bonsai.pythonPath');
+    if (pick !== 'Install') {
+      this.onPick(pick);
       return;
     }
-    if (pick !== 'Install') return;
     const [cmd, ...rest] = args;
     const task = new vscode.Task(
       { type: 'process', bonsai: 'install' },
@@ -267,9 +264,10 @@ export class BonsaiServer implements vscode.Disposable {
     await vscode.tasks.executeTask(task);
   }
 
-  /** The extension's install folder (`__dirname` is its dist/ when the context does not say). */
-  private extensionRoot(): string {
-    return this.context.extensionUri?.fsPath ?? this.context.extensionPath ?? path.resolve(__dirname, '..');
+  /** The prompts' shared choices: the Python setting, or the server's log. */
+  private onPick(pick: string | undefined): void {
+    if (pick === 'Open Settings' || pick === 'Choose Another Python') void vscode.commands.executeCommand('workbench.action.openSettings', 'bonsai.pythonPath');
+    if (pick === 'Show Logs') this.log.show();
   }
 
   /**
