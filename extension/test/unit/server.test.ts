@@ -1,9 +1,8 @@
 // The server lifecycle with a fake language client: Python probe, initialize options, crash
 // restarts with back-off, giving up with the reason, restarts on settings change and on command.
-import * as path from 'node:path';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import * as vscode from 'vscode';
 import { LanguageClient } from 'vscode-languageclient/node';
@@ -24,7 +23,7 @@ const noPackage = fakePython('nopkg', `echo "ModuleNotFoundError: No module name
 const clients = () => (LanguageClient as unknown as typeof MockClient).instances;
 const log = { info: vi.fn(), warn: vi.fn(), error: vi.fn(), show: vi.fn() } as unknown as vscode.LogOutputChannel;
 const context = {
-  extensionPath: path.resolve(__dirname, '../..'), // this checkout's extension folder
+  extensionPath: resolve(__dirname, '../..'), // this checkout's extension folder
   storageUri: vscode.Uri.file('/storage/ws'),
   globalStorageUri: vscode.Uri.file('/storage/global'),
 } as unknown as vscode.ExtensionContext;
