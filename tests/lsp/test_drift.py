@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from modelbonsai.experiment import load_experiment
-from modelbonsai.lsp.drift import parsed, statuses
+from modelbonsai.lsp.drift import RUNS_SIG_SQL, RUNS_SQL, DriftIndex, Part, Statuses, parsed
 from modelbonsai.lsp.protocol import ModelInfo
 from modelbonsai.runner import make_plan
 from modelbonsai.store import LineageStore
 
 from .workspace import EXPERIMENT, make_workspace
+
+
+def statuses(workspace: Path, runs: list[tuple[Any, ...]], parts: dict[str, Part], rows: list[tuple[Any, ...]],
+             limit: int | None = None) -> Statuses:
+    """The statuses in one go (a fresh index): `runs` as RUNS_SQL reads them, `rows` the
+    complete models as MODELS_SQL does (7 columns: evaluations are not judged)."""
+
+    def query(sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if sql == RUNS_SQL:
+            return runs
+        if sql == RUNS_SIG_SQL:
+            return [(len(runs),)]
+        wanted = set(args)
+        return [r for r in rows if r[0] in wanted]
+
+    return DriftIndex(workspace).update(parts, limit, query)
+
 
 USER = EXPERIMENT + """\
   - name: custom

@@ -446,22 +446,6 @@ def _discard(index: dict[Any, set[str]], key: Any, mid: str) -> None:
             del index[key]
 
 
-def statuses(workspace: Path, runs: list[tuple[Any, ...]], parts: dict[str, Part], rows: list[tuple[Any, ...]],
-             limit: int | None = None) -> Statuses:
-    """The statuses in one go (a fresh index): `runs` as RUNS_SQL reads them, `rows` the
-    complete models as MODELS_SQL does (7 columns: evaluations are not judged)."""
-
-    def query(sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if sql == RUNS_SQL:
-            return runs
-        if sql == RUNS_SIG_SQL:
-            return [(len(runs),)]
-        wanted = set(args)
-        return [r for r in rows if r[0] in wanted]
-
-    return DriftIndex(workspace).update(parts, limit, query)
-
-
 def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> str:
     if info.get("op") != final.op:
         return f"op {info.get('op')} is now {final.op}"
