@@ -49,6 +49,16 @@ describe('bonsai.vsix', () => {
     expect(names.filter((n) => /\/\.stamp-/.test(n))).toEqual([]);
   });
 
+  it.skipIf(!existsSync(vsix))('ships every built file of dist/ (an asset the .vscodeignore allowlist misses would be left out silently)', () => {
+    const names = new Set(zipEntries(readFileSync(vsix)));
+    const dist = resolve(__dirname, '../../dist');
+    const walk = (dir: string): string[] => readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)]));
+    const built = walk(dist)
+      .map((f) => `extension/dist/${relative(dist, f).split('\\').join('/')}`)
+      .filter((n) => !/\/\.stamp-|\.map$/.test(n));
+    expect(built.filter((n) => !names.has(n))).toEqual([]);
+  });
+
   it.skipIf(!existsSync(vsix))('ships exactly one server wheel where src/server.ts looks for it', () => {
     const names = zipEntries(readFileSync(vsix));
     const wheels = names.filter((n) => /modelbonsai-[^/]*\.whl$/.test(n));
