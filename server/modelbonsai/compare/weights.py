@@ -31,7 +31,6 @@ kernel call, see :func:`.stats.stream_pair_stats`).
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -372,22 +371,24 @@ def compare_weights(
 
     # Tensors are independent and the kernels release the GIL: as many tensors in flight as torch
     # may use threads (torch.set_num_threads), results collected in order, so the output, the
-    # progress and the point where a cancel stops are those of a sequential run.
+    # progress and the point where a cancel stops are those of a sequential run. Queued ahead:
+    # up to twice the largest tensor per worker, in elements, so the others keep busy while the
+    # one collected next (an embedding) runs, and a cancel skips all but about that much work.
     workers = max(1, min(4, torch.get_num_threads(), len(names)))
-    done = 0
+    ahead = 2 * workers * max(sizes, default=1)
+    todo = deque(zip(names, sizes, strict=True))
+    pending: deque[Future[dict[str, TensorResult]]] = deque()
+    queued = done = 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bonsai-weights")
     try:
-        pending: deque[Future[dict[str, TensorResult]]] = deque()
-        queue = iter(names)
-        # a few tensors queued ahead, so one big tensor (an embedding) does not idle the others
-        for name in itertools.islice(queue, 4 * workers if workers > 1 else 1):
-            pending.append(pool.submit(one, name))
         for name, size in zip(names, sizes, strict=True):
+            while todo and (not pending or queued + todo[0][1] <= ahead):
+                nxt, nsize = todo.popleft()
+                pending.append(pool.submit(one, nxt))
+                queued += nsize
             ctl.step(done / total, f"comparing weights: {name}")  # raises when cancelled
             got = pending.popleft().result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append(pool.submit(one, nxt))
+            queued -= size
             for oid in others:
                 results[oid].append(got[oid])
             done += size
