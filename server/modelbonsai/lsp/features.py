@@ -64,6 +64,31 @@ def columns(server: BonsaiServer, text: str) -> Columns:
     return Columns(text, str(getattr(encoding, "value", encoding) or "utf-16"))
 
 
+@dataclass
+class _At:
+    """Where a position request points in an experiment document: its text, the column
+    converter, and the position as (line, code-point column)."""
+
+    uri: str
+    text: str
+    cols: Columns
+    line: int
+    col: int
+
+
+def _experiment_at(
+    server: BonsaiServer, params: lsp.CompletionParams | lsp.HoverParams | lsp.DefinitionParams
+) -> _At | None:
+    """The request's place, or None when the document is not an experiment file."""
+    uri = params.text_document.uri
+    if not is_experiment(uri):
+        return None
+    text = server.workspace.get_text_document(uri).source
+    cols = columns(server, text)
+    line, col = cols.position(params.position)
+    return _At(uri, text, cols, line, col)
+
+
 # ---------------------------------------------------------------------------------------------
 # Base parameter names (for pattern checks and hovers)
 # ---------------------------------------------------------------------------------------------
@@ -305,15 +330,13 @@ def register(server: BonsaiServer) -> None:
         lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[":", " ", "-", ".", "{", ","])
     )
     async def completion(params: lsp.CompletionParams) -> lsp.CompletionList | None:
-        uri = params.text_document.uri
-        if not is_experiment(uri):
+        at = _experiment_at(server, params)
+        if at is None:
             return None
         from ..experiment.document import completions_at
 
-        text = server.workspace.get_text_document(uri).source
-        cols = columns(server, text)
-        line, col = cols.position(params.position)
-        items = await server.in_reader(completions_at, text, line, col, uri_path(uri))
+        cols = at.cols
+        items = await server.in_reader(completions_at, at.text, at.line, at.col, uri_path(at.uri))
         out = []
         for i, it in enumerate(items):
             item = lsp.CompletionItem(
@@ -335,20 +358,17 @@ def register(server: BonsaiServer) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     async def hover(params: lsp.HoverParams) -> lsp.Hover | None:
-        uri = params.text_document.uri
-        if not is_experiment(uri):
+        at = _experiment_at(server, params)
+        if at is None:
             return None
         from ..experiment.document import hover_at, pattern_matches
 
-        text = server.workspace.get_text_document(uri).source
-        cols = columns(server, text)
-        line, col = cols.position(params.position)
-        h = await server.in_reader(hover_at, text, line, col)
+        h = await server.in_reader(hover_at, at.text, at.line, at.col)
         if h is None:
             return None
         markdown = h.markdown
         if h.pattern:
-            result = await docs.result(uri)
+            result = await docs.result(at.uri)
             names, why = docs.param_names(result) if result is not None else (None, "")
             if names is None:
                 markdown += f"\n\n{why}"
@@ -361,21 +381,18 @@ def register(server: BonsaiServer) -> None:
                     more = f"\n- … and {count - len(first)} more" if count > len(first) else ""
                     markdown += f"\n\nMatches **{count}** of {len(names)} base parameters:\n\n{listed}{more}"
         return lsp.Hover(
-            contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=cols.range(h.range)
+            contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, markdown), range=at.cols.range(h.range)
         )
 
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     async def definition(params: lsp.DefinitionParams) -> lsp.Location | None:
-        uri = params.text_document.uri
-        if not is_experiment(uri):
+        at = _experiment_at(server, params)
+        if at is None:
             return None
         from ..experiment.document import definition_at
 
-        text = server.workspace.get_text_document(uri).source
-        cols = columns(server, text)
-        line, col = cols.position(params.position)
-        rng = await server.in_reader(definition_at, text, line, col, uri_path(uri))
-        return None if rng is None else lsp.Location(uri=uri, range=cols.range(rng))
+        rng = await server.in_reader(definition_at, at.text, at.line, at.col, uri_path(at.uri))
+        return None if rng is None else lsp.Location(uri=at.uri, range=at.cols.range(rng))
 
     @server.feature(lsp.TEXT_DOCUMENT_CODE_LENS)
     async def code_lens(params: lsp.CodeLensParams) -> list[lsp.CodeLens] | None:
