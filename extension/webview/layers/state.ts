@@ -101,8 +101,10 @@ export interface LayersState {
   data: Map<string, ModelData>;
   index: Map<string, ModelIndex>;
   tree: ModuleTree;
-  /** The tree rows shown now (what the keyboard moves over). */
+  /** The tree rows shown now (what the keyboard moves over); see `refreshRows`. */
   rows: Row[];
+  /** What `rows` were computed from (tree size, filter, expansion): equal means still current. */
+  rowsKey: string;
   errors: string[];
   progress: CompareProgress;
   run: CompareRun | null;
@@ -122,6 +124,7 @@ export function createLayersState(others: string[], saved: unknown): LayersState
     index: new Map(),
     tree: new ModuleTree(),
     rows: [],
+    rowsKey: '',
     errors: [],
     progress: { label: 'Comparing weights…', received: 0, expected: others.length, running: true },
     run: null,
@@ -169,13 +172,22 @@ export function selectNode(s: LayersState, id: string): void {
   const ui = s.ui;
   ui.selected = id;
   for (let p = s.tree.get(id)?.parent ?? null; p !== null; p = s.tree.get(p)?.parent ?? null) ui.expanded.add(p);
-  const i = visibleRows(s.tree, ui.expanded, parseFilter(ui.filter).match).findIndex((r) => r.node.id === id);
+  const i = refreshRows(s).findIndex((r) => r.node.id === id);
   if (i >= 0) ui.active = i;
 }
 
-/** The tree rows to show for the current expansion and filter (kept in `rows`). */
+/**
+ * The tree rows to show for the current expansion and filter (kept in `rows`). A select computes
+ * them to place the cursor and the tree view draws them right after: the walk (and the filter's
+ * regex over every node) runs again only when the tree grew or the filter or expansion changed.
+ */
 export function refreshRows(s: LayersState): Row[] {
-  s.rows = visibleRows(s.tree, s.ui.expanded, parseFilter(s.ui.filter).match);
+  // The tree only grows, so its size tells whether it changed.
+  const key = `${s.tree.nodes.size}\u0000${s.ui.filter}\u0000${[...s.ui.expanded].join('\u0000')}`;
+  if (key !== s.rowsKey) {
+    s.rows = visibleRows(s.tree, s.ui.expanded, parseFilter(s.ui.filter).match);
+    s.rowsKey = key;
+  }
   return s.rows;
 }
 

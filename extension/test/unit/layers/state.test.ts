@@ -58,6 +58,21 @@ describe('Layers state', () => {
     expect(s.rows.every((r) => r.hit || ['', 'fc', 'conv', 'old'].includes(r.node.id))).toBe(true);
   });
 
+  it('computes the rows once per change: a select leaves them current for the tree view', () => {
+    const s = filled();
+    s.ui.expanded = new Set(['']);
+    selectNode(s, 'fc.bias');
+    const rows = s.rows;
+    expect(rows.map((r) => r.node.id)).toEqual(['', 'fc', 'fc.weight', 'fc.bias', 'conv', 'old']);
+    expect(refreshRows(s)).toBe(rows); // nothing changed since: the same rows, not a new walk
+    s.ui.expanded.add('conv');
+    expect(refreshRows(s).map((r) => r.node.id)).toContain('conv.weight');
+    s.ui.filter = 'bias';
+    expect(refreshRows(s).map((r) => r.node.id)).toEqual(['', 'fc', 'fc.bias']);
+    s.tree.addTensor('fc.extra_bias');
+    expect(refreshRows(s).map((r) => r.node.id)).toEqual(['', 'fc', 'fc.bias', 'fc.extra_bias']);
+  });
+
   it('disposes both heatmaps of the detail', () => {
     const s = filled();
     const a = { element: {} as HTMLElement, dispose: vi.fn() };

@@ -57,6 +57,21 @@ describe('tree cells', () => {
     expect(treeKey(p, 'x')).toBe(false);
     expect(p.calls.at(-1)).toBe('select fc');
   });
+
+  it('after a select, the keyboard moves from its row over the rows the select opened', () => {
+    const s = filled();
+    s.ui.expanded = new Set(['']);
+    const p = fakePanel(s);
+    refreshRows(s);
+    p.select('fc.weight'); // opens fc: rows '', fc, fc.weight, fc.bias, conv, old
+    expect(s.ui.active).toBe(2);
+    expect(treeKey(p, 'End')).toBe(true);
+    expect(s.rows[s.ui.active]!.node.id).toBe('old');
+    expect(treeKey(p, 'ArrowUp')).toBe(true);
+    expect(treeKey(p, 'ArrowUp')).toBe(true);
+    expect(treeKey(p, 'Enter')).toBe(true);
+    expect(s.ui.selected).toBe('fc.bias');
+  });
 });
 
 describe('depth profile and "Why?"', () => {
