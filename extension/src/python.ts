@@ -55,12 +55,15 @@ export function serverArgs(): string[] {
 /** The folder inside the extension that holds the server wheel (the Makefile builds it there). */
 export const WHEEL_FOLDER = path.join('dist', 'python');
 
-const WHEEL_NAME = /^modelbonsai-(\d+(?:\.\d+)*)[^-]*-py3-none-any\.whl$/;
+const WHEEL_NAME = /^modelbonsai-\d+(?:\.\d+)*[^-]*-py3-none-any\.whl$/;
 
 /**
- * The server wheel shipped in the extension, or undefined when this build carries none (an
- * extension built without `make package`). Should several be there, the highest version wins.
- * `list` is fs.readdirSync (throws when the folder is missing).
+ * The server wheel shipped in the extension, or undefined when this build carries none (one run
+ * from its sources without `make package`). The Makefile deletes the old wheel before it builds
+ * one, so a packaged extension holds exactly one (vsix.test.ts checks it), and VS Code installs
+ * each version into its own folder: several here means a broken build, and which one to install
+ * is not ours to guess, so that throws an Error saying so. `list` is fs.readdirSync (throws when
+ * the folder is missing).
  */
 export function findBundledWheel(extensionRoot: string, list: (dir: string) => string[]): string | undefined {
   const dir = path.join(extensionRoot, WHEEL_FOLDER);
@@ -70,20 +73,11 @@ export function findBundledWheel(extensionRoot: string, list: (dir: string) => s
   } catch {
     return undefined;
   }
-  const versioned = names.flatMap((n) => {
-    const m = WHEEL_NAME.exec(n);
-    return m ? [{ n, v: m[1]!.split('.').map(Number) }] : [];
-  });
-  versioned.sort((a, b) => compareVersions(b.v, a.v));
-  return versioned[0] ? path.join(dir, versioned[0].n) : undefined;
-}
-
-function compareVersions(a: number[], b: number[]): number {
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const d = (a[i] ?? 0) - (b[i] ?? 0);
-    if (d) return d;
+  const wheels = names.filter((n) => WHEEL_NAME.test(n)).sort();
+  if (wheels.length > 1) {
+    throw new Error(`This build of the Bonsai extension is broken: ${dir} holds ${wheels.length} server wheels (${wheels.join(', ')}) where it ships one. Reinstall the extension.`);
   }
-  return 0;
+  return wheels[0] === undefined ? undefined : path.join(dir, wheels[0]);
 }
 
 /**

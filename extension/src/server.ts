@@ -228,7 +228,16 @@ export class BonsaiServer implements vscode.Disposable {
     // A checkout around the workspace, else around the extension itself (run from its sources).
     const root = this.context.extensionPath;
     const repoRoot = findRepoRoot([...(vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? []), root]);
-    const wheel = findBundledWheel(root, (dir) => fs.readdirSync(dir));
+    let wheel: string | undefined;
+    try {
+      // A checkout installs editable (installCommand), so a wheel is looked for only outside one.
+      wheel = repoRoot ? undefined : findBundledWheel(root, (dir) => fs.readdirSync(dir));
+    } catch (e) {
+      this.log.error(errorText(e));
+      const pick = await vscode.window.showErrorMessage(errorText(e), 'Choose Another Python', 'Show Logs');
+      this.onPick(pick);
+      return;
+    }
     const args = installCommand(python.command, repoRoot, wheel);
     if (!args) {
       // Nothing to offer that could work (modelbonsai is not on PyPI): say how to get it.

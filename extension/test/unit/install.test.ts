@@ -13,11 +13,12 @@ const noPackage = join(dir, 'python');
 writeFileSync(noPackage, `#!/bin/sh\necho "ModuleNotFoundError: No module named 'modelbonsai'" >&2; exit 1\n`);
 chmodSync(noPackage, 0o755);
 
-/** An installed extension folder, with or without the server wheel. */
-function extensionFolder(name: string, withWheel: boolean): string {
+/** An installed extension folder with these server wheels (none, the one it ships, or a broken build's two). */
+function extensionFolder(name: string, withWheel: boolean | string[]): string {
   const root = join(dir, name);
   mkdirSync(join(root, 'dist', 'python'), { recursive: true });
-  if (withWheel) writeFileSync(join(root, 'dist', 'python', 'modelbonsai-0.1.0-py3-none-any.whl'), 'zip');
+  const wheels = withWheel === true ? ['modelbonsai-0.1.0-py3-none-any.whl'] : withWheel || [];
+  for (const w of wheels) writeFileSync(join(root, 'dist', 'python', w), 'zip');
   return root;
 }
 
@@ -93,6 +94,19 @@ describe('install offer', () => {
     await until(() => error.mock.calls.length > 0);
     expect(server.state).toMatchObject({ kind: 'stopped', canInstall: true });
     expect(error.mock.calls[0]![0]).toMatch(/carries no copy of it\. Install it from a checkout of the Bonsai repository: \S+ -m pip install -e <path to the checkout>/);
+    expect(error.mock.calls[0]!.slice(1)).toEqual(['Choose Another Python', 'Show Logs']);
+    expect(warn).not.toHaveBeenCalled();
+    expect(executeTask).not.toHaveBeenCalled();
+  });
+
+  it('says the build is broken rather than choose among several wheels', async () => {
+    const root = extensionFolder('two-wheels', ['modelbonsai-0.1.0-py3-none-any.whl', 'modelbonsai-0.2.0-py3-none-any.whl']);
+    server = serverIn(root);
+    await server.start();
+    await until(() => error.mock.calls.length > 0);
+    expect(error.mock.calls[0]![0]).toBe(
+      `This build of the Bonsai extension is broken: ${join(root, 'dist', 'python')} holds 2 server wheels (modelbonsai-0.1.0-py3-none-any.whl, modelbonsai-0.2.0-py3-none-any.whl) where it ships one. Reinstall the extension.`,
+    );
     expect(error.mock.calls[0]!.slice(1)).toEqual(['Choose Another Python', 'Show Logs']);
     expect(warn).not.toHaveBeenCalled();
     expect(executeTask).not.toHaveBeenCalled();

@@ -83,9 +83,12 @@ describe('findBundledWheel', () => {
     expect(findBundledWheel('/ext', list)).toBeUndefined();
   });
 
-  it('takes the highest version when several are there (numerically, not as text)', () => {
-    const list = lister({ [join('/ext', 'dist', 'python')]: ['modelbonsai-0.9.0-py3-none-any.whl', 'modelbonsai-0.10.1-py3-none-any.whl', 'modelbonsai-0.10.0-py3-none-any.whl'] });
-    expect(findBundledWheel('/ext', list)).toBe(join('/ext', 'dist', 'python', 'modelbonsai-0.10.1-py3-none-any.whl'));
+  it('refuses to choose among several wheels (a broken build) and names them', () => {
+    const dir = join('/ext', 'dist', 'python');
+    const list = lister({ [dir]: ['modelbonsai-0.9.0-py3-none-any.whl', 'modelbonsai-0.10.1-py3-none-any.whl', 'README'] });
+    expect(() => findBundledWheel('/ext', list)).toThrow(
+      `This build of the Bonsai extension is broken: ${dir} holds 2 server wheels (modelbonsai-0.10.1-py3-none-any.whl, modelbonsai-0.9.0-py3-none-any.whl) where it ships one. Reinstall the extension.`,
+    );
   });
 });
 
