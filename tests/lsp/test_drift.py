@@ -4,33 +4,33 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from modelbonsai.experiment import load_experiment
-from modelbonsai.lsp.drift import RUNS_SIG_SQL, RUNS_SQL, DriftIndex, Part, Statuses, parsed
+from modelbonsai.lsp.drift import DriftIndex, Statuses, parsed
 from modelbonsai.lsp.protocol import ModelInfo
-from modelbonsai.runner import make_plan
-from modelbonsai.store import LineageStore
+from modelbonsai.runner import evaluation_fingerprint, make_plan
+from modelbonsai.store import LineageStore, ModelRecord
 
 from .workspace import EXPERIMENT, make_workspace
 
 
-def statuses(workspace: Path, runs: list[tuple[Any, ...]], parts: dict[str, Part], rows: list[tuple[Any, ...]],
-             limit: int | None = None) -> Statuses:
-    """The statuses in one go (a fresh index): `runs` as RUNS_SQL reads them, `rows` the
-    complete models as MODELS_SQL does (7 columns: evaluations are not judged)."""
+def statuses(store: LineageStore, limit: int | None = None) -> Statuses:
+    """The statuses of the store's models in one go (a fresh index judging for `limit`), each
+    shown as the lineage would show it before the overlay."""
+    infos = {m.id: _info(m.id, m.name, m.op, m.params) for m in store.list_models()}
+    return DriftIndex(store.workspace, limit).update(_parts(infos), store._query)
 
-    def query(sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if sql == RUNS_SQL:
-            return runs
-        if sql == RUNS_SIG_SQL:
-            return [(len(runs),)]
-        wanted = set(args)
-        return [r for r in rows if r[0] in wanted]
 
-    return DriftIndex(workspace).update(parts, limit, query)
+def _store(store: LineageStore, mid: str, name: str, parent: str | None, op: str | None, params: dict[str, Any],
+           fingerprint: str, created: float = 0.0, eval_fingerprint: str | None = None) -> None:
+    """A model as a run of exp.bonsai.yaml records it (an empty artifact: only the row is judged);
+    `created` 0: now."""
+    store.add_model(ModelRecord(name, id=mid, parent_id=parent, op=op, params=params, created=created, seed=3,
+                                experiment_file="exp.bonsai.yaml", variant=None if parent is None else name,
+                                fingerprint=fingerprint, eval_fingerprint=eval_fingerprint),
+                    lambda folder: None)
 
 
 USER = EXPERIMENT + """\
@@ -68,34 +68,32 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
     exp = make_workspace(tmp_path, USER)
     (tmp_path / "my_ops.py").write_text(MARKING_OPS)
     p = parsed(exp, tmp_path)
-    rows = [
-        ("b", "toy", None, "exp.bonsai.yaml", p.finals["toy"].fingerprint, 1.0, 3),
-        ("p", "prune-50", "b", "exp.bonsai.yaml", "old-fp", 2.0, 3),
-        ("c", "custom", "p", "exp.bonsai.yaml", "whatever", 3.0, 3),
-    ]
-    made_with = {**p.finals["prune-50"].params, "sparsity": 0.4}
-    infos = {"b": _info("b", "toy", None, {}), "p": _info("p", "prune-50", "prune.magnitude", made_with),
-             "c": _info("c", "custom", "user.op", {})}
-    runs = [("exp.bonsai.yaml", json.dumps(["int8", "gone"]), 5.0, 6.0, json.dumps({"int8": "boom", "gone": "x"}))]
-    found = statuses(tmp_path, runs, _parts(infos), rows)
-    assert not (tmp_path / "imported.txt").exists(), "the lineage imported the workspace's ops_from file"
-
-    # prune-50 was made with sparsity 0.4: stale, saying which parameter; a user op is never judged
-    assert set(found.stale) == {"p"}
-    assert found.stale["p"].endswith("(parameter sparsity: 0.4 is now 0.5)")
-    assert p.finals["custom"].fingerprint is None
-    # int8 failed in the latest run and was not made since; "gone" is no longer in the file
-    (failed,) = found.failed
-    assert failed["id"] == "failed:exp.bonsai.yaml:int8" and failed["status"] == "failed"
-    assert failed["statusReason"] == "boom" and failed["parent"] == "p" and failed["op"] == "quantize.weights"
-    assert failed["params"]["bits"] == 8
-    # a later model of the variant clears it
-    later = [*rows, ("i", "int8", "p", "exp.bonsai.yaml", "fp", 7.0, 3)]
-    infos["i"] = _info("i", "int8", "quantize.weights", {})
-    assert statuses(tmp_path, runs, _parts(infos), later).failed == []
-
-    # The same fingerprints as the runner's own plan (which does import the user ops: last).
     with LineageStore.open(tmp_path) as store:
+        # the base as the file defines it, evaluated as a run would: current
+        _store(store, "b", "toy", None, None, {}, p.finals["toy"].fingerprint or "", 1.0,
+               evaluation_fingerprint(p.experiment))
+        _store(store, "p", "prune-50", "b", "prune.magnitude", {**p.finals["prune-50"].params, "sparsity": 0.4},
+               "old-fp", 2.0)
+        _store(store, "c", "custom", "p", "user.op", {}, "whatever", 3.0)
+        run = store.start_run("exp.bonsai.yaml", ["int8", "gone"])  # started after the models above
+        store.finish_run(run.id, "failed", failures={"int8": "boom", "gone": "x"})
+        found = statuses(store)
+        assert not (tmp_path / "imported.txt").exists(), "the lineage imported the workspace's ops_from file"
+
+        # prune-50 was made with sparsity 0.4: stale, saying which parameter; a user op is never judged
+        assert set(found.stale) == {"p"}
+        assert found.stale["p"].endswith("(parameter sparsity: 0.4 is now 0.5)")
+        assert p.finals["custom"].fingerprint is None
+        # int8 failed in the latest run and was not made since; "gone" is no longer in the file
+        (failed,) = found.failed
+        assert failed["id"] == "failed:exp.bonsai.yaml:int8" and failed["status"] == "failed"
+        assert failed["statusReason"] == "boom" and failed["parent"] == "p" and failed["op"] == "quantize.weights"
+        assert failed["params"]["bits"] == 8
+        # a later model of the variant clears it
+        _store(store, "i", "int8", "p", "quantize.weights", {}, "fp")
+        assert statuses(store).failed == []
+
+        # The same fingerprints as the runner's own plan (which does import the user ops: last).
         plan = make_plan(load_experiment(exp).experiment, store)
     for name in ("toy", "prune-50", "int8"):
         assert p.finals[name].fingerprint == plan.step(name).fingerprint, name
@@ -115,12 +113,6 @@ def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     assert broken.experiment is None and broken.finals == {}
 
 
-def _rows(store: LineageStore) -> list[tuple]:
-    from modelbonsai.lsp.drift import MODELS_SQL
-
-    return store._query(MODELS_SQL, ())
-
-
 def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path) -> None:
     from modelbonsai.lsp.drift import REEVALUATE, REEVALUATE_UNKNOWN
     from modelbonsai.runner import Runner
@@ -129,10 +121,9 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
     with LineageStore.open(tmp_path) as store:
         Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
         models = {m.name: m for m in store.list_models()}
-        infos = {m.id: _info(m.id, m.name, m.op, m.params) for m in models.values()}
 
         def judge(limit: int | None = None) -> dict[str, str]:
-            return statuses(tmp_path, [], _parts(infos), _rows(store), limit).stale
+            return statuses(store, limit).stale
 
         assert judge() == {}
         # another instance limit in the file: a run would re-evaluate, so the lineage says so
@@ -142,8 +133,11 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
         # ... judged for the limit this server's runs use: theirs wins over the file's
         assert judge(limit=5) == judge()
         Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
+        # indexes of two limits judge the same stored models differently (a server's limit is
+        # fixed at initialize: one index, one limit), though they share the file's parse
         assert judge() == {}
         assert set(judge(limit=7).values()) == {"evaluated on 5 instances, a run now evaluates 7 instances: run to re-evaluate"}
+        assert judge() == {}
         # another task option: every current model's metrics are of the old settings
         exp.write_text(exp.read_text().replace("max_instances: 5", "hardness: 2"))
         assert judge() == {models["toy"].id: REEVALUATE, models["prune-50"].id: REEVALUATE}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..store import experiment_path
 from .protocol import ModelInfo
@@ -65,7 +65,6 @@ class Parsed:
     base_name: str = ""
     finals: dict[str, Final] = field(default_factory=dict)
     base_fp: str | None = None  # the base fingerprint the finals were computed with
-    eval_fps: dict[int | None, str] = field(default_factory=dict)  # run limit -> evaluation fingerprint
 
 
 _cache: dict[tuple[Path, Path], Parsed] = {}
@@ -159,17 +158,6 @@ def reevaluate_reason(stored: str | None, current: str) -> str:
     return f"evaluated on {_instances(old_limit)}, a run now evaluates {_instances(new_limit)}: run to re-evaluate"
 
 
-def current_evaluation(p: Parsed, limit: int | None) -> str:
-    """The evaluation fingerprint a run of this file would store, given the run's own limit
-    (None: the file's): the runner's function, cached per parse."""
-    from ..runner import evaluation_fingerprint
-
-    fp = p.eval_fps.get(limit)
-    if fp is None:
-        fp = p.eval_fps[limit] = evaluation_fingerprint(p.experiment, limit)
-    return fp
-
-
 @dataclass
 class Stored:
     """The columns of a complete stored model that the statuses need."""
@@ -181,13 +169,13 @@ class Stored:
     fingerprint: str
     created: float
     seed: int
-    eval_fingerprint: str | None = None
-    eval_known: bool = False  # the row carried the column (False: not judged)
+    eval_fingerprint: str | None  # None: stored before evaluations were recorded
 
     @classmethod
     def of(cls, r: tuple[Any, ...]) -> Stored:
+        """From a row of MODELS_SQL."""
         return cls(str(r[0]), str(r[1]), None if r[2] is None else str(r[2]), r[3], str(r[4] or ""),
-                   float(r[5] or 0.0), int(r[6] or 0), r[7] if len(r) > 7 else None, len(r) > 7)
+                   float(r[5] or 0.0), int(r[6] or 0), r[7])
 
 
 MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed, eval_fingerprint "
@@ -204,6 +192,14 @@ Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 Part = tuple[ModelInfo, str]  # a model's ModelInfo and its serialized form (lineage.py)
 
 
+class _File(NamedTuple):
+    """An experiment file as the index judged its models."""
+
+    parse: Parsed
+    finals: dict[str, Final]  # the parse's finals then (a new base fingerprint makes new ones)
+    evaluation: str | None  # the evaluation fingerprint a run would store (None: no parse)
+
+
 @dataclass
 class Statuses:
     stale: dict[str, str]  # model id -> why
@@ -218,14 +214,19 @@ class DriftIndex:
     being the same objects as last time). Only what a change can affect is judged again: the
     changed models; models whose current fingerprint is a changed model's; children of a
     changed model (their reason names the parent); and, for failed variants, those of the
-    changed model's name and those made from it. An edited experiment file, a moved base or
-    another instance limit re-judges that file's models; runs are re-read only when the runs
-    table moved. So a run that stores N models one by one costs O(N) judgements, not O(N²)
-    (`judged` counts them: models judged and failed variants described).
+    changed model's name and those made from it. An edited experiment file or a moved base
+    re-judges that file's models; runs are re-read only when the runs table moved. So a run
+    that stores N models one by one costs O(N) judgements, not O(N²) (`judged` counts them:
+    models judged and failed variants described).
+
+    `limit` is the instance limit this server's runs evaluate with (None: each file's own): a
+    current model evaluated otherwise is stale. It is the server's setting, fixed at initialize
+    (the client restarts the server to change it), so an index judges for one limit only.
     """
 
-    def __init__(self, workspace: Path):
+    def __init__(self, workspace: Path, limit: int | None = None):
         self.workspace = workspace
+        self.limit = limit
         self.judged = 0
         self._parts: dict[str, Part] = {}  # the lineage the index was last updated with
         self._models: dict[str, Stored] = {}
@@ -236,15 +237,13 @@ class DriftIndex:
         self._awaits: dict[str, set[str]] = {}  # current fingerprint -> stale models awaiting it
         self._awaiting: dict[str, str] = {}  # model id -> the fingerprint it awaits
         self._stale: dict[str, str] = {}
-        self._files: dict[str, tuple[Parsed, dict[str, Final]]] = {}  # label -> (parse, its finals) judged by
-        self._limit: int | None = None
+        self._files: dict[str, _File] = {}  # label -> the file as judged
         self._runs_sig: tuple[Any, ...] | None = None
         self._latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
         self._failed: dict[tuple[str, str], ModelInfo] = {}
 
-    def update(self, parts: dict[str, Part], limit: int | None, query: Query) -> Statuses:
-        """The statuses for `parts` (the store's complete models; `query` reads the store) when a
-        run would evaluate with `limit` instances (None: each file's own)."""
+    def update(self, parts: dict[str, Part], query: Query) -> Statuses:
+        """The statuses for `parts` (the store's complete models; `query` reads the store)."""
         old = self._parts
         changed = [mid for mid, part in parts.items() if old.get(mid) is not part]
         removed = [mid for mid in old if mid not in parts]
@@ -272,13 +271,11 @@ class DriftIndex:
             self._runs_sig, self._latest = runs_sig, _latest_outcomes(query(RUNS_SQL, ()))
         labels = {label for label in self._by_label if label is not None} | {f for f, _ in self._latest}
         files: dict[str, Parsed] = {}
-        limit_moved = limit != self._limit
-        self._limit = limit
         for label in sorted(labels):
             p = files[label] = parsed(experiment_path(label, self.workspace), self.workspace)
             seen = self._files.get(label)
-            if limit_moved or seen is None or seen[0] is not p or seen[1] is not p.finals:
-                self._files[label] = (p, p.finals)
+            if seen is None or seen.parse is not p or seen.finals is not p.finals:
+                self._files[label] = _File(p, p.finals, self._evaluation(p))
                 dirty |= self._by_label.get(label, set())
                 all_failed = True
         for label in [label for label in self._files if label not in labels]:
@@ -287,6 +284,13 @@ class DriftIndex:
             self._judge(mid)
         self._describe_failed(None if all_failed else failed_dirty)
         return Statuses(dict(self._stale), list(self._failed.values()), tuple(p.key for p in files.values()))
+
+    def _evaluation(self, p: Parsed) -> str | None:
+        """What a run from this server would store as the evaluation fingerprint of `p`'s models:
+        the runner's own function (the parse is shared by indexes of other limits: not kept on it)."""
+        from ..runner import evaluation_fingerprint
+
+        return None if p.experiment is None else evaluation_fingerprint(p.experiment, self.limit)
 
     # -- the index ----------------------------------------------------------------------------
     def _add(self, m: Stored, dirty: set[str], failed_dirty: set[tuple[str, str]]) -> None:
@@ -328,9 +332,9 @@ class DriftIndex:
         if seen is None:
             return
         if m.parent_id is None:  # the base: the fallback parent of any failed variant
-            failed_dirty.update((label, v) for v in seen[1])
+            failed_dirty.update((label, v) for v in seen.finals)
         else:
-            failed_dirty.update((label, v) for v, f in seen[1].items() if f.parent == m.name)
+            failed_dirty.update((label, v) for v, f in seen.finals.items() if f.parent == m.name)
 
     def _await(self, mid: str, fingerprint: str | None) -> None:
         was = self._awaiting.pop(mid, None)
@@ -353,16 +357,14 @@ class DriftIndex:
         seen = self._files.get(m.experiment_file or "")
         if seen is None or "/" in m.name or info["status"] != "ok":
             return
-        p = seen[0]
-        final = p.finals.get(m.name)
+        final = seen.parse.finals.get(m.name)
         if final is None or final.fingerprint is None:
             return
         if final.fingerprint == m.fingerprint:
             # The current model: are its metrics what a run would evaluate now?
-            if m.eval_known and p.experiment is not None:
-                current = current_evaluation(p, self._limit)
-                if m.eval_fingerprint != current:
-                    self._stale[mid] = reevaluate_reason(m.eval_fingerprint, current)
+            current = seen.evaluation
+            if current is not None and m.eval_fingerprint != current:
+                self._stale[mid] = reevaluate_reason(m.eval_fingerprint, current)
             return
         self._await(mid, final.fingerprint)  # a model with it stored makes this one no longer stale
         if final.fingerprint not in self._fps:
@@ -388,12 +390,13 @@ class DriftIndex:
         label, name = key
         started, finished, message = outcome[0], outcome[1], outcome[2]
         seen = self._files.get(label)
-        if seen is None or seen[0].key[1] < 0 or (seen[0].experiment is not None and name not in seen[0].finals):
+        p = None if seen is None else seen.parse
+        if p is None or p.key[1] < 0 or (p.experiment is not None and name not in p.finals):
             return None
         if any(self._models[i].created >= started for i in self._by_name.get((label, name), ())):
             return None
         self.judged += 1
-        return self._failed_info(label, name, message, finished or started, seen[0])
+        return self._failed_info(label, name, message, finished or started, p)
 
     def _failed_info(self, label: str, name: str, message: str, when: float, p: Parsed) -> ModelInfo:
         final = p.finals.get(name)

@@ -134,7 +134,6 @@ class _Entry:
     # the experiment files (path, mtime, size) it read; it holds while both do.
     source: _Entry | None = None
     files: tuple[FileKey, ...] = ()
-    limit: int | None = None  # the instance limit the stale statuses were judged for
     # id -> evaluation fingerprint: a re-evaluated model (same id, new metrics) is re-read
     evaluated: dict[str, str | None] = field(default_factory=dict)
     # the metric definitions the models' keys refer to (LineageResult.metrics) and their JSON
@@ -205,7 +204,8 @@ class LineageCache:
                  limit: Callable[[], int | None] = lambda: None):
         self._open_store = open_store
         # The instance limit this server's runs evaluate with (its setting; None: each file's):
-        # a model evaluated with another is stale, as a run would re-evaluate it.
+        # a model evaluated with another is stale, as a run would re-evaluate it. Read when a
+        # folder's drift index is made: the setting is fixed at initialize, before any request.
         self.limit = limit
         # While jobs run, the periodic full re-read waits: it only looks for artifacts deleted
         # by hand, and the CPU is better spent on the job and on answering requests.
@@ -283,7 +283,7 @@ class LineageCache:
             return entry  # no store (or an unreadable one): nothing to overlay
         with self._lock:
             shown = self._shown.get(folder)
-        if shown is None or shown.source is not entry or shown.limit != self.limit():
+        if shown is None or shown.source is not entry:
             return None
         if any(file_key(key[0]) != key for key in shown.files):
             return None
@@ -298,11 +298,10 @@ class LineageCache:
         with self._compute_lock:
             t0 = time.perf_counter()
             conn = self._reader(folder)
-            limit = self.limit()
             index = self._drift.get(folder)
             if index is None:
-                index = self._drift[folder] = DriftIndex(folder)
-            found = index.update(entry.parts, limit, lambda sql, args: conn.execute(sql, args).fetchall())
+                index = self._drift[folder] = DriftIndex(folder, self.limit())
+            found = index.update(entry.parts, lambda sql, args: conn.execute(sql, args).fetchall())
             if not found.stale and not found.failed:
                 shown = replace(entry, running=None)
                 self._overlays.pop(folder, None)
@@ -331,7 +330,7 @@ class LineageCache:
                 self._overlays[folder] = after
                 shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost,
                                entry.evaluated, (entry.metrics, entry.metrics_json))
-            shown.source, shown.files, shown.limit = entry, found.files, limit
+            shown.source, shown.files = entry, found.files
             with self._lock:
                 self._shown[folder] = shown
             log.debug("lineage of %s: %d stale, %d failed in %.0f ms", folder.name, len(found.stale),
