@@ -9,6 +9,7 @@ from typing import Any
 
 from modelbonsai.experiment import ParseResult, Problem, parse_experiment
 from modelbonsai.ops.registry import CompressedModel, OpContext, Param, get_op, register_op
+from support.locate import line_col
 
 
 def _identity(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
@@ -62,14 +63,9 @@ def parse(text: str, root: Path) -> ParseResult:
 
 
 def pos(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
-    """(line, col) of the nth occurrence of `needle` in the (dedented) text."""
-    text = textwrap.dedent(text)
-    i = -1
-    for _ in range(nth + 1):
-        i = text.index(needle, i + 1)
-    line = text.count("\n", 0, i)
-    col = i - (text.rfind("\n", 0, i) + 1)
-    return line, col
+    """(line, col) of the nth occurrence of `needle` in the text dedented as `parse` dedents it;
+    columns in code points, as the parser counts them."""
+    return line_col(textwrap.dedent(text), needle, nth)
 
 
 def only(result: ParseResult, code: str) -> Problem:

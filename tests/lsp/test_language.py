@@ -11,13 +11,13 @@ from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
 from modelbonsai.lsp import protocol as P
+from support.locate import position_of, range_of
 from support.workspace import experiment_head
 
 from .helpers import job_end, request, until
-from .locate import position_of, range_of
 from .workspace import make_hf_model, make_workspace
 
-# Positions below are found by their token in the text (locate.py), not written as numbers.
+# Positions below are found by their token in the text (support/locate.py), not written as numbers.
 TEXT = experiment_head("my_ops.py") + """\
   - name: prune-50
     from: base
