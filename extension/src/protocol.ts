@@ -137,8 +137,9 @@ export const Shapes = {
   LineageParams: object({ folder: optional(string) }),
   /** What a metric is: sent once per lineage reply (LineageResult.metrics), not per model. */
   MetricDef: object({ name: string, unit: string, higherIsBetter: boolean, headline: boolean }),
-  /** A model's metric with its definition, as `lineageModels` assembles it (not sent as such). */
-  MetricInfo: object({ name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
+  /** A model's metric with its definition, as `lineageModels` assembles it (not sent as such).
+   * `key` tells it from another definition under the same name (see `MetricKeys`). */
+  MetricInfo: object({ key: string, name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
   ExperimentRef: object({ file: string, variant: string }),
   /** A model as bonsai/lineage sends it. */
   ModelInfo: object({
@@ -227,14 +228,52 @@ export type ModelInfo = Omit<WireModelInfo, 'metrics'> & { metrics: MetricInfo[]
 export type ModelStatus = ModelInfo['status'];
 export type LineageResult = Infer<typeof lineageResult>;
 
-/** The models of a lineage reply with each metric's definition joined to its value, in the
- * model's order (protocol.py `model_metrics`). A key the reply does not define shows by its name. */
-export function lineageModels(reply: LineageResult): ModelInfo[] {
+/**
+ * One key per metric definition (name, unit, direction, headline), the same in every reply it is
+ * given: a definition's key in one folder's reply can be another definition's in the next folder's,
+ * and the views key metric values by it. Assigned as the server does (protocol.py MetricTable): the
+ * name, or `name#2`, ... for another definition under the same name.
+ */
+export class MetricKeys {
+  private readonly byDef = new Map<string, string>();
+  private readonly used = new Set<string>();
+
+  key(d: MetricDef): string {
+    const def = JSON.stringify([d.name, d.unit, d.higherIsBetter, d.headline]);
+    let key = this.byDef.get(def);
+    if (key === undefined) {
+      key = d.name;
+      for (let n = 2; this.used.has(key); n++) key = `${d.name}#${n}`;
+      this.byDef.set(def, key);
+      this.used.add(key);
+    }
+    return key;
+  }
+}
+
+/**
+ * The models of a lineage reply with each metric's definition joined to its value, in the model's
+ * order (protocol.py `model_metrics`). A key the reply does not define shows by its name. Replies
+ * of several folders shown together share one `keys`, so that a definition has one key in all.
+ */
+export function lineageModels(reply: LineageResult, keys: MetricKeys = new MetricKeys()): ModelInfo[] {
+  const known = new Map<string, MetricDef & { key: string }>();
+  // The reply's own order first: a single reply keeps the server's keys.
+  for (const [wireKey, d] of Object.entries(reply.metrics)) known.set(wireKey, { ...d, key: keys.key(d) });
+  const def = (wireKey: string): MetricDef & { key: string } => {
+    let d = known.get(wireKey);
+    if (!d) {
+      const bare = { name: wireKey, unit: '', higherIsBetter: true, headline: false };
+      d = { ...bare, key: keys.key(bare) };
+      known.set(wireKey, d);
+    }
+    return d;
+  };
   return reply.models.map((m) => ({
     ...m,
-    metrics: Object.entries(m.metrics).map(([key, value]) => {
-      const d = reply.metrics[key] ?? { name: key, unit: '', higherIsBetter: true, headline: false };
-      return { name: d.name, value, unit: d.unit, higherIsBetter: d.higherIsBetter, headline: d.headline };
+    metrics: Object.entries(m.metrics).map(([wireKey, value]) => {
+      const d = def(wireKey);
+      return { key: d.key, name: d.name, value, unit: d.unit, higherIsBetter: d.higherIsBetter, headline: d.headline };
     }),
   }));
 }

@@ -76,7 +76,7 @@ function generator(n) {
       op,
       params: params(),
       status,
-      metrics: status === 'ok' ? metricDefs.map((m, j) => ({ ...m, value: v[j] })) : [],
+      metrics: status === 'ok' ? metricDefs.map((m, j) => ({ key: m.name, ...m, value: v[j] })) : [],
       created: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
     });
   }

@@ -49,6 +49,26 @@ function createsCycle(m: ModelInfo, byId: Map<string, ModelInfo>): boolean {
   return false;
 }
 
+/** What tells metric definitions apart: one with `key` equal to `name`, the others `name#2`, ... */
+export type MetricId = Pick<MetricInfo, 'key' | 'name' | 'unit' | 'higherIsBetter'>;
+
+/**
+ * A metric's name as shown where `all` (the metrics shown together) may hold other definitions
+ * under the same name: those get the unit or the direction (↑/↓) that differs among them, and
+ * where neither does (only the headline flag), the key's number ("accuracy #2"). `show` adds the
+ * unit and the direction even where they tell nothing apart (a column header, an axis title).
+ */
+export function metricLabel(m: MetricId, all: readonly MetricId[], show: { unit?: boolean; direction?: boolean } = {}): string {
+  const group = all.filter((o) => o.name === m.name && o.key !== m.key);
+  const withUnit = show.unit || group.some((o) => o.unit !== m.unit);
+  const withDirection = show.direction || group.some((o) => o.higherIsBetter !== m.higherIsBetter);
+  const text = (x: MetricId) => `${x.name}${withUnit && x.unit ? ` (${x.unit})` : ''}${withDirection ? (x.higherIsBetter ? ' ↑' : ' ↓') : ''}`;
+  const own = text(m);
+  if (!group.some((o) => text(o) === own)) return own;
+  if (m.key === m.name) return own;
+  return m.key.startsWith(`${m.name}#`) ? `${own} #${m.key.slice(m.name.length + 1)}` : `${own} [${m.key}]`;
+}
+
 export function formatMetric(m: Pick<MetricInfo, 'value' | 'unit'>): string {
   const v = m.value;
   switch (m.unit) {
@@ -91,7 +111,7 @@ function compactNumber(v: number): string {
 
 /** "prune.magnitude · accuracy 97.1% · stored_size 634 KB" */
 export function describe(m: ModelInfo): string {
-  const head = m.metrics.filter((x) => x.headline).map((x) => `${x.name} ${formatMetric(x)}`);
+  const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, m.metrics)} ${formatMetric(x)}`);
   const parts = [m.op ?? (m.parent === null ? 'base' : ''), ...head].filter(Boolean);
   if (m.status !== 'ok') parts.unshift(m.status);
   return parts.join(' · ');
@@ -107,8 +127,8 @@ export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo): string {
   if (m.metrics.length) {
     lines.push('| metric | value | vs parent |', '|---|---:|---:|');
     for (const x of m.metrics) {
-      const p = parent?.metrics.find((y) => y.name === x.name && y.unit === x.unit);
-      lines.push(`| ${esc(x.name)}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
+      const p = parent?.metrics.find((y) => y.key === x.key);
+      lines.push(`| ${esc(metricLabel(x, m.metrics))}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
     }
     lines.push('');
   }

@@ -17,6 +17,8 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
   readonly onDidChangeTreeData = this.emitter.event;
   /** Fires with every model after each successful load. */
   readonly onDidLoad = this.loadedEmitter.event;
+  /** Kept for the session, so that a metric keeps its key (a view's chosen axis) across reloads. */
+  private readonly metricKeys = new P.MetricKeys();
   /** Why the tree is empty or stale; shown as the view's message. */
   message: string | undefined;
 
@@ -41,7 +43,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
       const results = await Promise.all(
         folders.length ? folders.map((f) => this.source.request<P.LineageResult>(P.LINEAGE, { folder: f.uri.fsPath })) : [this.source.request<P.LineageResult>(P.LINEAGE, {})],
       );
-      this.setModels(results.flatMap((r) => P.lineageModels(r)));
+      this.setModels(results.flatMap((r) => P.lineageModels(r, this.metricKeys)));
       this.message = undefined;
     } catch (e) {
       this.message = `Could not read the lineage: ${errorText(e)}`;

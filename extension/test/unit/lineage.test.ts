@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as vscode from 'vscode';
-import { buildForest, contextValue, delta, describe as describeModel, formatMetric, statusIcon, tooltipMarkdown } from '../../src/lineage/model';
+import { buildForest, contextValue, delta, describe as describeModel, formatMetric, metricLabel, statusIcon, tooltipMarkdown } from '../../src/lineage/model';
 import { LineageProvider } from '../../src/lineage/provider';
 import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../src/protocol';
 
-const metric = (name: string, value: number, unit: string, headline = true, higherIsBetter = true): MetricInfo => ({ name, value, unit, headline, higherIsBetter });
+const metric = (name: string, value: number, unit: string, headline = true, higherIsBetter = true, key = name): MetricInfo => ({ key, name, value, unit, headline, higherIsBetter });
 const model = (id: string, parent: string | null, extra: Partial<ModelInfo> = {}): ModelInfo => ({
   id,
   name: id,
@@ -89,6 +89,30 @@ describe('wording', () => {
     expect(md).toContain('`sparsity`: `0.5`');
     expect(md).toContain('exp\\.bonsai\\.yaml');
     expect(delta(metric('a', 5, ''), metric('a', 5, ''))).toBe('=');
+  });
+
+  it('labels metrics under one name by what tells them apart: unit, direction, else the key', () => {
+    const ms = metric('latency', 1, 'ms', false, false);
+    const s = metric('latency', 1, 's', false, false, 'latency#2');
+    const acc = metric('acc', 1, '%');
+    const accLow = metric('acc', 1, '%', true, false, 'acc#2');
+    const accPlain = metric('acc', 1, '%', false, true, 'acc#3'); // only the headline flag differs from `acc`
+    const all = [ms, s, acc, accLow, accPlain];
+    expect(all.map((m) => metricLabel(m, all))).toEqual(['latency (ms)', 'latency (s)', 'acc ↑', 'acc ↓', 'acc ↑ #3']);
+    // alone under its name: the bare name, unless asked for the unit or direction
+    expect(metricLabel(s, [s, acc])).toBe('latency');
+    expect(metricLabel(s, [s], { unit: true, direction: true })).toBe('latency (s) ↓');
+    expect(metricLabel(acc, [acc, accPlain])).toBe('acc');
+    expect(metricLabel(accPlain, [acc, accPlain])).toBe('acc #3');
+  });
+
+  it('tooltip and description tell two definitions under one name apart, and compare each with its own', () => {
+    const parent = model('a', null, { metrics: [metric('latency', 20, 'ms', true, false), metric('latency', 0.5, 's', true, false, 'latency#2')] });
+    const m = model('p', 'a', { metrics: [metric('latency', 10, 'ms', true, false), metric('latency', 0.5, 's', true, false, 'latency#2')] });
+    const md = tooltipMarkdown(m, parent);
+    expect(md).toContain('| latency \\(ms\\) ★ | 10.0 ms | ▼ -50.0% (better) |');
+    expect(md).toContain('| latency \\(s\\) ★ | 500 ms | = |');
+    expect(describeModel(m)).toBe('prune.magnitude · latency (ms) 10.0 ms · latency (s) 500 ms');
   });
 
   it('icons and context values follow status and relations', () => {

@@ -70,8 +70,8 @@ describe('problem()', () => {
   it('joins each metric value to its definition (lineageModels)', () => {
     const [base, pruned] = P.lineageModels(lineage);
     expect(base!.metrics).toEqual([
-      { name: 'accuracy', value: 0.982, unit: '%', higherIsBetter: true, headline: true },
-      { name: 'stored_size', value: 1268000, unit: 'B', higherIsBetter: false, headline: true },
+      { key: 'accuracy', name: 'accuracy', value: 0.982, unit: '%', higherIsBetter: true, headline: true },
+      { key: 'stored_size', name: 'stored_size', value: 1268000, unit: 'B', higherIsBetter: false, headline: true },
     ]);
     expect(pruned!.metrics).toEqual([]);
     expect({ ...base!, metrics: undefined }).toEqual({ ...lineage.models[0]!, metrics: undefined });
@@ -81,11 +81,33 @@ describe('problem()', () => {
       metrics: { score: { name: 'score', unit: '', higherIsBetter: true, headline: true }, 'score#2': { name: 'score', unit: 'ms', higherIsBetter: false, headline: false } },
       models: [{ ...lineage.models[1]!, metrics: { 'score#2': 3, score: 0.5, odd: 1 } }],
     });
-    expect(two[0]!.metrics.map((m) => [m.name, m.value, m.unit, m.higherIsBetter])).toEqual([
-      ['score', 3, 'ms', false],
-      ['score', 0.5, '', true],
-      ['odd', 1, '', true],
+    expect(two[0]!.metrics.map((m) => [m.key, m.name, m.value, m.unit, m.higherIsBetter])).toEqual([
+      ['score#2', 'score', 3, 'ms', false],
+      ['score', 'score', 0.5, '', true],
+      ['odd', 'odd', 1, '', true],
     ]);
+  });
+
+  it('gives a definition one key across the replies of several folders (MetricKeys)', () => {
+    const ms = { name: 'latency', unit: 'ms', higherIsBetter: false, headline: false };
+    const s = { name: 'latency', unit: 's', higherIsBetter: false, headline: false };
+    const one = (folder: string, metrics: Record<string, P.MetricDef>, values: Record<string, number>): P.LineageResult => ({
+      folder,
+      metrics,
+      models: [{ ...lineage.models[1]!, id: folder, metrics: values }],
+    });
+    const keys = new P.MetricKeys();
+    // folder a calls seconds `latency`; folder b calls milliseconds `latency` and seconds `latency#2`
+    const [a] = P.lineageModels(one('a', { latency: s }, { latency: 2 }), keys);
+    const [b] = P.lineageModels(one('b', { latency: ms, 'latency#2': s }, { latency: 5, 'latency#2': 3 }), keys);
+    expect(a!.metrics.map((m) => [m.key, m.unit, m.value])).toEqual([['latency', 's', 2]]);
+    expect(b!.metrics.map((m) => [m.key, m.unit, m.value])).toEqual([
+      ['latency#2', 'ms', 5],
+      ['latency', 's', 3],
+    ]);
+    // the same keys on the next load, whatever the order
+    const [b2] = P.lineageModels(one('b', { latency: ms, 'latency#2': s }, { latency: 6 }), keys);
+    expect(b2!.metrics.map((m) => m.key)).toEqual(['latency#2']);
   });
 
   it('narrows with is()', () => {

@@ -45,14 +45,14 @@ export class App {
   setModels(models: readonly ModelInfo[], restored?: ViewState): void {
     this.lin = new Lineage(models);
     if (restored) this.state = restored;
-    const names = new Set(this.lin.metrics.map((m) => m.name));
-    const headline = this.lin.metrics.filter((m) => m.headline).map((m) => m.name);
-    const pick = (cur: string | null, i: number) => (cur !== null && names.has(cur) ? cur : (headline[i] ?? this.lin.metrics[i]?.name ?? null));
+    const keys = new Set(this.lin.metrics.map((m) => m.key));
+    const headline = this.lin.metrics.filter((m) => m.headline).map((m) => m.key);
+    const pick = (cur: string | null, i: number) => (cur !== null && keys.has(cur) ? cur : (headline[i] ?? this.lin.metrics[i]?.key ?? null));
     this.state.colorMetric = pick(this.state.colorMetric, 0);
     this.state.sizeMetric = pick(this.state.sizeMetric, 1);
     this.state.scatterX = pick(this.state.scatterX, 1);
     this.state.scatterY = pick(this.state.scatterY, 0);
-    this.state.filters = this.state.filters.filter((f) => names.has(f.metric));
+    this.state.filters = this.state.filters.filter((f) => keys.has(f.metric));
     this.state.collapsed = this.state.collapsed.filter((id) => this.lin.byId.has(id));
     const keep = restored ? restored.selection : [...this.selection];
     this.selection = new Set(keep.filter((id) => this.lin.byId.has(id)));

@@ -83,12 +83,12 @@ export class DetailsView {
     }
     const parent = lin.parentOf(id);
     const rows = m.metrics.map((x) => {
-      const pv = parent !== undefined ? lin.metric(parent, x.name) : undefined;
+      const pv = parent !== undefined ? lin.metric(parent, x.key) : undefined;
       const c = pv !== undefined ? change(x.value, pv, x.higherIsBetter) : undefined;
       return el(
         'tr',
         {},
-        el('td', {}, x.name + (x.headline ? ' ★' : '')),
+        el('td', {}, lin.label(x.key) + (x.headline ? ' ★' : '')),
         el('td', { class: 'num' }, formatMetric(x)),
         el('td', { class: `num ${c ? (c.better === null ? 'same' : c.better ? 'better' : 'worse') : ''}` }, c ? (c.delta === 0 ? '=' : `${c.delta > 0 ? '+' : ''}${short(c.delta)}`) : ''),
       );
@@ -147,7 +147,7 @@ export class DetailsView {
     };
     if (vars.length) out.push(el('div', { class: 'mm-subbar' }, 'group by ', pick(0), ' colour by ', pick(1)));
     const headline = lin.metrics.filter((m) => m.headline);
-    for (const def of headline.length ? headline : lin.metrics.slice(0, 3)) out.push(this.barChart(ids, def.name, by1, by2));
+    for (const def of headline.length ? headline : lin.metrics.slice(0, 3)) out.push(this.barChart(ids, def.key, by1, by2));
     if (by2) out.push(this.legend(by2));
     return out;
   }
@@ -181,7 +181,7 @@ export class DetailsView {
     const lo = Math.min(0, ...values);
     const hi = Math.max(0, ...values);
     const y = linear([lo, hi === lo ? lo + 1 : hi], [H - mb, 8]);
-    const chart = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${metric} of the selected models${by1 ? ` grouped by ${by1.key}` : ''}` });
+    const chart = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${lin.label(metric)} of the selected models${by1 ? ` grouped by ${by1.key}` : ''}` });
     chart.append(svg('line', { x1: ml, x2: W, y1: y(0), y2: y(0), stroke: theme.border }));
     chart.append(svg('text', { x: ml - 4, y: y(hi) + 4, 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(hi)));
     if (lo !== 0) chart.append(svg('text', { x: ml - 4, y: y(lo), 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(lo)));
@@ -210,7 +210,7 @@ export class DetailsView {
       x += gap;
     }
     if (by1) chart.append(svg('text', { x: (ml + W) / 2, y: H - 3, 'text-anchor': 'middle', fill: theme.muted, 'font-size': 10 }, by1.key));
-    return el('figure', { class: 'mm-bars' }, el('figcaption', {}, `${metric}${def.unit ? ` (${def.unit})` : ''} ${def.higherIsBetter ? '↑ higher is better' : '↓ lower is better'}`), chart);
+    return el('figure', { class: 'mm-bars' }, el('figcaption', {}, `${lin.label(metric, { unit: true })} ${def.higherIsBetter ? '↑ higher is better' : '↓ lower is better'}`), chart);
   }
 
   /** Hover linked from other views: outline the hovered model's bars and recipe step. */

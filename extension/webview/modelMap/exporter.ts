@@ -68,8 +68,8 @@ export function scatterSvg(app: App, s: { xs: Linear; ys: Linear; width: number;
     root.append(svg('line', { x1: x0, x2: x1, y1: ys(t), y2: ys(t), stroke: theme.border, opacity: 0.3 }));
     root.append(svg('text', { x: x0 - 4, y: ys(t) + 3, 'text-anchor': 'end', fill: theme.muted }, short(t)));
   }
-  root.append(svg('text', { x: (x0 + x1) / 2, y: H - 2, 'text-anchor': 'middle', fill: theme.fg }, state.scatterX ?? ''));
-  root.append(svg('text', { x: 12, y: (y0 + y1) / 2, 'text-anchor': 'middle', fill: theme.fg, transform: `rotate(-90 12 ${(y0 + y1) / 2})` }, state.scatterY ?? ''));
+  root.append(svg('text', { x: (x0 + x1) / 2, y: H - 2, 'text-anchor': 'middle', fill: theme.fg }, state.scatterX ? lin.label(state.scatterX, { unit: true }) : ''));
+  root.append(svg('text', { x: 12, y: (y0 + y1) / 2, 'text-anchor': 'middle', fill: theme.fg, transform: `rotate(-90 12 ${(y0 + y1) / 2})` }, state.scatterY ? lin.label(state.scatterY, { unit: true }) : ''));
   const frontSet = new Set(front);
   // The front as the same staircase the canvas draws (through the corner both neighbours beat).
   const xHigher = lin.metricDef(state.scatterX ?? '')?.higherIsBetter ?? true;

@@ -38,19 +38,19 @@ export class FiltersView {
     const existing = new Map([...this.list.children].map((c) => [(c as HTMLElement).dataset.metric ?? '', c as HTMLElement]));
     const items: HTMLElement[] = [];
     for (const def of lin.metrics) {
-      const values = lin.column(def.name);
+      const values = lin.column(def.key);
       // A bar's solid part: models that pass every *other* filter, so the brush shows what it would keep.
-      const others = state.filters.filter((f) => f.metric !== def.name);
+      const others = state.filters.filter((f) => f.metric !== def.key);
       const mask = others.length ? lin.order.map((id) => passes(lin, id, others)) : undefined;
       const h = histogram(values, BINS, mask);
-      const f = state.filters.find((x) => x.metric === def.name);
-      let item = existing.get(def.name);
-      if (!item) item = this.item(def.name);
+      const f = state.filters.find((x) => x.metric === def.key);
+      let item = existing.get(def.key);
+      if (!item) item = this.item(def.key);
       items.push(item);
       const canvas = item.querySelector('canvas')!;
       const label = item.querySelector('.mm-filter-label')!;
-      label.textContent = `${def.name}${def.unit ? ` (${def.unit})` : ''} ${def.higherIsBetter ? '↑' : '↓'}${f ? `: ${short(f.lo)} – ${short(f.hi)}` : ''}`;
-      canvas.setAttribute('aria-label', `${def.name} histogram, ${short(h.min)} to ${short(h.max)}${f ? `, filtered to ${short(f.lo)} – ${short(f.hi)}` : ''}. Arrow keys narrow, Delete clears.`);
+      label.textContent = `${lin.label(def.key, { unit: true, direction: true })}${f ? `: ${short(f.lo)} – ${short(f.hi)}` : ''}`;
+      canvas.setAttribute('aria-label', `${lin.label(def.key)} histogram, ${short(h.min)} to ${short(h.max)}${f ? `, filtered to ${short(f.lo)} – ${short(f.hi)}` : ''}. Arrow keys narrow, Delete clears.`);
       (canvas as HTMLCanvasElement & { hist?: typeof h }).hist = h;
       const ctx = canvas.getContext('2d')!;
       const dpr = window.devicePixelRatio || 1;
@@ -81,10 +81,10 @@ export class FiltersView {
       // Linked marks: hovered model (line) and selected models (ticks).
       ctx.fillStyle = theme.fg;
       for (const id of this.app.selection) {
-        const v = lin.metric(id, def.name);
+        const v = lin.metric(id, def.key);
         if (v !== undefined) ctx.fillRect(x(v) - 0.5, H - 5, 1.5, 5);
       }
-      const hv = this.app.hover ? lin.metric(this.app.hover, def.name) : undefined;
+      const hv = this.app.hover ? lin.metric(this.app.hover, def.key) : undefined;
       if (hv !== undefined) {
         ctx.fillStyle = theme.focus;
         ctx.fillRect(x(hv) - 1, 0, 2, H);

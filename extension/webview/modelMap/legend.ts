@@ -29,16 +29,16 @@ export function legendSvg(app: App): SVGSVGElement {
     const defs = svg('defs');
     defs.append(grad);
     root.append(defs);
-    root.append(svg('text', { x: 4, y: 11, ...font }, `fill: ${cm.name}${cm.unit ? ` (${cm.unit})` : ''}, ${cm.higherIsBetter ? 'higher' : 'lower'} is better`));
+    root.append(svg('text', { x: 4, y: 11, ...font }, `fill: ${lin.label(cm.key, { unit: true })}, ${cm.higherIsBetter ? 'higher' : 'lower'} is better`));
     root.append(svg('rect', { x: 4, y: 16, width: 130, height: 10, fill: `url(#${id})`, stroke: theme.border }));
     root.append(svg('text', { x: 4, y: 38, ...font }, short(ce.min)));
     root.append(svg('text', { x: 134, y: 38, 'text-anchor': 'end', ...font }, short(ce.max)));
-    labels.push(`fill ${cm.name} from ${short(ce.min)} to ${short(ce.max)}`);
+    labels.push(`fill ${lin.label(cm.key)} from ${short(ce.min)} to ${short(ce.max)}`);
   }
   const sm = state.sizeMetric ? lin.metricDef(state.sizeMetric) : undefined;
   const se = state.sizeMetric ? extent(lin, state.sizeMetric) : undefined;
   if (sm && se) {
-    root.append(svg('text', { x: 160, y: 11, ...font }, `size: ${sm.name}${sm.unit ? ` (${sm.unit})` : ''}`));
+    root.append(svg('text', { x: 160, y: 11, ...font }, `size: ${lin.label(sm.key, { unit: true })}`));
     const vals = [se.min, (se.min + se.max) / 2, se.max];
     let x = 166;
     for (const v of vals) {
@@ -47,7 +47,7 @@ export function legendSvg(app: App): SVGSVGElement {
       root.append(svg('text', { x: x + r, y: 42, 'text-anchor': 'middle', ...font }, short(v)));
       x += 2 * r + 34;
     }
-    labels.push(`size ${sm.name} from ${short(se.min)} to ${short(se.max)}`);
+    labels.push(`size ${lin.label(sm.key)} from ${short(se.min)} to ${short(se.max)}`);
   }
   if (cm) {
     // Edges: the fill metric's change against the parent.
@@ -58,7 +58,7 @@ export function legendSvg(app: App): SVGSVGElement {
     };
     swatch(25, theme.better, 'better');
     swatch(38, theme.worse, 'worse');
-    labels.push(`edges green when ${cm.name} got better than the parent, red when worse`);
+    labels.push(`edges green when ${lin.label(cm.key)} got better than the parent, red when worse`);
   }
   root.setAttribute('aria-label', `Legend: ${labels.join('; ') || 'no metrics'}`);
   return root;

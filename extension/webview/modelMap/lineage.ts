@@ -1,10 +1,14 @@
 /**
  * An index over bonsai/lineage's models that every view shares: parents, children (oldest
- * first), depth, the metric catalogue (name, unit, direction), and metric lookups. Pure: no DOM.
+ * first), depth, the metric catalogue (key, name, unit, direction), and metric lookups. Metrics
+ * are keyed by `MetricInfo.key`, not by name: two definitions under one name are two metrics.
+ * Pure: no DOM.
  */
-import type { MetricDef, MetricInfo, ModelInfo } from '../../src/protocol';
+import type { MetricDef as WireMetricDef, MetricInfo, ModelInfo } from '../../src/protocol';
+import { metricLabel } from '../shared/format';
 
-export type { MetricDef };
+/** A metric of the catalogue: its definition and the key its values go by. */
+export type MetricDef = WireMetricDef & { key: string };
 
 export class Lineage {
   readonly byId = new Map<string, ModelInfo>();
@@ -25,9 +29,8 @@ export class Lineage {
     for (const m of models) {
       const vals = new Map<string, number>();
       for (const x of m.metrics) {
-        vals.set(x.name, x.value);
-        if (!seenMetric.has(x.name)) seenMetric.set(x.name, { name: x.name, unit: x.unit, higherIsBetter: x.higherIsBetter, headline: x.headline });
-        else if (x.headline) seenMetric.get(x.name)!.headline = true;
+        vals.set(x.key, x.value);
+        if (!seenMetric.has(x.key)) seenMetric.set(x.key, { key: x.key, name: x.name, unit: x.unit, higherIsBetter: x.higherIsBetter, headline: x.headline });
       }
       this.values.set(m.id, vals);
       const p = this.parentOf(m.id);
@@ -39,7 +42,7 @@ export class Lineage {
       }
     }
     // Headline metrics first, then by name, so defaults and columns are stable.
-    this.metrics = [...seenMetric.values()].sort((a, b) => Number(b.headline) - Number(a.headline) || a.name.localeCompare(b.name));
+    this.metrics = [...seenMetric.values()].sort((a, b) => Number(b.headline) - Number(a.headline) || a.name.localeCompare(b.name) || a.key.localeCompare(b.key));
     const older = (a: string, b: string) => {
       const ma = this.byId.get(a)!;
       const mb = this.byId.get(b)!;
@@ -80,23 +83,30 @@ export class Lineage {
 
   private readonly columns = new Map<string, Float64Array>();
 
-  /** One metric for every model, aligned with `order`, NaN where missing (for fast scans). */
-  column(name: string): Float64Array {
-    let col = this.columns.get(name);
+  /** One metric (by key) for every model, aligned with `order`, NaN where missing (for fast scans). */
+  column(key: string): Float64Array {
+    let col = this.columns.get(key);
     if (!col) {
       col = new Float64Array(this.order.length);
-      this.order.forEach((id, i) => (col![i] = this.values.get(id)?.get(name) ?? NaN));
-      this.columns.set(name, col);
+      this.order.forEach((id, i) => (col![i] = this.values.get(id)?.get(key) ?? NaN));
+      this.columns.set(key, col);
     }
     return col;
   }
 
-  metric(id: string, name: string): number | undefined {
-    return this.values.get(id)?.get(name);
+  metric(id: string, key: string): number | undefined {
+    return this.values.get(id)?.get(key);
   }
 
-  metricDef(name: string): MetricDef | undefined {
-    return this.metrics.find((m) => m.name === name);
+  metricDef(key: string): MetricDef | undefined {
+    return this.metrics.find((m) => m.key === key);
+  }
+
+  /** How the metric `key` is named in the views: told apart from others under its name (see
+   * `metricLabel`); the key itself for a metric no model has. */
+  label(key: string, show?: { unit?: boolean; direction?: boolean }): string {
+    const d = this.metricDef(key);
+    return d ? metricLabel(d, this.metrics, show) : key;
   }
 
   /** Root first, the model last. */
@@ -129,6 +139,6 @@ export function change(value: number, parentValue: number, higherIsBetter: boole
   return { delta, better: higherIsBetter ? delta > 0 : delta < 0 };
 }
 
-export function metricInfo(m: ModelInfo, name: string): MetricInfo | undefined {
-  return m.metrics.find((x) => x.name === name);
+export function metricInfo(m: ModelInfo, key: string): MetricInfo | undefined {
+  return m.metrics.find((x) => x.key === key);
 }

@@ -44,7 +44,7 @@ const details = new DetailsView(app, (view, base, others) => void rpc.request('o
 function metricSelect(label: string, get: () => string | null, set: (v: string) => void): HTMLSelectElement {
   const s = el('select', { 'aria-label': label });
   const fill = () => {
-    s.replaceChildren(...app.lin.metrics.map((m) => el('option', { value: m.name }, `${m.name}${m.headline ? ' ★' : ''}`)));
+    s.replaceChildren(...app.lin.metrics.map((m) => el('option', { value: m.key }, `${app.lin.label(m.key)}${m.headline ? ' ★' : ''}`)));
     s.value = get() ?? '';
   };
   app.on((c) => {

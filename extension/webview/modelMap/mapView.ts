@@ -621,8 +621,8 @@ export class MapView {
 /** An edge's colour: the child's `def` metric against its parent's (better, worse, same or unknown). */
 export function edgeColour(lin: Lineage, def: MetricDef | undefined, parent: string, child: string, theme: Theme): string {
   if (!def) return theme.same;
-  const a = lin.metric(child, def.name);
-  const b = lin.metric(parent, def.name);
+  const a = lin.metric(child, def.key);
+  const b = lin.metric(parent, def.key);
   if (a === undefined || b === undefined) return theme.same;
   const better = change(a, b, def.higherIsBetter).better;
   return better === null ? theme.same : better ? theme.better : theme.worse;

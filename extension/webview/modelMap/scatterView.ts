@@ -54,8 +54,8 @@ export class ScatterView {
     }
     const pts: { id: string; x: number; y: number }[] = [];
     for (const id of lin.order) {
-      const x = lin.metric(id, xd.name);
-      const y = lin.metric(id, yd.name);
+      const x = lin.metric(id, xd.key);
+      const y = lin.metric(id, yd.key);
       if (x !== undefined && y !== undefined && this.app.pass.has(id)) pts.push({ id, x, y });
     }
     this.front = paretoFront(pts, xd.higherIsBetter, yd.higherIsBetter);
@@ -116,8 +116,8 @@ export class ScatterView {
       return;
     }
     const { lin, state } = app;
-    const xName = state.scatterX!;
-    const yName = state.scatterY!;
+    const xKey = state.scatterX!;
+    const yKey = state.scatterY!;
     const { xs, ys } = this;
     // Axes and grid.
     ctx.strokeStyle = theme.border;
@@ -145,20 +145,20 @@ export class ScatterView {
       const y = Math.round(ys(t)) + 0.5;
       gridLine(M.l, y, this.width - M.r, y, short(t), M.l - 4, y);
     }
-    const xd = lin.metricDef(xName)!;
-    const axisTitle = (name: string): string => {
-      const d = lin.metricDef(name)!;
-      return `${name}${d.unit ? ` (${d.unit})` : ''} — ${d.higherIsBetter ? 'higher' : 'lower'} is better`;
+    const xd = lin.metricDef(xKey)!;
+    const axisTitle = (key: string): string => {
+      const d = lin.metricDef(key)!;
+      return `${lin.label(key, { unit: true })} — ${d.higherIsBetter ? 'higher' : 'lower'} is better`;
     };
     ctx.textAlign = 'center';
     ctx.textBaseline = 'bottom';
     ctx.fillStyle = theme.fg;
-    ctx.fillText(axisTitle(xName), (M.l + this.width - M.r) / 2, this.height - 2);
+    ctx.fillText(axisTitle(xKey), (M.l + this.width - M.r) / 2, this.height - 2);
     ctx.save();
     ctx.translate(12, (M.t + this.height - M.b) / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textBaseline = 'middle';
-    ctx.fillText(axisTitle(yName), 0, 0);
+    ctx.fillText(axisTitle(yKey), 0, 0);
     ctx.restore();
 
     ctx.save();
@@ -167,7 +167,7 @@ export class ScatterView {
     ctx.clip();
     // Pareto front: a staircase through its models, in x order.
     if (this.front.length) {
-      const pts = this.front.map((id) => [xs(lin.metric(id, xName)!), ys(lin.metric(id, yName)!)] as const).sort((a, b) => a[0] - b[0]);
+      const pts = this.front.map((id) => [xs(lin.metric(id, xKey)!), ys(lin.metric(id, yKey)!)] as const).sort((a, b) => a[0] - b[0]);
       ctx.strokeStyle = theme.fg;
       ctx.globalAlpha = 0.6;
       ctx.setLineDash([5, 3]);
@@ -193,12 +193,12 @@ export class ScatterView {
     const fills = new Map<string, Path2D>();
     const rings = new Path2D();
     const pos = (id: string): [number, number] | null => {
-      const xv = lin.metric(id, xName);
-      const yv = lin.metric(id, yName);
+      const xv = lin.metric(id, xKey);
+      const yv = lin.metric(id, yKey);
       return xv === undefined || yv === undefined ? null : [xs(xv), ys(yv)];
     };
-    const xcol = lin.column(xName);
-    const ycol = lin.column(yName);
+    const xcol = lin.column(xKey);
+    const ycol = lin.column(yKey);
     for (let i = 0; i < lin.order.length; i++) {
       const id = lin.order[i]!;
       if (Number.isNaN(xcol[i]!) || Number.isNaN(ycol[i]!)) continue;

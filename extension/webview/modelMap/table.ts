@@ -18,7 +18,7 @@ export function tableColumns(lin: Lineage): Column[] {
     { kind: 'parent', key: 'parent', label: 'parent' },
     { kind: 'op', key: 'op', label: 'op' },
     { kind: 'status', key: 'status', label: 'status' },
-    ...lin.metrics.map((m) => ({ kind: 'metric' as const, key: `metric:${m.name}`, label: m.unit ? `${m.name} (${m.unit})` : m.name, metric: m.name })),
+    ...lin.metrics.map((m) => ({ kind: 'metric' as const, key: `metric:${m.key}`, label: lin.label(m.key, { unit: true }), metric: m.key })),
     ...[...params].sort().map((p) => ({ kind: 'param' as const, key: `param:${p}`, label: p, param: p })),
   ];
 }

@@ -150,7 +150,7 @@ export class TableView {
       for (const c of this.cols) {
         const v = cellValue(lin, id, c);
         if (c.kind === 'metric') {
-          const x = m.metrics.find((y) => y.name === c.metric);
+          const x = m.metrics.find((y) => y.key === c.metric);
           const td = el('td', { class: 'num' }, x ? formatMetric(x) : '');
           const bv = base !== undefined ? lin.metric(base, c.metric) : undefined;
           if (x && bv !== undefined) {

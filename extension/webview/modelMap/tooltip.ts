@@ -23,14 +23,14 @@ export class Tooltip {
     const parentId = lin.parentOf(id);
     const parent = parentId !== undefined ? lin.byId.get(parentId) : undefined;
     const rows = m.metrics.map((x) => {
-      const pv = parent ? lin.metric(parent.id, x.name) : undefined;
+      const pv = parent ? lin.metric(parent.id, x.key) : undefined;
       let deltaCell: HTMLElement = el('td', { class: 'num' });
       if (pv !== undefined) {
         const c = change(x.value, pv, x.higherIsBetter);
         const cls = c.better === null ? 'same' : c.better ? 'better' : 'worse';
         deltaCell = el('td', { class: `num ${cls}` }, c.delta === 0 ? '=' : `${c.delta > 0 ? '▲ +' : '▼ '}${short(c.delta)}`);
       }
-      return el('tr', {}, el('td', {}, x.name + (x.headline ? ' ★' : '')), el('td', { class: 'num' }, formatMetric(x)), deltaCell);
+      return el('tr', {}, el('td', {}, lin.label(x.key) + (x.headline ? ' ★' : '')), el('td', { class: 'num' }, formatMetric(x)), deltaCell);
     });
     const params = Object.entries(m.params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     this.node.replaceChildren(

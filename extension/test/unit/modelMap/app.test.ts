@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { App } from '../../../webview/modelMap/app';
 import { defaultState, restoreState } from '../../../webview/modelMap/state';
 import { colorScale, ramp, sizeScale, ticks, R_MAX, R_MIN } from '../../../webview/modelMap/scales';
+import { tableColumns } from '../../../webview/modelMap/table';
+import { lineageModels, type LineageResult } from '../../../src/protocol';
 import { sample } from './fixture';
 
 function app(): App {
@@ -68,6 +70,40 @@ describe('App', () => {
   });
 });
 
+describe('two metric definitions under one name (acc and acc#2 on the wire)', () => {
+  // What bonsai/lineage sends when one task reports acc in percent (higher better) and another
+  // reports an error rate also named acc (a fraction, lower better).
+  const reply: LineageResult = {
+    folder: '/w',
+    metrics: {
+      acc: { name: 'acc', unit: '%', higherIsBetter: true, headline: true },
+      'acc#2': { name: 'acc', unit: '', higherIsBetter: false, headline: true },
+    },
+    models: [
+      { id: 'base', name: 'base', parent: null, op: null, params: {}, status: 'ok', metrics: { acc: 98, 'acc#2': 0.02 }, created: '2026-01-01T00:00:00Z' },
+      { id: 'p50', name: 'p50', parent: 'base', op: 'prune.magnitude', params: { sparsity: 0.5 }, status: 'ok', metrics: { acc: 95, 'acc#2': 0.05 }, created: '2026-01-01T00:00:01Z' },
+    ],
+  };
+
+  it('keeps both series, each under its own key, with labels a user can tell apart', () => {
+    const a = new App();
+    a.setModels(lineageModels(reply));
+    const lin = a.lin;
+    expect(lin.metrics.map((m) => m.key)).toEqual(['acc', 'acc#2']);
+    expect([...lin.column('acc')]).toEqual([98, 95]);
+    expect([...lin.column('acc#2')]).toEqual([0.02, 0.05]);
+    expect(lin.metricDef('acc#2')).toMatchObject({ unit: '', higherIsBetter: false });
+    // the pickers' and rows' labels, and the table's headers (which always show the unit)
+    expect(lin.metrics.map((m) => lin.label(m.key))).toEqual(['acc (%) ↑', 'acc ↓']);
+    expect(tableColumns(lin).filter((c) => c.kind === 'metric').map((c) => c.label)).toEqual(['acc (%) ↑', 'acc ↓']);
+    // the default encodings pick the two metrics, not one of them twice
+    expect([a.state.colorMetric, a.state.sizeMetric]).toEqual(['acc', 'acc#2']);
+    // a filter on one does not filter by the other
+    a.setFilters([{ metric: 'acc#2', lo: 0, hi: 0.03 }]);
+    expect([...a.pass]).toEqual(['base']);
+  });
+});
+
 describe('restoreState', () => {
   it('keeps only well-typed fields', () => {
     const s = restoreState({ columnMode: 'sideways', selection: ['a', 3], mapZoom: { k: -1, x: 0, y: 0 }, scatterZoom: { k: 2, x: 0.5, y: 0.5 }, delta: 'reference', groupBy: ['a', 'b', 'c'], bottom: 'table', sortDesc: 'yes' });
@@ -85,8 +121,8 @@ describe('scales', () => {
 
   it('the colour ramp puts the better end bright, whichever the direction', () => {
     const ext = { min: 0, max: 10 };
-    const up = colorScale({ name: 'a', unit: '', higherIsBetter: true, headline: true }, ext);
-    const down = colorScale({ name: 'b', unit: '', higherIsBetter: false, headline: true }, ext);
+    const up = colorScale({ key: 'a', name: 'a', unit: '', higherIsBetter: true, headline: true }, ext);
+    const down = colorScale({ key: 'b', name: 'b', unit: '', higherIsBetter: false, headline: true }, ext);
     expect(up(10)).toBe(ramp(1));
     expect(down(0)).toBe(ramp(1));
     expect(down(10)).toBe(ramp(0));

@@ -17,9 +17,9 @@ export function model(id: string, parent: string | null, op: string | null, para
     status,
     metrics: metrics
       ? [
-          { name: 'accuracy', value: metrics[0], unit: '%', higherIsBetter: true, headline: true },
-          { name: 'size', value: metrics[1], unit: 'B', higherIsBetter: false, headline: true },
-          { name: 'latency', value: metrics[2], unit: 'ms', higherIsBetter: false, headline: false },
+          { key: 'accuracy', name: 'accuracy', value: metrics[0], unit: '%', higherIsBetter: true, headline: true },
+          { key: 'size', name: 'size', value: metrics[1], unit: 'B', higherIsBetter: false, headline: true },
+          { key: 'latency', name: 'latency', value: metrics[2], unit: 'ms', higherIsBetter: false, headline: false },
         ]
       : [],
     created: `2026-01-01T00:00:${String(created).padStart(2, '0')}Z`,
