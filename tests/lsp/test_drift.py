@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from modelbonsai.experiment import load_experiment
 from modelbonsai.lsp.drift import DriftIndex, Statuses, parsed
 from modelbonsai.lsp.protocol import ModelInfo
+from modelbonsai.ops import registry
 from modelbonsai.runner import evaluation_fingerprint, make_plan
 from modelbonsai.store import LineageStore, ModelRecord
 
@@ -64,7 +68,19 @@ def _parts(infos: dict[str, ModelInfo]) -> dict[str, tuple[ModelInfo, str]]:
     return {mid: (info, json.dumps(info)) for mid, info in infos.items()}
 
 
-def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path) -> None:
+@pytest.fixture
+def ops_restored() -> Iterator[None]:
+    """The op registry as it was before the test: the runner's plans import the workspace's ops
+    files, and a later test would see their ops (`user.op` became the near miss a diagnostic in
+    test_experiment_errors suggests)."""
+    registry._ensure_builtins()
+    before = dict(registry._OPS)
+    yield
+    registry._OPS.clear()
+    registry._OPS.update(before)
+
+
+def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path, ops_restored: None) -> None:
     exp = make_workspace(tmp_path, USER)
     (tmp_path / "my_ops.py").write_text(MARKING_OPS)
     p = parsed(exp, tmp_path)
@@ -113,7 +129,7 @@ def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     assert broken.experiment is None and broken.finals == {}
 
 
-def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path) -> None:
+def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path, ops_restored: None) -> None:
     from modelbonsai.lsp.drift import REEVALUATE, REEVALUATE_UNKNOWN
     from modelbonsai.runner import Runner
 
