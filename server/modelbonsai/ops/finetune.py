@@ -1,13 +1,17 @@
-"""Fine-tuning: a few steps of training to recover accuracy, with compression held fixed."""
+"""Fine-tuning: a few steps of training to recover accuracy, with compression held fixed; on the
+task's loss, on the parent model's outputs (distillation), or a mix of the two."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..tasks.base import distillation_loss
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import move_batch, need_task, to_device
 
@@ -57,7 +61,8 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
 @register_op(
     OP,
     family="training",
-    summary="Fine-tune on the task's training split, keeping pruning masks and quantization fixed.",
+    summary="Fine-tune on the task's training split (its labels, the parent model's outputs, or both), "
+            "keeping pruning masks and quantization fixed.",
     params=[
         Param("steps", "int", "Optimizer steps (ignored when `epochs` is given).", default=100, minimum=1, maximum=10_000_000),
         Param("epochs", "float", "Passes over the training split (needs a task that knows its size).",
@@ -72,6 +77,12 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
         Param("momentum", "float", "Momentum (sgd only).", default=0.9, minimum=0.0, maximum=1.0, exclusive_maximum=True),
         Param("max_grad_norm", "float", "Clip the gradient norm to this value; 0 turns clipping off.",
               default=1.0, minimum=0.0, maximum=1e6),
+        Param("distill", "float", "Weight of distillation from the parent model (the variant's `from`): the "
+              "loss is (1 - distill) x the task's loss + distill x the distance of the model's outputs from "
+              "the parent's. 1 learns from the parent alone (no labels needed).",
+              default=0.0, minimum=0.0, maximum=1.0),
+        Param("temperature", "float", "Softmax temperature of the distillation loss on class or token scores.",
+              default=2.0, minimum=0.0, exclusive_minimum=True, maximum=100.0),
     ],
     needs_task=True,
 )  # fmt: skip
@@ -85,6 +96,13 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
       onto their quantization grid (`encoding.project`), the optimizer updates a float copy, and
       the projection is applied again after every step, so updates smaller than one quantization
       step accumulate instead of being rounded away. The stored model is on the grid.
+
+    With `distill` > 0 the parent model (the variant's `from`, so `ops: [prune..., finetune]`
+    learns from the uncompressed model) teaches: both run on each training batch, and the task's
+    `distill_loss` measures how far this model's outputs are from the parent's (KL of the softmax
+    at `temperature` for class and token scores, 1 - cosine for sentence embeddings). The task's
+    own loss is mixed in with weight 1 - distill; at 1 it is not computed, so a task without labels
+    can be trained. Distillation refuses a task whose training batches are its evaluation data.
 
     Batches come from the task's seeded training stream and dropout draws from the run's seed,
     so a run is reproducible. Progress reports the loss; the job can be cancelled between steps
@@ -105,11 +123,13 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
     masks = {n: m.to(named[n].device) for n, m in cm.masks.items() if n in named}
     quant = {n: (named[n], cm.encodings[n]) for n in cm.encodings if n in named}
     latent = {n: p.detach().clone() for n, (p, _) in quant.items()}
+    teacher = _teacher(ctx, task) if params["distill"] > 0 else None
+    step_loss = _loss_fn(task, model, teacher, params["distill"], params["temperature"], ctx.device)
     opt = _optimizer(params["optimizer"], trainable, params)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(params["schedule"], params["warmup_steps"], total))
     was_training = model.training
     devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _teaching(teacher, ctx.device):
         torch.manual_seed(ctx.seed)
         model.train()
         try:
@@ -120,7 +140,7 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
                 with torch.no_grad():  # forward on the quantization grid
                     for n, (p, enc) in quant.items():
                         p.copy_(enc.project(latent[n]))
-                loss = task.loss(model, move_batch(next(batches), ctx.device))
+                loss = step_loss(move_batch(next(batches), ctx.device))
                 if not torch.isfinite(loss):
                     raise OpError(OP, f"the loss became {float(loss)} at step {step + 1}; lower 'lr'", param="lr")
                 opt.zero_grad(set_to_none=True)
@@ -153,3 +173,57 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
         for n, m in masks.items():
             named[n].masked_fill_(m, 0)
     return cm
+
+
+def _teacher(ctx: OpContext, task: Any) -> nn.Module:
+    """The parent model, which distillation learns from."""
+    if ctx.parent is None:
+        raise OpError(OP, "'distill' learns from the parent model, and this variant has none", param="distill")
+    if getattr(task, "training_split_is_eval", False):
+        raise OpError(OP, "the task's training batches are its evaluation data, so distilling would fit what the "
+                          "model is judged on; give the task data of its own to train on (e.g. `train_data:`)",
+                      param="distill")  # fmt: skip
+    return ctx.parent.module
+
+
+@contextlib.contextmanager
+def _teaching(teacher: nn.Module | None, device: torch.device) -> Iterator[None]:
+    """The teacher on `device` in eval mode for the run; where and how it was, after (the runner
+    may hand the same parent to the next variant)."""
+    if teacher is None:
+        yield
+        return
+    was_training = teacher.training
+    home = next((p.device for p in teacher.parameters()), device)
+    teacher.to(device).eval()
+    try:
+        yield
+    finally:
+        teacher.to(home).train(was_training)
+
+
+def _loss_fn(
+    task: Any, model: nn.Module, teacher: nn.Module | None, distill: float, temperature: float, device: torch.device
+) -> Callable[[Any], torch.Tensor]:
+    """One training step's loss of a batch (on the device)."""
+    if teacher is None:
+        return lambda batch: task.loss(model, batch)
+    distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
+    loss_of = getattr(task, "loss_of", None)
+
+    def loss(batch: Any) -> torch.Tensor:
+        out = task.forward(model, batch)
+        with torch.no_grad():
+            try:
+                target = task.forward(teacher, batch)
+            except (RuntimeError, NotImplementedError) as e:  # e.g. a CPU-only quantized parent on a GPU
+                raise OpError(OP, f"the parent model cannot run on {device} to teach: {e}", param="distill") from None
+        kd = distance(out, target, temperature)
+        if distill >= 1.0:
+            return kd  # type: ignore[no-any-return]
+        own = loss_of(out, batch) if loss_of is not None else None
+        if own is None:  # the task has its loss only through loss(): a second forward
+            own = task.loss(model, batch)
+        return (1.0 - distill) * own + distill * kd  # type: ignore[no-any-return]
+
+    return loss

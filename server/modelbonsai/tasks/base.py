@@ -14,11 +14,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class TaskError(ValueError):
     """A user-facing problem with a task or its data: names the task and what it expected."""
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """How far a student's class (or token) scores are from a teacher's: KL(teacher || student) of
+    their softmax at `temperature` over the last dim, averaged over every other position, times
+    temperature² (so the gradient's scale does not shrink as the temperature rises). Outputs with
+    no class dim ([batch] scores) are compared by mean squared error."""
+    if student.shape != teacher.shape:
+        raise TaskError(f"the model's outputs {tuple(student.shape)} do not match its teacher's "
+                        f"{tuple(teacher.shape)}; distillation needs the same output shape")  # fmt: skip
+    s, t = student.float(), teacher.float()
+    if s.dim() < 2:
+        return F.mse_loss(s, t)
+    log_s = F.log_softmax(s / temperature, dim=-1).flatten(0, -2)
+    log_t = F.log_softmax(t / temperature, dim=-1).flatten(0, -2)
+    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * (temperature * temperature)
 
 
 @dataclass
@@ -117,6 +134,17 @@ class Task(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Training loss on a batch, for finetune."""
+
+    def loss_of(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor | None:
+        """The training loss of the outputs `forward` already gave for `batch`, or None when the
+        task has its loss only through `loss` (finetune's distillation then runs the model twice
+        per step: once for each loss)."""
+        return None
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """How far the outputs `forward` gave for a batch are from a teacher model's, for
+        finetune's `distill` (default: :func:`distillation_loss`, for class or token scores)."""
+        return distillation_loss(student, teacher, temperature)
 
     @abstractmethod
     def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:

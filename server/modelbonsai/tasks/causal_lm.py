@@ -157,9 +157,11 @@ class CausalLMTask(Task):
         return logits_of(model(batch.inputs))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        logits = self.forward(model, batch)
+        return self.loss_of(self.forward(model, batch), batch)
+
+    def loss_of(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.targets is not None
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten())
+        return F.cross_entropy(outputs.flatten(0, 1).float(), batch.targets.flatten())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Evaluation, Metric, Task
+from .base import Batch, Evaluation, Metric, Task, distillation_loss
 from .common import fail, logits_of, option
 
 
@@ -91,9 +91,16 @@ class ClassificationTask(Task):
         return logits_of(out)
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.loss_of(self.forward(model, batch), batch)
+
+    def loss_of(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         if batch.targets is None:
             raise fail(self.kind, "a training batch has no labels")
-        return F.cross_entropy(self._checked_logits(self.forward(model, batch)), batch.targets)
+        return F.cross_entropy(self._checked_logits(outputs), batch.targets)
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        # the task's classes only: a model with spare output columns is scored on the first ones
+        return distillation_loss(self._checked_logits(student), self._checked_logits(teacher), temperature)
 
     def _checked_logits(self, logits: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2 or logits.shape[1] < self.num_classes:

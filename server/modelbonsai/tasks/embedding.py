@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
@@ -28,6 +29,8 @@ class SentenceEmbeddingTask(Task):
     kind = KIND
     options = {  # noqa: RUF012  (class-level option schema; instances hold the values)
         "data": ("path", "sentences: a text file with one per line, or a JSONL of {\"text\", ...}"),
+        "train_data": ("path", "sentences to train on (finetune's `distill`, calibration), in the same formats "
+                               "(default: the evaluation sentences, which distillation refuses)"),
         "tokenizer": ("path", "tokenizer folder (default: the base model's folder)"),
         "max_length": ("int", "longest input in tokens (default 128)"),
         "k": ("int", "neighbours compared by the overlap@k metric (default 5)"),
@@ -41,14 +44,7 @@ class SentenceEmbeddingTask(Task):
         self.k = option(KIND, self.options, "k", int, 5)
         if self.k < 1:
             raise fail(KIND, f"option 'k' must be at least 1, got {self.k}")
-        if path.suffix == ".jsonl":
-            rows = read_jsonl(KIND, path)
-            bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r.get("text"), str)), None)
-            if bad is not None:
-                raise fail(KIND, f"{path.name} line {bad}: expected a string 'text' field")
-        else:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            rows = [{"text": line.strip()} for line in lines if line.strip()]
+        rows = _read_sentences(path)
         if len(rows) < 2:
             raise fail(KIND, f"{path.name} holds {len(rows)} sentence(s); expected at least 2")
         rows = rows[: limit(len(rows), max_instances)]
@@ -56,6 +52,16 @@ class SentenceEmbeddingTask(Task):
         self.texts = [str(r["text"]) for r in rows]
         self.attrs = [{k: str(v) for k, v in r.items() if k not in ("text", "id") and isinstance(v, (str, int))}
                       for r in rows]
+        train = self.options.get("train_data")
+        #: whether training batches are the evaluation sentences (no `train_data`): fine for
+        #: calibration, not for distillation, which would then fit what it is judged on
+        self.training_split_is_eval = train is None
+        self.train_texts = self.texts
+        if train is not None:
+            rows = _read_sentences(resolve_path(KIND, root, option(KIND, self.options, "train_data", str), "train_data"))
+            if not rows:
+                raise fail(KIND, "train_data holds no sentences")
+            self.train_texts = [str(r["text"]) for r in rows]
         self._tok: TextTokenizer | None = None
 
     @property
@@ -67,14 +73,21 @@ class SentenceEmbeddingTask(Task):
     def _batch(self, idx: list[int]) -> Batch:
         return Batch([self.ids[i] for i in idx], self.tokenizer.batch([self.texts[i] for i in idx], self.max_length))
 
+    def _train_batch(self, idx: list[int]) -> Batch:
+        if self.training_split_is_eval:
+            return self._batch(idx)
+        texts = [self.train_texts[i] for i in idx]
+        return Batch([f"train:{i}" for i in idx], self.tokenizer.batch(texts, self.max_length))
+
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.ids), batch_size):
             yield self._batch(list(range(start, min(len(self.ids), start + batch_size))))
 
     def training_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        # unlabelled: good for calibration and BN statistics; `loss` explains why not for finetune
-        for idx in endless_shuffle(len(self.ids), batch_size, seed):
-            yield self._batch(idx)
+        # unlabelled: for calibration, BN statistics and distillation; `loss` explains why not for
+        # plain finetune
+        for idx in endless_shuffle(len(self.train_texts), batch_size, seed):
+            yield self._train_batch(idx)
 
     def example_batch(self, batch_size: int) -> Batch:
         return self._batch(list(range(min(batch_size, len(self.ids)))))
@@ -84,9 +97,18 @@ class SentenceEmbeddingTask(Task):
         states = hidden_states_of(model(**inputs))
         return mean_pool(states, inputs["attention_mask"])
 
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """1 - cosine of each sentence's embedding with the teacher's, averaged: the agreement the
+        task scores (embeddings are compared by direction; `temperature` has no part here)."""
+        if student.shape != teacher.shape:
+            raise fail(KIND, f"the model's embeddings {tuple(student.shape)} do not match its teacher's "
+                             f"{tuple(teacher.shape)}")  # fmt: skip
+        return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
+
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        raise TaskError(f"task {KIND}: has no labels, so it has no training loss for finetune; "
-                        "use a labelled task or a user task that defines loss()")
+        raise TaskError(f"task {KIND}: has no labels, so it has no training loss for finetune; distil "
+                        "from the parent instead (finetune: {distill: 1}, with the task's train_data), or use "
+                        "a labelled task or a user task that defines loss()")
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
@@ -143,3 +165,15 @@ def embedding_metrics(emb: torch.Tensor, ref: torch.Tensor, k: int) -> list[Metr
         Metric(f"neighbour_overlap@{kk}", 100.0 * sum(overlap) / len(overlap), "%", True, headline=True,
                detail=f"share of each sentence's {kk} nearest neighbours that are also the base model's"),
     ]
+
+
+def _read_sentences(path: Path) -> list[dict[str, Any]]:
+    """Rows of {"text", ...attributes}: a JSONL file, or a text file with one sentence per line."""
+    if path.suffix == ".jsonl":
+        rows = read_jsonl(KIND, path)
+        bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r.get("text"), str)), None)
+        if bad is not None:
+            raise fail(KIND, f"{path.name} line {bad}: expected a string 'text' field")
+        return rows
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [{"text": line.strip()} for line in lines if line.strip()]

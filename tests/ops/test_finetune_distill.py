@@ -1,0 +1,170 @@
+"""finetune with `distill`: learning from the parent model's outputs, compression held fixed."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from modelbonsai.ops.finetune import _loss_fn
+from modelbonsai.ops.registry import CompressedModel, OpError
+from modelbonsai.tasks import SentenceEmbeddingTask
+from modelbonsai.tasks.base import Batch, distillation_loss
+from modelbonsai.tasks.tokenize import CharTokenizer
+
+
+def _kl_to(teacher: nn.Module, student: nn.Module, task: Any) -> float:
+    """Mean KL(teacher || student) at temperature 1 on held-out batches."""
+    it = task.training_batches(64, 4242)
+    with torch.no_grad():
+        return sum(float(distillation_loss(task.forward(student, b), task.forward(teacher, b), 1.0))
+                   for b in (next(it), next(it))) / 2  # fmt: skip
+
+
+def test_distill_brings_a_pruned_model_back_toward_its_parent(tiny_cnn, cnn_task, make_ctx, run_op) -> None:
+    teacher = CompressedModel(tiny_cnn)
+    before_teacher = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
+    student = copy.deepcopy(tiny_cnn)
+    ctx = make_ctx(task=cnn_task, parent=teacher)
+    cm = run_op("prune.magnitude", CompressedModel(student), {"sparsity": 0.7}, ctx)
+    before = _kl_to(tiny_cnn, student, cnn_task)
+    run_op("finetune", cm, {"steps": 40, "lr": 1e-2, "distill": 1.0, "temperature": 2.0}, ctx)
+    after = _kl_to(tiny_cnn, student, cnn_task)
+    assert after < 0.5 * before, (before, after)
+    for name, mask in cm.masks.items():  # the pruning survives
+        p = student.get_parameter(name)
+        assert int((p == 0).sum()) == int(mask.sum()) and bool((p[mask] == 0).all())
+    # the teacher is left as it was: weights, buffers (BatchNorm statistics) and mode
+    assert all(torch.equal(v, before_teacher[k]) for k, v in tiny_cnn.state_dict().items())
+    assert not tiny_cnn.training
+
+
+class _Counting:
+    """A task that counts forward calls per model; with `loss_of` (one forward serves both losses)
+    or without (the task has its loss only through `loss`)."""
+
+    def __init__(self, inner: Any, with_loss_of: bool, labels: bool = True):
+        self.inner, self.calls = inner, Counter[int]()
+        self.labels = labels
+        if with_loss_of:
+            self.loss_of = lambda out, batch: F.cross_entropy(out, batch.targets)
+
+    def training_batches(self, batch_size: int, seed: int) -> Any:
+        return self.inner.training_batches(batch_size, seed)
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        self.calls[id(model)] += 1
+        return self.inner.forward(model, batch)  # type: ignore[no-any-return]
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if not self.labels:
+            raise AssertionError("distill: 1 must not ask for the task's loss")
+        return F.cross_entropy(self.forward(model, batch), batch.targets)
+
+
+@pytest.mark.parametrize(("distill", "with_loss_of", "student_calls"), [
+    (1.0, False, 1),  # the task's loss is not computed
+    (0.5, True, 1),   # one forward serves both losses
+    (0.5, False, 2),  # the task's own loss() runs the model again
+])  # fmt: skip
+def test_distill_forward_count(tiny_cnn_factory, cnn_task, make_ctx, run_op, distill: float, with_loss_of: bool,
+                               student_calls: int) -> None:  # fmt: skip
+    teacher, student = tiny_cnn_factory(), tiny_cnn_factory()
+    task = _Counting(cnn_task, with_loss_of, labels=distill < 1)
+    run_op("finetune", CompressedModel(student), {"steps": 3, "distill": distill},
+           make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert task.calls[id(student)] == 3 * student_calls and task.calls[id(teacher)] == 3
+
+
+def test_distill_mixes_the_two_losses(tiny_cnn_factory, cnn_task) -> None:
+    teacher, student = tiny_cnn_factory(), tiny_cnn_factory()
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    teacher.eval()
+    student.eval()
+    batch = next(cnn_task.training_batches(16, 0))
+    with torch.no_grad():  # values only
+        for task in (cnn_task, _Counting(cnn_task, with_loss_of=True)):
+            step = _loss_fn(task, student, teacher, 0.25, 3.0, torch.device("cpu"))
+            own = F.cross_entropy(cnn_task.forward(student, batch), batch.targets)
+            kd = distillation_loss(cnn_task.forward(student, batch), cnn_task.forward(teacher, batch), 3.0)
+            assert float(step(batch)) == pytest.approx(float(0.75 * own + 0.25 * kd), rel=1e-5)
+        plain = _loss_fn(cnn_task, student, None, 0.0, 3.0, torch.device("cpu"))
+        assert float(plain(batch)) == pytest.approx(float(F.cross_entropy(cnn_task.forward(student, batch),
+                                                                          batch.targets)), rel=1e-6)  # fmt: skip
+
+
+def test_distill_errors(tiny_cnn, cnn_task, make_ctx, run_op) -> None:
+    with pytest.raises(OpError, match="has none") as e:
+        run_op("finetune", CompressedModel(tiny_cnn), {"steps": 1, "distill": 1.0}, make_ctx(task=cnn_task))
+    assert e.value.param == "distill"
+    with pytest.raises(OpError) as e:
+        run_op("finetune", CompressedModel(tiny_cnn), {"temperature": 0.0}, make_ctx(task=cnn_task))
+    assert e.value.param == "temperature"
+    with pytest.raises(OpError) as e:
+        run_op("finetune", CompressedModel(tiny_cnn), {"distill": 1.5}, make_ctx(task=cnn_task))
+    assert e.value.param == "distill"
+
+
+class _Encoder(nn.Module):
+    """Token embeddings through a linear layer, in the shape of a Hugging Face encoder output."""
+
+    def __init__(self, vocab: int, dim: int = 8):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"last_hidden_state": self.proj(self.emb(input_ids))}
+
+
+def _sentences(tmp_path: Path, train: bool) -> SentenceEmbeddingTask:
+    tok = CharTokenizer.build("abcdefgh ")
+    tok.save(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    letters = "abcdefgh"
+
+    def lines(n: int) -> str:
+        return "\n".join("".join(letters[int(i)] for i in torch.randint(0, 8, (6,), generator=g)) for _ in range(n))
+
+    (tmp_path / "eval.txt").write_text(lines(24))
+    (tmp_path / "train.txt").write_text(lines(64))
+    options = {"data": "eval.txt", "tokenizer": ".", **({"train_data": "train.txt"} if train else {})}
+    return SentenceEmbeddingTask(options, tmp_path)
+
+
+def test_distill_trains_a_sentence_encoder_without_labels(tmp_path: Path, make_ctx, run_op) -> None:
+    task = _sentences(tmp_path, train=True)
+    torch.manual_seed(0)
+    teacher = _Encoder(task.tokenizer.vocab_size)
+    student = copy.deepcopy(teacher)
+    ctx = make_ctx(task=task, parent=CompressedModel(teacher))
+    cm = run_op("prune.magnitude", CompressedModel(student), {"sparsity": 0.6, "scope": "layer", "include": ["*"]}, ctx)
+    ref = task.evaluate(teacher, torch.device("cpu"))
+
+    def agreement() -> float:
+        ev = task.evaluate(student, torch.device("cpu"), reference=ref)
+        return next(m.value for m in ev.metrics if m.name == "cosine_agreement")
+
+    before = agreement()
+    run_op("finetune", cm, {"steps": 150, "lr": 1e-2, "batch_size": 16, "distill": 1.0}, ctx)
+    after = agreement()
+    assert after > before + 0.5 * (1 - before), (before, after)  # half the lost agreement back at least
+    for name, mask in cm.masks.items():
+        assert bool((student.get_parameter(name)[mask] == 0).all())
+
+
+def test_distill_refuses_to_train_on_the_evaluation_sentences(tmp_path: Path, make_ctx, run_op) -> None:
+    task = _sentences(tmp_path, train=False)
+    teacher = _Encoder(task.tokenizer.vocab_size)
+    with pytest.raises(OpError, match="evaluation data") as e:
+        run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": 1.0},
+               make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert e.value.param == "distill"

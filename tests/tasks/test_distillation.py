@@ -1,0 +1,93 @@
+"""Distillation losses of the task contract, and the sentence-embedding task's training sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from modelbonsai.tasks import SentenceEmbeddingTask, TaskError
+from modelbonsai.tasks.base import distillation_loss
+from modelbonsai.tasks.tokenize import CharTokenizer
+
+
+def _kl64(student: torch.Tensor, teacher: torch.Tensor, t: float) -> float:
+    """KL(teacher || student) of the softmax at t, per row, averaged over rows, times t² (float64)."""
+    s = torch.softmax(student.double().reshape(-1, student.shape[-1]) / t, -1)
+    p = torch.softmax(teacher.double().reshape(-1, teacher.shape[-1]) / t, -1)
+    return float((p * (p.log() - s.log())).sum(-1).mean()) * t * t
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (3, 4, 7)])  # class scores; token scores [batch, tokens, vocab]
+@pytest.mark.parametrize("t", [1.0, 2.0, 4.5])
+def test_distillation_loss_is_kl_at_temperature(shape: tuple[int, ...], t: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    s, p = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g) * 3
+    assert float(distillation_loss(s, p, t)) == pytest.approx(_kl64(s, p, t), rel=1e-5)
+    assert float(distillation_loss(p, p, t)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_loss_of_scores_and_mismatched_shapes() -> None:
+    s, p = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 0.0, 4.0])
+    assert float(distillation_loss(s, p, 2.0)) == pytest.approx(4.0 / 3)  # [batch] scores: MSE
+    with pytest.raises(TaskError, match="do not match its teacher's"):
+        distillation_loss(torch.zeros(2, 3), torch.zeros(2, 4), 1.0)
+
+
+def test_distillation_loss_has_gradients_toward_the_teacher() -> None:
+    s = torch.zeros(4, 3, requires_grad=True)
+    p = torch.tensor([[5.0, 0, 0]] * 4)
+    distillation_loss(s, p, 2.0).backward()
+    assert s.grad is not None and bool((s.grad[:, 0] < 0).all())  # a descent step raises class 0
+
+
+class TableEncoder(nn.Module):
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.emb = nn.Embedding.from_pretrained(table, freeze=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"last_hidden_state": self.emb(input_ids)}
+
+
+def _embedding_task(tmp_path: Path, **options: str) -> SentenceEmbeddingTask:
+    tok = CharTokenizer.build("abcd ")
+    tok.save(tmp_path)
+    (tmp_path / "s.txt").write_text("ab\nba\ncd\ndc\n")
+    (tmp_path / "train.jsonl").write_text('{"text": "aa"}\n{"text": "bb"}\n{"text": "cc"}\n')
+    return SentenceEmbeddingTask({"data": "s.txt", "tokenizer": ".", **options}, tmp_path)
+
+
+def test_sentence_embedding_trains_on_its_train_data(tmp_path: Path) -> None:
+    task = _embedding_task(tmp_path, train_data="train.jsonl")
+    assert not task.training_split_is_eval
+    batch = next(task.training_batches(3, 0))
+    assert sorted(batch.ids) == ["train:0", "train:1", "train:2"]
+    ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"].bool()
+    texts = {task.tokenizer.decode(row[m].tolist()) for row, m in zip(ids, mask, strict=True)}
+    assert texts == {"aa", "bb", "cc"}
+    # the evaluation sentences are untouched
+    assert [b.ids for b in task.eval_batches(8)] == [["0", "1", "2", "3"]]
+
+
+def test_sentence_embedding_without_train_data_trains_on_the_evaluation(tmp_path: Path) -> None:
+    task = _embedding_task(tmp_path)
+    assert task.training_split_is_eval
+    assert sorted(next(task.training_batches(4, 0)).ids) == ["0", "1", "2", "3"]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(TaskError, match="train_data holds no sentences"):
+        _embedding_task(tmp_path, train_data="empty.txt")
+    with pytest.raises(TaskError, match="train_data"):
+        _embedding_task(tmp_path, train_data="missing.txt")
+
+
+def test_sentence_embedding_distill_loss_is_one_minus_cosine(tmp_path: Path) -> None:
+    task = _embedding_task(tmp_path)
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    p = torch.tensor([[1.0, 1.0], [0.0, 5.0]])
+    want = ((1 - 2**-0.5) + 0.0) / 2
+    assert float(task.distill_loss(s, p, 7.0)) == pytest.approx(want)
+    with pytest.raises(TaskError, match="embeddings"):
+        task.distill_loss(s, p[:, :1], 1.0)
