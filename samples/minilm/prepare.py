@@ -6,6 +6,8 @@
 - data/sentences.jsonl: first sentences of docstrings of the Python standard library, one per
   line with the module they came from (a grouping in the Behaviors view). Deterministic for a
   given Python version: modules and names are visited in sorted order.
+- data/train.jsonl: more such sentences, none of them in sentences.jsonl, for the variants that
+  train (distillation learns from the base model's embeddings of these, never of the evaluated ones).
 
 `BONSAI_SAMPLE_SMALL=1` writes fewer sentences (for the test suite).
 """
@@ -65,7 +67,9 @@ def first_sentence(doc: str) -> str | None:
     return sentence
 
 
-def sentences(limit: int) -> list[dict[str, str]]:
+def _docstrings(methods: bool) -> list[dict[str, str]]:
+    """First sentences of the public functions and classes of MODULES (with `methods`: of the
+    public methods of those classes instead), each sentence once, in a fixed order."""
     seen: set[str] = set()
     rows: list[dict[str, str]] = []
     for mod_name in MODULES:
@@ -77,11 +81,21 @@ def sentences(limit: int) -> list[dict[str, str]]:
             obj = getattr(mod, name)
             if name.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
                 continue
-            s = first_sentence(inspect.getdoc(obj) or "")
-            if s and s not in seen:
-                seen.add(s)
-                rows.append({"id": f"{mod_name}.{name}", "text": s, "module": mod_name.split(".")[0]})
-    # interleave modules so any prefix (max_instances) covers many topics
+            found = [(f"{mod_name}.{name}", obj)]
+            if methods:  # the class's own functions, read from its namespace (no attribute lookups)
+                own = vars(obj) if inspect.isclass(obj) else {}
+                found = [(f"{mod_name}.{name}.{m}", getattr(v, "__func__", v)) for m, v in sorted(own.items())
+                         if not m.startswith("_") and inspect.isfunction(getattr(v, "__func__", v))]
+            for ident, o in found:
+                s = first_sentence(inspect.getdoc(o) or "")
+                if s and s not in seen:
+                    seen.add(s)
+                    rows.append({"id": ident, "text": s, "module": mod_name.split(".")[0]})
+    return rows
+
+
+def _interleaved(rows: list[dict[str, str]], limit: int) -> list[dict[str, str]]:
+    """Up to `limit` rows taking one module at a time, so any prefix covers many topics."""
     by_module: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_module.setdefault(r["module"], []).append(r)
@@ -91,6 +105,18 @@ def sentences(limit: int) -> list[dict[str, str]]:
             if by_module[mod] and len(mixed) < limit:
                 mixed.append(by_module[mod].pop(0))
     return mixed
+
+
+def sentences(limit: int, train: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(evaluation sentences from functions and classes, up to `train` others to train on: the
+    functions and classes left over, then methods), no sentence in both."""
+    rows = _docstrings(methods=False)
+    evaluated = _interleaved(rows, limit)
+    taken = {r["text"] for r in evaluated}
+    rest = [r for r in rows if r["text"] not in taken]
+    rest += [r for r in _docstrings(methods=True) if r["text"] not in taken]
+    unique = list({r["text"]: r for r in reversed(rest)}.values())[::-1]  # first of each sentence
+    return evaluated, _interleaved(unique, train)
 
 
 def main() -> None:
@@ -103,14 +129,15 @@ def main() -> None:
         copy_model(model)
     else:
         print(f"minilm: cached model in {model}")
-    out = data / "sentences.jsonl"
-    if args.force or not out.exists():
-        n = 64 if os.environ.get("BONSAI_SAMPLE_SMALL") == "1" else 400
-        rows = sentences(n)
+    out, train_out = data / "sentences.jsonl", data / "train.jsonl"
+    if args.force or not out.exists() or not train_out.exists():
+        small = os.environ.get("BONSAI_SAMPLE_SMALL") == "1"
+        rows, train = sentences(64 if small else 400, 64 if small else 600)
         data.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        train_out.write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
         print(f"data: {len(rows)} sentences from {len({r['module'] for r in rows})} standard-library modules "
-              f"-> {out}")
+              f"-> {out}; {len(train)} others to train on -> {train_out}")
 
 
 if __name__ == "__main__":
