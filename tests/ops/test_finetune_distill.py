@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 
 from modelbonsai.ops.finetune import _loss_fn
 from modelbonsai.ops.registry import CompressedModel, OpError
-from modelbonsai.tasks import SentenceEmbeddingTask
+from modelbonsai.tasks import SentenceEmbeddingTask, TextClassificationTask
 from modelbonsai.tasks.base import Batch, distillation_loss
 from modelbonsai.tasks.tokenize import CharTokenizer
 
@@ -29,20 +30,32 @@ def _kl_to(teacher: nn.Module, student: nn.Module, task: Any) -> float:
 
 def test_distill_brings_a_pruned_model_back_toward_its_parent(tiny_cnn, cnn_task, make_ctx, run_op) -> None:
     teacher = CompressedModel(tiny_cnn)
-    before_teacher = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
     student = copy.deepcopy(tiny_cnn)
     ctx = make_ctx(task=cnn_task, parent=teacher)
     cm = run_op("prune.magnitude", CompressedModel(student), {"sparsity": 0.7}, ctx)
     before = _kl_to(tiny_cnn, student, cnn_task)
+    tiny_cnn.train()  # as a parent may be: distillation must run it in eval mode, and leave it so
+    before_teacher = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
     run_op("finetune", cm, {"steps": 40, "lr": 1e-2, "distill": 1.0, "temperature": 2.0}, ctx)
-    after = _kl_to(tiny_cnn, student, cnn_task)
+    assert tiny_cnn.training and all(m.training for m in tiny_cnn.modules())
+    # the teacher is left as it was: weights, buffers (BatchNorm statistics: it ran in eval mode),
+    # and no gradients (it ran without autograd)
+    assert all(torch.equal(v, before_teacher[k]) for k, v in tiny_cnn.state_dict().items())
+    assert all(p.grad is None for p in tiny_cnn.parameters())
+    after = _kl_to(tiny_cnn.eval(), student, cnn_task)
     assert after < 0.5 * before, (before, after)
     for name, mask in cm.masks.items():  # the pruning survives
         p = student.get_parameter(name)
         assert int((p == 0).sum()) == int(mask.sum()) and bool((p[mask] == 0).all())
-    # the teacher is left as it was: weights, buffers (BatchNorm statistics) and mode
-    assert all(torch.equal(v, before_teacher[k]) for k, v in tiny_cnn.state_dict().items())
-    assert not tiny_cnn.training
+
+
+def test_distill_restores_each_module_mode(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
+    teacher, student = tiny_cnn_factory(), tiny_cnn_factory()
+    teacher.train()
+    teacher.bn1.eval()  # a mix of modes comes back as it was, not flattened to the root's
+    run_op("finetune", CompressedModel(student), {"steps": 1, "distill": 1.0},
+           make_ctx(task=cnn_task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert teacher.training and teacher.conv1.training and not teacher.bn1.training
 
 
 class _Counting:
@@ -136,7 +149,7 @@ def _sentences(tmp_path: Path, train: bool) -> SentenceEmbeddingTask:
 
     (tmp_path / "eval.txt").write_text(lines(24))
     (tmp_path / "train.txt").write_text(lines(64))
-    options = {"data": "eval.txt", "tokenizer": ".", **({"train_data": "train.txt"} if train else {})}
+    options = {"data": "eval.txt", "tokenizer": ".", **({"train": "train.txt"} if train else {})}
     return SentenceEmbeddingTask(options, tmp_path)
 
 
@@ -167,4 +180,90 @@ def test_distill_refuses_to_train_on_the_evaluation_sentences(tmp_path: Path, ma
     with pytest.raises(OpError, match="evaluation data") as e:
         run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": 1.0},
                make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert e.value.param == "distill"
+
+
+class _SmoothedLabels(TextClassificationTask):
+    """A user task that changes only `loss`: the loss_of it inherits is not its loss."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return 100 * F.cross_entropy(self.forward(model, batch), batch.targets, label_smoothing=0.5)
+
+
+class _FirstChar(nn.Module):
+    def __init__(self, vocab: int, classes: int):
+        super().__init__()
+        self.table = nn.Embedding(vocab, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.table(input_ids[:, 0])
+
+
+def _text_task(tmp_path: Path, cls: type[TextClassificationTask] = TextClassificationTask,
+               train: bool = True) -> TextClassificationTask:  # fmt: skip
+    rows = [{"text": t, "label": t[0]} for t in ("ab", "ba", "aa", "bb")]
+    for name in ("eval.jsonl", "train.jsonl"):
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows))
+    CharTokenizer.build("ab").save(tmp_path)
+    return cls({"data": "eval.jsonl", "tokenizer": ".", **({"train": "train.jsonl"} if train else {})}, tmp_path)
+
+
+def test_distill_mixes_in_a_subclass_own_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    for cls in (TextClassificationTask, _SmoothedLabels):
+        task = _text_task(tmp_path, cls)
+        teacher, student = _FirstChar(8, 2), _FirstChar(8, 2)
+        batch = next(task.training_batches(4, 0))
+        step = _loss_fn(task, student, teacher, 0.5, 1.0, torch.device("cpu"))
+        with torch.no_grad():
+            kd = task.distill_loss(task.forward(student, batch), task.forward(teacher, batch), 1.0)
+            own = task.loss(student, batch)
+            assert float(step(batch)) == pytest.approx(float(0.5 * own + 0.5 * kd), rel=1e-5)
+
+
+def test_distill_refuses_a_text_task_without_training_data(tmp_path: Path, make_ctx, run_op) -> None:
+    task = _text_task(tmp_path, train=False)
+    with pytest.raises(OpError, match="its `train` option") as e:
+        run_op("finetune", CompressedModel(_FirstChar(8, 2)), {"steps": 1, "distill": 1.0},
+               make_ctx(task=task, parent=CompressedModel(_FirstChar(8, 2))))  # fmt: skip
+    assert e.value.param == "distill"
+
+
+def test_distill_below_one_needs_the_task_loss(tmp_path: Path, make_ctx, run_op) -> None:
+    task = _sentences(tmp_path, train=True)
+    teacher = _Encoder(task.tokenizer.vocab_size)
+    with pytest.raises(OpError, match="set distill: 1") as e:
+        run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": 0.5},
+               make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert e.value.param == "distill"
+
+
+class _Broken(nn.Module):
+    """A parent whose outputs overflowed."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        return torch.where(torch.arange(y.shape[1]) == 0, torch.full_like(y, float("inf")), y)
+
+
+def test_distill_refuses_a_parent_with_overflowing_outputs(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
+    teacher = _Broken(tiny_cnn_factory())
+    with pytest.raises(OpError, match=r"NaN or \+inf") as e:
+        run_op("finetune", CompressedModel(tiny_cnn_factory()), {"steps": 1, "distill": 1.0},
+               make_ctx(task=cnn_task, parent=CompressedModel(teacher)))  # fmt: skip
+    assert e.value.param == "distill"
+
+
+def test_distill_needs_float_outputs(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
+    class Argmax(_Counting):
+        def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+            return self.inner.forward(model, batch).argmax(1)  # type: ignore[no-any-return]
+
+    with pytest.raises(OpError, match="int64 without gradients") as e:
+        run_op("finetune", CompressedModel(tiny_cnn_factory()), {"steps": 1, "distill": 1.0},
+               make_ctx(task=Argmax(cnn_task, False), parent=CompressedModel(tiny_cnn_factory())))  # fmt: skip
     assert e.value.param == "distill"

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..tasks.base import distillation_loss
+from ..tasks.base import TaskError, distillation_loss
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import move_batch, need_task, to_device
 
@@ -181,25 +181,42 @@ def _teacher(ctx: OpContext, task: Any) -> nn.Module:
         raise OpError(OP, "'distill' learns from the parent model, and this variant has none", param="distill")
     if getattr(task, "training_split_is_eval", False):
         raise OpError(OP, "the task's training batches are its evaluation data, so distilling would fit what the "
-                          "model is judged on; give the task data of its own to train on (e.g. `train_data:`)",
+                          "model is judged on; give the task training data of its own (its `train` option)",
                       param="distill")  # fmt: skip
     return ctx.parent.module
 
 
 @contextlib.contextmanager
 def _teaching(teacher: nn.Module | None, device: torch.device) -> Iterator[None]:
-    """The teacher on `device` in eval mode for the run; where and how it was, after (the runner
-    may hand the same parent to the next variant)."""
+    """The teacher on `device` in eval mode for the run; where and how it was, after, module by
+    module (the runner may hand the same parent to the next variant)."""
     if teacher is None:
         yield
         return
-    was_training = teacher.training
+    modes = {m: m.training for m in teacher.modules()}
     home = next((p.device for p in teacher.parameters()), device)
-    teacher.to(device).eval()
     try:
+        teacher.to(device).eval()
         yield
     finally:
-        teacher.to(home).train(was_training)
+        teacher.to(home)
+        for m, training in modes.items():
+            m.training = training
+
+
+def _own_loss_of(task: Any) -> Callable[[torch.Tensor, Any], torch.Tensor | None] | None:
+    """`task.loss_of` where it computes what `task.loss` does: a task class that overrides only
+    `loss` (label smoothing, class weights) of a built-in task must train on its own loss, not on
+    the loss_of it inherited."""
+    fn = getattr(task, "loss_of", None)
+    if fn is None:
+        return None
+
+    def owner(attr: str) -> type | None:
+        return next((c for c in type(task).__mro__ if attr in vars(c)), None)
+
+    of, lo = owner("loss_of"), owner("loss")
+    return fn if of is None or lo is None or issubclass(of, lo) else None
 
 
 def _loss_fn(
@@ -209,21 +226,33 @@ def _loss_fn(
     if teacher is None:
         return lambda batch: task.loss(model, batch)
     distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
-    loss_of = getattr(task, "loss_of", None)
+    loss_of = _own_loss_of(task)
+
+    def own_loss(out: torch.Tensor, batch: Any) -> torch.Tensor:
+        try:
+            own = loss_of(out, batch) if loss_of is not None else None
+            # without loss_of, the task has its loss only through loss(): a second forward
+            return own if own is not None else task.loss(model, batch)  # type: ignore[no-any-return]
+        except TaskError as e:  # e.g. a task without labels
+            raise OpError(OP, f"with distill below 1 the task's own loss is trained too, and {e}; set distill: 1 "
+                              "to learn from the parent alone", param="distill") from e  # fmt: skip
 
     def loss(batch: Any) -> torch.Tensor:
         out = task.forward(model, batch)
+        if not out.is_floating_point() or (torch.is_grad_enabled() and not out.requires_grad):
+            raise OpError(OP, f"the task's outputs are {out.dtype} without gradients, so nothing can be learned "
+                              "from them; distillation needs the model's scores", param="distill")  # fmt: skip
         with torch.no_grad():
             try:
                 target = task.forward(teacher, batch)
             except (RuntimeError, NotImplementedError) as e:  # e.g. a CPU-only quantized parent on a GPU
-                raise OpError(OP, f"the parent model cannot run on {device} to teach: {e}", param="distill") from None
+                raise OpError(OP, f"the parent model failed to run on {device} to teach: {e}", param="distill") from e
+            if target.is_floating_point() and bool((torch.isnan(target) | torch.isposinf(target)).any()):
+                raise OpError(OP, "the parent model's outputs hold NaN or +inf (a float16 parent overflowing?); "
+                                  "it cannot teach", param="distill")  # fmt: skip
         kd = distance(out, target, temperature)
         if distill >= 1.0:
             return kd  # type: ignore[no-any-return]
-        own = loss_of(out, batch) if loss_of is not None else None
-        if own is None:  # the task has its loss only through loss(): a second forward
-            own = task.loss(model, batch)
-        return (1.0 - distill) * own + distill * kd  # type: ignore[no-any-return]
+        return (1.0 - distill) * own_loss(out, batch) + distill * kd  # type: ignore[no-any-return]
 
     return loss

@@ -22,20 +22,28 @@ class TaskError(ValueError):
     """A user-facing problem with a task or its data: names the task and what it expected."""
 
 
+def check_teacher_shape(student: torch.Tensor, teacher: torch.Tensor, what: str = "outputs") -> None:
+    """Distillation compares like with like: the same output shape on both sides."""
+    if student.shape != teacher.shape:
+        raise TaskError(f"the model's {what} {tuple(student.shape)} do not match its teacher's "
+                        f"{tuple(teacher.shape)}; distillation needs the same output shape")  # fmt: skip
+
+
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """How far a student's class (or token) scores are from a teacher's: KL(teacher || student) of
     their softmax at `temperature` over the last dim, averaged over every other position, times
     temperature² (so the gradient's scale does not shrink as the temperature rises). Outputs with
-    no class dim ([batch] scores) are compared by mean squared error."""
-    if student.shape != teacher.shape:
-        raise TaskError(f"the model's outputs {tuple(student.shape)} do not match its teacher's "
-                        f"{tuple(teacher.shape)}; distillation needs the same output shape")  # fmt: skip
+    no class dim, or a single column ([batch] or [batch, 1] scores: a softmax over one value is
+    always 1), are compared by mean squared error."""
+    check_teacher_shape(student, teacher)
     s, t = student.float(), teacher.float()
-    if s.dim() < 2:
+    if s.dim() < 2 or s.shape[-1] == 1:
         return F.mse_loss(s, t)
     log_s = F.log_softmax(s / temperature, dim=-1).flatten(0, -2)
-    log_t = F.log_softmax(t / temperature, dim=-1).flatten(0, -2)
-    return F.kl_div(log_s, log_t, log_target=True, reduction="batchmean") * (temperature * temperature)
+    # probabilities, not log-probabilities, as the target: a class the teacher rules out (a score
+    # of -inf, probability 0) then adds 0, where the log form gives 0 * -inf = NaN
+    p = F.softmax(t / temperature, dim=-1).flatten(0, -2)
+    return F.kl_div(log_s, p, reduction="batchmean") * (temperature * temperature)
 
 
 @dataclass
@@ -88,6 +96,9 @@ class Task(ABC):
     """Base class of every task. Subclasses set `kind` and implement the abstract methods."""
 
     kind: str = ""
+    #: Whether `training_batches` are the evaluation instances (no training data of its own):
+    #: fine for calibration, refused by distillation, which would fit what it is judged on.
+    training_split_is_eval: bool = False
     #: On the class: option name -> (type, doc) for the experiment file's `task:` section
     #: (validation, completion). On an instance: the option values from the experiment file.
     options: Mapping[str, Any] = {}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
+from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError, check_teacher_shape
 from .common import endless_shuffle, fail, hidden_states_of, limit, option, read_jsonl, resolve_path
 from .tokenize import TextTokenizer, resolve_tokenizer
 
@@ -29,8 +29,8 @@ class SentenceEmbeddingTask(Task):
     kind = KIND
     options = {  # noqa: RUF012  (class-level option schema; instances hold the values)
         "data": ("path", "sentences: a text file with one per line, or a JSONL of {\"text\", ...}"),
-        "train_data": ("path", "sentences to train on (finetune's `distill`, calibration), in the same formats "
-                               "(default: the evaluation sentences, which distillation refuses)"),
+        "train": ("path", "sentences to train on (finetune's `distill`, calibration), in the same formats "
+                          "(default: the evaluation sentences, which distillation refuses)"),
         "tokenizer": ("path", "tokenizer folder (default: the base model's folder)"),
         "max_length": ("int", "longest input in tokens (default 128)"),
         "k": ("int", "neighbours compared by the overlap@k metric (default 5)"),
@@ -52,15 +52,13 @@ class SentenceEmbeddingTask(Task):
         self.texts = [str(r["text"]) for r in rows]
         self.attrs = [{k: str(v) for k, v in r.items() if k not in ("text", "id") and isinstance(v, (str, int))}
                       for r in rows]
-        train = self.options.get("train_data")
-        #: whether training batches are the evaluation sentences (no `train_data`): fine for
-        #: calibration, not for distillation, which would then fit what it is judged on
+        train = option(KIND, self.options, "train", str)
         self.training_split_is_eval = train is None
         self.train_texts = self.texts
         if train is not None:
-            rows = _read_sentences(resolve_path(KIND, root, option(KIND, self.options, "train_data", str), "train_data"))
+            rows = _read_sentences(resolve_path(KIND, root, train, "train"))
             if not rows:
-                raise fail(KIND, "train_data holds no sentences")
+                raise fail(KIND, "the `train` file holds no sentences")
             self.train_texts = [str(r["text"]) for r in rows]
         self._tok: TextTokenizer | None = None
 
@@ -77,7 +75,7 @@ class SentenceEmbeddingTask(Task):
         if self.training_split_is_eval:
             return self._batch(idx)
         texts = [self.train_texts[i] for i in idx]
-        return Batch([f"train:{i}" for i in idx], self.tokenizer.batch(texts, self.max_length))
+        return Batch([f"train/{i}" for i in idx], self.tokenizer.batch(texts, self.max_length))
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.ids), batch_size):
@@ -100,14 +98,12 @@ class SentenceEmbeddingTask(Task):
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """1 - cosine of each sentence's embedding with the teacher's, averaged: the agreement the
         task scores (embeddings are compared by direction; `temperature` has no part here)."""
-        if student.shape != teacher.shape:
-            raise fail(KIND, f"the model's embeddings {tuple(student.shape)} do not match its teacher's "
-                             f"{tuple(teacher.shape)}")  # fmt: skip
+        check_teacher_shape(student, teacher, "embeddings")
         return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         raise TaskError(f"task {KIND}: has no labels, so it has no training loss for finetune; distil "
-                        "from the parent instead (finetune: {distill: 1}, with the task's train_data), or use "
+                        "from the parent instead (finetune: {distill: 1}, with the task's `train` sentences), or use "
                         "a labelled task or a user task that defines loss()")
 
     @torch.no_grad()

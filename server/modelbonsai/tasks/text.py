@@ -47,6 +47,7 @@ class TextClassificationTask(ClassificationTask):
         n = limit(len(rows.ids), max_instances)
         self._eval = _Rows(rows.ids[:n], rows.texts[:n], rows.labels[:n], rows.attrs[:n])
         self._train: _Rows | None = None
+        self.training_split_is_eval = self.options.get("train") is None
         self._tok: TextTokenizer | None = None
 
     def _class_names(self, raw: list[dict[str, Any]]) -> list[str]:
