@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,30 @@ def test_cancel_with_tensors_in_flight_skips_the_queued_ones() -> None:
     # the 3 compared, plus at most the 4 queued ahead (twice the largest tensor per worker; 2
     # sides each): not the 40
     assert len(read) <= 2 * (3 + 4)
+
+
+def test_other_workers_keep_busy_while_a_large_tensor_runs() -> None:
+    """The tensor collected next may be far larger than the rest (an embedding): the small ones
+    behind it are compared meanwhile, not only the few a count-based queue would hold."""
+    shapes = {"embed.weight": (64, 64), **{f"l{i}.weight": (4, 4) for i in range(30)}}
+    small_done = threading.Event()
+    read: list[str] = []
+    lock = threading.Lock()
+
+    def get(name: str) -> torch.Tensor:
+        if name == "embed.weight":
+            small_done.wait(timeout=20)  # held until the small ones are through (or gives up)
+        with lock:
+            read.append(name)
+            if sum(n != "embed.weight" for n in read) == 2 * 30:  # both sides of every small one
+                small_done.set()
+        return torch.ones(shapes[name])
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        res = compare_weights(FunctionSource(shapes, get), {"o": FunctionSource(shapes, get)})["o"]
+    finally:
+        torch.set_num_threads(before)
+    assert small_done.is_set() and read.index("embed.weight") > 30
+    assert [t.name for t in res.tensors] == list(shapes)  # still in order

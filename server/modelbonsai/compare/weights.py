@@ -372,8 +372,9 @@ def compare_weights(
     # Tensors are independent and the kernels release the GIL: as many tensors in flight as torch
     # may use threads (torch.set_num_threads), results collected in order, so the output, the
     # progress and the point where a cancel stops are those of a sequential run. Queued ahead:
-    # up to twice the largest tensor per worker, in elements, so the others keep busy while the
-    # one collected next (an embedding) runs, and a cancel skips all but about that much work.
+    # up to twice the largest tensor per worker, in elements (often the whole model), so the
+    # others keep busy while the one collected next (an embedding) runs; a cancel drops what no
+    # worker has started, so it wastes at most about that much work.
     workers = max(1, min(4, torch.get_num_threads(), len(names)))
     ahead = 2 * workers * max(sizes, default=1)
     todo = deque(zip(names, sizes, strict=True))
