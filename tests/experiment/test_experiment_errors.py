@@ -310,3 +310,20 @@ def test_ops_that_need_a_task(ws: Path) -> None:
     assert at(p) == span(text, "test.calibrate") and "task" in p.message
     with_task = "task: {kind: text-classification, data: data}\n" + text
     assert parse(with_task, ws).ok
+
+
+def test_distillation_needs_training_data_of_the_task_own(ws: Path) -> None:
+    """finetune's distill trains on the task's training batches: a task whose training batches
+    would be its evaluation instances (no `train:`) is reported at the value, before any run."""
+    (ws / "eval.jsonl").write_text('{"text": "a", "label": 0}\n')
+    ops = "  - name: kd\n    ops:\n      - finetune: {steps: 2, distill: [0.0, 0.5]}\n"
+    text = "base: {load: model}\ntask: {kind: text-classification, data: eval.jsonl}\nvariants:\n" + ops
+    p = only(parse(text, ws), "task-data")
+    assert at(p) == span(text, "[0.0, 0.5]") and "train:" in p.message and p.severity == "error"
+    assert "task-data" in PROBLEM_CODES
+    with_train = text.replace("data: eval.jsonl}", "data: eval.jsonl, train: eval.jsonl}")
+    assert parse(with_train, ws).ok
+    plain = text.replace("distill: [0.0, 0.5]", "distill: 0")  # no distillation: calibration-like use is fine
+    assert parse(plain, ws).ok
+    lm = text.replace("kind: text-classification, data: eval.jsonl", "kind: causal-lm, data: eval.jsonl")
+    assert not [q for q in parse(lm, ws).problems if q.code == "task-data"]  # it holds out its own tail

@@ -58,6 +58,7 @@ PROBLEM_CODES = (
     "missing-path",  # a file or folder named in the file does not exist
     "sweep",  # a list given for a parameter that cannot be swept, empty sweeps, bad name templates
     "unknown-task",  # a task kind that is not built in
+    "task-data",  # an op needs data the task does not give (distillation without training data)
     "pattern-no-match",  # an include/exclude pattern matches no parameter of the base model
     "internal",  # checking itself failed (a bug, or an op module that does not import)
 )

@@ -97,6 +97,7 @@ class _Parser:
         self.root = path.absolute().parent
         self.user_ops: set[str] = set()
         self.has_task = False
+        self.task_spec: TaskSpec | None = None
 
     # -- top level ------------------------------------------------------------------------------
     def run(self, node: MappingNode) -> Experiment | None:
@@ -122,6 +123,7 @@ class _Parser:
         base = self.base(items.get("base"), node)
         task = self.task(items["task"]) if "task" in items else None
         self.has_task = "task" in items and not is_null(items["task"][1])
+        self.task_spec = task
         declared, variants = self.variants(items.get("variants"), node, base)
         if base is None:
             return None
@@ -454,6 +456,17 @@ class _Parser:
         if op is not None and op.needs_task and not self.has_task:
             self.c.add(call.name_range, f"{call.name} needs data from a task (calibration or training batches); "
                                         "add a `task:` section", "missing-required")
+        task = self.task_spec
+        if op is None or task is None or not taskinfo.trains_on_evaluation(task.kind, task.options):
+            return
+        for p in op.params:
+            value = call.params.get(p.name)
+            values = value if isinstance(value, list) else [value]
+            if p.needs_training_data and any(_positive(v) for v in values):
+                where = call.value_ranges.get(p.name, call.name_range)
+                self.c.add(where, f"{call.name} with {p.name} > 0 trains on the task's training batches, and this "
+                                  f"{task.kind} task has no training data of its own (it would fit its evaluation "
+                                  "instances): give the task `train:`", "task-data")
 
     def resolve(self, decls: list[_Decl], base: BaseSpec | None) -> list[Variant]:
         """Link parents, expand sweeps (parents first, then file order), report names and loops."""
@@ -575,3 +588,7 @@ def _default_base_name(load: str, kind: str) -> str:
         return load.rsplit(":", 1)[-1]
     p = Path(load.rstrip("/\\"))
     return (p.stem if p.suffix else p.name) or "base-model"
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0

@@ -75,6 +75,19 @@ def task_options(kind: str) -> dict[str, tuple[str, str]] | None:
     return out
 
 
+def trains_on_evaluation(kind: str, options: Mapping[str, Any]) -> bool:
+    """Whether a built-in kind with these options trains on its evaluation instances (False
+    when that cannot be told: a user task, an unknown kind, a class that does not say)."""
+    if ":" in kind:
+        return False
+    cls = _get_class(kind)
+    fn = getattr(cls, "trains_on_evaluation", None) if cls is not None else None
+    try:
+        return bool(fn(options)) if callable(fn) else False
+    except Exception:  # a task class failing here must not break validation
+        return False
+
+
 def task_doc(kind: str) -> str:
     cls = _get_class(kind)
     doc = (cls.__doc__ or "").strip() if cls is not None else ""

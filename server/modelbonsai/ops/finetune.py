@@ -80,7 +80,7 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
         Param("distill", "float", "Weight of distillation from the parent model (the variant's `from`): the "
               "loss is (1 - distill) x the task's loss + distill x the distance of the model's outputs from "
               "the parent's. 1 learns from the parent alone (no labels needed).",
-              default=0.0, minimum=0.0, maximum=1.0),
+              default=0.0, minimum=0.0, maximum=1.0, needs_training_data=True),
         Param("temperature", "float", "Softmax temperature of the distillation loss on class or token scores.",
               default=2.0, minimum=0.0, exclusive_minimum=True, maximum=100.0),
     ],

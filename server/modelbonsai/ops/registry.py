@@ -50,6 +50,9 @@ class Param:
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
     sweepable: bool = True
+    #: a value above 0 trains on the task's training batches, which must be data of its own, not
+    #: its evaluation instances (the experiment file is checked against the task's options)
+    needs_training_data: bool = False
 
     def interval(self) -> str:
         """The allowed range in interval notation ("[0, 1)", "(0, inf)"), or "" when unbounded."""

@@ -97,7 +97,8 @@ class Task(ABC):
 
     kind: str = ""
     #: Whether `training_batches` are the evaluation instances (no training data of its own):
-    #: fine for calibration, refused by distillation, which would fit what it is judged on.
+    #: fine for calibration, refused by distillation, which would fit what it is judged on. Set
+    #: from :meth:`trains_on_evaluation` when the task is made.
     training_split_is_eval: bool = False
     #: On the class: option name -> (type, doc) for the experiment file's `task:` section
     #: (validation, completion). On an instance: the option values from the experiment file.
@@ -118,6 +119,13 @@ class Task(ABC):
         self.root = root
         self.max_instances = max_instances
         self.model_path = model_path
+        self.training_split_is_eval = self.trains_on_evaluation(self.options)
+
+    @classmethod
+    def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
+        """Whether, with these options, `training_batches` would be the evaluation instances
+        (the experiment file is checked with it before anything is loaded)."""
+        return False
 
     # -- data ---------------------------------------------------------------------------------
     @abstractmethod

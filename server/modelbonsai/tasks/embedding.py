@@ -36,6 +36,10 @@ class SentenceEmbeddingTask(Task):
         "k": ("int", "neighbours compared by the overlap@k metric (default 5)"),
     }
 
+    @classmethod
+    def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
+        return options.get("train") is None  # without `train`, training batches are the evaluation rows
+
     def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
                  model_path: Path | None = None) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
@@ -53,7 +57,6 @@ class SentenceEmbeddingTask(Task):
         self.attrs = [{k: str(v) for k, v in r.items() if k not in ("text", "id") and isinstance(v, (str, int))}
                       for r in rows]
         train = option(KIND, self.options, "train", str)
-        self.training_split_is_eval = train is None
         self.train_texts = self.texts
         if train is not None:
             rows = _read_sentences(resolve_path(KIND, root, train, "train"))

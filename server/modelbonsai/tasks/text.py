@@ -36,6 +36,10 @@ class TextClassificationTask(ClassificationTask):
         "top_k": ("int", "k of the top-k accuracy (default 5)"),
     }
 
+    @classmethod
+    def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
+        return options.get("train") is None  # without `train`, training batches are the evaluation rows
+
     def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
                  model_path: Path | None = None) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
@@ -47,7 +51,6 @@ class TextClassificationTask(ClassificationTask):
         n = limit(len(rows.ids), max_instances)
         self._eval = _Rows(rows.ids[:n], rows.texts[:n], rows.labels[:n], rows.attrs[:n])
         self._train: _Rows | None = None
-        self.training_split_is_eval = self.options.get("train") is None
         self._tok: TextTokenizer | None = None
 
     def _class_names(self, raw: list[dict[str, Any]]) -> list[str]:
