@@ -174,15 +174,6 @@ def test_distill_trains_a_sentence_encoder_without_labels(tmp_path: Path, make_c
         assert bool((student.get_parameter(name)[mask] == 0).all())
 
 
-def test_distill_refuses_to_train_on_the_evaluation_sentences(tmp_path: Path, make_ctx, run_op) -> None:
-    task = _sentences(tmp_path, train=False)
-    teacher = _Encoder(task.tokenizer.vocab_size)
-    with pytest.raises(OpError, match="evaluation data") as e:
-        run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": 1.0},
-               make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
-    assert e.value.param == "distill"
-
-
 class _SmoothedLabels(TextClassificationTask):
     """A user task that changes only `loss`: the loss_of it inherits is not its loss."""
 
@@ -229,11 +220,16 @@ def test_distill_refuses_a_text_task_without_training_data(tmp_path: Path, make_
     assert e.value.param == "distill"
 
 
-def test_distill_below_one_needs_the_task_loss(tmp_path: Path, make_ctx, run_op) -> None:
-    task = _sentences(tmp_path, train=True)
+@pytest.mark.parametrize(("train", "distill", "match"), [
+    (False, 1.0, "evaluation data"),  # it would fit the sentences it is judged on
+    (True, 0.5, "set distill: 1"),  # below 1 the task's own loss is trained too, and it has none
+])  # fmt: skip
+def test_distill_refuses_a_sentence_task_it_cannot_train_on(tmp_path: Path, make_ctx, run_op, train: bool,
+                                                            distill: float, match: str) -> None:  # fmt: skip
+    task = _sentences(tmp_path, train=train)
     teacher = _Encoder(task.tokenizer.vocab_size)
-    with pytest.raises(OpError, match="set distill: 1") as e:
-        run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": 0.5},
+    with pytest.raises(OpError, match=match) as e:
+        run_op("finetune", CompressedModel(copy.deepcopy(teacher)), {"steps": 1, "distill": distill},
                make_ctx(task=task, parent=CompressedModel(teacher)))  # fmt: skip
     assert e.value.param == "distill"
 

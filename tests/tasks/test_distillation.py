@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch import nn
 
 from modelbonsai.tasks import (
     CausalLMTask,
@@ -62,15 +61,6 @@ def test_distillation_loss_has_gradients_toward_the_teacher() -> None:
     p = torch.tensor([[5.0, 0, 0]] * 4)
     distillation_loss(s, p, 2.0).backward()
     assert s.grad is not None and bool((s.grad[:, 0] < 0).all())  # a descent step raises class 0
-
-
-class TableEncoder(nn.Module):
-    def __init__(self, table: torch.Tensor):
-        super().__init__()
-        self.emb = nn.Embedding.from_pretrained(table, freeze=False)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"last_hidden_state": self.emb(input_ids)}
 
 
 def _embedding_task(tmp_path: Path, **options: str) -> SentenceEmbeddingTask:
