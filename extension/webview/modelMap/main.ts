@@ -155,7 +155,7 @@ const layout = el(
   el(
     'div',
     { class: 'mm-main' },
-    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, legendBox, hint, banner, empty), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
+    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, el('div', { class: 'mm-overlay' }, legendBox, hint), banner, empty), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
     el('div', { class: 'mm-side' }, details.root, filters.root),
   ),
 );

@@ -19,8 +19,10 @@ button.secondary:hover { background: var(--vscode-button-secondaryHoverBackgroun
 .mm-map-wrap { position: relative; min-height: 0; }
 .mm-map, .mm-scatter { position: absolute; inset: 0; overflow: hidden; }
 .mm-map canvas, .mm-scatter canvas { display: block; }
-.mm-legend-box { position: absolute; left: 6px; bottom: 6px; background: var(--vscode-editorWidget-background, var(--vscode-editor-background)); border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,.35)); opacity: .95; pointer-events: none; }
-.mm-hint { position: absolute; right: 8px; bottom: 6px; font-size: .85em; pointer-events: none; }
+/* the legend and the hint share the map's bottom edge: the hint goes above the legend when both do not fit */
+.mm-overlay { position: absolute; left: 6px; right: 8px; bottom: 6px; display: flex; flex-wrap: wrap-reverse; justify-content: space-between; align-items: flex-end; gap: 4px 12px; pointer-events: none; }
+.mm-legend-box { background: var(--vscode-editorWidget-background, var(--vscode-editor-background)); border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,.35)); opacity: .95; pointer-events: none; }
+.mm-hint { font-size: .85em; pointer-events: none; }
 .mm-tabs { display: flex; gap: 2px; align-items: center; border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); padding: 0 6px; }
 .mm-tabs [role=tab] { background: none; color: var(--vscode-foreground); border-bottom: 2px solid transparent; opacity: .75; }
 .mm-tabs [role=tab][aria-selected=true] { border-bottom-color: var(--vscode-panelTitle-activeBorder, var(--vscode-focusBorder)); opacity: 1; }
