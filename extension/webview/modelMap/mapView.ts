@@ -308,14 +308,14 @@ export class MapView {
         const lx = (this.sx(pn) + cx) / 2 + (cn.row !== pn.row ? COL_W * k * 0.12 : 0);
         ctx.globalAlpha = app.pass.has(c) ? 1 : 0.3;
         ctx.fillStyle = theme.muted;
-        ctx.fillText(shortOp(m.op ?? ''), lx, cy - 5);
+        haloText(ctx, shortOp(m.op ?? ''), lx, cy - 5, theme.bg);
         if (k >= 1.6) {
           const params = Object.entries(m.params)
             .map(([a, b]) => `${a}=${typeof b === 'string' ? b : JSON.stringify(b)}`)
             .join(' ');
           if (params) {
             ctx.textBaseline = 'top';
-            ctx.fillText(params.length > 40 ? `${params.slice(0, 39)}…` : params, lx, cy + 5);
+            haloText(ctx, params.length > 40 ? `${params.slice(0, 39)}…` : params, lx, cy + 5, theme.bg);
             ctx.textBaseline = 'bottom';
           }
         }
@@ -394,7 +394,7 @@ export class MapView {
       if (n.hidden) label += ` (+${n.hidden})`;
       if (label.trim()) {
         ctx.fillStyle = m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.fg;
-        ctx.fillText(label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0));
+        haloText(ctx, label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0), theme.bg);
       }
     }
     ctx.globalAlpha = 1;
@@ -630,4 +630,16 @@ export function edgeColour(lin: Lineage, def: MetricDef | undefined, parent: str
 
 export function shortOp(op: string): string {
   return op.length > 22 ? `${op.slice(0, 21)}…` : op;
+}
+
+/** Text over a thin outline in the background colour, so edges passing under a name or an op
+ * label do not make it unreadable. */
+function haloText(ctx: CanvasRenderingContext2D, text: string, x: number, y: number, bg: string): void {
+  const width = ctx.lineWidth;
+  ctx.lineWidth = 3;
+  ctx.lineJoin = 'round';
+  ctx.strokeStyle = bg;
+  ctx.strokeText(text, x, y);
+  ctx.lineWidth = width;
+  ctx.fillText(text, x, y);
 }
