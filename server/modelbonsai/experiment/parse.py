@@ -424,7 +424,7 @@ class _Parser:
                     call = parse_op(c, op_item, self.user_ops)
                     if call is not None:
                         ops.append(call)
-                        self._needs_task(call)
+                        self._check_task_use(call)
             elif isinstance(ops_node, SequenceNode) or is_null(ops_node):
                 c.add(items["ops"][0], f"variant '{name or '?'}' has no ops; list at least one", "missing-required")
             else:
@@ -451,7 +451,8 @@ class _Parser:
         )
         return _Decl(v, name_node, from_node, from_value, index)
 
-    def _needs_task(self, call: OpCall) -> None:
+    def _check_task_use(self, call: OpCall) -> None:
+        """The op needs a task, and (for distillation) training data the task has of its own."""
         op = get_op(call.name)
         if op is not None and op.needs_task and not self.has_task:
             self.c.add(call.name_range, f"{call.name} needs data from a task (calibration or training batches); "
