@@ -229,17 +229,19 @@ export type ModelStatus = ModelInfo['status'];
 export type LineageResult = Infer<typeof lineageResult>;
 
 /**
- * One key per metric definition (name, unit, direction, headline), the same in every reply it is
- * given: a definition's key in one folder's reply can be another definition's in the next folder's,
- * and the views key metric values by it. Assigned as the server does (protocol.py MetricTable): the
- * name, or `name#2`, ... for another definition under the same name.
+ * One key per metric definition (name, unit, direction), the same in every reply it is given: a
+ * definition's key in one folder's reply can be another definition's in the next folder's, and
+ * the views key metric values by it. Assigned as the server does (lsp/lineage.py MetricTable): the
+ * name, or `name#2`, ... for another definition under the same name. The headline flag is not part
+ * of the identity (a task that starts calling a metric headline does not split it in two); keys
+ * are per session, so state saved across sessions is kept by definition (modelMap/state.ts).
  */
 export class MetricKeys {
   private readonly byDef = new Map<string, string>();
   private readonly used = new Set<string>();
 
-  key(d: MetricDef): string {
-    const def = JSON.stringify([d.name, d.unit, d.higherIsBetter, d.headline]);
+  key(d: Pick<MetricDef, 'name' | 'unit' | 'higherIsBetter'>): string {
+    const def = JSON.stringify([d.name, d.unit, d.higherIsBetter]);
     let key = this.byDef.get(def);
     if (key === undefined) {
       key = d.name;
@@ -251,11 +253,6 @@ export class MetricKeys {
   }
 }
 
-/**
- * The models of a lineage reply with each metric's definition joined to its value, in the model's
- * order (protocol.py `model_metrics`). A key the reply does not define shows by its name. Replies
- * of several folders shown together share one `keys`, so that a definition has one key in all.
- */
 export function lineageModels(reply: LineageResult, keys: MetricKeys = new MetricKeys()): ModelInfo[] {
   const known = new Map<string, MetricDef & { key: string }>();
   // The reply's own order first: a single reply keeps the server's keys.

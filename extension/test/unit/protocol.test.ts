@@ -105,9 +105,20 @@ describe('problem()', () => {
       ['latency#2', 'ms', 5],
       ['latency', 's', 3],
     ]);
-    // the same keys on the next load, whatever the order
-    const [b2] = P.lineageModels(one('b', { latency: ms, 'latency#2': s }, { latency: 6 }), keys);
-    expect(b2!.metrics.map((m) => m.key)).toEqual(['latency#2']);
+    // the same keys on the next load, whatever order the reply lists its definitions in
+    const [b2] = P.lineageModels(one('b', { 'latency#2': s, latency: ms }, { latency: 6, 'latency#2': 4 }), keys);
+    expect(b2!.metrics.map((m) => [m.key, m.unit])).toEqual([
+      ['latency#2', 'ms'],
+      ['latency', 's'],
+    ]);
+  });
+
+  it('keeps one key for a metric whose headline flag differs between replies', () => {
+    const keys = new P.MetricKeys();
+    const plain: P.MetricDef = { name: 'agreement', unit: '%', higherIsBetter: true, headline: false };
+    const flagged: P.MetricDef = { ...plain, headline: true };
+    expect(keys.key(plain)).toBe(keys.key(flagged));
+    expect(keys.key({ ...plain, unit: '' })).toBe('agreement#2');
   });
 
   it('narrows with is()', () => {

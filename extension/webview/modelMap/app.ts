@@ -7,7 +7,7 @@ import type { ModelInfo } from '../../src/protocol';
 import { Lineage } from './lineage';
 import { computeLayout, type Layout } from './layout';
 import { passing, type RangeFilter } from './filters';
-import { defaultState, type ViewState } from './state';
+import { defaultState, metricKeysOf, rekeyMetrics, type SavedMetric, type ViewState } from './state';
 import { colorScale, extent, sizeScale } from './scales';
 
 export type Change = 'data' | 'layout' | 'encoding' | 'hover' | 'selection' | 'filters' | 'zoom' | 'table';
@@ -39,12 +39,22 @@ export class App {
   /** Coalesced: zooming emits many changes a second, the store needs one. */
   private save(): void {
     clearTimeout(this.saveTimer);
-    this.saveTimer = setTimeout(() => this.persist({ ...this.state, selection: [...this.selection] }), 250);
+    this.saveTimer = setTimeout(() => this.persist({ ...this.state, selection: [...this.selection], metricDefs: this.savedMetrics() }), 250);
+  }
+
+  /** The definitions of the metrics the state names, saved with it (see state.rekeyMetrics). */
+  private savedMetrics(): Record<string, SavedMetric> {
+    const out: Record<string, SavedMetric> = {};
+    for (const k of metricKeysOf(this.state)) {
+      const d = this.lin.metricDef(k);
+      if (d) out[k] = { name: d.name, unit: d.unit, higherIsBetter: d.higherIsBetter };
+    }
+    return out;
   }
 
   setModels(models: readonly ModelInfo[], restored?: ViewState): void {
     this.lin = new Lineage(models);
-    if (restored) this.state = restored;
+    if (restored) this.state = rekeyMetrics(restored, this.lin.metrics);
     const keys = new Set(this.lin.metrics.map((m) => m.key));
     const headline = this.lin.metrics.filter((m) => m.headline).map((m) => m.key);
     const pick = (cur: string | null, i: number) => (cur !== null && keys.has(cur) ? cur : (headline[i] ?? this.lin.metrics[i]?.key ?? null));

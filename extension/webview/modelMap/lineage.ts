@@ -30,7 +30,9 @@ export class Lineage {
       const vals = new Map<string, number>();
       for (const x of m.metrics) {
         vals.set(x.key, x.value);
-        if (!seenMetric.has(x.key)) seenMetric.set(x.key, { key: x.key, name: x.name, unit: x.unit, higherIsBetter: x.higherIsBetter, headline: x.headline });
+        const seen = seenMetric.get(x.key);
+        if (!seen) seenMetric.set(x.key, { key: x.key, name: x.name, unit: x.unit, higherIsBetter: x.higherIsBetter, headline: x.headline });
+        else if (x.headline) seen.headline = true; // headline for any model: headline for the map
       }
       this.values.set(m.id, vals);
       const p = this.parentOf(m.id);

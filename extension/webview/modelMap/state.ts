@@ -11,6 +11,14 @@ export interface Zoom {
   y: number;
 }
 
+/** What a metric is, saved beside the keys the state names: keys are numbered per session
+ * (`acc#2`), so a restored key is matched to the metric of the same definition, not the same key. */
+export interface SavedMetric {
+  name: string;
+  unit: string;
+  higherIsBetter: boolean;
+}
+
 export interface ViewState {
   colorMetric: string | null;
   sizeMetric: string | null;
@@ -28,6 +36,8 @@ export interface ViewState {
   reference: string | null;
   groupBy: string[];
   bottom: 'scatter' | 'table';
+  /** key -> definition of the metrics named above, as they were when saved */
+  metricDefs: Record<string, SavedMetric>;
 }
 
 export function defaultState(): ViewState {
@@ -48,6 +58,7 @@ export function defaultState(): ViewState {
     reference: null,
     groupBy: [],
     bottom: 'scatter',
+    metricDefs: {},
   };
 }
 
@@ -85,5 +96,47 @@ export function restoreState(raw: unknown): ViewState {
   s.reference = str(o.reference);
   s.groupBy = strs(o.groupBy).slice(0, 2);
   if (o.bottom === 'table') s.bottom = 'table';
+  if (typeof o.metricDefs === 'object' && o.metricDefs !== null) {
+    for (const [k, v] of Object.entries(o.metricDefs as Record<string, unknown>)) {
+      const d = v as Partial<SavedMetric> | null;
+      if (d && typeof d.name === 'string' && typeof d.unit === 'string' && typeof d.higherIsBetter === 'boolean') {
+        s.metricDefs[k] = { name: d.name, unit: d.unit, higherIsBetter: d.higherIsBetter };
+      }
+    }
+  }
   return s;
+}
+
+/** The metric keys a state names (encodings, axes, filters, the sorted column). */
+export function metricKeysOf(s: ViewState): string[] {
+  const keys = [s.colorMetric, s.sizeMetric, s.scatterX, s.scatterY, ...s.filters.map((f) => f.metric)];
+  if (s.sortKey?.startsWith('metric:')) keys.push(s.sortKey.slice('metric:'.length));
+  return [...new Set(keys.filter((k): k is string => k !== null))];
+}
+
+/**
+ * The state with each metric key it names moved to the current key of the same definition (as
+ * saved in `metricDefs`); a key saved without a definition (state from before definitions were
+ * saved) stays as it was, which is the metric's name and so its first definition's key.
+ */
+export function rekeyMetrics(s: ViewState, current: readonly (SavedMetric & { key: string })[]): ViewState {
+  const same = (a: SavedMetric, b: SavedMetric) => a.name === b.name && a.unit === b.unit && a.higherIsBetter === b.higherIsBetter;
+  const moved = (k: string | null): string | null => {
+    const d = k === null ? undefined : s.metricDefs[k];
+    if (k === null || !d) return k;
+    return current.find((m) => same(m, d))?.key ?? null; // that metric is gone: the default applies
+  };
+  const sortMetric = s.sortKey?.startsWith('metric:') ? moved(s.sortKey.slice('metric:'.length)) : undefined;
+  return {
+    ...s,
+    colorMetric: moved(s.colorMetric),
+    sizeMetric: moved(s.sizeMetric),
+    scatterX: moved(s.scatterX),
+    scatterY: moved(s.scatterY),
+    filters: s.filters.flatMap((f) => {
+      const m = moved(f.metric);
+      return m === null ? [] : [{ ...f, metric: m }];
+    }),
+    sortKey: sortMetric === undefined ? s.sortKey : sortMetric === null ? null : `metric:${sortMetric}`,
+  };
 }

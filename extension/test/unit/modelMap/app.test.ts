@@ -102,6 +102,36 @@ describe('two metric definitions under one name (acc and acc#2 on the wire)', ()
     a.setFilters([{ metric: 'acc#2', lo: 0, hi: 0.03 }]);
     expect([...a.pass]).toEqual(['base']);
   });
+
+  it('restores saved choices by definition when the keys are numbered the other way after a reload', async () => {
+    let saved: unknown;
+    const a = new App((s) => (saved = JSON.parse(JSON.stringify(s))));
+    a.setModels(lineageModels(reply));
+    a.state.scatterX = 'acc#2'; // the error rate
+    a.state.sortKey = 'metric:acc#2';
+    a.setFilters([{ metric: 'acc#2', lo: 0, hi: 0.03 }]);
+    await new Promise((r) => setTimeout(r, 300)); // the debounced save
+    // next session: the error rate is met first, so it is `acc` and the percentage `acc#2`
+    const swapped: LineageResult = {
+      ...reply,
+      metrics: { acc: reply.metrics['acc#2']!, 'acc#2': reply.metrics.acc! },
+      models: reply.models.map((m) => ({ ...m, metrics: { acc: m.metrics['acc#2']!, 'acc#2': m.metrics.acc! } })),
+    };
+    const b = new App();
+    b.setModels(lineageModels(swapped), restoreState(saved));
+    expect(b.lin.metricDef('acc')).toMatchObject({ unit: '', higherIsBetter: false });
+    expect(b.state.scatterX).toBe('acc');
+    expect(b.state.sortKey).toBe('metric:acc');
+    expect(b.state.filters).toEqual([{ metric: 'acc', lo: 0, hi: 0.03 }]);
+    expect([...b.pass]).toEqual(['base']);
+  });
+
+  it('restores state saved before definitions were saved by the bare names it holds', () => {
+    const b = new App();
+    b.setModels(lineageModels(reply), restoreState({ scatterX: 'acc', filters: [{ metric: 'acc', lo: 96, hi: 100 }] }));
+    expect(b.state.scatterX).toBe('acc');
+    expect([...b.pass]).toEqual(['base']);
+  });
 });
 
 describe('restoreState', () => {
