@@ -31,3 +31,14 @@ def test_title_orders_quality_then_size() -> None:
     model = {"status": "ok", "metrics": {"stored_size": 310_000, "accuracy": 97.8}}
     parent = {"status": "ok", "metrics": {"stored_size": 1_271_000, "accuracy": 98.2}}
     assert metrics_lens_title(model, parent, defs) == "acc 97.8% (\u22120.4) · 0.31 MB (4.1×)"  # type: ignore[arg-type]
+
+
+def test_title_compares_each_definition_with_its_own() -> None:
+    """Two definitions under one name (acc in %, and an error rate also called acc: `acc#2` on the
+    wire): each change is against the parent's value of the same definition."""
+    defs = {"acc": {"name": "acc", "unit": "%", "higherIsBetter": True, "headline": True},
+            "acc#2": {"name": "acc", "unit": "", "higherIsBetter": False, "headline": True}}
+    model = {"status": "ok", "metrics": {"acc": 95.0, "acc#2": 0.05}}
+    parent = {"status": "ok", "metrics": {"acc": 98.0, "acc#2": 0.02}}
+    title = metrics_lens_title(model, parent, defs)  # type: ignore[arg-type]
+    assert title == "acc\u2191 95.0% (\u22123.0) · acc\u2193 5.0% (+3.0)"

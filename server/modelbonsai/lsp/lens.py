@@ -45,14 +45,15 @@ def _signed(x: float, digits: int = 1) -> str:
     return ("+" if x > 0 else MINUS) + text
 
 
-def format_metric(m: MetricInfo, parent: MetricInfo | None) -> str:
+def format_metric(m: MetricInfo, parent: MetricInfo | None, *, direction: bool = False) -> str:
+    """`direction` adds ↑ / ↓ to the name (another metric shown beside it has the same name)."""
     name, value, unit = m["name"], m["value"], m["unit"]
     if unit == "B":
         text = human_bytes(value)
         if parent is not None and value > 0:
             text += f" ({parent['value'] / value:.1f}×)"
         return text
-    short = _SHORT.get(name, name.replace("_", " "))
+    short = _SHORT.get(name, name.replace("_", " ")) + (("\u2191" if m["higherIsBetter"] else "\u2193") if direction else "")
     if unit == "%" or _fractional(m):
         # a percentage's change is shown in points (97.8% (−0.4)), not relative to the parent
         scale = 1.0 if unit == "%" else 100.0
@@ -73,8 +74,12 @@ def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None, defs: dict[st
     headline = [m for m in model_metrics(model, defs) if m["headline"]]
     # quality first, then size, then the rest (latency): what a user weighs against each other
     headline.sort(key=lambda m: (0 if m["unit"] in ("", "%") else 1 if m["unit"] == "B" else 2, m["name"]))
-    by_name = {m["name"]: m for m in (model_metrics(parent, defs) if parent is not None else [])}
-    parts = [format_metric(m, by_name.get(m["name"])) for m in headline[:_MAX_ITEMS]]
+    # by key: another definition under the same name (a percentage and an error rate both called
+    # acc) is another metric; parent and child come from one reply, so their keys agree
+    by_key = {m["key"]: m for m in (model_metrics(parent, defs) if parent is not None else [])}
+    shown = headline[:_MAX_ITEMS]
+    names = [m["name"] for m in shown]
+    parts = [format_metric(m, by_key.get(m["key"]), direction=names.count(m["name"]) > 1) for m in shown]
     if model["status"] == "broken":
         parts.append("broken")
     return " · ".join(parts)

@@ -107,8 +107,10 @@ class MetricDef(TypedDict):
 
 class MetricInfo(TypedDict):
     """A model's metric with its definition: what each side assembles from a lineage reply
-    (`model_metrics`; protocol.ts `lineageModels`). Not sent as such."""
+    (`model_metrics`; protocol.ts `lineageModels`). Not sent as such. `key` is the reply's key
+    (the name, or `name#2`, ... for another definition under that name)."""
 
+    key: str
     name: str
     value: float
     unit: str
@@ -148,8 +150,8 @@ def model_metrics(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricIn
     out: list[MetricInfo] = []
     for key, value in model["metrics"].items():
         d = defs.get(key) or {"name": key, "unit": "", "higherIsBetter": True, "headline": False}
-        out.append({"name": d["name"], "value": value, "unit": d["unit"], "higherIsBetter": d["higherIsBetter"],
-                    "headline": d["headline"]})
+        out.append({"key": key, "name": d["name"], "value": value, "unit": d["unit"],
+                    "higherIsBetter": d["higherIsBetter"], "headline": d["headline"]})
     return out
 
 
