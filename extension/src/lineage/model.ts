@@ -110,15 +110,16 @@ function compactNumber(v: number): string {
 }
 
 /** "prune.magnitude · accuracy 97.1% · stored_size 634 KB" */
-export function describe(m: ModelInfo): string {
-  const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, m.metrics)} ${formatMetric(x)}`);
+/** `all`: the metrics shown together (the whole lineage), so a name is told apart as in the Model Map. */
+export function describe(m: ModelInfo, all: readonly MetricId[] = m.metrics): string {
+  const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, all)} ${formatMetric(x)}`);
   const parts = [m.op ?? (m.parent === null ? 'base' : ''), ...head].filter(Boolean);
   if (m.status !== 'ok') parts.unshift(m.status);
   return parts.join(' · ');
 }
 
 /** Markdown tooltip: what made the model, every metric, and why its status is not ok. */
-export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo): string {
+export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo, all: readonly MetricId[] = m.metrics): string {
   const esc = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
   const lines = [`**${esc(m.name)}**${m.op ? ` — \`${m.op}\`` : m.parent === null ? ' — base model' : ''}`, ''];
   if (m.status !== 'ok') lines.push(`*${m.status}*${m.statusReason ? `: ${esc(m.statusReason)}` : ''}`, '');
@@ -128,7 +129,7 @@ export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo): string {
     lines.push('| metric | value | vs parent |', '|---|---:|---:|');
     for (const x of m.metrics) {
       const p = parent?.metrics.find((y) => y.key === x.key);
-      lines.push(`| ${esc(metricLabel(x, m.metrics))}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
+      lines.push(`| ${esc(metricLabel(x, all))}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
     }
     lines.push('');
   }

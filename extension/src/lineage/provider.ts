@@ -19,6 +19,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
   readonly onDidLoad = this.loadedEmitter.event;
   /** Kept for the session, so that a metric keeps its key (a view's chosen axis) across reloads. */
   private readonly metricKeys = new P.MetricKeys();
+  private allMetrics: P.MetricInfo[] = [];
   /** Why the tree is empty or stale; shown as the view's message. */
   message: string | undefined;
 
@@ -53,6 +54,8 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
 
   setModels(models: P.ModelInfo[]): void {
     this.roots = buildForest(models);
+    // one entry per metric definition in the lineage: the names a tree item is told apart among
+    this.allMetrics = [...new Map(models.flatMap((m) => m.metrics).map((x) => [x.key, x] as const)).values()];
     this.byId.clear();
     this.parents.clear();
     const walk = (list: LineageNode[], parent?: LineageNode) => {
@@ -89,15 +92,15 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
       node.children.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
     );
     item.id = m.id;
-    item.description = describe(m);
+    item.description = describe(m, this.allMetrics);
     const parent = m.parent ? this.byId.get(m.parent)?.model : undefined;
-    const md = new vscode.MarkdownString(tooltipMarkdown(m, parent));
+    const md = new vscode.MarkdownString(tooltipMarkdown(m, parent, this.allMetrics));
     md.supportThemeIcons = true;
     item.tooltip = md;
     const icon = statusIcon(m);
     item.iconPath = new vscode.ThemeIcon(icon.id, icon.color ? new vscode.ThemeColor(icon.color) : undefined);
     item.contextValue = contextValue(m);
-    item.accessibilityInformation = { label: `${m.name}, ${describe(m)}` };
+    item.accessibilityInformation = { label: `${m.name}, ${item.description}` };
     return item;
   }
 

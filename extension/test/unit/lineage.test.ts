@@ -115,6 +115,15 @@ describe('wording', () => {
     expect(describeModel(m)).toBe('prune.magnitude · latency (ms) 10.0 ms · latency (s) 500 ms');
   });
 
+  it('a model with one of two same-named metrics is labelled as the lineage tells them apart', () => {
+    const ms = metric('latency', 10, 'ms', true, false);
+    const s = metric('latency', 0.5, 's', true, false, 'latency#2');
+    const m = model('p', 'a', { metrics: [ms] });
+    expect(describeModel(m)).toBe('prune.magnitude · latency 10.0 ms'); // alone, it needs no unit
+    expect(describeModel(m, [ms, s])).toBe('prune.magnitude · latency (ms) 10.0 ms');
+    expect(tooltipMarkdown(m, undefined, [ms, s])).toContain('| latency \\(ms\\) ★ | 10.0 ms |');
+  });
+
   it('icons and context values follow status and relations', () => {
     expect(statusIcon(model('a', null)).id).toBe('package');
     expect(statusIcon(model('b', 'a', { status: 'running' })).id).toBe('sync~spin');
