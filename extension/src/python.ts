@@ -75,7 +75,7 @@ export function findBundledWheel(extensionRoot: string, list: (dir: string) => s
   }
   const wheels = names.filter((n) => WHEEL_NAME.test(n)).sort();
   if (wheels.length > 1) {
-    throw new Error(`This build of the Bonsai extension is broken: ${dir} holds ${wheels.length} server wheels (${wheels.join(', ')}) where it ships one. Reinstall the extension.`);
+    throw new Error(`This build of the Bonsai extension is broken: ${dir} holds ${wheels.length} server wheels (${wheels.join(', ')}) where it ships one. Reinstall the extension, or install one yourself (python -m pip install WHEEL) into the Python that bonsai.pythonPath names.`);
   }
   return wheels[0] === undefined ? undefined : path.join(dir, wheels[0]);
 }

@@ -105,7 +105,7 @@ describe('install offer', () => {
     await server.start();
     await until(() => error.mock.calls.length > 0);
     expect(error.mock.calls[0]![0]).toBe(
-      `This build of the Bonsai extension is broken: ${join(root, 'dist', 'python')} holds 2 server wheels (modelbonsai-0.1.0-py3-none-any.whl, modelbonsai-0.2.0-py3-none-any.whl) where it ships one. Reinstall the extension.`,
+      `This build of the Bonsai extension is broken: ${join(root, 'dist', 'python')} holds 2 server wheels (modelbonsai-0.1.0-py3-none-any.whl, modelbonsai-0.2.0-py3-none-any.whl) where it ships one. Reinstall the extension, or install one yourself (python -m pip install WHEEL) into the Python that bonsai.pythonPath names.`,
     );
     expect(error.mock.calls[0]!.slice(1)).toEqual(['Choose Another Python', 'Show Logs']);
     expect(warn).not.toHaveBeenCalled();

@@ -87,7 +87,7 @@ describe('findBundledWheel', () => {
     const dir = join('/ext', 'dist', 'python');
     const list = lister({ [dir]: ['modelbonsai-0.9.0-py3-none-any.whl', 'modelbonsai-0.10.1-py3-none-any.whl', 'README'] });
     expect(() => findBundledWheel('/ext', list)).toThrow(
-      `This build of the Bonsai extension is broken: ${dir} holds 2 server wheels (modelbonsai-0.10.1-py3-none-any.whl, modelbonsai-0.9.0-py3-none-any.whl) where it ships one. Reinstall the extension.`,
+      `This build of the Bonsai extension is broken: ${dir} holds 2 server wheels (modelbonsai-0.10.1-py3-none-any.whl, modelbonsai-0.9.0-py3-none-any.whl) where it ships one. Reinstall the extension, or install one yourself (python -m pip install WHEEL) into the Python that bonsai.pythonPath names.`,
     );
   });
 });
