@@ -100,10 +100,10 @@ export interface LayersState {
   /** Per compared model (not the base): its weights and activations results as they arrive. */
   data: Map<string, ModelData>;
   index: Map<string, ModelIndex>;
-  tree: ModuleTree;
+  readonly tree: ModuleTree;
   /** The tree rows shown now (what the keyboard moves over); see `refreshRows`. */
   rows: Row[];
-  /** What `rows` were computed from (tree size, filter, expansion): equal means still current. */
+  /** What `rows` were computed from (tree version, filter, expansion): equal means still current. */
   rowsKey: string;
   errors: string[];
   progress: CompareProgress;
@@ -179,11 +179,11 @@ export function selectNode(s: LayersState, id: string): void {
 /**
  * The tree rows to show for the current expansion and filter (kept in `rows`). A select computes
  * them to place the cursor and the tree view draws them right after: the walk (and the filter's
- * regex over every node) runs again only when the tree grew or the filter or expansion changed.
+ * regex over every node) runs again only when the tree changed (its version) or the filter or
+ * expansion did.
  */
 export function refreshRows(s: LayersState): Row[] {
-  // The tree only grows, so its size tells whether it changed.
-  const key = `${s.tree.nodes.size}\u0000${s.ui.filter}\u0000${[...s.ui.expanded].join('\u0000')}`;
+  const key = `${s.tree.version}\u0000${s.ui.filter}\u0000${[...s.ui.expanded].join('\u0000')}`;
   if (key !== s.rowsKey) {
     s.rows = visibleRows(s.tree, s.ui.expanded, parseFilter(s.ui.filter).match);
     s.rowsKey = key;

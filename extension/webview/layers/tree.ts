@@ -14,6 +14,12 @@ export interface TreeNode {
 
 export class ModuleTree {
   readonly nodes = new Map<string, TreeNode>();
+  /** Bumped whenever a node is added: what was computed from the tree at one version holds. */
+  private changes = 0;
+
+  get version(): number {
+    return this.changes;
+  }
 
   constructor() {
     this.nodes.set('', { id: '', label: '(model)', parent: null, depth: 0, kind: 'module', children: [] });
@@ -29,6 +35,7 @@ export class ModuleTree {
     const node: TreeNode = { id: path, label: cut < 0 ? path : path.slice(cut + 1), parent: parentPath, depth: parent.depth + 1, kind: 'module', children: [] };
     this.nodes.set(path, node);
     parent.children.push(path);
+    this.changes++;
     return node;
   }
 
@@ -41,6 +48,7 @@ export class ModuleTree {
     const node: TreeNode = { id: name, label: cut < 0 ? name : name.slice(cut + 1), parent: parent.id, depth: parent.depth + 1, kind: 'tensor', children: [] };
     this.nodes.set(name, node);
     parent.children.push(name);
+    this.changes++;
     return node;
   }
 

@@ -73,8 +73,12 @@ export function fakePanel(s: LayersState, request = vi.fn()): LayersPanel & { ca
     name: (id: string) => modelName(s, id),
     save: () => calls.push('save'),
     select: (id: string) => {
+      // as the real panel (layers/app.ts): select, save, redraw the tree and the detail
       calls.push(`select ${id}`);
       selectNode(s, id);
+      p.save();
+      p.show.tree();
+      p.show.detail();
     },
     showError: (e: unknown) => calls.push(`error ${String(e)}`),
     show: {

@@ -9,6 +9,16 @@ function tree(): ModuleTree {
 }
 
 describe('ModuleTree', () => {
+  it('has a version that moves with every node added, and only then', () => {
+    const t = new ModuleTree();
+    const v0 = t.version;
+    t.addTensor('a.b.weight'); // a, a.b and the tensor
+    expect(t.version).toBe(v0 + 3);
+    t.addModule('a.b');
+    t.addTensor('a.b.weight');
+    expect(t.version).toBe(v0 + 3); // already there: nothing changed
+  });
+
   it('builds modules and tensors in first-seen order', () => {
     const t = tree();
     expect(t.order()).toEqual([
