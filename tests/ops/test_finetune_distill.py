@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from modelbonsai.ops.finetune import _loss_fn
+from modelbonsai.ops.finetune import _StepLoss
 from modelbonsai.ops.registry import CompressedModel, OpError
 from modelbonsai.tasks import SentenceEmbeddingTask, TextClassificationTask
 from modelbonsai.tasks.base import Batch, distillation_loss
@@ -105,11 +105,11 @@ def test_distill_mixes_the_two_losses(tiny_cnn_factory, cnn_task) -> None:
     batch = next(cnn_task.training_batches(16, 0))
     with torch.no_grad():  # values only
         for task in (cnn_task, _Counting(cnn_task, with_loss_of=True)):
-            step = _loss_fn(task, student, teacher, 0.25, 3.0, torch.device("cpu"))
+            step = _StepLoss(task, student, teacher, 0.25, 3.0, torch.device("cpu"))
             own = F.cross_entropy(cnn_task.forward(student, batch), batch.targets)
             kd = distillation_loss(cnn_task.forward(student, batch), cnn_task.forward(teacher, batch), 3.0)
             assert float(step(batch)) == pytest.approx(float(0.75 * own + 0.25 * kd), rel=1e-5)
-        plain = _loss_fn(cnn_task, student, None, 0.0, 3.0, torch.device("cpu"))
+        plain = _StepLoss(cnn_task, student, None, 0.0, 3.0, torch.device("cpu"))
         assert float(plain(batch)) == pytest.approx(float(F.cross_entropy(cnn_task.forward(student, batch),
                                                                           batch.targets)), rel=1e-6)  # fmt: skip
 
@@ -205,7 +205,7 @@ def test_distill_mixes_in_a_subclass_own_loss(tmp_path: Path) -> None:
         task = _text_task(tmp_path, cls)
         teacher, student = _FirstChar(8, 2), _FirstChar(8, 2)
         batch = next(task.training_batches(4, 0))
-        step = _loss_fn(task, student, teacher, 0.5, 1.0, torch.device("cpu"))
+        step = _StepLoss(task, student, teacher, 0.5, 1.0, torch.device("cpu"))
         with torch.no_grad():
             kd = task.distill_loss(task.forward(student, batch), task.forward(teacher, batch), 1.0)
             own = task.loss(student, batch)

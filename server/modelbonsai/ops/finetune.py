@@ -124,7 +124,7 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
     quant = {n: (named[n], cm.encodings[n]) for n in cm.encodings if n in named}
     latent = {n: p.detach().clone() for n, (p, _) in quant.items()}
     teacher = _teacher(ctx, task) if params["distill"] > 0 else None
-    step_loss = _loss_fn(task, model, teacher, params["distill"], params["temperature"], ctx.device)
+    step_loss = _StepLoss(task, model, teacher, params["distill"], params["temperature"], ctx.device)
     opt = _optimizer(params["optimizer"], trainable, params)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(params["schedule"], params["warmup_steps"], total))
     was_training = model.training
@@ -142,7 +142,7 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
                         p.copy_(enc.project(latent[n]))
                 loss = step_loss(move_batch(next(batches), ctx.device))
                 if not torch.isfinite(loss):
-                    raise OpError(OP, f"the loss became {float(loss)} at step {step + 1}; lower 'lr'", param="lr")
+                    raise step_loss.not_finite(float(loss.detach()), step + 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 for n, m in masks.items():
@@ -219,40 +219,50 @@ def _own_loss_of(task: Any) -> Callable[[torch.Tensor, Any], torch.Tensor | None
     return fn if of is None or lo is None or issubclass(of, lo) else None
 
 
-def _loss_fn(
-    task: Any, model: nn.Module, teacher: nn.Module | None, distill: float, temperature: float, device: torch.device
-) -> Callable[[Any], torch.Tensor]:
-    """One training step's loss of a batch (on the device)."""
-    if teacher is None:
-        return lambda batch: task.loss(model, batch)
-    distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
-    loss_of = _own_loss_of(task)
+class _StepLoss:
+    """One training step's loss of a batch (on the device): the task's, or mixed with the
+    distance from the teacher's outputs."""
 
-    def own_loss(out: torch.Tensor, batch: Any) -> torch.Tensor:
-        try:
-            own = loss_of(out, batch) if loss_of is not None else None
-            # without loss_of, the task has its loss only through loss(): a second forward
-            return own if own is not None else task.loss(model, batch)  # type: ignore[no-any-return]
-        except TaskError as e:  # e.g. a task without labels
-            raise OpError(OP, f"with distill below 1 the task's own loss is trained too, and {e}; set distill: 1 "
-                              "to learn from the parent alone", param="distill") from e  # fmt: skip
+    def __init__(self, task: Any, model: nn.Module, teacher: nn.Module | None, distill: float, temperature: float,
+                 device: torch.device) -> None:  # fmt: skip
+        self.task, self.model, self.teacher = task, model, teacher
+        self.distill, self.temperature, self.device = distill, temperature, device
+        self.distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
+        self.loss_of = _own_loss_of(task)
+        self.target: torch.Tensor | None = None  # the teacher's outputs of the last batch
 
-    def loss(batch: Any) -> torch.Tensor:
-        out = task.forward(model, batch)
+    def __call__(self, batch: Any) -> torch.Tensor:
+        if self.teacher is None:
+            return self.task.loss(self.model, batch)  # type: ignore[no-any-return]
+        out = self.task.forward(self.model, batch)
         if not out.is_floating_point() or (torch.is_grad_enabled() and not out.requires_grad):
             raise OpError(OP, f"the task's outputs are {out.dtype} without gradients, so nothing can be learned "
                               "from them; distillation needs the model's scores", param="distill")  # fmt: skip
         with torch.no_grad():
             try:
-                target = task.forward(teacher, batch)
+                self.target = self.task.forward(self.teacher, batch)
             except (RuntimeError, NotImplementedError) as e:  # e.g. a CPU-only quantized parent on a GPU
-                raise OpError(OP, f"the parent model failed to run on {device} to teach: {e}", param="distill") from e
-            if target.is_floating_point() and bool((torch.isnan(target) | torch.isposinf(target)).any()):
-                raise OpError(OP, "the parent model's outputs hold NaN or +inf (a float16 parent overflowing?); "
-                                  "it cannot teach", param="distill")  # fmt: skip
-        kd = distance(out, target, temperature)
-        if distill >= 1.0:
+                raise OpError(OP, f"the parent model failed to run on {self.device} to teach: {e}",
+                              param="distill") from e  # fmt: skip
+        kd = self.distance(out, self.target, self.temperature)
+        if self.distill >= 1.0:
             return kd  # type: ignore[no-any-return]
-        return (1.0 - distill) * own_loss(out, batch) + distill * kd  # type: ignore[no-any-return]
+        return (1.0 - self.distill) * self._own(out, batch) + self.distill * kd  # type: ignore[no-any-return]
 
-    return loss
+    def _own(self, out: torch.Tensor, batch: Any) -> torch.Tensor:
+        try:
+            own = self.loss_of(out, batch) if self.loss_of is not None else None
+            # without loss_of, the task has its loss only through loss(): a second forward
+            return own if own is not None else self.task.loss(self.model, batch)  # type: ignore[no-any-return]
+        except TaskError as e:  # e.g. a task without labels
+            raise OpError(OP, f"with distill below 1 the task's own loss is trained too, and {e}; set distill: 1 "
+                              "to learn from the parent alone", param="distill") from e  # fmt: skip
+
+    def not_finite(self, value: float, step: int) -> OpError:
+        """Why the loss became `value`: the teacher's outputs when they overflowed (looked at only
+        then, not on every step), else the learning rate."""
+        t = self.target
+        if t is not None and t.is_floating_point() and bool((torch.isnan(t) | torch.isposinf(t)).any()):
+            return OpError(OP, "the parent model's outputs hold NaN or +inf (a float16 parent overflowing?); "
+                               "it cannot teach", param="distill")  # fmt: skip
+        return OpError(OP, f"the loss became {value} at step {step}; lower 'lr'", param="lr")

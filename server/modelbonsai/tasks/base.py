@@ -96,10 +96,6 @@ class Task(ABC):
     """Base class of every task. Subclasses set `kind` and implement the abstract methods."""
 
     kind: str = ""
-    #: Whether `training_batches` are the evaluation instances (no training data of its own):
-    #: fine for calibration, refused by distillation, which would fit what it is judged on. Set
-    #: from :meth:`trains_on_evaluation` when the task is made.
-    training_split_is_eval: bool = False
     #: On the class: option name -> (type, doc) for the experiment file's `task:` section
     #: (validation, completion). On an instance: the option values from the experiment file.
     options: Mapping[str, Any] = {}
@@ -119,7 +115,12 @@ class Task(ABC):
         self.root = root
         self.max_instances = max_instances
         self.model_path = model_path
-        self.training_split_is_eval = self.trains_on_evaluation(self.options)
+
+    @property
+    def training_split_is_eval(self) -> bool:
+        """Whether `training_batches` are the evaluation instances (no training data of its own):
+        fine for calibration, refused by distillation, which would fit what it is judged on."""
+        return self.trains_on_evaluation(self.options)
 
     @classmethod
     def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
