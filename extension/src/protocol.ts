@@ -1,11 +1,11 @@
 /**
  * Every custom LSP method between this extension and the Bonsai server, with its wire shapes.
  *
- * This is the TypeScript mirror of server/modelbonsai/lsp/protocol.py (see
- * /work/briefs/protocol.md). Shapes are declared once, as runtime descriptors, and the static
+ * This is the TypeScript mirror of server/modelbonsai/lsp/protocol.py. Shapes are declared once, as runtime descriptors, and the static
  * types are inferred from them: the same table types the client code and validates the shared
  * fixture messages in tests/fixtures/protocol/, so a field renamed on either side fails a test.
  */
+import { metricIdentity } from './lineage/model';
 
 // ---------------------------------------------------------------------------------------------
 // A tiny shape language: enough for JSON-RPC payloads, with static types inferred from it.
@@ -241,7 +241,7 @@ export class MetricKeys {
   private readonly used = new Set<string>();
 
   key(d: Pick<MetricDef, 'name' | 'unit' | 'higherIsBetter'>): string {
-    const def = JSON.stringify([d.name, d.unit, d.higherIsBetter]);
+    const def = metricIdentity(d);
     let key = this.byDef.get(def);
     if (key === undefined) {
       key = d.name;

@@ -49,6 +49,12 @@ function createsCycle(m: ModelInfo, byId: Map<string, ModelInfo>): boolean {
   return false;
 }
 
+/** What makes two metrics the same metric: name, unit and direction (not the headline flag, which
+ * a task may change without changing what is measured). One string, comparable and a map key. */
+export function metricIdentity(d: Pick<MetricInfo, 'name' | 'unit' | 'higherIsBetter'>): string {
+  return JSON.stringify([d.name, d.unit, d.higherIsBetter]);
+}
+
 /** What tells metric definitions apart: one with `key` equal to `name`, the others `name#2`, ... */
 export type MetricId = Pick<MetricInfo, 'key' | 'name' | 'unit' | 'higherIsBetter'>;
 

@@ -4,6 +4,7 @@
  */
 import type { ColumnMode } from './layout';
 import type { RangeFilter } from './filters';
+import { metricIdentity } from '../shared/format';
 
 export interface Zoom {
   k: number;
@@ -120,11 +121,10 @@ export function metricKeysOf(s: ViewState): string[] {
  * saved) stays as it was, which is the metric's name and so its first definition's key.
  */
 export function rekeyMetrics(s: ViewState, current: readonly (SavedMetric & { key: string })[]): ViewState {
-  const same = (a: SavedMetric, b: SavedMetric) => a.name === b.name && a.unit === b.unit && a.higherIsBetter === b.higherIsBetter;
   const moved = (k: string | null): string | null => {
     const d = k === null ? undefined : s.metricDefs[k];
     if (k === null || !d) return k;
-    return current.find((m) => same(m, d))?.key ?? null; // that metric is gone: the default applies
+    return current.find((m) => metricIdentity(m) === metricIdentity(d))?.key ?? null; // gone: the default applies
   };
   const sortMetric = s.sortKey?.startsWith('metric:') ? moved(s.sortKey.slice('metric:'.length)) : undefined;
   return {

@@ -1,5 +1,5 @@
 /** Number formatting and metric labels shared by the panels (the Lineage tree's own rules, for the same look). */
-export { formatMetric, formatBytes, metricLabel } from '../../src/lineage/model';
+export { formatMetric, formatBytes, metricIdentity, metricLabel } from '../../src/lineage/model';
 
 /** `f(v)`, or an em dash where there is no value. */
 export function fmtOr(v: number | null | undefined, f: (x: number) => string): string {
