@@ -113,10 +113,10 @@ def sentences(limit: int, train: int) -> tuple[list[dict[str, str]], list[dict[s
     rows = _docstrings(methods=False)
     evaluated = _interleaved(rows, limit)
     taken = {r["text"] for r in evaluated}
+    known = {r["text"] for r in rows}  # each list holds a sentence once; methods repeating one are left out
     rest = [r for r in rows if r["text"] not in taken]
-    rest += [r for r in _docstrings(methods=True) if r["text"] not in taken]
-    unique = list({r["text"]: r for r in reversed(rest)}.values())[::-1]  # first of each sentence
-    return evaluated, _interleaved(unique, train)
+    rest += [r for r in _docstrings(methods=True) if r["text"] not in known]
+    return evaluated, _interleaved(rest, train)
 
 
 def main() -> None:
