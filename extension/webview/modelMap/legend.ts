@@ -42,19 +42,18 @@ export function legendSvg(app: App): SVGSVGElement {
   const sizes = sm && se ? [se.min, (se.min + se.max) / 2, se.max] : [];
   const circles = sizes.reduce((w, v) => w + 2 * app.size(v) + 34, 6);
   const sections = [
-    ...(fillTitle ? [{ title: fillTitle, graphic: RAMP_WIDTH }] : []),
-    ...(sizeTitle ? [{ title: sizeTitle, graphic: circles }] : []),
-    ...(cm ? [{ title: 'edge vs parent', graphic: EDGE_KEY_WIDTH }] : []),
+    ...(fillTitle ? [{ id: 'fill', title: fillTitle, graphic: RAMP_WIDTH }] : []),
+    ...(sizeTitle ? [{ id: 'size', title: sizeTitle, graphic: circles }] : []),
+    ...(cm ? [{ id: 'edge', title: 'edge vs parent', graphic: EDGE_KEY_WIDTH }] : []),
   ];
   const { x: starts, width: W } = legendLayout(sections);
+  const at = (id: string): number => starts[sections.findIndex((sec) => sec.id === id)] ?? 4;
   const H = 44;
   const root = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: 'mm-legend', role: 'img' });
   const font = { 'font-size': 10, 'font-family': theme.font, fill: theme.fg };
   const labels: string[] = [];
-  let next = 0;
-  const place = (): number => starts[next++] ?? 4; // the sections in the order listed above
   if (cm && ce) {
-    const x0 = place();
+    const x0 = at('fill');
     const id = `mm-ramp-${++gradientSeq}`;
     const grad = svg('linearGradient', { id, x1: 0, x2: 1, y1: 0, y2: 0 });
     for (let i = 0; i <= 10; i++) {
@@ -72,7 +71,7 @@ export function legendSvg(app: App): SVGSVGElement {
     labels.push(`fill ${lin.label(cm.key)} from ${short(ce.min)} to ${short(ce.max)}`);
   }
   if (sm && se) {
-    const x0 = place();
+    const x0 = at('size');
     root.append(svg('text', { x: x0, y: 11, ...font }, sizeTitle));
     let x = x0 + 6;
     for (const v of sizes) {
@@ -85,7 +84,7 @@ export function legendSvg(app: App): SVGSVGElement {
   }
   if (cm) {
     // Edges: the fill metric's change against the parent.
-    const x0 = place();
+    const x0 = at('edge');
     root.append(svg('text', { x: x0, y: 11, ...font }, 'edge vs parent'));
     const swatch = (y: number, colour: string, text: string) => {
       root.append(svg('rect', { x: x0, y: y - 7, width: 14, height: 6, fill: colour }));
