@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("model", metavar="MODEL")
     exp.add_argument("dir", metavar="DIR")
     exp.add_argument("--format", choices=["hf", "safetensors"], default="hf")
+    exp.add_argument("--force", action="store_true",
+                     help="export into a folder that holds files: replaces its configs and weight files, "
+                          "keeps the others (tokenizer, README)")
 
     sub.add_parser("ops", parents=[common], help="list the registered compression ops")
     sub.add_parser("serve", parents=[common], help="the language server over stdio (started by the VS Code extension)")
@@ -122,7 +125,7 @@ def _is_user_error(e: BaseException) -> bool:
 
     if isinstance(e, (UserError, StoreError, LoadError, OpError)):
         return True
-    return type(e).__name__ in ("PlanError", "TaskError", "DeviceError", "ArtifactError", "ExportError")
+    return type(e).__name__ in ("PlanError", "TaskError", "DeviceError", "ArtifactError", "ExportError", "ExportExistsError")
 
 
 def _debug() -> bool:
@@ -367,14 +370,18 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .artifacts import export_model
+    from .artifacts import export_conflict, export_model
 
     with _open_store(args) as store:
         m = store.get_model(args.model)
         if m.status != "ok":
             raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
+        # Refused before the model is rebuilt: the answer comes at once, and nothing is written.
+        conflict = None if args.force else export_conflict(Path(args.dir))
+        if conflict is not None:
+            raise UserError(f"{conflict}; add --force to export there anyway")
         cm = load_model(store, m)
-        written = export_model(cm, Path(args.dir), format=args.format)
+        written = export_model(cm, Path(args.dir), format=args.format, force=args.force)
         print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
     return EXIT_OK
 

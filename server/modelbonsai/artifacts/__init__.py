@@ -13,15 +13,17 @@ from .artifact import (
     tensor_names,
     tensor_shapes,
 )
-from .export import ExportError, export_model, float_copy
+from .export import ExportError, ExportExistsError, export_conflict, export_model, float_copy
 from .ranged import StoredTensors, open_stored
 
 __all__ = [
     "FORMAT_VERSION",
     "ArtifactError",
     "ExportError",
+    "ExportExistsError",
     "StoredSize",
     "StoredTensors",
+    "export_conflict",
     "export_model",
     "float_copy",
     "load_artifact",

@@ -4,12 +4,23 @@ Both formats hold *dequantized floating-point* weights (quantized tensors as the
 model runs on; dynamic int8 layers turned back into float Linear / Conv1D), because neither a
 standard HF folder nor a plain state dict can describe Bonsai's packed storage. The export is
 therefore not smaller than the base; the Bonsai artifact is the compressed form.
+
+An export never writes into a folder that holds files unless asked to (`force`): a user's
+`config.json` or tokenizer beside it would be replaced or left mismatched without a word. The
+files are written into a temporary sibling folder that is renamed into place once complete, so an
+interrupted export leaves the target as it was. With `force`, what is replaced is what an export
+writes or a Hugging Face save leaves (configs, weight files, shard indexes): the rest of the
+folder (a tokenizer, a README) is carried over.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +33,56 @@ from ..ops.registry import CompressedModel
 from .artifact import ArtifactError, load_artifact
 
 
-class ExportError(ArtifactError):
-    """A model that cannot be exported in the asked format (names the output and why)."""
+class ExportError(ArtifactError, ValueError):
+    """A model that cannot be exported in the asked format, or a folder it cannot go to (names
+    the output and why). A ValueError too: the language server reports it as a user's error."""
 
     def __init__(self, path: Path, message: str):
         RuntimeError.__init__(self, f"export to {path}: {message}")
         self.path = path
+
+
+#: What an export writes, or what a Hugging Face folder's weights may be stored as: `force`
+#: replaces these. Any weight file or shard index goes, not only the names written now: a stale
+#: `model.safetensors.index.json` beside a new single-file model would load the old shards.
+EXPORT_FILES = ("config.json", "generation_config.json", "bonsai_export.json", "*.safetensors",
+                "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json")
+
+
+def _is_export_file(entry: Path) -> bool:
+    return not entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, pat) for pat in EXPORT_FILES)
+
+
+class ExportExistsError(ExportError):
+    """The export folder already holds files and `force` was not given. `replaced` are the files
+    a forced export overwrites or removes, `kept` the others (both names, sorted)."""
+
+    def __init__(self, path: Path, replaced: list[str], kept: list[str]):
+        self.replaced, self.kept = replaced, kept
+        parts = [f"replaces {_names(replaced)}" if replaced else "replaces none of its files"]
+        if kept:
+            parts.append(f"keeps {_names(kept)}")
+        super().__init__(path, f"the folder is not empty (exporting there {'; '.join(parts)})")
+
+
+def _names(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def export_conflict(out_dir: Path | str) -> ExportExistsError | None:
+    """Why exporting into `out_dir` needs `force` (it exists and is not empty), else None."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(out_dir, "a file of that name exists; choose a folder")
+    if not out_dir.is_dir():
+        return None
+    entries = sorted(out_dir.iterdir(), key=lambda e: e.name)
+    if not entries:
+        return None
+    replaced = [e.name for e in entries if _is_export_file(e)]
+    kept = [e.name + ("/" if e.is_dir() else "") for e in entries if not _is_export_file(e)]
+    return ExportExistsError(out_dir, replaced, kept)
 
 
 def export_model(
@@ -35,13 +90,21 @@ def export_model(
     out_dir: Path | str,
     skeleton: Callable[[], nn.Module] | None = None,
     format: Literal["hf", "safetensors"] = "hf",
+    *,
+    force: bool = False,
 ) -> Path:
     """Write a model to `out_dir`; returns the folder (hf) or the .safetensors file written.
 
     `source` is a CompressedModel, or an artifact folder together with the base `skeleton`
-    factory to rebuild it with.
+    factory to rebuild it with. A non-empty `out_dir` raises ExportExistsError unless `force`
+    (checked before the model is rebuilt, so a refusal is quick).
     """
     out_dir = Path(out_dir)
+    if format not in ("hf", "safetensors"):
+        raise ExportError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
+    conflict = export_conflict(out_dir)
+    if conflict is not None and not force:
+        raise conflict
     if isinstance(source, CompressedModel):
         cm = source
     else:
@@ -50,28 +113,92 @@ def export_model(
         cm = load_artifact(Path(source), skeleton)
     module = float_copy(cm)
     if format == "safetensors":
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "model.safetensors"
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()
                  if isinstance(v, torch.Tensor)}
-        save_file(state, str(path), metadata={"format": "pt", "bonsai_edits": json.dumps(cm.edits),
-                                              "bonsai_note": "dequantized floats"})
-        return path
-    if format != "hf":
-        raise ExportError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
+
+        def write_safetensors(folder: Path) -> None:
+            save_file(state, str(folder / "model.safetensors"),
+                      metadata={"format": "pt", "bonsai_edits": json.dumps(cm.edits),
+                                "bonsai_note": "dequantized floats"})
+
+        _write_into_place(out_dir, write_safetensors)
+        return out_dir / "model.safetensors"
     if not hasattr(module, "save_pretrained") or not hasattr(module, "config"):
         raise ExportError(out_dir, "this model is not a Hugging Face transformers model; export it with "
                                      "format safetensors instead")
     _check_config_describes(module, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    module.save_pretrained(str(out_dir), safe_serialization=True)  # type: ignore[operator]
-    (out_dir / "bonsai_export.json").write_text(json.dumps({
-        "note": "weights are the dequantized floating-point values the compressed model runs on; "
-                "the packed/sparse stored form lives in the Bonsai artifact",
-        "edits": cm.edits,
-        "quantized": sorted(cm.encodings),
-    }, indent=1))
+
+    def write_hf(folder: Path) -> None:
+        module.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[operator]
+        (folder / "bonsai_export.json").write_text(json.dumps({
+            "note": "weights are the dequantized floating-point values the compressed model runs on; "
+                    "the packed/sparse stored form lives in the Bonsai artifact",
+            "edits": cm.edits,
+            "quantized": sorted(cm.encodings),
+        }, indent=1))
+
+    _write_into_place(out_dir, write_hf)
     return out_dir
+
+
+def _write_into_place(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Run `write` into a new sibling folder, carry over the files of an existing `out_dir` that
+    are not export files (linked, else copied), then swap the new folder in. Until the swap,
+    `out_dir` is untouched; the swap is two renames (the old folder moves aside first, and comes
+    back if the second rename fails), so no reader ever sees a half-written export."""
+    from ..store.fsio import fsync_dir, fsync_tree
+
+    out_dir = out_dir.absolute()
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    # mkdir (not mkdtemp): the folder gets the user's umask like any folder they make, not 0700.
+    tmp = parent / f".{out_dir.name}.bonsai-export-{tag}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if out_dir.is_dir():
+            written = {e.name for e in tmp.iterdir()}
+            for entry in out_dir.iterdir():
+                if entry.name not in written and not _is_export_file(entry):
+                    _carry(entry, tmp / entry.name)
+            shutil.copymode(out_dir, tmp)
+        fsync_tree(tmp)
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        if out_dir.is_dir():
+            aside = parent / f".{out_dir.name}.bonsai-replaced-{tag}"
+            os.rename(out_dir, aside)
+            try:
+                os.rename(tmp, out_dir)
+            except OSError:
+                os.rename(aside, out_dir)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+        fsync_dir(parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _carry(src: Path, dst: Path) -> None:
+    """A user's file or folder into the new export folder: a hard link where the file system
+    allows (instant, no extra space), else a copy; symbolic links stay links."""
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    elif src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def float_copy(cm: CompressedModel) -> nn.Module:
