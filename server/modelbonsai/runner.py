@@ -107,7 +107,7 @@ class PlannedStep:
     def reevaluate(self) -> bool:
         """Stored, but its metrics and outputs are of other evaluation settings (or unknown ones)."""
         return self.up_to_date and self.existing is not None and \
-            self.existing.eval_fingerprint != self.eval_fingerprint
+            not same_evaluation(self.existing.eval_fingerprint, self.eval_fingerprint)
 
     @property
     def is_final(self) -> bool:
@@ -190,21 +190,24 @@ def task_key(exp: Any) -> dict[str, Any] | None:
 
 
 def evaluation_limit(exp: Any, max_instances: int | None = None) -> int | None:
-    """How many instances a run evaluates: `max_instances` given to the run (the CLI's
-    --max-instances, the language server's setting), else the task's own `max_instances`; None
-    (all) without either, or without a task."""
+    """How many instances a run evaluates, by the one rule the CLI, the language server and the
+    extension share: the experiment file's own `max_instances` wins; `max_instances` (the CLI's
+    --max-instances, the `bonsai.maxInstances` setting) applies only where the file sets none;
+    None (every instance) without either, or without a task. A limit at or above the task's
+    instance count evaluates every instance: `same_evaluation` treats the two alike."""
     if getattr(exp, "task", None) is None:
         return None
-    limit = max_instances if max_instances is not None else getattr(exp.task, "max_instances", None)
+    own = getattr(exp.task, "max_instances", None)
+    limit = own if own is not None else max_instances
     return None if limit is None else int(limit)
 
 
 def evaluation_fingerprint(exp: Any, max_instances: int | None = None) -> str:
-    """What a model's metrics and outputs depend on besides its weights: the task (kind and
-    options) and how many instances are evaluated (`evaluation_limit`). Written
-    ``<task hash>:<limit>`` (``all``: no limit). The runner stores it with each model; the language
-    server compares it, for the limit its runs use, to mark models stale (lsp/drift.py): one
-    function, so both judge alike."""
+    """What a run asks of a model's metrics and outputs besides its weights: the task (kind and
+    options) and its instance limit (`evaluation_limit`). Written ``<task hash>:<limit>``
+    (``all``: no limit). What the runner stores is `evaluated_fingerprint` (the count it really
+    evaluated); `same_evaluation` compares the two, for the runner's plan and for the language
+    server's stale marks (lsp/drift.py) alike."""
     return _evaluation_fingerprint(exp, evaluation_limit(exp, max_instances))
 
 
@@ -214,9 +217,60 @@ def _evaluation_fingerprint(exp: Any, limit: int | None) -> str:
 
 
 def split_evaluation_fingerprint(fp: str) -> tuple[str, str]:
-    """(task hash, limit) of an `evaluation_fingerprint`; the limit is ``all`` or a count."""
+    """(task hash, limit) of an evaluation fingerprint; the limit is ``all`` or a count (asked
+    for), or ``<evaluated>/<total>`` (stored; total ``?`` when unknown)."""
     task, _, limit = fp.partition(":")
     return task, limit
+
+
+def evaluated_fingerprint(requested: str, evaluated: int, total: int | None) -> str:
+    """What the runner stores after evaluating `evaluated` instances for the `requested`
+    fingerprint: ``<task hash>:<evaluated>/<total>``, the counts rather than the limit, so
+    "every instance" and "512 of a task with 200" are one evaluation. `total` is the task's
+    instance count (`Task.total_instances`); when the task does not say, a run that evaluated
+    fewer than its limit (or had none) has seen them all."""
+    task, limit = split_evaluation_fingerprint(requested)
+    if total is None and (limit == "all" or (limit.isdigit() and evaluated < int(limit))):
+        total = evaluated
+    return f"{task}:{int(evaluated)}/{'?' if total is None else int(total)}"
+
+
+def _counts(limit: str) -> tuple[int, int | None] | None:
+    """(evaluated, total or None) of a stored ``<evaluated>/<total>``; None for another form."""
+    done, slash, total = limit.partition("/")
+    if not slash or not done.isdigit() or not (total.isdigit() or total == "?"):
+        return None
+    return int(done), int(total) if total.isdigit() else None
+
+
+def same_evaluation(stored: str | None, requested: str) -> bool:
+    """Whether a model stored with evaluation fingerprint `stored` (None: not recorded) has the
+    metrics a run asking for `requested` (`evaluation_fingerprint`) would give: same task, and
+    the limit, capped at the task's instance count, is the count evaluated. A fingerprint stored
+    before counts were recorded (``<task>:<limit>``) must match exactly."""
+    if stored is None:
+        return False
+    old_task, old = split_evaluation_fingerprint(stored)
+    new_task, new = split_evaluation_fingerprint(requested)
+    if old_task != new_task:
+        return False
+    counts = _counts(old)
+    if counts is None:
+        return old == new
+    evaluated, total = counts
+    if new == "all":
+        return total is not None and evaluated == total
+    if not new.isdigit():
+        return False
+    want = int(new)
+    # total unknown: only a limit equal to what was evaluated is surely the same evaluation
+    return (min(want, total) if total is not None else want) == evaluated
+
+
+def evaluation_counts(fp: str) -> tuple[int, int | None] | None:
+    """(evaluated, total or None) of a stored evaluation fingerprint; None when it records a
+    limit instead (stored before counts were)."""
+    return _counts(split_evaluation_fingerprint(fp)[1])
 
 
 def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None) -> str:
@@ -525,7 +579,7 @@ class Runner:
             save_outputs(evaluation, path)
 
         new = self.store.replace_evaluation(
-            rec.id, st.eval_fingerprint, metrics, file_name=OUTPUTS_FILE,
+            rec.id, self._evaluated(st, evaluation), metrics, file_name=OUTPUTS_FILE,
             file_writer=write if evaluation is not None else None,
         )
         if st.op is None:
@@ -575,6 +629,7 @@ class Runner:
                 raise OpError(st.op, f"returned {type(cm).__name__}, not a CompressedModel")
             reference = self._reference(exp, result, device)
         evaluation, measured = self._measure(exp, cm, device, reference, progress)
+        record.eval_fingerprint = self._evaluated(st, evaluation)
         if st.op is None:
             self._base_eval = evaluation
         base_bytes = None if st.op is None else self._base_stored_bytes(result, exp)
@@ -628,6 +683,14 @@ class Runner:
         self._memo[fp] = cm
 
     # -- evaluation -------------------------------------------------------------------------------
+    def _evaluated(self, st: PlannedStep, evaluation: Any) -> str:
+        """The evaluation fingerprint to store: the counts really evaluated (`evaluated_fingerprint`),
+        so a limit above the task's size stores what "every instance" does."""
+        if evaluation is None:
+            return st.eval_fingerprint
+        return evaluated_fingerprint(st.eval_fingerprint, len(evaluation.ids),
+                                     getattr(self._task, "total_instances", None))
+
     def _get_task(self, exp: Any) -> Any:
         if getattr(exp, "task", None) is None:
             return None

@@ -146,19 +146,20 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
         exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 5"))
         fewer = "evaluated on every instance, a run now evaluates 5 instances: run to re-evaluate"
         assert judge() == {models["toy"].id: fewer, models["prune-50"].id: fewer}
-        # ... judged for the limit this server's runs use: theirs wins over the file's
-        assert judge(limit=5) == judge()
+        # ... whatever limit this server's runs use: the file's own wins over the setting
+        assert judge(limit=5) == judge(limit=7) == judge()
         Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
-        # indexes of two limits judge the same stored models differently (a server's limit is
-        # fixed at initialize: one index, one limit), though they share the file's parse
-        assert judge() == {}
-        assert set(judge(limit=7).values()) == {"evaluated on 5 instances, a run now evaluates 7 instances: run to re-evaluate"}
-        assert judge() == {}
+        assert judge() == {} and judge(limit=7) == {}
         # another task option: every current model's metrics are of the old settings
         exp.write_text(exp.read_text().replace("max_instances: 5", "hardness: 2"))
         assert judge() == {models["toy"].id: REEVALUATE, models["prune-50"].id: REEVALUATE}
         Runner(store, device="cpu").run(make_plan(load_experiment(exp).experiment, store, only=["prune-50"]))
         assert judge() == {}
+        # the file sets no limit now: indexes of two limits judge the same stored models
+        # differently (a server's limit is fixed at initialize: one index, one limit), though
+        # they share the file's parse; a limit at or above the task's 24 instances is no change
+        assert set(judge(limit=7).values()) == {"evaluated on every instance, a run now evaluates 7 instances: run to re-evaluate"}
+        assert judge(limit=24) == judge(limit=512) == judge() == {}
         # a model stored before evaluations were recorded (migrated store): unknown, stale
         store._conn.execute("UPDATE models SET eval_fingerprint = NULL WHERE id = ?", (models["prune-50"].id,))
         assert judge() == {models["prune-50"].id: REEVALUATE_UNKNOWN}

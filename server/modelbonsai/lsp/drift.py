@@ -6,9 +6,11 @@ variant) and no model of that variant was stored since. It is shown as a synthet
 *stale*: a stored final model whose experiment file and variant still exist, but whose current
 definition gives another fingerprint, and no model with the new fingerprint exists yet; or a
 current model whose evaluation fingerprint (`runner.evaluation_fingerprint`: the task and how
-many instances) is not the one a run from this server would store (the file's task, and the
-server's instance limit, else the file's), or is unknown: a run re-evaluates it in place. The
-runner's own function decides, so what is shown stale is what a run re-evaluates.
+many instances) does not match what a run from this server would ask for (the file's task and
+its own instance limit, else the server's; a limit at or above the task's instance count being
+"every instance"), or is unknown: a run re-evaluates it in place. The runner's own functions
+(`evaluation_fingerprint`, `same_evaluation`) decide, so what is shown stale is what a run
+re-evaluates.
 
 The current fingerprints are computed the way `runner.make_plan` does, but without running
 `make_plan`: it imports the experiment's `ops_from` files (user code, which an untrusted
@@ -114,7 +116,7 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
     for v in exp.variants:
         if v.parent not in last or not v.ops:
             continue  # make_plan refuses this file: nothing is stale by it
-        parent_fp = fp = last[v.parent]
+        origin_fp = parent_fp = fp = last[v.parent]
         seed = int(v.seed if getattr(v, "seed", None) is not None else exp.seed)
         params: dict[str, Any] = {}
         for call in v.ops:
@@ -130,7 +132,7 @@ def _fingerprints(p: Parsed, workspace: Path) -> None:
                 fp = None
                 continue
             if fp is not None:
-                fp = step_fingerprint(fp, opdef, params, seed, task)
+                fp = step_fingerprint(fp, opdef, params, seed, task, origin_fp)
         last[v.name] = fp
         finals[v.name] = Final(v.ops[-1].name, params, seed, exp.parent_name(v), fp, parent_fp)
     p.finals, p.base_fp, p.base_name = finals, base_fp, exp.base.name
@@ -141,19 +143,29 @@ REEVALUATE_UNKNOWN = "evaluated with task settings this Bonsai did not record: r
 
 
 def _instances(limit: str) -> str:
+    """A stored or asked-for limit in words: ``all``, a count, or ``<evaluated>/<total>``."""
+    from ..runner import evaluation_counts
+
+    counts = evaluation_counts(f":{limit}")
+    if counts is not None:
+        done, total = counts
+        if done == total:
+            return "every instance"
+        limit = str(done)
     return "every instance" if limit == "all" else f"{limit} instance{'s' if limit != '1' else ''}"
 
 
 def reevaluate_reason(stored: str | None, current: str) -> str:
     """Why a current model whose evaluation fingerprint is `stored` (None: not recorded) is
-    stale when a run would evaluate with `current` (both `runner.evaluation_fingerprint`)."""
+    stale when a run would evaluate with `current` (`runner.evaluation_fingerprint`; the caller
+    checked `runner.same_evaluation`)."""
     from ..runner import split_evaluation_fingerprint
 
     if stored is None:
         return REEVALUATE_UNKNOWN
     old_task, old_limit = split_evaluation_fingerprint(stored)
     new_task, new_limit = split_evaluation_fingerprint(current)
-    if old_task != new_task or old_limit == new_limit:
+    if old_task != new_task or _instances(old_limit) == _instances(new_limit):
         return REEVALUATE
     return f"evaluated on {_instances(old_limit)}, a run now evaluates {_instances(new_limit)}: run to re-evaluate"
 
@@ -219,8 +231,8 @@ class DriftIndex:
     that stores N models one by one costs O(N) judgements, not O(N²) (`judged` counts them:
     models judged and failed variants described).
 
-    `limit` is the instance limit this server's runs evaluate with (None: each file's own): a
-    current model evaluated otherwise is stale. It is the server's setting, fixed at initialize
+    `limit` is the instance limit this server's runs use where a file sets none (None: every
+    instance; `runner.evaluation_limit`): a current model evaluated otherwise is stale. It is the server's setting, fixed at initialize
     (the client restarts the server to change it), so an index judges for one limit only.
     """
 
@@ -346,6 +358,8 @@ class DriftIndex:
 
     # -- judging ------------------------------------------------------------------------------
     def _judge(self, mid: str) -> None:
+        from ..runner import same_evaluation
+
         self._stale.pop(mid, None)
         self._await(mid, None)
         m = self._models.get(mid)
@@ -363,7 +377,7 @@ class DriftIndex:
         if final.fingerprint == m.fingerprint:
             # The current model: are its metrics what a run would evaluate now?
             current = seen.evaluation
-            if current is not None and m.eval_fingerprint != current:
+            if current is not None and not same_evaluation(m.eval_fingerprint, current):
                 self._stale[mid] = reevaluate_reason(m.eval_fingerprint, current)
             return
         self._await(mid, final.fingerprint)  # a model with it stored makes this one no longer stale

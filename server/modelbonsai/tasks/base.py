@@ -99,6 +99,10 @@ class Task(ABC):
     #: On the class: option name -> (type, doc) for the experiment file's `task:` section
     #: (validation, completion). On an instance: the option values from the experiment file.
     options: Mapping[str, Any] = {}
+    #: How many evaluation instances the data holds before `max_instances` cuts it (None: the
+    #: task does not say). Known once the evaluation split is loaded; the runner stores it so a
+    #: limit at or above it counts as "every instance" (runner.evaluated_fingerprint).
+    total_instances: int | None = None
 
     def __init__(
         self,

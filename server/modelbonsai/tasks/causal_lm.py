@@ -118,6 +118,7 @@ class CausalLMTask(Task):
         if n == 0 or len(self._eval.tokens) < span:
             raise fail(KIND, f"the evaluation text has {len(self._eval.tokens)} tokens; expected at least "
                              f"{span} (one window of context {self.context} plus its next token)")
+        self.total_instances = n
         self._windows = [i * self.context for i in range(limit(n, self.max_instances))]
 
     def _window_batch(self, offsets: list[int], corpus: _Corpus, prefix: str) -> Batch:

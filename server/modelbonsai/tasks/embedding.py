@@ -51,6 +51,7 @@ class SentenceEmbeddingTask(Task):
         rows = _read_sentences(path)
         if len(rows) < 2:
             raise fail(KIND, f"{path.name} holds {len(rows)} sentence(s); expected at least 2")
+        self.total_instances = len(rows)
         rows = rows[: limit(len(rows), max_instances)]
         self.ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
         self.texts = [str(r["text"]) for r in rows]

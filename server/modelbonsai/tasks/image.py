@@ -50,6 +50,7 @@ class ImageClassificationTask(ClassificationTask):
         self._names = self._read_classes()
         full = self._read_split("eval", required=True)
         assert full is not None
+        self.total_instances = len(full.labels)
         n = limit(len(full.labels), max_instances)
         self._eval = _Split(full.images[:n], full.labels[:n])
         self._train: _Split | None = None

@@ -48,6 +48,7 @@ class TextClassificationTask(ClassificationTask):
         raw = read_jsonl(KIND, self.data_path)
         self._names = self._class_names(raw)
         rows = self._rows(raw, self.data_path.name)
+        self.total_instances = len(rows.ids)
         n = limit(len(rows.ids), max_instances)
         self._eval = _Rows(rows.ids[:n], rows.texts[:n], rows.labels[:n], rows.attrs[:n])
         self._train: _Rows | None = None
