@@ -74,7 +74,8 @@ function samePath(a: string, b: string): boolean {
   return norm(a) === norm(b);
 }
 
-class Commands {
+/** Exported for the unit tests; `registerCommands` is how the extension uses it. */
+export class Commands {
   constructor(private readonly d: CommandDeps) {}
 
   pick(n?: LineageNode): P.ModelInfo {
@@ -227,9 +228,25 @@ class Commands {
     if (!format) return;
     const dir = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Export Here', title: `Export ${m.name}` });
     if (!dir?.[0]) return;
-    const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${m.name}…` }, () =>
-      this.d.server.request<P.PathResult>(P.MODEL_EXPORT, { id: m.id, dir: dir[0]!.fsPath, format: format.format }),
-    );
+    const params: P.ExportParams = { id: m.id, dir: dir[0]!.fsPath, format: format.format };
+    const send = (force: boolean) =>
+      vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Exporting ${m.name}…` }, () =>
+        this.d.server.request<P.PathResult>(P.MODEL_EXPORT, force ? { ...params, force } : params),
+      );
+    let r: P.PathResult;
+    try {
+      r = await send(false);
+    } catch (e) {
+      // A folder that holds files: the server names what an export there replaces and keeps.
+      if ((e as { code?: unknown }).code !== P.ErrorCodes.exportExists) throw e;
+      const ok = await vscode.window.showWarningMessage(
+        `The folder ${path.basename(params.dir)} is not empty. Replace?`,
+        { modal: true, detail: errorText(e) },
+        'Replace',
+      );
+      if (ok !== 'Replace') return;
+      r = await send(true);
+    }
     const pick = await vscode.window.showInformationMessage(`Exported ${m.name} to ${r.path}`, 'Reveal');
     if (pick) await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.path));
   }

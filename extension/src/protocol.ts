@@ -114,6 +114,9 @@ export const ErrorCodes = {
   notFound: -32002,
   userError: -32003,
   jobFailed: -32004,
+  /** model/export into a folder that holds files: the message names what a forced export replaces
+   * and keeps; ask the user, then re-send with `force: true`. */
+  exportExists: -32005,
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -205,7 +208,8 @@ export const Shapes = {
   }),
   DeleteParams: object({ id: string, recursive: optional(boolean) }),
   DeleteResult: object({ deleted: array(string) }),
-  ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors') }),
+  // force: replace the export files in a non-empty `dir` (else exportExists); other files are kept
+  ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors'), force: optional(boolean) }),
   PathResult: object({ path: string }),
   CreateExperimentParams: object({ configPath: string }),
   LineageChangedParams: object({ folder: string }),

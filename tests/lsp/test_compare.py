@@ -265,6 +265,18 @@ async def test_delete_and_export(client: LanguageClient, folder: Path) -> None:
     out = await request(client, P.MODEL_EXPORT, {"id": m["int8"]["id"], "dir": str(folder / "exported"),
                                                  "format": "safetensors"})
     assert Path(out["path"]).is_file() and Path(out["path"]).suffix == ".safetensors"
+    # again into the same folder, now holding the export and the user's tokenizer: refused at once
+    # with a code the client asks the user about, naming what a forced export replaces and keeps
+    (folder / "exported" / "tokenizer.json").write_text("{}")
+    first = Path(out["path"]).read_bytes()
+    again = {"id": m["prune-50"]["id"], "dir": str(folder / "exported"), "format": "safetensors"}
+    with pytest.raises(JsonRpcException) as e:
+        await request(client, P.MODEL_EXPORT, again)
+    assert e.value.code == P.EXPORT_EXISTS
+    assert "replaces model.safetensors" in e.value.message and "keeps tokenizer.json" in e.value.message
+    assert Path(out["path"]).read_bytes() == first
+    out = await request(client, P.MODEL_EXPORT, {**again, "force": True})
+    assert Path(out["path"]).read_bytes() != first and (folder / "exported" / "tokenizer.json").read_text() == "{}"
     with pytest.raises(JsonRpcException) as e:
         await request(client, P.MODEL_DELETE, {"id": m["prune-50"]["id"]})
     assert e.value.code == P.USER_ERROR and "int8" in e.value.message

@@ -42,6 +42,7 @@ describe('protocol fixtures', () => {
     expect(code('USER_ERROR')).toBe(P.ErrorCodes.userError);
     expect(code('NOT_FOUND')).toBe(P.ErrorCodes.notFound);
     expect(code('JOB_FAILED')).toBe(P.ErrorCodes.jobFailed);
+    expect(code('EXPORT_EXISTS')).toBe(P.ErrorCodes.exportExists);
   });
 });
 

@@ -64,6 +64,9 @@ WORKSPACE_UNTRUSTED = -32001  # model-loading request in a workspace the user ha
 NOT_FOUND = -32002  # unknown model, job, result, tensor or file
 USER_ERROR = -32003  # something the user can fix (bad experiment file, op parameter, path)
 JOB_FAILED = -32004  # the job behind the request raised; message says why
+# bonsai/model/export into a folder that holds files: the message says which files a forced export
+# overwrites and which it keeps; the client asks the user and re-sends with `force: true`.
+EXPORT_EXISTS = -32005
 
 UNTRUSTED_MESSAGE = (
     "Bonsai does not load or run models in a restricted workspace: Workspace Trust is required "
@@ -248,6 +251,8 @@ class ExportParams(TypedDict):
     id: str
     dir: str
     format: Literal["hf", "safetensors"]
+    # replace the export files in a non-empty `dir` (else EXPORT_EXISTS); other files are kept
+    force: NotRequired[bool]
 
 
 class PathResult(TypedDict):

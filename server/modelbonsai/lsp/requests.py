@@ -73,8 +73,16 @@ def register(server: BonsaiServer) -> None:
 
     @custom(server, P.MODEL_EXPORT)
     async def export(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
+        from ..artifacts.export import export_conflict
+
         folder, _store, rec = await ls.in_reader(_find_model, ls, params["id"])
-        spec = {"folder": str(folder), "id": rec.id, "dir": str(as_path(params["dir"])), "format": params["format"]}
+        out = as_path(params["dir"])
+        force = bool(params.get("force", False))
+        # Asked before a job is queued: the client learns at once that it must ask the user.
+        conflict = None if force else await ls.in_reader(export_conflict, out)
+        if conflict is not None:
+            raise RequestError(P.EXPORT_EXISTS, str(conflict))
+        spec = {"folder": str(folder), "id": rec.id, "dir": str(out), "format": params["format"], "force": force}
         job = ls.submit("run", f"Export {rec.name}", lambda ctx: ls.workers.run("export", spec, ctx),
                         token=params.get("workDoneToken"))
         return {"path": await asyncio.wrap_future(job.future)}

@@ -291,7 +291,8 @@ def export(spec: dict[str, Any], rep: Reporter) -> str:
     store = LineageStore.open(spec["folder"])
     rec = store.get_model(spec["id"])
     rep.progress(0.1, f"rebuilding {rec.name}")
-    path = export_model(store.artifact_path(rec), spec["dir"], skeleton_factory(store, rec), format=spec["format"])
+    path = export_model(store.artifact_path(rec), spec["dir"], skeleton_factory(store, rec), format=spec["format"],
+                        force=bool(spec.get("force")))
     return str(path)
 
 
