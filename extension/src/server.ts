@@ -124,10 +124,13 @@ export class BonsaiServer implements vscode.Disposable {
     const config = vscode.workspace.getConfiguration('bonsai');
     const storage = this.context.storageUri ?? this.context.globalStorageUri;
     await vscode.workspace.fs.createDirectory(storage);
+    // bonsai.maxInstances only fills in for files that set no max_instances, and is unset by
+    // default (every instance): sent only when set, so the server applies the same rule as the CLI.
+    const maxInstances = config.get<number | null>('maxInstances', null);
     const initializationOptions: P.InitializationOptions = {
       storagePath: storage.fsPath,
       device: config.get<'auto' | 'cpu' | 'cuda' | 'mps'>('device', 'auto'),
-      maxInstances: config.get<number>('maxInstances', 512),
+      ...(typeof maxInstances === 'number' && Number.isInteger(maxInstances) && maxInstances > 0 ? { maxInstances } : {}),
       trusted: vscode.workspace.isTrusted,
     };
     const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;

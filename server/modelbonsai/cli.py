@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="auto|cpu|cuda|mps",
                      help="where to run (default: the file's `device`, else auto; cuda:N picks a GPU)")
     run.add_argument("--force", action="store_true", help="re-make the selected variants even when up to date")
-    run.add_argument("--max-instances", type=int, metavar="N", help="evaluate on at most N instances")
+    run.add_argument("--max-instances", type=int, metavar="N",
+                     help="evaluate on at most N instances where the experiment file's task sets no "
+                          "max_instances (the file's own wins)")
     run.add_argument("--allow-pickle", action="store_true",
                      help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
 

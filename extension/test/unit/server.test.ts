@@ -1,6 +1,6 @@
 // The server lifecycle with a fake language client: Python probe, initialize options, crash
 // restarts with back-off, giving up with the reason, restarts on settings change and on command.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -65,6 +65,14 @@ describe('BonsaiServer', () => {
     expect(c.clientOptions.initializationOptions).toEqual({ storagePath: '/storage/ws', device: 'cpu', maxInstances: 64, trusted: true });
     await server.request('bonsai/jobs', {});
     expect(c.requests).toEqual([['bonsai/jobs', {}]]);
+  });
+
+  it("sends no instance limit by default: package.json's default leaves it to the experiment files", async () => {
+    const pkg = JSON.parse(readFileSync(join(context.extensionPath, 'package.json'), 'utf8'));
+    // VS Code answers `get` with the contributed default when the user set nothing
+    __setConfig('bonsai.maxInstances', pkg.contributes.configuration.properties['bonsai.maxInstances'].default);
+    await server.start();
+    expect(clients()[0]!.clientOptions.initializationOptions).toEqual({ storagePath: '/storage/ws', device: 'cpu', trusted: true });
   });
 
   it('stops with the reason and offers the install command when modelbonsai is missing', async () => {
