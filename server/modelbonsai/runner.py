@@ -695,11 +695,9 @@ class Runner:
         if getattr(exp, "task", None) is None:
             return None
         if self._task is None:
-            from .tasks import get_task_class
+            from .tasks import make_task
 
-            spec = exp.task
-            cls = get_task_class(spec.kind, exp.root)
-            self._task = cls(dict(spec.options), exp.root, max_instances=self._limit)
+            self._task = make_task(exp, max_instances=self._limit)
         return self._task
 
     def _reference(self, exp: Any, result: RunResult, device: torch.device) -> Any:

@@ -73,7 +73,7 @@ def experiment_of(store: LineageStore, rec: ModelRecord) -> Any:
 
 def task_of(store: LineageStore, rec: ModelRecord, max_instances: int | None) -> tuple[Any, dict[str, Any]]:
     """(task instance, task key) for a model's experiment; WorkError when it has no task."""
-    from ..tasks import get_task_class
+    from ..tasks import make_task
 
     exp = experiment_of(store, rec)
     if exp is None or exp.task is None:
@@ -81,9 +81,8 @@ def task_of(store: LineageStore, rec: ModelRecord, max_instances: int | None) ->
                         "this comparison needs the task's data")
     from ..runner import evaluation_limit
 
-    cls = get_task_class(exp.task.kind, exp.root)
     limit = evaluation_limit(exp, max_instances)  # as a run would evaluate
-    task = cls(dict(exp.task.options), exp.root, max_instances=limit)
+    task = make_task(exp, max_instances=limit)
     return task, {"kind": exp.task.kind, "options": exp.task.options, "max_instances": limit}
 
 

@@ -8,6 +8,7 @@ import inspect
 import sys
 from pathlib import Path
 from types import MappingProxyType, ModuleType
+from typing import Any
 
 from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
 from .causal_lm import CausalLMTask
@@ -45,6 +46,31 @@ def get_task_class(kind: str, root: Path | None = None) -> type[Task]:
         raise TaskError(f"unknown task kind '{kind}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
                         + f" (built in: {', '.join(TASK_KINDS)}; or a user task \"file.py:ClassName\")")
     return load_user_task(kind, root if root is not None else Path.cwd())
+
+
+def make_task(exp: Any, *, max_instances: int | None = None) -> Task | None:
+    """The task of a parsed experiment (None: it has no `task:` section), built as every face
+    builds it: options relative to the file's folder, and `model_path` the base model's folder or
+    weights file, where the text tasks find their default tokenizer. The runner, the comparisons
+    and the instances view all build the task here, so none of them forgets that folder."""
+    spec = getattr(exp, "task", None)
+    if spec is None:
+        return None
+    cls = get_task_class(spec.kind, exp.root)
+    model_path: Path | None = getattr(exp.base, "load_path", None)
+    if model_path is not None and _accepts_model_path(cls):
+        return cls(dict(spec.options), exp.root, max_instances=max_instances, model_path=model_path)
+    return cls(dict(spec.options), exp.root, max_instances=max_instances)
+
+
+def _accepts_model_path(cls: type[Task]) -> bool:
+    """Whether the class's constructor takes `model_path` (a user task may override __init__
+    with the older signature; it then simply does not get it)."""
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "model_path" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def task_options(kind: str) -> dict[str, tuple[str, str]]:
@@ -129,5 +155,6 @@ __all__ = [
     "TextClassificationTask",
     "get_task_class",
     "load_user_task",
+    "make_task",
     "task_options",
 ]
