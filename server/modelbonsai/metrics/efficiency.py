@@ -1,18 +1,33 @@
 """Efficiency metrics of a model: size counts, stored bytes, latency, throughput and peak memory.
 
-Latency protocol: `warmup` untimed calls (caches, lazy init, CUDA kernels selection), then
-`repeats` timed calls; the median is the headline and the interquartile range the spread. On
-CUDA each call is timed with CUDA events around it and the device is synchronised, so the time
-is the device's, not the launch's. The timer is injectable, so the protocol itself is testable.
+Latency protocol (why: README, "Latency on a busy machine"). Other processes can only ever add
+time to a forward pass, never take it away, so the figure is built to ignore what they add:
+
+- the clock: on the CPU each call is timed by the calling thread's CPU clock with torch limited
+  to one intra-op thread while measuring, so time the thread spends descheduled (another process
+  on its core, OpenMP threads waiting on a preempted peer: a 3 ms model read 534 ms that way) is
+  not counted; on CUDA by CUDA events around the call (the device's time); on MPS by the wall
+  clock with the device synchronised;
+- the rounds: after one warm-up call (which also gives the cost of a call), `min_rounds` to
+  `max_rounds` short rounds of `k` calls each (`k` fills about `round_s`), while the `budget_s`
+  lasts; several models are measured round by round in turn (`measure_latencies`), so each sees
+  the same conditions and their ratio is fair;
+- the estimate: the lowest round median (a round's median ignores a spike inside it; the lowest
+  round is the least disturbed). The spread is the range of the round medians; a spread wider
+  than `noisy_spread` of the estimate marks the measurement noisy.
+
+The timer and the clock that keeps the budget are injectable, so the protocol itself is testable.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,8 +46,8 @@ class Timer(Protocol):
 
 @dataclass
 class ClockTimer:
-    """Wall-clock timing; `sync` (e.g. torch.cuda.synchronize for MPS-like devices) runs before each
-    reading so queued device work is counted. `clock` is injectable for tests."""
+    """Wall-clock timing; `sync` (e.g. torch.mps.synchronize) runs before each reading so queued
+    device work is counted. `clock` is injectable for tests."""
 
     clock: Callable[[], float] = time.perf_counter
     sync: Callable[[], None] | None = None
@@ -45,6 +60,25 @@ class ClockTimer:
         if self.sync:
             self.sync()
         return self.clock() - start
+
+
+@dataclass
+class ThreadCpuTimer:
+    """The calling thread's CPU time over the call (user + system): time spent waiting for a core
+    is not in it. Meaningful for work done on the calling thread only, so it is used with torch
+    limited to one intra-op thread (`one_thread`). Keeps each call's wall time too (`walls`), to
+    say in the detail how much a busy machine stretched it."""
+
+    cpu: Callable[[], float] = time.thread_time
+    wall: Callable[[], float] = time.perf_counter
+    walls: list[float] = field(default_factory=list)
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        w0, c0 = self.wall(), self.cpu()
+        fn()
+        c1, w1 = self.cpu(), self.wall()
+        self.walls.append(w1 - w0)
+        return c1 - c0
 
 
 class CudaEventTimer:
@@ -64,29 +98,168 @@ class CudaEventTimer:
         return float(start.elapsed_time(end)) / 1000.0
 
 
+# Windows' thread clock ticks in 15.6 ms steps: too coarse for a forward pass; wall clock there.
+_THREAD_CLOCK_OK = sys.platform != "win32"
+
+
 def timer_for(device: torch.device) -> Timer:
     if device.type == "cuda":
         return CudaEventTimer(device)
     if device.type == "mps":
         return ClockTimer(sync=torch.mps.synchronize)
-    return ClockTimer()
+    return ThreadCpuTimer() if _THREAD_CLOCK_OK else ClockTimer()
+
+
+def timer_method(timer: Timer) -> str:
+    """How a timer measures, as stored with each measurement (measurements differing in it are
+    not compared with each other)."""
+    if isinstance(timer, CudaEventTimer):
+        return "cuda events"
+    if isinstance(timer, ThreadCpuTimer):
+        return "thread CPU time, 1 thread"
+    if isinstance(timer, ClockTimer):
+        return "wall clock"
+    return type(timer).__name__
+
+
+@contextmanager
+def one_thread(enabled: bool = True) -> Iterator[None]:
+    """torch limited to one intra-op thread inside (restored after): the thread CPU clock then
+    sees all of a forward pass's work."""
+    if not enabled:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class LatencyProtocol:
+    """How many calls and rounds a latency measurement makes; see the module docstring."""
+
+    warmup: int = 1
+    min_rounds: int = 3
+    max_rounds: int = 7
+    round_s: float = 0.01  # a round's calls fill about this long (one call when a call is longer)
+    max_calls: int = 32  # calls per round at most (a model of microseconds needs no more)
+    budget_s: float | None = 0.25  # no new round starts past this (wall), beyond min_rounds
+    noisy_spread: float = 0.25  # a spread above this share of the estimate is noisy
+
+    def calls_per_round(self, call_s: float) -> int:
+        if not math.isfinite(call_s) or call_s <= 0:
+            return self.max_calls
+        return max(1, min(self.max_calls, round(self.round_s / call_s)))
 
 
 @dataclass
 class Latency:
-    median_s: float
-    iqr_s: float
-    std_s: float
-    samples_s: list[float]
+    """One latency measurement. `value_s`: the lowest round median; `spread_s`: the range of the
+    round medians; `noisy`: the spread is wider than the protocol accepts (or one round only)."""
+
+    value_s: float
+    spread_s: float
+    rounds_s: list[float]  # each round's median, in the order measured
+    samples_s: list[list[float]]  # each round's calls
+    noisy: bool
     warmup: int
     batch_size: int
     device: str
     method: str
+    wall_s: float | None = None  # median wall time of the timed calls (CPU clock only)
+    load: float | None = None  # 1-minute load average when measured (where the OS says)
+    measured_at: float = 0.0  # time.time()
+
+    @property
+    def relative_spread(self) -> float:
+        return self.spread_s / self.value_s if self.value_s > 0 else float("inf")
 
     @property
     def throughput(self) -> float:
         """Instances per second at this batch size."""
-        return self.batch_size / self.median_s if self.median_s > 0 else float("inf")
+        return self.batch_size / self.value_s if self.value_s > 0 else float("inf")
+
+    @property
+    def calls(self) -> int:
+        return sum(len(r) for r in self.samples_s)
+
+
+def load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def summarize(rounds: list[list[float]], *, protocol: LatencyProtocol, batch_size: int, device: str,
+              method: str, warmup: int, wall_s: float | None = None, load: float | None = None) -> Latency:
+    """The estimate, spread and noisy flag of a model's rounds (each a list of call times)."""
+    medians = [statistics.median(r) for r in rounds if r]
+    if not medians:
+        raise ValueError("a latency needs at least one timed call")
+    value, spread = min(medians), max(medians) - min(medians)
+    noisy = len(medians) < 2 or (spread > protocol.noisy_spread * value if value > 0 else True)
+    return Latency(value_s=value, spread_s=spread, rounds_s=medians, samples_s=[list(r) for r in rounds],
+                   noisy=noisy, warmup=warmup, batch_size=batch_size, device=device, method=method,
+                   wall_s=wall_s, load=load, measured_at=time.time())
+
+
+def measure_latencies(
+    fns: Sequence[Callable[[], Any]],
+    *,
+    batch_sizes: Sequence[int],
+    device: torch.device,
+    protocol: LatencyProtocol | None = None,
+    timer: Timer | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    call_s: Sequence[float | None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> list[Latency]:
+    """Measure several models' calls interleaved: every round runs each model's calls in turn, so
+    a burst of load hits them alike. `call_s`: a known cost of one call per model (a call already
+    made, e.g. the peak-memory one, which then also stands for the warm-up); `clock` keeps the
+    budget (wall time). `cancelled` is polled between rounds (a cancelled measurement raises)."""
+    from ..ops.registry import Cancelled
+
+    p = protocol or LatencyProtocol()
+    if p.min_rounds < 1 or p.max_rounds < p.min_rounds:
+        raise ValueError("need 1 <= min_rounds <= max_rounds")
+    timer = timer or timer_for(device)
+    known = list(call_s) if call_s is not None else [None] * len(fns)
+    start = clock()
+    k: list[int] = []
+    warmups: list[int] = []
+    for fn, cost in zip(fns, known, strict=True):
+        n_warm = p.warmup if cost is None else 0
+        for i in range(n_warm):
+            t = timer.time(fn)
+            cost = t if i == n_warm - 1 else cost
+        k.append(p.calls_per_round(cost) if cost is not None else 1)
+        warmups.append(n_warm)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    if isinstance(timer, ThreadCpuTimer):
+        timer.walls.clear()  # the warm-up's wall time is not the figure's
+    rounds: list[list[list[float]]] = [[] for _ in fns]
+    walls: list[list[float]] = [[] for _ in fns]
+    while len(rounds[0]) < p.max_rounds if fns else False:
+        if len(rounds[0]) >= p.min_rounds and p.budget_s is not None and clock() - start >= p.budget_s:
+            break
+        if cancelled():
+            raise Cancelled()
+        for i, fn in enumerate(fns):
+            rounds[i].append([timer.time(fn) for _ in range(k[i])])
+            if isinstance(timer, ThreadCpuTimer):
+                walls[i] += timer.walls
+                timer.walls.clear()
+    method = timer_method(timer)
+    load = load_average()
+    return [summarize(rounds[i], protocol=p, batch_size=batch_sizes[i], device=str(device), method=method,
+                      warmup=warmups[i], wall_s=statistics.median(walls[i]) if walls[i] else None, load=load)
+            for i in range(len(fns))]
 
 
 def measure_latency(
@@ -94,31 +267,14 @@ def measure_latency(
     *,
     batch_size: int,
     device: torch.device,
-    warmup: int = 3,
-    repeats: int = 20,
+    protocol: LatencyProtocol | None = None,
     timer: Timer | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    call_s: float | None = None,
 ) -> Latency:
-    """Run `fn` `warmup` times untimed, then `repeats` times timed; median and spread of the latter."""
-    if repeats < 1:
-        raise ValueError("repeats must be at least 1")
-    timer = timer or timer_for(device)
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    samples = [timer.time(fn) for _ in range(repeats)]
-    q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else [samples[0]] * 3
-    method = "cuda events" if isinstance(timer, CudaEventTimer) else type(timer).__name__
-    return Latency(
-        median_s=statistics.median(samples),
-        iqr_s=q[2] - q[0],
-        std_s=statistics.pstdev(samples) if len(samples) > 1 else 0.0,
-        samples_s=samples,
-        warmup=warmup,
-        batch_size=batch_size,
-        device=str(device),
-        method=method,
-    )
+    """One model's latency (see `measure_latencies`)."""
+    return measure_latencies([fn], batch_sizes=[batch_size], device=device, protocol=protocol, timer=timer,
+                             clock=clock, call_s=[call_s])[0]
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -219,11 +375,53 @@ def nonzero_count(module: nn.Module) -> int:
 
 # -- everything together --------------------------------------------------------------------------
 @dataclass
+class LatencyMetric(Metric):
+    """The latency metric with what the store keeps of its measurement: the spread (same unit as
+    the value), the noisy flag, and the measurement itself for the model's history
+    (store/measurements.py: the stored figure is the most trustworthy of that history)."""
+
+    spread: float | None = None
+    noisy: bool = False
+    measurement: dict[str, Any] | None = None
+
+
+def latency_metrics(lat: Latency) -> list[Metric]:
+    """`latency` (ms, with its spread and measurement) and `throughput` of one measurement."""
+    ms = 1000.0
+    calls = sorted({len(r) for r in lat.samples_s})
+    per_round = "/".join(str(c) for c in calls)
+    how = (f"lowest of {len(lat.rounds_s)} round medians ({per_round} call{'s' if calls != [1] else ''} each), "
+           f"{lat.method}, batch {lat.batch_size}, {lat.device}")
+    if lat.device == "cpu":
+        how += f", {os.cpu_count() or 0} CPU cores visible"
+    if lat.wall_s is not None:
+        how += f"; wall {lat.wall_s * ms:.3g} ms"
+    if lat.load is not None:
+        how += f" at load {lat.load:.1f}"
+    if lat.noisy:
+        lo, hi = min(lat.rounds_s) * ms, max(lat.rounds_s) * ms
+        why = "one round only" if len(lat.rounds_s) < 2 else \
+            f"round medians ranged {lo:.3g}-{hi:.3g} ms ({100 * lat.relative_spread:.0f}% of the estimate)"
+        how = f"noisy: {why}; " + how
+    measurement = {
+        "value": lat.value_s * ms, "spread": lat.spread_s * ms, "rounds": len(lat.rounds_s), "calls": lat.calls,
+        "noisy": lat.noisy, "device": lat.device, "batch_size": lat.batch_size, "method": lat.method,
+        "measured_at": lat.measured_at, "load": lat.load, "wall": None if lat.wall_s is None else lat.wall_s * ms,
+        "detail": how,
+    }
+    return [
+        LatencyMetric("latency", lat.value_s * ms, "ms", False, headline=True, detail=how,
+                      spread=lat.spread_s * ms, noisy=lat.noisy, measurement=measurement),
+        Metric("throughput", lat.throughput, "instances/s", True, detail=f"at batch {lat.batch_size}, from the latency"),
+    ]
+
+
+@dataclass
 class EfficiencyOptions:
-    batch_size: int = 32
-    # enough for a stable median on small models without making a sweep of dozens of variants slow
-    warmup: int = 2
-    repeats: int = 10
+    # Small enough that measuring costs a fraction of evaluating 200 instances (a batch of 32 on
+    # one thread made measuring half of each variant's run time), large enough to use the kernels.
+    batch_size: int = 8
+    protocol: LatencyProtocol = field(default_factory=LatencyProtocol)
     measure_speed: bool = True
     timer: Timer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -262,30 +460,33 @@ def efficiency_metrics(
     return metrics
 
 
-def speed_metrics(model: nn.Module, task: Task, device: torch.device, o: EfficiencyOptions) -> list[Metric]:
-    batch: Batch = task.to_device(task.example_batch(o.batch_size), device)
-    n = len(batch.ids)
-    was_training = model.training
-    model.eval()
+def example_call(model: nn.Module, task: Task, device: torch.device, batch_size: int) -> tuple[Callable[[], None], int]:
+    """One forward pass of `model` on the task's example batch (on `device`), and the batch's size."""
+    batch: Batch = task.to_device(task.example_batch(batch_size), device)
 
     def call() -> None:
         with torch.inference_mode():
             task.forward(model, batch)
 
+    return call, len(batch.ids)
+
+
+def speed_metrics(model: nn.Module, task: Task, device: torch.device, o: EfficiencyOptions) -> list[Metric]:
+    call, n = example_call(model, task, device, o.batch_size)
+    was_training = model.training
+    model.eval()
+    timer = o.timer or timer_for(device)
     try:
-        lat = measure_latency(call, batch_size=n, device=device, warmup=o.warmup, repeats=o.repeats,
-                              timer=o.timer)
-        mem = measure_peak_memory(call, device, resident=tensor_bytes(model))
+        with one_thread(isinstance(timer, ThreadCpuTimer)):
+            # the peak-memory call is also the warm-up, and tells what one call costs
+            t0 = time.perf_counter()
+            mem = measure_peak_memory(call, device, resident=tensor_bytes(model))
+            first = time.perf_counter() - t0
+            lat = measure_latency(call, batch_size=n, device=device, protocol=o.protocol, timer=timer, call_s=first)
     finally:
         model.train(was_training)
-    where = f"batch {n}, {lat.device}, {os.cpu_count() or 0} CPU cores visible" if device.type == "cpu" \
-        else f"batch {n}, {lat.device}"
-    how = f"median of {len(lat.samples_s)} runs after {lat.warmup} warm-up, {where}, timed by {lat.method}"
     return [
-        Metric("latency", lat.median_s * 1000.0, "ms", False, headline=True, detail=how),
-        Metric("latency_iqr", lat.iqr_s * 1000.0, "ms", False, detail="interquartile range of the timed runs"),
-        Metric("latency_std", lat.std_s * 1000.0, "ms", False, detail="standard deviation of the timed runs"),
-        Metric("throughput", lat.throughput, "instances/s", True, detail=f"at batch {n}"),
+        *latency_metrics(lat),
         Metric("batch_size", float(n), "", True, detail="batch size of the latency and memory runs"),
         Metric("peak_memory", float(mem.bytes), "B", False, detail=mem.method),
     ]
