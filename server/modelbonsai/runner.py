@@ -28,6 +28,7 @@ import copy
 import hashlib
 import logging
 import platform
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ BASE = "base"
 OUTPUTS_FILE = "outputs.safetensors"
 
 ProgressFn = Callable[[float, str], None]
+_CLAIM_POLL_S = 0.25  # how often a run waiting for another's model looks again
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -97,6 +99,9 @@ class PlannedStep:
     origin: str | None = None
     # What the run evaluates with (evaluation_fingerprint); the Runner sets it from its settings.
     eval_fingerprint: str = ""
+    # Planned name of an earlier step with the same fingerprint: this step is that model (made or
+    # found once per run), and its name resolves to it in the store.
+    same_as: str | None = None
 
     @property
     def up_to_date(self) -> bool:
@@ -123,12 +128,12 @@ class Plan:
     max_instances: int | None = None
 
     def stale(self) -> list[PlannedStep]:
-        """The models to make."""
-        return [s for s in self.steps if not s.up_to_date]
+        """The models to make (a step sharing an earlier step's fingerprint is made by that one)."""
+        return [s for s in self.steps if not s.up_to_date and s.same_as is None]
 
     def reevaluations(self) -> list[PlannedStep]:
         """The stored models to re-evaluate (the base first: steps are in plan order)."""
-        return [s for s in self.steps if s.reevaluate]
+        return [s for s in self.steps if s.reevaluate and s.same_as is None]
 
     def set_evaluation(self, max_instances: int | None) -> None:
         """Evaluate with at most `max_instances` instances (None: all): every step's evaluation
@@ -273,11 +278,19 @@ def evaluation_counts(fp: str) -> tuple[int, int | None] | None:
     return _counts(split_evaluation_fingerprint(fp)[1])
 
 
-def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None) -> str:
-    """Same parent, op, resolved parameters and seed (and task, for ops that use it): same model."""
+def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None,
+                     origin_fp: str | None = None) -> str:
+    """Same parent, op, resolved parameters and seed (and task, for ops that use it; and the
+    variant's starting model `origin_fp`, for ops that read it besides their input: restore's
+    source, distillation's teacher): same model.
+
+    The origin is part of the key only where it differs from the parent (a variant's first op
+    reads the model it starts from anyway), so every other fingerprint is what it always was."""
     key: dict[str, Any] = {"parent": parent_fp, "op": op.name, "params": params, "seed": seed}
     if op.needs_task:
         key["task"] = task
+    if origin_fp is not None and origin_fp != parent_fp and op.reads_parent_for(params):
+        key["origin"] = origin_fp
     return _hash(key)
 
 
@@ -312,7 +325,7 @@ def make_plan(
         if not v.ops:
             raise PlanError(f"variant '{v.name}' has no ops")
         seed = int(v.seed if getattr(v, "seed", None) is not None else exp.seed)
-        origin = parent.name
+        origin = parent
         for i, call in enumerate(v.ops):
             opdef = get_op(call.name)
             if opdef is None:
@@ -323,8 +336,8 @@ def make_plan(
                 raise PlanError(f"variant '{v.name}': {e}") from e
             st = PlannedStep(
                 name=step_name(v.name, i, len(v.ops)), variant=v.name, step=i, op=call.name,
-                params=params, parent=parent.name, seed=seed, origin=origin,
-                fingerprint=step_fingerprint(parent.fingerprint, opdef, params, seed, task),
+                params=params, parent=parent.name, seed=seed, origin=origin.name,
+                fingerprint=step_fingerprint(parent.fingerprint, opdef, params, seed, task, origin.fingerprint),
             )
             steps.append(st)
             parent = st
@@ -334,7 +347,13 @@ def make_plan(
         unknown = [n for n in only if n not in names]
         if unknown:
             raise PlanError(f"--only: no variant named {', '.join(unknown)} (variants: {', '.join(names)})")
+    first: dict[str, PlannedStep] = {}
     for st in steps:
+        # One fingerprint, one model: a later step of the same fingerprint is that model, made
+        # (or found) once.
+        twin = first.setdefault(st.fingerprint, st)
+        if twin is not st:
+            st.same_as = twin.name
         st.existing = store.find_by_fingerprint(st.fingerprint)
         if st.existing is None:
             # A broken model with this fingerprint is made again and replaced (children follow).
@@ -468,21 +487,28 @@ class Runner:
         n_re = len(plan.reevaluations())
         self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"
                             + (f", {n_re} to re-evaluate" if n_re else "")))
-        todo = [s for s in plan.steps if not s.up_to_date or s.reevaluate]
+        todo = [s for s in plan.steps if (not s.up_to_date or s.reevaluate) and s.same_as is None]
         done_count = 0
         bad: dict[str, str] = {}  # planned step name -> why it is unavailable
         try:
             for st in plan.steps:
                 self._check_cancelled()
+                who = st.variant or st.name
+                if st.same_as is not None:
+                    # Made (or found) by an earlier step of this run with the same fingerprint.
+                    twin = result.models.get(st.same_as)
+                    if twin is None:
+                        bad[st.name] = bad.get(st.same_as, f"{st.same_as} failed")
+                        if st.is_final and who not in result.failed:
+                            result.skipped[who] = f"not run: {bad[st.name]}"
+                            self._emit(RunEvent("skipped", who, st.name, 0.0, result.skipped[who]))
+                    else:
+                        self._up_to_date(st, twin, result, label)
+                    continue
                 if st.up_to_date and not st.reevaluate:
                     assert st.existing is not None
-                    result.models[st.name] = st.existing
-                    if st.is_final:
-                        result.up_to_date.append(st.name)
-                        self._emit(RunEvent("up-to-date", st.variant or st.name, st.name, 1.0, "up to date",
-                                            st.existing))
+                    self._up_to_date(st, st.existing, result, label)
                     continue
-                who = st.variant or st.name
                 if st.parent in bad:
                     bad[st.name] = bad[st.parent]
                     if st.is_final and who not in result.failed:  # a failed step of its own says more
@@ -508,7 +534,21 @@ class Runner:
                     if st.reevaluate:
                         rec = self._reevaluate(plan, st, result, device, on_progress)
                     else:
-                        rec = self._make(plan, st, result, device, label, on_progress)
+                        made_elsewhere = self._claim(st, run.id, on_progress)
+                        if made_elsewhere is not None:
+                            self._up_to_date(st, made_elsewhere, result, label, "made by another run")
+                            done_count += 1
+                            continue
+                        try:
+                            rec = self._make(plan, st, result, device, label, on_progress)
+                        finally:
+                            # the commit released it when the model was stored; else let others try
+                            self.store.release_claim(st.fingerprint, run.id)
+                        if rec.name != st.name:
+                            # another process stored it first (without a claim): it answers to ours
+                            self._up_to_date(st, rec, result, label, "made by another run")
+                            done_count += 1
+                            continue
                 except Cancelled:
                     raise
                 except Exception as e:  # one failing branch must not stop the others
@@ -546,6 +586,7 @@ class Runner:
             raise
         finally:
             self._memo.clear()
+            self.store.release_claims(run.id)
         if result.failed:
             result.status = "failed"
             msg = f"{len(result.failed)} failed: " + "; ".join(f"{k}: {v}" for k, v in result.failed.items())
@@ -554,6 +595,35 @@ class Runner:
             self.store.finish_run(run.id, "done", summary(result))
         self._emit(RunEvent("done", message=result.status))
         return result
+
+    # -- one model per fingerprint ----------------------------------------------------------------
+    def _up_to_date(self, st: PlannedStep, rec: ModelRecord, result: RunResult, label: str,
+                    why: str = "") -> None:
+        """`st` is the stored model `rec` (found by fingerprint): its name resolves to it."""
+        result.models[st.name] = rec
+        self.store.add_name(rec.id, st.name, label, st.variant or None, st.step)
+        if st.is_final:
+            result.up_to_date.append(st.name)
+            same = f"same model as {rec.name}" if rec.name != st.name else ""
+            message = "up to date" + (f" ({', '.join(x for x in (same, why) if x)})" if same or why else "")
+            self._emit(RunEvent("up-to-date", st.variant or st.name, st.name, 1.0, message, rec))
+
+    def _claim(self, st: PlannedStep, run_id: str, progress: ProgressFn) -> ModelRecord | None:
+        """Claim the step's fingerprint before making it: None when it is ours to make, or the
+        model another run made meanwhile. Waits while another live run holds the claim."""
+        waited = 0.0
+        while True:
+            got = self.store.claim(st.fingerprint, run_id, reuse=not st.force and st.replaces is None)
+            if got.model_id is not None:
+                return self.store.get_model(got.model_id)
+            if got.ours:
+                return None
+            if waited == 0.0:
+                log.info("%s: waiting for %s, which is making the same model", st.name, got.holder)
+            progress(0.0, f"waiting for {got.holder}, which is making this model")
+            self._check_cancelled()
+            time.sleep(_CLAIM_POLL_S)
+            waited += _CLAIM_POLL_S
 
     # -- one step ---------------------------------------------------------------------------------
     def _reevaluate(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,

@@ -85,6 +85,7 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
               default=2.0, minimum=0.0, exclusive_minimum=True, maximum=100.0),
     ],
     needs_task=True,
+    reads_parent=lambda params: float(params.get("distill") or 0.0) > 0.0,  # the teacher
 )  # fmt: skip
 def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
     """Train for `steps` (or `epochs`) on the task's training batches to recover accuracy.

@@ -223,6 +223,18 @@ class OpDef:
     needs_task: bool = False
     changes_structure: bool = False
     source: str = "builtin"
+    # Whether the op reads the model its variant starts from (`OpContext.parent`) besides its
+    # input: that model is then part of what makes its result (the step fingerprint covers it).
+    # A function of the resolved params where it depends on them; None: not declared: a built-in
+    # op that does declares it, while a user op may read it without saying so (assumed).
+    reads_parent: bool | Callable[[dict[str, Any]], bool] | None = None
+
+    def reads_parent_for(self, params: dict[str, Any]) -> bool:
+        """Whether this op, with these resolved params, reads `OpContext.parent`."""
+        reads = self.reads_parent
+        if reads is None:
+            return self.source != "builtin"
+        return bool(reads(params)) if callable(reads) else reads
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -287,6 +299,7 @@ def register_op(
     needs_task: bool = False,
     changes_structure: bool = False,
     source: str = "builtin",
+    reads_parent: bool | Callable[[dict[str, Any]], bool] | None = None,
 ) -> Callable[[OpFn], OpFn]:
     """Decorator: register `fn` as op `name`. The docstring of `fn` is its documentation."""
 
@@ -303,6 +316,7 @@ def register_op(
             needs_task=needs_task,
             changes_structure=changes_structure,
             source=source,
+            reads_parent=reads_parent,
         )
         return fn
 

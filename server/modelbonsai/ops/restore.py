@@ -34,6 +34,7 @@ def _tensors(cm: CompressedModel) -> dict[str, torch.Tensor]:
         ),
         Param("exclude", "patterns", "Glob patterns over names not to restore.", sweepable=False),
     ],
+    reads_parent=True,
 )
 def restore(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
     """Copy the tensors matching `patterns` from the parent model into this one.

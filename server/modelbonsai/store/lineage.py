@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import identity
 from .fsio import WriterLock, abandoned, atomic_write_bytes, fsync_dir, fsync_tree, remove_tree
+from .identity import Claim
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .records import RUN_STATUSES, MetricRecord, ModelRecord, RunRecord
 
@@ -93,6 +95,7 @@ class LineageStore:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{db} is not a readable Bonsai lineage database ({e})") from e
         store._sweep()
+        store._merge_duplicates()
         return store
 
     def close(self) -> None:
@@ -197,7 +200,9 @@ class LineageStore:
     def list_models(self) -> list[ModelRecord]:
         """Every complete model, oldest first, each with its status computed (ok or broken)."""
         rows = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE complete = 1 ORDER BY created, rowid")
-        return [self._with_status(_model_from_row(r)) for r in rows]
+        with self._lock:
+            names = identity.names_of(self._conn)
+        return [self._with_status(_model_from_row(r, names)) for r in rows]
 
     def get_model(self, id_or_name: str) -> ModelRecord:
         """A model by id, unique id prefix (4+ characters) or name (the newest of that name)."""
@@ -216,9 +221,19 @@ class LineageStore:
                 "ORDER BY created DESC, rowid DESC LIMIT 1",
                 (key,),
             )
+            # A name given to a model stored under another name (its fingerprint matched): the
+            # newer of the two says what the name means now.
+            with self._lock:
+                alias = identity.resolve_name(self._conn, key)
+            if alias is not None and (not rows or alias[1] >= float(rows[0][8])):
+                aliased = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE complete = 1 AND id = ?",
+                                      (alias[0],))
+                rows = aliased or rows
         if not rows:
             raise StoreError(f"no model '{key}' in {self.root}")
-        return self._with_status(_model_from_row(rows[0]))
+        with self._lock:
+            names = identity.names_of(self._conn, [str(rows[0][0])])
+        return self._with_status(_model_from_row(rows[0], names))
 
     def children(self, model_id: str) -> list[ModelRecord]:
         rows = self._query(
@@ -263,6 +278,67 @@ class LineageStore:
                 return rec
         return None
 
+    # -- one model per fingerprint (store/identity.py) ----------------------------------------
+    def claim(self, fingerprint: str, run_id: str, *, reuse: bool = True) -> Claim:
+        """Claim `fingerprint` before making its model: reuse a complete model of it (with
+        `reuse`), wait while another live run holds it, else it is ours (released by the model's
+        commit or by `release_claim`)."""
+        with self._tx() as c:
+            got = identity.claim(c, fingerprint, run_id, reuse=reuse, alive=_alive)
+        if got.model_id is not None and self.get_model(got.model_id).status != "ok":
+            # a broken model of this fingerprint is not reusable: make it again (it is replaced)
+            with self._tx() as c:
+                got = identity.claim(c, fingerprint, run_id, reuse=False, alive=_alive)
+        return got
+
+    def release_claim(self, fingerprint: str, run_id: str) -> None:
+        with self._tx() as c:
+            identity.release(c, fingerprint, run_id)
+
+    def release_claims(self, run_id: str) -> None:
+        """Every claim of a run that ends (a failed or cancelled step leaves its claim otherwise)."""
+        with self._tx() as c:
+            identity.release_run(c, run_id)
+
+    def add_name(self, model_id: str, name: str, experiment_file: str | None, variant: str | None,
+                 step: int = 0) -> None:
+        """Make `name` (of `experiment_file`) resolve to `model_id`, stored under another name.
+        Nothing to record when the model carries that name (and file) itself."""
+        rows = self._query("SELECT name, experiment_file FROM models WHERE id = ?", (model_id,))
+        if not rows:
+            raise StoreError(f"no model {model_id} to name '{name}'")
+        if rows[0][0] == name and (rows[0][1] or "") == (experiment_file or ""):
+            if self._query("SELECT 1 FROM model_names WHERE experiment_file = ? AND name = ?",
+                           (experiment_file or "", name)):
+                with self._tx() as c:
+                    identity.drop_name(c, name, experiment_file)
+            return
+        with self._tx() as c:
+            identity.add_name(c, model_id, name, experiment_file, variant, step)
+
+    def _merge_duplicates(self) -> None:
+        """Stores written before fingerprints were claimed may hold several models of one
+        fingerprint (two runs at once, or one run making a step twice): keep the oldest, give it
+        the others' names and children, and remove the others."""
+        with self._lock:
+            groups = identity.duplicate_groups(self._conn)
+        if not groups:
+            return
+        gone: list[str] = []
+        with self._tx() as c:
+            for group in identity.duplicate_groups(c):  # again, under the write lock
+                keep = group[0][0]
+                for mid, name, file, variant, step in group[1:]:
+                    c.execute("UPDATE models SET parent_id = ? WHERE parent_id = ?", (keep, mid))
+                    c.execute("UPDATE model_names SET model_id = ? WHERE model_id = ?", (keep, mid))
+                    kept_name = c.execute("SELECT name, experiment_file FROM models WHERE id = ?", (keep,)).fetchone()
+                    if (name, file or "") != (kept_name[0], kept_name[1] or ""):
+                        identity.add_name(c, keep, name, file, variant, step)
+                    _delete_rows(c, [mid])
+                    gone.append(mid)
+        for mid in gone:
+            remove_tree(self.artifact_path(mid))
+
     def add_model(
         self,
         record: ModelRecord,
@@ -300,6 +376,13 @@ class LineageStore:
                 os.rename(tmp_dir, final)
                 fsync_dir(final.parent)
                 self._commit_model(rec, items, replaces)
+            except _Duplicate as dup:
+                # Another process stored this fingerprint first (it did not claim it: an older
+                # Bonsai, or a caller without claims): one model, and this name resolves to it.
+                remove_tree(tmp_dir)
+                remove_tree(final)
+                self.add_name(dup.model_id, rec.name, rec.experiment_file, rec.variant, rec.step)
+                return self.get_model(dup.model_id)
             except BaseException:
                 remove_tree(tmp_dir)
                 remove_tree(final)
@@ -318,6 +401,9 @@ class LineageStore:
                 ).fetchone()
                 if not ok:
                     raise StoreError(f"parent model {rec.parent_id} of '{rec.name}' is not in the store")
+            twin = identity.duplicate_of(c, rec.fingerprint, replaces)
+            if twin is not None:
+                raise _Duplicate(twin)
             c.execute(
                 f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 18)})",
                 (
@@ -329,8 +415,12 @@ class LineageStore:
                 ),
             )
             _insert_metrics(c, rec.id, metrics)
+            identity.drop_name(c, rec.name, rec.experiment_file)
+            if rec.fingerprint:
+                identity.release(c, rec.fingerprint)
             if replaces:
                 c.execute("UPDATE models SET parent_id = ? WHERE parent_id = ?", (rec.id, replaces))
+                c.execute("UPDATE model_names SET model_id = ? WHERE model_id = ?", (rec.id, replaces))
                 _delete_rows(c, [replaces])
 
     def replace_evaluation(
@@ -596,21 +686,30 @@ def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) ->
         )
 
 
+class _Duplicate(Exception):
+    """A model of this fingerprint is already stored (`model_id`)."""
+
+    def __init__(self, model_id: str):
+        super().__init__(model_id)
+        self.model_id = model_id
+
+
 def _delete_rows(c: sqlite3.Connection, ids: list[str]) -> None:
     for mid in ids:
         c.execute("DELETE FROM models WHERE id = ?", (mid,))
+        c.execute("DELETE FROM model_names WHERE model_id = ?", (mid,))
         c.execute("DELETE FROM metrics WHERE model_id = ?", (mid,))
         # Cached results keyed by this model are meaningless now (ids are random hex: no false hits).
         c.execute("DELETE FROM cache WHERE key_json LIKE ?", (f"%{mid}%",))
 
 
-def _model_from_row(r: tuple[Any, ...]) -> ModelRecord:
+def _model_from_row(r: tuple[Any, ...], names: dict[str, list[str]] | None = None) -> ModelRecord:
     return ModelRecord(
         id=r[0], name=r[1], parent_id=r[2], op=r[3], params=json.loads(r[4] or "{}"), status=r[5],
         status_reason=r[6], artifact=r[7], created=float(r[8]), seed=int(r[9]),
         versions=json.loads(r[10] or "{}"), experiment_file=r[11], variant=r[12], step=int(r[13]),
         fingerprint=r[14], base_spec=None if r[15] is None else json.loads(r[15]), complete=bool(r[16]),
-        eval_fingerprint=r[17],
+        eval_fingerprint=r[17], aliases=list((names or {}).get(r[0], [])),
     )
 
 

@@ -89,6 +89,56 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE models ADD COLUMN eval_fingerprint TEXT",
     ],
+    # 5: one model per fingerprint. `model_names`: the other names a model answers to (a variant
+    # or step whose fingerprint matched a model stored under another name: `bonsai show C` finds
+    # B's model). `claims`: a fingerprint being made by a run, taken before the work starts, so
+    # two processes never make the same model (the second waits for it, or takes over the claim
+    # of a process that died).
+    [
+        """CREATE TABLE model_names (
+            experiment_file TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            variant TEXT,
+            step INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            PRIMARY KEY (experiment_file, name)
+        )""",
+        "CREATE INDEX model_names_model ON model_names(model_id)",
+        """CREATE TABLE claims (
+            fingerprint TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            created REAL NOT NULL
+        )""",
+    ],
+    # 6: latency that survives a busy machine. A metric may carry its spread (same unit as its
+    # value; NULL: none known) and a noisy flag; `measurements` keeps every latency measurement of
+    # a model (store/measurements.py), and the stored metric is the most trustworthy of them, so
+    # a new measurement never silently replaces a better one.
+    [
+        "ALTER TABLE metrics ADD COLUMN spread REAL",
+        "ALTER TABLE metrics ADD COLUMN noisy INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE measurements (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            spread REAL NOT NULL,
+            noisy INTEGER NOT NULL,
+            rounds INTEGER NOT NULL,
+            calls INTEGER NOT NULL,
+            device TEXT NOT NULL,
+            batch_size INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            measured REAL NOT NULL,
+            load REAL,
+            wall REAL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX measurements_model ON measurements(model_id, name)",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -45,6 +45,9 @@ class ModelRecord:
     # What its metrics and outputs were evaluated with (runner.evaluation_fingerprint); None:
     # unknown (stored before this was recorded), so the next run re-evaluates it.
     eval_fingerprint: str | None = None
+    # Other names this model answers to: variants (or steps) of the same fingerprint that were
+    # matched to it instead of being made again (store/identity.py).
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def is_root(self) -> bool:
