@@ -157,6 +157,8 @@ export const Shapes = {
     metrics: record(number),
     experiment: optional(object({ file: string, variant: string })),
     created: string,
+    /** other variants' (or steps') names that resolve to this model: same fingerprint, made once */
+    aliases: optional(array(string)),
   }),
   RunParams: object({
     file: string,

@@ -186,8 +186,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle)
         with display:
             result = runner.run(plan)
-        _print_models(store, [result.models[s.name] for s in plan.steps if s.name in result.models],
-                      title=f"{file.name}")
+        shown = {result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models}
+        # re-read: a model the run matched by fingerprint now answers to more names
+        _print_models(store, [store.get_model(mid) for mid in shown], title=f"{file.name}")
         for variant, message in result.failed.items():
             _err(f"{variant} failed: {message}")
         for variant, why in result.skipped.items():
@@ -233,7 +234,7 @@ class _RunDisplay:
         elif e.kind == "re-evaluated" and "/" not in e.model:
             self.progress.update(task, completed=1.0, status="[cyan]re-evaluated")
         elif e.kind == "up-to-date":
-            self.progress.update(task, completed=1.0, status="[dim]up to date")
+            self.progress.update(task, completed=1.0, status=f"[dim]{e.message or 'up to date'}"[:48])
         elif e.kind == "failed":
             self.progress.update(task, status="[red]failed")
         elif e.kind == "skipped":
@@ -275,7 +276,9 @@ def _print_models(store: Any, models: list[Any], *, title: str = "") -> None:
         table.add_column(col, no_wrap=col in ("id", "model"))
     for m in models:
         by_name = {x.name: x for x in metrics.get(m.id, [])}
-        row = [m.id, m.name, names.get(m.parent_id or "", "") if m.parent_id else "",
+        # a model other variants' names resolve to (same fingerprint) says so beside its name
+        shown = m.name + (f" (= {', '.join(m.aliases)})" if getattr(m, "aliases", None) else "")
+        row = [m.id, shown, names.get(m.parent_id or "", "") if m.parent_id else "",
                m.op or "(base)", m.status if m.status == "ok" else f"[red]{m.status}"]
         for col in columns:
             x = by_name.get(col)
@@ -314,6 +317,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             return EXIT_OK
         lines = [
             f"model      {m.name}  ({m.id})",
+            *([f"also       {', '.join(m.aliases)}  (same fingerprint: one model)"] if m.aliases else []),
             f"status     {m.status}" + (f": {m.status_reason}" if m.status_reason else ""),
             f"parent     {parent.name + '  (' + parent.id + ')' if parent else '(none: a base model)'}",
         ]

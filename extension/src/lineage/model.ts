@@ -124,6 +124,16 @@ export function describe(m: ModelInfo, all: readonly MetricId[] = m.metrics): st
   return parts.join(' · ');
 }
 
+/**
+ * The tree's label: the model's name, then the other variants that are this same model (their
+ * fingerprint matched, so it was made once): `int8 = twin`. Intermediate steps' names (`twin/1`)
+ * stay in the tooltip, where they do not crowd the tree.
+ */
+export function treeLabel(m: Pick<ModelInfo, 'name' | 'aliases'>): string {
+  const finals = (m.aliases ?? []).filter((a) => !a.includes('/'));
+  return finals.length ? `${m.name} = ${finals.join(', ')}` : m.name;
+}
+
 /** Markdown tooltip: what made the model, every metric, and why its status is not ok. */
 export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo, all: readonly MetricId[] = m.metrics): string {
   const esc = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
@@ -140,6 +150,9 @@ export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo, all: readonly 
     lines.push('');
   }
   if (m.experiment) lines.push(`from \`${m.experiment.variant}\` in ${esc(baseName(m.experiment.file))}`);
+  if (m.aliases?.length) {
+    lines.push(`also ${m.aliases.map((a) => `\`${a}\``).join(', ')}: the same recipe, so the same model`, '');
+  }
   lines.push(`created ${m.created}`, `id \`${m.id}\``);
   return lines.join('\n');
 }

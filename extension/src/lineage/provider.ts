@@ -1,7 +1,7 @@
 /** The Lineage TreeDataProvider: bonsai/lineage per workspace folder, refreshed live. */
 import * as vscode from 'vscode';
 import * as P from '../protocol';
-import { buildForest, contextValue, describe, statusIcon, tooltipMarkdown, type LineageNode } from './model';
+import { buildForest, contextValue, describe, statusIcon, tooltipMarkdown, treeLabel, type LineageNode } from './model';
 import { errorText } from '../errors';
 
 export interface LineageSource {
@@ -88,7 +88,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
   getTreeItem(node: LineageNode): vscode.TreeItem {
     const m = node.model;
     const item = new vscode.TreeItem(
-      m.name,
+      treeLabel(m),
       node.children.length ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
     );
     item.id = m.id;
@@ -100,7 +100,7 @@ export class LineageProvider implements vscode.TreeDataProvider<LineageNode>, vs
     const icon = statusIcon(m);
     item.iconPath = new vscode.ThemeIcon(icon.id, icon.color ? new vscode.ThemeColor(icon.color) : undefined);
     item.contextValue = contextValue(m);
-    item.accessibilityInformation = { label: `${m.name}, ${item.description}` };
+    item.accessibilityInformation = { label: `${treeLabel(m)}, ${item.description}` };
     return item;
   }
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as vscode from 'vscode';
-import { buildForest, contextValue, delta, describe as describeModel, formatMetric, metricLabel, statusIcon, tooltipMarkdown } from '../../src/lineage/model';
+import { buildForest, contextValue, delta, describe as describeModel, formatMetric, metricLabel, statusIcon, tooltipMarkdown, treeLabel } from '../../src/lineage/model';
 import { LineageProvider } from '../../src/lineage/provider';
 import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../src/protocol';
 
@@ -63,6 +63,14 @@ describe('wording', () => {
     expect(formatMetric({ value: 4.0, unit: 'x' })).toBe('4×');
     expect(formatMetric({ value: 1234567, unit: '' })).toBe('1.23M');
     expect(formatMetric({ value: 3.14159, unit: 'dB' })).toBe('3.142 dB');
+  });
+
+  it('labels a model with the variants that are the same model, leaving steps to the tooltip', () => {
+    expect(treeLabel({ name: 'int8' })).toBe('int8');
+    expect(treeLabel({ name: 'int8', aliases: ['twin/1'] })).toBe('int8');
+    expect(treeLabel({ name: 'int8', aliases: ['twin', 'twin/2', 'again'] })).toBe('int8 = twin, again');
+    const md = tooltipMarkdown(model('p', 'a', { aliases: ['twin', 'twin/1'] }));
+    expect(md).toContain('also `twin`, `twin/1`: the same recipe, so the same model');
   });
 
   it('describes op, status and headline metrics only', () => {

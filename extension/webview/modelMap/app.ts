@@ -164,13 +164,14 @@ export class App {
     this.emit('layout');
   }
 
-  /** Models whose name or op contains the text (case-insensitive). */
+  /** Models whose name, other names (variants matched to it) or op contains the text (case-insensitive). */
   search(text: string): string[] {
     const q = text.trim().toLowerCase();
     if (!q) return [];
     return this.lin.order.filter((id) => {
       const m = this.lin.byId.get(id)!;
-      return m.name.toLowerCase().includes(q) || (m.op ?? '').toLowerCase().includes(q);
+      const names = [m.name, ...(m.aliases ?? [])];
+      return names.some((n) => n.toLowerCase().includes(q)) || (m.op ?? '').toLowerCase().includes(q);
     });
   }
 }

@@ -35,6 +35,7 @@ export class Tooltip {
     const params = Object.entries(m.params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     this.node.replaceChildren(
       el('div', { class: 'mm-tt-title' }, m.name),
+      ...(m.aliases?.length ? [el('div', { class: 'muted' }, `also ${m.aliases.join(', ')} (same recipe, one model)`)] : []),
       el('div', { class: 'muted' }, m.op ? `${m.op}${parent ? ` ← ${parent.name}` : ''}` : 'base model'),
       ...(params.length ? [el('div', { class: 'mm-tt-params' }, params.join(', '))] : []),
       ...(m.status !== 'ok' ? [el('div', { class: `status-${m.status}` }, `${m.status}${m.statusReason ? `: ${m.statusReason}` : ''}`)] : []),

@@ -86,6 +86,8 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, t
     }
     if rec.status_reason:
         info["statusReason"] = rec.status_reason
+    if rec.aliases:
+        info["aliases"] = list(rec.aliases)
     if rec.experiment_file and rec.variant:
         info["experiment"] = {"file": str(experiment_path(rec.experiment_file, workspace)), "variant": rec.variant}
     return info
@@ -134,7 +136,8 @@ class _Entry:
     # the experiment files (path, mtime, size) it read; it holds while both do.
     source: _Entry | None = None
     files: tuple[FileKey, ...] = ()
-    # id -> evaluation fingerprint: a re-evaluated model (same id, new metrics) is re-read
+    # id -> its evaluation fingerprint and other names (`LineageCache._ids`): a re-evaluated
+    # model (same id, new metrics) or one a variant was matched to is re-read
     evaluated: dict[str, str | None] = field(default_factory=dict)
     # the metric definitions the models' keys refer to (LineageResult.metrics) and their JSON
     metrics: dict[str, MetricDef] = field(default_factory=dict)
@@ -399,8 +402,12 @@ class LineageCache:
     def _ids(self, folder: Path) -> list[tuple[str, str | None, str | None]]:
         """(id, parent id, evaluation fingerprint) of every complete model in lineage order: one
         small read-only query on a connection of our own (the store's API has no id-only listing)."""
+        # The third column tells a changed model apart from its part: its evaluation (re-evaluated:
+        # same id, new metrics) and the other names it answers to (a variant matched to it).
         rows = self._reader(folder).execute(
-            "SELECT id, parent_id, eval_fingerprint FROM models WHERE complete = 1 ORDER BY created, rowid").fetchall()
+            "SELECT id, parent_id, coalesce(eval_fingerprint, '') || coalesce(' = ' || (SELECT group_concat(name, ',') "
+            "FROM model_names WHERE model_id = models.id), '') FROM models WHERE complete = 1 "
+            "ORDER BY created, rowid").fetchall()
         return [(str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
 
     def _reader(self, folder: Path) -> sqlite3.Connection:

@@ -137,6 +137,9 @@ class ModelInfo(TypedDict):
     metrics: dict[str, float]  # metric key (LineageResult.metrics) -> value; finite values only
     experiment: NotRequired[ExperimentRef]
     created: str  # ISO 8601
+    # Other variants' (or steps') names that resolve to this model: their fingerprint is this
+    # model's, so it was made once (store/identity.py).
+    aliases: NotRequired[list[str]]
 
 
 class LineageResult(TypedDict):

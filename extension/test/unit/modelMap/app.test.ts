@@ -56,6 +56,12 @@ describe('App', () => {
     expect(a.search('prune')).toEqual(['p50', 'p70']);
   });
 
+  it('finds a model by the name of a variant matched to it', () => {
+    const a = new App();
+    a.setModels(sample().map((m) => (m.id === 'p70' ? { ...m, aliases: ['twin-70'] } : m)));
+    expect(a.search('TWIN')).toEqual(['p70']);
+  });
+
   it('restores saved state, dropping what no longer exists', () => {
     const a = new App();
     const saved = restoreState({ ...defaultState(), colorMetric: 'gone', sizeMetric: 'latency', selection: ['p50', 'deleted'], filters: [{ metric: 'gone', lo: 0, hi: 1 }, { metric: 'size', lo: 0, hi: 400 }], collapsed: ['p70', 'x'], columnMode: 'op' });
