@@ -30,6 +30,7 @@ from typing import Any
 from . import identity
 from .fsio import WriterLock, abandoned, atomic_write_bytes, fsync_dir, fsync_tree, remove_tree
 from .identity import Claim
+from .measurements import delete_history, record_measurements
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 from .records import RUN_STATUSES, MetricRecord, ModelRecord, RunRecord
 
@@ -531,8 +532,7 @@ class LineageStore:
 
     def metrics(self, model_id: str) -> list[MetricRecord]:
         rows = self._query(
-            "SELECT model_id, name, value, unit, higher_is_better, headline, detail FROM metrics "
-            "WHERE model_id = ? ORDER BY rowid",
+            f"SELECT {_METRIC_COLUMNS} FROM metrics WHERE model_id = ? ORDER BY rowid",
             (model_id,),
         )
         return [_metric_from_row(r) for r in rows]
@@ -541,7 +541,7 @@ class LineageStore:
         """Metrics of every model at once (for tables), keyed by model id."""
         out: dict[str, list[MetricRecord]] = {}
         for r in self._query(
-            "SELECT model_id, name, value, unit, higher_is_better, headline, detail FROM metrics ORDER BY rowid"
+            f"SELECT {_METRIC_COLUMNS} FROM metrics ORDER BY rowid"
         ):
             m = _metric_from_row(r)
             out.setdefault(m.model_id, []).append(m)
@@ -635,6 +635,7 @@ class LineageStore:
         return len(rows)
 
 
+_METRIC_COLUMNS = "model_id, name, value, unit, higher_is_better, headline, detail, spread, noisy"
 _RUN_COLUMNS = "id, experiment_file, variants_json, status, message, started, finished, failures_json, pid, host"
 
 
@@ -677,13 +678,16 @@ def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) ->
             raise ValueError(f"metric {get('name')!r} needs a numeric value, got {raw!r}") from None
         if value != value:  # NaN: stored as NULL, read back as NaN
             value = None
+        spread = get("spread")
         c.execute(
-            "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail, "
+            "spread, noisy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (model_id, str(get("name")), value, str(get("unit", "") or ""),
              int(bool(get("higher_is_better", True))), int(bool(get("headline", False))),
-             str(get("detail", "") or "")),
+             str(get("detail", "") or ""), None if spread is None else float(spread), int(bool(get("noisy", False)))),
         )
+    # a latency goes into the model's measurement history, and its row shows the best of it
+    record_measurements(c, model_id, metrics)
 
 
 class _Duplicate(Exception):
@@ -699,6 +703,7 @@ def _delete_rows(c: sqlite3.Connection, ids: list[str]) -> None:
         c.execute("DELETE FROM models WHERE id = ?", (mid,))
         c.execute("DELETE FROM model_names WHERE model_id = ?", (mid,))
         c.execute("DELETE FROM metrics WHERE model_id = ?", (mid,))
+        delete_history(c, mid)
         # Cached results keyed by this model are meaningless now (ids are random hex: no false hits).
         c.execute("DELETE FROM cache WHERE key_json LIKE ?", (f"%{mid}%",))
 
@@ -715,7 +720,8 @@ def _model_from_row(r: tuple[Any, ...], names: dict[str, list[str]] | None = Non
 
 def _metric_from_row(r: tuple[Any, ...]) -> MetricRecord:
     return MetricRecord(model_id=r[0], name=r[1], value=float("nan") if r[2] is None else float(r[2]), unit=r[3],
-                        higher_is_better=bool(r[4]), headline=bool(r[5]), detail=r[6] or "")
+                        higher_is_better=bool(r[4]), headline=bool(r[5]), detail=r[6] or "",
+                        spread=None if r[7] is None else float(r[7]), noisy=bool(r[8]))
 
 
 def _run_from_row(r: tuple[Any, ...]) -> RunRecord:

@@ -66,6 +66,10 @@ class MetricRecord:
     headline: bool = False
     model_id: str = ""
     detail: str = ""
+    # How far apart the measurement's rounds were (same unit as `value`; None: not measured in
+    # rounds), and whether that is too far to trust (store/measurements.py keeps the history).
+    spread: float | None = None
+    noisy: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
