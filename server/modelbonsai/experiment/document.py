@@ -300,7 +300,8 @@ def param_markdown(op: OpDef, p: Param) -> str:
     return f"**{p.name}** ({param_detail(p)}) — parameter of `{op.name}`\n\n{p.doc}{sweep}"
 
 
-def hover_at(doc: Document | str, line: int, col: int) -> Hover | None:
+def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None) -> Hover | None:
+    """What to show over the cursor. `path`: the file (a user task's file is found beside it)."""
     d = _doc(doc)
     info = node_at(d, line, col)
     if not info.text and info.kind not in ("pattern",):
@@ -338,6 +339,12 @@ def hover_at(doc: Document | str, line: int, col: int) -> Hover | None:
         kd = key_doc(section, info.text)
         return Hover(kd.markdown(), rng) if kd is not None else None
     if info.kind == "task-kind":
+        if taskinfo.is_user_kind(info.text):
+            # Read, never imported: hovers run in untrusted workspaces too (see taskinfo).
+            where = path or d.path
+            text = taskinfo.user_task_doc(info.text, where.absolute().parent if where is not None else None)
+            return Hover(f"**user task `{info.text}`** (loaded when a run starts)" + (f"\n\n{text}" if text else ""),
+                         rng)
         text = taskinfo.task_doc(info.text)
         return Hover(f"**task kind `{info.text}`**" + (f"\n\n{text}" if text else ""), rng)
     if info.kind == "value" and info.key == "name" and info.variant_index is not None and len(info.path) == 2:

@@ -2,13 +2,19 @@
 
 Validation must not fail when a task kind cannot be imported (a missing optional dependency,
 a broken user file): then the kind's options are simply not checked.
+
+Only built-in kinds are ever asked: a user task (`file.py:Class`, `pkg.mod:Class`) is the
+workspace's code, and the editor features (diagnostics, hover, completion) run in the language
+server whether or not the workspace is trusted, so they never import it; a run does.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 #: The built-in kinds DESIGN.md promises, asked for when the tasks package lists none itself.
@@ -25,7 +31,15 @@ def _tasks_module() -> Any | None:
         return None
 
 
+def is_user_kind(kind: str) -> bool:
+    """A user task (`file.py:Class`, `pkg.module:Class`): code of the workspace, never imported here."""
+    return ":" in kind
+
+
 def _get_class(kind: str) -> type | None:
+    """The class of a built-in kind (None for user kinds: getting theirs would run their file)."""
+    if is_user_kind(kind):
+        return None
     mod = _tasks_module()
     get = getattr(mod, "get_task_class", None) if mod is not None else None
     if get is None:
@@ -60,8 +74,6 @@ def tasks_available() -> bool:
 
 def task_options(kind: str) -> dict[str, tuple[str, str]] | None:
     """Option name -> (type, doc) for a built-in kind; None when unknown or undeclared."""
-    if ":" in kind:
-        return None
     cls = _get_class(kind)
     options = getattr(cls, "options", None) if cls is not None else None
     if not isinstance(options, Mapping) or not options:
@@ -78,8 +90,6 @@ def task_options(kind: str) -> dict[str, tuple[str, str]] | None:
 def trains_on_evaluation(kind: str, options: Mapping[str, Any]) -> bool:
     """Whether a built-in kind with these options trains on its evaluation instances (False
     when that cannot be told: a user task, an unknown kind, a class that does not say)."""
-    if ":" in kind:
-        return False
     cls = _get_class(kind)
     fn = getattr(cls, "trains_on_evaluation", None) if cls is not None else None
     try:
@@ -89,9 +99,31 @@ def trains_on_evaluation(kind: str, options: Mapping[str, Any]) -> bool:
 
 
 def task_doc(kind: str) -> str:
+    """The docstring of a built-in kind ('' for user kinds: see the module's note)."""
     cls = _get_class(kind)
     doc = (cls.__doc__ or "").strip() if cls is not None else ""
     return doc
+
+
+def user_task_doc(kind: str, root: Path | None) -> str:
+    """The docstring of a user task `file.py:Class`, read from the file's syntax tree without
+    running it ('' when the file or class is not there, or the kind names a module)."""
+    file, _, name = kind.rpartition(":")
+    if not file.endswith(".py") or not name.isidentifier():
+        return ""
+    try:
+        path = Path(file).expanduser()
+        if not path.is_absolute():
+            if root is None:
+                return ""
+            path = root / path
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, SyntaxError, RecursionError, MemoryError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return (ast.get_docstring(node) or "").strip()
+    return ""
 
 
 def check_option_type(typ: str, value: Any) -> str | None:

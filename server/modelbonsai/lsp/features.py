@@ -363,7 +363,7 @@ def register(server: BonsaiServer) -> None:
             return None
         from ..experiment.document import hover_at, pattern_matches
 
-        h = await server.in_reader(hover_at, at.text, at.line, at.col)
+        h = await server.in_reader(hover_at, at.text, at.line, at.col, uri_path(at.uri))
         if h is None:
             return None
         markdown = h.markdown
