@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", parents=[common], help="compare models with a base model")
     cmp_.add_argument("models", nargs="+", metavar="MODEL", help="the base model first, then the others")
     cmp_.add_argument("--json", action="store_true")
+    meas = sub.add_parser("measure", parents=[common],
+                          help="measure the latency of models again, each with its base in turn (the ratio stays fair)")
+    meas.add_argument("models", nargs="+", metavar="MODEL", help="model names or ids (their bases are measured too)")
+    meas.add_argument("--device", metavar="auto|cpu|cuda|mps", default="auto", help="where to measure (default: auto)")
+    meas.add_argument("--json", action="store_true", help="machine-readable output")
+    meas.add_argument("--allow-pickle", action="store_true",
+                      help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
     rep = sub.add_parser("report", parents=[common], help="a Markdown report of the lineage and its metrics")
     rep.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     return p
@@ -125,7 +132,7 @@ def _is_user_error(e: BaseException) -> bool:
     from .ops.registry import OpError
     from .store import StoreError
 
-    if isinstance(e, (UserError, StoreError, LoadError, OpError)):
+    if isinstance(e, (UserError, StoreError, LoadError, OpError)) or type(e).__name__ == "MeasureError":
         return True
     return type(e).__name__ in ("PlanError", "TaskError", "DeviceError", "ArtifactError", "ExportError", "ExportExistsError")
 
@@ -506,6 +513,52 @@ def _print_comparison(base: str, out: dict[str, Any]) -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Latency of the given models and their bases, measured in turn; each joins its model's
+    history, and the stored figure is the most trustworthy of that history."""
+    from .measure import measure_models
+
+    with _open_store(args) as store:
+        def progress(fraction: float, message: str) -> None:
+            print(f"{100 * fraction:3.0f}%  {message}", file=sys.stderr)
+
+        results = measure_models(store, list(args.models), device=args.device, progress=progress,
+                                 allow_pickle=args.allow_pickle)
+        base_of = {r.model.id: r for r in results if r.model.id == r.base}
+        rows = []
+        for r in results:
+            lat, shown = r.latency, r.shown
+            base = base_of.get(r.base)
+            rows.append({
+                "id": r.model.id, "name": r.model.name, "base": r.base,
+                "measured": {"value": lat.value_s * 1000, "spread": lat.spread_s * 1000, "noisy": lat.noisy,
+                             "rounds": len(lat.rounds_s), "calls": lat.calls, "batchSize": lat.batch_size,
+                             "device": lat.device, "method": lat.method, "load": lat.load},
+                "stored": None if shown is None else {"value": shown.value, "spread": shown.spread,
+                                                      "noisy": shown.noisy, "detail": shown.detail},
+                "ratioToBase": None if base is None or base.latency.value_s <= 0 else lat.value_s / base.latency.value_s,
+            })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        m, s = r["measured"], r["stored"]
+        line = (f"{r['name']:<{width}}  {_latency_text(m['value'], m['spread'], m['noisy'])} "
+                f"({m['rounds']} rounds, batch {m['batchSize']}, {m['device']})")
+        if r["ratioToBase"] is not None and r["id"] != r["base"]:
+            line += f"  {r['ratioToBase']:.2f}x the base"
+        if s is not None and abs(s["value"] - m["value"]) > 1e-9:
+            line += f"  stored: {_latency_text(s['value'], s['spread'] or 0.0, s['noisy'])} (a more trustworthy one)"
+        print(line)
+    return EXIT_OK
+
+
+def _latency_text(value: float, spread: float, noisy: bool) -> str:
+    """`3.16 ms ±0.05`; noisy ones start with `~` (their rounds disagreed too much to trust)."""
+    return f"{'~' if noisy else ''}{value:.3g} ms \u00b1{spread:.2g}"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """The lineage as Markdown: every model, its parent and op, and its metrics."""
     with _open_store(args) as store:
@@ -545,6 +598,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ops": cmd_ops,
     "serve": cmd_serve,
     "compare": cmd_compare,
+    "measure": cmd_measure,
     "report": cmd_report,
 }
 

@@ -5,20 +5,18 @@ comparison and instances work (lsp/work.py's task_of)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from modelbonsai.experiment import load_experiment
 from modelbonsai.lsp.work import task_of
 from modelbonsai.runner import Runner, make_plan
 from modelbonsai.store import LineageStore
+from support.hf import save_text_classifier, write_text_data
 
 ROOT = Path(__file__).resolve().parents[2]
-WORDS = ["good", "great", "fine", "bad", "awful", "poor", "movie", "food", "it", "was", "the"]
 
 
 def readme_experiment() -> str:
@@ -30,36 +28,13 @@ def readme_experiment() -> str:
     return found[0]
 
 
-def save_tiny_model(folder: Path) -> None:
-    """A 1-layer BERT classifier and a word-piece tokenizer over a tiny vocabulary, saved as a
-    user's Hugging Face folder is (config.json, model.safetensors, tokenizer files)."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder.mkdir()
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab))
-    tok.save_pretrained(str(folder))
-    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=2)
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(str(folder), safe_serialization=True)
-
-
-def write_data(folder: Path) -> None:
-    folder.mkdir()
-    for name, n in (("eval.jsonl", 8), ("train.jsonl", 8)):
-        rows = [{"text": f"the {WORDS[i % 6 + 0]} {WORDS[6 + i % 2]}", "label": int(i % 6 >= 3)} for i in range(n)]
-        (folder / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-
-
 def test_the_readme_text_classification_example_runs_with_the_models_own_tokenizer(tmp_path: Path) -> None:
     text = readme_experiment()
     assert "tokenizer:" not in text  # what this test is about: the documented default
     # The README's settings, scaled down to a 32-wide model and a short run; nothing else changes.
     text = text.replace("group_size: 128", "group_size: 16").replace("steps: 200", "steps: 2")
-    save_tiny_model(tmp_path / "my_model")
-    write_data(tmp_path / "data")
+    save_text_classifier(tmp_path / "my_model")
+    write_text_data(tmp_path / "data")
     file = tmp_path / "my.bonsai.yaml"
     file.write_text(text)
     parsed = load_experiment(file)

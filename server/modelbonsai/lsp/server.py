@@ -531,7 +531,11 @@ def _running_variants(ls: BonsaiServer) -> set[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 def _quiet_libraries() -> None:
     # Progress bars and advisory warnings would otherwise go to stderr (fine) or, for some
-    # libraries, to stdout (fatal): silence them all before anything imports them.
+    # libraries, to stdout (fatal): silence them all before anything imports them. The
+    # libraries' own loggers (torchao's "Failed to load", torch's _pytree) are the engine's rule.
+    from ..quiet import quiet_libraries
+
+    quiet_libraries()
     for key, value in {
         "TQDM_DISABLE": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -544,7 +548,7 @@ def _quiet_libraries() -> None:
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(created).3f %(levelname)s %(name)s: %(message)s")
-    for name in ("pygls", "modelbonsai", "transformers", "torch"):
+    for name in ("pygls", "modelbonsai"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -91,6 +91,9 @@ def child_main(conn: Connection, cancel: Any) -> None:
 
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.WARNING)
+    from ..quiet import quiet_libraries
+
+    quiet_libraries()  # a new process: the libraries' loggers (torchao's, torch's) are set again here
     try:
         # Heavy work yields the CPU to the editor and to the server answering it.
         os.nice(10)
