@@ -150,6 +150,40 @@ class Plan:
         return list(dict.fromkeys(s.variant for s in self.steps if s.variant))
 
 
+def step_reason(st: PlannedStep) -> str:
+    """Why a run makes or re-evaluates `st` (one that is not up to date, or is `reevaluate`)."""
+    if st.reevaluate:
+        assert st.existing is not None
+        return evaluation_change(st.existing.eval_fingerprint, st.eval_fingerprint)
+    if st.force:
+        return "forced"
+    if st.replaces is not None:
+        return "its stored model is broken"
+    return "not stored with this recipe"
+
+
+def unasked(plan: Plan) -> list[PlannedStep]:
+    """The models a run makes or re-evaluates although the user did not name them (the base and
+    ancestors of the variants asked for; a run of the whole file asks for all): a run says so
+    before it starts (`describe_plan`)."""
+    work = {id(s) for s in (*plan.stale(), *plan.reevaluations())}
+    return [s for s in plan.steps if id(s) in work and not s.selected]
+
+
+def describe_plan(plan: Plan) -> list[str]:
+    """The plan in words, one line per model to make or re-evaluate and why, "not asked for" on
+    those the user did not name (`unasked`)."""
+    extra = {id(s) for s in unasked(plan)}
+    work = {id(s) for s in (*plan.stale(), *plan.reevaluations())}
+    lines = []
+    for s in plan.steps:
+        if id(s) in work:
+            verb = "re-evaluate" if s.reevaluate else "make"
+            note = ", not asked for" if id(s) in extra else ""
+            lines.append(f"{verb} {s.name} ({step_reason(s)}{note})")
+    return lines
+
+
 class PlanError(ValueError):
     """A user-facing problem making the plan (unknown op, unknown --only name, bad parameter)."""
 
@@ -270,6 +304,30 @@ def same_evaluation(stored: str | None, requested: str) -> bool:
     want = int(new)
     # total unknown: only a limit equal to what was evaluated is surely the same evaluation
     return (min(want, total) if total is not None else want) == evaluated
+
+
+def _instances(limit: str) -> str:
+    """A stored or asked-for limit in words: ``all``, a count, or ``<evaluated>/<total>``."""
+    counts = _counts(limit)
+    if counts is not None:
+        done, total = counts
+        if done == total:
+            return "every instance"
+        limit = str(done)
+    return "every instance" if limit == "all" else f"{limit} instance{'s' if limit != '1' else ''}"
+
+
+def evaluation_change(stored: str | None, requested: str) -> str:
+    """Why a model stored with evaluation fingerprint `stored` is re-evaluated by a run asking
+    for `requested` (they are not `same_evaluation`): "evaluated on 512 instances, a run now
+    evaluates every instance". The CLI's plan and the lineage's stale marks say the same."""
+    if stored is None:
+        return "evaluated with task settings this Bonsai did not record"
+    old_task, old = split_evaluation_fingerprint(stored)
+    new_task, new = split_evaluation_fingerprint(requested)
+    if old_task != new_task or _instances(old) == _instances(new):
+        return "evaluated with other task settings"
+    return f"evaluated on {_instances(old)}, a run now evaluates {_instances(new)}"
 
 
 def evaluation_counts(fp: str) -> tuple[int, int | None] | None:
@@ -489,6 +547,26 @@ class Runner:
                             + (f", {n_re} to re-evaluate" if n_re else "")))
         todo = [s for s in plan.steps if (not s.up_to_date or s.reevaluate) and s.same_as is None]
         done_count = 0
+        # The run's fraction is proportional to work (a 3000-step fine-tune is not one step of
+        # two): each step's share of the run, and within it the share of its op (`_work`).
+        shares = self._work(plan, todo)
+        start_of: dict[str, float] = {}
+        acc = 0.0
+        for s in todo:
+            start_of[s.name] = acc
+            acc += shares[s.name][0]
+
+        def share(st: PlannedStep, f: float = 1.0) -> float:
+            return min(1.0, start_of.get(st.name, 0.0) + f * shares.get(st.name, (0.0, 0.0))[0])
+
+        # Models the user did not name but this run makes or re-evaluates: said before it
+        # starts, and in each of their progress messages.
+        extra = unasked(plan)
+        extra_ids = {id(s) for s in extra}
+        if extra:
+            self._progress(0.0, "first " + "; ".join(
+                f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} (not asked for: {step_reason(s)})"
+                for s in extra))
         bad: dict[str, str] = {}  # planned step name -> why it is unavailable
         try:
             for st in plan.steps:
@@ -515,15 +593,15 @@ class Runner:
                         result.skipped[who] = f"not run: {bad[st.parent]}"
                         self._emit(RunEvent("skipped", who, st.name, 0.0, result.skipped[who]))
                     done_count += 1
-                    self._progress(done_count / max(1, len(todo)), f"{st.name} skipped")
+                    self._progress(share(st), f"{st.name} skipped")
                     continue
-                base_frac = done_count / max(1, len(todo))
+                shown = f"{st.name} (not asked for)" if id(st) in extra_ids else st.name
 
-                def on_progress(f: float, m: str, base_frac: float = base_frac, st: PlannedStep = st) -> None:
+                def on_progress(f: float, m: str, st: PlannedStep = st, shown: str = shown) -> None:
                     f = min(max(f, 0.0), 1.0)
                     frac = (st.step + f) / max(1, self._n_ops(plan, st))
                     self._emit(RunEvent("progress", st.variant or st.name, st.name, frac, m))
-                    self._progress(base_frac + f / max(1, len(todo)), f"{st.name}: {m}")
+                    self._progress(share(st, _within_step(f, shares[st.name][1])), f"{shown}: {m}")
 
                 self._emit(RunEvent("start", who, st.name, 0.0, "re-evaluating" if st.reevaluate else "loading"))
                 if st.reevaluate:
@@ -574,7 +652,7 @@ class Runner:
                         result.made.append(st.name)
                         self._emit(RunEvent("stored", who, st.name, 1.0, "stored", rec))
                 done_count += 1
-                self._progress(done_count / max(1, len(todo)), f"{st.name} finished")
+                self._progress(share(st), f"{st.name} finished")
         except Cancelled:
             result.status = "cancelled"
             self.store.finish_run(run.id, "cancelled", "cancelled by the user", result.failed)
@@ -624,6 +702,34 @@ class Runner:
             self._check_cancelled()
             time.sleep(_CLAIM_POLL_S)
             waited += _CLAIM_POLL_S
+
+    # -- how much work ----------------------------------------------------------------------------
+    def _work(self, plan: Plan, todo: list[PlannedStep]) -> dict[str, tuple[float, float]]:
+        """Step name -> (its share of the run's work, the share of its op within the step), in
+        instances run through a model: evaluating is the instances evaluated plus the latency
+        runs; an op that loops over data (`steps` or `epochs`, or `batches`, of `batch_size`)
+        runs that many, a training step counting three (forward and backward) and a teacher
+        one more; an op on weights alone costs a quarter of an evaluation."""
+        if not todo:
+            return {}
+        task = None
+        if getattr(plan.experiment, "task", None) is not None:
+            try:
+                task = self._get_task(plan.experiment)
+            except Exception:  # the step that needs the task reports it
+                task = None
+        n_eval = plan.max_instances
+        total = getattr(task, "total_instances", None)
+        if isinstance(total, int):
+            n_eval = min(n_eval, total) if n_eval is not None else total
+        # without a task a model is only counted and sized
+        evaluation = float((n_eval or 256) + _LATENCY_WORK) if task is not None else float(_LATENCY_WORK)
+        raw: dict[str, tuple[float, float]] = {}
+        for st in todo:
+            op = 0.0 if st.reevaluate or st.op is None else _op_work(st.params, task, n_eval, evaluation)
+            raw[st.name] = (op + evaluation, op / (op + evaluation))
+        whole = sum(w for w, _ in raw.values()) or 1.0
+        return {name: (w / whole, op_share) for name, (w, op_share) in raw.items()}
 
     # -- one step ---------------------------------------------------------------------------------
     def _reevaluate(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
@@ -838,6 +944,36 @@ class Runner:
     def _check_cancelled(self) -> None:
         if self._cancelled():
             raise Cancelled()
+
+
+# What measuring latency and memory costs, in evaluated instances (warm-up and repeats of a batch).
+_LATENCY_WORK = 256
+
+
+def _op_work(params: dict[str, Any], task: Any, n_eval: int | None, evaluation: float) -> float:
+    """Instances an op runs through a model (`Runner._work`), from its parameters' usual names."""
+    import math
+
+    batch = params.get("batch_size")
+    if isinstance(batch, int) and batch > 0:
+        epochs, steps, batches = params.get("epochs"), params.get("steps"), params.get("batches")
+        if isinstance(epochs, (int, float)) and epochs > 0:
+            size = getattr(task, "training_size", None)
+            size = size() if callable(size) else size
+            steps = math.ceil(epochs * (size if isinstance(size, int) and size > 0 else (n_eval or 256)) / batch)
+        if isinstance(steps, int) and steps > 0:
+            return float(steps * batch * (4 if params.get("distill") else 3))
+        if isinstance(batches, int) and batches > 0:
+            return float(batches * batch)
+    return 0.25 * evaluation
+
+
+def _within_step(f: float, op_share: float) -> float:
+    """A step's own fraction (`_make`: its op fills 0-0.6, evaluating and storing the rest) as a
+    fraction of the step's work, where the op is `op_share` of it."""
+    if f <= 0.6:
+        return f / 0.6 * op_share
+    return op_share + (f - 0.6) / 0.4 * (1.0 - op_share)
 
 
 def summary(result: RunResult) -> str:
