@@ -9,6 +9,7 @@ from typing import Any
 from ..ops.registry import OpDef, Param, closest_op, get_op
 from .model import OpCall
 from .problems import Collector, did_you_mean
+from .sweeps import MAX_VARIANTS
 from .yamlnodes import MappingNode, Node, ScalarNode, SequenceNode, is_null, node_range, to_value, type_name
 
 #: Parameter types whose value is itself a list: a list is the value, a list of lists a sweep.
@@ -66,6 +67,20 @@ def _check_value(c: Collector, op: OpDef, p: Param, node: Node) -> Any:
     msg = p.check(value)
     if msg:
         c.add(node, f"{op.name}: {msg}", _problem_code(p, value))
+    return value
+
+
+def _sweep_key(value: Any) -> Any:
+    """A hashable stand-in equal where the values are equal (==: 1 and 1.0 are the same value),
+    so duplicates are found in one pass (lists, e.g. swept patterns, become tuples)."""
+    if isinstance(value, list):
+        return ("list", tuple(_sweep_key(x) for x in value))
+    if isinstance(value, dict):
+        return ("dict", repr(value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("repr", repr(value))
     return value
 
 
@@ -163,10 +178,17 @@ def _op_call(
             if not v.value:
                 c.add(v, f"{name}: the sweep of '{key}' is empty; give at least one value", "sweep")
                 continue
+            if len(v.value) > MAX_VARIANTS:  # refused before checking each of its values
+                c.add(v, f"{name}: '{key}' sweeps {len(v.value):,} values, and a file makes at most "
+                         f"{MAX_VARIANTS} variants; sweep fewer values", "sweep")
+                continue
             values = [_check_value(c, op, p, n) for n in v.value]
-            for i, n in enumerate(v.value):
-                if values[i] in values[:i]:
-                    c.add(n, f"{name}: '{key}' sweeps the value {values[i]!r} twice", "sweep")
+            seen_values: set[Any] = set()
+            for value, n in zip(values, v.value, strict=True):
+                k = _sweep_key(value)
+                if k in seen_values:
+                    c.add(n, f"{name}: '{key}' sweeps the value {value!r} twice", "sweep")
+                seen_values.add(k)
             call.params[key] = values
             swept.append(key)
         else:

@@ -140,13 +140,16 @@ class _Parser:
         )
 
     def _path(self, node: Node, value: str, what: str, *, want: str = "any") -> Path:
-        """Resolve a path against the experiment's folder, reporting it when it does not exist."""
-        p = Path(value).expanduser()
-        p = p if p.is_absolute() else self.root / p
-        if not p.exists():
-            self.c.add(node, f"{what} '{value}' does not exist (looked for {p})", "missing-path")
-        elif want == "file" and not p.is_file():
-            self.c.add(node, f"{what} '{value}' is a folder; expected a file", "missing-path")
+        """Resolve a path against the experiment's folder, reporting it when it does not exist
+        (or cannot be a path at all: too long, a NUL character)."""
+        p = _resolve(value, self.root)
+        unusable = _unusable(p)
+        if unusable:
+            self.c.add(node, f"{what} '{_short(value)}' cannot be a path: {unusable}", "missing-path")
+        elif not _exists(p):
+            self.c.add(node, f"{what} '{_short(value)}' does not exist (looked for {_short(str(p))})", "missing-path")
+        elif want == "file" and not _is_file(p):
+            self.c.add(node, f"{what} '{_short(value)}' is a folder; expected a file", "missing-path")
         return p
 
     def _string(
@@ -183,7 +186,7 @@ class _Parser:
             p = self._path(n, v, "ops file", want="file")
             paths.append(p)
             ranges.append(node_range(n))
-            if p.is_file():
+            if _is_file(p):
                 names = user_op_names(p)
                 if isinstance(names, str):
                     self.c.add(n, names, "wrong-type")
@@ -228,8 +231,13 @@ class _Parser:
             c.add(dtype_node, f"'dtype' must be one of {', '.join(DTYPES)}, got '{dtype}'", "out-of-range")
             dtype = None
         name, name_node = self._string(items, "name", "base", name=True)
+        if name is not None and name_node is not None and _bad_name(name):
+            c.add(name_node, _bad_name_message("base", name), "wrong-type")
+            name = None
         if name is None:
             name = _default_base_name(load or "base", kind)
+            if _bad_name(name):  # a load path's last part with control characters
+                name = "base-model"
         if name == BASE:
             name = "base-model"
         return BaseSpec(
@@ -254,16 +262,16 @@ class _Parser:
             self._module(load, node)
             return "module-function", None
         p = self._path(node, load, "model")
-        if not p.exists():
+        if not _exists(p):
             return "file", p
-        if p.is_dir():
-            if not (p / "config.json").is_file() and not has_factory:
+        if _is_dir(p):
+            if not _is_file(p / "config.json") and not has_factory:
                 self.c.add(node, f"folder '{load}' has no config.json, so it is not a Hugging Face model folder; "
                                  "add `factory:` to build the model", "missing-path")
             return "hf-folder", p
         suffix = p.suffix.lower()
         if suffix == ".safetensors" or suffix in _TORCH_SUFFIXES:
-            if not has_factory and not (p.parent / "config.json").is_file():
+            if not has_factory and not _is_file(p.parent / "config.json"):
                 self.c.add(node, f"'{load}' holds only weights: add `factory:` (file.py:function) that builds the "
                                  "model, or put its config.json beside it", "missing-required")
             return ("safetensors" if suffix == ".safetensors" else "torch-file"), p
@@ -289,11 +297,11 @@ class _Parser:
         """`pkg.module:function`: the top package must be beside the file or installed (not imported
         here: importing runs code)."""
         top = ref.split(":", 1)[0].split(".", 1)[0]
-        if (self.root / f"{top}.py").is_file() or (self.root / top).is_dir():
+        if _is_file(self.root / f"{top}.py") or _is_dir(self.root / top):
             return
         try:
             found = importlib.util.find_spec(top) is not None
-        except (ImportError, ValueError):
+        except (ImportError, ValueError, OSError):
             found = False
         if not found:
             self.c.add(node, f"module '{top}' is neither a file beside the experiment ({top}.py) nor an installed "
@@ -403,8 +411,8 @@ class _Parser:
         if "name" not in items:
             c.add(c.head(item), "this variant needs `name:`", "missing-required")
         if name is not None and name_node is not None:
-            if _BAD_NAME.search(name):
-                c.add(name_node, f"variant name '{name}' must not contain slashes or control characters", "wrong-type")
+            if _bad_name(name):
+                c.add(name_node, _bad_name_message("variant", name), "wrong-type")
                 name = None
             elif name == BASE or (base is not None and name == base.name):
                 c.add(name_node, f"'{name}' names the base model; choose another variant name", "reserved-name")
@@ -582,6 +590,64 @@ class _Parser:
                         reported.add(id(x))
                         rng = x.from_node if x.from_node is not None else x.variant.name_range
                         c.add(rng, f"variants derive from each other in a loop: {text}", "cycle")
+
+
+def _bad_name(name: str) -> bool:
+    """One rule for the base's and the variants' names: model names are shown in paths, trees and
+    command lines, so no slashes (no `../x` or `a/b`), no control characters, not `.` or `..`."""
+    return bool(_BAD_NAME.search(name)) or name.strip() in (".", "..")
+
+
+def _bad_name_message(what: str, name: str) -> str:
+    return f"{what} name '{_short(name)}' must not contain slashes or control characters, nor be '.' or '..'"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """A value as quoted in a message: long ones cut (a message with a 100 KB path helps nobody)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _resolve(value: str, root: Path) -> Path:
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:  # `~someone` with no such user: taken as written
+        p = Path(value)
+    return p if p.is_absolute() else root / p
+
+
+def _unusable(p: Path) -> str | None:
+    """Why the OS refuses `p` as a path (name too long, a NUL character, a symlink loop), or None."""
+    try:
+        p.stat()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None  # an ordinary path: reported as missing (or found) by the caller
+    except OSError as e:
+        return e.strerror or str(e)
+    except ValueError:
+        return "it contains a NUL character"
+    return None
+
+
+# Path probes that answer False for a path the OS refuses (Path.exists raises for some errors).
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _default_base_name(load: str, kind: str) -> str:

@@ -35,6 +35,17 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 # libyaml's parser reports the same marks and is ~10x faster (files are parsed on every keystroke).
 _LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml counts a reader error's position in bytes of UTF-8, PyYAML's reader in characters.
+_READER_BYTES = _LOADER is not yaml.SafeLoader
+
+#: How many values aliases may add to a file when expanded. Values are built by walking the node
+#: graph, where an alias is a shared node: a few hundred bytes of aliases of aliases expand to
+#: millions of values (an "alias bomb") and the editor would hang on every keystroke. Reusing a
+#: block of settings a few dozen times stays far below this.
+ALIAS_BUDGET = 10_000
+#: How deep values may nest (an experiment file needs about 6 levels). Walking deeper values would
+#: exhaust Python's recursion limit.
+MAX_DEPTH = 64
 
 
 class YamlSyntaxError(Exception):
@@ -47,9 +58,13 @@ class YamlSyntaxError(Exception):
 
 
 def compose(text: str) -> Node | None:
-    """Compose one YAML document into position-carrying nodes (None for an empty document)."""
+    """Compose one YAML document into position-carrying nodes (None for an empty document).
+
+    Also refuses what would make walking the nodes blow up: aliases expanding beyond
+    `ALIAS_BUDGET` values, an alias inside the collection it names (infinitely deep), values
+    nested deeper than `MAX_DEPTH`; each at the alias or value responsible."""
     try:
-        return yaml.compose(text, Loader=_LOADER)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as e:
         problem = e.problem or "invalid YAML"
         mark = e.problem_mark or e.context_mark
@@ -66,8 +81,99 @@ def compose(text: str) -> Node | None:
         if "flow" in (e.context or "") and opened is not None and opened.line != line:
             message += f" (opened on line {opened.line + 1})"
         return _raise(message, _token_range(text, line, col))
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow: no mark, a position
+        line, col = _line_col(text, e.position, in_bytes=_READER_BYTES)
+        what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise YamlSyntaxError(f"YAML syntax error: the character {what} is not allowed in YAML ({e.reason})",
+                              Range(line, col, line, col + 1)) from e
     except yaml.YAMLError as e:  # e.g. composer errors without marks, multiple documents
         raise YamlSyntaxError(f"YAML syntax error: {e}", Range(0, 0, 0, 0)) from e
+    except RecursionError as e:  # PyYAML's pure-Python composer on deep nesting (libyaml stops at 1000)
+        raise YamlSyntaxError(f"YAML syntax error: values are nested more than {MAX_DEPTH} levels deep",
+                              Range(0, 0, 0, 0)) from e
+    if root is not None:
+        _check_graph(root, text)
+    return root
+
+
+def _line_col(text: str, position: int, *, in_bytes: bool) -> tuple[int, int]:
+    """(line, column in code points) of an offset into `text`."""
+    before = text.encode("utf-8")[:position].decode("utf-8", "ignore") if in_bytes else text[:position]
+    return before.count("\n"), len(before) - (before.rfind("\n") + 1)
+
+
+def _check_graph(root: Node, text: str) -> None:
+    """Raise YamlSyntaxError for an alias bomb, a recursive alias or too deep nesting.
+
+    One walk in document order, without recursion. A node met for the first time is where it is
+    written; a node met again is an alias (aliases name earlier anchors, so the k-th node met
+    again is the file's k-th alias), either of a finished node (adding its expanded size) or of
+    a collection still being walked (an alias inside its own anchor's collection)."""
+    size: dict[int, int] = {}  # id -> expanded node count, for nodes walked to the end
+    open_ids: set[int] = set()  # collections being walked (the current path)
+    aliases = added = 0
+    # Each frame: [node, its children, next child index, expanded size so far].
+    stack: list[list[Any]] = []
+
+    def enter(node: Node) -> None:
+        if len(stack) >= MAX_DEPTH:
+            raise YamlSyntaxError(f"YAML: values nested more than {MAX_DEPTH} levels deep; an experiment file "
+                                  "needs far fewer", node_range(node))
+        if isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        else:
+            size[id(node)] = 1
+            return
+        open_ids.add(id(node))
+        stack.append([node, children, 0, 1])
+
+    enter(root)
+    while stack:
+        frame = stack[-1]
+        node, children, i = frame[0], frame[1], frame[2]
+        if i == len(children):
+            stack.pop()
+            open_ids.discard(id(node))
+            size[id(node)] = frame[3]
+            if stack:
+                stack[-1][3] += frame[3]
+            continue
+        frame[2] = i + 1
+        child = children[i]
+        if id(child) in open_ids:
+            name, rng = _alias_at(text, aliases)
+            raise YamlSyntaxError(f"YAML: the alias *{name} is inside the {type_name(child)[2:]} it names, "
+                                  "which would make it infinitely deep", rng)
+        if id(child) in size:
+            aliases += 1
+            added += size[id(child)]
+            frame[3] += size[id(child)]
+            if added > ALIAS_BUDGET:
+                name, rng = _alias_at(text, aliases - 1)
+                raise YamlSyntaxError(f"YAML: aliases here expand to more than {ALIAS_BUDGET:,} values (the alias "
+                                      f"*{name} repeats {size[id(child)]:,}); write the values out, or alias less",
+                                      rng)
+            continue
+        enter(child)
+        if id(child) in size:  # a scalar: counted at once
+            frame[3] += 1
+
+
+def _alias_at(text: str, k: int) -> tuple[str, Range]:
+    """The name and range of the k-th (0-based) alias of the text, in document order."""
+    n = 0
+    try:
+        for token in yaml.scan(text, Loader=_LOADER):
+            if isinstance(token, yaml.AliasToken):
+                if n == k:
+                    s, e = token.start_mark, token.end_mark
+                    return str(token.value), Range(s.line, s.column, e.line, e.column)
+                n += 1
+    except yaml.YAMLError:
+        pass
+    return "?", Range(0, 0, 0, 0)  # not expected: the text composed, so it scans
 
 
 def _hint(problem: str, context: str, char: str) -> str | None:
@@ -146,7 +252,10 @@ def to_value(node: Node) -> Any:
         plain = not node.style  # None from PyYAML, "" from libyaml
         if node.tag == "tag:yaml.org,2002:str" and plain and _NUMBER.match(node.value):
             text = node.value
-            return float(text) if any(c in text for c in ".eE") else int(text)
+            try:
+                return float(text) if any(c in text for c in ".eE") else int(text)
+            except ValueError:  # more digits than Python converts (4300): left as written
+                return text
         try:
             return _constructor.construct_object(node, deep=True)
         except (ConstructorError, ValueError):
@@ -190,4 +299,8 @@ def type_name(node: Node) -> str:
         return f"{str(v).lower()}"
     if isinstance(v, (int, float)):
         return f"the number {v}"
+    if isinstance(v, str) and len(v) > 60:  # a message quotes the start of a long value
+        if isinstance(node, ScalarNode) and not node.style and _NUMBER.match(v):
+            return f"a number too long to read ({len(v):,} characters)"
+        return f"'{v[:40]}…' ({len(v):,} characters)"
     return f"'{v}'"
