@@ -267,7 +267,7 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.4g}" + (f" {unit}" if unit else "")
 
 
-def _print_models(store: Any, models: list[Any], *, title: str = "") -> None:
+def _print_models(store: Any, models: list[Any], *, title: str = "", failed: Sequence[Any] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -291,25 +291,42 @@ def _print_models(store: Any, models: list[Any], *, title: str = "") -> None:
             x = by_name.get(col)
             row.append(format_value(x.value, x.unit) if x else "")
         table.add_row(*row)
+    for f in failed:  # no model was stored: no id, no metrics
+        table.add_row("", f.variant, f.parent or "", f.op or "", "[red]failed", *[""] * len(columns))
     Console(width=max(120, Console().width)).print(table)
     for m in models:
         if m.status != "ok":
             _err(f"{m.name} ({m.id}) is broken: {m.status_reason}")
+    for f in failed:
+        _err(f"{f.variant} failed in its latest run ({f.experiment_file}): {f.message}")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from .store.failures import failed_variants
+
     with _open_store(args) as store:
         models = store.list_models()
+        # A variant whose latest run failed is listed (as the editor's Lineage shows it) until a
+        # run makes it: its failure is not only in the output of the run that met it.
+        failed = failed_variants(store)
         if args.json:
             metrics = store.all_metrics()
             out = [{**m.to_json(), "metrics": [x.to_json() for x in metrics.get(m.id, [])]} for m in models]
+            out += [_failed_json(f) for f in failed]
             print(json.dumps(out, indent=2))
             return EXIT_OK
-        if not models:
+        if not models and not failed:
             _err(f"no models yet in {store.root}; run an experiment with `bonsai run FILE`")
             return EXIT_OK
-        _print_models(store, models)
+        _print_models(store, models, failed=failed)
     return EXIT_OK
+
+
+def _failed_json(f: Any) -> dict[str, Any]:
+    """A failed variant in `ls --json`: the keys of a model, no id (nothing was stored)."""
+    return {"name": f.variant, "id": None, "parent_id": None, "parent": f.parent, "op": f.op, "params": {},
+            "status": "failed", "status_reason": f.message, "experiment_file": f.experiment_file,
+            "variant": f.variant, "created": f.finished or f.started, "metrics": []}
 
 
 def cmd_show(args: argparse.Namespace) -> int:

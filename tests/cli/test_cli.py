@@ -76,7 +76,14 @@ def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
     r = bonsai("ls", "--json", cwd=tmp_path)
     assert r.returncode == 0
     models = {m["name"]: m for m in json.loads(r.stdout)}
-    assert set(models) == {"toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"}
+    # the variant that failed is listed as failed, with why, until a run makes it
+    assert set(models) == {"toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled", "bad"}
+    assert models["bad"]["status"] == "failed" and models["bad"]["id"] is None
+    assert models["bad"]["status_reason"] == "op mine.explode: it went wrong"
+    assert models["bad"]["parent"] == "toy" and models["bad"]["op"] == "mine.explode"
+    r = bonsai("ls", cwd=tmp_path)
+    assert r.returncode == 0 and "bad" in r.stdout and "failed" in r.stdout
+    assert "bad failed in its latest run (exp.bonsai.yaml): op mine.explode: it went wrong" in r.stderr
     old = {m["name"]: m for m in before}
     assert models["prune-50"]["id"] != old["prune-50"]["id"]  # forced: made again
     assert models["prune-50-scaled/1"]["parent_id"] == models["prune-50"]["id"]
@@ -98,7 +105,15 @@ def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--recursive" in r.stderr and "Traceback" not in r.stderr
     r = bonsai("rm", "prune-50", "--recursive", cwd=tmp_path)
     assert r.returncode == 0 and r.stderr.count("deleted") == 3
-    assert [m["name"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)] == ["toy"]
+    assert [m["name"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)] == ["toy", "bad"]
+
+    # mended, the variant is made and no longer failed
+    (tmp_path / "exp.bonsai.yaml").write_text(
+        (tmp_path / "exp.bonsai.yaml").read_text().replace("mine.explode: {why: \"it went wrong\"}", "mine.scale: {}"))
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "bad", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    models = {m["name"]: m for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)}
+    assert models["bad"]["status"] == "ok" and models["bad"]["id"]
 
 
 def test_workspace_option_and_broken_model(tmp_path: Path) -> None:

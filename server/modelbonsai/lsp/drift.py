@@ -1,7 +1,9 @@
 """Lineage statuses the store does not record: failed variants and stale models.
 
 *failed*: the latest run that covered a variant failed it (the run record keeps the message per
-variant) and no model of that variant was stored since. It is shown as a synthetic ModelInfo.
+variant) and no model of that variant was stored since. It is shown as a synthetic ModelInfo. The
+rule is the engine's (store/failures.py, which `bonsai ls` uses too); this index applies it
+incrementally.
 
 *stale*: a stored final model whose experiment file and variant still exist, but whose current
 definition gives another fingerprint, and no model with the new fingerprint exists yet; or a
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..store import experiment_path
+from ..store.failures import Outcome, latest_outcomes, still_failed
 from .protocol import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -232,7 +235,7 @@ class DriftIndex:
         self._stale: dict[str, str] = {}
         self._files: dict[str, _File] = {}  # label -> the file as judged
         self._runs_sig: tuple[Any, ...] | None = None
-        self._latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
+        self._latest: dict[tuple[str, str], Outcome] = {}
         self._failed: dict[tuple[str, str], ModelInfo] = {}
 
     def update(self, parts: dict[str, Part], query: Query) -> Statuses:
@@ -261,7 +264,7 @@ class DriftIndex:
         runs_sig = tuple(query(RUNS_SIG_SQL, ())[0])
         all_failed = runs_sig != self._runs_sig
         if all_failed:
-            self._runs_sig, self._latest = runs_sig, _latest_outcomes(query(RUNS_SQL, ()))
+            self._runs_sig, self._latest = runs_sig, latest_outcomes(query(RUNS_SQL, ()))
         labels = {label for label in self._by_label if label is not None} | {f for f, _ in self._latest}
         files: dict[str, Parsed] = {}
         for label in sorted(labels):
@@ -380,18 +383,16 @@ class DriftIndex:
         """The failed entry of (file, variant), or None when its latest run did not fail it, it
         was stored since, or the file or the variant is gone."""
         outcome = self._latest.get(key)
-        if outcome is None or outcome[2] is None:
-            return None
         label, name = key
-        started, finished, message = outcome[0], outcome[1], outcome[2]
+        message = still_failed(outcome, (self._models[i].created for i in self._by_name.get((label, name), ())))
+        if outcome is None or message is None:
+            return None
         seen = self._files.get(label)
         p = None if seen is None else seen.parse
         if p is None or p.key[1] < 0 or (p.experiment is not None and name not in p.finals):
             return None
-        if any(self._models[i].created >= started for i in self._by_name.get((label, name), ())):
-            return None
         self.judged += 1
-        return self._failed_info(label, name, message, finished or started, p)
+        return self._failed_info(label, name, message, outcome.finished or outcome.started, p)
 
     def _failed_info(self, label: str, name: str, message: str, when: float, p: Parsed) -> ModelInfo:
         final = p.finals.get(name)
@@ -418,16 +419,6 @@ class DriftIndex:
         if name != p.base_name:
             info["experiment"] = {"file": str(experiment_path(label, self.workspace)), "variant": name}
         return info
-
-
-def _latest_outcomes(runs: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[float, float | None, str | None]]:
-    """(file, variant) -> (started, finished, failure message or None) of the latest run that covered it."""
-    latest: dict[tuple[str, str], tuple[float, float | None, str | None]] = {}
-    for file, variants_json, started, finished, failures_json in runs:
-        failures = _loads(failures_json, {})
-        for name in [*_loads(variants_json, []), *failures]:
-            latest[(str(file), str(name))] = (float(started), finished, failures.get(name))
-    return latest
 
 
 def _same_place(a: Stored, b: Stored) -> bool:
@@ -463,14 +454,6 @@ def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> 
     if parent is not None and final.parent_fingerprint is not None and parent.fingerprint != final.parent_fingerprint:
         return f"its parent '{final.parent}' changed"
     return "an earlier op of this variant changed"
-
-
-def _loads(text: Any, default: Any) -> Any:
-    try:
-        value = json.loads(text or "")
-    except (TypeError, ValueError):
-        return default
-    return value if isinstance(value, type(default)) else default
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
