@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..eta import remaining_text
 from ..ops.registry import Cancelled
 from .protocol import JOB_FINAL_STATES, JobInfo
 
@@ -49,6 +50,7 @@ class Job:
     progress_token: int | str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # what the submitter wants to remember
     created: float = field(default_factory=time.time)
+    started: float | None = None  # time.monotonic() when it began running (for the estimate)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     future: Future[Any] = field(default_factory=Future)
     _last_emit: float = 0.0
@@ -63,8 +65,14 @@ class Job:
             out["position"] = self.position
         if self.progress is not None:
             out["progress"] = max(0.0, min(1.0, float(self.progress)))
-        if self.message:
-            out["message"] = self.message
+        message = self.message
+        if self.state == "running" and self.started is not None and self.progress is not None:
+            # a time estimate once a tenth is done, in the message every face shows
+            left = remaining_text(time.monotonic() - self.started, self.progress)
+            if left is not None:
+                message = f"{message} · {left}" if message else left
+        if message:
+            out["message"] = message
         return out
 
 
@@ -81,6 +89,12 @@ class JobContext:
 
     def progress(self, fraction: float | None, message: str | None = None) -> None:
         self._queue._progress(self._job, fraction, message)
+
+    def note(self, message: str) -> None:
+        """A message every listener must see (progress messages are passed on at most every
+        0.1 s, so a quick next one would hide it): what a run does without being asked."""
+        self._job.message = message
+        self._queue._emit(self._job, force=True)
 
     def cancelled(self) -> bool:
         return self._job.cancel_event.is_set()
@@ -196,6 +210,7 @@ class JobQueue:
                     return
                 job = q.popleft()
                 job.state, job.position, job.progress = "running", None, 0.0
+                job.started = time.monotonic()
                 job.message = None
                 waiting = list(q)
                 self._renumber(q)

@@ -131,7 +131,7 @@ class _Entry:
     full_at: float = 0.0  # when every model was last re-read (statuses, metrics)
     full_cost: float = 0.0
     # the answer with the models a running job is re-making marked "running": (which, JSON)
-    running: tuple[frozenset[tuple[str, str]], bytes] | None = None
+    running: tuple[tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]], bytes] | None = None
     # With the failed/stale overlay (see drift.py): the store-only entry it was made from and
     # the experiment files (path, mtime, size) it read; it holds while both do.
     source: _Entry | None = None
@@ -143,25 +143,32 @@ class _Entry:
     metrics: dict[str, MetricDef] = field(default_factory=dict)
     metrics_json: str = "{}"
 
-    def with_running(self, folder: Path, live: set[tuple[str, str]]) -> bytes:
+    def with_running(self, folder: Path, live: set[tuple[str, str]], ids: dict[str, str] | None = None) -> bytes:
         """The serialized answer with the models of `live` (experiment file, variant) that are
-        "ok", "stale" or "failed" marked "running". Only those models are serialized again (the others reuse their
+        "ok", "stale" or "failed" marked "running", and so are the models of `ids` (id -> why:
+        a running job re-evaluates or re-makes them without being asked; the why is their
+        statusReason). Only those models are serialized again (the others reuse their
         fragments), and the answer is kept for the next request while the same job runs: a
         2,000-model lineage serialized as a whole costs hundreds of ms on a busy machine."""
         hit = frozenset(live & self.keys)
-        if not hit:
+        marked = frozenset((i, why) for i, why in (ids or {}).items() if i in self.parts)
+        if not hit and not marked:
             return self.data
         cached = self.running
-        if cached is not None and cached[0] == hit:
+        if cached is not None and cached[0] == (hit, marked):
             return cached[1]
+        whys = dict(marked)
         frags = []
         for info, frag in self.parts.values():
             exp = info.get("experiment")
-            if exp and (exp["file"], exp["variant"]) in hit and info["status"] in ("ok", "stale", "failed"):
-                frag = _dumps({**info, "status": "running"})
+            if info["status"] in ("ok", "stale", "failed"):
+                if info["id"] in whys:
+                    frag = _dumps({**info, "status": "running", "statusReason": whys[info["id"]]})
+                elif exp and (exp["file"], exp["variant"]) in hit:
+                    frag = _dumps({**info, "status": "running"})
             frags.append(frag)
         data = _document(folder, self.metrics_json, frags)
-        self.running = (hit, data)
+        self.running = ((hit, marked), data)
         return data
 
 

@@ -4,6 +4,7 @@ experiment/create. (Comparisons are in compare_requests.py; lineage/jobs/cancel 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,18 @@ def register(server: BonsaiServer) -> None:
                 "maxInstances": ls.settings.max_instances}
 
         def work(ctx: JobContext) -> Any:
+            def on_plan(data: bytes) -> None:
+                # What the run does unasked (work.run's one page): marked in the lineage while
+                # the job runs, and said in its progress before it starts.
+                plan = json.loads(data)
+                ctx.job.meta["unasked"] = {e["id"]: e["why"] for e in plan["unasked"] if e.get("id")}
+                ctx.job.meta["variants"] = set(ctx.job.meta.get("variants", ())) | {
+                    (str(file), e["variant"]) for e in plan["unasked"] if not e.get("id") and e.get("variant")}
+                ctx.note(plan["message"])
+                ls.lineage_changed(folder)
+
             return ls.workers.run("run", {**spec, "device": ctx.job.device}, ctx,
-                                  on_lineage=lambda: ls.lineage_changed(folder))
+                                  on_lineage=lambda: ls.lineage_changed(folder), on_page=on_plan)
 
         job = ls.submit("run", title, work, token=params.get("workDoneToken"), folder=folder)
         job.meta["variants"] = {(str(file), n) for n in (wanted or names)}

@@ -506,7 +506,7 @@ def _register_core(server: BonsaiServer) -> None:
         if t2 - t0 > 0.02:
             log.debug("slow bonsai/lineage: peek %.0f ms, compute %.0f ms", 1000 * (t1 - t0), 1000 * (t2 - t1))
         # a re-run is remaking some of these models: they show as running
-        return RawJSON(entry.with_running(folder, _running_variants(ls)))
+        return RawJSON(entry.with_running(folder, _running_variants(ls), _unasked_models(ls)))
 
     @custom(server, P.JOBS)
     async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
@@ -524,6 +524,14 @@ def _running_variants(ls: BonsaiServer) -> set[tuple[str, str]]:
     for job in ls.jobs.active():
         live.update(job.meta.get("variants", ()))
     return live
+
+
+def _unasked_models(ls: BonsaiServer) -> dict[str, str]:
+    """Model id -> why, for the models running jobs re-evaluate or re-make unasked (their plans)."""
+    out: dict[str, str] = {}
+    for job in ls.jobs.active():
+        out.update(job.meta.get("unasked", {}))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

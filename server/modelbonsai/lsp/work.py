@@ -6,6 +6,7 @@ models and emit result pages through the reporter.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,7 +98,7 @@ def _models(spec: dict[str, Any]) -> tuple[LineageStore, ModelRecord, list[Model
 def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
     from ..experiment import load_experiment
     from ..ops.registry import Cancelled
-    from ..runner import RunEvent, Runner, make_plan, summary
+    from ..runner import RunEvent, Runner, make_plan, step_reason, summary, unasked
 
     file = Path(spec["file"])
     rep.progress(0.0, "planning")
@@ -113,6 +114,14 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
         # The server's instance limit goes to the plan (the one place a run's limit is set).
         plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")),
                          max_instances=spec.get("maxInstances"))
+        extra = unasked(plan)
+        if extra:
+            # A run's one page is what it does without being asked, before it starts: the server
+            # marks those models in the lineage and says so in the job's progress.
+            rep.page(json.dumps({"unasked": [_unasked_entry(s, step_reason(s)) for s in extra],
+                                 "message": "first " + "; ".join(
+                                     f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} "
+                                     f"(not asked for: {step_reason(s)})" for s in extra)}).encode())
         runner = Runner(store, device=spec["device"], progress=rep.progress, events=on_event,
                         cancelled=rep.cancelled)
         result = runner.run(plan)
@@ -124,6 +133,14 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
         raise WorkError("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
     rep.progress(1.0, summary(result))
     return {"made": result.made, "reevaluated": result.reevaluated, "upToDate": result.up_to_date}
+
+
+def _unasked_entry(st: Any, why: str) -> dict[str, Any]:
+    """What the lineage needs to mark a model a run makes or re-evaluates unasked: the stored
+    model it re-evaluates or replaces (its id), else the variant whose stale model it remakes."""
+    stored = st.existing.id if st.reevaluate and st.existing is not None else st.replaces
+    return {"id": stored, "variant": st.variant or None,
+            "why": f"{'re-evaluated' if st.reevaluate else 'made again'} by a running job, not asked for: {why}"}
 
 
 def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
