@@ -29,7 +29,7 @@ $(VENV)/.stamp-py: pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,samples]"
 	@# compile the numba kernels once into their cache (later imports load them in milliseconds)
-	$(BIN)/python -c "import modelbonsai.compare.kernels, modelbonsai.artifacts.kernels"
+	$(BIN)/python -c "import modelbonsai.compare.kernels, modelbonsai.artifacts.kernels, modelbonsai.ops.kernels"
 	@touch $@
 
 ext-setup:

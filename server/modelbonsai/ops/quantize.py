@@ -19,10 +19,12 @@ Conventions shared with `quantize.calibrated` and the artifact format:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -210,13 +212,22 @@ def fit_scales(
     Returns float32 scales [rows, groups], int16 zeros or None, and the storage dtype of scales.
     """
     r = r.to(torch.float32)
+    lo, hi = torch.aminmax(r, dim=-1)
+    return scales_from_ranges(lo, hi, bits, symmetric)
+
+
+def scales_from_ranges(
+    lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """:func:`fit_scales` from each row-group's float32 min and max [rows, groups] (what the
+    fused range kernel gives without a second pass over the weight)."""
     if symmetric:
         qmax = (1 << (bits - 1)) - 1
-        scales = r.abs().amax(dim=-1) / qmax
+        scales = torch.maximum(lo.abs(), hi.abs()) / qmax  # = max |x|, exactly
     else:
         qmax = (1 << bits) - 1
-        lo = torch.clamp(r.amin(dim=-1), max=0.0)  # the range always contains 0, so 0.0 is exact
-        hi = torch.clamp(r.amax(dim=-1), min=0.0)
+        lo = torch.clamp(lo, max=0.0)  # the range always contains 0, so 0.0 is exact
+        hi = torch.clamp(hi, min=0.0)
         scales = (hi - lo) / qmax
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))  # all-zero group: any scale works
     scales, scale_dtype = _storage_scales(scales)
@@ -345,18 +356,143 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
     names = select_targets(module, params.get("include"), params.get("exclude"), op=op)
     lookup = dict(module.named_parameters())
     plans = []
-    for name in names:  # validate everything before touching the model: no partial results
+    for name in names:
         p = lookup[name]
         axis = output_axis(module, name)
-        scheme_shape(tuple(p.shape), gran, group_size, axis, op=op, layer=name)
-        check_finite(p, op=op, layer=name)
-        plans.append((name, p, axis))
-    with torch.no_grad():
-        for i, (name, p, axis) in enumerate(plans):
-            ctx.check_cancelled()
-            enc = quantize_rtn(p, bits, symmetric, gran, group_size, axis, op=op, layer=name)
-            p.copy_(enc.project(p))
-            enc.to_cpu()  # small; kept off the accelerator between ops
-            cm.encodings[name] = enc
-            ctx.progress((i + 1) / len(plans), f"quantized {name}")
+        _rows, groups = scheme_shape(tuple(p.shape), gran, group_size, axis, op=op, layer=name)
+        plans.append(_Plan(name, p, axis, groups, _fused_view(p, gran, axis, groups)))
+
+    def ranges(plan: _Plan) -> tuple[bool, tuple[torch.Tensor, torch.Tensor] | None]:
+        """(finite, the plan's group ranges: None on the torch path)."""
+        if plan.view is None:
+            return bool(torch.isfinite(plan.p).all()), None
+        return _fused_ranges(plan)
+
+    # Validate everything before touching the model (no partial results): the fused path's
+    # range pass is also its finiteness check, and its ranges are kept for the scales.
+    checked = list(_in_threads(ranges, plans))
+    for plan, (finite, _) in zip(plans, checked, strict=True):
+        if not finite:
+            raise OpError(op, "this tensor holds NaN or infinite values, which cannot be quantized", layer=plan.name)
+    found = [rng for _, rng in checked]
+
+    def quantize(i: int) -> QuantEncoding:
+        plan, rng = plans[i], found[i]
+        with torch.no_grad():
+            if rng is None or plan.view is None:
+                enc = quantize_rtn(plan.p, bits, symmetric, gran, group_size, plan.axis, op=op, layer=plan.name)
+                plan.p.copy_(enc.project(plan.p))
+            else:
+                scales, zeros, scale_dtype = scales_from_ranges(rng[0], rng[1], bits, symmetric)
+                enc = _encoding(plan, bits, symmetric, gran, group_size, scales, zeros, scale_dtype)
+                _fused_project(plan, enc)
+        enc.to_cpu()  # small; kept off the accelerator between ops
+        return enc
+
+    for i, enc in enumerate(_in_threads(quantize, range(len(plans)), check=ctx.check_cancelled)):
+        cm.encodings[plans[i].name] = enc
+        ctx.progress((i + 1) / len(plans), f"quantized {plans[i].name}")
     return cm
+
+
+# -- the fused CPU path (ops/kernels.py) -----------------------------------------------------------
+class _Plan(NamedTuple):
+    name: str
+    p: torch.Tensor
+    axis: int
+    groups: int
+    #: ("rows" | "cols", numpy view of the weight) for the fused kernels, None for torch
+    view: tuple[str, np.ndarray] | None
+
+
+def _fused_view(p: torch.Tensor, granularity: str, axis: int, groups: int) -> tuple[str, np.ndarray] | None:
+    """The weight as the fused kernels read it, sharing its memory; None where they do not
+    apply (not float32 on the CPU, not contiguous, empty, or a channel axis they do not walk)."""
+    if p.device.type != "cpu" or p.dtype != torch.float32 or not p.is_contiguous() or p.numel() == 0:
+        return None
+    arr = p.detach().numpy()
+    if granularity == "tensor" or p.dim() < 2 or axis == 0:
+        rows = 1 if granularity == "tensor" or p.dim() < 2 else int(p.shape[0])
+        return "rows", arr.reshape(rows, groups, -1)
+    if p.dim() == 2 and axis == 1:  # transformers' Conv1D: [in, out], groups along `in`
+        return "cols", arr
+    return None
+
+
+def _fused_ranges(plan: _Plan) -> tuple[bool, tuple[torch.Tensor, torch.Tensor] | None]:
+    """(finite, (min, max) of every scale group as float32 [rows, groups]; None when the weight
+    holds NaN or ±Inf)."""
+    from . import kernels as K
+
+    assert plan.view is not None
+    kind, arr = plan.view
+    rows = arr.shape[0] if kind == "rows" else arr.shape[1]
+    lo = np.empty((rows, plan.groups), np.int32)
+    hi = np.empty((rows, plan.groups), np.int32)
+    if kind == "rows":
+        ok = K.group_ranges(arr, lo, hi)
+    else:
+        ok = K.group_ranges_cols(arr, arr.shape[0] // plan.groups, lo, hi)
+    if not ok:
+        return False, None
+    return True, (torch.from_numpy(lo.view(np.float32)), torch.from_numpy(hi.view(np.float32)))
+
+
+def _fused_project(plan: _Plan, enc: QuantEncoding) -> None:
+    """Project the weight onto enc's grid in place (bit-identical to `enc.project`)."""
+    from . import kernels as K
+
+    assert plan.view is not None
+    kind, arr = plan.view
+    scales = enc.scales.numpy()
+    zeros = enc.zero_points().numpy()
+    qlo, qhi = (np.float32(v) for v in enc.code_range())
+    if kind == "rows":
+        K.project_groups(arr, scales, zeros, qlo, qhi, arr)
+    else:
+        K.project_groups_cols(arr, arr.shape[0] // plan.groups, scales, zeros, qlo, qhi, arr)
+
+
+def _encoding(
+    plan: _Plan, bits: int, symmetric: bool, granularity: str, group_size: int | None,
+    scales: torch.Tensor, zeros: torch.Tensor | None, scale_dtype: str,
+) -> QuantEncoding:  # fmt: skip
+    return QuantEncoding(
+        bits=bits,
+        symmetric=symmetric,
+        granularity=granularity,
+        group_size=group_size if granularity == "group" else None,
+        axis=plan.axis,
+        shape=tuple(plan.p.shape),
+        scales=scales,
+        zeros=zeros,
+        scale_dtype=scale_dtype,
+    )
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _in_threads(fn: Callable[[_T], _R], items: Iterable[_T], check: Callable[[], None] | None = None) -> Iterator[_R]:
+    """fn over items, in order, on as many threads as torch may use (the kernels release the GIL;
+    torch's own ops run their threads anyway); `check` runs before each result is handed on (the
+    op's cancellation check), and a raise there cancels what has not started."""
+    items = list(items)
+    threads = max(1, min(torch.get_num_threads(), len(items)))
+    if threads == 1:
+        for item in items:
+            if check is not None:
+                check()
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            for f in futures:
+                if check is not None:
+                    check()
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
