@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -183,14 +184,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     exp = parsed.experiment
     from .device import resolve_device
-    from .runner import Runner, make_plan, summary
+    from .runner import Runner, describe_plan, make_plan, summary
 
     device = args.device or getattr(exp, "device", None) or "auto"
     resolve_device(device)  # a missing device is a usage error before anything is loaded
     with _open_store(args, file) as store:
         plan = make_plan(exp, store, only=args.only, force=args.force, max_instances=args.max_instances)
+        own = getattr(getattr(exp, "task", None), "max_instances", None)
+        if args.max_instances is not None and own is not None and own != args.max_instances:
+            _err(f"--max-instances {args.max_instances} ignored: {file.name} sets max_instances: {own}")
+        # What will be made or re-evaluated, and why, before anything starts (models the user
+        # did not name among them are said so).
+        for line in describe_plan(plan):
+            print(f"plan: {line}", file=sys.stderr)
         display = _RunDisplay(plan)
-        runner = Runner(store, device=device, events=display.on_event, allow_pickle=args.allow_pickle)
+        runner = Runner(store, device=device, events=display.on_event, progress=display.on_progress,
+                        allow_pickle=args.allow_pickle)
         with display:
             result = runner.run(plan)
         shown = {result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models}
@@ -222,6 +231,9 @@ class _RunDisplay:
         self.tasks: dict[str, Any] = {}
         for v in [plan.steps[0].name, *plan.variants()]:
             self.tasks[v] = self.progress.add_task("", total=1.0, variant=v, status="waiting")
+        # the whole run, in proportion to its work, with a time estimate once a tenth is done
+        self.overall = self.progress.add_task("", total=1.0, variant="(whole run)", status="")
+        self.started = time.monotonic()
 
     def __enter__(self) -> _RunDisplay:
         self.progress.start()
@@ -229,6 +241,12 @@ class _RunDisplay:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+    def on_progress(self, fraction: float, message: str) -> None:
+        from .eta import remaining_text
+
+        left = remaining_text(time.monotonic() - self.started, fraction)
+        self.progress.update(self.overall, completed=fraction, status=left or "")
 
     def on_event(self, e: Any) -> None:
         task = self.tasks.get(e.variant)

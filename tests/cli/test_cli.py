@@ -224,8 +224,16 @@ def test_changed_task_settings_reevaluate_instead_of_calling_models_up_to_date(t
     r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
     assert {m["name"]: m["id"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)} == ids
-    # --max-instances is an evaluation setting too
-    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
-    assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
+    # the file's max_instances wins over --max-instances, which says it is ignored
     r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
     assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr, r.stderr
+    assert "--max-instances 4 ignored: exp.bonsai.yaml sets max_instances: 10" in r.stderr
+    # where the file sets none, --max-instances is an evaluation setting too; the plan says
+    # what is re-evaluated, and that the base was not asked for
+    exp.write_text(exp.read_text().replace("\n  max_instances: 10", ""))
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
+    assert "plan: re-evaluate toy (evaluated on 10 instances, a run now evaluates 4 instances, not asked for)" in r.stderr
+    assert "plan: re-evaluate prune-50 (evaluated on 10 instances, a run now evaluates 4 instances)" in r.stderr
+    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr and "plan:" not in r.stderr, r.stderr
