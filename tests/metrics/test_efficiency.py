@@ -92,7 +92,7 @@ def test_warmup_is_excluded_and_the_lowest_round_median_reported() -> None:
     assert fake.calls == 4
     assert lat.rounds_s == pytest.approx([0.010, 0.012, 0.011]) and lat.warmup == 1
     assert lat.value_s == pytest.approx(0.010)
-    assert lat.spread_s == pytest.approx(0.002)
+    assert lat.spread_s == pytest.approx(0.0115 - 0.010)  # to the upper quartile of the medians
     assert not lat.noisy
     assert lat.throughput == pytest.approx(8 / 0.010)
 
@@ -168,6 +168,13 @@ def test_a_known_call_cost_replaces_the_warm_up() -> None:
     assert lat.warmup == 0 and t.calls == [0] * 4  # 2 rounds of 2, no warm-up call
 
 
+def test_a_wrong_known_cost_is_corrected_by_the_first_round() -> None:
+    t = ScriptedTimer(lambda m, n: 0.001)  # said to cost 100 ms (a wall time on a busy machine)
+    lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock, call_s=0.1,
+                          protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.005, budget_s=None))
+    assert [len(r) for r in lat.samples_s] == [1, 5, 5]
+
+
 def test_one_round_is_noisy() -> None:
     t = ScriptedTimer(lambda m, n: 0.002)
     lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock,
@@ -192,15 +199,15 @@ def test_one_thread_restores_the_thread_count() -> None:
 
 
 def test_latency_metric_carries_spread_noisy_and_the_measurement() -> None:
-    lat = summarize([[0.010], [0.020]], protocol=LatencyProtocol(), batch_size=8, device="cpu",
+    lat = summarize([[0.010], [0.020], [0.010], [0.020]], protocol=LatencyProtocol(), batch_size=8, device="cpu",
                     method="thread CPU time, 1 thread", warmup=1, wall_s=0.05, load=3.0)
     latency, throughput = latency_metrics(lat)
     assert isinstance(latency, LatencyMetric)
     assert latency.value == pytest.approx(10.0) and latency.spread == pytest.approx(10.0) and latency.noisy
-    assert latency.detail.startswith("noisy: round medians ranged 10-20 ms")
+    assert latency.detail.startswith("noisy: the rounds disagree") and "(10-20 ms)" in latency.detail
     assert "load 3.0" in latency.detail and "wall 50 ms" in latency.detail
     m = latency.measurement
-    assert m is not None and m["rounds"] == 2 and m["batch_size"] == 8 and m["method"].startswith("thread")
+    assert m is not None and m["rounds"] == 4 and m["batch_size"] == 8 and m["method"].startswith("thread")
     assert throughput.value == pytest.approx(800.0)
 
 

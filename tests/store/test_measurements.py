@@ -14,12 +14,12 @@ from modelbonsai.store.measurements import history
 from .helpers import record, store_at_version, writer
 
 
-def measured(ms: float, spread_ms: float = 0.0, *, rounds: int = 3, device: str = "cpu", batch: int = 8,
+def measured(ms: float, spread_ms: float = 0.0, *, rounds: int = 4, device: str = "cpu", batch: int = 8,
              method: str = "thread CPU time, 1 thread", at: float = 0.0) -> list[object]:
-    """The latency and throughput metrics of a measurement whose round medians span
-    [ms, ms + spread_ms] (noisy when the spread is over a quarter of the value)."""
+    """The latency and throughput metrics of a measurement whose round medians are `ms` and
+    `ms + spread_ms`, half each (noisy when the spread is over a quarter of the value)."""
     lo, hi = ms / 1000, (ms + spread_ms) / 1000
-    medians = [lo, hi] + [lo] * (rounds - 2)
+    medians = [lo, hi] * (rounds // 2)
     lat = summarize([[m] for m in medians], protocol=LatencyProtocol(), batch_size=batch, device=device,
                     method=method, warmup=1)
     lat.measured_at = at
@@ -37,7 +37,7 @@ def test_a_measurement_is_stored_with_its_spread_and_history(store: LineageStore
     assert next(m.spread for m in store.metrics(base.id) if m.name == "accuracy") is None
     with store._tx() as c:
         (h,) = history(c, base.id)
-    assert (h.rounds, h.device, h.batch_size, h.method) == (3, "cpu", 8, "thread CPU time, 1 thread")
+    assert (h.rounds, h.device, h.batch_size, h.method) == (4, "cpu", 8, "thread CPU time, 1 thread")
 
 
 def test_a_re_evaluation_does_not_replace_a_good_latency_with_a_worse_noisy_one(store: LineageStore) -> None:

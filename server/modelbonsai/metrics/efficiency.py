@@ -13,8 +13,9 @@ time to a forward pass, never take it away, so the figure is built to ignore wha
   lasts; several models are measured round by round in turn (`measure_latencies`), so each sees
   the same conditions and their ratio is fair;
 - the estimate: the lowest round median (a round's median ignores a spike inside it; the lowest
-  round is the least disturbed). The spread is the range of the round medians; a spread wider
-  than `noisy_spread` of the estimate marks the measurement noisy.
+  round is the least disturbed; short rounds make an undisturbed one likely). The spread is how
+  far the round medians' upper quartile lies above it; a spread wider than `noisy_spread` of the
+  estimate marks the measurement noisy (the rounds disagree: the figure is not to be trusted).
 
 The timer and the clock that keeps the budget are injectable, so the protocol itself is testable.
 """
@@ -143,8 +144,10 @@ class LatencyProtocol:
 
     warmup: int = 1
     min_rounds: int = 3
-    max_rounds: int = 7
-    round_s: float = 0.01  # a round's calls fill about this long (one call when a call is longer)
+    max_rounds: int = 9
+    # a round's calls fill about this long (one call when a call is longer): short, so that some
+    # rounds fall between two preemptions (a preempted call comes back to cold caches)
+    round_s: float = 0.004
     max_calls: int = 32  # calls per round at most (a model of microseconds needs no more)
     budget_s: float | None = 0.25  # no new round starts past this (wall), beyond min_rounds
     noisy_spread: float = 0.25  # a spread above this share of the estimate is noisy
@@ -157,8 +160,9 @@ class LatencyProtocol:
 
 @dataclass
 class Latency:
-    """One latency measurement. `value_s`: the lowest round median; `spread_s`: the range of the
-    round medians; `noisy`: the spread is wider than the protocol accepts (or one round only)."""
+    """One latency measurement. `value_s`: the lowest round median; `spread_s`: from it to the
+    round medians' upper quartile; `noisy`: the spread is wider than the protocol accepts (or one
+    round only)."""
 
     value_s: float
     spread_s: float
@@ -200,7 +204,8 @@ def summarize(rounds: list[list[float]], *, protocol: LatencyProtocol, batch_siz
     medians = [statistics.median(r) for r in rounds if r]
     if not medians:
         raise ValueError("a latency needs at least one timed call")
-    value, spread = min(medians), max(medians) - min(medians)
+    upper = statistics.quantiles(medians, n=4, method="inclusive")[2] if len(medians) > 1 else medians[0]
+    value, spread = min(medians), upper - min(medians)
     noisy = len(medians) < 2 or (spread > protocol.noisy_spread * value if value > 0 else True)
     return Latency(value_s=value, spread_s=spread, rounds_s=medians, samples_s=[list(r) for r in rounds],
                    noisy=noisy, warmup=warmup, batch_size=batch_size, device=device, method=method,
@@ -255,6 +260,10 @@ def measure_latencies(
             if isinstance(timer, ThreadCpuTimer):
                 walls[i] += timer.walls
                 timer.walls.clear()
+            if len(rounds[i]) == 1 and call_s is not None:
+                # a known cost is only an estimate (the peak-memory call's wall time, say): the
+                # first round's own calls say what a call costs on this clock
+                k[i] = p.calls_per_round(statistics.median(rounds[i][0]))
     method = timer_method(timer)
     load = load_average()
     return [summarize(rounds[i], protocol=p, batch_size=batch_sizes[i], device=str(device), method=method,
@@ -399,9 +408,9 @@ def latency_metrics(lat: Latency) -> list[Metric]:
     if lat.load is not None:
         how += f" at load {lat.load:.1f}"
     if lat.noisy:
-        lo, hi = min(lat.rounds_s) * ms, max(lat.rounds_s) * ms
         why = "one round only" if len(lat.rounds_s) < 2 else \
-            f"round medians ranged {lo:.3g}-{hi:.3g} ms ({100 * lat.relative_spread:.0f}% of the estimate)"
+            (f"the rounds disagree: their medians' upper quartile is {100 * lat.relative_spread:.0f}% above "
+             f"the lowest ({min(lat.rounds_s) * ms:.3g}-{max(lat.rounds_s) * ms:.3g} ms)")
         how = f"noisy: {why}; " + how
     measurement = {
         "value": lat.value_s * ms, "spread": lat.spread_s * ms, "rounds": len(lat.rounds_s), "calls": lat.calls,
