@@ -179,3 +179,21 @@ def test_activation_metrics_against_float64_reference(seq: int) -> None:
     pooled_b = hb.mean(1) if seq > 1 else hb
     pooled_o = ho.mean(1) if seq > 1 else ho
     assert m["cka_instances"] == pytest.approx(linear_cka(pooled_b, pooled_o), rel=1e-5)
+
+
+def test_progress_counts_the_instances_the_task_has() -> None:
+    """Asked for 64 of a task of 10 (its own limit, or all it holds): "n/10", ending at 1.0
+    (a progress line said "96/512 instances" of a task of 200)."""
+    base = _mlp(depth=2)
+    other = copy.deepcopy(base)
+    for attr in ("total_instances", "max_instances"):
+        task = ToyTask(torch.randn(10, 16))
+        setattr(task, attr, 10)  # the task says how many it has, or that it is cut to 10
+        seen: list[tuple[float, str]] = []
+        res = compare_activations(base, {"o": other}, task, options=ActivationOptions(instances=64, batch_size=4),
+                                  control=Control(progress=lambda f, m: seen.append((f, m))))["o"]
+        assert len(res.ids) == 10
+        counted = [m for _, m in seen if m.startswith("activations: ")]
+        assert counted[-1] == "activations: 10/10 instances", (attr, counted)
+        assert seen[0][1].startswith("comparing activations: 10 instances")
+        assert max(f for f, _ in seen) == pytest.approx(1.0)

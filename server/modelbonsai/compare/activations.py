@@ -327,6 +327,15 @@ def _selected(model: nn.Module, patterns: Sequence[str] | None) -> dict[str, nn.
     return mods
 
 
+def instances_to_compare(task: Any, requested: int) -> int:
+    """How many instances a comparison asking for `requested` gets: no more than the task has
+    (its `total_instances` under its own `max_instances`, where it says; a progress line said
+    "96/512 instances" of a task of 200)."""
+    have = [n for n in (getattr(task, "total_instances", None), getattr(task, "max_instances", None))
+            if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    return min([requested, *have])
+
+
 def _batches(task: BatchTask, options: ActivationOptions, batch_size: int) -> Iterator[Any]:
     """Batches of at most `batch_size` holding the first `instances` instances."""
     left = options.instances
@@ -863,7 +872,8 @@ def compare_activations(
         m.to(dev).eval()
     try:
         est = estimate_memory(base, task, dev, opt, len(others))
-        ctl.step(0.0, f"comparing activations: {opt.instances} instances, batches of {est.batch_size}")
+        n = instances_to_compare(task, opt.instances)
+        ctl.step(0.0, f"comparing activations: {n} instances, batches of {est.batch_size}")
         return _run(base, others, task, dev, opt, est.batch_size, modes, base_id, kept_indices, ctl)
     finally:
         base.train(was_training[id(base)])
@@ -897,6 +907,7 @@ def _run(
     base_shape: dict[str, list[int]] = {}
     ids: list[str] = []
     n_done = 0
+    n_all = instances_to_compare(task, opt.instances)  # what "n/N instances" counts to
 
     for batch in _batches(task, opt, batch_size):
         bsz = len(batch.ids)
@@ -935,7 +946,8 @@ def _run(
                 _isolated(other_mods[oid], capture, accs[oid]["isolated"], bsz, kept, opt.isolated_scope, ctl)
         _flush(capture)
         n_done += bsz
-        ctl.step(n_done / opt.instances, f"activations: {n_done}/{opt.instances} instances")
+        n_all = max(n_all, n_done)
+        ctl.step(n_done / n_all, f"activations: {n_done}/{n_all} instances")
 
     return {
         oid: _finish(base_id, oid, ids, base_mods, other_mods[oid], accs[oid], base_shape, modes, opt)
