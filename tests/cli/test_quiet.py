@@ -45,6 +45,7 @@ base:
 task:
   kind: text-classification
   data: data/eval.jsonl
+  tokenizer: my_model
 ops_from: noisy_ops.py
 variants:
   - name: int8
