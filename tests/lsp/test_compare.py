@@ -227,6 +227,14 @@ async def test_activation_tiles_match_engine(client: LanguageClient, folder: Pat
     _same(got, direct.result.kind, direct.result.meta, direct.result.tensors)
     assert any(np.abs(t).max() > 0 for k, t in got.tensors.items()), "pruning changed the activations"
 
+    # the root module's output (its name is ""): every job title names what and whose
+    ref = await request(client, P.TENSOR_TILES, {**base, "tensor": "", "x1": 3})
+    await _pages(client, ref)
+    titles = {c["job"]["title"] for c in client.job_changes if c["job"]["kind"] == "compare"}  # type: ignore[attr-defined]
+    assert {"Activation tiles of 0 (toy)", "Activation tiles of 0 (prune-50 − toy)",
+            "Activation tiles of the model's output (toy)"} <= titles
+    assert not any(t.startswith("Tiles of") for t in titles)
+
     with pytest.raises(JsonRpcException) as e:
         await request(client, P.TENSOR_TILES, {**base, "instances": []})
     assert e.value.code == P.USER_ERROR and "'instances'" in e.value.message

@@ -201,7 +201,8 @@ def register(server: BonsaiServer) -> None:
         spec = {"folder": str(folder), "model": model.id, "other": others[0].id if params.get("other") else None,
                 "tensor": params["tensor"], "level": params["level"], "source": source, "instances": instances,
                 "window": [params["y0"], params["x0"], params["y1"], params["x1"]]}  # rows are y, columns x
-        return await start_result_job(ls, f"Tiles of {params['tensor']}", params, "tensor/tiles", spec)
+        title = tiles_title(source, params["tensor"], model.name, others[0].name if params.get("other") else None)
+        return await start_result_job(ls, title, params, "tensor/tiles", spec)
 
     @custom(server, P.INSTANCES)
     @guard
@@ -233,3 +234,11 @@ def register(server: BonsaiServer) -> None:
 
 
 RESULT_PAGE_METHOD = P.RESULT_PAGE
+
+
+def tiles_title(source: str, tensor: str, model: str, other: str | None) -> str:
+    """A tiles job's title: what, of which model (or which difference). The root module's name is
+    "" (its activations are the model's output): a title said "Tiles of : queued"."""
+    what = tensor or ("the model's output" if source == "activation" else "an unnamed tensor")
+    whose = model if other is None else f"{other} − {model}"  # the tiles of other minus model
+    return f"{'Activation' if source == 'activation' else 'Weight'} tiles of {what} ({whose})"
