@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    from .quiet import quiet_libraries
+
+    quiet_libraries()  # before torch/transformers are imported: their chatter is not Bonsai's output
     if args.command != "serve":  # the server's heavy work happens in its worker process, which does this
         from .allocator import keep_freed_memory
 
