@@ -48,9 +48,10 @@ describe('streamCompare', () => {
     ]);
     expect(run.cancelled).toBe(true);
     expect(results).toEqual([{ n: 1 }]);
+    // models, not pages: one of the two compared models is in ("Cancelled: 1 of 2 models")
     expect(progress).toEqual([
-      [1, 1, false],
-      [1, 1, true],
+      [1, 2, false],
+      [1, 2, true],
     ]);
   });
 
@@ -64,7 +65,7 @@ describe('streamCompare', () => {
     await run.done;
     expect(run.cancelled).toBe(true);
     expect(f.sent.map(([m]) => m)).toEqual(['compare']); // nothing more to ask the host
-    expect(progress.at(-1)).toEqual([1, 1, true]);
+    expect(progress.at(-1)).toEqual([1, 2, true]);
   });
 
   it('a complete comparison is not cancelled', async () => {

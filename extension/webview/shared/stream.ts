@@ -52,7 +52,9 @@ export interface CompareRun {
 
 /**
  * Starts a comparison and calls `onResult` for each whole envelope as its pages stream in
- * (one per compared model), `onProgress(received, expected)` after each page.
+ * (one per compared model), `onProgress(received, expected)` after each page: models whose
+ * result is in, of the models compared (pages are not models: a cancel said "1 of 1 model"
+ * while two were compared).
  */
 export function streamCompare(
   rpc: CompareRpc,
@@ -62,7 +64,8 @@ export function streamCompare(
 ): CompareRun {
   const asm = new EnvelopeAssembler();
   const requestId = rpc.peekId();
-  let received = 0;
+  let received = 0; // whole results (models)
+  const expected = () => Math.max(params.models.length, received);
   const run: CompareRun = {
     requestId,
     cancelled: false,
@@ -72,14 +75,14 @@ export function streamCompare(
       run.cancelled = true;
       off();
       void rpc.request('cancel', { requestId }).catch(() => undefined);
-      onProgress(received, received, true);
+      onProgress(received, expected(), true);
     },
   };
   const off = rpc.on('resultPage', (p) => {
     if (p.requestId !== requestId || run.cancelled) return;
-    received++;
     const r = asm.push(p.bytes);
-    onProgress(received, Math.max(p.pages, received), p.done && received >= p.pages);
+    if (r) received++;
+    onProgress(received, expected(), p.done);
     if (r) onResult(r);
   });
   run.done = rpc.request('compare', params).then(
@@ -88,7 +91,7 @@ export function streamCompare(
       if (reply?.cancelled && !run.cancelled) {
         // cancelled on the server (e.g. from VS Code's progress notification): the panel says so
         run.cancelled = true;
-        onProgress(received, received, true);
+        onProgress(received, expected(), true);
       }
     },
     (e: unknown) => {
