@@ -87,6 +87,7 @@ export const INSTANCES = 'bonsai/instances';
 export const RESULT_PAGE = 'bonsai/result/page';
 export const MODEL_DELETE = 'bonsai/model/delete';
 export const MODEL_EXPORT = 'bonsai/model/export';
+export const MODEL_MEASURE = 'bonsai/model/measure';
 export const EXPERIMENT_CREATE = 'bonsai/experiment/create';
 export const LINEAGE_CHANGED = 'bonsai/lineageChanged';
 export const JOB_CHANGED = 'bonsai/jobChanged';
@@ -140,9 +141,25 @@ export const Shapes = {
   LineageParams: object({ folder: optional(string) }),
   /** What a metric is: sent once per lineage reply (LineageResult.metrics), not per model. */
   MetricDef: object({ name: string, unit: string, higherIsBetter: boolean, headline: boolean }),
+  /** How far a model's metric can be trusted; only metrics measured in rounds have one (latency).
+   * `spread` (the metric's unit): how far above the value the rounds' medians' upper quartile lies
+   * (error bars run from value to value + spread); `noisy`: the rounds disagreed too much to trust
+   * the figure; `note`: why, for a tooltip (noisy ones). */
+  MetricSpread: object({ spread: number, noisy: boolean, note: optional(string) }),
   /** A model's metric with its definition, as `lineageModels` assembles it (not sent as such).
-   * `key` tells it from another definition under the same name (see `MetricKeys`). */
-  MetricInfo: object({ key: string, name: string, value: number, unit: string, higherIsBetter: boolean, headline: boolean }),
+   * `key` tells it from another definition under the same name (see `MetricKeys`); `spread`,
+   * `noisy` and `note` come from the model's `spreads`. */
+  MetricInfo: object({
+    key: string,
+    name: string,
+    value: number,
+    unit: string,
+    higherIsBetter: boolean,
+    headline: boolean,
+    spread: optional(number),
+    noisy: optional(boolean),
+    note: optional(string),
+  }),
   ExperimentRef: object({ file: string, variant: string }),
   /** A model as bonsai/lineage sends it. */
   ModelInfo: object({
@@ -159,6 +176,8 @@ export const Shapes = {
     created: string,
     /** other variants' (or steps') names that resolve to this model: same fingerprint, made once */
     aliases: optional(array(string)),
+    /** metric key -> its spread, for the metrics that have one (latency) */
+    spreads: optional(record(object({ spread: number, noisy: boolean, note: optional(string) }))),
   }),
   RunParams: object({
     file: string,
@@ -213,6 +232,8 @@ export const Shapes = {
   // force: replace the export files in a non-empty `dir` (else exportExists); other files are kept
   ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors'), force: optional(boolean) }),
   PathResult: object({ path: string }),
+  /** Measure these models' latency again (ids or names), each with its base in turn: a job. */
+  MeasureParams: object({ ids: array(string), workDoneToken: optional(progressToken) }),
   CreateExperimentParams: object({ configPath: string }),
   LineageChangedParams: object({ folder: string }),
 } as const;
@@ -274,9 +295,16 @@ export function lineageModels(reply: LineageResult, keys: MetricKeys = new Metri
   };
   return reply.models.map((m) => ({
     ...m,
-    metrics: Object.entries(m.metrics).map(([wireKey, value]) => {
+    metrics: Object.entries(m.metrics).map(([wireKey, value]): MetricInfo => {
       const d = def(wireKey);
-      return { key: d.key, name: d.name, value, unit: d.unit, higherIsBetter: d.higherIsBetter, headline: d.headline };
+      const info: MetricInfo = { key: d.key, name: d.name, value, unit: d.unit, higherIsBetter: d.higherIsBetter, headline: d.headline };
+      const s = m.spreads?.[wireKey];
+      if (s) {
+        info.spread = s.spread;
+        info.noisy = s.noisy;
+        if (s.note !== undefined) info.note = s.note;
+      }
+      return info;
     }),
   }));
 }
@@ -295,6 +323,8 @@ export type DeleteParams = Infer<typeof Shapes.DeleteParams>;
 export type DeleteResult = Infer<typeof Shapes.DeleteResult>;
 export type ExportParams = Infer<typeof Shapes.ExportParams>;
 export type PathResult = Infer<typeof Shapes.PathResult>;
+export type MeasureParams = Infer<typeof Shapes.MeasureParams>;
+export type MetricSpread = Infer<typeof Shapes.MetricSpread>;
 export type CreateExperimentParams = Infer<typeof Shapes.CreateExperimentParams>;
 export type LineageChangedParams = Infer<typeof Shapes.LineageChangedParams>;
 export type JobChangedParams = Infer<typeof jobChangedParams>;
@@ -323,6 +353,7 @@ const defs: MethodDef[] = [
   { name: MODEL_DELETE, kind: 'request', params: Shapes.DeleteParams, result: Shapes.DeleteResult },
   { name: MODEL_EXPORT, kind: 'request', params: Shapes.ExportParams, result: Shapes.PathResult, needsTrust: true },
   { name: EXPERIMENT_CREATE, kind: 'request', params: Shapes.CreateExperimentParams, result: Shapes.PathResult },
+  { name: MODEL_MEASURE, kind: 'request', params: Shapes.MeasureParams, result: Shapes.RunResult, needsTrust: true },
   { name: LINEAGE_CHANGED, kind: 'notification', params: Shapes.LineageChangedParams, toClient: true },
   { name: JOB_CHANGED, kind: 'notification', params: jobChangedParams, toClient: true },
 ];

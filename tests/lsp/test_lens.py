@@ -42,3 +42,18 @@ def test_title_compares_each_definition_with_its_own() -> None:
     parent = {"status": "ok", "metrics": {"acc": 98.0, "acc#2": 0.02}}
     title = metrics_lens_title(model, parent, defs)  # type: ignore[arg-type]
     assert title == "acc\u2191 95.0% (\u22123.0) · acc\u2193 5.0% (+3.0)"
+
+
+def test_a_noisy_latency_is_marked_and_the_tooltip_says_why() -> None:
+    from modelbonsai.lsp.lens import noisy_note
+
+    defs = {"latency": {"name": "latency", "unit": "ms", "higherIsBetter": False, "headline": True}}
+    parent = {"status": "ok", "metrics": {"latency": 3.16}, "spreads": {"latency": {"spread": 0.04, "noisy": False}}}
+    model = {"status": "ok", "metrics": {"latency": 3.9},
+             "spreads": {"latency": {"spread": 2.1, "noisy": True, "note": "noisy: the rounds disagree"}}}
+    assert metrics_lens_title(model, parent, defs) == "lat ~3.9 ms (+23%)"  # type: ignore[arg-type]
+    note = noisy_note(model, parent, defs)  # type: ignore[arg-type]
+    assert note is not None and "latency is noisy (noisy: the rounds disagree)" in note and "Measure Latency" in note
+    # a noisy parent makes the change untrustworthy, not the value
+    assert metrics_lens_title(parent, model, defs) == "lat 3.16 ms (~\u221219%)"  # type: ignore[arg-type]
+    assert noisy_note(parent, None, defs) is None  # type: ignore[arg-type]

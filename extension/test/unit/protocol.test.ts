@@ -73,8 +73,13 @@ describe('problem()', () => {
     expect(base!.metrics).toEqual([
       { key: 'accuracy', name: 'accuracy', value: 0.982, unit: '%', higherIsBetter: true, headline: true },
       { key: 'stored_size', name: 'stored_size', value: 1268000, unit: 'B', higherIsBetter: false, headline: true },
+      { key: 'latency', name: 'latency', value: 3.16, unit: 'ms', higherIsBetter: false, headline: true, spread: 0.04, noisy: false },
     ]);
     expect(pruned!.metrics).toEqual([]);
+    // a noisy latency keeps its spread, flag and why
+    const noisy = P.lineageModels(lineage)[2]!.metrics.find((m) => m.name === 'latency')!;
+    expect([noisy.value, noisy.spread, noisy.noisy]).toEqual([3.9, 2.1, true]);
+    expect(noisy.note).toMatch(/rounds disagree/);
     expect({ ...base!, metrics: undefined }).toEqual({ ...lineage.models[0]!, metrics: undefined });
     // another definition under the same name has its own key; an undefined key shows by its name
     const two = P.lineageModels({

@@ -23,7 +23,7 @@ from pygls.uris import to_fs_path
 
 from ..experiment import ParseResult, Problem, parse_experiment
 from . import protocol as P
-from .lens import metrics_lens_title
+from .lens import metrics_lens_title, noisy_note
 from .positions import Columns
 
 if TYPE_CHECKING:
@@ -475,7 +475,8 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
                 title = f"{v.name}: {title}"
             lenses.append(
                 lsp.CodeLens(
-                    top, lsp.Command(title=title, command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, v.name])
+                    top, lsp.Command(title=title, command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, v.name],
+                                     tooltip=noisy_note(model, parent, defs))
                 )
             )
     return lenses

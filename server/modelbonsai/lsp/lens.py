@@ -46,7 +46,34 @@ def _signed(x: float, digits: int = 1) -> str:
 
 
 def format_metric(m: MetricInfo, parent: MetricInfo | None, *, direction: bool = False) -> str:
-    """`direction` adds ↑ / ↓ to the name (another metric shown beside it has the same name)."""
+    """`direction` adds ↑ / ↓ to the name (another metric shown beside it has the same name).
+    A noisy value (its measurement's rounds disagreed) is marked `~`, and so is a change against
+    a noisy parent value: neither is a figure to trust (the lens's tooltip says why)."""
+    text = _format_metric(m, parent, direction=direction)
+    if m.get("noisy"):
+        short = text.split(" ", 1)
+        text = f"{short[0]} ~{short[1]}" if len(short) == 2 else f"~{text}"
+    if parent is not None and parent.get("noisy") and text.endswith(")") and " (" in text:
+        head, _, change = text.rpartition(" (")
+        text = f"{head} (~{change}"
+    return text
+
+
+def noisy_note(model: ModelInfo, parent: ModelInfo | None, defs: dict[str, MetricDef]) -> str | None:
+    """Why the lens marks figures `~` (its tooltip), or None when nothing is noisy."""
+    notes = []
+    for who, m in (("", model), ("the parent's ", parent)):
+        if m is None:
+            continue
+        for x in model_metrics(m, defs):
+            if x.get("noisy") and x["headline"]:
+                notes.append(f"{who}{x['name']} is noisy ({x.get('note') or 'its rounds disagreed'})")
+    if not notes:
+        return None
+    return "; ".join(notes) + ". Bonsai: Measure Latency measures it again (the most trustworthy figure is kept)."
+
+
+def _format_metric(m: MetricInfo, parent: MetricInfo | None, *, direction: bool = False) -> str:
     name, value, unit = m["name"], m["value"], m["unit"]
     if unit == "B":
         text = human_bytes(value)

@@ -26,7 +26,7 @@ from typing import Any, cast
 from ..store import BONSAI_DIR, LineageStore, MetricRecord, ModelRecord, experiment_path
 from ..store.lineage import DB_NAME
 from .drift import DriftIndex, FileKey, file_key
-from .protocol import MetricDef, ModelInfo
+from .protocol import MetricDef, MetricSpread, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,20 @@ def metric_values(metrics: list[MetricRecord], table: MetricTable) -> dict[str, 
             if isinstance(m.value, (int, float)) and math.isfinite(m.value)}
 
 
+def metric_spreads(metrics: list[MetricRecord], table: MetricTable) -> dict[str, MetricSpread]:
+    """The spread of each metric that has one (latency), by key; a noisy one says why (the first
+    clause of its detail: efficiency.latency_metrics puts the reason there)."""
+    out: dict[str, MetricSpread] = {}
+    for m in metrics:
+        if m.spread is None or not math.isfinite(m.spread) or not math.isfinite(m.value):
+            continue
+        s: MetricSpread = {"spread": float(m.spread), "noisy": bool(m.noisy)}
+        if m.noisy and m.detail:
+            s["note"] = m.detail.split("; ")[0]
+        out[table.key(m)] = s
+    return out
+
+
 def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, table: MetricTable) -> ModelInfo:
     info: ModelInfo = {
         "id": rec.id,
@@ -88,6 +102,9 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, t
         info["statusReason"] = rec.status_reason
     if rec.aliases:
         info["aliases"] = list(rec.aliases)
+    spreads = metric_spreads(metrics, table)
+    if spreads:
+        info["spreads"] = spreads
     if rec.experiment_file and rec.variant:
         info["experiment"] = {"file": str(experiment_path(rec.experiment_file, workspace)), "variant": rec.variant}
     return info
@@ -410,10 +427,12 @@ class LineageCache:
         """(id, parent id, evaluation fingerprint) of every complete model in lineage order: one
         small read-only query on a connection of our own (the store's API has no id-only listing)."""
         # The third column tells a changed model apart from its part: its evaluation (re-evaluated:
-        # same id, new metrics) and the other names it answers to (a variant matched to it).
+        # same id, new metrics), the other names it answers to (a variant matched to it) and how many
+        # latency measurements it has (bonsai measure: new metrics, nothing else changes).
         rows = self._reader(folder).execute(
             "SELECT id, parent_id, coalesce(eval_fingerprint, '') || coalesce(' = ' || (SELECT group_concat(name, ',') "
-            "FROM model_names WHERE model_id = models.id), '') FROM models WHERE complete = 1 "
+            "FROM model_names WHERE model_id = models.id), '') || ' #' || (SELECT count(*) FROM measurements "
+            "WHERE model_id = models.id) FROM models WHERE complete = 1 "
             "ORDER BY created, rowid").fetchall()
         return [(str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
 

@@ -31,6 +31,7 @@ INSTANCES = "bonsai/instances"
 RESULT_PAGE = "bonsai/result/page"
 MODEL_DELETE = "bonsai/model/delete"
 MODEL_EXPORT = "bonsai/model/export"
+MODEL_MEASURE = "bonsai/model/measure"
 EXPERIMENT_CREATE = "bonsai/experiment/create"
 
 # server -> client notifications
@@ -108,10 +109,22 @@ class MetricDef(TypedDict):
     headline: bool
 
 
+class MetricSpread(TypedDict):
+    """How far a model's metric can be trusted; only metrics measured in rounds have one (latency).
+    `spread` (the metric's unit): how far above the value the rounds' medians' upper quartile lies
+    (error bars run from value to value + spread); `noisy`: the rounds disagreed too much to trust
+    the figure; `note`: why, for a tooltip (noisy ones)."""
+
+    spread: float
+    noisy: bool
+    note: NotRequired[str]
+
+
 class MetricInfo(TypedDict):
     """A model's metric with its definition: what each side assembles from a lineage reply
     (`model_metrics`; protocol.ts `lineageModels`). Not sent as such. `key` is the reply's key
-    (the name, or `name#2`, ... for another definition under that name)."""
+    (the name, or `name#2`, ... for another definition under that name); `spread`, `noisy` and
+    `note` come from the model's `spreads`."""
 
     key: str
     name: str
@@ -119,6 +132,9 @@ class MetricInfo(TypedDict):
     unit: str
     higherIsBetter: bool
     headline: bool
+    spread: NotRequired[float]
+    noisy: NotRequired[bool]
+    note: NotRequired[str]
 
 
 class ExperimentRef(TypedDict):
@@ -140,6 +156,8 @@ class ModelInfo(TypedDict):
     # Other variants' (or steps') names that resolve to this model: their fingerprint is this
     # model's, so it was made once (store/identity.py).
     aliases: NotRequired[list[str]]
+    # metric key -> its spread, for the metrics that have one (latency)
+    spreads: NotRequired[dict[str, MetricSpread]]
 
 
 class LineageResult(TypedDict):
@@ -154,10 +172,17 @@ def model_metrics(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricIn
     """A model's metrics with their definitions, in the model's order (a key the reply does not
     define is shown by its name, unitless)."""
     out: list[MetricInfo] = []
+    spreads = model.get("spreads") or {}
     for key, value in model["metrics"].items():
         d = defs.get(key) or {"name": key, "unit": "", "higherIsBetter": True, "headline": False}
-        out.append({"key": key, "name": d["name"], "value": value, "unit": d["unit"],
-                    "higherIsBetter": d["higherIsBetter"], "headline": d["headline"]})
+        info: MetricInfo = {"key": key, "name": d["name"], "value": value, "unit": d["unit"],
+                            "higherIsBetter": d["higherIsBetter"], "headline": d["headline"]}
+        s = spreads.get(key)
+        if s is not None:
+            info["spread"], info["noisy"] = s["spread"], s["noisy"]
+            if "note" in s:
+                info["note"] = s["note"]
+        out.append(info)
     return out
 
 
@@ -258,6 +283,14 @@ class ExportParams(TypedDict):
     force: NotRequired[bool]
 
 
+class MeasureParams(TypedDict):
+    """Measure these models' latency again (ids or names), each with its base in turn; a job
+    (`RunResult.jobId`) that stores each measurement in the model's history."""
+
+    ids: list[str]
+    workDoneToken: NotRequired[ProgressToken]
+
+
 class PathResult(TypedDict):
     path: str
 
@@ -302,6 +335,7 @@ METHODS: dict[str, Method] = {
         Method(MODEL_DELETE, "request", DeleteParams, DeleteResult),
         Method(MODEL_EXPORT, "request", ExportParams, PathResult, needs_trust=True),
         Method(EXPERIMENT_CREATE, "request", CreateExperimentParams, PathResult),
+        Method(MODEL_MEASURE, "request", MeasureParams, RunResult, needs_trust=True),
         Method(LINEAGE_CHANGED, "notification", LineageChangedParams, to_client=True),
         Method(JOB_CHANGED, "notification", JobChangedParams, to_client=True),
     )

@@ -71,6 +71,27 @@ def register(server: BonsaiServer) -> None:
         job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
         return {"jobId": job.id}
 
+    @custom(server, P.MODEL_MEASURE)
+    async def measure(ls: BonsaiServer, params: dict[str, Any]) -> P.RunResult:
+        ids = [str(i) for i in params["ids"]]
+        if not ids:
+            raise RequestError(P.USER_ERROR, "no model to measure")
+        found = [await ls.in_reader(_find_model, ls, i) for i in ids]
+        folder = found[0][0]
+        if any(f != folder for f, _s, _r in found):
+            raise RequestError(P.USER_ERROR, "measure models of one workspace folder at a time")
+        names = [rec.name for _f, _s, rec in found]
+        spec = {"folder": str(folder), "ids": [rec.id for _f, _s, rec in found]}
+
+        def work(ctx: JobContext) -> Any:
+            # a run's job kind: it writes the store (delete waits for it) and uses the device
+            return ls.workers.run("measure", {**spec, "device": ctx.job.device}, ctx,
+                                  on_lineage=lambda: ls.lineage_changed(folder))
+
+        job = ls.submit("run", f"Measure latency of {', '.join(names)}", work, token=params.get("workDoneToken"),
+                        folder=folder)
+        return {"jobId": job.id}
+
     @custom(server, P.MODEL_DELETE)
     async def delete(ls: BonsaiServer, params: dict[str, Any]) -> P.DeleteResult:
         folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])

@@ -312,8 +312,27 @@ def export(spec: dict[str, Any], rep: Reporter) -> str:
     return str(path)
 
 
+def measure(spec: dict[str, Any], rep: Reporter) -> list[dict[str, Any]]:
+    """Measure the latency of `spec["ids"]` again, each with its base in turn (measure.py); each
+    measurement joins its model's history and the lineage shows the most trustworthy one."""
+    from ..measure import measure_models
+
+    store = LineageStore.open(spec["folder"])
+    try:
+        results = measure_models(store, list(spec["ids"]), device=spec["device"], progress=rep.progress,
+                                 cancelled=rep.cancelled)
+    finally:
+        store.close()
+    rep.lineage_changed()
+    summary = ", ".join(f"{r.model.name} {1000 * r.latency.value_s:.3g} ms{' (noisy)' if r.latency.noisy else ''}"
+                        for r in results)
+    rep.progress(1.0, f"measured: {summary}")
+    return [{"id": r.model.id, "value": 1000 * r.latency.value_s, "noisy": r.latency.noisy} for r in results]
+
+
 TASKS = {
     "run": run,
+    "measure": measure,
     "compare/weights": compare_weights,
     "compare/activations": compare_activations,
     "compare/behavior": compare_behavior,
