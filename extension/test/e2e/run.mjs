@@ -410,7 +410,8 @@ async function main() {
 }
 
 /** Waits for `samples.py prepare`; writes each workspace's Bonsai settings (maxInstances as
- * samples.py evaluates, so the panels compare the instances the oracle counted). */
+ * samples.py evaluates; the experiment files set the same max_instances, which wins, so the
+ * panels compare the instances the oracle counted). */
 async function samplesReady() {
   log('waiting for the samples (samples.py)');
   const code = await Promise.race([samplesExit, new Promise((r) => setTimeout(() => r('timeout'), 240_000))]);

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[3]
 SAMPLES = REPO / "samples"
 MINILM_VARIANT = "layer-all-0.1"  # run.mjs (MINILM) opens Layers for it
-# The instances each sample is evaluated on; the e2e gives the same numbers to bonsai.maxInstances
-# in each workspace, so the panels compare what the CLI stored (the oracle's instances).
+# The instances each sample is evaluated on: its experiment file's max_instances (written here
+# for minilm), which the CLI's run and the panels' comparisons both follow (a file's own limit wins
+# over bonsai.maxInstances), so the panels compare what the CLI stored (the oracle's instances).
 DIGITS_INSTANCES = 128
 MINILM_INSTANCES = 16
 
@@ -57,14 +59,23 @@ def bonsai(*args: str) -> list[str]:
     return [sys.executable, "-m", "modelbonsai", *args]
 
 
-def prepare(name: str, out: Path, env: dict[str, str], run: tuple[str, ...] | None = None) -> Path:
-    """The sample's small experiment file, model.py and prepared model/data in `out`; with `run`,
-    its variants run by the CLI with those extra arguments."""
+def prepare(name: str, out: Path, env: dict[str, str], run: tuple[str, ...] | None = None,
+            max_instances: int | None = None) -> Path:
+    """The sample's small experiment file (its task's max_instances set to `max_instances` when
+    given), model.py and prepared model/data in `out`; with `run`, its variants run by the CLI
+    with those extra arguments."""
     src = SAMPLES / name
     out.mkdir(parents=True, exist_ok=True)
     for f in ("small.bonsai.yaml", "model.py"):
         if (src / f).exists():
             shutil.copyfile(src / f, out / f)
+    if max_instances is not None:
+        exp = out / "small.bonsai.yaml"
+        text = exp.read_text(encoding="utf-8")
+        limited = re.sub(r"(?m)^(  max_instances:) \d+$", rf"\g<1> {max_instances}", text)
+        if limited == text:
+            raise SystemExit(f"samples.py: {name}'s small.bonsai.yaml sets no max_instances to change")
+        exp.write_text(limited, encoding="utf-8")
     sh([sys.executable, str(src / "prepare.py"), "--out", str(out)], out, env)
     if run is not None:
         sh(bonsai("run", "small.bonsai.yaml", "--workspace", str(out), "--device", "cpu", *run), out, env)
@@ -127,8 +138,7 @@ def main() -> None:
     }
     if sys.argv[1] == "prepare":
         prepare("digits", out / "digits", env)
-        run = ("--only", MINILM_VARIANT, "--max-instances", str(MINILM_INSTANCES))
-        prepare("minilm", out / "minilm", env, run)
+        prepare("minilm", out / "minilm", env, ("--only", MINILM_VARIANT), max_instances=MINILM_INSTANCES)
         return
     digits = {**digits_oracle(out / "digits", env), "instances": DIGITS_INSTANCES}
     (out / "expect.json").write_text(json.dumps({"digits": digits}, indent=1))
