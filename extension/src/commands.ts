@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { JobTracker } from './jobs';
-import type { LineageNode } from './lineage/model';
+import { formatMetric, type LineageNode } from './lineage/model';
 import type { LineageProvider } from './lineage/provider';
 import * as P from './protocol';
 import { errorText } from './errors';
@@ -59,6 +59,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     reg('bonsai.lineage.reveal', (n?: LineageNode) => c.reveal(c.pick(n))),
     reg('bonsai.lineage.export', (n?: LineageNode) => c.exportModel(c.pick(n))),
     reg('bonsai.lineage.delete', (n?: LineageNode) => c.deleteModel(c.pick(n))),
+    reg('bonsai.measureLatency', (n?: LineageNode, all?: LineageNode[]) => c.measureLatency(all ?? (n ? [n] : undefined))),
     // Jobs feed the status; keep a reference so the tracker is not collected.
     { dispose: () => void jobs },
   ];
@@ -72,6 +73,13 @@ function toUri(v: string | vscode.Uri): vscode.Uri {
 function samePath(a: string, b: string): boolean {
   const norm = (p: string) => path.resolve(p.startsWith('file:') ? vscode.Uri.parse(p).fsPath : p);
   return norm(a) === norm(b);
+}
+
+/** "3.16 ms", "~3.9 ms (noisy)" or undefined: a model's latency as the measure picker shows it. */
+export function latencyText(m: P.ModelInfo): string | undefined {
+  const lat = m.metrics.find((x) => x.name === 'latency' && x.unit === 'ms');
+  if (!lat) return undefined;
+  return lat.noisy ? `~${formatMetric(lat)} (noisy)` : formatMetric(lat);
 }
 
 /** Exported for the unit tests; `registerCommands` is how the extension uses it. */
@@ -178,6 +186,30 @@ export class Commands {
     // The base is the one nearest the root: comparisons read as "what changed from here".
     const sorted = [...nodes].sort((a, b) => a.depth - b.depth || a.model.created.localeCompare(b.model.created));
     this.d.panels.open('behaviors', { models: sorted.map((n) => n.model.id) });
+  }
+
+  /**
+   * Measure the latency of models again (the tree's selection, else chosen from a list): one job,
+   * each model with its base in turn, so their ratio is fair; the lineage then shows, per model,
+   * the most trustworthy of its measurements.
+   */
+  async measureLatency(nodes?: LineageNode[]): Promise<void> {
+    let models = (nodes ?? this.d.treeView.selection).map((n) => n.model);
+    if (models.length === 0) {
+      const items = this.d.lineage.models
+        .filter((m) => m.status === 'ok' || m.status === 'stale')
+        .map((m) => ({ label: m.name, description: latencyText(m) ?? (m.op ?? 'base'), model: m }));
+      if (items.length === 0) throw new Error('There is no model to measure; run an experiment first.');
+      const picked = await vscode.window.showQuickPick(items, {
+        title: 'Bonsai: measure latency — each model is measured with its base, in turn',
+        canPickMany: true,
+      });
+      if (!picked?.length) return;
+      models = picked.map((p) => p.model);
+    }
+    const params: P.MeasureParams = { ids: models.map((m) => m.id) };
+    const r = await this.d.server.request<P.RunResult>(P.MODEL_MEASURE, params);
+    this.d.server.log.info(`Measure latency of ${models.map((m) => m.name).join(', ')}: job ${r.jobId}`);
   }
 
   async compareModels(): Promise<void> {

@@ -115,10 +115,29 @@ function compactNumber(v: number): string {
   return v.toPrecision(4).replace(/\.?0+$/, '');
 }
 
+/**
+ * A metric's value as the views show it: `~` before a noisy one (its measurement's rounds
+ * disagreed too much to trust it; `noisyWhy` says so in a tooltip).
+ */
+export function formatMeasured(m: Pick<MetricInfo, 'value' | 'unit' | 'noisy'>): string {
+  return `${m.noisy ? '~' : ''}${formatMetric(m)}`;
+}
+
+/** Why a noisy metric is marked `~`, for a tooltip (undefined when it is not noisy). */
+export function noisyWhy(m: Pick<MetricInfo, 'name' | 'noisy' | 'note'>): string | undefined {
+  if (!m.noisy) return undefined;
+  return `~ ${m.name} is noisy (${m.note ?? 'its rounds disagreed'}); Bonsai: Measure Latency measures it again, and the most trustworthy measurement is kept.`;
+}
+
+/** "spread 0.04 ms": how far above the value the measurement's rounds reached (undefined: none). */
+export function spreadText(m: Pick<MetricInfo, 'spread' | 'unit'>): string | undefined {
+  return m.spread === undefined ? undefined : `spread ${formatMetric({ value: m.spread, unit: m.unit })}`;
+}
+
 /** "prune.magnitude · accuracy 97.1% · stored_size 634 KB" */
 /** `all`: the metrics shown together (the whole lineage), so a name is told apart as in the Model Map. */
 export function describe(m: ModelInfo, all: readonly MetricId[] = m.metrics): string {
-  const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, all)} ${formatMetric(x)}`);
+  const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, all)} ${formatMeasured(x)}`);
   const parts = [m.op ?? (m.parent === null ? 'base' : ''), ...head].filter(Boolean);
   if (m.status !== 'ok') parts.unshift(m.status);
   return parts.join(' · ');
@@ -145,9 +164,16 @@ export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo, all: readonly 
     lines.push('| metric | value | vs parent |', '|---|---:|---:|');
     for (const x of m.metrics) {
       const p = parent?.metrics.find((y) => y.key === x.key);
-      lines.push(`| ${esc(metricLabel(x, all))}${x.headline ? ' ★' : ''} | ${formatMetric(x)} | ${p ? delta(x, p) : ''} |`);
+      const spread = spreadText(x);
+      const value = `${formatMeasured(x)}${spread ? ` (${spread})` : ''}`;
+      const change = p ? `${p.noisy || x.noisy ? '~' : ''}${delta(x, p)}` : '';
+      lines.push(`| ${esc(metricLabel(x, all))}${x.headline ? ' ★' : ''} | ${value} | ${change} |`);
     }
     lines.push('');
+    for (const x of m.metrics) {
+      const why = noisyWhy(x);
+      if (why) lines.push(`*${esc(why)}*`, '');
+    }
   }
   if (m.experiment) lines.push(`from \`${m.experiment.variant}\` in ${esc(baseName(m.experiment.file))}`);
   if (m.aliases?.length) {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import * as vscode from 'vscode';
 import { buildForest, contextValue, delta, describe as describeModel, formatMetric, metricLabel, statusIcon, tooltipMarkdown, treeLabel } from '../../src/lineage/model';
 import { LineageProvider } from '../../src/lineage/provider';
+import { latencyText } from '../../src/commands';
 import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../src/protocol';
 
 const metric = (name: string, value: number, unit: string, headline = true, higherIsBetter = true, key = name): MetricInfo => ({ key, name, value, unit, headline, higherIsBetter });
@@ -130,6 +131,22 @@ describe('wording', () => {
     expect(describeModel(m)).toBe('prune.magnitude · latency 10.0 ms'); // alone, it needs no unit
     expect(describeModel(m, [ms, s])).toBe('prune.magnitude · latency (ms) 10.0 ms');
     expect(tooltipMarkdown(m, undefined, [ms, s])).toContain('| latency \\(ms\\) ★ | 10.0 ms |');
+  });
+
+  it('marks a noisy latency with ~, says why, and shows each spread', () => {
+    const noisy: MetricInfo = { ...metric('latency', 3.9, 'ms', true, false), spread: 2.1, noisy: true, note: 'noisy: the rounds disagree' };
+    const good: MetricInfo = { ...metric('latency', 3.16, 'ms', true, false), spread: 0.04, noisy: false };
+    const base = model('b', null, { metrics: [good] });
+    const p = model('p', 'b', { metrics: [noisy] });
+    expect(describeModel(p)).toBe('prune.magnitude · latency ~3.90 ms');
+    expect(describeModel(base)).toBe('base · latency 3.16 ms');
+    const md = tooltipMarkdown(p, base);
+    expect(md).toContain('| latency ★ | ~3.90 ms (spread 2.10 ms) | ~▲ +23.4% (worse) |');
+    expect(md).toContain('*~ latency is noisy \\(noisy: the rounds disagree\\); Bonsai: Measure Latency measures it again');
+    expect(tooltipMarkdown(base)).toContain('| latency ★ | 3.16 ms (spread 0.0400 ms) |');
+    expect(tooltipMarkdown(base)).not.toContain('is noisy');
+    expect(latencyText(p)).toBe('~3.90 ms (noisy)');
+    expect(latencyText(model('x', null))).toBeUndefined();
   });
 
   it('icons and context values follow status and relations', () => {
