@@ -20,7 +20,7 @@ import warnings
 #: Bonsai's own code never uses `warnings`; a warning attributed to it was raised by a library
 #: it called (stacklevel points at the caller), so it is hidden too. A user's ops or task file
 #: keeps its warnings.
-LIBRARIES = ("torch", "torchao", "transformers", "huggingface_hub", "tokenizers", "safetensors", "accelerate",
+LIBRARIES = ("torch", "torchao", "torchvision", "transformers", "huggingface_hub", "tokenizers", "safetensors", "accelerate",
              "sentence_transformers", "numba", "sklearn", "onnx", "onnxruntime", "onnxscript", "executorch",
              "compressed_tensors", "PIL", "filelock", "urllib3", "modelbonsai")
 

@@ -84,6 +84,15 @@ def test_forced_export_replaces_the_export_files_and_keeps_the_rest(tmp_path: Pa
     assert siblings(out) == ["out"]  # no temporary or set-aside folder left behind
 
 
+def test_a_linked_folder_is_exported_into_where_it_points(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "model.safetensors").write_bytes(b"old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    export_model(CompressedModel(nn.Linear(2, 2)), tmp_path / "link", format="safetensors", force=True)
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "model.safetensors").read_bytes() != b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_a_new_export_folder_has_the_mode_of_any_new_folder(tmp_path: Path) -> None:
     export_model(CompressedModel(nn.Linear(2, 2)), tmp_path / "fresh", format="safetensors")
     (tmp_path / "made").mkdir()

@@ -148,7 +148,9 @@ def _write_into_place(out_dir: Path, write: Callable[[Path], None]) -> None:
     back if the second rename fails), so no reader ever sees a half-written export."""
     from ..store.fsio import fsync_dir, fsync_tree
 
-    out_dir = out_dir.absolute()
+    # A link to a folder: the export goes where it points (renaming the link aside would replace
+    # the link, not the folder, and leave the link behind).
+    out_dir = out_dir.resolve() if out_dir.is_symlink() else out_dir.absolute()
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
