@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("dir", metavar="DIR")
     exp.add_argument("--format", choices=["hf", "safetensors"], default="hf")
     exp.add_argument("--force", action="store_true",
-                     help="export into a folder that holds files: replaces its configs and weight files, "
-                          "keeps the others (tokenizer, README)")
+                     help="export into a folder that holds files: replaces its weight files (and, as hf, its "
+                          "configs), keeps the others (tokenizer, README)")
 
     sub.add_parser("ops", parents=[common], help="list the registered compression ops")
     sub.add_parser("serve", parents=[common], help="the language server over stdio (started by the VS Code extension)")
@@ -428,7 +428,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if m.status != "ok":
             raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
         # Refused before the model is rebuilt: the answer comes at once, and nothing is written.
-        conflict = None if args.force else export_conflict(Path(args.dir))
+        conflict = None if args.force else export_conflict(Path(args.dir), args.format)
         if conflict is not None:
             raise UserError(f"{conflict}; add --force to export there anyway")
         cm = load_model(store, m)

@@ -52,13 +52,17 @@ def test_a_folder_holding_files_is_refused_and_left_as_it_was(tmp_path: Path) ->
     out.mkdir()
     assert export_conflict(out) is None  # an empty folder is fine
     before = users_folder(out)
-    for fmt in ("hf", "safetensors"):
-        with pytest.raises(ExportExistsError) as e:
-            export_model(CompressedModel(gpt2()), out, format=fmt)  # type: ignore[arg-type]
-        assert e.value.replaced == ["config.json", "model.safetensors", "model.safetensors.index.json"]
-        assert e.value.kept == ["README.md", "notes/", "tokenizer.json"]
-        assert "not empty" in str(e.value) and "replaces config.json, model.safetensors" in str(e.value)
-        assert "keeps README.md, notes/, tokenizer.json" in str(e.value)
+    with pytest.raises(ExportExistsError) as e:
+        export_model(CompressedModel(gpt2()), out, format="hf")
+    assert e.value.replaced == ["config.json", "model.safetensors", "model.safetensors.index.json"]
+    assert e.value.kept == ["README.md", "notes/", "tokenizer.json"]
+    assert "not empty" in str(e.value) and "replaces config.json, model.safetensors" in str(e.value)
+    assert "keeps README.md, notes/, tokenizer.json" in str(e.value)
+    # plain safetensors writes no config: a forced one would leave the folder's config alone
+    with pytest.raises(ExportExistsError) as e:
+        export_model(CompressedModel(gpt2()), out, format="safetensors")
+    assert e.value.replaced == ["model.safetensors", "model.safetensors.index.json"]
+    assert e.value.kept == ["README.md", "config.json", "notes/", "tokenizer.json"]
     assert contents(out) == before
     assert siblings(out) == ["out"]
 

@@ -42,15 +42,19 @@ class ExportError(ArtifactError, ValueError):
         self.path = path
 
 
-#: What an export writes, or what a Hugging Face folder's weights may be stored as: `force`
-#: replaces these. Any weight file or shard index goes, not only the names written now: a stale
-#: `model.safetensors.index.json` beside a new single-file model would load the old shards.
-EXPORT_FILES = ("config.json", "generation_config.json", "bonsai_export.json", "*.safetensors",
-                "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json")
+#: What an export writes, or what a model's weights may be stored as: `force` replaces these,
+#: per format. Any weight file or shard index goes, not only the names written now: a stale
+#: `model.safetensors.index.json` beside a new single-file model would load the old shards. A
+#: safetensors export writes no config, so it leaves a folder's config alone.
+EXPORT_FILES: dict[str, tuple[str, ...]] = {
+    "safetensors": ("bonsai_export.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+                    "pytorch_model*.bin.index.json"),
+}
+EXPORT_FILES["hf"] = ("config.json", "generation_config.json", *EXPORT_FILES["safetensors"])
 
 
-def _is_export_file(entry: Path) -> bool:
-    return not entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, pat) for pat in EXPORT_FILES)
+def _is_export_file(entry: Path, format: str) -> bool:
+    return not entry.is_dir() and any(fnmatch.fnmatchcase(entry.name, pat) for pat in EXPORT_FILES[format])
 
 
 class ExportExistsError(ExportError):
@@ -70,9 +74,11 @@ def _names(names: list[str], most: int = 6) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def export_conflict(out_dir: Path | str) -> ExportExistsError | None:
-    """Why exporting into `out_dir` needs `force` (it exists and is not empty), else None."""
+def export_conflict(out_dir: Path | str, format: str = "hf") -> ExportExistsError | None:
+    """Why exporting into `out_dir` in `format` needs `force` (it exists and is not empty), else None."""
     out_dir = Path(out_dir)
+    if format not in EXPORT_FILES:
+        raise ExportError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(out_dir, "a file of that name exists; choose a folder")
     if not out_dir.is_dir():
@@ -80,8 +86,8 @@ def export_conflict(out_dir: Path | str) -> ExportExistsError | None:
     entries = sorted(out_dir.iterdir(), key=lambda e: e.name)
     if not entries:
         return None
-    replaced = [e.name for e in entries if _is_export_file(e)]
-    kept = [e.name + ("/" if e.is_dir() else "") for e in entries if not _is_export_file(e)]
+    replaced = [e.name for e in entries if _is_export_file(e, format)]
+    kept = [e.name + ("/" if e.is_dir() else "") for e in entries if not _is_export_file(e, format)]
     return ExportExistsError(out_dir, replaced, kept)
 
 
@@ -100,9 +106,7 @@ def export_model(
     (checked before the model is rebuilt, so a refusal is quick).
     """
     out_dir = Path(out_dir)
-    if format not in ("hf", "safetensors"):
-        raise ExportError(out_dir, f"unknown export format '{format}' (use hf or safetensors)")
-    conflict = export_conflict(out_dir)
+    conflict = export_conflict(out_dir, format)
     if conflict is not None and not force:
         raise conflict
     if isinstance(source, CompressedModel):
@@ -121,7 +125,7 @@ def export_model(
                       metadata={"format": "pt", "bonsai_edits": json.dumps(cm.edits),
                                 "bonsai_note": "dequantized floats"})
 
-        _write_into_place(out_dir, write_safetensors)
+        _write_into_place(out_dir, write_safetensors, format)
         return out_dir / "model.safetensors"
     if not hasattr(module, "save_pretrained") or not hasattr(module, "config"):
         raise ExportError(out_dir, "this model is not a Hugging Face transformers model; export it with "
@@ -137,11 +141,11 @@ def export_model(
             "quantized": sorted(cm.encodings),
         }, indent=1))
 
-    _write_into_place(out_dir, write_hf)
+    _write_into_place(out_dir, write_hf, format)
     return out_dir
 
 
-def _write_into_place(out_dir: Path, write: Callable[[Path], None]) -> None:
+def _write_into_place(out_dir: Path, write: Callable[[Path], None], format: str) -> None:
     """Run `write` into a new sibling folder, carry over the files of an existing `out_dir` that
     are not export files (linked, else copied), then swap the new folder in. Until the swap,
     `out_dir` is untouched; the swap is two renames (the old folder moves aside first, and comes
@@ -162,7 +166,7 @@ def _write_into_place(out_dir: Path, write: Callable[[Path], None]) -> None:
         if out_dir.is_dir():
             written = {e.name for e in tmp.iterdir()}
             for entry in out_dir.iterdir():
-                if entry.name not in written and not _is_export_file(entry):
+                if entry.name not in written and not _is_export_file(entry, format):
                     _carry(entry, tmp / entry.name)
             shutil.copymode(out_dir, tmp)
         fsync_tree(tmp)

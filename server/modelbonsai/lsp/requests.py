@@ -111,7 +111,7 @@ def register(server: BonsaiServer) -> None:
         out = as_path(params["dir"])
         force = bool(params.get("force", False))
         # Asked before a job is queued: the client learns at once that it must ask the user.
-        conflict = None if force else await ls.in_reader(export_conflict, out)
+        conflict = None if force else await ls.in_reader(export_conflict, out, params["format"])
         if conflict is not None:
             raise RequestError(P.EXPORT_EXISTS, str(conflict))
         spec = {"folder": str(folder), "id": rec.id, "dir": str(out), "format": params["format"], "force": force}
