@@ -6,6 +6,7 @@
 import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
 import { paretoFront } from './pareto';
+import { errorBars } from './errorBars';
 import { extent, linear, short, themeColors, ticks, type Linear, type Theme } from './scales';
 import type { Tooltip } from './tooltip';
 
@@ -185,6 +186,35 @@ export class ScatterView {
         }
       });
       ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.globalAlpha = 1;
+    }
+    // Error bars (latency's spread): from each value to value + spread, noisy ones dashed.
+    const bars = errorBars(lin, xKey, yKey, xs, ys);
+    if (bars.length) {
+      ctx.strokeStyle = theme.muted;
+      ctx.lineWidth = 1.2;
+      for (const noisy of [false, true]) {
+        for (const faded of [false, true]) {
+          ctx.setLineDash(noisy ? [3, 2] : []);
+          ctx.globalAlpha = faded ? 0.15 : 0.9;
+          ctx.beginPath();
+          for (const b of bars) {
+            if (b.noisy !== noisy || app.pass.has(b.id) === faded) continue;
+            ctx.moveTo(b.x0, b.y0);
+            ctx.lineTo(b.x1, b.y1);
+            // a cap across the far end
+            if (b.axis === 'x') {
+              ctx.moveTo(b.x1, b.y1 - 3);
+              ctx.lineTo(b.x1, b.y1 + 3);
+            } else {
+              ctx.moveTo(b.x1 - 3, b.y1);
+              ctx.lineTo(b.x1 + 3, b.y1);
+            }
+          }
+          ctx.stroke();
+        }
+      }
       ctx.setLineDash([]);
       ctx.globalAlpha = 1;
     }

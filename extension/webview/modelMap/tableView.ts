@@ -6,6 +6,7 @@
 import { el, onNextFrame } from '../shared/dom';
 import { formatMetric } from '../shared/format';
 import type { App, Change } from './app';
+import { measuredCell } from './errorBars';
 import { change } from './lineage';
 import { short } from './scales';
 import { cellValue, deltaBase, sortRows, tableColumns, toCsv, type Column, type DeltaMode } from './table';
@@ -151,7 +152,8 @@ export class TableView {
         const v = cellValue(lin, id, c);
         if (c.kind === 'metric') {
           const x = m.metrics.find((y) => y.key === c.metric);
-          const td = el('td', { class: 'num' }, x ? formatMetric(x) : '');
+          const cell = measuredCell(x, formatMetric);
+          const td = el('td', { class: x?.noisy ? 'num noisy' : 'num', ...(cell.title ? { title: cell.title } : {}) }, cell.text);
           const bv = base !== undefined ? lin.metric(base, c.metric) : undefined;
           if (x && bv !== undefined) {
             const ch = change(x.value, bv, x.higherIsBetter);

@@ -5,6 +5,7 @@
 import { el } from '../shared/dom';
 import { formatMetric } from '../shared/format';
 import type { App } from './app';
+import { measuredCell } from './errorBars';
 import { change } from './lineage';
 import { short } from './scales';
 
@@ -30,7 +31,7 @@ export class Tooltip {
         const cls = c.better === null ? 'same' : c.better ? 'better' : 'worse';
         deltaCell = el('td', { class: `num ${cls}` }, c.delta === 0 ? '=' : `${c.delta > 0 ? '▲ +' : '▼ '}${short(c.delta)}`);
       }
-      return el('tr', {}, el('td', {}, lin.label(x.key) + (x.headline ? ' ★' : '')), el('td', { class: 'num' }, formatMetric(x)), deltaCell);
+      return el('tr', {}, el('td', {}, lin.label(x.key) + (x.headline ? ' ★' : '')), el('td', { class: 'num' }, measuredCell(x, formatMetric).text), deltaCell);
     });
     const params = Object.entries(m.params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
     this.node.replaceChildren(
@@ -40,6 +41,8 @@ export class Tooltip {
       ...(params.length ? [el('div', { class: 'mm-tt-params' }, params.join(', '))] : []),
       ...(m.status !== 'ok' ? [el('div', { class: `status-${m.status}` }, `${m.status}${m.statusReason ? `: ${m.statusReason}` : ''}`)] : []),
       ...(rows.length ? [el('table', {}, el('tbody', {}, ...rows))] : []),
+      // why a value is marked ~ (the card follows the pointer: no title to hover)
+      ...m.metrics.filter((x) => x.noisy).map((x) => el('div', { class: 'muted' }, measuredCell(x, formatMetric).title)),
     );
     this.node.hidden = false;
     const w = this.node.offsetWidth;
