@@ -593,8 +593,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def _latency_text(value: float, spread: float, noisy: bool) -> str:
-    """`3.16 ms ±0.05`; noisy ones start with `~` (their rounds disagreed too much to trust)."""
-    return f"{'~' if noisy else ''}{value:.3g} ms \u00b1{spread:.2g}"
+    """`3.16 ms (spread 0.05)`: the spread is how far above the figure the rounds' medians reach
+    (one-sided: interference only adds time); noisy ones start with `~` (the rounds disagreed
+    too much to trust)."""
+    return f"{'~' if noisy else ''}{value:.3g} ms (spread {spread:.2g})"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ def test_measure_models_with_their_base_and_keep_the_history(tmp_path: Path) -> 
     r = bonsai("measure", "prune-50", "toy", cwd=tmp_path)  # text output; the base named too: once
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("toy") and "x the base" in lines[1] and " ms \u00b1" in lines[1]
+    assert len(lines) == 2 and lines[0].startswith("toy") and "x the base" in lines[1] and " ms (spread " in lines[1]
 
 
 def test_measure_an_unknown_model_is_a_usage_error(tmp_path: Path) -> None:
