@@ -563,7 +563,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         results = measure_models(store, list(args.models), device=args.device, progress=progress,
                                  allow_pickle=args.allow_pickle)
         base_of = {r.model.id: r for r in results if r.model.id == r.base}
-        rows = []
+        rows: list[dict[str, Any]] = []
         for r in results:
             lat, shown = r.latency, r.shown
             base = base_of.get(r.base)
@@ -579,13 +579,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        m, s = r["measured"], r["stored"]
-        line = (f"{r['name']:<{width}}  {_latency_text(m['value'], m['spread'], m['noisy'])} "
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        m, s = row["measured"], row["stored"]
+        line = (f"{row['name']:<{width}}  {_latency_text(m['value'], m['spread'], m['noisy'])} "
                 f"({m['rounds']} rounds, batch {m['batchSize']}, {m['device']})")
-        if r["ratioToBase"] is not None and r["id"] != r["base"]:
-            line += f"  {r['ratioToBase']:.2f}x the base"
+        if row["ratioToBase"] is not None and row["id"] != row["base"]:
+            line += f"  {row['ratioToBase']:.2f}x the base"
         if s is not None and abs(s["value"] - m["value"]) > 1e-9:
             line += f"  stored: {_latency_text(s['value'], s['spread'] or 0.0, s['noisy'])} (a more trustworthy one)"
         print(line)
