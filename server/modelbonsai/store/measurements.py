@@ -112,13 +112,19 @@ def _show_best(c: sqlite3.Connection, model_id: str, name: str) -> None:
         detail += f"; the most trustworthy of {comparable} measurements"
         if newest.id != chosen.id:
             detail += f" (the newest read {newest.value:.3g} ms{', noisy' if newest.noisy else ''})"
-    row = c.execute("SELECT headline FROM metrics WHERE model_id = ? AND name = ?", (model_id, name)).fetchone()
-    headline = 1 if row is None else int(row[0])
-    c.execute(
-        "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail, spread, noisy) "
-        "VALUES (?, ?, ?, 'ms', 0, ?, ?, ?, ?)",
-        (model_id, name, chosen.value, headline, detail, chosen.spread, int(chosen.noisy)),
-    )
+    # updated in place where the row exists: a replaced row would move to the end of the
+    # model's metrics, which are listed in the order they were stored
+    updated = c.execute(
+        "UPDATE metrics SET value = ?, unit = 'ms', higher_is_better = 0, detail = ?, spread = ?, noisy = ? "
+        "WHERE model_id = ? AND name = ?",
+        (chosen.value, detail, chosen.spread, int(chosen.noisy), model_id, name),
+    ).rowcount
+    if not updated:  # an evaluation without a latency: the history still has one
+        c.execute(
+            "INSERT INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail, spread, noisy) "
+            "VALUES (?, ?, ?, 'ms', 0, 1, ?, ?, ?)",
+            (model_id, name, chosen.value, detail, chosen.spread, int(chosen.noisy)),
+        )
     if name == "latency" and chosen.value > 0:
         # throughput is the latency seen per instance: it follows the figure shown
         c.execute("UPDATE metrics SET value = ?, detail = ? WHERE model_id = ? AND name = 'throughput'",
