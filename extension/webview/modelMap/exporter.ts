@@ -8,6 +8,7 @@ import { legendSvg } from './legend';
 import { short, themeColors, ticks, type Linear } from './scales';
 import { svg } from '../shared/charts';
 import { edgeColour, shortOp } from './mapView';
+import { errorBars } from './errorBars';
 
 function finish(root: SVGSVGElement): string {
   root.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
@@ -83,6 +84,14 @@ export function scatterSvg(app: App, s: { xs: Linear; ys: Linear; width: number;
     stairs.push(`${x.toFixed(1)},${y.toFixed(1)}`);
   });
   if (pts.length > 1) root.append(svg('polyline', { points: stairs.join(' '), fill: 'none', stroke: theme.fg, 'stroke-dasharray': '5 3', opacity: 0.6 }));
+  // the same error bars as the canvas (latency's spread; noisy ones dashed)
+  if (state.scatterX && state.scatterY) {
+    for (const b of errorBars(lin, state.scatterX, state.scatterY, xs, ys)) {
+      const [cx, cy] = b.axis === 'x' ? [0, 3] : [3, 0];
+      const d = `M${b.x0.toFixed(1)},${b.y0.toFixed(1)}L${b.x1.toFixed(1)},${b.y1.toFixed(1)}M${(b.x1 - cx).toFixed(1)},${(b.y1 - cy).toFixed(1)}L${(b.x1 + cx).toFixed(1)},${(b.y1 + cy).toFixed(1)}`;
+      root.append(svg('path', { d, stroke: theme.muted, fill: 'none', ...(b.noisy ? { 'stroke-dasharray': '3 2' } : {}), opacity: app.pass.has(b.id) ? 0.9 : 0.15 }));
+    }
+  }
   for (const id of lin.order) {
     const xv = lin.metric(id, state.scatterX ?? '');
     const yv = lin.metric(id, state.scatterY ?? '');
