@@ -238,3 +238,71 @@ def test_row_kernel_at_block_edges_with_zeros_and_inf(chan_first: bool, width: i
         assert i[r, K.I_INFO] == np.isinf(od).sum()
     np.testing.assert_allclose(pb, x.astype(np.float64).mean(1), rtol=1e-5, atol=1e-6)
     assert np.isinf(po[1, -1]) and np.isfinite(np.delete(po.reshape(-1), po.size - 1)).all()
+
+
+def _stored_forms(tmp_path: Path) -> tuple[dict[str, np.ndarray], Path, dict[str, str]]:
+    """One artifact holding a tensor of each form a decode spec serves (odd shapes, ragged last
+    blocks), and each tensor's original float32 values as a base to compare it with."""
+    g = torch.Generator().manual_seed(11)
+    tensors: dict[str, torch.Tensor] = {}
+    encs = {}
+    for name, shape, density in [("bitmask", (300, 211), 0.5), ("csr", (97, 1500), 0.004)]:
+        t = torch.randn(shape, generator=g)
+        t[torch.rand(shape, generator=g) >= density] = 0.0
+        tensors[name] = t
+    for name, shape, axis, gran, prune, bits in [("packed_rows", (129, 80), 0, "group", 0.0, 4),
+                                                 ("packed_cols", (96, 131), 1, "group", 0.0, 3),
+                                                 ("packed_bitmask", (200, 64), 0, "channel", 0.9, 8),
+                                                 ("packed_bitmask_cols", (64, 301), 1, "channel", 0.9, 2)]:
+        w = torch.randn(shape, generator=g)
+        w[torch.rand(shape, generator=g) < prune] = 0.0
+        enc = quantize_rtn(w, bits, False, gran, 16 if gran == "group" else None, axis, op="t", layer="t")
+        tensors[name] = enc.dequantize(enc.encode(w))
+        encs[name] = enc
+    m = nn.Module()
+    for name, t in tensors.items():
+        m.register_parameter(name, nn.Parameter(t, requires_grad=False))
+    cm = CompressedModel(m)
+    cm.encodings = dict(encs)
+    folder = tmp_path / "forms"
+    forms = save_artifact(cm, folder).forms
+    bases = {}
+    for name, t in tensors.items():
+        b = (t + 0.01 * torch.randn(t.shape, generator=g)).reshape(-1).numpy().copy()
+        bases[name] = b
+    return bases, folder, forms
+
+
+def test_in_kernel_decode_equals_the_chunked_path_for_every_form(tmp_path: Path) -> None:
+    """pair_sums_specs (each stored form decoded in the statistics kernel) against the chunk loop
+    over the same readers: identical statistics and histograms, the stored side on either side,
+    and two stored sides against each other."""
+    bases, folder, forms = _stored_forms(tmp_path)
+    assert set(forms.values()) == {"bitmask", "csr", "packed", "packed-bitmask"}, forms
+    st = open_stored(folder)
+    for name, x in bases.items():
+        x[7] = np.nan
+        read = st.range_reader(name)
+        assert read is not None and getattr(read, "spec", None) is not None, name
+        n = x.size
+
+        def plain(start: int, stop: int, read: S.RangeReader = read) -> np.ndarray:  # no spec: the chunk loop
+            return read(start, stop)
+
+        fused = S.stream_pair_stats(S.ArrayReader(x), read, n, values=True)
+        _same(fused, S.stream_pair_stats(S.ArrayReader(x), plain, n, values=True))
+        _same(S.stream_pair_stats(read, S.ArrayReader(x), n, values=True),
+              S.stream_pair_stats(plain, S.ArrayReader(x), n, values=True))
+        assert fused.nan_base == 1 and fused.zeros_other == int((read(0, n) == 0).sum())
+    # two stored sides (a pruned model against a quantized one): both decoded in the kernel
+    a, b = st.range_reader("packed_bitmask"), st.range_reader("bitmask")
+    assert a is not None and b is not None
+    n = 200 * 64
+
+    def pa(s: int, e: int) -> np.ndarray:
+        return a(s, e)
+
+    def pb(s: int, e: int) -> np.ndarray:
+        return b(s, e)
+
+    _same(S.stream_pair_stats(a, b, n, values=True), S.stream_pair_stats(pa, pb, n, values=True))

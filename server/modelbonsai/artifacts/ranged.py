@@ -18,7 +18,9 @@ Results are bit-identical to the slice of the full decode (:func:`.forms.decode`
 the rounding to a float16/bfloat16 tensor dtype. The returned array may be a scratch buffer that
 the next call overwrites. A reader with an `array` attribute is a view of the whole flat tensor;
 one with a `packed` attribute (:class:`PackedSpec`: float32 packed codes, scales along the flat
-order) can be dequantized inside a consumer's own kernel.
+order) can be dequantized inside a consumer's own kernel, and one with a `spec` attribute (the
+tuple of `kernels.SPEC`: bitmask, CSR, packed, packed-bitmask) decoded inside it by
+`kernels.decode_range`, which these readers use themselves (no per-range position arrays).
 """
 
 from __future__ import annotations
@@ -151,8 +153,13 @@ class StoredTensors:
             return dense_reader(self.component(key), self._raw[key][1])
         if form == "bitmask":
             mask, values = self.component(f"{key}{SEP}mask"), self.component(f"{key}{SEP}values")
-            return _BitmaskReader(mask, _Widen(values, self._raw[f"{key}{SEP}values"][1]))
+            vdtype = self._raw[f"{key}{SEP}values"][1]
+            if vdtype == "F32":
+                return _SpecReader(_spec(K.BITMASK, mask=mask, values=values), _MaskIndex(mask))
+            return _BitmaskReader(mask, _Widen(values, vdtype))
         if form == "csr":
+            if self._raw[f"{key}{SEP}values"][1] == "F32":
+                return _csr_spec_reader(self, key, shape)
             return _csr_reader(self, key, shape)
         if form in ("packed", "packed-bitmask"):
             return _packed_reader(self, key, entry, shape, dtype)
@@ -219,10 +226,13 @@ class _Widen:
         self.scratch = _Scratch()
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
-        part = self.values[start:stop]
+        return self.widen(self.values[start:stop])
+
+    def widen(self, part: np.ndarray) -> np.ndarray:
+        """Stored values (of this component's dtype) as float32."""
         if self.dtype == "F32":
             return part
-        out = self.scratch.get(stop - start)
+        out = self.scratch.get(part.size)
         if self.dtype == "BF16":  # the 16 bits are the float32's high half
             np.left_shift(part, 16, out=out.view(np.uint32), dtype=np.uint32)
         else:
@@ -271,17 +281,113 @@ class _MaskIndex:
 
 
 class _BitmaskReader:
+    """A bitmask tensor whose values are not float32: the stored values of the range are spread
+    over it in a kernel (in their own dtype, no position array), then widened."""
+
     def __init__(self, mask: np.ndarray, values: _Widen):
         self.index = _MaskIndex(mask)
         self.values = values
-        self.scratch = _Scratch()
+        # numba has no float16: 16-bit values move as their bits (0 is +0.0 in every float dtype)
+        self.bits = values.values.view(np.uint16) if values.values.itemsize == 2 else values.values
+        self.raw = np.empty(0, self.bits.dtype)
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
-        off, pos = self.index.span(start, stop)
-        out = self.scratch.get(stop - start)
-        out.fill(0.0)
-        out[pos] = self.values(off, off + pos.size)
-        return out
+        off = self.index.offset(start)
+        if self.raw.size < stop - start:
+            self.raw = np.empty(stop - start, self.bits.dtype)
+        raw = self.raw[: stop - start]
+        end = K.expand_mask(self.index.mask, start, self.bits, off, raw.dtype.type(0), raw)
+        self.index._next = (stop, int(end))
+        return self.values.widen(raw.view(self.values.values.dtype))
+
+
+class _SpecReader:
+    """A range reader that decodes through :func:`.kernels.decode_range`; its `spec` attribute
+    (the stored tensor as the kernel's tuple) lets a consumer's kernel decode it in place. The
+    decode state carries on between consecutive ranges; a jump finds it again (the mask's count
+    table, the CSR row search)."""
+
+    def __init__(self, spec: tuple[Any, ...], index: _MaskIndex | None = None,
+                 seek: Callable[[int], tuple[int, int]] | None = None, dtype: torch.dtype = torch.float32):
+        self.spec = spec
+        self.index = index
+        self.seek = seek
+        self.dtype = dtype
+        self.state = np.zeros(3, np.int64)
+        self.at = 0  # the element the state describes
+        self.scratch = _Scratch()
+        self.codes = np.empty(0, np.uint8)
+        self.stored = np.empty(0, np.uint8)
+        #: set for a float32 packed tensor with a blocked scale layout (the older fused path)
+        self.packed: PackedSpec | None = None
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        if start != self.at:
+            if self.index is not None:
+                self.state[0] = self.index.offset(start)
+            if self.seek is not None:
+                self.state[1], self.state[2] = self.seek(start)
+        n = stop - start
+        if self.codes.size < n:
+            self.codes = np.empty(n, np.uint8)
+            self.stored = np.empty(n, np.uint8)
+        out = self.scratch.get(n)
+        K.decode_range(self.spec, start, stop, self.state, self.codes, self.stored, out)
+        self.at = stop
+        return _round_to(out, self.dtype)
+
+
+_NO_U8 = np.empty(0, np.uint8)
+_NO_F32 = np.empty(0, np.float32)
+_NO_I64 = np.empty(0, np.int64)
+_NO_I32 = np.empty(0, np.int32)
+for _a in (_NO_U8, _NO_F32, _NO_I64, _NO_I32):
+    _a.flags.writeable = False
+
+
+def _ro(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """A read-only C-contiguous view (a copy only when the dtype or layout differs): the kernel's
+    spec type holds read-only arrays, as the views of the mapped file are."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def _spec(kind: int, *, mask: np.ndarray = _NO_U8, values: np.ndarray = _NO_F32, packed: np.ndarray = _NO_U8,
+          bits: int = 0, scales: np.ndarray = _NO_F32, zeros: np.ndarray = _NO_F32, a: int = 1, b: int = 1,
+          c: int = 1, indptr: np.ndarray = _NO_I64, indices: np.ndarray = _NO_I32, cols: int = 0) -> tuple[Any, ...]:
+    """The stored tensor as the decode kernels' tuple (see `kernels.SPEC`)."""
+    return (kind, _ro(mask, np.uint8), _ro(values, np.float32), _ro(packed, np.uint8), int(bits),
+            _ro(scales, np.float32), _ro(zeros, np.float32), int(a), int(b), int(c), _ro(indptr, np.int64),
+            _ro(indices, np.int32), int(cols))
+
+
+def dense_spec(values: np.ndarray) -> tuple[Any, ...]:
+    """A flat float32 array as a decode spec (read in place by the kernels)."""
+    return _spec(K.DENSE, values=values)
+
+
+def _csr_spec_reader(st: StoredTensors, key: str, shape: tuple[int, ...]) -> _SpecReader:
+    indptr = st.component(f"{key}{SEP}indptr").astype(np.int64)  # rows + 1 entries: small
+    indices = st.component(f"{key}{SEP}indices")
+    values = st.component(f"{key}{SEP}values")
+    rows = shape[0] if shape else 1
+    numel = int(np.prod(shape)) if shape else 1
+    cols = numel // max(rows, 1)
+    if indptr.size != rows + 1:
+        raise ArtifactError(st.path, f"tensor '{key}': CSR indptr has {indptr.size} entries for {rows} rows")
+
+    def seek(flat: int) -> tuple[int, int]:
+        """(first stored non-zero at or after flat element `flat`, the row to search it from)."""
+        if flat >= numel:
+            return int(indptr[-1]), max(rows - 1, 0)
+        r, c = divmod(flat, max(cols, 1))
+        lo, hi = int(indptr[r]), int(indptr[r + 1])
+        return lo + int(np.searchsorted(indices[lo:hi], c)), r
+
+    return _SpecReader(_spec(K.CSR, values=values, indptr=indptr, indices=indices, cols=cols), seek=seek)
 
 
 def _csr_reader(st: StoredTensors, key: str, shape: tuple[int, ...]) -> RangeFn:
@@ -384,6 +490,16 @@ def _packed_reader(
     deq = _Dequant(shape, str(enc["granularity"]), int(enc["axis"]), scales, zeros)
     packed = st.component(f"{key}{SEP}codes")
     mask = st.component(f"{key}{SEP}mask") if entry["form"] == "packed-bitmask" else None
+    layout = _scale_layout(deq, shape)
+    if layout is not None:  # decoded in a kernel (and, float32, inside the comparison's kernel)
+        a, b, c, sc, zs = layout
+        kind = K.PACKED if mask is None else K.PACKED_BITMASK
+        spec = _spec(kind, mask=_NO_U8 if mask is None else mask, packed=packed, bits=bits, scales=sc, zeros=zs,
+                     a=a, b=b, c=c)
+        reader = _SpecReader(spec, _MaskIndex(mask) if mask is not None else None, dtype=dtype)
+        if mask is None and deq.blocked and dtype == torch.float32:
+            reader.packed = PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros)
+        return reader
     index = _MaskIndex(mask) if mask is not None else None
     zero_codes = zeros.reshape(-1).astype(np.uint8)
     scratch, codes_buf = _Scratch(), [np.empty(0, np.uint8)]
@@ -413,6 +529,22 @@ def _packed_reader(
     if index is None and deq.blocked and dtype == torch.float32:
         return _PackedRange(read, PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros))
     return read
+
+
+def _scale_layout(deq: _Dequant, shape: tuple[int, ...]) -> tuple[int, int, int, np.ndarray, np.ndarray] | None:
+    """(a, b, c, scales, zeros) of the decode kernels' scale index ((i // a) * b + i % c, see
+    `kernels.SPEC`) for this encoding's layout; None for a layout they do not walk (a channel
+    axis other than 0 on a tensor of more than two dims)."""
+    if deq.blocked:
+        return deq.group_len, 1, 1, deq.scales, deq.zeros
+    if len(shape) == 2 and deq.axis == 1:  # [in, out] (transformers' Conv1D): scales as [groups, out]
+        out = int(shape[1])
+        group_len = int(shape[0]) // max(1, deq.groups)
+        grid = (deq.rows, deq.groups)
+        sc = np.ascontiguousarray(deq.scales.reshape(grid).T).reshape(-1)
+        zs = np.ascontiguousarray(deq.zeros.reshape(grid).T).reshape(-1)
+        return out * group_len, out, out, sc, zs
+    return None
 
 
 class PackedSpec(NamedTuple):

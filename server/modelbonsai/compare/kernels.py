@@ -529,6 +529,76 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
+@numba.njit(cache=True, nogil=True)  # typed (and cached) with its callers
+def _sample_copy(xs, s, e, step, end, sample):  # type: ignore[no-untyped-def]
+    """Copy the histogram sample's blocks of elements [s, e) (xs = those elements): SAMPLE_BLOCK
+    blocks j*step that end at or before `end`, to position (j // step) * SAMPLE_BLOCK."""
+    for j0 in range(s, e, SAMPLE_BLOCK):
+        jb = j0 // SAMPLE_BLOCK
+        j1 = min(j0 + SAMPLE_BLOCK, e)
+        if jb % step == 0 and j1 <= end:
+            at = (jb // step) * SAMPLE_BLOCK
+            sample[at : at + j1 - j0] = xs[j0 - s : j1 - s]
+
+
+_SPEC_SIGS = [types.void(AK.SPEC, AK.SPEC, types.int64, *_ACC, types.int64, types.int64, _F32, _F32)]
+
+
+@numba.njit(_SPEC_SIGS, cache=True, nogil=True, fastmath=_FAST)
+def pair_sums_specs(b, o, n, facc, iacc, step, end, sample_b, sample_o):  # type: ignore[no-untyped-def]
+    """:func:`pair_sums` of two stored tensors of n elements given as decode specs (see
+    `artifacts.kernels.SPEC`: dense, bitmask, CSR, packed, packed-bitmask), each decoded block
+    by block into an L1-sized buffer by :func:`~modelbonsai.artifacts.kernels.decode_range` (its
+    own flags: no fast-math there), a dense side read in place. With step > 0, also the histogram
+    sample (as :func:`pair_sums_packed`) into sample_b / sample_o."""
+    dense_b = b[0] == AK.DENSE
+    dense_o = o[0] == AK.DENSE
+    vb, vo = b[2], o[2]
+    buf_b, buf_o = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
+    codes, stored = np.empty(BLOCK, np.uint8), np.empty(BLOCK, np.uint8)
+    state_b, state_o = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    none = np.empty(0, np.float32)
+    mxbits = np.int32(0)
+    for s in range(0, n, BLOCK):
+        e = min(s + BLOCK, n)
+        m = e - s
+        if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
+            if dense_b:
+                _prefetch_range(vb, s + PREFETCH, s + PREFETCH + BLOCK)
+            if dense_o:
+                _prefetch_range(vo, s + PREFETCH, s + PREFETCH + BLOCK)
+        if not dense_b:
+            AK.decode_range(b, s, e, state_b, codes, stored, buf_b)
+        if not dense_o:
+            AK.decode_range(o, s, e, state_o, codes, stored, buf_o)
+        # one call per mix of sides: a mapped dense side and a scratch buffer are different types
+        if dense_b and dense_o:
+            xb, xo = vb[s:e], vo[s:e]
+            mxbits = max(mxbits, _block_sums(xb, xo, facc, iacc, m, POOL_NONE, none, none))
+            if step > 0:
+                _sample_copy(xb, s, e, step, end, sample_b)
+                _sample_copy(xo, s, e, step, end, sample_o)
+        elif dense_b:
+            xb, qo = vb[s:e], buf_o[:m]
+            mxbits = max(mxbits, _block_sums(xb, qo, facc, iacc, m, POOL_NONE, none, none))
+            if step > 0:
+                _sample_copy(xb, s, e, step, end, sample_b)
+                _sample_copy(qo, s, e, step, end, sample_o)
+        elif dense_o:
+            qb, xo = buf_b[:m], vo[s:e]
+            mxbits = max(mxbits, _block_sums(qb, xo, facc, iacc, m, POOL_NONE, none, none))
+            if step > 0:
+                _sample_copy(qb, s, e, step, end, sample_b)
+                _sample_copy(xo, s, e, step, end, sample_o)
+        else:
+            qb, qo = buf_b[:m], buf_o[:m]
+            mxbits = max(mxbits, _block_sums(qb, qo, facc, iacc, m, POOL_NONE, none, none))
+            if step > 0:
+                _sample_copy(qb, s, e, step, end, sample_b)
+                _sample_copy(qo, s, e, step, end, sample_o)
+    facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
+
+
 # -- histograms of the (sampled) elements ---------------------------------------------------------
 _F64 = types.Array(types.float64, 1, "C")
 

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import torch
 
-from ..artifacts.ranged import FlatArray
+from ..artifacts.ranged import FlatArray, dense_spec
 from . import kernels as K
 from .control import check_keywords
 
@@ -352,7 +352,10 @@ def stream_pair_stats(
     whole_b, whole_o = getattr(read_base, "array", None), getattr(read_other, "array", None)
     if isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray) and whole_b.size == whole_o.size == n:
         chunk = max(chunk, n)  # one call; the GIL is released inside (nogil)
-    if not _fused_packed(whole_b, whole_o, read_base, read_other, n, facc, iacc, sampler):
+    fused = _fused_packed(whole_b, whole_o, read_base, read_other, n, facc, iacc, sampler)
+    if not fused and not (isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray)):
+        fused = _fused_specs(whole_b, whole_o, read_base, read_other, n, facc, iacc, sampler)
+    if not fused:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             m = stop - start
@@ -394,6 +397,34 @@ def _fused_packed(
 
 
 _EMPTY = np.empty(0, np.float32)
+
+
+def _fused_specs(
+    whole_b: Any, whole_o: Any, read_base: RangeReader, read_other: RangeReader, n: int,
+    facc: np.ndarray, iacc: np.ndarray, sampler: _Sampler | None,
+) -> bool:  # fmt: skip
+    """Two sides that are each a whole float32 array or a stored tensor a kernel can decode (a
+    reader with a `spec`: bitmask, CSR, packed, packed-bitmask): one kernel call that decodes
+    block by block in L1 (no chunk loop, no scratch of decoded values). False otherwise."""
+
+    def spec_of(whole: Any, reader: RangeReader) -> tuple[Any, ...] | None:
+        if isinstance(whole, np.ndarray) and whole.size == n:
+            return dense_spec(_f32(whole))
+        spec = getattr(reader, "spec", None)
+        # the spec decodes float32 exactly; a reader that rounds to float16/bfloat16 keeps its own path
+        if spec is None or getattr(reader, "dtype", torch.float32) != torch.float32:
+            return None
+        return spec  # type: ignore[no-any-return]
+
+    sb, so = spec_of(whole_b, read_base), spec_of(whole_o, read_other)
+    if sb is None or so is None:
+        return False
+    if sampler is None:
+        step, end, xb, xo = 0, 0, _EMPTY, _EMPTY
+    else:
+        step, end, xb, xo = sampler.step, sampler.end, sampler.base, sampler.other
+    K.pair_sums_specs(sb, so, n, facc, iacc, step, end, xb, xo)
+    return True
 
 
 def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: float, values: bool) -> None:
