@@ -28,7 +28,7 @@ describe('measure latency', () => {
     const request = vi.fn(async () => ({ jobId: 'j1' }));
     await commands(request).measureLatency([node(model('a', 'ok')), node(model('b', 'stale'))]);
     expect(request).toHaveBeenCalledWith(P.MODEL_MEASURE, { ids: ['a', 'b'] });
-    expect(P.problem(request.mock.calls[0]![1], P.Shapes.MeasureParams)).toBeUndefined();
+    expect(P.problem((request.mock.calls[0] as unknown[])[1], P.Shapes.MeasureParams)).toBeUndefined();
     expect(window.showQuickPick).not.toHaveBeenCalled();
   });
 
