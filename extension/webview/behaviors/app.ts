@@ -7,7 +7,7 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
-import { resultsOf, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
+import { resultsOf, stillToCompare, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { openComparePanel, progressLine, type CompareProgress } from '../shared/comparePanel';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
@@ -76,9 +76,9 @@ export function startBehaviors(): void {
   const showProgress = () => {
     progressEl.replaceChildren(...progressLine(progress, () => {
       run?.cancel();
-      progress = { ...progress, running: false, label: 'Cancelled:' };
+      progress = { ...progress, running: false, label: 'Cancelled:', cancelled: true };
       showProgress();
-    }));
+    }, () => void compare()));
   };
 
   // -- summary ------------------------------------------------------------------------------
@@ -430,26 +430,38 @@ export function startBehaviors(): void {
     .then((r) => {
       models = r.models;
       mount(header(), ...intro(name), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
-      showProgress();
-      run = streamCompare(rpc as unknown as CompareRpc, { kind: 'behavior', base, models: others }, (res) => {
-        try {
-          results.push(behaviorOf(res));
-          showAll();
-        } catch (e) {
-          showError(e);
-        }
-      }, (received, expected) => {
-        progress = { ...progress, received, expected };
-        showProgress();
-      });
-      return run.done.then(() => {
-        progress = { ...progress, running: false, label: run?.cancelled ? 'Cancelled:' : 'Compared' };
-        showProgress();
-      });
+      return compare();
     })
-    .catch((e: unknown) => {
-      progress = { ...progress, running: false, label: 'Stopped:' };
+    .catch(stopped);
+
+  function stopped(e: unknown): void {
+    progress = { ...progress, running: false, label: 'Stopped:' };
+    showProgress();
+    showError(e);
+  }
+
+  /** Compares the models whose result is not in yet (all of them at first; after a cancel, Resume
+   * asks only for the rest, keeping what is in). */
+  function compare(): Promise<void> {
+    const todo = stillToCompare(others, (id) => results.some((r) => r.id === id));
+    const before = others.length - todo.length;
+    progress = { received: before, expected: others.length, running: true, label: 'Comparing behaviour…' };
+    showProgress();
+    const current = streamCompare(rpc as unknown as CompareRpc, { kind: 'behavior', base, models: todo }, (res) => {
+      try {
+        results.push(behaviorOf(res));
+        showAll();
+      } catch (e) {
+        showError(e);
+      }
+    }, (received) => {
+      progress = { ...progress, received: before + received, expected: others.length };
       showProgress();
-      showError(e);
     });
+    run = current;
+    return current.done.then(() => {
+      progress = { ...progress, running: false, cancelled: current.cancelled, label: current.cancelled ? 'Cancelled:' : 'Compared' };
+      showProgress();
+    }, stopped);
+  }
 }

@@ -58,9 +58,9 @@ export function startLayers(): void {
   const showProgress = () => {
     progressEl.replaceChildren(...progressLine(state.progress, () => {
       state.run?.cancel();
-      state.progress = { ...state.progress, label: 'Cancelled:', running: false };
+      state.progress = { ...state.progress, label: 'Cancelled:', running: false, cancelled: true };
       showProgress();
-    }));
+    }, () => startComparisons(p)));
   };
   const p: LayersPanel = {
     state,

@@ -1,9 +1,11 @@
 /**
  * The panel's two comparisons, streamed: weights first, then activations. Each result page
- * fills its model's data as it arrives and redraws what it changes; a cancel (the panel's, or the server's)
- * ends the progress line as Cancelled and skips the activations.
+ * fills its model's data as it arrives and redraws what it changes; a cancel (the panel's, or the
+ * server's) ends the progress line as Cancelled and skips the activations. Starting again
+ * (Resume) asks each stage only for the models whose result is not in yet: what was compared
+ * before the cancel stays.
  */
-import { streamCompare, type CompareRpc } from '../shared/stream';
+import { stillToCompare, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { activationsOf, weightsOf } from './data';
 import type { LayersPanel } from './panel';
 import { reindex, storeResult } from './state';
@@ -11,8 +13,16 @@ import { reindex, storeResult } from './state';
 export function startComparisons(p: LayersPanel): void {
   const s = p.state;
   const crpc = p.rpc as unknown as CompareRpc;
-  const stream = (kind: 'weights' | 'activations', apply: (r: Parameters<typeof weightsOf>[0]) => string | null) =>
-    streamCompare(crpc, { kind, base: p.base, models: p.others }, (r) => {
+  const total = p.others.length;
+  /** One stage: its models not in yet, streamed; null when every model's result is in. */
+  const stage = (kind: 'weights' | 'activations', label: string, apply: (r: Parameters<typeof weightsOf>[0]) => string | null,
+    has: (id: string) => boolean): CompareRun | null => {
+    const todo = stillToCompare(p.others, has);
+    const before = total - todo.length;
+    s.progress = { label, received: before, expected: total, running: todo.length > 0 };
+    p.show.progress();
+    if (!todo.length) return null;
+    s.run = streamCompare(crpc, { kind, base: p.base, models: todo }, (r) => {
       try {
         const id = apply(r);
         if (id === null) return; // a model this panel does not show
@@ -21,25 +31,28 @@ export function startComparisons(p: LayersPanel): void {
       } catch (e) {
         p.showError(e);
       }
-    }, (received, expected) => {
-      s.progress = { ...s.progress, received, expected };
+    }, (received) => {
+      s.progress = { ...s.progress, received: before + received, expected: total };
       p.show.progress();
     });
-  s.run = stream('weights', (r) => storeResult(s, 'weights', weightsOf(r)));
-  s.run.done
+    return s.run;
+  };
+  const cancelled = () => {
+    // by the panel's Cancel, or on the server (the progress notification): say so, and do not
+    // start what follows
+    s.progress = { ...s.progress, label: 'Cancelled:', running: false, cancelled: true };
+    p.show.progress();
+  };
+  const weights = stage('weights', 'Comparing weights…', (r) => storeResult(s, 'weights', weightsOf(r)),
+    (id) => !!s.data.get(id)?.weights);
+  (weights?.done ?? Promise.resolve())
     .then(() => {
-      if (s.run?.cancelled) {
-        // by the panel's Cancel, or on the server (the progress notification): say so, and
-        // do not start the activations
-        s.progress = { ...s.progress, label: 'Cancelled:', running: false };
-        p.show.progress();
-        return;
-      }
-      s.progress = { label: 'Comparing activations…', received: 0, expected: p.others.length, running: true };
-      p.show.progress();
-      s.run = stream('activations', (r) => storeResult(s, 'acts', activationsOf(r)));
-      return s.run.done.then(() => {
-        s.progress = { ...s.progress, label: s.run?.cancelled ? 'Cancelled:' : 'Compared weights and activations of', running: false };
+      if (weights?.cancelled) return cancelled();
+      const acts = stage('activations', 'Comparing activations…', (r) => storeResult(s, 'acts', activationsOf(r)),
+        (id) => !!s.data.get(id)?.acts);
+      return (acts?.done ?? Promise.resolve()).then(() => {
+        if (acts?.cancelled) return cancelled();
+        s.progress = { ...s.progress, label: 'Compared weights and activations of', running: false, cancelled: false };
         p.show.progress();
       });
     })

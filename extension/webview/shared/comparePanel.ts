@@ -50,16 +50,31 @@ export interface CompareProgress {
   received: number;
   expected: number;
   running: boolean;
+  /** Stopped by a cancel (the panel's or the server's): what is in stays, the rest can resume. */
+  cancelled?: boolean;
 }
 
-/** The progress line's contents: the count, and while running a bar and a Cancel button. */
-export function progressLine(p: CompareProgress, onCancel: () => void): Node[] {
+/** How many models a Resume would compare: those a cancel left out (0: nothing to resume). */
+export function resumable(p: CompareProgress): number {
+  return !p.running && p.cancelled ? Math.max(0, p.expected - p.received) : 0;
+}
+
+/**
+ * The progress line's contents: the count, and while running a bar and a Cancel button; after a
+ * cancel that left models out, a Resume button (given `onResume`) that compares only those.
+ */
+export function progressLine(p: CompareProgress, onCancel: () => void, onResume?: () => void): Node[] {
   const parts: Node[] = [el('span', {}, `${p.label} ${p.received} of ${p.expected} model${p.expected === 1 ? '' : 's'}`)];
   if (p.running) {
     parts.unshift(el('progress', { max: String(Math.max(1, p.expected)), value: String(p.received) }));
     const cancel = el('button', { class: 'secondary' }, 'Cancel');
     cancel.addEventListener('click', onCancel);
     parts.push(cancel);
+  } else if (onResume && resumable(p) > 0) {
+    const left = resumable(p);
+    const resume = el('button', { title: `Compare the ${left} model${left === 1 ? '' : 's'} not compared yet; results already in are kept` }, 'Resume');
+    resume.addEventListener('click', onResume);
+    parts.push(resume);
   }
   return parts;
 }

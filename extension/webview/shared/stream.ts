@@ -32,6 +32,14 @@ export function resultsOf(pages: ArrayBuffer[]): Result[] {
   return out;
 }
 
+/**
+ * The models of `all` whose result is not in yet, in the order asked: what a resumed comparison
+ * asks for, so a cancel loses at most the model that was being compared.
+ */
+export function stillToCompare(all: readonly string[], has: (id: string) => boolean): string[] {
+  return all.filter((id) => !has(id));
+}
+
 /** The webview side of a streamed comparison (the parts of Rpc it needs). */
 export interface CompareRpc {
   peekId(): number;

@@ -216,7 +216,37 @@ describe('streaming the comparisons', () => {
     expect(pending.map((x) => x.params.kind)).toEqual(['weights', 'activations']);
     pending[1]!.resolve({ resultId: 'r2', pages: 0 });
     await flush();
-    expect(p.calls).toEqual(['progress Comparing activations… 0/2', 'progress Compared weights and activations of 0/2 done']);
+    expect(p.calls).toEqual(['progress Comparing weights… 0/2', 'progress Comparing activations… 0/2',
+      'progress Compared weights and activations of 0/2 done']);
+  });
+
+  it('resumes after a cancel with only the models whose results are not in, keeping the rest', async () => {
+    // cancelled after both weights and m1's activations came in (the state `filled` holds)
+    const s = filled();
+    s.progress = { label: 'Cancelled:', received: 1, expected: 2, running: false, cancelled: true };
+    const { request, pending } = scripted();
+    const p = fakePanel(s, request);
+    startComparisons(p);
+    await flush();
+    // no weights asked again: both are in; activations of m2 alone
+    expect(pending.map((x) => x.params)).toEqual([{ kind: 'activations', base: 'b', models: ['m2'] }]);
+    expect(p.calls).toEqual(['progress Comparing weights… 2/2 done', 'progress Comparing activations… 1/2']);
+    pending[0]!.resolve({ resultId: 'r3', pages: 0 });
+    await flush();
+    expect(s.progress).toMatchObject({ label: 'Compared weights and activations of', running: false, cancelled: false });
+    expect(s.data.get('m1')!.acts).toBeDefined(); // what came in before the cancel stays
+  });
+
+  it('a cancel of the activations ends as cancelled, resumable', async () => {
+    const s = createLayersState(['m1'], {});
+    const { request, pending } = scripted();
+    const p = fakePanel(s, request);
+    startComparisons(p);
+    pending[0]!.resolve({ resultId: 'r1', pages: 0 });
+    await flush();
+    pending[1]!.resolve({ resultId: 'r2', pages: 0, cancelled: true });
+    await flush();
+    expect(s.progress).toMatchObject({ label: 'Cancelled:', running: false, cancelled: true });
   });
 
   it('does not start the activations when the weights were cancelled on the server', async () => {
@@ -238,6 +268,7 @@ describe('streaming the comparisons', () => {
     pending[0]!.reject(new Error('out of memory'));
     await flush();
     expect(s.progress).toMatchObject({ label: 'Stopped:', running: false });
-    expect(p.calls).toEqual(['progress Stopped: 0/1 done', 'error Error: out of memory', 'depth', 'drill']);
+    // (the panel compares its two models: the counts are of those)
+    expect(p.calls).toEqual(['progress Comparing weights… 0/2', 'progress Stopped: 0/2 done', 'error Error: out of memory', 'depth', 'drill']);
   });
 });
