@@ -178,6 +178,10 @@ export const Shapes = {
     aliases: optional(array(string)),
     /** metric key -> its spread, for the metrics that have one (latency) */
     spreads: optional(record(object({ spread: number, noisy: boolean, note: optional(string) }))),
+    /** the seed its ops ran with, and what its metrics were evaluated on (task hash, instances
+     * "evaluated/total"): the rest of its recipe, which the Model Map's recipe diff compares */
+    seed: optional(integer),
+    evaluation: optional(object({ task: string, instances: string })),
   }),
   RunParams: object({
     file: string,

@@ -41,3 +41,7 @@ async def test_a_matched_variant_is_named_on_its_model(client: LanguageClient, f
     assert by_name["prune-50"]["aliases"] == ["twin/1"]
     assert "aliases" not in by_name["toy"]
     assert all(m["status"] == "ok" for m in result["models"])
+    # the rest of a recipe (the Model Map's recipe diff): seed and what the metrics came from
+    assert {m["seed"] for m in result["models"]} == {3}  # the seed the toy experiment sets
+    evals = {(m["evaluation"]["task"], m["evaluation"]["instances"]) for m in result["models"]}
+    assert len(evals) == 1 and next(iter(evals))[1].count("/") == 1, evals

@@ -102,6 +102,14 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, t
         info["statusReason"] = rec.status_reason
     if rec.aliases:
         info["aliases"] = list(rec.aliases)
+    # The rest of a recipe besides the ops (the Model Map's recipe diff): the seed the ops ran
+    # with, and what the metrics were evaluated on (the task's hash and the instance counts).
+    info["seed"] = int(rec.seed)
+    if rec.eval_fingerprint:
+        # "<task hash>:<evaluated>/<total>" (runner.split_evaluation_fingerprint; not imported:
+        # the runner imports torch, which the server's main process does not load for a read)
+        task, _, limit = rec.eval_fingerprint.partition(":")
+        info["evaluation"] = {"task": task, "instances": limit}
     spreads = metric_spreads(metrics, table)
     if spreads:
         info["spreads"] = spreads

@@ -142,6 +142,11 @@ class ExperimentRef(TypedDict):
     variant: str
 
 
+class Evaluation(TypedDict):
+    task: str  # hash of the task's kind and options (runner.evaluation_fingerprint)
+    instances: str  # "<evaluated>/<total>" (total "?" when unknown), or the limit asked for
+
+
 class ModelInfo(TypedDict):
     id: str
     name: str
@@ -158,6 +163,10 @@ class ModelInfo(TypedDict):
     aliases: NotRequired[list[str]]
     # metric key -> its spread, for the metrics that have one (latency)
     spreads: NotRequired[dict[str, MetricSpread]]
+    # The seed its ops ran with (a root: the experiment's), and what its metrics were evaluated
+    # on: the rest of its recipe, which the Model Map's recipe diff compares besides the ops.
+    seed: NotRequired[int]
+    evaluation: NotRequired[Evaluation]
 
 
 class LineageResult(TypedDict):
