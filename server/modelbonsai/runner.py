@@ -902,9 +902,12 @@ class Runner:
         the evaluation (None without a task) and those metrics. Leaves the model on the CPU."""
         self._check_cancelled()
         cm.module.eval()
+        started = time.perf_counter()
         evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
+        evaluation_s = time.perf_counter() - started  # measuring may take a tenth of this
         progress(0.8, "measuring")
-        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True)
+        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True,
+                               evaluation_s=evaluation_s)
         cm.module.to("cpu")
         return evaluation, [*task_metrics, *eff]
 
@@ -916,12 +919,12 @@ class Runner:
         return [*measured, *(m for m in sized if m.name not in have)]
 
     def _efficiency(self, exp: Any, cm: CompressedModel, device: torch.device, *, stored_bytes: int | None,
-                    base_bytes: int | None, speed: bool) -> list[Any]:
-        from .metrics import EfficiencyOptions, efficiency_metrics
+                    base_bytes: int | None, speed: bool, evaluation_s: float | None = None) -> list[Any]:
+        from .metrics import EfficiencyOptions, efficiency_metrics, run_protocol
 
         task = self._get_task(exp)
         # Latency and memory need the task's example batch; without a task only counts and sizes.
-        options = EfficiencyOptions(measure_speed=speed and task is not None)
+        options = EfficiencyOptions(measure_speed=speed and task is not None, protocol=run_protocol(evaluation_s))
         if options.measure_speed:
             cm.module.to(device)
         return list(efficiency_metrics(cm.module, task, device, stored_bytes=stored_bytes,

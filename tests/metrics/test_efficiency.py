@@ -175,6 +175,15 @@ def test_a_wrong_known_cost_is_corrected_by_the_first_round() -> None:
     assert [len(r) for r in lat.samples_s] == [1, 5, 5]
 
 
+def test_a_run_measures_for_a_tenth_of_the_evaluation_within_bounds() -> None:
+    from modelbonsai.metrics import run_protocol
+
+    assert run_protocol(1.5).budget_s == pytest.approx(0.15) and run_protocol(1.5).min_rounds == 2
+    assert run_protocol(0.01).budget_s == pytest.approx(0.05)  # a tiny model still gets some rounds
+    assert run_protocol(60.0).budget_s == pytest.approx(0.25)
+    assert run_protocol(None).budget_s == pytest.approx(0.25)
+
+
 def test_one_round_is_noisy() -> None:
     t = ScriptedTimer(lambda m, n: 0.002)
     lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock,

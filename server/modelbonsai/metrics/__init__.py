@@ -19,6 +19,7 @@ from .efficiency import (
     nonzero_count,
     one_thread,
     parameter_count,
+    run_protocol,
     speed_metrics,
     timer_for,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "nonzero_count",
     "one_thread",
     "parameter_count",
+    "run_protocol",
     "speed_metrics",
     "timer_for",
 ]

@@ -158,6 +158,14 @@ class LatencyProtocol:
         return max(1, min(self.max_calls, round(self.round_s / call_s)))
 
 
+def run_protocol(evaluation_s: float | None = None) -> LatencyProtocol:
+    """How a run measures each model it makes: at least two rounds, then more while a tenth of
+    the time its evaluation took lasts (0.05 to 0.25 s), so measuring stays a small share of each
+    variant's run however large the model (`bonsai measure` takes more rounds: measure.py)."""
+    budget = 0.25 if evaluation_s is None else min(0.25, max(0.05, 0.1 * evaluation_s))
+    return LatencyProtocol(min_rounds=2, budget_s=budget)
+
+
 @dataclass
 class Latency:
     """One latency measurement. `value_s`: the lowest round median; `spread_s`: from it to the
