@@ -2,7 +2,8 @@
  * "What varies" in a selection: each model's recipe (the chain of ops from its root) becomes a
  * set of variables — whether an op was applied, and each of its parameters — and the variables
  * whose value differs among the selected models are what varies. An op used twice in a chain is
- * told apart by its occurrence ("quantize.weights#2"). Pure: no DOM.
+ * told apart by its occurrence ("quantize.weights#2"). The seeds and the evaluation (task,
+ * instances) are variables too. Pure: no DOM.
  */
 import type { Lineage } from './lineage';
 
@@ -54,6 +55,13 @@ function features(lin: Lineage, id: string): Map<string, { op: string; param: st
       out.set(`${opName}.${k}`, { op: opName, param: k, value: valueText(v) });
     }
   }
+  // The rest of the recipe: the seeds the ops ran with and what the metrics were evaluated on.
+  const m = lin.byId.get(id)!;
+  const chainSeeds = lin.ancestry(id).filter((x) => lin.parentOf(x) !== undefined).map((x) => lin.byId.get(x)!.seed);
+  const seeds = chainSeeds.length ? chainSeeds : [m.seed];
+  out.set('seed', { op: 'seed', param: null, value: seeds.some((s) => s === undefined) ? ABSENT : [...new Set(seeds)].join(', ') });
+  out.set('task', { op: 'task', param: null, value: m.evaluation ? m.evaluation.task.slice(0, 8) : ABSENT });
+  out.set('instances', { op: 'instances', param: null, value: m.evaluation?.instances ?? ABSENT });
   return out;
 }
 
@@ -67,12 +75,13 @@ export function whatVaries(lin: Lineage, ids: readonly string[]): Variable[] {
     ids.forEach((id, i) => values.set(id, per[i]!.get(key)?.value ?? ABSENT));
     const levels = sortLevels([...new Set(values.values())]);
     if (levels.length < 2) continue;
-    // A parameter only "varies" among the models that applied its op: when the op itself is
-    // present in some and absent in others, the op variable already says so.
+    // A parameter only "varies" among the models that applied its op (when the op itself is
+    // present in some and absent in others, the op variable already says so); among those, a
+    // parameter set in one and left out (its default) in another does vary: that is how an
+    // `exclude` pattern shows.
     if (param !== null) {
-      const present = levels.filter((l) => l !== ABSENT);
-      const opVaries = levels.includes(ABSENT);
-      if (opVaries && present.length < 2) continue;
+      const applied = new Set(ids.filter((_, i) => per[i]!.has(op)).map((id) => values.get(id)));
+      if (applied.size < 2) continue;
     }
     vars.push({ key, op, param, values, levels });
   }
