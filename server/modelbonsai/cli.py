@@ -310,7 +310,8 @@ def _print_models(store: Any, models: list[Any], *, title: str = "", failed: Seq
                m.op or "(base)", m.status if m.status == "ok" else f"[red]{m.status}"]
         for col in columns:
             x = by_name.get(col)
-            row.append(format_value(x.value, x.unit) if x else "")
+            # ~: a noisy measurement (its rounds disagreed; `bonsai measure` measures it again)
+            row.append(("~" if x.noisy else "") + format_value(x.value, x.unit) if x else "")
         table.add_row(*row)
     for f in failed:  # no model was stored: no id, no metrics
         table.add_row("", f.variant, f.parent or "", f.op or "", "[red]failed", *[""] * len(columns))
@@ -386,7 +387,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             width = max(len(x.name) for x in metrics)
             for x in metrics:
                 star = "*" if x.headline else " "
-                print(f"  {star} {x.name:<{width}}  {format_value(x.value, x.unit)}"
+                spread = "" if x.spread is None else f" (spread {format_value(x.spread, x.unit)})"
+                print(f"  {star} {x.name:<{width}}  {'~' if x.noisy else ''}{format_value(x.value, x.unit)}{spread}"
                       + (f"   ({x.detail})" if x.detail else ""))
     return EXIT_OK
 

@@ -31,6 +31,9 @@ def test_measure_models_with_their_base_and_keep_the_history(tmp_path: Path) -> 
     assert other["stored"]["value"] <= max(other["measured"]["value"], lat["value"]) + 1e-9
     assert "of 2 measurements" in other["stored"]["detail"] or other["stored"]["value"] == other["measured"]["value"]
 
+    r = bonsai("show", "prune-50", cwd=tmp_path)
+    assert r.returncode == 0 and "latency" in r.stdout and " ms (spread " in r.stdout
+
     r = bonsai("measure", "prune-50", "toy", cwd=tmp_path)  # text output; the base named too: once
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
