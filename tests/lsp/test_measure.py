@@ -3,6 +3,7 @@ each latency's spread and noisy flag."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ async def test_measure_job_adds_to_the_history_and_the_lineage_shows_spreads(cli
         assert spread["spread"] >= 0 and isinstance(spread["noisy"], bool)
     other = models["prune-50"]
     assert _count(folder, other["id"]) == 1
+    # a measurement written by another process (a newer protocol: batch 999) supersedes the run's;
+    # the server re-reads that model though its id, parent and evaluation are unchanged
+    _inject(folder, other["id"], 1e6)
+    shown = await until_value(client, "prune-50", key, 1e6)
+    assert shown["spreads"][key]["noisy"] is False
 
     out = await request(client, P.MODEL_MEASURE, {"ids": [other["id"]]})
     P.check(out, P.RunResult, "result")
@@ -61,11 +67,13 @@ async def test_measure_job_adds_to_the_history_and_the_lineage_shows_spreads(cli
     assert final["state"] == "done", final
     assert "measured: toy" in final["message"] and "prune-50" in final["message"]
     # the base was measured with it; both keep every measurement
-    assert _count(folder, other["id"]) == 2 and _count(folder, models["toy"]["id"]) == 2
+    assert _count(folder, models["toy"]["id"]) == 2
     # the lineage re-reads the measured models (same ids, same evaluation: new metrics)
-    after = {m["name"]: m for m in (await request(client, P.LINEAGE, {}))["models"]}
-    assert "measurements" in _detail(folder, other["id"])
-    assert after["prune-50"]["metrics"][key] == pytest.approx(_stored(folder, other["id"]))
+    # (the on-demand protocol is the newest again: its figure replaces the injected one)
+    assert _stored(folder, other["id"]) < 1e6
+    after = await until_value(client, "prune-50", key, _stored(folder, other["id"]))
+    assert key in after["spreads"]
+    assert _count(folder, other["id"]) == 3
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -75,15 +83,35 @@ async def test_measure_an_unknown_model_is_not_found(client: LanguageClient) -> 
     assert e.value.code == P.NOT_FOUND
 
 
+async def until_value(client: LanguageClient, name: str, key: str, value: float) -> dict[str, Any]:
+    """The model `name` once the lineage shows `value` for metric `key`."""
+    async def shown() -> dict[str, Any] | None:
+        for m in (await request(client, P.LINEAGE, {}))["models"]:
+            if m["name"] == name and m["metrics"].get(key) == pytest.approx(value):
+                return m  # type: ignore[no-any-return]
+        return None
+
+    for _ in range(100):
+        m = await shown()
+        if m is not None:
+            return m
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the lineage never showed {name} {key} = {value}")
+
+
+def _inject(folder: Path, model_id: str, ms: float) -> None:
+    from modelbonsai.metrics import latency_metrics
+    from modelbonsai.metrics.efficiency import LatencyProtocol, summarize
+    from modelbonsai.store import LineageStore
+
+    lat = summarize([[ms / 1000]] * 3, protocol=LatencyProtocol(), batch_size=999, device="cpu",
+                    method="thread CPU time, 1 thread", warmup=1)
+    with LineageStore.open(folder) as store:
+        store.put_metrics(model_id, latency_metrics(lat))
+
+
 def _stored(folder: Path, model_id: str) -> float:
     from modelbonsai.store import LineageStore
 
     with LineageStore.open(folder) as store:
         return next(m.value for m in store.metrics(model_id) if m.name == "latency")
-
-
-def _detail(folder: Path, model_id: str) -> str:
-    from modelbonsai.store import LineageStore
-
-    with LineageStore.open(folder) as store:
-        return next(m.detail for m in store.metrics(model_id) if m.name == "latency")
