@@ -184,6 +184,22 @@ def test_a_run_measures_for_a_tenth_of_the_evaluation_within_bounds() -> None:
     assert run_protocol(None).budget_s == pytest.approx(0.25)
 
 
+def test_a_cancelled_measurement_stops_between_rounds() -> None:
+    from modelbonsai.ops.registry import Cancelled
+
+    t = ScriptedTimer(lambda m, n: 0.001)
+    rounds = [0]
+
+    def cancelled() -> bool:
+        rounds[0] += 1
+        return rounds[0] > 2  # cancelled after two rounds
+
+    with pytest.raises(Cancelled):
+        measure_latencies([t.fn(0)], batch_sizes=[1], device=CPU, timer=t, clock=t.clock, cancelled=cancelled,
+                          protocol=LatencyProtocol(min_rounds=5, max_rounds=5, round_s=0.001, budget_s=None))
+    assert len(t.calls) == 3  # the warm-up and two rounds of one call
+
+
 def test_one_round_is_noisy() -> None:
     t = ScriptedTimer(lambda m, n: 0.002)
     lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock,
