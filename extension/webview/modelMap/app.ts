@@ -9,11 +9,19 @@ import { computeLayout, type Layout } from './layout';
 import { passing, type RangeFilter } from './filters';
 import { defaultState, metricKeysOf, rekeyMetrics, type SavedMetric, type ViewState } from './state';
 import { colorScale, extent, sizeScale } from './scales';
+import { foldSteps } from './folding';
+import { defaultAxes } from './axes';
 
 export type Change = 'data' | 'layout' | 'encoding' | 'hover' | 'selection' | 'filters' | 'zoom' | 'table';
 
 export class App {
+  /** Every model, intermediate steps of multi-op variants included: what recipes are read from. */
+  full = new Lineage([]);
+  /** The models the views show: `full` with each multi-op variant's steps folded into it
+   * (folding.ts) unless expanded. Ids are the same in both. */
   lin = new Lineage([]);
+  /** Final model id -> its folded intermediate models. */
+  folded = new Map<string, string[]>();
   layout: Layout = computeLayout(this.lin, 'step');
   state: ViewState = defaultState();
   hover: string | null = null;
@@ -53,15 +61,22 @@ export class App {
   }
 
   setModels(models: readonly ModelInfo[], restored?: ViewState): void {
-    this.lin = new Lineage(models);
-    if (restored) this.state = rekeyMetrics(restored, this.lin.metrics);
+    this.full = new Lineage(models);
+    if (restored) this.state = rekeyMetrics(restored, this.full.metrics);
+    this.state.expanded = this.state.expanded.filter((id) => this.full.byId.has(id));
+    this.fold();
     const keys = new Set(this.lin.metrics.map((m) => m.key));
     const headline = this.lin.metrics.filter((m) => m.headline).map((m) => m.key);
     const pick = (cur: string | null, i: number) => (cur !== null && keys.has(cur) ? cur : (headline[i] ?? this.lin.metrics[i]?.key ?? null));
     this.state.colorMetric = pick(this.state.colorMetric, 0);
     this.state.sizeMetric = pick(this.state.sizeMetric, 1);
-    this.state.scatterX = pick(this.state.scatterX, 1);
-    this.state.scatterY = pick(this.state.scatterY, 0);
+    // The scatterplot's axes: size (or ratio) against the task's quality, never two metrics that
+    // say the same thing on this lineage (axes.ts); a choice the user made stays.
+    if (this.state.scatterX === null || !keys.has(this.state.scatterX) || this.state.scatterY === null || !keys.has(this.state.scatterY)) {
+      const axes = defaultAxes(this.lin);
+      if (this.state.scatterX === null || !keys.has(this.state.scatterX)) this.state.scatterX = axes.x ?? pick(null, 1);
+      if (this.state.scatterY === null || !keys.has(this.state.scatterY)) this.state.scatterY = axes.y ?? pick(null, 0);
+    }
     this.state.filters = this.state.filters.filter((f) => keys.has(f.metric));
     this.state.collapsed = this.state.collapsed.filter((id) => this.lin.byId.has(id));
     const keep = restored ? restored.selection : [...this.selection];
@@ -71,6 +86,36 @@ export class App {
     this.recolor();
     this.refilter();
     this.emit('data');
+  }
+
+  /** Rebuilds the shown lineage from the full one (the steps folded but where expanded). */
+  private fold(): void {
+    const open = new Set(this.state.expanded);
+    const f = foldSteps(this.full, (id) => this.state.showSteps || open.has(id));
+    this.lin = new Lineage(f.models);
+    this.folded = f.folded;
+  }
+
+  /** Shows or folds the intermediate models of the variant whose final model is `id` (or, with
+   * `all`, of every variant); the views redraw as for new data. */
+  setSteps(id: string | 'all', show: boolean): void {
+    if (id === 'all') {
+      this.state.showSteps = show;
+      if (!show) this.state.expanded = [];
+    } else {
+      const set = new Set(this.state.expanded);
+      if (show) set.add(id);
+      else set.delete(id);
+      this.state.expanded = [...set];
+    }
+    this.setModels(this.full.models);
+  }
+
+  /** The final model a folded intermediate model is shown as (itself when shown). */
+  shownAs(id: string): string | undefined {
+    if (this.lin.byId.has(id)) return id;
+    for (const [final, chain] of this.folded) if (chain.includes(id)) return final;
+    return undefined;
   }
 
   relayout(): void {
@@ -164,13 +209,15 @@ export class App {
     this.emit('layout');
   }
 
-  /** Models whose name, other names (variants matched to it) or op contains the text (case-insensitive). */
+  /** Models whose name, other names (variants matched to it) or op contains the text
+   * (case-insensitive); a folded step's name finds the variant it is folded into. */
   search(text: string): string[] {
     const q = text.trim().toLowerCase();
     if (!q) return [];
     return this.lin.order.filter((id) => {
       const m = this.lin.byId.get(id)!;
-      const names = [m.name, ...(m.aliases ?? [])];
+      const steps = (this.folded.get(id) ?? []).map((s) => this.full.byId.get(s)!);
+      const names = [m, ...steps].flatMap((x) => [x.name, ...(x.aliases ?? [])]);
       return names.some((n) => n.toLowerCase().includes(q)) || (m.op ?? '').toLowerCase().includes(q);
     });
   }

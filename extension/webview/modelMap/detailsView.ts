@@ -1,6 +1,7 @@
 /**
- * Selection details. One model: its recipe (the ops from the root) and its metrics with their
- * change against the parent. 2–16 models: what varies among them, one bar chart per headline
+ * Selection details. One model: its recipe (the ops from the root, intermediate steps included)
+ * and its metrics with their change against the parent. Two models: their recipe diff, side by
+ * side. 2–16 models: what varies among them, one bar chart per headline
  * metric grouped by up to two varying variables, a refine menu to narrow the selection, and
  * hover linked with the other views. Buttons open Behaviors or Layers for the selection, with
  * the selected model closest to the root as the base.
@@ -12,6 +13,7 @@ import { change } from './lineage';
 import { linear, short, themeColors } from './scales';
 import { svg } from '../shared/charts';
 import { ABSENT, closestToRoot, groupBars, recipe, whatVaries, type Variable } from './whatVaries';
+import { recipeDiff } from './recipeDiff';
 
 export const MAX_COMPARE = 16;
 const PALETTE = ['--vscode-charts-blue', '--vscode-charts-orange', '--vscode-charts-green', '--vscode-charts-purple', '--vscode-charts-yellow', '--vscode-charts-red'];
@@ -70,13 +72,14 @@ export class DetailsView {
 
   private single(id: string): HTMLElement[] {
     const { lin } = this.app;
+    const full = this.app.full;
     const m = lin.byId.get(id)!;
-    const steps = recipe(lin, id);
-    const root = lin.byId.get(lin.ancestry(id)[0]!)!;
+    const steps = recipe(full, id);
+    const root = full.byId.get(full.ancestry(id)[0]!)!;
     const list = el('ol', { class: 'mm-recipe' }, el('li', {}, el('strong', {}, root.name), ' (base)'));
     for (const s of steps) {
       const params = Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-      const li = el('li', {}, el('code', {}, s.op), params.length ? ` ${params.join(', ')}` : '', el('span', { class: 'muted' }, ` → ${lin.byId.get(s.id)!.name}`));
+      const li = el('li', {}, el('code', {}, s.op), params.length ? ` ${params.join(', ')}` : '', el('span', { class: 'muted' }, ` → ${full.byId.get(s.id)!.name}`));
       li.dataset.model = s.id;
       li.addEventListener('mouseenter', () => this.app.setHover(s.id));
       list.append(li);
@@ -95,6 +98,11 @@ export class DetailsView {
     });
     const collapse = el('button', { class: 'secondary' }, this.app.state.collapsed.includes(id) ? 'Expand subtree' : 'Collapse subtree');
     collapse.addEventListener('click', () => this.app.toggleCollapse(id));
+    // A multi-op variant: its intermediate models are folded into it (or shown, on request).
+    const chain = this.app.folded.get(id);
+    const stepsShown = !chain && this.app.state.expanded.includes(id);
+    const stepsBtn = el('button', { class: 'secondary mm-steps' }, chain ? `Show its ${chain.length} intermediate model${chain.length === 1 ? '' : 's'}` : 'Fold its intermediate models');
+    stepsBtn.addEventListener('click', () => this.app.setSteps(id, !!chain));
     return [
       el('h3', {}, m.name, m.status !== 'ok' ? el('span', { class: `status-${m.status}` }, ` ${m.status}`) : ''),
       ...(m.statusReason ? [el('p', { class: `status-${m.status}` }, m.statusReason)] : []),
@@ -103,13 +111,46 @@ export class DetailsView {
       el('h3', {}, 'Metrics ', el('span', { class: 'muted' }, 'vs parent')),
       el('table', {}, el('tbody', {}, ...rows)),
       ...((lin.children.get(id) ?? []).length ? [collapse] : []),
+      ...(chain || stepsShown ? [stepsBtn] : []),
     ];
+  }
+
+  /** Two recipes side by side: a row per op (aligned by name) and per parameter, the seeds and
+   * the evaluation; rows that differ are marked, and listed first in the summary line. */
+  private diff(a: string, b: string): HTMLElement[] {
+    const { full } = this.app;
+    const d = recipeDiff(full, a, b);
+    const name = (id: string) => full.byId.get(id)!.name;
+    const head = el('tr', {}, el('th', {}, ''), el('th', { 'data-model': a }, name(a)), el('th', { 'data-model': b }, name(b)));
+    const body = el('tbody');
+    for (const r of d.rows) {
+      const cls = [`mm-diff-${r.kind}`, r.same ? 'same' : 'differs'].join(' ');
+      const cell = (text: string, id: string | undefined) => {
+        const td = el('td', { class: text === ABSENT ? 'muted' : '' }, el(r.kind === 'param' || r.kind === 'op' ? 'code' : 'span', {}, text));
+        if (id !== undefined) {
+          td.dataset.model = id;
+          td.title = name(id);
+          td.addEventListener('mouseenter', () => this.app.setHover(this.app.shownAs(id) ?? null));
+        }
+        return td;
+      };
+      const tr = el('tr', { class: cls }, el('th', { scope: 'row' }, r.kind === 'param' ? `· ${r.label}` : r.label), cell(r.a, r.aId), cell(r.b, r.bId));
+      tr.dataset.kind = r.kind;
+      tr.dataset.same = String(r.same);
+      body.append(tr);
+    }
+    const differing = d.rows.filter((r) => !r.same).map((r) => (r.kind === 'param' ? r.label : r.kind === 'op' ? `op ${r.step}` : r.label));
+    const summary = d.differences === 0 ? 'The two recipes are the same.' : `${d.differences} difference${d.differences === 1 ? '' : 's'}: ${[...new Set(differing)].join(', ')}`;
+    return [el('h3', {}, 'Recipe diff'), el('p', { class: 'mm-diff-summary' }, summary), el('table', { class: 'mm-diff', 'aria-label': `Recipe diff of ${name(a)} and ${name(b)}` }, el('thead', {}, head), body)];
   }
 
   private multi(ids: string[]): HTMLElement[] {
     const { lin, state } = this.app;
-    const vars = whatVaries(lin, ids);
-    const out: HTMLElement[] = [el('h3', {}, 'What varies')];
+    const vars = whatVaries(this.app.full, ids);
+    // Two models: the recipe diff first (the base, or the one nearer it, on the left).
+    const base = closestToRoot(lin, ids)!;
+    const pair = ids.length === 2 ? this.diff(base, ids.find((x) => x !== base)!) : [];
+    const out: HTMLElement[] = [...pair, el('h3', {}, 'What varies')];
     if (vars.length === 0) out.push(el('p', { class: 'muted' }, 'The selected models share the same recipe.'));
     else {
       const list = el('ul', { class: 'mm-varies' });

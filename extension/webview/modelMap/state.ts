@@ -27,6 +27,10 @@ export interface ViewState {
   selection: string[];
   filters: RangeFilter[];
   collapsed: string[];
+  /** Multi-op variants (their final model ids) shown with their intermediate models (folding.ts). */
+  expanded: string[];
+  /** Every variant's intermediate models shown. */
+  showSteps: boolean;
   mapZoom: Zoom | null;
   scatterX: string | null;
   scatterY: string | null;
@@ -49,6 +53,8 @@ export function defaultState(): ViewState {
     selection: [],
     filters: [],
     collapsed: [],
+    expanded: [],
+    showSteps: false,
     mapZoom: null,
     scatterX: null,
     scatterY: null,
@@ -87,6 +93,8 @@ export function restoreState(raw: unknown): ViewState {
     );
   }
   s.collapsed = strs(o.collapsed);
+  s.expanded = strs(o.expanded);
+  s.showSteps = o.showSteps === true;
   s.mapZoom = zoom(o.mapZoom);
   s.scatterX = str(o.scatterX);
   s.scatterY = str(o.scatterY);

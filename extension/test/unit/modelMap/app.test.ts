@@ -5,7 +5,7 @@ import { defaultState, restoreState } from '../../../webview/modelMap/state';
 import { colorScale, ramp, sizeScale, ticks, R_MAX, R_MIN } from '../../../webview/modelMap/scales';
 import { tableColumns } from '../../../webview/modelMap/table';
 import { lineageModels, type LineageResult } from '../../../src/protocol';
-import { sample } from './fixture';
+import { minilm, sample } from './fixture';
 
 function app(): App {
   const a = new App();
@@ -170,5 +170,25 @@ describe('scales', () => {
     expect(r(0)).toBe(R_MIN);
     expect(r(100)).toBe(R_MAX);
     expect(r(25)).toBeCloseTo(R_MIN + 0.5 * (R_MAX - R_MIN));
+  });
+});
+
+describe('App: multi-op variants folded', () => {
+  it('shows a variant without its steps until expanded; search finds it by a step name', () => {
+    const a = new App();
+    a.setModels(minilm());
+    expect(a.lin.order).toEqual(['base', 'all', 'restore', 'nonorm', 'kd']);
+    expect(a.full.order).toHaveLength(6);
+    expect(a.lin.byId.get('kd')!.op).toBe('prune.magnitude + finetune');
+    expect(a.search('0.3-kd/1')).toEqual(['kd']);
+    expect(a.shownAs('kd1')).toBe('kd');
+    a.select(['kd']);
+    a.setSteps('kd', true);
+    expect(a.lin.order).toEqual(['base', 'all', 'restore', 'nonorm', 'kd1', 'kd']);
+    expect([...a.selection]).toEqual(['kd']);
+    a.setSteps('kd', false);
+    a.setSteps('all', true);
+    expect(a.lin.order).toHaveLength(6);
+    expect(a.state.showSteps).toBe(true);
   });
 });

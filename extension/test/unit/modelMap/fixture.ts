@@ -43,3 +43,22 @@ export function sample(): ModelInfo[] {
     .map(([id, parent, op, params, acc, size, lat]) => model(id, parent, op, params, created[id]!, acc === null ? null : [acc, size!, lat!]))
     .reverse();
 }
+
+/** The MiniLM case: layer-all-0.1 and layer-nonorm-0.1 differ only in `exclude`; a restore variant
+ * whose first step is layer-all-0.1 (an alias), and a two-op variant with its intermediate model. */
+const EVAL = { task: '25d617d8e4a0cab4cdec874d03e85182', instances: '16/400' };
+function m(id: string, parent: string | null, op: string | null, params: Record<string, unknown>, created: number, extra: Partial<ModelInfo> = {}): ModelInfo {
+  return { ...model(id, parent, op, params, created, [1, 1, 1]), seed: 0, evaluation: EVAL, ...extra };
+}
+
+export function minilm(): ModelInfo[] {
+  return [
+    m('base', null, null, {}, 0),
+    m('all', 'base', 'prune.magnitude', { sparsity: 0.1, scope: 'layer', include: ['*'] }, 1, { name: 'layer-all-0.1', aliases: ['layer-all-0.1-restore-ln/1'] }),
+    m('nonorm', 'base', 'prune.magnitude', { scope: 'layer', sparsity: 0.1, include: ['*'], exclude: ['*LayerNorm*'] }, 2, { name: 'layer-nonorm-0.1' }),
+    m('restore', 'all', 'restore', { patterns: ['*LayerNorm*'] }, 3, { name: 'layer-all-0.1-restore-ln' }),
+    m('kd1', 'base', 'prune.magnitude', { sparsity: 0.3, scope: 'layer', include: ['*'] }, 4, { name: 'layer-all-0.3-kd/1', seed: 1 }),
+    m('kd', 'kd1', 'finetune', { steps: 60, lr: 0.0001 }, 5, { name: 'layer-all-0.3-kd', seed: 1, evaluation: { ...EVAL, instances: '48/400' } }),
+  ];
+}
+

@@ -1,27 +1,10 @@
 // The recipe diff of two models and "what varies" on the MiniLM case: layer-all-0.1 and
 // layer-nonorm-0.1 differ only in their exclude pattern, the setting behind the failure.
 import { describe, expect, it } from 'vitest';
-import type { ModelInfo } from '../../../src/protocol';
 import { Lineage } from '../../../webview/modelMap/lineage';
 import { alignSteps, canonical, recipeDiff } from '../../../webview/modelMap/recipeDiff';
 import { whatVaries } from '../../../webview/modelMap/whatVaries';
-import { model } from './fixture';
-
-const EVAL = { task: '25d617d8e4a0cab4cdec874d03e85182', instances: '16/400' };
-function m(id: string, parent: string | null, op: string | null, params: Record<string, unknown>, created: number, extra: Partial<ModelInfo> = {}): ModelInfo {
-  return { ...model(id, parent, op, params, created, [1, 1, 1]), seed: 0, evaluation: EVAL, ...extra };
-}
-
-export function minilm(): ModelInfo[] {
-  return [
-    m('base', null, null, {}, 0),
-    m('all', 'base', 'prune.magnitude', { sparsity: 0.1, scope: 'layer', include: ['*'] }, 1, { name: 'layer-all-0.1', aliases: ['layer-all-0.1-restore-ln/1'] }),
-    m('nonorm', 'base', 'prune.magnitude', { scope: 'layer', sparsity: 0.1, include: ['*'], exclude: ['*LayerNorm*'] }, 2, { name: 'layer-nonorm-0.1' }),
-    m('restore', 'all', 'restore', { patterns: ['*LayerNorm*'] }, 3, { name: 'layer-all-0.1-restore-ln' }),
-    m('kd1', 'base', 'prune.magnitude', { sparsity: 0.3, scope: 'layer', include: ['*'] }, 4, { name: 'layer-all-0.3-kd/1', seed: 1 }),
-    m('kd', 'kd1', 'finetune', { steps: 60, lr: 0.0001 }, 5, { name: 'layer-all-0.3-kd', seed: 1, evaluation: { ...EVAL, instances: '48/400' } }),
-  ];
-}
+import { minilm } from './fixture';
 
 describe('recipe diff', () => {
   const lin = new Lineage(minilm());
