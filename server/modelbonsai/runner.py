@@ -616,6 +616,7 @@ class Runner:
                         if made_elsewhere is not None:
                             self._up_to_date(st, made_elsewhere, result, label, "made by another run")
                             done_count += 1
+                            self._progress(share(st), f"{st.name} made by another run")
                             continue
                         try:
                             rec = self._make(plan, st, result, device, label, on_progress)
@@ -626,6 +627,7 @@ class Runner:
                             # another process stored it first (without a claim): it answers to ours
                             self._up_to_date(st, rec, result, label, "made by another run")
                             done_count += 1
+                            self._progress(share(st), f"{st.name} made by another run")
                             continue
                 except Cancelled:
                     raise
