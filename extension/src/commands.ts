@@ -53,6 +53,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     }),
     reg('bonsai.lineage.compareWithParent', (n?: LineageNode) => c.compareWithParent(c.pick(n))),
     reg('bonsai.lineage.compareWith', (n?: LineageNode) => c.compareWith(c.pick(n))),
+    reg('bonsai.lineage.compareRecipe', (n?: LineageNode) => c.compareRecipe(c.pick(n))),
     reg('bonsai.lineage.compareSelected', (n?: LineageNode, all?: LineageNode[]) => c.compareSelected(all ?? (n ? [n] : []))),
     reg('bonsai.lineage.openLayers', (n?: LineageNode) => c.openView('layers', c.pick(n))),
     reg('bonsai.lineage.openBehaviors', (n?: LineageNode) => c.openView('behaviors', c.pick(n))),
@@ -179,6 +180,18 @@ export class Commands {
       { title: `Bonsai: compare ${m.name} with…`, canPickMany: true },
     );
     if (picked?.length) this.d.panels.open('behaviors', { models: [m.id, ...picked.map((p) => p.model.id)] });
+  }
+
+  /** "Compare Recipe with…": the Model Map with `m` and one other model selected, which shows
+   * their recipe diff (every op, parameter, seed and the evaluation, side by side). */
+  async compareRecipe(m: P.ModelInfo): Promise<void> {
+    const others = this.d.lineage.models.filter((x) => x.id !== m.id);
+    if (others.length === 0) throw new Error('There is no other model to compare the recipe with.');
+    const picked = await vscode.window.showQuickPick(
+      others.map((x) => ({ label: x.name, description: x.op ?? 'base', model: x })),
+      { title: `Bonsai: compare the recipe of ${m.name} with…` },
+    );
+    if (picked) this.d.panels.open('modelMap', { select: [m.id, picked.model.id] });
   }
 
   async compareSelected(nodes: LineageNode[]): Promise<void> {

@@ -13,6 +13,9 @@ export interface PanelState {
   models?: string[];
   /** Model to highlight. */
   focus?: string;
+  /** Models to select once the panel has its lineage (the Model Map: "Compare Recipe with…"
+   * selects two, which shows their recipe diff); consumed by the panel. */
+  select?: string[];
   /** Anything else the panel wants to keep (scroll, sort). */
   view?: Record<string, unknown>;
 }
@@ -64,6 +67,8 @@ export type RequestName = keyof WebviewRequests;
 export interface HostEvents {
   lineageChanged: { models: ModelInfo[] };
   focus: { id: string };
+  /** Select these models (the Model Map, already open, for "Compare Recipe with…"). */
+  select: { ids: string[] };
   state: PanelState;
   /** One msgpack page of a result, as a transferred ArrayBuffer. */
   resultPage: { requestId: number; resultId: string; page: number; pages: number; done: boolean; bytes: ArrayBuffer };

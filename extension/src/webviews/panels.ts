@@ -267,6 +267,7 @@ export class PanelManager implements vscode.Disposable {
     if (existing) {
       existing.panel.reveal();
       if (state.focus) existing.event('focus', { id: state.focus });
+      if (state.select?.length) existing.event('select', { ids: state.select });
       return existing.panel;
     }
     const title = state.models?.length ? `${PANEL_TITLES[kind]}: ${this.names(state.models)}` : PANEL_TITLES[kind];
@@ -342,6 +343,7 @@ export function sanitizeState(raw: unknown): PanelState {
   const o = raw as Record<string, unknown>;
   if (Array.isArray(o.models) && o.models.every((x) => typeof x === 'string')) out.models = o.models as string[];
   if (typeof o.focus === 'string') out.focus = o.focus;
+  if (Array.isArray(o.select) && o.select.every((x) => typeof x === 'string')) out.select = o.select as string[];
   if (typeof o.view === 'object' && o.view !== null && !Array.isArray(o.view)) out.view = o.view as Record<string, unknown>;
   return out;
 }

@@ -174,6 +174,11 @@ function load(models: ModelInfo[]): void {
     const saved = store.state.view?.map;
     app.setModels(models, restoreState(saved ?? {}));
     if (store.state.focus && app.lin.byId.has(store.state.focus) && app.selection.size === 0) app.select([store.state.focus]);
+    // Opened by "Compare Recipe with…": select the two (their recipe diff shows), once.
+    if (store.state.select?.length) {
+      selectShown(store.state.select);
+      store.update({ select: undefined });
+    }
     showBottom(app.state.bottom);
     // Size the map now (the resize observer reports a frame later) so the first paint is final.
     map.resize();
@@ -190,11 +195,22 @@ function markFirstPaint(): void {
 }
 
 rpc.on('lineageChanged', (d) => load(d.models));
-rpc.on('focus', (d) => {
-  if (!app.lin.byId.has(d.id)) return;
-  app.select([d.id], 'replace');
-  map.reveal(d.id);
-});
+/** Selects models by id, a folded intermediate model through its variant unfolded (the host
+ * names the models the store has, steps included). */
+function selectShown(ids: readonly string[]): void {
+  for (const id of ids) {
+    if (app.lin.byId.has(id) || !app.full.byId.has(id)) continue;
+    const final = app.shownAs(id);
+    if (final !== undefined) app.setSteps(final, true);
+  }
+  const shown = ids.filter((id) => app.lin.byId.has(id));
+  if (!shown.length) return;
+  app.select(shown, 'replace');
+  map.reveal(shown[0]!);
+}
+
+rpc.on('focus', (d) => selectShown([d.id]));
+rpc.on('select', (d) => selectShown(d.ids));
 rpc.on('serverState', (s) => showBanner(s.state === 'stopped' ? `The Bonsai server is stopped${s.reason ? `: ${s.reason}` : ''}. The map shows the last lineage it sent.` : null));
 rpc.ready();
 rpc
