@@ -486,10 +486,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Weights (whole-model roll-up) and behaviour (stored evaluation outputs) against a base."""
-    from .compare.behavior import compare_behavior
     from .compare.sources import artifact_source
     from .compare.weights import compare_weights
-    from .runner import load_evaluation
 
     if len(args.models) < 2:
         raise UserError("compare needs a base model and at least one other: bonsai compare BASE OTHER...")
@@ -503,9 +501,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         weights = compare_weights(artifact_source(store.artifact_path(base)),
                                   {m.name: artifact_source(store.artifact_path(m)) for m in others},
                                   base_id=base.name, kept_indices=kept)
-        base_ev = load_evaluation(store, base)
-        evs = {m.name: ev for m in others if (ev := load_evaluation(store, m)) is not None}
-        behavior = compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
+        behavior: dict[str, Any] = {}
+        # Behaviour needs stored evaluation outputs on both sides, and torch to read them: a
+        # comparison of models without them (weights only) never imports torch.
+        if _has_outputs(store, base) and any(_has_outputs(store, m) for m in others):
+            from .compare.behavior import compare_behavior
+            from .runner import load_evaluation
+
+            base_ev = load_evaluation(store, base)
+            evs = {m.name: ev for m in others if (ev := load_evaluation(store, m)) is not None}
+            behavior = compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
         out: dict[str, Any] = {}
         for m in others:
             root = next((n for n in weights[m.name].tree if n.parent is None), None)
@@ -519,6 +524,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return EXIT_OK
         _print_comparison(base.name, out)
     return EXIT_OK
+
+
+#: the per-instance evaluation outputs beside a model's artifact (runner.OUTPUTS_FILE, named here
+#: so that looking for them does not import the runner, and torch with it)
+OUTPUTS_FILE = "outputs.safetensors"
+
+
+def _has_outputs(store: Any, m: Any) -> bool:
+    return bool((store.artifact_path(m) / OUTPUTS_FILE).is_file())
 
 
 def _kept_indices(folder: Path) -> dict[str, dict[int, list[int]]]:

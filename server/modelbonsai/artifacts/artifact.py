@@ -25,19 +25,10 @@ from ..ops.quantize import QuantEncoding
 from ..ops.registry import CompressedModel, Encoding, all_ops, replay_edits
 from . import forms
 from .forms import SEP, Encoded
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, TENSORS, ArtifactError, read_manifest
 
-FORMAT = "bonsai-artifact"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-TENSORS = "tensors.safetensors"
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "TENSORS", "ArtifactError", "read_manifest"]  # re-exported
 
-
-class ArtifactError(RuntimeError):
-    """An artifact that cannot be read: names the file and what is wrong with it."""
-
-    def __init__(self, path: Path, message: str):
-        self.path, self.message = path, message
-        super().__init__(f"artifact file {path}: {message}")
 
 
 @dataclass
@@ -214,34 +205,6 @@ def stored_size(folder: Path) -> int:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest, checked: ArtifactError naming the file when missing, corrupt or mismatched."""
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(path, "missing (the artifact was not written completely)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(path, f"not a readable JSON manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(path, "not a Bonsai artifact manifest")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(path, f"format version {version!r} is newer than this Bonsai reads ({FORMAT_VERSION})")
-    for key in ("tensors", "edits", "encodings", "masks", "kept_indices"):
-        if key not in manifest:
-            raise ArtifactError(path, f"manifest lacks '{key}'")
-    tensors_path = folder / str(manifest.get("tensors_file", TENSORS))
-    if not tensors_path.is_file():
-        raise ArtifactError(tensors_path, "missing")
-    size = tensors_path.stat().st_size
-    if size != manifest.get("tensors_bytes", size):
-        raise ArtifactError(tensors_path, f"is {size} bytes, the manifest recorded {manifest['tensors_bytes']} "
-                                          "(truncated or replaced)")
-    return manifest
-
-
 class _Reader:
     """Component tensors from the safetensors file (memory-mapped), with errors naming the file."""
 

@@ -27,8 +27,8 @@ import torch
 
 from ..ops.packing import pack_codes, pack_mask, packed_nbytes, unpack_codes, unpack_mask
 from ..ops.quantize import QuantEncoding
+from .manifest import SEP
 
-SEP = "::"
 HEADER_COST = 96  # approx. bytes of safetensors header per stored entry (key, dtype, shape, offsets)
 
 _DTYPES = {

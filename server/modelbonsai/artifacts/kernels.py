@@ -19,14 +19,36 @@ spread sixteen at a time by one expanding load (AVX-512 `vexpand`, through
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
-import numba
-import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
+
+def _import_numba() -> None:
+    """Import numba without its start-up probe for SciPy's BLAS.
+
+    numba's import checks whether `np.dot` and `np.linalg` can work in jitted code by importing
+    scipy.linalg (a quarter of a second of every command's start when SciPy is installed, as it
+    is beside scikit-learn). No Bonsai kernel uses them, so numba is imported with scipy.linalg
+    hidden, unless scipy.linalg is imported already. In this process numba's linear algebra then
+    reports SciPy missing; SciPy itself imports as usual afterwards."""
+    if "numba" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # an ImportError for the probe
+    try:
+        import numba.np.arraymath  # noqa: F401  (where the probe is: imported when the first kernel is typed)
+    finally:
+        if sys.modules.get("scipy.linalg", 0) is None:
+            del sys.modules["scipy.linalg"]
+
+
+_import_numba()
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 
 def _probe() -> None:

@@ -30,15 +30,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
-from . import forms
 from . import kernels as K
-from .artifact import MANIFEST, TENSORS, ArtifactError, _decode_entry, _Reader, read_manifest
-from .forms import SEP
+from .manifest import FLOAT_DTYPES, MANIFEST, SEP, TENSORS, ArtifactError, read_manifest
+
+if TYPE_CHECKING:  # torch is imported where a whole tensor is decoded, not for streamed ranges
+    import torch
+
+    from .artifact import _Reader
 
 RangeFn = Callable[[int, int], np.ndarray]
 
@@ -112,6 +114,8 @@ class StoredTensors:
     # -- whole tensors ---------------------------------------------------------------------------
     def tensor(self, name: str) -> torch.Tensor:
         """The tensor decoded as the model held it (see forms.decode)."""
+        from .artifact import _decode_entry, _Reader
+
         self._entry(name)
         with _LOCK:  # one for every read (tiles read tensor after tensor), made once across threads
             if self._reader is None:
@@ -136,8 +140,8 @@ class StoredTensors:
         while entry.get("form") == "alias":  # tied weights: read the entry that holds the data
             key = str(entry["of"])
             entry = {**self._entry(key), "shape": entry["shape"]}
-        dtype = forms.dtype_of(str(entry["dtype"]))
-        if not dtype.is_floating_point:
+        dtype = str(entry["dtype"])
+        if dtype not in FLOAT_DTYPES:
             return None
         try:
             return self._make_reader(key, entry, dtype)
@@ -146,7 +150,7 @@ class StoredTensors:
         except Exception as e:  # a manifest entry that does not fit its data
             raise ArtifactError(self.path, f"tensor '{name}' cannot be read by range ({e})") from None
 
-    def _make_reader(self, key: str, entry: dict[str, Any], dtype: torch.dtype) -> RangeFn:
+    def _make_reader(self, key: str, entry: dict[str, Any], dtype: str) -> RangeFn:
         form = str(entry["form"])
         shape = tuple(int(x) for x in entry["shape"])
         if form == "dense":
@@ -308,7 +312,7 @@ class _SpecReader:
     table, the CSR row search)."""
 
     def __init__(self, spec: tuple[Any, ...], index: _MaskIndex | None = None,
-                 seek: Callable[[int], tuple[int, int]] | None = None, dtype: torch.dtype = torch.float32):
+                 seek: Callable[[int], tuple[int, int]] | None = None, dtype: str = "float32"):
         self.spec = spec
         self.index = index
         self.seek = seek
@@ -433,12 +437,15 @@ def _scale_index(start: int, stop: int, shape: tuple[int, ...], axis: int, rows:
     return row * groups + pos // (cols // groups)
 
 
-def _round_to(out: np.ndarray, dtype: torch.dtype) -> np.ndarray:
-    """float32 values rounded to the tensor's dtype and widened back (as the decode's cast)."""
-    if dtype in (torch.float32, torch.float64):
+def _round_to(out: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values rounded to the tensor's dtype (its manifest name) and widened back (as the
+    decode's cast)."""
+    if dtype in ("float32", "float64"):
         return out  # float64 holds the float32 result exactly; the comparison reads float32
+    import torch
+
     t = torch.from_numpy(out)
-    t.copy_(t.to(dtype))
+    t.copy_(t.to(getattr(torch, dtype)))
     return out
 
 
@@ -471,7 +478,7 @@ class _Dequant:
 
 
 def _packed_reader(
-    st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...], dtype: torch.dtype
+    st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...], dtype: str
 ) -> RangeFn:
     enc = st.manifest["encodings"].get(key)
     if enc is None:
@@ -497,7 +504,7 @@ def _packed_reader(
         spec = _spec(kind, mask=_NO_U8 if mask is None else mask, packed=packed, bits=bits, scales=sc, zeros=zs,
                      a=a, b=b, c=c)
         reader = _SpecReader(spec, _MaskIndex(mask) if mask is not None else None, dtype=dtype)
-        if mask is None and deq.blocked and dtype == torch.float32:
+        if mask is None and deq.blocked and dtype == "float32":
             reader.packed = PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros)
         return reader
     index = _MaskIndex(mask) if mask is not None else None
@@ -526,7 +533,7 @@ def _packed_reader(
         deq(codes_of(start, stop), start, out)
         return _round_to(out, dtype)
 
-    if index is None and deq.blocked and dtype == torch.float32:
+    if index is None and deq.blocked and dtype == "float32":
         return _PackedRange(read, PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros))
     return read
 

@@ -15,16 +15,19 @@ and a :class:`FunctionSource` given `read_range` can dequantize just the request
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from torch import nn
 
 from .control import CompareError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: streamed comparisons run without it
+    import torch
+    from torch import nn
 
 
 @runtime_checkable
@@ -38,6 +41,8 @@ class TensorSource(Protocol):
 
 def _as_float(t: torch.Tensor) -> torch.Tensor:
     """Floats widen to float32 (float64 stays); integer tensors are kept as they are."""
+    import torch  # already imported: t is a torch tensor
+
     if t.is_floating_point() and t.dtype != torch.float64:
         return t.float()
     return t
@@ -198,7 +203,8 @@ def artifact_source(folder: str | Path) -> TensorSource:
 
 def as_source(x: TensorSource | nn.Module | str | Path) -> TensorSource:
     """Accept a source, a module, or a path (a .safetensors file, or a folder of them)."""
-    if isinstance(x, nn.Module):
+    torch_nn = sys.modules.get("torch.nn")  # a module can only be given once torch is imported
+    if torch_nn is not None and isinstance(x, torch_nn.Module):
         return ModuleSource(x)
     if isinstance(x, (str, Path)):
         return SafetensorsSource(x)

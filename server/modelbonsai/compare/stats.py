@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
-import torch
 
 from ..artifacts.ranged import FlatArray, dense_spec
 from . import kernels as K
 from .control import check_keywords
 
 if TYPE_CHECKING:
+    import torch  # imported where torch tensors come in: streamed comparisons run without it
     from typing_extensions import Unpack  # typing's from Python 3.11 on
 
 #: Elements per chunk read from a range reader: a dequantizing reader's float32 output (512 KB)
@@ -412,7 +412,7 @@ def _fused_specs(
             return dense_spec(_f32(whole))
         spec = getattr(reader, "spec", None)
         # the spec decodes float32 exactly; a reader that rounds to float16/bfloat16 keeps its own path
-        if spec is None or getattr(reader, "dtype", torch.float32) != torch.float32:
+        if spec is None or getattr(reader, "dtype", "float32") != "float32":
             return None
         return spec  # type: ignore[no-any-return]
 
@@ -440,6 +440,8 @@ def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: fl
 
 def _pair_stats_torch(base: torch.Tensor, other: torch.Tensor, **opts: Unpack[StatsOptions]) -> PairStats:
     """:func:`pair_stats` computed by torch where the tensors live (accelerators)."""
+    import torch
+
     chunk, hist_sample, values = _options(opts)
     b_all = _flat32(base)
     o_all = _flat32(other)
@@ -494,5 +496,7 @@ def _pair_stats_torch(base: torch.Tensor, other: torch.Tensor, **opts: Unpack[St
 
 def _flat32(t: torch.Tensor) -> torch.Tensor:
     """A flat float32 view (no copy when it already is float32 and contiguous)."""
+    import torch
+
     t = t.detach().reshape(-1)
     return t if t.dtype == torch.float32 else t.float()

@@ -31,19 +31,23 @@ kernel call, see :func:`.stats.stream_pair_stats`).
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..ops.registry import match_names
 from . import stats as S
 from .control import CompareError, Control
 from .sources import TensorSource
+
+if TYPE_CHECKING:  # imported where a whole tensor is needed: streamed pairs run without torch
+    import torch
 
 KIND = "weights"
 
@@ -192,6 +196,8 @@ def _align(
     name: str, base: torch.Tensor, other_shape: tuple[int, ...], kept: Mapping[int, Sequence[int]] | None
 ) -> tuple[torch.Tensor | None, dict[int, int], str]:
     """The base tensor brought to the other's layout, the channels removed, or a mismatch message."""
+    import torch
+
     removed: dict[int, int] = {}
     if kept:
         for dim, idx in sorted(kept.items()):
@@ -226,6 +232,33 @@ def _looks_transposed(b: torch.Tensor, o: torch.Tensor, st: S.PairStats) -> bool
     t_rel = S.pair_stats(b.T.contiguous(), o, hist_sample=0).rel_l2
     rel = st.rel_l2
     return t_rel is not None and rel is not None and t_rel < 0.25 * rel
+
+
+def _looks_transposed_streamed(read_b: S.RangeReader, read_o: S.RangeReader, shape: Sequence[int],
+                               st: S.PairStats) -> bool:  # fmt: skip
+    """:func:`_looks_transposed` of a streamed pair: the base read whole (one square matrix) and
+    transposed in numpy, the other streamed again (no torch, no whole decode of a stored tensor);
+    the same statistics, so the same verdict."""
+    n = int(np.prod(shape))
+    b = np.array(read_b(0, n), dtype=np.float32).reshape(shape[0], shape[1]).T.copy()
+    t_rel = S.stream_pair_stats(S.ArrayReader(b.reshape(-1)), read_o, n, hist_sample=0).rel_l2
+    rel = st.rel_l2
+    return t_rel is not None and rel is not None and t_rel < 0.25 * rel
+
+
+def torch_threads() -> int:
+    """The threads torch may use (torch.get_num_threads), without importing torch for it: when
+    it is not imported, its default (OMP_NUM_THREADS, else the CPUs this process may run on)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 class _Side:
@@ -273,7 +306,7 @@ def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int 
     if o.stream is None:
         _check_listed(oid, name, o.whole().shape, shape)
     st = S.stream_pair_stats(read_b, read_o, int(np.prod(shape)), hist_sample=hist_sample, values=True)
-    if _transpose_suspect(shape, st) and _looks_transposed(b.whole(), o.whole(), st):
+    if _transpose_suspect(shape, st) and _looks_transposed_streamed(read_b, read_o, shape, st):
         return TensorResult(name, "mismatch", shape, shape, "layout mismatch: the other matches the base transposed")
     return TensorResult(name, "ok", shape, shape, "", {}, st, st.values)
 
@@ -310,6 +343,8 @@ def _compare_whole(
 def _expand(o: torch.Tensor, shape: Sequence[int], kept: Mapping[int, Sequence[int]]) -> torch.Tensor:
     """A structured-pruned tensor in the base's layout: its slices at the kept indices, zeros
     elsewhere (one dim at a time, so several shrunk dims compose)."""
+    import torch
+
     t = o
     for dim, idx in sorted((int(k), v) for k, v in kept.items()):
         size = list(t.shape)
@@ -375,7 +410,7 @@ def compare_weights(
     # up to twice the largest tensor per worker, in elements (often the whole model), so the
     # others keep busy while the one collected next (an embedding) runs; a cancel drops what no
     # worker has started, so it wastes at most about that much work.
-    workers = max(1, min(4, torch.get_num_threads(), len(names)))
+    workers = max(1, min(4, torch_threads(), len(names)))
     ahead = 2 * workers * max(sizes, default=1)
     todo = deque(zip(names, sizes, strict=True))
     pending: deque[Future[dict[str, TensorResult]]] = deque()
