@@ -51,6 +51,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const m = c.modelForVariant(toUri(file), variant, true);
       panels.open('modelMap', m ? { focus: m.id } : {});
     }),
+    reg(P.CMD_SHOW_SWEEP, (file: string | vscode.Uri, variant: string, rows: P.SweepRow[]) => c.showSweep(toUri(file), variant, rows)),
     reg('bonsai.lineage.compareWithParent', (n?: LineageNode) => c.compareWithParent(c.pick(n))),
     reg('bonsai.lineage.compareWith', (n?: LineageNode) => c.compareWith(c.pick(n))),
     reg('bonsai.lineage.compareRecipe', (n?: LineageNode) => c.compareRecipe(c.pick(n))),
@@ -166,6 +167,18 @@ export class Commands {
     const m = candidates.sort((a, b) => b.created.localeCompare(a.created))[0];
     if (!m && !quiet) void vscode.window.showInformationMessage(`Variant '${variant}' has not been run yet.`);
     return m;
+  }
+
+  /** A sweep's lens lists its models here, one line each (a CodeLens line holds one): picking one
+   * shows it in the Model Map. */
+  async showSweep(file: vscode.Uri, variant: string, rows: P.SweepRow[]): Promise<void> {
+    const picked = await vscode.window.showQuickPick(
+      rows.map((r) => ({ label: r.name, detail: r.title, description: r.tooltip ? '~ noisy' : undefined, row: r })),
+      { title: `${variant}: ${rows.length} models, each against its parent and the base`, placeHolder: 'Show a model in the Model Map', matchOnDetail: true },
+    );
+    if (!picked) return;
+    const m = this.modelForVariant(file, picked.row.name, true);
+    this.d.panels.open('modelMap', m ? { focus: m.id } : {});
   }
 
   async compareWithParent(m: P.ModelInfo): Promise<void> {

@@ -96,6 +96,7 @@ export const JOB_CHANGED = 'bonsai/jobChanged';
 export const CMD_RUN_VARIANT = 'bonsai.runVariant'; // (fileUri, variantName)
 export const CMD_COMPARE_WITH_PARENT = 'bonsai.compareWithParent'; // (fileUri, variantName)
 export const CMD_SHOW_IN_MODEL_MAP = 'bonsai.showInModelMap'; // (fileUri, variantName)
+export const CMD_SHOW_SWEEP = 'bonsai.showSweep'; // (fileUri, variantName, SweepRow[]): a sweep's models, one a line
 export const CMD_CREATE_EXPERIMENT_FILE = 'bonsai.createExperimentFile'; // (configUri)
 export const CMD_INSPECT_MODEL = 'bonsai.inspectModel'; // (configUri)
 
@@ -257,6 +258,12 @@ export type WireModelInfo = Infer<typeof Shapes.ModelInfo>;
 /** A model as the extension uses it: each metric with its definition (see `lineageModels`). */
 export type ModelInfo = Omit<WireModelInfo, 'metrics'> & { metrics: MetricInfo[] };
 export type ModelStatus = ModelInfo['status'];
+/** One model of a swept variant, as its CodeLens's "show all" lists it (CMD_SHOW_SWEEP). */
+export interface SweepRow {
+  name: string; // the expanded variant's name
+  title: string; // its metrics, each against its parent and the base
+  tooltip: string; // why a figure is marked ~ ("" when none is)
+}
 export type LineageResult = Infer<typeof lineageResult>;
 
 /**

@@ -31,6 +31,10 @@ TEXT = experiment_head("my_ops.py") + """\
     from: base
     ops:
       - prune.magnitude: {sparsity: 0.3, exclude: ["*.bias", "*.nomatch"]}
+  - name: "q{bits}"
+    from: "prune-50"
+    ops:
+      - quantize.weights: {bits: [6, 4]}
 """
 
 
@@ -73,7 +77,7 @@ async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: Lang
 
     # Typing: three quick edits give one diagnostics run, for the last text, ~300 ms later.
     broken = TEXT.replace("sparsity: 0.5", "sparsity: 1.5").replace("from: prune-50", "from: prune-5O")
-    broken = broken.replace("quantize.weights", "quantize.wieghts")
+    broken = broken.replace("quantize.weights", "quantize.wieghts", 1)
     published: list[int | None] = []
     orig = client.diagnostics
 
@@ -156,35 +160,72 @@ def _titles(lenses: list[lsp.CodeLens], line: int) -> list[str]:
     return [lens.command.title for lens in lenses if lens.range.start.line == line and lens.command]
 
 
+def _points(x: float) -> str:
+    return "±0" if f"{abs(x):.1f}" == "0.0" else ("+" if x > 0 else "\u2212") + f"{abs(x):.1f}"
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{int(n)} B"
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: Path) -> None:
     path = folder / "exp.bonsai.yaml"
     uri = path.as_uri()
     lines = {name: position_of(TEXT, f"- name: {name}\n").line for name in ("prune-50", "int8")}
+    sweep_line = position_of(TEXT, '- name: "q{bits}"').line
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
     assert _titles(lenses, lines["prune-50"]) == ["▶ Run", "Compare with parent", "Show in Model Map"]
     assert _titles(lenses, lines["int8"]) == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    assert _titles(lenses, sweep_line) == ["▶ Run", "Compare with parent", "Show in Model Map"]
     run = next(le for le in lenses if le.range.start.line == lines["int8"] and le.command.title == "▶ Run")
     assert run.command.command == P.CMD_RUN_VARIANT and list(run.command.arguments) == [uri, "int8"]
 
-    job = (await request(client, P.RUN, {"file": uri, "variants": ["int8"]}))["jobId"]
-    final = await job_end(client, job, 60)
-    assert final["state"] == "done", final
+    variants = ["int8", "q6", "q4"]
+    job = (await request(client, P.RUN, {"file": uri, "variants": variants}))["jobId"]
+    final = await job_end(client, job, 90)
+    assert final["state"] == "done", {k: final.get(k) for k in ("state", "error", "message", "detail")}
     await until(lambda: client.lens_refreshes, 10, "a CodeLens refresh")  # type: ignore[attr-defined]
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
     reply = await request(client, P.LINEAGE, {})
     lineage = {m["name"]: m for m in reply["models"]}
+    assert reply["metrics"]["accuracy"]["name"] == "accuracy"  # the metric keys are their names
+    base = next(m for m in lineage.values() if m["parent"] is None)
+
+    def expect(name: str) -> str:
+        """The lens text from the lineage's figures: each change against the parent, and against
+        the base too when the parent is not the base."""
+        model = lineage[name]
+        parent = next(m for m in lineage.values() if m["id"] == model["parent"])
+        acc, size = model["metrics"]["accuracy"], model["metrics"]["stored_size"]
+        refs = [("base", parent)] if parent is base else [("parent", parent), ("base", base)]
+        accs = ", ".join(f"{_points(100 * (acc - r['metrics']['accuracy']))} pt vs {who}" for who, r in refs)
+        sizes = ", ".join(f"{r['metrics']['stored_size'] / size:.2f}× vs {who}" for who, r in refs)
+        return f"acc {100 * acc:.1f}% ({accs}) · {_kib(size)} ({sizes})"
+
     for name, line in lines.items():
         titles = _titles(lenses, line)
         assert len(titles) == 4, titles
-        model, parent = lineage[name], next(m for m in lineage.values() if m["id"] == lineage[name]["parent"])
-        assert reply["metrics"]["accuracy"]["name"] == "accuracy"  # the metric keys are their names
-        acc, pacc = model["metrics"]["accuracy"], parent["metrics"]["accuracy"]
-        size, psize = model["metrics"]["stored_size"], parent["metrics"]["stored_size"]
-        delta = 100 * (acc - pacc)
-        sign = "±0" if f"{abs(delta):.1f}" == "0.0" else ("+" if delta > 0 else "\u2212") + f"{abs(delta):.1f}"
-        assert titles[3].startswith(f"acc {100 * acc:.1f}% ({sign}) · "), titles[3]
-        assert titles[3].split(" · ")[1] == f"{size / 1e3:.1f} KB ({psize / size:.1f}×)", titles[3]
+        assert titles[3].startswith(expect(name)), (titles[3], expect(name))  # then latency
+    # int8 was made from prune-50, not from the base: it says both
+    assert " vs parent, " in _titles(lenses, lines["int8"])[3]
+    assert " vs parent" not in _titles(lenses, lines["prune-50"])[3]
+
+    # The sweep: one summary lens (not one lens per model on one line), whose command lists every
+    # model with its own line of metrics.
+    (summary,) = [le for le in lenses if le.range.start.line == sweep_line and le.command.command == P.CMD_SHOW_SWEEP]
+    assert _titles(lenses, sweep_line)[:3] == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    assert len(_titles(lenses, sweep_line)) == 4
+    accs = sorted(100 * lineage[n]["metrics"]["accuracy"] for n in ("q6", "q4"))
+    span = f"{accs[0]:.1f}" if f"{accs[0]:.1f}" == f"{accs[1]:.1f}" else f"{accs[0]:.1f}–{accs[1]:.1f}"
+    assert summary.command.title.startswith(f"2 models · acc {span}% · "), summary.command.title
+    assert summary.command.title.endswith(" · show all")
+    file_arg, declared, rows = summary.command.arguments
+    assert (file_arg, declared) == (uri, "q{bits}")
+    assert [r["name"] for r in rows] == ["q6", "q4"]
+    for r in rows:
+        assert r["title"].startswith(expect(r["name"])), (r["title"], expect(r["name"]))
+        assert " vs parent, " in r["title"] and " vs base)" in r["title"]
 
 
 @pytest.mark.asyncio(loop_scope="module")

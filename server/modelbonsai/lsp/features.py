@@ -23,7 +23,7 @@ from pygls.uris import to_fs_path
 
 from ..experiment import ParseResult, Problem, parse_experiment
 from . import protocol as P
-from .lens import metrics_lens_title, noisy_note
+from .lens import lineage_base, metrics_lens_title, noisy_note, sweep_summary
 from .positions import Columns
 
 if TYPE_CHECKING:
@@ -442,6 +442,10 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
     mine = {
         m["name"]: m for m in models if m.get("experiment", {}).get("file") == str(path)
     }  # newest last: it wins
+    for m in models:  # a variant that made the same model as another (same fingerprint) is that model
+        if m.get("experiment", {}).get("file") == str(path):
+            for alias in m.get("aliases", []):
+                mine.setdefault(alias, m)
     for declared in exp.declared or exp.variants:
         # A lens sits at column 0 of its variant's first line: 0 in every position encoding.
         top = lsp.Range(
@@ -463,20 +467,52 @@ async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult)
             )
         )
         expanded = [v for v in exp.variants if v.name == declared.name or v.sweep_of == declared.name]
-        for v in expanded[:8]:
+        rows: list[P.SweepRow] = []
+        run: list[P.ModelInfo] = []
+        for v in expanded:
             model = mine.get(v.name)
             if model is None:
                 continue
-            parent = by_id.get(model["parent"] or "")
-            title = metrics_lens_title(model, parent, defs)
+            parent = _declared_parent(model, v.name, by_id)
+            title = metrics_lens_title(model, parent, defs, lineage_base(model, by_id))
             if not title:
                 continue
-            if len(expanded) > 1 or v.name != declared.name:
-                title = f"{v.name}: {title}"
+            run.append(model)
+            rows.append({"name": v.name, "title": title, "tooltip": noisy_note(model, parent, defs) or ""})
+        if not rows:
+            continue
+        if len(expanded) == 1 and expanded[0].name == declared.name:
             lenses.append(
                 lsp.CodeLens(
-                    top, lsp.Command(title=title, command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, v.name],
-                                     tooltip=noisy_note(model, parent, defs))
+                    top,
+                    lsp.Command(
+                        title=rows[0]["title"], command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, declared.name],
+                        tooltip=rows[0]["tooltip"] or None,
+                    ),
                 )
             )
+            continue
+        # A sweep: VS Code joins a line's lenses into one line and cuts it at the editor's edge
+        # (six models' metrics showed as one, the first), so one summary whose command lists every
+        # model on a line of its own, each against its parent and the base.
+        lenses.append(
+            lsp.CodeLens(
+                top,
+                lsp.Command(
+                    title=f"{sweep_summary(run, len(expanded), defs)} · show all",
+                    command=P.CMD_SHOW_SWEEP,
+                    arguments=[uri, declared.name, rows],
+                    tooltip="Each model of this sweep with its change against its parent and the base",
+                ),
+            )
+        )
     return lenses
+
+
+def _declared_parent(model: P.ModelInfo, variant: str, by_id: dict[str, P.ModelInfo]) -> P.ModelInfo | None:
+    """The model the variant was made from (its `from`): a multi-op variant's stored parent is its
+    own previous step (`name/1`), which the file does not name."""
+    parent = by_id.get(model["parent"] or "")
+    while parent is not None and parent["name"].startswith(f"{variant}/"):
+        parent = by_id.get(parent["parent"] or "")
+    return parent

@@ -1,8 +1,14 @@
-"""The one-line metrics summary a CodeLens shows above a variant that has been run.
+"""The metrics a CodeLens shows above a variant that has been run.
 
-Example: ``acc 97.8% (−0.4) · 0.31 MB (4.1×)``: headline metrics of the model, each with its
-change against the parent (points for fractions shown as percentages, a size ratio for sizes,
-a relative change otherwise).
+Example: ``acc 97.8% (−0.4 pt vs parent, −1.1 pt vs base) · 302.7 KiB (1.00× vs parent, 4.10× vs
+base)``: headline metrics of the model, each with its change against the parent and against the
+base model (percentage points for fractions shown as percentages, how many times smaller for
+sizes, a relative change otherwise). A variant made from the base shows one change, "vs base".
+
+A swept variant (`name: "layer-{sparsity}"`) makes several models from one line of the file:
+VS Code joins every lens of a line into one line and cuts it at the editor's width, so it gets one
+summary lens (the ranges of its headline metrics), whose command lists every model on a line of
+its own (`sweep_lines`).
 """
 
 from __future__ import annotations
@@ -29,12 +35,10 @@ def _fractional(m: MetricInfo) -> bool:
 
 
 def human_bytes(n: float) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    if n >= 1e5:  # 0.31 MB reads better than 310 KB next to model sizes
-        return f"{n / 1e6:.2f} MB"
-    if n >= 1e3:
-        return f"{n / 1e3:.1f} KB"
+    """Binary units, as file managers and `du -h` show a stored file: 302.7 KiB, 1.21 MiB."""
+    for unit, scale, digits in (("GiB", 1024**3, 2), ("MiB", 1024**2, 2), ("KiB", 1024, 1)):
+        if n >= scale:
+            return f"{n / scale:.{digits}f} {unit}"
     return f"{int(n)} B"
 
 
@@ -45,17 +49,70 @@ def _signed(x: float, digits: int = 1) -> str:
     return ("+" if x > 0 else MINUS) + text
 
 
-def format_metric(m: MetricInfo, parent: MetricInfo | None, *, direction: bool = False) -> str:
-    """`direction` adds ↑ / ↓ to the name (another metric shown beside it has the same name).
-    A noisy value (its measurement's rounds disagreed) is marked `~`, and so is a change against
-    a noisy parent value: neither is a figure to trust (the lens's tooltip says why)."""
-    text = _format_metric(m, parent, direction=direction)
+def _ratio(r: float) -> str:
+    # two decimals below 10: 1.55× must not read as the 1.0× of an unchanged size
+    return f"{r:.2f}×" if r < 10 else f"{r:.1f}×"
+
+
+def _kind(m: MetricInfo) -> str:
+    if m["unit"] == "B":
+        return "size"
+    if m["unit"] == "%" or _fractional(m):
+        return "percent"
+    return "other"
+
+
+def _change(m: MetricInfo, ref: MetricInfo) -> str | None:
+    """The change of `m` against `ref` (same definition), or None when there is none to show."""
+    value, was = m["value"], ref["value"]
+    kind = _kind(m)
+    if kind == "size":
+        return _ratio(was / value) if value > 0 else None
+    if kind == "percent":
+        # a percentage's change is in points (97.8% is 0.4 pt below 98.2%), not relative
+        scale = 1.0 if m["unit"] == "%" else 100.0
+        return f"{_signed(scale * (value - was))} pt"
+    if not was:
+        return None
+    return f"{_signed(100 * (value - was) / abs(was), 0)}%"
+
+
+def _value(m: MetricInfo, *, direction: bool) -> str:
+    name, value, unit = m["name"], m["value"], m["unit"]
+    kind = _kind(m)
+    if kind == "size":
+        return human_bytes(value)
+    short = _SHORT.get(name, name.replace("_", " ")) + (("\u2191" if m["higherIsBetter"] else "\u2193") if direction else "")
+    if kind == "percent":
+        scale = 1.0 if unit == "%" else 100.0
+        return f"{short} {scale * value:.1f}%"
+    return f"{short} {value:.3g}{' ' + unit if unit else ''}"
+
+
+def format_metric(
+    m: MetricInfo,
+    parent: MetricInfo | None,
+    *,
+    base: MetricInfo | None = None,
+    direction: bool = False,
+) -> str:
+    """One metric with its change against the parent and against the base: `base` is the base
+    model's value when the parent is not the base (None when it is: the change against the parent
+    is then the change against the base, said once).
+    `direction` adds ↑ / ↓ to the name (another metric shown beside it has the same name).
+    A noisy value (its measurement's rounds disagreed) is marked `~`, and so is a change against a
+    noisy value: neither is a figure to trust (the lens's tooltip says why)."""
+    text = _value(m, direction=direction)
     if m.get("noisy"):
         short = text.split(" ", 1)
         text = f"{short[0]} ~{short[1]}" if len(short) == 2 else f"~{text}"
-    if parent is not None and parent.get("noisy") and text.endswith(")") and " (" in text:
-        head, _, change = text.rpartition(" (")
-        text = f"{head} (~{change}"
+    changes = []
+    for ref, who in ((parent, "parent" if base is not None else "base"), (base, "base")):
+        change = None if ref is None else _change(m, ref)
+        if ref is not None and change is not None:
+            changes.append(f"{'~' if ref.get('noisy') else ''}{change} vs {who}")
+    if changes:
+        text += f" ({', '.join(changes)})"
     return text
 
 
@@ -73,40 +130,74 @@ def noisy_note(model: ModelInfo, parent: ModelInfo | None, defs: dict[str, Metri
     return "; ".join(notes) + ". Bonsai: Measure Latency measures it again (the most trustworthy figure is kept)."
 
 
-def _format_metric(m: MetricInfo, parent: MetricInfo | None, *, direction: bool = False) -> str:
-    name, value, unit = m["name"], m["value"], m["unit"]
-    if unit == "B":
-        text = human_bytes(value)
-        if parent is not None and value > 0:
-            text += f" ({parent['value'] / value:.1f}×)"
-        return text
-    short = _SHORT.get(name, name.replace("_", " ")) + (("\u2191" if m["higherIsBetter"] else "\u2193") if direction else "")
-    if unit == "%" or _fractional(m):
-        # a percentage's change is shown in points (97.8% (−0.4)), not relative to the parent
-        scale = 1.0 if unit == "%" else 100.0
-        text = f"{short} {scale * value:.1f}%"
-        if parent is not None:
-            text += f" ({_signed(scale * (value - parent['value']))})"
-        return text
-    shown = f"{value:.3g}"
-    text = f"{short} {shown}{' ' + unit if unit else ''}"
-    if parent is not None and parent["value"]:
-        text += f" ({_signed(100 * (value - parent['value']) / abs(parent['value']), 0)}%)"
-    return text
-
-
-def metrics_lens_title(model: ModelInfo, parent: ModelInfo | None, defs: dict[str, MetricDef]) -> str:
-    """The lens text for a model (empty when it has no headline metric); `defs`: the lineage's
-    metric definitions (LineageResult.metrics)."""
+def _headline(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricInfo]:
     headline = [m for m in model_metrics(model, defs) if m["headline"]]
     # quality first, then size, then the rest (latency): what a user weighs against each other
     headline.sort(key=lambda m: (0 if m["unit"] in ("", "%") else 1 if m["unit"] == "B" else 2, m["name"]))
+    return headline[:_MAX_ITEMS]
+
+
+def metrics_lens_title(
+    model: ModelInfo, parent: ModelInfo | None, defs: dict[str, MetricDef], base: ModelInfo | None = None
+) -> str:
+    """The lens text for a model (empty when it has no headline metric); `defs`: the lineage's
+    metric definitions (LineageResult.metrics); `base`: the root of the model's lineage when that
+    is not its parent (see `lineage_base`)."""
     # by key: another definition under the same name (a percentage and an error rate both called
-    # acc) is another metric; parent and child come from one reply, so their keys agree
-    by_key = {m["key"]: m for m in (model_metrics(parent, defs) if parent is not None else [])}
-    shown = headline[:_MAX_ITEMS]
+    # acc) is another metric; the models come from one reply, so their keys agree
+    def values(m: ModelInfo | None) -> dict[str, MetricInfo]:
+        return {x["key"]: x for x in (model_metrics(m, defs) if m is not None else [])}
+
+    of_parent, of_base = values(parent), values(base)
+    shown = _headline(model, defs)
     names = [m["name"] for m in shown]
-    parts = [format_metric(m, by_key.get(m["key"]), direction=names.count(m["name"]) > 1) for m in shown]
+    parts = [
+        format_metric(
+            m,
+            of_parent.get(m["key"]),
+            base=of_base.get(m["key"]) if base is not None else None,
+            direction=names.count(m["name"]) > 1,
+        )
+        for m in shown
+    ]
     if model["status"] == "broken":
         parts.append("broken")
+    return " · ".join(parts)
+
+
+def lineage_base(model: ModelInfo, by_id: dict[str, ModelInfo]) -> ModelInfo | None:
+    """The root of `model`'s lineage (its base model) when that is not its parent, else None."""
+    parent = by_id.get(model["parent"] or "")
+    if parent is None or not parent["parent"]:
+        return None
+    seen = {model["id"]}
+    node = parent
+    while node["parent"] and node["parent"] in by_id and node["id"] not in seen:
+        seen.add(node["id"])
+        node = by_id[node["parent"]]
+    return node
+
+
+def sweep_summary(models: list[ModelInfo], total: int, defs: dict[str, MetricDef]) -> str:
+    """One line for the models of a sweep: how many have run, and the range of each headline
+    metric (`6 models · acc 91.2–98.0% · 28.1–60.4 KiB`); the lens's command lists each model."""
+    parts = [f"{len(models)} models" if len(models) == total else f"{len(models)} of {total} models run"]
+    for m in _headline(models[0], defs) if models else []:
+        vals = sorted(x["value"] for mm in models for x in model_metrics(mm, defs) if x["key"] == m["key"])
+        low, high = (_value({**m, "value": v}, direction=False) for v in (vals[0], vals[-1]))
+        if low == high:
+            parts.append(low)
+        elif _kind(m) == "size":
+            # one unit when both ends share it: "28.1–60.4 KiB"
+            num, _, unit = low.partition(" ")
+            parts.append(f"{num}–{high}" if high.endswith(f" {unit}") else f"{low}–{high}")
+        else:
+            # the name once and the unit once: "acc 91.2–98.0%", "ppl 3.1–7.28"
+            name, _, lo = low.partition(" ")
+            hi = high.partition(" ")[2]
+            unit = "%" if _kind(m) == "percent" else ""
+            parts.append(f"{name} {lo.removesuffix(unit)}–{hi}")
+    broken = sum(1 for m in models if m["status"] == "broken")
+    if broken:
+        parts.append(f"{broken} broken")
     return " · ".join(parts)

@@ -42,6 +42,7 @@ JOB_CHANGED = "bonsai/jobChanged"
 CMD_RUN_VARIANT = "bonsai.runVariant"  # (fileUri, variantName)
 CMD_COMPARE_WITH_PARENT = "bonsai.compareWithParent"  # (fileUri, variantName)
 CMD_SHOW_IN_MODEL_MAP = "bonsai.showInModelMap"  # (fileUri, variantName)
+CMD_SHOW_SWEEP = "bonsai.showSweep"  # (fileUri, variantName, SweepRow[]): a sweep's models, one a line
 CMD_CREATE_EXPERIMENT_FILE = "bonsai.createExperimentFile"  # (configUri)
 CMD_INSPECT_MODEL = "bonsai.inspectModel"  # (configUri)
 
@@ -167,6 +168,14 @@ class ModelInfo(TypedDict):
     # on: the rest of its recipe, which the Model Map's recipe diff compares besides the ops.
     seed: NotRequired[int]
     evaluation: NotRequired[Evaluation]
+
+
+class SweepRow(TypedDict):
+    """One model of a swept variant as its lens's "show all" lists it (CMD_SHOW_SWEEP)."""
+
+    name: str  # the expanded variant's name
+    title: str  # its metrics, each against its parent and the base (lens.metrics_lens_title)
+    tooltip: str  # why a figure is marked ~ ("" when none is)
 
 
 class LineageResult(TypedDict):
