@@ -12,8 +12,27 @@ export const PAD = 28;
 /** An edge is this fraction of the node diameter wide at each end. */
 export const TAPER = 0.55;
 
-export function worldX(n: Pick<LayoutNode, 'col'>): number {
-  return PAD + n.col * COL_W;
+/** `colW`: the column width in world units (the map stretches its columns to fill its width). */
+export function worldX(n: Pick<LayoutNode, 'col'>, colW: number = COL_W): number {
+  return PAD + n.col * colW;
+}
+
+/** Below this zoom the map draws no names: fitting a map zooms no further out than this. */
+export const K_NAMES = 0.6;
+
+/**
+ * The zoom a fitted map starts at and the column width that fills the view's width at that zoom:
+ * the whole width fits when it can (k up to 1.2), the height only down to a zoom where names are
+ * drawn (a tall map scrolls instead of shrinking into a strip), and columns widen to use the
+ * width left over (at most three times their width, so a branch still reads as one).
+ */
+export function fitColumns(width: number, height: number, columns: number, rows: number): { k: number; colW: number } {
+  const cols = Math.max(1, columns);
+  const w = PAD * 2 + (cols - 1) * COL_W + 80;
+  const h = PAD + Math.max(1, rows) * ROW_H;
+  const k = Math.max(0.02, Math.min(1.2, width / w, Math.max(K_NAMES, (height - HEADER_H) / h)));
+  const colW = cols > 1 ? Math.max(COL_W, Math.min(3 * COL_W, (width / k - PAD * 2 - 80) / (cols - 1))) : COL_W;
+  return { k, colW };
 }
 
 export function worldY(n: Pick<LayoutNode, 'row'>): number {

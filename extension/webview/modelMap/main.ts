@@ -13,6 +13,7 @@ import { FiltersView } from './filtersView';
 import { legendSvg } from './legend';
 import { MapView } from './mapView';
 import { ScatterView } from './scatterView';
+import { paneLayout, type Panes } from './panes';
 import { restoreState, type ViewState } from './state';
 import { installStyle } from './style';
 import { TableView } from './tableView';
@@ -94,6 +95,9 @@ exportSel.addEventListener('change', () => {
   else if (v === 'scatter-svg') void save('model-scatter.svg', scatterSvg(app, scatter.currentScales(), scatter.frontIds()), 'utf8');
   else if (v === 'scatter-png') void save('model-scatter.png', png(scatter.toDataUrl()), 'base64');
 });
+// Multi-op variants: their intermediate models folded into them (folding.ts) unless asked for.
+const stepsBox = el('input', { type: 'checkbox', 'aria-label': 'Show the intermediate models of multi-op variants' });
+stepsBox.addEventListener('change', () => app.setSteps('all', stepsBox.checked));
 const fitBtn = el('button', { class: 'secondary', title: 'Fit the map (0)' }, icon('screen-full'));
 fitBtn.setAttribute('aria-label', 'Fit the map to the view');
 fitBtn.addEventListener('click', () => map.fit());
@@ -105,6 +109,7 @@ const toolbar = el(
   el('label', {}, 'fill', colorSel),
   el('label', {}, 'size', sizeSel),
   el('label', {}, 'columns', columnsSel),
+  el('label', { title: 'Show the models after each op of a multi-op variant (name/1, name/2, …)' }, stepsBox, 'steps'),
   search,
   searchInfo,
   grow,
@@ -125,20 +130,43 @@ const frontBtn = el('button', { class: 'secondary', title: 'Select the models on
 frontBtn.addEventListener('click', () => app.select(scatter.frontIds(), 'replace'));
 const scatterPane = el('div', { class: 'mm-table-wrap' }, el('div', { class: 'mm-subbar' }, el('label', {}, 'x', xSel), el('label', {}, 'y', ySel), frontBtn, el('span', { class: 'muted' }, 'drag: select · wheel: zoom · double-click: reset')), el('div', { class: 'mm-bottom-body' }, scatter.root));
 const bottomBody = el('div', { class: 'mm-bottom-body' });
-const tabs: Record<'scatter' | 'table', HTMLButtonElement> = {
+type View = 'map' | 'scatter' | 'table' | 'details';
+const tabs: Record<View, HTMLButtonElement> = {
+  map: el('button', { role: 'tab', id: 'tab-map' }, 'Map'),
   scatter: el('button', { role: 'tab', id: 'tab-scatter' }, 'Scatterplot'),
   table: el('button', { role: 'tab', id: 'tab-table' }, 'Table'),
+  details: el('button', { role: 'tab', id: 'tab-details' }, 'Details'),
 };
-function showBottom(which: 'scatter' | 'table'): void {
-  app.state.bottom = which;
-  for (const [k, b] of Object.entries(tabs)) b.setAttribute('aria-selected', String(k === which));
-  bottomBody.replaceChildren(which === 'scatter' ? scatterPane : table.root);
-  if (which === 'scatter') scatter.request();
-  else table.request();
+/** The view its tab shows: the map, the scatterplot or table (the bottom pane when stacked), or
+ * the details (a tab only when the panel is narrow; see panes.ts). */
+let view: View = 'map';
+let panes: Panes = { tabbed: false, sideTab: false };
+function show(which: View): void {
+  if (which === 'scatter' || which === 'table') {
+    app.state.bottom = which;
+    bottomBody.replaceChildren(which === 'scatter' ? scatterPane : table.root);
+    if (which === 'scatter') scatter.request();
+    else table.request();
+  }
+  view = which;
+  syncPanes();
   app.emit('zoom');
 }
-tabs.scatter.addEventListener('click', () => showBottom('scatter'));
-tabs.table.addEventListener('click', () => showBottom('table'));
+/** Classes and tab states for the current pane layout and view. */
+function syncPanes(): void {
+  if (!panes.sideTab && view === 'details') view = 'map';
+  if (!panes.tabbed && view === 'map') view = app.state.bottom;
+  const shown: View = view;
+  layout.classList.toggle('tabbed', panes.tabbed);
+  layout.classList.toggle('side-tab', panes.sideTab);
+  layout.dataset.view = panes.tabbed ? shown : 'split';
+  tabs.map.hidden = !panes.tabbed;
+  tabs.details.hidden = !panes.sideTab;
+  for (const [k, b] of Object.entries(tabs) as [View, HTMLButtonElement][]) {
+    b.setAttribute('aria-selected', String(panes.tabbed ? k === shown : k === app.state.bottom));
+  }
+}
+for (const [k, b] of Object.entries(tabs) as [View, HTMLButtonElement][]) b.addEventListener('click', () => show(k));
 const legendBox = el('div', { class: 'mm-legend-box' });
 const banner = el('div', { class: 'mm-banner' });
 function showBanner(text: string | null): void {
@@ -148,21 +176,34 @@ const empty = notice('info', 'No models yet: run an experiment file (Bonsai: Run
 empty.classList.add('mm-banner');
 empty.hidden = true;
 const hint = el('div', { class: 'mm-hint muted' }, 'drag: pan · wheel: zoom · shift-drag: select · double-click: collapse · header: column');
-const layout = el(
+// The legend sits in a strip under the map, never over it: a legend over the canvas covered
+// the nodes below it, even after Fit.
+const mainArea = el(
   'div',
-  { class: 'mm-root' },
-  toolbar,
+  { class: 'mm-main' },
   el(
     'div',
-    { class: 'mm-main' },
-    el('div', { class: 'mm-left' }, el('div', { class: 'mm-map-wrap' }, map.root, el('div', { class: 'mm-overlay' }, legendBox, hint), banner, empty), el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.scatter, tabs.table), el('div', { class: 'mm-bottom' }, bottomBody)),
-    el('div', { class: 'mm-side' }, details.root, filters.root),
+    { class: 'mm-left' },
+    el('div', { class: 'mm-tabs', role: 'tablist' }, tabs.map, tabs.scatter, tabs.table, tabs.details),
+    el('div', { class: 'mm-map-wrap' }, map.root, banner, empty),
+    el('div', { class: 'mm-legend-strip' }, legendBox, hint),
+    el('div', { class: 'mm-bottom' }, bottomBody),
   ),
+  el('div', { class: 'mm-side' }, details.root, filters.root),
 );
+const layout = el('div', { class: 'mm-root' }, toolbar, mainArea);
+new ResizeObserver(() => {
+  const r = mainArea.getBoundingClientRect();
+  const next = paneLayout(r.width, r.height);
+  if (next.tabbed === panes.tabbed && next.sideTab === panes.sideTab) return;
+  panes = next;
+  syncPanes();
+}).observe(mainArea);
 
 app.on((c) => {
   if (c === 'data' || c === 'encoding') legendBox.replaceChildren(legendSvg(app));
   if (c === 'data' || c === 'layout') columnsSel.value = app.state.columnMode;
+  if (c === 'data') stepsBox.checked = app.state.showSteps;
 });
 
 // -- data --------------------------------------------------------------------------------------
@@ -179,7 +220,9 @@ function load(models: ModelInfo[]): void {
       selectShown(store.state.select);
       store.update({ select: undefined });
     }
-    showBottom(app.state.bottom);
+    show(app.state.bottom);
+    panes = paneLayout(mainArea.getBoundingClientRect().width, mainArea.getBoundingClientRect().height);
+    show(panes.tabbed ? 'map' : app.state.bottom);
     // Size the map now (the resize observer reports a frame later) so the first paint is final.
     map.resize();
     markFirstPaint();

@@ -8,7 +8,8 @@ import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
 import { change, type Lineage, type MetricDef } from './lineage';
 import type { LayoutNode } from './layout';
-import { COL_W, HEADER_H, PAD, ROW_H, taper, worldX, worldY } from './geometry';
+import { COL_W, fitColumns, HEADER_H, K_NAMES, PAD, ROW_H, taper, worldX, worldY } from './geometry';
+import { placeLabels, type LabelItem, type PlacedLabel } from './labels';
 import { themeColors, type Theme } from './scales';
 import type { Tooltip } from './tooltip';
 import type { Zoom } from './state';
@@ -43,6 +44,10 @@ export class MapView {
   /** Extra offset of sx/sy while painting into the cache (its margin). */
   private off = 0;
   private settle: ReturnType<typeof setTimeout> | undefined;
+  /** World width of a column: stretched so a fitted map fills the view's width (fitColumns). */
+  private colW = COL_W;
+  /** The labels of the last painted content, in cache coordinates (the DOM summary reads them). */
+  private labels: PlacedLabel[] = [];
   /** Called after every drawn frame with its duration (the benchmark listens). */
   onDraw: ((ms: number) => void) | null = null;
 
@@ -72,6 +77,7 @@ export class MapView {
       if (this.app.state.mapZoom) this.zoom = { ...this.app.state.mapZoom };
     }
     if (c === 'encoding' || c === 'data') this.theme = themeColors();
+    if (c === 'layout' || c === 'data') this.updateColumns();
     if (c === 'layout' && !this.app.state.mapZoom) this.fit();
     // Hover and zoom leave the content as it is; everything else changes what it shows.
     if (c !== 'hover' && c !== 'zoom' && this.cache) this.cache.dirty = true;
@@ -81,23 +87,34 @@ export class MapView {
   /** Everything in view, however small (the overview). */
   fitAll(): void {
     const l = this.app.layout;
-    const w = PAD * 2 + Math.max(0, l.columns.length - 1) * COL_W + 80;
+    const w = PAD * 2 + Math.max(0, l.columns.length - 1) * this.colW + 80;
     const h = PAD + Math.max(1, l.rows) * ROW_H;
     this.zoom = { k: Math.max(K_MIN, Math.min(1.2, this.width / w, (this.height - HEADER_H) / h)), x: 4, y: 0 };
     this.commitZoom();
     this.request();
   }
 
-  /** The map's width in view, its top rows legible (zoomed no closer than 1.2). */
+  /** The map's width in view, its top rows legible (zoomed no closer than 1.2), its columns
+   * stretched to fill the width (fitColumns). */
   fit(): void {
     const l = this.app.layout;
-    const w = PAD * 2 + Math.max(0, l.columns.length - 1) * COL_W + 80;
-    const h = PAD + Math.max(1, l.rows) * ROW_H;
     // Wide maps fit their width; tall ones (a row per branch) are not shrunk past legibility:
     // the user scrolls down them instead.
-    const k = Math.max(K_MIN, Math.min(1.2, this.width / w, Math.max(0.35, (this.height - HEADER_H) / h)));
-    this.zoom = { k, x: 4, y: 0 };
+    const { k } = fitColumns(this.width, this.height, l.columns.length, l.rows);
+    this.updateColumns();
+    this.zoom = { k: Math.max(K_MIN, k), x: 4, y: 0 };
     this.commitZoom();
+  }
+
+  /** The column width for this view size and layout (not the zoom: a restored zoom shows the
+   * map as it was saved, in a view of the same size). */
+  private updateColumns(): void {
+    const l = this.app.layout;
+    const w = fitColumns(this.width, this.height, l.columns.length, l.rows).colW;
+    if (w !== this.colW) {
+      this.colW = w;
+      if (this.cache) this.cache.dirty = true;
+    }
   }
 
   private commitZoom(): void {
@@ -108,9 +125,12 @@ export class MapView {
   /** Reads the size the layout gave the map and repaints (also called once the panel is mounted). */
   resize(): void {
     const r = this.root.getBoundingClientRect();
+    // Hidden (another tab shows): keep the size it had, or a fit would zoom for a 50 px map.
+    if (r.width === 0 || r.height === 0) return;
     this.width = Math.max(50, r.width);
     this.height = Math.max(50, r.height);
     sizeCanvas(this.canvas, this.width, this.height);
+    this.updateColumns();
     if (!this.app.state.mapZoom) this.fit();
     this.draw();
   }
@@ -120,7 +140,7 @@ export class MapView {
 
   // -- coordinates ---------------------------------------------------------------------------
   sx(n: LayoutNode): number {
-    return worldX(n) * this.zoom.k + this.zoom.x + this.off;
+    return worldX(n, this.colW) * this.zoom.k + this.zoom.x + this.off;
   }
 
   sy(n: LayoutNode): number {
@@ -150,7 +170,7 @@ export class MapView {
   }
 
   private columnAt(x: number): number | null {
-    const col = Math.round((x - this.zoom.x) / this.zoom.k / COL_W - PAD / COL_W);
+    const col = Math.round((x - this.zoom.x) / this.zoom.k / this.colW - PAD / this.colW);
     return col >= 0 && col < this.app.layout.columns.length ? col : null;
   }
 
@@ -218,7 +238,14 @@ export class MapView {
     ctx.drawImage(c.canvas, dx, dy, W * f, H * f);
     this.paintOverlay();
     this.onDraw?.(performance.now() - t0);
+    // The labels in view, in the DOM for tests and tools, once the map is still (not per frame).
+    clearTimeout(this.summaryTimer);
+    this.summaryTimer = setTimeout(() => {
+      this.canvas.dataset.labels = JSON.stringify(this.summary().labels);
+    }, 150);
   }
+
+  private summaryTimer: ReturnType<typeof setTimeout> | undefined;
 
   private paintCache(dpr: number, W: number, H: number): Cache {
     let c = this.cache;
@@ -254,7 +281,7 @@ export class MapView {
     const metric = app.state.colorMetric;
     const def = metric ? lin.metricDef(metric) : undefined;
     const inView = (x: number, y: number, m: number) => x > -m && x < W + m && y > -m && y < H + m;
-    const margin = COL_W * k + 20;
+    const margin = this.colW * k + 20;
 
     // Edges first, under the nodes, batched into one path per colour and opacity: thousands of
     // separate fills are what makes a software-rendered canvas slow.
@@ -293,39 +320,9 @@ export class MapView {
     }
     ctx.globalAlpha = 1;
 
-    // Edge labels: the op once zoomed in, its parameters closer still.
-    if (k >= 0.85) {
-      ctx.font = `${Math.round(10 * Math.min(1.3, k))}px ${theme.font}`;
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'bottom';
-      for (const [p, c] of layout.edges) {
-        const cn = layout.byId.get(c)!;
-        const pn = layout.byId.get(p)!;
-        const cx = this.sx(cn);
-        const cy = this.sy(cn);
-        if (!inView(cx, cy, 0)) continue;
-        const m = lin.byId.get(c)!;
-        const lx = (this.sx(pn) + cx) / 2 + (cn.row !== pn.row ? COL_W * k * 0.12 : 0);
-        ctx.globalAlpha = app.pass.has(c) ? 1 : 0.3;
-        ctx.fillStyle = theme.muted;
-        haloText(ctx, shortOp(m.op ?? ''), lx, cy - 5, theme.bg);
-        if (k >= 1.6) {
-          const params = Object.entries(m.params)
-            .map(([a, b]) => `${a}=${typeof b === 'string' ? b : JSON.stringify(b)}`)
-            .join(' ');
-          if (params) {
-            ctx.textBaseline = 'top';
-            haloText(ctx, params.length > 40 ? `${params.slice(0, 39)}…` : params, lx, cy + 5, theme.bg);
-            ctx.textBaseline = 'bottom';
-          }
-        }
-      }
-      ctx.globalAlpha = 1;
-    }
-
     // Nodes: fills batched per colour level, outlines in one path; status, selection and hover
     // rings are few and drawn one by one.
-    const showNames = k >= 0.6;
+    const showNames = k >= K_NAMES;
     const fills = new Map<string, Path2D>();
     const outlines = [new Path2D(), new Path2D()];
     const visible: LayoutNode[] = [];
@@ -358,9 +355,13 @@ export class MapView {
     ctx.globalAlpha = 0.15;
     ctx.stroke(outlines[1]!);
     ctx.globalAlpha = 1;
-    ctx.font = `${Math.round(11 * Math.min(1.3, Math.max(0.9, k)))}px ${theme.font}`;
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'middle';
+    const nameFont = `${Math.round(11 * Math.min(1.3, Math.max(0.9, k)))}px ${theme.font}`;
+    const opFont = `${Math.round(10 * Math.min(1.3, k))}px ${theme.font}`;
+    const lineH = Math.round(11 * Math.min(1.3, Math.max(0.9, k))) + 2;
+    // Names (and the status marks, and how many a collapsed node hides) as label candidates,
+    // the selected ones first, then failed or running ones; rings drawn now.
+    const names: LabelItem[] = [];
+    const urgent: LabelItem[] = [];
     for (const n of visible) {
       const m = lin.byId.get(n.id)!;
       const selected = app.selection.has(n.id);
@@ -392,14 +393,72 @@ export class MapView {
       }
       if (showNames) label += m.name;
       if (n.hidden) label += ` (+${n.hidden})`;
-      if (label.trim()) {
-        ctx.fillStyle = m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.fg;
-        haloText(ctx, label.trim(), x + r + 4, y + (showNames ? 9 * Math.min(1.3, k) : 0), theme.bg);
+      if (!label.trim()) continue;
+      const item: LabelItem = { id: n.id, text: label.trim(), x, y, r: r + (selected ? 3 : 0), kind: 'name', force: selected };
+      (selected ? names : m.status !== 'ok' ? urgent : names).push(item);
+    }
+    names.sort((a, b) => Number(!!b.force) - Number(!!a.force));
+    // Edge labels: the op once zoomed in, its parameters closer still; after every name.
+    const ops: LabelItem[] = [];
+    if (k >= 0.85) {
+      for (const [p, c] of layout.edges) {
+        const cn = layout.byId.get(c)!;
+        const pn = layout.byId.get(p)!;
+        const cx = this.sx(cn);
+        const cy = this.sy(cn);
+        if (!inView(cx, cy, 0)) continue;
+        const m = lin.byId.get(c)!;
+        const lx = (this.sx(pn) + cx) / 2 + (cn.row !== pn.row ? this.colW * k * 0.12 : 0);
+        ops.push({ id: `op:${c}`, text: shortOp(m.op ?? ''), x: lx, y: cy - 5 - lineH / 2, r: 0, kind: 'op' });
+        if (k >= 1.6) {
+          const params = Object.entries(m.params)
+            .map(([a, b]) => `${a}=${typeof b === 'string' ? b : JSON.stringify(b)}`)
+            .join(' ');
+          if (params) ops.push({ id: `par:${c}`, text: params.length > 40 ? `${params.slice(0, 39)}…` : params, x: lx, y: cy + 5 + lineH / 2, r: 0, kind: 'op' });
+        }
       }
     }
+    const widths = new Map<string, number>();
+    const measure = (t: string, kind: 'name' | 'op'): number => {
+      const key = `${kind}|${t}`;
+      let w = widths.get(key);
+      if (w === undefined) {
+        ctx.font = kind === 'name' ? nameFont : opFont;
+        w = ctx.measureText(t).width;
+        widths.set(key, w);
+      }
+      return w;
+    };
+    const circles = visible.map((n) => ({ x: this.sx(n), y: this.sy(n), r: this.r(n.id) }));
+    this.labels = placeLabels([...names.filter((x) => x.force), ...urgent, ...names.filter((x) => !x.force), ...ops], circles, measure, { height: lineH, gap: 4, minChars: 4, drop: showNames ? 9 * Math.min(1.3, k) : 0 });
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'middle';
+    for (const l of this.labels) {
+      const id = l.kind === 'name' ? l.id : l.id.slice(l.id.indexOf(':') + 1);
+      const m = lin.byId.get(id)!;
+      ctx.globalAlpha = app.pass.has(id) ? 1 : l.kind === 'name' ? 0.15 : 0.3;
+      ctx.font = l.kind === 'name' ? nameFont : opFont;
+      ctx.fillStyle = l.kind === 'op' ? theme.muted : m.status === 'failed' || m.status === 'broken' ? theme.failed : theme.fg;
+      haloText(ctx, l.text, l.x, l.y, theme.bg);
+    }
     ctx.globalAlpha = 1;
-
   }
+
+  /** What the map shows now, for tests and assistive summaries: the column headers drawn and
+   * each label in view (text and its box in canvas coordinates). */
+  summary(): { headers: string[]; labels: { text: string; kind: string; box: [number, number, number, number] }[] } {
+    const c = this.cache;
+    const dx = c ? this.zoom.x - c.zoom.x - CACHE_M : 0;
+    const dy = c ? this.zoom.y - c.zoom.y - CACHE_M : 0;
+    const labels = c && c.zoom.k === this.zoom.k
+      ? this.labels
+          .map((l) => ({ text: l.text, kind: l.kind, box: [l.box.x0 + dx, l.box.y0 + dy, l.box.x1 + dx, l.box.y1 + dy] as [number, number, number, number] }))
+          .filter((l) => l.box[2] > 0 && l.box[0] < this.width && l.box[3] > HEADER_H && l.box[1] < this.height)
+      : [];
+    return { headers: this.headers, labels };
+  }
+
+  private headers: string[] = [];
 
   /** Hover and keyboard rings, the column headers and the selection rectangle. */
   private paintOverlay(): void {
@@ -430,13 +489,17 @@ export class MapView {
     ctx.textAlign = 'center';
     ctx.textBaseline = 'middle';
     ctx.fillStyle = theme.muted;
-    const stride = Math.max(1, Math.ceil(70 / (COL_W * k)));
+    const stride = Math.max(1, Math.ceil(70 / (this.colW * k)));
+    const drawn: string[] = [];
     layout.columns.forEach((c, i) => {
       if (i % stride) return;
-      const x = (PAD + i * COL_W) * k + this.zoom.x;
+      const x = (PAD + i * this.colW) * k + this.zoom.x;
       if (x < -60 || x > this.width + 60) return;
       ctx.fillText(shortOp(c.label), x, HEADER_H / 2);
+      drawn.push(c.label);
     });
+    this.headers = drawn;
+    this.canvas.dataset.headers = drawn.join('|');
 
     if (this.drag?.mode === 'rect' && this.drag.moved) {
       const d = this.drag;

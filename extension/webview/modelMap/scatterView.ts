@@ -68,6 +68,7 @@ export class ScatterView {
 
   private resize(): void {
     const r = this.root.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) return; // hidden behind another tab
     this.width = Math.max(50, r.width);
     this.height = Math.max(50, r.height);
     sizeCanvas(this.canvas, this.width, this.height);
@@ -147,20 +148,35 @@ export class ScatterView {
       gridLine(M.l, y, this.width - M.r, y, short(t), M.l - 4, y);
     }
     const xd = lin.metricDef(xKey)!;
-    const axisTitle = (key: string): string => {
+    // An axis title as long as its axis allows: with the better direction, else with an arrow,
+    // else cut (a short plot cut the y title at both ends).
+    const axisTitle = (key: string, room: number): string => {
       const d = lin.metricDef(key)!;
-      return `${lin.label(key, { unit: true })} — ${d.higherIsBetter ? 'higher' : 'lower'} is better`;
+      const label = lin.label(key, { unit: true });
+      const forms = [`${label} — ${d.higherIsBetter ? 'higher' : 'lower'} is better`, `${label} ${d.higherIsBetter ? '↑' : '↓'}`];
+      for (const f of forms) if (ctx.measureText(f).width <= room) return f;
+      const f = forms[1]!;
+      for (let n = f.length - 1; n > 0; n--) if (ctx.measureText(`${f.slice(0, n)}…`).width <= room) return `${f.slice(0, n)}…`;
+      return '';
     };
     ctx.textAlign = 'center';
     ctx.textBaseline = 'bottom';
     ctx.fillStyle = theme.fg;
-    ctx.fillText(axisTitle(xKey), (M.l + this.width - M.r) / 2, this.height - 2);
+    const xTitle = axisTitle(xKey, this.width - M.l - M.r);
+    const yTitle = axisTitle(yKey, this.height - M.t - M.b);
+    ctx.fillText(xTitle, (M.l + this.width - M.r) / 2, this.height - 2);
     ctx.save();
     ctx.translate(12, (M.t + this.height - M.b) / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textBaseline = 'middle';
-    ctx.fillText(axisTitle(yKey), 0, 0);
+    ctx.fillText(yTitle, 0, 0);
     ctx.restore();
+    // What the axes say, in the DOM (tests, and a screen reader's description of the canvas).
+    this.canvas.dataset.x = xKey;
+    this.canvas.dataset.y = yKey;
+    this.canvas.dataset.xTitle = xTitle;
+    this.canvas.dataset.yTitle = yTitle;
+    this.canvas.setAttribute('aria-label', `Scatterplot of ${yTitle} against ${xTitle}. Drag to select, wheel to zoom, double-click to reset.`);
 
     ctx.save();
     ctx.beginPath();

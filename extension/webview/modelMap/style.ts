@@ -3,7 +3,7 @@
  * nonce, so the sheet is added as a <style> carrying the nonce of the script that loaded us.
  */
 const CSS = `
-body { padding: 0; overflow: hidden; }
+body { padding: 0; margin: 0; overflow: hidden; }
 #app { height: 100vh; }
 .mm-root { display: grid; grid-template-rows: auto 1fr; height: 100vh; }
 .mm-toolbar, .mm-subbar { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px 8px; }
@@ -15,17 +15,34 @@ input[type=search] { background: var(--vscode-input-background); color: var(--vs
 button.secondary { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
 button.secondary:hover { background: var(--vscode-button-secondaryHoverBackground); }
 .mm-main { display: grid; grid-template-columns: 1fr minmax(250px, 320px); min-height: 0; }
-.mm-left { display: grid; grid-template-rows: 3fr auto 2fr; min-height: 0; min-width: 0; }
+/* Stacked: the map, its legend strip, the tabs, the scatterplot or table; each keeps its minimum
+   (panes.ts switches to tabs before they would shrink below it). */
+.mm-left { display: grid; grid-template-columns: minmax(0, 1fr); grid-template-rows: auto minmax(200px, 3fr) auto minmax(220px, 2fr); grid-template-areas: "tabs" "map" "legend" "bottom"; min-height: 0; min-width: 0; }
+.mm-left > .mm-tabs { grid-area: tabs; order: 3; }
+.mm-left > .mm-map-wrap { grid-area: map; }
+.mm-left > .mm-legend-strip { grid-area: legend; }
+.mm-left > .mm-bottom { grid-area: bottom; }
+.mm-root:not(.tabbed) .mm-left { grid-template-areas: "map" "legend" "tabs" "bottom"; grid-template-rows: minmax(200px, 3fr) auto auto minmax(220px, 2fr); }
+/* Tabbed: one view at a time, the whole height. */
+.mm-root.tabbed .mm-left { grid-template-rows: auto 1fr auto; grid-template-areas: "tabs" "view" "legend"; }
+.mm-root.tabbed .mm-map-wrap, .mm-root.tabbed .mm-bottom { grid-area: view; }
+.mm-root.tabbed:not([data-view=map]) .mm-map-wrap, .mm-root.tabbed:not([data-view=map]) .mm-legend-strip { display: none; }
+.mm-root.tabbed:not([data-view=scatter]):not([data-view=table]) .mm-bottom { display: none; }
+.mm-root.side-tab .mm-main { grid-template-columns: 1fr; }
+.mm-root.side-tab .mm-side { grid-area: 1 / 1; border-left: none; }
+.mm-root.side-tab:not([data-view=details]) .mm-side { display: none; }
+.mm-root.side-tab[data-view=details] .mm-map-wrap, .mm-root.side-tab[data-view=details] .mm-legend-strip { display: none; }
 .mm-map-wrap { position: relative; min-height: 0; }
 .mm-map, .mm-scatter { position: absolute; inset: 0; overflow: hidden; }
 .mm-map canvas, .mm-scatter canvas { display: block; }
-/* the legend and the hint share the map's bottom edge: the hint goes above the legend when both do not fit */
-.mm-overlay { position: absolute; left: 6px; right: 8px; bottom: 6px; display: flex; flex-wrap: wrap-reverse; justify-content: space-between; align-items: flex-end; gap: 4px 12px; pointer-events: none; }
-.mm-legend-box { background: var(--vscode-editorWidget-background, var(--vscode-editor-background)); border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,.35)); opacity: .95; pointer-events: none; }
-.mm-hint { font-size: .85em; pointer-events: none; }
+/* the legend and the hint share a strip under the map: the hint goes after the legend when both do not fit */
+.mm-legend-strip { display: flex; flex-wrap: nowrap; justify-content: space-between; align-items: flex-end; gap: 2px 12px; padding: 2px 6px; border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); }
+.mm-legend-box { line-height: 0; }
+.mm-hint { font-size: .85em; flex: 1 1 0; min-width: 0; text-align: right; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .mm-tabs { display: flex; gap: 2px; align-items: center; border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); padding: 0 6px; }
 .mm-tabs [role=tab] { background: none; color: var(--vscode-foreground); border-bottom: 2px solid transparent; opacity: .75; }
 .mm-tabs [role=tab][aria-selected=true] { border-bottom-color: var(--vscode-panelTitle-activeBorder, var(--vscode-focusBorder)); opacity: 1; }
+.mm-tabs [role=tab][hidden] { display: none; }
 .mm-bottom { position: relative; min-height: 0; }
 .mm-bottom > .mm-bottom-body { position: absolute; inset: 0; }
 .mm-bottom-body { position: relative; min-height: 0; }
@@ -58,6 +75,16 @@ button.secondary:hover { background: var(--vscode-button-secondaryHoverBackgroun
 .mm-bars rect { cursor: pointer; }
 .mm-bars rect.hovered, .mm-bars rect:focus { stroke: var(--vscode-focusBorder); stroke-width: 2; }
 .mm-recipe li.hovered { background: var(--vscode-list-hoverBackground); }
+.mm-diff { border-collapse: collapse; width: 100%; font-size: .9em; table-layout: fixed; }
+.mm-diff th, .mm-diff td { text-align: left; padding: 1px 4px; vertical-align: top; overflow-wrap: anywhere; }
+.mm-diff thead th { font-weight: 600; border-bottom: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); }
+.mm-diff tbody th { font-weight: normal; width: 28%; color: var(--vscode-descriptionForeground); }
+.mm-diff tr.mm-diff-op th, .mm-diff tr.mm-diff-base th { color: var(--vscode-foreground); }
+.mm-diff tr.mm-diff-op { border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.25)); }
+.mm-diff tr.differs td { background: var(--vscode-diffEditor-insertedTextBackground, rgba(155,185,85,.2)); }
+.mm-diff tr.differs th::before { content: "≠ "; color: var(--vscode-charts-orange, #d18616); }
+.mm-diff td.hovered { outline: 1px solid var(--vscode-focusBorder); }
+.mm-diff-summary { margin: 0 0 4px; }
 .mm-swatch { display: inline-block; width: 10px; height: 10px; margin-left: 4px; }
 .mm-legend-row { font-size: .85em; }
 .mm-tooltip { position: fixed; z-index: 10; max-width: 360px; padding: 6px 8px; pointer-events: none; background: var(--vscode-editorHoverWidget-background, var(--vscode-editor-background)); color: var(--vscode-editorHoverWidget-foreground, var(--vscode-foreground)); border: 1px solid var(--vscode-editorHoverWidget-border, var(--vscode-contrastBorder, rgba(128,128,128,.5))); font-size: .9em; }

@@ -8,6 +8,7 @@ here, through :func:`register_op`.
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ class Param:
         if self.sweepable and self.type not in ("patterns", "int_list"):
             s = {"anyOf": [s, {"type": "array", "items": s, "minItems": 1}], "description": self.doc}
         return s
+
+
+def _yaml(v: Any) -> str:
+    """A default as the user writes it in the experiment file: true, global, 0.5."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _show(v: Any) -> str:
@@ -269,12 +275,15 @@ class OpDef:
         return found
 
     def markdown(self) -> str:
-        lines = [f"**{self.name}** — {self.summary}", "", self.doc, "", "| parameter | type | default | |", "|---|---|---|---|"]
+        """Hover and completion documentation. Parameters as a list, not a table: a hover is
+        narrow, and a four-column table's long cells were cut off at its edge."""
+        lines = [f"**{self.name}** — {self.summary}", "", self.doc, "", "**Parameters**", ""]
         for p in self.params:
-            typ = " \\| ".join(p.choices) if p.type == "enum" else p.type
-            rng = f" {p.interval()}" if p.interval() else ""
-            default = "required" if p.required else ("" if p.default is None else f"`{p.default}`")
-            lines.append(f"| `{p.name}` | {typ}{rng} | {default} | {p.doc} |")
+            typ = " / ".join(f"`{c}`" for c in p.choices) if p.type == "enum" else p.type
+            rng = f" in {p.interval()}" if p.interval() else ""
+            default = "required" if p.required else ("" if p.default is None else f"default `{_yaml(p.default)}`")
+            head = f"{typ}{rng}" + (f", {default}" if default else "")
+            lines.append(f"- `{p.name}` ({head}): {p.doc}")
         return "\n".join(lines)
 
 
@@ -310,7 +319,9 @@ def register_op(
             name=name,
             family=family,
             summary=summary,
-            doc=(fn.__doc__ or summary).strip(),
+            # cleandoc: a docstring's continuation lines are indented, which Markdown (hover,
+            # completion, the schema's markdownDescription) renders as a code block
+            doc=inspect.cleandoc(fn.__doc__ or summary),
             params=tuple(params),
             fn=fn,
             needs_task=needs_task,
