@@ -65,4 +65,7 @@ def test_op_is_documented(name) -> None:
         assert p.doc, f"{name}.{p.name} has no doc"
         if p.type in ("int", "float"):
             assert p.minimum is not None and p.maximum is not None, f"{name}.{p.name} has no range"
-    assert "|" in op.markdown()
+    md = op.markdown()
+    # Markdown: no paragraph indented into a code block, every parameter on its own line
+    assert not [line for line in md.splitlines() if line.startswith("    ")], md
+    assert all(f"- `{p.name}` (" in md for p in op.params)
