@@ -208,6 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = {result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models}
         # re-read: a model the run matched by fingerprint now answers to more names
         _print_models(store, [store.get_model(mid) for mid in shown], title=f"{file.name}")
+        for step, warning in result.warnings.items():
+            _err(f"warning: {step}: {warning}")  # layers an op skipped (also in `bonsai show`)
         for variant, message in result.failed.items():
             _err(f"{variant} failed: {message}")
         for variant, why in result.skipped.items():

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 BASE = "base"
 OUTPUTS_FILE = "outputs.safetensors"
+# The metric that stores the layers an op skipped (`OpContext.skipped`): its value is how many,
+# its detail which and why, so `bonsai show`, the Model Map and the lineage all carry the warning.
+SKIPPED_METRIC = "skipped_layers"
 
 ProgressFn = Callable[[float, str], None]
 _CLAIM_POLL_S = 0.25  # how often a run waiting for another's model looks again
@@ -60,7 +63,7 @@ class RunEvent:
     """What the runner reports as it goes (the CLI draws a bar per variant from these).
 
     kind: "plan" | "start" | "progress" | "stored" | "re-evaluated" | "up-to-date" | "failed" | "skipped"
-    | "done"
+    | "warning" (a stored model whose op skipped layers: `message` says which) | "done"
     """
 
     kind: str
@@ -486,6 +489,8 @@ class RunResult:
     up_to_date: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # variant (or base name) -> message
     skipped: dict[str, str] = field(default_factory=dict)  # variant -> why
+    # planned step name -> what its op left undone (layers it skipped), for the user to read
+    warnings: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -750,6 +755,8 @@ class Runner:
         size = stored_size(self.store.artifact_path(rec))
         base_bytes = size if st.op is None else self._base_stored_bytes(result, exp)
         metrics = self._with_size(exp, cm, device, measured, size, base_bytes)
+        # what its op skipped is a fact of the model, not of its evaluation: it stays
+        metrics += [m for m in self.store.metrics(rec.id) if m.name == SKIPPED_METRIC]
         self._check_cancelled()
         progress(0.95, "storing")
 
@@ -776,6 +783,7 @@ class Runner:
             eval_fingerprint=st.eval_fingerprint,
         )
         torch.manual_seed(st.seed)
+        skipped: dict[str, str] = {}
         if st.op is None:
             progress(0.0, "loading the base model")
             module = load_base(spec, exp.root, allow_pickle=self.allow_pickle)
@@ -805,6 +813,7 @@ class Runner:
             cm = opdef.fn(work, dict(st.params), ctx)
             if not isinstance(cm, CompressedModel):
                 raise OpError(st.op, f"returned {type(cm).__name__}, not a CompressedModel")
+            skipped = dict(ctx.skipped)
             reference = self._reference(exp, result, device)
         evaluation, measured = self._measure(exp, cm, device, reference, progress)
         record.eval_fingerprint = self._evaluated(st, evaluation)
@@ -824,12 +833,17 @@ class Runner:
 
             # Stored size = bytes of the artifact files as written (outputs are not the model).
             size = stored_size(folder)
-            return self._with_size(exp, cm, device, measured, size, size if st.op is None else base_bytes)
+            return [*self._with_size(exp, cm, device, measured, size, size if st.op is None else base_bytes),
+                    *skipped_metrics(st.op, skipped)]
 
         self._check_cancelled()
         progress(0.95, "storing")
         rec = self.store.add_model(record, write, metrics=all_metrics, replaces=st.replaces)
         self._remember(st.fingerprint, cm, is_base=st.op is None)
+        if skipped and st.op is not None:
+            warning = skipped_warning(st.op, skipped)
+            result.warnings[st.name] = warning
+            self._emit(RunEvent("warning", st.variant or st.name, st.name, 1.0, warning, rec))
         return rec
 
     def _n_ops(self, plan: Plan, st: PlannedStep) -> int:
@@ -988,6 +1002,23 @@ def summary(result: RunResult) -> str:
     if result.reevaluated:
         text += f", {len(result.reevaluated)} re-evaluated"
     return text + f", {len(result.up_to_date)} up to date"
+
+
+def skipped_warning(op: str, skipped: dict[str, str]) -> str:
+    """"prune.nm skipped 1 layer (left as it was): conv1.weight (input size 1 ...)"."""
+    n = len(skipped)
+    return f"{op} skipped {n} layer{'s' if n != 1 else ''} (left as it was): " + "; ".join(
+        f"{layer} ({why})" for layer, why in skipped.items())
+
+
+def skipped_metrics(op: str | None, skipped: dict[str, str]) -> list[Any]:
+    """The `SKIPPED_METRIC` row of a model whose op skipped layers (none when it skipped none)."""
+    if not skipped or op is None:
+        return []
+    from .tasks.base import Metric
+
+    return [Metric(SKIPPED_METRIC, float(len(skipped)), "", higher_is_better=False,
+                   detail=skipped_warning(op, skipped))]
 
 
 def _user_message(e: BaseException) -> str:

@@ -126,5 +126,6 @@ def test_needs_a_task() -> None:
 def test_group_divisibility_checked_before_calibration() -> None:
     m = nn.Sequential(nn.Linear(DIM, 8))
     with pytest.raises(OpError) as err:
-        quantize("quantize.calibrated", m, CorrelatedTask(), bits=4, granularity="group", group_size=24)
+        quantize("quantize.calibrated", m, CorrelatedTask(), bits=4, granularity="group", group_size=24,
+                 strict=True)
     assert err.value.layer == "0.weight"

@@ -133,8 +133,8 @@ def test_nm_keeps_largest_in_each_group() -> None:
 
 
 def test_nm_errors_name_layer(tiny_cnn, ctx, run_op) -> None:
-    with pytest.raises(OpError) as e:
-        run_op("prune.nm", CompressedModel(tiny_cnn), {"n": 2, "m": 16}, ctx)  # conv1 has 3 inputs
+    with pytest.raises(OpError) as e:  # conv1 has 3 inputs: strict fails on it
+        run_op("prune.nm", CompressedModel(tiny_cnn), {"n": 2, "m": 16, "strict": True}, ctx)
     assert e.value.layer == "conv1.weight" and e.value.param == "m"
     with pytest.raises(OpError, match="smaller than"):
         run_op("prune.nm", CompressedModel(tiny_cnn), {"n": 4, "m": 4}, ctx)

@@ -116,7 +116,7 @@ def test_group_size_must_divide_columns(ctx: OpContext) -> None:
     m = nn.Sequential(nn.Linear(24, 8), nn.Linear(8, 2))
     before = m[0].weight.detach().clone()
     with pytest.raises(OpError) as err:
-        run(CompressedModel(m), ctx, bits=4, granularity="group", group_size=16)
+        run(CompressedModel(m), ctx, bits=4, granularity="group", group_size=16, strict=True)
     assert err.value.layer == "0.weight" and err.value.param == "group_size"
     assert "24" in str(err.value)
     assert torch.equal(m[0].weight.detach(), before)  # nothing half-done

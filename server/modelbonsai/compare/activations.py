@@ -82,6 +82,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..ops.cast import inputs_as_module_dtype
 from ..ops.registry import match_names
 from . import kernels as K
 from . import stats as S
@@ -1035,6 +1036,8 @@ def _isolated(
             try:
                 if capture.clone:  # an in-place module would overwrite the base's recorded input
                     args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+                # a cast (fp16/bf16) model's module takes the base's float32 input in its own dtype
+                args, kwargs = inputs_as_module_dtype(mod, args, kwargs)
                 with torch.inference_mode():
                     out = mod(*args, **kwargs)
             except (RuntimeError, ValueError, TypeError) as e:

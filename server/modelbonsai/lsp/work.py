@@ -131,8 +131,12 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
         raise Cancelled()
     if result.failed:
         raise WorkError("; ".join(f"{k}: {v}" for k, v in result.failed.items()))
-    rep.progress(1.0, summary(result))
-    return {"made": result.made, "reevaluated": result.reevaluated, "upToDate": result.up_to_date}
+    # The job's last message is what the editor shows of a finished run: layers an op skipped
+    # belong in it (they are also stored with each model, metric skipped_layers).
+    warned = "".join(f"; warning: {k}: {v}" for k, v in result.warnings.items())
+    rep.progress(1.0, summary(result) + warned)
+    return {"made": result.made, "reevaluated": result.reevaluated, "upToDate": result.up_to_date,
+            "warnings": dict(result.warnings)}
 
 
 def _unasked_entry(st: Any, why: str) -> dict[str, Any]:

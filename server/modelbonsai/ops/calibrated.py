@@ -27,6 +27,7 @@ from .quantize import (
     _conv1d_type,
     check_finite,
     fit_scales,
+    fitting_targets,
     output_axis,
     quantize_rtn,
     scale_storage_dtype,
@@ -68,7 +69,8 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     (their error is compensated like any other). At 3–4 bits this keeps layer outputs much closer
     to the original than round-to-nearest. Stored like `quantize.weights`: packed codes + scales.
     Layers the method cannot use (grouped convolutions, biases, norms) fall back to
-    round-to-nearest.
+    round-to-nearest. Layers whose columns `group_size` does not divide are skipped and stay
+    float, as in `quantize.weights` (`strict: true` fails instead).
     """
     task = ctx.task
     if task is None:
@@ -78,6 +80,7 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     group_size = int(params["group_size"]) if gran == "group" else None
     module = to_device(cm, ctx)
     names = select_targets(module, params.get("include"), params.get("exclude"), op=OP)
+    names = fitting_targets(module, names, gran, group_size, ctx, op=OP, strict=bool(params.get("strict")))
     lookup = dict(module.named_parameters())
     for name in names:
         axis = output_axis(module, name)

@@ -20,6 +20,7 @@ from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import (
     EXCLUDE,
     INCLUDE,
+    STRICT,
     get_param,
     input_dim,
     move_batch,
@@ -274,6 +275,7 @@ def _group_ranks(cols: torch.Tensor) -> torch.Tensor:
         Param("m", "int", "Group size along the input dimension.", default=4, minimum=2, maximum=64),
         INCLUDE,
         EXCLUDE,
+        STRICT,
     ],
 )
 def prune_nm(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
@@ -281,9 +283,11 @@ def prune_nm(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
 
     Groups run along each layer's input dimension (columns of a Linear weight, input channels of
     a Conv kernel at each spatial position, rows of a transformers Conv1D), which is the layout
-    sparse tensor cores accelerate for 2:4. Every layer's input size must be divisible by `m`;
-    otherwise the op fails naming the layer (exclude it, or pick another `m`). The resulting
-    sparsity is exactly 1 - n/m on every target. Masks are recorded as for `prune.magnitude`.
+    sparse tensor cores accelerate for 2:4. A layer whose input size is not divisible by `m`
+    (a 1-channel stem conv) is skipped and left dense, with a warning in the run's output and the
+    model's `skipped_layers` metric; `strict: true` fails the variant instead. The resulting
+    sparsity is exactly 1 - n/m on every other target. Masks are recorded as for
+    `prune.magnitude`.
     """
     op = "prune.nm"
     n, m = params["n"], params["m"]
@@ -298,7 +302,9 @@ def prune_nm(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
         dim = input_dim(module, p)
         size = p.shape[dim]
         if size % m:
-            raise OpError(op, f"input size {size} is not divisible by m={m}", param="m", layer=name)
+            ctx.skip_layer(op, name, f"input size {size} is not divisible by m={m}",
+                           strict=bool(params.get("strict")), param="m")
+            continue
         scores = p.detach().abs().float()
         old = cm.masks.get(name)
         if old is not None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
-from .targets import EXCLUDE, INCLUDE, to_device
+from .targets import EXCLUDE, INCLUDE, STRICT, to_device
 
 GRANULARITIES = ("tensor", "channel", "group")
 _FP16_MIN_NORMAL = 2.0**-14
@@ -183,25 +183,51 @@ def scheme_shape(
     shape: Sequence[int], granularity: str, group_size: int | None, axis: int, *, op: str, layer: str
 ) -> tuple[int, int]:
     """(rows, groups) of the scale grid for a tensor; OpError when groups don't divide columns."""
-    numel = 1
-    for d in shape:
-        numel *= d
+    rows, cols = _rows_cols(shape, granularity, axis)
     if granularity == "tensor":
         return 1, 1
-    rows = 1 if len(shape) < 2 else int(shape[axis])
-    cols = numel // rows
     if granularity == "channel":
         return rows, 1
     assert group_size is not None
-    if cols % group_size:
-        raise OpError(
-            op,
-            f"group_size {group_size} does not divide the {cols} input columns of this tensor "
-            f"(shape {list(shape)}); pick a divisor of {cols} or exclude the layer",
-            param="group_size",
-            layer=layer,
-        )
+    misfit = group_misfit(shape, granularity, group_size, axis)
+    if misfit:
+        raise OpError(op, f"{misfit}; pick a divisor of {cols} or exclude the layer", param="group_size", layer=layer)
     return rows, cols // group_size
+
+
+def _rows_cols(shape: Sequence[int], granularity: str, axis: int) -> tuple[int, int]:
+    numel = 1
+    for d in shape:
+        numel *= d
+    rows = 1 if granularity == "tensor" or len(shape) < 2 else int(shape[axis])
+    return rows, numel // rows
+
+
+def group_misfit(shape: Sequence[int], granularity: str, group_size: int | None, axis: int) -> str | None:
+    """Why a tensor of `shape` cannot be split into groups of `group_size` columns (None: it can)."""
+    if granularity != "group" or group_size is None:
+        return None
+    _rows, cols = _rows_cols(shape, granularity, axis)
+    if cols % group_size:
+        return f"group_size {group_size} does not divide the {cols} input columns of this tensor (shape {list(shape)})"
+    return None
+
+
+def fitting_targets(
+    module: nn.Module, names: list[str], granularity: str, group_size: int | None, ctx: OpContext, *,
+    op: str, strict: bool,
+) -> list[str]:
+    """`names` without the tensors whose columns `group_size` does not divide (a 3x3 conv has 9
+    per input channel): those are skipped and stay float (`OpContext.skip_layer`; `strict` fails)."""
+    lookup = dict(module.named_parameters())
+    out = []
+    for name in names:
+        misfit = group_misfit(tuple(lookup[name].shape), granularity, group_size, output_axis(module, name))
+        if misfit:
+            ctx.skip_layer(op, name, misfit, strict=strict, param="group_size")
+        else:
+            out.append(name)
+    return out
 
 
 def fit_scales(
@@ -325,10 +351,11 @@ SCHEME_PARAMS = [
           default=True),
     Param("granularity", "enum", "One scale per tensor, per output channel, or per group of input columns.",
           default="channel", choices=GRANULARITIES),
-    Param("group_size", "int", "Input columns per scale when granularity is group; must divide the columns.",
-          default=128, minimum=2),
+    Param("group_size", "int", "Input columns per scale when granularity is group; a layer whose columns it "
+          "does not divide is skipped (see `strict`).", default=128, minimum=2),
     INCLUDE,
     EXCLUDE,
+    STRICT,
 ]
 
 
@@ -343,7 +370,10 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
 
     The grid has one scale per tensor, per output channel or per group of `group_size` input
     columns; symmetric grids are centred on 0, asymmetric ones have an integer zero point per
-    scale. Zeros (e.g. from pruning) stay exactly zero. The model keeps running on the
+    scale. A layer whose input columns `group_size` does not divide (a 3x3 conv has 9 per input
+    channel) is skipped and stays float, with a warning in the run's output and the model's
+    `skipped_layers` metric; `strict: true` fails the variant instead. Zeros (e.g. from pruning)
+    stay exactly zero. The model keeps running on the
     dequantized floats; the artifact stores the integer codes packed at `bits` bits (int4: two per
     byte) plus float16 scales (float32 when a scale does not fit float16) and, for asymmetric
     grids, zero points packed at `bits` bits. The error of every weight is at most half its scale.
@@ -354,6 +384,7 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
     group_size = int(params["group_size"]) if gran == "group" else None
     module = to_device(cm, ctx)
     names = select_targets(module, params.get("include"), params.get("exclude"), op=op)
+    names = fitting_targets(module, names, gran, group_size, ctx, op=op, strict=bool(params.get("strict")))
     lookup = dict(module.named_parameters())
     plans = []
     for name in names:

@@ -205,10 +205,20 @@ class OpContext:
     parent: CompressedModel | None = None
     progress: Callable[[float, str], None] = lambda fraction, message: None
     cancelled: Callable[[], bool] = lambda: False
+    # Layers the op left as they were because their shape does not fit it (layer -> why): a
+    # 1-channel stem conv under 2:4 pruning must not fail the whole variant. The runner lists
+    # them in the run's output and stores them with the model (runner.SKIPPED_METRIC).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def check_cancelled(self) -> None:
         if self.cancelled():
             raise Cancelled()
+
+    def skip_layer(self, op: str, layer: str, why: str, *, strict: bool, param: str | None = None) -> None:
+        """Leave `layer` unchanged because `why`; with `strict` (the op's `strict: true`) fail instead."""
+        if strict:
+            raise OpError(op, f"{why} (strict: true; without it the layer is skipped)", param=param, layer=layer)
+        self.skipped[layer] = why
 
 
 class Cancelled(Exception):

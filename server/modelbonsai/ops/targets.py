@@ -37,6 +37,17 @@ EXCLUDE = Param(
     sweepable=False,
 )
 
+# No default on purpose: a default would enter every resolved parameter dict, and with it the
+# fingerprint of every model these ops made before the parameter existed (they would be made again).
+STRICT = Param(
+    "strict",
+    "bool",
+    "`true`: a targeted layer whose shape does not fit the op (an input size `m` or `group_size` "
+    "does not divide) fails the variant. Otherwise (the default) such a layer is skipped and left "
+    "as it was, and the run lists it as a warning, stored with the model (metric `skipped_layers`).",
+    sweepable=False,
+)
+
 
 def _conv1d_hf() -> type[nn.Module] | None:
     try:
