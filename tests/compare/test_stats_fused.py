@@ -306,3 +306,15 @@ def test_in_kernel_decode_equals_the_chunked_path_for_every_form(tmp_path: Path)
         return b(s, e)
 
     _same(S.stream_pair_stats(a, b, n, values=True), S.stream_pair_stats(pa, pb, n, values=True))
+
+
+def test_cache_of_the_comparison_kernels_depends_on_the_decode_kernels() -> None:
+    """The decode kernels (artifacts/kernels.py) are compiled into the comparison's: numba's cache
+    stamp of these includes that file, so editing it recompiles them instead of loading stale code."""
+    import os
+
+    from modelbonsai.artifacts import kernels as AK
+
+    stamp = K.pair_sums_specs._cache._impl.locator.get_source_stamp()
+    st = os.stat(AK.__file__)
+    assert stamp[1] == ((st.st_mtime, st.st_size),)

@@ -77,6 +77,45 @@ def ensure_numba_cache(py_file: str) -> None:
     config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"bonsai-numba-cache-{uid}")  # type: ignore[attr-defined]
 
 
+def cache_depends_on(py_file: str, *deps: str) -> None:
+    """Make numba's on-disk cache of the kernels in `py_file` depend on the files `deps` too.
+
+    numba keys a cached kernel on its own source file only, but a kernel that calls a kernel of
+    another file has that code compiled into it: after an edit of the other file it would load
+    the old code from the cache. Here the stamp numba checks for `py_file` also holds each
+    dependency's (modification time, size), so such an edit recompiles it. Call before the
+    first `cache=True` definition in `py_file`."""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    classes = getattr(impl, "_locator_classes", None)
+    if classes is None:  # a numba without the hook: stale-cache risk only while developing
+        return
+    target = os.path.abspath(py_file)
+
+    def deps_stamp() -> tuple[tuple[float, int], ...]:
+        out = []
+        for d in deps:
+            st = os.stat(d)
+            out.append((st.st_mtime, st.st_size))
+        return tuple(out)
+
+    def wrap(base: type) -> type:
+        class _DependentLocator(base):  # type: ignore[misc, valid-type]
+            @classmethod
+            def from_function(cls, py_func, file):  # type: ignore[no-untyped-def]
+                if os.path.abspath(file) != target:
+                    return None
+                return super().from_function(py_func, file)
+
+            def get_source_stamp(self):  # type: ignore[no-untyped-def]
+                return (super().get_source_stamp(), deps_stamp())
+
+        return _DependentLocator
+
+    classes[:0] = [wrap(base) for base in list(classes)]
+
+
 ensure_numba_cache(__file__)
 
 _U8 = types.Array(types.uint8, 1, "C")

@@ -44,9 +44,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..artifacts import kernels as AK
-from ..artifacts.kernels import ensure_numba_cache
+from ..artifacts.kernels import cache_depends_on, ensure_numba_cache
 
 ensure_numba_cache(__file__)  # before the first cache=True definition below
+cache_depends_on(__file__, AK.__file__)  # the decode kernels are compiled into these
 
 #: elements per block: float32 partial sums over at most this many elements (each vector lane
 #: then adds a few dozen terms) go into float64; two blocks (8 KB) stay in L1 for a redo
