@@ -108,3 +108,20 @@ def test_runs_on_tiny_cnn_and_bert(tiny_cnn: nn.Module, cnn_input: torch.Tensor,
     assert isinstance(cm.module.bert.encoder.layer[0].attention.self.query, kind)
     with torch.no_grad():
         assert torch.allclose(cm.module(input_ids=bert_input).logits, ref, atol=0.05)
+
+
+def test_a_bfloat16_model_is_refused_for_what_it_is(ctx: OpContext) -> None:
+    """Loaded in bfloat16 (the base's `dtype:`), no cast applied: the message says so, not "before a
+    cast" (issue 22 item 6); after a cast op it names the cast."""
+    with pytest.raises(OpError) as e:
+        run(mlp().to(torch.bfloat16), ctx)
+    msg = str(e.value)
+    assert "bfloat16 as loaded" in msg and "dtype: float32" in msg and "cast" not in msg.replace("`cast`", "")
+    assert e.value.layer == "0.weight"
+    cast = get_op("cast")
+    assert cast is not None
+    cm = cast.fn(CompressedModel(mlp()), cast.resolve({"dtype": "fp16"}), ctx)
+    op = get_op("quantize.dynamic")
+    assert op is not None
+    with pytest.raises(OpError, match=r"an earlier `cast` op made the weights float16; apply quantize\.dynamic before"):
+        op.fn(cm, op.resolve({}), ctx)

@@ -48,6 +48,24 @@ def apply_dynamic(module: nn.Module, modules: list[str], conv1d: list[str], gran
         quantize_dynamic(module, qconfig_spec={n: qc for n in modules}, dtype=torch.qint8, inplace=True)
 
 
+def _need_float32(cm: CompressedModel, names: list[str]) -> None:
+    """PyTorch's dynamic int8 layers take float32 weights only: say where other ones came from."""
+    dtypes = {n: cm.module.get_submodule(n).weight.dtype for n in names}
+    wrong = next(((n, d) for n, d in dtypes.items() if d != torch.float32), None)
+    if wrong is None:
+        return
+    layer, dtype = wrong
+    shown = str(dtype).removeprefix("torch.")
+    cast = next((e for e in reversed(cm.edits) if e.get("kind") == "cast.dtype"), None)
+    if cast is not None:
+        why = (f"an earlier `cast` op made the weights {shown}; apply quantize.dynamic before the cast "
+               "(in the variant it starts from)")
+    else:
+        why = (f"the model's weights are {shown} as loaded (the base's `dtype:`), not float32; load the base "
+               "with `dtype: float32` for dynamic int8, or use quantize.weights, which works in any float dtype")
+    raise OpError(OP, f"dynamic int8 quantization needs float32 layers: {why}", layer=f"{layer}.weight")
+
+
 def _linear_from_conv1d(conv: nn.Module) -> nn.Linear:
     w = conv.weight  # [in, out]
     assert isinstance(w, torch.Tensor)
@@ -103,8 +121,7 @@ def quantize_dynamic_op(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     if not names:
         raise OpError(OP, "no Linear or Conv1D layer matches; dynamic quantization only applies to those",
                       param="include")
-    if any(module.get_submodule(n).weight.dtype != torch.float32 for n in names):  # type: ignore[union-attr]
-        raise OpError(OP, "dynamic int8 quantization needs float32 layers; apply it before a cast")
+    _need_float32(cm, names)
     conv1d = [n for n in names if conv1d_type is not None and isinstance(module.get_submodule(n), conv1d_type)]
     granularity = str(params["granularity"])
     ctx.progress(0.1, f"quantizing {len(names)} layers to int8")
