@@ -144,14 +144,20 @@ def _op_call(
             suggestion = f"; did you mean '{hint}'?" if hint else did_you_mean(name, user_ops)
             c.add(name_node, f"unknown op '{name}'{suggestion}", "unknown-op")
         # An op from an ops_from file that is not loaded yet: keep its parameters as written.
+        maybe: list[str] = []
         for k, v in given:
             key = str(to_value(k))
             call.params[key] = to_value(v)
             call.key_ranges[key] = node_range(k)
             call.value_ranges[key] = node_range(v)
+            if isinstance(v, SequenceNode) and v.value:
+                call.item_ranges[key] = [node_range(n) for n in v.value]
+                maybe.append(key)
+        call.maybe_swept = tuple(maybe)
         return call if name in user_ops else None
     swept: list[str] = []
     seen: set[str] = set()
+    suggested: set[str] = set()  # parameters an unknown one was taken for ("did you mean")
     for k, v in given:
         key = to_value(k)
         if not isinstance(key, str):
@@ -165,6 +171,7 @@ def _op_call(
         if p is None:
             hint = did_you_mean(key, [q.name for q in op.params])
             c.add(k, f"unknown parameter '{key}' for {name}{hint}", "unknown-param")
+            suggested.update(q.name for q in op.params if hint == f"; did you mean '{q.name}'?")
             continue
         call.key_ranges[key] = node_range(k)
         call.value_ranges[key] = node_range(v)
@@ -194,7 +201,8 @@ def _op_call(
         else:
             call.params[key] = _check_value(c, op, p, v)
     for p in op.params:
-        if p.required and p.name not in seen:
+        # `facter: 2` already said "did you mean 'factor'": not also that factor is missing
+        if p.required and p.name not in seen and p.name not in suggested:
             c.add(name_node, f"{name} needs parameter '{p.name}' ({p.doc})", "missing-required")
     call.swept = tuple(swept)
     return call

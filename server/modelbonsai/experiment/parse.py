@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import re
@@ -88,6 +89,9 @@ class _Decl:
     index: int
     expanded: list[Variant] = field(default_factory=list)
     done: bool = False
+    # a problem was reported inside it (its ops): what follows from that (a placeholder whose
+    # sweep was misspelt, a child naming one of its names) is not reported again
+    broken: bool = False
 
 
 class _Parser:
@@ -408,7 +412,7 @@ class _Parser:
             return None
         items = c.mapping_items(item, keys_of("variant"), "a variant")
         name, name_node = self._string(items, "name", "a variant", name=True)
-        if "name" not in items:
+        if "name" not in items and not c.misspelt(item, "name"):
             c.add(c.head(item), "this variant needs `name:`", "missing-required")
         if name is not None and name_node is not None:
             if _bad_name(name):
@@ -422,9 +426,12 @@ class _Parser:
         if "from" in items and parent is None:
             from_value = _INVALID  # reported already; keeps the variant out of the tree
         ops: list[OpCall] = []
+        before = len(c.problems)
         if "ops" not in items:
-            c.add(name_node if name_node is not None else c.head(item),
-                  f"variant '{name or '?'}' needs `ops:` (the ops that make it from its parent)", "missing-required")
+            if not c.misspelt(item, "ops"):  # `opss:` is reported once, as an unknown key
+                c.add(name_node if name_node is not None else c.head(item),
+                      f"variant '{name or '?'}' needs `ops:` (the ops that make it from its parent)",
+                      "missing-required")
         else:
             ops_node = items["ops"][1]
             if isinstance(ops_node, SequenceNode) and ops_node.value:
@@ -437,6 +444,7 @@ class _Parser:
                 c.add(items["ops"][0], f"variant '{name or '?'}' has no ops; list at least one", "missing-required")
             else:
                 c.add(ops_node, f"'ops' must be a list (`- op.name: {{...}}`), got {type_name(ops_node)}", "wrong-type")
+        broken = len(c.problems) > before
         description, _ = self._string(items, "description", "a variant")
         seed = None
         if "seed" in items:
@@ -457,7 +465,7 @@ class _Parser:
             description=description,
             seed=seed,
         )
-        return _Decl(v, name_node, from_node, from_value, index)
+        return _Decl(v, name_node, from_node, from_value, index, broken=broken)
 
     def _check_task_use(self, call: OpCall) -> None:
         """The op needs a task, and (for distillation) training data the task has of its own."""
@@ -508,7 +516,7 @@ class _Parser:
                 progress = True
                 inherited_keys = list(targets[0][1]) if targets else []
                 axes = axes_of(d.variant, inherited_keys)
-                if not self._check_template(d, inherited_keys + [a.key for a in axes]):
+                if not self._check_template(d, inherited_keys + [a.key for a in axes], quiet=d.broken):
                     continue
                 total = len(out) + len(targets) * count(axes)
                 if total > MAX_VARIANTS:
@@ -547,10 +555,12 @@ class _Parser:
             return [(d.from_value, {})]
         return None
 
-    def _check_template(self, d: _Decl, keys: list[str]) -> bool:
-        """Placeholders in a name must be swept keys (its own, or inherited from a swept parent)."""
+    def _check_template(self, d: _Decl, keys: list[str], *, quiet: bool = False) -> bool:
+        """Placeholders in a name must be swept keys (its own, or inherited from a swept parent).
+        `quiet`: the variant's ops have a problem already (`sparsty: [...]` leaves `{sparsity}`
+        unswept): one typo, one diagnostic."""
         bad = [ph for ph in placeholders(d.variant.name) if ph not in keys]
-        for ph in bad:
+        for ph in [] if quiet else bad:
             swept = ", ".join(keys) or "nothing is swept"
             self.c.add(d.variant.name_range, f"'{{{ph}}}' in the name is not a swept parameter (swept: {swept})",
                        "sweep")
@@ -572,7 +582,12 @@ class _Parser:
             where = d.from_node if d.from_node is not None else d.variant.name_range
             parent = by_name.get(d.from_value)
             if parent is None:
-                choices = [*sorted(base_names), *by_name, *expanded]
+                if self._follows_from_a_broken_one(d, by_name, expanded):
+                    continue
+                # never itself, nor its own sweep's names: 'global-0.7-bn' is not a typo of
+                # 'global-0.7-bn-int8', the variant that names it
+                own = {d.variant.name, *(v.name for v in d.expanded)}
+                choices = [n for n in (*sorted(base_names), *by_name, *expanded) if n not in own]
                 c.add(where, f"unknown parent '{d.from_value}'{did_you_mean(d.from_value, choices)}: `from` names "
                              "`base` or another variant", "unknown-parent")
                 continue
@@ -590,6 +605,25 @@ class _Parser:
                         reported.add(id(x))
                         rng = x.from_node if x.from_node is not None else x.variant.name_range
                         c.add(rng, f"variants derive from each other in a loop: {text}", "cycle")
+
+
+    @staticmethod
+    def _follows_from_a_broken_one(
+        d: _Decl, by_name: dict[str, _Decl], expanded: dict[str, tuple[_Decl, Variant]]
+    ) -> bool:
+        """`d`'s unknown parent is a problem reported at another declaration: one of the names a
+        sweep that did not expand would have made (`global-0.7-bn` of `global-{sparsity}-bn`), or
+        closest to a declaration that is itself broken (its name's placeholder misspelt)."""
+        failed = [x for x in by_name.values() if not x.expanded and x is not d]
+        for x in failed:
+            pattern = re.escape(x.variant.name)
+            for ph in placeholders(x.variant.name):
+                pattern = pattern.replace(re.escape(f"{{{ph}}}"), ".+")
+            if pattern != re.escape(x.variant.name) and re.fullmatch(pattern, d.from_value):
+                return True
+        names = [n for n in (*by_name, *expanded) if n != d.variant.name]
+        close = difflib.get_close_matches(d.from_value, names, n=1, cutoff=0.6)
+        return bool(close) and close[0] in by_name and by_name[close[0]] in failed
 
 
 def _bad_name(name: str) -> bool:

@@ -33,6 +33,15 @@ class Collector:
     def head(self, node: Node) -> Range:
         return head_range(node, self.lines)
 
+    def misspelt(self, node: MappingNode, key: str) -> bool:
+        """Whether `node` lacks `key` but has a key close to it (`opss:`): that key is reported as
+        unknown with the suggestion, and saying `key` is missing too would be a second diagnostic
+        for one typo."""
+        keys = [to_value(k) for k, _ in node.value if isinstance(k, ScalarNode)]
+        return key not in keys and any(
+            isinstance(k, str) and difflib.get_close_matches(k, [key], n=1, cutoff=0.6) for k in keys
+        )
+
     def mapping_items(
         self, node: MappingNode, allowed: Iterable[str] | None, where: str
     ) -> dict[str, tuple[Node, Node]]:
