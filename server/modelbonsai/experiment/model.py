@@ -97,6 +97,11 @@ class OpCall:
     item_ranges: dict[str, list[Range]] = field(default_factory=dict)
     #: parameter names whose list value is a sweep (only in declared variants)
     swept: tuple[str, ...] = ()
+    #: list-valued parameters of an op from `ops_from` that is not loaded (the editor never runs
+    #: user code, and a file is parsed before a run imports it): their types are unknown, so each
+    #: is a sweep when the variant's name template names it (`thr-{threshold}`), else a value
+    #: (sweeps.axes_of)
+    maybe_swept: tuple[str, ...] = ()
 
 
 @dataclass

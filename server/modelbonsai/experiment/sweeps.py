@@ -32,11 +32,17 @@ class Axis:
 
 def axes_of(v: Variant, inherited: list[str]) -> list[Axis]:
     """The variant's own swept parameters, keyed by param name; when that key is taken (by an
-    earlier axis or an inherited key) by `op.param`, then `op.param2`, `op.param3`, ..."""
+    earlier axis or an inherited key) by `op.param`, then `op.param2`, `op.param3`, ...
+
+    A list-valued parameter of a user op not loaded yet (`OpCall.maybe_swept`) is swept when the
+    name template names it, as `{param}` or `{op.param}`: the file says so, though the op's
+    schema (whether the parameter takes a list) is not known until the run imports it."""
     taken = set(inherited)
+    named = set(placeholders(v.name))
     out: list[Axis] = []
     for i, call in enumerate(v.ops):
-        for param in call.swept:
+        named_here = [p for p in call.maybe_swept if p in named or f"{call.name}.{p}" in named]
+        for param in (*call.swept, *named_here):
             key = param
             if key in taken:
                 key = f"{call.name}.{param}"
@@ -89,7 +95,7 @@ def expand(v: Variant, parent_name: str, inherited: dict[str, Any], axes: list[A
     combos = itertools.product(*(a.values for a in axes)) if axes else [()]
     for combo in combos:
         binding = dict(inherited)
-        ops = [replace(call, params=copy.deepcopy(call.params), swept=()) for call in v.ops]
+        ops = [replace(call, params=copy.deepcopy(call.params), swept=(), maybe_swept=()) for call in v.ops]
         for axis, value in zip(axes, combo, strict=True):
             binding[axis.key] = value
             ops[axis.op_index].params[axis.param] = value
