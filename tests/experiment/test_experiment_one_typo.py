@@ -76,3 +76,22 @@ def test_the_variants_an_error_does_not_touch_still_parse(ws: Path) -> None:
     assert r.partial is not None
     assert [v.name for v in r.partial.declared] == ["global-{factor}", "global-{factor}-bn", "global-0.7-bn-int8", "other"]
     assert "other" in [v.name for v in r.partial.variants]
+
+
+def test_a_syntax_error_blanks_only_its_variant_for_the_lenses(ws: Path) -> None:
+    from modelbonsai.experiment.document import experiment_for_lenses
+
+    # an unclosed brace in global-0.7-bn-int8: the parser gives up at the next item ("other")
+    text = GOOD.replace("{factor: 1.0}", "{factor: 1.0")
+    r = parse(text, ws)
+    assert r.partial is None and [p.code for p in r.problems] == ["yaml-syntax"]
+    exp = experiment_for_lenses(text, ws / "exp.bonsai.yaml", r)
+    assert exp is not None
+    names = [v.name for v in exp.declared]
+    assert names == ["global-{factor}", "global-{factor}-bn", "other"]
+    # on the lines they are on in the text being edited
+    other = next(v for v in exp.declared if v.name == "other")
+    assert other.range.start_line == pos(text, "- name: other")[0]
+    # an error above the variants: nothing to salvage
+    bad_top = GOOD.replace("base: {load: model}", "base: {load: model")
+    assert experiment_for_lenses(bad_top, ws / "exp.bonsai.yaml", parse(bad_top, ws)) is None

@@ -252,3 +252,21 @@ async def test_config_json_lenses_and_create_experiment(client: LanguageClient, 
     await until(lambda: starter_uri in client.diagnostics, 10, "diagnostics of the starter")
     errors = [d for d in client.diagnostics[starter_uri] if d.severity == lsp.DiagnosticSeverity.Error]
     assert errors == [], "the starter experiment validates"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_code_lenses_stay_on_the_variants_an_error_does_not_touch(client: LanguageClient, folder: Path) -> None:
+    """An unclosed brace in int8 while typing: the file is not YAML, and still every other variant
+    keeps its lenses on its line (int8's go until the brace is closed)."""
+    path = folder / "exp.bonsai.yaml"
+    uri = path.as_uri()
+    broken = TEXT.replace("      - quantize.weights: {bits: 8}", "      - quantize.weights: {bits: 8")
+    _change(client, uri, 50, broken)
+    await until(lambda: any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the syntax error")
+    assert [d.code for d in client.diagnostics[uri]] == ["yaml-syntax"]
+    lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
+    for name in ("prune-50", "masked"):
+        assert _titles(lenses, position_of(broken, f"- name: {name}\n").line)[:3] == ["▶ Run", "Compare with parent", "Show in Model Map"]
+    assert _titles(lenses, position_of(broken, "- name: int8\n").line) == []
+    _change(client, uri, 51, TEXT)
+    await until(lambda: not any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the fix")

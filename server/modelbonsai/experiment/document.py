@@ -8,6 +8,7 @@ indentation, see `scan.py`), so they keep working while the user types.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Literal
 from ..ops.registry import OpDef, Param, all_ops, closest_op, get_op, match_names
 from . import taskinfo
 from .keys import DEVICES, DTYPES, key_doc, keys_of
-from .model import BASE, Range, Variant
+from .model import BASE, Experiment, ParseResult, Range, Variant
+from .parse import parse_experiment
 from .scan import Entry, PathElem, Scan, Spot, scan, spot_at, unquote
 
 NodeKind = Literal[
@@ -391,4 +393,36 @@ def _declaration(d: Document, name: str, path: Path | None = None) -> Range | No
     for expanded, declared_name in _expanded_names(d, path):
         if expanded == name:
             return _declaration(d, declared_name, path)
+    return None
+
+
+_ITEM = re.compile(r"^(\s*)-\s+name\s*:")
+
+
+def experiment_for_lenses(text: str, path: Path, result: ParseResult) -> Experiment | None:
+    """The experiment whose variants get CodeLenses: the parse's own (complete or partial), or,
+    when a YAML syntax error left none (an unclosed `{` while typing), the text parsed again with
+    the variant the error is in blanked out, so every other variant keeps its lenses. Blank
+    lines, not removed ones: every other variant stays on its line. The parser reports a missing
+    `}` where it gave up, which may be the next item, so the item before it is tried too."""
+    exp = result.experiment or result.partial
+    if exp is not None:
+        return exp
+    syntax = [p for p in result.problems if p.code == "yaml-syntax"]
+    if not syntax:
+        return None
+    line = syntax[0].range.start_line
+    lines = text.split("\n")
+    starts = [i for i, s in enumerate(lines) if _ITEM.match(s)]
+    k = max((j for j, s in enumerate(starts) if s <= line), default=None)
+    if k is None:
+        return None  # the error is above the variants: nothing to salvage
+    for first in (k, k - 1):
+        if first < 0:
+            continue
+        end = starts[first + 1] if first + 1 < len(starts) else len(lines)
+        blanked = lines[: starts[first]] + [""] * (end - starts[first]) + lines[end:]
+        again = parse_experiment("\n".join(blanked), path)
+        if again.experiment is not None or again.partial is not None:
+            return again.experiment or again.partial
     return None

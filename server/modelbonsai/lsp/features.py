@@ -401,7 +401,7 @@ def register(server: BonsaiServer) -> None:
             result = await docs.result(uri)
             if result is None:
                 return []
-            return await experiment_lenses(server, uri, result)
+            return await experiment_lenses(server, uri, result, docs.state(uri).text)
         path = uri_path(uri)
         if path.name == "config.json" and await server.in_reader(is_hf_config, path):
             top = lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0))
@@ -424,8 +424,16 @@ def register(server: BonsaiServer) -> None:
         return None
 
 
-async def experiment_lenses(server: BonsaiServer, uri: str, result: ParseResult) -> list[lsp.CodeLens]:
+async def experiment_lenses(
+    server: BonsaiServer, uri: str, result: ParseResult, text: str | None = None
+) -> list[lsp.CodeLens]:
     exp = result.experiment or result.partial
+    if exp is None and text is not None:
+        # a syntax error (an unclosed brace while typing) leaves no experiment: the variants it
+        # does not touch keep their lenses
+        from ..experiment.document import experiment_for_lenses
+
+        exp = await server.in_reader(experiment_for_lenses, text, uri_path(uri), result)
     if exp is None:
         return []
     lenses: list[lsp.CodeLens] = []
