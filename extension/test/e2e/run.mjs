@@ -14,13 +14,13 @@
 // and their bar charts) and Behaviors (the collapsed digit class); then Layers on MiniLM (the depth
 // profile jumping at the LayerNorms).
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { behaviorsStep, layersStep, lensesStep, modelMapStep, openWorkspace, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
+import { behaviorsStep, foldedStepsStep, layersStep, lensesStep, modelMapStep, openWorkspace, recipeDiffStep, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -169,8 +169,12 @@ async function waitFor(what, ms, fn, every = 250) {
   throw new Error(`timed out after ${ms / 1000}s waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
 }
 
-async function shot(name) {
-  if (page) await page.screenshot({ path: join(shots, `${name}.png`) }).catch(() => {});
+/** A screenshot into test-results/e2e; with `doc`, also the README's docs/<doc> (retaken by every
+ * run that gets this far, so the README shows the panels as they are). */
+async function shot(name, doc) {
+  if (!page) return;
+  await page.screenshot({ path: join(shots, `${name}.png`) }).catch(() => {});
+  if (doc && existsSync(join(shots, `${name}.png`))) copyFileSync(join(shots, `${name}.png`), join(repoRoot, 'docs', doc));
 }
 
 function filesUnder(dir, pred, out = []) {
@@ -436,7 +440,7 @@ function samplesOracle() {
 
 // The MiniLM case: samples.py runs this variant (per-layer magnitude pruning of every tensor, the
 // LayerNorms included) before VS Code opens the workspace.
-const MINILM = { base: 'all-MiniLM-L6-v2', variant: 'layer-all-0.1' };
+const MINILM = { base: 'all-MiniLM-L6-v2', variant: 'layer-all-0.1', other: 'layer-nonorm-0.1' };
 const DIGITS_MODELS = ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', 'int4']; // samples/digits/small.bonsai.yaml
 
 async function samplesSteps(base) {
@@ -454,16 +458,21 @@ async function samplesSteps(base) {
     expect = samplesOracle().digits;
   });
   if (ran) {
-    await step('digits: Model Map colour metric, legend, selection bar charts', () => modelMapStep(t, expect));
+    await step('digits: Model Map layout with side bar and panel, default axes, colour metric, legend, recipe diff and bar charts', () => modelMapStep(t, expect));
     await step(`digits: Behaviors collapsed class of ${expect.variant}`, () => behaviorsStep(t, expect));
     await step('digits: CodeLens metrics for every variant after the run', () => lensesStep(t, 'small.bonsai.yaml', DIGITS_MODELS.slice(1), ['layer-0.5', 'layer-0.9']));
     // after the lenses: it adds a variant to the experiment file
-    await step('digits: Layers shows which channels structured pruning removed', () => removedChannelsStep(t, join(samplesDir, 'digits'), expect.base));
+    const channels = await step('digits: Layers shows which channels structured pruning removed', () => removedChannelsStep(t, join(samplesDir, 'digits'), expect.base));
+    if (channels) await step('digits: Model Map folds the two-op variant channels-0.5 (table, map, search), unfolds on request', () => foldedStepsStep(t));
   }
-  await step('minilm: Layers depth profile at the LayerNorms', async () => {
+  const minilm = await step('minilm: Layers depth profile at the LayerNorms', async () => {
     await openWorkspace(t, join(samplesDir, 'minilm'), MINILM.base);
     await layersStep(t, MINILM);
   });
+  // needs the workspace open (the step above), not its Layers result
+  if (minilm || page.url().includes(encodeURIComponent(join(samplesDir, 'minilm')))) {
+    await step('minilm: Compare Recipe with… names exclude, the one setting that differs; layout and axes', () => recipeDiffStep(t, MINILM));
+  }
 }
 
 async function cleanup() {
@@ -493,13 +502,13 @@ async function cleanup() {
 }
 
 const overall = setTimeout(() => {
-  console.error('e2e: the whole run exceeded 8 minutes');
+  console.error('e2e: the whole run exceeded 10 minutes');
   failed = true;
   shot('zz-timeout').finally(() => {
     printLogs();
     cleanup().finally(() => process.exit(1));
   });
-}, 8 * 60_000);
+}, 10 * 60_000);
 
 try {
   await main();

@@ -113,28 +113,127 @@ async function compareModels(t, baseName, others, view) {
   await row(view).click();
 }
 
-/** Issue 7: the Model Map on digits — colour metric and legend, two selected nodes, bar charts. */
-export async function modelMapStep(t, expect) {
+/** The workbench as the issue 19 review had it: the side bar (the Lineage view) and the bottom
+ * panel both open, so the Model Map gets what is left of 1400×900. */
+export async function sideBarAndPanelOpen(t) {
   const { page } = t;
-  const ids = expect.ids;
-  t.log('digits: opening the Model Map');
+  const panelShown = () => page.locator('.part.panel').first().isVisible().catch(() => false);
+  if (!(await panelShown())) await t.palette('View: Toggle Panel Visibility');
+  await t.waitFor('the bottom panel open', 10_000, panelShown);
+  await t.waitFor('the side bar open', 10_000, () => page.locator('.part.sidebar').first().isVisible().catch(() => false));
+}
+
+/** Opens the Model Map (side bar and panel open) and waits until its table lists `names`. */
+async function openModelMap(t, names) {
   await closeAllEditors(t);
+  await sideBarAndPanelOpen(t);
   await t.palette('Bonsai: Open Model Map');
   const frame = await panelFrame(t, 'Model Map', '[role="toolbar"][aria-label="Model Map"]');
-  const tab = frame.getByRole('tab', { name: 'Table' }).or(frame.getByText('Table', { exact: true })).first();
-  // The tabs may render after the toolbar: click Table until its rows are there.
-  await t.waitFor('the Model Map Table tab', 30_000, async () => {
-    if ((await frame.locator('tr[data-model]').count()) > 0) return true;
-    if (await tab.count()) await tab.click({ timeout: 2000 });
-    return false;
+  await t.waitFor(`the Model Map table to list ${names.join(', ')}`, 30_000, async () => {
+    await showTab(frame, 'table');
+    const rows = await frame.locator('tr[data-model]').evaluateAll((trs) => trs.map((r) => r.querySelector('td')?.innerText ?? ''));
+    return names.every((n) => rows.includes(n));
   }, 500);
-  const rowOf = (name) => frame.locator(`tr[data-model="${ids[name]}"]`);
-  await t.waitFor(`the Model Map table to list every digits model (${Object.keys(ids).join(', ')})`, 30_000, async () => {
-    for (const name of Object.keys(ids)) if ((await rowOf(name).count()) === 0) return false;
-    return true;
+  return frame;
+}
+
+/** Shows one of the Model Map's views: in the stacked layout the map is always there and the
+ * tabs pick the scatterplot or the table; in the tabbed one each is a tab. */
+async function showTab(frame, which) {
+  const tab = frame.locator(`#tab-${which}`);
+  if ((await tab.count()) && (await tab.isVisible()) && (await tab.getAttribute('aria-selected')) !== 'true') await tab.click({ timeout: 2000 });
+}
+
+const overlap = (a, b) => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+
+/** Issue 19 item 3 on the DOM: each view at a usable size, the legend off the map, every column
+ * header drawn, labels that do not collide (and name every model in view); item 4: the
+ * scatterplot's default axes. Returns what it read. */
+async function modelMapLayout(t, frame, names, axes) {
+  const root = frame.locator('.mm-root');
+  const tabbed = /\btabbed\b/.test((await root.getAttribute('class')) ?? '');
+  await showTab(frame, 'map');
+  const mapCanvas = frame.locator('.mm-map canvas');
+  const map = await mapCanvas.boundingBox();
+  if (!map || map.height < 200 || map.width < 400) throw new Error(`the map is ${map?.width}×${map?.height} px (tabbed: ${tabbed}); it needs at least 400×200`);
+  const strip = await frame.locator('.mm-legend-strip').boundingBox();
+  const legend = await frame.locator('[aria-label^="Legend:"]').first().boundingBox();
+  if (!strip || !legend || legend.y < map.y + map.height - 0.5) throw new Error(`the legend (top ${legend?.y}) lies over the map (${map.y}–${map.y + map.height})`);
+  // Fit, then read the headers drawn and the labels the map placed (canvas coordinates).
+  await frame.getByRole('button', { name: 'Fit the map to the view' }).click();
+  let headers = '';
+  await t.waitFor('the fitted map to draw its column headers "base" and "step 1"', 10_000, async () => {
+    headers = (await mapCanvas.getAttribute('data-headers')) ?? '';
+    const cols = headers.split('|');
+    return cols.includes('base') && cols.includes('step 1');
+  }, 250).catch((e) => {
+    throw new Error(`${e.message}; the map's headers are "${headers}"`);
   });
+  const labels = await t.waitFor('the map labels of every model in view', 10_000, async () => {
+    const ls = JSON.parse((await mapCanvas.getAttribute('data-labels')) || '[]');
+    const texts = ls.filter((l) => l.kind === 'name').map((l) => l.text);
+    const named = (n) => texts.some((x) => x === n || (x.endsWith('…') && n.startsWith(x.slice(0, -1))));
+    return names.every(named) ? ls : undefined;
+  }, 500);
+  for (let i = 0; i < labels.length; i++) {
+    for (let j = i + 1; j < labels.length; j++) if (overlap(labels[i].box, labels[j].box)) throw new Error(`map labels "${labels[i].text}" and "${labels[j].text}" overlap`);
+  }
+  // Content spread over the width: the rightmost label ends past half the map.
+  const right = Math.max(...labels.map((l) => l.box[2]));
+  if (right < map.width * 0.5) throw new Error(`the map's content ends at ${right.toFixed(0)} of ${map.width.toFixed(0)} px: a strip`);
+  await t.shot(`${axes.shot}-map`);
+  await showTab(frame, 'scatter');
+  const sc = frame.locator('.mm-scatter canvas');
+  const read = await t.waitFor('the scatterplot drawn with its axes', 10_000, async () => {
+    const box = await sc.boundingBox();
+    const d = await sc.evaluate((c) => ({ ...c.dataset }));
+    return box && box.height > 0 && d.yTitle ? { box, ...d } : undefined;
+  }, 500);
+  if (read.box.height < 200) throw new Error(`the scatterplot is ${read.box.height.toFixed(0)} px tall (tabbed: ${tabbed}); it needs 200`);
+  if (!read.yTitle.startsWith(axes.yLabel) || read.yTitle.endsWith('…')) throw new Error(`the scatterplot's y title is cut: "${read.yTitle}"`);
+  if (!axes.x.includes(read.x) || read.y !== axes.y) throw new Error(`the scatterplot defaults to ${read.x} × ${read.y}; expected ${axes.x.join(' or ')} × ${axes.y}`);
+  t.log(`model map layout: ${tabbed ? 'tabbed' : 'stacked'}; map ${map.width.toFixed(0)}×${map.height.toFixed(0)}, scatterplot ${read.box.width.toFixed(0)}×${read.box.height.toFixed(0)}; headers ${headers}; ${labels.length} labels, none overlapping, content to ${right.toFixed(0)} px; axes ${read.x} × ${read.y} ("${read.xTitle}" / "${read.yTitle}")`);
+  await t.shot(`${axes.shot}-scatter`);
+  return { tabbed };
+}
+
+/** The recipe diff in the selection details: rows that differ as [label, a, b]. */
+async function recipeDiffRows(t, frame, want) {
+  const details = frame.locator('section.mm-details');
+  return t.waitFor(`the recipe diff (${want})`, 20_000, async () => {
+    const table = details.locator('table.mm-diff');
+    if (!(await table.count())) return undefined;
+    return table.locator('tbody tr').evaluateAll((trs) =>
+      trs.map((tr) => ({ kind: tr.dataset.kind, same: tr.dataset.same === 'true', cells: [...tr.children].map((c) => c.innerText.trim()) })),
+    );
+  }, 500);
+}
+
+/** Selects rows of the Model Map's table by name (click, then shift-click), as dispatched
+ * events: under load the table re-renders its rows continually while the pointer is over it. */
+async function selectRows(t, frame, ids, names) {
+  const rowOf = (name) => frame.locator(`tr[data-model="${ids[name]}"]`);
+  const selected = async (name) => /\bfocus\b/.test((await rowOf(name).getAttribute('class')) ?? '');
+  await showTab(frame, 'table');
+  await t.waitFor(`the table rows ${names.join(', ')} selected (click, shift-click)`, 20_000, async () => {
+    for (const [i, n] of names.entries()) if (!(await selected(n))) await rowOf(n).dispatchEvent('click', { bubbles: true, shiftKey: i > 0 });
+    for (const n of names) if (!(await selected(n))) return false;
+    return true;
+  }, 500);
+}
+
+/** Issue 7 and issue 19 items 3 and 4: the Model Map on digits with the side bar and panel open —
+ * layout, default axes, colour metric and legend, two selected models with their recipe diff and
+ * bar charts. */
+export async function modelMapStep(t, expect) {
+  const ids = expect.ids;
+  t.log('digits: opening the Model Map');
+  const names = Object.keys(ids);
+  const frame = await openModelMap(t, names);
+  await modelMapLayout(t, frame, names, { x: ['stored_size'], y: 'accuracy', yLabel: 'accuracy', shot: '10a-digits-model-map' });
 
   // Colour metric: pick another metric; the legend must name it.
+  await showTab(frame, 'map');
   const colour = frame.getByLabel('Fill colour metric');
   const legend = frame.locator('[aria-label^="Legend:"]').first();
   await legend.waitFor({ timeout: 15_000 });
@@ -149,20 +248,13 @@ export async function modelMapStep(t, expect) {
     return l !== before && l?.includes(`fill ${next}`) ? l : undefined;
   });
   t.log(`legend: ${before} -> ${after}`);
+  await colour.selectOption(current);
   await t.shot('10-digits-model-map-colour');
 
-  // Two nodes (click, shift-click in the table): the details show what varies and bar charts.
+  // Two models: the details show their recipe diff, what varies and bar charts.
   const [a, b] = ['layer-0.5', 'layer-0.9'];
-  if (!ids[a] || !ids[b]) throw new Error(`the digits lineage has no ${a} / ${b} (models: ${Object.keys(ids).join(', ')})`);
-  // The rows' own click handlers, as click events dispatched on the rows: under load the table
-  // re-renders its rows continually while the pointer is over it (Playwright sees each row detached
-  // again and again), so a real pointer click can miss; the selection logic is the same.
-  const selected = async (name) => /\bfocus\b/.test((await rowOf(name).getAttribute('class')) ?? '');
-  await t.waitFor(`the table rows ${a} and ${b} selected (click, shift-click)`, 20_000, async () => {
-    if (!(await selected(a))) await rowOf(a).dispatchEvent('click', { bubbles: true });
-    if (!(await selected(b))) await rowOf(b).dispatchEvent('click', { bubbles: true, shiftKey: true });
-    return (await selected(a)) && (await selected(b));
-  }, 500);
+  if (!ids[a] || !ids[b]) throw new Error(`the digits lineage has no ${a} / ${b} (models: ${names.join(', ')})`);
+  await selectRows(t, frame, ids, [a, b]);
   const details = frame.locator('section.mm-details');
   const charts = await t.waitFor(`comparison bar charts (.mm-bars) with a bar for ${a} and for ${b}`, 20_000, async () => {
     const n = await details.locator('.mm-bars').count();
@@ -172,10 +264,94 @@ export async function modelMapStep(t, expect) {
   });
   const varies = await details.locator('.mm-varies').innerText().catch(() => '');
   if (!/sparsity/.test(varies)) throw new Error(`"What varies" for ${a} and ${b} does not name sparsity: ${JSON.stringify(varies)}`);
+  const diff = await recipeDiffRows(t, frame, `${a} vs ${b}`);
+  const differs = diff.filter((r) => !r.same).map((r) => r.cells);
+  if (JSON.stringify(differs) !== JSON.stringify([['· sparsity', '0.5', '0.9']])) throw new Error(`the recipe diff of ${a} and ${b} marks ${JSON.stringify(differs)}; only sparsity 0.5 / 0.9 differs`);
+  if (!diff.some((r) => r.kind === 'op' && r.same && r.cells[1] === 'prune.magnitude')) throw new Error(`the recipe diff has no shared prune.magnitude op row: ${JSON.stringify(diff)}`);
   const captions = await details.locator('.mm-bars figcaption').allInnerTexts();
-  t.log(`bar charts: ${charts} (${captions.join(' | ')}); what varies: ${varies.replace(/\s+/g, ' ').slice(0, 80)}`);
-  await details.locator('.mm-bars').first().scrollIntoViewIfNeeded();
-  await t.shot('11-digits-model-map-selection-bars');
+  t.log(`bar charts: ${charts} (${captions.join(' | ')}); what varies: ${varies.replace(/\s+/g, ' ').slice(0, 80)}; recipe diff: ${diff.length} rows, differing ${JSON.stringify(differs)}`);
+  await showTab(frame, 'map');
+  await t.shot('11-digits-model-map-selection-bars', 'screenshot.png');
+}
+
+/** Issue 19 item 3: a multi-op variant (channels-0.5: prune.structured, then bn.recalibrate) shows
+ * as one model — in the table, the map and search — until its steps are asked for. */
+export async function foldedStepsStep(t) {
+  const variant = 'channels-0.5';
+  const step = `${variant}/1`;
+  const frame = await openModelMap(t, [variant]);
+  const rows = async () => frame.locator('tr[data-model]').evaluateAll((trs) => trs.map((r) => [...r.querySelectorAll('td')].slice(0, 3).map((td) => td.innerText)));
+  const folded = await rows();
+  const row = folded.find((r) => r[0] === variant);
+  if (folded.some((r) => r[0] === step)) throw new Error(`the table lists ${step} while its variant is folded`);
+  if (row?.[2] !== 'prune.structured + bn.recalibrate') throw new Error(`the table's op for ${variant} is "${row?.[2]}"; the folded variant's ops are prune.structured + bn.recalibrate`);
+  const search = frame.getByLabel('Search models by name or op');
+  await search.fill(step);
+  await search.press('Enter');
+  const found = await frame.locator('.mm-toolbar [role="status"]').innerText();
+  if (found !== '1 found') throw new Error(`searching "${step}" says "${found}"; it should find its variant`);
+  const selectedRow = await frame.locator('tr[data-model].focus td').first().innerText();
+  if (selectedRow !== variant) throw new Error(`searching "${step}" selected ${selectedRow}`);
+  await showTab(frame, 'map');
+  const mapLabels = await t.waitFor(`the map to name ${variant}`, 10_000, async () => {
+    const ls = JSON.parse((await frame.locator('.mm-map canvas').getAttribute('data-labels')) || '[]').map((l) => l.text);
+    return ls.includes(variant) ? ls : undefined;
+  }, 500);
+  if (mapLabels.includes(step)) throw new Error(`the map names ${step} while its variant is folded`);
+  await t.shot('18-digits-model-map-folded');
+  // Unfolded on request: the step is back in the table.
+  const steps = frame.getByLabel('Show the intermediate models of multi-op variants');
+  await steps.check();
+  await showTab(frame, 'table');
+  await t.waitFor(`the table to list ${step} once steps are shown`, 10_000, async () => (await rows()).some((r) => r[0] === step), 500);
+  await steps.uncheck();
+  t.log(`${variant} folded (op "${row[2]}"), found by "${step}", unfolded on request`);
+}
+
+/** Issue 19 item 1 on MiniLM: "Compare Recipe with…" from the Lineage tree's context menu opens the
+ * Model Map with both models selected and their recipe diff, which names the one setting that
+ * differs (exclude); "What varies" names it too once the base is added. */
+export async function recipeDiffStep(t, { base, variant, other }) {
+  const { page } = t;
+  await closeAllEditors(t);
+  await sideBarAndPanelOpen(t);
+  const sidebar = page.locator('.sidebar');
+  const row = sidebar.locator(`[role="treeitem"][aria-label^="${variant},"]`).first();
+  await t.waitFor(`the Lineage tree row ${variant}`, 30_000, async () => {
+    for (const r of await sidebar.locator('[role="treeitem"][aria-expanded="false"]').all()) await r.click().catch(() => {});
+    return (await row.count()) > 0 && (await sidebar.locator(`[role="treeitem"][aria-label^="${other},"]`).count()) > 0;
+  }, 1000);
+  await row.click({ button: 'right' });
+  const item = page.locator('.context-view .action-item', { hasText: 'Compare Recipe with…' }).first();
+  await item.waitFor({ state: 'visible', timeout: 10_000 });
+  await item.click();
+  const widget = page.locator('.quick-input-widget');
+  await widget.locator('input').first().fill(other);
+  await widget.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${other.replace(/[.]/g, '\\.')}$`) }) }).first().click();
+  const frame = await panelFrame(t, 'Model Map', '[role="toolbar"][aria-label="Model Map"]');
+  const diff = await recipeDiffRows(t, frame, `${variant} vs ${other}`);
+  const differs = diff.filter((r) => !r.same).map((r) => r.cells);
+  t.log(`recipe diff ${variant} / ${other}: ${diff.length} rows; differing ${JSON.stringify(differs)}`);
+  if (JSON.stringify(differs) !== JSON.stringify([['· exclude', '—', '["*LayerNorm*"]']])) throw new Error(`the recipe diff of ${variant} and ${other} marks ${JSON.stringify(differs)}; only exclude (unset / ["*LayerNorm*"]) differs`);
+  const shown = diff.map((r) => r.cells[0]);
+  for (const want of ['base', 'op 1', '· include', '· scope', '· sparsity', 'seed', 'task', 'instances']) if (!shown.includes(want)) throw new Error(`the recipe diff has no "${want}" row: ${shown.join(', ')}`);
+  const summary = await frame.locator('.mm-diff-summary').innerText();
+  if (summary !== '1 difference: exclude') throw new Error(`the recipe diff says "${summary}"`);
+  const minilmNames = [base, variant, other];
+  // x: stored size, or the ratio where the sizes do not vary; y: the task's quality, not latency
+  await modelMapLayout(t, frame, minilmNames, { x: ['stored_size', 'compression_ratio'], y: 'cosine_agreement', yLabel: 'cosine_agreement', shot: '19a-minilm-model-map' });
+  await showTab(frame, 'map');
+  await t.shot('19-minilm-recipe-diff', 'recipe-diff.png');
+  // With the base added, "What varies" names the op and the exclude pattern.
+  await showTab(frame, 'table');
+  const ids = Object.fromEntries(await frame.locator('tr[data-model]').evaluateAll((trs) => trs.map((r) => [r.querySelector('td')?.innerText ?? '', r.dataset.model])));
+  await selectRows(t, frame, ids, [variant, other, base]);
+  const varies = await t.waitFor('"What varies" for the three models', 20_000, async () => {
+    const v = await frame.locator('section.mm-details .mm-varies').innerText().catch(() => '');
+    return v || undefined;
+  }, 500);
+  if (!/prune\.magnitude\.exclude/.test(varies)) throw new Error(`"What varies" with the base added does not name prune.magnitude.exclude: ${JSON.stringify(varies)}`);
+  t.log(`what varies (base added): ${varies.replace(/\s+/g, ' ')}`);
 }
 
 /** The first number in a cell such as "-100.0% [-100.0%, -76.9%]", as a fraction. */
@@ -373,13 +549,15 @@ export async function lensesStep(t, file, models, sweep) {
 }
 
 /** Structured pruning in Layers, on digits: the user adds a channels variant to the experiment
- * file (prune.structured, as digits.bonsai.yaml's channels-{amount}) and runs it; Layers shows for
+ * file (prune.structured then bn.recalibrate, as digits.bonsai.yaml's channels-{amount}) and runs it; Layers shows for
  * the first conv which output channels went, one strip cell per base channel, checked against the
  * kept indices the op recorded in the artifact's manifest. */
 export async function removedChannelsStep(t, workspace, base) {
   const file = 'small.bonsai.yaml';
   const variant = 'channels-0.5';
-  appendFileSync(join(workspace, file), `  - name: ${variant}\n    ops:\n      - prune.structured: {amount: 0.5}\n`);
+  // two ops, as digits.bonsai.yaml's channels-{amount}: the step after the first is an
+  // intermediate model (channels-0.5/1), which the Model Map folds into the variant
+  appendFileSync(join(workspace, file), `  - name: ${variant}\n    ops:\n      - prune.structured: {amount: 0.5}\n      - bn.recalibrate: {batches: 4}\n`);
   await closeAllEditors(t);
   await runExperimentFile(t, file, [variant], '16-digits-channels-run');
   // The oracle: the op's own record (manifest kept_indices of the pruned model, base shape).

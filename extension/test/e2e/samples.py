@@ -6,9 +6,10 @@ Behaviors step must find.
 
 `prepare`: OUT/digits is samples/digits at its small size (BONSAI_SAMPLE_SMALL=1 prepare.py --out)
 with its small.bonsai.yaml, not run (the e2e runs it with "Bonsai: Run Experiment File").
-OUT/minilm is samples/minilm small with only the base and the per-layer pruning variant that
-includes LayerNorm (`layer-all-0.1`) run by the CLI: the other variants are not needed and MiniLM is
-the slow part on a loaded machine. `oracle`: OUT/expect.json.
+OUT/minilm is samples/minilm small with only the base, the per-layer pruning variant that
+includes LayerNorm (`layer-all-0.1`) and the one that excludes it (`layer-nonorm-0.1`, for the
+recipe diff) run by the CLI: the other variants are not needed and MiniLM is the slow part on a
+loaded machine. `oracle`: OUT/expect.json.
 
 The oracle is computed here from the stored evaluation outputs (predictions and targets per
 instance), independently of the comparison engine the panels use: for every digits variant the
@@ -33,6 +34,7 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[3]
 SAMPLES = REPO / "samples"
 MINILM_VARIANT = "layer-all-0.1"  # run.mjs (MINILM) opens Layers for it
+MINILM_NONORM = "layer-nonorm-0.1"  # its recipe differs from MINILM_VARIANT's by `exclude` only
 # The instances each sample is evaluated on: its experiment file's max_instances (written here
 # for minilm), which the CLI's run and the panels' comparisons both follow (a file's own limit wins
 # over bonsai.maxInstances), so the panels compare what the CLI stored (the oracle's instances).
@@ -138,7 +140,8 @@ def main() -> None:
     }
     if sys.argv[1] == "prepare":
         prepare("digits", out / "digits", env)
-        prepare("minilm", out / "minilm", env, ("--only", MINILM_VARIANT), max_instances=MINILM_INSTANCES)
+        prepare("minilm", out / "minilm", env, ("--only", MINILM_VARIANT, MINILM_NONORM),
+                max_instances=MINILM_INSTANCES)
         return
     digits = {**digits_oracle(out / "digits", env), "instances": DIGITS_INSTANCES}
     (out / "expect.json").write_text(json.dumps({"digits": digits}, indent=1))

@@ -215,16 +215,18 @@ function load(models: ModelInfo[]): void {
     const saved = store.state.view?.map;
     app.setModels(models, restoreState(saved ?? {}));
     if (store.state.focus && app.lin.byId.has(store.state.focus) && app.selection.size === 0) app.select([store.state.focus]);
-    // Opened by "Compare Recipe with…": select the two (their recipe diff shows), once.
-    if (store.state.select?.length) {
-      selectShown(store.state.select);
-      store.update({ select: undefined });
-    }
+
     show(app.state.bottom);
     panes = paneLayout(mainArea.getBoundingClientRect().width, mainArea.getBoundingClientRect().height);
     show(panes.tabbed ? 'map' : app.state.bottom);
     // Size the map now (the resize observer reports a frame later) so the first paint is final.
     map.resize();
+    // Opened by "Compare Recipe with…": select the two (their recipe diff shows), once; after the
+    // map has its size, or revealing them would pan for a map of no size.
+    if (store.state.select?.length) {
+      selectShown(store.state.select);
+      store.update({ select: undefined });
+    }
     markFirstPaint();
   } else app.setModels(models);
   empty.hidden = models.length > 0;

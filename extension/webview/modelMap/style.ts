@@ -76,9 +76,10 @@ button.secondary:hover { background: var(--vscode-button-secondaryHoverBackgroun
 .mm-bars rect.hovered, .mm-bars rect:focus { stroke: var(--vscode-focusBorder); stroke-width: 2; }
 .mm-recipe li.hovered { background: var(--vscode-list-hoverBackground); }
 .mm-diff { border-collapse: collapse; width: 100%; font-size: .9em; table-layout: fixed; }
-.mm-diff th, .mm-diff td { text-align: left; padding: 1px 4px; vertical-align: top; overflow-wrap: anywhere; }
-.mm-diff thead th { font-weight: 600; border-bottom: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); }
-.mm-diff tbody th { font-weight: normal; width: 28%; color: var(--vscode-descriptionForeground); }
+.mm-diff th, .mm-diff td { text-align: left; padding: 1px 4px; vertical-align: top; overflow-wrap: break-word; }
+.mm-diff code { font-size: .85em; }
+.mm-diff thead th { font-weight: 600; overflow-wrap: anywhere; border-bottom: 1px solid var(--vscode-panel-border, rgba(128,128,128,.35)); }
+.mm-diff tbody th { font-weight: normal; width: 22%; color: var(--vscode-descriptionForeground); }
 .mm-diff tr.mm-diff-op th, .mm-diff tr.mm-diff-base th { color: var(--vscode-foreground); }
 .mm-diff tr.mm-diff-op { border-top: 1px solid var(--vscode-panel-border, rgba(128,128,128,.25)); }
 .mm-diff tr.differs td { background: var(--vscode-diffEditor-insertedTextBackground, rgba(155,185,85,.2)); }
