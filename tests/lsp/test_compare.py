@@ -252,6 +252,7 @@ async def test_instances_and_bad_compare_requests(client: LanguageClient, folder
     assert [i["text"] for i in got.meta["instances"]] == ["instance i0", "instance i5"]
     assert set(got.meta["predictions"]) == {m["toy"]["id"], m["int8"]["id"]}
     assert got.meta["classNames"] == ["zero", "one", "two"]
+    assert "predictionTokens" not in got.meta  # class indices: shown by their class names
 
     with pytest.raises(JsonRpcException) as e:
         await request(client, P.COMPARE_WEIGHTS, {"base": m["toy"]["id"], "models": ["nope"]})

@@ -131,3 +131,33 @@ async def test_causal_lm_behavior_carries_token_kl(client: LanguageClient, folde
     for k, v in direct.result.tensors.items():
         np.testing.assert_allclose(got.tensors[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
     store.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_lm_instances_come_decoded_by_the_task_s_tokenizer(client: LanguageClient, folder: Path) -> None:
+    """bonsai/instances on a causal LM: the window's text one string per token, and each model's
+    next-token predictions (and the targets) as text too, from the tokenizer on the server: the
+    panel never shows token ids nor guesses a vocabulary."""
+    from modelbonsai.runner import load_evaluation
+    from modelbonsai.store import LineageStore
+    from modelbonsai.tasks.tokenize import CHAR_VOCAB, CharTokenizer
+
+    m = {x["name"]: x["id"] for x in (await request(client, P.LINEAGE, {}))["models"]}
+    ref = await request(client, P.INSTANCES, {"ids": ["0", "8"], "models": [m["lm"], m["int4"]]})
+    if "data" not in ref:
+        ref = await request(client, P.RESULT_PAGE, {"resultId": ref["resultId"], "page": 0})
+    got = wire.decode_result(base64.b64decode(ref["data"]))
+    text = "abcab" * 20  # eval.txt (the task has train.txt for training)
+    first, second = got.meta["instances"]
+    assert first["tokens"] == list(text[0:9]) and "".join(first["tokens"]) == first["text"]
+    assert second["tokens"] == list(text[8:17])
+    tok = CharTokenizer.load(folder / CHAR_VOCAB)
+    store = LineageStore.open(folder)
+    for name in ("lm", "int4"):
+        ev = load_evaluation(store, store.get_model(m[name]))
+        pos = {str(x): k for k, x in enumerate(ev.ids)}
+        for i, iid in enumerate(("0", "8")):
+            ids = ev.predictions[pos[iid]].tolist()
+            assert got.meta["predictionTokens"][m[name]][i] == [tok.chars[j] if j > 0 else "\ufffd" for j in ids]
+    store.close()
+    assert got.meta["targetTokens"] == [list(text[1:9]), list(text[9:17])]

@@ -131,3 +131,29 @@ def test_sentence_embedding_task(tmp_path: Path) -> None:
     (tmp_path / "one.txt").write_text("only\n")
     with pytest.raises(TaskError, match="expected at least 2"):
         SentenceEmbeddingTask({"data": "one.txt"}, tmp_path)
+
+
+def test_decoded_pieces_join_to_the_decoded_text() -> None:
+    """Each token's text as the reader sees it (not its vocabulary piece), joined: the decoding."""
+    from modelbonsai.tasks.tokenize import CharTokenizer, HFTokenizer, decoded_pieces
+
+    tok = CharTokenizer.build("a \n\t")
+    ids = tok.encode("a \n\ta")
+    assert decoded_pieces(tok, ids) == ["a", " ", "\n", "\t", "a"]
+    assert decoded_pieces(tok, [0]) == ["\ufffd"]
+
+    class Bytes:
+        """A byte-level tokenizer as GPT-2's decodes: `é` is two tokens, a space starts a word."""
+
+        def decode(self, ids: list[int]) -> str:
+            vocab = {0: b"Hello", 1: b" world", 2: b"\xc3", 3: b"\xa9", 4: b"\n"}
+            return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+        def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+            return ["Hello", "Ġworld", "Ã", "©", "Ċ"]
+
+    hf = HFTokenizer.__new__(HFTokenizer)
+    hf.tok = Bytes()  # type: ignore[attr-defined]
+    pieces = decoded_pieces(hf, [0, 1, 4, 2, 3])
+    assert pieces == ["Hello", " world", "\n", "", "é"]
+    assert "".join(pieces) == hf.decode([0, 1, 4, 2, 3])

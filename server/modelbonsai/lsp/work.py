@@ -302,6 +302,12 @@ def instances(spec: dict[str, Any], rep: Reporter) -> None:
     names = task.class_names()
     meta = {"instances": out, "models": [m.id for m in models], "predictions": predictions, "targets": targets,
             "classNames": list(names) if names else None}
+    # token sequences (a causal LM's next-token predictions) as the task decodes them: the panel
+    # shows text, not ids, and never guesses a tokenizer
+    decoded = {m: [None if p is None else task.render_prediction(p) for p in ps] for m, ps in predictions.items()}
+    if any(x is not None for ps in decoded.values() for x in ps):
+        meta["predictionTokens"] = decoded
+        meta["targetTokens"] = None if targets is None else [None if t is None else task.render_prediction(t) for t in targets]
     rep.page(wire.encode_result("instances", meta, tensors))
 
 

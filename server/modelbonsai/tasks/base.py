@@ -186,6 +186,12 @@ class Task(ABC):
     def render(self, instance_id: str) -> RenderedInstance:
         """How the UI shows an instance."""
 
+    def render_prediction(self, value: Any) -> list[str] | None:
+        """A stored prediction or target as the UI shows it beside a rendered instance: the text of
+        each token for a token sequence (causal LM), None to show the value itself (a class index,
+        shown by its class name)."""
+        return None
+
     @staticmethod
     def to_device(batch: Batch, device: torch.device) -> Batch:
         def move(x: Any) -> Any:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
 from .common import endless_shuffle, fail, limit, logits_of, option, resolve_path
-from .tokenize import TextTokenizer, resolve_tokenizer
+from .tokenize import TextTokenizer, decoded_pieces, resolve_tokenizer
 
 KIND = "causal-lm"
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".json", ".jsonl")
@@ -241,8 +241,16 @@ class CausalLMTask(Task):
         if o not in self.windows:
             raise TaskError(f"task {KIND}: no instance '{instance_id}' in the evaluation split")
         ids = self._eval.tokens[o:o + self.context + 1].tolist()
-        return RenderedInstance(id=instance_id, kind="tokens", tokens=self.tokenizer.tokens(ids),
+        # the decoded text of each token, not its vocabulary piece: the panel shows the text with
+        # each token's span shaded by its divergence
+        return RenderedInstance(id=instance_id, kind="tokens", tokens=decoded_pieces(self.tokenizer, ids),
                                 text=self.tokenizer.decode(ids))
+
+    def render_prediction(self, value: Any) -> list[str] | None:
+        """Predictions and targets are token ids, one per position of the window: their text."""
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            return decoded_pieces(self.tokenizer, value)
+        return None
 
 
 def _max_positions(model: nn.Module) -> int | None:

@@ -145,3 +145,22 @@ def resolve_tokenizer(kind: str, options: dict[str, Any], root: Path, model_path
         return load_tokenizer(kind, model_path if model_path.is_dir() else model_path.parent)
     raise fail(kind, "needs option 'tokenizer' (a Hugging Face tokenizer folder or a char_vocab.json); "
                      "the base model's folder is not known here")
+
+
+def decoded_pieces(tok: TextTokenizer, ids: Sequence[int]) -> list[str]:
+    """The text each token adds to the decoded sequence, one string per id: they join to
+    `tok.decode(ids)`, so the UI shows the text itself with each token's span marked (a BPE piece
+    such as `Ġthe` or `Ċ` is not what the reader sees). A token that ends inside a multi-byte
+    character adds "" and the next one the whole character."""
+    if isinstance(tok, CharTokenizer):
+        return [tok.chars[i] if 0 < i < len(tok.chars) else "\ufffd" for i in ids]
+    out: list[str] = []
+    done = ""
+    for k in range(len(ids)):
+        text = tok.decode(ids[: k + 1])
+        if text.endswith("\ufffd"):  # an incomplete character: wait for the rest of its bytes
+            out.append("")
+            continue
+        out.append(text[len(done):] if text.startswith(done) else text)
+        done = text
+    return out
