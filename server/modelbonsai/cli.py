@@ -516,10 +516,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {}
         for m in others:
             root = next((n for n in weights[m.name].tree if n.parent is None), None)
+            tensors = weights[m.name].tensors
             out[m.name] = {
                 "id": m.id,
                 "weights": root.to_json() if root is not None else None,
                 "behavior": behavior[m.name].summary if m.name in behavior else None,
+                # lowrank: tensors compared as the product of their factors (name -> rank)
+                "factorised": {t.name: t.factorised for t in tensors if t.factorised is not None},
+                # what the roll-up does not cover (never called identical while any is listed)
+                "not_compared": [{"name": t.name, "status": t.status, "message": t.message}
+                                 for t in tensors if t.stats is None],
             }
         if args.json:
             print(json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str))
@@ -566,7 +572,19 @@ def _print_comparison(base: str, out: dict[str, Any]) -> None:
             num(agree.get("value") if isinstance(agree, dict) else agree, "{:.1%}"),
             num(b.get("mean_kl")), num(delta.get("value") if isinstance(delta, dict) else None, "{:+.1%}"),
         )
-    Console(width=max(120, Console().width)).print(table)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    for name, r in out.items():
+        factorised = r.get("factorised") or {}
+        if factorised:
+            ranks = ", ".join(str(k) for k in sorted(set(factorised.values())))
+            console.print(f"{name}: {len(factorised)} tensor(s) factorised (rank {ranks}), compared as the product "
+                          f"of their factors: {', '.join(factorised)}", highlight=False, soft_wrap=True)
+        missed = r.get("not_compared") or []
+        if missed:
+            console.print(f"{name}: {len(missed)} tensor(s) not compared (not in the figures above): "
+                          + "; ".join(f"{t['name']} ({t['message'] or t['status']})" for t in missed),
+                          highlight=False, soft_wrap=True)
 
 
 def cmd_measure(args: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ export interface WeightTensor {
   removed_indices?: Record<string, number[]>;
   /** dim -> base indices per removed unit (attention heads: the head size), when the op knew it. */
   group_size?: Record<string, number>;
+  /** lowrank: the rank of the two factors whose product was compared with the base tensor. */
+  factorised?: number;
   metrics?: PairMetrics;
   /** Value histograms span [-value_range, value_range]. */
   value_range?: number;

@@ -22,6 +22,18 @@ channels per dim. A pair whose shapes still differ, whose 2-D
 layout is transposed, or that matches far better transposed (square matrices), is reported with
 `status: "mismatch"` and a message instead of a score.
 
+**Factorised layers.** The `lowrank` op replaces a layer's `X.weight` by two factors,
+`X.first.weight` (rank x in) and `X.second.weight` (out x rank), and moves `X.bias` to
+`X.second.bias`. The base weight is compared with the product of the factors (in the base's
+layout: transformers' Conv1D stores [in, out]; a 1x1 conv keeps its trailing 1x1), the bias with
+the moved bias, and the result says `factorised: rank`; the factors are not listed again as
+tensors only in the other model.
+
+**Identical.** A node's `identical` is true only when every tensor below it was compared and is
+equal: one not compared (`not_compared`: missing, mismatched) makes it false. Integer tensors
+(BatchNorm's `num_batches_tracked`, position ids) are compared for equality: equal, they count as
+compared with no float elements; different, they are a mismatch.
+
 Tensors stream from the sources one name at a time; each base tensor is read once whatever the
 number of other models. Where both sources offer range readers (see :mod:`.sources`), a
 same-shaped pair without kept indices is streamed chunk by chunk and never held whole (a
@@ -65,6 +77,7 @@ class TensorResult:
     kept: dict[int, list[int]] = field(default_factory=dict)  # dim -> kept base indices (structured)
     kept_stats: S.PairStats | None = None  # structured: the kept channels alone (see module doc)
     groups: dict[int, int] = field(default_factory=dict)  # dim -> elements per removed unit (head size)
+    factorised: int | None = None  # lowrank: the rank of the factors compared as their product
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -75,6 +88,8 @@ class TensorResult:
         }
         if self.message:
             d["message"] = self.message
+        if self.factorised is not None:
+            d["factorised"] = self.factorised
         if self.removed:
             d["removed"] = {str(k): v for k, v in self.removed.items()}
             # which channels / heads went, not only how many (the Layers panel lists them)
@@ -103,13 +118,16 @@ class TreeNode:
     not_compared: int = 0  # mismatched / missing tensors below
 
     def to_json(self) -> dict[str, Any]:
+        metrics = self.stats.metrics()
+        # the sums cover only what was compared: a tensor that was not is no evidence of equality
+        metrics["identical"] = bool(metrics["identical"]) and self.not_compared == 0
         return {
             "path": self.path,
             "parent": self.parent,
             "params": self.params,
             "tensors": self.tensors,
             "not_compared": self.not_compared,
-            "metrics": self.stats.metrics(),
+            "metrics": metrics,
         }
 
 
@@ -285,9 +303,101 @@ class _Side:
 
 
 def _not_float(name: str, b: torch.Tensor, o: torch.Tensor, removed: dict[int, int] | None = None) -> TensorResult:
+    """An integer (or bool) pair: compared for equality, with no float statistics to add."""
+    import torch
+
+    if not removed and b.shape == o.shape and b.dtype == o.dtype and torch.equal(b, o):
+        return TensorResult(name, "ok", list(b.shape), list(o.shape), f"{b.dtype} tensor, equal", stats=S.PairStats())
     return TensorResult(
         name, "mismatch", list(b.shape), list(o.shape), f"not a float tensor ({b.dtype} vs {o.dtype})", removed or {}
     )
+
+
+class _Renamed:
+    """One tensor of a source under the base's name (a factorised layer's moved bias, or the
+    product of its factors), so it is compared like any other pair."""
+
+    def __init__(self, name: str, shape: Sequence[int], get: Any):
+        self._name, self._shape, self._get = name, tuple(int(d) for d in shape), get
+
+    def names(self) -> list[str]:
+        return [self._name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shape
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._get()  # type: ignore[no-any-return]
+
+
+def factorised_pairs(base_names: Sequence[str], other_names: set[str]) -> dict[str, tuple[str, ...]]:
+    """Base tensor -> the other model's tensors it became under `lowrank`: `X.weight` -> its
+    factors (`X.first.weight`, `X.second.weight`), `X.bias` -> (`X.second.bias`,)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in base_names:
+        if name in other_names:
+            continue
+        mod, _, leaf = name.rpartition(".")
+        prefix = f"{mod}." if mod else ""
+        first, second = f"{prefix}first.weight", f"{prefix}second.weight"
+        if first in other_names and second in other_names:
+            if leaf == "weight":
+                out[name] = (first, second)
+            elif leaf == "bias" and f"{prefix}second.bias" in other_names:
+                out[name] = (f"{prefix}second.bias",)
+    return out
+
+
+def _compare_factorised(
+    name: str,
+    b: torch.Tensor,
+    src: TensorSource,
+    oid: str,
+    parts: tuple[str, ...],
+    kept: Mapping[str, Mapping[int, Sequence[int]]],
+    hist_sample: int | None,
+) -> TensorResult:
+    """The base tensor against what `lowrank` made of it (see the module doc)."""
+    if len(parts) == 1:  # the bias, moved to `second`
+        moved = parts[0]
+        res = _compare_whole(name, b, _Renamed(name, src.shape(moved), lambda: src.get(moved)), oid,
+                             kept.get(moved), hist_sample)
+        res.message = res.message or f"moved to {moved} by the factorisation"
+        return res
+    first_name, second_name = parts
+    first, second = src.get(first_name), src.get(second_name)
+    rank = int(first.shape[0])
+    product = second.reshape(second.shape[0], rank).float() @ first.reshape(rank, -1).float()  # [out, in]
+    k: dict[int, Sequence[int]] = {}
+    if 0 in kept.get(second_name, {}):
+        k[0] = kept[second_name][0]
+    if 1 in kept.get(first_name, {}):
+        k[1] = kept[first_name][1]
+    out_f, in_f = product.shape
+    if b.dim() == 2:
+        def sizes(k: Mapping[int, Sequence[int]]) -> tuple[int, int]:  # the base's, once aligned
+            return (len(k[0]) if 0 in k else int(b.shape[0]), len(k[1]) if 1 in k else int(b.shape[1]))
+
+        turned_k = {1 - d: v for d, v in k.items()}
+        straight, turned = sizes(k) == (out_f, in_f), sizes(turned_k) == (in_f, out_f)
+        if turned and (not straight or (not k and _better_transposed(b, product))):
+            # transformers' Conv1D keeps [in, out]: the product in that layout, its kept dims swapped
+            product, k = product.t().contiguous(), turned_k
+    elif b.dim() == 4:  # a 1x1 conv: [out, in, 1, 1]
+        product = product.reshape(*product.shape, *b.shape[2:])
+    res = _compare_whole(name, b, _Renamed(name, product.shape, lambda: product), oid, k or None, hist_sample)
+    if k and res.removed:
+        res.kept = {int(d): [int(i) for i in k[d]] for d in k if int(d) in res.removed}
+    res.factorised = rank
+    res.message = res.message or f"factorised at rank {rank}: compared as {second_name} x {first_name}"
+    return res
+
+
+def _better_transposed(b: torch.Tensor, product: torch.Tensor) -> bool:
+    """A square factorised weight: whether the base is the product transposed (Conv1D layout)."""
+    straight = S.pair_stats(b, product, hist_sample=0).rel_l2
+    turned = S.pair_stats(b, product.t().contiguous(), hist_sample=0).rel_l2
+    return straight is not None and turned is not None and turned < straight
 
 
 def _check_listed(oid: str, name: str, got: Sequence[int], listed: Sequence[int]) -> None:
@@ -381,6 +491,7 @@ def compare_weights(
         dropped = set(match_names(names, exclude))
         names = [n for n in names if n not in dropped]
     other_names = {oid: set(src.names()) for oid, src in others.items()}
+    factorised = {oid: factorised_pairs(names, other_names[oid]) for oid in others}
     results: dict[str, list[TensorResult]] = {oid: [] for oid in others}
     sizes = [int(np.prod(base.shape(n))) for n in names]
     total = max(1, sum(sizes))
@@ -392,7 +503,12 @@ def compare_weights(
         shape_b = list(base.shape(name))
         for oid, src in others.items():
             if name not in other_names[oid]:
-                out[oid] = TensorResult(name, "missing_in_other", shape_b, None, "not in the other model")
+                parts = factorised[oid].get(name)
+                if parts is not None:
+                    out[oid] = _compare_factorised(name, base_side.whole(), src, oid, parts,
+                                                   kept_indices.get(oid, {}), hist_sample)
+                else:
+                    out[oid] = TensorResult(name, "missing_in_other", shape_b, None, "not in the other model")
                 continue
             kept = kept_indices.get(oid, {}).get(name)
             if not kept and tuple(src.shape(name)) == tuple(shape_b):
@@ -433,7 +549,9 @@ def compare_weights(
         pool.shutdown(wait=True, cancel_futures=True)
     base_names = set(base.names())
     for oid in others:
-        extra = sorted(other_names[oid] - base_names)
+        # a factorised layer's factors and moved bias were compared under the base's names
+        consumed = {part for parts in factorised[oid].values() for part in parts}
+        extra = sorted(other_names[oid] - base_names - consumed)
         for name in extra:
             results[oid].append(
                 TensorResult(name, "extra_in_other", None, list(others[oid].shape(name)), "not in the base model")
