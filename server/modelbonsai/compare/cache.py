@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import wire
 
-RESULT_VERSION = 2  # 2: structured weights compared in the base layout; position-level CKA
+RESULT_VERSION = 3  # 2: structured weights compared in the base layout; position-level CKA; 3: factorised
+# weights compared through their factors, identical only when every tensor was compared
 
 
 class ResultCache(Protocol):
