@@ -12,18 +12,28 @@ import { openComparePanel, progressLine, type CompareProgress } from '../shared/
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
 import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups';
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
-import { generationPair, instancesOf, predictionText, tokenView, type RenderedInstance } from './render';
+import { agreementText, generationPair, instancesOf, predictionText, tokenChanges, tokenView, visibleText, type RenderedInstance } from './render';
 import { topTransitions } from './transitions';
 import { errorText } from '../../src/errors';
 
 const CSS = `
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
-.card { border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,0.3)); padding: 6px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 220px), 1fr)); gap: 8px; }
+/* a language model's window and its predictions are lines of text: wider cards */
+.cards.lm { grid-template-columns: repeat(auto-fill, minmax(min(100%, 380px), 1fr)); }
+/* min-width 0: a grid item's long unbreakable text must wrap, not widen the page sideways */
+.card, .cards > div { border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,0.3)); padding: 6px; min-width: 0; overflow-wrap: anywhere; }
+.card .preds { width: 100%; table-layout: fixed; border-collapse: collapse; }
+.card .preds td { vertical-align: top; }
+.card .preds td.who { width: 30%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.card .preds td.kl { width: 5.5em; white-space: nowrap; text-align: right; }
+.card .preds .agree { display: block; font-size: 0.9em; }
+.ws { opacity: 0.45; }
+.tok.changed { outline: 1px solid var(--vscode-errorForeground); outline-offset: -1px; }
 .card img { image-rendering: pixelated; width: 84px; height: 84px; }
 .card .preds td { padding: 1px 4px; }
 .card .changed { color: var(--vscode-errorForeground); font-weight: 600; }
-.tokens { line-height: 1.6; font-family: var(--vscode-editor-font-family); white-space: pre-wrap; }
-.gen { font-family: var(--vscode-editor-font-family); white-space: pre-wrap; }
+.tokens { line-height: 1.6; font-family: var(--vscode-editor-font-family); white-space: pre-wrap; overflow-wrap: anywhere; }
+.gen { font-family: var(--vscode-editor-font-family); white-space: pre-wrap; overflow-wrap: anywhere; }
 mark { background: var(--vscode-editor-findMatchHighlightBackground); color: inherit; }
 th[aria-sort] { cursor: pointer; }
 .transitions { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
@@ -297,7 +307,7 @@ export function startBehaviors(): void {
     prev.addEventListener('click', () => { ui.page--; save(); showBrowser(); });
     next.addEventListener('click', () => { ui.page++; save(); showBrowser(); });
     const pageIds = Array.from(pg.rows, (i) => table.ids[i]!);
-    const cards = el('div', { class: 'cards', role: 'list' }, ...pageIds.map((id) => card(id, rs)));
+    const cards = el('div', { class: pageIds.some((x) => rendered.get(x)?.tokens) ? 'cards lm' : 'cards', role: 'list' }, ...pageIds.map((id) => card(id, rs)));
     browserEl.replaceChildren(
       el('h2', {}, 'Instances'),
       bar,
@@ -349,7 +359,7 @@ export function startBehaviors(): void {
 
   const card = (id: string, rs: BehaviorModel[]): HTMLElement => {
     const it = rendered.get(id);
-    const row = table.index.get(id)!;
+    const row0 = table.index.get(id)!;
     const body: Node[] = [el('div', { class: 'toolbar' }, el('strong', {}, id), it?.label ? el('span', { class: 'muted' }, it.label) : '')];
     if (!it) body.push(el('p', { class: 'muted' }, 'loading…'));
     else {
@@ -363,16 +373,34 @@ export function startBehaviors(): void {
         body.push(tokenView(it.tokens, pt && k >= 0 ? pt.data.subarray(k * pt.tokens, (k + 1) * pt.tokens) : null, measure ? `${measure.label} (${name(measure.model.id)})` : 'divergence'));
       } else if (it.text !== undefined) body.push(el('div', { class: 'tokens' }, it.text));
       const bp = it.predictions[base];
-      const preds = el('table', { class: 'preds' }, el('tbody', {},
-        ...(it.target !== null && it.target !== undefined ? [el('tr', {}, el('td', { class: 'muted' }, 'target'), el('td', {}, predictionText(it.target, classNames)))] : []),
-        el('tr', {}, el('td', { class: 'muted' }, name(base)), el('td', {}, predictionText(bp, classNames))),
-        ...rs.map((r) => {
-          const p = it.predictions[r.id];
-          const changed = JSON.stringify(p) !== JSON.stringify(bp);
-          const kl = table.columns.get(col(r.id, 'kl'))?.[row];
-          return el('tr', {}, el('td', { class: 'muted' }, name(r.id)), el('td', { class: changed ? 'changed' : '' }, predictionText(p, classNames)), el('td', { class: 'num muted' }, kl !== undefined && Number.isFinite(kl) ? `KL ${kl.toPrecision(2)}` : ''));
-        })));
-      body.push(preds);
+      if (it.predictionTokens) {
+        // A language model: each model's next-token predictions as text (decoded by the task on
+        // the server), the tokens that differ from the base's outlined; KL in a column of its own
+        const bt = it.predictionTokens[base] ?? null;
+        const row = (who: string, toks: string[] | null, kl: string, changed?: boolean[], agree?: string) =>
+          el('tr', { 'data-model': who }, el('td', { class: 'muted who', title: name(who) }, name(who)),
+            el('td', {}, toks ? tokenView(toks, null, `next-token predictions of ${name(who)}`, changed) : el('span', { class: 'muted' }, '—'), agree ? el('span', { class: 'muted agree' }, agree) : ''),
+            el('td', { class: 'num muted kl' }, kl));
+        body.push(el('div', { class: 'muted' }, 'predicted next tokens'));
+        body.push(el('table', { class: 'preds lm' }, el('tbody', {},
+          row(base, bt, ''),
+          ...rs.map((r) => {
+            const toks = it.predictionTokens![r.id] ?? null;
+            const kl = table.columns.get(col(r.id, 'kl'))?.[row0];
+            return row(r.id, toks, kl !== undefined && Number.isFinite(kl) ? `KL ${kl.toPrecision(2)}` : '', toks ? tokenChanges(bt, toks) : undefined, toks ? agreementText(bt, toks) : undefined);
+          }))));
+      } else {
+        const preds = el('table', { class: 'preds' }, el('tbody', {},
+          ...(it.target !== null && it.target !== undefined ? [el('tr', {}, el('td', { class: 'muted' }, 'target'), el('td', {}, predictionText(it.target, classNames)))] : []),
+          el('tr', {}, el('td', { class: 'muted' }, name(base)), el('td', {}, predictionText(bp, classNames))),
+          ...rs.map((r) => {
+            const p = it.predictions[r.id];
+            const changed = JSON.stringify(p) !== JSON.stringify(bp);
+            const kl = table.columns.get(col(r.id, 'kl'))?.[row0];
+            return el('tr', {}, el('td', { class: 'muted' }, name(r.id)), el('td', { class: changed ? 'changed' : '' }, predictionText(p, classNames)), el('td', { class: 'num muted kl' }, kl !== undefined && Number.isFinite(kl) ? `KL ${kl.toPrecision(2)}` : ''));
+          })));
+        body.push(preds);
+      }
     }
     const why = el('button', { class: 'link', title: `Open Layers ranked by the divergence of instance ${id} per layer` }, icon('layers'), ' Why?');
     why.addEventListener('click', () => {
@@ -395,13 +423,13 @@ export function startBehaviors(): void {
       const g0 = rs.find((r) => r.generations[k])?.generations[k];
       rows.push(el('h3', {}, `Prompt: ${g0?.prompt ?? '—'}`));
       const baseText = g0?.base ?? '';
-      const cells: Node[] = [el('div', {}, el('div', { class: 'muted' }, name(base)), el('div', { class: 'gen' }, baseText))];
+      const cells: Node[] = [el('div', {}, el('div', { class: 'muted' }, name(base)), el('div', { class: 'gen' }, ...visibleText(baseText)))];
       for (const r of rs) {
         const g = r.generations[k];
         const [, right] = generationPair(baseText, g?.other ?? '');
         cells.push(el('div', {}, el('div', { class: 'muted' }, `${name(r.id)}${g?.first_difference !== null && g?.first_difference !== undefined ? ` · first diverging token #${g.first_difference}` : ' · same tokens'}`), right));
       }
-      const grid = el('div', { class: 'cards' }, ...cells);
+      const grid = el('div', { class: 'cards lm' }, ...cells);
       rows.push(grid);
     }
     gensEl.replaceChildren(el('h2', {}, 'Generations'), ...rows);
