@@ -96,12 +96,13 @@ export function formatMetric(m: Pick<MetricInfo, 'value' | 'unit'>): string {
   }
 }
 
+/** Binary units, as file managers and `du -h` show a stored file: 1.21 MiB, 302 KiB. */
 export function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let i = 0;
-  while (Math.abs(v) >= 1000 && i < units.length - 1) {
-    v /= 1000;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
     i++;
   }
   return i === 0 ? `${v} B` : `${v.toPrecision(3)} ${units[i]}`;
@@ -134,7 +135,7 @@ export function spreadText(m: Pick<MetricInfo, 'spread' | 'unit'>): string | und
   return m.spread === undefined ? undefined : `spread ${formatMetric({ value: m.spread, unit: m.unit })}`;
 }
 
-/** "prune.magnitude · accuracy 97.1% · stored_size 634 KB" */
+/** "prune.magnitude · accuracy 97.1% · stored_size 619 KiB" */
 /** `all`: the metrics shown together (the whole lineage), so a name is told apart as in the Model Map. */
 export function describe(m: ModelInfo, all: readonly MetricId[] = m.metrics): string {
   const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, all)} ${formatMeasured(x)}`);

@@ -58,7 +58,8 @@ describe('buildForest', () => {
 describe('wording', () => {
   it('formats metrics by unit', () => {
     expect(formatMetric({ value: 97.25, unit: '%' })).toBe('97.3%');
-    expect(formatMetric({ value: 1268000, unit: 'B' })).toBe('1.27 MB');
+    expect(formatMetric({ value: 1268000, unit: 'B' })).toBe('1.21 MiB');
+    expect(formatMetric({ value: 310000, unit: 'B' })).toBe('303 KiB');
     expect(formatMetric({ value: 512, unit: 'B' })).toBe('512 B');
     expect(formatMetric({ value: 0.0123, unit: 's' })).toBe('12.3 ms');
     expect(formatMetric({ value: 4.0, unit: 'x' })).toBe('4×');
@@ -92,7 +93,7 @@ describe('wording', () => {
     });
     const md = tooltipMarkdown(m, parent);
     expect(md).toContain('| accuracy ★ | 96.0% | ▼ -2.0 pt (worse) |');
-    expect(md).toContain('| stored\\_size ★ | 1.00 KB | ▼ -50.0% (better) |');
+    expect(md).toContain('| stored\\_size ★ | 1000 B | ▼ -50.0% (better) |');
     expect(md).toContain('| latency | 10.0 ms |  |');
     expect(md).toContain('*failed*: out of memory');
     expect(md).toContain('`sparsity`: `0.5`');

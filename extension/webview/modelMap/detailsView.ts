@@ -7,7 +7,7 @@
  * the selected model closest to the root as the base.
  */
 import { el, icon, onNextFrame } from '../shared/dom';
-import { formatMetric } from '../shared/format';
+import { barAxis, formatDelta, formatMetric } from '../shared/format';
 import type { App, Change } from './app';
 import { change } from './lineage';
 import { linear, short, themeColors } from './scales';
@@ -93,7 +93,7 @@ export class DetailsView {
         {},
         el('td', {}, lin.label(x.key) + (x.headline ? ' ★' : '')),
         el('td', { class: 'num' }, formatMetric(x)),
-        el('td', { class: `num ${c ? (c.better === null ? 'same' : c.better ? 'better' : 'worse') : ''}` }, c ? (c.delta === 0 ? '=' : `${c.delta > 0 ? '+' : ''}${short(c.delta)}`) : ''),
+        el('td', { class: `num ${c ? (c.better === null ? 'same' : c.better ? 'better' : 'worse') : ''}` }, c ? formatDelta(c.delta, x.unit) : ''),
       );
     });
     const collapse = el('button', { class: 'secondary' }, this.app.state.collapsed.includes(id) ? 'Expand subtree' : 'Collapse subtree');
@@ -187,9 +187,10 @@ export class DetailsView {
       return s;
     };
     if (vars.length) out.push(el('div', { class: 'mm-subbar' }, 'group by ', pick(0), ' colour by ', pick(1)));
+    // the legend above the charts it explains, not below the last of them
+    if (by2) out.push(this.legend(by2));
     const headline = lin.metrics.filter((m) => m.headline);
     for (const def of headline.length ? headline : lin.metrics.slice(0, 3)) out.push(this.barChart(ids, def.key, by1, by2));
-    if (by2) out.push(this.legend(by2));
     return out;
   }
 
@@ -215,17 +216,22 @@ export class DetailsView {
     const theme = themeColors();
     const colors = this.colors();
     const W = 300;
-    const H = 120;
+    const NAMES = 58; // room under the bars for each model's name, slanted
+    const H = 120 + NAMES;
     const ml = 44;
-    const mb = 30;
+    const mb = 30 + NAMES;
     const values = groups.flatMap((g) => g.bars.map((b) => b.value)).filter((v): v is number => v !== undefined);
-    const lo = Math.min(0, ...values);
-    const hi = Math.max(0, ...values);
-    const y = linear([lo, hi === lo ? lo + 1 : hi], [H - mb, 8]);
+    // 98.0 against 99.1 from a zero baseline would look equal: the axis may start near the lowest
+    // value, and the caption says so
+    const axis = barAxis(values);
+    const { lo, hi } = axis;
+    const y = linear([lo, hi], [H - mb, 8]);
+    const foot = axis.zero ? 0 : lo; // where the bars start
     const chart = svg('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${lin.label(metric)} of the selected models${by1 ? ` grouped by ${by1.key}` : ''}` });
-    chart.append(svg('line', { x1: ml, x2: W, y1: y(0), y2: y(0), stroke: theme.border }));
+    chart.append(svg('line', { x1: ml, x2: W, y1: y(foot), y2: y(foot), stroke: theme.border, ...(axis.zero ? {} : { 'stroke-dasharray': '3 2' }) }));
     chart.append(svg('text', { x: ml - 4, y: y(hi) + 4, 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(hi)));
     if (lo !== 0) chart.append(svg('text', { x: ml - 4, y: y(lo), 'text-anchor': 'end', fill: theme.muted, 'font-size': 10 }, short(lo)));
+    const names: SVGTextElement[] = [];
     const nBars = groups.reduce((a, g) => a + g.bars.length, 0);
     const gap = 10;
     const bw = Math.max(4, Math.min(28, (W - ml - gap * groups.length) / Math.max(1, nBars)));
@@ -235,8 +241,8 @@ export class DetailsView {
       const gx = x;
       for (const b of g.bars) {
         if (b.value !== undefined) {
-          const y0 = y(Math.max(0, b.value));
-          const h = Math.abs(y(b.value) - y(0));
+          const y0 = y(Math.max(foot, b.value));
+          const h = Math.abs(y(b.value) - y(foot));
           const rect = svg('rect', { x: x + 1, y: y0, width: bw - 2, height: Math.max(1, h), fill: colors[(subIndex.get(b.sub) ?? 0) % colors.length]!, 'data-model': b.id, tabindex: 0 });
           const m = lin.byId.get(b.id)!;
           rect.append(svg('title', {}, `${m.name}: ${formatMetric({ value: b.value, unit: def.unit })}${by2 ? ` (${by2.key} ${b.sub})` : ''}`));
@@ -244,14 +250,23 @@ export class DetailsView {
           rect.addEventListener('mouseleave', () => this.app.setHover(null));
           rect.addEventListener('click', (e) => this.app.select([b.id], e.shiftKey ? 'toggle' : 'replace'));
           chart.append(rect);
+          // the model's name under its bar (slanted: bars are narrower than names)
+          const nx = x + bw / 2;
+          const ny = H - mb + 10;
+          const label = m.name.length > 16 ? `${m.name.slice(0, 15)}…` : m.name;
+          const t = svg('text', { x: nx, y: ny, 'text-anchor': 'end', transform: `rotate(-40 ${nx} ${ny})`, fill: theme.fg, 'font-size': 9, class: 'mm-bar-name', 'data-model': b.id }, label);
+          names.push(t);
         }
         x += bw;
       }
-      if (by1) chart.append(svg('text', { x: (gx + x) / 2, y: H - mb + 14, 'text-anchor': 'middle', fill: theme.fg, 'font-size': 10 }, g.level === ABSENT ? '(none)' : g.level));
+      if (by1) chart.append(svg('text', { x: (gx + x) / 2, y: H - 14, 'text-anchor': 'middle', fill: theme.fg, 'font-size': 10 }, g.level === ABSENT ? '(none)' : g.level));
       x += gap;
     }
+    chart.append(...names);
     if (by1) chart.append(svg('text', { x: (ml + W) / 2, y: H - 3, 'text-anchor': 'middle', fill: theme.muted, 'font-size': 10 }, by1.key));
-    return el('figure', { class: 'mm-bars' }, el('figcaption', {}, `${lin.label(metric, { unit: true })} ${def.higherIsBetter ? '↑ higher is better' : '↓ lower is better'}`), chart);
+    const caption = el('figcaption', {}, `${lin.label(metric, { unit: true })} ${def.higherIsBetter ? '↑ higher is better' : '↓ lower is better'}`);
+    if (axis.note) caption.append(' · ', el('span', { class: 'mm-axis-note' }, axis.note));
+    return el('figure', { class: 'mm-bars' }, caption, chart);
   }
 
   /** Hover linked from other views: outline the hovered model's bars and recipe step. */

@@ -4,11 +4,10 @@
  * row selection, CSV export. Rows are windowed so 2,000 models scroll smoothly.
  */
 import { el, onNextFrame } from '../shared/dom';
-import { formatMetric } from '../shared/format';
+import { formatDelta, formatMetric } from '../shared/format';
 import type { App, Change } from './app';
 import { measuredCell } from './errorBars';
 import { change } from './lineage';
-import { short } from './scales';
 import { cellValue, deltaBase, sortRows, tableColumns, toCsv, type Column, type DeltaMode } from './table';
 
 const ROW = 24;
@@ -157,7 +156,8 @@ export class TableView {
           const bv = base !== undefined ? lin.metric(base, c.metric) : undefined;
           if (x && bv !== undefined) {
             const ch = change(x.value, bv, x.higherIsBetter);
-            td.append(el('span', { class: `delta ${ch.better === null ? 'same' : ch.better ? 'better' : 'worse'}` }, ch.delta === 0 ? ' =' : ` ${ch.delta > 0 ? '+' : ''}${short(ch.delta)}`));
+            // with its unit: a percentage's change in points, a size's in KiB/MiB (shared/format)
+            td.append(el('span', { class: `delta ${ch.better === null ? 'same' : ch.better ? 'better' : 'worse'}` }, ` ${formatDelta(ch.delta, x.unit)}`));
           }
           tr.append(td);
         } else if (c.kind === 'status') tr.append(el('td', { class: `status-${m.status}`, title: m.statusReason ?? '' }, m.status));
