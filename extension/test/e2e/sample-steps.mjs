@@ -354,10 +354,11 @@ export async function recipeDiffStep(t, { base, variant, other }) {
   t.log(`what varies (base added): ${varies.replace(/\s+/g, ' ')}`);
 }
 
-/** The first number in a cell such as "-100.0% [-100.0%, -76.9%]", as a fraction. */
+/** The first number in a cell such as "−100.0 pt [−100.0 pt, −76.9 pt]", as a fraction; a change of
+ * accuracy must read in points (pt), not % (issue 19 item 6). */
 function pct(text) {
-  const m = /(-?\d+(?:\.\d+)?)%/.exec(text.replace(/\u2212/g, '-'));
-  return m ? Number(m[1]) / 100 : null;
+  const m = /([-+±]?\d+(?:\.\d+)?) pt/.exec(text.replace(/\u2212/g, '-'));
+  return m ? Number(m[1].replace(/^[+±]/, '')) / 100 : null;
 }
 
 /** Issue 8: Behaviors for the digits case-study variant; the collapsed class in the group table. */

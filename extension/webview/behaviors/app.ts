@@ -7,6 +7,7 @@ import type { ModelInfo } from '../../src/protocol';
 import type { DrillFocus } from '../../src/webviews/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
+import { formatPointDelta } from '../shared/format';
 import { resultsOf, stillToCompare, streamCompare, type CompareRpc, type CompareRun } from '../shared/stream';
 import { openComparePanel, progressLine, type CompareProgress } from '../shared/comparePanel';
 import { behaviorOf, buildInstanceTable, col, headline, interval, metricNames, tokenMeasure, type BehaviorModel, type InstanceTable } from './data';
@@ -92,9 +93,10 @@ export function startBehaviors(): void {
   };
 
   // -- summary ------------------------------------------------------------------------------
-  const fmtI = (x: ReturnType<typeof interval>, pct: boolean) => {
+  // 'pt': a change of a share (accuracy 0.98 -> 0.86) is 12 percentage points, not "-12%"
+  const fmtI = (x: ReturnType<typeof interval>, pct: boolean | 'pt') => {
     if (!x || x.value === null) return '—';
-    const f = (n: number) => (pct ? `${(n * 100).toFixed(1)}%` : n.toPrecision(3));
+    const f = (n: number) => (pct === 'pt' ? formatPointDelta(n) : pct ? `${(n * 100).toFixed(1)}%` : n.toPrecision(3));
     return x.ci ? `${f(x.value)} [${f(x.ci[0])}, ${f(x.ci[1])}]` : f(x.value);
   };
   const showSummary = () => {
@@ -113,7 +115,7 @@ export function startBehaviors(): void {
         el('td', {}, el('span', { class: `badge ${SERIES[i % SERIES.length]}` }, ' '), ` ${name(r.id)}`),
         el('td', { class: 'num' }, String(r.summary.instances ?? r.ids.length)),
         el('td', { class: 'num' }, fmtI(interval(r.summary[h.agreement]), h.agreement !== 'cosine')),
-        el('td', { class: 'num' }, cellBar(d?.value ?? null, max, true, d?.ci), ` ${fmtI(d, h.key === 'accuracy_delta')}`),
+        el('td', { class: 'num' }, cellBar(d?.value ?? null, max, true, d?.ci), ` ${fmtI(d, h.key === 'accuracy_delta' ? 'pt' : false)}`),
         el('td', { class: 'num' }, kl + inf));
     }));
     summaryEl.replaceChildren(el('h2', {}, 'Summary'), el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'model'), el('th', { class: 'num' }, 'instances'), el('th', { class: 'num' }, 'agreement [95% CI]'), el('th', { class: 'num' }, `${h.label} [95% CI]`), el('th', { class: 'num' }, 'mean KL(base‖model)'))), body));
@@ -154,7 +156,7 @@ export function startBehaviors(): void {
         ...rs.flatMap((r) => {
           const c = g.cells[r.id];
           return [
-            el('td', { class: 'num' }, cellBar(c?.delta?.value ?? null, max, true, c?.delta?.ci), ` ${fmtI(c?.delta ?? null, h.key === 'accuracy_delta')}`),
+            el('td', { class: 'num' }, cellBar(c?.delta?.value ?? null, max, true, c?.delta?.ci), ` ${fmtI(c?.delta ?? null, h.key === 'accuracy_delta' ? 'pt' : false)}`),
             el('td', { class: 'num' }, fmtI(c?.agreement ?? null, true)),
             ...(h.key === 'accuracy_delta' ? [el('td', { class: 'num' }, c?.kl === null || c?.kl === undefined ? '—' : c.kl.toPrecision(3))] : []),
           ];
