@@ -30,5 +30,6 @@ export function renderDepth(p: LayersPanel, depthEl: HTMLElement): void {
   });
   const legend = el('div', { class: 'toolbar' }, ...prof.series.map((s, i) => el('span', {}, svg('svg', { width: 10, height: 10, class: SERIES[i % SERIES.length]! }, svg('rect', { width: 10, height: 10 })), ` ${p.name(s.model)}`)));
   if (prof.norms.length) legend.append(el('span', { class: 'muted' }, `dashed: normalisation layers (${prof.norms.length})`));
-  depthEl.replaceChildren(el('h2', {}, 'Depth profile'), chart, legend);
+  const axis = el('p', { class: 'muted depth-axis' }, `x: modules in the order they run (${prof.paths.length}, input to output; hover a point for its path) · y: ${ui.measure.label}`);
+  depthEl.replaceChildren(el('h2', {}, 'Depth profile'), chart, axis, legend);
 }

@@ -10,7 +10,7 @@ import { activationHeatmapSection } from './actheat';
 import { removedChannels, type RemovedDim } from './channels';
 import { activationHists, activationSparsity, histRow, modulePath, type PairMetrics } from './data';
 import { topInstancesForLayer } from './depth';
-import { MEASURES, type Mode } from './measures';
+import { MEASURES, maskOverlapText, type Mode } from './measures';
 import type { LayersPanel } from './panel';
 import { removedStrip } from './strip';
 import { disposeHeatmaps, type LayersState } from './state';
@@ -34,7 +34,7 @@ export function metricRows(s: LayersState, others: string[], node: TreeNode): { 
     rowsOf.push(['shape base → other', (o) => { const t = s.index.get(o)?.tensors.get(id); return t ? `[${t.shape_base?.join('×') ?? '—'}] → [${t.shape_other?.join('×') ?? '—'}]` : '—'; }]);
   }
   for (const ms of MEASURES) {
-    if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return m ? fmtOr(ms.pick(m), ms.format) : '—'; }]);
+    if (ms.source === 'weights') rowsOf.push([ms.label, (o) => { const m = wm(o); return !m ? '—' : ms.key === 'maskOverlap' ? maskOverlapText(m) : fmtOr(ms.pick(m), ms.format); }]);
     else if (node.kind === 'module') rowsOf.push([`${ms.label} (${mode})`, (o) => { const m = am(o); return m ? fmtOr(ms.pick(m), ms.format) : '—'; }]);
   }
   if (node.kind === 'module') {

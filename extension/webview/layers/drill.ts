@@ -25,7 +25,8 @@ export function drillRanking(s: LayersState, others: string[], instance: string,
   if (!models.length) return null;
   const ranks = models.map((o) => rankLayersForInstance(s.data.get(o)!.acts!, instance, s.ui.mode));
   const best = new Map<string, number>();
-  for (const r of ranks) for (const y of r ?? []) best.set(y.module, Math.max(best.get(y.module) ?? -Infinity, y.value));
+  // the whole model's output is not a layer to blame: it ranks first for every instance
+  for (const r of ranks) for (const y of r ?? []) if (y.module) best.set(y.module, Math.max(best.get(y.module) ?? -Infinity, y.value));
   return {
     models,
     values: ranks.map((r) => (r ? new Map(r.map((y) => [y.module, y.value])) : null)),

@@ -19,11 +19,19 @@ const sci = (v: number) => (v === 0 ? '0' : Math.abs(v) >= 0.01 && Math.abs(v) <
 const db = (v: number) => `${v.toFixed(1)} dB`;
 const fixed3 = (v: number) => v.toFixed(4);
 
-/** Intersection over union of the two zero masks (null when neither side has zeros). */
+/** Intersection over union of the two zero masks; null when the base has no zeros: there is no
+ * mask of the base to overlap, and 0% would read as "the masks disagree". */
 export function maskOverlap(m: PairMetrics): number | null {
   const both = m.zero_both ?? 0;
+  if (both + (m.zero_only_base ?? 0) === 0) return null;
   const union = both + (m.zero_only_base ?? 0) + (m.zero_only_other ?? 0);
   return union > 0 ? both / union : null;
+}
+
+/** The mask overlap as the detail shows it: "n/a" (and why) where the base has no zeros. */
+export function maskOverlapText(m: PairMetrics): string {
+  const v = maskOverlap(m);
+  return v === null ? 'n/a (the base has no zeros)' : pct(v);
 }
 
 export const MEASURES: Measure[] = [

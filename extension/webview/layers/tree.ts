@@ -32,7 +32,7 @@ export class ModuleTree {
     const cut = path.lastIndexOf('.');
     const parentPath = cut < 0 ? '' : path.slice(0, cut);
     const parent = this.addModule(parentPath);
-    const node: TreeNode = { id: path, label: cut < 0 ? path : path.slice(cut + 1), parent: parentPath, depth: parent.depth + 1, kind: 'module', children: [] };
+    const node: TreeNode = { id: path, label: moduleLabel(path), parent: parentPath, depth: parent.depth + 1, kind: 'module', children: [] };
     this.nodes.set(path, node);
     parent.children.push(path);
     this.changes++;
@@ -213,4 +213,14 @@ export function navigate(rows: Row[], index: number, key: string): NavResult | n
     default:
       return null;
   }
+}
+
+/** A module's name in the tree: its last path segment, or, when that is only an index into a
+ * container ("12" of `features.12`), the path from the nearest named segment (`features.12`),
+ * which says where it is; "12" alone does not. */
+export function moduleLabel(path: string): string {
+  const parts = path.split('.');
+  let i = parts.length - 1;
+  while (i > 0 && /^\d+$/.test(parts[i]!)) i--;
+  return i === parts.length - 1 ? parts[i]! : parts.slice(i).join('.');
 }

@@ -42,6 +42,8 @@ export function renderTree(p: LayersPanel, treeEl: HTMLElement): void {
   const frag = document.createDocumentFragment();
   const head = el('div', { class: 'trow muted', 'aria-hidden': 'true' }, el('span', { class: 'name' }, 'module'), ...p.others.map((o) => el('span', { class: 'cell' }, p.name(o))));
   frag.append(head);
+  // what the marks mean, once, above the rows that use them
+  frag.append(el('div', { class: 'tree-key muted' }, '— no value (not compared, or the measure does not apply) · ▲ a collapsed row hides a clearly worse layer inside'));
   rows.forEach((row, i) => {
     const n = row.node;
     const cells = rolled.map((r) => {
@@ -67,7 +69,7 @@ export function renderTree(p: LayersPanel, treeEl: HTMLElement): void {
       'aria-level': String(n.depth + 1),
       'aria-selected': String(n.id === ui.selected),
       ...(row.hasChildren ? { 'aria-expanded': String(row.expanded) } : {}),
-    }, el('span', { class: 'name' }, '\u00a0'.repeat(n.depth * 2), twisty, n.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${n.label}`), ...cells);
+    }, el('span', { class: 'name', title: n.id || '(model)' }, '\u00a0'.repeat(n.depth * 2), twisty, n.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${n.label}`), ...cells);
     twisty.addEventListener('click', (e) => {
       e.stopPropagation();
       toggle(p, n.id, !row.expanded);
