@@ -61,3 +61,37 @@ export function setFilter(filters: readonly RangeFilter[], metric: string, range
   const [a, b] = range;
   return [...rest, { metric, lo: Math.min(a, b), hi: Math.max(a, b) }];
 }
+
+/** What the filter pane lists: every metric that varies, per-class metrics (`class_accuracy/3`)
+ * folded into one group per prefix, and the constant ones left out (a histogram of one value
+ * filters nothing) and named once. */
+export interface FilterList {
+  metrics: string[]; // metric keys, each its own histogram
+  groups: { prefix: string; keys: string[] }[]; // folded, each key a histogram inside
+  constant: string[];
+}
+
+export function filterList(keys: readonly string[], column: (key: string) => ArrayLike<number>): FilterList {
+  const out: FilterList = { metrics: [], groups: [], constant: [] };
+  const groups = new Map<string, string[]>();
+  for (const key of keys) {
+    const vs = Array.from(column(key)).filter(Number.isFinite);
+    if (vs.length === 0 || vs.every((v) => v === vs[0])) {
+      out.constant.push(key);
+      continue;
+    }
+    const slash = key.indexOf('/');
+    if (slash > 0) {
+      const prefix = key.slice(0, slash);
+      if (!groups.has(prefix)) {
+        groups.set(prefix, []);
+        out.groups.push({ prefix, keys: groups.get(prefix)! });
+      }
+      groups.get(prefix)!.push(key);
+    } else out.metrics.push(key);
+  }
+  // a "group" of one is just a metric
+  for (const g of out.groups.filter((x) => x.keys.length === 1)) out.metrics.push(g.keys[0]!);
+  out.groups = out.groups.filter((x) => x.keys.length > 1);
+  return out;
+}

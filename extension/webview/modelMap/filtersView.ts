@@ -5,7 +5,7 @@
  */
 import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
-import { histogram, passes, setFilter } from './filters';
+import { filterList, histogram, passes, setFilter } from './filters';
 import { linear, short, themeColors } from './scales';
 
 const W = 200;
@@ -16,6 +16,8 @@ export class FiltersView {
   readonly root: HTMLElement;
   readonly badge: HTMLElement;
   private readonly list: HTMLElement;
+  private readonly items = new Map<string, HTMLElement>();
+  private readonly open = new Set<string>(); // folded groups the user opened
 
   constructor(private readonly app: App) {
     this.badge = el('span', { class: 'mm-badge', role: 'status', 'aria-live': 'polite' });
@@ -35,9 +37,12 @@ export class FiltersView {
     const { lin, state } = this.app;
     this.badge.textContent = `${this.app.pass.size} of ${lin.order.length} pass`;
     const theme = themeColors();
-    const existing = new Map([...this.list.children].map((c) => [(c as HTMLElement).dataset.metric ?? '', c as HTMLElement]));
+    const existing = this.items;
     const items: HTMLElement[] = [];
+    const shown = filterList(lin.metrics.map((d) => d.key), (k) => lin.column(k));
+    const keep = new Set([...shown.metrics, ...shown.groups.flatMap((g) => g.keys)]);
     for (const def of lin.metrics) {
+      if (!keep.has(def.key)) continue;
       const values = lin.column(def.key);
       // A bar's solid part: models that pass every *other* filter, so the brush shows what it would keep.
       const others = state.filters.filter((f) => f.metric !== def.key);
@@ -45,7 +50,10 @@ export class FiltersView {
       const h = histogram(values, BINS, mask);
       const f = state.filters.find((x) => x.metric === def.key);
       let item = existing.get(def.key);
-      if (!item) item = this.item(def.key);
+      if (!item) {
+        item = this.item(def.key);
+        existing.set(def.key, item);
+      }
       items.push(item);
       const canvas = item.querySelector('canvas')!;
       const label = item.querySelector('.mm-filter-label')!;
@@ -91,7 +99,17 @@ export class FiltersView {
       }
       item.querySelector('.mm-filter-range')!.textContent = `${short(h.min)} … ${short(h.max)}`;
     }
-    this.list.replaceChildren(...items);
+    const byKey = new Map(items.map((i) => [i.dataset.metric ?? '', i]));
+    const rows: HTMLElement[] = shown.metrics.map((k) => byKey.get(k)!).filter(Boolean);
+    for (const g of shown.groups) {
+      // per-class metrics: one folded group, not ten histograms in a row
+      const details = el('details', { class: 'mm-filter-group', 'data-group': g.prefix }, el('summary', {}, `${g.prefix} (${g.keys.length})`), ...g.keys.map((k) => byKey.get(k)!).filter(Boolean));
+      details.open = this.open.has(g.prefix) || state.filters.some((f) => g.keys.includes(f.metric));
+      details.addEventListener('toggle', () => (details.open ? this.open.add(g.prefix) : this.open.delete(g.prefix)));
+      rows.push(details);
+    }
+    if (shown.constant.length) rows.push(el('p', { class: 'muted mm-filter-constant' }, `the same for every model (no filter): ${shown.constant.map((k) => lin.label(k)).join(', ')}`));
+    this.list.replaceChildren(...rows);
   }
 
   private item(metric: string): HTMLElement {
