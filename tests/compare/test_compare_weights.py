@@ -273,3 +273,21 @@ def test_other_workers_keep_busy_while_a_large_tensor_runs() -> None:
         torch.set_num_threads(before)
     assert small_done.is_set() and read.index("embed.weight") > 30
     assert [t.name for t in res.tensors] == list(shapes)  # still in order
+
+
+def test_streamed_square_matrix_transposed_is_a_mismatch() -> None:
+    """Streamed pairs (sources with range readers) get the transposed-layout check too, without
+    reading either side whole through torch; a square matrix that merely differs stays scored."""
+    g = torch.Generator().manual_seed(3)
+    sq, other_sq = torch.randn(64, 64, generator=g), torch.randn(64, 64, generator=g)
+    base_t = {"sq": sq, "diff": sq}
+    other_t = {"sq": sq.T.contiguous(), "diff": other_sq}
+
+    def ranged(tensors: dict[str, torch.Tensor]) -> FunctionSource:
+        flat = {k: v.reshape(-1).numpy() for k, v in tensors.items()}
+        return FunctionSource({k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__,
+                              read_range=lambda name, a, b: flat[name][a:b])
+
+    res = compare_weights(ranged(base_t), {"o": ranged(other_t)})["o"]
+    assert res.tensor("sq").status == "mismatch" and "transposed" in res.tensor("sq").message
+    assert res.tensor("diff").status == "ok"

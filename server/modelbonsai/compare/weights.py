@@ -258,7 +258,7 @@ def _looks_transposed_streamed(read_b: S.RangeReader, read_o: S.RangeReader, sha
     transposed in numpy, the other streamed again (no torch, no whole decode of a stored tensor);
     the same statistics, so the same verdict."""
     n = int(np.prod(shape))
-    b = np.array(read_b(0, n), dtype=np.float32).reshape(shape[0], shape[1]).T.copy()
+    b = np.ascontiguousarray(np.asarray(read_b(0, n), dtype=np.float32).reshape(shape[0], shape[1]).T)  # one copy
     t_rel = S.stream_pair_stats(S.ArrayReader(b.reshape(-1)), read_o, n, hist_sample=0).rel_l2
     rel = st.rel_l2
     return t_rel is not None and rel is not None and t_rel < 0.25 * rel
