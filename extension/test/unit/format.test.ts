@@ -21,6 +21,7 @@ describe('formatDelta', () => {
     expect(formatDelta(-1.2345, '')).toBe('\u22121.23');
     expect(formatDelta(-12_000, '')).toBe('\u221212.0k');
     expect(formatDelta(3, 'tokens')).toBe('+3 tokens');
+    expect(formatDelta(0.824, 'x')).toBe('+0.824×');
   });
 });
 

@@ -34,6 +34,9 @@ export function formatDelta(d: number, unit: string): string {
       return sign(d, `${a.toPrecision(3)} ms`);
     case '':
       return sign(d, a >= 1e4 ? `${(a / 1e3).toPrecision(3)}k` : String(Number(a.toPrecision(3))));
+    case 'x':
+    case '×':
+      return sign(d, `${Number(a.toPrecision(3))}×`);
     default:
       return sign(d, `${Number(a.toPrecision(3))} ${unit}`);
   }
