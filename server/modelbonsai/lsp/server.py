@@ -358,15 +358,36 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+#: The longest path and file name the OS takes (Linux's PATH_MAX and NAME_MAX, in bytes); the
+#: file systems of the other platforms allow less.
+_PATH_MAX, _NAME_MAX = 4096, 255
+
+
 def as_path(uri_or_path: str) -> Path:
-    """A file URI or a plain path as an absolute Path."""
+    """A file URI or a plain path as an absolute Path. A string that cannot be a path (too long,
+    a name too long, a NUL character) is invalid params: the request is malformed, whatever is on
+    disk (the OS would refuse it with an error that reads like a server fault)."""
     text = uri_or_path.strip()
     if text.startswith("file:"):
         fs = to_fs_path(text)
         if fs is None:
-            raise RequestError(P.USER_ERROR, f"'{text}' is not a file URI of this machine")
+            raise RequestError(P.USER_ERROR, f"'{_clip(text)}' is not a file URI of this machine")
         text = fs
-    return Path(text).expanduser().resolve()
+    if "\x00" in text:
+        raise RequestError(P.INVALID_PARAMS, f"'{_clip(text)}' is not a path: it contains a NUL character")
+    encoded = text.encode("utf-8", "surrogateescape")
+    if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
+        raise RequestError(P.INVALID_PARAMS, f"'{_clip(text)}' is not a path: it is too long "
+                                             f"({len(text):,} characters)")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # `~someone` with no such user: taken as written
+        path = Path(text)
+    return path.resolve()
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 # ---------------------------------------------------------------------------------------------
