@@ -62,6 +62,8 @@ export function renderTree(p: LayersPanel, treeEl: HTMLElement): void {
       return span;
     });
     const twisty = el('span', { class: 'twisty', 'aria-hidden': 'true' }, row.hasChildren ? (row.expanded ? '▾' : '▸') : '');
+    // the module's class (Linear, LayerNorm…) from the activation comparison, when it has run
+    const type = n.kind === 'module' ? moduleType(p, n.id) : undefined;
     const div = el('div', {
       class: `trow${n.id === ui.selected ? ' sel' : ''}${i === ui.active ? ' active' : ''}${row.hit ? ' hit' : ''}`,
       role: 'treeitem',
@@ -69,7 +71,7 @@ export function renderTree(p: LayersPanel, treeEl: HTMLElement): void {
       'aria-level': String(n.depth + 1),
       'aria-selected': String(n.id === ui.selected),
       ...(row.hasChildren ? { 'aria-expanded': String(row.expanded) } : {}),
-    }, el('span', { class: 'name', title: n.id || '(model)' }, '\u00a0'.repeat(n.depth * 2), twisty, n.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${n.label}`), ...cells);
+    }, el('span', { class: 'name', title: `${n.id || '(model)'}${type ? ` (${type})` : ''}` }, '\u00a0'.repeat(n.depth * 2), twisty, n.kind === 'tensor' ? icon('symbol-array') : icon('symbol-module'), ` ${n.label}`, type ? el('span', { class: 'muted mtype' }, ` ${type}`) : ''), ...cells);
     twisty.addEventListener('click', (e) => {
       e.stopPropagation();
       toggle(p, n.id, !row.expanded);
@@ -111,4 +113,15 @@ export function treeKey(p: LayersPanel, key: string): boolean {
   p.save();
   p.show.tree();
   return true;
+}
+
+/** A module's class as the activation comparison recorded it (the base's; the other model's
+ * when the base lacks the module), or undefined before that comparison has come in. */
+export function moduleType(p: Pick<LayersPanel, 'others' | 'state'>, id: string): string | undefined {
+  for (const o of p.others) {
+    const m = p.state.index.get(o)?.modules.get(id);
+    const t = m?.type_base ?? m?.type_other;
+    if (t) return t;
+  }
+  return undefined;
 }

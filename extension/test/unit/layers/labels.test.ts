@@ -41,3 +41,17 @@ describe('Why? ranking', () => {
     expect(drillRanking(s, ['m'], 'i0')?.top).toEqual(['fc2', 'fc1']);
   });
 });
+
+describe('module types', () => {
+  it('come from the activation comparison: the base\'s class, else the other model\'s', async () => {
+    const { moduleType } = await import('../../../webview/layers/treeview');
+    const modules = (entries: [string, { type_base?: string; type_other?: string }][]) => ({ modules: new Map(entries) });
+    const p = {
+      others: ['a', 'b'],
+      state: { index: new Map([['a', modules([['encoder.layer.0.output.LayerNorm', { type_base: 'LayerNorm' }]])], ['b', modules([['extra', { type_other: 'Linear' }]])]]) },
+    } as never;
+    expect(moduleType(p, 'encoder.layer.0.output.LayerNorm')).toBe('LayerNorm');
+    expect(moduleType(p, 'extra')).toBe('Linear');
+    expect(moduleType(p, 'nowhere')).toBeUndefined();
+  });
+});
