@@ -428,11 +428,12 @@ def decode_range(spec, start, stop, state, codes, stored, out):  # type: ignore[
         elif bits == 8:  # PACKED_BITMASK: the codes of the set bits, spread over the range
             state[0] = expand_mask(mask, start, packed, state[0], np.uint8(0), cs)
         else:
-            cnt = count_bits(mask, start, stop)
-            sv = stored[:cnt]
+            # unpack as many codes as the range could hold (no count of its set bits first;
+            # never past the stream's end), then spread the ones its set bits take
+            m = min(n, (packed.size * 8) // bits - state[0])
+            sv = stored[: max(m, 0)]
             unpack_range(packed, bits, state[0], sv)
-            expand_mask(mask, start, sv, 0, np.uint8(0), cs)
-            state[0] += cnt
+            state[0] += expand_mask(mask, start, sv, 0, np.uint8(0), cs)
         dequant_any(cs, start, a, b, c, scales, zeros, o)
         if kind == PACKED_BITMASK:  # a clear bit is an exact 0.0, as the full decode's zero code gives
             keep_mask(mask, start, o)
