@@ -7,6 +7,10 @@
 // metrics, open the Model Map and read its table inside the webview's frame. Every wait is bounded and says what it waited for; on failure the server and
 // code-server logs are printed. Screenshots go to test-results/e2e/.
 //
+// Issue 19 items 2, 5, 6 and 7 (issue19-steps.mjs): the sweep's CodeLens and its "show all", the
+// op hover, one typo one diagnostic, deltas with units and named bars in the Model Map, Layers'
+// labels, and charlm's instance cards in Behaviors (samples.py runs charlm's 3-bit variant).
+//
 // Then the samples (sample-steps.mjs): while the first part runs, samples.py prepares small digits
 // and MiniLM workspaces (MiniLM's variant run by the CLI). The browser opens the digits workspace,
 // runs its experiment file from the palette, samples.py works out from the stored outputs what
@@ -20,7 +24,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { behaviorsStep, foldedStepsStep, layersStep, lensesStep, modelMapStep, openWorkspace, recipeDiffStep, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
+import { behaviorsStep, foldedStepsStep, layersStep, modelMapStep, openWorkspace, recipeDiffStep, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
+import { charlmInstancesStep, layersLabelsStep, modelMapUnitsStep, oneTypoStep, sweepLensesStep, writeTypoFile } from './issue19-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -418,13 +423,13 @@ async function main() {
  * panels compare the instances the oracle counted). */
 async function samplesReady() {
   log('waiting for the samples (samples.py)');
-  const code = await Promise.race([samplesExit, new Promise((r) => setTimeout(() => r('timeout'), 240_000))]);
+  const code = await Promise.race([samplesExit, new Promise((r) => setTimeout(() => r('timeout'), 360_000))]);
   const text = existsSync(samplesLog) ? readFileSync(samplesLog, 'utf8') : '';
   if (code !== 0) {
-    throw new Error(`preparing the samples ${code === 'timeout' ? 'took over 240 s' : `failed (exit ${code})`}:\n${tail(text, 30)}`);
+    throw new Error(`preparing the samples ${code === 'timeout' ? 'took over 360 s' : `failed (exit ${code})`}:\n${tail(text, 30)}`);
   }
   log(`samples ready:\n${text.trim()}`);
-  for (const [name, instances] of [['digits', 128], ['minilm', 16]]) {
+  for (const [name, instances] of [['digits', 128], ['minilm', 16], ['charlm', 16]]) {
     mkdirSync(join(samplesDir, name, '.vscode'), { recursive: true });
     writeFileSync(join(samplesDir, name, '.vscode/settings.json'), JSON.stringify({ ...bonsaiSettings, 'bonsai.maxInstances': instances }, null, 2));
   }
@@ -440,6 +445,8 @@ function samplesOracle() {
 
 // The MiniLM case: samples.py runs this variant (per-layer magnitude pruning of every tensor, the
 // LayerNorms included) before VS Code opens the workspace.
+// samples.py runs charlm's 3-bit variant; Behaviors shows its instances (issue 19 item 2).
+const CHARLM = { base: 'charlm', variant: 'rtn-tensor-3' };
 const MINILM = { base: 'all-MiniLM-L6-v2', variant: 'layer-all-0.1', other: 'layer-nonorm-0.1' };
 const DIGITS_MODELS = ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', 'int4']; // samples/digits/small.bonsai.yaml
 
@@ -453,6 +460,7 @@ async function samplesSteps(base) {
   };
   let expect;
   const ran = await step('digits: Run Experiment File, Lineage picks up every variant', async () => {
+    writeTypoFile(join(samplesDir, 'digits')); // for the one-typo step (issue 19 item 7)
     await openWorkspace(t, join(samplesDir, 'digits'), null);
     await runExperimentFile(t, 'small.bonsai.yaml', DIGITS_MODELS);
     expect = samplesOracle().digits;
@@ -460,7 +468,9 @@ async function samplesSteps(base) {
   if (ran) {
     await step('digits: Model Map layout with side bar and panel, default axes, colour metric, legend, recipe diff and bar charts', () => modelMapStep(t, expect));
     await step(`digits: Behaviors collapsed class of ${expect.variant}`, () => behaviorsStep(t, expect));
-    await step('digits: CodeLens metrics for every variant after the run', () => lensesStep(t, 'small.bonsai.yaml', DIGITS_MODELS.slice(1), ['layer-0.5', 'layer-0.9']));
+    await step('digits: Model Map deltas with units, bar charts name their models (issue 19 item 6)', () => modelMapUnitsStep(t, expect));
+    await step('digits: one summary CodeLens per sweep, "show all" a line per model against parent and base; op hover as Markdown (issue 19 items 5, 7)', () => sweepLensesStep(t, join(samplesDir, 'digits'), 'small.bonsai.yaml'));
+    await step('digits: one typo, one diagnostic; lenses stay (issue 19 item 7)', () => oneTypoStep(t, join(samplesDir, 'digits')));
     // after the lenses: it adds a variant to the experiment file
     const channels = await step('digits: Layers shows which channels structured pruning removed', () => removedChannelsStep(t, join(samplesDir, 'digits'), expect.base));
     if (channels) await step('digits: Model Map folds the two-op variant channels-0.5 (table, map, search), unfolds on request', () => foldedStepsStep(t));
@@ -468,11 +478,16 @@ async function samplesSteps(base) {
   const minilm = await step('minilm: Layers depth profile at the LayerNorms', async () => {
     await openWorkspace(t, join(samplesDir, 'minilm'), MINILM.base);
     await layersStep(t, MINILM);
+    await layersLabelsStep(t);
   });
   // needs the workspace open (the step above), not its Layers result
   if (minilm || page.url().includes(encodeURIComponent(join(samplesDir, 'minilm')))) {
     await step('minilm: Compare Recipe with… names exclude, the one setting that differs; layout and axes', () => recipeDiffStep(t, MINILM));
   }
+  await step('charlm: Behaviors instance cards as decoded text, whitespace visible, no overflow (issue 19 item 2)', async () => {
+    await openWorkspace(t, join(samplesDir, 'charlm'), CHARLM.base);
+    await charlmInstancesStep(t, CHARLM);
+  });
 }
 
 async function cleanup() {
@@ -502,13 +517,13 @@ async function cleanup() {
 }
 
 const overall = setTimeout(() => {
-  console.error('e2e: the whole run exceeded 10 minutes');
+  console.error('e2e: the whole run exceeded 13 minutes');
   failed = true;
   shot('zz-timeout').finally(() => {
     printLogs();
     cleanup().finally(() => process.exit(1));
   });
-}, 10 * 60_000);
+}, 13 * 60_000);
 
 try {
   await main();

@@ -34,7 +34,7 @@ export async function openWorkspace(t, folder, root) {
 }
 
 /** Opens `file` in an editor through Quick Open (Ctrl+P). */
-async function quickOpen(t, file) {
+export async function quickOpen(t, file) {
   const { page } = t;
   await page.keyboard.press('Control+P');
   const quick = page.locator('.quick-input-widget input');
@@ -71,7 +71,7 @@ export async function runExperimentFile(t, file, models, shotName = '09-digits-l
 }
 
 /** The content frame of the webview panel whose page shows `marker` (an h1 or toolbar label). */
-async function panelFrame(t, what, marker, ms = 60_000) {
+export async function panelFrame(t, what, marker, ms = 60_000) {
   const { page } = t;
   return t.waitFor(`the ${what} webview`, ms, async () => {
     await t.noErrorToast();
@@ -85,13 +85,13 @@ async function panelFrame(t, what, marker, ms = 60_000) {
   }, 500);
 }
 
-async function closeAllEditors(t) {
+export async function closeAllEditors(t) {
   await t.palette('View: Close All Editors');
   await t.page.waitForTimeout(500);
 }
 
 /** "Bonsai: Compare Models…": base, the others (multi-select), then the view. */
-async function compareModels(t, baseName, others, view) {
+export async function compareModels(t, baseName, others, view) {
   const { page } = t;
   await t.palette('Bonsai: Compare Models');
   const widget = page.locator('.quick-input-widget');
@@ -120,11 +120,15 @@ export async function sideBarAndPanelOpen(t) {
   const panelShown = () => page.locator('.part.panel').first().isVisible().catch(() => false);
   if (!(await panelShown())) await t.palette('View: Toggle Panel Visibility');
   await t.waitFor('the bottom panel open', 10_000, panelShown);
+  // The panel opens on a terminal that takes the keyboard (Ctrl+P went to the shell, and the
+  // quick pick never opened): show the Problems view there instead, as a user checking a file has.
+  const problems = page.locator('.part.panel .composite-bar .action-item', { hasText: 'Problems' }).first();
+  if (await problems.count()) await problems.click();
   await t.waitFor('the side bar open', 10_000, () => page.locator('.part.sidebar').first().isVisible().catch(() => false));
 }
 
 /** Opens the Model Map (side bar and panel open) and waits until its table lists `names`. */
-async function openModelMap(t, names) {
+export async function openModelMap(t, names) {
   await closeAllEditors(t);
   await sideBarAndPanelOpen(t);
   await t.palette('Bonsai: Open Model Map');
@@ -211,7 +215,7 @@ async function recipeDiffRows(t, frame, want) {
 
 /** Selects rows of the Model Map's table by name (click, then shift-click), as dispatched
  * events: under load the table re-renders its rows continually while the pointer is over it. */
-async function selectRows(t, frame, ids, names) {
+export async function selectRows(t, frame, ids, names) {
   const rowOf = (name) => frame.locator(`tr[data-model="${ids[name]}"]`);
   const selected = async (name) => /\bfocus\b/.test((await rowOf(name).getAttribute('class')) ?? '');
   await showTab(frame, 'table');
@@ -525,28 +529,6 @@ async function layerNormDetail(t, frame, path) {
   // the activation histograms at the top of the view, the heatmap below them
   await detail.locator('#act-hists').evaluate((e) => (e.previousElementSibling ?? e).scrollIntoView({ block: 'start' }));
   await t.shot('15-minilm-layers-layernorm-detail');
-}
-
-/** The CodeLenses of `file` show metrics for each of the `models` it made: one metrics lens per
- * model; the models of a sweep (`name: "layer-{sparsity}"`) share their variant's line, each lens
- * prefixed with its model's name. */
-export async function lensesStep(t, file, models, sweep) {
-  const { page } = t;
-  t.log(`${file}: CodeLens metrics for ${models.join(', ')}`);
-  // Out of the webview first: there Ctrl+P is the browser's print, not Quick Open.
-  await closeAllEditors(t);
-  await quickOpen(t, file);
-  let texts = [];
-  const metric = /\bacc\b\s*[\d.]+/;
-  await t.waitFor(`a CodeLens with metrics for each of ${models.join(', ')}`, 30_000, async () => {
-    texts = (await page.locator('.monaco-editor .codelens-decoration').allInnerTexts()).map((s) => s.replace(/\s+/g, ' '));
-    // One decoration per line, its lenses joined by " | ".
-    const lenses = texts.flatMap((s) => s.split(' | ')).filter((l) => metric.test(l));
-    return lenses.length === models.length && sweep.every((m) => lenses.some((l) => l.startsWith(`${m}: `)));
-  }, 1000).catch((e) => {
-    throw new Error(`${e.message}; the lenses say: ${texts.join(' / ')}`);
-  });
-  await t.shot('14-digits-codelens-metrics');
 }
 
 /** Structured pruning in Layers, on digits: the user adds a channels variant to the experiment

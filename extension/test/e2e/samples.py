@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLES = REPO / "samples"
+CHARLM_VARIANT = "rtn-tensor-3"  # run.mjs (CHARLM) opens Behaviors for it: 3-bit weights diverge
 MINILM_VARIANT = "layer-all-0.1"  # run.mjs (MINILM) opens Layers for it
 MINILM_NONORM = "layer-nonorm-0.1"  # its recipe differs from MINILM_VARIANT's by `exclude` only
 # The instances each sample is evaluated on: its experiment file's max_instances (written here
@@ -142,6 +143,7 @@ def main() -> None:
         prepare("digits", out / "digits", env)
         prepare("minilm", out / "minilm", env, ("--only", MINILM_VARIANT, MINILM_NONORM),
                 max_instances=MINILM_INSTANCES)
+        prepare("charlm", out / "charlm", env, ("--only", CHARLM_VARIANT))
         return
     digits = {**digits_oracle(out / "digits", env), "instances": DIGITS_INSTANCES}
     (out / "expect.json").write_text(json.dumps({"digits": digits}, indent=1))
