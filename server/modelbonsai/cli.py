@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "max_instances (the file's own wins)")
     run.add_argument("--allow-pickle", action="store_true",
                      help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
+    run.add_argument("--dry-run", action="store_true",
+                     help="only check the file and list the variants it makes; nothing is loaded, run or stored")
 
     ls = sub.add_parser("ls", parents=[common], help="list the models in the lineage")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -103,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .quiet import quiet_libraries
 
     quiet_libraries()  # before torch/transformers are imported: their chatter is not Bonsai's output
+    if args.command != "serve":  # the server sets up its own log
+        _plain_logging()
     if args.command != "serve":  # the server's heavy work happens in its worker process, which does this
         from .allocator import keep_freed_memory
 
@@ -129,6 +134,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _err("(set BONSAI_DEBUG=1 to see the traceback)")
         return EXIT_FAILED
+
+
+class _NoTraceback(logging.Formatter):
+    """A log record as one line: a logged exception's traceback only under BONSAI_DEBUG (the
+    message already says what failed; a user who reports it can set the variable)."""
+
+    def formatException(self, ei: Any) -> str:
+        return super().formatException(ei) if _debug() else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None  # formatted per handler: another may want the traceback
+        return super().format(record).rstrip("\n")
+
+
+def _plain_logging() -> None:
+    """Warnings and errors logged by the engine reach stderr as `bonsai: message` (without a
+    handler Python's last resort prints them with their tracebacks)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_NoTraceback("bonsai: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
 
 
 def _is_user_error(e: BaseException) -> bool:
@@ -174,7 +203,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment
 
     file = Path(args.file)
-    if not file.is_file():
+    try:
+        found = file.is_file()
+    except (OSError, ValueError) as e:  # a name too long for the OS, a NUL character
+        raise UserError(f"{str(file)[:80]}…: not a usable file name ({getattr(e, 'strerror', None) or e})") from None
+    if not found:
         raise UserError(f"{file}: no such experiment file")
     parsed = load_experiment(file)
     for problem in parsed.problems:
@@ -186,6 +219,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err(f"{file}: {n} error{'s' if n != 1 else ''}; nothing was run")
         return EXIT_USAGE
     exp = parsed.experiment
+    if args.dry_run:
+        for v in exp.variants:
+            print(f"{v.name} <- {exp.parent_name(v)}: {', '.join(call.name for call in v.ops)}")
+        _err(f"{file}: {len(exp.variants)} variant{'s' if len(exp.variants) != 1 else ''}, no errors (dry run: "
+             "nothing was loaded or run)")
+        return EXIT_OK
     from .device import resolve_device
     from .runner import Runner, describe_plan, make_plan, summary
 
