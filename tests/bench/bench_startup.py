@@ -57,8 +57,10 @@ def build(root: Path) -> None:
         "    ops:\n"
         "      - prune.magnitude: {sparsity: 0.5}\n"
     )
-    subprocess.run([*_bonsai(), "run", "startup.bonsai.yaml"], cwd=root, env=_env(), check=True,
-                   stdout=subprocess.DEVNULL)
+    r = subprocess.run([*_bonsai(), "run", "startup.bonsai.yaml"], cwd=root, env=_env(), capture_output=True,
+                       text=True)
+    if r.returncode:
+        raise SystemExit(f"bonsai run failed:\n{r.stderr}")
 
 
 def time_command(root: Path, args: list[str]) -> float:
