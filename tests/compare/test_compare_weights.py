@@ -291,3 +291,25 @@ def test_streamed_square_matrix_transposed_is_a_mismatch() -> None:
     res = compare_weights(ranged(base_t), {"o": ranged(other_t)})["o"]
     assert res.tensor("sq").status == "mismatch" and "transposed" in res.tensor("sq").message
     assert res.tensor("diff").status == "ok"
+
+
+def test_transposed_check_skipped_only_where_it_cannot_flag() -> None:
+    """The norm bound skips reading a square pair again only where the transposed check could
+    not flag it: a matrix pruned to 2% (norms far apart) is scored without it, and the verdicts
+    are those of the full check."""
+    from modelbonsai.compare import stats as S
+    from modelbonsai.compare import weights as W
+
+    g = torch.Generator().manual_seed(4)
+    b = torch.randn(48, 48, generator=g)
+    pruned = torch.where(b.abs() > 2.3, b, torch.zeros_like(b))  # ~2% kept
+    cases = {"pruned": pruned, "pruned_t": pruned.T.contiguous(), "t": b.T.contiguous(), "other": torch.randn(48, 48, generator=g)}
+    for name, o in cases.items():
+        st = S.pair_stats(b, o)
+        full = W._looks_transposed(b, o, st) if W._transpose_suspect(tuple(b.shape), st) else False
+        # the verdict with the bound equals the full check's (computed here without the bound)
+        t_rel = S.pair_stats(b.T.contiguous(), o, hist_sample=0).rel_l2
+        assert t_rel is not None and st.rel_l2 is not None
+        assert full == (st.rel_l2 >= 0.5 and t_rel < 0.25 * st.rel_l2), name
+    st = S.pair_stats(b, pruned)
+    assert st.rel_l2 is not None and st.rel_l2 >= 0.5 and not W._transpose_suspect(tuple(b.shape), st)

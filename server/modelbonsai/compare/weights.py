@@ -43,6 +43,7 @@ kernel call, see :func:`.stats.stream_pair_stats`).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import deque
@@ -238,9 +239,17 @@ def _align(
 
 
 def _transpose_suspect(shape: Sequence[int], st: S.PairStats) -> bool:
-    """Only a square matrix that matches badly needs the (whole-tensor) transposed check."""
+    """Only a square matrix that matches badly needs the (whole-tensor) transposed check, and only
+    when it could pass it: the transposed relative L2 is at least |1 - ||o|| / ||b|||
+    (Cauchy-Schwarz: |Σ o·bᵀ| <= ||o|| ||b||), so a pair whose norms differ that much (a matrix
+    pruned to a few percent) cannot match far better transposed, and is not read again."""
     rel = st.rel_l2
-    return len(shape) == 2 and shape[0] == shape[1] and shape[0] >= 2 and rel is not None and rel >= 0.5
+    if not (len(shape) == 2 and shape[0] == shape[1] and shape[0] >= 2 and rel is not None and rel >= 0.5):
+        return False
+    if st.nonfinite or st.sum_b2 <= 0:
+        return True  # the bound needs the same finite pairs on both sides: check the pair
+    bound = abs(1.0 - math.sqrt(st.sum_o2 / st.sum_b2))
+    return not bound > 0.25 * rel * (1 + 1e-6) + 1e-12  # a margin for the sums' rounding
 
 
 def _looks_transposed(b: torch.Tensor, o: torch.Tensor, st: S.PairStats) -> bool:
