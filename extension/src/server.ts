@@ -133,11 +133,17 @@ export class BonsaiServer implements vscode.Disposable {
       ...(typeof maxInstances === 'number' && Number.isInteger(maxInstances) && maxInstances > 0 ? { maxInstances } : {}),
       trusted: vscode.workspace.isTrusted,
     };
-    const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    // Not started in the workspace: `python -m` puts its folder first on sys.path, so a workspace
+    // file named like any module the server imports (yaml.py, difflib.py, torch/) would run in it,
+    // trusted or not. PYTHONSAFEPATH (3.11+) keeps the folder off sys.path as well; the server
+    // needs no particular folder (it gets the workspace folders from initialize).
     const serverOptions: ServerOptions = {
       command: python.command,
       args: serverArgs(),
-      options: { cwd, env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8' } },
+      options: {
+        cwd: storage.fsPath,
+        env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8', PYTHONSAFEPATH: '1' },
+      },
     };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [

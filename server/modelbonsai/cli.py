@@ -520,6 +520,9 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .startpath import leave_start_folder_off_sys_path
+
+    leave_start_folder_off_sys_path()  # first: before anything imports what a workspace could shadow
     from .lsp.server import main as serve_main
 
     return int(serve_main([]) or 0)

@@ -8,23 +8,32 @@ language feature is asked everywhere in every file: diagnostics (open and edit),
 completion and go-to-definition at every column of every line, CodeLens (experiment files and
 config.json), the lineage, and the starter experiment for the Hugging Face folder. No marker
 may appear.
+
+The server is started as VS Code started it before it moved the server out of the workspace:
+`python -m modelbonsai.cli serve` in the workspace folder, which puts the folder first on
+sys.path. So the workspace also holds files named like modules the server imports only once a
+feature needs them (yaml, difflib, numpy, PIL, safetensors): they must not be the ones imported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytest_lsp
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 from modelbonsai.lsp import protocol as P
 
-from .helpers import request, server_config, start_session, until, watch
+from .helpers import SERVER_ENV, request, start_session, until, watch
 
 # Each trap writes MARKER-<its name> beside itself when its code runs.
 _TRAP = "from pathlib import Path\nPath(__file__).with_name('MARKER-' + Path(__file__).stem).write_text('ran')\n"
@@ -35,6 +44,16 @@ _TRAP_OPS = _TRAP + (
     "@register_op('evil.op', family='user', summary='x', source='user')\n"
     "def op(cm, params, ctx):\n    return cm\n"
 )
+
+
+# Fixed before the server's command is: the server starts in it.
+_ROOT = Path(tempfile.mkdtemp(prefix="bonsai-restricted-"))
+_CONFIG = ClientServerConfig(
+    server_command=["sh", "-c", 'cd "$0" && exec "$1" -m modelbonsai.cli serve', str(_ROOT), sys.executable],
+    server_env=SERVER_ENV,
+)
+#: Modules the server imports after it started (on the first diagnostics, hover, ...).
+_LATE_IMPORTS = ("yaml", "difflib", "safetensors", "PIL")
 
 
 class _Opens:
@@ -104,9 +123,13 @@ variants:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("restricted")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = _ROOT
     outside = tmp_path_factory.mktemp("elsewhere")  # reached only by absolute paths
+    for name in _LATE_IMPORTS:
+        (root / f"{name}.py").write_text(_TRAP)
+    (root / "numpy").mkdir()
+    (root / "numpy" / "__init__.py").write_text(_TRAP)
     for name in ("evil_model", "evil_factory"):
         (root / f"{name}.py").write_text(_TRAP_BUILD)
     (root / "evil_task.py").write_text(_TRAP_TASK)
@@ -125,10 +148,11 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, text in _experiments(outside).items():
         (root / name).write_text(text)
     root.joinpath("outside.txt").write_text(str(outside))
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest_lsp.fixture(config=server_config(), scope="module")
+@pytest_lsp.fixture(config=_CONFIG, scope="module")
 async def client(lsp_client: LanguageClient, folder: Path):
     watch(lsp_client)
     await start_session(lsp_client, folder, folder / "storage", trusted=False)

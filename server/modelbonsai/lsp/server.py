@@ -617,6 +617,9 @@ def _widen_pipe(fd: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`bonsai serve`: the language server over stdio."""
+    from ..startpath import leave_start_folder_off_sys_path
+
+    leave_start_folder_off_sys_path()  # before anything imports what a workspace could shadow
     rpc_out = _take_stdout()
     _quiet_libraries()
     if os.environ.get("BONSAI_LSP_DEBUG"):
