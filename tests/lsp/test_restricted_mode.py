@@ -224,3 +224,33 @@ async def test_no_feature_runs_workspace_code_untrusted(client: LanguageClient, 
     # Background work (base parameter names, lineage) would have had its chance by now.
     await asyncio.sleep(1.0)
     assert _markers(folder) == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_fuzzed_documents_through_the_server(client: LanguageClient, folder: Path) -> None:
+    """Fuzzed sample files (tests/support/fuzz.py) opened in the server: diagnostics come, each at
+    its place and none internal, and the position features answer without an error."""
+    import random
+
+    from support.fuzz import cases
+
+    rng = random.Random(3)
+    for i, (_sample, text) in enumerate(cases(24, seed=11)):
+        uri = (folder / f"fuzz{i}.bonsai.yaml").as_uri()
+        client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+            lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)))
+        await until(lambda uri=uri: uri in client.diagnostics, 30, f"diagnostics of fuzz case {i}")
+        for d in client.diagnostics[uri]:
+            r = d.range
+            unplaced = (r.start.line, r.start.character, r.end.line, r.end.character) == (0, 0, 0, 0)
+            assert d.code != "internal" and (not unplaced or "file is empty" in d.message), (i, d)
+        doc = lsp.TextDocumentIdentifier(uri=uri)
+        lines = text.split("\n")
+        for _ in range(4):
+            line = rng.randrange(len(lines))
+            p = lsp.Position(line, rng.randrange(len(lines[line].encode("utf-16-le")) // 2 + 1))
+            await client.text_document_hover_async(lsp.HoverParams(doc, p))
+            await client.text_document_completion_async(lsp.CompletionParams(doc, p))
+            await client.text_document_definition_async(lsp.DefinitionParams(doc, p))
+        await client.text_document_code_lens_async(lsp.CodeLensParams(doc))
+    assert _markers(folder) == []
