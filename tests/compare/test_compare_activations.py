@@ -191,7 +191,7 @@ def test_progress_counts_the_instances_the_task_has() -> None:
         setattr(task, attr, 10)  # the task says how many it has, or that it is cut to 10
         seen: list[tuple[float, str]] = []
         res = compare_activations(base, {"o": other}, task, options=ActivationOptions(instances=64, batch_size=4),
-                                  control=Control(progress=lambda f, m: seen.append((f, m))))["o"]
+                                  control=Control(progress=lambda f, m, seen=seen: seen.append((f, m))))["o"]
         assert len(res.ids) == 10
         counted = [m for _, m in seen if m.startswith("activations: ")]
         assert counted[-1] == "activations: 10/10 instances", (attr, counted)
