@@ -30,20 +30,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
+
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
+# Torch-free parts live in fingerprints.py (the language server's stale marks need them without
+# torch); re-exported here, where the loader's callers look for them.
+from .fingerprints import (  # noqa: E402, F401
+    _looks_like_callable_ref,
+    _resolve_path_part,
+    base_fingerprint,
+    spec_to_dict,
+)
 
-class LoadError(ValueError):
+
+class LoadError(UserError, ValueError):
     """A user-facing problem loading a base model: names the spec entry and what is wrong."""
-
-
-def spec_to_dict(spec: Any) -> dict[str, Any]:
-    """Accept a plain dict or a parsed BaseSpec-like object (attributes)."""
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    keys = ("name", "load", "factory", "args", "dtype")
-    return {k: getattr(spec, k) for k in keys if getattr(spec, k, None) is not None}
 
 
 def load_base(
@@ -101,41 +104,7 @@ def load_skeleton(
     return model.to(dtype).eval()
 
 
-def base_fingerprint(spec: Mapping[str, Any] | Any, root: Path) -> str:
-    """A hash of how the base is loaded and of its weight files (size + mtime, not content:
-    hashing gigabytes on every run would make "is it up to date" slow)."""
-    s = spec_to_dict(spec)
-    h = hashlib.sha256(json.dumps({k: s.get(k) for k in ("load", "factory", "args", "dtype")},
-                                  sort_keys=True, default=str).encode())
-    for part in (s.get("load"), s.get("factory")):
-        if not isinstance(part, str):
-            continue
-        p = _resolve_path_part(part, root)
-        if p is None or not p.exists():
-            continue
-        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
-        for f in files:
-            st = f.stat()
-            h.update(f"{f.relative_to(root) if f.is_relative_to(root) else f}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:32]
-
-
 # -- forms --------------------------------------------------------------------------------------
-
-
-def _looks_like_callable_ref(text: str, root: Path) -> bool:
-    """"module:function" or "file.py:function", as opposed to a path (including C:\\ paths)."""
-    if re.match(r"^[A-Za-z]:[\\/]", text) or ":" not in text:
-        return False
-    target, _, fn = text.rpartition(":")
-    return bool(target) and fn.isidentifier() and not (root / text).exists()
-
-
-def _resolve_path_part(text: str, root: Path) -> Path | None:
-    if _looks_like_callable_ref(text, root):
-        target = text.rpartition(":")[0]
-        return (root / target) if target.endswith(".py") else None
-    return root / text
 
 
 def _existing_path(text: str, root: Path) -> Path:

@@ -39,13 +39,30 @@ import torch
 
 from . import __version__
 from .device import resolve_device
-from .load import LoadError, base_fingerprint, load_base, load_skeleton
-from .ops.registry import Cancelled, CompressedModel, OpContext, OpDef, OpError, get_op
-from .store import LineageStore, ModelRecord, canonical_json
+from .errors import BonsaiError, UserError
+from .fingerprints import (  # noqa: F401  (re-exported: the runner is where callers found them)
+    BASE,
+    _evaluation_fingerprint,
+    _hash,
+    base_plan_fingerprint,
+    base_spec_dict,
+    evaluated_fingerprint,
+    evaluation_change,
+    evaluation_counts,
+    evaluation_fingerprint,
+    evaluation_limit,
+    experiment_label,
+    same_evaluation,
+    split_evaluation_fingerprint,
+    step_fingerprint,
+    task_key,
+)
+from .load import LoadError, load_base, load_skeleton
+from .ops.registry import Cancelled, CompressedModel, OpContext, OpError, get_op
+from .store import LineageStore, ModelRecord
 
 log = logging.getLogger(__name__)
 
-BASE = "base"
 OUTPUTS_FILE = "outputs.safetensors"
 # The metric that stores the layers an op skipped (`OpContext.skipped`): its value is how many,
 # its detail which and why, so `bonsai show`, the Model Map and the lineage all carry the warning.
@@ -187,172 +204,12 @@ def describe_plan(plan: Plan) -> list[str]:
     return lines
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """A user-facing problem making the plan (unknown op, unknown --only name, bad parameter)."""
 
 
 def step_name(variant: str, index: int, n_ops: int) -> str:
     return variant if index == n_ops - 1 else f"{variant}/{index + 1}"
-
-
-def _hash(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:32]
-
-
-def experiment_label(path: Path, workspace: Path) -> str:
-    """How the store names an experiment file: relative to the workspace when inside it."""
-    p = Path(path).resolve()
-    try:
-        return p.relative_to(workspace.resolve()).as_posix()
-    except ValueError:
-        return p.as_posix()
-
-
-def base_spec_dict(exp: Any) -> dict[str, Any]:
-    b = exp.base
-    spec: dict[str, Any] = {"name": b.name, "load": b.load}
-    for key in ("factory", "args", "dtype"):
-        value = getattr(b, key, None)
-        if value is not None:
-            spec[key] = value
-    return spec
-
-
-def base_plan_fingerprint(exp: Any, workspace: Path) -> str:
-    """The base model's fingerprint: how it is loaded (and its weight files), and which file."""
-    label = experiment_label(exp.path, workspace)
-    return _hash({"base": base_fingerprint(base_spec_dict(exp), exp.root), "file": label})
-
-
-def task_key(exp: Any) -> dict[str, Any] | None:
-    """What of the task an op that needs it (calibration, fine-tuning) depends on."""
-    if getattr(exp, "task", None) is None:
-        return None
-    return {"kind": exp.task.kind, "options": exp.task.options}
-
-
-def evaluation_limit(exp: Any, max_instances: int | None = None) -> int | None:
-    """How many instances a run evaluates, by the one rule the CLI, the language server and the
-    extension share: the experiment file's own `max_instances` wins; `max_instances` (the CLI's
-    --max-instances, the `bonsai.maxInstances` setting) applies only where the file sets none;
-    None (every instance) without either, or without a task. A limit at or above the task's
-    instance count evaluates every instance: `same_evaluation` treats the two alike."""
-    if getattr(exp, "task", None) is None:
-        return None
-    own = getattr(exp.task, "max_instances", None)
-    limit = own if own is not None else max_instances
-    return None if limit is None else int(limit)
-
-
-def evaluation_fingerprint(exp: Any, max_instances: int | None = None) -> str:
-    """What a run asks of a model's metrics and outputs besides its weights: the task (kind and
-    options) and its instance limit (`evaluation_limit`). Written ``<task hash>:<limit>``
-    (``all``: no limit). What the runner stores is `evaluated_fingerprint` (the count it really
-    evaluated); `same_evaluation` compares the two, for the runner's plan and for the language
-    server's stale marks (lsp/drift.py) alike."""
-    return _evaluation_fingerprint(exp, evaluation_limit(exp, max_instances))
-
-
-def _evaluation_fingerprint(exp: Any, limit: int | None) -> str:
-    """:func:`evaluation_fingerprint` for a limit already resolved (None: every instance)."""
-    return f"{_hash({'task': task_key(exp)})}:{'all' if limit is None else int(limit)}"
-
-
-def split_evaluation_fingerprint(fp: str) -> tuple[str, str]:
-    """(task hash, limit) of an evaluation fingerprint; the limit is ``all`` or a count (asked
-    for), or ``<evaluated>/<total>`` (stored; total ``?`` when unknown)."""
-    task, _, limit = fp.partition(":")
-    return task, limit
-
-
-def evaluated_fingerprint(requested: str, evaluated: int, total: int | None) -> str:
-    """What the runner stores after evaluating `evaluated` instances for the `requested`
-    fingerprint: ``<task hash>:<evaluated>/<total>``, the counts rather than the limit, so
-    "every instance" and "512 of a task with 200" are one evaluation. `total` is the task's
-    instance count (`Task.total_instances`); when the task does not say, a run that evaluated
-    fewer than its limit (or had none) has seen them all."""
-    task, limit = split_evaluation_fingerprint(requested)
-    if total is None and (limit == "all" or (limit.isdigit() and evaluated < int(limit))):
-        total = evaluated
-    return f"{task}:{int(evaluated)}/{'?' if total is None else int(total)}"
-
-
-def _counts(limit: str) -> tuple[int, int | None] | None:
-    """(evaluated, total or None) of a stored ``<evaluated>/<total>``; None for another form."""
-    done, slash, total = limit.partition("/")
-    if not slash or not done.isdigit() or not (total.isdigit() or total == "?"):
-        return None
-    return int(done), int(total) if total.isdigit() else None
-
-
-def same_evaluation(stored: str | None, requested: str) -> bool:
-    """Whether a model stored with evaluation fingerprint `stored` (None: not recorded) has the
-    metrics a run asking for `requested` (`evaluation_fingerprint`) would give: same task, and
-    the limit, capped at the task's instance count, is the count evaluated. A fingerprint stored
-    before counts were recorded (``<task>:<limit>``) must match exactly."""
-    if stored is None:
-        return False
-    old_task, old = split_evaluation_fingerprint(stored)
-    new_task, new = split_evaluation_fingerprint(requested)
-    if old_task != new_task:
-        return False
-    counts = _counts(old)
-    if counts is None:
-        return old == new
-    evaluated, total = counts
-    if new == "all":
-        return total is not None and evaluated == total
-    if not new.isdigit():
-        return False
-    want = int(new)
-    # total unknown: only a limit equal to what was evaluated is surely the same evaluation
-    return (min(want, total) if total is not None else want) == evaluated
-
-
-def _instances(limit: str) -> str:
-    """A stored or asked-for limit in words: ``all``, a count, or ``<evaluated>/<total>``."""
-    counts = _counts(limit)
-    if counts is not None:
-        done, total = counts
-        if done == total:
-            return "every instance"
-        limit = str(done)
-    return "every instance" if limit == "all" else f"{limit} instance{'s' if limit != '1' else ''}"
-
-
-def evaluation_change(stored: str | None, requested: str) -> str:
-    """Why a model stored with evaluation fingerprint `stored` is re-evaluated by a run asking
-    for `requested` (they are not `same_evaluation`): "evaluated on 512 instances, a run now
-    evaluates every instance". The CLI's plan and the lineage's stale marks say the same."""
-    if stored is None:
-        return "evaluated with task settings this Bonsai did not record"
-    old_task, old = split_evaluation_fingerprint(stored)
-    new_task, new = split_evaluation_fingerprint(requested)
-    if old_task != new_task or _instances(old) == _instances(new):
-        return "evaluated with other task settings"
-    return f"evaluated on {_instances(old)}, a run now evaluates {_instances(new)}"
-
-
-def evaluation_counts(fp: str) -> tuple[int, int | None] | None:
-    """(evaluated, total or None) of a stored evaluation fingerprint; None when it records a
-    limit instead (stored before counts were)."""
-    return _counts(split_evaluation_fingerprint(fp)[1])
-
-
-def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None,
-                     origin_fp: str | None = None) -> str:
-    """Same parent, op, resolved parameters and seed (and task, for ops that use it; and the
-    variant's starting model `origin_fp`, for ops that read it besides their input: restore's
-    source, distillation's teacher): same model.
-
-    The origin is part of the key only where it differs from the parent (a variant's first op
-    reads the model it starts from anyway), so every other fingerprint is what it always was."""
-    key: dict[str, Any] = {"parent": parent_fp, "op": op.name, "params": params, "seed": seed}
-    if op.needs_task:
-        key["task"] = task
-    if origin_fp is not None and origin_fp != parent_fp and op.reads_parent_for(params):
-        key["origin"] = origin_fp
-    return _hash(key)
 
 
 def make_plan(
@@ -1022,11 +879,9 @@ def skipped_metrics(op: str | None, skipped: dict[str, str]) -> list[Any]:
 
 
 def _user_message(e: BaseException) -> str:
-    if isinstance(e, (OpError, LoadError, PlanError)):
+    if isinstance(e, BonsaiError) and e.user:  # the user's to fix: its message says what
         return str(e)
     name = type(e).__name__
-    if name in ("TaskError", "StoreError", "ArtifactError", "DeviceError"):
-        return str(e)
     if isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(e, RuntimeError) and "can't allocate memory" in str(e)  # the CPU allocator's words
     ):

@@ -103,8 +103,8 @@ def _load(file: Path) -> Any | None:
 def _fingerprints(p: Parsed, workspace: Path) -> None:
     """Fill `p.finals` as `make_plan` would plan them (built-in ops only, no imports of user code).
     The base fingerprint (weight files' sizes and times) is recomputed each time: stats only."""
+    from ..fingerprints import BASE, base_plan_fingerprint, step_fingerprint, task_key
     from ..ops.registry import OpError, get_op
-    from ..runner import BASE, base_plan_fingerprint, step_fingerprint, task_key
 
     exp: Any = p.experiment
     try:
@@ -149,7 +149,7 @@ def reevaluate_reason(stored: str | None, current: str) -> str:
     """Why a current model whose evaluation fingerprint is `stored` (None: not recorded) is
     stale when a run would evaluate with `current` (`runner.evaluation_fingerprint`; the caller
     checked `runner.same_evaluation`): the runner's words, as the CLI prints its plan."""
-    from ..runner import evaluation_change
+    from ..fingerprints import evaluation_change
 
     return f"{evaluation_change(stored, current)}: run to re-evaluate"
 
@@ -284,7 +284,7 @@ class DriftIndex:
     def _evaluation(self, p: Parsed) -> str | None:
         """What a run from this server would store as the evaluation fingerprint of `p`'s models:
         the runner's own function (the parse is shared by indexes of other limits: not kept on it)."""
-        from ..runner import evaluation_fingerprint
+        from ..fingerprints import evaluation_fingerprint
 
         return None if p.experiment is None else evaluation_fingerprint(p.experiment, self.limit)
 
@@ -342,7 +342,7 @@ class DriftIndex:
 
     # -- judging ------------------------------------------------------------------------------
     def _judge(self, mid: str) -> None:
-        from ..runner import same_evaluation
+        from ..fingerprints import same_evaluation
 
         self._stale.pop(mid, None)
         self._await(mid, None)

@@ -112,7 +112,7 @@ class BaseNames:
         exp = result.experiment or result.partial
         if exp is None or exp.base is None or not exp.base.load:
             return None
-        from ..load import base_fingerprint, spec_to_dict
+        from ..fingerprints import base_fingerprint, spec_to_dict
 
         spec = spec_to_dict(exp.base)
         try:

@@ -15,11 +15,14 @@ layers are already quantized, so later layers calibrate on the quantized model's
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import F, nn, torch
 
 from .quantize import (
     SCHEME_PARAMS,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_edit, register_op
 from .targets import to_device
 
 OP = "cast"
 EDIT = "cast.dtype"
-DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = ("fp16", "bf16")  # the dtype param's choices (names: no torch to register the op)
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def cast_floats(module: nn.Module, dtype: torch.dtype) -> None:
@@ -71,14 +78,14 @@ def _to_dtype(value: Any, dtype: torch.dtype) -> Any:
 def _replay(model: nn.Module, edit: dict[str, Any]) -> None:
     # the artifact loader loads the stored half-precision tensors into this skeleton; without the
     # cast, load_state_dict would silently upcast them back to fp32 (and the inputs hook with it)
-    cast_floats(model, DTYPES[edit["dtype"]])
+    cast_floats(model, _dtype(edit["dtype"]))
 
 
 @register_op(
     OP,
     family="precision",
     summary="Cast every floating-point tensor to fp16 or bf16 (half the stored size).",
-    params=[Param("dtype", "enum", "Target precision.", default="bf16", choices=tuple(DTYPES))],
+    params=[Param("dtype", "enum", "Target precision.", default="bf16", choices=DTYPES)],
 )
 def cast(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> CompressedModel:
     """Cast all floating-point parameters and buffers to `fp16` or `bf16`.
@@ -93,7 +100,7 @@ def cast(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Compres
     that dtype. Tensors already quantized keep their encodings: they are stored packed regardless
     of the float dtype.
     """
-    dtype = DTYPES[params["dtype"]]
+    dtype = _dtype(params["dtype"])
     model = to_device(cm, ctx)
     if not any(t.is_floating_point() for t in model.parameters()):
         raise OpError(OP, "the model has no floating-point parameters", param="dtype")

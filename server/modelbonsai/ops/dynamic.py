@@ -10,10 +10,13 @@ loaded; the artifact stores the int8 weights and their scales.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
 from .quantize import _conv1d_type, select_targets
 from .registry import CompressedModel, OpContext, OpError, Param, register_edit, register_op

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
-from ..tasks.base import TaskError, distillation_loss
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import move_batch, need_task, to_device
 
@@ -228,6 +230,8 @@ class _StepLoss:
                  device: torch.device) -> None:  # fmt: skip
         self.task, self.model, self.teacher = task, model, teacher
         self.distill, self.temperature, self.device = distill, temperature, device
+        from ..tasks.base import distillation_loss  # here: tasks.base imports torch (lazy.py)
+
         self.distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
         self.loss_of = _own_loss_of(task)
         self.target: torch.Tensor | None = None  # the teacher's outputs of the last batch
@@ -251,6 +255,8 @@ class _StepLoss:
         return (1.0 - self.distill) * self._own(out, batch) + self.distill * kd  # type: ignore[no-any-return]
 
     def _own(self, out: torch.Tensor, batch: Any) -> torch.Tensor:
+        from ..tasks.base import TaskError
+
         try:
             own = self.loss_of(out, batch) if self.loss_of is not None else None
             # without loss_of, the task has its loss only through loss(): a second forward

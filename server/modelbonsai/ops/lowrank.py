@@ -8,10 +8,16 @@ and fine-tuning.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
+
+if TYPE_CHECKING:
+    from .lowrank_modules import LowRankConv2d, LowRankLinear
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_edit, register_op
 from .targets import EXCLUDE, INCLUDE, is_hf_conv1d, owner, refuse_encoded, select_weights, to_device
@@ -20,36 +26,14 @@ OP = "lowrank"
 EDIT = "lowrank.factorize"
 
 
-class LowRankLinear(nn.Module):
-    """A Linear layer factorised as `second(first(x))`, with `first`: in -> rank (no bias)."""
+def __getattr__(name: str) -> Any:
+    # The factorised layer classes live in lowrank_modules.py (torch at import); importable from
+    # here as before.
+    if name in ("LowRankLinear", "LowRankConv2d"):
+        from . import lowrank_modules
 
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool) -> None:
-        super().__init__()
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-        self.first = nn.Linear(in_features, rank, bias=False)
-        self.second = nn.Linear(rank, out_features, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
-
-
-class LowRankConv2d(nn.Module):
-    """A 1x1 Conv2d factorised as two 1x1 convs; `first` keeps the stride and padding.
-
-    Zero padding stays exact: padded positions give 0 after `first` and then the bias after
-    `second`, as the original conv gives its bias there.
-    """
-
-    def __init__(self, conv: nn.Conv2d, rank: int) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels, self.rank = conv.in_channels, conv.out_channels, rank
-        stride = (int(conv.stride[0]), int(conv.stride[1]))
-        padding: Any = conv.padding if isinstance(conv.padding, str) else (int(conv.padding[0]), int(conv.padding[1]))
-        self.first = nn.Conv2d(conv.in_channels, rank, 1, stride=stride, padding=padding, bias=False)
-        self.second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(self.first(x))
+        return getattr(lowrank_modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
@@ -78,6 +62,8 @@ def _applicable(module: nn.Module) -> str | None:
 
 
 def _factorised(module: nn.Module, rank: int) -> LowRankLinear | LowRankConv2d:
+    from .lowrank_modules import LowRankConv2d, LowRankLinear
+
     if isinstance(module, nn.Conv2d):
         return LowRankConv2d(module, rank)
     out_f, in_f = _matrix(module).shape

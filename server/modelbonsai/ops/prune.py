@@ -12,9 +12,12 @@ sparsity never drops and asking again for the same sparsity changes nothing.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import (
@@ -50,7 +53,7 @@ SCOPE = Param(
     choices=("global", "layer"),
 )
 
-Scores = dict[str, torch.Tensor]
+Scores = dict[str, "torch.Tensor"]  # a string: torch is imported on first use (lazy.py)
 
 def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
     """The exact k-th smallest value (1-based) of a 1-D tensor.

@@ -22,11 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, register_op
 from .targets import EXCLUDE, INCLUDE, STRICT, to_device
@@ -107,8 +111,11 @@ class QuantEncoding:
         """Codes (uint8, same shape as t) of the nearest grid point to each element of t."""
         return self.from_rows(self._codes_float(t).to(torch.uint8))
 
-    def dequantize(self, codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Float values of codes; the one formula every path (op, project, artifact) uses."""
+    def dequantize(self, codes: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Float values of codes (float32 unless `dtype`); the one formula every path (op,
+        project, artifact) uses."""
+        if dtype is None:  # not a default argument: that would import torch on registering
+            dtype = torch.float32
         if tuple(codes.shape) != tuple(self.shape):
             raise ValueError(f"codes shape {tuple(codes.shape)} does not match the encoding's {self.shape}")
         return self._values_from_codes(self.to_rows(codes).to(torch.float32), dtype)

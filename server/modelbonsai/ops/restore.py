@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, match_names, register_op
 from .targets import as_patterns, to_device

@@ -39,12 +39,16 @@ changed module, which the artifact loader replays on a fresh base model before l
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, match_names, register_edit, register_op
 from .targets import (
@@ -197,18 +201,27 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 # rules 2 and 3: a producer followed by norms/elementwise ops and one consumer
 
-_PASS_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
-    nn.Hardsigmoid, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool1d,
-    nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-)  # fmt: skip
-_PASS_FUNCTIONS: set[Any] = {
-    torch.relu, torch.sigmoid, torch.tanh, nn.functional.relu, nn.functional.relu6, nn.functional.gelu,
-    nn.functional.silu, nn.functional.leaky_relu, nn.functional.elu, nn.functional.hardswish,
-    nn.functional.dropout, nn.functional.max_pool2d, nn.functional.avg_pool2d,
-    nn.functional.adaptive_avg_pool2d, nn.functional.adaptive_max_pool2d, nn.functional.sigmoid,
-    nn.functional.tanh,
-}  # fmt: skip
+@functools.cache
+def _pass_modules() -> tuple[type[nn.Module], ...]:
+    # A function, not a module constant: registering the op must not import torch (lazy.py).
+    return (
+        nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+        nn.Hardsigmoid, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity, nn.MaxPool1d,
+        nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+    )  # fmt: skip
+
+
+@functools.cache
+def _pass_functions() -> frozenset[Any]:
+    return frozenset({
+        torch.relu, torch.sigmoid, torch.tanh, nn.functional.relu, nn.functional.relu6, nn.functional.gelu,
+        nn.functional.silu, nn.functional.leaky_relu, nn.functional.elu, nn.functional.hardswish,
+        nn.functional.dropout, nn.functional.max_pool2d, nn.functional.avg_pool2d,
+        nn.functional.adaptive_avg_pool2d, nn.functional.adaptive_max_pool2d, nn.functional.sigmoid,
+        nn.functional.tanh,
+    })  # fmt: skip
+
+
 _PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
 
 
@@ -344,7 +357,7 @@ def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int]
                     raise _Stop(f"'{target}' is called more than once")
                 chain.consumer = target
                 continue  # the consumer ends the chain
-            elif not isinstance(mod, _PASS_MODULES):
+            elif not isinstance(mod, _pass_modules()):
                 raise _Stop(f"its output goes to {type(mod).__name__} '{target}', which no rule handles")
         elif user.op == "call_function":
             if user.target is torch.flatten:
@@ -352,7 +365,7 @@ def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int]
                 if start != 1:
                     raise _Stop("torch.flatten must start at dim 1")
                 chain.flattened = True
-            elif user.target not in _PASS_FUNCTIONS:
+            elif user.target not in _pass_functions():
                 raise _Stop(f"its output goes to {getattr(user.target, '__name__', user.target)}, which no rule handles")
         elif user.op == "call_method":
             if user.target == "flatten":
@@ -398,7 +411,7 @@ def _sequential_units(model: nn.Module, found: Found, claimed: set[str]) -> None
                 elif isinstance(nxt, (nn.Linear, nn.Conv2d)):
                     chain.consumer = next_name
                     break
-                elif not isinstance(nxt, _PASS_MODULES):
+                elif not isinstance(nxt, _pass_modules()):
                     found.problems[name] = f"its output goes to {type(nxt).__name__} '{next_name}', which no rule handles"
                     break
             if name in found.problems:

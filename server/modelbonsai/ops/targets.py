@@ -14,10 +14,13 @@ otherwise it is almost certainly a typo and the op fails naming the pattern.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:  # imported on first use: registering the ops needs no torch (lazy.py)
+    from ..lazy import nn, torch
 
 from .registry import CompressedModel, OpContext, OpError, Param, match_names
 
