@@ -18,11 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# UserError: the CLI's own "a mistake the user can fix" (printed as one line, exit code 2)
+from .errors import BonsaiError, UserError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, exit code 2."""
 
 
 # -- argument parsing ---------------------------------------------------------------------------
@@ -161,13 +160,8 @@ def _plain_logging() -> None:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    from .load import LoadError
-    from .ops.registry import OpError
-    from .store import StoreError
-
-    if isinstance(e, (UserError, StoreError, LoadError, OpError)) or type(e).__name__ == "MeasureError":
-        return True
-    return type(e).__name__ in ("PlanError", "TaskError", "DeviceError", "ArtifactError", "ExportError", "ExportExistsError")
+    # By class (errors.py): every error the user can fix is a BonsaiError that says so.
+    return isinstance(e, BonsaiError) and e.user
 
 
 def _debug() -> bool:

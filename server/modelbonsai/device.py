@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UserError
 
-class DeviceError(ValueError):
-    pass
+
+class DeviceError(UserError, ValueError):
+    """A device the user asked for that is not available here."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
+from .errors import UserError
 from .metrics import EfficiencyOptions, Latency, LatencyProtocol, latency_metrics
 from .store import LineageStore, MetricRecord, ModelRecord, experiment_path
 
 ProgressFn = Callable[[float, str], None]
 
 
-class MeasureError(ValueError):
+class MeasureError(UserError, ValueError):
     """Something the user can fix: a broken model, or one whose experiment has no task."""
 
 

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..errors import EXPORT_EXISTS
 from ..ops.registry import CompressedModel
 from .artifact import ArtifactError, load_artifact
 
@@ -60,6 +61,8 @@ def _is_export_file(entry: Path, format: str) -> bool:
 class ExportExistsError(ExportError):
     """The export folder already holds files and `force` was not given. `replaced` are the files
     a forced export overwrites or removes, `kept` the others (both names, sorted)."""
+
+    code = EXPORT_EXISTS  # the client offers to export there anyway
 
     def __init__(self, path: Path, replaced: list[str], kept: list[str]):
         self.replaced, self.kept = replaced, kept

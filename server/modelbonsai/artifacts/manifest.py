@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 FORMAT = "bonsai-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -17,7 +19,7 @@ SEP = "::"
 FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """An artifact that cannot be read: names the file and what is wrong with it."""
 
     def __init__(self, path: Path, message: str):

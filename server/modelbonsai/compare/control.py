@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import JobFailedError
 from ..ops.registry import Cancelled
 
 ProgressFn = Callable[[float, str], None]
@@ -14,7 +15,7 @@ CancelledFn = Callable[[], bool]
 __all__ = ["Cancelled", "CancelledFn", "CompareError", "Control", "ProgressFn", "check_keywords"]
 
 
-class CompareError(ValueError):
+class CompareError(JobFailedError, ValueError):
     """A user-facing problem with a comparison (names the model, module or option at fault)."""
 
 

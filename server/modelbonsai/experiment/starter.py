@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..ops.registry import get_op
 
 #: Evaluation data looked for beside the model (first found wins), in the forms each task reads.
@@ -20,7 +21,7 @@ _DATA_CANDIDATES = {
 }
 
 
-class StarterError(ValueError):
+class StarterError(UserError, ValueError):
     """The config.json cannot be read as a Hugging Face model config."""
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import wire
-from ..store import ModelRecord, StoreError
+from ..errors import BonsaiError, UserError
+from ..store import ModelRecord
 from . import protocol as P
 from .jobs import JobCancelled, JobContext
 from .requests import _find_model
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 FIRST_REPLY_S = 0.5
 
 
-class OptionError(ValueError):
-    pass
+class OptionError(UserError, ValueError):
+    """A comparison option the request got wrong (USER_ERROR, checked before any job)."""
 
 
 def resolve_models(ls: BonsaiServer, base_id: str, other_ids: Sequence[str]) -> tuple[Path, ModelRecord, list[ModelRecord]]:
@@ -130,15 +131,12 @@ def register(server: BonsaiServer) -> None:
         async def wrapped(ls: BonsaiServer, params: dict[str, Any]) -> Any:
             try:
                 return await fn(ls, params)
-            except OptionError as e:
-                raise RequestError(P.USER_ERROR, str(e)) from None
             except JobCancelled:
                 raise RequestError(P.REQUEST_CANCELLED, "the comparison was cancelled") from None
-            except StoreError as e:
-                raise RequestError(P.NOT_FOUND if str(e).startswith("no model") else P.USER_ERROR, str(e)) from None
-            except ValueError as e:  # a problem the worker found (e.g. no tensor of that name)
-                raise RequestError(P.JOB_FAILED, str(e)) from None
-            except RuntimeError as e:  # the job failed before producing a page
+            except (ValueError, RuntimeError) as e:
+                if isinstance(e, BonsaiError):
+                    raise  # `custom` answers with its class's code
+                # A problem the job found without a Bonsai class (a library's error, the worker died)
                 raise RequestError(P.JOB_FAILED, str(e)) from None
         return wrapped
 

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import BonsaiError, is_user_error
 from ..eta import remaining_text
 from ..ops.registry import Cancelled
 from .protocol import JOB_FINAL_STATES, JobInfo
@@ -229,7 +230,7 @@ class JobQueue:
             job.state, job.message = "cancelled", "cancelled"
             job.future.set_exception(JobCancelled())
         except BaseException as e:  # a failing job must never take the server down
-            log.warning("job %s (%s) failed", job.id, job.title, exc_info=not isinstance(e, ValueError))
+            log.warning("job %s (%s) failed", job.id, job.title, exc_info=not is_user_error(e))
             job.state, job.message, job.error = "failed", _describe(e), e
             job.future.set_exception(e)
         else:
@@ -274,6 +275,6 @@ class JobQueue:
 
 def _describe(e: BaseException) -> str:
     text = str(e).strip()
-    if isinstance(e, (ValueError, OSError, KeyError, RuntimeError)) and text:
+    if isinstance(e, (BonsaiError, ValueError, OSError, KeyError, RuntimeError)) and text:
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__

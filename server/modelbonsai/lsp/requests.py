@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..store import LineageStore, ModelRecord, StoreError
+from ..store import LineageStore, ModelNotFound, ModelRecord, StoreError
 from . import protocol as P
 from .jobs import JobContext
 from .work import problems_text
@@ -136,7 +136,7 @@ def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, Mo
             return folder, store, store.get_model(model_id)
         except StoreError as e:
             errors.append(str(e))
-    raise StoreError(f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else ""))
+    raise ModelNotFound(f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else ""))
 
 
 def write_starter(config: Path) -> Path:

@@ -41,7 +41,8 @@ from pygls.protocol import (
 from pygls.uris import to_fs_path
 
 from .. import __version__
-from ..store import LineageStore, StoreError
+from ..errors import BonsaiError
+from ..store import LineageStore
 from . import protocol as P
 from . import stdio
 from .jobs import Job, JobCancelled, JobQueue
@@ -59,6 +60,27 @@ class RequestError(JsonRpcException):
 
     def __init__(self, code: int, message: str):
         super().__init__(message=message, code=code)
+
+
+def request_error(e: Exception, method: str) -> JsonRpcException:
+    """The error response for what a request handler raised: mapped by the error's class.
+
+    Bonsai's errors carry their code (errors.py); a cancelled job answers -32800; an unknown
+    result or file NOT_FOUND. Exceptions of no Bonsai class: a ValueError with a message is the
+    user's (USER_ERROR; the comparisons' guard answers JOB_FAILED first: their job found it);
+    anything else is an internal error, logged with its traceback."""
+    if isinstance(e, JsonRpcException):
+        return e
+    if isinstance(e, JobCancelled):
+        return RequestError(P.REQUEST_CANCELLED, f"{method}: cancelled")
+    if isinstance(e, (ResultNotFound, FileNotFoundError)):
+        return RequestError(P.NOT_FOUND, str(e))
+    if isinstance(e, BonsaiError) and e.user:
+        return RequestError(e.code, str(e))
+    if isinstance(e, ValueError):
+        return RequestError(P.USER_ERROR, str(e))
+    log.error("%s failed", method, exc_info=e)
+    return RequestError(P.INTERNAL_ERROR, f"{method} failed: {type(e).__name__}: {e}")
 
 
 @dataclass
@@ -421,20 +443,8 @@ def custom(server: BonsaiServer, method: str) -> Callable[[Handler], Handler]:
                 raise RequestError(P.WORKSPACE_UNTRUSTED, P.UNTRUSTED_MESSAGE)
             try:
                 return await fn(server, data)
-            except JsonRpcException:
-                raise
-            except JobCancelled:
-                raise RequestError(P.REQUEST_CANCELLED, f"{method}: cancelled") from None
-            except (ResultNotFound, FileNotFoundError) as e:
-                raise RequestError(P.NOT_FOUND, str(e)) from None
-            except StoreError as e:
-                code = P.NOT_FOUND if str(e).startswith("no model") else P.USER_ERROR
-                raise RequestError(code, str(e)) from None
-            except ValueError as e:  # the engine's user-facing errors are ValueErrors
-                raise RequestError(P.USER_ERROR, str(e)) from None
             except Exception as e:
-                log.exception("%s failed", method)
-                raise RequestError(P.INTERNAL_ERROR, f"{method} failed: {type(e).__name__}: {e}") from None
+                raise request_error(e, method) from None
 
         server.feature(method)(handler)
         return fn

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import wire
+from ..errors import UserError
 from ..store import LineageStore, ModelRecord, StoreError, experiment_path
 
 
@@ -27,7 +28,7 @@ class Reporter(Protocol):
     def page(self, data: bytes) -> None: ...
 
 
-class WorkError(ValueError):
+class WorkError(UserError, ValueError):
     """Something the user can fix; the message says what (e.g. a run whose variants failed)."""
 
 

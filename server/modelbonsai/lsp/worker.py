@@ -25,6 +25,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..errors import BonsaiError, error_code, is_user_error
 from .jobs import JobCancelled, JobContext
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,15 @@ class WorkerFailed(RuntimeError):
     """The task raised something unexpected, or the worker process died."""
 
 
-class TaskError(ValueError):
-    """The task reported a problem the user can fix (its message says what)."""
+class JobError(BonsaiError, ValueError):
+    """A Bonsai error the task raised in the worker, raised again in the server with the same
+    code (errors.py), so the request is answered as if the engine had raised it in process."""
+
+    user = True
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 
 # -- in the child ---------------------------------------------------------------------------------
@@ -69,12 +77,6 @@ class _ChildReporter:
 
     def page(self, data: bytes) -> None:
         self._conn.send(("page", data))
-
-
-def _user_error(e: BaseException) -> bool:
-    # The engine's user-facing errors (OpError, PlanError, LoadError, TaskError, StoreError,
-    # CompareError, ArtifactError, WorkError, DeviceError) are all ValueErrors with a message.
-    return isinstance(e, (ValueError, FileNotFoundError)) and bool(str(e).strip())
 
 
 def _warm_kernels() -> None:
@@ -123,8 +125,9 @@ def child_main(conn: Connection, cancel: Any) -> None:
         except Cancelled:
             conn.send(("cancelled",))
         except BaseException as e:
-            if _user_error(e):
-                conn.send(("error", "user", str(e)))
+            if is_user_error(e):
+                # The user's to fix: its message, no traceback; its code when it has a Bonsai class
+                conn.send(("error", "user", str(e), error_code(e)))
             else:
                 conn.send(("error", "internal", f"{type(e).__name__}: {e}", traceback.format_exc()))
 
@@ -192,7 +195,9 @@ class Worker:
                 raise JobCancelled()
             elif tag == "error":
                 if msg[1] == "user":
-                    raise TaskError(msg[2])
+                    code = msg[3] if len(msg) > 3 else None
+                    # Without a Bonsai class (a library's ValueError): a ValueError, as in process
+                    raise ValueError(msg[2]) if code is None else JobError(msg[2], code)
                 log.warning("job failed in worker %s:\n%s", self.device, msg[3] if len(msg) > 3 else msg[2])
                 raise WorkerFailed(msg[2])
             elif tag == "died":

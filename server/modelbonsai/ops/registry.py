@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 ParamType = Literal["int", "float", "bool", "str", "enum", "patterns", "int_list"]
 
 
-class OpError(ValueError):
+class OpError(UserError, ValueError):
     """A user-facing problem with an op: names the op, the parameter and, where known, the layer."""
 
     def __init__(self, op: str, message: str, *, param: str | None = None, layer: str | None = None):

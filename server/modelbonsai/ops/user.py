@@ -16,10 +16,11 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import UserError
 from . import registry
 
 
-class UserOpsError(ValueError):
+class UserOpsError(UserError, ValueError):
     """A user ops file could not be loaded; the message names the file and, if known, the line."""
 
     def __init__(self, path: Path, message: str, line: int | None = None):

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import NOT_FOUND, NotFoundError, UserError
 from . import identity
 from .fsio import WriterLock, abandoned, atomic_write_bytes, fsync_dir, fsync_tree, remove_tree
 from .identity import Claim
@@ -44,8 +45,14 @@ _MODEL_COLUMNS = (
 )
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A user-facing problem with the store: unknown model, refused delete, unreadable database."""
+
+
+class ModelNotFound(StoreError, NotFoundError):
+    """No model of that name or id in the store (answered with NOT_FOUND, not USER_ERROR)."""
+
+    code = NOT_FOUND
 
 
 def new_id() -> str:
@@ -231,7 +238,7 @@ class LineageStore:
                                       (alias[0],))
                 rows = aliased or rows
         if not rows:
-            raise StoreError(f"no model '{key}' in {self.root}")
+            raise ModelNotFound(f"no model '{key}' in {self.root}")
         with self._lock:
             names = identity.names_of(self._conn, [str(rows[0][0])])
         return self._with_status(_model_from_row(rows[0], names))
@@ -307,7 +314,7 @@ class LineageStore:
         Nothing to record when the model carries that name (and file) itself."""
         rows = self._query("SELECT name, experiment_file FROM models WHERE id = ?", (model_id,))
         if not rows:
-            raise StoreError(f"no model {model_id} to name '{name}'")
+            raise ModelNotFound(f"no model {model_id} to name '{name}'")
         if rows[0][0] == name and (rows[0][1] or "") == (experiment_file or ""):
             if self._query("SELECT 1 FROM model_names WHERE experiment_file = ? AND name = ?",
                            (experiment_file or "", name)):
@@ -445,7 +452,7 @@ class LineageStore:
         """
         rec = self.get_model(model_id)
         if rec.id != model_id:
-            raise StoreError(f"no model {model_id}")
+            raise ModelNotFound(f"no model {model_id}")
         if rec.status != "ok":
             raise StoreError(f"model '{rec.name}' is broken: {rec.status_reason}")
         items = list(metrics)
@@ -527,7 +534,7 @@ class LineageStore:
         items = list(metrics)
         with self._tx() as c:
             if not c.execute("SELECT 1 FROM models WHERE id = ?", (model_id,)).fetchone():
-                raise StoreError(f"no model {model_id} to attach metrics to")
+                raise ModelNotFound(f"no model {model_id} to attach metrics to")
             _insert_metrics(c, model_id, items)
 
     def metrics(self, model_id: str) -> list[MetricRecord]:

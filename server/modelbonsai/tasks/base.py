@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 
-class TaskError(ValueError):
+
+class TaskError(UserError, ValueError):
     """A user-facing problem with a task or its data: names the task and what it expected."""
 
 
