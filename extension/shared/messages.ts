@@ -3,7 +3,7 @@
  * bundles (no vscode or DOM imports here). Every request carries an id; the other side answers
  * with a reply or an error of the same id. Events carry no id and get no answer.
  */
-import type { ModelInfo } from '../protocol';
+import type { ModelInfo } from './protocol';
 
 export type PanelKind = 'modelMap' | 'behaviors' | 'layers';
 

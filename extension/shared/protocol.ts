@@ -5,7 +5,6 @@
  * types are inferred from them: the same table types the client code and validates the shared
  * fixture messages in tests/fixtures/protocol/, so a field renamed on either side fails a test.
  */
-import { metricIdentity } from './lineage/model';
 
 // ---------------------------------------------------------------------------------------------
 // A tiny shape language: enough for JSON-RPC payloads, with static types inferred from it.
@@ -265,6 +264,12 @@ export interface SweepRow {
   tooltip: string; // why a figure is marked ~ ("" when none is)
 }
 export type LineageResult = Infer<typeof lineageResult>;
+
+/** What makes two metrics the same metric: name, unit and direction (not the headline flag, which
+ * a task may change without changing what is measured). One string, comparable and a map key. */
+export function metricIdentity(d: Pick<MetricDef, 'name' | 'unit' | 'higherIsBetter'>): string {
+  return JSON.stringify([d.name, d.unit, d.higherIsBetter]);
+}
 
 /**
  * One key per metric definition (name, unit, direction), the same in every reply it is given: a

@@ -4,8 +4,8 @@ import * as vscode from 'vscode';
 import type { JobTracker } from './jobs';
 import { formatMetric, type LineageNode } from './lineage/model';
 import type { LineageProvider } from './lineage/provider';
-import * as P from './protocol';
-import { errorText } from './errors';
+import * as P from '../shared/protocol';
+import { errorText } from '../shared/errors';
 import type { BonsaiServer } from './server';
 import type { PanelManager } from './webviews/panels';
 

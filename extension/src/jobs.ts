@@ -5,8 +5,8 @@
  * another window's CLI, a job that was queued before this window opened.
  */
 import * as vscode from 'vscode';
-import * as P from './protocol';
-import { errorText } from './errors';
+import * as P from '../shared/protocol';
+import { errorText } from '../shared/errors';
 
 export interface JobServer {
   onJobChanged: vscode.Event<P.JobInfo>;

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import * as P from './protocol';
-import { errorText } from './errors';
+import * as P from '../shared/protocol';
+import { errorText } from '../shared/errors';
 
 export interface PageRequester {
   request<R>(method: string, params: unknown): Promise<R>;

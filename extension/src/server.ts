@@ -16,8 +16,8 @@ import {
   type ServerOptions,
 } from 'vscode-languageclient/node';
 import { RestartPolicy } from './backoff';
-import { errorText } from './errors';
-import * as P from './protocol';
+import { errorText } from '../shared/errors';
+import * as P from '../shared/protocol';
 import { findBundledWheel, installCommand, manualInstallMessage, probe, resolvePython, serverArgs, shellQuote, type ResolvedPython } from './python';
 
 export type ServerState =

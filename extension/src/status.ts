@@ -1,6 +1,6 @@
 /** The language status item: starting / ready / busy with N jobs / stopped; it opens the log. */
 import * as vscode from 'vscode';
-import * as P from './protocol';
+import * as P from '../shared/protocol';
 import type { ServerState } from './server';
 
 export interface StatusView {

@@ -1,8 +1,8 @@
 /** The Lineage TreeDataProvider: bonsai/lineage per workspace folder, refreshed live. */
 import * as vscode from 'vscode';
-import * as P from '../protocol';
+import * as P from '../../shared/protocol';
 import { buildForest, contextValue, describe, statusIcon, tooltipMarkdown, treeLabel, type LineageNode } from './model';
-import { errorText } from '../errors';
+import { errorText } from '../../shared/errors';
 
 export interface LineageSource {
   request<R>(method: string, params: unknown): Promise<R>;

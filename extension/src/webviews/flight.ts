@@ -6,8 +6,8 @@
  * the server: the panel's host does this for them.
  */
 import * as vscode from 'vscode';
-import * as P from '../protocol';
-import { errorText } from '../errors';
+import * as P from '../../shared/protocol';
+import { errorText } from '../../shared/errors';
 
 export interface FlightServer {
   request<R>(method: string, params: unknown, token?: vscode.CancellationToken): Promise<R>;

@@ -4,11 +4,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import * as P from '../protocol';
+import * as P from '../../shared/protocol';
 import { fetchPages, toArrayBuffer } from '../results';
-import { errorText } from '../errors';
+import { errorText } from '../../shared/errors';
 import { Flight, isCancelledError } from './flight';
-import { isToHost, type DrillFocus, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from './messages';
+import { isToHost, type DrillFocus, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from '../../shared/messages';
 
 export const PANEL_TITLES: Record<PanelKind, string> = {
   modelMap: 'Model Map',

@@ -2,7 +2,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import * as vscode from 'vscode';
 import { JobTracker, jobMessage } from '../../src/jobs';
-import type { JobInfo } from '../../src/protocol';
+import type { JobInfo } from '../../shared/protocol';
 
 const log = { info: vi.fn(), warn: vi.fn(), error: vi.fn(), show: vi.fn() } as unknown as vscode.LogOutputChannel;
 

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import { buildForest, contextValue, delta, describe as describeModel, formatMetric, metricLabel, statusIcon, tooltipMarkdown, treeLabel } from '../../src/lineage/model';
 import { LineageProvider } from '../../src/lineage/provider';
 import { latencyText } from '../../src/commands';
-import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../src/protocol';
+import { lineageModels, type LineageResult, type MetricInfo, type ModelInfo } from '../../shared/protocol';
 
 const metric = (name: string, value: number, unit: string, headline = true, higherIsBetter = true, key = name): MetricInfo => ({ key, name, value, unit, headline, higherIsBetter });
 const model = (id: string, parent: string | null, extra: Partial<ModelInfo> = {}): ModelInfo => ({

@@ -2,7 +2,7 @@
 // ArrayBuffers, errors as error replies, serializers restoring panels with their state.
 import { describe, expect, it, vi } from 'vitest';
 import * as vscode from 'vscode';
-import type { ResultRef } from '../../src/protocol';
+import type { ResultRef } from '../../shared/protocol';
 import { PanelManager } from '../../src/webviews/panels';
 import { __panels, __serializers, FakePanel } from './vscode.mock';
 

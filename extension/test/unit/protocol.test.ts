@@ -2,7 +2,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import * as P from '../../src/protocol';
+import * as P from '../../shared/protocol';
 
 const repo = resolve(__dirname, '../../..');
 const fixtureDir = join(repo, 'tests/fixtures/protocol');

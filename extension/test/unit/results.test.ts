@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { ResultRef } from '../../src/protocol';
+import type { ResultRef } from '../../shared/protocol';
 import { fetchPages, readPage, toArrayBuffer } from '../../src/results';
 
 const storage = mkdtempSync(join(tmpdir(), 'bonsai-results-'));

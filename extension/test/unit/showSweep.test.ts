@@ -3,7 +3,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import * as vscode from 'vscode';
 import { Commands, type CommandDeps } from '../../src/commands';
-import * as P from '../../src/protocol';
+import * as P from '../../shared/protocol';
 
 type Mocked = ReturnType<typeof vi.fn>;
 const window = vscode.window as unknown as { showQuickPick: Mocked };

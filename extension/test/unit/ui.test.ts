@@ -1,10 +1,10 @@
 // Status wording, webview HTML/CSP, panel state from disk, and the command helpers.
 import { describe, expect, it } from 'vitest';
 import { countDescendants, findVariantLine, variantNames } from '../../src/commands';
-import { isToHost } from '../../src/webviews/messages';
+import { isToHost } from '../../shared/messages';
 import { contentSecurityPolicy, newNonce, panelHtml, sanitizeState } from '../../src/webviews/panels';
 import { statusView } from '../../src/status';
-import type { ModelInfo } from '../../src/protocol';
+import type { ModelInfo } from '../../shared/protocol';
 
 describe('statusView', () => {
   it('says starting / ready / busy with N jobs / stopped', () => {

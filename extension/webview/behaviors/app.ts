@@ -3,8 +3,8 @@
  * (filter, sort, brush, paged task renderings with every model's prediction) and, for causal
  * LMs, generations side by side. "Why?" on an instance opens Layers ranked by it.
  */
-import type { ModelInfo } from '../../src/protocol';
-import type { DrillFocus } from '../../src/webviews/messages';
+import type { ModelInfo } from '../../shared/protocol';
+import type { DrillFocus } from '../../shared/messages';
 import { SERIES, binValues, cellBar, finiteRange, histogram } from '../shared/charts';
 import { el, icon, mount, notice } from '../shared/dom';
 import { formatPointDelta } from '../shared/format';
@@ -15,7 +15,7 @@ import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
 import { agreementText, generationPair, instancesOf, predictionText, tokenChanges, tokenView, visibleText, type RenderedInstance } from './render';
 import { topTransitions } from './transitions';
-import { errorText } from '../../src/errors';
+import { errorText } from '../../shared/errors';
 
 const CSS = `
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 220px), 1fr)); gap: 8px; }

@@ -5,7 +5,7 @@
  * coarsest level and kept in the state.
  */
 import { el, notice } from '../shared/dom';
-import { errorText } from '../../src/errors';
+import { errorText } from '../../shared/errors';
 import { activationLayout, describeCell } from './actlayout';
 import { heatmap } from './heatmap';
 import { HEATMAP_KEYS, type LayersPanel } from './panel';

@@ -8,7 +8,7 @@
  * (panel.ts) are handed to each view (toolbar, depth profile, "Why?" ranking, tree, detail),
  * and the comparisons stream in (streaming.ts).
  */
-import { errorText } from '../../src/errors';
+import { errorText } from '../../shared/errors';
 import { openComparePanel, progressLine } from '../shared/comparePanel';
 import { el, mount, notice } from '../shared/dom';
 import { renderDepth } from './depthview';

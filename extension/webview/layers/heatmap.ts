@@ -4,7 +4,7 @@
  */
 import { el } from '../shared/dom';
 import { levelFor, robustMax, valueAt, type PyramidInfo, type TileData, type TilePyramidClient, type Viewport } from './tiles';
-import { errorText } from '../../src/errors';
+import { errorText } from '../../shared/errors';
 
 type RGB = [number, number, number];
 

@@ -4,8 +4,8 @@
  * tree), and the live handles (the running comparison, heatmaps, tile clients). Pure: no DOM, so
  * every step here is unit-tested; the views read it and the panel (app.ts) mutates it.
  */
-import type { ModelInfo } from '../../src/protocol';
-import type { DrillFocus } from '../../src/webviews/messages';
+import type { ModelInfo } from '../../shared/protocol';
+import type { DrillFocus } from '../../shared/messages';
 import type { CompareProgress } from '../shared/comparePanel';
 import type { CompareRun } from '../shared/stream';
 import type { ModelData } from './data';

@@ -1,5 +1,5 @@
 /** The one way both heatmaps ask the host for a page of tiles. */
-import type { WebviewRequests } from '../../src/webviews/messages';
+import type { WebviewRequests } from '../../shared/messages';
 import { resultsOf } from '../shared/stream';
 import type { LayersPanel } from './panel';
 import { tilesOfResult } from './tiles';

@@ -3,7 +3,7 @@
  * selection and which models pass the filters. Views listen for changes and redraw; this is
  * what links them (hover, selection, filters). No DOM except the persistence callback.
  */
-import type { ModelInfo } from '../../src/protocol';
+import type { ModelInfo } from '../../shared/protocol';
 import { Lineage } from './lineage';
 import { computeLayout, type Layout } from './layout';
 import { passing, type RangeFilter } from './filters';

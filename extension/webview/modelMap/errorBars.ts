@@ -4,7 +4,7 @@
  * value + spread along that metric's axis (the figure is the lowest round, interference only adds
  * time, so the bar is one-sided). A noisy measurement's bar is flagged (drawn dashed). Pure.
  */
-import type { MetricInfo } from '../../src/protocol';
+import type { MetricInfo } from '../../shared/protocol';
 import type { Lineage } from './lineage';
 import type { Linear } from './scales';
 

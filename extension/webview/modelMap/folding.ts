@@ -7,7 +7,7 @@
  * parameters those of every step. A variant is shown unfolded on request (`expanded`). The full
  * lineage stays what the recipe views read. Pure: no DOM.
  */
-import type { ModelInfo } from '../../src/protocol';
+import type { ModelInfo } from '../../shared/protocol';
 import type { Lineage } from './lineage';
 
 const STEP = /^(.*)\/(\d+)$/;

@@ -4,7 +4,7 @@
  * are keyed by `MetricInfo.key`, not by name: two definitions under one name are two metrics.
  * Pure: no DOM.
  */
-import type { MetricDef as WireMetricDef, MetricInfo, ModelInfo } from '../../src/protocol';
+import type { MetricDef as WireMetricDef, MetricInfo, ModelInfo } from '../../shared/protocol';
 import { metricLabel } from '../shared/format';
 
 /** A metric of the catalogue: its definition and the key its values go by. */

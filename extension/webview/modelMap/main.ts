@@ -3,7 +3,7 @@
  * filters and selection details, all linked through one App (hover, selection, filters), fed by
  * the lineage and its live updates, with the view state kept across reloads.
  */
-import type { ModelInfo } from '../../src/protocol';
+import type { ModelInfo } from '../../shared/protocol';
 import { el, icon, mount, notice } from '../shared/dom';
 import { PanelStore, Rpc, vscodeApi } from '../shared/rpc';
 import { App } from './app';

@@ -1,7 +1,7 @@
 /** Number formatting and metric labels shared by the panels (the Lineage tree's own rules, for the same look). */
-import { formatBytes } from '../../src/lineage/model';
+import { formatBytes } from '../../shared/metrics';
 
-export { formatMetric, formatBytes, metricIdentity, metricLabel } from '../../src/lineage/model';
+export { formatMetric, formatBytes, metricIdentity, metricLabel } from '../../shared/metrics';
 
 /** `f(v)`, or an em dash where there is no value. */
 export function fmtOr(v: number | null | undefined, f: (x: number) => string): string {

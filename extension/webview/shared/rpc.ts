@@ -1,8 +1,8 @@
 /**
- * The webview side of the message protocol (src/webviews/messages.ts): requests with ids and
+ * The webview side of the message protocol (shared/messages.ts): requests with ids and
  * promised replies, host events, and state kept across reloads with vscode.setState/getState.
  */
-import type { EventName, HostEvents, PanelState, RequestName, ToHost, ToWebview, WebviewRequests } from '../../src/webviews/messages';
+import type { EventName, HostEvents, PanelState, RequestName, ToHost, ToWebview, WebviewRequests } from '../../shared/messages';
 
 interface VsCodeApi {
   postMessage(message: ToHost): void;

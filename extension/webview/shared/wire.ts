@@ -8,7 +8,7 @@
  * of the element size; otherwise the bytes are copied into a fresh, aligned buffer.
  */
 import { decode } from '@msgpack/msgpack';
-import { errorText } from '../../src/errors';
+import { errorText } from '../../shared/errors';
 
 export const WIRE_VERSION = 1;
 

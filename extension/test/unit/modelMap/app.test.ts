@@ -4,7 +4,7 @@ import { App } from '../../../webview/modelMap/app';
 import { defaultState, restoreState } from '../../../webview/modelMap/state';
 import { colorScale, ramp, sizeScale, ticks, R_MAX, R_MIN } from '../../../webview/modelMap/scales';
 import { tableColumns } from '../../../webview/modelMap/table';
-import { lineageModels, type LineageResult } from '../../../src/protocol';
+import { lineageModels, type LineageResult } from '../../../shared/protocol';
 import { minilm, sample } from './fixture';
 
 function app(): App {

@@ -1,6 +1,6 @@
 // The scatterplot's default axes: size against the task's quality, never two collinear metrics.
 import { describe, expect, it } from 'vitest';
-import type { MetricInfo, ModelInfo } from '../../../src/protocol';
+import type { MetricInfo, ModelInfo } from '../../../shared/protocol';
 import { Lineage } from '../../../webview/modelMap/lineage';
 import { collinear, correlation, defaultAxes } from '../../../webview/modelMap/axes';
 import { model } from './fixture';

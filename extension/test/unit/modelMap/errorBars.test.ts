@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ModelInfo } from '../../../src/protocol';
+import type { ModelInfo } from '../../../shared/protocol';
 import { formatMetric } from '../../../webview/shared/format';
 import { errorBars, measuredCell } from '../../../webview/modelMap/errorBars';
 import { Lineage } from '../../../webview/modelMap/lineage';

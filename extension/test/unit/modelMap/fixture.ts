@@ -3,7 +3,7 @@
 //       │                   └─ p50q4 (quantize 4)
 //       ├─ p70 (prune 0.7) ─── p70q8 (quantize 8)
 //       └─ q8 (quantize 8)
-import type { ModelInfo } from '../../../src/protocol';
+import type { ModelInfo } from '../../../shared/protocol';
 
 type M = [id: string, parent: string | null, op: string | null, params: Record<string, unknown>, acc: number | null, size: number | null, lat: number | null];
 
