@@ -1,6 +1,6 @@
 """Every custom LSP method between the Bonsai extension and this server, with its wire shapes.
 
-This module is the single source of truth the extension's ``extension/src/protocol.ts`` mirrors.
+This module is the single source of truth the extension's ``extension/shared/protocol.ts`` mirrors.
 Shapes are TypedDicts whose keys are exactly the camelCase JSON fields. :func:`check` validates a
 JSON value against a shape (the server uses it on every incoming custom request, and the fixture
 test under ``tests/fixtures/protocol/`` uses it on every fixture message), so a field renamed on
