@@ -49,11 +49,21 @@ test-ext:
 test-e2e:
 	@if [ -f extension/package.json ]; then $(MAKE) -C extension e2e; fi
 
+# Each bench's stdout and exit status go to $(VENV)/bench/; the first failing bench stops the
+# rest, then tests/bench/summary.py prints every figure that ran against its target (from the
+# benches' JSON last lines), and the target fails if any bench failed or missed.
+BENCH_OUT := $(VENV)/bench
 bench: py-setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
-	@for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
-	$(MAKE) -C extension build
-	@for b in tests/bench/bench_*.mjs; do echo "== $$b"; node $$b || exit 1; done
+	@rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT); rc=0; \
+	for b in tests/bench/bench_*.py; do echo "== $$b"; \
+	  $(BIN)/python $$b | tee $(BENCH_OUT)/$$(basename $$b).out; s=$${PIPESTATUS[0]}; \
+	  echo $$s > $(BENCH_OUT)/$$(basename $$b).rc; if [ $$s -ne 0 ]; then rc=1; break; fi; done; \
+	if [ $$rc -eq 0 ]; then $(MAKE) -C extension build || rc=1; fi; \
+	if [ $$rc -eq 0 ]; then for b in tests/bench/bench_*.mjs; do echo "== $$b"; \
+	  node $$b | tee $(BENCH_OUT)/$$(basename $$b).out; s=$${PIPESTATUS[0]}; \
+	  echo $$s > $(BENCH_OUT)/$$(basename $$b).rc; if [ $$s -ne 0 ]; then rc=1; break; fi; done; fi; \
+	$(BIN)/python tests/bench/summary.py $(BENCH_OUT) || rc=1; exit $$rc
 
 clean:
 	rm -rf $(VENV) extension/node_modules extension/dist
