@@ -58,7 +58,8 @@ export async function sweepLensesStep(t, workspace, file) {
   const hover = page.locator('.monaco-hover:visible', { hasText: 'Parameters' }).first();
   await t.waitFor(`the hover of prune.magnitude (line ${line + 1}) with its parameters`, 30_000, async () => {
     await t.palette('Go to Line/Column');
-    await page.locator('.quick-input-widget input').fill(`${line + 1}:${col}`);
+    // the picker's text starts with ':' (Go to Line's prefix); without it the text is a file search
+    await page.locator('.quick-input-widget input').fill(`:${line + 1}:${col}`);
     await page.keyboard.press('Enter');
     await t.palette('Show or Focus Hover');
     await page.waitForTimeout(1000);
