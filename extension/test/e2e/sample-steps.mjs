@@ -328,9 +328,18 @@ export async function recipeDiffStep(t, { base, variant, other }) {
   await row.click({ button: 'right' });
   const item = page.locator('.context-view .action-item', { hasText: 'Compare Recipe with…' }).first();
   await item.waitFor({ state: 'visible', timeout: 10_000 });
-  await item.click();
   const widget = page.locator('.quick-input-widget');
-  await widget.locator('input').first().fill(other);
+  const input = widget.locator('input').first();
+  // A click on a menu that is still opening can be taken as a hover only (the item highlights and
+  // the menu stays): click again while the menu is up, open it again if it closed with no pick.
+  await t.waitFor('the pick of "Compare Recipe with…"', 20_000, async () => {
+    if (await input.isVisible()) return true;
+    if (await item.isVisible()) await item.click().catch(() => {});
+    else await row.click({ button: 'right' }).catch(() => {});
+    await input.waitFor({ state: 'visible', timeout: 1500 }).catch(() => {});
+    return await input.isVisible();
+  }, 250);
+  await input.fill(other);
   await widget.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: new RegExp(`^${other.replace(/[.]/g, '\\.')}$`) }) }).first().click();
   const frame = await panelFrame(t, 'Model Map', '[role="toolbar"][aria-label="Model Map"]');
   const diff = await recipeDiffRows(t, frame, `${variant} vs ${other}`);
