@@ -323,6 +323,17 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.4g}" + (f" {unit}" if unit else "")
 
 
+def model_label(name: str, aliases: list[str]) -> str:
+    """A model's name in a table, with the other variants that are this same model (their recipe
+    matched): `int8 (= twin)`. Intermediate steps' names (`twin/1`) are left to `bonsai show`, and
+    more than two variants are counted, so the name column does not crowd out the metrics."""
+    finals = [a for a in aliases if "/" not in a]
+    if not finals:
+        return name
+    shown = ", ".join(finals[:2]) + (f", +{len(finals) - 2}" if len(finals) > 2 else "")
+    return f"{name} (= {shown})"
+
+
 def _print_models(store: Any, models: list[Any], *, title: str = "", failed: Sequence[Any] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -339,9 +350,7 @@ def _print_models(store: Any, models: list[Any], *, title: str = "", failed: Seq
         table.add_column(col, no_wrap=col in ("id", "model"))
     for m in models:
         by_name = {x.name: x for x in metrics.get(m.id, [])}
-        # a model other variants' names resolve to (same fingerprint) says so beside its name
-        shown = m.name + (f" (= {', '.join(m.aliases)})" if getattr(m, "aliases", None) else "")
-        row = [m.id, shown, names.get(m.parent_id or "", "") if m.parent_id else "",
+        row = [m.id, model_label(m.name, getattr(m, "aliases", None) or []), names.get(m.parent_id or "", "") if m.parent_id else "",
                m.op or "(base)", m.status if m.status == "ok" else f"[red]{m.status}"]
         for col in columns:
             x = by_name.get(col)

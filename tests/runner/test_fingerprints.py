@@ -186,5 +186,15 @@ def test_two_runs_racing_on_one_workspace_store_each_fingerprint_once(tmp_path: 
     # the matched step's name finds its model from the CLI too
     shown = _bonsai("show", "C/1", cwd=tmp_path).communicate(timeout=120)[0]
     assert shown.splitlines()[0].split()[:2] == ["model", "A"] and "also       C/1" in shown
+    # a step's name is left to `show` (the table's name column stays narrow)
     listed = _bonsai("ls", cwd=tmp_path).communicate(timeout=120)[0]
-    assert "A (= C/1)" in listed
+    assert "C/1" not in listed and " A " in listed
+
+
+def test_the_table_names_matched_variants_but_not_steps() -> None:
+    from modelbonsai.cli import model_label
+
+    assert model_label("int8", []) == "int8"
+    assert model_label("A", ["C/1", "D/1"]) == "A"
+    assert model_label("int8", ["twin", "twin/2"]) == "int8 (= twin)"
+    assert model_label("x", ["a", "b", "c", "d/1", "e"]) == "x (= a, b, +2)"
