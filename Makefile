@@ -37,6 +37,8 @@ ext-setup:
 
 lint: py-setup
 	$(BIN)/ruff check server tests samples scripts
+	@# one formatting: `ruff format server tests samples scripts` fixes what this reports
+	$(BIN)/ruff format --check server tests samples scripts
 	@# the package's type hints are checked too ([tool.mypy] in pyproject.toml: server/modelbonsai)
 	$(BIN)/python -m mypy
 

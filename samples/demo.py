@@ -31,12 +31,16 @@ def step(title: str, cmd: list[str], env: dict[str, str], cwd: Path) -> bool:
     print(f"\n== {title}\n$ {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))}", flush=True)
     start = time.perf_counter()
     rc = subprocess.call(cmd, env=env, cwd=cwd)
-    print(f"-- {title}: {'ok' if rc == 0 else f'exit status {rc}'} in {time.perf_counter() - start:.0f}s",
-          flush=True)
+    print(
+        f"-- {title}: {'ok' if rc == 0 else f'exit status {rc}'} in {time.perf_counter() - start:.0f}s",
+        flush=True,
+    )
     return rc == 0
 
 
-def run_sample(name: str, *, small: bool, device: str | None, env: dict[str, str], out_root: Path | None) -> bool:
+def run_sample(
+    name: str, *, small: bool, device: str | None, env: dict[str, str], out_root: Path | None
+) -> bool:
     folder = HERE / name
     if out_root is not None:
         out = out_root / name
@@ -67,8 +71,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=SAMPLES, default=list(SAMPLES))
     ap.add_argument("--small", action="store_true", help="reduced sizes (the test suite's mode)")
-    ap.add_argument("--out", type=Path, help="where small runs keep their models (default: a folder per "
-                                              "sample under samples/<name>/cache/small)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="where small runs keep their models (default: a folder per "
+        "sample under samples/<name>/cache/small)",
+    )
     ap.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     args = ap.parse_args()
     small = args.small or os.environ.get("BONSAI_SAMPLE_SMALL") == "1"
@@ -80,12 +88,18 @@ def main() -> int:
         env["BONSAI_SAMPLE_SMALL"] = "1"
     out_root: Path | None = args.out.resolve() if args.out else None
     start = time.perf_counter()
-    failed = [n for n in args.only if not run_sample(n, small=small, device=args.device, env=env, out_root=out_root)]
+    failed = [
+        n for n in args.only if not run_sample(n, small=small, device=args.device, env=env, out_root=out_root)
+    ]
     total = time.perf_counter() - start
-    print(f"\n== demo finished in {total / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n== demo finished in {total / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     if not failed:
-        print("Open a sample folder (samples/digits, samples/minilm, samples/charlm) in VS Code to explore "
-              "its lineage, or run `bonsai ls --workspace samples/<name>`.")
+        print(
+            "Open a sample folder (samples/digits, samples/minilm, samples/charlm) in VS Code to explore "
+            "its lineage, or run `bonsai ls --workspace samples/<name>`."
+        )
     return 1 if failed else 0
 
 

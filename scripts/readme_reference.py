@@ -67,7 +67,9 @@ def main() -> int:
     wanted = render(current)
     if args.check:
         if wanted != current:
-            sys.stderr.write("README.md reference sections are out of date: run python scripts/readme_reference.py\n")
+            sys.stderr.write(
+                "README.md reference sections are out of date: run python scripts/readme_reference.py\n"
+            )
             return 1
         return 0
     README.write_text(wanted, encoding="utf-8")

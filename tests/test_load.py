@@ -50,7 +50,9 @@ def test_hf_folder_loads_the_named_architecture(tmp_path: Path) -> None:
     assert _same(model, ref) and not model.training
     skel = load_skeleton({"load": "gpt"}, tmp_path)
     assert type(skel) is type(model)
-    assert {k: v.shape for k, v in skel.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in skel.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
 
 
 def test_hf_pickle_refused_unless_allowed(tmp_path: Path) -> None:

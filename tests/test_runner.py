@@ -50,7 +50,8 @@ def test_run_stores_models_isolates_failures_and_skips_up_to_date(ws: tuple[Path
     overall: list[float] = []
     events: list[RunEvent] = []
     result = Runner(store, device="cpu", progress=lambda f, m: overall.append(f), events=events.append).run(
-        make_plan(_exp(exp), store))
+        make_plan(_exp(exp), store)
+    )
     assert result.status == "failed"
     assert result.made == ["toy", "prune-50", "prune-50-scaled/1", "prune-50-scaled"]
     assert result.failed == {"bad": "op mine.explode: it went wrong"}
@@ -69,10 +70,19 @@ def test_run_stores_models_isolates_failures_and_skips_up_to_date(ws: tuple[Path
     assert run.status == "failed" and run.failures == {"bad": "op mine.explode: it went wrong"}
     # metrics: task + efficiency + stored size against the base
     met = {m.name: m for m in store.metrics(models["prune-50"].id)}
-    assert {"accuracy", "agreement", "parameters", "nonzero_parameters", "stored_size", "compression_ratio"} <= set(met)
+    assert {
+        "accuracy",
+        "agreement",
+        "parameters",
+        "nonzero_parameters",
+        "stored_size",
+        "compression_ratio",
+    } <= set(met)
     assert met["nonzero_parameters"].value < met["parameters"].value
     assert met["stored_size"].value == sum(
-        (store.artifact_path(models["prune-50"]) / f).stat().st_size for f in ("manifest.json", "tensors.safetensors"))
+        (store.artifact_path(models["prune-50"]) / f).stat().st_size
+        for f in ("manifest.json", "tensors.safetensors")
+    )
     assert {m.name: m.value for m in store.metrics(models["toy"].id)}["compression_ratio"] == 1.0
     # progress only moves forward and ends complete
     assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
@@ -138,7 +148,10 @@ def test_force_replaces_and_keeps_children_attached(ws: tuple[Path, LineageStore
 def test_child_of_a_stored_model_is_rebuilt_from_its_artifact(ws: tuple[Path, LineageStore]) -> None:
     exp, store = ws
     Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50-scaled"]))
-    exp.write_text(EXPERIMENT + "  - name: deeper\n    from: prune-50-scaled\n    ops:\n      - mine.scale: {factor: 2.0}\n")
+    exp.write_text(
+        EXPERIMENT
+        + "  - name: deeper\n    from: prune-50-scaled\n    ops:\n      - mine.scale: {factor: 2.0}\n"
+    )
     plan = make_plan(_exp(exp), store, only=["deeper"])
     assert [s.name for s in plan.stale()] == ["deeper"]
     result = Runner(store, device="cpu").run(plan)  # a new Runner: nothing in memory
@@ -151,7 +164,9 @@ def test_child_of_a_stored_model_is_rebuilt_from_its_artifact(ws: tuple[Path, Li
 
 def test_failing_intermediate_step_fails_its_variant_once(ws: tuple[Path, LineageStore]) -> None:
     exp, store = ws
-    exp.write_text(EXPERIMENT + "  - name: two-step\n    ops:\n      - mine.explode: {}\n      - mine.scale: {}\n")
+    exp.write_text(
+        EXPERIMENT + "  - name: two-step\n    ops:\n      - mine.explode: {}\n      - mine.scale: {}\n"
+    )
     result = Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["two-step"]))
     assert result.failed == {"two-step": "op mine.explode: boom"} and result.skipped == {}
     assert [m.name for m in store.list_models()] == ["toy"]
@@ -175,7 +190,8 @@ def test_cancel_stops_cleanly(ws: tuple[Path, LineageStore]) -> None:
             stored.append(e.model)
 
     result = Runner(store, device="cpu", events=on_event, cancelled=lambda: bool(stored)).run(
-        make_plan(_exp(exp), store))
+        make_plan(_exp(exp), store)
+    )
     assert result.status == "cancelled"
     assert [m.name for m in store.list_models()] == ["toy"]
     assert store.list_runs()[0].status == "cancelled"
@@ -186,7 +202,8 @@ def test_hugging_face_base_round_trips_through_artifacts(tmp_path: Path) -> None
     from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=32, n_positions=16)).save_pretrained(
-        tmp_path / "gpt")
+        tmp_path / "gpt"
+    )
     exp = tmp_path / "lm.bonsai.yaml"
     exp.write_text(
         "base:\n  name: tiny-gpt\n  load: gpt\nvariants:\n"
@@ -194,10 +211,15 @@ def test_hugging_face_base_round_trips_through_artifacts(tmp_path: Path) -> None
     )
     store = LineageStore.open(tmp_path)
     assert Runner(store, device="cpu").run(make_plan(_exp(exp), store)).status == "done"
-    exp.write_text(exp.read_text() + "  - name: p60\n    from: p30\n    ops:\n      - prune.magnitude: {sparsity: 0.6}\n")
+    exp.write_text(
+        exp.read_text() + "  - name: p60\n    from: p30\n    ops:\n      - prune.magnitude: {sparsity: 0.6}\n"
+    )
     result = Runner(store, device="cpu").run(make_plan(_exp(exp), store))  # p30 rebuilt from its artifact
     assert result.status == "done" and result.made == ["p60"], result.failed
-    nz = {m.name: {x.name: x.value for x in store.metrics(m.id)}["nonzero_parameters"] for m in store.list_models()}
+    nz = {
+        m.name: {x.name: x.value for x in store.metrics(m.id)}["nonzero_parameters"]
+        for m in store.list_models()
+    }
     assert nz["tiny-gpt"] > nz["p30"] > nz["p60"]
     store.close()
 
@@ -219,13 +241,16 @@ def test_restore_inside_a_variant_copies_from_the_model_the_variant_starts_from(
     # `[prune, restore]` in one variant: restore must bring back the unpruned tensors of the
     # variant's `from` model, not the pruned ones of the step just before it.
     exp = make_workspace(tmp_path)
-    exp.write_text(EXPERIMENT.split("variants:")[0] + (
-        "variants:\n"
-        "  - name: prune-restore\n"
-        "    ops:\n"
-        "      - prune.magnitude: {sparsity: 0.5, scope: layer}\n"
-        "      - restore: {patterns: ['2.weight']}\n"
-    ))
+    exp.write_text(
+        EXPERIMENT.split("variants:")[0]
+        + (
+            "variants:\n"
+            "  - name: prune-restore\n"
+            "    ops:\n"
+            "      - prune.magnitude: {sparsity: 0.5, scope: layer}\n"
+            "      - restore: {patterns: ['2.weight']}\n"
+        )
+    )
     store = LineageStore.open(tmp_path)
     result = Runner(store, device="cpu").run(make_plan(_exp(exp), store))
     assert result.status == "done", result.failed
@@ -247,11 +272,14 @@ def load_file_tensor(folder: Path, name: str) -> torch.Tensor:
     return load_file(str(folder / "model.safetensors"))[name]
 
 
-@pytest.mark.parametrize("error", [
-    "torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')",
-    "RuntimeError(\"[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory\")",
-    "RuntimeError('Input type (torch.FloatTensor) and weight type (MPSFloatType) should be the same')",
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        "torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')",
+        'RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can\'t allocate memory")',
+        "RuntimeError('Input type (torch.FloatTensor) and weight type (MPSFloatType) should be the same')",
+    ],
+)
 def test_a_model_that_cannot_run_fails_alone_with_its_reason(tmp_path: Path, error: str) -> None:
     """A variant whose model runs out of memory (or cannot run on the device) while it is evaluated
     is marked failed with a readable reason; its siblings are still made and stored."""
@@ -300,8 +328,12 @@ def _state(store: LineageStore) -> dict[str, tuple[str, str | None, dict[str, fl
     out = {}
     for m in store.list_models():
         ev = load_evaluation(store, m)
-        out[m.name] = (m.id, m.eval_fingerprint, {x.name: x.value for x in store.metrics(m.id)},
-                       ev.outputs.shape[0])
+        out[m.name] = (
+            m.id,
+            m.eval_fingerprint,
+            {x.name: x.value for x in store.metrics(m.id)},
+            ev.outputs.shape[0],
+        )
     return out
 
 
@@ -317,7 +349,9 @@ def test_changed_task_reevaluates_every_stored_model_in_place(ws: tuple[Path, Li
     assert [s.name for s in plan.reevaluations()] == KEPT
     events: list[RunEvent] = []
     overall: list[float] = []
-    result = Runner(store, device="cpu", events=events.append, progress=lambda f, m: overall.append(f)).run(plan)
+    result = Runner(store, device="cpu", events=events.append, progress=lambda f, m: overall.append(f)).run(
+        plan
+    )
     assert result.made == [] and result.reevaluated == KEPT and result.up_to_date == []
     assert [e.model for e in events if e.kind == "re-evaluated"] == KEPT
     assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
@@ -335,7 +369,8 @@ def test_changed_task_reevaluates_every_stored_model_in_place(ws: tuple[Path, Li
     agreement = float((pruned_ev.predictions == base_ev.predictions).float().mean())
     assert after["prune-50"][2]["agreement"] == pytest.approx(agreement)
     assert after["prune-50"][2]["accuracy"] == pytest.approx(
-        float((pruned_ev.predictions == pruned_ev.targets).float().mean()))
+        float((pruned_ev.predictions == pruned_ev.targets).float().mean())
+    )
     assert after["prune-50"][2]["stored_size"] == before["prune-50"][2]["stored_size"]
     assert not list((store.root / "tmp").iterdir()), "no temporary outputs left"
     assert summary(result) == "0 models made, 4 re-evaluated, 0 up to date"
@@ -348,7 +383,9 @@ def test_changed_task_reevaluates_every_stored_model_in_place(ws: tuple[Path, Li
     assert [s.name for s in make_plan(_exp(exp), store).reevaluations()] == ["prune-50"]
 
 
-def test_evaluation_fingerprint_covers_task_options_and_the_instance_limit(ws: tuple[Path, LineageStore]) -> None:
+def test_evaluation_fingerprint_covers_task_options_and_the_instance_limit(
+    ws: tuple[Path, LineageStore],
+) -> None:
     from modelbonsai.runner import evaluation_fingerprint
 
     exp, _store = ws
@@ -413,7 +450,8 @@ def test_cancel_during_reevaluation_leaves_a_consistent_store(ws: tuple[Path, Li
             done.append(e.model)
 
     result = Runner(store, device="cpu", events=on_event, cancelled=lambda: len(done) >= 2).run(
-        make_plan(_exp(exp), store, only=["prune-50-scaled"]))
+        make_plan(_exp(exp), store, only=["prune-50-scaled"])
+    )
     assert result.status == "cancelled" and result.reevaluated == ["toy", "prune-50"]
     after = _state(store)
     assert all(m.status == "ok" for m in store.list_models())

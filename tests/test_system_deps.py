@@ -23,8 +23,15 @@ STUBS = {
 }
 
 
-def deps(tmp_path: Path, *, uid: int, sudo: bool = False, installed: str = "", cached: bool = False,
-         chromium: str | None = None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def deps(
+    tmp_path: Path,
+    *,
+    uid: int,
+    sudo: bool = False,
+    installed: str = "",
+    cached: bool = False,
+    chromium: str | None = None,
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in STUBS.items():
@@ -37,8 +44,16 @@ def deps(tmp_path: Path, *, uid: int, sudo: bool = False, installed: str = "", c
     log = tmp_path / "log"
     log.write_text("")
     env = {k: v for k, v in os.environ.items() if k not in ("BONSAI_E2E_CHROMIUM", "DEBIAN_FRONTEND")}
-    env.update({"PATH": f"{bin_dir}:{os.environ['PATH']}", "BONSAI_E2E_CACHE": str(cache), "STUB_UID": str(uid),
-                "STUB_SUDO": "1" if sudo else "0", "STUB_INSTALLED": installed, "STUB_LOG": str(log)})
+    env.update(
+        {
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "BONSAI_E2E_CACHE": str(cache),
+            "STUB_UID": str(uid),
+            "STUB_SUDO": "1" if sudo else "0",
+            "STUB_INSTALLED": installed,
+            "STUB_LOG": str(log),
+        }
+    )
     if chromium:
         env["BONSAI_E2E_CHROMIUM"] = chromium
     r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
@@ -48,8 +63,10 @@ def deps(tmp_path: Path, *, uid: int, sudo: bool = False, installed: str = "", c
 def test_root_installs_what_is_missing(tmp_path: Path) -> None:
     r, calls = deps(tmp_path, uid=0)
     assert r.returncode == 0, r.stderr
-    assert calls == ["apt-get update -qq DEBIAN_FRONTEND=noninteractive",
-                     "apt-get install -y -qq chromium libkrb5-dev DEBIAN_FRONTEND=noninteractive"]
+    assert calls == [
+        "apt-get update -qq DEBIAN_FRONTEND=noninteractive",
+        "apt-get install -y -qq chromium libkrb5-dev DEBIAN_FRONTEND=noninteractive",
+    ]
 
 
 def test_a_user_sudo_allows_installs_with_sudo_n(tmp_path: Path) -> None:
@@ -67,18 +84,22 @@ def test_otherwise_one_line_with_the_exact_command_and_a_failure(tmp_path: Path)
     assert not [c for c in calls if c.startswith("apt-get")]
 
 
-@pytest.mark.parametrize("case", [
-    {"installed": "chromium libkrb5-dev"},
-    {"cached": True, "chromium": "/opt/chrome/chrome"},  # code-server built already, another browser
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"installed": "chromium libkrb5-dev"},
+        {"cached": True, "chromium": "/opt/chrome/chrome"},  # code-server built already, another browser
+    ],
+)
 def test_nothing_missing_installs_nothing(tmp_path: Path, case: dict[str, object]) -> None:
     r, calls = deps(tmp_path, uid=1000, **case)  # type: ignore[arg-type]
     assert r.returncode == 0 and r.stderr == "" and calls == []
 
 
 def test_make_test_runs_it_before_the_e2e_tools() -> None:
-    r = subprocess.run(["make", "-n", "-C", str(ROOT / "extension"), "e2e-tools"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        ["make", "-n", "-C", str(ROOT / "extension"), "e2e-tools"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     deps_at = next(i for i, ln in enumerate(lines) if "system-deps.sh" in ln)

@@ -66,7 +66,14 @@ def test_little_endian_on_the_wire() -> None:
 def test_bad_messages_are_named() -> None:
     with pytest.raises(wire.WireError, match="msgpack"):
         wire.decode_result(b"\xc1garbage")
-    bad = msgpack.packb({"v": 1, "kind": "k", "meta": {}, "tensors": {"x": {"dtype": "float32", "shape": [3], "data": b"\0" * 8}}})
+    bad = msgpack.packb(
+        {
+            "v": 1,
+            "kind": "k",
+            "meta": {},
+            "tensors": {"x": {"dtype": "float32", "shape": [3], "data": b"\0" * 8}},
+        }
+    )
     with pytest.raises(wire.WireError, match="'x'"):
         wire.decode_result(bad)
     with pytest.raises(wire.WireError, match="complex"):

@@ -27,9 +27,33 @@ from modelbonsai.tasks.tokenize import CharTokenizer
 HERE = Path(__file__).resolve().parent
 SEED = 0
 MODULES = (
-    "textwrap", "string", "bisect", "heapq", "fnmatch", "glob", "shlex", "colorsys", "calendar", "queue",
-    "abc", "copy", "keyword", "netrc", "numbers", "operator", "random", "sched", "statistics",
-    "contextlib", "dataclasses", "functools", "fractions", "difflib", "base64", "csv", "getopt",
+    "textwrap",
+    "string",
+    "bisect",
+    "heapq",
+    "fnmatch",
+    "glob",
+    "shlex",
+    "colorsys",
+    "calendar",
+    "queue",
+    "abc",
+    "copy",
+    "keyword",
+    "netrc",
+    "numbers",
+    "operator",
+    "random",
+    "sched",
+    "statistics",
+    "contextlib",
+    "dataclasses",
+    "functools",
+    "fractions",
+    "difflib",
+    "base64",
+    "csv",
+    "getopt",
 )
 
 
@@ -61,9 +85,18 @@ def train(text: str, out: Path, *, small: bool) -> None:
     train_ids = ids[: int(len(ids) * 0.9)]  # the task holds out the last 10% for evaluation
     ctx = 64
     config = GPT2Config(
-        vocab_size=tok.vocab_size, n_positions=128, n_embd=64 if small else 128, n_layer=2 if small else 3,
-        n_head=4, n_inner=None, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        vocab_size=tok.vocab_size,
+        n_positions=128,
+        n_embd=64 if small else 128,
+        n_layer=2 if small else 3,
+        n_head=4,
+        n_inner=None,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     model = GPT2LMHeadModel(config)
     # the causal-lm task's held-out perplexity: 6.23 (1.83 nats/char) after 600 steps of 24, 4.85
@@ -79,7 +112,7 @@ def train(text: str, out: Path, *, small: bool) -> None:
     model.train()
     for step in range(1, steps + 1):
         offsets = torch.randint(0, len(train_ids) - ctx - 1, (batch,), generator=g)
-        chunk = torch.stack([train_ids[o:o + ctx + 1] for o in offsets.tolist()])
+        chunk = torch.stack([train_ids[o : o + ctx + 1] for o in offsets.tolist()])
         loss = _loss(model, chunk)
         opt.zero_grad()
         loss.backward()
@@ -88,7 +121,10 @@ def train(text: str, out: Path, *, small: bool) -> None:
         sched.step()
         avg = loss.item() if math.isnan(avg) else 0.95 * avg + 0.05 * loss.item()
         if step % 50 == 0 or step == steps:
-            print(f"step {step}/{steps}: loss {avg:.3f} nats/char ({time.perf_counter() - start:.0f}s)", flush=True)
+            print(
+                f"step {step}/{steps}: loss {avg:.3f} nats/char ({time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
     model.eval()
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -107,7 +143,9 @@ def _loss(model: torch.nn.Module, chunk: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
-    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
+    ap.add_argument(
+        "--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)"
+    )
     args = ap.parse_args()
     small = os.environ.get("BONSAI_SAMPLE_SMALL") == "1"
     corpus, model = args.out / "data" / "corpus.txt", args.out / "model"

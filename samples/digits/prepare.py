@@ -42,8 +42,14 @@ def make_data(folder: Path) -> None:
     n_eval = int(len(labels) * EVAL_SHARE)
     ev, tr = order[:n_eval], order[n_eval:]
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"images": images[ev].contiguous(), "labels": labels[ev].contiguous()}, str(folder / "eval.safetensors"))
-    save_file({"images": images[tr].contiguous(), "labels": labels[tr].contiguous()}, str(folder / "train.safetensors"))
+    save_file(
+        {"images": images[ev].contiguous(), "labels": labels[ev].contiguous()},
+        str(folder / "eval.safetensors"),
+    )
+    save_file(
+        {"images": images[tr].contiguous(), "labels": labels[tr].contiguous()},
+        str(folder / "train.safetensors"),
+    )
     (folder / "classes.json").write_text(json.dumps([str(i) for i in range(10)]))
     print(f"data: {len(tr)} training and {len(ev)} evaluation images (16x16) in {folder}")
 
@@ -70,7 +76,7 @@ def train(data: Path, out: Path, epochs: int) -> float:
         order = torch.randperm(len(tr["labels"]), generator=g)
         total = 0.0
         for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
+            idx = order[i : i + 64]
             loss = F.cross_entropy(model(augment(tr["images"][idx], g)), tr["labels"][idx])
             opt.zero_grad()
             loss.backward()
@@ -80,8 +86,11 @@ def train(data: Path, out: Path, epochs: int) -> float:
         model.eval()
         with torch.no_grad():
             acc = float((model(ev["images"]).argmax(1) == ev["labels"]).float().mean()) * 100
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.3f}, eval accuracy {acc:.1f}% "
-              f"({time.perf_counter() - start:.0f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{epochs}: loss {total / len(order):.3f}, eval accuracy {acc:.1f}% "
+            f"({time.perf_counter() - start:.0f}s)",
+            flush=True,
+        )
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     print(f"model: {sum(p.numel() for p in model.parameters())} parameters -> {out / 'model.safetensors'}")
@@ -91,7 +100,9 @@ def train(data: Path, out: Path, epochs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
-    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
+    ap.add_argument(
+        "--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)"
+    )
     args = ap.parse_args()
     data, model = args.out / "data", args.out / "model"
     small = os.environ.get("BONSAI_SAMPLE_SMALL") == "1"

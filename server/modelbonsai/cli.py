@@ -29,26 +29,53 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workspace", "-w", metavar="DIR", default=argparse.SUPPRESS,
-                        help="workspace folder holding .bonsai/ (default: the experiment file's folder, else cwd)")
-    p = argparse.ArgumentParser(prog="bonsai", parents=[common],
-                                description="Bonsai: compress models, record their lineage, compare them.")
+    common.add_argument(
+        "--workspace",
+        "-w",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="workspace folder holding .bonsai/ (default: the experiment file's folder, else cwd)",
+    )
+    p = argparse.ArgumentParser(
+        prog="bonsai",
+        parents=[common],
+        description="Bonsai: compress models, record their lineage, compare them.",
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common], help="run the variants of an experiment file that are not up to date")
+    run = sub.add_parser(
+        "run", parents=[common], help="run the variants of an experiment file that are not up to date"
+    )
     run.add_argument("file", metavar="FILE", help="a *.bonsai.yaml experiment file")
-    run.add_argument("--only", nargs="+", metavar="NAME", help="run only these variants (and missing ancestors)")
-    run.add_argument("--device", metavar="auto|cpu|cuda|mps",
-                     help="where to run (default: the file's `device`, else auto; cuda:N picks a GPU)")
-    run.add_argument("--force", action="store_true", help="re-make the selected variants even when up to date")
-    run.add_argument("--max-instances", type=int, metavar="N",
-                     help="evaluate on at most N instances where the experiment file's task sets no "
-                          "max_instances (the file's own wins)")
-    run.add_argument("--allow-pickle", action="store_true",
-                     help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
-    run.add_argument("--dry-run", action="store_true",
-                     help="only check the file and list the variants it makes; nothing is loaded, run or stored")
+    run.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run only these variants (and missing ancestors)"
+    )
+    run.add_argument(
+        "--device",
+        metavar="auto|cpu|cuda|mps",
+        help="where to run (default: the file's `device`, else auto; cuda:N picks a GPU)",
+    )
+    run.add_argument(
+        "--force", action="store_true", help="re-make the selected variants even when up to date"
+    )
+    run.add_argument(
+        "--max-instances",
+        type=int,
+        metavar="N",
+        help="evaluate on at most N instances where the experiment file's task sets no "
+        "max_instances (the file's own wins)",
+    )
+    run.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pytorch_model.bin (weights_only) when there are no safetensors",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only check the file and list the variants it makes; nothing is loaded, run or stored",
+    )
 
     ls = sub.add_parser("ls", parents=[common], help="list the models in the lineage")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -61,27 +88,44 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("model", metavar="MODEL")
     rm.add_argument("--recursive", "-r", action="store_true", help="also delete every model derived from it")
 
-    exp = sub.add_parser("export", parents=[common], help="write a model as a Hugging Face folder or safetensors")
+    exp = sub.add_parser(
+        "export", parents=[common], help="write a model as a Hugging Face folder or safetensors"
+    )
     exp.add_argument("model", metavar="MODEL")
     exp.add_argument("dir", metavar="DIR")
     exp.add_argument("--format", choices=["hf", "safetensors"], default="hf")
-    exp.add_argument("--force", action="store_true",
-                     help="export into a folder that holds files: replaces its weight files (and, as hf, its "
-                          "configs), keeps the others (tokenizer, README)")
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="export into a folder that holds files: replaces its weight files (and, as hf, its "
+        "configs), keeps the others (tokenizer, README)",
+    )
 
     sub.add_parser("ops", parents=[common], help="list the registered compression ops")
-    sub.add_parser("serve", parents=[common], help="the language server over stdio (started by the VS Code extension)")
+    sub.add_parser(
+        "serve", parents=[common], help="the language server over stdio (started by the VS Code extension)"
+    )
 
     cmp_ = sub.add_parser("compare", parents=[common], help="compare models with a base model")
     cmp_.add_argument("models", nargs="+", metavar="MODEL", help="the base model first, then the others")
     cmp_.add_argument("--json", action="store_true")
-    meas = sub.add_parser("measure", parents=[common],
-                          help="measure the latency of models again, each with its base in turn (the ratio stays fair)")
-    meas.add_argument("models", nargs="+", metavar="MODEL", help="model names or ids (their bases are measured too)")
-    meas.add_argument("--device", metavar="auto|cpu|cuda|mps", default="auto", help="where to measure (default: auto)")
+    meas = sub.add_parser(
+        "measure",
+        parents=[common],
+        help="measure the latency of models again, each with its base in turn (the ratio stays fair)",
+    )
+    meas.add_argument(
+        "models", nargs="+", metavar="MODEL", help="model names or ids (their bases are measured too)"
+    )
+    meas.add_argument(
+        "--device", metavar="auto|cpu|cuda|mps", default="auto", help="where to measure (default: auto)"
+    )
     meas.add_argument("--json", action="store_true", help="machine-readable output")
-    meas.add_argument("--allow-pickle", action="store_true",
-                      help="allow loading pytorch_model.bin (weights_only) when there are no safetensors")
+    meas.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pytorch_model.bin (weights_only) when there are no safetensors",
+    )
     rep = sub.add_parser("report", parents=[common], help="a Markdown report of the lineage and its metrics")
     rep.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     return p
@@ -200,14 +244,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         found = file.is_file()
     except (OSError, ValueError) as e:  # a name too long for the OS, a NUL character
-        raise UserError(f"{str(file)[:80]}…: not a usable file name ({getattr(e, 'strerror', None) or e})") from None
+        raise UserError(
+            f"{str(file)[:80]}…: not a usable file name ({getattr(e, 'strerror', None) or e})"
+        ) from None
     if not found:
         raise UserError(f"{file}: no such experiment file")
     parsed = load_experiment(file)
     for problem in parsed.problems:
         r = problem.range
-        print(f"{problem.path}:{r.start_line + 1}:{r.start_col + 1}: {problem.severity}: {problem.message}",
-              file=sys.stderr)
+        print(
+            f"{problem.path}:{r.start_line + 1}:{r.start_col + 1}: {problem.severity}: {problem.message}",
+            file=sys.stderr,
+        )
     if parsed.errors or parsed.experiment is None:
         n = len(parsed.errors)
         _err(f"{file}: {n} error{'s' if n != 1 else ''}; nothing was run")
@@ -216,8 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for v in exp.variants:
             print(f"{v.name} <- {exp.parent_name(v)}: {', '.join(call.name for call in v.ops)}")
-        _err(f"{file}: {len(exp.variants)} variant{'s' if len(exp.variants) != 1 else ''}, no errors (dry run: "
-             "nothing was loaded or run)")
+        _err(
+            f"{file}: {len(exp.variants)} variant{'s' if len(exp.variants) != 1 else ''}, no errors (dry run: "
+            "nothing was loaded or run)"
+        )
         return EXIT_OK
     from .device import resolve_device
     from .runner import Runner, describe_plan, make_plan, summary
@@ -234,11 +284,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in describe_plan(plan):
             print(f"plan: {line}", file=sys.stderr)
         display = _RunDisplay(plan)
-        runner = Runner(store, device=device, events=display.on_event, progress=display.on_progress,
-                        allow_pickle=args.allow_pickle)
+        runner = Runner(
+            store,
+            device=device,
+            events=display.on_event,
+            progress=display.on_progress,
+            allow_pickle=args.allow_pickle,
+        )
         with display:
             result = runner.run(plan)
-        shown = {result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models}
+        shown = {
+            result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models
+        }
         # re-read: a model the run matched by fingerprint now answers to more names
         _print_models(store, [store.get_model(mid) for mid in shown], title=f"{file.name}")
         for step, warning in result.warnings.items():
@@ -263,8 +320,13 @@ class _RunDisplay:
 
         self.console = Console(stderr=True)
         self.progress = Progress(
-            TextColumn("{task.fields[variant]:<24}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=self.console, transient=False,
+            TextColumn("{task.fields[variant]:<24}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
         )
         self.tasks: dict[str, Any] = {}
         for v in [plan.steps[0].name, *plan.variants()]:
@@ -350,8 +412,13 @@ def _print_models(store: Any, models: list[Any], *, title: str = "", failed: Seq
         table.add_column(col, no_wrap=col in ("id", "model"))
     for m in models:
         by_name = {x.name: x for x in metrics.get(m.id, [])}
-        row = [m.id, model_label(m.name, getattr(m, "aliases", None) or []), names.get(m.parent_id or "", "") if m.parent_id else "",
-               m.op or "(base)", m.status if m.status == "ok" else f"[red]{m.status}"]
+        row = [
+            m.id,
+            model_label(m.name, getattr(m, "aliases", None) or []),
+            names.get(m.parent_id or "", "") if m.parent_id else "",
+            m.op or "(base)",
+            m.status if m.status == "ok" else f"[red]{m.status}",
+        ]
         for col in columns:
             x = by_name.get(col)
             # ~: a noisy measurement (its rounds disagreed; `bonsai measure` measures it again)
@@ -390,9 +457,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _failed_json(f: Any) -> dict[str, Any]:
     """A failed variant in `ls --json`: the keys of a model, no id (nothing was stored)."""
-    return {"name": f.variant, "id": None, "parent_id": None, "parent": f.parent, "op": f.op, "params": {},
-            "status": "failed", "status_reason": f.message, "experiment_file": f.experiment_file,
-            "variant": f.variant, "created": f.finished or f.started, "metrics": []}
+    return {
+        "name": f.variant,
+        "id": None,
+        "parent_id": None,
+        "parent": f.parent,
+        "op": f.op,
+        "params": {},
+        "status": "failed",
+        "status_reason": f.message,
+        "experiment_file": f.experiment_file,
+        "variant": f.variant,
+        "created": f.finished or f.started,
+        "metrics": [],
+    }
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -402,8 +480,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         children = store.children(m.id)
         parent = store.get_model(m.parent_id) if m.parent_id and _exists(store, m.parent_id) else None
         if args.json:
-            print(json.dumps({**m.to_json(), "metrics": [x.to_json() for x in metrics],
-                              "children": [c.id for c in children]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        **m.to_json(),
+                        "metrics": [x.to_json() for x in metrics],
+                        "children": [c.id for c in children],
+                    },
+                    indent=2,
+                )
+            )
             return EXIT_OK
         lines = [
             f"model      {m.name}  ({m.id})",
@@ -432,8 +518,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             for x in metrics:
                 star = "*" if x.headline else " "
                 spread = "" if x.spread is None else f" (spread {format_value(x.spread, x.unit)})"
-                print(f"  {star} {x.name:<{width}}  {'~' if x.noisy else ''}{format_value(x.value, x.unit)}{spread}"
-                      + (f"   ({x.detail})" if x.detail else ""))
+                print(
+                    f"  {star} {x.name:<{width}}  {'~' if x.noisy else ''}{format_value(x.value, x.unit)}{spread}"
+                    + (f"   ({x.detail})" if x.detail else "")
+                )
     return EXIT_OK
 
 
@@ -545,9 +633,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
         base, others = models[0], models[1:]
         kept = {m.name: _kept_indices(store.artifact_path(m)) for m in others}
-        weights = compare_weights(artifact_source(store.artifact_path(base)),
-                                  {m.name: artifact_source(store.artifact_path(m)) for m in others},
-                                  base_id=base.name, kept_indices=kept)
+        weights = compare_weights(
+            artifact_source(store.artifact_path(base)),
+            {m.name: artifact_source(store.artifact_path(m)) for m in others},
+            base_id=base.name,
+            kept_indices=kept,
+        )
         behavior: dict[str, Any] = {}
         # Behaviour needs stored evaluation outputs on both sides, and torch to read them: a
         # comparison of models without them (weights only) never imports torch.
@@ -557,7 +648,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
             base_ev = load_evaluation(store, base)
             evs = {m.name: ev for m in others if (ev := load_evaluation(store, m)) is not None}
-            behavior = compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
+            behavior = (
+                compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
+            )
         out: dict[str, Any] = {}
         for m in others:
             root = next((n for n in weights[m.name].tree if n.parent is None), None)
@@ -569,11 +662,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 # lowrank: tensors compared as the product of their factors (name -> rank)
                 "factorised": {t.name: t.factorised for t in tensors if t.factorised is not None},
                 # what the roll-up does not cover (never called identical while any is listed)
-                "not_compared": [{"name": t.name, "status": t.status, "message": t.message}
-                                 for t in tensors if t.stats is None],
+                "not_compared": [
+                    {"name": t.name, "status": t.status, "message": t.message}
+                    for t in tensors
+                    if t.stats is None
+                ],
             }
         if args.json:
-            print(json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str))
+            print(
+                json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str)
+            )
             return EXIT_OK
         _print_comparison(base.name, out)
     return EXIT_OK
@@ -612,10 +710,14 @@ def _print_comparison(base: str, out: dict[str, Any]) -> None:
         agree = b.get("agreement", {})
         delta = b.get("accuracy_delta", {})
         table.add_row(
-            name, num(w.get("rel_l2")), "identical" if w.get("identical") else num(w.get("sqnr_db"), "{:.1f}"),
-            num(w.get("cosine"), "{:.5f}"), num(w.get("sparsity_other"), "{:.1%}"),
+            name,
+            num(w.get("rel_l2")),
+            "identical" if w.get("identical") else num(w.get("sqnr_db"), "{:.1f}"),
+            num(w.get("cosine"), "{:.5f}"),
+            num(w.get("sparsity_other"), "{:.1%}"),
             num(agree.get("value") if isinstance(agree, dict) else agree, "{:.1%}"),
-            num(b.get("mean_kl")), num(delta.get("value") if isinstance(delta, dict) else None, "{:+.1%}"),
+            num(b.get("mean_kl")),
+            num(delta.get("value") if isinstance(delta, dict) else None, "{:+.1%}"),
         )
     console = Console(width=max(120, Console().width))
     console.print(table)
@@ -623,13 +725,20 @@ def _print_comparison(base: str, out: dict[str, Any]) -> None:
         factorised = r.get("factorised") or {}
         if factorised:
             ranks = ", ".join(str(k) for k in sorted(set(factorised.values())))
-            console.print(f"{name}: {len(factorised)} tensor(s) factorised (rank {ranks}), compared as the product "
-                          f"of their factors: {', '.join(factorised)}", highlight=False, soft_wrap=True)
+            console.print(
+                f"{name}: {len(factorised)} tensor(s) factorised (rank {ranks}), compared as the product "
+                f"of their factors: {', '.join(factorised)}",
+                highlight=False,
+                soft_wrap=True,
+            )
         missed = r.get("not_compared") or []
         if missed:
-            console.print(f"{name}: {len(missed)} tensor(s) not compared (not in the figures above): "
-                          + "; ".join(f"{t['name']} ({t['message'] or t['status']})" for t in missed),
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"{name}: {len(missed)} tensor(s) not compared (not in the figures above): "
+                + "; ".join(f"{t['name']} ({t['message'] or t['status']})" for t in missed),
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -638,33 +747,57 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from .measure import measure_models
 
     with _open_store(args) as store:
+
         def progress(fraction: float, message: str) -> None:
             print(f"{100 * fraction:3.0f}%  {message}", file=sys.stderr)
 
-        results = measure_models(store, list(args.models), device=args.device, progress=progress,
-                                 allow_pickle=args.allow_pickle)
+        results = measure_models(
+            store, list(args.models), device=args.device, progress=progress, allow_pickle=args.allow_pickle
+        )
         base_of = {r.model.id: r for r in results if r.model.id == r.base}
         rows: list[dict[str, Any]] = []
         for r in results:
             lat, shown = r.latency, r.shown
             base = base_of.get(r.base)
-            rows.append({
-                "id": r.model.id, "name": r.model.name, "base": r.base,
-                "measured": {"value": lat.value_s * 1000, "spread": lat.spread_s * 1000, "noisy": lat.noisy,
-                             "rounds": len(lat.rounds_s), "calls": lat.calls, "batchSize": lat.batch_size,
-                             "device": lat.device, "method": lat.method, "load": lat.load},
-                "stored": None if shown is None else {"value": shown.value, "spread": shown.spread,
-                                                      "noisy": shown.noisy, "detail": shown.detail},
-                "ratioToBase": None if base is None or base.latency.value_s <= 0 else lat.value_s / base.latency.value_s,
-            })
+            rows.append(
+                {
+                    "id": r.model.id,
+                    "name": r.model.name,
+                    "base": r.base,
+                    "measured": {
+                        "value": lat.value_s * 1000,
+                        "spread": lat.spread_s * 1000,
+                        "noisy": lat.noisy,
+                        "rounds": len(lat.rounds_s),
+                        "calls": lat.calls,
+                        "batchSize": lat.batch_size,
+                        "device": lat.device,
+                        "method": lat.method,
+                        "load": lat.load,
+                    },
+                    "stored": None
+                    if shown is None
+                    else {
+                        "value": shown.value,
+                        "spread": shown.spread,
+                        "noisy": shown.noisy,
+                        "detail": shown.detail,
+                    },
+                    "ratioToBase": None
+                    if base is None or base.latency.value_s <= 0
+                    else lat.value_s / base.latency.value_s,
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     width = max(len(row["name"]) for row in rows)
     for row in rows:
         m, s = row["measured"], row["stored"]
-        line = (f"{row['name']:<{width}}  {_latency_text(m['value'], m['spread'], m['noisy'])} "
-                f"({m['rounds']} rounds, batch {m['batchSize']}, {m['device']})")
+        line = (
+            f"{row['name']:<{width}}  {_latency_text(m['value'], m['spread'], m['noisy'])} "
+            f"({m['rounds']} rounds, batch {m['batchSize']}, {m['device']})"
+        )
         if row["ratioToBase"] is not None and row["id"] != row["base"]:
             line += f"  {row['ratioToBase']:.2f}x the base"
         if s is not None and abs(s["value"] - m["value"]) > 1e-9:
@@ -691,14 +824,23 @@ def cmd_report(args: argparse.Namespace) -> int:
             for x in metrics.get(m.id, []):
                 if x.name not in cols:
                     cols.append(x.name)
-        lines = [f"# Bonsai report: {store.workspace.name}", "",
-                 f"{len(models)} model(s) in `{store.root}`.", "",
-                 "| model | parent | op | params | status | " + " | ".join(cols) + " |",
-                 "|" + "---|" * (5 + len(cols))]
+        lines = [
+            f"# Bonsai report: {store.workspace.name}",
+            "",
+            f"{len(models)} model(s) in `{store.root}`.",
+            "",
+            "| model | parent | op | params | status | " + " | ".join(cols) + " |",
+            "|" + "---|" * (5 + len(cols)),
+        ]
         for m in models:
             by = {x.name: x for x in metrics.get(m.id, [])}
-            cells = [m.name, names.get(m.parent_id or "", ""), m.op or "(base)",
-                     json.dumps(m.params, sort_keys=True) if m.params else "", m.status]
+            cells = [
+                m.name,
+                names.get(m.parent_id or "", ""),
+                m.op or "(base)",
+                json.dumps(m.params, sort_keys=True) if m.params else "",
+                m.status,
+            ]
             cells += [format_value(by[c].value, by[c].unit) if c in by else "" for c in cols]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         text = "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ def remaining_seconds(elapsed: float, fraction: float) -> float | None:
 
 
 def remaining_text(elapsed: float, fraction: float) -> str | None:
-    """"about 3 min left", "about 40 s left", or None (see `remaining_seconds`)."""
+    """ "about 3 min left", "about 40 s left", or None (see `remaining_seconds`)."""
     left = remaining_seconds(elapsed, fraction)
     if left is None:
         return None

@@ -37,8 +37,11 @@ def base_fingerprint(spec: Mapping[str, Any] | Any, root: Path) -> str:
     """A hash of how the base is loaded and of its weight files (size + mtime, not content:
     hashing gigabytes on every run would make "is it up to date" slow)."""
     s = spec_to_dict(spec)
-    h = hashlib.sha256(json.dumps({k: s.get(k) for k in ("load", "factory", "args", "dtype")},
-                                  sort_keys=True, default=str).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {k: s.get(k) for k in ("load", "factory", "args", "dtype")}, sort_keys=True, default=str
+        ).encode()
+    )
     for part in (s.get("load"), s.get("factory")):
         if not isinstance(part, str):
             continue
@@ -48,12 +51,14 @@ def base_fingerprint(spec: Mapping[str, Any] | Any, root: Path) -> str:
         files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
         for f in files:
             st = f.stat()
-            h.update(f"{f.relative_to(root) if f.is_relative_to(root) else f}:{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(
+                f"{f.relative_to(root) if f.is_relative_to(root) else f}:{st.st_size}:{st.st_mtime_ns}".encode()
+            )
     return h.hexdigest()[:32]
 
 
 def _looks_like_callable_ref(text: str, root: Path) -> bool:
-    """"module:function" or "file.py:function", as opposed to a path (including C:\\ paths)."""
+    """ "module:function" or "file.py:function", as opposed to a path (including C:\\ paths)."""
     if re.match(r"^[A-Za-z]:[\\/]", text) or ":" not in text:
         return False
     target, _, fn = text.rpartition(":")
@@ -211,8 +216,14 @@ def evaluation_counts(fp: str) -> tuple[int, int | None] | None:
     return _counts(split_evaluation_fingerprint(fp)[1])
 
 
-def step_fingerprint(parent_fp: str, op: OpDef, params: dict[str, Any], seed: int, task: dict[str, Any] | None,
-                     origin_fp: str | None = None) -> str:
+def step_fingerprint(
+    parent_fp: str,
+    op: OpDef,
+    params: dict[str, Any],
+    seed: int,
+    task: dict[str, Any] | None,
+    origin_fp: str | None = None,
+) -> str:
     """Same parent, op, resolved parameters and seed (and task, for ops that use it; and the
     variant's starting model `origin_fp`, for ops that read it besides their input: restore's
     source, distillation's teacher): same model.

@@ -60,7 +60,9 @@ def load_base(
     s = spec_to_dict(spec)
     load = s.get("load")
     if not isinstance(load, str) or not load.strip():
-        raise LoadError("base: 'load' must name a Hugging Face folder, a .safetensors file or module:function")
+        raise LoadError(
+            "base: 'load' must name a Hugging Face folder, a .safetensors file or module:function"
+        )
     factory = s.get("factory")
     if _looks_like_callable_ref(load, root) and not factory:
         model = _call_factory(load, root, s.get("args"), what="load")
@@ -73,13 +75,15 @@ def load_base(
     if path.is_dir() and (path / "config.json").is_file():
         return _load_hf(path, s, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code).eval()
     if path.is_dir():
-        raise LoadError(f"base: {load} has no config.json; to load plain weights give a 'factory' that builds the model")
-    raise LoadError(f"base: {load} is a weights file; give a 'factory: file.py:function' that builds the architecture")
+        raise LoadError(
+            f"base: {load} has no config.json; to load plain weights give a 'factory' that builds the model"
+        )
+    raise LoadError(
+        f"base: {load} is a weights file; give a 'factory: file.py:function' that builds the architecture"
+    )
 
 
-def load_skeleton(
-    spec: Mapping[str, Any] | Any, root: Path, *, trust_remote_code: bool = False
-) -> nn.Module:
+def load_skeleton(spec: Mapping[str, Any] | Any, root: Path, *, trust_remote_code: bool = False) -> nn.Module:
     """The base architecture (same class and shapes) without loading the base weights."""
     s = spec_to_dict(spec)
     load = s.get("load")
@@ -97,7 +101,9 @@ def load_skeleton(
     if config is None:  # remote code (only reachable with trust_remote_code)
         import transformers
 
-        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=True)
+        config = transformers.AutoConfig.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=True
+        )
     dtype = _dtype(s)
     with _default_dtype(dtype):
         model = cls(config) if not hasattr(cls, "_from_config") else cls._from_config(config)
@@ -131,7 +137,9 @@ def _call_factory(ref: str, root: Path, args: Any, *, what: str) -> nn.Module:
 def _import_callable(ref: str, root: Path, *, what: str) -> Callable[..., Any]:
     target, _, name = ref.rpartition(":")
     if not target or not name.isidentifier():
-        raise LoadError(f"base: {what} '{ref}' must look like 'file.py:function' or 'package.module:function'")
+        raise LoadError(
+            f"base: {what} '{ref}' must look like 'file.py:function' or 'package.module:function'"
+        )
     if target.endswith(".py"):
         file = (root / target).resolve()
         if not file.is_file():
@@ -144,7 +152,9 @@ def _import_callable(ref: str, root: Path, *, what: str) -> Callable[..., Any]:
             except ImportError as e:
                 raise LoadError(f"base: {what} module '{target}' cannot be imported: {e}") from e
             except Exception as e:
-                raise LoadError(f"base: importing {what} module '{target}' raised {type(e).__name__}: {e}") from e
+                raise LoadError(
+                    f"base: importing {what} module '{target}' raised {type(e).__name__}: {e}"
+                ) from e
     fn = getattr(module, name, None)
     if not callable(fn):
         raise LoadError(f"base: {what} '{ref}': no function '{name}' in {target}")
@@ -236,7 +246,8 @@ def _load_weights_into(model: nn.Module, path: Path, *, allow_pickle: bool) -> N
     own = model.state_dict()
     shape_problems = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)
+        for k, v in state.items()
+        if k in own and tuple(own[k].shape) != tuple(v.shape)
     ]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -264,7 +275,9 @@ def _hf_class(folder: Path, *, trust_remote_code: bool) -> tuple[type[nn.Module]
         raise LoadError(f"base: {folder.name}/config.json is unreadable ({e})") from e
     archs = raw.get("architectures") or []
     if not archs:
-        raise LoadError(f"base: {folder.name}/config.json names no 'architectures'; cannot tell which model class to build")
+        raise LoadError(
+            f"base: {folder.name}/config.json names no 'architectures'; cannot tell which model class to build"
+        )
     arch = str(archs[0])
     cls = getattr(transformers, arch, None)
     if cls is None:
@@ -275,7 +288,9 @@ def _hf_class(folder: Path, *, trust_remote_code: bool) -> tuple[type[nn.Module]
                     "(auto_map), which Bonsai does not run unless remote code is trusted explicitly"
                 )
             return _remote_class(folder, raw), None
-        raise LoadError(f"base: architecture '{arch}' from config.json is not in transformers {transformers.__version__}")
+        raise LoadError(
+            f"base: architecture '{arch}' from config.json is not in transformers {transformers.__version__}"
+        )
     try:
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except Exception as e:
@@ -335,7 +350,9 @@ def _load_hf(folder: Path, spec: dict[str, Any], *, allow_pickle: bool, trust_re
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not _is_tied(model, k)]
     if missing:
-        raise LoadError(f"base: pytorch_model.bin in {folder.name} lacks {len(missing)} weights (e.g. {missing[0]})")
+        raise LoadError(
+            f"base: pytorch_model.bin in {folder.name} lacks {len(missing)} weights (e.g. {missing[0]})"
+        )
     tie = getattr(model, "tie_weights", None)
     if callable(tie):
         tie()
@@ -349,8 +366,9 @@ def _is_tied(model: nn.Module, key: str) -> bool:
     return any(re.fullmatch(str(t), key) or key == t for t in tied)
 
 
-def _from_pretrained(cls: Any, folder: Path, dtype: torch.dtype, *, use_safetensors: bool,
-                     trust_remote_code: bool) -> nn.Module:
+def _from_pretrained(
+    cls: Any, folder: Path, dtype: torch.dtype, *, use_safetensors: bool, trust_remote_code: bool
+) -> nn.Module:
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": use_safetensors}
     # transformers draws a "Loading weights" bar on stderr for every load: noise in the CLI's own
     # progress display and in the language server's log.

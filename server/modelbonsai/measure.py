@@ -30,7 +30,9 @@ class MeasureError(UserError, ValueError):
 def on_demand_options() -> EfficiencyOptions:
     """More rounds than a run's measurement (which must stay a small share of the run): the user
     asked for this figure and waits for it."""
-    return EfficiencyOptions(protocol=LatencyProtocol(min_rounds=5, max_rounds=15, round_s=0.02, budget_s=1.5))
+    return EfficiencyOptions(
+        protocol=LatencyProtocol(min_rounds=5, max_rounds=15, round_s=0.02, budget_s=1.5)
+    )
 
 
 @dataclass
@@ -91,8 +93,9 @@ def measure_models(
         say(done / max(1, total), f"measuring {len(calls)} models in turn")
         timer = o.timer or timer_for(dev)
         with one_thread(isinstance(timer, ThreadCpuTimer)):
-            lats = measure_latencies(calls, batch_sizes=sizes, device=dev, protocol=o.protocol, timer=timer,
-                                     cancelled=cancelled)
+            lats = measure_latencies(
+                calls, batch_sizes=sizes, device=dev, protocol=o.protocol, timer=timer, cancelled=cancelled
+            )
         for rec, module, lat in zip(group.models, modules, lats, strict=True):
             store.put_metrics(rec.id, latency_metrics(lat))
             shown = next((m for m in store.metrics(rec.id) if m.name == "latency"), None)
@@ -113,8 +116,10 @@ def _load_group(store: LineageStore, group: _Group, allow_pickle: bool) -> tuple
 
     base = group.base
     if not base.experiment_file or base.base_spec is None:
-        raise MeasureError(f"model '{base.name}' records no experiment file: its latency is measured on the "
-                           "task's example batch")
+        raise MeasureError(
+            f"model '{base.name}' records no experiment file: its latency is measured on the "
+            "task's example batch"
+        )
     file = experiment_path(base.experiment_file, store.workspace)
     if not file.is_file():
         raise MeasureError(f"{file} (the experiment file of '{base.name}') does not exist")
@@ -122,7 +127,9 @@ def _load_group(store: LineageStore, group: _Group, allow_pickle: bool) -> tuple
     exp = parsed.experiment or parsed.partial
     task = make_task(exp) if exp is not None else None
     if task is None:
-        raise MeasureError(f"{file.name} has no `task:` section: the latency is measured on the task's example batch")
+        raise MeasureError(
+            f"{file.name} has no `task:` section: the latency is measured on the task's example batch"
+        )
     root: Path = file.parent
     spec = base.base_spec
     modules = []

@@ -20,9 +20,28 @@ import warnings
 #: Bonsai's own code never uses `warnings`; a warning attributed to it was raised by a library
 #: it called (stacklevel points at the caller), so it is hidden too. A user's ops or task file
 #: keeps its warnings.
-LIBRARIES = ("torch", "torchao", "torchvision", "transformers", "huggingface_hub", "tokenizers", "safetensors", "accelerate",
-             "sentence_transformers", "numba", "sklearn", "onnx", "onnxruntime", "onnxscript", "executorch",
-             "compressed_tensors", "PIL", "filelock", "urllib3", "modelbonsai")
+LIBRARIES = (
+    "torch",
+    "torchao",
+    "torchvision",
+    "transformers",
+    "huggingface_hub",
+    "tokenizers",
+    "safetensors",
+    "accelerate",
+    "sentence_transformers",
+    "numba",
+    "sklearn",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "executorch",
+    "compressed_tensors",
+    "PIL",
+    "filelock",
+    "urllib3",
+    "modelbonsai",
+)
 
 #: Environment defaults the libraries read at import (a value the user set is kept).
 ENVIRONMENT = {

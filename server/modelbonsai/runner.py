@@ -131,8 +131,11 @@ class PlannedStep:
     @property
     def reevaluate(self) -> bool:
         """Stored, but its metrics and outputs are of other evaluation settings (or unknown ones)."""
-        return self.up_to_date and self.existing is not None and \
-            not same_evaluation(self.existing.eval_fingerprint, self.eval_fingerprint)
+        return (
+            self.up_to_date
+            and self.existing is not None
+            and not same_evaluation(self.existing.eval_fingerprint, self.eval_fingerprint)
+        )
 
     @property
     def is_final(self) -> bool:
@@ -230,8 +233,14 @@ def make_plan(
     import_user_ops(exp)
     base_fp = base_plan_fingerprint(exp, store.workspace)
     base_step = PlannedStep(
-        name=exp.base.name, variant="", step=0, op=None, params={}, parent=None,
-        fingerprint=base_fp, seed=int(exp.seed),
+        name=exp.base.name,
+        variant="",
+        step=0,
+        op=None,
+        params={},
+        parent=None,
+        fingerprint=base_fp,
+        seed=int(exp.seed),
     )
     steps: list[PlannedStep] = [base_step]
     last_of: dict[str, PlannedStep] = {BASE: base_step, exp.base.name: base_step}
@@ -253,9 +262,17 @@ def make_plan(
             except OpError as e:
                 raise PlanError(f"variant '{v.name}': {e}") from e
             st = PlannedStep(
-                name=step_name(v.name, i, len(v.ops)), variant=v.name, step=i, op=call.name,
-                params=params, parent=parent.name, seed=seed, origin=origin.name,
-                fingerprint=step_fingerprint(parent.fingerprint, opdef, params, seed, task, origin.fingerprint),
+                name=step_name(v.name, i, len(v.ops)),
+                variant=v.name,
+                step=i,
+                op=call.name,
+                params=params,
+                parent=parent.name,
+                seed=seed,
+                origin=origin.name,
+                fingerprint=step_fingerprint(
+                    parent.fingerprint, opdef, params, seed, task, origin.fingerprint
+                ),
             )
             steps.append(st)
             parent = st
@@ -405,8 +422,13 @@ class Runner:
         run = self.store.start_run(label, plan.variants())
         result = RunResult(run_id=run.id, status="done")
         n_re = len(plan.reevaluations())
-        self._emit(RunEvent("plan", message=f"{len(plan.stale())} of {len(plan.steps)} models to make"
-                            + (f", {n_re} to re-evaluate" if n_re else "")))
+        self._emit(
+            RunEvent(
+                "plan",
+                message=f"{len(plan.stale())} of {len(plan.steps)} models to make"
+                + (f", {n_re} to re-evaluate" if n_re else ""),
+            )
+        )
         todo = [s for s in plan.steps if (not s.up_to_date or s.reevaluate) and s.same_as is None]
         done_count = 0
         # The run's fraction is proportional to work (a 3000-step fine-tune is not one step of
@@ -426,9 +448,14 @@ class Runner:
         extra = unasked(plan)
         extra_ids = {id(s) for s in extra}
         if extra:
-            self._progress(0.0, "first " + "; ".join(
-                f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} (not asked for: {step_reason(s)})"
-                for s in extra))
+            self._progress(
+                0.0,
+                "first "
+                + "; ".join(
+                    f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} (not asked for: {step_reason(s)})"
+                    for s in extra
+                ),
+            )
         bad: dict[str, str] = {}  # planned step name -> why it is unavailable
         try:
             for st in plan.steps:
@@ -465,7 +492,9 @@ class Runner:
                     self._emit(RunEvent("progress", st.variant or st.name, st.name, frac, m))
                     self._progress(share(st, _within_step(f, shares[st.name][1])), f"{shown}: {m}")
 
-                self._emit(RunEvent("start", who, st.name, 0.0, "re-evaluating" if st.reevaluate else "loading"))
+                self._emit(
+                    RunEvent("start", who, st.name, 0.0, "re-evaluating" if st.reevaluate else "loading")
+                )
                 if st.reevaluate:
                     assert st.existing is not None
                     # Whatever happens, the model itself is there: children can be made from it.
@@ -539,8 +568,9 @@ class Runner:
         return result
 
     # -- one model per fingerprint ----------------------------------------------------------------
-    def _up_to_date(self, st: PlannedStep, rec: ModelRecord, result: RunResult, label: str,
-                    why: str = "") -> None:
+    def _up_to_date(
+        self, st: PlannedStep, rec: ModelRecord, result: RunResult, label: str, why: str = ""
+    ) -> None:
         """`st` is the stored model `rec` (found by fingerprint): its name resolves to it."""
         result.models[st.name] = rec
         self.store.add_name(rec.id, st.name, label, st.variant or None, st.step)
@@ -596,8 +626,9 @@ class Runner:
         return {name: (w / whole, op_share) for name, (w, op_share) in raw.items()}
 
     # -- one step ---------------------------------------------------------------------------------
-    def _reevaluate(self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device,
-                    progress: ProgressFn) -> ModelRecord:
+    def _reevaluate(
+        self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device, progress: ProgressFn
+    ) -> ModelRecord:
         """Evaluate a stored model again and swap its metrics, outputs and evaluation fingerprint."""
         from .artifacts import stored_size
 
@@ -621,7 +652,10 @@ class Runner:
             save_outputs(evaluation, path)
 
         new = self.store.replace_evaluation(
-            rec.id, self._evaluated(st, evaluation), metrics, file_name=OUTPUTS_FILE,
+            rec.id,
+            self._evaluated(st, evaluation),
+            metrics,
+            file_name=OUTPUTS_FILE,
             file_writer=write if evaluation is not None else None,
         )
         if st.op is None:
@@ -629,14 +663,26 @@ class Runner:
         return new
 
     def _make(
-        self, plan: Plan, st: PlannedStep, result: RunResult, device: torch.device, label: str,
+        self,
+        plan: Plan,
+        st: PlannedStep,
+        result: RunResult,
+        device: torch.device,
+        label: str,
         progress: ProgressFn,
     ) -> ModelRecord:
         exp = plan.experiment
         spec = base_spec_dict(exp)
         record = ModelRecord(
-            name=st.name, op=st.op, params=st.params, seed=st.seed, versions=library_versions(),
-            experiment_file=label, variant=st.variant or None, step=st.step, fingerprint=st.fingerprint,
+            name=st.name,
+            op=st.op,
+            params=st.params,
+            seed=st.seed,
+            versions=library_versions(),
+            experiment_file=label,
+            variant=st.variant or None,
+            step=st.step,
+            fingerprint=st.fingerprint,
             eval_fingerprint=st.eval_fingerprint,
         )
         torch.manual_seed(st.seed)
@@ -663,9 +709,14 @@ class Runner:
             origin = parent
             if st.origin and st.origin != st.parent:
                 origin = self._load(plan, result.models[st.origin], spec, exp.root)
-            ctx = OpContext(device=device, seed=st.seed, task=task, parent=origin,
-                            progress=lambda f, m: progress(0.6 * min(max(f, 0.0), 1.0), m),
-                            cancelled=self._cancelled)
+            ctx = OpContext(
+                device=device,
+                seed=st.seed,
+                task=task,
+                parent=origin,
+                progress=lambda f, m: progress(0.6 * min(max(f, 0.0), 1.0), m),
+                cancelled=self._cancelled,
+            )
             progress(0.0, f"applying {st.op}")
             cm = opdef.fn(work, dict(st.params), ctx)
             if not isinstance(cm, CompressedModel):
@@ -690,8 +741,10 @@ class Runner:
 
             # Stored size = bytes of the artifact files as written (outputs are not the model).
             size = stored_size(folder)
-            return [*self._with_size(exp, cm, device, measured, size, size if st.op is None else base_bytes),
-                    *skipped_metrics(st.op, skipped)]
+            return [
+                *self._with_size(exp, cm, device, measured, size, size if st.op is None else base_bytes),
+                *skipped_metrics(st.op, skipped),
+            ]
 
         self._check_cancelled()
         progress(0.95, "storing")
@@ -737,8 +790,9 @@ class Runner:
         so a limit above the task's size stores what "every instance" does."""
         if evaluation is None:
             return st.eval_fingerprint
-        return evaluated_fingerprint(st.eval_fingerprint, len(evaluation.ids),
-                                     getattr(self._task, "total_instances", None))
+        return evaluated_fingerprint(
+            st.eval_fingerprint, len(evaluation.ids), getattr(self._task, "total_instances", None)
+        )
 
     def _get_task(self, exp: Any) -> Any:
         if getattr(exp, "task", None) is None:
@@ -758,8 +812,9 @@ class Runner:
             self._base_eval = load_evaluation(self.store, base)
         return self._base_eval
 
-    def _evaluate(self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any,
-                  progress: ProgressFn) -> tuple[Any, list[Any]]:
+    def _evaluate(
+        self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any, progress: ProgressFn
+    ) -> tuple[Any, list[Any]]:
         task = self._get_task(exp)
         if task is None:
             return None, []
@@ -769,8 +824,9 @@ class Runner:
             evaluation = task.evaluate(cm.module, device, reference)
         return evaluation, list(evaluation.metrics)
 
-    def _measure(self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any,
-                 progress: ProgressFn) -> tuple[Any, list[Any]]:
+    def _measure(
+        self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any, progress: ProgressFn
+    ) -> tuple[Any, list[Any]]:
         """Evaluate `cm` and measure it (task metrics, then efficiency without the stored size);
         the evaluation (None without a task) and those metrics. Leaves the model on the CPU."""
         self._check_cancelled()
@@ -779,29 +835,56 @@ class Runner:
         evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
         evaluation_s = time.perf_counter() - started  # measuring may take a tenth of this
         progress(0.8, "measuring")
-        eff = self._efficiency(exp, cm, device, stored_bytes=None, base_bytes=None, speed=True,
-                               evaluation_s=evaluation_s)
+        eff = self._efficiency(
+            exp, cm, device, stored_bytes=None, base_bytes=None, speed=True, evaluation_s=evaluation_s
+        )
         cm.module.to("cpu")
         return evaluation, [*task_metrics, *eff]
 
-    def _with_size(self, exp: Any, cm: CompressedModel, device: torch.device, measured: list[Any],
-                   size: int, base_bytes: int | None) -> list[Any]:
+    def _with_size(
+        self,
+        exp: Any,
+        cm: CompressedModel,
+        device: torch.device,
+        measured: list[Any],
+        size: int,
+        base_bytes: int | None,
+    ) -> list[Any]:
         """`measured`, then what only the stored size gives (no name twice)."""
         sized = self._efficiency(exp, cm, device, stored_bytes=size, base_bytes=base_bytes, speed=False)
         have = {m.name for m in measured}
         return [*measured, *(m for m in sized if m.name not in have)]
 
-    def _efficiency(self, exp: Any, cm: CompressedModel, device: torch.device, *, stored_bytes: int | None,
-                    base_bytes: int | None, speed: bool, evaluation_s: float | None = None) -> list[Any]:
+    def _efficiency(
+        self,
+        exp: Any,
+        cm: CompressedModel,
+        device: torch.device,
+        *,
+        stored_bytes: int | None,
+        base_bytes: int | None,
+        speed: bool,
+        evaluation_s: float | None = None,
+    ) -> list[Any]:
         from .metrics import EfficiencyOptions, efficiency_metrics, run_protocol
 
         task = self._get_task(exp)
         # Latency and memory need the task's example batch; without a task only counts and sizes.
-        options = EfficiencyOptions(measure_speed=speed and task is not None, protocol=run_protocol(evaluation_s))
+        options = EfficiencyOptions(
+            measure_speed=speed and task is not None, protocol=run_protocol(evaluation_s)
+        )
         if options.measure_speed:
             cm.module.to(device)
-        return list(efficiency_metrics(cm.module, task, device, stored_bytes=stored_bytes,
-                                       base_stored_bytes=base_bytes, options=options))
+        return list(
+            efficiency_metrics(
+                cm.module,
+                task,
+                device,
+                stored_bytes=stored_bytes,
+                base_stored_bytes=base_bytes,
+                options=options,
+            )
+        )
 
     def _base_stored_bytes(self, result: RunResult, exp: Any) -> int | None:
         base = result.models.get(exp.base.name)
@@ -836,7 +919,9 @@ def _op_work(params: dict[str, Any], task: Any, n_eval: int | None, evaluation: 
         if isinstance(epochs, (int, float)) and epochs > 0:
             size = getattr(task, "training_size", None)
             size = size() if callable(size) else size
-            steps = math.ceil(epochs * (size if isinstance(size, int) and size > 0 else (n_eval or 256)) / batch)
+            steps = math.ceil(
+                epochs * (size if isinstance(size, int) and size > 0 else (n_eval or 256)) / batch
+            )
         if isinstance(steps, int) and steps > 0:
             return float(steps * batch * (4 if params.get("distill") else 3))
         if isinstance(batches, int) and batches > 0:
@@ -853,7 +938,7 @@ def _within_step(f: float, op_share: float) -> float:
 
 
 def summary(result: RunResult) -> str:
-    """"3 models made, 18 re-evaluated, 0 up to date" (the CLI's last line, the run record)."""
+    """ "3 models made, 18 re-evaluated, 0 up to date" (the CLI's last line, the run record)."""
     made = len(result.made)
     text = f"{made} model{'s' if made != 1 else ''} made"
     if result.reevaluated:
@@ -862,10 +947,11 @@ def summary(result: RunResult) -> str:
 
 
 def skipped_warning(op: str, skipped: dict[str, str]) -> str:
-    """"prune.nm skipped 1 layer (left as it was): conv1.weight (input size 1 ...)"."""
+    """ "prune.nm skipped 1 layer (left as it was): conv1.weight (input size 1 ...)"."""
     n = len(skipped)
     return f"{op} skipped {n} layer{'s' if n != 1 else ''} (left as it was): " + "; ".join(
-        f"{layer} ({why})" for layer, why in skipped.items())
+        f"{layer} ({why})" for layer, why in skipped.items()
+    )
 
 
 def skipped_metrics(op: str | None, skipped: dict[str, str]) -> list[Any]:
@@ -874,8 +960,15 @@ def skipped_metrics(op: str | None, skipped: dict[str, str]) -> list[Any]:
         return []
     from .tasks.base import Metric
 
-    return [Metric(SKIPPED_METRIC, float(len(skipped)), "", higher_is_better=False,
-                   detail=skipped_warning(op, skipped))]
+    return [
+        Metric(
+            SKIPPED_METRIC,
+            float(len(skipped)),
+            "",
+            higher_is_better=False,
+            detail=skipped_warning(op, skipped),
+        )
+    ]
 
 
 def _user_message(e: BaseException) -> str:
@@ -928,20 +1021,31 @@ def load_evaluation(store: LineageStore, model: ModelRecord) -> Any:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    metrics = [Metric(m.name, m.value, m.unit, m.higher_is_better, m.headline) for m in store.metrics(model.id)]
+    metrics = [
+        Metric(m.name, m.value, m.unit, m.higher_is_better, m.headline) for m in store.metrics(model.id)
+    ]
     return Evaluation(
-        metrics=metrics, ids=json.loads(meta.get("ids", "[]")), outputs=tensors["outputs"],
-        predictions=tensors.get("predictions"), targets=tensors.get("targets"),
+        metrics=metrics,
+        ids=json.loads(meta.get("ids", "[]")),
+        outputs=tensors["outputs"],
+        predictions=tensors.get("predictions"),
+        targets=tensors.get("targets"),
         extras=json.loads(meta["extras"]) if "extras" in meta else {},
     )
 
 
 def run_experiment(
-    exp: Any, store: LineageStore, *, only: list[str] | None = None, force: bool = False,
-    device: str = "auto", progress: ProgressFn | None = None, events: EventFn | None = None,
-    cancelled: Callable[[], bool] | None = None, max_instances: int | None = None,
+    exp: Any,
+    store: LineageStore,
+    *,
+    only: list[str] | None = None,
+    force: bool = False,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    events: EventFn | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    max_instances: int | None = None,
 ) -> RunResult:
     """Plan and run in one call (`max_instances`: as for make_plan)."""
     plan = make_plan(exp, store, only=only, force=force, max_instances=max_instances)
     return Runner(store, device=device, progress=progress, events=events, cancelled=cancelled).run(plan)
-

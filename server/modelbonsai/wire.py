@@ -95,7 +95,9 @@ def encode_tensor(x: Any) -> dict[str, Any]:
     """`{"dtype", "shape", "data"}` for a numpy array or torch tensor (see module doc)."""
     a, orig = _to_numpy(x)
     if a.dtype.name not in _WIRE_DTYPES:
-        raise WireError(f"cannot put dtype {a.dtype} on the wire (allowed: {sorted(_WIRE_DTYPES | _WIDENED)})")
+        raise WireError(
+            f"cannot put dtype {a.dtype} on the wire (allowed: {sorted(_WIRE_DTYPES | _WIDENED)})"
+        )
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not _LITTLE):
         a = a.astype(a.dtype.newbyteorder("<"))
     if not a.flags.c_contiguous:  # (np.ascontiguousarray would turn a 0-d array into 1-d)
@@ -104,7 +106,6 @@ def encode_tensor(x: Any) -> dict[str, Any]:
     if orig:
         out["orig_dtype"] = orig
     return out
-
 
 
 def decode_tensor(obj: Mapping[str, Any], *, name: str = "?") -> np.ndarray:
@@ -200,7 +201,9 @@ def paginate(
         raise WireError(f"page_bytes={page_bytes} is too small (needs > {_PAGE_OVERHEAD + 64})")
     meta_size = len(_pack({"meta": dict(meta)}))
     if meta_size > budget:
-        raise WireError(f"result meta is {meta_size} bytes, more than a page ({page_bytes}); move arrays to tensors")
+        raise WireError(
+            f"result meta is {meta_size} bytes, more than a page ({page_bytes}); move arrays to tensors"
+        )
 
     pages: list[dict[str, Any]] = []
     current: dict[str, Any] = {}

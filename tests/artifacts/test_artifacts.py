@@ -33,14 +33,26 @@ CTX = OpContext(device=torch.device("cpu"), seed=0)
 def mlp() -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(21)
-        return nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+        return nn.Sequential(
+            nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 8)
+        ).eval()
 
 
 def gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=32, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=4,
+        vocab_size=64,
+        n_positions=32,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(22)
         return GPT2LMHeadModel(config).eval()
@@ -91,7 +103,9 @@ def test_sparse_forms_are_smaller_and_masks_are_derived(tmp_path: Path) -> None:
         w0, w2 = m[0].weight, m[2].weight
         w0[torch.rand_like(w0) < 0.5] = 0.0  # half zeros: bitmask + values
         w2[torch.rand_like(w2) < 0.99] = 0.0  # 99% zeros: CSR
-    cm = CompressedModel(m, masks={"0.weight": w0 == 0, "2.weight": w2 != 0, "4.weight": torch.rand(8, 64) < 0.5})
+    cm = CompressedModel(
+        m, masks={"0.weight": w0 == 0, "2.weight": w2 != 0, "4.weight": torch.rand(8, 64) < 0.5}
+    )
     size = save_artifact(cm, tmp_path)
     assert size.forms["0.weight"] == "bitmask" and size.forms["2.weight"] == "csr"
     nnz0 = int((w0 != 0).sum())
@@ -110,8 +124,14 @@ def test_sparse_forms_are_smaller_and_masks_are_derived(tmp_path: Path) -> None:
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("granularity", ["tensor", "channel", "group"])
 def test_quantized_round_trip_bit_exact(tmp_path: Path, bits: int, symmetric: bool, granularity: str) -> None:
-    cm = apply(CompressedModel(mlp()), "quantize.weights", bits=bits, symmetric=symmetric,
-               granularity=granularity, group_size=32)
+    cm = apply(
+        CompressedModel(mlp()),
+        "quantize.weights",
+        bits=bits,
+        symmetric=symmetric,
+        granularity=granularity,
+        group_size=32,
+    )
     size = save_artifact(cm, tmp_path)
     assert size.forms["0.weight"] == "packed"
     back = round_trip(cm, tmp_path, mlp)
@@ -123,8 +143,14 @@ def test_quantized_round_trip_bit_exact(tmp_path: Path, bits: int, symmetric: bo
 
 
 def test_int4_is_an_eighth_of_fp32_plus_scales(tmp_path: Path) -> None:
-    cm = apply(CompressedModel(mlp()), "quantize.weights", bits=4, granularity="group", group_size=128,
-               exclude=["4.*"])
+    cm = apply(
+        CompressedModel(mlp()),
+        "quantize.weights",
+        bits=4,
+        granularity="group",
+        group_size=128,
+        exclude=["4.*"],
+    )
     size = save_artifact(cm, tmp_path)
     n = 256 * 256
     assert size.per_tensor["0.weight"] == n // 2 + (n // 128) * 2  # packed nibbles + fp16 scales
@@ -143,7 +169,9 @@ def test_pruned_then_quantized_uses_bitmask_plus_packed_codes(tmp_path: Path) ->
     m = mlp()
     with torch.no_grad():
         m[0].weight[torch.rand_like(m[0].weight) < 0.8] = 0.0
-    cm = apply(CompressedModel(m), "quantize.weights", bits=4, symmetric=False, granularity="group", group_size=64)
+    cm = apply(
+        CompressedModel(m), "quantize.weights", bits=4, symmetric=False, granularity="group", group_size=64
+    )
     size = save_artifact(cm, tmp_path)
     assert size.forms["0.weight"] == "packed-bitmask"
     n, nnz = 256 * 256, int((m[0].weight != 0).sum())
@@ -225,8 +253,15 @@ def test_dynamic_int8_round_trip(tmp_path: Path) -> None:
 
 def test_gpt2_tied_quantized_dynamic_and_fp16(tmp_path: Path) -> None:
     ids = torch.randint(0, 64, (2, 10))
-    cm = apply(CompressedModel(gpt2()), "quantize.weights", bits=4, granularity="group", group_size=16,
-               include=["*.weight"], exclude=["*ln_*"])
+    cm = apply(
+        CompressedModel(gpt2()),
+        "quantize.weights",
+        bits=4,
+        granularity="group",
+        group_size=16,
+        include=["*.weight"],
+        exclude=["*ln_*"],
+    )
     assert "transformer.wte.weight" in cm.encodings
     size = save_artifact(cm, tmp_path / "q")
     assert size.forms["lm_head.weight"] == "alias" and size.per_tensor["lm_head.weight"] == 0
@@ -243,7 +278,10 @@ def test_gpt2_tied_quantized_dynamic_and_fp16(tmp_path: Path) -> None:
     half = CompressedModel(gpt2().half())
     back = round_trip(half, tmp_path / "h", gpt2)
     assert back.module.transformer.h[0].mlp.c_fc.weight.dtype == torch.float16
-    assert save_artifact(half, tmp_path / "h2").bytes_total < save_artifact(CompressedModel(gpt2()), tmp_path / "f").bytes_total * 0.6
+    assert (
+        save_artifact(half, tmp_path / "h2").bytes_total
+        < save_artifact(CompressedModel(gpt2()), tmp_path / "f").bytes_total * 0.6
+    )
 
 
 # -- broken artifacts ------------------------------------------------------------------------------

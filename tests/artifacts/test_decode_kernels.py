@@ -50,7 +50,9 @@ def test_expand_mask_equals_the_position_array_reader(n: int, density: float) ->
         off = int(keep[:a].sum())
         out = np.full(b - a, np.nan, np.float32)
         end = K.expand_mask(mask, a, values, off, np.float32(0.0), out)
-        np.testing.assert_array_equal(out.view(np.uint32), _old_bitmask_read(mask, values, a, b).view(np.uint32))
+        np.testing.assert_array_equal(
+            out.view(np.uint32), _old_bitmask_read(mask, values, a, b).view(np.uint32)
+        )
         assert end == off + int(keep[a:b].sum())
 
 
@@ -68,16 +70,27 @@ def test_decode_range_packed_bitmask_transposed_layout(n: int, bits: int) -> Non
     keep = rng.random(n) < 0.6
     codes_all = rng.integers(0, 1 << bits, n).astype(np.uint8)
     stored_codes = codes_all[keep]
-    packed = np.packbits(np.unpackbits(stored_codes[:, None], axis=1, bitorder="little")[:, :bits].reshape(-1),
-                         bitorder="little")
+    packed = np.packbits(
+        np.unpackbits(stored_codes[:, None], axis=1, bitorder="little")[:, :bits].reshape(-1),
+        bitorder="little",
+    )
     scales = rng.random((groups, out_ch)).astype(np.float32) + 0.1
     zeros = rng.integers(0, 1 << bits, (groups, out_ch)).astype(np.float32)
     i = np.arange(n)
     g = (i // (out_ch * group_len)) * out_ch + i % out_ch
     ref = ((codes_all.astype(np.float32) - zeros.reshape(-1)[g]) * scales.reshape(-1)[g]).astype(np.float32)
     ref[~keep] = 0.0
-    spec = _spec(K.PACKED_BITMASK, mask=np.packbits(keep, bitorder="little"), packed=packed, bits=bits,
-                 scales=scales.reshape(-1), zeros=zeros.reshape(-1), a=out_ch * group_len, b=out_ch, c=out_ch)
+    spec = _spec(
+        K.PACKED_BITMASK,
+        mask=np.packbits(keep, bitorder="little"),
+        packed=packed,
+        bits=bits,
+        scales=scales.reshape(-1),
+        zeros=zeros.reshape(-1),
+        a=out_ch * group_len,
+        b=out_ch,
+        c=out_ch,
+    )
     state = np.zeros(3, np.int64)
     scratch = np.empty(n, np.uint8), np.empty(n, np.uint8)
     for a, b in _ranges(n, rng):
@@ -101,12 +114,20 @@ def test_spec_readers_match_the_full_decode_on_odd_shapes(tmp_path: Path) -> Non
     g = torch.Generator().manual_seed(5)
     tensors: dict[str, torch.Tensor] = {}
     encs = {}
-    for k, (shape, density) in enumerate([((3, 5), 0.5), ((37, 129), 0.45), ((61, 1000), 0.004), ((1, 9), 1.0)]):
+    for k, (shape, density) in enumerate(
+        [((3, 5), 0.5), ((37, 129), 0.45), ((61, 1000), 0.004), ((1, 9), 1.0)]
+    ):
         t = torch.randn(shape, generator=g)
         t[torch.rand(shape, generator=g) >= density] = 0.0
         tensors[f"sparse{k}"] = t
-    for k, (shape, axis, gran, prune) in enumerate([((41, 37), 0, "channel", 0.0), ((48, 11), 1, "group", 0.0),
-                                                    ((40, 64), 0, "group", 0.85), ((64, 33), 1, "channel", 0.9)]):
+    for k, (shape, axis, gran, prune) in enumerate(
+        [
+            ((41, 37), 0, "channel", 0.0),
+            ((48, 11), 1, "group", 0.0),
+            ((40, 64), 0, "group", 0.85),
+            ((64, 33), 1, "channel", 0.9),
+        ]
+    ):
         w = torch.randn(shape, generator=g)
         w[torch.rand(shape, generator=g) < prune] = 0.0
         enc = quantize_rtn(w, 3, False, gran, 16 if gran == "group" else None, axis, op="t", layer="t")
@@ -131,4 +152,6 @@ def test_spec_readers_match_the_full_decode_on_odd_shapes(tmp_path: Path) -> Non
             start = stop
         for a, b in seq + _ranges(n, rng):
             got = np.array(read(a, b))
-            np.testing.assert_array_equal(got.view(np.uint32), full[a:b].view(np.uint32), err_msg=f"{name} [{a},{b})")
+            np.testing.assert_array_equal(
+                got.view(np.uint32), full[a:b].view(np.uint32), err_msg=f"{name} [{a},{b})"
+            )

@@ -17,8 +17,9 @@ from modelbonsai.ops.registry import CompressedModel
 def gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16, bos_token_id=0,
-                        eos_token_id=0)
+    config = GPT2Config(
+        n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16, bos_token_id=0, eos_token_id=0
+    )
     torch.manual_seed(0)
     return GPT2LMHeadModel(config).eval()
 
@@ -93,7 +94,9 @@ def test_a_linked_folder_is_exported_into_where_it_points(tmp_path: Path) -> Non
     (tmp_path / "real" / "model.safetensors").write_bytes(b"old")
     (tmp_path / "link").symlink_to(tmp_path / "real")
     export_model(CompressedModel(nn.Linear(2, 2)), tmp_path / "link", format="safetensors", force=True)
-    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "model.safetensors").read_bytes() != b"old"
+    assert (tmp_path / "link").is_symlink() and (
+        tmp_path / "real" / "model.safetensors"
+    ).read_bytes() != b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
 
@@ -125,8 +128,9 @@ def test_an_export_that_fails_midway_changes_nothing(tmp_path: Path, monkeypatch
     assert list((tmp_path / "new").iterdir()) == []
 
 
-def test_cli_export_refuses_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export_refuses_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from support.workspace import write_workspace
 
     exp = write_workspace(tmp_path, _EXPERIMENT, "")

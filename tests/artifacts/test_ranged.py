@@ -63,10 +63,14 @@ def _assert_ranges_match(folder: Path, name: str) -> None:
         got = np.array(read(a, b))
         assert got.dtype == np.float32 and got.shape == (b - a,), (name, a, b)
         # bit patterns, so -0.0 vs 0.0 or a NaN payload would show
-        np.testing.assert_array_equal(got.view(np.uint32), full[a:b].view(np.uint32), err_msg=f"{name} [{a},{b})")
+        np.testing.assert_array_equal(
+            got.view(np.uint32), full[a:b].view(np.uint32), err_msg=f"{name} [{a},{b})"
+        )
 
 
-def _save(tmp_path: Path, tensors: dict[str, torch.Tensor], encodings: dict[str, QuantEncoding]) -> dict[str, str]:
+def _save(
+    tmp_path: Path, tensors: dict[str, torch.Tensor], encodings: dict[str, QuantEncoding]
+) -> dict[str, str]:
     cm = CompressedModel(Holder(tensors))
     cm.encodings = {f"p.{k}": v for k, v in encodings.items()}
     return save_artifact(cm, tmp_path).forms
@@ -125,7 +129,10 @@ def test_dense_bitmask_csr_and_float_dtypes(tmp_path: Path) -> None:
         "csr_bf": very_sparse[:20].clone().bfloat16(),
     }
     forms = _save(tmp_path, tensors, {})
-    assert forms["p.bitmask"] == forms["p.bitmask16"] == "bitmask" and forms["p.csr"] == forms["p.csr_bf"] == "csr"
+    assert (
+        forms["p.bitmask"] == forms["p.bitmask16"] == "bitmask"
+        and forms["p.csr"] == forms["p.csr_bf"] == "csr"
+    )
     assert forms["p.dense"] == "dense"
     for name in tensors:
         _assert_ranges_match(tmp_path, f"p.{name}")

@@ -77,7 +77,9 @@ def main() -> None:
     kept = keep_freed_memory()  # as the CLI and the language server's worker do
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    cfg = GPT2Config(vocab_size=2048, n_positions=SEQ, n_embd=256, n_layer=4, n_head=4, attn_implementation="eager")
+    cfg = GPT2Config(
+        vocab_size=2048, n_positions=SEQ, n_embd=256, n_layer=4, n_head=4, attn_implementation="eager"
+    )
     base = GPT2LMHeadModel(cfg).eval()
     other = _fake_quant(base).eval()
     task = TokenTask(torch.randint(0, cfg.vocab_size, (INSTANCES, SEQ)))

@@ -79,8 +79,12 @@ def prepare(sample: str, cache: Path) -> Path:
         env = dict(os.environ)
         if sample == "digits":
             env["BONSAI_SAMPLE_SMALL"] = "1"  # a few epochs: the latency does not depend on accuracy
-        subprocess.run([sys.executable, str(REPO / "samples" / sample / "prepare.py"), "--out", str(out)],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(REPO / "samples" / sample / "prepare.py"), "--out", str(out)],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         if sample == "digits":
             shutil.copy(REPO / "samples" / "digits" / "model.py", out / "model.py")
     return out
@@ -150,10 +154,17 @@ def run_once(sample_dir: Path, experiment: str, workspace: Path) -> dict[str, An
         efficiency.speed_metrics = original  # type: ignore[assignment]
     variant = next(v.name for v in parsed.experiment.variants)
     return {
-        "base_latency_ms": lat.value, "base_spread_ms": lat.spread, "base_noisy": lat.noisy,
-        "base_wall_ms": meas.wall, "rounds": meas.rounds, "calls": meas.calls, "batch": meas.batch_size,
-        "method": meas.method, "load_1m": meas.load,
-        "variant_step_s": step_s.get(variant), "variant_measuring_s": measuring.get(variant),
+        "base_latency_ms": lat.value,
+        "base_spread_ms": lat.spread,
+        "base_noisy": lat.noisy,
+        "base_wall_ms": meas.wall,
+        "rounds": meas.rounds,
+        "calls": meas.calls,
+        "batch": meas.batch_size,
+        "method": meas.method,
+        "load_1m": meas.load,
+        "variant_step_s": step_s.get(variant),
+        "variant_measuring_s": measuring.get(variant),
         "variant_share": (measuring.get(variant, 0.0) / step_s[variant]) if step_s.get(variant) else None,
     }
 
@@ -173,15 +184,21 @@ def main() -> int:
             print(f"{sample}: quiet run (load {os.getloadavg()[0]:.1f})…", file=sys.stderr)
             quiet = run_once(sample_dir, EXPERIMENTS[sample], root / f"{sample}-quiet")
             with busy_loops(args.busy):
-                print(f"{sample}: loaded run, {args.busy} busy loops (load {os.getloadavg()[0]:.1f})…",
-                      file=sys.stderr)
+                print(
+                    f"{sample}: loaded run, {args.busy} busy loops (load {os.getloadavg()[0]:.1f})…",
+                    file=sys.stderr,
+                )
                 loaded = run_once(sample_dir, EXPERIMENTS[sample], root / f"{sample}-loaded")
             ratio = loaded["base_latency_ms"] / quiet["base_latency_ms"]
-            wall_ratio = (loaded["base_wall_ms"] / quiet["base_wall_ms"]
-                          if loaded["base_wall_ms"] and quiet["base_wall_ms"] else None)
+            wall_ratio = (
+                loaded["base_wall_ms"] / quiet["base_wall_ms"]
+                if loaded["base_wall_ms"] and quiet["base_wall_ms"]
+                else None
+            )
             share = quiet["variant_share"]
             entry = {
-                "quiet": quiet, "loaded": loaded,
+                "quiet": quiet,
+                "loaded": loaded,
                 "ratio_loaded_quiet": round(ratio, 3),
                 "wall_ratio_loaded_quiet": None if wall_ratio is None else round(wall_ratio, 3),
                 "measuring_share": None if share is None else round(share, 3),
@@ -190,10 +207,13 @@ def main() -> int:
             }
             ok = ok and entry["ratio_ok"] and entry["share_ok"]
             out["samples"][sample] = entry
-            print(f"{sample}: stored latency quiet {quiet['base_latency_ms']:.3g} ms, loaded "
-                  f"{loaded['base_latency_ms']:.3g} ms (ratio {ratio:.2f}; wall clock "
-                  f"{quiet['base_wall_ms']:.3g} -> {loaded['base_wall_ms']:.3g} ms); measuring share "
-                  f"{share if share is None else round(share, 3)}", file=sys.stderr)
+            print(
+                f"{sample}: stored latency quiet {quiet['base_latency_ms']:.3g} ms, loaded "
+                f"{loaded['base_latency_ms']:.3g} ms (ratio {ratio:.2f}; wall clock "
+                f"{quiet['base_wall_ms']:.3g} -> {loaded['base_wall_ms']:.3g} ms); measuring share "
+                f"{share if share is None else round(share, 3)}",
+                file=sys.stderr,
+            )
     out["target_ratio"] = TARGET_RATIO
     out["target_share"] = TARGET_SHARE
     out["max_ratio"] = max(s["ratio_loaded_quiet"] for s in out["samples"].values())

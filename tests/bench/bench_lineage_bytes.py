@@ -32,8 +32,10 @@ from support.workspace import EXPERIMENT_HEAD, write_workspace
 def experiment(n_variants: int) -> str:
     out = [EXPERIMENT_HEAD]
     for i in range(n_variants):
-        out.append(f"  - name: prune-{i}\n    from: base\n    ops:\n"
-                   f"      - prune.magnitude: {{sparsity: {0.02 + 0.03 * i:.2f}}}\n")
+        out.append(
+            f"  - name: prune-{i}\n    from: base\n    ops:\n"
+            f"      - prune.magnitude: {{sparsity: {0.02 + 0.03 * i:.2f}}}\n"
+        )
     return "".join(out)
 
 

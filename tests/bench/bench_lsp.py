@@ -67,11 +67,18 @@ def build_store(root: Path, n: int) -> float:
     ids: list[str] = []
     for i in range(n):
         parent = ids[(i - 1) // 3] if i else None  # a ternary tree: depth ~7 at 2,000
-        rec = ModelRecord(name=f"m{i}", parent_id=parent, op=None if parent is None else "prune.magnitude",
-                          params={} if parent is None else {"sparsity": round(0.1 + 0.8 * (i % 9) / 8, 2)},
-                          experiment_file="synthetic.bonsai.yaml", variant=f"m{i}")
-        metrics = [Metric(f"metric_{k}", float((i * 31 + k * 7) % 1000) / 1000, "", k % 2 == 0, k < 2)
-                   for k in range(20)]
+        rec = ModelRecord(
+            name=f"m{i}",
+            parent_id=parent,
+            op=None if parent is None else "prune.magnitude",
+            params={} if parent is None else {"sparsity": round(0.1 + 0.8 * (i % 9) / 8, 2)},
+            experiment_file="synthetic.bonsai.yaml",
+            variant=f"m{i}",
+        )
+        metrics = [
+            Metric(f"metric_{k}", float((i * 31 + k * 7) % 1000) / 1000, "", k % 2 == 0, k < 2)
+            for k in range(20)
+        ]
         ids.append(store.add_model(rec, write, metrics=metrics).id)
     store.close()
     return time.perf_counter() - t0
@@ -80,14 +87,26 @@ def build_store(root: Path, n: int) -> float:
 class Client:
     def __init__(self, cwd: Path, log: Path | None = None):
         exe = Path(sys.executable).parent / "bonsai"
-        cmd = [str(exe), "serve"] if exe.is_file() else [
-            sys.executable, "-c", "import sys; from modelbonsai.lsp.server import main; sys.exit(main())"]
+        cmd = (
+            [str(exe), "serve"]
+            if exe.is_file()
+            else [
+                sys.executable,
+                "-c",
+                "import sys; from modelbonsai.lsp.server import main; sys.exit(main())",
+            ]
+        )
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         if log is not None:
             env["BONSAI_LSP_DEBUG"] = "1"
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(log, "wb") if log is not None else subprocess.DEVNULL,
-                                     cwd=cwd, env=env)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(log, "wb") if log is not None else subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+        )
         self.lock = threading.Lock()
         self.responses: dict[int, tuple[float, bytes]] = {}
         self.notifications: list[dict[str, Any]] = []
@@ -194,9 +213,19 @@ def main() -> int:
         print(f"building a store of {args.models} models…", file=sys.stderr)
         build_s = build_store(root, args.models)
         client = Client(root, args.server_log)
-        client.call("initialize", {"processId": None, "rootUri": root.as_uri(), "capabilities": {},
-                                   "initializationOptions": {"storagePath": str(root / "storage"),
-                                                             "trusted": True, "device": "cpu"}})
+        client.call(
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": root.as_uri(),
+                "capabilities": {},
+                "initializationOptions": {
+                    "storagePath": str(root / "storage"),
+                    "trusted": True,
+                    "device": "cpu",
+                },
+            },
+        )
         client.notify("initialized", {})
         seen: dict[int, int] = {}
         first = lineage_latency(client, seen)  # the cold request computes and caches
@@ -239,12 +268,22 @@ def main() -> int:
         "store_build_s": round(build_s, 1),
         "cold_ms": round(first, 1),
         "idle": {"n": len(idle), "p50_ms": round(pct(idle, 50), 2), "p99_ms": round(pct(idle, 99), 2)},
-        "busy": {"n": len(busy), "p50_ms": round(pct(busy, 50), 2) if busy else None,
-                 "p99_ms": round(pct(busy, 99), 2) if busy else None, "max_ms": round(max(busy), 2) if busy else None},
-        "busy_small_request": {"n": len(busy_jobs), "p50_ms": round(pct(busy_jobs, 50), 2) if busy_jobs else None,
-                               "p99_ms": round(pct(busy_jobs, 99), 2) if busy_jobs else None},
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_before_job": round(load_before, 1),
-                    "load_avg_1m_after_job": round(os.getloadavg()[0], 1)},
+        "busy": {
+            "n": len(busy),
+            "p50_ms": round(pct(busy, 50), 2) if busy else None,
+            "p99_ms": round(pct(busy, 99), 2) if busy else None,
+            "max_ms": round(max(busy), 2) if busy else None,
+        },
+        "busy_small_request": {
+            "n": len(busy_jobs),
+            "p50_ms": round(pct(busy_jobs, 50), 2) if busy_jobs else None,
+            "p99_ms": round(pct(busy_jobs, 99), 2) if busy_jobs else None,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_before_job": round(load_before, 1),
+            "load_avg_1m_after_job": round(os.getloadavg()[0], 1),
+        },
         "job": {"state": state, "seconds": round(job_s, 1), "models_after": after},
         "target_busy_p99_ms": 50,
     }

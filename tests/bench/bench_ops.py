@@ -114,7 +114,9 @@ def sqnr(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     return 10 * math.log10(sig / noise) if noise else math.inf
 
 
-def bonsai_once(model: nn.Module, original: dict[str, torch.Tensor], name: str, params: dict[str, Any]) -> dict[str, Any]:
+def bonsai_once(
+    model: nn.Module, original: dict[str, torch.Tensor], name: str, params: dict[str, Any]
+) -> dict[str, Any]:
     from modelbonsai.ops.registry import CompressedModel, OpContext, get_op
 
     op = get_op(name)
@@ -137,7 +139,9 @@ def torchao_config(scheme: str) -> Any:
     return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(128))
 
 
-def torchao_once(model: nn.Module, original: dict[str, torch.Tensor], scheme: str, layers: list[str]) -> dict[str, Any]:
+def torchao_once(
+    model: nn.Module, original: dict[str, torch.Tensor], scheme: str, layers: list[str]
+) -> dict[str, Any]:
     from torchao.quantization import quantize_
 
     restore(model, original)
@@ -203,8 +207,11 @@ def main() -> int:
 
     build_s, _, model = timed(lambda: build(args.layers))
     total = sum(p.numel() for p in model.parameters())
-    print(f"model: GPT-2 {args.layers} layers (Conv1D as Linear), {total / 1e6:.1f}M parameters, "
-          f"built in {build_s:.1f}s", file=sys.stderr)
+    print(
+        f"model: GPT-2 {args.layers} layers (Conv1D as Linear), {total / 1e6:.1f}M parameters, "
+        f"built in {build_s:.1f}s",
+        file=sys.stderr,
+    )
     original = {n: p.detach().clone() for n, p in model.named_parameters()}
     floor, floor_cpu = read_floor(model)
     floor_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -227,13 +234,20 @@ def main() -> int:
             if r["torchao"]["status"] != "ok":
                 failures.append(f"{scheme}: torchao failed: {r['torchao']['reason']}")
                 continue
-            if scheme == "int8_channel" and r["bonsai"]["weight_sqnr_db"] < r["torchao"]["weight_sqnr_db"] - SQNR_SLACK_DB:
-                failures.append(f"{scheme}: Bonsai's SQNR {r['bonsai']['weight_sqnr_db']} dB is below torchao's "
-                                f"{r['torchao']['weight_sqnr_db']} dB")
+            if (
+                scheme == "int8_channel"
+                and r["bonsai"]["weight_sqnr_db"] < r["torchao"]["weight_sqnr_db"] - SQNR_SLACK_DB
+            ):
+                failures.append(
+                    f"{scheme}: Bonsai's SQNR {r['bonsai']['weight_sqnr_db']} dB is below torchao's "
+                    f"{r['torchao']['weight_sqnr_db']} dB"
+                )
         int8 = schemes.get("int8_channel", {})
         if "cpu_ratio" in int8 and int8["cpu_ratio"] > TARGET_INT8_CPU_RATIO:
-            failures.append(f"int8_channel: Bonsai takes {int8['cpu_ratio']}x torchao's CPU time "
-                            f"(target <= {TARGET_INT8_CPU_RATIO})")
+            failures.append(
+                f"int8_channel: Bonsai takes {int8['cpu_ratio']}x torchao's CPU time "
+                f"(target <= {TARGET_INT8_CPU_RATIO})"
+            )
 
     # without a peer: pruning, and writing the int4 artifact (bit packing), against the read floor
     prune = bonsai_once(model, original, "prune.magnitude", {"sparsity": 0.5})
@@ -243,23 +257,39 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as d:
         wall, cpu, size = timed(lambda: save_artifact(int4["cm"], Path(d) / "a"))
-    artifact = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "stored_bytes": size.bytes_total,
-                "fp32_bytes": floor_bytes, "ratio": round(size.bytes_total / floor_bytes, 4)}
+    artifact = {
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "stored_bytes": size.bytes_total,
+        "fp32_bytes": floor_bytes,
+        "ratio": round(size.bytes_total / floor_bytes, 4),
+    }
 
     summary = {
         "bench": "bench_ops",
-        "model": {"arch": "gpt2 (Conv1D as Linear)", "layers": args.layers, "params": total,
-                  "build_seconds": round(build_s, 2)},
+        "model": {
+            "arch": "gpt2 (Conv1D as Linear)",
+            "layers": args.layers,
+            "params": total,
+            "build_seconds": round(build_s, 2),
+        },
         "threads": args.threads,
         "machine": platform.machine(),
         "torch": torch.__version__,
         "torchao": torchao_version,
         "load_average": os.getloadavg()[0],
-        "read_floor": {"seconds": round(floor, 4), "cpu_seconds": round(floor_cpu, 4), "bytes": floor_bytes,
-                       "gb_per_s": round(floor_bytes / floor / 1e9, 2)},
+        "read_floor": {
+            "seconds": round(floor, 4),
+            "cpu_seconds": round(floor_cpu, 4),
+            "bytes": floor_bytes,
+            "gb_per_s": round(floor_bytes / floor / 1e9, 2),
+        },
         "quantize": schemes,
-        "prune_magnitude_50_global": {"seconds": round(prune["seconds"], 3), "cpu_seconds": round(prune["cpu_seconds"], 3),
-                                      "x_floor": round(prune["seconds"] / floor, 1)},
+        "prune_magnitude_50_global": {
+            "seconds": round(prune["seconds"], 3),
+            "cpu_seconds": round(prune["cpu_seconds"], 3),
+            "x_floor": round(prune["seconds"] / floor, 1),
+        },
         "int4_artifact_write": artifact,
         "targets": {"int8_channel_cpu_ratio_max": TARGET_INT8_CPU_RATIO, "sqnr_slack_db": SQNR_SLACK_DB},
         "failures": failures,

@@ -39,7 +39,12 @@ def _bonsai() -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 def build(root: Path) -> None:
@@ -57,8 +62,9 @@ def build(root: Path) -> None:
         "    ops:\n"
         "      - prune.magnitude: {sparsity: 0.5}\n"
     )
-    r = subprocess.run([*_bonsai(), "run", "startup.bonsai.yaml"], cwd=root, env=_env(), capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [*_bonsai(), "run", "startup.bonsai.yaml"], cwd=root, env=_env(), capture_output=True, text=True
+    )
     if r.returncode:
         raise SystemExit(f"bonsai run failed:\n{r.stderr}")
 
@@ -90,13 +96,35 @@ def _read_frame(out: Any) -> dict[str, Any]:
 def time_lineage(root: Path) -> tuple[float, int]:
     """(seconds from starting `bonsai serve` to its first bonsai/lineage reply, models in it)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([*_bonsai(), "serve"], cwd=root, env=_env(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*_bonsai(), "serve"],
+        cwd=root,
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": root.as_uri(), "capabilities": {},
-            "initializationOptions": {"storagePath": str(root / "storage"), "trusted": True, "device": "cpu"}}}))
+        proc.stdin.write(
+            _frame(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "processId": None,
+                        "rootUri": root.as_uri(),
+                        "capabilities": {},
+                        "initializationOptions": {
+                            "storagePath": str(root / "storage"),
+                            "trusted": True,
+                            "device": "cpu",
+                        },
+                    },
+                }
+            )
+        )
         proc.stdin.write(_frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
         proc.stdin.write(_frame({"jsonrpc": "2.0", "id": 2, "method": "bonsai/lineage", "params": {}}))
         proc.stdin.flush()
@@ -116,7 +144,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bonsai-bench-startup-", dir=os.environ.get("BONSAI_BENCH_TMP")) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="bonsai-bench-startup-", dir=os.environ.get("BONSAI_BENCH_TMP")
+    ) as tmp:
         root = Path(tmp)
         build(root)
         cases = {
@@ -132,13 +162,30 @@ def main() -> int:
         for _ in range(args.runs):  # interleaved, so every case sees the same load
             for k, fn in cases.items():
                 samples[k].append(fn())
-    results = {k: {"seconds": round(min(v), 3), "median_seconds": round(statistics.median(v), 3),
-                   "target_seconds": TARGETS[k], "ok": min(v) <= TARGETS[k]} for k, v in samples.items()}
+    results = {
+        k: {
+            "seconds": round(min(v), 3),
+            "median_seconds": round(statistics.median(v), 3),
+            "target_seconds": TARGETS[k],
+            "ok": min(v) <= TARGETS[k],
+        }
+        for k, v in samples.items()
+    }
     missed = [k for k, r in results.items() if not r["ok"]]
     for k in missed:
         print(f"MISSED: {k} took {results[k]['seconds']} s (target <= {TARGETS[k]} s)", file=sys.stderr)
-    print(json.dumps({"bench": "startup", "load_average": os.getloadavg()[0], "runs": args.runs,
-                      "results": results, "missed": missed, "ok": not missed}))
+    print(
+        json.dumps(
+            {
+                "bench": "startup",
+                "load_average": os.getloadavg()[0],
+                "runs": args.runs,
+                "results": results,
+                "missed": missed,
+                "ok": not missed,
+            }
+        )
+    )
     return 1 if missed else 0
 
 

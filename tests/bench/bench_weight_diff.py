@@ -45,8 +45,15 @@ D, VOCAB = 768, 32000
 TARGET_RATIO = 0.5
 FORMS = ("dense", "bitmask", "csr", "packed8", "packed4", "packed_cols", "packed_bitmask")
 #: the stored form each bench form must produce for its 2-D weights
-EXPECTED = {"dense": "dense", "bitmask": "bitmask", "csr": "csr", "packed8": "packed", "packed4": "packed",
-            "packed_cols": "packed", "packed_bitmask": "packed-bitmask"}
+EXPECTED = {
+    "dense": "dense",
+    "bitmask": "bitmask",
+    "csr": "csr",
+    "packed8": "packed",
+    "packed4": "packed",
+    "packed_cols": "packed",
+    "packed_bitmask": "packed-bitmask",
+}
 
 
 def _shapes() -> dict[str, tuple[int, ...]]:
@@ -271,8 +278,12 @@ def _summary(form: str, comp: dict[str, Any]) -> dict[str, Any]:
         # time and in process CPU time (steadier on a shared, loaded machine)
         "compare_s_one_thread": round(comp["seconds_one_thread"], 4),
         "ratio_to_floor_one_thread": round(comp["floor_seconds_one_thread"] / comp["seconds_one_thread"], 3),
-        "ratio_to_floor_cpu_one_thread": round(comp["floor_cpu_seconds_one_thread"] / comp["cpu_seconds_one_thread"], 3),
-        "peak_anon_over_largest_tensor": round(comp["peak_anon_rss_growth_bytes"] / comp["largest_tensor_bytes"], 3),
+        "ratio_to_floor_cpu_one_thread": round(
+            comp["floor_cpu_seconds_one_thread"] / comp["cpu_seconds_one_thread"], 3
+        ),
+        "peak_anon_over_largest_tensor": round(
+            comp["peak_anon_rss_growth_bytes"] / comp["largest_tensor_bytes"], 3
+        ),
         "model_sqnr_db": comp["model_sqnr_db"],
     }
 
@@ -295,15 +306,31 @@ def main() -> int:
         for form in forms:
             comp = _sub("compare", str(folder), form)
             results[form] = _summary(form, comp)
-            extra = {"torch_threads": comp["torch_threads"], "kernel_load_s": comp["kernel_load_s"],
-                     "largest_tensor_bytes": comp["largest_tensor_bytes"]}
+            extra = {
+                "torch_threads": comp["torch_threads"],
+                "kernel_load_s": comp["kernel_load_s"],
+                "largest_tensor_bytes": comp["largest_tensor_bytes"],
+            }
             print(f"{form}: {json.dumps(results[form])}", file=sys.stderr)
     missed = [f for f, r in results.items() if not r["ok"]]
     for f in missed:
-        print(f"MISSED: {f} compares at {results[f]['ratio_to_floor']} of the read floor (target >= {TARGET_RATIO})",
-              file=sys.stderr)
-    print(json.dumps({"bench": "weight_diff", "load_average": os.getloadavg()[0], **extra, "forms": results,
-                      "target_ratio": TARGET_RATIO, "missed": missed, "ok": not missed}))
+        print(
+            f"MISSED: {f} compares at {results[f]['ratio_to_floor']} of the read floor (target >= {TARGET_RATIO})",
+            file=sys.stderr,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "weight_diff",
+                "load_average": os.getloadavg()[0],
+                **extra,
+                "forms": results,
+                "target_ratio": TARGET_RATIO,
+                "missed": missed,
+                "ok": not missed,
+            }
+        )
+    )
     return 1 if missed else 0
 
 

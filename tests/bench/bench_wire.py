@@ -53,7 +53,9 @@ def main() -> int:
     t_mp_dec, back = _best(lambda: wire.join_pages([base64.b64decode(p) for p in pages]).tensors["x"], 3)
     assert np.array_equal(back, arr)
 
-    t_b64_floor, _ = _best(lambda: np.frombuffer(base64.b64decode(base64.b64encode(raw)), dtype=np.float32), 3)
+    t_b64_floor, _ = _best(
+        lambda: np.frombuffer(base64.b64decode(base64.b64encode(raw)), dtype=np.float32), 3
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tile.msgpack"
@@ -80,12 +82,19 @@ def main() -> int:
 
     raw_total = t_raw_enc + t_raw_dec
 
-    def channel(nbytes: int, enc: float, dec: float, size_target: float | None = None,
-                floor_s: float | None = None) -> dict[str, Any]:
+    def channel(
+        nbytes: int, enc: float, dec: float, size_target: float | None = None, floor_s: float | None = None
+    ) -> dict[str, Any]:
         total = enc + dec
-        out: dict[str, Any] = {"bytes": nbytes, "encode_s": round(enc, 5), "decode_s": round(dec, 5),
-                               "total_s": round(total, 5), "size_ratio": round(nbytes / len(raw), 4),
-                               "time_vs_raw": round(total / raw_total, 2), "mb_per_s": round(raw_mb / total, 1)}
+        out: dict[str, Any] = {
+            "bytes": nbytes,
+            "encode_s": round(enc, 5),
+            "decode_s": round(dec, 5),
+            "total_s": round(total, 5),
+            "size_ratio": round(nbytes / len(raw), 4),
+            "time_vs_raw": round(total / raw_total, 2),
+            "mb_per_s": round(raw_mb / total, 1),
+        }
         if size_target is not None and floor_s is not None:
             out["floor_s"] = round(floor_s, 5)
             out["over_floor"] = round(total / floor_s, 2)
@@ -96,18 +105,33 @@ def main() -> int:
 
     results = {
         "raw_bytes": channel(len(raw), t_raw_enc, t_raw_dec),
-        "msgpack_base64": {**channel(sum(len(p) for p in pages), t_mp_enc, t_mp_dec, TARGET_B64_SIZE_RATIO,
-                                     t_b64_floor), "pages": len(pages)},
+        "msgpack_base64": {
+            **channel(sum(len(p) for p in pages), t_mp_enc, t_mp_dec, TARGET_B64_SIZE_RATIO, t_b64_floor),
+            "pages": len(pages),
+        },
         "file_msgpack": channel(file_bytes, t_file_enc, t_file_dec, TARGET_FILE_SIZE_RATIO, t_file_floor),
         "json_list": channel(len(text), t_js_enc, t_js_dec),
     }
     missed = [k for k, v in results.items() if v.get("ok") is False]
     for k in missed:
         v = results[k]
-        print(f"MISSED: {k}: {v['size_ratio']}x raw bytes (target <= {v['target_size_ratio']}), "
-              f"{v['over_floor']}x its channel's floor (target <= {TARGET_OVER_FLOOR})", file=sys.stderr)
-    print(json.dumps({"bench": "wire", "load_average": os.getloadavg()[0], "tensor_mb": raw_mb, **results,
-                      "missed": missed, "ok": not missed}))
+        print(
+            f"MISSED: {k}: {v['size_ratio']}x raw bytes (target <= {v['target_size_ratio']}), "
+            f"{v['over_floor']}x its channel's floor (target <= {TARGET_OVER_FLOOR})",
+            file=sys.stderr,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "wire",
+                "load_average": os.getloadavg()[0],
+                "tensor_mb": raw_mb,
+                **results,
+                "missed": missed,
+                "ok": not missed,
+            }
+        )
+    )
     return 1 if missed else 0
 
 

@@ -50,7 +50,7 @@ def _pairs(node: Any, path: str, out: list[tuple[str, Any, Any, Any]]) -> None:
             continue
         figure = None
         if key.startswith("target_"):
-            figure = key[len("target_"):]
+            figure = key[len("target_") :]
         elif key.endswith("_target"):
             figure = key[: -len("_target")]
         if figure is not None and isinstance(node.get(figure), (int, float)):
@@ -74,8 +74,14 @@ def rows(folder: Path) -> tuple[list[Row], bool]:
         if last is not None:
             for f in last.get("figures") or []:
                 if isinstance(f, dict) and "name" in f:
-                    found.append((str(f["name"]) + (f" ({f['unit']})" if f.get("unit") else ""), f.get("value"),
-                                  f.get("target"), f.get("ok")))
+                    found.append(
+                        (
+                            str(f["name"]) + (f" ({f['unit']})" if f.get("unit") else ""),
+                            f.get("value"),
+                            f.get("target"),
+                            f.get("ok"),
+                        )
+                    )
             _pairs({k: v for k, v in last.items() if k != "figures"}, "", found)
         if not found:
             table.append((bench, "-" if last is not None else "(no JSON last line)", "", "", status))

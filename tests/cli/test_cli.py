@@ -47,7 +47,11 @@ def test_broken_file_reports_every_error_with_positions_and_runs_nothing(tmp_pat
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("broken.bonsai.yaml:")]
     assert [ln.split(": ")[0] for ln in lines] == [
-        "broken.bonsai.yaml:8:9", "broken.bonsai.yaml:10:11", "broken.bonsai.yaml:12:37", "broken.bonsai.yaml:13:11"]
+        "broken.bonsai.yaml:8:9",
+        "broken.bonsai.yaml:10:11",
+        "broken.bonsai.yaml:12:37",
+        "broken.bonsai.yaml:13:11",
+    ]
     assert "prune.magnitud" in lines[0] and "nowhere" in lines[1] and "1.5" in lines[2] and "'a'" in lines[3]
     assert "nothing was run" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / ".bonsai").exists()
@@ -88,11 +92,19 @@ def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
     assert models["prune-50"]["id"] != old["prune-50"]["id"]  # forced: made again
     assert models["prune-50-scaled/1"]["parent_id"] == models["prune-50"]["id"]
     assert models["prune-50"]["status"] == "ok" and models["prune-50"]["op"] == "prune.magnitude"
-    assert {x["name"] for x in models["prune-50"]["metrics"]} >= {"accuracy", "stored_size", "nonzero_parameters"}
+    assert {x["name"] for x in models["prune-50"]["metrics"]} >= {
+        "accuracy",
+        "stored_size",
+        "nonzero_parameters",
+    }
 
     r = bonsai("show", "prune-50", cwd=tmp_path)
     assert r.returncode == 0
-    assert "prune.magnitude" in r.stdout and '"sparsity": 0.5' in r.stdout and "children   prune-50-scaled/1" in r.stdout
+    assert (
+        "prune.magnitude" in r.stdout
+        and '"sparsity": 0.5' in r.stdout
+        and "children   prune-50-scaled/1" in r.stdout
+    )
 
     r = bonsai("compare", "toy", "prune-50", "prune-50-scaled", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -109,7 +121,10 @@ def test_run_skip_force_ls_show_rm(tmp_path: Path) -> None:
 
     # mended, the variant is made and no longer failed
     (tmp_path / "exp.bonsai.yaml").write_text(
-        (tmp_path / "exp.bonsai.yaml").read_text().replace("mine.explode: {why: \"it went wrong\"}", "mine.scale: {}"))
+        (tmp_path / "exp.bonsai.yaml")
+        .read_text()
+        .replace('mine.explode: {why: "it went wrong"}', "mine.scale: {}")
+    )
     r = bonsai("run", "exp.bonsai.yaml", "--only", "bad", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     models = {m["name"]: m for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)}
@@ -137,8 +152,9 @@ def test_workspace_option_and_broken_model(tmp_path: Path) -> None:
 # -- in-process: usage errors are cheap to check without a subprocess ---------------------------
 
 
-def test_usage_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_errors_exit_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main([]) == 2
     assert main(["run"]) == 2
@@ -169,8 +185,12 @@ def test_sigkill_during_a_run_keeps_the_store_consistent(tmp_path: Path) -> None
     make_workspace(tmp_path)
     exe = Path(sys.executable).parent / "bonsai"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelbonsai"]
-    proc = subprocess.Popen([*cmd, "run", "exp.bonsai.yaml", "--only", "prune-50-scaled"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "run", "exp.bonsai.yaml", "--only", "prune-50-scaled"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = tmp_path / ".bonsai" / "lineage.sqlite"
     deadline = time.monotonic() + 120
     listed: list[str] = []
@@ -212,7 +232,9 @@ def test_bad_only_and_device_are_usage_errors(tmp_path: Path, capsys: pytest.Cap
     assert "--only: no variant named nope" in err and "prune-50" in err and "Traceback" not in err
     assert main(["run", str(exp), "--device", "tpu"]) == 2
     assert "unknown device 'tpu'" in capsys.readouterr().err
-    assert not (tmp_path / ".bonsai" / "artifacts").exists() or not any((tmp_path / ".bonsai" / "artifacts").iterdir())
+    assert not (tmp_path / ".bonsai" / "artifacts").exists() or not any(
+        (tmp_path / ".bonsai" / "artifacts").iterdir()
+    )
 
 
 def test_changed_task_settings_reevaluate_instead_of_calling_models_up_to_date(tmp_path: Path) -> None:
@@ -220,20 +242,59 @@ def test_changed_task_settings_reevaluate_instead_of_calling_models_up_to_date(t
     r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0 and "2 models made, 0 up to date" in r.stderr, r.stderr
     ids = {m["name"]: m["id"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)}
-    exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10"))
+    exp.write_text(
+        exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10")
+    )
     r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
     assert {m["name"]: m["id"] for m in json.loads(bonsai("ls", "--json", cwd=tmp_path).stdout)} == ids
     # the file's max_instances wins over --max-instances, which says it is ignored
-    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    r = bonsai(
+        "run",
+        "exp.bonsai.yaml",
+        "--only",
+        "prune-50",
+        "--device",
+        "cpu",
+        "--max-instances",
+        "4",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr, r.stderr
     assert "--max-instances 4 ignored: exp.bonsai.yaml sets max_instances: 10" in r.stderr
     # where the file sets none, --max-instances is an evaluation setting too; the plan says
     # what is re-evaluated, and that the base was not asked for
     exp.write_text(exp.read_text().replace("\n  max_instances: 10", ""))
-    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
+    r = bonsai(
+        "run",
+        "exp.bonsai.yaml",
+        "--only",
+        "prune-50",
+        "--device",
+        "cpu",
+        "--max-instances",
+        "4",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "0 models made, 2 re-evaluated, 0 up to date" in r.stderr, r.stderr
-    assert "plan: re-evaluate toy (evaluated on 10 instances, a run now evaluates 4 instances, not asked for)" in r.stderr
-    assert "plan: re-evaluate prune-50 (evaluated on 10 instances, a run now evaluates 4 instances)" in r.stderr
-    r = bonsai("run", "exp.bonsai.yaml", "--only", "prune-50", "--device", "cpu", "--max-instances", "4", cwd=tmp_path)
-    assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr and "plan:" not in r.stderr, r.stderr
+    assert (
+        "plan: re-evaluate toy (evaluated on 10 instances, a run now evaluates 4 instances, not asked for)"
+        in r.stderr
+    )
+    assert (
+        "plan: re-evaluate prune-50 (evaluated on 10 instances, a run now evaluates 4 instances)" in r.stderr
+    )
+    r = bonsai(
+        "run",
+        "exp.bonsai.yaml",
+        "--only",
+        "prune-50",
+        "--device",
+        "cpu",
+        "--max-instances",
+        "4",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0 and "0 models made, 2 up to date" in r.stderr and "plan:" not in r.stderr, (
+        r.stderr
+    )

@@ -33,8 +33,14 @@ def test_fuzzed_files_through_the_cli_dry_run(tmp_path: Path) -> None:
         f.write_text(text, encoding="utf-8")
         files.append(f)
     env = {**os.environ, "BONSAI_DEBUG": "", "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-c", _DRIVER, *map(str, files)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIVER, *map(str, files)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     sections = re.split(r"^=== (?=/)", done.stderr, flags=re.M)[1:]
     assert len(sections) == len(files), done.stderr[-3000:]
@@ -67,8 +73,17 @@ def test_a_checker_bug_is_one_line_without_bonsai_debug(tmp_path: Path) -> None:
     f.write_text("base:\n  load: m.py:build\nvariants: []\n")
     for debug in ("", "1"):
         env = {**os.environ, "BONSAI_DEBUG": debug}
-        done = subprocess.run([sys.executable, "-c", _BROKEN_CHECKER, str(f)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", _BROKEN_CHECKER, str(f)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2, done.stderr
-        assert f"{f}:1:1: error: Bonsai could not check this file: RuntimeError: a bug in the checker" in done.stderr
+        assert (
+            f"{f}:1:1: error: Bonsai could not check this file: RuntimeError: a bug in the checker"
+            in done.stderr
+        )
         assert ("Traceback" in done.stderr) == bool(debug), done.stderr

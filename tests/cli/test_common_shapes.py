@@ -71,8 +71,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / "model.safetensors"))
     (root / "data").mkdir()
     g = torch.Generator().manual_seed(1)
-    save_file({"images": torch.rand(24, 1, 8, 8, generator=g), "labels": torch.arange(24) % 4},
-              str(root / "data" / "eval.safetensors"))
+    save_file(
+        {"images": torch.rand(24, 1, 8, 8, generator=g), "labels": torch.arange(24) % 4},
+        str(root / "data" / "eval.safetensors"),
+    )
     (root / "exp.bonsai.yaml").write_text(EXPERIMENT)
     return root
 
@@ -100,10 +102,15 @@ def _show(workspace: Path, name: str, capsys: pytest.CaptureFixture[str], *extra
 def test_unfit_layers_are_skipped_with_a_warning_in_the_run_and_in_show(
     workspace: Path, ran: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert "warning: nm: prune.nm skipped 1 layer (left as it was): 0.weight (input size 1 is not divisible by m=4)" \
-        in ran, ran
+    assert (
+        "warning: nm: prune.nm skipped 1 layer (left as it was): 0.weight (input size 1 is not divisible by m=4)"
+        in ran
+    ), ran
     # 3x3 convs have 9 and 72 columns, the first Linear 8: only the last one (32) is quantized
-    assert "warning: grp: quantize.weights skipped 3 layers" in ran and "group_size 32 does not divide the 9" in ran
+    assert (
+        "warning: grp: quantize.weights skipped 3 layers" in ran
+        and "group_size 32 does not divide the 9" in ran
+    )
     assert "nm-strict failed: op prune.nm, parameter 'm', layer '0.weight'" in ran and "strict" in ran
     assert "nm failed" not in ran and "grp failed" not in ran
     shown = _show(workspace, "nm", capsys)
@@ -111,7 +118,10 @@ def test_unfit_layers_are_skipped_with_a_warning_in_the_run_and_in_show(
     as_json = json.loads(_show(workspace, "grp", capsys, "--json"))
     skipped = next(m for m in as_json["metrics"] if m["name"] == "skipped_layers")
     assert skipped["value"] == 3 and "3.weight" in skipped["detail"] and "7.weight" in skipped["detail"]
-    assert not any(m["name"] == "skipped_layers" for m in json.loads(_show(workspace, "fp16", capsys, "--json"))["metrics"])
+    assert not any(
+        m["name"] == "skipped_layers"
+        for m in json.loads(_show(workspace, "fp16", capsys, "--json"))["metrics"]
+    )
 
 
 @pytest.mark.parametrize("name", ["fp16", "bf16"])
@@ -179,18 +189,31 @@ def test_the_language_servers_run_job_carries_the_warning(workspace: Path, ran: 
             pass
 
     rep = Reporter()
-    out = run({"file": str(workspace / "exp.bonsai.yaml"), "folder": str(workspace), "device": "cpu",
-               "variants": ["nm"], "force": True}, rep)
+    out = run(
+        {
+            "file": str(workspace / "exp.bonsai.yaml"),
+            "folder": str(workspace),
+            "device": "cpu",
+            "variants": ["nm"],
+            "force": True,
+        },
+        rep,
+    )
     assert out["made"] == ["nm"] and "0.weight (input size 1" in out["warnings"]["nm"]
     # the job's last message, what the editor shows of a finished job
-    assert rep.messages[-1].startswith("1 model made") and "warning: nm: prune.nm skipped 1 layer" in rep.messages[-1]
+    assert (
+        rep.messages[-1].startswith("1 model made")
+        and "warning: nm: prune.nm skipped 1 layer" in rep.messages[-1]
+    )
 
 
 def test_a_re_evaluation_keeps_what_the_op_skipped(
     workspace: Path, ran: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    code = main(["run", str(workspace / "exp.bonsai.yaml"), "--only", "nm", "--max-instances", "8", "--device", "cpu"])
+    code = main(
+        ["run", str(workspace / "exp.bonsai.yaml"), "--only", "nm", "--max-instances", "8", "--device", "cpu"]
+    )
     assert code == 0 and "2 re-evaluated" in capsys.readouterr().err  # nm and its base
     shown = _show(workspace, "nm", capsys)
     assert "skipped_layers" in shown and "0.weight (input size 1 is not divisible by m=4)" in shown, shown

@@ -21,7 +21,7 @@ from support.hf import save_text_classifier, write_text_data
 
 # What torchao, torch and transformers print, emitted the way they emit it (logger names, levels,
 # warning categories and the modules they are attributed to).
-NOISY_OPS = '''
+NOISY_OPS = """
 import logging
 import warnings
 
@@ -36,7 +36,7 @@ logging.getLogger("torch.utils._pytree").warning(
 logging.getLogger("transformers.modeling_utils").warning("Some weights of the model were not initialized")
 warnings.warn_explicit("`torch_dtype` is deprecated! Use `dtype` instead!", FutureWarning,
                        "modeling_utils.py", 1, module="transformers.modeling_utils")
-'''
+"""
 
 EXPERIMENT = """\
 base:
@@ -53,16 +53,35 @@ variants:
       - quantize.weights: {bits: 8}
 """
 
-NOISE = ("Failed to load", "_pytree", "Enum subclass", "not initialized", "FutureWarning", "torch_dtype",
-         "Writing model shards", "Loading weights", "it/s]")
+NOISE = (
+    "Failed to load",
+    "_pytree",
+    "Enum subclass",
+    "not initialized",
+    "FutureWarning",
+    "torch_dtype",
+    "Writing model shards",
+    "Loading weights",
+    "it/s]",
+)
 
 
 def bonsai(*args: str, cwd: Path, debug: bool = False) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "bonsai"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelbonsai"]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TORCH_LOGS", "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY",
-                        "TRANSFORMERS_NO_ADVISORY_WARNINGS", "PYTHONWARNINGS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "TORCH_LOGS",
+            "TQDM_DISABLE",
+            "HF_HUB_DISABLE_PROGRESS_BARS",
+            "TRANSFORMERS_VERBOSITY",
+            "TRANSFORMERS_NO_ADVISORY_WARNINGS",
+            "PYTHONWARNINGS",
+        )
+    }
     env.update({"COLUMNS": "200", "BONSAI_DEBUG": "1" if debug else ""})
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 

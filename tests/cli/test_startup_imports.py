@@ -43,11 +43,18 @@ EXPERIMENT = textwrap.dedent(
 
 def _imports(ws: Path, *args: str) -> tuple[str, set[str]]:
     """(stdout, which of torch / numba the command imported) of `bonsai ARGS` in a fresh process."""
-    code = ("import sys; from modelbonsai.cli import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps(sorted(m for m in ('torch', 'numba') if m in sys.modules)), file=sys.stderr); "
-            "sys.exit(rc)").replace("import sys;", "import sys, json;")
-    r = subprocess.run([sys.executable, "-c", code, *args, "--workspace", str(ws)], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "BONSAI_DEBUG": ""})
+    code = (
+        "import sys; from modelbonsai.cli import main; rc = main(sys.argv[1:]); "
+        "print(json.dumps(sorted(m for m in ('torch', 'numba') if m in sys.modules)), file=sys.stderr); "
+        "sys.exit(rc)"
+    ).replace("import sys;", "import sys, json;")
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args, "--workspace", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BONSAI_DEBUG": ""},
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout, set(json.loads(r.stderr.strip().splitlines()[-1]))
 

@@ -35,7 +35,9 @@ USER_OPS = textwrap.dedent(
     """
 )
 
-EXPERIMENT = experiment_head("my_ops.py") + f"""\
+EXPERIMENT = (
+    experiment_head("my_ops.py")
+    + f"""\
   - name: thr-{{threshold}}
     ops:
       - {OP}: {{threshold: [0.02, 0.05], layers: [0, 1]}}
@@ -44,6 +46,7 @@ EXPERIMENT = experiment_head("my_ops.py") + f"""\
     ops:
       - {OP}: {{threshold: [0.1]}}
 """
+)
 
 
 def test_the_parser_sweeps_a_user_ops_parameter_that_the_name_names(tmp_path: Path) -> None:
@@ -57,7 +60,9 @@ def test_the_parser_sweeps_a_user_ops_parameter_that_the_name_names(tmp_path: Pa
     assert set(by_name) == {"thr-0.02", "thr-0.05", "both-0.1"}
     assert by_name["thr-0.02"].ops[0].params == {"threshold": 0.02, "layers": [0, 1]}  # layers: a value
     assert by_name["thr-0.05"].sweep_values == {"threshold": 0.05}
-    assert by_name["both-0.1"].parent == "thr-0.05" and by_name["both-0.1"].ops[0].params == {"threshold": 0.1}
+    assert by_name["both-0.1"].parent == "thr-0.05" and by_name["both-0.1"].ops[0].params == {
+        "threshold": 0.1
+    }
 
 
 def test_an_unnamed_placeholder_is_still_reported(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ USER_OPS = textwrap.dedent(
 )
 
 # The shared head (with this workspace's user ops), then a chain, a failing op and its child.
-EXPERIMENT = experiment_head("my_ops.py") + """\
+EXPERIMENT = (
+    experiment_head("my_ops.py")
+    + """\
   - name: prune-50
     from: base
     ops:
@@ -49,6 +51,7 @@ EXPERIMENT = experiment_head("my_ops.py") + """\
     ops:
       - mine.scale: {}
 """
+)
 
 
 def make_workspace(root: Path, experiment: str = EXPERIMENT) -> Path:

@@ -265,7 +265,9 @@ def test_accelerator_path_end_to_end(monkeypatch: pytest.MonkeyPatch, cka_rows: 
     np.testing.assert_allclose(got.propagated, want.propagated, rtol=1e-5)
 
 
-def test_histogram_sample_is_the_same_from_the_kernel_and_the_device_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_histogram_sample_is_the_same_from_the_kernel_and_the_device_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # outputs larger than the per-batch sample: the CPU kernel takes the block sample itself
     torch.manual_seed(7)
     base = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 3))

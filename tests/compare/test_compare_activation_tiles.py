@@ -53,21 +53,29 @@ def test_tensor_tiles_activation_source_with_difference_and_kept_channels() -> N
     top = api.tensor_tiles(None, "p", "0", -1, source="activation", model=pruned, task=task, task_key={"t": 1},
                            instances=["i3", "i0"], minus=("b", base), kept_indices={0: [0, 2]}, tile=1)  # fmt: skip
     assert top.result.meta["level"] == 1 and top.result.meta["levels"] == 1
-    assert top.result.tensors["L1_0_0_mean"].tolist() == [[2.0]] and top.result.tensors["L1_0_0_maxabs"].tolist() == [[7.0]]
+    assert top.result.tensors["L1_0_0_mean"].tolist() == [[2.0]] and top.result.tensors[
+        "L1_0_0_maxabs"
+    ].tolist() == [[7.0]]
     # cached by instance set: a hit loads nothing
     fail = lambda: pytest.fail("loaded")  # noqa: E731
     hit = api.tensor_tiles(cache, "p", "0", 0, source="activation", model=fail, task=fail, task_key={"t": 1},
                            instances=["i3", "i0"], minus=("b", fail), kept_indices={0: [0, 2]}, tile=8)  # fmt: skip
     assert hit.cache_hit
     # one instance (a string) keeps the old layout: the batch dim removed
-    one = api.tensor_tiles(None, "b", "0", 0, source="activation", model=base, task=task, task_key={}, instances="i1", tile=8)
-    assert one.result.meta["instance"] == "i1" and one.result.tensors["L0_0_0_mean"].tolist() == [[3.0, 4.0, 7.0]]
+    one = api.tensor_tiles(
+        None, "b", "0", 0, source="activation", model=base, task=task, task_key={}, instances="i1", tile=8
+    )
+    assert one.result.meta["instance"] == "i1" and one.result.tensors["L0_0_0_mean"].tolist() == [
+        [3.0, 4.0, 7.0]
+    ]
 
 
 def test_tensor_tiles_weight_source_and_user_mistakes() -> None:
     base, _, task = _models()
     w = api.tensor_tiles(None, "b", "0.weight", 0, source="weight", weights=ModuleSource(base), tile=8)
-    assert w.result.meta["name"] == "0.weight" and "source" not in w.result.meta  # weight tiles keep their meta
+    assert (
+        w.result.meta["name"] == "0.weight" and "source" not in w.result.meta
+    )  # weight tiles keep their meta
     np.testing.assert_array_equal(w.result.tensors["L0_0_0_mean"], base[0].weight.detach().numpy())
     with pytest.raises(CompareError, match="unknown tiles source 'grad'"):
         api.tensor_tiles(None, "b", "0", 0, source="grad")

@@ -33,7 +33,9 @@ def test_isolated_high_only_at_corrupted_layer_propagated_from_it_onward() -> No
     with torch.no_grad():
         other[4].weight.add_(0.5 * torch.randn_like(other[4].weight))  # the third Linear
     task = ToyTask(torch.randn(40, 16))
-    res = compare_activations(base, {"o": other}, task, options=ActivationOptions(instances=40, batch_size=16))["o"]
+    res = compare_activations(
+        base, {"o": other}, task, options=ActivationOptions(instances=40, batch_size=16)
+    )["o"]
     linears = ["0", "2", "4", "6", "8"]
     iso = {n: res.module(n).isolated["rel_l2"] for n in linears}  # type: ignore[index]
     prop = {n: res.module(n).propagated["rel_l2"] for n in linears}  # type: ignore[index]
@@ -62,7 +64,9 @@ def test_rankings_point_at_the_hurt_instance_and_layer() -> None:
         other[2].weight[:, 0] += 3.0  # only inputs with a large feature 0 at layer "2" are hurt
     x = torch.randn(12, 16) * 0.1
     x[5] += 5.0
-    res = compare_activations(base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=12, batch_size=5))["o"]
+    res = compare_activations(
+        base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=12, batch_size=5)
+    )["o"]
     assert res.top_instances("2", k=1, mode="isolated")[0][0] == "i5"
     top = res.top_layers("i5", k=3, mode="isolated")
     assert top[0][0] == "2"
@@ -122,9 +126,16 @@ def test_memory_budget_error_names_instance_count() -> None:
     base = _mlp(width=64)
     task = ToyTask(torch.randn(64, 64))
     with pytest.raises(ActivationMemoryError, match=r"lower the instance count to \d+"):
-        compare_activations(base, {"o": copy.deepcopy(base)}, task, options=ActivationOptions(instances=64, memory_budget=60_000))
+        compare_activations(
+            base,
+            {"o": copy.deepcopy(base)},
+            task,
+            options=ActivationOptions(instances=64, memory_budget=60_000),
+        )
     with pytest.raises(ActivationMemoryError, match="single instance"):
-        compare_activations(base, {"o": copy.deepcopy(base)}, task, options=ActivationOptions(instances=64, memory_budget=500))
+        compare_activations(
+            base, {"o": copy.deepcopy(base)}, task, options=ActivationOptions(instances=64, memory_budget=500)
+        )
 
 
 def test_nan_is_counted_and_cancel_works() -> None:
@@ -132,11 +143,15 @@ def test_nan_is_counted_and_cancel_works() -> None:
     other = copy.deepcopy(base)
     with torch.no_grad():
         other[0].weight[0, 0] = float("nan")
-    res = compare_activations(base, {"o": other}, ToyTask(torch.randn(8, 16)), options=ActivationOptions(instances=8))["o"]
+    res = compare_activations(
+        base, {"o": other}, ToyTask(torch.randn(8, 16)), options=ActivationOptions(instances=8)
+    )["o"]
     m = res.module("0").propagated
     assert m is not None and m["nan_other"] == 8 and m["nan_base"] == 0
     with pytest.raises(Cancelled):
-        compare_activations(base, {"o": other}, ToyTask(torch.randn(8, 16)), control=Control(cancelled=lambda: True))
+        compare_activations(
+            base, {"o": other}, ToyTask(torch.randn(8, 16)), control=Control(cancelled=lambda: True)
+        )
 
 
 def test_inplace_relu_does_not_corrupt_captured_outputs() -> None:
@@ -145,7 +160,9 @@ def test_inplace_relu_does_not_corrupt_captured_outputs() -> None:
     with torch.no_grad():
         other[0].bias.add_(0.3)
     x = torch.randn(12, 8)
-    res = compare_activations(base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=12, mode="isolated"))["o"]
+    res = compare_activations(
+        base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=12, mode="isolated")
+    )["o"]
     with torch.no_grad():
         pre_b, pre_o = base[0](x), other[0](x)  # before the in-place ReLU
     want = float((pre_o - pre_b).norm() / pre_b.norm())
@@ -162,7 +179,9 @@ def test_activation_metrics_against_float64_reference(seq: int) -> None:
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
     x = torch.randn(9, seq, 80) if seq > 1 else torch.randn(9, 80)
-    res = compare_activations(base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=9, batch_size=4))["o"]
+    res = compare_activations(
+        base, {"o": other}, ToyTask(x), options=ActivationOptions(instances=9, batch_size=4)
+    )["o"]
     with torch.no_grad():
         hb, ho = base[:1](x).double(), other[:1](x).double()
     b, o = hb.reshape(9, -1), ho.reshape(9, -1)
@@ -190,8 +209,13 @@ def test_progress_counts_the_instances_the_task_has() -> None:
         task = ToyTask(torch.randn(10, 16))
         setattr(task, attr, 10)  # the task says how many it has, or that it is cut to 10
         seen: list[tuple[float, str]] = []
-        res = compare_activations(base, {"o": other}, task, options=ActivationOptions(instances=64, batch_size=4),
-                                  control=Control(progress=lambda f, m, seen=seen: seen.append((f, m))))["o"]
+        res = compare_activations(
+            base,
+            {"o": other},
+            task,
+            options=ActivationOptions(instances=64, batch_size=4),
+            control=Control(progress=lambda f, m, seen=seen: seen.append((f, m))),
+        )["o"]
         assert len(res.ids) == 10
         counted = [m for _, m in seen if m.startswith("activations: ")]
         assert counted[-1] == "activations: 10/10 instances", (attr, counted)

@@ -98,12 +98,16 @@ def test_causal_lm_tokens_and_generations() -> None:
     gens_o = [{"prompt": "Hi", "text": " there me", "tokens": [1, 2, 4]}]
     eb = Evaluation([], [str(i) for i in range(n)], logp_b, pred_b, pred_b, {"generations": gens_b})
     eo = Evaluation([], [str(i) for i in range(n)], logp_o, pred_o, None, {"generations": gens_o})
-    res = compare_behavior(eb, {"o": eo}, groupings={"half": {str(i): "a" if i < 3 else "b" for i in range(n)}}, bootstrap=200)["o"]
+    res = compare_behavior(
+        eb, {"o": eo}, groupings={"half": {str(i): "a" if i < 3 else "b" for i in range(n)}}, bootstrap=200
+    )["o"]
     assert res.task_kind == "causal_lm"
     assert res.summary["token_agreement"]["value"] == pytest.approx(1 - 2 / (n * t))
     assert res.summary["logp_change"]["value"] == pytest.approx(-0.1, abs=1e-6)
     assert res.per_instance["token_agree"].shape == (n, t)
-    assert [gr["group"] for gr in res.groups] == ["a", "b"] and res.groups[1]["token_agreement"]["value"] == 1.0
+    assert [gr["group"] for gr in res.groups] == ["a", "b"] and res.groups[1]["token_agreement"][
+        "value"
+    ] == 1.0
     assert res.generations[0]["base"] == " there you" and res.generations[0]["first_difference"] == 2
 
 
@@ -113,7 +117,10 @@ class _LMTask:
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for i in range(0, len(self.tokens), batch_size):
-            yield Batch(ids=[str(j) for j in range(i, min(i + batch_size, len(self.tokens)))], inputs=self.tokens[i : i + batch_size])
+            yield Batch(
+                ids=[str(j) for j in range(i, min(i + batch_size, len(self.tokens)))],
+                inputs=self.tokens[i : i + batch_size],
+            )
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return model(batch.inputs)
@@ -142,9 +149,15 @@ def test_embeddings_compare_by_cosine() -> None:
     e = torch.randn(20, 8)
     o = e.clone()
     o[3] = -o[3]
-    res = compare_behavior(Evaluation([], [str(i) for i in range(20)], e), {"o": Evaluation([], [str(i) for i in range(20)], o)}, bootstrap=100)["o"]
+    res = compare_behavior(
+        Evaluation([], [str(i) for i in range(20)], e),
+        {"o": Evaluation([], [str(i) for i in range(20)], o)},
+        bootstrap=100,
+    )["o"]
     assert res.task_kind == "embedding"
-    assert res.per_instance["cosine"][3] == pytest.approx(-1.0) and res.per_instance["cosine"][0] == pytest.approx(1.0)
+    assert res.per_instance["cosine"][3] == pytest.approx(-1.0) and res.per_instance["cosine"][
+        0
+    ] == pytest.approx(1.0)
     assert res.summary["cosine"]["value"] == pytest.approx(18 / 20, abs=1e-6)
 
 
@@ -159,4 +172,6 @@ def test_lm_tokens_entry_point_is_cached() -> None:
     first = api.lm_tokens(cache, "a", "b", base, other, task, task_key={}, instances=5)
     assert first.result.tensors["kl"].shape == (5, 6) and first.result.tensors["top1_agree"].dtype == np.bool_
     assert (first.result.tensors["kl"] >= 0).all() and first.result.meta["mean_kl"] > 0
-    assert api.lm_tokens(cache, "a", "b", base, lambda: pytest.fail("loaded"), task, task_key={}, instances=5).cache_hit
+    assert api.lm_tokens(
+        cache, "a", "b", base, lambda: pytest.fail("loaded"), task, task_key={}, instances=5
+    ).cache_hit

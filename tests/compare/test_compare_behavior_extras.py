@@ -26,7 +26,10 @@ def test_groups_carry_their_instance_ids_in_every_task_kind() -> None:
     targets = torch.tensor([0, 1, 1, 1, 0])
     ev = Evaluation([], ids, probs, probs.argmax(1), targets)
     res = compare_behavior(ev, {"o": ev}, bootstrap=20)["o"]  # default grouping: the target label
-    assert [(g["group"], g["count"], g["ids"]) for g in res.groups] == [("0", 2, ["a", "e"]), ("1", 3, ["b", "c", "d"])]
+    assert [(g["group"], g["count"], g["ids"]) for g in res.groups] == [
+        ("0", 2, ["a", "e"]),
+        ("1", 3, ["b", "c", "d"]),
+    ]
     grouping = {"by": {"a": "x", "b": "y", "c": "x", "d": "y", "e": "z"}}
     res = compare_behavior(ev, {"o": ev}, groupings=grouping, bootstrap=20)["o"]
     assert {g["group"]: g["ids"] for g in res.groups} == {"x": ["a", "c"], "y": ["b", "d"], "z": ["e"]}
@@ -110,7 +113,10 @@ def test_behavior_entry_point_adds_true_token_kl_and_caches() -> None:
     np.testing.assert_allclose(out.result.tensors["kl"], [K / 2, 0, K / 2], atol=1e-6)
     meta = out.result.meta
     assert meta["summary"]["mean_kl"] == pytest.approx(K / 3, abs=1e-6)
-    assert [g["mean_kl"] for g in meta["groups"]] == [pytest.approx(K / 4, abs=1e-6), pytest.approx(K / 2, abs=1e-6)]
+    assert [g["mean_kl"] for g in meta["groups"]] == [
+        pytest.approx(K / 4, abs=1e-6),
+        pytest.approx(K / 2, abs=1e-6),
+    ]
     assert [g["ids"] for g in meta["groups"]] == [["s0", "s1"], ["s2"]]
     # cached: nothing is loaded again; without models the result (and key) is the old one
     fail = lambda: pytest.fail("loaded")  # noqa: E731

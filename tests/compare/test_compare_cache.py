@@ -28,7 +28,9 @@ def _net() -> nn.Module:
 def _apply(op: str, cm: CompressedModel, **params: object) -> CompressedModel:
     d = get_op(op)
     assert d is not None
-    return d.fn(CompressedModel(copy.deepcopy(cm.module)), d.resolve(dict(params)), OpContext(torch.device("cpu"), 0))
+    return d.fn(
+        CompressedModel(copy.deepcopy(cm.module)), d.resolve(dict(params)), OpContext(torch.device("cpu"), 0)
+    )
 
 
 def _add(store: LineageStore, name: str, cm: CompressedModel, parent: str | None = None) -> str:
@@ -70,7 +72,9 @@ def test_structured_kept_indices_come_from_the_artifact(tmp_path: Path) -> None:
     shrunk = [n for n, t in rows.items() if t.get("removed")]
     assert shrunk and all(rows[n]["status"] == "ok" for n in shrunk)
     assert all(rows[n]["kept_metrics"]["rel_l2"] < 1e-6 for n in shrunk)  # kept channels unchanged
-    assert all(rows[n]["metrics"]["rel_l2"] > 0.1 for n in shrunk)  # removed ones are zeros in the base layout
+    assert all(
+        rows[n]["metrics"]["rel_l2"] > 0.1 for n in shrunk
+    )  # removed ones are zeros in the base layout
     store.close()
 
 
@@ -88,7 +92,9 @@ def test_options_are_part_of_the_key_and_cancel_is_honoured() -> None:
 
 def test_tiles_of_a_difference() -> None:
     a, b = _net(), _net()
-    out = api.weight_tiles(MemoryCache(), "b", ModuleSource(b), "0.weight", 0, minus=("a", ModuleSource(a)), tile=16)
+    out = api.weight_tiles(
+        MemoryCache(), "b", ModuleSource(b), "0.weight", 0, minus=("a", ModuleSource(a)), tile=16
+    )
     want = (b[0].weight - a[0].weight).detach()
     got = out.result.tensors["L0_0_0_mean"]
     assert got.shape == (16, 16) and torch.allclose(torch.from_numpy(got.copy()), want[:16, :16])
@@ -104,7 +110,10 @@ class _Task:
         from modelbonsai.tasks.base import Batch
 
         for i in range(0, len(self.x), batch_size):
-            yield Batch(ids=[f"i{j}" for j in range(i, min(i + batch_size, len(self.x)))], inputs=self.x[i : i + batch_size])
+            yield Batch(
+                ids=[f"i{j}" for j in range(i, min(i + batch_size, len(self.x)))],
+                inputs=self.x[i : i + batch_size],
+            )
 
     def forward(self, model: nn.Module, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
         return model(batch.inputs)
@@ -125,7 +134,9 @@ def test_activation_and_behavior_results_are_cached(tmp_path: Path) -> None:
     one = api.activations(store, "a", "b", a, lambda: b, task, task_key={"t": 1}, options=opts)
     assert not one.cache_hit and one.result.kind == "activations"
     assert one.result.tensors["propagated"].shape == (len(one.result.meta["modules"]), 10)
-    two = api.activations(store, "a", "b", a, lambda: pytest.fail("loaded"), task, task_key={"t": 1}, options=opts)
+    two = api.activations(
+        store, "a", "b", a, lambda: pytest.fail("loaded"), task, task_key={"t": 1}, options=opts
+    )
     assert two.cache_hit
     assert not api.activations(store, "a", "b", a, b, task, task_key={"t": 2}, options=opts).cache_hit
 
@@ -133,7 +144,9 @@ def test_activation_and_behavior_results_are_cached(tmp_path: Path) -> None:
     ev = Evaluation([], [f"i{k}" for k in range(10)], probs, probs.argmax(1), probs.argmax(1))
     first = api.behavior(store, "a", "b", ev, lambda: ev, task_key={"t": 1}, bootstrap=50)
     assert first.result.meta["summary"]["agreement"]["value"] == 1.0
-    assert api.behavior(store, "a", "b", ev, lambda: pytest.fail("loaded"), task_key={"t": 1}, bootstrap=50).cache_hit
+    assert api.behavior(
+        store, "a", "b", ev, lambda: pytest.fail("loaded"), task_key={"t": 1}, bootstrap=50
+    ).cache_hit
     store.close()
 
 
@@ -164,7 +177,11 @@ def test_pruned_attention_heads_name_their_head_size(tmp_path: Path) -> None:
     p_id = _add(store, "heads-0.5", pruned, b_id)
     rows = {t["name"]: t for t in api.store_weights(store, b_id, p_id).result.meta["tensors"]}
     p = "encoder.layer.0.attention."
-    for name, dim in ((p + "self.query.weight", "0"), (p + "self.value.bias", "0"), (p + "output.dense.weight", "1")):
+    for name, dim in (
+        (p + "self.query.weight", "0"),
+        (p + "self.value.bias", "0"),
+        (p + "output.dense.weight", "1"),
+    ):
         assert rows[name]["group_size"] == {dim: 8}, name  # 32 wide / 4 heads
         assert len(rows[name]["removed_indices"][dim]) == 16  # 2 of 4 heads
     assert all("group_size" not in t for n, t in rows.items() if "intermediate" in n or "embeddings" in n)

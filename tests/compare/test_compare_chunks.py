@@ -14,7 +14,17 @@ from modelbonsai.compare.control import CompareError
 from modelbonsai.compare.sources import FunctionSource, SafetensorsSource
 from modelbonsai.compare.weights import compare_weights
 
-EXACT = ("n", "finite", "zeros_base", "zeros_other", "zeros_both", "nan_base", "nan_other", "inf_base", "inf_other")
+EXACT = (
+    "n",
+    "finite",
+    "zeros_base",
+    "zeros_other",
+    "zeros_both",
+    "nan_base",
+    "nan_other",
+    "inf_base",
+    "inf_other",
+)
 SUMS = ("sum_b2", "sum_o2", "sum_bo", "sum_d2")
 
 

@@ -22,8 +22,15 @@ CTX = OpContext(device=torch.device("cpu"), seed=0)
 def tiny_bert() -> nn.Module:
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         return BertForSequenceClassification(config).eval()
@@ -46,7 +53,9 @@ def test_a_factorised_bert_is_compared_through_the_product_of_its_factors(tmp_pa
     query = base.bert.encoder.layer[0].attention.self.query.weight.detach().clone()
     save_artifact(CompressedModel(base), tmp_path / "base")
     save_artifact(apply(CompressedModel(tiny_bert()), "lowrank", rank=8), tmp_path / "lowrank")
-    res = compare_weights(artifact_source(tmp_path / "base"), {"r8": artifact_source(tmp_path / "lowrank")})["r8"]
+    res = compare_weights(artifact_source(tmp_path / "base"), {"r8": artifact_source(tmp_path / "lowrank")})[
+        "r8"
+    ]
     q = res.tensor("bert.encoder.layer.0.attention.self.query.weight")
     assert q.status == "ok" and q.factorised == 8 and q.stats is not None
     assert q.to_json()["factorised"] == 8
@@ -66,7 +75,9 @@ def test_identical_only_when_every_tensor_was_compared() -> None:
     a = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
     b = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
     b.load_state_dict(a.state_dict())
-    same = compare_weights(ModuleSource(a, include_buffers=True), {"b": ModuleSource(b, include_buffers=True)})["b"]
+    same = compare_weights(
+        ModuleSource(a, include_buffers=True), {"b": ModuleSource(b, include_buffers=True)}
+    )["b"]
     root = same.node("").to_json()
     # num_batches_tracked (int64) is compared for equality: the copy is identical
     assert root["not_compared"] == 0 and root["metrics"]["identical"] is True, root
@@ -74,7 +85,11 @@ def test_identical_only_when_every_tensor_was_compared() -> None:
     smaller.load_state_dict({k: v for k, v in a.state_dict().items() if k.startswith("0.")})
     part = compare_weights(ModuleSource(a), {"s": ModuleSource(smaller)})["s"].node("").to_json()
     # what was compared is equal, but BatchNorm's tensors are missing: not identical
-    assert part["not_compared"] == 2 and part["metrics"]["rel_l2"] == 0.0 and part["metrics"]["identical"] is False
+    assert (
+        part["not_compared"] == 2
+        and part["metrics"]["rel_l2"] == 0.0
+        and part["metrics"]["identical"] is False
+    )
 
 
 def test_gpt2_conv1d_and_a_1x1_conv_factorised_compare_in_the_base_layout(tmp_path: Path) -> None:
@@ -83,11 +98,18 @@ def test_gpt2_conv1d_and_a_1x1_conv_factorised_compare_in_the_base_layout(tmp_pa
     def gpt2() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(5)
-            return GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=4, vocab_size=64, n_positions=16)).eval()
+            return GPT2LMHeadModel(
+                GPT2Config(n_layer=1, n_embd=32, n_head=4, vocab_size=64, n_positions=16)
+            ).eval()
 
     base = gpt2()
-    res = compare_weights(ModuleSource(base), {"r": ModuleSource(apply(CompressedModel(gpt2()), "lowrank", rank=4).module)})["r"]
-    for name in ("transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight"):  # [32, 96], [32, 32]
+    res = compare_weights(
+        ModuleSource(base), {"r": ModuleSource(apply(CompressedModel(gpt2()), "lowrank", rank=4).module)}
+    )["r"]
+    for name in (
+        "transformer.h.0.attn.c_attn.weight",
+        "transformer.h.0.attn.c_proj.weight",
+    ):  # [32, 96], [32, 32]
         t = res.tensor(name)
         w = base.get_parameter(name).detach().t()  # Conv1D stores [in, out]
         assert t.status == "ok" and t.factorised == 4 and t.stats is not None, t
@@ -99,7 +121,9 @@ def test_gpt2_conv1d_and_a_1x1_conv_factorised_compare_in_the_base_layout(tmp_pa
             return nn.Sequential(nn.Conv2d(16, 24, 1), nn.ReLU(), nn.Conv2d(24, 16, 1)).eval()
 
     conv = convnet()
-    r = compare_weights(ModuleSource(conv), {"r": ModuleSource(apply(CompressedModel(convnet()), "lowrank", rank=2).module)})["r"]
+    r = compare_weights(
+        ModuleSource(conv), {"r": ModuleSource(apply(CompressedModel(convnet()), "lowrank", rank=2).module)}
+    )["r"]
     t = r.tensor("0.weight")
     assert t.factorised == 2 and t.stats is not None
     assert abs(t.stats.rel_l2 - svd_error(conv[0].weight.detach().reshape(24, 16), 2)) < 1e-3
@@ -111,8 +135,9 @@ def test_bonsai_compare_reports_the_factorised_tensors(tmp_path: Path, capsys: A
     from modelbonsai.cli import main
     from support.workspace import experiment_head, write_workspace
 
-    exp = write_workspace(tmp_path, experiment_head() + "  - name: lr\n    ops:\n      - lowrank: {rank: 2}\n", "",
-                          hidden=(64,))
+    exp = write_workspace(
+        tmp_path, experiment_head() + "  - name: lr\n    ops:\n      - lowrank: {rank: 2}\n", "", hidden=(64,)
+    )
     assert main(["run", str(exp), "--device", "cpu"]) == 0
     capsys.readouterr()
     assert main(["compare", "toy", "lr", "--json", "--workspace", str(tmp_path)]) == 0
@@ -122,4 +147,7 @@ def test_bonsai_compare_reports_the_factorised_tensors(tmp_path: Path, capsys: A
     assert out["weights"]["metrics"]["identical"] is False and out["weights"]["metrics"]["rel_l2"] > 0.01
     assert main(["compare", "toy", "lr", "--workspace", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "lr: 2 tensor(s) factorised (rank 2), compared as the product of their factors: 0.weight, 2.weight" in text
+    assert (
+        "lr: 2 tensor(s) factorised (rank 2), compared as the product of their factors: 0.weight, 2.weight"
+        in text
+    )

@@ -127,6 +127,8 @@ def test_nan_and_inf_are_counted_not_zeroed() -> None:
 def test_identical_and_zero_base() -> None:
     b = torch.randn(10)
     m = S.pair_stats(b, b.clone()).metrics()
-    assert m["identical"] and m["rel_l2"] == 0.0 and m["sqnr_db"] is None and m["cosine"] == pytest.approx(1.0)
+    assert (
+        m["identical"] and m["rel_l2"] == 0.0 and m["sqnr_db"] is None and m["cosine"] == pytest.approx(1.0)
+    )
     z = S.pair_stats(torch.zeros(4), torch.ones(4))
     assert z.rel_l2 is None and z.cosine is None and z.metrics()["sparsity_base"] == 1.0

@@ -121,8 +121,13 @@ def test_kept_and_removed_indices_per_dim_on_the_wire() -> None:
 def test_layout_mismatch_and_missing() -> None:
     w = torch.randn(6, 4)
     sq = torch.randn(8, 8)
-    base = FunctionSource({"a": (6, 4), "sq": (8, 8), "gone": (3,)}, {"a": w, "sq": sq, "gone": torch.ones(3)}.__getitem__)
-    other = FunctionSource({"a": (4, 6), "sq": (8, 8), "new": (2,)}, {"a": w.T.contiguous(), "sq": sq.T.contiguous(), "new": torch.ones(2)}.__getitem__)
+    base = FunctionSource(
+        {"a": (6, 4), "sq": (8, 8), "gone": (3,)}, {"a": w, "sq": sq, "gone": torch.ones(3)}.__getitem__
+    )
+    other = FunctionSource(
+        {"a": (4, 6), "sq": (8, 8), "new": (2,)},
+        {"a": w.T.contiguous(), "sq": sq.T.contiguous(), "new": torch.ones(2)}.__getitem__,
+    )
     res = compare_weights(base, {"o": other})["o"]
     assert res.tensor("a").status == "mismatch" and "transposed" in res.tensor("a").message
     assert res.tensor("sq").status == "mismatch" and "transposed" in res.tensor("sq").message
@@ -137,11 +142,15 @@ def test_streams_from_safetensors_and_counts_nan(tmp_path: Path) -> None:
     other["layer1.weight"][0, :4] = float("nan")
     save_file(base, str(tmp_path / "b.safetensors"))
     save_file(other, str(tmp_path / "o.safetensors"))
-    res = compare_weights(SafetensorsSource(tmp_path / "b.safetensors"), {"o": SafetensorsSource(tmp_path / "o.safetensors")})["o"]
+    res = compare_weights(
+        SafetensorsSource(tmp_path / "b.safetensors"), {"o": SafetensorsSource(tmp_path / "o.safetensors")}
+    )["o"]
     m = res.tensor("layer1.weight").stats.metrics()  # type: ignore[union-attr]
     assert m["nan_other"] == 4 and m["nan_base"] == 0
     assert res.node("").stats.nan_other == 4
-    ref = (other["layer0.weight"].double() - base["layer0.weight"].double()).norm() / base["layer0.weight"].double().norm()
+    ref = (other["layer0.weight"].double() - base["layer0.weight"].double()).norm() / base[
+        "layer0.weight"
+    ].double().norm()
     assert res.tensor("layer0.weight").stats.rel_l2 == pytest.approx(float(ref), rel=1e-5)  # type: ignore[union-attr]
     assert 40 < res.tensor("layer0.weight").stats.sqnr_db < 90  # type: ignore[union-attr,operator]
 
@@ -285,8 +294,11 @@ def test_streamed_square_matrix_transposed_is_a_mismatch() -> None:
 
     def ranged(tensors: dict[str, torch.Tensor]) -> FunctionSource:
         flat = {k: v.reshape(-1).numpy() for k, v in tensors.items()}
-        return FunctionSource({k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__,
-                              read_range=lambda name, a, b: flat[name][a:b])
+        return FunctionSource(
+            {k: tuple(v.shape) for k, v in tensors.items()},
+            tensors.__getitem__,
+            read_range=lambda name, a, b: flat[name][a:b],
+        )
 
     res = compare_weights(ranged(base_t), {"o": ranged(other_t)})["o"]
     assert res.tensor("sq").status == "mismatch" and "transposed" in res.tensor("sq").message
@@ -303,7 +315,12 @@ def test_transposed_check_skipped_only_where_it_cannot_flag() -> None:
     g = torch.Generator().manual_seed(4)
     b = torch.randn(48, 48, generator=g)
     pruned = torch.where(b.abs() > 2.3, b, torch.zeros_like(b))  # ~2% kept
-    cases = {"pruned": pruned, "pruned_t": pruned.T.contiguous(), "t": b.T.contiguous(), "other": torch.randn(48, 48, generator=g)}
+    cases = {
+        "pruned": pruned,
+        "pruned_t": pruned.T.contiguous(),
+        "t": b.T.contiguous(),
+        "other": torch.randn(48, 48, generator=g),
+    }
     for name, o in cases.items():
         st = S.pair_stats(b, o)
         full = W._looks_transposed(b, o, st) if W._transpose_suspect(tuple(b.shape), st) else False

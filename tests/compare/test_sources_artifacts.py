@@ -22,7 +22,9 @@ CTX = OpContext(device=torch.device("cpu"), seed=0)
 def mlp() -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(4)
-        return nn.Sequential(nn.Linear(96, 200), nn.ReLU(), nn.Linear(200, 72), nn.ReLU(), nn.Linear(72, 10)).eval()
+        return nn.Sequential(
+            nn.Linear(96, 200), nn.ReLU(), nn.Linear(200, 72), nn.ReLU(), nn.Linear(72, 10)
+        ).eval()
 
 
 def apply(cm: CompressedModel, name: str, **params: Any) -> CompressedModel:
@@ -42,7 +44,11 @@ def stored(tmp_path: Path) -> tuple[Path, Path]:
     other = apply(CompressedModel(m), "quantize.weights", bits=4, granularity="group", group_size=8,
                   symmetric=False, include=["0.weight", "2.weight"])  # fmt: skip
     forms = save_artifact(other, tmp_path / "other").forms
-    assert forms["0.weight"] == "packed-bitmask" and forms["2.weight"] == "packed" and forms["4.weight"] == "bitmask"
+    assert (
+        forms["0.weight"] == "packed-bitmask"
+        and forms["2.weight"] == "packed"
+        and forms["4.weight"] == "bitmask"
+    )
     return tmp_path / "base", tmp_path / "other"
 
 

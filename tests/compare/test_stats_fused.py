@@ -20,7 +20,9 @@ FIELDS = ("n", "finite", "sum_b2", "sum_o2", "sum_bo", "sum_d2", "max_abs_diff",
           "rel_under", "rel_over")  # fmt: skip
 
 
-def _stored_quantized(tmp_path: Path, shape: tuple[int, int], bits: int, gran: str, seed: int) -> tuple[np.ndarray, Path]:
+def _stored_quantized(
+    tmp_path: Path, shape: tuple[int, int], bits: int, gran: str, seed: int
+) -> tuple[np.ndarray, Path]:
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(shape, generator=g) * 0.05
     w[torch.rand(shape, generator=g) < 0.05] = 0.0
@@ -48,7 +50,9 @@ def _same(a: S.PairStats, b: S.PairStats) -> None:
     ((300, 208), 4, "group"),  # strided sample, ragged last chunk
     ((129, 1000), 5, "channel"),  # 5-bit codes straddling bytes
 ])  # fmt: skip
-def test_fused_dequant_equals_chunked_path_both_ways(tmp_path: Path, shape: tuple[int, int], bits: int, gran: str) -> None:
+def test_fused_dequant_equals_chunked_path_both_ways(
+    tmp_path: Path, shape: tuple[int, int], bits: int, gran: str
+) -> None:
     x, folder = _stored_quantized(tmp_path, shape, bits, gran, seed=bits)
     x[5] = np.nan  # a NaN block goes through the exact path in both
     x[-3] = np.inf
@@ -97,7 +101,9 @@ def test_kernel_sums_are_float64_accurate_and_blocks_fall_back() -> None:
     assert iacc[0] == 50_000 and iacc[1] == int((b == 0).sum())
     tiny = np.zeros(5)
     K.pair_sums(b[30_000:31_000], o[30_000:31_000], tiny, np.zeros(8, np.int64))
-    assert tiny[0] == pytest.approx(1000 * 1e-60, rel=1e-6) and tiny[3] == pytest.approx(1000 * 1e-60, rel=1e-6)
+    assert tiny[0] == pytest.approx(1000 * 1e-60, rel=1e-6) and tiny[3] == pytest.approx(
+        1000 * 1e-60, rel=1e-6
+    )
 
 
 def test_relative_change_bins_follow_the_float64_edges() -> None:
@@ -189,7 +195,9 @@ def test_row_kernel_sums_pools_and_samples_each_row(chan_first: bool, positions:
     K.row_pair_sums(b, o, f, i, positions, chan_first, pb, po, idx, rb, ro, step, hb, ho)
     blocks = b.reshape(-1)[: b.size // K.SAMPLE_BLOCK * K.SAMPLE_BLOCK].reshape(-1, K.SAMPLE_BLOCK)
     np.testing.assert_array_equal(hb, blocks[::step].reshape(-1))
-    np.testing.assert_array_equal(ho, o.reshape(-1)[: blocks.size].reshape(-1, K.SAMPLE_BLOCK)[::step].reshape(-1))
+    np.testing.assert_array_equal(
+        ho, o.reshape(-1)[: blocks.size].reshape(-1, K.SAMPLE_BLOCK)[::step].reshape(-1)
+    )
     np.testing.assert_array_equal(rb, x[np.arange(rows)[:, None], idx].reshape(-1, channels))
     np.testing.assert_array_equal(ro, y[np.arange(rows)[:, None], idx].reshape(-1, channels))
     for r in range(rows):  # the flat kernel's sums (blocked along the layout's rows: rounding differs)
@@ -250,10 +258,12 @@ def _stored_forms(tmp_path: Path) -> tuple[dict[str, np.ndarray], Path, dict[str
         t = torch.randn(shape, generator=g)
         t[torch.rand(shape, generator=g) >= density] = 0.0
         tensors[name] = t
-    for name, shape, axis, gran, prune, bits in [("packed_rows", (129, 80), 0, "group", 0.0, 4),
-                                                 ("packed_cols", (96, 131), 1, "group", 0.0, 3),
-                                                 ("packed_bitmask", (200, 64), 0, "channel", 0.9, 8),
-                                                 ("packed_bitmask_cols", (64, 301), 1, "channel", 0.9, 2)]:
+    for name, shape, axis, gran, prune, bits in [
+        ("packed_rows", (129, 80), 0, "group", 0.0, 4),
+        ("packed_cols", (96, 131), 1, "group", 0.0, 3),
+        ("packed_bitmask", (200, 64), 0, "channel", 0.9, 8),
+        ("packed_bitmask_cols", (64, 301), 1, "channel", 0.9, 2),
+    ]:
         w = torch.randn(shape, generator=g)
         w[torch.rand(shape, generator=g) < prune] = 0.0
         enc = quantize_rtn(w, bits, False, gran, 16 if gran == "group" else None, axis, op="t", layer="t")
@@ -291,8 +301,10 @@ def test_in_kernel_decode_equals_the_chunked_path_for_every_form(tmp_path: Path)
 
         fused = S.stream_pair_stats(S.ArrayReader(x), read, n, values=True)
         _same(fused, S.stream_pair_stats(S.ArrayReader(x), plain, n, values=True))
-        _same(S.stream_pair_stats(read, S.ArrayReader(x), n, values=True),
-              S.stream_pair_stats(plain, S.ArrayReader(x), n, values=True))
+        _same(
+            S.stream_pair_stats(read, S.ArrayReader(x), n, values=True),
+            S.stream_pair_stats(plain, S.ArrayReader(x), n, values=True),
+        )
         assert fused.nan_base == 1 and fused.zeros_other == int((read(0, n) == 0).sum())
     # two stored sides (a pruned model against a quantized one): both decoded in the kernel
     a, b = st.range_reader("packed_bitmask"), st.range_reader("bitmask")

@@ -27,8 +27,15 @@ def register_test_ops() -> None:
         summary="Scales weights (test op).",
         source="test",
         params=[
-            Param("factor", "float", "scale factor", required=True, minimum=0.0, maximum=10.0,
-                  exclusive_minimum=True),
+            Param(
+                "factor",
+                "float",
+                "scale factor",
+                required=True,
+                minimum=0.0,
+                maximum=10.0,
+                exclusive_minimum=True,
+            ),
             Param("mode", "enum", "how", default="a", choices=("a", "b")),
             Param("flag", "bool", "a switch", default=False),
             Param("steps", "int", "how many steps", default=1, minimum=1, maximum=100),
@@ -39,14 +46,17 @@ def register_test_ops() -> None:
         ],
     )(_identity)
     register_op("test.noop", family="test", summary="Does nothing (test op).", source="test")(_identity)
-    register_op("test.calibrate", family="test", summary="Needs a task (test op).", source="test",
-                needs_task=True)(_identity)
+    register_op(
+        "test.calibrate", family="test", summary="Needs a task (test op).", source="test", needs_task=True
+    )(_identity)
 
 
 def make_workspace(root: Path) -> Path:
     """A folder with an HF-like model folder, data, a factory file and a user ops file."""
     (root / "model").mkdir()
-    (root / "model" / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    (root / "model" / "config.json").write_text(
+        json.dumps({"architectures": ["BertForSequenceClassification"]})
+    )
     (root / "data").mkdir()
     (root / "weights.safetensors").write_bytes(b"")
     (root / "build.py").write_text("def build():\n    return None\n")

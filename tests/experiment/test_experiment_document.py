@@ -95,13 +95,21 @@ def test_nested_flow_collections() -> None:
 def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants"]
     inserts = {i.label: i.insert_text for i in completions_at("", 0, 0)}
-    assert inserts["seed"] == "seed: " and inserts["base"] == "base:\n  " and inserts["variants"].endswith("- name: ")
+    assert (
+        inserts["seed"] == "seed: "
+        and inserts["base"] == "base:\n  "
+        and inserts["variants"].endswith("- name: ")
+    )
     assert "seed" not in labels(TEXT + "\n", len(TEXT.splitlines()), 0)  # already present
     assert labels("base:\n  ", 1, 2) == ["name", "load", "factory", "args", "dtype"]
     half = "base:\n  load: model\nvariants:\n  - name: a\n    ops:\n      - test.sc"
     items = completions_at(half, 5, 15)
     scale = next(i for i in items if i.label == "test.scale")
-    assert scale.kind == "op" and scale.insert_text == "test.scale: {}" and "**test.scale**" in scale.documentation
+    assert (
+        scale.kind == "op"
+        and scale.insert_text == "test.scale: {}"
+        and "**test.scale**" in scale.documentation
+    )
     assert scale.range is not None and (scale.range.start_col, scale.range.end_col) == (8, 15)
     assert {"test.noop", "prune.magnitude", "quantize.weights"} <= {i.label for i in items}
     flow = "variants:\n  - name: a\n    ops:\n      - test.scale: {factor: 1, mo"
@@ -111,7 +119,10 @@ def test_completions_of_keys_ops_params_and_values() -> None:
     block = "variants:\n  - name: a\n    ops:\n      - test.scale:\n          factor: 1\n          "
     assert "factor" not in labels(block, 5, 10) and "mode" in labels(block, 5, 10)
     assert labels("variants:\n  - name: a\n    ops:\n      - test.scale: {mode: ", 3, 34) == ["a", "b"]
-    assert labels("variants:\n  - name: a\n    ops:\n      - test.scale: {flag: t", 3, 35) == ["true", "false"]
+    assert labels("variants:\n  - name: a\n    ops:\n      - test.scale: {flag: t", 3, 35) == [
+        "true",
+        "false",
+    ]
     assert labels("device: c", 0, 9) == ["auto", "cpu", "cuda", "mps"]
     assert labels("base:\n  dtype: ", 1, 9) == ["float32", "float16", "bfloat16"]
     assert "text-classification" in labels("task:\n  kind: ", 1, 8)

@@ -114,7 +114,9 @@ def test_missing_required(ws: Path) -> None:
 
 
 def test_unknown_parent(ws: Path) -> None:
-    text = HEAD + "  - name: alpha\n    ops: [test.noop]\n  - name: b\n    from: alpah\n    ops: [test.noop]\n"
+    text = (
+        HEAD + "  - name: alpha\n    ops: [test.noop]\n  - name: b\n    from: alpah\n    ops: [test.noop]\n"
+    )
     p = only(parse(text, ws), "unknown-parent")
     assert at(p) == span(text, "alpah")
     assert "did you mean 'alpha'?" in p.message
@@ -131,8 +133,12 @@ def test_cycle_reported_at_each_from(ws: Path) -> None:
     r = parse(text, ws)
     cycles = [p for p in r.problems if p.code == "cycle"]
     lines = sorted(p.range.start_line for p in cycles)
-    assert lines == [pos(text, "from: c")[0], pos(text, "from: a")[0], pos(text, "from: b")[0],
-                     pos(text, "from: d")[0]]
+    assert lines == [
+        pos(text, "from: c")[0],
+        pos(text, "from: a")[0],
+        pos(text, "from: b")[0],
+        pos(text, "from: d")[0],
+    ]
     for p in cycles:
         assert p.range.start_col == len("    from: ") and p.range.end_col == p.range.start_col + 1
     assert "a → c → b → a" in cycles[0].message and "d → d" in cycles[-1].message
@@ -150,8 +156,10 @@ def test_duplicate_name_and_reserved_names(ws: Path) -> None:
     line_a2 = pos(text, "name: a", 1)[0]
     assert at(only(r, "duplicate-name")) == (line_a2, 10, line_a2, 11)
     reserved = [at(p) for p in r.problems if p.code == "reserved-name"]
-    assert reserved == [(pos(text, "name: base")[0], 10, pos(text, "name: base")[0], 14),
-                        (pos(text, "name: tiny", 1)[0], 10, pos(text, "name: tiny", 1)[0], 14)]
+    assert reserved == [
+        (pos(text, "name: base")[0], 10, pos(text, "name: base")[0], 14),
+        (pos(text, "name: tiny", 1)[0], 10, pos(text, "name: tiny", 1)[0], 14),
+    ]
 
 
 def test_duplicate_yaml_key(ws: Path) -> None:
@@ -169,8 +177,9 @@ def test_missing_paths(ws: Path) -> None:
     )
     r = parse(text, ws)
     got = sorted(at(p) for p in r.problems if p.code == "missing-path")
-    assert got == sorted([span(text, "nomodel"), span(text, "nofile.py:build"), span(text, "nodata"),
-                          span(text, "gone.py")])
+    assert got == sorted(
+        [span(text, "nomodel"), span(text, "nofile.py:build"), span(text, "nodata"), span(text, "gone.py")]
+    )
     assert all("does not exist" in p.message for p in r.problems if p.code == "missing-path")
     r2 = parse("base: {load: weights.safetensors}\nvariants:\n  - name: a\n    ops: [test.noop]\n", ws)
     assert "factory" in only(r2, "missing-required").message
@@ -182,7 +191,10 @@ def test_missing_paths(ws: Path) -> None:
 
 
 def test_task_kind_and_options(ws: Path) -> None:
-    text = "base: {load: model}\ntask:\n  kind: text-clasification\n" + "variants:\n  - name: a\n    ops: [test.noop]\n"
+    text = (
+        "base: {load: model}\ntask:\n  kind: text-clasification\n"
+        + "variants:\n  - name: a\n    ops: [test.noop]\n"
+    )
     p = only(parse(text, ws), "unknown-task")
     assert at(p) == span(text, "text-clasification") and "text-classification" in p.message
     text2 = (
@@ -288,7 +300,9 @@ def test_user_task_and_ops_files(ws: Path) -> None:
 
 
 @pytest.mark.parametrize("loader", ["SafeLoader", "CSafeLoader"])
-def test_pure_python_and_libyaml_give_the_same_positions(ws: Path, loader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pure_python_and_libyaml_give_the_same_positions(
+    ws: Path, loader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import yaml
 
     from modelbonsai.experiment import yamlnodes
@@ -296,7 +310,10 @@ def test_pure_python_and_libyaml_give_the_same_positions(ws: Path, loader: str, 
     if not hasattr(yaml, loader):
         pytest.fail(f"PyYAML here lacks {loader}")  # the venv's PyYAML is built with libyaml
     monkeypatch.setattr(yamlnodes, "_LOADER", getattr(yaml, loader))
-    text = HEAD + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n  - name: b\n    ops: [x\n"
+    text = (
+        HEAD
+        + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n  - name: b\n    ops: [x\n"
+    )
     p = only(parse(text, ws), "yaml-syntax")
     assert at(p) == (7, 0, 7, 0) and "not closed" in p.message  # at the end of the text
     text = HEAD + "  - name: a\n    ops:\n      - test.scale: {factor: 1e-3, mode: 'c'}\n"

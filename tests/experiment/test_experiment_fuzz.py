@@ -36,7 +36,15 @@ CASES = 1500
 CASE_LIMIT_S = 3.0
 POSITIONS = 4  # cursor positions per case for the document features
 #: Parameter names of a pretend base model, for the pattern checks the server makes when trusted.
-NAMES = ["0.weight", "0.bias", "conv1.weight", "bn1.weight", "fc.weight", "fc.bias", "encoder.layer.0.attn.q.weight"]
+NAMES = [
+    "0.weight",
+    "0.bias",
+    "conv1.weight",
+    "bn1.weight",
+    "fc.weight",
+    "fc.bias",
+    "encoder.layer.0.attn.q.weight",
+]
 
 
 class _NoLineage:
@@ -57,7 +65,9 @@ def _unplaced(result: ParseResult, text: str) -> list[str]:
     return bad
 
 
-def _features(path: Path, text: str, result: ParseResult, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
+def _features(
+    path: Path, text: str, result: ParseResult, rng: random.Random, loop: asyncio.AbstractEventLoop
+) -> None:
     doc = Document(text, path)
     lines = text.split("\n")
     cols = Columns(text)
@@ -93,7 +103,13 @@ def test_fuzzed_experiment_files(seed: int) -> None:
     try:
         # Warm up first (the op registry imports torch): the time limit is for the case alone.
         sample = next(cases(1, seed))[0]
-        _features(sample, sample.read_text(encoding="utf-8"), parse_experiment(sample.read_text(), sample), rng, loop)
+        _features(
+            sample,
+            sample.read_text(encoding="utf-8"),
+            parse_experiment(sample.read_text(), sample),
+            rng,
+            loop,
+        )
         for i, (path, text) in enumerate(cases(CASES, seed)):
             t0 = time.perf_counter()
             try:

@@ -57,7 +57,9 @@ def test_alias_bomb_is_refused_quickly_at_the_alias(ws: Path, where: str) -> Non
     if where == "task":
         text = "task:\n  kind: image-classification\n" + _bomb("  ") + HEAD
     elif where == "base.args":
-        text = HEAD.replace("  load: model\n", "  load: model\n  factory: build.py:build\n  args:\n" + _bomb("    "))
+        text = HEAD.replace(
+            "  load: model\n", "  load: model\n  factory: build.py:build\n  args:\n" + _bomb("    ")
+        )
     else:
         text = HEAD + "      - not.an.op:\n" + _bomb("          ")
     assert len(text) < 1000
@@ -68,21 +70,27 @@ def test_alias_bomb_is_refused_quickly_at_the_alias(ws: Path, where: str) -> Non
     assert "aliases here expand to more than" in problem.message
     # At the alias that crosses the budget: an `*bN` token of the file.
     r = problem.range
-    token = text.split("\n")[r.start_line][r.start_col:r.end_col]
+    token = text.split("\n")[r.start_line][r.start_col : r.end_col]
     assert token.startswith("*b") and token in problem.message
 
 
 def test_anchors_reused_within_the_budget_are_fine(ws: Path) -> None:
-    shared = "x-shared: &ex [\"*norm*\", \"*.bias\"]\n"
-    variants = "".join(f"  - name: v{i}\n    ops:\n      - test.scale: {{factor: 1, exclude: *ex}}\n" for i in range(50))
-    result = _parse(shared.replace("x-shared", "seed: 1\nx") + "base:\n  load: model\nvariants:\n" + variants, ws)
+    shared = 'x-shared: &ex ["*norm*", "*.bias"]\n'
+    variants = "".join(
+        f"  - name: v{i}\n    ops:\n      - test.scale: {{factor: 1, exclude: *ex}}\n" for i in range(50)
+    )
+    result = _parse(
+        shared.replace("x-shared", "seed: 1\nx") + "base:\n  load: model\nvariants:\n" + variants, ws
+    )
     assert not [p for p in result.problems if p.code == "yaml-syntax"]
 
 
 # -- item 4: a huge sweep is refused at once, at the sweep -------------------------------------
 def test_huge_sweep_refused_early_at_the_sweep(ws: Path) -> None:
     n = 20_000
-    text = HEAD.replace("- test.noop", "- test.scale: {factor: [" + ", ".join(str(1 + i / n) for i in range(n)) + "]}")
+    text = HEAD.replace(
+        "- test.noop", "- test.scale: {factor: [" + ", ".join(str(1 + i / n) for i in range(n)) + "]}"
+    )
     t0 = time.perf_counter()
     result = _parse(text, ws)
     assert time.perf_counter() - t0 < 5.0  # the quadratic duplicate check took ~10 s here
@@ -92,11 +100,16 @@ def test_huge_sweep_refused_early_at_the_sweep(ws: Path) -> None:
 
 
 def test_sweep_duplicates_found_in_one_pass(ws: Path) -> None:
-    text = HEAD.replace("- test.noop", "- test.scale: {factor: [1, 2, 1.0, 3, 2], dims: [[1, 2], [3], [1, 2]]}")
+    text = HEAD.replace(
+        "- test.noop", "- test.scale: {factor: [1, 2, 1.0, 3, 2], dims: [[1, 2], [3], [1, 2]]}"
+    )
     result = _parse(text, ws)
     dups = [p for p in result.problems if "twice" in p.message]
     assert [(p.message.split("the value ")[1], at(p)[:2]) for p in dups] == [
-        ("1.0 twice", line_col(text, "1.0")), ("2 twice", line_col(text, "2]")), ("[1, 2] twice", line_col(text, "[1, 2]]"))]
+        ("1.0 twice", line_col(text, "1.0")),
+        ("2 twice", line_col(text, "2]")),
+        ("[1, 2] twice", line_col(text, "[1, 2]]")),
+    ]
 
 
 # -- item 5: what used to be an internal error at 1:1 -------------------------------------------
@@ -123,7 +136,9 @@ def test_huge_integer_is_a_positioned_type_problem(ws: Path) -> None:
     assert len(problem.message) < 200
 
 
-@pytest.mark.parametrize("value", ["a" * 5000, "x/" + "b" * 300 + "/c", '"bad\\0name"', "~no-such-user-here/model"])
+@pytest.mark.parametrize(
+    "value", ["a" * 5000, "x/" + "b" * 300 + "/c", '"bad\\0name"', "~no-such-user-here/model"]
+)
 def test_unusable_paths_are_positioned(ws: Path, value: str) -> None:
     text = HEAD.replace("  load: model", f"  load: {value}")
     result = _parse(text, ws)
@@ -143,8 +158,10 @@ def test_control_character_is_reported_where_it_is(ws: Path) -> None:
 @pytest.mark.parametrize("name", ["../../evil", "a/b", "..", "tab\\there"])
 def test_base_name_follows_the_variant_name_rule(ws: Path, name: str) -> None:
     quoted = f'"{name}"'
-    for text, what in ((HEAD.replace("name: toy", f"name: {quoted}"), "base"),
-                       (HEAD.replace("name: a", f"name: {quoted}"), "variant")):
+    for text, what in (
+        (HEAD.replace("name: toy", f"name: {quoted}"), "base"),
+        (HEAD.replace("name: a", f"name: {quoted}"), "variant"),
+    ):
         problem = only(_parse(text, ws), "wrong-type")
         assert problem.message.startswith(f"{what} name ") and "must not contain slashes" in problem.message
         assert at(problem)[:2] == line_col(text, quoted)

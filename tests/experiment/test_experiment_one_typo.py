@@ -35,11 +35,23 @@ TYPOS = {
     # (the typo, its replacement), and the one problem it must give: code, the text it is at
     "param": (("{factor: [0.3", "{facter: [0.3"), "unknown-param", "facter"),
     "op": (("      - test.noop: {}", "      - test.nop: {}"), "unknown-op", "test.nop"),
-    "parent of a sweep": (('from: "global-{factor}"', 'from: "globl-{factor}"'), "unknown-parent", '"globl-{factor}"'),
-    "placeholder in a name": (('- name: "global-{factor}"\n', '- name: "global-{facter}"\n'), "sweep", '"global-{facter}"'),
+    "parent of a sweep": (
+        ('from: "global-{factor}"', 'from: "globl-{factor}"'),
+        "unknown-parent",
+        '"globl-{factor}"',
+    ),
+    "placeholder in a name": (
+        ('- name: "global-{factor}"\n', '- name: "global-{facter}"\n'),
+        "sweep",
+        '"global-{facter}"',
+    ),
     "plain parent": (("from: global-0.7-bn\n", "from: global-0.7-bm\n"), "unknown-parent", "global-0.7-bm"),
     "enum value": (("mode: a}", "mode: aa}"), "out-of-range", "aa"),
-    "key": (("    ops:\n      - test.scale: {factor: 2.0}", "    opss:\n      - test.scale: {factor: 2.0}"), "unknown-key", "opss"),
+    "key": (
+        ("    ops:\n      - test.scale: {factor: 2.0}", "    opss:\n      - test.scale: {factor: 2.0}"),
+        "unknown-key",
+        "opss",
+    ),
     "name key": (("  - name: other", "  - nmae: other"), "unknown-key", "nmae"),
 }
 
@@ -74,7 +86,12 @@ def test_the_variants_an_error_does_not_touch_still_parse(ws: Path) -> None:
     """The partial experiment keeps every variant the typo does not reach (their CodeLenses stay)."""
     r = parse(GOOD.replace("{factor: [0.3", "{facter: [0.3"), ws)
     assert r.partial is not None
-    assert [v.name for v in r.partial.declared] == ["global-{factor}", "global-{factor}-bn", "global-0.7-bn-int8", "other"]
+    assert [v.name for v in r.partial.declared] == [
+        "global-{factor}",
+        "global-{factor}-bn",
+        "global-0.7-bn-int8",
+        "other",
+    ]
     assert "other" in [v.name for v in r.partial.variants]
 
 

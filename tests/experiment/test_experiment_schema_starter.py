@@ -29,7 +29,9 @@ def test_schema_has_every_builtin_op_and_no_test_ops() -> None:
     schema = json_schema()
     entry = schema["properties"]["variants"]["items"]["properties"]["ops"]["items"]["anyOf"]
     names = entry[0]["enum"]
-    builtin = [op.name for op in all_ops() if op.source == "builtin" and op.fn.__module__.startswith("modelbonsai.")]
+    builtin = [
+        op.name for op in all_ops() if op.source == "builtin" and op.fn.__module__.startswith("modelbonsai.")
+    ]
     assert names == builtin and "prune.magnitude" in names and "quantize.weights" in names
     assert not any(n.startswith("test.") for n in names)
     prune = next(e for e in entry[1:] if e["title"] == "prune.magnitude")
@@ -88,7 +90,9 @@ def test_starter_names_generic_folders_after_their_parent(tmp_path: Path) -> Non
     (tmp_path / "minilm" / "data").mkdir()
     (tmp_path / "minilm" / "data" / "sentences.jsonl").write_text('{"text": "a"}\n')
     text = starter_experiment(config)
-    assert "  name: minilm\n" in text and "  load: model\n" in text and "  data: data/sentences.jsonl\n" in text
+    assert (
+        "  name: minilm\n" in text and "  load: model\n" in text and "  data: data/sentences.jsonl\n" in text
+    )
     target = starter_path(config)
     target.write_text(text)
     assert load_experiment(target).problems == []

@@ -26,7 +26,9 @@ def test_default_names_append_param_and_value(ws: Path) -> None:
     assert [v.sweep_values for v in e.variants] == [{"factor": 0.3}, {"factor": 0.5}, {"factor": 2}]
     assert all(v.sweep_of == "s" and v.parent == BASE for v in e.variants)
     assert [v.ops[0].params["factor"] for v in e.variants] == [0.3, 0.5, 2]
-    assert e.declared[0].ops[0].params["factor"] == [0.3, 0.5, 2] and e.declared[0].ops[0].swept == ("factor",)
+    assert e.declared[0].ops[0].params["factor"] == [0.3, 0.5, 2] and e.declared[0].ops[0].swept == (
+        "factor",
+    )
     # every sibling points at the declaration
     assert len({v.name_range for v in e.variants}) == 1
 
@@ -46,9 +48,15 @@ def test_cartesian_product_in_written_order_and_templates(ws: Path) -> None:
 
 
 def test_list_valued_params_are_values_and_lists_of_lists_sweep(ws: Path) -> None:
-    e = ok(HEAD + '  - name: s\n    ops:\n      - test.scale: {factor: 1, include: ["a*", "b*"], dims: [0, 1]}\n', ws)
+    e = ok(
+        HEAD
+        + '  - name: s\n    ops:\n      - test.scale: {factor: 1, include: ["a*", "b*"], dims: [0, 1]}\n',
+        ws,
+    )
     assert [v.name for v in e.variants] == ["s"] and e.variants[0].sweep_of is None
-    e2 = ok(HEAD + '  - name: s\n    ops:\n      - test.scale: {factor: 1, include: [["a*", "b*"], ["c"]]}\n', ws)
+    e2 = ok(
+        HEAD + '  - name: s\n    ops:\n      - test.scale: {factor: 1, include: [["a*", "b*"], ["c"]]}\n', ws
+    )
     assert [v.name for v in e2.variants] == ["s-includea__b_", "s-includec"]
     assert e2.variants[0].ops[0].params["include"] == ["a*", "b*"]
 
@@ -63,8 +71,12 @@ def test_families_follow_swept_parents(ws: Path) -> None:
     )
     e = ok(text, ws)
     names = {v.name: v for v in e.variants}
-    assert [v.name for v in e.variants if v.sweep_of == "q"] == ["q-factor0.5-steps1", "q-factor0.5-steps2",
-                                                                  "q-factor1-steps1", "q-factor1-steps2"]
+    assert [v.name for v in e.variants if v.sweep_of == "q"] == [
+        "q-factor0.5-steps1",
+        "q-factor0.5-steps2",
+        "q-factor1-steps1",
+        "q-factor1-steps2",
+    ]
     assert names["q-factor1-steps2"].parent == "p-1"
     assert names["q-factor1-steps2"].sweep_values == {"factor": 1, "steps": 2}
     assert names["q-factor1-steps2"].ops[0].params == {"factor": 3, "steps": 2}  # own factor is not swept
@@ -86,7 +98,8 @@ def test_expansion_is_stable(ws: Path) -> None:
 
 def test_same_param_swept_in_two_ops_gets_qualified_key(ws: Path) -> None:
     e = ok(
-        HEAD + "  - name: s\n    ops:\n      - test.scale: {factor: [1, 2]}\n      - test.scale: {factor: [3, 4]}\n",
+        HEAD
+        + "  - name: s\n    ops:\n      - test.scale: {factor: [1, 2]}\n      - test.scale: {factor: [3, 4]}\n",
         ws,
     )
     assert e.variants[0].sweep_values == {"factor": 1, "test.scale.factor": 3}
@@ -143,7 +156,12 @@ def test_deep_families_keep_unique_keys_and_the_total_is_capped(ws: Path) -> Non
     e = ok(HEAD + chain, ws)
     assert len(e.variants) == 2 + 4 + 8 + 16
     last = e.variants[-1]
-    assert list(last.sweep_values) == ["factor", "test.scale.factor", "test.scale.factor2", "test.scale.factor3"]
+    assert list(last.sweep_values) == [
+        "factor",
+        "test.scale.factor",
+        "test.scale.factor2",
+        "test.scale.factor3",
+    ]
     assert last.name == "v3-factor2-test.scale.factor2-test.scale.factor22-test.scale.factor32"
     big = "".join(
         f"  - name: w{i}\n    from: {'base' if i == 0 else f'w{i - 1}'}\n    ops:\n"

@@ -113,8 +113,11 @@ def test_load_forms(ws: Path) -> None:
 
 
 def test_base_args_and_dtype(ws: Path) -> None:
-    r = parse("base: {load: build.py:build, args: {width: 8}, dtype: bfloat16}\nvariants:\n"
-              "  - name: a\n    ops: [test.noop]\n", ws)
+    r = parse(
+        "base: {load: build.py:build, args: {width: 8}, dtype: bfloat16}\nvariants:\n"
+        "  - name: a\n    ops: [test.noop]\n",
+        ws,
+    )
     assert r.ok, r.problems
     assert r.experiment is not None and r.experiment.base.args == {"width": 8}
     assert r.experiment.base.dtype == "bfloat16"
@@ -153,7 +156,9 @@ def test_load_experiment_reads_the_file_and_reports_a_missing_one(ws: Path) -> N
 
 
 def test_numbers_written_with_exponents_are_numbers(ws: Path) -> None:
-    r = parse("base: {load: model}\nvariants:\n  - name: a\n    ops:\n      - test.scale: {factor: 1e-3}\n", ws)
+    r = parse(
+        "base: {load: model}\nvariants:\n  - name: a\n    ops:\n      - test.scale: {factor: 1e-3}\n", ws
+    )
     assert r.ok, r.problems
     assert r.experiment is not None and r.experiment.variants[0].ops[0].params["factor"] == 0.001
 
@@ -192,8 +197,11 @@ def test_builtin_ops_validate(ws: Path) -> None:
 
 
 def test_numeric_names_are_taken_as_written(ws: Path) -> None:
-    r = parse("base: {load: model}\nvariants:\n  - name: 50\n    ops: [test.noop]\n"
-              "  - name: 0.50\n    from: 50\n    ops: [test.noop]\n", ws)
+    r = parse(
+        "base: {load: model}\nvariants:\n  - name: 50\n    ops: [test.noop]\n"
+        "  - name: 0.50\n    from: 50\n    ops: [test.noop]\n",
+        ws,
+    )
     assert r.ok, r.problems
     assert r.experiment is not None and [v.name for v in r.experiment.variants] == ["50", "0.50"]
     assert r.experiment.variants[1].parent == "50"

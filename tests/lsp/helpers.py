@@ -20,13 +20,22 @@ def server_config() -> ClientServerConfig:
     return ClientServerConfig(server_command=SERVER_CMD, server_env=SERVER_ENV)
 
 
-async def start_session(client: LanguageClient, folder: Path, storage: Path, *, trusted: bool = True,
-                        encodings: list[str] | None = None, **options: Any) -> lsp.InitializeResult:
+async def start_session(
+    client: LanguageClient,
+    folder: Path,
+    storage: Path,
+    *,
+    trusted: bool = True,
+    encodings: list[str] | None = None,
+    **options: Any,
+) -> lsp.InitializeResult:
     """Initialize as VS Code does; `encodings`: the position encodings the client offers (VS Code
     offers none: UTF-16)."""
     caps = client_capabilities("visual-studio-code")
     if encodings is not None:
-        caps.general = lsp.GeneralClientCapabilities(position_encodings=[lsp.PositionEncodingKind(e) for e in encodings])
+        caps.general = lsp.GeneralClientCapabilities(
+            position_encodings=[lsp.PositionEncodingKind(e) for e in encodings]
+        )
     params = lsp.InitializeParams(
         capabilities=caps,
         root_uri=folder.as_uri(),
@@ -81,12 +90,23 @@ async def job_end(client: LanguageClient, job_id: str, timeout: float = 60.0) ->
     from modelbonsai.lsp.protocol import JOB_FINAL_STATES
 
     changes: list[Any] = client.job_changes  # type: ignore[attr-defined]
-    return await until(lambda: next((c["job"] for c in reversed(changes)
-                                     if c["job"]["id"] == job_id and c["job"]["state"] in JOB_FINAL_STATES), None),
-                       timeout, f"job {job_id} to end")
+    return await until(
+        lambda: next(
+            (
+                c["job"]
+                for c in reversed(changes)
+                if c["job"]["id"] == job_id and c["job"]["state"] in JOB_FINAL_STATES
+            ),
+            None,
+        ),
+        timeout,
+        f"job {job_id} to end",
+    )
 
 
-async def run_job(client: LanguageClient, file: Path, variants: list[str], timeout: float = 120.0) -> dict[str, Any]:
+async def run_job(
+    client: LanguageClient, file: Path, variants: list[str], timeout: float = 120.0
+) -> dict[str, Any]:
     """Start `bonsai/run` of `variants` of `file` and wait for the job's final state."""
     from modelbonsai.lsp import protocol as P
 

@@ -67,13 +67,19 @@ def _cached_activations(folder: Path) -> int:
 
 async def _start_slow(client: LanguageClient, ids: dict[str, str]) -> dict[str, Any]:
     """A slow activation comparison, once it is running and has reported progress."""
-    ref = await request(client, P.COMPARE_ACTIVATIONS, {"base": ids["toy"], "models": [ids["prune-50"]],
-                                                        "options": SLOW})
+    ref = await request(
+        client, P.COMPARE_ACTIVATIONS, {"base": ids["toy"], "models": [ids["prune-50"]], "options": SLOW}
+    )
     # answered early (before its only page exists), naming its job
     P.check(ref, P.ResultRef, "result")
     assert ref["done"] is False and ref["pages"] == 0 and "data" not in ref and ref["jobId"]
-    await until(lambda: any(j["state"] == "running" and (j.get("progress") or 0) > 0 for j in _changes(client, ref["jobId"])),
-                60, "the comparison to make progress")
+    await until(
+        lambda: any(
+            j["state"] == "running" and (j.get("progress") or 0) > 0 for j in _changes(client, ref["jobId"])
+        ),
+        60,
+        "the comparison to make progress",
+    )
     return ref
 
 
@@ -114,19 +120,32 @@ async def test_cancel_a_comparison_by_its_job_id(client: LanguageClient, folder:
     # $/cancelRequest naming the compare request (what the editor sends when the panel's Cancel
     # comes before the reply) cancels its job too, answered or not
     known = {c["job"]["id"] for c in client.job_changes}  # type: ignore[attr-defined]
-    fut = client.protocol.send_request(P.COMPARE_ACTIVATIONS, {"base": ids["toy"], "models": [ids["prune-50"]],
-                                                               "options": SLOW})
+    fut = client.protocol.send_request(
+        P.COMPARE_ACTIVATIONS, {"base": ids["toy"], "models": [ids["prune-50"]], "options": SLOW}
+    )
     msg_id = next(k for k, v in client.protocol._request_futures.items() if v is fut)
-    third = await until(lambda: next((c["job"] for c in client.job_changes  # type: ignore[attr-defined]
-                                      if c["job"]["id"] not in known and c["job"]["state"] == "running"), None),
-                        30, "the third comparison to start")
+    third = await until(
+        lambda: next(
+            (
+                c["job"]
+                for c in client.job_changes  # type: ignore[attr-defined]
+                if c["job"]["id"] not in known and c["job"]["state"] == "running"
+            ),
+            None,
+        ),
+        30,
+        "the third comparison to start",
+    )
     client.protocol.notify("$/cancelRequest", lsp.CancelParams(id=msg_id))
     assert (await job_end(client, third["id"], 10))["state"] == "cancelled"
     assert _cached_activations(folder) == 0
 
     # and the server still serves: a small comparison completes (and that one is cached)
-    small = await request(client, P.COMPARE_ACTIVATIONS, {"base": ids["toy"], "models": [ids["prune-50"]],
-                                                          "options": {"instances": 16, "mode": "both"}})
+    small = await request(
+        client,
+        P.COMPARE_ACTIVATIONS,
+        {"base": ids["toy"], "models": [ids["prune-50"]], "options": {"instances": 16, "mode": "both"}},
+    )
     if "data" not in small:
         small = await request(client, P.RESULT_PAGE, {"resultId": small["resultId"], "page": 0})
     assert small["pages"] == 1 and "data" in small and small["jobId"]

@@ -88,7 +88,9 @@ def _module(store: Any, rec: Any) -> Any:
     root = rec
     while root.parent_id:
         root = store.get_model(root.parent_id)
-    return load_artifact(store.artifact_path(rec), lambda: load_skeleton(root.base_spec, store.workspace)).module
+    return load_artifact(
+        store.artifact_path(rec), lambda: load_skeleton(root.base_spec, store.workspace)
+    ).module
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -98,16 +100,21 @@ async def test_compare_weights_matches_engine(client: LanguageClient, folder: Pa
     from modelbonsai.compare.weights import compare_weights
 
     m = await _models(client)
-    ref = await request(client, P.COMPARE_WEIGHTS, {"base": m["toy"]["id"], "models": [m["prune-50"]["id"], m["int8"]["id"]]})
+    ref = await request(
+        client, P.COMPARE_WEIGHTS, {"base": m["toy"]["id"], "models": [m["prune-50"]["id"], m["int8"]["id"]]}
+    )
     pages = await _pages(client, ref)
     assert len(pages) == 2
     store = _store(folder)
     base_dir = store.artifact_path(m["toy"]["id"])
     for page, name in zip(pages, ["prune-50", "int8"], strict=True):
         odir = store.artifact_path(m[name]["id"])
-        direct = compare_weights(artifact_source(base_dir), {m[name]["id"]: artifact_source(odir)},
-                                 base_id=m["toy"]["id"],
-                                 kept_indices={m[name]["id"]: artifact_kept_indices(odir)})[m[name]["id"]]
+        direct = compare_weights(
+            artifact_source(base_dir),
+            {m[name]["id"]: artifact_source(odir)},
+            base_id=m["toy"]["id"],
+            kept_indices={m[name]["id"]: artifact_kept_indices(odir)},
+        )[m[name]["id"]]
         _same(wire.decode_result(page), *direct.wire())
     got = wire.decode_result(pages[0])
     model = next(n for n in got.meta["tree"] if n["path"] == "")
@@ -120,14 +127,23 @@ async def test_compare_behavior_matches_engine(client: LanguageClient, folder: P
     from modelbonsai.runner import load_evaluation
 
     m = await _models(client)
-    ref = await request(client, P.COMPARE_BEHAVIOR, {"base": m["toy"]["id"], "models": [m["int8"]["id"]],
-                                                     "options": {"bootstrap": 200}})
+    ref = await request(
+        client,
+        P.COMPARE_BEHAVIOR,
+        {"base": m["toy"]["id"], "models": [m["int8"]["id"]], "options": {"bootstrap": 200}},
+    )
     (page,) = await _pages(client, ref)
     store = _store(folder)
     base_ev = load_evaluation(store, store.get_model(m["toy"]["id"]))
     other_ev = load_evaluation(store, store.get_model(m["int8"]["id"]))
-    direct = compare_behavior(base_ev, {m["int8"]["id"]: other_ev}, base_id=m["toy"]["id"],
-                              class_names=["zero", "one", "two"], bootstrap=200, seed=0)[m["int8"]["id"]]
+    direct = compare_behavior(
+        base_ev,
+        {m["int8"]["id"]: other_ev},
+        base_id=m["toy"]["id"],
+        class_names=["zero", "one", "two"],
+        bootstrap=200,
+        seed=0,
+    )[m["int8"]["id"]]
     got = wire.decode_result(page)
     _same(got, *direct.wire())
     # every group lists its rows' instance ids (the browser opens them)
@@ -145,16 +161,26 @@ async def test_compare_activations_matches_engine(client: LanguageClient, folder
     from modelbonsai.tasks import get_task_class
 
     m = await _models(client)
-    ref = await request(client, P.COMPARE_ACTIVATIONS, {"base": m["toy"]["id"], "models": [m["prune-50"]["id"]],
-                                                        "options": {"instances": 16, "mode": "both"}})
+    ref = await request(
+        client,
+        P.COMPARE_ACTIVATIONS,
+        {
+            "base": m["toy"]["id"],
+            "models": [m["prune-50"]["id"]],
+            "options": {"instances": 16, "mode": "both"},
+        },
+    )
     (page,) = await _pages(client, ref)
     store = _store(folder)
     sys.path.insert(0, str(folder))
     task = get_task_class("tasks.py:ToyTask", folder)({}, folder, max_instances=16)
-    direct = compare_activations(_module(store, store.get_model(m["toy"]["id"])),
-                                 {m["prune-50"]["id"]: _module(store, store.get_model(m["prune-50"]["id"]))},
-                                 task, options=ActivationOptions(instances=16, mode="both"),
-                                 base_id=m["toy"]["id"])[m["prune-50"]["id"]]
+    direct = compare_activations(
+        _module(store, store.get_model(m["toy"]["id"])),
+        {m["prune-50"]["id"]: _module(store, store.get_model(m["prune-50"]["id"]))},
+        task,
+        options=ActivationOptions(instances=16, mode="both"),
+        base_id=m["toy"]["id"],
+    )[m["prune-50"]["id"]]
     kind, meta, tensors = direct.wire()
     got = wire.decode_result(page)
     assert got.kind == kind and got.meta["modules"] == meta["modules"] if "modules" in meta else True
@@ -168,8 +194,17 @@ async def test_tiles_through_the_file_channel(client: LanguageClient, folder: Pa
     from modelbonsai.compare.tensors import difference, tiles_wire
 
     m = await _models(client)
-    params = {"model": m["toy"]["id"], "tensor": "2.weight", "other": m["int8"]["id"], "source": "weight",
-              "level": 0, "x0": 0, "y0": 0, "x1": 1536, "y1": 1024}
+    params = {
+        "model": m["toy"]["id"],
+        "tensor": "2.weight",
+        "other": m["int8"]["id"],
+        "source": "weight",
+        "level": 0,
+        "x0": 0,
+        "y0": 0,
+        "x1": 1536,
+        "y1": 1024,
+    }
     ref = await request(client, P.TENSOR_TILES, params)
     assert "file" in ref and "data" not in ref, "a ~12 MB page goes through a file"
     path = Path(ref["file"]["path"])
@@ -179,8 +214,12 @@ async def test_tiles_through_the_file_channel(client: LanguageClient, folder: Pa
     store = _store(folder)
     b = artifact_source(store.artifact_path(m["toy"]["id"])).get("2.weight")
     o = artifact_source(store.artifact_path(m["int8"]["id"])).get("2.weight")
-    kind, meta, tensors = tiles_wire(difference(b, o, None), 0, (0, 0, 1024, 1536),
-                                     meta={"name": "2.weight", "models": {"model": m["int8"]["id"], "minus": m["toy"]["id"]}})
+    kind, meta, tensors = tiles_wire(
+        difference(b, o, None),
+        0,
+        (0, 0, 1024, 1536),
+        meta={"name": "2.weight", "models": {"model": m["int8"]["id"], "minus": m["toy"]["id"]}},
+    )
     _same(wire.decode_result(page), kind, meta, tensors)
     # a small window is inline
     small = await request(client, P.TENSOR_TILES, {**params, "x1": 10, "y1": 10})
@@ -207,21 +246,49 @@ async def test_activation_tiles_match_engine(client: LanguageClient, folder: Pat
     store = _store(folder)
     task = _toy_task(folder, 24)
     window = (0, 0, 3, 1536)  # (y0, x0, y1, x1): 3 instances x 1536 channels
-    base = {"model": toy, "tensor": "0", "source": "activation", "instances": ["i0", "i7", "i3"], "level": 0,
-            "x0": 0, "y0": 0, "x1": 1536, "y1": 3}
+    base = {
+        "model": toy,
+        "tensor": "0",
+        "source": "activation",
+        "instances": ["i0", "i7", "i3"],
+        "level": 0,
+        "x0": 0,
+        "y0": 0,
+        "x1": 1536,
+        "y1": 3,
+    }
     (page,) = await _pages(client, await request(client, P.TENSOR_TILES, base))
-    direct = api.tensor_tiles(None, toy, "0", 0, window, source="activation",
-                              model=_module(store, store.get_model(toy)), task=task, task_key={},
-                              instances=["i0", "i7", "i3"])
+    direct = api.tensor_tiles(
+        None,
+        toy,
+        "0",
+        0,
+        window,
+        source="activation",
+        model=_module(store, store.get_model(toy)),
+        task=task,
+        task_key={},
+        instances=["i0", "i7", "i3"],
+    )
     got = wire.decode_result(page)
     assert got.meta["source"] == "activation" and got.meta["instances"] == ["i0", "i7", "i3"]
     _same(got, direct.result.kind, direct.result.meta, direct.result.tensors)
 
     # the difference pruned - toy of the first Linear's output
     (page,) = await _pages(client, await request(client, P.TENSOR_TILES, {**base, "other": pruned}))
-    direct = api.tensor_tiles(None, pruned, "0", 0, window, source="activation",
-                              model=_module(store, store.get_model(pruned)), task=task, task_key={},
-                              instances=["i0", "i7", "i3"], minus=(toy, _module(store, store.get_model(toy))))
+    direct = api.tensor_tiles(
+        None,
+        pruned,
+        "0",
+        0,
+        window,
+        source="activation",
+        model=_module(store, store.get_model(pruned)),
+        task=task,
+        task_key={},
+        instances=["i0", "i7", "i3"],
+        minus=(toy, _module(store, store.get_model(toy))),
+    )
     got = wire.decode_result(page)
     assert got.meta["models"] == {"model": pruned, "minus": toy}
     _same(got, direct.result.kind, direct.result.meta, direct.result.tensors)
@@ -231,8 +298,11 @@ async def test_activation_tiles_match_engine(client: LanguageClient, folder: Pat
     ref = await request(client, P.TENSOR_TILES, {**base, "tensor": "", "x1": 3})
     await _pages(client, ref)
     titles = {c["job"]["title"] for c in client.job_changes if c["job"]["kind"] == "compare"}  # type: ignore[attr-defined]
-    assert {"Activation tiles of 0 (toy)", "Activation tiles of 0 (prune-50 − toy)",
-            "Activation tiles of the model's output (toy)"} <= titles
+    assert {
+        "Activation tiles of 0 (toy)",
+        "Activation tiles of 0 (prune-50 − toy)",
+        "Activation tiles of the model's output (toy)",
+    } <= titles
     assert not any(t.startswith("Tiles of") for t in titles)
 
     with pytest.raises(JsonRpcException) as e:
@@ -246,7 +316,9 @@ async def test_activation_tiles_match_engine(client: LanguageClient, folder: Pat
 @pytest.mark.asyncio(loop_scope="module")
 async def test_instances_and_bad_compare_requests(client: LanguageClient, folder: Path) -> None:
     m = await _models(client)
-    ref = await request(client, P.INSTANCES, {"ids": ["i0", "i5"], "models": [m["toy"]["id"], m["int8"]["id"]]})
+    ref = await request(
+        client, P.INSTANCES, {"ids": ["i0", "i5"], "models": [m["toy"]["id"], m["int8"]["id"]]}
+    )
     (page,) = await _pages(client, ref)
     got = wire.decode_result(page)
     assert [i["text"] for i in got.meta["instances"]] == ["instance i0", "instance i5"]
@@ -258,12 +330,26 @@ async def test_instances_and_bad_compare_requests(client: LanguageClient, folder
         await request(client, P.COMPARE_WEIGHTS, {"base": m["toy"]["id"], "models": ["nope"]})
     assert e.value.code == P.NOT_FOUND and "nope" in e.value.message
     with pytest.raises(JsonRpcException) as e:
-        await request(client, P.COMPARE_WEIGHTS, {"base": m["toy"]["id"], "models": [m["int8"]["id"]],
-                                                  "options": {"bins": 3}})
+        await request(
+            client,
+            P.COMPARE_WEIGHTS,
+            {"base": m["toy"]["id"], "models": [m["int8"]["id"]], "options": {"bins": 3}},
+        )
     assert e.value.code == P.USER_ERROR and "unknown option 'bins'" in e.value.message
     with pytest.raises(JsonRpcException) as e:
-        await request(client, P.TENSOR_TILES, {"model": m["toy"]["id"], "tensor": "nothing.weight", "level": 0,
-                                               "x0": 0, "y0": 0, "x1": 1, "y1": 1})
+        await request(
+            client,
+            P.TENSOR_TILES,
+            {
+                "model": m["toy"]["id"],
+                "tensor": "nothing.weight",
+                "level": 0,
+                "x0": 0,
+                "y0": 0,
+                "x1": 1,
+                "y1": 1,
+            },
+        )
     assert e.value.code == P.JOB_FAILED and "no tensor 'nothing.weight'" in e.value.message
     assert (await request(client, P.JOBS, {}))["jobs"]  # still serving
 
@@ -271,8 +357,11 @@ async def test_instances_and_bad_compare_requests(client: LanguageClient, folder
 @pytest.mark.asyncio(loop_scope="module")
 async def test_delete_and_export(client: LanguageClient, folder: Path) -> None:
     m = await _models(client)
-    out = await request(client, P.MODEL_EXPORT, {"id": m["int8"]["id"], "dir": str(folder / "exported"),
-                                                 "format": "safetensors"})
+    out = await request(
+        client,
+        P.MODEL_EXPORT,
+        {"id": m["int8"]["id"], "dir": str(folder / "exported"), "format": "safetensors"},
+    )
     assert Path(out["path"]).is_file() and Path(out["path"]).suffix == ".safetensors"
     # again into the same folder, now holding the export and the user's tokenizer: refused at once
     # with a code the client asks the user about, naming what a forced export replaces and keeps
@@ -285,7 +374,10 @@ async def test_delete_and_export(client: LanguageClient, folder: Path) -> None:
     assert "replaces model.safetensors" in e.value.message and "keeps tokenizer.json" in e.value.message
     assert Path(out["path"]).read_bytes() == first
     out = await request(client, P.MODEL_EXPORT, {**again, "force": True})
-    assert Path(out["path"]).read_bytes() != first and (folder / "exported" / "tokenizer.json").read_text() == "{}"
+    assert (
+        Path(out["path"]).read_bytes() != first
+        and (folder / "exported" / "tokenizer.json").read_text() == "{}"
+    )
     with pytest.raises(JsonRpcException) as e:
         await request(client, P.MODEL_DELETE, {"id": m["prune-50"]["id"]})
     assert e.value.code == P.USER_ERROR and "int8" in e.value.message

@@ -102,8 +102,9 @@ async def test_causal_lm_behavior_carries_token_kl(client: LanguageClient, folde
     from modelbonsai.tasks import CausalLMTask
 
     m = {x["name"]: x["id"] for x in (await request(client, P.LINEAGE, {}))["models"]}
-    ref = await request(client, P.COMPARE_BEHAVIOR, {"base": m["lm"], "models": [m["int4"]],
-                                                     "options": {"bootstrap": 50}})
+    ref = await request(
+        client, P.COMPARE_BEHAVIOR, {"base": m["lm"], "models": [m["int4"]], "options": {"bootstrap": 50}}
+    )
     if "data" not in ref:  # a comparison slower than its first-reply wait: ask for page 0
         ref = await request(client, P.RESULT_PAGE, {"resultId": ref["resultId"], "page": 0})
     assert ref["pages"] == 1 and "data" in ref
@@ -118,14 +119,35 @@ async def test_causal_lm_behavior_carries_token_kl(client: LanguageClient, folde
     base_rec, other_rec = store.get_model(m["lm"]), store.get_model(m["int4"])
 
     def module(rec: Any) -> Any:
-        return load_artifact(store.artifact_path(rec), lambda: load_skeleton(base_rec.base_spec, folder)).module
+        return load_artifact(
+            store.artifact_path(rec), lambda: load_skeleton(base_rec.base_spec, folder)
+        ).module
 
-    task = CausalLMTask({"data": "eval.txt", "train": "train.txt", "tokenizer": ".", "context": 8,
-                         "prompts": ["ab", "ba"], "max_new_tokens": 4}, folder)
-    direct = api.behavior(None, base_rec.id, other_rec.id, load_evaluation(store, base_rec),
-                          load_evaluation(store, other_rec), task_key={}, groupings=task.groupings,
-                          class_names=task.class_names(), bootstrap=50, seed=0,
-                          models=(module(base_rec), module(other_rec)), task=task)
+    task = CausalLMTask(
+        {
+            "data": "eval.txt",
+            "train": "train.txt",
+            "tokenizer": ".",
+            "context": 8,
+            "prompts": ["ab", "ba"],
+            "max_new_tokens": 4,
+        },
+        folder,
+    )
+    direct = api.behavior(
+        None,
+        base_rec.id,
+        other_rec.id,
+        load_evaluation(store, base_rec),
+        load_evaluation(store, other_rec),
+        task_key={},
+        groupings=task.groupings,
+        class_names=task.class_names(),
+        bootstrap=50,
+        seed=0,
+        models=(module(base_rec), module(other_rec)),
+        task=task,
+    )
     assert got.kind == direct.result.kind and got.meta["ids"] == direct.result.meta["ids"]
     assert set(got.tensors) == set(direct.result.tensors)
     for k, v in direct.result.tensors.items():
@@ -134,7 +156,9 @@ async def test_causal_lm_behavior_carries_token_kl(client: LanguageClient, folde
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_lm_instances_come_decoded_by_the_task_s_tokenizer(client: LanguageClient, folder: Path) -> None:
+async def test_lm_instances_come_decoded_by_the_task_s_tokenizer(
+    client: LanguageClient, folder: Path
+) -> None:
     """bonsai/instances on a causal LM: the window's text one string per token, and each model's
     next-token predictions (and the targets) as text too, from the tokenizer on the server: the
     panel never shows token ids nor guesses a vocabulary."""
@@ -158,6 +182,8 @@ async def test_lm_instances_come_decoded_by_the_task_s_tokenizer(client: Languag
         pos = {str(x): k for k, x in enumerate(ev.ids)}
         for i, iid in enumerate(("0", "8")):
             ids = ev.predictions[pos[iid]].tolist()
-            assert got.meta["predictionTokens"][m[name]][i] == [tok.chars[j] if j > 0 else "\ufffd" for j in ids]
+            assert got.meta["predictionTokens"][m[name]][i] == [
+                tok.chars[j] if j > 0 else "\ufffd" for j in ids
+            ]
     store.close()
     assert got.meta["targetTokens"] == [list(text[1:9]), list(text[9:17])]

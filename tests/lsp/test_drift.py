@@ -27,22 +27,46 @@ def statuses(store: LineageStore, limit: int | None = None) -> Statuses:
     return DriftIndex(store.workspace, limit).update(_parts(infos), store._query)
 
 
-def _store(store: LineageStore, mid: str, name: str, parent: str | None, op: str | None, params: dict[str, Any],
-           fingerprint: str, created: float = 0.0, eval_fingerprint: str | None = None) -> None:
+def _store(
+    store: LineageStore,
+    mid: str,
+    name: str,
+    parent: str | None,
+    op: str | None,
+    params: dict[str, Any],
+    fingerprint: str,
+    created: float = 0.0,
+    eval_fingerprint: str | None = None,
+) -> None:
     """A model as a run of exp.bonsai.yaml records it (an empty artifact: only the row is judged);
     `created` 0: now."""
-    store.add_model(ModelRecord(name, id=mid, parent_id=parent, op=op, params=params, created=created, seed=3,
-                                experiment_file="exp.bonsai.yaml", variant=None if parent is None else name,
-                                fingerprint=fingerprint, eval_fingerprint=eval_fingerprint),
-                    lambda folder: None)
+    store.add_model(
+        ModelRecord(
+            name,
+            id=mid,
+            parent_id=parent,
+            op=op,
+            params=params,
+            created=created,
+            seed=3,
+            experiment_file="exp.bonsai.yaml",
+            variant=None if parent is None else name,
+            fingerprint=fingerprint,
+            eval_fingerprint=eval_fingerprint,
+        ),
+        lambda folder: None,
+    )
 
 
-USER = EXPERIMENT + """\
+USER = (
+    EXPERIMENT
+    + """\
   - name: custom
     from: prune-50
     ops:
       - user.op: {}
 """
+)
 
 # Importing this file leaves a mark: the lineage must never do it.
 MARKING_OPS = textwrap.dedent(
@@ -60,8 +84,16 @@ MARKING_OPS = textwrap.dedent(
 
 
 def _info(mid: str, name: str, op: str | None, params: dict) -> ModelInfo:
-    return {"id": mid, "name": name, "parent": None, "op": op, "params": params, "status": "ok",
-            "metrics": {}, "created": "2026-01-01T00:00:00+00:00"}
+    return {
+        "id": mid,
+        "name": name,
+        "parent": None,
+        "op": op,
+        "params": params,
+        "status": "ok",
+        "metrics": {},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
 
 
 def _parts(infos: dict[str, ModelInfo]) -> dict[str, tuple[ModelInfo, str]]:
@@ -80,16 +112,35 @@ def ops_restored() -> Iterator[None]:
     registry._OPS.update(before)
 
 
-def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path: Path, ops_restored: None) -> None:
+def test_fingerprints_match_the_runner_and_user_code_is_never_imported(
+    tmp_path: Path, ops_restored: None
+) -> None:
     exp = make_workspace(tmp_path, USER)
     (tmp_path / "my_ops.py").write_text(MARKING_OPS)
     p = parsed(exp, tmp_path)
     with LineageStore.open(tmp_path) as store:
         # the base as the file defines it, evaluated as a run would: current
-        _store(store, "b", "toy", None, None, {}, p.finals["toy"].fingerprint or "", 1.0,
-               evaluation_fingerprint(p.experiment))
-        _store(store, "p", "prune-50", "b", "prune.magnitude", {**p.finals["prune-50"].params, "sparsity": 0.4},
-               "old-fp", 2.0)
+        _store(
+            store,
+            "b",
+            "toy",
+            None,
+            None,
+            {},
+            p.finals["toy"].fingerprint or "",
+            1.0,
+            evaluation_fingerprint(p.experiment),
+        )
+        _store(
+            store,
+            "p",
+            "prune-50",
+            "b",
+            "prune.magnitude",
+            {**p.finals["prune-50"].params, "sparsity": 0.4},
+            "old-fp",
+            2.0,
+        )
         _store(store, "c", "custom", "p", "user.op", {}, "whatever", 3.0)
         run = store.start_run("exp.bonsai.yaml", ["int8", "gone"])  # started after the models above
         store.finish_run(run.id, "failed", failures={"int8": "boom", "gone": "x"})
@@ -103,7 +154,11 @@ def test_fingerprints_match_the_runner_and_user_code_is_never_imported(tmp_path:
         # int8 failed in the latest run and was not made since; "gone" is no longer in the file
         (failed,) = found.failed
         assert failed["id"] == "failed:exp.bonsai.yaml:int8" and failed["status"] == "failed"
-        assert failed["statusReason"] == "boom" and failed["parent"] == "p" and failed["op"] == "quantize.weights"
+        assert (
+            failed["statusReason"] == "boom"
+            and failed["parent"] == "p"
+            and failed["op"] == "quantize.weights"
+        )
         assert failed["params"]["bits"] == 8
         # a later model of the variant clears it
         _store(store, "i", "int8", "p", "quantize.weights", {}, "fp")
@@ -129,7 +184,9 @@ def test_parse_is_reused_until_the_file_changes(tmp_path: Path) -> None:
     assert broken.experiment is None and broken.finals == {}
 
 
-def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(tmp_path: Path, ops_restored: None) -> None:
+def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(
+    tmp_path: Path, ops_restored: None
+) -> None:
     from modelbonsai.lsp.drift import REEVALUATE, REEVALUATE_UNKNOWN
     from modelbonsai.runner import Runner
 
@@ -143,7 +200,9 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
 
         assert judge() == {}
         # another instance limit in the file: a run would re-evaluate, so the lineage says so
-        exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 5"))
+        exp.write_text(
+            exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 5")
+        )
         fewer = "evaluated on every instance, a run now evaluates 5 instances: run to re-evaluate"
         assert judge() == {models["toy"].id: fewer, models["prune-50"].id: fewer}
         # ... whatever limit this server's runs use: the file's own wins over the setting
@@ -158,10 +217,14 @@ def test_models_evaluated_with_other_task_settings_are_stale_until_reevaluated(t
         # the file sets no limit now: indexes of two limits judge the same stored models
         # differently (a server's limit is fixed at initialize: one index, one limit), though
         # they share the file's parse; a limit at or above the task's 24 instances is no change
-        assert set(judge(limit=7).values()) == {"evaluated on every instance, a run now evaluates 7 instances: run to re-evaluate"}
+        assert set(judge(limit=7).values()) == {
+            "evaluated on every instance, a run now evaluates 7 instances: run to re-evaluate"
+        }
         assert judge(limit=24) == judge(limit=512) == judge() == {}
         # a model stored before evaluations were recorded (migrated store): unknown, stale
-        store._conn.execute("UPDATE models SET eval_fingerprint = NULL WHERE id = ?", (models["prune-50"].id,))
+        store._conn.execute(
+            "UPDATE models SET eval_fingerprint = NULL WHERE id = ?", (models["prune-50"].id,)
+        )
         assert judge() == {models["prune-50"].id: REEVALUATE_UNKNOWN}
         # a changed parameter says so first (the model is re-made, not re-evaluated)
         exp.write_text(exp.read_text().replace("{sparsity: 0.5}", "{sparsity: 0.25}"))

@@ -19,14 +19,15 @@ from .workspace import make_workspace
 N = 16  # variants: O(N²) would be ~N²/2 = 128 judgements, far over the bound below
 
 
-
 def _experiment(n: int, ops_from: str | None = None) -> str:
     # a chain and a fan: each variant's parent is stored before it, children follow parents
     lines = [experiment_head(ops_from)]
     for i in range(n):
         parent = "base" if i % 2 == 0 else f"v{i - 1}"
-        lines.append(f"  - name: v{i}\n    from: {parent}\n    ops:\n"
-                     f"      - prune.magnitude: {{sparsity: {0.05 + i * 0.05:.2f}}}\n")
+        lines.append(
+            f"  - name: v{i}\n    from: {parent}\n    ops:\n"
+            f"      - prune.magnitude: {{sparsity: {0.05 + i * 0.05:.2f}}}\n"
+        )
     return "".join(lines)
 
 
@@ -34,8 +35,9 @@ def _statuses(data: bytes) -> dict[str, tuple[str, str]]:
     return {m["id"]: (m["status"], m.get("statusReason", "")) for m in json.loads(data)["models"]}
 
 
-def _run_watching(folder: Path, store: LineageStore, cache: LineageCache,
-                  ok: bool = True) -> list[dict[str, tuple[str, str]]]:
+def _run_watching(
+    folder: Path, store: LineageStore, cache: LineageCache, ok: bool = True
+) -> list[dict[str, tuple[str, str]]]:
     """Run the experiment, asking the cache for the lineage after every stored model."""
     seen: list[dict[str, tuple[str, str]]] = []
 
@@ -75,7 +77,9 @@ def test_a_run_of_n_variants_costs_linear_drift_work(tmp_path: Path) -> None:
         # Every model stale (another task option), then re-evaluated one by one: the
         # stale overlay of the others is kept, not judged and serialized again per change.
         exp = tmp_path / "exp.bonsai.yaml"
-        exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  hardness: 2"))
+        exp.write_text(
+            exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  hardness: 2")
+        )
         before = _work(cache, tmp_path)
         stale = _statuses(cache.get(tmp_path).data)
         assert {s for s, _ in stale.values()} == {"stale"}
@@ -116,7 +120,9 @@ def test_incremental_statuses_match_a_fresh_pass_through_edits(tmp_path: Path) -
         assert check()["failed:exp.bonsai.yaml:boom"] == "failed"
         names = {m.id: m.name for m in store.list_models()}
         exp = tmp_path / "exp.bonsai.yaml"
-        exp.write_text(exp.read_text().replace("test.explode: {why: fuse}", "prune.magnitude: {sparsity: 0.9}"))
+        exp.write_text(
+            exp.read_text().replace("test.explode: {why: fuse}", "prune.magnitude: {sparsity: 0.9}")
+        )
         _run_watching(tmp_path, store, cache)  # makes boom: no longer failed
         assert set(check().values()) == {"ok"}
         names = {m.id: m.name for m in store.list_models()}

@@ -30,26 +30,34 @@ from modelbonsai.tasks import TaskError
 
 
 def test_codes_are_the_protocols() -> None:
-    assert (errors.INTERNAL_ERROR, errors.NOT_FOUND, errors.USER_ERROR, errors.JOB_FAILED, errors.EXPORT_EXISTS) \
-        == (P.INTERNAL_ERROR, P.NOT_FOUND, P.USER_ERROR, P.JOB_FAILED, P.EXPORT_EXISTS)
+    assert (
+        errors.INTERNAL_ERROR,
+        errors.NOT_FOUND,
+        errors.USER_ERROR,
+        errors.JOB_FAILED,
+        errors.EXPORT_EXISTS,
+    ) == (P.INTERNAL_ERROR, P.NOT_FOUND, P.USER_ERROR, P.JOB_FAILED, P.EXPORT_EXISTS)
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (StoreError("store"), P.USER_ERROR),
-    (ModelNotFound("no model 'x'"), P.NOT_FOUND),
-    (ArtifactError(Path("a"), "corrupt"), P.USER_ERROR),
-    (ExportError(Path("a"), "bad format"), P.USER_ERROR),
-    (OpError("prune", "bad"), P.USER_ERROR),
-    (LoadError("load"), P.USER_ERROR),
-    (PlanError("plan"), P.USER_ERROR),
-    (TaskError("task"), P.USER_ERROR),
-    (DeviceError("device"), P.USER_ERROR),
-    (WorkError("work"), P.USER_ERROR),
-    (OptionError("option"), P.USER_ERROR),
-    (MeasureError("measure"), P.USER_ERROR),
-    (UserError("cli"), P.USER_ERROR),
-    (CompareError("no tensor"), P.JOB_FAILED),
-])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (StoreError("store"), P.USER_ERROR),
+        (ModelNotFound("no model 'x'"), P.NOT_FOUND),
+        (ArtifactError(Path("a"), "corrupt"), P.USER_ERROR),
+        (ExportError(Path("a"), "bad format"), P.USER_ERROR),
+        (OpError("prune", "bad"), P.USER_ERROR),
+        (LoadError("load"), P.USER_ERROR),
+        (PlanError("plan"), P.USER_ERROR),
+        (TaskError("task"), P.USER_ERROR),
+        (DeviceError("device"), P.USER_ERROR),
+        (WorkError("work"), P.USER_ERROR),
+        (OptionError("option"), P.USER_ERROR),
+        (MeasureError("measure"), P.USER_ERROR),
+        (UserError("cli"), P.USER_ERROR),
+        (CompareError("no tensor"), P.JOB_FAILED),
+    ],
+)
 def test_user_errors_carry_their_code(error: errors.BonsaiError, code: int) -> None:
     assert isinstance(error, errors.BonsaiError) and error.user and error.code == code
     assert errors.is_user_error(error) and _is_user_error(error)
@@ -92,7 +100,8 @@ class _Ctx:
 
 
 def test_store_problems_in_the_worker_reach_the_client_as_user_errors(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     LineageStore.open(tmp_path).close()
     worker = Worker("cpu")
     ctx: Any = _Ctx()
@@ -112,11 +121,14 @@ def test_store_problems_in_the_worker_reach_the_client_as_user_errors(
     assert not [r for r in caplog.records if "job failed in worker" in r.getMessage()], "no traceback logged"
 
 
-def test_the_cli_prints_a_user_error_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_prints_a_user_error_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BONSAI_DEBUG", raising=False)
     LineageStore.open(tmp_path).close()
     assert main(["show", "ghost"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bonsai: no model 'ghost'") and "Traceback" not in err and "internal error" not in err
+    assert (
+        err.startswith("bonsai: no model 'ghost'") and "Traceback" not in err and "internal error" not in err
+    )

@@ -10,8 +10,17 @@ from modelbonsai.lsp.jobs import Job
 
 
 def _running(progress: float, elapsed: float, message: str | None = "ft: step 300/3000") -> Job:
-    return Job(id="j1", kind="run", title="Run ft", device="cpu", work=lambda ctx: None, state="running",
-               progress=progress, message=message, started=time.monotonic() - elapsed)
+    return Job(
+        id="j1",
+        kind="run",
+        title="Run ft",
+        device="cpu",
+        work=lambda ctx: None,
+        state="running",
+        progress=progress,
+        message=message,
+        started=time.monotonic() - elapsed,
+    )
 
 
 def test_no_estimate_before_a_tenth_is_done() -> None:

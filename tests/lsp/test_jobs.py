@@ -16,7 +16,9 @@ from modelbonsai.lsp import protocol as P
 from .helpers import job_end, request, until
 from .workspace import EXPERIMENT, make_workspace
 
-SLOW = EXPERIMENT + """\
+SLOW = (
+    EXPERIMENT
+    + """\
   - name: slow
     from: base
     ops:
@@ -30,6 +32,7 @@ SLOW = EXPERIMENT + """\
     ops:
       - test.explode: {why: "the fuse blew"}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +47,17 @@ async def test_run_reports_progress_begin_report_end(client: LanguageClient, fol
     token = "run-slow"
     client.progress_reports[token] = []  # a client-made token (the request carries it)
     exp = folder / "exp.bonsai.yaml"
-    result = await request(client, P.RUN, {"file": exp.as_uri(), "variants": ["slow"], "workDoneToken": token})
+    result = await request(
+        client, P.RUN, {"file": exp.as_uri(), "variants": ["slow"], "workDoneToken": token}
+    )
     P.check(result, P.RunResult, "result")
     job = await job_end(client, result["jobId"])
     assert job["state"] == "done", job
-    await until(lambda: any(isinstance(v, lsp.WorkDoneProgressEnd) for v in client.progress_reports.get(token, [])),
-                10, "progress end")
+    await until(
+        lambda: any(isinstance(v, lsp.WorkDoneProgressEnd) for v in client.progress_reports.get(token, [])),
+        10,
+        "progress end",
+    )
     reports = client.progress_reports[token]
     assert isinstance(reports[0], lsp.WorkDoneProgressBegin)
     assert reports[0].cancellable is True and "slow" in reports[0].title
@@ -70,8 +78,9 @@ async def test_run_reports_progress_begin_report_end(client: LanguageClient, fol
     assert set(names) == {"toy", "slow"}
     assert names["slow"]["parent"] == names["toy"]["id"] and names["slow"]["op"] == "test.slow"
     assert names["slow"]["experiment"] == {"file": str(exp.resolve()), "variant": "slow"}
-    assert any(m["name"] == "accuracy" and m["headline"]
-               for m in P.model_metrics(names["slow"], lineage["metrics"]))
+    assert any(
+        m["name"] == "accuracy" and m["headline"] for m in P.model_metrics(names["slow"], lineage["metrics"])
+    )
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -81,12 +90,20 @@ async def test_cancel_mid_run_leaves_no_partial_model(client: LanguageClient, fo
     client.progress_reports[11] = []
     result = await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"], "workDoneToken": 11})
     job_id = result["jobId"]
-    await until(lambda: any(c["job"]["id"] == job_id and c["job"].get("message", "").startswith("very-slow: step 3")
-                            for c in client.job_changes), 30, "the slow op to be under way")  # type: ignore[attr-defined]
+    await until(
+        lambda: any(
+            c["job"]["id"] == job_id and c["job"].get("message", "").startswith("very-slow: step 3")
+            for c in client.job_changes
+        ),
+        30,
+        "the slow op to be under way",
+    )  # type: ignore[attr-defined]
     tmp = folder / ".bonsai" / "tmp"
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=11))  # Cancel button of VS Code's progress notification
+    client.window_work_done_progress_cancel(
+        lsp.WorkDoneProgressCancelParams(token=11)
+    )  # Cancel button of VS Code's progress notification
     job = await job_end(client, job_id, 10)
     assert job["state"] == "cancelled"
     assert loop.time() - t0 < 2.0, "a cancelled job stops within a second or two"
@@ -103,7 +120,9 @@ async def test_cancel_request_and_bonsai_cancel(client: LanguageClient, folder: 
     exp = folder / "exp.bonsai.yaml"
     # bonsai/cancel on a running job, and on a job still queued behind it (with its position)
     first = (await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"]}))["jobId"]
-    second = (await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"], "force": True}))["jobId"]
+    second = (await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"], "force": True}))[
+        "jobId"
+    ]
     jobs = {j["id"]: j for j in (await request(client, P.JOBS, {}))["jobs"]}
     assert jobs[second]["state"] == "queued" and jobs[second]["position"] == 1
     assert (await request(client, P.CANCEL, {"jobId": second})) == {"cancelled": True}
@@ -116,8 +135,11 @@ async def test_cancel_request_and_bonsai_cancel(client: LanguageClient, folder: 
     fut = client.protocol.send_request("bonsai/run", {"file": str(exp), "variants": ["very-slow"]})
     msg_id = next(k for k, v in client.protocol._request_futures.items() if v is fut)
     job_id = (await asyncio.wrap_future(fut))["jobId"]
-    await until(lambda: any(c["job"]["id"] == job_id and c["job"]["state"] == "running"
-                            for c in client.job_changes), 10, "job to start")  # type: ignore[attr-defined]
+    await until(
+        lambda: any(c["job"]["id"] == job_id and c["job"]["state"] == "running" for c in client.job_changes),
+        10,
+        "job to start",
+    )  # type: ignore[attr-defined]
     client.protocol.notify("$/cancelRequest", lsp.CancelParams(id=msg_id))
     assert (await job_end(client, job_id, 5))["state"] == "cancelled"
 
@@ -134,7 +156,9 @@ async def test_failing_job_is_marked_failed_and_server_lives(client: LanguageCli
         await request(client, P.RUN, {"file": str(exp), "variants": ["nope"]})
     assert e.value.code == P.USER_ERROR and "no variant named nope" in e.value.message
     bad = folder / "bad.bonsai.yaml"
-    bad.write_text("base:\n  load: model.safetensors\nvariants:\n  - name: x\n    ops:\n      - prune.magnitude: {sparsity: 2}\n")
+    bad.write_text(
+        "base:\n  load: model.safetensors\nvariants:\n  - name: x\n    ops:\n      - prune.magnitude: {sparsity: 2}\n"
+    )
     with pytest.raises(JsonRpcException) as e:
         await request(client, P.RUN, {"file": str(bad)})
     assert e.value.code == P.USER_ERROR and "sparsity" in e.value.message and "6:" in e.value.message
@@ -143,11 +167,17 @@ async def test_failing_job_is_marked_failed_and_server_lives(client: LanguageCli
 @pytest.mark.asyncio(loop_scope="module")
 async def test_200_lineage_requests_while_a_job_runs(client: LanguageClient, folder: Path) -> None:
     exp = folder / "exp.bonsai.yaml"
-    job_id = (await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"], "force": True}))["jobId"]
-    await until(lambda: any(c["job"]["id"] == job_id and c["job"]["state"] == "running"
-                            for c in client.job_changes), 10, "job to start")  # type: ignore[attr-defined]
+    job_id = (await request(client, P.RUN, {"file": str(exp), "variants": ["very-slow"], "force": True}))[
+        "jobId"
+    ]
+    await until(
+        lambda: any(c["job"]["id"] == job_id and c["job"]["state"] == "running" for c in client.job_changes),
+        10,
+        "job to start",
+    )  # type: ignore[attr-defined]
     results = await asyncio.wait_for(
-        asyncio.gather(*[request(client, P.LINEAGE, {}) for _ in range(200)]), 60)
+        asyncio.gather(*[request(client, P.LINEAGE, {}) for _ in range(200)]), 60
+    )
     assert len(results) == 200
     assert all(r == results[0] for r in results) and results[0]["models"]
     jobs = (await request(client, P.JOBS, {}))["jobs"]

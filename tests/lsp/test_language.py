@@ -18,7 +18,9 @@ from .helpers import job_end, request, until
 from .workspace import make_hf_model, make_workspace
 
 # Positions below are found by their token in the text (support/locate.py), not written as numbers.
-TEXT = experiment_head("my_ops.py") + """\
+TEXT = (
+    experiment_head("my_ops.py")
+    + """\
   - name: prune-50
     from: base
     ops:
@@ -36,6 +38,7 @@ TEXT = experiment_head("my_ops.py") + """\
     ops:
       - quantize.weights: {bits: [6, 4]}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +51,21 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _open(client: LanguageClient, path: Path, text: str, language: str = "yaml") -> str:
     uri = path.as_uri()
-    client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-        lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
     return uri
 
 
 def _change(client: LanguageClient, uri: str, version: int, text: str) -> None:
-    client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-        lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        [lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            [lsp.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
 
 
 def _rng(d: lsp.Diagnostic) -> tuple[int, int, int, int]:
@@ -65,7 +74,9 @@ def _rng(d: lsp.Diagnostic) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: LanguageClient, folder: Path) -> None:
+async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(
+    client: LanguageClient, folder: Path
+) -> None:
     path = folder / "exp.bonsai.yaml"
     uri = _open(client, path, TEXT)
     # The valid file: once the base's parameter names are loaded (in the background), the
@@ -94,7 +105,9 @@ async def test_diagnostics_exact_ranges_debounced_and_lazy_patterns(client: Lang
     assert _rng(by_code["unknown-parent"]) == range_of(broken, "prune-5O")
     assert "did you mean 'prune-50'" in by_code["unknown-parent"].message
     assert _rng(by_code["unknown-op"]) == range_of(broken, "quantize.wieghts")
-    assert all(d.severity == lsp.DiagnosticSeverity.Error for d in by_code.values() if d.code != "pattern-no-match")
+    assert all(
+        d.severity == lsp.DiagnosticSeverity.Error for d in by_code.values() if d.code != "pattern-no-match"
+    )
 
     # Back to the valid text: the errors go away.
     _change(client, uri, 5, TEXT)
@@ -106,8 +119,11 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
     path = folder / "complete.bonsai.yaml"
     text = TEXT.replace("      - quantize.weights: {bits: 8}", "      - quantize.")
     uri = _open(client, path, text)
-    result = await client.text_document_completion_async(lsp.CompletionParams(
-        lsp.TextDocumentIdentifier(uri), position_of(text, "quantize.\n", offset=len("quantize."))))
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(
+            lsp.TextDocumentIdentifier(uri), position_of(text, "quantize.\n", offset=len("quantize."))
+        )
+    )
     labels = {i.label: i for i in result.items}
     assert "quantize.weights" in labels and "prune.magnitude" in labels
     doc = labels["quantize.weights"].documentation
@@ -115,8 +131,9 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
 
     text2 = TEXT.replace("{sparsity: 0.5, include", "{sparsity: 0.5, sc: 1, include")
     uri2 = _open(client, folder / "complete2.bonsai.yaml", text2)
-    result = await client.text_document_completion_async(lsp.CompletionParams(
-        lsp.TextDocumentIdentifier(uri2), position_of(text2, "sc: 1", offset=len("sc"))))
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(lsp.TextDocumentIdentifier(uri2), position_of(text2, "sc: 1", offset=len("sc")))
+    )
     labels = {i.label: i for i in result.items}
     assert "scope" in labels and "exclude" in labels
     assert "sparsity" not in labels  # already given
@@ -126,19 +143,23 @@ async def test_completion_of_ops_and_params(client: LanguageClient, folder: Path
 @pytest.mark.asyncio(loop_scope="module")
 async def test_hover_op_param_and_pattern(client: LanguageClient, folder: Path) -> None:
     uri = (folder / "exp.bonsai.yaml").as_uri()
-    h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "prune.magnitude", offset=3)))
+    h = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), position_of(TEXT, "prune.magnitude", offset=3))
+    )
     assert h is not None and "prune.magnitude" in h.contents.value and "sparsity" in h.contents.value
-    h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "sparsity: 0.5", offset=2)))
+    h = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), position_of(TEXT, "sparsity: 0.5", offset=2))
+    )
     assert h is not None and "sparsity" in h.contents.value
-    h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, '"0.*"', offset=2)))
+    h = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), position_of(TEXT, '"0.*"', offset=2))
+    )
     assert h is not None
     assert "Matches **2** of 4 base parameters" in h.contents.value, h.contents.value
     assert "`0.weight`" in h.contents.value and "`0.bias`" in h.contents.value
-    h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "nomatch")))
+    h = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), position_of(TEXT, "nomatch"))
+    )
     assert h is not None and "Matches **no** parameter" in h.contents.value
 
 
@@ -146,13 +167,17 @@ async def test_hover_op_param_and_pattern(client: LanguageClient, folder: Path) 
 async def test_definition_from_parent_name(client: LanguageClient, folder: Path) -> None:
     uri = (folder / "exp.bonsai.yaml").as_uri()
     # from the middle of int8's parent name to prune-50's name (its first occurrence)
-    loc = await client.text_document_definition_async(lsp.DefinitionParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "from: prune-50", offset=len("from: pru"))))
+    loc = await client.text_document_definition_async(
+        lsp.DefinitionParams(
+            lsp.TextDocumentIdentifier(uri), position_of(TEXT, "from: prune-50", offset=len("from: pru"))
+        )
+    )
     assert isinstance(loc, lsp.Location) and loc.uri == uri
     r = loc.range
     assert (r.start.line, r.start.character, r.end.line, r.end.character) == range_of(TEXT, "prune-50")
-    nothing = await client.text_document_definition_async(lsp.DefinitionParams(
-        lsp.TextDocumentIdentifier(uri), position_of(TEXT, "seed:", offset=1)))
+    nothing = await client.text_document_definition_async(
+        lsp.DefinitionParams(lsp.TextDocumentIdentifier(uri), position_of(TEXT, "seed:", offset=1))
+    )
     assert nothing is None
 
 
@@ -213,7 +238,9 @@ async def test_code_lens_before_and_after_a_run(client: LanguageClient, folder: 
 
     # The sweep: one summary lens (not one lens per model on one line), whose command lists every
     # model with its own line of metrics.
-    (summary,) = [le for le in lenses if le.range.start.line == sweep_line and le.command.command == P.CMD_SHOW_SWEEP]
+    (summary,) = [
+        le for le in lenses if le.range.start.line == sweep_line and le.command.command == P.CMD_SHOW_SWEEP
+    ]
     assert _titles(lenses, sweep_line)[:3] == ["▶ Run", "Compare with parent", "Show in Model Map"]
     assert len(_titles(lenses, sweep_line)) == 4
     accs = sorted(100 * lineage[n]["metrics"]["accuracy"] for n in ("q6", "q4"))
@@ -241,7 +268,9 @@ async def test_config_json_lenses_and_create_experiment(client: LanguageClient, 
     lone.parent.mkdir()
     lone.write_text("{}")
     uri2 = _open(client, lone, "{}", "json")
-    assert not await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri2)))
+    assert not await client.text_document_code_lens_async(
+        lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri2))
+    )
 
     created = await request(client, P.EXPERIMENT_CREATE, {"configPath": str(config)})
     P.check(created, P.PathResult, "result")
@@ -255,18 +284,28 @@ async def test_config_json_lenses_and_create_experiment(client: LanguageClient, 
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_code_lenses_stay_on_the_variants_an_error_does_not_touch(client: LanguageClient, folder: Path) -> None:
+async def test_code_lenses_stay_on_the_variants_an_error_does_not_touch(
+    client: LanguageClient, folder: Path
+) -> None:
     """An unclosed brace in int8 while typing: the file is not YAML, and still every other variant
     keeps its lenses on its line (int8's go until the brace is closed)."""
     path = folder / "exp.bonsai.yaml"
     uri = path.as_uri()
     broken = TEXT.replace("      - quantize.weights: {bits: 8}", "      - quantize.weights: {bits: 8")
     _change(client, uri, 50, broken)
-    await until(lambda: any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the syntax error")
+    await until(
+        lambda: any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the syntax error"
+    )
     assert [d.code for d in client.diagnostics[uri]] == ["yaml-syntax"]
     lenses = await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri)))
     for name in ("prune-50", "masked"):
-        assert _titles(lenses, position_of(broken, f"- name: {name}\n").line)[:3] == ["▶ Run", "Compare with parent", "Show in Model Map"]
+        assert _titles(lenses, position_of(broken, f"- name: {name}\n").line)[:3] == [
+            "▶ Run",
+            "Compare with parent",
+            "Show in Model Map",
+        ]
     assert _titles(lenses, position_of(broken, "- name: int8\n").line) == []
     _change(client, uri, 51, TEXT)
-    await until(lambda: not any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the fix")
+    await until(
+        lambda: not any(d.code == "yaml-syntax" for d in client.diagnostics.get(uri, [])), 10, "the fix"
+    )

@@ -13,13 +13,16 @@ from modelbonsai.lsp import protocol as P
 from .helpers import request, run_job
 from .workspace import EXPERIMENT, make_workspace
 
-TWIN = EXPERIMENT + """\
+TWIN = (
+    EXPERIMENT
+    + """\
   - name: twin
     from: base
     ops:
       - prune.magnitude: {sparsity: 0.5}
       - quantize.weights: {bits: 8}
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,24 @@ from modelbonsai.lsp import protocol as P
 from .helpers import request, run_job, until
 from .workspace import EXPERIMENT, make_workspace
 
-FRAGILE = EXPERIMENT + """\
+FRAGILE = (
+    EXPERIMENT
+    + """\
   - name: fragile
     from: prune-50
     ops:
       - test.explode: {why: "the fuse blew"}
 """
-MENDED = EXPERIMENT + """\
+)
+MENDED = (
+    EXPERIMENT
+    + """\
   - name: fragile
     from: prune-50
     ops:
       - prune.magnitude: {sparsity: 0.7}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +89,9 @@ async def test_edited_parameter_makes_models_stale_until_rerun(client: LanguageC
     status = {m["name"]: m for m in models}
     assert status["prune-50"]["status"] == "stale"
     reason = status["prune-50"]["statusReason"]
-    assert "experiment file changed" in reason and "sparsity" in reason and "0.5" in reason and "0.6" in reason
+    assert (
+        "experiment file changed" in reason and "sparsity" in reason and "0.5" in reason and "0.6" in reason
+    )
     # what derives from it is stale too; the base and other files' models are not
     assert status["int8"]["status"] == "stale" and "prune-50" in status["int8"]["statusReason"]
     assert status["fragile"]["status"] == "stale"
@@ -104,6 +112,10 @@ async def test_saving_an_experiment_file_tells_the_views(client: LanguageClient,
     seen = client.lineage_changes  # type: ignore[attr-defined]
     before = len(seen)
     uri = (folder / "exp.bonsai.yaml").resolve().as_uri()
-    client.text_document_did_save(lsp.DidSaveTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
-    change = await until(lambda: seen[before] if len(seen) > before else None, 30, "bonsai/lineageChanged after a save")
+    client.text_document_did_save(
+        lsp.DidSaveTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    change = await until(
+        lambda: seen[before] if len(seen) > before else None, 30, "bonsai/lineageChanged after a save"
+    )
     assert Path(change["folder"]) == folder.resolve()

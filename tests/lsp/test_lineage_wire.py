@@ -29,25 +29,44 @@ def test_reply_expands_to_every_models_metrics_with_definitions(tmp_path: Path) 
     def add(name: str, parent: str | None, metrics: list[Metric]) -> str:
         return store.add_model(ModelRecord(name=name, parent_id=parent), write, metrics=metrics).id
 
-    base = add("base", None, [Metric("accuracy", 0.9, "", True, True), Metric("stored_size", 1000, "B", False, True)])
+    base = add(
+        "base", None, [Metric("accuracy", 0.9, "", True, True), Metric("stored_size", 1000, "B", False, True)]
+    )
     # another task's "score" means something else: both definitions survive under their own keys
-    a = add("a", base, [Metric("score", 2.0, "ms", False, False), Metric("accuracy", 0.8, "", True, True),
-                        Metric("latency", float("nan"), "ms", False, True)])
+    a = add(
+        "a",
+        base,
+        [
+            Metric("score", 2.0, "ms", False, False),
+            Metric("accuracy", 0.8, "", True, True),
+            Metric("latency", float("nan"), "ms", False, True),
+        ],
+    )
     b = add("b", base, [Metric("score", 0.5, "", True, True)])
     cache = LineageCache(lambda folder: store)
     try:
         reply = json.loads(cache.get(tmp_path).data)
         P.check(reply, P.LineageResult, "result")
-        assert reply["metrics"]["accuracy"] == {"name": "accuracy", "unit": "", "higherIsBetter": True, "headline": True}
+        assert reply["metrics"]["accuracy"] == {
+            "name": "accuracy",
+            "unit": "",
+            "higherIsBetter": True,
+            "headline": True,
+        }
         models = {m["id"]: m for m in reply["models"]}
         assert models[base]["metrics"] == {"accuracy": 0.9, "stored_size": 1000.0}
         assert models[a]["metrics"] == {"score": 2.0, "accuracy": 0.8}, "NaN left out (JSON has none)"
         assert models[b]["metrics"] == {"score#2": 0.5}
         for mid in (base, a, b):
-            expanded = [(m["name"], m["value"], m["unit"], m["higherIsBetter"], m["headline"])
-                        for m in P.model_metrics(models[mid], reply["metrics"])]
-            stored = [(m.name, m.value, m.unit, m.higher_is_better, m.headline) for m in store.metrics(mid)
-                      if m.value == m.value]
+            expanded = [
+                (m["name"], m["value"], m["unit"], m["higherIsBetter"], m["headline"])
+                for m in P.model_metrics(models[mid], reply["metrics"])
+            ]
+            stored = [
+                (m.name, m.value, m.unit, m.higher_is_better, m.headline)
+                for m in store.metrics(mid)
+                if m.value == m.value
+            ]
             assert expanded == stored, mid
 
         # keys stay valid as the store changes: an unchanged model's fragment is reused as is
@@ -66,7 +85,9 @@ def test_metric_table_keys_are_stable_and_unique() -> None:
     score = MetricRecord("score", 1.0, "", True, True)
     assert table.key(score) == "score"
     assert table.key(MetricRecord("score", 1.0, "ms", False, False)) == "score#2"
-    assert table.key(MetricRecord("score#2", 1.0, "", True, False)) == "score#2#2"  # a name that looks like a key
+    assert (
+        table.key(MetricRecord("score#2", 1.0, "", True, False)) == "score#2#2"
+    )  # a name that looks like a key
     assert table.key(score) == "score"
     defs, text = table.snapshot()
     assert json.loads(text) == defs and set(defs) == {"score", "score#2", "score#2#2"}

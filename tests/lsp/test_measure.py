@@ -44,8 +44,9 @@ def _count(folder: Path, model_id: str) -> int:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_measure_job_adds_to_the_history_and_the_lineage_shows_spreads(client: LanguageClient,
-                                                                             folder: Path) -> None:
+async def test_measure_job_adds_to_the_history_and_the_lineage_shows_spreads(
+    client: LanguageClient, folder: Path
+) -> None:
     reply = await request(client, P.LINEAGE, {})
     P.check(reply, P.LineageResult, "result")
     models: dict[str, Any] = {m["name"]: m for m in reply["models"]}
@@ -85,6 +86,7 @@ async def test_measure_an_unknown_model_is_not_found(client: LanguageClient) -> 
 
 async def until_value(client: LanguageClient, name: str, key: str, value: float) -> dict[str, Any]:
     """The model `name` once the lineage shows `value` for metric `key`."""
+
     async def shown() -> dict[str, Any] | None:
         for m in (await request(client, P.LINEAGE, {}))["models"]:
             if m["name"] == name and m["metrics"].get(key) == pytest.approx(value):
@@ -104,8 +106,14 @@ def _inject(folder: Path, model_id: str, ms: float) -> None:
     from modelbonsai.metrics.efficiency import LatencyProtocol, summarize
     from modelbonsai.store import LineageStore
 
-    lat = summarize([[ms / 1000]] * 3, protocol=LatencyProtocol(), batch_size=999, device="cpu",
-                    method="thread CPU time, 1 thread", warmup=1)
+    lat = summarize(
+        [[ms / 1000]] * 3,
+        protocol=LatencyProtocol(),
+        batch_size=999,
+        device="cpu",
+        method="thread CPU time, 1 thread",
+        warmup=1,
+    )
     with LineageStore.open(folder) as store:
         store.put_metrics(model_id, latency_metrics(lat))
 

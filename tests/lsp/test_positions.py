@@ -20,12 +20,15 @@ TREE = "\U0001f333"  # 🌳: one code point, two UTF-16 units, four UTF-8 bytes
 
 # The shared experiment's header, and one variant whose line holds an emoji before the faulty
 # value (sparsity 1.5 is out of range).
-TEXT = EXPERIMENT[:EXPERIMENT.index("  - name:")] + f"""\
+TEXT = (
+    EXPERIMENT[: EXPERIMENT.index("  - name:")]
+    + f"""\
   - name: prune-50
     from: base
     ops:
       - prune.magnitude: {{include: ["{TREE}{TREE}.*"], sparsity: 1.5}}  # {TREE}
 """
+)
 LINE = len(TEXT.splitlines()) - 1
 CP = TEXT.splitlines()[LINE].index("1.5")  # code points: what the parser counts
 
@@ -54,8 +57,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _open(client: LanguageClient, path: Path) -> str:
     uri = path.as_uri()
-    client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-        lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=TEXT)))
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=TEXT))
+    )
     return uri
 
 
@@ -67,7 +71,9 @@ async def _out_of_range(client: LanguageClient, uri: str) -> lsp.Diagnostic:
 
 @pytest_lsp.fixture(config=server_config())
 async def client(lsp_client: LanguageClient, folder: Path):
-    result = await start_session(lsp_client, folder, folder / "storage", trusted=False)  # VS Code offers no encoding: UTF-16
+    result = await start_session(
+        lsp_client, folder, folder / "storage", trusted=False
+    )  # VS Code offers no encoding: UTF-16
     assert result.capabilities.position_encoding in (None, lsp.PositionEncodingKind.Utf16)
     yield
     await lsp_client.shutdown_session()
@@ -82,16 +88,18 @@ async def test_utf16_columns_after_an_emoji(client: LanguageClient, folder: Path
     # a position coming in is read in UTF-16 units too: the hover on "sparsity" is found, and
     # its range goes back in UTF-16 units
     word = TEXT.splitlines()[LINE].index("sparsity")
-    h = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri), lsp.Position(LINE, word + 2 + len("sparsity") - 1)))
+    h = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), lsp.Position(LINE, word + 2 + len("sparsity") - 1))
+    )
     assert h is not None and "sparsity" in h.contents.value
     assert h.range is not None and h.range.start.character == word + 2
 
 
 @pytest_lsp.fixture(config=server_config())
 async def utf32_client(lsp_client: LanguageClient, folder: Path):
-    result = await start_session(lsp_client, folder, folder / "storage", trusted=False,
-                                 encodings=["utf-32", "utf-16"])
+    result = await start_session(
+        lsp_client, folder, folder / "storage", trusted=False, encodings=["utf-32", "utf-16"]
+    )
     assert result.capabilities.position_encoding == lsp.PositionEncodingKind.Utf32
     yield
     await lsp_client.shutdown_session()

@@ -51,7 +51,14 @@ def test_check_names_the_wrong_field() -> None:
         protocol.check({"resultId": "r", "page": True}, protocol.ResultPageParams)
     with pytest.raises(protocol.ShapeError, match=r"must be number"):
         protocol.check(
-            {"key": "acc", "name": "acc", "value": float("nan"), "unit": "", "higherIsBetter": True, "headline": True},
+            {
+                "key": "acc",
+                "name": "acc",
+                "value": float("nan"),
+                "unit": "",
+                "higherIsBetter": True,
+                "headline": True,
+            },
             protocol.MetricInfo,
         )
     # LSP's own progress tokens are allowed on any request

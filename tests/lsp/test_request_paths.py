@@ -34,7 +34,11 @@ async def client(lsp_client: LanguageClient, folder: Path):
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_unusable_paths_are_invalid_params(client: LanguageClient, folder: Path) -> None:
-    unusable = ["x" * 100_000, str(folder / ("n" * 300) / "a.bonsai.yaml"), str(folder / "a\x00b.bonsai.yaml")]
+    unusable = [
+        "x" * 100_000,
+        str(folder / ("n" * 300) / "a.bonsai.yaml"),
+        str(folder / "a\x00b.bonsai.yaml"),
+    ]
     for value in unusable:
         for method, params in [(P.RUN, {"file": value}), (P.EXPERIMENT_CREATE, {"configPath": value})]:
             with pytest.raises(JsonRpcException) as e:

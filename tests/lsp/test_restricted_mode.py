@@ -36,7 +36,9 @@ from modelbonsai.lsp import protocol as P
 from .helpers import SERVER_ENV, request, start_session, until, watch
 
 # Each trap writes MARKER-<its name> beside itself when its code runs.
-_TRAP = "from pathlib import Path\nPath(__file__).with_name('MARKER-' + Path(__file__).stem).write_text('ran')\n"
+_TRAP = (
+    "from pathlib import Path\nPath(__file__).with_name('MARKER-' + Path(__file__).stem).write_text('ran')\n"
+)
 _TRAP_TASK = _TRAP + '\nclass EvilTask:\n    """A task that must not be imported by the editor."""\n'
 _TRAP_BUILD = _TRAP + "\ndef build():\n    return None\n"
 _TRAP_OPS = _TRAP + (
@@ -144,7 +146,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "weights" / "model.pt").write_bytes(pickle.dumps(_Opens(root / "weights" / "MARKER-model-pt")))
     (root / "hf").mkdir()
     (root / "hf" / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}')
-    (root / "hf" / "pytorch_model.bin").write_bytes(pickle.dumps(_Opens(root / "hf" / "MARKER-pytorch-model")))
+    (root / "hf" / "pytorch_model.bin").write_bytes(
+        pickle.dumps(_Opens(root / "hf" / "MARKER-pytorch-model"))
+    )
     for name, text in _experiments(outside).items():
         (root / name).write_text(text)
     root.joinpath("outside.txt").write_text(str(outside))
@@ -183,14 +187,17 @@ async def test_no_feature_runs_workspace_code_untrusted(client: LanguageClient, 
     files = sorted(folder.glob("*.bonsai.yaml"))
     for path in files:
         uri, text = path.as_uri(), path.read_text()
-        client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-            lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)))
+        client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)
+            )
+        )
         await until(lambda uri=uri: uri in client.diagnostics, 30, f"diagnostics of {path.name}")
         doc = lsp.TextDocumentIdentifier(uri=uri)
         # Hover, completion and definition everywhere, a line's worth at a time.
         positions = _positions(text)
         for start in range(0, len(positions), 64):
-            batch = positions[start:start + 64]
+            batch = positions[start : start + 64]
             await asyncio.gather(
                 *(client.text_document_hover_async(lsp.HoverParams(doc, p)) for p in batch),
                 *(client.text_document_completion_async(lsp.CompletionParams(doc, p)) for p in batch),
@@ -200,9 +207,12 @@ async def test_no_feature_runs_workspace_code_untrusted(client: LanguageClient, 
         # An edit (diagnostics again, after the debounce), then the features on the edited text.
         edited = text.replace("prune.magnitude", "prune.magnitud")
         del client.diagnostics[uri]
-        client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            [lsp.TextDocumentContentChangeWholeDocument(text=edited)]))
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                [lsp.TextDocumentContentChangeWholeDocument(text=edited)],
+            )
+        )
         await until(lambda uri=uri: uri in client.diagnostics, 30, f"diagnostics of edited {path.name}")
         await client.text_document_code_lens_async(lsp.CodeLensParams(doc))
     assert _markers(folder) == []
@@ -210,13 +220,19 @@ async def test_no_feature_runs_workspace_code_untrusted(client: LanguageClient, 
     # The user task's hover says what the task is, read from its file (not imported).
     files_text = (folder / "files.bonsai.yaml").read_text()
     kind_line = files_text.split("\n").index("  kind: evil_task.py:EvilTask")
-    hover = await client.text_document_hover_async(lsp.HoverParams(
-        lsp.TextDocumentIdentifier(uri=(folder / "files.bonsai.yaml").as_uri()), lsp.Position(kind_line, 12)))
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(
+            lsp.TextDocumentIdentifier(uri=(folder / "files.bonsai.yaml").as_uri()),
+            lsp.Position(kind_line, 12),
+        )
+    )
     assert hover is not None and "must not be imported by the editor" in hover.contents.value
 
     # config.json: its lenses, and the starter experiment they offer.
     config = folder / "hf" / "config.json"
-    await client.text_document_code_lens_async(lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri=config.as_uri())))
+    await client.text_document_code_lens_async(
+        lsp.CodeLensParams(lsp.TextDocumentIdentifier(uri=config.as_uri()))
+    )
     created = await request(client, P.EXPERIMENT_CREATE, {"configPath": str(config)})
     assert Path(created["path"]).is_file()
     await request(client, P.LINEAGE, {})
@@ -237,8 +253,11 @@ async def test_fuzzed_documents_through_the_server(client: LanguageClient, folde
     rng = random.Random(3)
     for i, (_sample, text) in enumerate(cases(24, seed=11)):
         uri = (folder / f"fuzz{i}.bonsai.yaml").as_uri()
-        client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-            lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)))
+        client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                lsp.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)
+            )
+        )
         await until(lambda uri=uri: uri in client.diagnostics, 30, f"diagnostics of fuzz case {i}")
         for d in client.diagnostics[uri]:
             r = d.range

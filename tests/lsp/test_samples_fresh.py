@@ -69,14 +69,21 @@ def _first_variant_from_base(file: Path) -> dict[str, Any]:
 def prepare_sample(name: str, out: Path) -> Path:
     """`prepare.py` at small size into `out`, and the sample's own experiment file there with its
     variants cut to one; returns the file."""
-    env = dict(os.environ, BONSAI_SAMPLE_SMALL="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, BONSAI_SAMPLE_SMALL="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1"
+    )
     folder = REPO / "samples" / name
     out.mkdir(parents=True)
     if (folder / "model.py").exists():  # the experiment's factory, beside the file (as demo.py does)
         shutil.copy(folder / "model.py", out / "model.py")
-    proc = subprocess.run([sys.executable, str(folder / "prepare.py"), "--out", str(out)], env=env, cwd=out,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(folder / "prepare.py"), "--out", str(out)],
+        env=env,
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = (folder / f"{name}.bonsai.yaml").read_text(encoding="utf-8")
     head = text[: text.index("\nvariants:")]
@@ -103,12 +110,14 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def client(lsp_client: LanguageClient, folder: Path):
     watch(lsp_client)
     folders = [folder / name for name in SAMPLES]
-    await lsp_client.initialize_session(lsp.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"),
-        root_uri=folders[0].as_uri(),
-        workspace_folders=[lsp.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders],
-        initialization_options=default_initialization_options(folder / "storage"),
-    ))
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=folders[0].as_uri(),
+            workspace_folders=[lsp.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in folders],
+            initialization_options=default_initialization_options(folder / "storage"),
+        )
+    )
     yield
     await lsp_client.shutdown_session()
 
@@ -120,7 +129,9 @@ def test_the_extension_sends_no_instance_limit_by_default(tmp_path: Path) -> Non
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("name", SAMPLES)
-async def test_no_sample_model_is_stale_after_the_demo(client: LanguageClient, folder: Path, name: str) -> None:
+async def test_no_sample_model_is_stale_after_the_demo(
+    client: LanguageClient, folder: Path, name: str
+) -> None:
     result = await request(client, P.LINEAGE, {"folder": str(folder / name)})
     P.check(result, P.LineageResult, "result")
     models = {m["name"]: (m["status"], m.get("statusReason", "")) for m in result["models"]}

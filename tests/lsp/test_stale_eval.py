@@ -32,12 +32,16 @@ async def _statuses(client: LanguageClient) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_edited_max_instances_is_stale_until_a_run_re_evaluates(client: LanguageClient, folder: Path) -> None:
+async def test_edited_max_instances_is_stale_until_a_run_re_evaluates(
+    client: LanguageClient, folder: Path
+) -> None:
     assert (await run_job(client, folder / "exp.bonsai.yaml", ["int8"]))["state"] == "done"
     assert {s for s, _ in (await _statuses(client)).values()} == {"ok"}
 
     exp = folder / "exp.bonsai.yaml"
-    exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10"))
+    exp.write_text(
+        exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10")
+    )
     status = await _statuses(client)
     assert set(status) == {"toy", "prune-50", "int8"}
     for name, (state, why) in status.items():
@@ -53,14 +57,18 @@ async def test_edited_max_instances_is_stale_until_a_run_re_evaluates(client: La
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_run_marks_and_says_what_it_re_evaluates_unasked(client: LanguageClient, folder: Path) -> None:
+async def test_a_run_marks_and_says_what_it_re_evaluates_unasked(
+    client: LanguageClient, folder: Path
+) -> None:
     exp = folder / "exp.bonsai.yaml"
     text = exp.read_text()
     assert "max_instances: 10" in text, "runs after the test above"
     # another limit, and a slow variant below int8: running only it re-evaluates its three
     # ancestors first, which nobody named
-    exp.write_text(text.replace("max_instances: 10", "max_instances: 12")
-                   + "  - name: slow\n    from: int8\n    ops:\n      - test.slow: {steps: 60, delay: 0.05}\n")
+    exp.write_text(
+        text.replace("max_instances: 10", "max_instances: 12")
+        + "  - name: slow\n    from: int8\n    ops:\n      - test.slow: {steps: 60, delay: 0.05}\n"
+    )
     why = "evaluated on 10 instances, a run now evaluates 12 instances"
     job_id = (await request(client, P.RUN, {"file": str(exp), "variants": ["slow"]}))["jobId"]
     marked: dict[str, str] = {}
@@ -75,10 +83,14 @@ async def test_a_run_marks_and_says_what_it_re_evaluates_unasked(client: Languag
         if await seen_marked():
             break
         await asyncio.sleep(0.02)
-    assert marked == {n: f"re-evaluated by a running job, not asked for: {why}" for n in ("toy", "prune-50", "int8")}
+    assert marked == {
+        n: f"re-evaluated by a running job, not asked for: {why}" for n in ("toy", "prune-50", "int8")
+    }
     job = await job_end(client, job_id)
     assert job["state"] == "done"
     messages = [c["job"].get("message", "") for c in client.job_changes if c["job"]["id"] == job_id]  # type: ignore[attr-defined]
-    assert f"first re-evaluates toy (not asked for: {why}); re-evaluates prune-50 (not asked for: {why}); " \
-           f"re-evaluates int8 (not asked for: {why})" in messages
+    assert (
+        f"first re-evaluates toy (not asked for: {why}); re-evaluates prune-50 (not asked for: {why}); "
+        f"re-evaluates int8 (not asked for: {why})" in messages
+    )
     assert {s for s, _ in (await _statuses(client)).values()} == {"ok"}, "marks gone with the job"

@@ -18,12 +18,15 @@ from modelbonsai.lsp import protocol as P
 
 from .workspace import EXPERIMENT, make_workspace
 
-NOISY = EXPERIMENT + """\
+NOISY = (
+    EXPERIMENT
+    + """\
   - name: noisy
     from: base
     ops:
       - test.noisy
 """
+)
 
 
 class RawClient:
@@ -31,8 +34,9 @@ class RawClient:
 
     def __init__(self, cmd: list[str], cwd: Path):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=cwd, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env
+        )
         self.messages: list[dict[str, Any]] = []
         self.bad_output: list[bytes] = []
         self.cond = threading.Condition()
@@ -82,7 +86,9 @@ class RawClient:
                         return m
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no such message; stderr:\n{self.stderr.decode(errors='replace')[-3000:]}")
+                    raise AssertionError(
+                        f"no such message; stderr:\n{self.stderr.decode(errors='replace')[-3000:]}"
+                    )
                 self.cond.wait(left)
 
     def call(self, msg_id: int, method: str, params: Any) -> dict[str, Any]:
@@ -101,10 +107,20 @@ def _bonsai() -> list[str]:
 def server(tmp_path: Path):
     make_workspace(tmp_path, NOISY)
     client = RawClient(_bonsai(), tmp_path)
-    init = client.call(1, "initialize", {
-        "processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {},
-        "initializationOptions": {"storagePath": str(tmp_path / "storage"), "trusted": True, "device": "cpu"},
-    })
+    init = client.call(
+        1,
+        "initialize",
+        {
+            "processId": None,
+            "rootUri": tmp_path.as_uri(),
+            "capabilities": {},
+            "initializationOptions": {
+                "storagePath": str(tmp_path / "storage"),
+                "trusted": True,
+                "device": "cpu",
+            },
+        },
+    )
     assert init["result"]["serverInfo"]["name"] == "bonsai"
     client.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
     yield client
@@ -157,8 +173,14 @@ def test_stdout_carries_only_json_rpc_even_when_an_op_prints(server: RawClient, 
     reply = c.call(2, P.RUN, {"file": str(tmp_path / "exp.bonsai.yaml"), "variants": ["noisy"]})
     assert "result" in reply, reply
     job_id = reply["result"]["jobId"]
-    done = c.wait(lambda m: m.get("method") == P.JOB_CHANGED and m["params"]["job"]["id"] == job_id
-                  and m["params"]["job"]["state"] in P.JOB_FINAL_STATES, 60)
+    done = c.wait(
+        lambda m: (
+            m.get("method") == P.JOB_CHANGED
+            and m["params"]["job"]["id"] == job_id
+            and m["params"]["job"]["state"] in P.JOB_FINAL_STATES
+        ),
+        60,
+    )
     assert done["params"]["job"]["state"] == "done", done
     assert c.bad_output == [], c.bad_output
     assert b"a stray print from an op" in c.stderr and b"raw write to file descriptor 1" in c.stderr

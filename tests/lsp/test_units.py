@@ -168,8 +168,14 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     cache = LineageCache(lambda folder: store)
     first = cache.get(tmp_path)
     assert [m["name"] for m in first.models] == ["base", "a"]
-    assert json.loads(first.data) == {"folder": str(tmp_path), "models": first.models, "metrics": first.metrics}
-    assert first.metrics == {"accuracy": {"name": "accuracy", "unit": "", "higherIsBetter": True, "headline": True}}
+    assert json.loads(first.data) == {
+        "folder": str(tmp_path),
+        "models": first.models,
+        "metrics": first.metrics,
+    }
+    assert first.metrics == {
+        "accuracy": {"name": "accuracy", "unit": "", "higherIsBetter": True, "headline": True}
+    }
     assert cache.peek(tmp_path) is first, "nothing changed: answered from the cache"
 
     b = add("b", a, 0.7)
@@ -185,8 +191,13 @@ def test_lineage_cache_incremental_and_full_refresh(tmp_path: Path) -> None:
     assert metric_values([MetricRecord("accuracy", float("nan"))], MetricTable()) == {}
 
     # a re-evaluation keeps id and parent, changes metrics: the incremental refresh re-reads it
-    store.replace_evaluation(a, "task-v2", [Metric("accuracy", 0.75, "", True, True)],
-                             file_name="outputs.safetensors", file_writer=None)
+    store.replace_evaluation(
+        a,
+        "task-v2",
+        [Metric("accuracy", 0.75, "", True, True)],
+        file_name="outputs.safetensors",
+        file_writer=None,
+    )
     third = cache.get(tmp_path)
     assert third.models[1]["metrics"] == {"accuracy": 0.75} and third.parts[root] is second.parts[root]
 
@@ -212,7 +223,9 @@ def test_lineage_marks_models_a_job_is_remaking_as_running(tmp_path: Path) -> No
 
     exp = str(tmp_path / "e.bonsai.yaml")
     root = store.add_model(ModelRecord(name="base", experiment_file=exp, variant="base"), write).id
-    store.add_model(ModelRecord(name="a", parent_id=root, op="prune.magnitude", experiment_file=exp, variant="a"), write)
+    store.add_model(
+        ModelRecord(name="a", parent_id=root, op="prune.magnitude", experiment_file=exp, variant="a"), write
+    )
     cache = LineageCache(lambda folder: store)
     entry = cache.get(tmp_path)
     assert entry.with_running(tmp_path, set()) is entry.data

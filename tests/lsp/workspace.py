@@ -42,7 +42,9 @@ USER_OPS = textwrap.dedent(
 )
 
 # The shared head (with this workspace's user ops), then two variants in a chain.
-EXPERIMENT = experiment_head("my_ops.py") + """\
+EXPERIMENT = (
+    experiment_head("my_ops.py")
+    + """\
   - name: prune-50
     from: base
     ops:
@@ -52,6 +54,7 @@ EXPERIMENT = experiment_head("my_ops.py") + """\
     ops:
       - quantize.weights: {bits: 8}
 """
+)
 
 
 def make_workspace(root: Path, experiment: str = EXPERIMENT, hidden: tuple[int, ...] = (16,)) -> Path:

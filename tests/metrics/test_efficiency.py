@@ -87,8 +87,14 @@ def test_warmup_is_excluded_and_the_lowest_round_median_reported() -> None:
     # a slow warm-up (100 s) must show up nowhere; 10 ms calls: one call per round of 10 ms
     durations = [100.0, 0.010, 0.012, 0.011, 0.013, 0.010, 0.014]
     fake = FakeClock(durations)
-    lat = measure_latency(fake.work, batch_size=8, device=CPU, timer=ClockTimer(clock=fake.clock), clock=fake.clock,
-                          protocol=LatencyProtocol(warmup=1, min_rounds=3, max_rounds=3, round_s=0.01, budget_s=None))
+    lat = measure_latency(
+        fake.work,
+        batch_size=8,
+        device=CPU,
+        timer=ClockTimer(clock=fake.clock),
+        clock=fake.clock,
+        protocol=LatencyProtocol(warmup=1, min_rounds=3, max_rounds=3, round_s=0.01, budget_s=None),
+    )
     assert fake.calls == 4
     assert lat.rounds_s == pytest.approx([0.010, 0.012, 0.011]) and lat.warmup == 1
     assert lat.value_s == pytest.approx(0.010)
@@ -99,8 +105,14 @@ def test_warmup_is_excluded_and_the_lowest_round_median_reported() -> None:
 
 def test_a_round_is_as_many_calls_as_fill_round_s() -> None:
     t = ScriptedTimer(lambda m, n: 0.001)
-    lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock,
-                          protocol=LatencyProtocol(min_rounds=2, max_rounds=2, round_s=0.005, budget_s=None))
+    lat = measure_latency(
+        t.fn(0),
+        batch_size=1,
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        protocol=LatencyProtocol(min_rounds=2, max_rounds=2, round_s=0.005, budget_s=None),
+    )
     assert [len(r) for r in lat.samples_s] == [5, 5]
     assert lat.calls == 10 and lat.value_s == pytest.approx(0.001)
 
@@ -134,16 +146,28 @@ def test_the_budget_stops_new_rounds_but_min_rounds_always_run() -> None:
     lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock, protocol=protocol)
     assert len(lat.rounds_s) == 3
     t2 = ScriptedTimer(lambda m, n: 0.001)  # cheap calls: rounds go on until the budget is spent
-    lat2 = measure_latency(t2.fn(0), batch_size=1, device=CPU, timer=t2, clock=t2.clock,
-                           protocol=LatencyProtocol(min_rounds=3, max_rounds=50, round_s=0.01, budget_s=0.1))
+    lat2 = measure_latency(
+        t2.fn(0),
+        batch_size=1,
+        device=CPU,
+        timer=t2,
+        clock=t2.clock,
+        protocol=LatencyProtocol(min_rounds=3, max_rounds=50, round_s=0.01, budget_s=0.1),
+    )
     assert 3 < len(lat2.rounds_s) < 50
     assert t2.now == pytest.approx(0.1 + 0.001 * 10, abs=0.012)  # stops within a round of the budget
 
 
 def test_several_models_are_measured_round_by_round_in_turn() -> None:
     t = ScriptedTimer(lambda m, n: 0.01 * (m + 1))
-    lats = measure_latencies([t.fn(0), t.fn(1)], batch_sizes=[4, 4], device=CPU, timer=t, clock=t.clock,
-                             protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.01, budget_s=None))
+    lats = measure_latencies(
+        [t.fn(0), t.fn(1)],
+        batch_sizes=[4, 4],
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.01, budget_s=None),
+    )
     # warm-ups, then each round: model 0's call, model 1's call (1 call per round each)
     assert t.calls == [0, 1, 0, 1, 0, 1, 0, 1]
     assert [x.value_s for x in lats] == pytest.approx([0.01, 0.02])
@@ -156,22 +180,42 @@ def test_interleaving_keeps_the_ratio_when_load_hits_a_round() -> None:
         return base * 3 if n == 2 else base
 
     t = ScriptedTimer(busy)
-    lats = measure_latencies([t.fn(0), t.fn(1)], batch_sizes=[1, 1], device=CPU, timer=t, clock=t.clock,
-                             protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.001, budget_s=None))
+    lats = measure_latencies(
+        [t.fn(0), t.fn(1)],
+        batch_sizes=[1, 1],
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.001, budget_s=None),
+    )
     assert lats[1].value_s / lats[0].value_s == pytest.approx(2.0)
 
 
 def test_a_known_call_cost_replaces_the_warm_up() -> None:
     t = ScriptedTimer(lambda m, n: 0.002)
-    lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock, call_s=0.002,
-                          protocol=LatencyProtocol(min_rounds=2, max_rounds=2, round_s=0.004, budget_s=None))
+    lat = measure_latency(
+        t.fn(0),
+        batch_size=1,
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        call_s=0.002,
+        protocol=LatencyProtocol(min_rounds=2, max_rounds=2, round_s=0.004, budget_s=None),
+    )
     assert lat.warmup == 0 and t.calls == [0] * 4  # 2 rounds of 2, no warm-up call
 
 
 def test_a_wrong_known_cost_is_corrected_by_the_first_round() -> None:
     t = ScriptedTimer(lambda m, n: 0.001)  # said to cost 100 ms (a wall time on a busy machine)
-    lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock, call_s=0.1,
-                          protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.005, budget_s=None))
+    lat = measure_latency(
+        t.fn(0),
+        batch_size=1,
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        call_s=0.1,
+        protocol=LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.005, budget_s=None),
+    )
     assert [len(r) for r in lat.samples_s] == [1, 5, 5]
 
 
@@ -195,15 +239,28 @@ def test_a_cancelled_measurement_stops_between_rounds() -> None:
         return rounds[0] > 2  # cancelled after two rounds
 
     with pytest.raises(Cancelled):
-        measure_latencies([t.fn(0)], batch_sizes=[1], device=CPU, timer=t, clock=t.clock, cancelled=cancelled,
-                          protocol=LatencyProtocol(min_rounds=5, max_rounds=5, round_s=0.001, budget_s=None))
+        measure_latencies(
+            [t.fn(0)],
+            batch_sizes=[1],
+            device=CPU,
+            timer=t,
+            clock=t.clock,
+            cancelled=cancelled,
+            protocol=LatencyProtocol(min_rounds=5, max_rounds=5, round_s=0.001, budget_s=None),
+        )
     assert len(t.calls) == 3  # the warm-up and two rounds of one call
 
 
 def test_one_round_is_noisy() -> None:
     t = ScriptedTimer(lambda m, n: 0.002)
-    lat = measure_latency(t.fn(0), batch_size=1, device=CPU, timer=t, clock=t.clock,
-                          protocol=LatencyProtocol(min_rounds=1, max_rounds=1, budget_s=None))
+    lat = measure_latency(
+        t.fn(0),
+        batch_size=1,
+        device=CPU,
+        timer=t,
+        clock=t.clock,
+        protocol=LatencyProtocol(min_rounds=1, max_rounds=1, budget_s=None),
+    )
     assert lat.noisy and lat.spread_s == 0
 
 
@@ -224,8 +281,16 @@ def test_one_thread_restores_the_thread_count() -> None:
 
 
 def test_latency_metric_carries_spread_noisy_and_the_measurement() -> None:
-    lat = summarize([[0.010], [0.020], [0.010], [0.020]], protocol=LatencyProtocol(), batch_size=8, device="cpu",
-                    method="thread CPU time, 1 thread", warmup=1, wall_s=0.05, load=3.0)
+    lat = summarize(
+        [[0.010], [0.020], [0.010], [0.020]],
+        protocol=LatencyProtocol(),
+        batch_size=8,
+        device="cpu",
+        method="thread CPU time, 1 thread",
+        warmup=1,
+        wall_s=0.05,
+        load=3.0,
+    )
     latency, throughput = latency_metrics(lat)
     assert isinstance(latency, LatencyMetric)
     assert latency.value == pytest.approx(10.0) and latency.spread == pytest.approx(10.0) and latency.noisy
@@ -284,14 +349,19 @@ print(mem.bytes, mem.method)
 def test_peak_memory_sees_growth_in_a_process_that_keeps_freed_memory() -> None:
     # (in a child process: keeping freed memory is for the whole process.) The kept memory is
     # resident already; served from it, the call would show no growth unless it is handed back.
-    out = subprocess.run([sys.executable, "-c", KEPT_PROBE], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", KEPT_PROBE], capture_output=True, text=True, check=True
+    ).stdout
     size, method = out.split(maxsplit=1)
     if "VmHWM" in method:
         assert int(size) >= 32 * 1024 * 1024
 
 
 def _image_task(tmp_path: Path) -> ImageClassificationTask:
-    save_file({"images": torch.randn(10, 1, 4, 4), "labels": torch.arange(10) % 3}, str(tmp_path / "eval.safetensors"))
+    save_file(
+        {"images": torch.randn(10, 1, 4, 4), "labels": torch.arange(10) % 3},
+        str(tmp_path / "eval.safetensors"),
+    )
     return ImageClassificationTask({"data": "."}, tmp_path)
 
 
@@ -308,8 +378,12 @@ def test_efficiency_metrics_on_a_model(tmp_path: Path) -> None:
 
     protocol = LatencyProtocol(min_rounds=3, max_rounds=3, round_s=0.0, budget_s=None)  # one call per round
     opts = EfficiencyOptions(batch_size=4, protocol=protocol, timer=ClockTimer(clock=clock))
-    metrics = {m.name: m for m in efficiency_metrics(model, task, torch.device("cpu"), stored_bytes=100,
-                                                      base_stored_bytes=400, options=opts)}
+    metrics = {
+        m.name: m
+        for m in efficiency_metrics(
+            model, task, torch.device("cpu"), stored_bytes=100, base_stored_bytes=400, options=opts
+        )
+    }
     assert metrics["parameters"].value == 16 * 3 + 3
     assert metrics["stored_size"].value == 100 and not metrics["stored_size"].higher_is_better
     assert metrics["compression_ratio"].value == 4.0 and metrics["compression_ratio"].higher_is_better

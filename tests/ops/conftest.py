@@ -83,8 +83,16 @@ def build_tiny_gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=32,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+        n_layer=2,
+        n_embd=32,
+        n_head=4,
+        vocab_size=64,
+        n_positions=32,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return _seeded(lambda: GPT2LMHeadModel(config))
 
@@ -93,9 +101,15 @@ def build_tiny_bert() -> nn.Module:
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=32, num_labels=2,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     return _seeded(lambda: BertForSequenceClassification(config))
 
@@ -139,8 +153,13 @@ def make_cnn_task() -> ToyTask:
         x = torch.randn(n, 3, 8, 8, generator=gen)
         # class = the image quadrant with the largest mean: learnable by a small CNN
         quads = torch.stack(
-            [x[:, :, :4, :4].mean((1, 2, 3)), x[:, :, :4, 4:].mean((1, 2, 3)),
-             x[:, :, 4:, :4].mean((1, 2, 3)), x[:, :, 4:, 4:].mean((1, 2, 3))], dim=1,
+            [
+                x[:, :, :4, :4].mean((1, 2, 3)),
+                x[:, :, :4, 4:].mean((1, 2, 3)),
+                x[:, :, 4:, :4].mean((1, 2, 3)),
+                x[:, :, 4:, 4:].mean((1, 2, 3)),
+            ],
+            dim=1,
         )
         return Batch(ids=[str(i) for i in range(n)], inputs=x, targets=quads.argmax(1))
 
@@ -177,7 +196,9 @@ def make_gpt2_task() -> ToyTask:
 def make_bert_task() -> ToyTask:
     def make_batch(gen: torch.Generator, n: int) -> Batch:
         ids = torch.randint(0, 64, (n, 16), generator=gen)
-        return Batch(ids=[str(i) for i in range(n)], inputs={"input_ids": ids}, targets=(ids[:, 1] < 32).long())
+        return Batch(
+            ids=[str(i) for i in range(n)], inputs={"input_ids": ids}, targets=(ids[:, 1] < 32).long()
+        )
 
     def forward(model: nn.Module, batch: Batch) -> torch.Tensor:
         ids = batch.inputs["input_ids"].to(_device_of(model))

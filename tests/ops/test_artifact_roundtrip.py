@@ -13,8 +13,16 @@ from modelbonsai.ops.registry import CompressedModel
 
 CHAINS: list[list[tuple[str, dict[str, Any]]]] = [
     [("prune.structured", {"amount": 0.5})],
-    [("prune.magnitude", {"sparsity": 0.5}), ("prune.structured", {"amount": 0.25}), ("lowrank", {"rank": 2})],
-    [("lowrank", {"rank": 2}), ("prune.nm", {"exclude": ["conv1.weight", "*.second.weight"]}), ("cast", {"dtype": "bf16"})],
+    [
+        ("prune.magnitude", {"sparsity": 0.5}),
+        ("prune.structured", {"amount": 0.25}),
+        ("lowrank", {"rank": 2}),
+    ],
+    [
+        ("lowrank", {"rank": 2}),
+        ("prune.nm", {"exclude": ["conv1.weight", "*.second.weight"]}),
+        ("cast", {"dtype": "bf16"}),
+    ],
 ]
 
 

@@ -34,7 +34,9 @@ def test_bn_recalibrate_matches_hand_computed_stats(tiny_cnn, cnn_task, make_ctx
             mean, var = _batch_stats(h)
             sums["m2"].append(mean)
             sums["v2"].append(var)
-    run_op("bn.recalibrate", CompressedModel(tiny_cnn), {"batches": 3, "batch_size": 8}, make_ctx(task=cnn_task))
+    run_op(
+        "bn.recalibrate", CompressedModel(tiny_cnn), {"batches": 3, "batch_size": 8}, make_ctx(task=cnn_task)
+    )
     for bn, i in ((tiny_cnn.bn1, "1"), (tiny_cnn.bn2, "2")):
         assert torch.allclose(bn.running_mean, torch.stack(sums["m" + i]).mean(0), atol=1e-5)
         assert torch.allclose(bn.running_var, torch.stack(sums["v" + i]).mean(0), atol=1e-5)
@@ -62,7 +64,12 @@ def test_finetune_keeps_masks_and_improves_loss(tiny_cnn, cnn_task, make_ctx, ru
     ctx = make_ctx(task=cnn_task)
     cm = run_op("prune.magnitude", CompressedModel(tiny_cnn), {"sparsity": 0.6}, ctx)
     before = _eval_loss(tiny_cnn, cnn_task)
-    run_op("finetune", cm, {"steps": 40, "lr": 1e-2, "batch_size": 32, "schedule": "cosine", "warmup_steps": 2}, ctx)
+    run_op(
+        "finetune",
+        cm,
+        {"steps": 40, "lr": 1e-2, "batch_size": 32, "schedule": "cosine", "warmup_steps": 2},
+        ctx,
+    )
     after = _eval_loss(tiny_cnn, cnn_task)
     assert after < before - 0.1, (before, after)
     for name, mask in cm.masks.items():
@@ -74,7 +81,12 @@ def test_finetune_keeps_masks_and_improves_loss(tiny_cnn, cnn_task, make_ctx, ru
 def test_finetune_is_deterministic(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
     def train(seed: int) -> list[torch.Tensor]:
         m = tiny_cnn_factory()
-        run_op("finetune", CompressedModel(m), {"steps": 3, "lr": 1e-2, "optimizer": "sgd"}, make_ctx(task=cnn_task, seed=seed))
+        run_op(
+            "finetune",
+            CompressedModel(m),
+            {"steps": 3, "lr": 1e-2, "optimizer": "sgd"},
+            make_ctx(task=cnn_task, seed=seed),
+        )
         return [p.detach().clone() for p in m.parameters()]
 
     a, b, c = train(3), train(3), train(4)

@@ -73,17 +73,25 @@ def layer_errors(ref: nn.Module, q: nn.Module, x: torch.Tensor) -> list[float]:
 
 
 @pytest.mark.parametrize("bits", [3, 4])
-@pytest.mark.parametrize(("granularity", "extra"), [("channel", {}), ("group", {"group_size": 16}),
-                                                    ("channel", {"act_order": True})])
+@pytest.mark.parametrize(
+    ("granularity", "extra"),
+    [("channel", {}), ("group", {"group_size": 16}), ("channel", {"act_order": True})],
+)
 def test_calibrated_beats_round_to_nearest(bits: int, granularity: str, extra: dict[str, Any]) -> None:
     task = CorrelatedTask()
     ref = model().eval()
     x = task.sample(512, torch.Generator().manual_seed(99))  # held-out inputs
     common = {"bits": bits, "granularity": granularity, **extra}
     with torch.no_grad():
-        rtn = quantize("quantize.weights", copy.deepcopy(ref), None,
-                       **{k: v for k, v in common.items() if k != "act_order"}).module
-        gptq = quantize("quantize.calibrated", copy.deepcopy(ref), task, batches=8, batch_size=64, **common).module
+        rtn = quantize(
+            "quantize.weights",
+            copy.deepcopy(ref),
+            None,
+            **{k: v for k, v in common.items() if k != "act_order"},
+        ).module
+        gptq = quantize(
+            "quantize.calibrated", copy.deepcopy(ref), task, batches=8, batch_size=64, **common
+        ).module
         e_rtn, e_gptq = layer_errors(ref, rtn, x), layer_errors(ref, gptq, x)
     for a, b in zip(e_gptq, e_rtn, strict=True):
         assert a < 0.7 * b, f"GPTQ {e_gptq} vs RTN {e_rtn}"
@@ -96,8 +104,17 @@ def test_result_is_on_its_grid_and_keeps_zeros(symmetric: bool) -> None:
     with torch.no_grad():
         zero = torch.rand_like(m[0].weight) < 0.5
         m[0].weight[zero] = 0.0
-    cm = quantize("quantize.calibrated", m, task, bits=4, symmetric=symmetric, granularity="group",
-                  group_size=16, batches=2, batch_size=32)
+    cm = quantize(
+        "quantize.calibrated",
+        m,
+        task,
+        bits=4,
+        symmetric=symmetric,
+        granularity="group",
+        group_size=16,
+        batches=2,
+        batch_size=32,
+    )
     for name, p in m.named_parameters():
         if name in cm.encodings:
             enc = cm.encodings[name]
@@ -106,8 +123,9 @@ def test_result_is_on_its_grid_and_keeps_zeros(symmetric: bool) -> None:
     assert bool((m[0].weight[zero] == 0).all())
 
 
-def test_calibrated_on_transformer_and_cnn(tiny_gpt2: nn.Module, gpt2_task: Any, tiny_cnn: nn.Module,
-                                           cnn_task: Any) -> None:
+def test_calibrated_on_transformer_and_cnn(
+    tiny_gpt2: nn.Module, gpt2_task: Any, tiny_cnn: nn.Module, cnn_task: Any
+) -> None:
     cm = quantize("quantize.calibrated", tiny_gpt2, gpt2_task, bits=4, batches=2, batch_size=4)
     assert "transformer.h.1.mlp.c_proj.weight" in cm.encodings
     enc = cm.encodings["transformer.h.0.attn.c_attn.weight"]
@@ -126,6 +144,13 @@ def test_needs_a_task() -> None:
 def test_group_divisibility_checked_before_calibration() -> None:
     m = nn.Sequential(nn.Linear(DIM, 8))
     with pytest.raises(OpError) as err:
-        quantize("quantize.calibrated", m, CorrelatedTask(), bits=4, granularity="group", group_size=24,
-                 strict=True)
+        quantize(
+            "quantize.calibrated",
+            m,
+            CorrelatedTask(),
+            bits=4,
+            granularity="group",
+            group_size=24,
+            strict=True,
+        )
     assert err.value.layer == "0.weight"

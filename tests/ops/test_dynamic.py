@@ -21,7 +21,9 @@ def run(m: nn.Module, ctx: OpContext, **params: Any) -> CompressedModel:
 
 def mlp() -> nn.Module:
     torch.manual_seed(5)
-    return nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+    return nn.Sequential(
+        nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+    ).eval()
 
 
 @pytest.mark.parametrize("granularity", ["channel", "tensor"])
@@ -38,7 +40,9 @@ def test_dynamic_int8_linear(granularity: str, ctx: OpContext) -> None:
     with torch.no_grad():
         out = cm.module(x)
     assert torch.allclose(out, ref, atol=0.05, rtol=0.05)
-    assert cm.edits == [{"kind": "quantize.dynamic", "modules": ["0", "2"], "conv1d": [], "granularity": granularity}]
+    assert cm.edits == [
+        {"kind": "quantize.dynamic", "modules": ["0", "2"], "conv1d": [], "granularity": granularity}
+    ]
 
 
 def test_dynamic_is_timed_and_runs(ctx: OpContext) -> None:
@@ -69,8 +73,9 @@ def test_replay_rebuilds_the_same_modules(ctx: OpContext) -> None:
     assert [type(m) for m in fresh.modules()] == [type(m) for m in cm.module.modules()]
 
 
-def test_gpt2_conv1d_converted_and_keeps_zeros(tiny_gpt2: nn.Module, gpt2_input: torch.Tensor,
-                                               tiny_gpt2_factory: Any, ctx: OpContext) -> None:
+def test_gpt2_conv1d_converted_and_keeps_zeros(
+    tiny_gpt2: nn.Module, gpt2_input: torch.Tensor, tiny_gpt2_factory: Any, ctx: OpContext
+) -> None:
     with torch.no_grad():
         ref = tiny_gpt2(input_ids=gpt2_input).logits
         w = tiny_gpt2.transformer.h[0].mlp.c_fc.weight  # Conv1D [in, out]
@@ -95,8 +100,13 @@ def test_nothing_to_convert_is_an_error(tiny_cnn: nn.Module, ctx: OpContext) -> 
         run(tiny_cnn, ctx, include=["conv*"])
 
 
-def test_runs_on_tiny_cnn_and_bert(tiny_cnn: nn.Module, cnn_input: torch.Tensor, tiny_bert: nn.Module,
-                                   bert_input: torch.Tensor, ctx: OpContext) -> None:
+def test_runs_on_tiny_cnn_and_bert(
+    tiny_cnn: nn.Module,
+    cnn_input: torch.Tensor,
+    tiny_bert: nn.Module,
+    bert_input: torch.Tensor,
+    ctx: OpContext,
+) -> None:
     ref = tiny_cnn(cnn_input)
     cm = run(tiny_cnn, ctx)
     kind = dynamic_linear_type()
@@ -123,5 +133,7 @@ def test_a_bfloat16_model_is_refused_for_what_it_is(ctx: OpContext) -> None:
     cm = cast.fn(CompressedModel(mlp()), cast.resolve({"dtype": "fp16"}), ctx)
     op = get_op("quantize.dynamic")
     assert op is not None
-    with pytest.raises(OpError, match=r"an earlier `cast` op made the weights float16; apply quantize\.dynamic before"):
+    with pytest.raises(
+        OpError, match=r"an earlier `cast` op made the weights float16; apply quantize\.dynamic before"
+    ):
         op.fn(cm, op.resolve({}), ctx)

@@ -145,7 +145,9 @@ def _sentences(tmp_path: Path, train: bool) -> SentenceEmbeddingTask:
     letters = "abcdefgh"
 
     def lines(n: int) -> str:
-        return "\n".join("".join(letters[int(i)] for i in torch.randint(0, 8, (6,), generator=g)) for _ in range(n))
+        return "\n".join(
+            "".join(letters[int(i)] for i in torch.randint(0, 8, (6,), generator=g)) for _ in range(n)
+        )
 
     (tmp_path / "eval.txt").write_text(lines(24))
     (tmp_path / "train.txt").write_text(lines(64))
@@ -159,7 +161,12 @@ def test_distill_trains_a_sentence_encoder_without_labels(tmp_path: Path, make_c
     teacher = _Encoder(task.tokenizer.vocab_size)
     student = copy.deepcopy(teacher)
     ctx = make_ctx(task=task, parent=CompressedModel(teacher))
-    cm = run_op("prune.magnitude", CompressedModel(student), {"sparsity": 0.6, "scope": "layer", "include": ["*"]}, ctx)
+    cm = run_op(
+        "prune.magnitude",
+        CompressedModel(student),
+        {"sparsity": 0.6, "scope": "layer", "include": ["*"]},
+        ctx,
+    )
     ref = task.evaluate(teacher, torch.device("cpu"))
 
     def agreement() -> float:
@@ -196,7 +203,9 @@ def _text_task(tmp_path: Path, cls: type[TextClassificationTask] = TextClassific
     for name in ("eval.jsonl", "train.jsonl"):
         (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows))
     CharTokenizer.build("ab").save(tmp_path)
-    return cls({"data": "eval.jsonl", "tokenizer": ".", **({"train": "train.jsonl"} if train else {})}, tmp_path)
+    return cls(
+        {"data": "eval.jsonl", "tokenizer": ".", **({"train": "train.jsonl"} if train else {})}, tmp_path
+    )
 
 
 def test_distill_mixes_in_a_subclass_own_loss(tmp_path: Path) -> None:
@@ -246,7 +255,9 @@ class _Broken(nn.Module):
         return torch.where(torch.arange(y.shape[1]) == 0, torch.full_like(y, float("inf")), y)
 
 
-def test_distill_refuses_a_parent_with_overflowing_outputs(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
+def test_distill_refuses_a_parent_with_overflowing_outputs(
+    tiny_cnn_factory, cnn_task, make_ctx, run_op
+) -> None:
     teacher = _Broken(tiny_cnn_factory())
     with pytest.raises(OpError, match=r"NaN or \+inf") as e:
         run_op("finetune", CompressedModel(tiny_cnn_factory()), {"steps": 1, "distill": 1.0},

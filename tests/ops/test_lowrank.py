@@ -16,7 +16,11 @@ def test_rank_gives_best_rank_r_approximation(tiny_cnn, tiny_cnn_factory, ctx, r
     ctx.progress = lambda f, m: messages.append(m)
     cm = run_op("lowrank", CompressedModel(tiny_cnn), {"rank": 4}, ctx)
     fc1 = tiny_cnn.fc1
-    assert isinstance(fc1, LowRankLinear) and fc1.first.weight.shape == (4, 256) and fc1.second.weight.shape == (32, 4)
+    assert (
+        isinstance(fc1, LowRankLinear)
+        and fc1.first.weight.shape == (4, 256)
+        and fc1.second.weight.shape == (32, 4)
+    )
     w = base.fc1.weight.detach()
     s = torch.linalg.svdvals(w)
     err = torch.linalg.matrix_norm(w - fc1.second.weight @ fc1.first.weight)

@@ -50,11 +50,18 @@ def test_magnitude_ties_are_deterministic(ctx, run_op) -> None:
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 2.0], [1.0, 3.0, 1.0, 1.0]]))
     run_op("prune.magnitude", CompressedModel(lin), {"sparsity": 0.25}, ctx)  # 2 of 6 tied ones
-    assert torch.equal(lin.weight == 0, torch.tensor([[True, True, False, False], [False, False, False, False]]))
+    assert torch.equal(
+        lin.weight == 0, torch.tensor([[True, True, False, False], [False, False, False, False]])
+    )
 
 
 def test_include_layernorm_with_layer_scope_prunes_norms(tiny_bert, ctx, run_op) -> None:
-    run_op("prune.magnitude", CompressedModel(tiny_bert), {"sparsity": 0.5, "scope": "layer", "include": ["*LayerNorm.weight"]}, ctx)
+    run_op(
+        "prune.magnitude",
+        CompressedModel(tiny_bert),
+        {"sparsity": 0.5, "scope": "layer", "include": ["*LayerNorm.weight"]},
+        ctx,
+    )
     ln = tiny_bert.bert.encoder.layer[0].output.LayerNorm.weight
     assert _zeros(ln) == 16
     assert _zeros(tiny_bert.bert.encoder.layer[0].output.dense.weight) == 0  # include replaces defaults
@@ -89,7 +96,12 @@ def test_magnitude_bad_input(tiny_cnn, ctx, run_op, params, param) -> None:
 
 def test_random_is_seeded_and_exact(tiny_cnn_factory, make_ctx, run_op) -> None:
     def masks(seed: int) -> dict[str, torch.Tensor]:
-        return run_op("prune.random", CompressedModel(tiny_cnn_factory()), {"sparsity": 0.3, "scope": "layer"}, make_ctx(seed=seed)).masks
+        return run_op(
+            "prune.random",
+            CompressedModel(tiny_cnn_factory()),
+            {"sparsity": 0.3, "scope": "layer"},
+            make_ctx(seed=seed),
+        ).masks
 
     a, b, c = masks(1), masks(1), masks(2)
     assert all(torch.equal(a[n], b[n]) for n in a)
@@ -102,7 +114,12 @@ def test_taylor_needs_task_and_prunes_exactly(tiny_cnn, cnn_task, ctx, make_ctx,
     with pytest.raises(OpError, match="needs a task"):
         run_op("prune.taylor", CompressedModel(tiny_cnn), {"sparsity": 0.5}, ctx)
     grads_before = [p.requires_grad for p in tiny_cnn.parameters()]
-    cm = run_op("prune.taylor", CompressedModel(tiny_cnn), {"sparsity": 0.5, "batches": 2, "batch_size": 8}, make_ctx(task=cnn_task))
+    cm = run_op(
+        "prune.taylor",
+        CompressedModel(tiny_cnn),
+        {"sparsity": 0.5, "batches": 2, "batch_size": 8},
+        make_ctx(task=cnn_task),
+    )
     total = sum(m.numel() for m in cm.masks.values())
     assert sum(int(m.sum()) for m in cm.masks.values()) == round(0.5 * total)
     assert [p.requires_grad for p in tiny_cnn.parameters()] == grads_before
@@ -110,7 +127,12 @@ def test_taylor_needs_task_and_prunes_exactly(tiny_cnn, cnn_task, ctx, make_ctx,
 
 
 def test_taylor_differs_from_magnitude(tiny_cnn_factory, cnn_task, make_ctx, run_op) -> None:
-    t = run_op("prune.taylor", CompressedModel(tiny_cnn_factory()), {"sparsity": 0.5, "batches": 2}, make_ctx(task=cnn_task))
+    t = run_op(
+        "prune.taylor",
+        CompressedModel(tiny_cnn_factory()),
+        {"sparsity": 0.5, "batches": 2},
+        make_ctx(task=cnn_task),
+    )
     m = run_op("prune.magnitude", CompressedModel(tiny_cnn_factory()), {"sparsity": 0.5}, make_ctx())
     assert not torch.equal(t.masks["fc1.weight"], m.masks["fc1.weight"])
 

@@ -29,7 +29,10 @@ def mlp() -> nn.Module:
 def test_pack_round_trip_is_bit_exact(bits: int, count: int) -> None:
     codes = torch.randint(0, 1 << bits, (count,), dtype=torch.uint8)
     packed = pack_codes(codes, bits)
-    assert packed.dtype == torch.uint8 and packed.numel() == packed_nbytes(count, bits) == (count * bits + 7) // 8
+    assert (
+        packed.dtype == torch.uint8
+        and packed.numel() == packed_nbytes(count, bits) == (count * bits + 7) // 8
+    )
     assert torch.equal(unpack_codes(packed, bits, count), codes)
 
 
@@ -57,7 +60,10 @@ def test_unpack_rejects_wrong_length() -> None:
 
 # -- the op --------------------------------------------------------------------------------------
 SCHEMES = [
-    (bits, sym, gran) for bits in (2, 3, 4, 8) for sym in (True, False) for gran in ("tensor", "channel", "group")
+    (bits, sym, gran)
+    for bits in (2, 3, 4, 8)
+    for sym in (True, False)
+    for gran in ("tensor", "channel", "group")
 ]
 
 
@@ -127,7 +133,8 @@ def test_hf_conv1d_scales_per_output_channel(tiny_gpt2: nn.Module, ctx: OpContex
     enc = cm.encodings["transformer.h.0.mlp.c_fc.weight"]  # Conv1D weight [in=32, out=128]
     assert isinstance(enc, QuantEncoding) and enc.axis == 1 and tuple(enc.scales.shape) == (128, 1)
     enc_g = run(CompressedModel(tiny_gpt2), ctx, bits=4, granularity="group", group_size=16).encodings[
-        "transformer.h.0.mlp.c_proj.weight"]  # [in=128, out=32]: 8 groups of 16 inputs per output
+        "transformer.h.0.mlp.c_proj.weight"
+    ]  # [in=128, out=32]: 8 groups of 16 inputs per output
     assert isinstance(enc_g, QuantEncoding) and tuple(enc_g.scales.shape) == (32, 8)
     assert "transformer.wte.weight" not in cm.encodings  # embeddings excluded unless included
     assert not any("ln_" in n or n.endswith(".bias") for n in cm.encodings)

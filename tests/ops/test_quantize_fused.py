@@ -12,7 +12,10 @@ from modelbonsai.ops.quantize import QuantEncoding, quantize_rtn
 from modelbonsai.ops.registry import CompressedModel, OpContext, get_op
 
 CASES = [
-    (bits, sym, gran) for bits in (2, 3, 4, 8) for sym in (True, False) for gran in ("tensor", "channel", "group")
+    (bits, sym, gran)
+    for bits in (2, 3, 4, 8)
+    for sym in (True, False)
+    for gran in ("tensor", "channel", "group")
 ]
 
 
@@ -35,7 +38,9 @@ def _model(seed: int) -> nn.Module:
     return m
 
 
-def _reference(w: torch.Tensor, bits: int, sym: bool, gran: str, axis: int) -> tuple[torch.Tensor, QuantEncoding]:
+def _reference(
+    w: torch.Tensor, bits: int, sym: bool, gran: str, axis: int
+) -> tuple[torch.Tensor, QuantEncoding]:
     enc = quantize_rtn(w, bits, sym, gran, 16 if gran == "group" else None, axis, op="t", layer="t")
     return enc.project(w), enc
 
@@ -63,7 +68,9 @@ def test_fused_op_equals_the_torch_formula(bits: int, symmetric: bool, granulari
 
 
 @pytest.mark.parametrize(("bits", "symmetric", "granularity"), CASES)
-def test_fused_conv1d_layout(bits: int, symmetric: bool, granularity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_conv1d_layout(
+    bits: int, symmetric: bool, granularity: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import modelbonsai.ops.quantize as Q
 
     torch.manual_seed(2)
@@ -76,8 +83,13 @@ def test_fused_conv1d_layout(bits: int, symmetric: bool, granularity: str, monke
     monkeypatch.setattr(Q, "output_axis", lambda module, name: 1)
     op = get_op("quantize.weights")
     assert op is not None
-    params = {"bits": bits, "symmetric": symmetric, "granularity": granularity, "group_size": 16,
-              "include": ["c.weight"]}
+    params = {
+        "bits": bits,
+        "symmetric": symmetric,
+        "granularity": granularity,
+        "group_size": 16,
+        "include": ["c.weight"],
+    }
     cm = op.fn(CompressedModel(m), op.resolve(params), OpContext(device=torch.device("cpu"), seed=0))
     ref, ref_enc = _reference(before, bits, symmetric, granularity, 1)
     enc = cm.encodings["c.weight"]
@@ -89,7 +101,9 @@ def test_fused_conv1d_layout(bits: int, symmetric: bool, granularity: str, monke
 
 @pytest.mark.parametrize("where", ["nan", "inf", "-inf"])
 @pytest.mark.parametrize("layout", ["rows", "cols"])
-def test_fused_range_pass_refuses_non_finite(where: str, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_range_pass_refuses_non_finite(
+    where: str, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import modelbonsai.ops.quantize as Q
     from modelbonsai.ops.registry import OpError
 

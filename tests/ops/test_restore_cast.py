@@ -25,7 +25,9 @@ def test_restore_layernorm_after_pruning(tiny_bert, make_ctx, run_op) -> None:
 
 
 def test_restore_brings_parent_records(tiny_cnn, make_ctx, run_op) -> None:
-    parent = run_op("prune.magnitude", CompressedModel(copy.deepcopy(tiny_cnn)), {"sparsity": 0.5}, make_ctx())
+    parent = run_op(
+        "prune.magnitude", CompressedModel(copy.deepcopy(tiny_cnn)), {"sparsity": 0.5}, make_ctx()
+    )
     cm = run_op("prune.magnitude", CompressedModel(tiny_cnn), {"sparsity": 0.9}, make_ctx())
     run_op("restore", cm, {"patterns": "fc1.*", "exclude": "*.bias"}, make_ctx(parent=parent))
     assert torch.equal(cm.masks["fc1.weight"], parent.masks["fc1.weight"])
@@ -38,7 +40,12 @@ def test_restore_errors(tiny_cnn, tiny_cnn_factory, make_ctx, run_op) -> None:
     with pytest.raises(OpError, match="needs a parent"):
         run_op("restore", CompressedModel(tiny_cnn), {"patterns": "*"}, make_ctx())
     with pytest.raises(OpError) as e:
-        run_op("restore", CompressedModel(tiny_cnn), {"patterns": ["fc1.*", "*LayerNorm*"]}, make_ctx(parent=parent))
+        run_op(
+            "restore",
+            CompressedModel(tiny_cnn),
+            {"patterns": ["fc1.*", "*LayerNorm*"]},
+            make_ctx(parent=parent),
+        )
     assert e.value.param == "patterns" and "*LayerNorm*" in str(e.value)
     with pytest.raises(OpError, match="needs parameter 'patterns'"):
         run_op("restore", CompressedModel(tiny_cnn), {}, make_ctx(parent=parent))

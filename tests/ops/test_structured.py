@@ -20,7 +20,9 @@ def _logits(out: object) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits  # type: ignore[attr-defined]
 
 
-def test_cnn_shapes_shrink_and_outputs_match_masked_base(tiny_cnn, tiny_cnn_factory, cnn_input, ctx, run_op) -> None:
+def test_cnn_shapes_shrink_and_outputs_match_masked_base(
+    tiny_cnn, tiny_cnn_factory, cnn_input, ctx, run_op
+) -> None:
     base = tiny_cnn_factory()
     cm = run_op("prune.structured", CompressedModel(tiny_cnn), {"amount": 0.5}, ctx)
     m = cm.module
@@ -35,7 +37,9 @@ def test_cnn_shapes_shrink_and_outputs_match_masked_base(tiny_cnn, tiny_cnn_fact
     assert torch.equal(m.conv1.weight, base.conv1.weight[k1])
     k2 = cm.kept_indices["conv2.weight"][0]
     assert cm.kept_indices["conv2.weight"][1] == k1
-    assert cm.kept_indices["fc1.weight"][1] == [c * 16 + j for c in k2 for j in range(16)]  # flatten: 4x4 per channel
+    assert cm.kept_indices["fc1.weight"][1] == [
+        c * 16 + j for c in k2 for j in range(16)
+    ]  # flatten: 4x4 per channel
     assert cm.kept_indices["bn2.running_var"][0] == k2
     # removing units equals cutting their outgoing connections in the base model
     k3 = cm.kept_indices["fc1.weight"][0]
@@ -76,9 +80,15 @@ def test_transformer_heads_and_neurons(which, request, ctx, run_op) -> None:
         dim = 0
     else:
         layer = model.bert.encoder.layer[0]
-        assert layer.attention.self.query.weight.shape == (16, 32) and layer.attention.self.num_attention_heads == 2
+        assert (
+            layer.attention.self.query.weight.shape == (16, 32)
+            and layer.attention.self.num_attention_heads == 2
+        )
         assert layer.attention.output.dense.weight.shape == (32, 16)
-        assert layer.intermediate.dense.weight.shape == (32, 32) and layer.output.dense.weight.shape == (32, 32)
+        assert layer.intermediate.dense.weight.shape == (32, 32) and layer.output.dense.weight.shape == (
+            32,
+            32,
+        )
         p = "bert.encoder.layer.0."
         heads = cm.kept_indices[p + "attention.output.dense.weight"][1]
         neurons = cm.kept_indices[p + "output.dense.weight"][1]
@@ -107,11 +117,14 @@ def test_heads_only_and_include(tiny_bert, ctx, run_op) -> None:
     assert enc[1].attention.self.num_attention_heads == 3 and enc[0].attention.self.num_attention_heads == 4
     assert enc[1].intermediate.dense.out_features == 64
     assert {e["module"] for e in cm.edits} == {
-        f"bert.encoder.layer.1.attention.{m}" for m in ("self.query", "self.key", "self.value", "output.dense", "self")
+        f"bert.encoder.layer.1.attention.{m}"
+        for m in ("self.query", "self.key", "self.value", "output.dense", "self")
     }
 
 
-def test_repeated_pruning_composes_kept_indices_and_slices_masks(tiny_cnn, tiny_cnn_factory, cnn_input, ctx, run_op) -> None:
+def test_repeated_pruning_composes_kept_indices_and_slices_masks(
+    tiny_cnn, tiny_cnn_factory, cnn_input, ctx, run_op
+) -> None:
     base = tiny_cnn_factory()
     cm = run_op("prune.magnitude", CompressedModel(tiny_cnn), {"sparsity": 0.3}, ctx)
     run_op("prune.structured", cm, {"amount": 0.25}, ctx)
@@ -171,7 +184,9 @@ def test_errors(tiny_cnn, ctx, run_op) -> None:
 class _Untraceable(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.sum() > 1e9:  # data-dependent control flow: torch.fx cannot trace this

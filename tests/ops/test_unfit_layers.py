@@ -20,22 +20,26 @@ from modelbonsai.tasks.base import Batch
 
 def digits_cnn() -> nn.Module:
     torch.manual_seed(5)
-    return nn.Sequential(OrderedDict(
-        stem=nn.Conv2d(1, 8, 3, padding=1, bias=False),  # 1 input channel, 9 columns
-        relu=nn.ReLU(),
-        conv=nn.Conv2d(8, 8, 3, padding=1),  # 72 columns: not a multiple of 32 either
-        pool=nn.AdaptiveAvgPool2d(1),
-        flat=nn.Flatten(),
-        fc=nn.Linear(8, 32),
-        out=nn.Linear(32, 4),
-    )).eval()
+    return nn.Sequential(
+        OrderedDict(
+            stem=nn.Conv2d(1, 8, 3, padding=1, bias=False),  # 1 input channel, 9 columns
+            relu=nn.ReLU(),
+            conv=nn.Conv2d(8, 8, 3, padding=1),  # 72 columns: not a multiple of 32 either
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(8, 32),
+            out=nn.Linear(32, 4),
+        )
+    ).eval()
 
 
 class ImageTask:
     def calibration_batches(self, n: int, batch_size: int, seed: int) -> Iterator[Batch]:
         g = torch.Generator().manual_seed(seed)
         for _ in range(n):
-            yield Batch(ids=[str(i) for i in range(batch_size)], inputs=torch.randn(batch_size, 1, 8, 8, generator=g))
+            yield Batch(
+                ids=[str(i) for i in range(batch_size)], inputs=torch.randn(batch_size, 1, 8, 8, generator=g)
+            )
 
     def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return model(batch.inputs)

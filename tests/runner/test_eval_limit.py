@@ -67,7 +67,9 @@ def test_the_plan_decides_the_limit_the_runner_evaluates_with(ws: tuple[Path, Li
 
 def test_the_files_own_limit_wins_over_the_one_given(ws: tuple[Path, LineageStore]) -> None:
     exp, store = ws
-    exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 9"))
+    exp.write_text(
+        exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 9")
+    )
     e = _exp(exp)
     # one rule for the CLI, the server and the extension: the file's max_instances wins; a
     # limit given to the run (--max-instances, the bonsai.maxInstances setting) only fills in
@@ -94,7 +96,9 @@ def _capped(folder: Path, says_total: bool) -> None:
 
 
 @pytest.mark.parametrize("says_total", [True, False], ids=["task-says-total", "total-inferred"])
-def test_a_limit_at_or_above_the_task_size_is_every_instance(ws: tuple[Path, LineageStore], says_total: bool) -> None:
+def test_a_limit_at_or_above_the_task_size_is_every_instance(
+    ws: tuple[Path, LineageStore], says_total: bool
+) -> None:
     exp, store = ws
     _capped(exp.parent, says_total)
     e = _exp(exp)
@@ -106,11 +110,15 @@ def test_a_limit_at_or_above_the_task_size_is_every_instance(ws: tuple[Path, Lin
     for limit in (None, 512, 25, 24):
         plan = make_plan(e, store, only=["prune-50"], max_instances=limit)
         assert plan.reevaluations() == [] and plan.stale() == [], limit
-    assert [s.name for s in make_plan(e, store, only=["prune-50"], max_instances=23).reevaluations()] == \
-        ["toy", "prune-50"]
+    assert [s.name for s in make_plan(e, store, only=["prune-50"], max_instances=23).reevaluations()] == [
+        "toy",
+        "prune-50",
+    ]
 
 
-def test_evaluated_at_exactly_the_limit_of_a_task_that_does_not_say_its_size(ws: tuple[Path, LineageStore]) -> None:
+def test_evaluated_at_exactly_the_limit_of_a_task_that_does_not_say_its_size(
+    ws: tuple[Path, LineageStore],
+) -> None:
     exp, store = ws
     _capped(exp.parent, says_total=False)
     e = _exp(exp)
@@ -138,8 +146,18 @@ def test_cli_max_instances_still_limits_the_run(tmp_path: Path) -> None:
     from modelbonsai.cli import main
 
     make_workspace(tmp_path)
-    code = main(["run", str(tmp_path / "exp.bonsai.yaml"), "--only", "prune-50", "--device", "cpu",
-                 "--max-instances", "7"])
+    code = main(
+        [
+            "run",
+            str(tmp_path / "exp.bonsai.yaml"),
+            "--only",
+            "prune-50",
+            "--device",
+            "cpu",
+            "--max-instances",
+            "7",
+        ]
+    )
     assert code == 0
     with LineageStore.open(tmp_path) as store:
         assert _outputs(store, "prune-50") == 7

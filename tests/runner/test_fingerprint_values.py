@@ -20,7 +20,11 @@ PINNED_BASE = "bf8e7b421e2d936ff0bdcc2515816a1e"
 PINNED_PLAN = "09cb3b3550ae1adef94575319ae06067"
 PINNED_STEPS = [
     ("prune.magnitude", {"sparsity": 0.5}, "778f02e9f4a8ddb7121f45434cab9add"),
-    ("quantize.weights", {"bits": 4, "granularity": "group", "group_size": 16}, "ed7759a07980ee55db2e92132ebc0a81"),
+    (
+        "quantize.weights",
+        {"bits": 4, "granularity": "group", "group_size": 16},
+        "ed7759a07980ee55db2e92132ebc0a81",
+    ),
     ("lowrank", {"rank": 8}, "a0ac4fc0fea1a18db4fed2a194778c0f"),
     ("finetune", {"steps": 10}, "2aaeb4c10512cfc1eb79dfadab376006"),  # needs_task: the task is in the key
     ("restore", {"patterns": ["*.0.weight"]}, "30d288c5859bf44ed9f5cd6ab8dd8b60"),  # reads the origin
@@ -31,15 +35,24 @@ PINNED_EVAL = "fbb28c13b403ae0bf68b47b31dbb0044"
 
 def _experiment(ws: Path) -> Any:
     # The weight files do not exist, so the base fingerprint depends on the spec alone.
-    return NS(path=ws / "exp.bonsai.yaml", root=ws, seed=0,
-              base=NS(name="toy", load="missing.safetensors", factory="arch.py:build", args=None, dtype=None),
-              task=NS(kind="text-classification", options={"dataset": "x.csv", "batch_size": 8}, max_instances=None))
+    return NS(
+        path=ws / "exp.bonsai.yaml",
+        root=ws,
+        seed=0,
+        base=NS(name="toy", load="missing.safetensors", factory="arch.py:build", args=None, dtype=None),
+        task=NS(
+            kind="text-classification", options={"dataset": "x.csv", "batch_size": 8}, max_instances=None
+        ),
+    )
 
 
 def test_fingerprints_keep_their_values() -> None:
     ws = Path("/nonexistent-bonsai-ws")
     exp = _experiment(ws)
-    assert fingerprints.base_fingerprint({"load": "missing.safetensors", "factory": "arch.py:build"}, ws) == PINNED_BASE
+    assert (
+        fingerprints.base_fingerprint({"load": "missing.safetensors", "factory": "arch.py:build"}, ws)
+        == PINNED_BASE
+    )
     base = fingerprints.base_plan_fingerprint(exp, ws)
     assert base == PINNED_PLAN
     task = fingerprints.task_key(exp)
@@ -54,8 +67,17 @@ def test_fingerprints_keep_their_values() -> None:
 
 
 def test_runner_and_load_reexport_the_same_functions() -> None:
-    for name in ("BASE", "base_plan_fingerprint", "step_fingerprint", "task_key", "evaluation_fingerprint",
-                 "same_evaluation", "evaluation_change", "evaluated_fingerprint", "evaluation_limit"):
+    for name in (
+        "BASE",
+        "base_plan_fingerprint",
+        "step_fingerprint",
+        "task_key",
+        "evaluation_fingerprint",
+        "same_evaluation",
+        "evaluation_change",
+        "evaluated_fingerprint",
+        "evaluation_limit",
+    ):
         assert getattr(runner, name) is getattr(fingerprints, name), name
     assert load.base_fingerprint is fingerprints.base_fingerprint
 
@@ -106,8 +128,13 @@ def test_stale_marks_parse_and_fingerprint_without_torch(tmp_path: Path) -> None
         print(json.dumps(out))
         """
     )
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "BONSAI_DEBUG": ""})
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BONSAI_DEBUG": ""},
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["torch"] == [], out["torch"]
@@ -122,5 +149,7 @@ def test_stale_marks_parse_and_fingerprint_without_torch(tmp_path: Path) -> None
     fp = base
     prune = get_op("prune.magnitude")
     assert prune is not None
-    fp = runner.step_fingerprint(base, prune, prune.resolve({"sparsity": 0.5}), int(exp.seed), runner.task_key(exp))
+    fp = runner.step_fingerprint(
+        base, prune, prune.resolve({"sparsity": 0.5}), int(exp.seed), runner.task_key(exp)
+    )
     assert out["finals"]["prune-50"] == fp

@@ -98,7 +98,11 @@ def test_identical_steps_are_made_once_per_run_and_every_name_resolves(tmp_path:
     with LineageStore.open(tmp_path) as store:
         plan = make_plan(_exp(exp), store)
         assert [s.name for s in plan.stale()] == ["toy", "A", "C"]
-        assert plan.step("C/1").same_as == "A" and plan.step("D/1").same_as == "A" and plan.step("D").same_as == "C"
+        assert (
+            plan.step("C/1").same_as == "A"
+            and plan.step("D/1").same_as == "A"
+            and plan.step("D").same_as == "C"
+        )
         result = Runner(store, device="cpu").run(plan)
         assert result.ok and result.made == ["toy", "A", "C"]
         assert "D" in result.up_to_date
@@ -129,13 +133,21 @@ def test_fingerprint_covers_the_model_an_op_reads_besides_its_input() -> None:
     assert restore is not None and finetune is not None and prune is not None
     params = restore.resolve({"patterns": ["*"]})
     # a variant's first op: the origin is its input, so nothing changes
-    assert step_fingerprint("p", restore, params, 0, None, "p") == step_fingerprint("p", restore, params, 0, None)
-    assert step_fingerprint("p", restore, params, 0, None, "o1") != step_fingerprint("p", restore, params, 0, None, "o2")
+    assert step_fingerprint("p", restore, params, 0, None, "p") == step_fingerprint(
+        "p", restore, params, 0, None
+    )
+    assert step_fingerprint("p", restore, params, 0, None, "o1") != step_fingerprint(
+        "p", restore, params, 0, None, "o2"
+    )
     # distillation's teacher counts only when it teaches
     plain = finetune.resolve({"steps": 1})
     taught = finetune.resolve({"steps": 1, "distill": 0.5})
-    assert step_fingerprint("p", finetune, plain, 0, None, "o1") == step_fingerprint("p", finetune, plain, 0, None, "o2")
-    assert step_fingerprint("p", finetune, taught, 0, None, "o1") != step_fingerprint("p", finetune, taught, 0, None, "o2")
+    assert step_fingerprint("p", finetune, plain, 0, None, "o1") == step_fingerprint(
+        "p", finetune, plain, 0, None, "o2"
+    )
+    assert step_fingerprint("p", finetune, taught, 0, None, "o1") != step_fingerprint(
+        "p", finetune, taught, 0, None, "o2"
+    )
     # an op that reads only its input ignores the origin
     pp = prune.resolve({"sparsity": 0.5})
     assert step_fingerprint("p", prune, pp, 0, None, "o1") == step_fingerprint("p", prune, pp, 0, None, "o2")
@@ -146,7 +158,9 @@ def test_a_user_op_is_assumed_to_read_the_parent_unless_it_says_otherwise(tmp_pa
 
     op = get_op("prune.magnitude")
     assert op is not None
-    user = OpDef(name="mine.x", family="t", summary="", doc="", params=(), fn=op.fn, source=str(tmp_path / "u.py"))
+    user = OpDef(
+        name="mine.x", family="t", summary="", doc="", params=(), fn=op.fn, source=str(tmp_path / "u.py")
+    )
     assert user.reads_parent_for({})
     import dataclasses
 
@@ -160,17 +174,22 @@ def _bonsai(*args: str, cwd: Path) -> subprocess.Popen[str]:
     exe = Path(sys.executable).parent / "bonsai"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelbonsai"]
     env = {**os.environ, "COLUMNS": "200", "BONSAI_DEBUG": ""}
-    return subprocess.Popen([*cmd, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen(
+        [*cmd, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def test_two_runs_racing_on_one_workspace_store_each_fingerprint_once(tmp_path: Path) -> None:
-    variants = A + C + """\
+    variants = (
+        A
+        + C
+        + """\
   - name: E
     from: A
     ops:
       - prune.magnitude: {sparsity: 0.8}
 """
+    )
     write_workspace(tmp_path, experiment_head() + variants, user_ops="")
     procs = [_bonsai("run", "exp.bonsai.yaml", "--device", "cpu", cwd=tmp_path) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -13,12 +13,15 @@ from modelbonsai.runner import Runner, describe_plan, make_plan, unasked
 from modelbonsai.store import LineageStore
 from support.workspace import experiment_head
 
-FINETUNE = experiment_head("my_ops.py") + """\
+FINETUNE = (
+    experiment_head("my_ops.py")
+    + """\
   - name: ft
     from: base
     ops:
       - finetune: {steps: 300, batch_size: 8}
 """
+)
 
 
 def _exp(path: Path) -> Any:
@@ -31,7 +34,9 @@ def test_the_fraction_is_proportional_to_work_not_to_steps(tmp_path: Path) -> No
     exp = make_workspace(tmp_path, FINETUNE)
     seen: list[tuple[float, str]] = []
     with LineageStore.open(tmp_path) as store:
-        result = Runner(store, device="cpu", progress=lambda f, m: seen.append((f, m))).run(make_plan(_exp(exp), store))
+        result = Runner(store, device="cpu", progress=lambda f, m: seen.append((f, m))).run(
+            make_plan(_exp(exp), store)
+        )
     assert result.made == ["toy", "ft"]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -49,7 +54,9 @@ def test_a_run_of_one_variant_says_what_else_it_makes_or_re_evaluates(tmp_path: 
         Runner(store, device="cpu").run(make_plan(_exp(exp), store, only=["prune-50"]))
         # the task changed: the base and prune-50 need re-evaluating; asking for the chain below
         # prune-50 re-evaluates both without their being named
-        exp.write_text(exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10"))
+        exp.write_text(
+            exp.read_text().replace("kind: tasks.py:ToyTask", "kind: tasks.py:ToyTask\n  max_instances: 10")
+        )
         plan = make_plan(_exp(exp), store, only=["prune-50-scaled"])
         assert [s.name for s in unasked(plan)] == ["toy", "prune-50"]
         why = "evaluated on every instance, a run now evaluates 10 instances"
@@ -62,7 +69,10 @@ def test_a_run_of_one_variant_says_what_else_it_makes_or_re_evaluates(tmp_path: 
         seen: list[str] = []
         Runner(store, device="cpu", progress=lambda f, m: seen.append(m)).run(plan)
     # before anything runs, then in the messages of those models' own work
-    assert seen[0] == f"first re-evaluates toy (not asked for: {why}); re-evaluates prune-50 (not asked for: {why})"
+    assert (
+        seen[0]
+        == f"first re-evaluates toy (not asked for: {why}); re-evaluates prune-50 (not asked for: {why})"
+    )
     assert any(m.startswith("toy (not asked for): ") for m in seen)
     assert any(m.startswith("prune-50 (not asked for): ") for m in seen)
     assert not any(m.startswith("prune-50-scaled (not asked for)") for m in seen)

@@ -40,16 +40,34 @@ def test_experiment_file_is_valid(path: Path) -> None:
 
 
 def run_small(name: str, out: Path) -> dict[str, dict[str, Any]]:
-    env = dict(os.environ, BONSAI_SAMPLE_SMALL="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, BONSAI_SAMPLE_SMALL="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1"
+    )
     proc = subprocess.run(
-        [sys.executable, str(SAMPLES / "demo.py"), "--small", "--only", name, "--out", str(out),
-         "--device", "cpu"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(SAMPLES / "demo.py"),
+            "--small",
+            "--only",
+            name,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    ls = subprocess.run([sys.executable, "-m", "modelbonsai", "ls", "--json", "--workspace", str(out / name)],
-                        env=env, capture_output=True, text=True, timeout=120)
+    ls = subprocess.run(
+        [sys.executable, "-m", "modelbonsai", "ls", "--json", "--workspace", str(out / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ls.returncode == 0, ls.stderr
     models = {m["name"]: {x["name"]: x["value"] for x in m["metrics"]} for m in json.loads(ls.stdout)}
     for metrics in models.values():

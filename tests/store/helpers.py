@@ -19,8 +19,13 @@ def writer(payload: bytes = b"x" * 1000) -> Callable[[Path], None]:
 
 
 def record(name: str, parent: str | None = None, fp: str = "") -> ModelRecord:
-    return ModelRecord(name=name, parent_id=parent, op=None if parent is None else "test.op",
-                       params={"k": 1}, fingerprint=fp or f"fp-{name}")
+    return ModelRecord(
+        name=name,
+        parent_id=parent,
+        op=None if parent is None else "test.op",
+        params={"k": 1},
+        fingerprint=fp or f"fp-{name}",
+    )
 
 
 def store_at_version(root: Path, version: int) -> sqlite3.Connection:

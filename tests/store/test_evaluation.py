@@ -15,9 +15,14 @@ from .helpers import record, store_at_version, writer
 def test_migration_from_version_3_keeps_every_row_with_an_unknown_evaluation(tmp_path: Path) -> None:
     c = store_at_version(tmp_path, 3)
     for i, (mid, parent) in enumerate([("aaaa01", None), ("bbbb02", "aaaa01"), ("cccc03", "bbbb02")]):
-        c.execute("INSERT INTO models (id, name, parent_id, artifact, created, fingerprint, complete) "
-                  "VALUES (?, ?, ?, ?, ?, ?, 1)", (mid, f"m{i}", parent, f"artifacts/{mid}", float(i), f"fp{i}"))
-        c.execute("INSERT INTO metrics (model_id, name, value) VALUES (?, 'accuracy', ?)", (mid, 0.5 + i / 10))
+        c.execute(
+            "INSERT INTO models (id, name, parent_id, artifact, created, fingerprint, complete) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1)",
+            (mid, f"m{i}", parent, f"artifacts/{mid}", float(i), f"fp{i}"),
+        )
+        c.execute(
+            "INSERT INTO metrics (model_id, name, value) VALUES (?, 'accuracy', ?)", (mid, 0.5 + i / 10)
+        )
         folder = tmp_path / ".bonsai" / "artifacts" / mid
         folder.mkdir(parents=True)
         writer()(folder)
@@ -27,8 +32,10 @@ def test_migration_from_version_3_keeps_every_row_with_an_unknown_evaluation(tmp
     assert s.schema_version == SCHEMA_VERSION >= 4
     models = s.list_models()
     assert [(m.id, m.name, m.parent_id, m.fingerprint, m.eval_fingerprint, m.status) for m in models] == [
-        ("aaaa01", "m0", None, "fp0", None, "ok"), ("bbbb02", "m1", "aaaa01", "fp1", None, "ok"),
-        ("cccc03", "m2", "bbbb02", "fp2", None, "ok")]
+        ("aaaa01", "m0", None, "fp0", None, "ok"),
+        ("bbbb02", "m1", "aaaa01", "fp1", None, "ok"),
+        ("cccc03", "m2", "bbbb02", "fp2", None, "ok"),
+    ]
     assert [s.metrics(m.id)[0].value for m in models] == [0.5, 0.6, 0.7]
     s.close()
 
@@ -42,11 +49,18 @@ def test_added_model_keeps_its_evaluation_fingerprint(store: LineageStore) -> No
 
 
 def test_replace_evaluation_swaps_outputs_metrics_and_fingerprint_only(store: LineageStore) -> None:
-    base = store.add_model(record("base"), writer(), metrics=[MetricRecord("accuracy", 0.9), MetricRecord("old", 1)])
+    base = store.add_model(
+        record("base"), writer(), metrics=[MetricRecord("accuracy", 0.9), MetricRecord("old", 1)]
+    )
     child = store.add_model(record("child", base.id), writer())
     (store.artifact_path(base) / "outputs.bin").write_bytes(b"old outputs")
-    new = store.replace_evaluation(base.id, "task2:12", [MetricRecord("accuracy", 0.7)], file_name="outputs.bin",
-                                   file_writer=lambda p: p.write_bytes(b"new outputs"))
+    new = store.replace_evaluation(
+        base.id,
+        "task2:12",
+        [MetricRecord("accuracy", 0.7)],
+        file_name="outputs.bin",
+        file_writer=lambda p: p.write_bytes(b"new outputs"),
+    )
     assert new.id == base.id and new.eval_fingerprint == "task2:12"
     got = store.get_model(base.id)
     assert got.eval_fingerprint == "task2:12" and got.fingerprint == base.fingerprint
@@ -68,13 +82,15 @@ def test_failed_replace_evaluation_changes_nothing(store: LineageStore) -> None:
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        store.replace_evaluation(base.id, "x:all", [MetricRecord("accuracy", 0.1)], file_name="outputs.bin",
-                                 file_writer=half)
+        store.replace_evaluation(
+            base.id, "x:all", [MetricRecord("accuracy", 0.1)], file_name="outputs.bin", file_writer=half
+        )
     assert (store.artifact_path(base) / "outputs.bin").read_bytes() == b"old outputs"
     # a metric that cannot be stored: the transaction rolls back, the outputs file stays
     with pytest.raises(ValueError, match="numeric"):
-        store.replace_evaluation(base.id, "x:all", [{"name": "bad", "value": "text"}], file_name="outputs.bin",
-                                 file_writer=None)
+        store.replace_evaluation(
+            base.id, "x:all", [{"name": "bad", "value": "text"}], file_name="outputs.bin", file_writer=None
+        )
     got = store.get_model(base.id)
     assert got.eval_fingerprint is None
     assert [(m.name, m.value) for m in store.metrics(base.id)] == [("accuracy", 0.9)]

@@ -46,13 +46,19 @@ def test_failed_variants_follow_the_runs_and_the_file(tmp_path: Path) -> None:
     with LineageStore.open(tmp_path) as store:
         run(store, ["toy", "a", "b"], {"b": "op quantize.weights: out of memory"})
         (f,) = failed_variants(store)
-        assert (f.experiment_file, f.variant, f.message) == ("exp.bonsai.yaml", "b", "op quantize.weights: out of memory")
+        assert (f.experiment_file, f.variant, f.message) == (
+            "exp.bonsai.yaml",
+            "b",
+            "op quantize.weights: out of memory",
+        )
         assert (f.parent, f.op) == ("a", "quantize.weights")
 
         # a later run that covers only `a` leaves `b` failed; one that makes `b` clears it
         run(store, ["a"], {})
         assert [x.variant for x in failed_variants(store)] == ["b"]
-        store.add_model(ModelRecord(name="b", experiment_file="exp.bonsai.yaml", variant="b"), lambda folder: None)
+        store.add_model(
+            ModelRecord(name="b", experiment_file="exp.bonsai.yaml", variant="b"), lambda folder: None
+        )
         assert failed_variants(store) == []
 
         run(store, ["b"], {"b": "again"})

@@ -33,8 +33,10 @@ def test_a_claim_is_reused_waited_for_or_taken_over(store: LineageStore) -> None
 def test_the_claim_of_a_process_that_is_gone_is_taken_over(store: LineageStore) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    store._conn.execute("INSERT INTO claims VALUES ('fp-y', 'run-dead', ?, ?, ?)",
-                        (dead.pid, socket.gethostname(), time.time()))
+    store._conn.execute(
+        "INSERT INTO claims VALUES ('fp-y', 'run-dead', ?, ?, ?)",
+        (dead.pid, socket.gethostname(), time.time()),
+    )
     assert store.claim("fp-y", "run-3").ours
     # another host's claim is trusted until it is old
     store._conn.execute("INSERT INTO claims VALUES ('fp-z', 'run-far', 1, 'elsewhere', ?)", (time.time(),))
@@ -56,12 +58,18 @@ def test_a_second_model_of_one_fingerprint_is_not_stored_and_its_name_resolves(s
 
 def test_duplicates_an_older_store_holds_are_merged_on_open(tmp_path: Path) -> None:
     c = store_at_version(tmp_path, 4)
-    rows = [("aaaa01", "base", None, "fp-base", 0.0), ("bbbb02", "p", "aaaa01", "fp-p", 1.0),
-            ("cccc03", "q/1", "aaaa01", "fp-p", 2.0), ("dddd04", "q", "cccc03", "fp-q", 3.0)]
+    rows = [
+        ("aaaa01", "base", None, "fp-base", 0.0),
+        ("bbbb02", "p", "aaaa01", "fp-p", 1.0),
+        ("cccc03", "q/1", "aaaa01", "fp-p", 2.0),
+        ("dddd04", "q", "cccc03", "fp-q", 3.0),
+    ]
     for mid, name, parent, fp, created in rows:
-        c.execute("INSERT INTO models (id, name, parent_id, artifact, created, fingerprint, complete, "
-                  "experiment_file, variant) VALUES (?, ?, ?, ?, ?, ?, 1, 'e.bonsai.yaml', ?)",
-                  (mid, name, parent, f"artifacts/{mid}", created, fp, name.split("/")[0]))
+        c.execute(
+            "INSERT INTO models (id, name, parent_id, artifact, created, fingerprint, complete, "
+            "experiment_file, variant) VALUES (?, ?, ?, ?, ?, ?, 1, 'e.bonsai.yaml', ?)",
+            (mid, name, parent, f"artifacts/{mid}", created, fp, name.split("/")[0]),
+        )
         c.execute("INSERT INTO metrics (model_id, name, value) VALUES (?, 'accuracy', 0.5)", (mid,))
         folder = tmp_path / ".bonsai" / "artifacts" / mid
         folder.mkdir(parents=True)

@@ -14,14 +14,28 @@ from modelbonsai.store.measurements import history
 from .helpers import record, store_at_version, writer
 
 
-def measured(ms: float, spread_ms: float = 0.0, *, rounds: int = 4, device: str = "cpu", batch: int = 8,
-             method: str = "thread CPU time, 1 thread", at: float = 0.0) -> list[object]:
+def measured(
+    ms: float,
+    spread_ms: float = 0.0,
+    *,
+    rounds: int = 4,
+    device: str = "cpu",
+    batch: int = 8,
+    method: str = "thread CPU time, 1 thread",
+    at: float = 0.0,
+) -> list[object]:
     """The latency and throughput metrics of a measurement whose round medians are `ms` and
     `ms + spread_ms`, half each (noisy when the spread is over a quarter of the value)."""
     lo, hi = ms / 1000, (ms + spread_ms) / 1000
     medians = [lo, hi] * (rounds // 2)
-    lat = summarize([[m] for m in medians], protocol=LatencyProtocol(), batch_size=batch, device=device,
-                    method=method, warmup=1)
+    lat = summarize(
+        [[m] for m in medians],
+        protocol=LatencyProtocol(),
+        batch_size=batch,
+        device=device,
+        method=method,
+        warmup=1,
+    )
     lat.measured_at = at
     return latency_metrics(lat)
 
@@ -31,7 +45,9 @@ def latency(store: LineageStore, model_id: str) -> MetricRecord:
 
 
 def test_a_measurement_is_stored_with_its_spread_and_history(store: LineageStore) -> None:
-    base = store.add_model(record("base"), writer(), metrics=[MetricRecord("accuracy", 0.9), *measured(3.0, 0.3)])
+    base = store.add_model(
+        record("base"), writer(), metrics=[MetricRecord("accuracy", 0.9), *measured(3.0, 0.3)]
+    )
     lat = latency(store, base.id)
     assert lat.value == pytest.approx(3.0) and lat.spread == pytest.approx(0.3) and not lat.noisy
     assert next(m.spread for m in store.metrics(base.id) if m.name == "accuracy") is None
@@ -43,11 +59,18 @@ def test_a_measurement_is_stored_with_its_spread_and_history(store: LineageStore
 def test_a_re_evaluation_does_not_replace_a_good_latency_with_a_worse_noisy_one(store: LineageStore) -> None:
     base = store.add_model(record("base"), writer(), metrics=measured(3.16, 0.1, at=1.0))
     # measured again on a loaded machine: 534 ms, its rounds far apart
-    store.replace_evaluation(base.id, "task:all", [MetricRecord("accuracy", 0.9), *measured(534.0, 400.0, at=2.0)],
-                             file_name="outputs.bin", file_writer=None)
+    store.replace_evaluation(
+        base.id,
+        "task:all",
+        [MetricRecord("accuracy", 0.9), *measured(534.0, 400.0, at=2.0)],
+        file_name="outputs.bin",
+        file_writer=None,
+    )
     lat = latency(store, base.id)
     assert lat.value == pytest.approx(3.16) and not lat.noisy
-    assert "the most trustworthy of 2 measurements" in lat.detail and "newest read 534 ms, noisy" in lat.detail
+    assert (
+        "the most trustworthy of 2 measurements" in lat.detail and "newest read 534 ms, noisy" in lat.detail
+    )
     throughput = next(m for m in store.metrics(base.id) if m.name == "throughput")
     assert throughput.value == pytest.approx(8 / 0.00316)  # follows the figure shown
     # one latency row, where the evaluation put it (not moved to the end)
@@ -90,7 +113,9 @@ def test_another_protocol_supersedes_the_history(store: LineageStore) -> None:
 
 def test_an_evaluation_without_a_latency_keeps_the_best_of_the_history(store: LineageStore) -> None:
     m = store.add_model(record("m"), writer(), metrics=measured(3.0, 0.1, at=1.0))
-    store.replace_evaluation(m.id, "x:all", [MetricRecord("accuracy", 0.5)], file_name="o.bin", file_writer=None)
+    store.replace_evaluation(
+        m.id, "x:all", [MetricRecord("accuracy", 0.5)], file_name="o.bin", file_writer=None
+    )
     assert latency(store, m.id).value == pytest.approx(3.0)
 
 
@@ -103,8 +128,10 @@ def test_deleting_a_model_deletes_its_history(store: LineageStore) -> None:
 
 def test_a_store_of_schema_5_gains_spread_and_history(tmp_path: Path) -> None:
     c = store_at_version(tmp_path, 5)
-    c.execute("INSERT INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
-              "VALUES ('a', 'latency', 534.0, 'ms', 0, 1, 'median of 10 runs')")
+    c.execute(
+        "INSERT INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail) "
+        "VALUES ('a', 'latency', 534.0, 'ms', 0, 1, 'median of 10 runs')"
+    )
     c.commit()
     c.close()
     with LineageStore.open(tmp_path) as store:

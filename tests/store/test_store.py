@@ -21,7 +21,9 @@ def test_open_creates_wal_database_with_schema_version(tmp_path: Path) -> None:
     s = LineageStore.open(tmp_path)
     assert (tmp_path / ".bonsai" / "lineage.sqlite").is_file()
     assert s.schema_version == SCHEMA_VERSION
-    mode = sqlite3.connect(tmp_path / ".bonsai" / "lineage.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+    mode = (
+        sqlite3.connect(tmp_path / ".bonsai" / "lineage.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+    )
     assert mode == "wal"
     s.close()
     # reopening does not re-run migrations (would fail: tables exist)
@@ -74,10 +76,17 @@ def test_add_get_children_metrics(store: LineageStore) -> None:
     assert [c.id for c in store.children(base.id)] == [child.id]
     assert (store.artifact_path(child) / "tensors.bin").read_bytes() == b"y" * 10
     assert [(m.name, m.value, m.headline) for m in store.metrics(base.id)] == [("accuracy", 0.9, True)]
-    store.put_metrics(child.id, [{"name": "accuracy", "value": 0.8}, MetricRecord("size", 10, "B", False, detail="files")])
+    store.put_metrics(
+        child.id, [{"name": "accuracy", "value": 0.8}, MetricRecord("size", 10, "B", False, detail="files")]
+    )
     store.put_metrics(child.id, [{"name": "accuracy", "value": 0.85}])
     got = {m.name: m for m in store.metrics(child.id)}
-    assert got["accuracy"].value == 0.85 and got["size"].unit == "B" and got["size"].detail == "files" and not got["size"].higher_is_better
+    assert (
+        got["accuracy"].value == 0.85
+        and got["size"].unit == "B"
+        and got["size"].detail == "files"
+        and not got["size"].higher_is_better
+    )
     assert store.find_by_fingerprint("fp-prune-50").id == child.id
     assert store.find_by_fingerprint("nope") is None
     with pytest.raises(StoreError, match="no model 'ghost'"):
@@ -367,7 +376,10 @@ def test_nan_and_inf_metrics_are_kept(store: LineageStore) -> None:
     base = store.add_model(
         record("base"),
         writer(),
-        metrics=[MetricRecord("perplexity", float("nan"), higher_is_better=False), MetricRecord("loss", float("inf"))],
+        metrics=[
+            MetricRecord("perplexity", float("nan"), higher_is_better=False),
+            MetricRecord("loss", float("inf")),
+        ],
     )
     got = {m.name: m.value for m in store.metrics(base.id)}
     assert math.isnan(got["perplexity"]) and got["loss"] == float("inf")

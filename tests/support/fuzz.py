@@ -46,10 +46,55 @@ HOSTILE = [
 
 #: Small pieces a mutation inserts.
 TOKENS = [
-    "*a", "&a ", "[", "]", "{", "}", ",", ":", "- ", "~", "null", "true", "-1", "0", "1e-3", "'", '"', "#",
-    "\t", "\x1b", "\x00", "\x85", "\ufeff", "é", "😀", "  ", "\n", "\n  ", "? ", "|", ">", "---\n", "...\n",
-    "<<: ", "%YAML 1.1\n", "{a: b}", "[1, 2]", "from: base", "name: x", "ops:", "prune.magnitude", "base",
-    "sparsity: [0.1, 0.2]", "{sparsity}", "a/b", "x.py:Y", "os:system", "!!binary ", "!!set ",
+    "*a",
+    "&a ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "- ",
+    "~",
+    "null",
+    "true",
+    "-1",
+    "0",
+    "1e-3",
+    "'",
+    '"',
+    "#",
+    "\t",
+    "\x1b",
+    "\x00",
+    "\x85",
+    "\ufeff",
+    "é",
+    "😀",
+    "  ",
+    "\n",
+    "\n  ",
+    "? ",
+    "|",
+    ">",
+    "---\n",
+    "...\n",
+    "<<: ",
+    "%YAML 1.1\n",
+    "{a: b}",
+    "[1, 2]",
+    "from: base",
+    "name: x",
+    "ops:",
+    "prune.magnitude",
+    "base",
+    "sparsity: [0.1, 0.2]",
+    "{sparsity}",
+    "a/b",
+    "x.py:Y",
+    "os:system",
+    "!!binary ",
+    "!!set ",
 ]
 
 
@@ -80,7 +125,9 @@ def _place(text: str, value: str, where: str, rng: random.Random) -> str:
     if where in ("task", "base.args"):
         section = where.split(".")[0] + ":"
         at = lines.index(section) + 1 if section in lines else 0
-        lines.insert(at, f"  x_{where.replace('.', '_')}: {value}" if where == "task" else f"  args: {{x: {value}}}")
+        lines.insert(
+            at, f"  x_{where.replace('.', '_')}: {value}" if where == "task" else f"  args: {{x: {value}}}"
+        )
         return "\n".join(lines)
     return _replace_value(text, value, rng)
 
@@ -103,9 +150,9 @@ def _mutate(text: str, rng: random.Random) -> str:
     if kind == 0:  # insert a token
         return text[:pos] + rng.choice(TOKENS) + text[pos:]
     if kind == 1:  # delete a span
-        return text[:pos] + text[pos + rng.randint(1, 40):]
+        return text[:pos] + text[pos + rng.randint(1, 40) :]
     if kind == 2:  # replace a character with any of the first 592 code points
-        return text[:pos] + chr(rng.randrange(0, 0x250)) + text[pos + 1:]
+        return text[:pos] + chr(rng.randrange(0, 0x250)) + text[pos + 1 :]
     if kind == 3:  # duplicate a line
         i = rng.randrange(len(lines))
         lines.insert(i, lines[i])
@@ -133,7 +180,9 @@ def _mutate(text: str, rng: random.Random) -> str:
         return "\n".join(lines)
     if kind == 9:  # sweep a parameter
         count = rng.choice([3, 50, 2500])
-        return text.replace("sparsity: ", "sparsity: [" + ", ".join(str(i / count) for i in range(count)) + "] #", 1)
+        return text.replace(
+            "sparsity: ", "sparsity: [" + ", ".join(str(i / count) for i in range(count)) + "] #", 1
+        )
     # a run of YAML punctuation
     junk = "".join(rng.choice("ab:-[]{}, \n*&!|>'\"#") for _ in range(rng.randint(1, 80)))
     return text[:pos] + junk + text[pos:]

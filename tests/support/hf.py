@@ -18,8 +18,15 @@ def save_text_classifier(folder: Path) -> None:
     vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(folder))
-    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         BertForSequenceClassification(config).save_pretrained(str(folder), safe_serialization=True)
@@ -29,5 +36,7 @@ def write_text_data(folder: Path, names: tuple[str, ...] = ("eval.jsonl", "train
     """`n` rows of {text, label} per file: "the good movie" (label 0) ... "the poor food" (label 1)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        rows = [{"text": f"the {WORDS[i % 6]} {WORDS[6 + i % 2]}", "label": int(i % 6 >= 3)} for i in range(n)]
+        rows = [
+            {"text": f"the {WORDS[i % 6]} {WORDS[6 + i % 2]}", "label": int(i % 6 >= 3)} for i in range(n)
+        ]
         (folder / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")

@@ -12,7 +12,9 @@ def _utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-def line_col(text: str, needle: str, nth: int = 0, *, offset: int = 0, utf16: bool = False) -> tuple[int, int]:
+def line_col(
+    text: str, needle: str, nth: int = 0, *, offset: int = 0, utf16: bool = False
+) -> tuple[int, int]:
     """(line, column) `offset` code points into the `nth` (0-based) occurrence of `needle` in
     `text` (0: its first character; len(needle): just after it). The column counts code points,
     as the experiment parser does, or with `utf16` UTF-16 code units, as an LSP position does."""

@@ -19,8 +19,9 @@ ARCH = textwrap.dedent(
 )
 
 # $-placeholders (string.Template: the code's own braces stay as they are), filled by task_source.
-_TASK_TEMPLATE = Template(textwrap.dedent(
-    """
+_TASK_TEMPLATE = Template(
+    textwrap.dedent(
+        """
     import torch
     from modelbonsai.tasks.base import Batch, Evaluation, Metric, RenderedInstance, Task
 
@@ -77,7 +78,8 @@ _TASK_TEMPLATE = Template(textwrap.dedent(
         def render(self, instance_id):
             return RenderedInstance(instance_id, "text", text=f"instance {instance_id}")
     """
-))
+    )
+)
 
 
 def task_source(instances: int = 24, percent: bool = False) -> str:

@@ -23,12 +23,14 @@ def by_name(metrics: list) -> dict:  # type: ignore[type-arg]
 
 
 def test_classification_metrics_exact() -> None:
-    probs = torch.tensor([
-        [0.7, 0.2, 0.1],  # true 0, pred 0
-        [0.1, 0.6, 0.3],  # true 2, pred 1 (2 is second)
-        [0.2, 0.3, 0.5],  # true 2, pred 2
-        [0.5, 0.1, 0.4],  # true 1, pred 0 (1 is last)
-    ])
+    probs = torch.tensor(
+        [
+            [0.7, 0.2, 0.1],  # true 0, pred 0
+            [0.1, 0.6, 0.3],  # true 2, pred 1 (2 is second)
+            [0.2, 0.3, 0.5],  # true 2, pred 2
+            [0.5, 0.1, 0.4],  # true 1, pred 0 (1 is last)
+        ]
+    )
     targets = torch.tensor([0, 2, 2, 1])
     ref = Evaluation(metrics=[], ids=[], outputs=probs, predictions=torch.tensor([0, 1, 1, 1]))
     m = by_name(classification_metrics(probs, targets, ["a", "b", "c"], top_k=2, reference=ref))
@@ -38,7 +40,9 @@ def test_classification_metrics_exact() -> None:
     assert m["class_accuracy/b"] == 0.0
     assert m["class_accuracy/c"] == 50.0
     assert m["agreement"] == 50.0  # predictions 0,1,2,0 vs 0,1,1,1
-    assert m["cross_entropy"] == pytest.approx(-(math.log(0.7) + math.log(0.3) + math.log(0.5) + math.log(0.1)) / 4)
+    assert m["cross_entropy"] == pytest.approx(
+        -(math.log(0.7) + math.log(0.3) + math.log(0.5) + math.log(0.1)) / 4
+    )
     own = by_name(classification_metrics(probs, targets, ["a", "b", "c"]))
     assert own["agreement"] == 100.0  # the base model is its own reference
     assert "top3_accuracy" in own  # top_k is capped at the number of classes
@@ -56,8 +60,10 @@ class Passthrough(nn.Module):
 
 
 def write_images(folder: Path, logits: torch.Tensor, labels: torch.Tensor, split: str = "eval") -> None:
-    save_file({"images": logits.reshape(len(logits), 1, 1, -1).float().contiguous(), "labels": labels},
-              str(folder / f"{split}.safetensors"))
+    save_file(
+        {"images": logits.reshape(len(logits), 1, 1, -1).float().contiguous(), "labels": labels},
+        str(folder / f"{split}.safetensors"),
+    )
 
 
 def test_image_task_evaluates_hand_made_logits(tmp_path: Path) -> None:
@@ -82,7 +88,9 @@ def test_image_task_evaluates_hand_made_logits(tmp_path: Path) -> None:
 
 
 def test_image_render_is_a_png_with_label(tmp_path: Path) -> None:
-    save_file({"images": torch.rand(2, 1, 8, 8), "labels": torch.tensor([0, 1])}, str(tmp_path / "eval.safetensors"))
+    save_file(
+        {"images": torch.rand(2, 1, 8, 8), "labels": torch.tensor([0, 1])}, str(tmp_path / "eval.safetensors")
+    )
     r = ImageClassificationTask({"data": "."}, tmp_path).render("1")
     assert r.kind == "image" and r.label == "1" and r.png is not None
     img = Image.open(io.BytesIO(r.png))
@@ -106,7 +114,10 @@ def test_image_training_batches_are_seeded(tmp_path: Path) -> None:
     ("tensors", "message"),
     [
         ({"images": torch.rand(3, 8, 8), "labels": torch.zeros(3, dtype=torch.int64)}, r"\[N, C, H, W\]"),
-        ({"images": torch.rand(3, 1, 8, 8), "labels": torch.zeros(2, dtype=torch.int64)}, "3 images but 2 labels"),
+        (
+            {"images": torch.rand(3, 1, 8, 8), "labels": torch.zeros(2, dtype=torch.int64)},
+            "3 images but 2 labels",
+        ),
         ({"images": torch.rand(3, 1, 8, 8)}, "lacks tensor"),
         ({"images": torch.rand(3, 1, 8, 8), "labels": torch.zeros(3)}, "integer tensor"),
         ({"images": torch.rand(2, 1, 8, 8), "labels": torch.tensor([0, -1])}, "label -1 is out of range"),
@@ -122,7 +133,9 @@ def test_image_data_errors(tmp_path: Path, tensors: dict, message: str) -> None:
 def test_labels_beyond_classes_json(tmp_path: Path) -> None:
     write_images(tmp_path, torch.rand(2, 3), torch.tensor([0, 3]))
     (tmp_path / "classes.json").write_text(json.dumps(["a", "b", "c"]))
-    with pytest.raises(TaskError, match=r"label 3 is out of range; expected 0..2 \(3 classes from classes.json\)"):
+    with pytest.raises(
+        TaskError, match=r"label 3 is out of range; expected 0..2 \(3 classes from classes.json\)"
+    ):
         ImageClassificationTask({"data": "."}, tmp_path)
 
 
@@ -164,8 +177,9 @@ def test_text_task_exact(tmp_path: Path) -> None:
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     tok = CharTokenizer.build("abcdxyz")
     tok.save(tmp_path)
-    task = TextClassificationTask({"data": "eval.jsonl", "tokenizer": ".",
-                                   "classes": ["pos", "neg", "neutral"]}, tmp_path)
+    task = TextClassificationTask(
+        {"data": "eval.jsonl", "tokenizer": ".", "classes": ["pos", "neg", "neutral"]}, tmp_path
+    )
     ev = task.evaluate(FirstCharModel(tok), torch.device("cpu"))
     m = by_name(ev.metrics)
     assert m["accuracy"] == 75.0

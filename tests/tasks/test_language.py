@@ -30,8 +30,17 @@ def lm_setup(tmp_path: Path) -> tuple[CausalLMTask, CharTokenizer]:
     tok.save(tmp_path)
     (tmp_path / "eval.txt").write_text("ab" * 40)
     (tmp_path / "train.txt").write_text("ab" * 40)
-    task = CausalLMTask({"data": "eval.txt", "train": "train.txt", "tokenizer": ".", "context": 8,
-                         "prompts": ["ab", "ba"], "max_new_tokens": 4}, tmp_path)
+    task = CausalLMTask(
+        {
+            "data": "eval.txt",
+            "train": "train.txt",
+            "tokenizer": ".",
+            "context": 8,
+            "prompts": ["ab", "ba"],
+            "max_new_tokens": 4,
+        },
+        tmp_path,
+    )
     return task, tok
 
 
@@ -81,8 +90,9 @@ def test_causal_lm_split_render_and_loss(tmp_path: Path) -> None:
     short = tmp_path / "short.txt"
     short.write_text("ab")
     with pytest.raises(TaskError, match="expected at least 5"):
-        CausalLMTask({"data": "short.txt", "train": "short.txt", "context": 4, "tokenizer": "."},
-                     tmp_path).example_batch(1)
+        CausalLMTask(
+            {"data": "short.txt", "train": "short.txt", "context": 4, "tokenizer": "."}, tmp_path
+        ).example_batch(1)
 
 
 class TableEncoder(nn.Module):
@@ -100,7 +110,8 @@ def test_embedding_metrics_exact() -> None:
     ref = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
     same = embedding_metrics(ref, ref, k=1)
     assert {m.name: m.value for m in same} == pytest.approx(
-        {"cosine_agreement": 1.0, "cosine_agreement_min": 1.0, "neighbour_overlap@1": 100.0})
+        {"cosine_agreement": 1.0, "cosine_agreement_min": 1.0, "neighbour_overlap@1": 100.0}
+    )
     # turn row 2 from [0, 1] to [0.8, 0.6]: cosine 0.6; its nearest neighbour becomes row 1 (was 3)
     emb = ref.clone()
     emb[2] = torch.tensor([0.8, 0.6])
@@ -114,7 +125,9 @@ def test_sentence_embedding_task(tmp_path: Path) -> None:
     tok = CharTokenizer.build("abcd ")
     tok.save(tmp_path)
     (tmp_path / "s.txt").write_text("ab\nba\n\ncd\ndc\n")
-    task = SentenceEmbeddingTask({"data": "s.txt", "k": 1}, tmp_path, model_path=tmp_path / "model.safetensors")
+    task = SentenceEmbeddingTask(
+        {"data": "s.txt", "k": 1}, tmp_path, model_path=tmp_path / "model.safetensors"
+    )
     torch.manual_seed(0)
     table = torch.randn(tok.vocab_size, 3)
     base = task.evaluate(TableEncoder(table), torch.device("cpu"))

@@ -68,8 +68,11 @@ def test_a_user_task_with_the_older_constructor_still_builds(tmp_path: Path) -> 
         "        super().__init__(options, root, max_instances=max_instances)\n"
         + "".join(f"    def {m}(self, *a, **k): pass\n" for m in REQUIRED_METHODS)
     )
-    exp = SimpleNamespace(task=SimpleNamespace(kind="old.py:Old", options={}), root=tmp_path,
-                          base=SimpleNamespace(load_path=tmp_path / "model"))
+    exp = SimpleNamespace(
+        task=SimpleNamespace(kind="old.py:Old", options={}),
+        root=tmp_path,
+        base=SimpleNamespace(load_path=tmp_path / "model"),
+    )
     try:
         task = make_task(exp)
     except TypeError as e:  # pragma: no cover - the failure this test guards against

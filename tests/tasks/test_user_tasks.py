@@ -8,7 +8,7 @@ import pytest
 
 from modelbonsai.tasks import TASK_KINDS, Task, TaskError, get_task_class
 
-GOOD = '''
+GOOD = """
 from modelbonsai.tasks import Task, Evaluation, Metric, Batch, RenderedInstance
 import torch
 
@@ -21,19 +21,24 @@ class MyTask(Task):
     def evaluate(self, model, device, reference=None):
         return Evaluation([Metric("m", 1.0)], ["0"], torch.zeros(1))
     def render(self, instance_id): return RenderedInstance(instance_id, "text", text="x")
-'''
+"""
 
-MISSING = '''
+MISSING = """
 from modelbonsai.tasks import Task
 
 class Half(Task):
     def eval_batches(self, batch_size): return iter(())
     def forward(self, model, batch): return model(batch.inputs)
-'''
+"""
 
 
 def test_builtin_kinds() -> None:
-    assert set(TASK_KINDS) == {"image-classification", "text-classification", "causal-lm", "sentence-embedding"}
+    assert set(TASK_KINDS) == {
+        "image-classification",
+        "text-classification",
+        "causal-lm",
+        "sentence-embedding",
+    }
     assert get_task_class("causal-lm", Path(".")).kind == "causal-lm"
     with pytest.raises(TaskError, match="did you mean 'causal-lm'"):
         get_task_class("causal_lm", Path("."))

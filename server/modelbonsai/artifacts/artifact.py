@@ -30,7 +30,6 @@ from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, TENSORS, ArtifactError, 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "TENSORS", "ArtifactError", "read_manifest"]  # re-exported
 
 
-
 @dataclass
 class StoredSize:
     """Bytes on disk: the total of the artifact's files, and each tensor's stored payload."""
@@ -44,7 +43,9 @@ class StoredSize:
 _ENCODING_LOADERS: dict[str, Callable[[dict[str, Any]], Encoding]] = {}
 
 
-def register_encoding_loader(kind: str) -> Callable[[Callable[[dict[str, Any]], Encoding]], Callable[[dict[str, Any]], Encoding]]:
+def register_encoding_loader(
+    kind: str,
+) -> Callable[[Callable[[dict[str, Any]], Encoding]], Callable[[dict[str, Any]], Encoding]]:
     """Decorator for ops whose encodings are not quantization grids (rebuilt from their JSON only)."""
 
     def wrap(fn: Callable[[dict[str, Any]], Encoding]) -> Callable[[dict[str, Any]], Encoding]:
@@ -78,10 +79,16 @@ def save_artifact(cm: CompressedModel, folder: Path) -> StoredSize:
         if any(name.startswith(prefix + ".") for prefix in dynamic):
             continue  # stored below as int8 weight + float bias
         if not isinstance(value, torch.Tensor):
-            raise ArtifactError(folder / TENSORS, f"state entry '{name}' is not a tensor ({type(value).__name__})")
+            raise ArtifactError(
+                folder / TENSORS, f"state entry '{name}' is not a tensor ({type(value).__name__})"
+            )
         if name in canonical:
-            entries[name] = {"form": "alias", "of": canonical[name], "dtype": forms.dtype_name(value.dtype),
-                             "shape": list(value.shape)}
+            entries[name] = {
+                "form": "alias",
+                "of": canonical[name],
+                "dtype": forms.dtype_name(value.dtype),
+                "shape": list(value.shape),
+            }
             per_tensor[name] = 0
             continue
         encoding = cm.encodings.get(name)
@@ -115,8 +122,9 @@ def save_artifact(cm: CompressedModel, folder: Path) -> StoredSize:
         "tensors_bytes": (folder / TENSORS).stat().st_size,
         "edits": cm.edits,
         "encodings": encodings_json,
-        "kept_indices": {n: {str(d): list(map(int, idx)) for d, idx in dims.items()}
-                         for n, dims in cm.kept_indices.items()},
+        "kept_indices": {
+            n: {str(d): list(map(int, idx)) for d, idx in dims.items()} for n, dims in cm.kept_indices.items()
+        },
         "masks": masks,
         "dynamic_modules": sorted(dynamic),
         "tensors": entries,
@@ -140,8 +148,14 @@ def _alias_map(state: dict[str, Any], encodings: dict[str, Encoding]) -> dict[st
     groups: dict[tuple[Any, ...], list[str]] = {}
     for name, t in state.items():
         if isinstance(t, torch.Tensor) and t.numel() > 0 and not t.is_quantized:
-            key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()),
-                   t.dtype)
+            key = (
+                t.device,
+                t.untyped_storage().data_ptr(),
+                t.storage_offset(),
+                tuple(t.shape),
+                tuple(t.stride()),
+                t.dtype,
+            )
             groups.setdefault(key, []).append(name)
     out: dict[str, str] = {}
     for names in groups.values():
@@ -276,8 +290,9 @@ def load_artifact(folder: Path, skeleton: Callable[[], nn.Module]) -> Compressed
             raise ArtifactError(folder / TENSORS, f"does not fit the base model's skeleton: {e}") from None
         _restore_dtypes(module, stored_dtypes)
         cm = CompressedModel(module=module, edits=list(manifest["edits"]))
-        cm.kept_indices = {n: {int(d): list(idx) for d, idx in dims.items()}
-                           for n, dims in manifest["kept_indices"].items()}
+        cm.kept_indices = {
+            n: {int(d): list(idx) for d, idx in dims.items()} for n, dims in manifest["kept_indices"].items()
+        }
         for name, enc in manifest["encodings"].items():
             entry = manifest["tensors"].get(name, {})
             if entry.get("form") in ("packed", "packed-bitmask"):

@@ -48,8 +48,13 @@ class ExportError(ArtifactError, ValueError):
 #: `model.safetensors.index.json` beside a new single-file model would load the old shards. A
 #: safetensors export writes no config, so it leaves a folder's config alone.
 EXPORT_FILES: dict[str, tuple[str, ...]] = {
-    "safetensors": ("bonsai_export.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
-                    "pytorch_model*.bin.index.json"),
+    "safetensors": (
+        "bonsai_export.json",
+        "*.safetensors",
+        "*.safetensors.index.json",
+        "pytorch_model*.bin",
+        "pytorch_model*.bin.index.json",
+    ),
 }
 EXPORT_FILES["hf"] = ("config.json", "generation_config.json", *EXPORT_FILES["safetensors"])
 
@@ -120,29 +125,45 @@ def export_model(
         cm = load_artifact(Path(source), skeleton)
     module = float_copy(cm)
     if format == "safetensors":
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()
-                 if isinstance(v, torch.Tensor)}
+        state = {
+            k: v.detach().to("cpu").contiguous().clone()
+            for k, v in module.state_dict().items()
+            if isinstance(v, torch.Tensor)
+        }
 
         def write_safetensors(folder: Path) -> None:
-            save_file(state, str(folder / "model.safetensors"),
-                      metadata={"format": "pt", "bonsai_edits": json.dumps(cm.edits),
-                                "bonsai_note": "dequantized floats"})
+            save_file(
+                state,
+                str(folder / "model.safetensors"),
+                metadata={
+                    "format": "pt",
+                    "bonsai_edits": json.dumps(cm.edits),
+                    "bonsai_note": "dequantized floats",
+                },
+            )
 
         _write_into_place(out_dir, write_safetensors, format)
         return out_dir / "model.safetensors"
     if not hasattr(module, "save_pretrained") or not hasattr(module, "config"):
-        raise ExportError(out_dir, "this model is not a Hugging Face transformers model; export it with "
-                                     "format safetensors instead")
+        raise ExportError(
+            out_dir,
+            "this model is not a Hugging Face transformers model; export it with format safetensors instead",
+        )
     _check_config_describes(module, out_dir)
 
     def write_hf(folder: Path) -> None:
         module.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[operator]
-        (folder / "bonsai_export.json").write_text(json.dumps({
-            "note": "weights are the dequantized floating-point values the compressed model runs on; "
+        (folder / "bonsai_export.json").write_text(
+            json.dumps(
+                {
+                    "note": "weights are the dequantized floating-point values the compressed model runs on; "
                     "the packed/sparse stored form lives in the Bonsai artifact",
-            "edits": cm.edits,
-            "quantized": sorted(cm.encodings),
-        }, indent=1))
+                    "edits": cm.edits,
+                    "quantized": sorted(cm.encodings),
+                },
+                indent=1,
+            )
+        )
 
     _write_into_place(out_dir, write_hf, format)
     return out_dir
@@ -252,7 +273,9 @@ def _check_config_describes(module: nn.Module, out_dir: Path) -> None:
         with torch.device("meta"):
             fresh = type(module)(copy.deepcopy(config))
     except Exception as e:
-        raise ExportError(out_dir, f"cannot rebuild this model from its config ({e}); export as safetensors") from None
+        raise ExportError(
+            out_dir, f"cannot rebuild this model from its config ({e}); export as safetensors"
+        ) from None
     want = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
     have = {k: tuple(v.shape) for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
     bad = [k for k in have if k in want and want[k] != have[k]]

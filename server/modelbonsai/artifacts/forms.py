@@ -34,8 +34,16 @@ HEADER_COST = 96  # approx. bytes of safetensors header per stored entry (key, d
 _DTYPES = {
     str(dt).removeprefix("torch."): dt
     for dt in (
-        torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32,
-        torch.int16, torch.int8, torch.uint8, torch.bool,
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
     )
 }
 
@@ -85,7 +93,9 @@ def encode_plain(name: str, t: torch.Tensor) -> Encoded:
         dense_bytes = t.numel() * elem
         if packed_nbytes(t.numel(), 1) + nnz * elem < dense_bytes:
             nz = t != 0
-            options.append(Encoded(_base(t, "bitmask"), {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": t[nz]}))
+            options.append(
+                Encoded(_base(t, "bitmask"), {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": t[nz]})
+            )
         if t.dim() >= 2 and t[0].numel() < 2**31 and (t.shape[0] + 1 + nnz) * 4 + nnz * elem < dense_bytes:
             options.append(_encode_csr(name, t))
     return min(options, key=lambda e: e.cost)
@@ -136,7 +146,11 @@ def encode_quant(name: str, t: torch.Tensor, enc: QuantEncoding) -> Encoded | No
         options.append(
             Encoded(
                 {**entry, "form": "packed-bitmask"},
-                {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}codes": pack_codes(codes[nz], enc.bits), **common},
+                {
+                    f"{name}{SEP}mask": pack_mask(nz),
+                    f"{name}{SEP}codes": pack_codes(codes[nz], enc.bits),
+                    **common,
+                },
             )
         )
     return min(options, key=lambda e: e.cost)
@@ -144,9 +158,15 @@ def encode_quant(name: str, t: torch.Tensor, enc: QuantEncoding) -> Encoded | No
 
 def _encoding_cpu(enc: QuantEncoding) -> QuantEncoding:
     return QuantEncoding(
-        bits=enc.bits, symmetric=enc.symmetric, granularity=enc.granularity, group_size=enc.group_size,
-        axis=enc.axis, shape=tuple(enc.shape), scales=enc.scales.detach().cpu().to(torch.float32),
-        zeros=None if enc.zeros is None else enc.zeros.detach().cpu(), scale_dtype=enc.scale_dtype,
+        bits=enc.bits,
+        symmetric=enc.symmetric,
+        granularity=enc.granularity,
+        group_size=enc.group_size,
+        axis=enc.axis,
+        shape=tuple(enc.shape),
+        scales=enc.scales.detach().cpu().to(torch.float32),
+        zeros=None if enc.zeros is None else enc.zeros.detach().cpu(),
+        scale_dtype=enc.scale_dtype,
     )
 
 
@@ -165,8 +185,12 @@ def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
     scales32 = scales.to(torch.float32)
     stored_scales = scales32 if torch.equal(scales32.to(torch.float64), scales.to(torch.float64)) else scales
     entry = {
-        "form": "qint8", "dtype": "float32", "shape": list(ints.shape),
-        "qscheme": "channel" if per_channel else "tensor", "axis": axis, "sparse": False,
+        "form": "qint8",
+        "dtype": "float32",
+        "shape": list(ints.shape),
+        "qscheme": "channel" if per_channel else "tensor",
+        "axis": axis,
+        "sparse": False,
     }
     tensors = {f"{name}{SEP}scales": stored_scales.contiguous()}
     if bool((zps != 0).any()):
@@ -176,8 +200,10 @@ def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
     nnz = int(torch.count_nonzero(ints))
     nz = ints != 0
     if f"{name}{SEP}zero_points" not in tensors and packed_nbytes(ints.numel(), 1) + nnz < ints.numel():
-        sparse = Encoded({**entry, "sparse": True},
-                         {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": ints[nz], **tensors})
+        sparse = Encoded(
+            {**entry, "sparse": True},
+            {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": ints[nz], **tensors},
+        )
         return min([dense, sparse], key=lambda e: e.cost)
     return dense
 
@@ -197,7 +223,11 @@ def _qint8_parts(
         ints = get(f"{name}{SEP}values").to(torch.int8).reshape(shape)
     scales = get(f"{name}{SEP}scales").to(torch.float64)
     zkey = f"{name}{SEP}zero_points"
-    zps = get(zkey).to(torch.int64) if entry.get("has_zero_points") else torch.zeros_like(scales, dtype=torch.int64)
+    zps = (
+        get(zkey).to(torch.int64)
+        if entry.get("has_zero_points")
+        else torch.zeros_like(scales, dtype=torch.int64)
+    )
     return ints, scales, zps
 
 
@@ -218,7 +248,11 @@ def dequantize_qint8(name: str, entry: dict[str, Any], get: Callable[[str], torc
     axis = int(entry["axis"]) if entry["qscheme"] == "channel" else 0
     if entry["qscheme"] == "channel":
         view[axis] = -1
-    s = scales.to(torch.float32).reshape(view) if entry["qscheme"] == "channel" else scales.to(torch.float32)[0]
+    s = (
+        scales.to(torch.float32).reshape(view)
+        if entry["qscheme"] == "channel"
+        else scales.to(torch.float32)[0]
+    )
     z = zps.reshape(view) if entry["qscheme"] == "channel" else zps[0]
     return (ints.to(torch.int64) - z).to(torch.float32) * s
 

@@ -170,8 +170,6 @@ def unpack_range(packed, bits, start, out):  # type: ignore[no-untyped-def]
         k += _unpack_one(packed, bits, start + k, mask, n, out, k)
 
 
-
-
 @numba.njit([types.int64(_U8_RO, types.int64, types.int64)], cache=True, nogil=True)
 def count_bits(mask, start, stop):  # type: ignore[no-untyped-def]
     """Set bits of a 1-bit stream in [start, stop)."""
@@ -204,9 +202,7 @@ def scatter_positions(mask, start, stop, out):  # type: ignore[no-untyped-def]
     return j
 
 
-@numba.njit(
-    [types.void(_U8_RO, types.int64, types.int64, _F32_RO, _F32_RO, _F32)], cache=True, nogil=True
-)
+@numba.njit([types.void(_U8_RO, types.int64, types.int64, _F32_RO, _F32_RO, _F32)], cache=True, nogil=True)
 def dequant_blocked(codes, start, group_len, scales, zeros, out):  # type: ignore[no-untyped-def]
     """out[k] = (float32(codes[k]) - zeros[g]) * scales[g], g = (start + k) // group_len: the
     layout where each scale covers `group_len` consecutive flat elements (per-tensor, and
@@ -241,7 +237,6 @@ _I32_RO = types.Array(types.int32, 1, "C", readonly=True)
 _I64_RO = types.Array(types.int64, 1, "C", readonly=True)
 SPEC = types.Tuple((types.int64, _U8_RO, _F32_RO, _U8_RO, types.int64, _F32_RO, _F32_RO, types.int64,
                     types.int64, types.int64, _I64_RO, _I32_RO, types.int64))  # fmt: skip
-
 
 
 def _suffix(t: ir.Type) -> str:

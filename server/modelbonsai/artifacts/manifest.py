@@ -41,7 +41,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(path, "not a Bonsai artifact manifest")
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(path, f"format version {version!r} is newer than this Bonsai reads ({FORMAT_VERSION})")
+        raise ArtifactError(
+            path, f"format version {version!r} is newer than this Bonsai reads ({FORMAT_VERSION})"
+        )
     for key in ("tensors", "edits", "encodings", "masks", "kept_indices"):
         if key not in manifest:
             raise ArtifactError(path, f"manifest lacks '{key}'")
@@ -50,6 +52,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(tensors_path, "missing")
     size = tensors_path.stat().st_size
     if size != manifest.get("tensors_bytes", size):
-        raise ArtifactError(tensors_path, f"is {size} bytes, the manifest recorded {manifest['tensors_bytes']} "
-                                          "(truncated or replaced)")
+        raise ArtifactError(
+            tensors_path,
+            f"is {size} bytes, the manifest recorded {manifest['tensors_bytes']} (truncated or replaced)",
+        )
     return manifest

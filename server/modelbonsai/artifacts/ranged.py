@@ -75,7 +75,11 @@ def mmap_components(path: Path) -> dict[str, tuple[np.ndarray, str, tuple[int, .
     start = 8 + header_len
     has_data = path.stat().st_size > start  # np.memmap refuses an empty mapping
     # a plain ndarray view: slicing an np.memmap subclass costs a Python hook per slice
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray) if has_data else np.empty(0, np.uint8)
+    data = (
+        np.memmap(path, dtype=np.uint8, mode="r", offset=start).view(np.ndarray)
+        if has_data
+        else np.empty(0, np.uint8)
+    )
     out: dict[str, tuple[np.ndarray, str, tuple[int, ...]]] = {}
     for key, info in header.items():
         if key == "__metadata__":
@@ -311,8 +315,13 @@ class _SpecReader:
     decode state carries on between consecutive ranges; a jump finds it again (the mask's count
     table, the CSR row search)."""
 
-    def __init__(self, spec: tuple[Any, ...], index: _MaskIndex | None = None,
-                 seek: Callable[[int], tuple[int, int]] | None = None, dtype: str = "float32"):
+    def __init__(
+        self,
+        spec: tuple[Any, ...],
+        index: _MaskIndex | None = None,
+        seek: Callable[[int], tuple[int, int]] | None = None,
+        dtype: str = "float32",
+    ):
         self.spec = spec
         self.index = index
         self.seek = seek
@@ -359,13 +368,38 @@ def _ro(a: np.ndarray, dtype: Any) -> np.ndarray:
     return a
 
 
-def _spec(kind: int, *, mask: np.ndarray = _NO_U8, values: np.ndarray = _NO_F32, packed: np.ndarray = _NO_U8,
-          bits: int = 0, scales: np.ndarray = _NO_F32, zeros: np.ndarray = _NO_F32, a: int = 1, b: int = 1,
-          c: int = 1, indptr: np.ndarray = _NO_I64, indices: np.ndarray = _NO_I32, cols: int = 0) -> tuple[Any, ...]:
+def _spec(
+    kind: int,
+    *,
+    mask: np.ndarray = _NO_U8,
+    values: np.ndarray = _NO_F32,
+    packed: np.ndarray = _NO_U8,
+    bits: int = 0,
+    scales: np.ndarray = _NO_F32,
+    zeros: np.ndarray = _NO_F32,
+    a: int = 1,
+    b: int = 1,
+    c: int = 1,
+    indptr: np.ndarray = _NO_I64,
+    indices: np.ndarray = _NO_I32,
+    cols: int = 0,
+) -> tuple[Any, ...]:
     """The stored tensor as the decode kernels' tuple (see `kernels.SPEC`)."""
-    return (kind, _ro(mask, np.uint8), _ro(values, np.float32), _ro(packed, np.uint8), int(bits),
-            _ro(scales, np.float32), _ro(zeros, np.float32), int(a), int(b), int(c), _ro(indptr, np.int64),
-            _ro(indices, np.int32), int(cols))
+    return (
+        kind,
+        _ro(mask, np.uint8),
+        _ro(values, np.float32),
+        _ro(packed, np.uint8),
+        int(bits),
+        _ro(scales, np.float32),
+        _ro(zeros, np.float32),
+        int(a),
+        int(b),
+        int(c),
+        _ro(indptr, np.int64),
+        _ro(indices, np.int32),
+        int(cols),
+    )
 
 
 def dense_spec(values: np.ndarray) -> tuple[Any, ...]:
@@ -426,7 +460,9 @@ def _csr_reader(st: StoredTensors, key: str, shape: tuple[int, ...]) -> RangeFn:
     return read
 
 
-def _scale_index(start: int, stop: int, shape: tuple[int, ...], axis: int, rows: int, groups: int) -> np.ndarray:
+def _scale_index(
+    start: int, stop: int, shape: tuple[int, ...], axis: int, rows: int, groups: int
+) -> np.ndarray:
     """Index into the flattened [rows, groups] scale grid of flat elements [start, stop), for
     the channel axis `axis` (rows = shape[axis]; columns are the other dims, flattened)."""
     i = np.arange(start, stop, dtype=np.int64)
@@ -452,7 +488,9 @@ def _round_to(out: np.ndarray, dtype: str) -> np.ndarray:
 class _Dequant:
     """(code - zero) * scale over a flat range, for the layout of one encoding."""
 
-    def __init__(self, shape: tuple[int, ...], granularity: str, axis: int, scales: np.ndarray, zeros: np.ndarray):
+    def __init__(
+        self, shape: tuple[int, ...], granularity: str, axis: int, scales: np.ndarray, zeros: np.ndarray
+    ):
         self.shape = shape
         self.scales = np.ascontiguousarray(scales.reshape(-1), np.float32)
         self.zeros = np.ascontiguousarray(zeros.reshape(-1), np.float32)
@@ -501,11 +539,22 @@ def _packed_reader(
     if layout is not None:  # decoded in a kernel (and, float32, inside the comparison's kernel)
         a, b, c, sc, zs = layout
         kind = K.PACKED if mask is None else K.PACKED_BITMASK
-        spec = _spec(kind, mask=_NO_U8 if mask is None else mask, packed=packed, bits=bits, scales=sc, zeros=zs,
-                     a=a, b=b, c=c)
+        spec = _spec(
+            kind,
+            mask=_NO_U8 if mask is None else mask,
+            packed=packed,
+            bits=bits,
+            scales=sc,
+            zeros=zs,
+            a=a,
+            b=b,
+            c=c,
+        )
         reader = _SpecReader(spec, _MaskIndex(mask) if mask is not None else None, dtype=dtype)
         if mask is None and deq.blocked and dtype == "float32":
-            reader.packed = PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros)
+            reader.packed = PackedSpec(
+                np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros
+            )
         return reader
     index = _MaskIndex(mask) if mask is not None else None
     zero_codes = zeros.reshape(-1).astype(np.uint8)
@@ -534,11 +583,15 @@ def _packed_reader(
         return _round_to(out, dtype)
 
     if index is None and deq.blocked and dtype == "float32":
-        return _PackedRange(read, PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros))
+        return _PackedRange(
+            read, PackedSpec(np.ascontiguousarray(packed), bits, deq.group_len, deq.scales, deq.zeros)
+        )
     return read
 
 
-def _scale_layout(deq: _Dequant, shape: tuple[int, ...]) -> tuple[int, int, int, np.ndarray, np.ndarray] | None:
+def _scale_layout(
+    deq: _Dequant, shape: tuple[int, ...]
+) -> tuple[int, int, int, np.ndarray, np.ndarray] | None:
     """(a, b, c, scales, zeros) of the decode kernels' scale index ((i // a) * b + i % c, see
     `kernels.SPEC`) for this encoding's layout; None for a layout they do not walk (a channel
     axis other than 0 on a tensor of more than two dims)."""

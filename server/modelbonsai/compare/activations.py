@@ -332,8 +332,11 @@ def instances_to_compare(task: Any, requested: int) -> int:
     """How many instances a comparison asking for `requested` gets: no more than the task has
     (its `total_instances` under its own `max_instances`, where it says; a progress line said
     "96/512 instances" of a task of 200)."""
-    have = [n for n in (getattr(task, "total_instances", None), getattr(task, "max_instances", None))
-            if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    have = [
+        n
+        for n in (getattr(task, "total_instances", None), getattr(task, "max_instances", None))
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0
+    ]
     return min([requested, *have])
 
 
@@ -1001,7 +1004,9 @@ def _compare_call(
     aligned, o = pair
     c = capture.recent.get(b, produced)
     if c is None:
-        c = _contribution(aligned, o, bsz, capture.index, chan_first, capture if call == 0 else None, acc.hist)
+        c = _contribution(
+            aligned, o, bsz, capture.index, chan_first, capture if call == 0 else None, acc.hist
+        )
         capture.recent.put(b, produced, c)
     if call == 0:
         _take_samples(c, aligned, o, chan_first, capture, acc.hist)

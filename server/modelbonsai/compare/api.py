@@ -216,7 +216,9 @@ def weight_tiles(
     models = {"model": model_id}
     if minus is not None:
         models["minus"] = minus[0]
-    key = result_key(models, {"name": name, "level": level, "window": list(window) if window else None, "tile": tile})
+    key = result_key(
+        models, {"name": name, "level": level, "window": list(window) if window else None, "tile": tile}
+    )
 
     def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
         src = _get(source)
@@ -260,7 +262,9 @@ def tensor_tiles(
     if source == "weight":
         if weights is None:
             raise CompareError("weight tiles need the model's tensors (weights=...)")
-        return weight_tiles(cache, model_id, weights, name, level, window, minus=minus, kept_indices=kept_indices, tile=tile)
+        return weight_tiles(
+            cache, model_id, weights, name, level, window, minus=minus, kept_indices=kept_indices, tile=tile
+        )
     if source == "activation":
         if model is None or task is None:
             raise CompareError("activation tiles need the model and its task (model=..., task=...)")

@@ -55,7 +55,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def bootstrap_mean(values: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float] | None:
+def bootstrap_mean(
+    values: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean of per-instance `values` (NaNs dropped)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -103,20 +105,24 @@ class BehaviorComparison:
 
 
 def evaluation_kind(ev: Evaluation) -> str:
-    """"classification", "causal_lm" or "embedding", from the shapes of an Evaluation."""
+    """ "classification", "causal_lm" or "embedding", from the shapes of an Evaluation."""
     if ev.predictions is not None and ev.predictions.dim() == 2:
         return "causal_lm"
     if ev.predictions is not None and ev.predictions.dim() == 1:
         return "classification"
     if ev.outputs.dim() == 2:
         return "embedding"
-    raise CompareError(f"cannot compare behaviour of outputs shaped {list(ev.outputs.shape)} without predictions")
+    raise CompareError(
+        f"cannot compare behaviour of outputs shaped {list(ev.outputs.shape)} without predictions"
+    )
 
 
 def _probs(x: torch.Tensor) -> torch.Tensor:
     """Rows that already are distributions stay; anything else is treated as logits."""
     x = x.double()
-    if bool((x >= 0).all()) and bool(torch.allclose(x.sum(-1), torch.ones(x.shape[:-1], dtype=x.dtype), atol=1e-3)):
+    if bool((x >= 0).all()) and bool(
+        torch.allclose(x.sum(-1), torch.ones(x.shape[:-1], dtype=x.dtype), atol=1e-3)
+    ):
         return x / x.sum(-1, keepdim=True)
     return x.softmax(-1)
 
@@ -136,7 +142,9 @@ def _margin(p: torch.Tensor) -> torch.Tensor:
     return top[..., 0] - top[..., 1]
 
 
-def _align(base: Evaluation, other: Evaluation) -> tuple[list[str], torch.Tensor, torch.Tensor, dict[str, list[str]]]:
+def _align(
+    base: Evaluation, other: Evaluation
+) -> tuple[list[str], torch.Tensor, torch.Tensor, dict[str, list[str]]]:
     pos_o = {str(i): k for k, i in enumerate(other.ids)}
     keep_b, keep_o, ids = [], [], []
     for k, i in enumerate(base.ids):
@@ -194,7 +202,11 @@ def _classification(
         raise CompareError(f"output shapes differ: base {list(probs_b.shape)} vs other {list(probs_o.shape)}")
     kl = _kl(probs_b, probs_o).numpy()
     margin_change = (_margin(probs_o) - _margin(probs_b)).numpy()
-    res.per_instance = {"agree": agree, "kl": kl.astype(np.float32), "margin_change": margin_change.astype(np.float32)}
+    res.per_instance = {
+        "agree": agree,
+        "kl": kl.astype(np.float32),
+        "margin_change": margin_change.astype(np.float32),
+    }
     res.summary = {
         "instances": n,
         "agreement": _prop(int(agree.sum()), n),
@@ -207,7 +219,9 @@ def _classification(
         cb = (pb == targets).numpy()
         co = (po == targets).numpy()
         rows = torch.arange(n)
-        res.per_instance["p_true_change"] = (probs_o[rows, targets] - probs_b[rows, targets]).numpy().astype(np.float32)
+        res.per_instance["p_true_change"] = (
+            (probs_o[rows, targets] - probs_b[rows, targets]).numpy().astype(np.float32)
+        )
         res.per_instance["correct_base"] = cb
         res.per_instance["correct_other"] = co
         res.summary["accuracy_base"] = _prop(int(cb.sum()), n)
@@ -257,7 +271,9 @@ def _causal_lm(
     assert b.predictions is not None and o.predictions is not None
     pb, po = b.predictions[ib], o.predictions[io]
     if pb.shape != po.shape:
-        raise CompareError(f"token predictions differ in shape: base {list(pb.shape)} vs other {list(po.shape)}")
+        raise CompareError(
+            f"token predictions differ in shape: base {list(pb.shape)} vs other {list(po.shape)}"
+        )
     agree = (pb == po).numpy()
     dlogp = (o.outputs[io].double() - b.outputs[ib].double()).numpy()
     res.per_instance = {
@@ -271,7 +287,10 @@ def _causal_lm(
         "instances": len(res.ids),
         "tokens": n_tok,
         # per-instance bootstrap: tokens of one instance are correlated
-        "token_agreement": {"value": float(agree.mean()), "ci": _ci_list(bootstrap_mean(agree.mean(1), resamples, seed))},
+        "token_agreement": {
+            "value": float(agree.mean()),
+            "ci": _ci_list(bootstrap_mean(agree.mean(1), resamples, seed)),
+        },
         "logp_change": _delta(o.outputs[io].numpy(), b.outputs[ib].numpy(), resamples, seed),
     }
     if b.targets is not None:
@@ -293,7 +312,9 @@ def _causal_lm(
         x = gb[k] if k < len(gb) else {}
         y = go[k] if k < len(go) else {}
         tb, to = list(x.get("tokens") or []), list(y.get("tokens") or [])
-        same = next((i for i, (u, v) in enumerate(zip(tb, to, strict=False)) if u != v), min(len(tb), len(to)))
+        same = next(
+            (i for i, (u, v) in enumerate(zip(tb, to, strict=False)) if u != v), min(len(tb), len(to))
+        )
         res.generations.append({
             "prompt": x.get("prompt", y.get("prompt")),
             "base": x.get("text"), "other": y.get("text"),
@@ -364,13 +385,17 @@ def compare_behavior(
         if kind == "causal_lm" and token_divergence and oid in token_divergence:
             _token_kl(res, token_divergence[oid], groups)
         for g, (_, _, mask) in zip(res.groups, groups, strict=True):
-            g["ids"] = [i for i, m in zip(ids, mask.tolist(), strict=True) if m]  # the group's rows, for the browser
+            g["ids"] = [
+                i for i, m in zip(ids, mask.tolist(), strict=True) if m
+            ]  # the group's rows, for the browser
         out[oid] = res
     ctl.step(1.0, "behaviour compared")
     return out
 
 
-def _token_kl(res: BehaviorComparison, div: Mapping[str, Any], groups: list[tuple[str, str, np.ndarray]]) -> None:
+def _token_kl(
+    res: BehaviorComparison, div: Mapping[str, Any], groups: list[tuple[str, str, np.ndarray]]
+) -> None:
     """Join per-token KL (from :func:`lm_token_divergence`, matched by instance id) to an LM
     result: `token_kl` [N, T] and `kl` [N], NaN for instances the divergence run did not cover."""
     kl = np.asarray(div.get("kl"), dtype=np.float32)
@@ -378,7 +403,9 @@ def _token_kl(res: BehaviorComparison, div: Mapping[str, Any], groups: list[tupl
     if kl.size == 0:
         return
     if kl.ndim != 2 or kl.shape[1] != t:
-        raise CompareError(f"per-token KL has shape {list(kl.shape)}; the evaluations have {t} tokens per instance")
+        raise CompareError(
+            f"per-token KL has shape {list(kl.shape)}; the evaluations have {t} tokens per instance"
+        )
     row = {str(i): k for k, i in enumerate(div.get("ids") or [])}
     if len(row) != kl.shape[0]:
         raise CompareError(f"per-token KL has {kl.shape[0]} rows for {len(row)} instance ids")
@@ -429,12 +456,16 @@ def lm_token_divergence(
         b = task.to_device(batch, dev)
         lb = task.forward(base, b)[:take].float().log_softmax(-1)
         if lb.dim() != 3:
-            raise CompareError(f"per-token divergence needs logits [batch, tokens, vocabulary]; got {list(lb.shape)}")
+            raise CompareError(
+                f"per-token divergence needs logits [batch, tokens, vocabulary]; got {list(lb.shape)}"
+            )
         pb = lb.exp()
         for oid, model in others.items():
             lo = task.forward(model, b)[:take].float().log_softmax(-1)
             if lo.shape != lb.shape:
-                raise CompareError(f"model '{oid}' returned logits {list(lo.shape)}, the base {list(lb.shape)}")
+                raise CompareError(
+                    f"model '{oid}' returned logits {list(lo.shape)}, the base {list(lb.shape)}"
+                )
             kl = (pb * (lb - lo)).sum(-1).clamp_min(0.0)  # tiny negatives are rounding
             acc[oid]["kl"].append(kl.cpu())
             acc[oid]["agree"].append((lb.argmax(-1) == lo.argmax(-1)).cpu())

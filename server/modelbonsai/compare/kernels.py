@@ -289,7 +289,9 @@ def pair_sums(b, o, facc, iacc):  # type: ignore[no-untyped-def]
 SAMPLE_BLOCK = 64
 
 
-@numba.njit([types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True)
+@numba.njit(
+    [types.int64(_F32_RO, types.int64, types.int64, types.int64, _F32, types.int64)], cache=True, nogil=True
+)
 def take_blocks(x, block, skip, step, dst, at):  # type: ignore[no-untyped-def]
     """Copy blocks skip, skip + step, ... (each `block` elements, whole blocks of x only) into
     dst from position `at`; returns the new position."""
@@ -425,7 +427,9 @@ def row_pair_sums(  # type: ignore[no-untyped-def]
     k = idx.shape[1]
     for r in range(b.shape[0]):
         if positions > 0:
-            _pooled_pair_sums(b[r], o[r], facc[r], iacc[r], positions, chan_first, pool_b[r], pool_o[r], sb, so, ab, ao)
+            _pooled_pair_sums(
+                b[r], o[r], facc[r], iacc[r], positions, chan_first, pool_b[r], pool_o[r], sb, so, ab, ao
+            )
             if k:
                 _take_positions(b[r], positions, chan_first, idx[r], rows_b[r * k : (r + 1) * k])
                 _take_positions(o[r], positions, chan_first, idx[r], rows_o[r * k : (r + 1) * k])

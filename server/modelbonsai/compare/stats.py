@@ -174,7 +174,9 @@ class PairStats:
     def set_sums(self, facc: Any, iacc: Any) -> None:
         """Take the exact statistics from :func:`.kernels.pair_sums` accumulators (K.F_* / K.I_*
         positions; any sequences of numbers)."""
-        self.sum_b2, self.sum_o2, self.sum_bo, self.sum_d2 = (float(facc[k]) for k in (K.F_BB, K.F_OO, K.F_BO, K.F_DD))
+        self.sum_b2, self.sum_o2, self.sum_bo, self.sum_d2 = (
+            float(facc[k]) for k in (K.F_BB, K.F_OO, K.F_BO, K.F_DD)
+        )
         self.max_abs_diff = float(facc[K.F_MAXABS])
         (self.finite, self.zeros_base, self.zeros_other, self.zeros_both, self.nan_base, self.nan_other,
          self.inf_base, self.inf_other) = (int(iacc[k]) for k in (K.I_FINITE, K.I_ZB, K.I_ZO, K.I_ZBOTH, K.I_NANB,
@@ -350,7 +352,11 @@ def stream_pair_stats(
     facc = np.zeros(5, np.float64)
     iacc = np.zeros(8, np.int64)
     whole_b, whole_o = getattr(read_base, "array", None), getattr(read_other, "array", None)
-    if isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray) and whole_b.size == whole_o.size == n:
+    if (
+        isinstance(whole_b, np.ndarray)
+        and isinstance(whole_o, np.ndarray)
+        and whole_b.size == whole_o.size == n
+    ):
         chunk = max(chunk, n)  # one call; the GIL is released inside (nogil)
     fused = _fused_packed(whole_b, whole_o, read_base, read_other, n, facc, iacc, sampler)
     if not fused and not (isinstance(whole_b, np.ndarray) and isinstance(whole_o, np.ndarray)):
@@ -432,9 +438,17 @@ def _sample_histograms(st: PairStats, sb: np.ndarray, so: np.ndarray, weight: fl
     histogram of a sample, in one kernel call (it runs once per tensor)."""
     vb, vo = np.zeros(VALUE_BINS), np.zeros(VALUE_BINS)
     rel, side = np.zeros(REL_BINS), np.zeros(4)  # side: unchanged, from zero, under, over
-    r = K.sample_hists(_f32(sb), _f32(so), values, vb, vo, REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, rel, side)
+    r = K.sample_hists(
+        _f32(sb), _f32(so), values, vb, vo, REL_EDGES_RATIO, _REL_TABLE, _REL_KEY_LO, rel, side
+    )
     if values:
-        st.values = {"range": r, "bins": VALUE_BINS, "weight": weight, "base": vb * weight, "other": vo * weight}
+        st.values = {
+            "range": r,
+            "bins": VALUE_BINS,
+            "weight": weight,
+            "base": vb * weight,
+            "other": vo * weight,
+        }
     _add_rel(st, rel, side, weight)
 
 

@@ -68,7 +68,13 @@ class Tile:
 
 
 def pyramid_info(shape: Sequence[int], tile: int = TILE) -> dict[str, int]:
-    rows, cols = (1, 1) if len(shape) == 0 else (1, int(shape[0])) if len(shape) == 1 else (int(shape[0]), math.prod(shape[1:]))
+    rows, cols = (
+        (1, 1)
+        if len(shape) == 0
+        else (1, int(shape[0]))
+        if len(shape) == 1
+        else (int(shape[0]), math.prod(shape[1:]))
+    )
     big = max(rows, cols, 1)
     levels = max(0, math.ceil(math.log2(big / tile))) if big > tile else 0
     return {"rows": rows, "cols": cols, "tile": tile, "levels": levels}
@@ -79,7 +85,9 @@ def resolve_level(shape: Sequence[int], level: int, tile: int = TILE) -> int:
     top = pyramid_info(shape, tile)["levels"]
     lv = top + 1 + level if level < 0 else level
     if not 0 <= lv <= top:
-        raise CompareError(f"level {level} is outside 0..{top} (or -{top + 1}..-1) for a tensor shaped {list(shape)}")
+        raise CompareError(
+            f"level {level} is outside 0..{top} (or -{top + 1}..-1) for a tensor shaped {list(shape)}"
+        )
     return lv
 
 
@@ -150,21 +158,38 @@ def tiles_wire(
         key = f"L{x.level}_{x.ty}_{x.tx}"
         tensors[f"{key}_mean"] = x.mean.cpu().numpy()
         tensors[f"{key}_maxabs"] = x.maxabs.cpu().numpy()
-        listing.append({"key": key, "level": x.level, "ty": x.ty, "tx": x.tx, "rows": x.mean.shape[0], "cols": x.mean.shape[1]})
+        listing.append(
+            {
+                "key": key,
+                "level": x.level,
+                "ty": x.ty,
+                "tx": x.tx,
+                "rows": x.mean.shape[0],
+                "cols": x.mean.shape[1],
+            }
+        )
     out_meta = {**dict(meta or {}), **pyramid_info(t.shape, tile), "shape": list(t.shape), "level": level,
                 "window": list(window) if window else None, "tiles": listing, "range": rng}  # fmt: skip
     return KIND, out_meta, tensors
 
 
 def activation_tensor(
-    model: nn.Module, task: Any, instance_id: str, module: str, *, device: torch.device | str = "cpu", batch_size: int = 16
+    model: nn.Module,
+    task: Any,
+    instance_id: str,
+    module: str,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
 ) -> torch.Tensor:
     """The output of `module` for one instance (the batch dim removed), found by id in the task's
     evaluation batches."""
     return activation_tensors(model, task, [instance_id], module, device=device, batch_size=batch_size)[0]
 
 
-def _rows_of(task: Any, instance_ids: Sequence[str], batch_size: int) -> list[tuple[Any, list[int], list[int]]]:
+def _rows_of(
+    task: Any, instance_ids: Sequence[str], batch_size: int
+) -> list[tuple[Any, list[int], list[int]]]:
     """(batch, rows in the batch, positions in `instance_ids`) for the batches holding the ids;
     stops reading the task's data as soon as every id is found."""
     want = {i: k for k, i in enumerate(instance_ids)}
@@ -205,7 +230,9 @@ def activation_tensors(
     if len(set(ids)) != len(ids):
         raise CompareError("the instance ids repeat; name each instance once")
     if len(ids) > MAX_INSTANCES:
-        raise CompareError(f"{len(ids)} instances asked for; an activation heatmap takes at most {MAX_INSTANCES}")
+        raise CompareError(
+            f"{len(ids)} instances asked for; an activation heatmap takes at most {MAX_INSTANCES}"
+        )
     mods = dict(model.named_modules())
     if module not in mods:
         raise CompareError(f"the model has no module '{module}'")
@@ -255,7 +282,6 @@ def stack_padded(outs: Sequence[torch.Tensor], module: str = "") -> torch.Tensor
     longest = max(int(x.shape[0]) for x in outs)
     return torch.stack([torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1) + (0, longest - int(x.shape[0])))
                         for x in outs])  # fmt: skip
-
 
 
 def align_channels(base: torch.Tensor, kept: Sequence[int], *, stacked: bool) -> torch.Tensor:

@@ -233,7 +233,9 @@ def _align(
         return base, removed, ""
     if len(bs) == 2 and bs[::-1] == os_:
         return None, removed, f"layout mismatch: base {list(bs)} vs other {list(os_)} (transposed)"
-    what = "same number of elements, different shape" if base.numel() == int(np.prod(os_)) else "shape mismatch"
+    what = (
+        "same number of elements, different shape" if base.numel() == int(np.prod(os_)) else "shape mismatch"
+    )
     hint = "" if kept else " (no kept indices recorded for it)"
     return None, removed, f"{what}: base {list(bs)} vs other {list(os_)}{hint}"
 
@@ -267,7 +269,9 @@ def _looks_transposed_streamed(read_b: S.RangeReader, read_o: S.RangeReader, sha
     transposed in numpy, the other streamed again (no torch, no whole decode of a stored tensor);
     the same statistics, so the same verdict."""
     n = int(np.prod(shape))
-    b = np.ascontiguousarray(np.asarray(read_b(0, n), dtype=np.float32).reshape(shape[0], shape[1]).T)  # one copy
+    b = np.ascontiguousarray(
+        np.asarray(read_b(0, n), dtype=np.float32).reshape(shape[0], shape[1]).T
+    )  # one copy
     t_rel = S.stream_pair_stats(S.ArrayReader(b.reshape(-1)), read_o, n, hist_sample=0).rel_l2
     rel = st.rel_l2
     return t_rel is not None and rel is not None and t_rel < 0.25 * rel
@@ -311,14 +315,23 @@ class _Side:
         return S.ArrayReader(S._flat32_np(t)) if t.is_floating_point() else None
 
 
-def _not_float(name: str, b: torch.Tensor, o: torch.Tensor, removed: dict[int, int] | None = None) -> TensorResult:
+def _not_float(
+    name: str, b: torch.Tensor, o: torch.Tensor, removed: dict[int, int] | None = None
+) -> TensorResult:
     """An integer (or bool) pair: compared for equality, with no float statistics to add."""
     import torch
 
     if not removed and b.shape == o.shape and b.dtype == o.dtype and torch.equal(b, o):
-        return TensorResult(name, "ok", list(b.shape), list(o.shape), f"{b.dtype} tensor, equal", stats=S.PairStats())
+        return TensorResult(
+            name, "ok", list(b.shape), list(o.shape), f"{b.dtype} tensor, equal", stats=S.PairStats()
+        )
     return TensorResult(
-        name, "mismatch", list(b.shape), list(o.shape), f"not a float tensor ({b.dtype} vs {o.dtype})", removed or {}
+        name,
+        "mismatch",
+        list(b.shape),
+        list(o.shape),
+        f"not a float tensor ({b.dtype} vs {o.dtype})",
+        removed or {},
     )
 
 
@@ -369,8 +382,14 @@ def _compare_factorised(
     """The base tensor against what `lowrank` made of it (see the module doc)."""
     if len(parts) == 1:  # the bias, moved to `second`
         moved = parts[0]
-        res = _compare_whole(name, b, _Renamed(name, src.shape(moved), lambda: src.get(moved)), oid,
-                             kept.get(moved), hist_sample)
+        res = _compare_whole(
+            name,
+            b,
+            _Renamed(name, src.shape(moved), lambda: src.get(moved)),
+            oid,
+            kept.get(moved),
+            hist_sample,
+        )
         res.message = res.message or f"moved to {moved} by the factorisation"
         return res
     first_name, second_name = parts
@@ -384,6 +403,7 @@ def _compare_factorised(
         k[1] = kept[first_name][1]
     out_f, in_f = product.shape
     if b.dim() == 2:
+
         def sizes(k: Mapping[int, Sequence[int]]) -> tuple[int, int]:  # the base's, once aligned
             return (len(k[0]) if 0 in k else int(b.shape[0]), len(k[1]) if 1 in k else int(b.shape[1]))
 
@@ -412,7 +432,9 @@ def _better_transposed(b: torch.Tensor, product: torch.Tensor) -> bool:
 def _check_listed(oid: str, name: str, got: Sequence[int], listed: Sequence[int]) -> None:
     """A source whose tensor does not have the shape its listing gave is broken: say so, plainly."""
     if tuple(got) != tuple(listed):
-        raise CompareError(f"model '{oid}': tensor '{name}' has shape {list(got)}, its listing said {list(listed)}")
+        raise CompareError(
+            f"model '{oid}': tensor '{name}' has shape {list(got)}, its listing said {list(listed)}"
+        )
 
 
 def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int | None) -> TensorResult:
@@ -426,7 +448,9 @@ def _compare_streamed(name: str, b: _Side, o: _Side, oid: str, hist_sample: int 
         _check_listed(oid, name, o.whole().shape, shape)
     st = S.stream_pair_stats(read_b, read_o, int(np.prod(shape)), hist_sample=hist_sample, values=True)
     if _transpose_suspect(shape, st) and _looks_transposed_streamed(read_b, read_o, shape, st):
-        return TensorResult(name, "mismatch", shape, shape, "layout mismatch: the other matches the base transposed")
+        return TensorResult(
+            name, "mismatch", shape, shape, "layout mismatch: the other matches the base transposed"
+        )
     return TensorResult(name, "ok", shape, shape, "", {}, st, st.values)
 
 
@@ -452,10 +476,14 @@ def _compare_whole(
         # compared in the base's layout (removed channels are zeros); the kept part on its own too
         kept_st = S.pair_stats(aligned, o, hist_sample=0)
         st = S.pair_stats(b, _expand(o, b.shape, kept), hist_sample=hist_sample, values=True)
-        return TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values, kept_stats=kept_st)
+        return TensorResult(
+            name, "ok", shape_b, list(o_shape), "", removed, st, st.values, kept_stats=kept_st
+        )
     st = S.pair_stats(aligned, o, hist_sample=hist_sample, values=True)
     if not kept and _looks_transposed(aligned, o, st):
-        return TensorResult(name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed")
+        return TensorResult(
+            name, "mismatch", shape_b, list(o_shape), "layout mismatch: the other matches the base transposed"
+        )
     return TensorResult(name, "ok", shape_b, list(o_shape), "", removed, st, st.values)
 
 
@@ -514,8 +542,9 @@ def compare_weights(
             if name not in other_names[oid]:
                 parts = factorised[oid].get(name)
                 if parts is not None:
-                    out[oid] = _compare_factorised(name, base_side.whole(), src, oid, parts,
-                                                   kept_indices.get(oid, {}), hist_sample)
+                    out[oid] = _compare_factorised(
+                        name, base_side.whole(), src, oid, parts, kept_indices.get(oid, {}), hist_sample
+                    )
                 else:
                     out[oid] = TensorResult(name, "missing_in_other", shape_b, None, "not in the other model")
                 continue
@@ -563,7 +592,9 @@ def compare_weights(
         extra = sorted(other_names[oid] - base_names - consumed)
         for name in extra:
             results[oid].append(
-                TensorResult(name, "extra_in_other", None, list(others[oid].shape(name)), "not in the base model")
+                TensorResult(
+                    name, "extra_in_other", None, list(others[oid].shape(name)), "not in the base model"
+                )
             )
     ctl.step(1.0, "weights compared")
     options = {"include": include, "exclude": exclude, "hist_sample": hist_sample}

@@ -59,7 +59,10 @@ class Document:
         return [
             (unquote(e.value), e)
             for e in self.scan.entries
-            if len(e.path) == 2 and e.path[0] == "variants" and isinstance(e.path[1], int) and e.key == "name"
+            if len(e.path) == 2
+            and e.path[0] == "variants"
+            and isinstance(e.path[1], int)
+            and e.key == "name"
             and e.value
         ]
 
@@ -116,8 +119,14 @@ def _classify(d: Document, s: Spot) -> NodeInfo:
         if variant_index is not None and len(p) == 4 and p[2] == "ops":
             return mk("op-name", op=s.text or None, variant_index=variant_index)
         if variant_index is not None and len(p) == 5 and p[2] == "ops":
-            return mk("param-key", op=str(p[4]), param=s.text, key=s.text, variant_index=variant_index,
-                      siblings=present)
+            return mk(
+                "param-key",
+                op=str(p[4]),
+                param=s.text,
+                key=s.text,
+                variant_index=variant_index,
+                siblings=present,
+            )
         return mk("none")
     # values (role "value"): the value of `s.key` in the mapping at `p`, or a list item at `p`
     key = s.key
@@ -146,7 +155,9 @@ def _classify(d: Document, s: Spot) -> NodeInfo:
 def _param_value(mk: _Maker, op: str, param: str, vi: int) -> NodeInfo:
     definition = get_op(op)
     prm = definition.param(param) if definition is not None else None
-    is_pattern = (prm is not None and prm.type == "patterns") or (prm is None and param in ("include", "exclude"))
+    is_pattern = (prm is not None and prm.type == "patterns") or (
+        prm is None and param in ("include", "exclude")
+    )
     kind: NodeKind = "pattern" if is_pattern else "param-value"
     return mk(kind, key=param, op=op, param=param, variant_index=vi)
 
@@ -176,7 +187,9 @@ class CompletionItem:
     range: Range | None = None  # the text the item replaces (the token under the cursor)
 
 
-def completions_at(doc: Document | str, line: int, col: int, path: Path | None = None) -> list[CompletionItem]:
+def completions_at(
+    doc: Document | str, line: int, col: int, path: Path | None = None
+) -> list[CompletionItem]:
     """What fits at the cursor: keys, op names, parameters, parent names, enum values."""
     d = _doc(doc)
     info = node_at(d, line, col)
@@ -191,7 +204,9 @@ def completions_at(doc: Document | str, line: int, col: int, path: Path | None =
         ]
         if section == "task":
             kind_entry = d.value_of(("task",), "kind")
-            options = taskinfo.task_options(unquote(kind_entry.value)) if kind_entry and kind_entry.value else None
+            options = (
+                taskinfo.task_options(unquote(kind_entry.value)) if kind_entry and kind_entry.value else None
+            )
             for name, (typ, doc) in sorted((options or {}).items()):
                 if name not in keys_of("task") and name not in info.siblings:
                     items.append(CompletionItem(name, "key", typ, doc, f"{name}: ", rng))
@@ -200,7 +215,9 @@ def completions_at(doc: Document | str, line: int, col: int, path: Path | None =
         line_text = d.scan.lines[line] if line < len(d.scan.lines) else ""
         has_colon = ":" in line_text[rng.end_col :]
         return [
-            CompletionItem(op.name, "op", op.summary, op.markdown(), op.name if has_colon else f"{op.name}: {{}}", rng)
+            CompletionItem(
+                op.name, "op", op.summary, op.markdown(), op.name if has_colon else f"{op.name}: {{}}", rng
+            )
             for op in all_ops()
         ]
     if k == "param-key" and info.op:
@@ -218,21 +235,30 @@ def completions_at(doc: Document | str, line: int, col: int, path: Path | None =
         if prm is None:
             return []
         if prm.type == "enum":
-            return [CompletionItem(c, "value", f"{info.param} of {info.op}", prm.doc, c, rng) for c in prm.choices]
+            return [
+                CompletionItem(c, "value", f"{info.param} of {info.op}", prm.doc, c, rng) for c in prm.choices
+            ]
         if prm.type == "bool":
-            return [CompletionItem(c, "value", f"{info.param} of {info.op}", prm.doc, c, rng) for c in ("true", "false")]
+            return [
+                CompletionItem(c, "value", f"{info.param} of {info.op}", prm.doc, c, rng)
+                for c in ("true", "false")
+            ]
         return []
     if k == "from-value":
         return _parent_completions(d, info, rng, path)
     if k == "device-value":
-        return [CompletionItem(v, "value", "device", key_doc("top", "device").markdown(), v, rng)  # type: ignore[union-attr]
-                for v in DEVICES]
+        return [
+            CompletionItem(v, "value", "device", key_doc("top", "device").markdown(), v, rng)  # type: ignore[union-attr]
+            for v in DEVICES
+        ]
     if k == "value" and info.section == "base" and info.key == "dtype":
         kd = key_doc("base", "dtype")
         return [CompletionItem(v, "value", "dtype", kd.markdown() if kd else "", v, rng) for v in DTYPES]
     if k == "task-kind":
-        return [CompletionItem(kind, "value", "task kind", taskinfo.task_doc(kind), kind, rng)
-                for kind in taskinfo.builtin_kinds()]
+        return [
+            CompletionItem(kind, "value", "task kind", taskinfo.task_doc(kind), kind, rng)
+            for kind in taskinfo.builtin_kinds()
+        ]
     return []
 
 
@@ -250,7 +276,11 @@ def _key_insert(key: str, typ: str) -> str:
 
 def _parent_completions(d: Document, info: NodeInfo, rng: Range, path: Path | None) -> list[CompletionItem]:
     base_name = d.base_name()
-    items = [CompletionItem(BASE, "variant", f"the base model{f' ({base_name})' if base_name else ''}", "", BASE, rng)]
+    items = [
+        CompletionItem(
+            BASE, "variant", f"the base model{f' ({base_name})' if base_name else ''}", "", BASE, rng
+        )
+    ]
     seen = {BASE, info.variant}
     for name, _ in d.variant_names():
         if name not in seen:
@@ -313,7 +343,9 @@ def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None)
         op = get_op(info.op)
         if op is None:
             hint = closest_op(info.op)
-            return Hover(f"Unknown op `{info.op}`." + (f" Did you mean `{hint}`?" if hint else ""), rng, op=info.op)
+            return Hover(
+                f"Unknown op `{info.op}`." + (f" Did you mean `{hint}`?" if hint else ""), rng, op=info.op
+            )
         return Hover(op.markdown(), rng, op=op.name)
     if info.kind == "param-key" and info.op and info.param:
         op = get_op(info.op)
@@ -324,17 +356,26 @@ def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None)
     if info.kind == "pattern":
         if not info.text:
             return None
-        return Hover(f"Pattern `{info.text}` (`{info.param}` of `{info.op}`)", rng, pattern=info.text, op=info.op,
-                     param=info.param)
+        return Hover(
+            f"Pattern `{info.text}` (`{info.param}` of `{info.op}`)",
+            rng,
+            pattern=info.text,
+            op=info.op,
+            param=info.param,
+        )
     if info.kind == "param-value" and info.op and info.param:
         op = get_op(info.op)
         prm = op.param(info.param) if op is not None else None
         return Hover(param_markdown(op, prm), rng, op=info.op, param=info.param) if op and prm else None
-    section = {"top-key": "top", "base-key": "base", "task-key": "task", "variant-key": "variant"}.get(info.kind)
+    section = {"top-key": "top", "base-key": "base", "task-key": "task", "variant-key": "variant"}.get(
+        info.kind
+    )
     if section is not None:
         if section == "task":  # the task kind's own words first: they are more specific
             kind_entry = d.value_of(("task",), "kind")
-            options = taskinfo.task_options(unquote(kind_entry.value)) if kind_entry and kind_entry.value else None
+            options = (
+                taskinfo.task_options(unquote(kind_entry.value)) if kind_entry and kind_entry.value else None
+            )
             if options and info.text in options:
                 typ, text = options[info.text]
                 return Hover(f"**task.{info.text}** — {typ}\n\n{text}", rng)
@@ -345,8 +386,10 @@ def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None)
             # Read, never imported: hovers run in untrusted workspaces too (see taskinfo).
             where = path or d.path
             text = taskinfo.user_task_doc(info.text, where.absolute().parent if where is not None else None)
-            return Hover(f"**user task `{info.text}`** (loaded when a run starts)" + (f"\n\n{text}" if text else ""),
-                         rng)
+            return Hover(
+                f"**user task `{info.text}`** (loaded when a run starts)" + (f"\n\n{text}" if text else ""),
+                rng,
+            )
         text = taskinfo.task_doc(info.text)
         return Hover(f"**task kind `{info.text}`**" + (f"\n\n{text}" if text else ""), rng)
     if info.kind == "value" and info.key == "name" and info.variant_index is not None and len(info.path) == 2:
@@ -365,7 +408,9 @@ def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None)
     return None
 
 
-def pattern_matches(pattern: str | Sequence[str], param_names: Sequence[str], first: int = 10) -> tuple[int, list[str]]:
+def pattern_matches(
+    pattern: str | Sequence[str], param_names: Sequence[str], first: int = 10
+) -> tuple[int, list[str]]:
     """How many parameter names a glob pattern matches, and the first few of them."""
     matched = match_names(list(param_names), pattern)
     return len(matched), matched[:first]

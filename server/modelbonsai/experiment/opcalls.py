@@ -135,7 +135,11 @@ def _op_call(
     call = OpCall(name=name, params={}, range=rng, name_range=node_range(name_node))
     op = get_op(name)
     if params_node is not None and not is_null(params_node) and not isinstance(params_node, MappingNode):
-        c.add(params_node, f"the parameters of {name} must be a mapping, got {type_name(params_node)}", "wrong-type")
+        c.add(
+            params_node,
+            f"the parameters of {name} must be a mapping, got {type_name(params_node)}",
+            "wrong-type",
+        )
         params_node = None
     given = params_node.value if isinstance(params_node, MappingNode) else []
     if op is None:
@@ -186,8 +190,12 @@ def _op_call(
                 c.add(v, f"{name}: the sweep of '{key}' is empty; give at least one value", "sweep")
                 continue
             if len(v.value) > MAX_VARIANTS:  # refused before checking each of its values
-                c.add(v, f"{name}: '{key}' sweeps {len(v.value):,} values, and a file makes at most "
-                         f"{MAX_VARIANTS} variants; sweep fewer values", "sweep")
+                c.add(
+                    v,
+                    f"{name}: '{key}' sweeps {len(v.value):,} values, and a file makes at most "
+                    f"{MAX_VARIANTS} variants; sweep fewer values",
+                    "sweep",
+                )
                 continue
             values = [_check_value(c, op, p, n) for n in v.value]
             seen_values: set[Any] = set()

@@ -46,7 +46,9 @@ def load_experiment(path: Path | str) -> ParseResult:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        return ParseResult(None, [Problem(p, Range(0, 0, 0, 0), f"cannot read {p}: {reason}", "error", "missing-path")])
+        return ParseResult(
+            None, [Problem(p, Range(0, 0, 0, 0), f"cannot read {p}: {reason}", "error", "missing-path")]
+        )
     return parse_experiment(text, p)
 
 
@@ -61,11 +63,18 @@ def parse_experiment(text: str, path: Path | str) -> ParseResult:
     except YamlSyntaxError as e:
         return ParseResult(None, [Problem(path, e.range, e.message, "error", "yaml-syntax")])
     if root_node is None or is_null(root_node):
-        c.add(Range(0, 0, 0, 0), "the experiment file is empty: it needs `base` and `variants`", "missing-required")
+        c.add(
+            Range(0, 0, 0, 0),
+            "the experiment file is empty: it needs `base` and `variants`",
+            "missing-required",
+        )
         return ParseResult(None, c.problems)
     if not isinstance(root_node, MappingNode):
-        c.add(root_node, f"an experiment file is a mapping (base:, task:, variants:), got {type_name(root_node)}",
-              "wrong-type")
+        c.add(
+            root_node,
+            f"an experiment file is a mapping (base:, task:, variants:), got {type_name(root_node)}",
+            "wrong-type",
+        )
         return ParseResult(None, c.problems)
     try:
         partial = _Parser(c, path).run(root_node)
@@ -113,7 +122,11 @@ class _Parser:
             if isinstance(v, int) and not isinstance(v, bool):
                 seed = v
             else:
-                c.add(items["seed"][1], f"'seed' must be an integer, got {type_name(items['seed'][1])}", "wrong-type")
+                c.add(
+                    items["seed"][1],
+                    f"'seed' must be an integer, got {type_name(items['seed'][1])}",
+                    "wrong-type",
+                )
         device = "auto"
         if "device" in items:
             dn = items["device"][1]
@@ -121,8 +134,11 @@ class _Parser:
             if isinstance(dv, str) and _DEVICE.match(dv):
                 device = dv
             else:
-                c.add(dn, f"'device' must be one of {', '.join(DEVICES)} (or cuda:N), got {type_name(dn)}",
-                      "out-of-range" if isinstance(dv, str) else "wrong-type")
+                c.add(
+                    dn,
+                    f"'device' must be one of {', '.join(DEVICES)} (or cuda:N), got {type_name(dn)}",
+                    "out-of-range" if isinstance(dv, str) else "wrong-type",
+                )
         ops_from, ops_from_ranges = self.ops_from(items.get("ops_from"))
         base = self.base(items.get("base"), node)
         task = self.task(items["task"]) if "task" in items else None
@@ -151,7 +167,9 @@ class _Parser:
         if unusable:
             self.c.add(node, f"{what} '{_short(value)}' cannot be a path: {unusable}", "missing-path")
         elif not _exists(p):
-            self.c.add(node, f"{what} '{_short(value)}' does not exist (looked for {_short(str(p))})", "missing-path")
+            self.c.add(
+                node, f"{what} '{_short(value)}' does not exist (looked for {_short(str(p))})", "missing-path"
+            )
         elif want == "file" and not _is_file(p):
             self.c.add(node, f"{what} '{_short(value)}' is a folder; expected a file", "missing-path")
         return p
@@ -202,18 +220,29 @@ class _Parser:
     def base(self, entry: tuple[Node, Node] | None, top: MappingNode) -> BaseSpec | None:
         c = self.c
         if entry is None:
-            c.add(c.head(top), "the experiment file needs a `base:` section (the model to compress)", "missing-required")
+            c.add(
+                c.head(top),
+                "the experiment file needs a `base:` section (the model to compress)",
+                "missing-required",
+            )
             return None
         key, node = entry
         if not isinstance(node, MappingNode):
-            c.add(node if not is_null(node) else key, "'base' must be a mapping with `load:` (and `name:`)",
-                  "wrong-type")
+            c.add(
+                node if not is_null(node) else key,
+                "'base' must be a mapping with `load:` (and `name:`)",
+                "wrong-type",
+            )
             return None
         items = c.mapping_items(node, keys_of("base"), "base")
         load, load_node = self._string(items, "load", "base")
         if "load" not in items:
-            c.add(key, "base needs `load:` (a Hugging Face folder, a .safetensors file with `factory`, "
-                       "`file.py:function` or `package.module:function`)", "missing-required")
+            c.add(
+                key,
+                "base needs `load:` (a Hugging Face folder, a .safetensors file with `factory`, "
+                "`file.py:function` or `package.module:function`)",
+                "missing-required",
+            )
         factory, factory_node = self._string(items, "factory", "base")
         kind, load_path = "file", None
         if load is not None and load_node is not None:
@@ -270,21 +299,36 @@ class _Parser:
             return "file", p
         if _is_dir(p):
             if not _is_file(p / "config.json") and not has_factory:
-                self.c.add(node, f"folder '{load}' has no config.json, so it is not a Hugging Face model folder; "
-                                 "add `factory:` to build the model", "missing-path")
+                self.c.add(
+                    node,
+                    f"folder '{load}' has no config.json, so it is not a Hugging Face model folder; "
+                    "add `factory:` to build the model",
+                    "missing-path",
+                )
             return "hf-folder", p
         suffix = p.suffix.lower()
         if suffix == ".safetensors" or suffix in _TORCH_SUFFIXES:
             if not has_factory and not _is_file(p.parent / "config.json"):
-                self.c.add(node, f"'{load}' holds only weights: add `factory:` (file.py:function) that builds the "
-                                 "model, or put its config.json beside it", "missing-required")
+                self.c.add(
+                    node,
+                    f"'{load}' holds only weights: add `factory:` (file.py:function) that builds the "
+                    "model, or put its config.json beside it",
+                    "missing-required",
+                )
             return ("safetensors" if suffix == ".safetensors" else "torch-file"), p
         if suffix == ".py":
-            self.c.add(node, f"'{load}' is a Python file: name the function that builds the model, "
-                             f"e.g. '{load}:build'", "wrong-type")
+            self.c.add(
+                node,
+                f"'{load}' is a Python file: name the function that builds the model, e.g. '{load}:build'",
+                "wrong-type",
+            )
             return "file", p
-        self.c.add(node, f"cannot load a model from '{load}': use a Hugging Face folder, a .safetensors file, "
-                         "file.py:function or package.module:function", "wrong-type")
+        self.c.add(
+            node,
+            f"cannot load a model from '{load}': use a Hugging Face folder, a .safetensors file, "
+            "file.py:function or package.module:function",
+            "wrong-type",
+        )
         return "file", p
 
     def _callable(self, value: str, node: Node, what: str) -> None:
@@ -294,8 +338,11 @@ class _Parser:
         elif _MODULE_FN.match(value):
             self._module(value, node)
         else:
-            self.c.add(node, f"'{what}' must be 'file.py:function' or 'package.module:function', got '{value}'",
-                       "wrong-type")
+            self.c.add(
+                node,
+                f"'{what}' must be 'file.py:function' or 'package.module:function', got '{value}'",
+                "wrong-type",
+            )
 
     def _module(self, ref: str, node: Node) -> None:
         """`pkg.module:function`: the top package must be beside the file or installed (not imported
@@ -308,8 +355,11 @@ class _Parser:
         except (ImportError, ValueError, OSError):
             found = False
         if not found:
-            self.c.add(node, f"module '{top}' is neither a file beside the experiment ({top}.py) nor an installed "
-                             "package", "missing-path")
+            self.c.add(
+                node,
+                f"module '{top}' is neither a file beside the experiment ({top}.py) nor an installed package",
+                "missing-path",
+            )
 
     # -- task -----------------------------------------------------------------------------------
     def task(self, entry: tuple[Node, Node]) -> TaskSpec | None:
@@ -339,14 +389,22 @@ class _Parser:
                 if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
                     max_instances = value
                 elif value is not None:
-                    code = "out-of-range" if isinstance(value, int) and not isinstance(value, bool) else "wrong-type"
+                    code = (
+                        "out-of-range"
+                        if isinstance(value, int) and not isinstance(value, bool)
+                        else "wrong-type"
+                    )
                     c.add(v, f"'max_instances' must be an integer >= 1, got {type_name(v)}", code)
                 continue
             typ = None
             if declared is not None:
                 if name not in declared:
                     allowed = [*declared, *taskinfo.COMMON_TASK_KEYS]
-                    c.add(k, f"unknown option '{name}' for task {kind}{did_you_mean(name, allowed)}", "unknown-key")
+                    c.add(
+                        k,
+                        f"unknown option '{name}' for task {kind}{did_you_mean(name, allowed)}",
+                        "unknown-key",
+                    )
                     continue
                 typ = declared[name][0]
                 expected = taskinfo.check_option_type(typ, value)
@@ -372,13 +430,20 @@ class _Parser:
             if m:
                 self._path(node, m["file"], "task file", want="file")
             elif not _MODULE_FN.match(kind):
-                self.c.add(node, f"a user task is 'file.py:ClassName' or 'package.module:ClassName', got '{kind}'",
-                           "wrong-type")
+                self.c.add(
+                    node,
+                    f"a user task is 'file.py:ClassName' or 'package.module:ClassName', got '{kind}'",
+                    "wrong-type",
+                )
             return None
         if taskinfo.tasks_available() and kind not in taskinfo.builtin_kinds():
             kinds = taskinfo.builtin_kinds()
-            self.c.add(node, f"unknown task kind '{kind}'{did_you_mean(kind, kinds)} (built in: {', '.join(kinds)}; "
-                             "or my_tasks.py:MyTask)", "unknown-task")
+            self.c.add(
+                node,
+                f"unknown task kind '{kind}'{did_you_mean(kind, kinds)} (built in: {', '.join(kinds)}; "
+                "or my_tasks.py:MyTask)",
+                "unknown-task",
+            )
             return None
         return taskinfo.task_options(kind)
 
@@ -388,8 +453,11 @@ class _Parser:
     ) -> tuple[list[Variant], list[Variant]]:
         c = self.c
         if entry is None:
-            c.add(c.head(top), "the experiment file needs `variants:` (a list of compressed models to make)",
-                  "missing-required")
+            c.add(
+                c.head(top),
+                "the experiment file needs `variants:` (a list of compressed models to make)",
+                "missing-required",
+            )
             return [], []
         node = entry[1]
         if is_null(node):
@@ -407,8 +475,11 @@ class _Parser:
     def variant(self, item: Node, index: int, base: BaseSpec | None) -> _Decl | None:
         c = self.c
         if not isinstance(item, MappingNode):
-            c.add(item, f"each variant is a mapping with `name:`, `from:` and `ops:`, got {type_name(item)}",
-                  "wrong-type")
+            c.add(
+                item,
+                f"each variant is a mapping with `name:`, `from:` and `ops:`, got {type_name(item)}",
+                "wrong-type",
+            )
             return None
         items = c.mapping_items(item, keys_of("variant"), "a variant")
         name, name_node = self._string(items, "name", "a variant", name=True)
@@ -419,7 +490,9 @@ class _Parser:
                 c.add(name_node, _bad_name_message("variant", name), "wrong-type")
                 name = None
             elif name == BASE or (base is not None and name == base.name):
-                c.add(name_node, f"'{name}' names the base model; choose another variant name", "reserved-name")
+                c.add(
+                    name_node, f"'{name}' names the base model; choose another variant name", "reserved-name"
+                )
                 name = None
         parent, from_node = self._string(items, "from", "a variant", name=True)
         from_value = parent or BASE
@@ -429,9 +502,11 @@ class _Parser:
         before = len(c.problems)
         if "ops" not in items:
             if not c.misspelt(item, "ops"):  # `opss:` is reported once, as an unknown key
-                c.add(name_node if name_node is not None else c.head(item),
-                      f"variant '{name or '?'}' needs `ops:` (the ops that make it from its parent)",
-                      "missing-required")
+                c.add(
+                    name_node if name_node is not None else c.head(item),
+                    f"variant '{name or '?'}' needs `ops:` (the ops that make it from its parent)",
+                    "missing-required",
+                )
         else:
             ops_node = items["ops"][1]
             if isinstance(ops_node, SequenceNode) and ops_node.value:
@@ -441,9 +516,17 @@ class _Parser:
                         ops.append(call)
                         self._check_task_use(call)
             elif isinstance(ops_node, SequenceNode) or is_null(ops_node):
-                c.add(items["ops"][0], f"variant '{name or '?'}' has no ops; list at least one", "missing-required")
+                c.add(
+                    items["ops"][0],
+                    f"variant '{name or '?'}' has no ops; list at least one",
+                    "missing-required",
+                )
             else:
-                c.add(ops_node, f"'ops' must be a list (`- op.name: {{...}}`), got {type_name(ops_node)}", "wrong-type")
+                c.add(
+                    ops_node,
+                    f"'ops' must be a list (`- op.name: {{...}}`), got {type_name(ops_node)}",
+                    "wrong-type",
+                )
         broken = len(c.problems) > before
         description, _ = self._string(items, "description", "a variant")
         seed = None
@@ -452,7 +535,11 @@ class _Parser:
             if isinstance(sv, int) and not isinstance(sv, bool):
                 seed = sv
             else:
-                c.add(items["seed"][1], f"'seed' must be an integer, got {type_name(items['seed'][1])}", "wrong-type")
+                c.add(
+                    items["seed"][1],
+                    f"'seed' must be an integer, got {type_name(items['seed'][1])}",
+                    "wrong-type",
+                )
         if name is None:
             return None
         v = Variant(
@@ -471,8 +558,12 @@ class _Parser:
         """The op needs a task, and (for distillation) training data the task has of its own."""
         op = get_op(call.name)
         if op is not None and op.needs_task and not self.has_task:
-            self.c.add(call.name_range, f"{call.name} needs data from a task (calibration or training batches); "
-                                        "add a `task:` section", "missing-required")
+            self.c.add(
+                call.name_range,
+                f"{call.name} needs data from a task (calibration or training batches); "
+                "add a `task:` section",
+                "missing-required",
+            )
         task = self.task_spec
         if op is None or task is None or not taskinfo.trains_on_evaluation(task.kind, task.options):
             return
@@ -481,9 +572,13 @@ class _Parser:
             values = value if isinstance(value, list) else [value]
             if p.needs_training_data and any(_positive(v) for v in values):
                 where = call.value_ranges.get(p.name, call.name_range)
-                self.c.add(where, f"{call.name} with {p.name} > 0 trains on the task's training batches, and this "
-                                  f"{task.kind} task has no training data of its own (it would fit its evaluation "
-                                  "instances): give the task `train:`", "task-data")
+                self.c.add(
+                    where,
+                    f"{call.name} with {p.name} > 0 trains on the task's training batches, and this "
+                    f"{task.kind} task has no training data of its own (it would fit its evaluation "
+                    "instances): give the task `train:`",
+                    "task-data",
+                )
 
     def resolve(self, decls: list[_Decl], base: BaseSpec | None) -> list[Variant]:
         """Link parents, expand sweeps (parents first, then file order), report names and loops."""
@@ -492,8 +587,11 @@ class _Parser:
         for d in decls:
             if d.variant.name in by_name:
                 first = by_name[d.variant.name].variant.name_range.start_line + 1
-                c.add(d.variant.name_range, f"variant name '{d.variant.name}' is already used (line {first})",
-                      "duplicate-name")
+                c.add(
+                    d.variant.name_range,
+                    f"variant name '{d.variant.name}' is already used (line {first})",
+                    "duplicate-name",
+                )
                 d.done = True  # the second declaration is left out
                 continue
             by_name[d.variant.name] = d
@@ -520,16 +618,24 @@ class _Parser:
                     continue
                 total = len(out) + len(targets) * count(axes)
                 if total > MAX_VARIANTS:
-                    c.add(d.variant.name_range, f"with its sweeps this file would make {total} variants (the limit is "
-                          f"{MAX_VARIANTS}); sweep fewer values", "sweep")
+                    c.add(
+                        d.variant.name_range,
+                        f"with its sweeps this file would make {total} variants (the limit is "
+                        f"{MAX_VARIANTS}); sweep fewer values",
+                        "sweep",
+                    )
                     continue
                 for parent_name, inherited in targets:
                     for v in expand(d.variant, parent_name, inherited, axes):
                         if v.name in expanded_by_name or v.name in base_names:
                             other = expanded_by_name.get(v.name)
                             where = f" (line {other[1].name_range.start_line + 1})" if other else ""
-                            c.add(d.variant.name_range, f"the sweep makes the name '{v.name}', already used{where}; "
-                                  "put the swept parameters in the name, e.g. 'prune-{sparsity}'", "duplicate-name")
+                            c.add(
+                                d.variant.name_range,
+                                f"the sweep makes the name '{v.name}', already used{where}; "
+                                "put the swept parameters in the name, e.g. 'prune-{sparsity}'",
+                                "duplicate-name",
+                            )
                             continue
                         expanded_by_name[v.name] = (d, v)
                         d.expanded.append(v)
@@ -562,8 +668,11 @@ class _Parser:
         bad = [ph for ph in placeholders(d.variant.name) if ph not in keys]
         for ph in [] if quiet else bad:
             swept = ", ".join(keys) or "nothing is swept"
-            self.c.add(d.variant.name_range, f"'{{{ph}}}' in the name is not a swept parameter (swept: {swept})",
-                       "sweep")
+            self.c.add(
+                d.variant.name_range,
+                f"'{{{ph}}}' in the name is not a swept parameter (swept: {swept})",
+                "sweep",
+            )
         return not bad
 
     def _report_unresolved(
@@ -588,8 +697,12 @@ class _Parser:
                 # 'global-0.7-bn-int8', the variant that names it
                 own = {d.variant.name, *(v.name for v in d.expanded)}
                 choices = [n for n in (*sorted(base_names), *by_name, *expanded) if n not in own]
-                c.add(where, f"unknown parent '{d.from_value}'{did_you_mean(d.from_value, choices)}: `from` names "
-                             "`base` or another variant", "unknown-parent")
+                c.add(
+                    where,
+                    f"unknown parent '{d.from_value}'{did_you_mean(d.from_value, choices)}: `from` names "
+                    "`base` or another variant",
+                    "unknown-parent",
+                )
                 continue
             # Follow the chain: a loop reports every member; a variant below a loop, nothing more.
             chain: list[_Decl] = [d]
@@ -598,14 +711,13 @@ class _Parser:
                 chain.append(cur)
                 cur = by_name.get(cur.from_value)
             if cur is not None and cur in chain:
-                loop = chain[chain.index(cur):]
+                loop = chain[chain.index(cur) :]
                 text = " → ".join([x.variant.name for x in loop] + [cur.variant.name])
                 for x in loop:
                     if id(x) not in reported:
                         reported.add(id(x))
                         rng = x.from_node if x.from_node is not None else x.variant.name_range
                         c.add(rng, f"variants derive from each other in a loop: {text}", "cycle")
-
 
     @staticmethod
     def _follows_from_a_broken_one(

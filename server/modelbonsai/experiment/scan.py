@@ -148,7 +148,15 @@ def scan(text: str) -> Scan:
         else:
             value = rest.strip()
             out.entries.append(
-                Entry(n, tuple(f.name for f in stack), None, None, value, Range(n, col, n, col + len(value)), col)
+                Entry(
+                    n,
+                    tuple(f.name for f in stack),
+                    None,
+                    None,
+                    value,
+                    Range(n, col, n, col + len(value)),
+                    col,
+                )
             )
     return out
 
@@ -219,7 +227,14 @@ def _key_spot(stack: list[Frame], raw: str, line: int, start: int, col: int, ite
     token = body[start:end]
     path = tuple(f.name for f in stack)
     role = "value" if item else "key"
-    return Spot(path, role, None, unquote(token), raw[start:col].lstrip("'\""), Range(line, start, line, max(end, col)))
+    return Spot(
+        path,
+        role,
+        None,
+        unquote(token),
+        raw[start:col].lstrip("'\""),
+        Range(line, start, line, max(end, col)),
+    )
 
 
 @dataclass
@@ -297,7 +312,9 @@ def _flow_spot(stack: list[Frame], raw: str, line: int, start: int, col: int, ke
             if last:
                 # an item of a list: report it as (one of) the value(s) of the list's key
                 owner = path.pop() if path and isinstance(path[-1], str) else key
-                return Spot(tuple(path), "value", str(owner) if owner is not None else None, token, prefix, rng)
+                return Spot(
+                    tuple(path), "value", str(owner) if owner is not None else None, token, prefix, rng
+                )
             path.append(flow.index)
         elif last:
             if flow.at_key:

@@ -89,7 +89,9 @@ def _task_schema() -> dict[str, Any]:
         options = taskinfo.task_options(k)
         if not options:
             continue
-        props = {name: {"description": doc, **_json_type(typ)} for name, (typ, doc) in sorted(options.items())}
+        props = {
+            name: {"description": doc, **_json_type(typ)} for name, (typ, doc) in sorted(options.items())
+        }
         per_kind.append({"if": {"properties": {"kind": {"const": k}}}, "then": {"properties": props}})
     if per_kind:
         schema["allOf"] = per_kind
@@ -123,7 +125,12 @@ def json_schema() -> dict[str, Any]:
         "properties": {
             "name": {"type": "string", "minLength": 1, "description": _desc("variant", "name")},
             "from": {"type": "string", "default": "base", "description": _desc("variant", "from")},
-            "ops": {"type": "array", "minItems": 1, "items": op_entry, "description": _desc("variant", "ops")},
+            "ops": {
+                "type": "array",
+                "minItems": 1,
+                "items": op_entry,
+                "description": _desc("variant", "ops"),
+            },
             "description": {"type": "string", "description": _desc("variant", "description")},
             "seed": {"type": "integer", "description": _desc("variant", "seed")},
         },
@@ -151,7 +158,11 @@ def json_schema() -> dict[str, Any]:
                     "load": {"type": "string", "minLength": 1, "description": _desc("base", "load")},
                     "factory": {**_callable_string(), "description": _desc("base", "factory")},
                     "args": {"type": "object", "description": _desc("base", "args")},
-                    "dtype": {"enum": list(DTYPES), "default": "float32", "description": _desc("base", "dtype")},
+                    "dtype": {
+                        "enum": list(DTYPES),
+                        "default": "float32",
+                        "description": _desc("base", "dtype"),
+                    },
                 },
                 "required": ["load"],
                 "additionalProperties": False,

@@ -14,10 +14,22 @@ from ..ops.registry import get_op
 #: Evaluation data looked for beside the model (first found wins), in the forms each task reads.
 _DATA_CANDIDATES = {
     "image-classification": ("data/eval.safetensors",),  # the task takes the folder
-    "text-classification": ("eval.jsonl", "data.jsonl", "data/eval.jsonl", "data/test.jsonl", "data/data.jsonl"),
+    "text-classification": (
+        "eval.jsonl",
+        "data.jsonl",
+        "data/eval.jsonl",
+        "data/test.jsonl",
+        "data/data.jsonl",
+    ),
     "causal-lm": ("data", "corpus.txt", "eval.txt", "data.txt"),
-    "sentence-embedding": ("sentences.jsonl", "sentences.txt", "data/sentences.jsonl", "data/sentences.txt",
-                           "data.jsonl", "data.txt"),
+    "sentence-embedding": (
+        "sentences.jsonl",
+        "sentences.txt",
+        "data/sentences.jsonl",
+        "data/sentences.txt",
+        "data.jsonl",
+        "data.txt",
+    ),
 }
 
 
@@ -85,9 +97,13 @@ def starter_experiment(config_json_path: Path | str, experiment_dir: Path | str 
     if not isinstance(config, dict):
         raise StarterError(f"{config_path} is not a model config (expected a JSON object)")
     model_dir = config_path.parent
-    where = Path(experiment_dir).absolute() if experiment_dir is not None else starter_path(config_path).parent
+    where = (
+        Path(experiment_dir).absolute() if experiment_dir is not None else starter_path(config_path).parent
+    )
     kind = guess_task_kind(config)
-    archs = ", ".join(str(a) for a in config.get("architectures") or []) or config.get("model_type") or "unknown"
+    archs = (
+        ", ".join(str(a) for a in config.get("architectures") or []) or config.get("model_type") or "unknown"
+    )
     lines = [
         f"# Bonsai experiment for {model_dir.name} ({archs}).",
         "# Each variant is made from its parent by its ops; run one with the CodeLens above it,",

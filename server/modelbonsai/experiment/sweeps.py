@@ -82,7 +82,9 @@ def format_value(value: Any) -> str:
 def render_name(template: str, binding: dict[str, Any]) -> str:
     """Fill `{key}` placeholders; append `-<key><value>` for swept keys without one."""
     used = set(placeholders(template))
-    name = _PLACEHOLDER.sub(lambda m: format_value(binding[m.group(1)]) if m.group(1) in binding else m.group(0), template)
+    name = _PLACEHOLDER.sub(
+        lambda m: format_value(binding[m.group(1)]) if m.group(1) in binding else m.group(0), template
+    )
     for key, value in binding.items():
         if key not in used:
             name += f"-{key}{format_value(value)}"
@@ -111,4 +113,3 @@ def expand(v: Variant, parent_name: str, inherited: dict[str, Any], axes: list[A
             )
         )
     return out
-

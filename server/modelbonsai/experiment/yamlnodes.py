@@ -84,13 +84,16 @@ def compose(text: str) -> Node | None:
     except yaml.reader.ReaderError as e:  # a character YAML does not allow: no mark, a position
         line, col = _line_col(text, e.position, in_bytes=_READER_BYTES)
         what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
-        raise YamlSyntaxError(f"YAML syntax error: the character {what} is not allowed in YAML ({e.reason})",
-                              Range(line, col, line, col + 1)) from e
+        raise YamlSyntaxError(
+            f"YAML syntax error: the character {what} is not allowed in YAML ({e.reason})",
+            Range(line, col, line, col + 1),
+        ) from e
     except yaml.YAMLError as e:  # e.g. composer errors without marks, multiple documents
         raise YamlSyntaxError(f"YAML syntax error: {e}", Range(0, 0, 0, 0)) from e
     except RecursionError as e:  # PyYAML's pure-Python composer on deep nesting (libyaml stops at 1000)
-        raise YamlSyntaxError(f"YAML syntax error: values are nested more than {MAX_DEPTH} levels deep",
-                              Range(0, 0, 0, 0)) from e
+        raise YamlSyntaxError(
+            f"YAML syntax error: values are nested more than {MAX_DEPTH} levels deep", Range(0, 0, 0, 0)
+        ) from e
     if root is not None:
         _check_graph(root, text)
     return root
@@ -117,8 +120,10 @@ def _check_graph(root: Node, text: str) -> None:
 
     def enter(node: Node) -> None:
         if len(stack) >= MAX_DEPTH:
-            raise YamlSyntaxError(f"YAML: values nested more than {MAX_DEPTH} levels deep; an experiment file "
-                                  "needs far fewer", node_range(node))
+            raise YamlSyntaxError(
+                f"YAML: values nested more than {MAX_DEPTH} levels deep; an experiment file needs far fewer",
+                node_range(node),
+            )
         if isinstance(node, MappingNode):
             children = [n for pair in node.value for n in pair]
         elif isinstance(node, SequenceNode):
@@ -144,17 +149,22 @@ def _check_graph(root: Node, text: str) -> None:
         child = children[i]
         if id(child) in open_ids:
             name, rng = _alias_at(text, aliases)
-            raise YamlSyntaxError(f"YAML: the alias *{name} is inside the {type_name(child)[2:]} it names, "
-                                  "which would make it infinitely deep", rng)
+            raise YamlSyntaxError(
+                f"YAML: the alias *{name} is inside the {type_name(child)[2:]} it names, "
+                "which would make it infinitely deep",
+                rng,
+            )
         if id(child) in size:
             aliases += 1
             added += size[id(child)]
             frame[3] += size[id(child)]
             if added > ALIAS_BUDGET:
                 name, rng = _alias_at(text, aliases - 1)
-                raise YamlSyntaxError(f"YAML: aliases here expand to more than {ALIAS_BUDGET:,} values (the alias "
-                                      f"*{name} repeats {size[id(child)]:,}); write the values out, or alias less",
-                                      rng)
+                raise YamlSyntaxError(
+                    f"YAML: aliases here expand to more than {ALIAS_BUDGET:,} values (the alias "
+                    f"*{name} repeats {size[id(child)]:,}); write the values out, or alias less",
+                    rng,
+                )
             continue
         enter(child)
         if id(child) in size:  # a scalar: counted at once

@@ -41,7 +41,9 @@ class OptionError(UserError, ValueError):
     """A comparison option the request got wrong (USER_ERROR, checked before any job)."""
 
 
-def resolve_models(ls: BonsaiServer, base_id: str, other_ids: Sequence[str]) -> tuple[Path, ModelRecord, list[ModelRecord]]:
+def resolve_models(
+    ls: BonsaiServer, base_id: str, other_ids: Sequence[str]
+) -> tuple[Path, ModelRecord, list[ModelRecord]]:
     """Check the models exist (in one folder) and are not broken, before queueing a job."""
     if not other_ids:
         raise OptionError("nothing to compare the base with: give at least one model in 'models'")
@@ -50,8 +52,10 @@ def resolve_models(ls: BonsaiServer, base_id: str, other_ids: Sequence[str]) -> 
     for oid in other_ids:
         f, _s, rec = _find_model(ls, oid)
         if f != folder:
-            raise OptionError(f"model '{oid}' is in {f.name}, the base '{base_id}' in {folder.name}: "
-                              "compare models of one workspace folder")
+            raise OptionError(
+                f"model '{oid}' is in {f.name}, the base '{base_id}' in {folder.name}: "
+                "compare models of one workspace folder"
+            )
         others.append(rec)
     for rec in (base, *others):
         if rec.status != "ok":
@@ -63,7 +67,9 @@ def _options(given: dict[str, Any], allowed: dict[str, type | tuple[type, ...]],
     out = {}
     for key, value in given.items():
         if key not in allowed:
-            raise OptionError(f"{what}: unknown option '{key}' (options: {', '.join(sorted(allowed)) or 'none'})")
+            raise OptionError(
+                f"{what}: unknown option '{key}' (options: {', '.join(sorted(allowed)) or 'none'})"
+            )
         typ = allowed[key]
         if value is not None and (not isinstance(value, typ) or (isinstance(value, bool) and typ is int)):
             raise OptionError(f"{what}: option '{key}' has the wrong type ({type(value).__name__})")
@@ -84,8 +90,15 @@ def add_envelope(ls: BonsaiServer, result_id: str, data: bytes, decoded: wire.Re
         ls.results.add_page(result_id, page)
 
 
-async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any], kind: str,
-                           spec: dict[str, Any], *, first_reply_s: float | None = None) -> P.ResultRef:
+async def start_result_job(
+    ls: BonsaiServer,
+    title: str,
+    params: dict[str, Any],
+    kind: str,
+    spec: dict[str, Any],
+    *,
+    first_reply_s: float | None = None,
+) -> P.ResultRef:
     """Run task `kind` (work.py) as a compare job; answer with page 0 once it exists, or after
     `first_reply_s` (when given) with no data yet. The reply names the job."""
     rid = ls.results.new()
@@ -93,13 +106,20 @@ async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any],
 
     def work(ctx: JobContext) -> None:
         try:
-            ls.workers.run(kind, {**spec, "device": ctx.job.device}, ctx,
-                           on_page=lambda data: add_envelope(ls, rid, data))
+            ls.workers.run(
+                kind,
+                {**spec, "device": ctx.job.device},
+                ctx,
+                on_page=lambda data: add_envelope(ls, rid, data),
+            )
         except BaseException as e:
             from ..ops.registry import Cancelled
 
-            ls.results.finish(rid, error="cancelled" if isinstance(e, Cancelled) else str(e) or type(e).__name__,
-                              cancelled=isinstance(e, Cancelled))
+            ls.results.finish(
+                rid,
+                error="cancelled" if isinstance(e, Cancelled) else str(e) or type(e).__name__,
+                cancelled=isinstance(e, Cancelled),
+            )
             raise
         ls.results.finish(rid)
 
@@ -108,7 +128,9 @@ async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any],
     ls.results.attach_job(rid, job.id)
     try:
         # shield: a timeout must not cancel the store's future (only this wait for it)
-        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(ls.results.wait_page(rid, 0))), first_reply_s)
+        await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(ls.results.wait_page(rid, 0))), first_reply_s
+        )
     except asyncio.TimeoutError:
         pass  # still computing: answer now with the job id and no data (done: false)
     except asyncio.CancelledError:  # $/cancelRequest: stop the job too
@@ -120,8 +142,12 @@ async def start_result_job(ls: BonsaiServer, title: str, params: dict[str, Any],
 def _check_activation_options(aopts: dict[str, Any]) -> None:
     from ..compare.activations import ActivationOptions
 
-    ActivationOptions(instances=aopts["instances"], batch_size=aopts["batchSize"], mode=aopts["mode"],
-                      isolated_scope=aopts["isolatedScope"]).check()
+    ActivationOptions(
+        instances=aopts["instances"],
+        batch_size=aopts["batchSize"],
+        mode=aopts["mode"],
+        isolated_scope=aopts["isolatedScope"],
+    ).check()
 
 
 def register(server: BonsaiServer) -> None:
@@ -138,25 +164,41 @@ def register(server: BonsaiServer) -> None:
                     raise  # `custom` answers with its class's code
                 # A problem the job found without a Bonsai class (a library's error, the worker died)
                 raise RequestError(P.JOB_FAILED, str(e)) from None
+
         return wrapped
 
     @custom(server, P.COMPARE_WEIGHTS)
     @guard
     async def weights(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
-        opts = _options(params.get("options") or {}, {"include": (str, list), "exclude": (str, list)},
-                        "compare/weights")
+        opts = _options(
+            params.get("options") or {}, {"include": (str, list), "exclude": (str, list)}, "compare/weights"
+        )
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
-        return await start_result_job(ls, f"Compare weights with {base.name}", params, "compare/weights", spec,
-                                      first_reply_s=FIRST_REPLY_S)
+        return await start_result_job(
+            ls,
+            f"Compare weights with {base.name}",
+            params,
+            "compare/weights",
+            spec,
+            first_reply_s=FIRST_REPLY_S,
+        )
 
     @custom(server, P.COMPARE_ACTIVATIONS)
     @guard
     async def activations(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
-        opts = _options(params.get("options") or {}, {
-            "instances": int, "batchSize": int, "mode": str, "isolatedScope": str, "modules": list,
-        }, "compare/activations")
+        opts = _options(
+            params.get("options") or {},
+            {
+                "instances": int,
+                "batchSize": int,
+                "mode": str,
+                "isolatedScope": str,
+                "modules": list,
+            },
+            "compare/activations",
+        )
         aopts: dict[str, Any] = {
             "instances": opts.get("instances") or ls.settings.max_instances or 64,
             "batchSize": opts.get("batchSize") or 16,
@@ -167,9 +209,20 @@ def register(server: BonsaiServer) -> None:
         # Bad values fail here, not in a job. In a reader thread: the first import of the
         # comparison engine (torch, compiled kernels) takes seconds the event loop must not wait.
         await ls.in_reader(_check_activation_options, aopts)
-        spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "activationOptions": aopts}
-        return await start_result_job(ls, f"Compare activations with {base.name}", params, "compare/activations", spec,
-                                      first_reply_s=FIRST_REPLY_S)
+        spec = {
+            "folder": str(folder),
+            "base": base.id,
+            "models": [m.id for m in others],
+            "activationOptions": aopts,
+        }
+        return await start_result_job(
+            ls,
+            f"Compare activations with {base.name}",
+            params,
+            "compare/activations",
+            spec,
+            first_reply_s=FIRST_REPLY_S,
+        )
 
     @custom(server, P.COMPARE_BEHAVIOR)
     @guard
@@ -177,29 +230,49 @@ def register(server: BonsaiServer) -> None:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
         opts = _options(params.get("options") or {}, {"bootstrap": int, "seed": int}, "compare/behavior")
         spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
-        return await start_result_job(ls, f"Compare behaviour with {base.name}", params, "compare/behavior", spec,
-                                      first_reply_s=FIRST_REPLY_S)
+        return await start_result_job(
+            ls,
+            f"Compare behaviour with {base.name}",
+            params,
+            "compare/behavior",
+            spec,
+            first_reply_s=FIRST_REPLY_S,
+        )
 
     @custom(server, P.TENSOR_TILES)
     @guard
     async def tensor_tiles(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
         source = params.get("source") or "weight"
         if source not in ("weight", "activation"):
-            raise OptionError(f"bonsai/tensor/tiles: unknown source '{source}' (use 'weight' or 'activation')")
+            raise OptionError(
+                f"bonsai/tensor/tiles: unknown source '{source}' (use 'weight' or 'activation')"
+            )
         instances = params.get("instances")
-        if instances is not None and (not isinstance(instances, list)
-                                      or not all(isinstance(i, str) for i in instances)):
+        if instances is not None and (
+            not isinstance(instances, list) or not all(isinstance(i, str) for i in instances)
+        ):
             raise OptionError("bonsai/tensor/tiles: 'instances' must be a list of instance ids (strings)")
         if source == "activation" and not instances:
-            raise OptionError("bonsai/tensor/tiles: activation tiles need 'instances', the ids of the "
-                              "instances to show (rows, in the order given)")
+            raise OptionError(
+                "bonsai/tensor/tiles: activation tiles need 'instances', the ids of the "
+                "instances to show (rows, in the order given)"
+            )
         ids = [params["model"]] + ([params["other"]] if params.get("other") else [])
         folder, model, others = await ls.in_reader(resolve_models, ls, ids[0], ids[1:] or [ids[0]])
         # for activations `tensor` is a module name; the device comes with the job (start_result_job)
-        spec = {"folder": str(folder), "model": model.id, "other": others[0].id if params.get("other") else None,
-                "tensor": params["tensor"], "level": params["level"], "source": source, "instances": instances,
-                "window": [params["y0"], params["x0"], params["y1"], params["x1"]]}  # rows are y, columns x
-        title = tiles_title(source, params["tensor"], model.name, others[0].name if params.get("other") else None)
+        spec = {
+            "folder": str(folder),
+            "model": model.id,
+            "other": others[0].id if params.get("other") else None,
+            "tensor": params["tensor"],
+            "level": params["level"],
+            "source": source,
+            "instances": instances,
+            "window": [params["y0"], params["x0"], params["y1"], params["x1"]],
+        }  # rows are y, columns x
+        title = tiles_title(
+            source, params["tensor"], model.name, others[0].name if params.get("other") else None
+        )
         return await start_result_job(ls, title, params, "tensor/tiles", spec)
 
     @custom(server, P.INSTANCES)
@@ -208,9 +281,16 @@ def register(server: BonsaiServer) -> None:
         model_ids = params.get("models") or []
         if not model_ids:
             raise OptionError("bonsai/instances needs 'models' (the first one's task renders the instances)")
-        folder, first, rest = await ls.in_reader(resolve_models, ls, model_ids[0], model_ids[1:] or [model_ids[0]])
+        folder, first, rest = await ls.in_reader(
+            resolve_models, ls, model_ids[0], model_ids[1:] or [model_ids[0]]
+        )
         models = [first, *rest[: len(model_ids) - 1]]
-        spec = {"folder": str(folder), "base": first.id, "models": [m.id for m in models[1:]], "ids": params["ids"]}
+        spec = {
+            "folder": str(folder),
+            "base": first.id,
+            "models": [m.id for m in models[1:]],
+            "ids": params["ids"],
+        }
         return await start_result_job(ls, f"Instances ({len(params['ids'])})", params, "instances", spec)
 
     @custom(server, RESULT_PAGE_METHOD)
@@ -225,8 +305,9 @@ def register(server: BonsaiServer) -> None:
             return await ls.in_reader(lambda: ls.results.ref(rid, page, wait_s=0.0))
         except JobCancelled:
             # the result ended cancelled before this page: say so at once, with LSP's own code
-            raise RequestError(P.REQUEST_CANCELLED, f"result {rid} was cancelled before page {page} was "
-                                                    "computed") from None
+            raise RequestError(
+                P.REQUEST_CANCELLED, f"result {rid} was cancelled before page {page} was computed"
+            ) from None
         except RuntimeError as e:
             raise RequestError(P.JOB_FAILED, str(e)) from None
 

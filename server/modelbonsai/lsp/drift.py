@@ -170,15 +170,27 @@ class Stored:
     @classmethod
     def of(cls, r: tuple[Any, ...]) -> Stored:
         """From a row of MODELS_SQL."""
-        return cls(str(r[0]), str(r[1]), None if r[2] is None else str(r[2]), r[3], str(r[4] or ""),
-                   float(r[5] or 0.0), int(r[6] or 0), r[7])
+        return cls(
+            str(r[0]),
+            str(r[1]),
+            None if r[2] is None else str(r[2]),
+            r[3],
+            str(r[4] or ""),
+            float(r[5] or 0.0),
+            int(r[6] or 0),
+            r[7],
+        )
 
 
-MODELS_SQL = ("SELECT id, name, parent_id, experiment_file, fingerprint, created, seed, eval_fingerprint "
-              "FROM models WHERE complete = 1")  # + " AND id IN (?, ...)": the models that changed
+MODELS_SQL = (
+    "SELECT id, name, parent_id, experiment_file, fingerprint, created, seed, eval_fingerprint "
+    "FROM models WHERE complete = 1"
+)  # + " AND id IN (?, ...)": the models that changed
 # The latest runs are enough to know each variant's most recent outcome.
-RUNS_SQL = ("SELECT experiment_file, variants_json, started, finished, failures_json FROM "
-            "(SELECT *, rowid AS r FROM runs ORDER BY started DESC, rowid DESC LIMIT 1000) ORDER BY started, r")
+RUNS_SQL = (
+    "SELECT experiment_file, variants_json, started, finished, failures_json FROM "
+    "(SELECT *, rowid AS r FROM runs ORDER BY started DESC, rowid DESC LIMIT 1000) ORDER BY started, r"
+)
 # Moves when a run starts, finishes (failures are written then) or is deleted: the runs are
 # read again only then, not on each model a run stores.
 RUNS_SIG_SQL = "SELECT count(*), max(rowid), total(finished), total(length(failures_json)) FROM runs"
@@ -248,9 +260,14 @@ class DriftIndex:
         failed_dirty: set[tuple[str, str]] = set()
         for mid in removed:
             self._drop(mid, dirty, failed_dirty)
-        rows = {str(r[0]): Stored.of(r) for i in range(0, len(changed), _MAX_VARS)
-                for r in query(f"{MODELS_SQL} AND id IN ({', '.join('?' * len(changed[i:i + _MAX_VARS]))})",
-                               changed[i:i + _MAX_VARS])}
+        rows = {
+            str(r[0]): Stored.of(r)
+            for i in range(0, len(changed), _MAX_VARS)
+            for r in query(
+                f"{MODELS_SQL} AND id IN ({', '.join('?' * len(changed[i : i + _MAX_VARS]))})",
+                changed[i : i + _MAX_VARS],
+            )
+        }
         for mid in changed:
             m, prev = rows.get(mid), self._models.get(mid)
             if m is not None and prev is not None and _same_place(m, prev):
@@ -366,7 +383,9 @@ class DriftIndex:
             return
         self._await(mid, final.fingerprint)  # a model with it stored makes this one no longer stale
         if final.fingerprint not in self._fps:
-            self._stale[mid] = f"the experiment file changed since this model was made ({_why(m, info, final, self._models)})"
+            self._stale[mid] = (
+                f"the experiment file changed since this model was made ({_why(m, info, final, self._models)})"
+            )
 
     def _describe_failed(self, keys: set[tuple[str, str]] | None) -> None:
         """Re-describe the failed variants of `keys` (None: all)."""
@@ -384,7 +403,9 @@ class DriftIndex:
         was stored since, or the file or the variant is gone."""
         outcome = self._latest.get(key)
         label, name = key
-        message = still_failed(outcome, (self._models[i].created for i in self._by_name.get((label, name), ())))
+        message = still_failed(
+            outcome, (self._models[i].created for i in self._by_name.get((label, name), ()))
+        )
         if outcome is None or message is None:
             return None
         seen = self._files.get(label)
@@ -399,11 +420,14 @@ class DriftIndex:
         parent: Stored | None = None
         if final is not None and final.parent is not None:
             named = [self._models[i] for i in self._by_name.get((label, final.parent), ())]
-            parent = next((m for m in named if m.fingerprint == final.parent_fingerprint), None) \
-                or max(named, key=lambda m: m.created, default=None)
+            parent = next((m for m in named if m.fingerprint == final.parent_fingerprint), None) or max(
+                named, key=lambda m: m.created, default=None
+            )
         if parent is None and (final is None or final.parent is not None):
             # unknown parent: the base of that experiment file (its newest)
-            roots = (self._models[i] for i in self._by_label.get(label, ()) if self._models[i].parent_id is None)
+            roots = (
+                self._models[i] for i in self._by_label.get(label, ()) if self._models[i].parent_id is None
+            )
             parent = max(roots, key=lambda m: m.created, default=None)
         info: ModelInfo = {
             "id": f"failed:{label}:{name}",
@@ -423,8 +447,14 @@ class DriftIndex:
 
 def _same_place(a: Stored, b: Stored) -> bool:
     """The same model in the lineage, whatever its evaluation: nothing else is judged by it."""
-    return (a.name, a.parent_id, a.experiment_file, a.fingerprint, a.created, a.seed) == \
-        (b.name, b.parent_id, b.experiment_file, b.fingerprint, b.created, b.seed)
+    return (a.name, a.parent_id, a.experiment_file, a.fingerprint, a.created, a.seed) == (
+        b.name,
+        b.parent_id,
+        b.experiment_file,
+        b.fingerprint,
+        b.created,
+        b.seed,
+    )
 
 
 def _discard(index: dict[Any, set[str]], key: Any, mid: str) -> None:
@@ -440,8 +470,10 @@ def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> 
         return f"op {info.get('op')} is now {final.op}"
     old, new = info.get("params") or {}, _plain(final.params)
     # a value the user edited first; a key only one side has (a default added since) last
-    changed = sorted((k for k in set(old) | set(new) if old.get(k) != new.get(k)),
-                     key=lambda k: (not (k in old and k in new), k))
+    changed = sorted(
+        (k for k in set(old) | set(new) if old.get(k) != new.get(k)),
+        key=lambda k: (not (k in old and k in new), k),
+    )
     if changed:
         k = changed[0]
         more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
@@ -451,7 +483,11 @@ def _why(m: Stored, info: ModelInfo, final: Final, by_id: dict[str, Stored]) -> 
     if final.parent is None:
         return "the base's load spec or weight files changed"
     parent = by_id.get(m.parent_id) if m.parent_id is not None else None
-    if parent is not None and final.parent_fingerprint is not None and parent.fingerprint != final.parent_fingerprint:
+    if (
+        parent is not None
+        and final.parent_fingerprint is not None
+        and parent.fingerprint != final.parent_fingerprint
+    ):
         return f"its parent '{final.parent}' changed"
     return "an earlier op of this variant changed"
 
@@ -464,4 +500,10 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    return "unset" if value is None else json.dumps(value) if isinstance(value, (str, list, dict)) else str(value)
+    return (
+        "unset"
+        if value is None
+        else json.dumps(value)
+        if isinstance(value, (str, list, dict))
+        else str(value)
+    )

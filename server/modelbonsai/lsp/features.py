@@ -494,7 +494,9 @@ async def experiment_lenses(
                 lsp.CodeLens(
                     top,
                     lsp.Command(
-                        title=rows[0]["title"], command=P.CMD_SHOW_IN_MODEL_MAP, arguments=[uri, declared.name],
+                        title=rows[0]["title"],
+                        command=P.CMD_SHOW_IN_MODEL_MAP,
+                        arguments=[uri, declared.name],
                         tooltip=rows[0]["tooltip"] or None,
                     ),
                 )

@@ -133,7 +133,11 @@ class JobQueue:
             if self._closed:
                 raise RuntimeError("the job queue is shut down")
             job = Job(
-                id=f"j{next(self._ids)}", kind=kind, title=title, device=device, work=work,
+                id=f"j{next(self._ids)}",
+                kind=kind,
+                title=title,
+                device=device,
+                work=work,
                 progress_token=progress_token,
             )
             self._jobs[job.id] = job
@@ -142,7 +146,9 @@ class JobQueue:
             self._renumber(q)
             cond = self._wakeups.setdefault(device, threading.Condition(self._lock))
             if device not in self._workers:
-                t = threading.Thread(target=self._worker, args=(device,), name=f"bonsai-jobs-{device}", daemon=True)
+                t = threading.Thread(
+                    target=self._worker, args=(device,), name=f"bonsai-jobs-{device}", daemon=True
+                )
                 self._workers[device] = t
                 t.start()
             cond.notify()

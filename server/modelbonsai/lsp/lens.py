@@ -82,7 +82,9 @@ def _value(m: MetricInfo, *, direction: bool) -> str:
     kind = _kind(m)
     if kind == "size":
         return human_bytes(value)
-    short = _SHORT.get(name, name.replace("_", " ")) + (("\u2191" if m["higherIsBetter"] else "\u2193") if direction else "")
+    short = _SHORT.get(name, name.replace("_", " ")) + (
+        ("\u2191" if m["higherIsBetter"] else "\u2193") if direction else ""
+    )
     if kind == "percent":
         scale = 1.0 if unit == "%" else 100.0
         return f"{short} {scale * value:.1f}%"
@@ -127,7 +129,10 @@ def noisy_note(model: ModelInfo, parent: ModelInfo | None, defs: dict[str, Metri
                 notes.append(f"{who}{x['name']} is noisy ({x.get('note') or 'its rounds disagreed'})")
     if not notes:
         return None
-    return "; ".join(notes) + ". Bonsai: Measure Latency measures it again (the most trustworthy figure is kept)."
+    return (
+        "; ".join(notes)
+        + ". Bonsai: Measure Latency measures it again (the most trustworthy figure is kept)."
+    )
 
 
 def _headline(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricInfo]:
@@ -143,6 +148,7 @@ def metrics_lens_title(
     """The lens text for a model (empty when it has no headline metric); `defs`: the lineage's
     metric definitions (LineageResult.metrics); `base`: the root of the model's lineage when that
     is not its parent (see `lineage_base`)."""
+
     # by key: another definition under the same name (a percentage and an error rate both called
     # acc) is another metric; the models come from one reply, so their keys agree
     def values(m: ModelInfo | None) -> dict[str, MetricInfo]:

@@ -69,8 +69,11 @@ class MetricTable:
 def metric_values(metrics: list[MetricRecord], table: MetricTable) -> dict[str, float]:
     """A model's metrics as key -> value. JSON has no NaN/Infinity (JSON.parse rejects them): such
     a metric is left out."""
-    return {table.key(m): float(m.value) for m in metrics
-            if isinstance(m.value, (int, float)) and math.isfinite(m.value)}
+    return {
+        table.key(m): float(m.value)
+        for m in metrics
+        if isinstance(m.value, (int, float)) and math.isfinite(m.value)
+    }
 
 
 def metric_spreads(metrics: list[MetricRecord], table: MetricTable) -> dict[str, MetricSpread]:
@@ -87,7 +90,9 @@ def metric_spreads(metrics: list[MetricRecord], table: MetricTable) -> dict[str,
     return out
 
 
-def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, table: MetricTable) -> ModelInfo:
+def model_info(
+    rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, table: MetricTable
+) -> ModelInfo:
     info: ModelInfo = {
         "id": rec.id,
         "name": rec.name,
@@ -114,7 +119,10 @@ def model_info(rec: ModelRecord, metrics: list[MetricRecord], workspace: Path, t
     if spreads:
         info["spreads"] = spreads
     if rec.experiment_file and rec.variant:
-        info["experiment"] = {"file": str(experiment_path(rec.experiment_file, workspace)), "variant": rec.variant}
+        info["experiment"] = {
+            "file": str(experiment_path(rec.experiment_file, workspace)),
+            "variant": rec.variant,
+        }
     return info
 
 
@@ -168,7 +176,9 @@ class _Entry:
     metrics: dict[str, MetricDef] = field(default_factory=dict)
     metrics_json: str = "{}"
 
-    def with_running(self, folder: Path, live: set[tuple[str, str]], ids: dict[str, str] | None = None) -> bytes:
+    def with_running(
+        self, folder: Path, live: set[tuple[str, str]], ids: dict[str, str] | None = None
+    ) -> bytes:
         """The serialized answer with the models of `live` (experiment file, variant) that are
         "ok", "stale" or "failed" marked "running", and so are the models of `ids` (id -> why:
         a running job re-evaluates or re-makes them without being asked; the why is their
@@ -209,20 +219,48 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _entry(folder: Path, version: int, parts: dict[str, tuple[ModelInfo, str]], cost: float,
-           full_at: float, full_cost: float, evaluated: dict[str, str | None],
-           metrics: tuple[dict[str, MetricDef], str]) -> _Entry:
+def _entry(
+    folder: Path,
+    version: int,
+    parts: dict[str, tuple[ModelInfo, str]],
+    cost: float,
+    full_at: float,
+    full_cost: float,
+    evaluated: dict[str, str | None],
+    metrics: tuple[dict[str, MetricDef], str],
+) -> _Entry:
     models = [info for info, _ in parts.values()]
-    keys = frozenset((m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m)
+    keys = frozenset(
+        (m["experiment"]["file"], m["experiment"]["variant"]) for m in models if "experiment" in m
+    )
     data = _document(folder, metrics[1], [frag for _, frag in parts.values()])
-    return _Entry(version, time.monotonic(), cost, models, data, keys, parts, full_at, full_cost,
-                  evaluated=evaluated, metrics=metrics[0], metrics_json=metrics[1])
+    return _Entry(
+        version,
+        time.monotonic(),
+        cost,
+        models,
+        data,
+        keys,
+        parts,
+        full_at,
+        full_cost,
+        evaluated=evaluated,
+        metrics=metrics[0],
+        metrics_json=metrics[1],
+    )
 
 
 def _document(folder: Path, metrics_json: str, fragments: list[str]) -> bytes:
     """The LineageResult as UTF-8 JSON, from the metric table's and the models' serialized forms."""
-    return ('{"folder":' + _dumps(str(folder)) + ',"metrics":' + metrics_json + ',"models":['
-            + ",".join(fragments) + "]}").encode("utf-8")
+    return (
+        '{"folder":'
+        + _dumps(str(folder))
+        + ',"metrics":'
+        + metrics_json
+        + ',"models":['
+        + ",".join(fragments)
+        + "]}"
+    ).encode("utf-8")
 
 
 class LineageCache:
@@ -235,8 +273,12 @@ class LineageCache:
     models a job stores in a burst, at most one recomputation per folder waits at any time.
     """
 
-    def __init__(self, open_store: Callable[[Path], LineageStore], busy: Callable[[], bool] = lambda: False,
-                 limit: Callable[[], int | None] = lambda: None):
+    def __init__(
+        self,
+        open_store: Callable[[Path], LineageStore],
+        busy: Callable[[], bool] = lambda: False,
+        limit: Callable[[], int | None] = lambda: None,
+    ):
         self._open_store = open_store
         # The instance limit this server's runs evaluate with (its setting; None: each file's):
         # a model evaluated with another is stale, as a run would re-evaluate it. Read when a
@@ -357,19 +399,35 @@ class LineageCache:
 
                 for mid, why in found.stale.items():
                     source = parts[mid]
-                    after[mid] = kept(mid, source, why) or made_now(source, {**source[0], "status": "stale",
-                                                                             "statusReason": why})
+                    after[mid] = kept(mid, source, why) or made_now(
+                        source, {**source[0], "status": "stale", "statusReason": why}
+                    )
                 for info in found.failed:  # the index keeps an unchanged one: the same object
-                    after[info["id"]] = kept(info["id"], info, info.get("statusReason")) or made_now(info, info)
+                    after[info["id"]] = kept(info["id"], info, info.get("statusReason")) or made_now(
+                        info, info
+                    )
                 parts.update({mid: made[1] for mid, made in after.items()})
                 self._overlays[folder] = after
-                shown = _entry(folder, entry.version, parts, entry.cost, entry.full_at, entry.full_cost,
-                               entry.evaluated, (entry.metrics, entry.metrics_json))
+                shown = _entry(
+                    folder,
+                    entry.version,
+                    parts,
+                    entry.cost,
+                    entry.full_at,
+                    entry.full_cost,
+                    entry.evaluated,
+                    (entry.metrics, entry.metrics_json),
+                )
             shown.source, shown.files = entry, found.files
             with self._lock:
                 self._shown[folder] = shown
-            log.debug("lineage of %s: %d stale, %d failed in %.0f ms", folder.name, len(found.stale),
-                      len(found.failed), 1000 * (time.perf_counter() - t0))
+            log.debug(
+                "lineage of %s: %d stale, %d failed in %.0f ms",
+                folder.name,
+                len(found.stale),
+                len(found.failed),
+                1000 * (time.perf_counter() - t0),
+            )
             return shown
 
     def refresh(self, folder: Path, *, full: bool | None = None) -> _Entry:
@@ -380,7 +438,9 @@ class LineageCache:
                 old = self._entries.get(folder)
             now = time.monotonic()
             if full is None:
-                full = old is None or (now - old.full_at > max(_FULL_EVERY_S, 20 * old.full_cost) and not self.busy())
+                full = old is None or (
+                    now - old.full_at > max(_FULL_EVERY_S, 20 * old.full_cost) and not self.busy()
+                )
             if old is not None and not full and old.version == version:
                 return old
             t0 = time.perf_counter()
@@ -398,8 +458,10 @@ class LineageCache:
                     else:
                         # A re-read while serving: model by model, so no single call holds the GIL
                         # long enough to stall the event loop (one bulk metrics query does).
-                        infos = [model_info(store.get_model(mid), store.metrics(mid), store.workspace, table)
-                                 for mid, _parent, _ev in ids]
+                        infos = [
+                            model_info(store.get_model(mid), store.metrics(mid), store.workspace, table)
+                            for mid, _parent, _ev in ids
+                        ]
                     for info in infos:
                         dumped = _dumps(info)
                         kept = old.parts.get(info["id"]) if old is not None else None
@@ -409,8 +471,16 @@ class LineageCache:
                 finally:
                     self._full_running = False
                 cost = time.perf_counter() - t0
-                entry = _entry(folder, version, parts, cost, now, cost, {mid: ev for mid, _p, ev in ids},
-                               table.snapshot())
+                entry = _entry(
+                    folder,
+                    version,
+                    parts,
+                    cost,
+                    now,
+                    cost,
+                    {mid: ev for mid, _p, ev in ids},
+                    table.snapshot(),
+                )
             else:
                 parts = {}
                 evaluated: dict[str, str | None] = {}
@@ -423,12 +493,25 @@ class LineageCache:
                         part = (info, _dumps(info))
                     parts[model_id] = part
                     evaluated[model_id] = ev
-                entry = _entry(folder, version, parts, time.perf_counter() - t0, old.full_at, old.full_cost,
-                               evaluated, table.snapshot())
+                entry = _entry(
+                    folder,
+                    version,
+                    parts,
+                    time.perf_counter() - t0,
+                    old.full_at,
+                    old.full_cost,
+                    evaluated,
+                    table.snapshot(),
+                )
             with self._lock:
                 self._entries[folder] = entry
-            log.debug("lineage of %s: %s refresh of %d models in %.0f ms", folder.name,
-                      "full" if full else "incremental", len(entry.models), 1000 * entry.cost)
+            log.debug(
+                "lineage of %s: %s refresh of %d models in %.0f ms",
+                folder.name,
+                "full" if full else "incremental",
+                len(entry.models),
+                1000 * entry.cost,
+            )
             return entry
 
     def _ids(self, folder: Path) -> list[tuple[str, str | None, str | None]]:
@@ -437,24 +520,34 @@ class LineageCache:
         # The third column tells a changed model apart from its part: its evaluation (re-evaluated:
         # same id, new metrics), the other names it answers to (a variant matched to it) and how many
         # latency measurements it has (bonsai measure: new metrics, nothing else changes).
-        rows = self._reader(folder).execute(
-            "SELECT id, parent_id, coalesce(eval_fingerprint, '') || coalesce(' = ' || (SELECT group_concat(name, ',') "
-            "FROM model_names WHERE model_id = models.id), '') || ' #' || (SELECT count(*) FROM measurements "
-            "WHERE model_id = models.id) FROM models WHERE complete = 1 "
-            "ORDER BY created, rowid").fetchall()
-        return [(str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
+        rows = (
+            self._reader(folder)
+            .execute(
+                "SELECT id, parent_id, coalesce(eval_fingerprint, '') || coalesce(' = ' || (SELECT group_concat(name, ',') "
+                "FROM model_names WHERE model_id = models.id), '') || ' #' || (SELECT count(*) FROM measurements "
+                "WHERE model_id = models.id) FROM models WHERE complete = 1 "
+                "ORDER BY created, rowid"
+            )
+            .fetchall()
+        )
+        return [
+            (str(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2]))
+            for r in rows
+        ]
 
     def _reader(self, folder: Path) -> sqlite3.Connection:
         """A read-only connection of our own (used under the compute lock)."""
         conn = self._readers.get(folder)
         if conn is None:
             db = folder / BONSAI_DIR / DB_NAME
-            conn = self._readers[folder] = sqlite3.connect(f"file:{db}?mode=ro", uri=True,
-                                                           check_same_thread=False, timeout=30)
+            conn = self._readers[folder] = sqlite3.connect(
+                f"file:{db}?mode=ro", uri=True, check_same_thread=False, timeout=30
+            )
         return conn
 
-    def refresh_later(self, folder: Path, then: Callable[[Path], None] | None = None, *,
-                      only_if_changed: bool = False) -> None:
+    def refresh_later(
+        self, folder: Path, then: Callable[[Path], None] | None = None, *, only_if_changed: bool = False
+    ) -> None:
         """Queue a recomputation (coalesced with one already queued); `then(folder)` after it."""
         with self._lock:
             waiting = self._pending.get(folder)

@@ -193,8 +193,14 @@ def model_metrics(model: ModelInfo, defs: dict[str, MetricDef]) -> list[MetricIn
     spreads = model.get("spreads") or {}
     for key, value in model["metrics"].items():
         d = defs.get(key) or {"name": key, "unit": "", "higherIsBetter": True, "headline": False}
-        info: MetricInfo = {"key": key, "name": d["name"], "value": value, "unit": d["unit"],
-                            "higherIsBetter": d["higherIsBetter"], "headline": d["headline"]}
+        info: MetricInfo = {
+            "key": key,
+            "name": d["name"],
+            "value": value,
+            "unit": d["unit"],
+            "higherIsBetter": d["higherIsBetter"],
+            "headline": d["headline"],
+        }
         s = spreads.get(key)
         if s is not None:
             info["spread"], info["noisy"] = s["spread"], s["noisy"]

@@ -40,18 +40,30 @@ def register(server: BonsaiServer) -> None:
         if wanted:
             # A CodeLens over a swept declaration names it as written (`prune-{sparsity}`):
             # that means every variant the sweep makes.
-            wanted = list(dict.fromkeys(
-                x for n in wanted for x in ([n] if n in names else
-                                            [v.name for v in exp.variants if v.sweep_of == n] or [n])))
+            wanted = list(
+                dict.fromkeys(
+                    x
+                    for n in wanted
+                    for x in ([n] if n in names else [v.name for v in exp.variants if v.sweep_of == n] or [n])
+                )
+            )
             unknown = [n for n in wanted if n not in names]
             if unknown:
-                raise RequestError(P.USER_ERROR, f"{file.name}: no variant named {', '.join(unknown)} "
-                                                 f"(variants: {', '.join(names) or 'none'})")
+                raise RequestError(
+                    P.USER_ERROR,
+                    f"{file.name}: no variant named {', '.join(unknown)} "
+                    f"(variants: {', '.join(names) or 'none'})",
+                )
         folder = ls.folder_for(file=file)
         force = bool(params.get("force", False))
         title = f"Run {', '.join(wanted) if wanted else 'all variants'} ({file.name})"
-        spec = {"file": str(file), "folder": str(folder), "variants": wanted, "force": force,
-                "maxInstances": ls.settings.max_instances}
+        spec = {
+            "file": str(file),
+            "folder": str(folder),
+            "variants": wanted,
+            "force": force,
+            "maxInstances": ls.settings.max_instances,
+        }
 
         def work(ctx: JobContext) -> Any:
             def on_plan(data: bytes) -> None:
@@ -60,12 +72,18 @@ def register(server: BonsaiServer) -> None:
                 plan = json.loads(data)
                 ctx.job.meta["unasked"] = {e["id"]: e["why"] for e in plan["unasked"] if e.get("id")}
                 ctx.job.meta["variants"] = set(ctx.job.meta.get("variants", ())) | {
-                    (str(file), e["variant"]) for e in plan["unasked"] if not e.get("id") and e.get("variant")}
+                    (str(file), e["variant"]) for e in plan["unasked"] if not e.get("id") and e.get("variant")
+                }
                 ctx.note(plan["message"])
                 ls.lineage_changed(folder)
 
-            return ls.workers.run("run", {**spec, "device": ctx.job.device}, ctx,
-                                  on_lineage=lambda: ls.lineage_changed(folder), on_page=on_plan)
+            return ls.workers.run(
+                "run",
+                {**spec, "device": ctx.job.device},
+                ctx,
+                on_lineage=lambda: ls.lineage_changed(folder),
+                on_page=on_plan,
+            )
 
         job = ls.submit("run", title, work, token=params.get("workDoneToken"), folder=folder)
         job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
@@ -85,11 +103,20 @@ def register(server: BonsaiServer) -> None:
 
         def work(ctx: JobContext) -> Any:
             # a run's job kind: it writes the store (delete waits for it) and uses the device
-            return ls.workers.run("measure", {**spec, "device": ctx.job.device}, ctx,
-                                  on_lineage=lambda: ls.lineage_changed(folder))
+            return ls.workers.run(
+                "measure",
+                {**spec, "device": ctx.job.device},
+                ctx,
+                on_lineage=lambda: ls.lineage_changed(folder),
+            )
 
-        job = ls.submit("run", f"Measure latency of {', '.join(names)}", work, token=params.get("workDoneToken"),
-                        folder=folder)
+        job = ls.submit(
+            "run",
+            f"Measure latency of {', '.join(names)}",
+            work,
+            token=params.get("workDoneToken"),
+            folder=folder,
+        )
         return {"jobId": job.id}
 
     @custom(server, P.MODEL_DELETE)
@@ -97,8 +124,11 @@ def register(server: BonsaiServer) -> None:
         folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])
         busy = [j for j in ls.jobs.active() if j.kind == "run" and ls.job_folders.get(j.id) == folder]
         if busy:
-            raise RequestError(P.USER_ERROR, f"a run is in progress in {folder.name} ({busy[0].title}); "
-                                             "delete models once it has finished or been cancelled")
+            raise RequestError(
+                P.USER_ERROR,
+                f"a run is in progress in {folder.name} ({busy[0].title}); "
+                "delete models once it has finished or been cancelled",
+            )
         gone = await ls.in_reader(lambda: store.delete_model(rec.id, recursive=bool(params.get("recursive"))))
         ls.lineage_changed(folder)
         return {"deleted": [m.id for m in gone]}
@@ -114,9 +144,19 @@ def register(server: BonsaiServer) -> None:
         conflict = None if force else await ls.in_reader(export_conflict, out, params["format"])
         if conflict is not None:
             raise RequestError(P.EXPORT_EXISTS, str(conflict))
-        spec = {"folder": str(folder), "id": rec.id, "dir": str(out), "format": params["format"], "force": force}
-        job = ls.submit("run", f"Export {rec.name}", lambda ctx: ls.workers.run("export", spec, ctx),
-                        token=params.get("workDoneToken"))
+        spec = {
+            "folder": str(folder),
+            "id": rec.id,
+            "dir": str(out),
+            "format": params["format"],
+            "force": force,
+        }
+        job = ls.submit(
+            "run",
+            f"Export {rec.name}",
+            lambda ctx: ls.workers.run("export", spec, ctx),
+            token=params.get("workDoneToken"),
+        )
         return {"path": await asyncio.wrap_future(job.future)}
 
     @custom(server, P.EXPERIMENT_CREATE)
@@ -136,7 +176,9 @@ def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, Mo
             return folder, store, store.get_model(model_id)
         except StoreError as e:
             errors.append(str(e))
-    raise ModelNotFound(f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else ""))
+    raise ModelNotFound(
+        f"no model '{model_id}' in this workspace" + (f" ({errors[0]})" if len(errors) == 1 else "")
+    )
 
 
 def write_starter(config: Path) -> Path:
@@ -154,7 +196,9 @@ def write_starter(config: Path) -> Path:
     text = _starter_text(model_dir, target)
     problems = parse_experiment(text, target).errors
     if problems:  # the starter must validate; if it does not, say what and write nothing
-        raise ValueError(f"the starter experiment for {model_dir.name} does not validate: {problems[0].message}")
+        raise ValueError(
+            f"the starter experiment for {model_dir.name} does not validate: {problems[0].message}"
+        )
     from ..store.fsio import atomic_write_bytes
 
     atomic_write_bytes(target, text.encode("utf-8"))

@@ -123,8 +123,12 @@ class BonsaiProtocol(LanguageServerProtocol):
             return
         if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message at all
             msg_id = message.get("id") if isinstance(message, dict) else None
-            send_error(self, msg_id if isinstance(msg_id, (int, str)) else None, P.INVALID_REQUEST,
-                       "not a JSON-RPC 2.0 message (an object with 'jsonrpc' and 'method')")
+            send_error(
+                self,
+                msg_id if isinstance(msg_id, (int, str)) else None,
+                P.INVALID_REQUEST,
+                "not a JSON-RPC 2.0 message (an object with 'jsonrpc' and 'method')",
+            )
             return
         super().handle_message(message)
 
@@ -133,8 +137,9 @@ class BonsaiProtocol(LanguageServerProtocol):
             self._result_types.pop(msg_id, None)
             head = f'{{"jsonrpc":"2.0","id":{json.dumps(msg_id)},"result":'.encode()
             size = len(head) + len(result.data) + 1
-            header = (f"Content-Length: {size}\r\n"
-                      f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n").encode()
+            header = (
+                f"Content-Length: {size}\r\nContent-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n"
+            ).encode()
             if self.writer is not None:
                 self.writer.write(b"".join((header, head, result.data, b"}")))
             return
@@ -170,8 +175,13 @@ def _converter() -> Any:
 
 class BonsaiServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("bonsai", __version__, protocol_cls=BonsaiProtocol, converter_factory=_converter,
-                         text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "bonsai",
+            __version__,
+            protocol_cls=BonsaiProtocol,
+            converter_factory=_converter,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+        )
         self.settings = Settings()
         self._lens_refresh_handle: asyncio.TimerHandle | None = None
         self.jobs = JobQueue(on_change=self._job_changed)
@@ -184,8 +194,9 @@ class BonsaiServer(LanguageServer):
         self._stores: dict[Path, LineageStore] = {}
         self._stores_lock = threading.Lock()
         # stale statuses are judged for the instance limit this server's runs use
-        self.lineage = LineageCache(self.store, busy=lambda: bool(self.jobs.active()),
-                                    limit=lambda: self.settings.max_instances)
+        self.lineage = LineageCache(
+            self.store, busy=lambda: bool(self.jobs.active()), limit=lambda: self.settings.max_instances
+        )
         self.job_folders: dict[str, Path] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -279,8 +290,15 @@ class BonsaiServer(LanguageServer):
             return False
 
     # -- jobs ---------------------------------------------------------------------------------
-    def submit(self, kind: str, title: str, work: Callable[..., Any], *, token: Any = None,
-               folder: Path | None = None) -> Job:
+    def submit(
+        self,
+        kind: str,
+        title: str,
+        work: Callable[..., Any],
+        *,
+        token: Any = None,
+        folder: Path | None = None,
+    ) -> Job:
         from ..device import DeviceError, resolve_device
 
         try:
@@ -316,14 +334,20 @@ class BonsaiServer(LanguageServer):
         started = getattr(job, "_progress_begun", False)
         if not started:
             job._progress_begun = True  # type: ignore[attr-defined]
-            progress.begin(token, lsp.WorkDoneProgressBegin(
-                title=job.title, cancellable=True, message=message, percentage=pct or 0))
+            progress.begin(
+                token,
+                lsp.WorkDoneProgressBegin(
+                    title=job.title, cancellable=True, message=message, percentage=pct or 0
+                ),
+            )
         if state in P.JOB_FINAL_STATES:
             if not getattr(job, "_progress_ended", False):
                 job._progress_ended = True  # type: ignore[attr-defined]
                 progress.end(token, lsp.WorkDoneProgressEnd(message=message or state))
         elif started:
-            progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct, cancellable=True))
+            progress.report(
+                token, lsp.WorkDoneProgressReport(message=message, percentage=pct, cancellable=True)
+            )
 
     def _forget_job(self, job: Job) -> None:
         if job.progress_token is not None:
@@ -399,8 +423,9 @@ def as_path(uri_or_path: str) -> Path:
         raise RequestError(P.INVALID_PARAMS, f"'{_clip(text)}' is not a path: it contains a NUL character")
     encoded = text.encode("utf-8", "surrogateescape")
     if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
-        raise RequestError(P.INVALID_PARAMS, f"'{_clip(text)}' is not a path: it is too long "
-                                             f"({len(text):,} characters)")
+        raise RequestError(
+            P.INVALID_PARAMS, f"'{_clip(text)}' is not a path: it is too long ({len(text):,} characters)"
+        )
     try:
         path = Path(text).expanduser()
     except RuntimeError:  # `~someone` with no such user: taken as written
@@ -535,7 +560,9 @@ def _register_core(server: BonsaiServer) -> None:
             entry = await ls.in_reader(ls.lineage.get, folder, ls.notify_lineage)
         t2 = time.perf_counter()
         if t2 - t0 > 0.02:
-            log.debug("slow bonsai/lineage: peek %.0f ms, compute %.0f ms", 1000 * (t1 - t0), 1000 * (t2 - t1))
+            log.debug(
+                "slow bonsai/lineage: peek %.0f ms, compute %.0f ms", 1000 * (t1 - t0), 1000 * (t2 - t1)
+            )
         # a re-run is remaking some of these models: they show as running
         return RawJSON(entry.with_running(folder, _running_variants(ls), _unasked_models(ls)))
 
@@ -585,8 +612,9 @@ def _quiet_libraries() -> None:
     }.items():
         os.environ.setdefault(key, value)
     warnings.simplefilter("ignore")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(created).3f %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(created).3f %(levelname)s %(name)s: %(message)s"
+    )
     for name in ("pygls", "modelbonsai"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

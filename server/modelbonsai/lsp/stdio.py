@@ -58,7 +58,9 @@ async def read_loop(
         if n > MAX_FRAME_BYTES:
             if not await _discard(reader, n):
                 break
-            on_error(FrameTooLarge(f"a frame of {n} bytes is larger than {MAX_FRAME_BYTES}"), JsonRpcException)
+            on_error(
+                FrameTooLarge(f"a frame of {n} bytes is larger than {MAX_FRAME_BYTES}"), JsonRpcException
+            )
             continue
         body = await reader.readexactly(n) if n else b""
         if len(body) < n:
@@ -80,6 +82,10 @@ async def _discard(reader: AsyncReader, n: int) -> bool:
     return True
 
 
-def run(stop_event: threading.Event, reader: AsyncReader, protocol: Any,
-        on_error: Callable[[Exception, type], Any]) -> None:
+def run(
+    stop_event: threading.Event,
+    reader: AsyncReader,
+    protocol: Any,
+    on_error: Callable[[Exception, type], Any],
+) -> None:
     asyncio.run(read_loop(stop_event, reader, protocol, on_error))

@@ -79,8 +79,10 @@ def task_of(store: LineageStore, rec: ModelRecord, max_instances: int | None) ->
 
     exp = experiment_of(store, rec)
     if exp is None or exp.task is None:
-        raise WorkError(f"model '{rec.name}' comes from no experiment file with a `task:` section; "
-                        "this comparison needs the task's data")
+        raise WorkError(
+            f"model '{rec.name}' comes from no experiment file with a `task:` section; "
+            "this comparison needs the task's data"
+        )
     from ..runner import evaluation_limit
 
     limit = evaluation_limit(exp, max_instances)  # as a run would evaluate
@@ -108,23 +110,39 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
         raise WorkError(problems_text(file, parsed.errors or parsed.problems))
     store = LineageStore.open(spec["folder"])
     try:
+
         def on_event(e: RunEvent) -> None:
             if e.kind in ("stored", "re-evaluated"):
                 rep.lineage_changed()  # each model (or its new metrics) shows up at once
 
         # The server's instance limit goes to the plan (the one place a run's limit is set).
-        plan = make_plan(parsed.experiment, store, only=spec.get("variants"), force=bool(spec.get("force")),
-                         max_instances=spec.get("maxInstances"))
+        plan = make_plan(
+            parsed.experiment,
+            store,
+            only=spec.get("variants"),
+            force=bool(spec.get("force")),
+            max_instances=spec.get("maxInstances"),
+        )
         extra = unasked(plan)
         if extra:
             # A run's one page is what it does without being asked, before it starts: the server
             # marks those models in the lineage and says so in the job's progress.
-            rep.page(json.dumps({"unasked": [_unasked_entry(s, step_reason(s)) for s in extra],
-                                 "message": "first " + "; ".join(
-                                     f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} "
-                                     f"(not asked for: {step_reason(s)})" for s in extra)}).encode())
-        runner = Runner(store, device=spec["device"], progress=rep.progress, events=on_event,
-                        cancelled=rep.cancelled)
+            rep.page(
+                json.dumps(
+                    {
+                        "unasked": [_unasked_entry(s, step_reason(s)) for s in extra],
+                        "message": "first "
+                        + "; ".join(
+                            f"{'re-evaluates' if s.reevaluate else 'makes'} {s.name} "
+                            f"(not asked for: {step_reason(s)})"
+                            for s in extra
+                        ),
+                    }
+                ).encode()
+            )
+        runner = Runner(
+            store, device=spec["device"], progress=rep.progress, events=on_event, cancelled=rep.cancelled
+        )
         result = runner.run(plan)
     finally:
         store.close()
@@ -136,16 +154,23 @@ def run(spec: dict[str, Any], rep: Reporter) -> dict[str, Any]:
     # belong in it (they are also stored with each model, metric skipped_layers).
     warned = "".join(f"; warning: {k}: {v}" for k, v in result.warnings.items())
     rep.progress(1.0, summary(result) + warned)
-    return {"made": result.made, "reevaluated": result.reevaluated, "upToDate": result.up_to_date,
-            "warnings": dict(result.warnings)}
+    return {
+        "made": result.made,
+        "reevaluated": result.reevaluated,
+        "upToDate": result.up_to_date,
+        "warnings": dict(result.warnings),
+    }
 
 
 def _unasked_entry(st: Any, why: str) -> dict[str, Any]:
     """What the lineage needs to mark a model a run makes or re-evaluates unasked: the stored
     model it re-evaluates or replaces (its id), else the variant whose stale model it remakes."""
     stored = st.existing.id if st.reevaluate and st.existing is not None else st.replaces
-    return {"id": stored, "variant": st.variant or None,
-            "why": f"{'re-evaluated' if st.reevaluate else 'made again'} by a running job, not asked for: {why}"}
+    return {
+        "id": stored,
+        "variant": st.variant or None,
+        "why": f"{'re-evaluated' if st.reevaluate else 'made again'} by a running job, not asked for: {why}",
+    }
 
 
 def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
@@ -156,7 +181,11 @@ def compare_weights(spec: dict[str, Any], rep: Reporter) -> None:
     n = len(others)
     for i, other in enumerate(others):
         out = api.store_weights(
-            store, base.id, other.id, include=opts.get("include"), exclude=opts.get("exclude"),
+            store,
+            base.id,
+            other.id,
+            include=opts.get("include"),
+            exclude=opts.get("exclude"),
             progress=lambda f, m, i=i, name=other.name: rep.progress((i + f) / n, f"{name}: {m}"),  # type: ignore[misc]
             cancelled=rep.cancelled,
         )
@@ -169,18 +198,31 @@ def compare_activations(spec: dict[str, Any], rep: Reporter) -> None:
 
     store, base, others = _models(spec)
     o = spec["activationOptions"]
-    aopts = ActivationOptions(instances=o["instances"], batch_size=o["batchSize"], mode=o["mode"],
-                              isolated_scope=o["isolatedScope"], modules=o.get("modules"))
+    aopts = ActivationOptions(
+        instances=o["instances"],
+        batch_size=o["batchSize"],
+        mode=o["mode"],
+        isolated_scope=o["isolatedScope"],
+        modules=o.get("modules"),
+    )
     task, task_key = task_of(store, base, spec.get("maxInstances"))
     base_module = load_module(store, base)
     n = len(others)
     for i, other in enumerate(others):
         odir = store.artifact_path(other)
         out = api.activations(
-            store, base.id, other.id, base_module, lambda other=other: load_module(store, other),  # type: ignore[misc]
-            task, task_key=task_key, device=spec["device"], options=aopts,
+            store,
+            base.id,
+            other.id,
+            base_module,
+            lambda other=other: load_module(store, other),  # type: ignore[misc]
+            task,
+            task_key=task_key,
+            device=spec["device"],
+            options=aopts,
             kept_indices=lambda odir=odir: api.artifact_kept_indices(odir),  # type: ignore[misc]
-            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,  # type: ignore[misc]
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m),  # type: ignore[misc]
+            cancelled=rep.cancelled,
         )
         rep.page(out.data)
 
@@ -210,10 +252,18 @@ def compare_behavior(spec: dict[str, Any], rep: Reporter) -> None:
     n = len(others)
     for i, other in enumerate(others):
         out = api.behavior(
-            store, base.id, other.id, lambda: evaluation(base), lambda other=other: evaluation(other),  # type: ignore[misc]
-            task_key=task_key, groupings=groupings, class_names=class_names,
-            bootstrap=opts.get("bootstrap", 1000), seed=opts.get("seed", 0),
-            progress=lambda f, m, i=i: rep.progress((i + f) / n, m), cancelled=rep.cancelled,  # type: ignore[misc]
+            store,
+            base.id,
+            other.id,
+            lambda: evaluation(base),
+            lambda other=other: evaluation(other),  # type: ignore[misc]
+            task_key=task_key,
+            groupings=groupings,
+            class_names=class_names,
+            bootstrap=opts.get("bootstrap", 1000),
+            seed=opts.get("seed", 0),
+            progress=lambda f, m, i=i: rep.progress((i + f) / n, m),  # type: ignore[misc]
+            cancelled=rep.cancelled,
             models=(lambda: load_module(store, base), lambda o=other: load_module(store, o)) if lm else None,  # type: ignore[misc]
             **lm,
         )
@@ -236,32 +286,62 @@ def tensor_tiles(spec: dict[str, Any], rep: Reporter) -> None:
         other = store.get_model(spec["other"])
         odir = store.artifact_path(other)
         kept = api.artifact_kept_indices(odir).get(spec["tensor"])
-        out = api.weight_tiles(store, other.id, lambda: artifact_source(odir), spec["tensor"], spec["level"],
-                               window, minus=(model.id, lambda: artifact_source(mdir)), kept_indices=kept)  # type: ignore[arg-type]
+        out = api.weight_tiles(
+            store,
+            other.id,
+            lambda: artifact_source(odir),
+            spec["tensor"],
+            spec["level"],
+            window,
+            minus=(model.id, lambda: artifact_source(mdir)),
+            kept_indices=kept,
+        )  # type: ignore[arg-type]
     else:
-        out = api.weight_tiles(store, model.id, lambda: artifact_source(mdir), spec["tensor"], spec["level"],
-                               window)  # type: ignore[arg-type]
+        out = api.weight_tiles(
+            store, model.id, lambda: artifact_source(mdir), spec["tensor"], spec["level"], window
+        )  # type: ignore[arg-type]
     rep.page(out.data)
 
 
-def _activation_tiles(store: LineageStore, model: ModelRecord, spec: dict[str, Any], window: tuple[int, ...]) -> Any:
+def _activation_tiles(
+    store: LineageStore, model: ModelRecord, spec: dict[str, Any], window: tuple[int, ...]
+) -> Any:
     """Tiles of module `spec["tensor"]`'s output for `spec["instances"]` (the task is `model`'s),
     or of the difference other - model, aligned by the other's kept output channels."""
     from ..compare import api
 
     task, task_key = task_of(store, model, spec.get("maxInstances"))
     module = spec["tensor"]
-    common: dict[str, Any] = {"source": "activation", "task": task, "task_key": task_key,
-                              "instances": spec["instances"], "device": spec.get("device") or "cpu"}
+    common: dict[str, Any] = {
+        "source": "activation",
+        "task": task,
+        "task_key": task_key,
+        "instances": spec["instances"],
+        "device": spec.get("device") or "cpu",
+    }
     if not spec.get("other"):
-        return api.tensor_tiles(store, model.id, module, spec["level"], window,  # type: ignore[arg-type]
-                                model=lambda: load_module(store, model), **common)
+        return api.tensor_tiles(
+            store,
+            model.id,
+            module,
+            spec["level"],
+            window,  # type: ignore[arg-type]
+            model=lambda: load_module(store, model),
+            **common,
+        )
     other = store.get_model(spec["other"])
     kept = api.artifact_kept_indices(store.artifact_path(other)).get(module + ".weight") or {}
-    return api.tensor_tiles(store, other.id, module, spec["level"], window,  # type: ignore[arg-type]
-                            model=lambda: load_module(store, other),
-                            minus=(model.id, lambda: load_module(store, model)),
-                            kept_indices={0: kept[0]} if 0 in kept else None, **common)
+    return api.tensor_tiles(
+        store,
+        other.id,
+        module,
+        spec["level"],
+        window,  # type: ignore[arg-type]
+        model=lambda: load_module(store, other),
+        minus=(model.id, lambda: load_module(store, model)),
+        kept_indices={0: kept[0]} if 0 in kept else None,
+        **common,
+    )
 
 
 def instances(spec: dict[str, Any], rep: Reporter) -> None:
@@ -301,14 +381,23 @@ def instances(spec: dict[str, Any], rep: Reporter) -> None:
         if targets is None and ev.targets is not None:
             targets = [ev.targets[pos[i]].tolist() if i in pos else None for i in ids]
     names = task.class_names()
-    meta = {"instances": out, "models": [m.id for m in models], "predictions": predictions, "targets": targets,
-            "classNames": list(names) if names else None}
+    meta = {
+        "instances": out,
+        "models": [m.id for m in models],
+        "predictions": predictions,
+        "targets": targets,
+        "classNames": list(names) if names else None,
+    }
     # token sequences (a causal LM's next-token predictions) as the task decodes them: the panel
     # shows text, not ids, and never guesses a tokenizer
-    decoded = {m: [None if p is None else task.render_prediction(p) for p in ps] for m, ps in predictions.items()}
+    decoded = {
+        m: [None if p is None else task.render_prediction(p) for p in ps] for m, ps in predictions.items()
+    }
     if any(x is not None for ps in decoded.values() for x in ps):
         meta["predictionTokens"] = decoded
-        meta["targetTokens"] = None if targets is None else [None if t is None else task.render_prediction(t) for t in targets]
+        meta["targetTokens"] = (
+            None if targets is None else [None if t is None else task.render_prediction(t) for t in targets]
+        )
     rep.page(wire.encode_result("instances", meta, tensors))
 
 
@@ -318,8 +407,13 @@ def export(spec: dict[str, Any], rep: Reporter) -> str:
     store = LineageStore.open(spec["folder"])
     rec = store.get_model(spec["id"])
     rep.progress(0.1, f"rebuilding {rec.name}")
-    path = export_model(store.artifact_path(rec), spec["dir"], skeleton_factory(store, rec), format=spec["format"],
-                        force=bool(spec.get("force")))
+    path = export_model(
+        store.artifact_path(rec),
+        spec["dir"],
+        skeleton_factory(store, rec),
+        format=spec["format"],
+        force=bool(spec.get("force")),
+    )
     return str(path)
 
 
@@ -330,13 +424,16 @@ def measure(spec: dict[str, Any], rep: Reporter) -> list[dict[str, Any]]:
 
     store = LineageStore.open(spec["folder"])
     try:
-        results = measure_models(store, list(spec["ids"]), device=spec["device"], progress=rep.progress,
-                                 cancelled=rep.cancelled)
+        results = measure_models(
+            store, list(spec["ids"]), device=spec["device"], progress=rep.progress, cancelled=rep.cancelled
+        )
     finally:
         store.close()
     rep.lineage_changed()
-    summary = ", ".join(f"{r.model.name} {1000 * r.latency.value_s:.3g} ms{' (noisy)' if r.latency.noisy else ''}"
-                        for r in results)
+    summary = ", ".join(
+        f"{r.model.name} {1000 * r.latency.value_s:.3g} ms{' (noisy)' if r.latency.noisy else ''}"
+        for r in results
+    )
     rep.progress(1.0, f"measured: {summary}")
     return [{"id": r.model.id, "value": 1000 * r.latency.value_s, "noisy": r.latency.noisy} for r in results]
 

@@ -149,16 +149,22 @@ class Worker:
         self.close()
         parent, child = self._ctx.Pipe()
         self._cancel = self._ctx.Event()
-        self._proc = self._ctx.Process(target=child_main, args=(child, self._cancel), daemon=True,
-                                       name=f"bonsai-worker-{self.device}")
+        self._proc = self._ctx.Process(
+            target=child_main, args=(child, self._cancel), daemon=True, name=f"bonsai-worker-{self.device}"
+        )
         self._proc.start()
         child.close()
         self._conn = parent
         return parent
 
-    def run(self, kind: str, spec: dict[str, Any], ctx: JobContext,
-            on_lineage: Callable[[], None] = lambda: None,
-            on_page: Callable[[bytes], None] = lambda data: None) -> Any:
+    def run(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        ctx: JobContext,
+        on_lineage: Callable[[], None] = lambda: None,
+        on_page: Callable[[bytes], None] = lambda data: None,
+    ) -> Any:
         conn = self._ensure()
         self._cancel.clear()
         conn.send((kind, spec))
@@ -169,7 +175,9 @@ class Worker:
                 self._cancel.set()
                 cancel_at = time.monotonic()
             if cancel_at is not None and time.monotonic() - cancel_at > KILL_AFTER_S:
-                log.warning("worker %s ignored the cancel for %.0f s; restarting it", self.device, KILL_AFTER_S)
+                log.warning(
+                    "worker %s ignored the cancel for %.0f s; restarting it", self.device, KILL_AFTER_S
+                )
                 self.close(kill=True)
                 raise JobCancelled()
             try:
@@ -203,8 +211,9 @@ class Worker:
             elif tag == "died":
                 code = self._proc.exitcode if self._proc is not None else None
                 self.close(kill=True)
-                raise WorkerFailed(f"the worker process died (exit code {code}); "
-                                   "it is restarted for the next job")
+                raise WorkerFailed(
+                    f"the worker process died (exit code {code}); it is restarted for the next job"
+                )
 
     def close(self, kill: bool = False) -> None:
         proc, conn = self._proc, self._conn
@@ -241,9 +250,14 @@ class Workers:
         self._workers: dict[str, Worker] = {}
         self.in_process = os.environ.get("BONSAI_LSP_INPROCESS") == "1"
 
-    def run(self, kind: str, spec: dict[str, Any], ctx: JobContext,
-            on_lineage: Callable[[], None] = lambda: None,
-            on_page: Callable[[bytes], None] = lambda data: None) -> Any:
+    def run(
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        ctx: JobContext,
+        on_lineage: Callable[[], None] = lambda: None,
+        on_page: Callable[[bytes], None] = lambda data: None,
+    ) -> Any:
         if self.in_process:
             from ..ops.registry import Cancelled
             from .work import TASKS

@@ -206,8 +206,17 @@ def load_average() -> float | None:
         return None
 
 
-def summarize(rounds: list[list[float]], *, protocol: LatencyProtocol, batch_size: int, device: str,
-              method: str, warmup: int, wall_s: float | None = None, load: float | None = None) -> Latency:
+def summarize(
+    rounds: list[list[float]],
+    *,
+    protocol: LatencyProtocol,
+    batch_size: int,
+    device: str,
+    method: str,
+    warmup: int,
+    wall_s: float | None = None,
+    load: float | None = None,
+) -> Latency:
     """The estimate, spread and noisy flag of a model's rounds (each a list of call times)."""
     medians = [statistics.median(r) for r in rounds if r]
     if not medians:
@@ -215,9 +224,20 @@ def summarize(rounds: list[list[float]], *, protocol: LatencyProtocol, batch_siz
     upper = statistics.quantiles(medians, n=4, method="inclusive")[2] if len(medians) > 1 else medians[0]
     value, spread = min(medians), upper - min(medians)
     noisy = len(medians) < 2 or (spread > protocol.noisy_spread * value if value > 0 else True)
-    return Latency(value_s=value, spread_s=spread, rounds_s=medians, samples_s=[list(r) for r in rounds],
-                   noisy=noisy, warmup=warmup, batch_size=batch_size, device=device, method=method,
-                   wall_s=wall_s, load=load, measured_at=time.time())
+    return Latency(
+        value_s=value,
+        spread_s=spread,
+        rounds_s=medians,
+        samples_s=[list(r) for r in rounds],
+        noisy=noisy,
+        warmup=warmup,
+        batch_size=batch_size,
+        device=device,
+        method=method,
+        wall_s=wall_s,
+        load=load,
+        measured_at=time.time(),
+    )
 
 
 def measure_latencies(
@@ -274,9 +294,19 @@ def measure_latencies(
                 k[i] = p.calls_per_round(statistics.median(rounds[i][0]))
     method = timer_method(timer)
     load = load_average()
-    return [summarize(rounds[i], protocol=p, batch_size=batch_sizes[i], device=str(device), method=method,
-                      warmup=warmups[i], wall_s=statistics.median(walls[i]) if walls[i] else None, load=load)
-            for i in range(len(fns))]
+    return [
+        summarize(
+            rounds[i],
+            protocol=p,
+            batch_size=batch_sizes[i],
+            device=str(device),
+            method=method,
+            warmup=warmups[i],
+            wall_s=statistics.median(walls[i]) if walls[i] else None,
+            load=load,
+        )
+        for i in range(len(fns))
+    ]
 
 
 def measure_latency(
@@ -290,8 +320,15 @@ def measure_latency(
     call_s: float | None = None,
 ) -> Latency:
     """One model's latency (see `measure_latencies`)."""
-    return measure_latencies([fn], batch_sizes=[batch_size], device=device, protocol=protocol, timer=timer,
-                             clock=clock, call_s=[call_s])[0]
+    return measure_latencies(
+        [fn],
+        batch_sizes=[batch_size],
+        device=device,
+        protocol=protocol,
+        timer=timer,
+        clock=clock,
+        call_s=[call_s],
+    )[0]
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -326,11 +363,15 @@ def measure_peak_memory(fn: Callable[[], Any], device: torch.device, resident: i
         fn()
         peak = _hwm()
         if peak is not None and before is not None:
-            return PeakMemory(resident + max(0, peak - before),
-                              "cpu: model tensors + peak RSS growth over the call (VmHWM after reset)")
+            return PeakMemory(
+                resident + max(0, peak - before),
+                "cpu: model tensors + peak RSS growth over the call (VmHWM after reset)",
+            )
     base = _maxrss()
     fn()
-    return PeakMemory(resident + max(0, _maxrss() - base), "cpu: model tensors + ru_maxrss growth (lower bound)")
+    return PeakMemory(
+        resident + max(0, _maxrss() - base), "cpu: model tensors + ru_maxrss growth (lower bound)"
+    )
 
 
 def _status_kb(key: str) -> int | None:
@@ -407,8 +448,10 @@ def latency_metrics(lat: Latency) -> list[Metric]:
     ms = 1000.0
     calls = sorted({len(r) for r in lat.samples_s})
     per_round = "/".join(str(c) for c in calls)
-    how = (f"lowest of {len(lat.rounds_s)} round medians ({per_round} call{'s' if calls != [1] else ''} each), "
-           f"{lat.method}, batch {lat.batch_size}, {lat.device}")
+    how = (
+        f"lowest of {len(lat.rounds_s)} round medians ({per_round} call{'s' if calls != [1] else ''} each), "
+        f"{lat.method}, batch {lat.batch_size}, {lat.device}"
+    )
     if lat.device == "cpu":
         how += f", {os.cpu_count() or 0} CPU cores visible"
     if lat.wall_s is not None:
@@ -416,20 +459,48 @@ def latency_metrics(lat: Latency) -> list[Metric]:
     if lat.load is not None:
         how += f" at load {lat.load:.1f}"
     if lat.noisy:
-        why = "one round only" if len(lat.rounds_s) < 2 else \
-            (f"the rounds disagree: their medians' upper quartile is {100 * lat.relative_spread:.0f}% above "
-             f"the lowest ({min(lat.rounds_s) * ms:.3g}-{max(lat.rounds_s) * ms:.3g} ms)")
+        why = (
+            "one round only"
+            if len(lat.rounds_s) < 2
+            else (
+                f"the rounds disagree: their medians' upper quartile is {100 * lat.relative_spread:.0f}% above "
+                f"the lowest ({min(lat.rounds_s) * ms:.3g}-{max(lat.rounds_s) * ms:.3g} ms)"
+            )
+        )
         how = f"noisy: {why}; " + how
     measurement = {
-        "value": lat.value_s * ms, "spread": lat.spread_s * ms, "rounds": len(lat.rounds_s), "calls": lat.calls,
-        "noisy": lat.noisy, "device": lat.device, "batch_size": lat.batch_size, "method": lat.method,
-        "measured_at": lat.measured_at, "load": lat.load, "wall": None if lat.wall_s is None else lat.wall_s * ms,
+        "value": lat.value_s * ms,
+        "spread": lat.spread_s * ms,
+        "rounds": len(lat.rounds_s),
+        "calls": lat.calls,
+        "noisy": lat.noisy,
+        "device": lat.device,
+        "batch_size": lat.batch_size,
+        "method": lat.method,
+        "measured_at": lat.measured_at,
+        "load": lat.load,
+        "wall": None if lat.wall_s is None else lat.wall_s * ms,
         "detail": how,
     }
     return [
-        LatencyMetric("latency", lat.value_s * ms, "ms", False, headline=True, detail=how,
-                      spread=lat.spread_s * ms, noisy=lat.noisy, measurement=measurement),
-        Metric("throughput", lat.throughput, "instances/s", True, detail=f"at batch {lat.batch_size}, from the latency"),
+        LatencyMetric(
+            "latency",
+            lat.value_s * ms,
+            "ms",
+            False,
+            headline=True,
+            detail=how,
+            spread=lat.spread_s * ms,
+            noisy=lat.noisy,
+            measurement=measurement,
+        ),
+        Metric(
+            "throughput",
+            lat.throughput,
+            "instances/s",
+            True,
+            detail=f"at batch {lat.batch_size}, from the latency",
+        ),
     ]
 
 
@@ -463,21 +534,43 @@ def efficiency_metrics(
     nonzero = nonzero_count(model)
     metrics = [
         Metric("parameters", float(params), "", False),
-        Metric("nonzero_parameters", float(nonzero), "", False,
-               detail=f"{100.0 * nonzero / params:.1f}% of parameters" if params else ""),
+        Metric(
+            "nonzero_parameters",
+            float(nonzero),
+            "",
+            False,
+            detail=f"{100.0 * nonzero / params:.1f}% of parameters" if params else "",
+        ),
     ]
     if stored_bytes is not None:
-        metrics.append(Metric("stored_size", float(stored_bytes), "B", False, headline=True,
-                              detail="bytes of the artifact files as written"))
+        metrics.append(
+            Metric(
+                "stored_size",
+                float(stored_bytes),
+                "B",
+                False,
+                headline=True,
+                detail="bytes of the artifact files as written",
+            )
+        )
         if base_stored_bytes:
-            metrics.append(Metric("compression_ratio", base_stored_bytes / stored_bytes if stored_bytes else 0.0,
-                                  "x", True, detail="base model's stored size / this model's"))
+            metrics.append(
+                Metric(
+                    "compression_ratio",
+                    base_stored_bytes / stored_bytes if stored_bytes else 0.0,
+                    "x",
+                    True,
+                    detail="base model's stored size / this model's",
+                )
+            )
     if o.measure_speed:
         metrics.extend(speed_metrics(model, task, device, o))
     return metrics
 
 
-def example_call(model: nn.Module, task: Task, device: torch.device, batch_size: int) -> tuple[Callable[[], None], int]:
+def example_call(
+    model: nn.Module, task: Task, device: torch.device, batch_size: int
+) -> tuple[Callable[[], None], int]:
     """One forward pass of `model` on the task's example batch (on `device`), and the batch's size."""
     batch: Batch = task.to_device(task.example_batch(batch_size), device)
 
@@ -499,7 +592,9 @@ def speed_metrics(model: nn.Module, task: Task, device: torch.device, o: Efficie
             t0 = time.perf_counter()
             mem = measure_peak_memory(call, device, resident=tensor_bytes(model))
             first = time.perf_counter() - t0
-            lat = measure_latency(call, batch_size=n, device=device, protocol=o.protocol, timer=timer, call_s=first)
+            lat = measure_latency(
+                call, batch_size=n, device=device, protocol=o.protocol, timer=timer, call_s=first
+            )
     finally:
         model.train(was_training)
     return [

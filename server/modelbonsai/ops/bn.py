@@ -21,7 +21,14 @@ OP = "bn.recalibrate"
     family="repair",
     summary="Re-estimate BatchNorm running mean/variance on training batches.",
     params=[
-        Param("batches", "int", "Training batches to average the statistics over.", default=20, minimum=1, maximum=100000),
+        Param(
+            "batches",
+            "int",
+            "Training batches to average the statistics over.",
+            default=20,
+            minimum=1,
+            maximum=100000,
+        ),
         Param("batch_size", "int", "Instances per batch.", default=32, minimum=2, maximum=4096),
     ],
     needs_task=True,

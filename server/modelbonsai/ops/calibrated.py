@@ -51,12 +51,26 @@ OP = "quantize.calibrated"
         *SCHEME_PARAMS[:4],
         Param("batches", "int", "Calibration batches from the task's training split.", default=8, minimum=1),
         Param("batch_size", "int", "Instances per calibration batch.", default=16, minimum=1),
-        Param("damp", "float", "Hessian damping, as a fraction of its mean diagonal.", default=0.01,
-              minimum=0.0, exclusive_minimum=True, maximum=1.0),
-        Param("act_order", "bool", "Quantize columns in order of decreasing Hessian diagonal.", default=False),
+        Param(
+            "damp",
+            "float",
+            "Hessian damping, as a fraction of its mean diagonal.",
+            default=0.01,
+            minimum=0.0,
+            exclusive_minimum=True,
+            maximum=1.0,
+        ),
+        Param(
+            "act_order", "bool", "Quantize columns in order of decreasing Hessian diagonal.", default=False
+        ),
         Param("block_size", "int", "Columns per lazy-update block (speed only).", default=128, minimum=1),
-        Param("max_hessian_mb", "int", "Memory for Hessians held at once; more layers share a pass.",
-              default=1024, minimum=1),
+        Param(
+            "max_hessian_mb",
+            "int",
+            "Memory for Hessians held at once; more layers share a pass.",
+            default=1024,
+            minimum=1,
+        ),
         *SCHEME_PARAMS[4:],
     ],
     needs_task=True,
@@ -97,8 +111,9 @@ def quantize_calibrated(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
             layer = _hessian_layer(module, name)
             if layer is None:  # not a layer weight GPTQ can model: plain rounding
                 p = lookup[name]
-                enc = quantize_rtn(p, bits, symmetric, gran, group_size, output_axis(module, name), op=OP,
-                                   layer=name)
+                enc = quantize_rtn(
+                    p, bits, symmetric, gran, group_size, output_axis(module, name), op=OP, layer=name
+                )
                 p.copy_(enc.project(p))
                 enc.to_cpu()  # small; kept off the accelerator between ops
                 cm.encodings[name] = enc
@@ -170,8 +185,13 @@ def _chunks(layers: list[tuple[str, nn.Module]], budget: int) -> list[list[tuple
 def _layer_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The layer's input as rows of columns matching the flattened weight (n, columns)."""
     if isinstance(layer, nn.Conv2d):
-        cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,  # type: ignore[arg-type]
-                        stride=layer.stride)  # (N, C*kh*kw, L)
+        cols = F.unfold(
+            x,
+            layer.kernel_size,
+            dilation=layer.dilation,
+            padding=layer.padding,  # type: ignore[arg-type]
+            stride=layer.stride,
+        )  # (N, C*kh*kw, L)
         return cols.transpose(1, 2).reshape(-1, cols.shape[1])
     return x.reshape(-1, x.shape[-1])
 
@@ -215,15 +235,25 @@ def _collect_hessians(
         module.train(was_training)
     for name, _ in chunk:
         if name not in hessians:
-            raise OpError(OP, "this layer never ran on the calibration batches, so it cannot be calibrated; "
-                              "exclude it", layer=name)
+            raise OpError(
+                OP,
+                "this layer never ran on the calibration batches, so it cannot be calibrated; exclude it",
+                layer=name,
+            )
     return hessians
 
 
 # -- the GPTQ solve ------------------------------------------------------------------------------
 def _gptq_layer(
-    weight: nn.Parameter, layer: nn.Module, h: torch.Tensor, name: str, bits: int, symmetric: bool,
-    gran: str, group_size: int | None, params: dict[str, Any],
+    weight: nn.Parameter,
+    layer: nn.Module,
+    h: torch.Tensor,
+    name: str,
+    bits: int,
+    symmetric: bool,
+    gran: str,
+    group_size: int | None,
+    params: dict[str, Any],
 ) -> QuantEncoding:
     conv1d = _conv1d_type()
     transposed = conv1d is not None and isinstance(layer, conv1d)
@@ -304,5 +334,9 @@ def _inverse_cholesky(h: torch.Tensor, name: str) -> torch.Tensor:
             return torch.linalg.cholesky(inv, upper=True)
         except RuntimeError:
             extra = mean_diag * (0.1 if extra == 0 else extra / mean_diag * 10)
-    raise OpError(OP, "the calibration Hessian is not positive definite even with strong damping; "
-                      "use more calibration batches or a larger damp", layer=name)
+    raise OpError(
+        OP,
+        "the calibration Hessian is not positive definite even with strong damping; "
+        "use more calibration batches or a larger damp",
+        layer=name,
+    )

@@ -52,7 +52,9 @@ def _cast_inputs_hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str
     return inputs_as_module_dtype(module, args, kwargs)
 
 
-def inputs_as_module_dtype(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+def inputs_as_module_dtype(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
     """`args` and `kwargs` with their floating tensors in `module`'s floating dtype (that of its
     first floating parameter; unchanged when it has none). Also for feeding one model's recorded
     activations to another model's module (the isolated activation comparison of a cast model)."""

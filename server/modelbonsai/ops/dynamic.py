@@ -61,11 +61,15 @@ def _need_float32(cm: CompressedModel, names: list[str]) -> None:
     shown = str(dtype).removeprefix("torch.")
     cast = next((e for e in reversed(cm.edits) if e.get("kind") == "cast.dtype"), None)
     if cast is not None:
-        why = (f"an earlier `cast` op made the weights {shown}; apply quantize.dynamic before the cast "
-               "(in the variant it starts from)")
+        why = (
+            f"an earlier `cast` op made the weights {shown}; apply quantize.dynamic before the cast "
+            "(in the variant it starts from)"
+        )
     else:
-        why = (f"the model's weights are {shown} as loaded (the base's `dtype:`), not float32; load the base "
-               "with `dtype: float32` for dynamic int8, or use quantize.weights, which works in any float dtype")
+        why = (
+            f"the model's weights are {shown} as loaded (the base's `dtype:`), not float32; load the base "
+            "with `dtype: float32` for dynamic int8, or use quantize.weights, which works in any float dtype"
+        )
     raise OpError(OP, f"dynamic int8 quantization needs float32 layers: {why}", layer=f"{layer}.weight")
 
 
@@ -89,7 +93,9 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 @register_edit(EDIT)
 def _replay(module: nn.Module, edit: dict[str, Any]) -> None:
-    apply_dynamic(module, list(edit["modules"]), list(edit.get("conv1d", [])), str(edit.get("granularity", "channel")))
+    apply_dynamic(
+        module, list(edit["modules"]), list(edit.get("conv1d", [])), str(edit.get("granularity", "channel"))
+    )
 
 
 @register_op(
@@ -97,9 +103,16 @@ def _replay(module: nn.Module, edit: dict[str, Any]) -> None:
     family="quantize",
     summary="int8 dynamic quantization of Linear layers for real CPU speed-ups (runs on CPU only).",
     params=[
-        Param("granularity", "enum", "int8 weight scales per output channel or one per tensor.",
-              default="channel", choices=("channel", "tensor")),
-        Param("include", "patterns", "Weight-name globs of the Linear/Conv1D layers to convert. Default: all."),
+        Param(
+            "granularity",
+            "enum",
+            "int8 weight scales per output channel or one per tensor.",
+            default="channel",
+            choices=("channel", "tensor"),
+        ),
+        Param(
+            "include", "patterns", "Weight-name globs of the Linear/Conv1D layers to convert. Default: all."
+        ),
         Param("exclude", "patterns", "Weight-name globs of layers to keep in floating point.", default=[]),
     ],
     changes_structure=True,
@@ -122,10 +135,15 @@ def quantize_dynamic_op(cm: CompressedModel, params: dict[str, Any], ctx: OpCont
     chosen = select_targets(module, params.get("include"), params.get("exclude"), op=OP)
     names = [candidates[w] for w in chosen if w in candidates]
     if not names:
-        raise OpError(OP, "no Linear or Conv1D layer matches; dynamic quantization only applies to those",
-                      param="include")
+        raise OpError(
+            OP,
+            "no Linear or Conv1D layer matches; dynamic quantization only applies to those",
+            param="include",
+        )
     _need_float32(cm, names)
-    conv1d = [n for n in names if conv1d_type is not None and isinstance(module.get_submodule(n), conv1d_type)]
+    conv1d = [
+        n for n in names if conv1d_type is not None and isinstance(module.get_submodule(n), conv1d_type)
+    ]
     granularity = str(params["granularity"])
     ctx.progress(0.1, f"quantizing {len(names)} layers to int8")
     module.to("cpu")

@@ -56,7 +56,9 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
         return int(params["steps"])
     size = _training_size(task)
     if size is None:
-        raise OpError(OP, "this task does not say how large its training split is; use 'steps'", param="epochs")
+        raise OpError(
+            OP, "this task does not say how large its training split is; use 'steps'", param="epochs"
+        )
     return max(1, math.ceil(epochs * size / params["batch_size"]))
 
 
@@ -129,7 +131,9 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
     teacher = _teacher(ctx, task) if params["distill"] > 0 else None
     step_loss = _StepLoss(task, model, teacher, params["distill"], params["temperature"], ctx.device)
     opt = _optimizer(params["optimizer"], trainable, params)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(params["schedule"], params["warmup_steps"], total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_factor(params["schedule"], params["warmup_steps"], total)
+    )
     was_training = model.training
     devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _teaching(teacher, ctx.device):
@@ -181,7 +185,9 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
 def _teacher(ctx: OpContext, task: Any) -> nn.Module:
     """The parent model, which distillation learns from."""
     if ctx.parent is None:
-        raise OpError(OP, "'distill' learns from the parent model, and this variant has none", param="distill")
+        raise OpError(
+            OP, "'distill' learns from the parent model, and this variant has none", param="distill"
+        )
     if getattr(task, "training_split_is_eval", False):
         raise OpError(OP, "the task's training batches are its evaluation data, so distilling would fit what the "
                           "model is judged on; give the task training data of its own (its `train` option)",
@@ -232,7 +238,9 @@ class _StepLoss:
         self.distill, self.temperature, self.device = distill, temperature, device
         from ..tasks.base import distillation_loss  # here: tasks.base imports torch (lazy.py)
 
-        self.distance = getattr(task, "distill_loss", None) or distillation_loss  # duck-typed user tasks: the default
+        self.distance = (
+            getattr(task, "distill_loss", None) or distillation_loss
+        )  # duck-typed user tasks: the default
         self.loss_of = _own_loss_of(task)
         self.target: torch.Tensor | None = None  # the teacher's outputs of the last batch
 

@@ -124,7 +124,9 @@ def lowrank(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Comp
     """
     rank, energy = params.get("rank"), params.get("energy")
     if (rank is None) == (energy is None):
-        raise OpError(OP, "give exactly one of 'rank' or 'energy'", param="rank" if rank is None else "energy")
+        raise OpError(
+            OP, "give exactly one of 'rank' or 'energy'", param="rank" if rank is None else "energy"
+        )
     model = to_device(cm, ctx)
     names = select_weights(OP, model, params.get("include"), params.get("exclude"))
     explicit = bool(params.get("include"))

@@ -34,7 +34,9 @@ class LowRankConv2d(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels, self.rank = conv.in_channels, conv.out_channels, rank
         stride = (int(conv.stride[0]), int(conv.stride[1]))
-        padding: Any = conv.padding if isinstance(conv.padding, str) else (int(conv.padding[0]), int(conv.padding[1]))
+        padding: Any = (
+            conv.padding if isinstance(conv.padding, str) else (int(conv.padding[0]), int(conv.padding[1]))
+        )
         self.first = nn.Conv2d(conv.in_channels, rank, 1, stride=stride, padding=padding, bias=False)
         self.second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
 

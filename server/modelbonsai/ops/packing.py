@@ -53,7 +53,9 @@ def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     flat = packed.reshape(-1)
     need = packed_nbytes(count, bits)
     if flat.numel() != need:
-        raise ValueError(f"packed buffer holds {flat.numel()} bytes, {count} codes of {bits} bits need {need}")
+        raise ValueError(
+            f"packed buffer holds {flat.numel()} bytes, {count} codes of {bits} bits need {need}"
+        )
     if bits == 8:
         return flat.to(torch.uint8).clone()
     if bits in (1, 2, 4):

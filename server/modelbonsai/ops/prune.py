@@ -55,6 +55,7 @@ SCOPE = Param(
 
 Scores = dict[str, "torch.Tensor"]  # a string: torch is imported on first use (lazy.py)
 
+
 def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
     """The exact k-th smallest value (1-based) of a 1-D tensor.
 
@@ -104,6 +105,7 @@ def _lowest_k_masks(scores: Scores, k: int) -> Scores:
         remaining -= int(ties.numel())
     return masks
 
+
 def apply_masks(cm: CompressedModel, masks: Scores) -> None:
     """Zero the masked weights and merge the masks into cm.masks."""
     with torch.no_grad():
@@ -113,6 +115,7 @@ def apply_masks(cm: CompressedModel, masks: Scores) -> None:
             merged = mask if old is None else (mask | old.to(mask.device))
             p.masked_fill_(merged, 0)
             cm.masks[name] = merged
+
 
 def prune_by_scores(op: str, cm: CompressedModel, scores: Scores, sparsity: float, scope: str) -> None:
     # weights already pruned score lowest, so they are counted first and stay pruned
@@ -129,13 +132,16 @@ def prune_by_scores(op: str, cm: CompressedModel, scores: Scores, sparsity: floa
         masks = _lowest_k_masks(scores, round(sparsity * total))
     apply_masks(cm, masks)
 
+
 def _targets(op: str, cm: CompressedModel, params: dict[str, Any]) -> list[str]:
     names = select_weights(op, cm.module, params.get("include"), params.get("exclude"))
     refuse_encoded(op, cm, names, "prune")
     return names
 
+
 def _magnitude_scores(cm: CompressedModel, names: list[str]) -> Scores:
     return {n: get_param(cm.module, n).detach().abs().float() for n in names}
+
 
 @register_op(
     "prune.magnitude",
@@ -162,6 +168,7 @@ def prune_magnitude(cm: CompressedModel, params: dict[str, Any], ctx: OpContext)
     ctx.progress(1.0, f"pruned {len(names)} tensors")
     return cm
 
+
 @register_op(
     "prune.random",
     family="pruning",
@@ -183,6 +190,7 @@ def prune_random(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) ->
     prune_by_scores(op, cm, scores, params["sparsity"], params["scope"])
     return cm
 
+
 @register_op(
     "prune.taylor",
     family="pruning",
@@ -192,7 +200,14 @@ def prune_random(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) ->
         SCOPE,
         INCLUDE,
         EXCLUDE,
-        Param("batches", "int", "Calibration batches over which |w x grad| is accumulated.", default=8, minimum=1, maximum=10000),
+        Param(
+            "batches",
+            "int",
+            "Calibration batches over which |w x grad| is accumulated.",
+            default=8,
+            minimum=1,
+            maximum=10000,
+        ),
         Param("batch_size", "int", "Instances per calibration batch.", default=16, minimum=1, maximum=4096),
     ],
     needs_task=True,
@@ -238,7 +253,10 @@ def prune_taylor(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) ->
     prune_by_scores(op, cm, scores, params["sparsity"], params["scope"])
     return cm
 
-def nm_mask(weight: torch.Tensor, dim: int, n: int, m: int, scores: torch.Tensor | None = None) -> torch.Tensor:
+
+def nm_mask(
+    weight: torch.Tensor, dim: int, n: int, m: int, scores: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mask (True = prune) keeping the n largest of every m consecutive entries along `dim`.
 
     Among equal scores the earlier entry is pruned first, deterministically.
@@ -274,7 +292,14 @@ def _group_ranks(cols: torch.Tensor) -> torch.Tensor:
     family="pruning",
     summary="N:M semi-structured pruning (2:4 by default) along the input dimension.",
     params=[
-        Param("n", "int", "Weights kept in every group of `m` consecutive inputs.", default=2, minimum=1, maximum=63),
+        Param(
+            "n",
+            "int",
+            "Weights kept in every group of `m` consecutive inputs.",
+            default=2,
+            minimum=1,
+            maximum=63,
+        ),
         Param("m", "int", "Group size along the input dimension.", default=4, minimum=2, maximum=64),
         INCLUDE,
         EXCLUDE,
@@ -305,8 +330,13 @@ def prune_nm(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
         dim = input_dim(module, p)
         size = p.shape[dim]
         if size % m:
-            ctx.skip_layer(op, name, f"input size {size} is not divisible by m={m}",
-                           strict=bool(params.get("strict")), param="m")
+            ctx.skip_layer(
+                op,
+                name,
+                f"input size {size} is not divisible by m={m}",
+                strict=bool(params.get("strict")),
+                param="m",
+            )
             continue
         scores = p.detach().abs().float()
         old = cm.masks.get(name)

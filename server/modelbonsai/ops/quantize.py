@@ -198,7 +198,9 @@ def scheme_shape(
     assert group_size is not None
     misfit = group_misfit(shape, granularity, group_size, axis)
     if misfit:
-        raise OpError(op, f"{misfit}; pick a divisor of {cols} or exclude the layer", param="group_size", layer=layer)
+        raise OpError(
+            op, f"{misfit}; pick a divisor of {cols} or exclude the layer", param="group_size", layer=layer
+        )
     return rows, cols // group_size
 
 
@@ -221,8 +223,14 @@ def group_misfit(shape: Sequence[int], granularity: str, group_size: int | None,
 
 
 def fitting_targets(
-    module: nn.Module, names: list[str], granularity: str, group_size: int | None, ctx: OpContext, *,
-    op: str, strict: bool,
+    module: nn.Module,
+    names: list[str],
+    granularity: str,
+    group_size: int | None,
+    ctx: OpContext,
+    *,
+    op: str,
+    strict: bool,
 ) -> list[str]:
     """`names` without the tensors whose columns `group_size` does not divide (a 3x3 conv has 9
     per input channel): those are skipped and stay float (`OpContext.skip_layer`; `strict` fails)."""
@@ -237,9 +245,7 @@ def fitting_targets(
     return out
 
 
-def fit_scales(
-    r: torch.Tensor, bits: int, symmetric: bool
-) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+def fit_scales(r: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     """Scales (and zero points) covering each row-group of r [rows, groups, len] without clipping.
 
     Returns float32 scales [rows, groups], int16 zeros or None, and the storage dtype of scales.
@@ -285,7 +291,7 @@ def _storage_scales(scales: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 
 def scale_storage_dtype(scales: torch.Tensor) -> str:
-    """"float16" when every scale is exactly a normal float16 number, else "float32"."""
+    """ "float16" when every scale is exactly a normal float16 number, else "float32"."""
     s = scales.to(torch.float32)
     fits = (s >= _FP16_MIN_NORMAL) & (s <= _FP16_MAX) & (s.to(torch.float16).to(torch.float32) == s)
     return "float16" if bool(fits.all()) else "float32"
@@ -297,8 +303,15 @@ def check_finite(t: torch.Tensor, *, op: str, layer: str) -> None:
 
 
 def quantize_rtn(
-    t: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int | None, axis: int,
-    *, op: str, layer: str,
+    t: torch.Tensor,
+    bits: int,
+    symmetric: bool,
+    granularity: str,
+    group_size: int | None,
+    axis: int,
+    *,
+    op: str,
+    layer: str,
 ) -> QuantEncoding:
     """The round-to-nearest encoding of t (scales from each row-group's range)."""
     _rows, groups = scheme_shape(tuple(t.shape), granularity, group_size, axis, op=op, layer=layer)
@@ -354,12 +367,27 @@ def select_targets(
 
 SCHEME_PARAMS = [
     Param("bits", "int", "Bits per weight (2–8).", default=8, minimum=2, maximum=8),
-    Param("symmetric", "bool", "Symmetric grid around 0 (true) or with a zero point per scale (false).",
-          default=True),
-    Param("granularity", "enum", "One scale per tensor, per output channel, or per group of input columns.",
-          default="channel", choices=GRANULARITIES),
-    Param("group_size", "int", "Input columns per scale when granularity is group; a layer whose columns it "
-          "does not divide is skipped (see `strict`).", default=128, minimum=2),
+    Param(
+        "symmetric",
+        "bool",
+        "Symmetric grid around 0 (true) or with a zero point per scale (false).",
+        default=True,
+    ),
+    Param(
+        "granularity",
+        "enum",
+        "One scale per tensor, per output channel, or per group of input columns.",
+        default="channel",
+        choices=GRANULARITIES,
+    ),
+    Param(
+        "group_size",
+        "int",
+        "Input columns per scale when granularity is group; a layer whose columns it "
+        "does not divide is skipped (see `strict`).",
+        default=128,
+        minimum=2,
+    ),
     INCLUDE,
     EXCLUDE,
     STRICT,
@@ -411,14 +439,18 @@ def quantize_weights(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
     checked = list(_in_threads(ranges, plans))
     for plan, (finite, _) in zip(plans, checked, strict=True):
         if not finite:
-            raise OpError(op, "this tensor holds NaN or infinite values, which cannot be quantized", layer=plan.name)
+            raise OpError(
+                op, "this tensor holds NaN or infinite values, which cannot be quantized", layer=plan.name
+            )
     found = [rng for _, rng in checked]
 
     def quantize(i: int) -> QuantEncoding:
         plan, rng = plans[i], found[i]
         with torch.no_grad():
             if rng is None or plan.view is None:
-                enc = quantize_rtn(plan.p, bits, symmetric, gran, group_size, plan.axis, op=op, layer=plan.name)
+                enc = quantize_rtn(
+                    plan.p, bits, symmetric, gran, group_size, plan.axis, op=op, layer=plan.name
+                )
                 plan.p.copy_(enc.project(plan.p))
             else:
                 scales, zeros, scale_dtype = scales_from_ranges(rng[0], rng[1], bits, symmetric)
@@ -512,7 +544,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def _in_threads(fn: Callable[[_T], _R], items: Iterable[_T], check: Callable[[], None] | None = None) -> Iterator[_R]:
+def _in_threads(
+    fn: Callable[[_T], _R], items: Iterable[_T], check: Callable[[], None] | None = None
+) -> Iterator[_R]:
     """fn over items, in order, on as many threads as torch may use (the kernels release the GIL;
     torch's own ops run their threads anyway); `check` runs before each result is handed on (the
     op's cancellation check), and a raise there cancels what has not started."""

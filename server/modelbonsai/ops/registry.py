@@ -61,8 +61,16 @@ class Param:
         """The allowed range in interval notation ("[0, 1)", "(0, inf)"), or "" when unbounded."""
         if self.minimum is None and self.maximum is None:
             return ""
-        lo = "(-inf" if self.minimum is None else f"{'(' if self.exclusive_minimum else '['}{_num(self.minimum)}"
-        hi = "inf)" if self.maximum is None else f"{_num(self.maximum)}{')' if self.exclusive_maximum else ']'}"
+        lo = (
+            "(-inf"
+            if self.minimum is None
+            else f"{'(' if self.exclusive_minimum else '['}{_num(self.minimum)}"
+        )
+        hi = (
+            "inf)"
+            if self.maximum is None
+            else f"{_num(self.maximum)}{')' if self.exclusive_maximum else ']'}"
+        )
         return f"{lo}, {hi}"
 
     def check(self, value: Any) -> str | None:
@@ -103,9 +111,13 @@ class Param:
     def _check_range(self, v: float) -> str | None:
         lo, hi = self.minimum, self.maximum
         if lo is not None and (v < lo or (self.exclusive_minimum and v == lo)):
-            return f"'{self.name}' must be {'>' if self.exclusive_minimum else '>='} {_num(lo)}, got {_num(v)}"
+            return (
+                f"'{self.name}' must be {'>' if self.exclusive_minimum else '>='} {_num(lo)}, got {_num(v)}"
+            )
         if hi is not None and (v > hi or (self.exclusive_maximum and v == hi)):
-            return f"'{self.name}' must be {'<' if self.exclusive_maximum else '<='} {_num(hi)}, got {_num(v)}"
+            return (
+                f"'{self.name}' must be {'<' if self.exclusive_maximum else '<='} {_num(hi)}, got {_num(v)}"
+            )
         return None
 
     def json_schema(self) -> dict[str, Any]:
@@ -219,7 +231,9 @@ class OpContext:
     def skip_layer(self, op: str, layer: str, why: str, *, strict: bool, param: str | None = None) -> None:
         """Leave `layer` unchanged because `why`; with `strict` (the op's `strict: true`) fail instead."""
         if strict:
-            raise OpError(op, f"{why} (strict: true; without it the layer is skipped)", param=param, layer=layer)
+            raise OpError(
+                op, f"{why} (strict: true; without it the layer is skipped)", param=param, layer=layer
+            )
         self.skipped[layer] = why
 
 
@@ -275,7 +289,11 @@ class OpDef:
             if key not in known:
                 hint = _closest(key, known)
                 found.append(
-                    (key, f"unknown parameter '{key}' for {self.name}" + (f"; did you mean '{hint}'?" if hint else ""))
+                    (
+                        key,
+                        f"unknown parameter '{key}' for {self.name}"
+                        + (f"; did you mean '{hint}'?" if hint else ""),
+                    )
                 )
         for p in self.params:
             if p.name in given:
@@ -293,7 +311,9 @@ class OpDef:
         for p in self.params:
             typ = " / ".join(f"`{c}`" for c in p.choices) if p.type == "enum" else p.type
             rng = f" in {p.interval()}" if p.interval() else ""
-            default = "required" if p.required else ("" if p.default is None else f"default `{_yaml(p.default)}`")
+            default = (
+                "required" if p.required else ("" if p.default is None else f"default `{_yaml(p.default)}`")
+            )
             head = f"{typ}{rng}" + (f", {default}" if default else "")
             lines.append(f"- `{p.name}` ({head}): {p.doc}")
         return "\n".join(lines)

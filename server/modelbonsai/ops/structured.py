@@ -80,7 +80,12 @@ class Slice:
 
     def index(self, keep: list[int], units: int) -> list[int]:
         stride = self.stride or units * self.width
-        return [b * stride + u * self.width + j for b in range(self.blocks) for u in keep for j in range(self.width)]
+        return [
+            b * stride + u * self.width + j
+            for b in range(self.blocks)
+            for u in keep
+            for j in range(self.width)
+        ]
 
 
 @dataclass
@@ -140,7 +145,11 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
                 u.attrs.append((_join(name, a), "out_features", hd))
                 u.params.append(_join(name, a, "weight"))
             u.slices.append(Slice(out_name, "weight", 1, width=hd))
-            u.attrs += [(out_name, "in_features", hd), (name, "num_attention_heads", 1), (name, "all_head_size", hd)]
+            u.attrs += [
+                (out_name, "in_features", hd),
+                (name, "num_attention_heads", 1),
+                (name, "all_head_size", hd),
+            ]
             found.units[name] = u
             claimed.update({_join(name, a) for a in ("query", "key", "value")} | {out_name})
         elif (
@@ -156,13 +165,23 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
             qkv, proj = _join(name, "c_attn"), _join(name, "c_proj")
             u = Unit(name, "heads", heads)
             u.score.append(Slice(qkv, "weight", 1, width=hd, blocks=3, stride=e))
-            u.slices += [Slice(qkv, "weight", 1, width=hd, blocks=3, stride=e), Slice(qkv, "bias", 0, width=hd, blocks=3, stride=e)]
+            u.slices += [
+                Slice(qkv, "weight", 1, width=hd, blocks=3, stride=e),
+                Slice(qkv, "bias", 0, width=hd, blocks=3, stride=e),
+            ]
             u.slices.append(Slice(proj, "weight", 0, width=hd))
-            u.attrs += [(qkv, "nf", 3 * hd), (proj, "nx", hd), (name, "num_heads", 1), (name, "split_size", hd)]
+            u.attrs += [
+                (qkv, "nf", 3 * hd),
+                (proj, "nx", hd),
+                (name, "num_heads", 1),
+                (name, "split_size", hd),
+            ]
             u.params.append(_join(qkv, "weight"))
             found.units[name] = u
             claimed.update({qkv, proj})
-        elif is_hf_conv1d(getattr(mod, "c_fc", nn.Identity())) and is_hf_conv1d(getattr(mod, "c_proj", nn.Identity())):
+        elif is_hf_conv1d(getattr(mod, "c_fc", nn.Identity())) and is_hf_conv1d(
+            getattr(mod, "c_proj", nn.Identity())
+        ):
             fc, proj = _join(name, "c_fc"), _join(name, "c_proj")
             n = int(getattr(model.get_submodule(fc), "nf"))  # noqa: B009  (Conv1D is untyped)
             u = Unit(fc, "neurons", n, score=[Slice(fc, "weight", 1)])
@@ -175,7 +194,10 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
             gate, up, down = (_join(name, a) for a in ("gate_proj", "up_proj", "down_proj"))
             u = Unit(up, "neurons", int(getattr(mod, "up_proj").out_features))  # noqa: B009
             u.score = [Slice(gate, "weight", 0), Slice(up, "weight", 0)]
-            u.slices = [*_slices(model, gate, ("weight", "bias"), 0), *_slices(model, up, ("weight", "bias"), 0)]
+            u.slices = [
+                *_slices(model, gate, ("weight", "bias"), 0),
+                *_slices(model, up, ("weight", "bias"), 0),
+            ]
             u.slices.append(Slice(down, "weight", 1))
             u.attrs = [(gate, "out_features", 1), (up, "out_features", 1), (down, "in_features", 1)]
             if isinstance(getattr(mod, "intermediate_size", None), int):
@@ -200,6 +222,7 @@ def _hf_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # rules 2 and 3: a producer followed by norms/elementwise ops and one consumer
+
 
 @functools.cache
 def _pass_modules() -> tuple[type[nn.Module], ...]:
@@ -258,7 +281,9 @@ def _add_chain(model: nn.Module, name: str, chain: _Chain, found: Found) -> None
             found.problems[name] = f"Linear '{chain.consumer}' reads it without a flatten"
             return
         if cons.in_features % size:
-            found.problems[name] = f"Linear '{chain.consumer}' has {cons.in_features} inputs, not a multiple of {size}"
+            found.problems[name] = (
+                f"Linear '{chain.consumer}' has {cons.in_features} inputs, not a multiple of {size}"
+            )
             return
         width = cons.in_features // size
     u = Unit(name, "neurons", size, score=[Slice(name, "weight", 0)])
@@ -329,7 +354,9 @@ def _flattens(user: Any) -> bool:
     return len(dims) == 2 and dims[1] == -1
 
 
-def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int], claimed: set[str], size: int | None) -> None:
+def _follow_fx(
+    model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int], claimed: set[str], size: int | None
+) -> None:
     for user in node.users:
         if _reads_shape_only(user):
             continue
@@ -366,7 +393,9 @@ def _follow_fx(model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int]
                     raise _Stop("torch.flatten must start at dim 1")
                 chain.flattened = True
             elif user.target not in _pass_functions():
-                raise _Stop(f"its output goes to {getattr(user.target, '__name__', user.target)}, which no rule handles")
+                raise _Stop(
+                    f"its output goes to {getattr(user.target, '__name__', user.target)}, which no rule handles"
+                )
         elif user.op == "call_method":
             if user.target == "flatten":
                 start = user.args[1] if len(user.args) > 1 else user.kwargs.get("start_dim", 0)
@@ -391,7 +420,13 @@ def _flat_children(prefix: str, seq: nn.Module) -> Iterator[tuple[str, nn.Module
 
 def _sequential_units(model: nn.Module, found: Found, claimed: set[str]) -> None:
     """Rule 3: chains inside nn.Sequential containers (outermost ones, flattened)."""
-    inner = {id(m) for n, s in model.named_modules() if isinstance(s, nn.Sequential) for m in s.modules() if m is not s}
+    inner = {
+        id(m)
+        for n, s in model.named_modules()
+        if isinstance(s, nn.Sequential)
+        for m in s.modules()
+        if m is not s
+    }
     for seq_name, seq in model.named_modules():
         if not isinstance(seq, nn.Sequential) or id(seq) in inner:
             continue
@@ -412,12 +447,16 @@ def _sequential_units(model: nn.Module, found: Found, claimed: set[str]) -> None
                     chain.consumer = next_name
                     break
                 elif not isinstance(nxt, _pass_modules()):
-                    found.problems[name] = f"its output goes to {type(nxt).__name__} '{next_name}', which no rule handles"
+                    found.problems[name] = (
+                        f"its output goes to {type(nxt).__name__} '{next_name}', which no rule handles"
+                    )
                     break
             if name in found.problems:
                 continue
             if chain.consumer is None:
-                found.problems[name] = f"it is the last layer of Sequential '{seq_name or 'model'}', so its outputs leave it"
+                found.problems[name] = (
+                    f"it is the last layer of Sequential '{seq_name or 'model'}', so its outputs leave it"
+                )
                 continue
             _add_chain(model, name, chain, found)
 
@@ -493,7 +532,9 @@ def _record(cm: CompressedModel, edit: dict[str, Any]) -> None:
         per_dim[dim] = index if before is None else [before[i] for i in index]
         if pname in cm.masks:
             mask = cm.masks[pname]
-            cm.masks[pname] = mask.index_select(dim, torch.tensor(index, dtype=torch.long, device=mask.device))
+            cm.masks[pname] = mask.index_select(
+                dim, torch.tensor(index, dtype=torch.long, device=mask.device)
+            )
 
 
 def _select_units(found: Found, model: nn.Module, params: dict[str, Any]) -> list[Unit]:
@@ -513,7 +554,12 @@ def _select_units(found: Found, model: nn.Module, params: dict[str, Any]) -> lis
             for name in match_names(universe, [p]):
                 module = name.rpartition(".")[0]
                 if module in found.problems:
-                    raise OpError(OP, f"cannot prune this layer: {found.problems[module]}", param="include", layer=module)
+                    raise OpError(
+                        OP,
+                        f"cannot prune this layer: {found.problems[module]}",
+                        param="include",
+                        layer=module,
+                    )
             raise OpError(
                 OP,
                 f"pattern '{p}' matches no prunable layer ({params['structures']}: Conv2d channels, "
@@ -526,7 +572,9 @@ def _select_units(found: Found, model: nn.Module, params: dict[str, Any]) -> lis
         chosen = [u for u in chosen if not match_names(u.params, exclude)]
     if not chosen:
         why = "; ".join(f"{k}: {v}" for k, v in list(found.problems.items())[:3])
-        raise OpError(OP, "no layer can be structurally pruned" + (f" ({why})" if why else ""), param="include")
+        raise OpError(
+            OP, "no layer can be structurally pruned" + (f" ({why})" if why else ""), param="include"
+        )
     return chosen
 
 
@@ -582,6 +630,7 @@ def prune_structured(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
         raise OpError(OP, "removes nothing: amount x units rounds to 0 for every layer", param="amount")
     if not params.get("include") and found.problems:
         skipped = ", ".join(sorted(found.problems)[:5])
-        ctx.progress(1.0, f"left unpruned (no safe rule): {skipped}{' ...' if len(found.problems) > 5 else ''}")
+        ctx.progress(
+            1.0, f"left unpruned (no safe rule): {skipped}{' ...' if len(found.problems) > 5 else ''}"
+        )
     return cm
-

@@ -211,7 +211,9 @@ def replace_param(module: nn.Module, attr: str, value: torch.Tensor) -> None:
     if isinstance(old, nn.Parameter):
         setattr(module, attr, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
     else:  # a buffer
-        module.register_buffer(attr, value.contiguous(), persistent=attr not in module._non_persistent_buffers_set)
+        module.register_buffer(
+            attr, value.contiguous(), persistent=attr not in module._non_persistent_buffers_set
+        )
 
 
 def progress_steps(ctx: OpContext, total: int) -> Callable[[int, str], None]:

@@ -66,14 +66,18 @@ class FailedVariant:
     message: str
     started: float
     finished: float | None
-    parent: str | None = None  # the model name it derives from, per the file (None: unknown or the base itself)
+    parent: str | None = (
+        None  # the model name it derives from, per the file (None: unknown or the base itself)
+    )
     op: str | None = None  # its last op, per the file
 
 
 def failed_variants(store: LineageStore) -> list[FailedVariant]:
     """Every failed variant of the store, in the order of the runs that failed them."""
-    runs = [(r.experiment_file, r.variants, r.started, r.finished, r.failures)
-            for r in reversed(store.list_runs(limit=RUNS_READ))]
+    runs = [
+        (r.experiment_file, r.variants, r.started, r.finished, r.failures)
+        for r in reversed(store.list_runs(limit=RUNS_READ))
+    ]
     outcomes = latest_outcomes(runs)
     created: dict[tuple[str | None, str], list[float]] = {}
     for m in store.list_models():

@@ -42,27 +42,31 @@ class Claim:
         return self.model_id is None and self.holder is None
 
 
-def claim(c: sqlite3.Connection, fingerprint: str, run_id: str, *, reuse: bool,
-          alive: Any) -> Claim:
+def claim(c: sqlite3.Connection, fingerprint: str, run_id: str, *, reuse: bool, alive: Any) -> Claim:
     """Claim `fingerprint` for `run_id` (inside a write transaction). With `reuse`, a complete
     model of that fingerprint whose artifact exists is returned instead; `alive(pid)` tells
     whether a process on this host still runs."""
     if reuse:
         row = c.execute(
             "SELECT id, artifact FROM models WHERE complete = 1 AND fingerprint = ? "
-            "ORDER BY created, rowid LIMIT 1", (fingerprint,)).fetchone()
+            "ORDER BY created, rowid LIMIT 1",
+            (fingerprint,),
+        ).fetchone()
         if row is not None:
             return Claim(model_id=str(row[0]))
-    held = c.execute("SELECT run_id, pid, host, created FROM claims WHERE fingerprint = ?",
-                     (fingerprint,)).fetchone()
+    held = c.execute(
+        "SELECT run_id, pid, host, created FROM claims WHERE fingerprint = ?", (fingerprint,)
+    ).fetchone()
     here = socket.gethostname()
     if held is not None and held[0] != run_id:
         holder_run, pid, host, created = str(held[0]), int(held[1]), str(held[2]), float(held[3])
         gone = (host == here and not alive(pid)) or (host != here and time.time() - created > STALE_CLAIM_S)
         if not gone:
             return Claim(holder=f"run {holder_run} (pid {pid} on {host})")
-    c.execute("INSERT OR REPLACE INTO claims (fingerprint, run_id, pid, host, created) VALUES (?, ?, ?, ?, ?)",
-              (fingerprint, run_id, os.getpid(), here, time.time()))
+    c.execute(
+        "INSERT OR REPLACE INTO claims (fingerprint, run_id, pid, host, created) VALUES (?, ?, ?, ?, ?)",
+        (fingerprint, run_id, os.getpid(), here, time.time()),
+    )
     return Claim()
 
 
@@ -81,12 +85,20 @@ def release_run(c: sqlite3.Connection, run_id: str) -> None:
 # -- names --------------------------------------------------------------------------------------
 
 
-def add_name(c: sqlite3.Connection, model_id: str, name: str, experiment_file: str | None,
-             variant: str | None, step: int) -> None:
+def add_name(
+    c: sqlite3.Connection,
+    model_id: str,
+    name: str,
+    experiment_file: str | None,
+    variant: str | None,
+    step: int,
+) -> None:
     """`name` (of `experiment_file`) now resolves to `model_id`: the latest say wins."""
     c.execute(
         "INSERT OR REPLACE INTO model_names (experiment_file, name, model_id, variant, step, created) "
-        "VALUES (?, ?, ?, ?, ?, ?)", (experiment_file or "", name, model_id, variant, int(step), time.time()))
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (experiment_file or "", name, model_id, variant, int(step), time.time()),
+    )
 
 
 def drop_name(c: sqlite3.Connection, name: str, experiment_file: str | None) -> None:
@@ -112,8 +124,10 @@ def names_of(c: sqlite3.Connection, model_ids: list[str] | None = None) -> dict[
 
 def resolve_name(c: sqlite3.Connection, name: str) -> tuple[str, float] | None:
     """(model id, when the name was given) of the newest alias `name`, if any."""
-    row = c.execute("SELECT model_id, created FROM model_names WHERE name = ? ORDER BY created DESC, rowid DESC "
-                    "LIMIT 1", (name,)).fetchone()
+    row = c.execute(
+        "SELECT model_id, created FROM model_names WHERE name = ? ORDER BY created DESC, rowid DESC LIMIT 1",
+        (name,),
+    ).fetchone()
     return None if row is None else (str(row[0]), float(row[1]))
 
 
@@ -121,20 +135,30 @@ def duplicate_of(c: sqlite3.Connection, fingerprint: str, exclude: str | None) -
     """A complete model (not `exclude`) already stored with `fingerprint` ('' matches nothing)."""
     if not fingerprint:
         return None
-    row = c.execute("SELECT id FROM models WHERE complete = 1 AND fingerprint = ? AND id != ? "
-                    "ORDER BY created, rowid LIMIT 1", (fingerprint, exclude or "")).fetchone()
+    row = c.execute(
+        "SELECT id FROM models WHERE complete = 1 AND fingerprint = ? AND id != ? "
+        "ORDER BY created, rowid LIMIT 1",
+        (fingerprint, exclude or ""),
+    ).fetchone()
     return None if row is None else str(row[0])
 
 
 def duplicate_groups(c: sqlite3.Connection) -> list[list[tuple[str, str, str | None, str | None, int]]]:
     """Complete models sharing a fingerprint, oldest first per group:
     (id, name, experiment_file, variant, step)."""
-    fps = [str(r[0]) for r in c.execute(
-        "SELECT fingerprint FROM models WHERE complete = 1 AND fingerprint != '' "
-        "GROUP BY fingerprint HAVING count(*) > 1").fetchall()]
+    fps = [
+        str(r[0])
+        for r in c.execute(
+            "SELECT fingerprint FROM models WHERE complete = 1 AND fingerprint != '' "
+            "GROUP BY fingerprint HAVING count(*) > 1"
+        ).fetchall()
+    ]
     groups = []
     for fp in fps:
-        rows = c.execute("SELECT id, name, experiment_file, variant, step FROM models WHERE complete = 1 "
-                         "AND fingerprint = ? ORDER BY created, rowid", (fp,)).fetchall()
+        rows = c.execute(
+            "SELECT id, name, experiment_file, variant, step FROM models WHERE complete = 1 "
+            "AND fingerprint = ? ORDER BY created, rowid",
+            (fp,),
+        ).fetchall()
         groups.append([(str(r[0]), str(r[1]), r[2], r[3], int(r[4])) for r in rows])
     return groups

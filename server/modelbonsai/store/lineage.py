@@ -93,8 +93,9 @@ class LineageStore:
             atomic_write_bytes(ignore, b"# created by Bonsai\n*\n")
         db = root / DB_NAME
         try:
-            conn = sqlite3.connect(db, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                db, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -234,8 +235,9 @@ class LineageStore:
             with self._lock:
                 alias = identity.resolve_name(self._conn, key)
             if alias is not None and (not rows or alias[1] >= float(rows[0][8])):
-                aliased = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE complete = 1 AND id = ?",
-                                      (alias[0],))
+                aliased = self._query(
+                    f"SELECT {_MODEL_COLUMNS} FROM models WHERE complete = 1 AND id = ?", (alias[0],)
+                )
                 rows = aliased or rows
         if not rows:
             raise ModelNotFound(f"no model '{key}' in {self.root}")
@@ -308,16 +310,19 @@ class LineageStore:
         with self._tx() as c:
             identity.release_run(c, run_id)
 
-    def add_name(self, model_id: str, name: str, experiment_file: str | None, variant: str | None,
-                 step: int = 0) -> None:
+    def add_name(
+        self, model_id: str, name: str, experiment_file: str | None, variant: str | None, step: int = 0
+    ) -> None:
         """Make `name` (of `experiment_file`) resolve to `model_id`, stored under another name.
         Nothing to record when the model carries that name (and file) itself."""
         rows = self._query("SELECT name, experiment_file FROM models WHERE id = ?", (model_id,))
         if not rows:
             raise ModelNotFound(f"no model {model_id} to name '{name}'")
         if rows[0][0] == name and (rows[0][1] or "") == (experiment_file or ""):
-            if self._query("SELECT 1 FROM model_names WHERE experiment_file = ? AND name = ?",
-                           (experiment_file or "", name)):
+            if self._query(
+                "SELECT 1 FROM model_names WHERE experiment_file = ? AND name = ?",
+                (experiment_file or "", name),
+            ):
                 with self._tx() as c:
                     identity.drop_name(c, name, experiment_file)
             return
@@ -339,7 +344,9 @@ class LineageStore:
                 for mid, name, file, variant, step in group[1:]:
                     c.execute("UPDATE models SET parent_id = ? WHERE parent_id = ?", (keep, mid))
                     c.execute("UPDATE model_names SET model_id = ? WHERE model_id = ?", (keep, mid))
-                    kept_name = c.execute("SELECT name, experiment_file FROM models WHERE id = ?", (keep,)).fetchone()
+                    kept_name = c.execute(
+                        "SELECT name, experiment_file FROM models WHERE id = ?", (keep,)
+                    ).fetchone()
                     if (name, file or "") != (kept_name[0], kept_name[1] or ""):
                         identity.add_name(c, keep, name, file, variant, step)
                     _delete_rows(c, [mid])
@@ -415,10 +422,23 @@ class LineageStore:
             c.execute(
                 f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 18)})",
                 (
-                    rec.id, rec.name, rec.parent_id, rec.op, canonical_json(rec.params), rec.status,
-                    rec.status_reason, rec.artifact, rec.created, int(rec.seed),
-                    canonical_json(rec.versions), rec.experiment_file, rec.variant, int(rec.step),
-                    rec.fingerprint, None if rec.base_spec is None else canonical_json(rec.base_spec), 1,
+                    rec.id,
+                    rec.name,
+                    rec.parent_id,
+                    rec.op,
+                    canonical_json(rec.params),
+                    rec.status,
+                    rec.status_reason,
+                    rec.artifact,
+                    rec.created,
+                    int(rec.seed),
+                    canonical_json(rec.versions),
+                    rec.experiment_file,
+                    rec.variant,
+                    int(rec.step),
+                    rec.fingerprint,
+                    None if rec.base_spec is None else canonical_json(rec.base_spec),
+                    1,
                     rec.eval_fingerprint,
                 ),
             )
@@ -547,26 +567,39 @@ class LineageStore:
     def all_metrics(self) -> dict[str, list[MetricRecord]]:
         """Metrics of every model at once (for tables), keyed by model id."""
         out: dict[str, list[MetricRecord]] = {}
-        for r in self._query(
-            f"SELECT {_METRIC_COLUMNS} FROM metrics ORDER BY rowid"
-        ):
+        for r in self._query(f"SELECT {_METRIC_COLUMNS} FROM metrics ORDER BY rowid"):
             m = _metric_from_row(r)
             out.setdefault(m.model_id, []).append(m)
         return out
 
     # -- runs ---------------------------------------------------------------------------------
-    def start_run(self, experiment_file: str, variants: Sequence[str], *, status: str = "running") -> RunRecord:
+    def start_run(
+        self, experiment_file: str, variants: Sequence[str], *, status: str = "running"
+    ) -> RunRecord:
         if status not in ("queued", "running"):
             raise ValueError(f"a run starts queued or running, not {status}")
         run = RunRecord(
-            id=new_id(), experiment_file=str(experiment_file), variants=list(variants), status=status,
-            started=time.time(), pid=os.getpid(), host=socket.gethostname(),
+            id=new_id(),
+            experiment_file=str(experiment_file),
+            variants=list(variants),
+            status=status,
+            started=time.time(),
+            pid=os.getpid(),
+            host=socket.gethostname(),
         )
         with self._tx() as c:
             c.execute(
                 "INSERT INTO runs (id, experiment_file, variants_json, status, message, started, finished, "
                 "failures_json, pid, host) VALUES (?, ?, ?, ?, '', ?, NULL, '{}', ?, ?)",
-                (run.id, run.experiment_file, json.dumps(run.variants), status, run.started, run.pid, run.host),
+                (
+                    run.id,
+                    run.experiment_file,
+                    json.dumps(run.variants),
+                    status,
+                    run.started,
+                    run.pid,
+                    run.host,
+                ),
             )
         return run
 
@@ -575,8 +608,10 @@ class LineageStore:
         if status not in ("queued", "running"):
             raise ValueError("use finish_run for a final status")
         with self._tx() as c:
-            c.execute("UPDATE runs SET status = ?, message = ?, pid = ? WHERE id = ?",
-                      (status, message, os.getpid(), run_id))
+            c.execute(
+                "UPDATE runs SET status = ?, message = ?, pid = ? WHERE id = ?",
+                (status, message, os.getpid(), run_id),
+            )
 
     def finish_run(
         self, run_id: str, status: str, message: str = "", failures: dict[str, str] | None = None
@@ -596,7 +631,9 @@ class LineageStore:
         return _run_from_row(rows[0])
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
-        rows = self._query(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", (limit,))
+        rows = self._query(
+            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", (limit,)
+        )
         return [_run_from_row(r) for r in rows]
 
     # -- result cache -------------------------------------------------------------------------
@@ -643,7 +680,9 @@ class LineageStore:
 
 
 _METRIC_COLUMNS = "model_id, name, value, unit, higher_is_better, headline, detail, spread, noisy"
-_RUN_COLUMNS = "id, experiment_file, variants_json, status, message, started, finished, failures_json, pid, host"
+_RUN_COLUMNS = (
+    "id, experiment_file, variants_json, status, message, started, finished, failures_json, pid, host"
+)
 
 
 def _cache_hash(kind: str, key: dict[str, Any]) -> str:
@@ -689,9 +728,17 @@ def _insert_metrics(c: sqlite3.Connection, model_id: str, metrics: list[Any]) ->
         c.execute(
             "INSERT OR REPLACE INTO metrics (model_id, name, value, unit, higher_is_better, headline, detail, "
             "spread, noisy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (model_id, str(get("name")), value, str(get("unit", "") or ""),
-             int(bool(get("higher_is_better", True))), int(bool(get("headline", False))),
-             str(get("detail", "") or ""), None if spread is None else float(spread), int(bool(get("noisy", False)))),
+            (
+                model_id,
+                str(get("name")),
+                value,
+                str(get("unit", "") or ""),
+                int(bool(get("higher_is_better", True))),
+                int(bool(get("headline", False))),
+                str(get("detail", "") or ""),
+                None if spread is None else float(spread),
+                int(bool(get("noisy", False))),
+            ),
         )
     # a latency goes into the model's measurement history, and its row shows the best of it
     record_measurements(c, model_id, metrics)
@@ -717,25 +764,54 @@ def _delete_rows(c: sqlite3.Connection, ids: list[str]) -> None:
 
 def _model_from_row(r: tuple[Any, ...], names: dict[str, list[str]] | None = None) -> ModelRecord:
     return ModelRecord(
-        id=r[0], name=r[1], parent_id=r[2], op=r[3], params=json.loads(r[4] or "{}"), status=r[5],
-        status_reason=r[6], artifact=r[7], created=float(r[8]), seed=int(r[9]),
-        versions=json.loads(r[10] or "{}"), experiment_file=r[11], variant=r[12], step=int(r[13]),
-        fingerprint=r[14], base_spec=None if r[15] is None else json.loads(r[15]), complete=bool(r[16]),
-        eval_fingerprint=r[17], aliases=list((names or {}).get(r[0], [])),
+        id=r[0],
+        name=r[1],
+        parent_id=r[2],
+        op=r[3],
+        params=json.loads(r[4] or "{}"),
+        status=r[5],
+        status_reason=r[6],
+        artifact=r[7],
+        created=float(r[8]),
+        seed=int(r[9]),
+        versions=json.loads(r[10] or "{}"),
+        experiment_file=r[11],
+        variant=r[12],
+        step=int(r[13]),
+        fingerprint=r[14],
+        base_spec=None if r[15] is None else json.loads(r[15]),
+        complete=bool(r[16]),
+        eval_fingerprint=r[17],
+        aliases=list((names or {}).get(r[0], [])),
     )
 
 
 def _metric_from_row(r: tuple[Any, ...]) -> MetricRecord:
-    return MetricRecord(model_id=r[0], name=r[1], value=float("nan") if r[2] is None else float(r[2]), unit=r[3],
-                        higher_is_better=bool(r[4]), headline=bool(r[5]), detail=r[6] or "",
-                        spread=None if r[7] is None else float(r[7]), noisy=bool(r[8]))
+    return MetricRecord(
+        model_id=r[0],
+        name=r[1],
+        value=float("nan") if r[2] is None else float(r[2]),
+        unit=r[3],
+        higher_is_better=bool(r[4]),
+        headline=bool(r[5]),
+        detail=r[6] or "",
+        spread=None if r[7] is None else float(r[7]),
+        noisy=bool(r[8]),
+    )
 
 
 def _run_from_row(r: tuple[Any, ...]) -> RunRecord:
     run = RunRecord(
-        id=r[0], experiment_file=r[1], variants=json.loads(r[2] or "[]"), status=r[3], message=r[4],
-        started=float(r[5]), finished=None if r[6] is None else float(r[6]),
-        failures=json.loads(r[7] or "{}"), pid=r[8], host=r[9],
+        id=r[0],
+        experiment_file=r[1],
+        variants=json.loads(r[2] or "[]"),
+        status=r[3],
+        message=r[4],
+        started=float(r[5]),
+        finished=None if r[6] is None else float(r[6]),
+        failures=json.loads(r[7] or "{}"),
+        pid=r[8],
+        host=r[9],
     )
     if run.status in ("queued", "running") and run.host == socket.gethostname() and not _alive(run.pid):
         run.status, run.message = "failed", "interrupted: the process running it is gone"

@@ -68,23 +68,54 @@ def record_measurements(c: sqlite3.Connection, model_id: str, metrics: list[Any]
         c.execute(
             "INSERT INTO measurements (model_id, name, value, spread, noisy, rounds, calls, device, batch_size, "
             "method, measured, load, wall, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (model_id, str(_field(m, "name")), float(meas["value"]), float(meas["spread"]), int(bool(meas["noisy"])),
-             int(meas["rounds"]), int(meas.get("calls") or 0), str(meas["device"]), int(meas["batch_size"]),
-             str(meas["method"]), float(meas["measured_at"]), meas.get("load"), meas.get("wall"),
-             str(meas.get("detail") or "")),
+            (
+                model_id,
+                str(_field(m, "name")),
+                float(meas["value"]),
+                float(meas["spread"]),
+                int(bool(meas["noisy"])),
+                int(meas["rounds"]),
+                int(meas.get("calls") or 0),
+                str(meas["device"]),
+                int(meas["batch_size"]),
+                str(meas["method"]),
+                float(meas["measured_at"]),
+                meas.get("load"),
+                meas.get("wall"),
+                str(meas.get("detail") or ""),
+            ),
         )
-    for (name,) in c.execute("SELECT DISTINCT name FROM measurements WHERE model_id = ?", (model_id,)).fetchall():
+    for (name,) in c.execute(
+        "SELECT DISTINCT name FROM measurements WHERE model_id = ?", (model_id,)
+    ).fetchall():
         _show_best(c, model_id, name)
 
 
 def history(c: sqlite3.Connection, model_id: str, name: str = "latency") -> list[Measurement]:
     """Every measurement of a model's metric, newest first."""
-    rows = c.execute(f"SELECT {_COLUMNS} FROM measurements WHERE model_id = ? AND name = ? "
-                     "ORDER BY measured DESC, id DESC", (model_id, name)).fetchall()
-    return [Measurement(id=r[0], value=float(r[1]), spread=float(r[2]), noisy=bool(r[3]), rounds=int(r[4]),
-                        calls=int(r[5]), device=r[6], batch_size=int(r[7]), method=r[8], measured=float(r[9]),
-                        load=None if r[10] is None else float(r[10]), wall=None if r[11] is None else float(r[11]),
-                        detail=r[12] or "") for r in rows]
+    rows = c.execute(
+        f"SELECT {_COLUMNS} FROM measurements WHERE model_id = ? AND name = ? "
+        "ORDER BY measured DESC, id DESC",
+        (model_id, name),
+    ).fetchall()
+    return [
+        Measurement(
+            id=r[0],
+            value=float(r[1]),
+            spread=float(r[2]),
+            noisy=bool(r[3]),
+            rounds=int(r[4]),
+            calls=int(r[5]),
+            device=r[6],
+            batch_size=int(r[7]),
+            method=r[8],
+            measured=float(r[9]),
+            load=None if r[10] is None else float(r[10]),
+            wall=None if r[11] is None else float(r[11]),
+            detail=r[12] or "",
+        )
+        for r in rows
+    ]
 
 
 def best(measurements: list[Measurement]) -> Measurement | None:
@@ -127,9 +158,14 @@ def _show_best(c: sqlite3.Connection, model_id: str, name: str) -> None:
         )
     if name == "latency" and chosen.value > 0:
         # throughput is the latency seen per instance: it follows the figure shown
-        c.execute("UPDATE metrics SET value = ?, detail = ? WHERE model_id = ? AND name = 'throughput'",
-                  (chosen.batch_size / (chosen.value / 1000.0), f"at batch {chosen.batch_size}, from the latency",
-                   model_id))
+        c.execute(
+            "UPDATE metrics SET value = ?, detail = ? WHERE model_id = ? AND name = 'throughput'",
+            (
+                chosen.batch_size / (chosen.value / 1000.0),
+                f"at batch {chosen.batch_size}, from the latency",
+                model_id,
+            ),
+        )
 
 
 def delete_history(c: sqlite3.Connection, model_id: str) -> None:

@@ -35,7 +35,7 @@ def get_task_class(kind: str, root: Path | None = None) -> type[Task]:
     (the experiment file's folder; default the current folder). Raises TaskError with a plain
     message for any user mistake."""
     if not isinstance(kind, str) or not kind.strip():
-        raise TaskError(f"task kind must be one of {', '.join(TASK_KINDS)} or \"file.py:ClassName\"")
+        raise TaskError(f'task kind must be one of {", ".join(TASK_KINDS)} or "file.py:ClassName"')
     kind = kind.strip()
     if kind in _BUILTIN:
         return _BUILTIN[kind]
@@ -43,8 +43,11 @@ def get_task_class(kind: str, root: Path | None = None) -> type[Task]:
         import difflib
 
         hint = difflib.get_close_matches(kind, TASK_KINDS, n=1)
-        raise TaskError(f"unknown task kind '{kind}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
-                        + f" (built in: {', '.join(TASK_KINDS)}; or a user task \"file.py:ClassName\")")
+        raise TaskError(
+            f"unknown task kind '{kind}'"
+            + (f"; did you mean '{hint[0]}'?" if hint else "")
+            + f' (built in: {", ".join(TASK_KINDS)}; or a user task "file.py:ClassName")'
+        )
     return load_user_task(kind, root if root is not None else Path.cwd())
 
 
@@ -94,17 +97,23 @@ def load_user_task(spec: str, root: Path) -> type[Task]:
     cls = getattr(module, class_name, None)
     if cls is None:
         found = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module.__name__]
-        raise TaskError(f"task '{spec}': {path.name} defines no class '{class_name}'"
-                        + (f" (it defines: {', '.join(found)})" if found else ""))
+        raise TaskError(
+            f"task '{spec}': {path.name} defines no class '{class_name}'"
+            + (f" (it defines: {', '.join(found)})" if found else "")
+        )
     if not inspect.isclass(cls):
         raise TaskError(f"task '{spec}': '{class_name}' in {path.name} is not a class")
     missing = [m for m in REQUIRED_METHODS if not _implements(cls, m)]
     if missing:
-        raise TaskError(f"task '{spec}': class {class_name} lacks method(s) {', '.join(missing)}; a task "
-                        f"must define {', '.join(REQUIRED_METHODS)} (subclass modelbonsai.tasks.Task)")
+        raise TaskError(
+            f"task '{spec}': class {class_name} lacks method(s) {', '.join(missing)}; a task "
+            f"must define {', '.join(REQUIRED_METHODS)} (subclass modelbonsai.tasks.Task)"
+        )
     if not issubclass(cls, Task):
-        raise TaskError(f"task '{spec}': class {class_name} must subclass modelbonsai.tasks.Task, so it gets "
-                        "the shared behaviour (to_device, calibration_batches, groupings)")
+        raise TaskError(
+            f"task '{spec}': class {class_name} must subclass modelbonsai.tasks.Task, so it gets "
+            "the shared behaviour (to_device, calibration_batches, groupings)"
+        )
     if not getattr(cls, "kind", ""):
         cls.kind = spec
     return cls

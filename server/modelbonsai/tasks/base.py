@@ -173,7 +173,9 @@ class Task(ABC):
         return distillation_loss(student, teacher, temperature)
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
+    def evaluate(
+        self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
+    ) -> Evaluation:
         """Score the model. `reference` is the base model's evaluation, for agreement metrics."""
 
     # -- instances ----------------------------------------------------------------------------

@@ -47,7 +47,10 @@ class CausalLMTask(Task):
         "data": ("path", "evaluation text: a file, or a folder of text files (read in name order)"),
         "train": ("path", "training text; default: the first `train_fraction` of `data`"),
         "train_fraction": ("float", "share of `data` used for training when `train` is not given (0.9)"),
-        "tokenizer": ("path", "Hugging Face tokenizer folder or char_vocab.json (default: the model's folder)"),
+        "tokenizer": (
+            "path",
+            "Hugging Face tokenizer folder or char_vocab.json (default: the model's folder)",
+        ),
         "context": ("int", "tokens per evaluation window (default 128)"),
         "prompts": ("list[str]", "prompts for greedy generation (default: openings of evaluation windows)"),
         "num_prompts": ("int", "how many prompts to take from the data when `prompts` is not given (8)"),
@@ -55,8 +58,14 @@ class CausalLMTask(Task):
         "max_new_tokens": ("int", "tokens generated per prompt (48)"),
     }
 
-    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        root: Path,
+        *,
+        max_instances: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
         o = self.options
         self.context = option(KIND, o, "context", int, 128)
@@ -116,13 +125,16 @@ class CausalLMTask(Task):
         span = self.context + 1
         n = max(0, (len(self._eval.tokens) - 1) // self.context)
         if n == 0 or len(self._eval.tokens) < span:
-            raise fail(KIND, f"the evaluation text has {len(self._eval.tokens)} tokens; expected at least "
-                             f"{span} (one window of context {self.context} plus its next token)")
+            raise fail(
+                KIND,
+                f"the evaluation text has {len(self._eval.tokens)} tokens; expected at least "
+                f"{span} (one window of context {self.context} plus its next token)",
+            )
         self.total_instances = n
         self._windows = [i * self.context for i in range(limit(n, self.max_instances))]
 
     def _window_batch(self, offsets: list[int], corpus: _Corpus, prefix: str) -> Batch:
-        chunk = torch.stack([corpus.tokens[o:o + self.context + 1] for o in offsets])
+        chunk = torch.stack([corpus.tokens[o : o + self.context + 1] for o in offsets])
         return Batch([f"{prefix}{o}" for o in offsets], chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous())
 
     @property
@@ -136,7 +148,7 @@ class CausalLMTask(Task):
         assert self._eval is not None
         w = self.windows
         for start in range(0, len(w), batch_size):
-            yield self._window_batch(w[start:start + batch_size], self._eval, "")
+            yield self._window_batch(w[start : start + batch_size], self._eval, "")
 
     def training_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
         self._load()
@@ -165,7 +177,9 @@ class CausalLMTask(Task):
         return F.cross_entropy(outputs.flatten(0, 1).float(), batch.targets.flatten())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
+    def evaluate(
+        self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
+    ) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
@@ -174,8 +188,11 @@ class CausalLMTask(Task):
                 b = self.to_device(batch, device)
                 logits = self.forward(model, b).float()
                 if logits.dim() != 3 or logits.shape[:2] != b.inputs.shape:
-                    raise fail(KIND, f"the model returned logits {tuple(logits.shape)} for input "
-                                     f"{tuple(b.inputs.shape)}; expected [batch, tokens, vocabulary]")
+                    raise fail(
+                        KIND,
+                        f"the model returned logits {tuple(logits.shape)} for input "
+                        f"{tuple(b.inputs.shape)}; expected [batch, tokens, vocabulary]",
+                    )
                 logp = logits.log_softmax(dim=-1)
                 assert b.targets is not None  # eval windows always carry their next tokens
                 logp_parts.append(logp.gather(-1, b.targets[..., None])[..., 0].cpu())
@@ -186,10 +203,13 @@ class CausalLMTask(Task):
             model.train(was_training)
         token_logp = torch.cat(logp_parts)
         pred = torch.cat(pred_parts)
-        targets = torch.stack([self._eval.tokens[o + 1:o + self.context + 1] for o in self.windows])  # type: ignore[union-attr]
+        targets = torch.stack([self._eval.tokens[o + 1 : o + self.context + 1] for o in self.windows])  # type: ignore[union-attr]
         return Evaluation(
             metrics=lm_metrics(token_logp, pred, generations, reference),
-            ids=ids, outputs=token_logp, predictions=pred, targets=targets,
+            ids=ids,
+            outputs=token_logp,
+            predictions=pred,
+            targets=targets,
             extras={"generations": generations},
         )
 
@@ -203,7 +223,7 @@ class CausalLMTask(Task):
         assert self._eval is not None
         step = max(1, len(self.windows) // max(1, self.num_prompts))
         offsets = self.windows[::step][: self.num_prompts]
-        return [self._eval.tokens[o:o + self.prompt_length].tolist() for o in offsets]
+        return [self._eval.tokens[o : o + self.prompt_length].tolist() for o in offsets]
 
     @torch.no_grad()
     def generate(self, model: nn.Module, device: torch.device) -> list[dict[str, Any]]:
@@ -219,8 +239,11 @@ class CausalLMTask(Task):
             new = greedy(model, ids, self.max_new_tokens, window)
             for row, i in enumerate(members):
                 toks = new[row].tolist()
-                out[i] = {"prompt": self.tokenizer.decode(prompts[i]), "text": self.tokenizer.decode(toks),
-                          "tokens": toks}
+                out[i] = {
+                    "prompt": self.tokenizer.decode(prompts[i]),
+                    "text": self.tokenizer.decode(toks),
+                    "tokens": toks,
+                }
         return out
 
     # -- instances ------------------------------------------------------------------------------
@@ -240,11 +263,15 @@ class CausalLMTask(Task):
             o = -1
         if o not in self.windows:
             raise TaskError(f"task {KIND}: no instance '{instance_id}' in the evaluation split")
-        ids = self._eval.tokens[o:o + self.context + 1].tolist()
+        ids = self._eval.tokens[o : o + self.context + 1].tolist()
         # the decoded text of each token, not its vocabulary piece: the panel shows the text with
         # each token's span shaded by its divergence
-        return RenderedInstance(id=instance_id, kind="tokens", tokens=decoded_pieces(self.tokenizer, ids),
-                                text=self.tokenizer.decode(ids))
+        return RenderedInstance(
+            id=instance_id,
+            kind="tokens",
+            tokens=decoded_pieces(self.tokenizer, ids),
+            text=self.tokenizer.decode(ids),
+        )
 
     def render_prediction(self, value: Any) -> list[str] | None:
         """Predictions and targets are token ids, one per position of the window: their text."""
@@ -269,11 +296,15 @@ def greedy(model: nn.Module, ids: torch.Tensor, max_new_tokens: int, window: int
     for _ in range(max_new_tokens):
         logits = logits_of(model(seq[:, -window:]))
         seq = torch.cat([seq, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
-    return seq[:, ids.shape[1]:].cpu()
+    return seq[:, ids.shape[1] :].cpu()
 
 
-def lm_metrics(token_logp: torch.Tensor, pred: torch.Tensor, generations: list[dict[str, Any]],
-               reference: Evaluation | None) -> list[Metric]:
+def lm_metrics(
+    token_logp: torch.Tensor,
+    pred: torch.Tensor,
+    generations: list[dict[str, Any]],
+    reference: Evaluation | None,
+) -> list[Metric]:
     """Perplexity, NLL, next-token top-1 agreement with the base, and generation agreement.
 
     Without a reference the model is the base itself: agreements are 100%.
@@ -288,12 +319,28 @@ def lm_metrics(token_logp: torch.Tensor, pred: torch.Tensor, generations: list[d
     return [
         Metric("perplexity", math.exp(nll), "", False, headline=True),
         Metric("nll", nll, "nats/token", False),
-        Metric("token_agreement", agree, "%", True, headline=True,
-               detail="next-token top-1 prediction equal to the base model's, over every position"),
-        Metric("generation_match", prefix, "%", True,
-               detail="greedy tokens generated identically to the base model before the first difference"),
-        Metric("generation_first_divergence", first_div, "tokens", True,
-               detail="mean index of the first generated token that differs from the base model's"),
+        Metric(
+            "token_agreement",
+            agree,
+            "%",
+            True,
+            headline=True,
+            detail="next-token top-1 prediction equal to the base model's, over every position",
+        ),
+        Metric(
+            "generation_match",
+            prefix,
+            "%",
+            True,
+            detail="greedy tokens generated identically to the base model before the first difference",
+        ),
+        Metric(
+            "generation_first_divergence",
+            first_div,
+            "tokens",
+            True,
+            detail="mean index of the first generated token that differs from the base model's",
+        ),
     ]
 
 

@@ -43,14 +43,29 @@ def classification_metrics(
     ref_pred = reference.predictions if reference is not None and reference.predictions is not None else pred
     if ref_pred.shape != pred.shape:
         raise ValueError(f"reference has {tuple(ref_pred.shape)} predictions, this model {tuple(pred.shape)}")
-    metrics.append(Metric("agreement", _pct(pred == ref_pred.to(pred.device)), "%", True, headline=True,
-                          detail="share of instances with the same predicted class as the base model"))
+    metrics.append(
+        Metric(
+            "agreement",
+            _pct(pred == ref_pred.to(pred.device)),
+            "%",
+            True,
+            headline=True,
+            detail="share of instances with the same predicted class as the base model",
+        )
+    )
     for ci, name in enumerate(class_names):
         in_class = targets == ci
         if int(in_class.sum()) == 0:
             continue
-        metrics.append(Metric(f"class_accuracy/{name}", _pct(correct[in_class]), "%", True,
-                              detail=f"{int(in_class.sum())} instances"))
+        metrics.append(
+            Metric(
+                f"class_accuracy/{name}",
+                _pct(correct[in_class]),
+                "%",
+                True,
+                detail=f"{int(in_class.sum())} instances",
+            )
+        )
     return metrics
 
 
@@ -104,12 +119,17 @@ class ClassificationTask(Task):
 
     def _checked_logits(self, logits: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 2 or logits.shape[1] < self.num_classes:
-            raise fail(self.kind, f"the model outputs shape {tuple(logits.shape)}; expected "
-                                  f"[batch, {self.num_classes}] class scores for {self.num_classes} classes")
+            raise fail(
+                self.kind,
+                f"the model outputs shape {tuple(logits.shape)}; expected "
+                f"[batch, {self.num_classes}] class scores for {self.num_classes} classes",
+            )
         return logits[:, : self.num_classes] if logits.shape[1] > self.num_classes else logits
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
+    def evaluate(
+        self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
+    ) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
@@ -121,9 +141,18 @@ class ClassificationTask(Task):
         top_k = option(self.kind, self.options, "top_k", int, 5)
         metrics = classification_metrics(probs, targets, names, top_k=top_k, reference=reference)
         pred = probs.argmax(dim=1)
-        extras: dict[str, Any] = {"confusion": confusion(pred, targets, self.num_classes), "class_names": names}
-        return Evaluation(metrics=metrics, ids=self.eval_ids(), outputs=probs, predictions=pred,
-                          targets=targets, extras=extras)
+        extras: dict[str, Any] = {
+            "confusion": confusion(pred, targets, self.num_classes),
+            "class_names": names,
+        }
+        return Evaluation(
+            metrics=metrics,
+            ids=self.eval_ids(),
+            outputs=probs,
+            predictions=pred,
+            targets=targets,
+            extras=extras,
+        )
 
     def _probs(self, model: nn.Module, device: torch.device) -> Iterator[torch.Tensor]:
         for batch in self.eval_batches(self.eval_batch_size):

@@ -20,8 +20,15 @@ def fail(kind: str, message: str) -> TaskError:
     return TaskError(f"task {kind}: {message}")
 
 
-def option(kind: str, options: Mapping[str, Any], name: str, typ: type | tuple[type, ...], default: Any = None,
-           *, required: bool = False) -> Any:
+def option(
+    kind: str,
+    options: Mapping[str, Any],
+    name: str,
+    typ: type | tuple[type, ...],
+    default: Any = None,
+    *,
+    required: bool = False,
+) -> Any:
     """Read one option, checking its type; a clear TaskError instead of a later crash."""
     if name not in options or options[name] is None:
         if required:
@@ -54,13 +61,18 @@ def logits_of(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, Mapping) or hasattr(output, "logits"):
-        value = output["logits"] if isinstance(output, Mapping) and "logits" in output else getattr(
-            output, "logits", None)
+        value = (
+            output["logits"]
+            if isinstance(output, Mapping) and "logits" in output
+            else getattr(output, "logits", None)
+        )
         if isinstance(value, torch.Tensor):
             return value
     if isinstance(output, Sequence) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise TypeError(f"the model returned {type(output).__name__}; expected a tensor or an output with .logits")
+    raise TypeError(
+        f"the model returned {type(output).__name__}; expected a tensor or an output with .logits"
+    )
 
 
 def hidden_states_of(output: Any) -> torch.Tensor:
@@ -96,7 +108,7 @@ def endless_shuffle(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     while True:
         order = torch.randperm(n, generator=g).tolist()
         for start in range(0, n, batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             if len(batch) == batch_size or n < batch_size:
                 yield batch
 
@@ -112,7 +124,9 @@ def read_jsonl(kind: str, path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise fail(kind, f"{path.name} line {lineno} is not valid JSON: {e.msg}") from None
             if not isinstance(row, dict):
-                raise fail(kind, f"{path.name} line {lineno}: expected a JSON object, got {type(row).__name__}")
+                raise fail(
+                    kind, f"{path.name} line {lineno}: expected a JSON object, got {type(row).__name__}"
+                )
             rows.append(row)
     return rows
 

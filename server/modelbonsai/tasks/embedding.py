@@ -28,9 +28,12 @@ class SentenceEmbeddingTask(Task):
 
     kind = KIND
     options = {  # noqa: RUF012  (class-level option schema; instances hold the values)
-        "data": ("path", "sentences: a text file with one per line, or a JSONL of {\"text\", ...}"),
-        "train": ("path", "sentences to train on (finetune's `distill`, calibration), in the same formats "
-                          "(default: the evaluation sentences, which distillation refuses)"),
+        "data": ("path", 'sentences: a text file with one per line, or a JSONL of {"text", ...}'),
+        "train": (
+            "path",
+            "sentences to train on (finetune's `distill`, calibration), in the same formats "
+            "(default: the evaluation sentences, which distillation refuses)",
+        ),
         "tokenizer": ("path", "tokenizer folder (default: the base model's folder)"),
         "max_length": ("int", "longest input in tokens (default 128)"),
         "k": ("int", "neighbours compared by the overlap@k metric (default 5)"),
@@ -40,8 +43,14 @@ class SentenceEmbeddingTask(Task):
     def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
         return options.get("train") is None  # without `train`, training batches are the evaluation rows
 
-    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        root: Path,
+        *,
+        max_instances: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
         path = resolve_path(KIND, root, option(KIND, self.options, "data", str, required=True), "data")
         self.max_length = option(KIND, self.options, "max_length", int, 128)
@@ -55,8 +64,10 @@ class SentenceEmbeddingTask(Task):
         rows = rows[: limit(len(rows), max_instances)]
         self.ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
         self.texts = [str(r["text"]) for r in rows]
-        self.attrs = [{k: str(v) for k, v in r.items() if k not in ("text", "id") and isinstance(v, (str, int))}
-                      for r in rows]
+        self.attrs = [
+            {k: str(v) for k, v in r.items() if k not in ("text", "id") and isinstance(v, (str, int))}
+            for r in rows
+        ]
         train = option(KIND, self.options, "train", str)
         self.train_texts = self.texts
         if train is not None:
@@ -73,7 +84,9 @@ class SentenceEmbeddingTask(Task):
         return self._tok
 
     def _batch(self, idx: list[int]) -> Batch:
-        return Batch([self.ids[i] for i in idx], self.tokenizer.batch([self.texts[i] for i in idx], self.max_length))
+        return Batch(
+            [self.ids[i] for i in idx], self.tokenizer.batch([self.texts[i] for i in idx], self.max_length)
+        )
 
     def _train_batch(self, idx: list[int]) -> Batch:
         if self.training_split_is_eval:
@@ -106,23 +119,32 @@ class SentenceEmbeddingTask(Task):
         return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        raise TaskError(f"task {KIND}: has no labels, so it has no training loss for finetune; distil "
-                        "from the parent instead (finetune: {distill: 1}, with the task's `train` sentences), or use "
-                        "a labelled task or a user task that defines loss()")
+        raise TaskError(
+            f"task {KIND}: has no labels, so it has no training loss for finetune; distil "
+            "from the parent instead (finetune: {distill: 1}, with the task's `train` sentences), or use "
+            "a labelled task or a user task that defines loss()"
+        )
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, device: torch.device, reference: Evaluation | None = None) -> Evaluation:
+    def evaluate(
+        self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
+    ) -> Evaluation:
         was_training = model.training
         model.eval()
         try:
-            parts = [self.forward(model, self.to_device(b, device)).float().cpu() for b in self.eval_batches(32)]
+            parts = [
+                self.forward(model, self.to_device(b, device)).float().cpu() for b in self.eval_batches(32)
+            ]
         finally:
             model.train(was_training)
         emb = torch.cat(parts)
         ref = reference.outputs if reference is not None else emb
         if ref.shape != emb.shape:
-            raise fail(KIND, f"the base model's embeddings are {tuple(ref.shape)}, this model's "
-                             f"{tuple(emb.shape)}; expected the same sentences and dimension")
+            raise fail(
+                KIND,
+                f"the base model's embeddings are {tuple(ref.shape)}, this model's "
+                f"{tuple(emb.shape)}; expected the same sentences and dimension",
+            )
         return Evaluation(metrics=embedding_metrics(emb, ref, self.k), ids=list(self.ids), outputs=emb)
 
     def groupings(self) -> dict[str, dict[str, str]]:
@@ -159,11 +181,23 @@ def embedding_metrics(emb: torch.Tensor, ref: torch.Tensor, k: int) -> list[Metr
     kk = mine.shape[1]
     overlap = [len(set(a) & set(b)) / kk for a, b in zip(mine.tolist(), theirs.tolist(), strict=True)]
     return [
-        Metric("cosine_agreement", float(cos.mean()), "", True, headline=True,
-               detail="mean cosine between this model's and the base model's embedding of each sentence"),
+        Metric(
+            "cosine_agreement",
+            float(cos.mean()),
+            "",
+            True,
+            headline=True,
+            detail="mean cosine between this model's and the base model's embedding of each sentence",
+        ),
         Metric("cosine_agreement_min", float(cos.min()), "", True, detail="worst sentence"),
-        Metric(f"neighbour_overlap@{kk}", 100.0 * sum(overlap) / len(overlap), "%", True, headline=True,
-               detail=f"share of each sentence's {kk} nearest neighbours that are also the base model's"),
+        Metric(
+            f"neighbour_overlap@{kk}",
+            100.0 * sum(overlap) / len(overlap),
+            "%",
+            True,
+            headline=True,
+            detail=f"share of each sentence's {kk} nearest neighbours that are also the base model's",
+        ),
     ]
 
 

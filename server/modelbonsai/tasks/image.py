@@ -35,13 +35,22 @@ class ImageClassificationTask(ClassificationTask):
 
     kind = KIND
     options = {  # noqa: RUF012  (class-level option schema; instances hold the values)
-        "data": ("path", "folder with eval.safetensors (and train.safetensors) holding 'images' and 'labels'"),
+        "data": (
+            "path",
+            "folder with eval.safetensors (and train.safetensors) holding 'images' and 'labels'",
+        ),
         "top_k": ("int", "k of the top-k accuracy (default 5)"),
         "thumbnail": ("int", "size in pixels of rendered thumbnails (default 96)"),
     }
 
-    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        root: Path,
+        *,
+        max_instances: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
         data = option(KIND, self.options, "data", str, required=True)
         self.folder = resolve_path(KIND, root, data, "data folder")
@@ -82,15 +91,24 @@ class ImageClassificationTask(ClassificationTask):
             raise fail(KIND, f"cannot read {path.name}: {e}") from None
         missing = [k for k in ("images", "labels") if k not in tensors]
         if missing:
-            raise fail(KIND, f"{path.name} lacks tensor(s) {', '.join(missing)}; expected 'images' "
-                             f"[N, C, H, W] float and 'labels' [N] int64 (found: {', '.join(sorted(tensors))})")
+            raise fail(
+                KIND,
+                f"{path.name} lacks tensor(s) {', '.join(missing)}; expected 'images' "
+                f"[N, C, H, W] float and 'labels' [N] int64 (found: {', '.join(sorted(tensors))})",
+            )
         images, labels = tensors["images"], tensors["labels"]
         if images.dim() != 4 or not images.is_floating_point():
-            raise fail(KIND, f"{path.name}: 'images' must be a float tensor [N, C, H, W], "
-                             f"got {str(images.dtype).replace('torch.', '')} {list(images.shape)}")
+            raise fail(
+                KIND,
+                f"{path.name}: 'images' must be a float tensor [N, C, H, W], "
+                f"got {str(images.dtype).replace('torch.', '')} {list(images.shape)}",
+            )
         if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise fail(KIND, f"{path.name}: 'labels' must be an integer tensor [N], "
-                             f"got {str(labels.dtype).replace('torch.', '')} {list(labels.shape)}")
+            raise fail(
+                KIND,
+                f"{path.name}: 'labels' must be an integer tensor [N], "
+                f"got {str(labels.dtype).replace('torch.', '')} {list(labels.shape)}",
+            )
         if len(labels) != len(images):
             raise fail(KIND, f"{path.name}: {len(images)} images but {len(labels)} labels")
         if len(labels) == 0:
@@ -104,8 +122,11 @@ class ImageClassificationTask(ClassificationTask):
         if lo < 0 or hi >= self._num_classes:
             bad = lo if lo < 0 else hi
             src = "classes.json" if self._names else "the labels"
-            raise fail(KIND, f"{where}: label {bad} is out of range; expected 0..{self._num_classes - 1} "
-                             f"({self._num_classes} classes from {src})")
+            raise fail(
+                KIND,
+                f"{where}: label {bad} is out of range; expected 0..{self._num_classes - 1} "
+                f"({self._num_classes} classes from {src})",
+            )
 
     def _training(self) -> _Split:
         if self._train is None:
@@ -114,8 +135,11 @@ class ImageClassificationTask(ClassificationTask):
                 raise fail(KIND, f"fine-tuning and calibration need {self.folder / 'train.safetensors'}")
             self._check_labels(train.labels, "train.safetensors")
             if train.images.shape[1:] != self._eval.images.shape[1:]:
-                raise fail(KIND, f"train images are {list(train.images.shape[1:])}, eval images "
-                                 f"{list(self._eval.images.shape[1:])}; expected the same [C, H, W]")
+                raise fail(
+                    KIND,
+                    f"train images are {list(train.images.shape[1:])}, eval images "
+                    f"{list(self._eval.images.shape[1:])}; expected the same [C, H, W]",
+                )
             self._train = train
         return self._train
 

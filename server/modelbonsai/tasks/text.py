@@ -28,10 +28,13 @@ class TextClassificationTask(ClassificationTask):
 
     kind = KIND
     options = {  # noqa: RUF012  (class-level option schema; instances hold the values)
-        "data": ("path", "evaluation JSONL, one {\"text\", \"label\"} object per line"),
+        "data": ("path", 'evaluation JSONL, one {"text", "label"} object per line'),
         "train": ("path", "training JSONL (for finetune and calibration); default: the evaluation data"),
         "tokenizer": ("path", "tokenizer folder (default: the base model's folder)"),
-        "classes": ("list[str]", "class names in label order (default: classes.json beside the data, or the labels)"),
+        "classes": (
+            "list[str]",
+            "class names in label order (default: classes.json beside the data, or the labels)",
+        ),
         "max_length": ("int", "longest input in tokens (default 128)"),
         "top_k": ("int", "k of the top-k accuracy (default 5)"),
     }
@@ -40,10 +43,18 @@ class TextClassificationTask(ClassificationTask):
     def trains_on_evaluation(cls, options: Mapping[str, Any]) -> bool:
         return options.get("train") is None  # without `train`, training batches are the evaluation rows
 
-    def __init__(self, options: Mapping[str, Any], root: Path, *, max_instances: int | None = None,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        root: Path,
+        *,
+        max_instances: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         super().__init__(options, root, max_instances=max_instances, model_path=model_path)
-        self.data_path = resolve_path(KIND, root, option(KIND, self.options, "data", str, required=True), "data")
+        self.data_path = resolve_path(
+            KIND, root, option(KIND, self.options, "data", str, required=True), "data"
+        )
         self.max_length = option(KIND, self.options, "max_length", int, 128)
         raw = read_jsonl(KIND, self.data_path)
         self._names = self._class_names(raw)
@@ -86,19 +97,29 @@ class TextClassificationTask(ClassificationTask):
                 raise fail(KIND, f"{where} line {line}: expected a 'label' (class index or name)")
             if isinstance(label, int):
                 if not 0 <= label < len(self._names):
-                    raise fail(KIND, f"{where} line {line}: label {label} is out of range; expected "
-                                     f"0..{len(self._names) - 1} ({len(self._names)} classes)")
+                    raise fail(
+                        KIND,
+                        f"{where} line {line}: label {label} is out of range; expected "
+                        f"0..{len(self._names) - 1} ({len(self._names)} classes)",
+                    )
                 li = label
             elif str(label) in index:
                 li = index[str(label)]
             else:
-                raise fail(KIND, f"{where} line {line}: unknown label {label!r}; expected one of "
-                                 f"{', '.join(self._names)}")
+                raise fail(
+                    KIND,
+                    f"{where} line {line}: unknown label {label!r}; expected one of {', '.join(self._names)}",
+                )
             ids.append(str(r.get("id", line - 1)))
             texts.append(text)
             labels.append(li)
-            attrs.append({k: str(v) for k, v in r.items()
-                          if k not in ("text", "label", "id") and isinstance(v, (str, int, bool))})
+            attrs.append(
+                {
+                    k: str(v)
+                    for k, v in r.items()
+                    if k not in ("text", "label", "id") and isinstance(v, (str, int, bool))
+                }
+            )
         if len(set(ids)) != len(ids):
             raise fail(KIND, f"{where}: instance ids are not unique")
         return _Rows(ids, texts, torch.tensor(labels, dtype=torch.long), attrs)
@@ -158,5 +179,9 @@ class TextClassificationTask(ClassificationTask):
             i = self._eval.ids.index(instance_id)
         except ValueError:
             raise TaskError(f"task {KIND}: no instance '{instance_id}' in the evaluation split") from None
-        return RenderedInstance(id=instance_id, kind="text", label=self._names[int(self._eval.labels[i])],
-                                text=self._eval.texts[i])
+        return RenderedInstance(
+            id=instance_id,
+            kind="text",
+            label=self._names[int(self._eval.labels[i])],
+            text=self._eval.texts[i],
+        )

@@ -74,13 +74,19 @@ class CharTokenizer:
 
     def save(self, folder: Path) -> Path:
         path = folder / CHAR_VOCAB
-        path.write_text(json.dumps({"kind": CHAR_KIND, "chars": self.chars, "unk": self.unk}), encoding="utf-8")
+        path.write_text(
+            json.dumps({"kind": CHAR_KIND, "chars": self.chars, "unk": self.unk}), encoding="utf-8"
+        )
         return path
 
     @classmethod
     def load(cls, path: Path) -> CharTokenizer:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("kind") != CHAR_KIND or not isinstance(data.get("chars"), list):
+        if (
+            not isinstance(data, dict)
+            or data.get("kind") != CHAR_KIND
+            or not isinstance(data.get("chars"), list)
+        ):
             raise ValueError(f"{path} is not a Bonsai char vocabulary (expected kind '{CHAR_KIND}')")
         return cls([str(c) for c in data["chars"]], unk=int(data.get("unk", 0)))
 
@@ -122,8 +128,11 @@ def load_tokenizer(kind: str, path: Path) -> TextTokenizer:
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise fail(kind, f"no tokenizer in {folder}: expected a Hugging Face tokenizer folder "
-                         f"(tokenizer.json or vocab files) or {CHAR_VOCAB} ({first})") from None
+        raise fail(
+            kind,
+            f"no tokenizer in {folder}: expected a Hugging Face tokenizer folder "
+            f"(tokenizer.json or vocab files) or {CHAR_VOCAB} ({first})",
+        ) from None
     return HFTokenizer(tok)
 
 
@@ -134,7 +143,9 @@ def _load_char(kind: str, path: Path) -> CharTokenizer:
         raise fail(kind, str(e)) from None
 
 
-def resolve_tokenizer(kind: str, options: dict[str, Any], root: Path, model_path: Path | None) -> TextTokenizer:
+def resolve_tokenizer(
+    kind: str, options: dict[str, Any], root: Path, model_path: Path | None
+) -> TextTokenizer:
     """The `tokenizer` option (relative to the experiment folder), else the base model's folder."""
     from .common import option, resolve_path
 
@@ -143,8 +154,11 @@ def resolve_tokenizer(kind: str, options: dict[str, Any], root: Path, model_path
         return load_tokenizer(kind, resolve_path(kind, root, given, "tokenizer"))
     if model_path is not None:
         return load_tokenizer(kind, model_path if model_path.is_dir() else model_path.parent)
-    raise fail(kind, "needs option 'tokenizer' (a Hugging Face tokenizer folder or a char_vocab.json); "
-                     "the base model's folder is not known here")
+    raise fail(
+        kind,
+        "needs option 'tokenizer' (a Hugging Face tokenizer folder or a char_vocab.json); "
+        "the base model's folder is not known here",
+    )
 
 
 def decoded_pieces(tok: TextTokenizer, ids: Sequence[int]) -> list[str]:
@@ -161,6 +175,6 @@ def decoded_pieces(tok: TextTokenizer, ids: Sequence[int]) -> list[str]:
         if text.endswith("\ufffd"):  # an incomplete character: wait for the rest of its bytes
             out.append("")
             continue
-        out.append(text[len(done):] if text.startswith(done) else text)
+        out.append(text[len(done) :] if text.startswith(done) else text)
         done = text
     return out
