@@ -6,58 +6,39 @@ envelope bytes, ready for :func:`modelbonsai.wire.paginate`), and caches it in t
 zero-argument callables, so a cache hit loads nothing. Every call takes `progress(fraction,
 message)` and `cancelled()` and checks cancellation between steps (raising ops.Cancelled).
 
-The `store_*` adapters read models from a :class:`~modelbonsai.store.LineageStore`: weights
+`weights`, `store_weights` and the manifest readers live in :mod:`.stored` (no torch) and are
+re-exported here. The `store_*` adapters read models from a :class:`~modelbonsai.store.LineageStore`: weights
 stream from the artifact folders (dequantized by :mod:`modelbonsai.artifacts`), kept indices
 come from the other model's manifest, and results go to the store's cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import nn
 
-from .. import wire
 from ..tasks.base import Evaluation
 from . import activations as A
 from . import behavior as B
-from . import stats as S
+from . import stored
 from . import tensors as T
-from . import weights as W
 from .cache import ResultCache, cached, result_key
 from .control import CancelledFn, CompareError, Control, ProgressFn, check_keywords
-from .sources import TensorSource, artifact_source
+from .sources import TensorSource
+from .stored import Lazy, Outcome, _control, _get
+
+# The weights entry points need no torch: they live in stored.py (so a weights-only comparison
+# imports none) and are this module's as well.
+weights = stored.weights
+store_weights = stored.store_weights
+artifact_kept_indices = stored.artifact_kept_indices
+artifact_kept_groups = stored.artifact_kept_groups
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's from Python 3.11 on
-
-X = TypeVar("X")
-#: a value, or a zero-argument function producing it (called only on a cache miss)
-Lazy: TypeAlias = "X | Callable[[], X]"
-
-
-def _get(x: Any) -> Any:
-    return x() if callable(x) and not isinstance(x, (nn.Module, TensorSource)) else x
-
-
-@dataclass
-class Outcome:
-    result: wire.Result
-    data: bytes  # the envelope; page it with wire.paginate(...) or send as is
-    cache_hit: bool
-
-
-def _control(progress: ProgressFn | None, cancelled: CancelledFn | None) -> Control:
-    c = Control()
-    if progress is not None:
-        c.progress = progress
-    if cancelled is not None:
-        c.cancelled = cancelled
-    return c
 
 
 class ModelRun(TypedDict, total=False):
@@ -75,44 +56,6 @@ def _run_of(run: ModelRun) -> tuple[Control, torch.device | str]:
     """The control and the device of `run` (an unknown keyword: TypeError)."""
     check_keywords(run, ModelRun, "keyword(s)")
     return _control(run.get("progress"), run.get("cancelled")), run.get("device", "cpu")
-
-
-def weights(
-    cache: ResultCache | None,
-    base_id: str,
-    other_id: str,
-    base: Lazy[TensorSource],
-    other: Lazy[TensorSource],
-    *,
-    kept_indices: Lazy[Mapping[str, Mapping[int, Sequence[int]]]] | None = None,
-    kept_groups: Lazy[Mapping[str, Mapping[int, int]]] | None = None,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
-    hist_sample: int | None = S.HIST_SAMPLE,
-    progress: ProgressFn | None = None,
-    cancelled: CancelledFn | None = None,
-) -> Outcome:
-    """`kept_groups`: per tensor, elements per removed unit along a dim (see
-    :func:`artifact_kept_groups`), named in the result as `group_size` (the panel groups heads)."""
-    ctl = _control(progress, cancelled)
-    options = {"include": include, "exclude": exclude, "hist_sample": hist_sample}
-    key = result_key({"base": base_id, "other": other_id}, options)
-
-    def compute() -> tuple[str, dict[str, Any], dict[str, Any]]:
-        kept = _get(kept_indices) if kept_indices is not None else None
-        res = W.compare_weights(
-            _get(base), {other_id: _get(other)}, base_id=base_id,
-            kept_indices={other_id: kept} if kept else None,
-            include=include, exclude=exclude, hist_sample=hist_sample, control=ctl,
-        )  # fmt: skip
-        groups = _get(kept_groups) if kept_groups is not None else {}
-        for t in res[other_id].tensors:
-            if t.removed and t.name in groups:
-                t.groups = {d: g for d, g in groups[t.name].items() if d in t.removed}
-        return res[other_id].wire()
-
-    ctl.check()
-    return Outcome(*cached(cache, W.KIND, key, compute))
 
 
 def activations(
@@ -276,54 +219,6 @@ def tensor_tiles(
 
 
 # -- store adapters -----------------------------------------------------------------------------
-
-
-def _manifest(folder: str | Path) -> dict[str, Any]:
-    """The artifact's checked manifest, parsed once while its files are unchanged (the same
-    cached opening the comparison reads the tensors through; tile requests ask per view)."""
-    from ..artifacts import open_stored
-
-    return open_stored(folder).manifest
-
-
-def artifact_kept_indices(folder: str | Path) -> dict[str, dict[int, list[int]]]:
-    """Kept indices recorded in an artifact's manifest (structured pruning), with int dims."""
-    kept = _manifest(folder).get("kept_indices") or {}
-    return {n: {int(d): list(map(int, idx)) for d, idx in dims.items()} for n, dims in kept.items()}
-
-
-def artifact_kept_groups(folder: str | Path) -> dict[str, dict[int, int]]:
-    """Elements per removed unit along each shrunk dim (attention heads: the head size), from the
-    structured edits in an artifact's manifest; absent where units are single channels."""
-    out: dict[str, dict[int, int]] = {}
-    for edit in _manifest(folder).get("edits") or []:
-        for sl in edit.get("slices") or []:
-            if int(sl.get("group", 1)) > 1:
-                name = f"{edit['module']}.{sl['tensor']}" if edit.get("module") else str(sl["tensor"])
-                out.setdefault(name, {})[int(sl["dim"])] = int(sl["group"])
-    return out
-
-
-def store_weights(
-    store: Any,
-    base_id: str,
-    other_id: str,
-    *,
-    include: str | Sequence[str] | None = None,
-    exclude: str | Sequence[str] | None = None,
-    progress: ProgressFn | None = None,
-    cancelled: CancelledFn | None = None,
-) -> Outcome:
-    """Weight comparison of two stored models (LineageStore), cached in that store."""
-    base_dir = store.artifact_path(base_id)
-    other_dir = store.artifact_path(other_id)
-    return weights(
-        store, base_id, other_id,
-        lambda: artifact_source(base_dir), lambda: artifact_source(other_dir),
-        kept_indices=lambda: artifact_kept_indices(other_dir),
-        kept_groups=lambda: artifact_kept_groups(other_dir),
-        include=include, exclude=exclude, progress=progress, cancelled=cancelled,
-    )  # fmt: skip
 
 
 def activation_tiles(
