@@ -6,7 +6,9 @@ Classification (outputs [N, C] probabilities, or logits, softmaxed; predictions 
 agreement with the base (Wilson interval), a transition table base prediction → new prediction
 with counts and instance ids, per-group metric deltas, and per instance: KL(base ‖ other),
 top-1 agreement, margin change (margin = top-1 minus runner-up probability; other − base) and
-change of the true-class probability.
+change of the true-class probability. With targets also McNemar's paired test of the two
+models' correctness (`summary["mcnemar"]`, :func:`.stats.mcnemar`) and the change of the
+confusion matrix (`confusion`, :func:`confusion_change`).
 
 Causal LM (outputs [N, T] log-probability of each target token, predictions [N, T]): per-token
 top-1 agreement and change of the target log-prob, per instance and per group, and the
@@ -39,9 +41,13 @@ from torch import nn
 
 from ..tasks.base import Evaluation
 from .control import CompareError, Control
+from .stats import mcnemar
 
 KIND = "behavior"
 Z95 = 1.959963984540054
+#: The confusion change lists at most this many classes (those whose counts changed most): a
+#: matrix of a thousand ImageNet classes is neither readable nor small on the wire.
+CONFUSION_CLASSES = 30
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -88,6 +94,8 @@ class BehaviorComparison:
     per_instance: dict[str, np.ndarray] = field(default_factory=dict)
     generations: list[dict[str, Any]] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
+    #: classification with targets: :func:`confusion_change`'s result (None otherwise)
+    confusion: dict[str, Any] | None = None
 
     def wire(self) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
         meta = {
@@ -100,6 +108,7 @@ class BehaviorComparison:
             "transitions": self.transitions,
             "generations": self.generations,
             "missing": self.missing,
+            "confusion": self.confusion,
         }
         return KIND, meta, {k: np.asarray(v) for k, v in self.per_instance.items()}
 
@@ -227,6 +236,11 @@ def _classification(
         res.summary["accuracy_base"] = _prop(int(cb.sum()), n)
         res.summary["accuracy_other"] = _prop(int(co.sum()), n)
         res.summary["accuracy_delta"] = _delta(co, cb, resamples, seed)
+        # only the discordant instances tell the two accuracies apart (paired, unlike two intervals)
+        res.summary["mcnemar"] = mcnemar(int((cb & ~co).sum()), int((co & ~cb).sum()))
+        res.confusion = confusion_change(
+            targets.numpy(), pb.numpy(), po.numpy(), res.ids, probs_b.shape[-1], class_names
+        )
 
     def name(c: int) -> str:
         return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
@@ -248,6 +262,78 @@ def _classification(
             g["accuracy_delta"] = _delta(co[mask], cb[mask], resamples, seed)
         g["mean_kl"] = float(np.mean(kl[mask])) if m else None
         res.groups.append(g)
+
+
+def confusion_change(
+    targets: np.ndarray,
+    base_pred: np.ndarray,
+    other_pred: np.ndarray,
+    ids: Sequence[str],
+    classes: int,
+    class_names: Sequence[str] | None = None,
+    limit: int = CONFUSION_CLASSES,
+) -> dict[str, Any]:
+    """The confusion matrices (rows: true class, columns: predicted) of the base and the other
+    model on the same instances, and which instances moved between their cells.
+
+    `classes` (the output width) fixes the matrix size; a target or prediction outside it
+    widens it. Returns {"classes": class indices shown (ascending), "names", "classes_total",
+    "base", "other": count matrices over the shown classes (lists of lists), "cells": one entry
+    per cell some instance entered or left — {"true", "predicted" (class indices), "entered":
+    ids the other model puts there and the base did not, "left": ids the base put there and the
+    other does not} — ordered by |change|, then entries, then position}. A cell's change
+    (other − base) is len(entered) − len(left). With more than `limit` classes, the `limit`
+    classes with the most instances moving in or out of their row or column are shown."""
+    t = np.asarray(targets, dtype=np.int64)
+    b = np.asarray(base_pred, dtype=np.int64)
+    o = np.asarray(other_pred, dtype=np.int64)
+    # a negative target (an "ignore" label) has no row: those instances stay out of the matrix
+    valid = (t >= 0) & (b >= 0) & (o >= 0)
+    if not valid.all():
+        t, b, o = t[valid], b[valid], o[valid]
+        ids = [i for i, v in zip(ids, valid.tolist(), strict=True) if v]
+    c = max(int(classes), int(max(t.max(initial=-1), b.max(initial=-1), o.max(initial=-1))) + 1)
+    base_m = np.bincount(t * c + b, minlength=c * c).reshape(c, c)
+    other_m = np.bincount(t * c + o, minlength=c * c).reshape(c, c)
+    moved = b != o
+    # per class: instances moving in or out of a cell of its row (true) or column (predicted)
+    traffic = np.bincount(t[moved], minlength=c) * 2 + np.bincount(b[moved], minlength=c)
+    traffic += np.bincount(o[moved], minlength=c)
+    if c <= limit:
+        shown = np.arange(c)
+    else:  # the busiest classes; ties to the lower index (stable sort)
+        shown = np.sort(np.argsort(-traffic, kind="stable")[:limit])
+    keep = np.zeros(c, bool)
+    keep[shown] = True
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for k in np.flatnonzero(moved & keep[t]).tolist():
+        ti, bi, oi = int(t[k]), int(b[k]), int(o[k])
+        if keep[oi]:
+            cells.setdefault((ti, oi), {"true": ti, "predicted": oi, "entered": [], "left": []})[
+                "entered"
+            ].append(ids[k])
+        if keep[bi]:
+            cells.setdefault((ti, bi), {"true": ti, "predicted": bi, "entered": [], "left": []})[
+                "left"
+            ].append(ids[k])
+    order = sorted(
+        cells.values(),
+        key=lambda x: (-abs(len(x["entered"]) - len(x["left"])), -(len(x["entered"]) + len(x["left"])),
+                       x["true"], x["predicted"]),
+    )  # fmt: skip
+
+    def name(i: int) -> str:
+        return str(class_names[i]) if class_names and 0 <= i < len(class_names) else str(i)
+
+    sub = np.ix_(shown, shown)
+    return {
+        "classes": shown.tolist(),
+        "names": [name(int(i)) for i in shown],
+        "classes_total": c,
+        "base": base_m[sub].tolist(),
+        "other": other_m[sub].tolist(),
+        "cells": order,
+    }
 
 
 def _delta(other: np.ndarray, base: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:

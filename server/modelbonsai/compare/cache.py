@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import wire
 
-RESULT_VERSION = 3  # 2: structured weights compared in the base layout; position-level CKA; 3: factorised
-# weights compared through their factors, identical only when every tensor was compared
+RESULT_VERSION = 4  # 2: structured weights compared in the base layout; position-level CKA; 3: factorised
+# weights compared through their factors, identical only when every tensor was compared; 4: behaviour
+# of classifiers carries McNemar's test and the confusion change
 
 
 class ResultCache(Protocol):

@@ -39,6 +39,9 @@ loop at all, and so does such a side against a packed quantized artifact tensor 
 the histogram sample as it goes. Float32 partial sums agree with float64 references to ~1e-7
 relative; the chunked and fused paths give bit-identical results when the chunk is a multiple
 of `kernels.BLOCK` (CHUNK is: the blocks then fall on the same elements).
+
+Paired tests on per-instance outcomes live here too: :func:`mcnemar` (two models' correctness
+on the same instances; the Behaviors panel shows it beside the agreement interval).
 """
 
 from __future__ import annotations
@@ -514,3 +517,37 @@ def _flat32(t: torch.Tensor) -> torch.Tensor:
 
     t = t.detach().reshape(-1)
     return t if t.dtype == torch.float32 else t.float()
+
+
+# -- paired tests on per-instance outcomes ------------------------------------------------------
+
+#: McNemar's test is exact (binomial) below this many discordant pairs, chi-square above: the
+#: usual rule (b + c < 25), where the chi-square approximation starts to hold.
+MCNEMAR_EXACT_BELOW = 25
+MCNEMAR_EXACT = "exact binomial"
+MCNEMAR_CHI2 = "chi-square with continuity correction"
+
+
+def mcnemar(base_only: int, other_only: int) -> dict[str, Any]:
+    """McNemar's paired test of two models' correctness on the same instances.
+
+    Only the discordant pairs carry evidence: `base_only` instances the base gets right and the
+    other wrong, `other_only` the reverse. Under the null (equal accuracy) each discordant pair
+    falls either way with probability 1/2. Below :data:`MCNEMAR_EXACT_BELOW` discordant pairs the
+    two-sided p is exact: min(1, 2·P(X ≤ min(b, c))), X ~ Binomial(b + c, 1/2) (statistic None);
+    otherwise the statistic is (|b − c| − 1)² / (b + c) (Yates' continuity correction, never
+    past zero) and p its chi-square (1 degree of freedom) tail. No discordant pair: p = 1.
+    Returns {"test", "statistic", "p", "base_only", "other_only"}."""
+    b, c = int(base_only), int(other_only)
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {b} and {c}")
+    n = b + c
+    if n < MCNEMAR_EXACT_BELOW:
+        # exact integer tail, one division: no rounding before the last step
+        tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+        p = min(1.0, 2 * tail / 2**n)
+        return {"test": MCNEMAR_EXACT, "statistic": None, "p": p, "base_only": b, "other_only": c}
+    stat = max(0, abs(b - c) - 1) ** 2 / n
+    # chi-square with 1 dof: P(χ² > s) = P(|Z| > √s) = erfc(√(s/2))
+    p = math.erfc(math.sqrt(stat / 2))
+    return {"test": MCNEMAR_CHI2, "statistic": stat, "p": p, "base_only": b, "other_only": c}
