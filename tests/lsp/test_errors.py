@@ -13,7 +13,8 @@ import pytest
 from modelbonsai import errors
 from modelbonsai.artifacts.export import ExportError, ExportExistsError
 from modelbonsai.artifacts.manifest import ArtifactError
-from modelbonsai.cli import UserError, _is_user_error, main
+from modelbonsai.cli import UserError, main
+from modelbonsai.cli import is_user_error as _is_user_error
 from modelbonsai.compare.control import CompareError
 from modelbonsai.device import DeviceError
 from modelbonsai.load import LoadError
