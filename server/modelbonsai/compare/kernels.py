@@ -52,8 +52,12 @@ cache_depends_on(__file__, AK.__file__)  # the decode kernels are compiled into 
 #: elements per block: float32 partial sums over at most this many elements (each vector lane
 #: then adds a few dozen terms) go into float64; two blocks (8 KB) stay in L1 for a redo
 BLOCK = 1024
-#: elements ahead of the block being reduced whose cache lines are prefetched (0: none)
-PREFETCH = 16 * BLOCK  # 64 KB: measured best of 0 (no hint), 2, 8, 16, 32 blocks from DRAM
+#: elements ahead of the block being reduced whose cache lines are prefetched (0: none). None:
+#: on the 2-core EPYC dev machine a hint 1, 4, 16 or 64 blocks ahead made a DRAM-sized pair_sums
+#: 2x slower (0.65-0.79 vs 0.32-0.36 ns per element, numpy's two sums 0.34): the hardware
+#: prefetchers follow the two streams better than the hints, which only add traffic. The hook
+#: stays for a machine where they help (numba freezes the value at compile time).
+PREFETCH = 0
 #: indices into the accumulators
 F_BB, F_OO, F_BO, F_DD, F_MAXABS = range(5)
 I_FINITE, I_ZB, I_ZO, I_ZBOTH, I_NANB, I_NANO, I_INFB, I_INFO = range(8)
