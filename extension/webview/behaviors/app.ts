@@ -15,6 +15,7 @@ import { groupRows, sortGroups, type GroupColumn, type GroupRow } from './groups
 import { filterInstances, higherIsWorse, maxColumn, pageOf, sortInstances } from './instances';
 import { agreementText, generationPair, instancesOf, predictionText, tokenChanges, tokenView, visibleText, type RenderedInstance } from './render';
 import { topTransitions } from './transitions';
+import { cellLabel, changeText, confusionMatrix, mcnemarOf, mcnemarText } from './confusion';
 import { errorText } from '../../shared/errors';
 
 const CSS = `
@@ -38,6 +39,23 @@ const CSS = `
 mark { background: var(--vscode-editor-findMatchHighlightBackground); color: inherit; }
 th[aria-sort] { cursor: pointer; }
 .transitions { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
+/* the confusion change: one matrix per model, side by side while they fit, scrolling inside */
+.confusions { display: flex; flex-wrap: wrap; gap: 16px; }
+.confusions > div { max-width: 100%; overflow-x: auto; }
+table.confusion { border-collapse: collapse; table-layout: fixed; font-variant-numeric: tabular-nums; }
+table.confusion th, table.confusion td { width: 2.6em; min-width: 2.6em; height: 1.9em; padding: 0 2px; text-align: center; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+table.confusion th { font-weight: normal; font-size: 0.9em; }
+table.confusion th.rowhead { width: auto; max-width: 9em; text-align: right; padding-right: 6px; }
+table.confusion td { border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,0.25)); }
+table.confusion td.diag { outline: 1px solid var(--vscode-foreground); outline-offset: -2px; }
+table.confusion td.moved { cursor: pointer; }
+table.confusion td.moved:hover, table.confusion td.moved:focus { outline: 2px solid var(--vscode-focusBorder); outline-offset: -2px; }
+table.confusion td.worse { background: color-mix(in srgb, var(--vscode-charts-red, #e51400) calc(var(--s) * 70%), transparent); }
+table.confusion td.better { background: color-mix(in srgb, var(--vscode-charts-blue, #1a85ff) calc(var(--s) * 70%), transparent); }
+.axis-note { font-size: 0.9em; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle; margin: 0 3px 0 8px; }
+.swatch.worse { background: color-mix(in srgb, var(--vscode-charts-red, #e51400) 70%, transparent); }
+.swatch.better { background: color-mix(in srgb, var(--vscode-charts-blue, #1a85ff) 70%, transparent); }
 `;
 
 const PAGE = 24;
@@ -76,6 +94,7 @@ export function startBehaviors(): void {
   const summaryEl = el('div', { id: 'summary' });
   const groupsEl = el('div', { id: 'groups' });
   const transEl = el('div', { id: 'transitions' });
+  const confusionEl = el('div', { id: 'confusion' });
   const browserEl = el('div', { id: 'instances' });
   const gensEl = el('div', { id: 'generations' });
   const ordered = () => others.map((o) => results.find((r) => r.id === o)).filter((r): r is BehaviorModel => !!r);
@@ -107,6 +126,8 @@ export function startBehaviors(): void {
     }
     const h = headline(rs[0]!.taskKind);
     const max = Math.max(1e-9, ...rs.map((r) => Math.abs(interval(r.summary[h.key])?.value ?? 0)));
+    // McNemar's test needs each model's correctness: classifiers with targets only
+    const paired = rs.some((r) => mcnemarOf(r.summary.mcnemar));
     const body = el('tbody', {}, ...rs.map((r, i) => {
       const d = interval(r.summary[h.key]);
       const kl = typeof r.summary.mean_kl === 'number' ? r.summary.mean_kl.toPrecision(3) : '—';
@@ -115,10 +136,59 @@ export function startBehaviors(): void {
         el('td', {}, el('span', { class: `badge ${SERIES[i % SERIES.length]}` }, ' '), ` ${name(r.id)}`),
         el('td', { class: 'num' }, String(r.summary.instances ?? r.ids.length)),
         el('td', { class: 'num' }, fmtI(interval(r.summary[h.agreement]), h.agreement !== 'cosine')),
+        ...(paired ? [mcnemarCell(r)] : []),
         el('td', { class: 'num' }, cellBar(d?.value ?? null, max, true, d?.ci), ` ${fmtI(d, h.key === 'accuracy_delta' ? 'pt' : false)}`),
         el('td', { class: 'num' }, kl + inf));
     }));
-    summaryEl.replaceChildren(el('h2', {}, 'Summary'), el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'model'), el('th', { class: 'num' }, 'instances'), el('th', { class: 'num' }, 'agreement [95% CI]'), el('th', { class: 'num' }, `${h.label} [95% CI]`), el('th', { class: 'num' }, 'mean KL(base‖model)'))), body));
+    summaryEl.replaceChildren(el('h2', {}, 'Summary'), el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'model'), el('th', { class: 'num' }, 'instances'), el('th', { class: 'num' }, 'agreement [95% CI]'), ...(paired ? [el('th', { class: 'num', title: "McNemar's paired test: do base and model differ in accuracy on the same instances? Only the instances one gets right and the other wrong count." }, "McNemar's p (accuracy)")] : []), el('th', { class: 'num' }, `${h.label} [95% CI]`), el('th', { class: 'num' }, 'mean KL(base‖model)'))), body));
+  };
+
+  /** McNemar's p beside the agreement interval, the test it used (exact or chi-square) under it. */
+  const mcnemarCell = (r: BehaviorModel): HTMLElement => {
+    const m = mcnemarOf(r.summary.mcnemar);
+    if (!m) return el('td', { class: 'num muted' }, '—');
+    const t = mcnemarText(m);
+    return el('td', { class: 'num mcnemar', 'data-p': String(m.p), title: t.detail }, t.p, el('div', { class: 'muted axis-note' }, t.detail));
+  };
+
+  // -- confusion change ---------------------------------------------------------------------
+  const showConfusion = () => {
+    const rs = ordered().filter((r) => r.confusion);
+    if (!rs.length) {
+      confusionEl.replaceChildren();
+      return;
+    }
+    const boxes = rs.map((r) => {
+      const c = r.confusion!;
+      const { rows, maxChange } = confusionMatrix(c);
+      const head = el('tr', {}, el('th', { class: 'rowhead muted' }, 'true ↓ / predicted →'), ...c.names.map((n) => el('th', { title: n, scope: 'col' }, n)));
+      const body = rows.map((row, i) => el('tr', {}, el('th', { class: 'rowhead', title: c.names[i]!, scope: 'row' }, c.names[i]!), ...row.map((cell) => {
+        const movedHere = cell.entered.length + cell.left.length > 0;
+        const td = el('td', {
+          class: [cell.effect, cell.row === cell.col ? 'diag' : '', movedHere ? 'moved' : ''].filter(Boolean).join(' '),
+          title: cellLabel(c, cell),
+          'data-true': c.names[cell.row]!,
+          'data-predicted': c.names[cell.col]!,
+          'data-change': String(cell.change),
+          ...(movedHere ? { tabindex: '0', role: 'button' } : {}),
+        }, changeText(cell.change));
+        td.style.setProperty('--s', cell.strength.toFixed(3));
+        if (movedHere) {
+          const pick = () => setFilter({ ids: [...cell.entered, ...cell.left], label: `${name(r.id)}: ${cellLabel(c, cell)}` });
+          td.addEventListener('click', pick);
+          td.addEventListener('keydown', (k) => (k.key === 'Enter' || k.key === ' ') && (k.preventDefault(), pick()));
+        }
+        return td;
+      })));
+      const more = c.classesTotal > c.classes.length ? el('p', { class: 'muted axis-note' }, `the ${c.classes.length} of ${c.classesTotal} classes with the most instances moving`) : '';
+      return el('div', { class: 'confusion-box', 'data-model': r.id }, el('h3', {}, name(r.id)), el('table', { class: 'confusion', 'aria-label': `Confusion change of ${name(r.id)}` }, el('thead', {}, head), el('tbody', {}, ...body)), more,
+        maxChange ? '' : el('p', { class: 'muted' }, 'No count changed.'));
+    });
+    confusionEl.replaceChildren(
+      el('h2', {}, 'Confusion change (base → model)'),
+      el('p', { class: 'muted axis-note' }, 'Each cell: model count − base count of (true class, predicted class); the outlined diagonal is the correct predictions.',
+        el('span', { class: 'swatch worse' }), 'worse (fewer correct, more confused)', el('span', { class: 'swatch better' }), 'better. Click a cell for the instances that moved in or out of it.'),
+      el('div', { class: 'confusions' }, ...boxes));
   };
 
   // -- groups -------------------------------------------------------------------------------
@@ -442,6 +512,7 @@ export function startBehaviors(): void {
     showProgress();
     showSummary();
     showGroups();
+    showConfusion();
     showTransitions();
     showGenerations();
     showBrowser();
@@ -459,7 +530,7 @@ export function startBehaviors(): void {
     .request('lineage', {})
     .then((r) => {
       models = r.models;
-      mount(header(), ...intro(name), progressEl, errorEl, summaryEl, groupsEl, transEl, gensEl, browserEl);
+      mount(header(), ...intro(name), progressEl, errorEl, summaryEl, groupsEl, confusionEl, transEl, gensEl, browserEl);
       return compare();
     })
     .catch(stopped);

@@ -1,9 +1,10 @@
 /**
  * What the Behaviors panel reads from compare/behavior.py: one `behavior` envelope per compared
- * model (meta: task_kind, ids, summary, groups, transitions, generations; tensors: per-instance
+ * model (meta: task_kind, ids, summary, groups, transitions, generations, confusion; tensors: per-instance
  * metrics), assembled into one instance table with a column per (model, metric).
  */
 import type { Result } from '../shared/wire';
+import { confusionOf, type ConfusionChange } from './confusion';
 
 export interface Interval {
   value: number | null;
@@ -36,6 +37,8 @@ export interface BehaviorModel {
   perInstance: Record<string, Float32Array>;
   /** Per-token metrics [N, T] (causal LM), flat, with T. */
   perToken: Record<string, { data: Float32Array; tokens: number }>;
+  /** Classification with targets: the confusion matrices of base and model and who moved. */
+  confusion?: ConfusionChange | null;
 }
 
 export function behaviorOf(r: Result): BehaviorModel {
@@ -59,6 +62,7 @@ export function behaviorOf(r: Result): BehaviorModel {
     generations: (m.generations as Generation[]) ?? [],
     perInstance,
     perToken,
+    confusion: confusionOf(m.confusion),
   };
 }
 
