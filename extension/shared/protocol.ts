@@ -88,6 +88,7 @@ export const MODEL_DELETE = 'bonsai/model/delete';
 export const MODEL_EXPORT = 'bonsai/model/export';
 export const MODEL_MEASURE = 'bonsai/model/measure';
 export const EXPERIMENT_CREATE = 'bonsai/experiment/create';
+export const EXPERIMENT_FACTORIES = 'bonsai/experiment/factories';
 export const LINEAGE_CHANGED = 'bonsai/lineageChanged';
 export const JOB_CHANGED = 'bonsai/jobChanged';
 
@@ -96,7 +97,7 @@ export const CMD_RUN_VARIANT = 'bonsai.runVariant'; // (fileUri, variantName)
 export const CMD_COMPARE_WITH_PARENT = 'bonsai.compareWithParent'; // (fileUri, variantName)
 export const CMD_SHOW_IN_MODEL_MAP = 'bonsai.showInModelMap'; // (fileUri, variantName)
 export const CMD_SHOW_SWEEP = 'bonsai.showSweep'; // (fileUri, variantName, SweepRow[]): a sweep's models, one a line
-export const CMD_CREATE_EXPERIMENT_FILE = 'bonsai.createExperimentFile'; // (configUri)
+export const CMD_CREATE_EXPERIMENT_FILE = 'bonsai.createExperimentFile'; // (modelUri[, function])
 export const CMD_INSPECT_MODEL = 'bonsai.inspectModel'; // (configUri)
 
 export const EXPERIMENT_GLOB = '**/*.bonsai.yaml';
@@ -238,7 +239,19 @@ export const Shapes = {
   PathResult: object({ path: string }),
   /** Measure these models' latency again (ids or names), each with its base in turn: a job. */
   MeasureParams: object({ ids: array(string), workDoneToken: optional(progressToken) }),
-  CreateExperimentParams: object({ configPath: string }),
+  /** configPath: the model's file (config.json, a .py, a .safetensors); function: which function of
+   * the .py returns the model; factory: "file.py:function" that builds a .safetensors' architecture. */
+  CreateExperimentParams: object({ configPath: string, function: optional(string), factory: optional(string) }),
+  FactoriesParams: object({ path: string }),
+  ModelFactoryInfo: object({
+    file: string,
+    function: string,
+    kind: literal('function', 'class'),
+    /** 0-based line of its def/class. */
+    line: integer,
+    /** Parameters without a default: the starter cannot call it. */
+    required: array(string),
+  }),
   LineageChangedParams: object({ folder: string }),
 } as const;
 
@@ -247,6 +260,7 @@ export const Shapes = {
 const lineageResult = object({ folder: string, metrics: record(Shapes.MetricDef), models: array(Shapes.ModelInfo) });
 const jobsResult = object({ jobs: array(Shapes.JobInfo) });
 const jobChangedParams = object({ job: Shapes.JobInfo });
+const factoriesResult = object({ factories: array(Shapes.ModelFactoryInfo) });
 
 export type InitializationOptions = Infer<typeof Shapes.InitializationOptions>;
 export type LineageParams = Infer<typeof Shapes.LineageParams>;
@@ -342,6 +356,8 @@ export type PathResult = Infer<typeof Shapes.PathResult>;
 export type MeasureParams = Infer<typeof Shapes.MeasureParams>;
 export type MetricSpread = Infer<typeof Shapes.MetricSpread>;
 export type CreateExperimentParams = Infer<typeof Shapes.CreateExperimentParams>;
+export type ModelFactoryInfo = Infer<typeof Shapes.ModelFactoryInfo>;
+export type FactoriesResult = Infer<typeof factoriesResult>;
 export type LineageChangedParams = Infer<typeof Shapes.LineageChangedParams>;
 export type JobChangedParams = Infer<typeof jobChangedParams>;
 
@@ -369,6 +385,7 @@ const defs: MethodDef[] = [
   { name: MODEL_DELETE, kind: 'request', params: Shapes.DeleteParams, result: Shapes.DeleteResult },
   { name: MODEL_EXPORT, kind: 'request', params: Shapes.ExportParams, result: Shapes.PathResult, needsTrust: true },
   { name: EXPERIMENT_CREATE, kind: 'request', params: Shapes.CreateExperimentParams, result: Shapes.PathResult },
+  { name: EXPERIMENT_FACTORIES, kind: 'request', params: Shapes.FactoriesParams, result: factoriesResult },
   { name: MODEL_MEASURE, kind: 'request', params: Shapes.MeasureParams, result: Shapes.RunResult, needsTrust: true },
   { name: LINEAGE_CHANGED, kind: 'notification', params: Shapes.LineageChangedParams, toClient: true },
   { name: JOB_CHANGED, kind: 'notification', params: jobChangedParams, toClient: true },

@@ -1,5 +1,5 @@
-"""Language features: *.bonsai.yaml (diagnostics, completion, hover, CodeLens, definition) and
-CodeLens on a Hugging Face config.json.
+"""Language features: *.bonsai.yaml (diagnostics, completion, hover, CodeLens, definition),
+CodeLens on a Hugging Face config.json and over the model functions of a Python file.
 
 The experiment package does the understanding (parse with positions, what is at a cursor);
 this module turns it into LSP, debounces diagnostics while the user types, and adds what needs
@@ -421,7 +421,35 @@ def register(server: BonsaiServer) -> None:
                     ),
                 ),
             ]
+        if path.suffix == ".py":
+            doc = server.workspace.get_text_document(uri)
+            return await server.in_reader(model_file_lenses, uri, doc.source)
         return None
+
+
+def model_file_lenses(uri: str, source: str) -> list[lsp.CodeLens]:
+    """ "Create experiment file" over each function of a Python file that returns an nn.Module
+    and needs no arguments (read from its syntax tree: nothing is imported or run)."""
+    if "torch" not in source and "nn." not in source and "Module" not in source:
+        return []  # not a model file: no parse on every keystroke in unrelated Python
+    from ..experiment.factories import FactoryError, model_factories
+
+    try:
+        found = model_factories(source)
+    except FactoryError:
+        return []  # the user is typing; the Python extension reports the syntax error
+    lenses = []
+    for f in found:
+        if not f.callable_without_args:
+            continue
+        at = lsp.Range(lsp.Position(f.line, 0), lsp.Position(f.line, 0))
+        title = f"$(add) Create experiment file for {f.name}()"
+        lenses.append(
+            lsp.CodeLens(
+                at, lsp.Command(title=title, command=P.CMD_CREATE_EXPERIMENT_FILE, arguments=[uri, f.name])
+            )
+        )
+    return lenses
 
 
 async def experiment_lenses(

@@ -33,6 +33,7 @@ MODEL_DELETE = "bonsai/model/delete"
 MODEL_EXPORT = "bonsai/model/export"
 MODEL_MEASURE = "bonsai/model/measure"
 EXPERIMENT_CREATE = "bonsai/experiment/create"
+EXPERIMENT_FACTORIES = "bonsai/experiment/factories"
 
 # server -> client notifications
 LINEAGE_CHANGED = "bonsai/lineageChanged"
@@ -43,7 +44,7 @@ CMD_RUN_VARIANT = "bonsai.runVariant"  # (fileUri, variantName)
 CMD_COMPARE_WITH_PARENT = "bonsai.compareWithParent"  # (fileUri, variantName)
 CMD_SHOW_IN_MODEL_MAP = "bonsai.showInModelMap"  # (fileUri, variantName)
 CMD_SHOW_SWEEP = "bonsai.showSweep"  # (fileUri, variantName, SweepRow[]): a sweep's models, one a line
-CMD_CREATE_EXPERIMENT_FILE = "bonsai.createExperimentFile"  # (configUri)
+CMD_CREATE_EXPERIMENT_FILE = "bonsai.createExperimentFile"  # (modelUri[, function])
 CMD_INSPECT_MODEL = "bonsai.inspectModel"  # (configUri)
 
 EXPERIMENT_GLOB = "**/*.bonsai.yaml"
@@ -320,7 +321,32 @@ class PathResult(TypedDict):
 
 
 class CreateExperimentParams(TypedDict):
+    """Write a starter experiment file for a model. `configPath` is the model's file: a Hugging
+    Face config.json, a .py (`function`: which of its functions returns the model; default its
+    only one), or a .safetensors file (`factory`: "file.py:function" building its architecture;
+    default the one found beside it)."""
+
     configPath: str
+    function: NotRequired[str]
+    factory: NotRequired[str]
+
+
+class FactoriesParams(TypedDict):
+    """The model factories of a .py file, or those found beside a .safetensors file."""
+
+    path: str
+
+
+class ModelFactoryInfo(TypedDict):
+    file: str
+    function: str
+    kind: Literal["function", "class"]
+    line: int  # 0-based line of its def/class
+    required: list[str]  # parameters without a default (the starter cannot call it)
+
+
+class FactoriesResult(TypedDict):
+    factories: list[ModelFactoryInfo]
 
 
 class LineageChangedParams(TypedDict):
@@ -359,6 +385,7 @@ METHODS: dict[str, Method] = {
         Method(MODEL_DELETE, "request", DeleteParams, DeleteResult),
         Method(MODEL_EXPORT, "request", ExportParams, PathResult, needs_trust=True),
         Method(EXPERIMENT_CREATE, "request", CreateExperimentParams, PathResult),
+        Method(EXPERIMENT_FACTORIES, "request", FactoriesParams, FactoriesResult),
         Method(MODEL_MEASURE, "request", MeasureParams, RunResult, needs_trust=True),
         Method(LINEAGE_CHANGED, "notification", LineageChangedParams, to_client=True),
         Method(JOB_CHANGED, "notification", JobChangedParams, to_client=True),
