@@ -1,6 +1,7 @@
 /** Every command the extension contributes: palette, Lineage context menu, and CodeLens. */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { chooseFactory } from './createExperiment';
 import type { JobTracker } from './jobs';
 import { formatMetric, type LineageNode } from './lineage/model';
 import type { LineageProvider } from './lineage/provider';
@@ -37,7 +38,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     reg('bonsai.openModelMap', () => panels.open('modelMap')),
     reg('bonsai.compareModels', () => c.compareModels()),
     reg('bonsai.createExperimentFileForModel', () => c.createExperimentFileForModel()),
-    reg(P.CMD_CREATE_EXPERIMENT_FILE, (config: string | vscode.Uri) => c.createExperimentFile(toUri(config))),
+    reg(P.CMD_CREATE_EXPERIMENT_FILE, (model: string | vscode.Uri, fn?: string) => c.createExperimentFile(toUri(model), fn)),
     reg(P.CMD_INSPECT_MODEL, (config: string | vscode.Uri) => c.inspectModel(toUri(config))),
     reg('bonsai.restartServer', () => server.restart()),
     reg('bonsai.showLogs', () => server.log.show()),
@@ -325,16 +326,39 @@ export class Commands {
     const picked = await vscode.window.showOpenDialog({
       canSelectFiles: true,
       canSelectMany: false,
-      filters: { 'Model config': ['json'] },
+      filters: { 'Model (config.json, Python, safetensors)': ['json', 'py', 'safetensors'] },
       openLabel: 'Use This Model',
-      title: "Choose a Hugging Face model's config.json",
+      title: "Choose a model: a Hugging Face config.json, a .py whose function returns an nn.Module, or .safetensors weights",
       defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
     });
     if (picked?.[0]) await this.createExperimentFile(picked[0]);
   }
 
-  async createExperimentFile(config: vscode.Uri): Promise<void> {
-    const r = await this.d.server.request<P.PathResult>(P.EXPERIMENT_CREATE, { configPath: config.fsPath });
+  /** A starter experiment file for the model in `model` (config.json, .py or .safetensors); `fn`:
+   * the function of a .py (the CodeLens over it passes it). */
+  async createExperimentFile(model: vscode.Uri, fn?: string): Promise<void> {
+    const server = this.d.server;
+    const choice = await chooseFactory(
+      {
+        factories: async (file) => (await server.request<P.FactoriesResult>(P.EXPERIMENT_FACTORIES, { path: file })).factories,
+        pick: async (items, title) => vscode.window.showQuickPick(items, { title, matchOnDescription: true }),
+        choosePython: async (title, near) =>
+          (
+            await vscode.window.showOpenDialog({
+              canSelectFiles: true,
+              canSelectMany: false,
+              filters: { Python: ['py'] },
+              openLabel: 'Use This File',
+              title,
+              defaultUri: vscode.Uri.file(near),
+            })
+          )?.[0]?.fsPath,
+      },
+      model.fsPath,
+      fn,
+    );
+    if (!choice) return; // dismissed: nothing is created
+    const r = await server.request<P.PathResult>(P.EXPERIMENT_CREATE, { configPath: model.fsPath, ...choice });
     await vscode.window.showTextDocument(vscode.Uri.file(r.path));
   }
 

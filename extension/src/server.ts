@@ -149,6 +149,8 @@ export class BonsaiServer implements vscode.Disposable {
       documentSelector: [
         { scheme: 'file', pattern: `**/*${P.EXPERIMENT_SUFFIX}` },
         { scheme: 'file', pattern: '**/config.json' },
+        // a model's .py: the lens over each function that returns an nn.Module
+        { scheme: 'file', language: 'python' },
       ],
       initializationOptions,
       // One channel for our logs, the server's stderr and the trace.
