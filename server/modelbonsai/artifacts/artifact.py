@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..ops.palettize import PaletteEncoding
 from ..ops.quantize import QuantEncoding
 from ..ops.registry import CompressedModel, Encoding, all_ops, replay_edits
 from . import forms
@@ -97,6 +98,12 @@ def save_artifact(cm: CompressedModel, folder: Path) -> StoredSize:
             stored = forms.encode_quant(name, value, encoding)
             if stored is None:
                 notes.append(f"{name}: values no longer on its quantization grid; stored unquantized")
+            else:
+                encodings_json[name] = encoding.to_json()
+        elif isinstance(encoding, PaletteEncoding):
+            stored = forms.encode_palette(name, value, encoding)
+            if stored is None:
+                notes.append(f"{name}: values no longer on its palette; stored unquantized")
             else:
                 encodings_json[name] = encoding.to_json()
         elif encoding is not None:
@@ -297,6 +304,8 @@ def load_artifact(folder: Path, skeleton: Callable[[], nn.Module]) -> Compressed
             entry = manifest["tensors"].get(name, {})
             if entry.get("form") in ("packed", "packed-bitmask"):
                 cm.encodings[name] = forms.quant_encoding(name, enc, reader.get)
+            elif entry.get("form") == "palette":
+                cm.encodings[name] = forms.palette_encoding(name, enc, reader.get)
             elif enc.get("kind") in _ENCODING_LOADERS:
                 cm.encodings[name] = _ENCODING_LOADERS[enc["kind"]](enc)
         params = dict(module.state_dict(keep_vars=True))

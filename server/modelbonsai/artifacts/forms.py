@@ -11,6 +11,9 @@ Forms (the manifest's "form" field):
 - ``packed-bitmask``: as ``packed`` but only the codes of non-zero elements, plus a bitmask.
 - ``qint8``: a dynamically quantized Linear weight: int8 values (optionally bitmask + non-zero
   int8 values), float32 (or float64) scales, zero points only when not all zero.
+- ``palette``: palettized (PaletteEncoding): look-up-table indices bit-packed at the encoding's
+  bit width, the LUTs (float16 or float32, [groups, 2**bits]) and, with a per-channel scale, the
+  scales (float16 or float32, one per output channel).
 - ``alias``: the same storage as another entry (tied weights), stored once.
 
 Every form is chosen only when it is smaller than dense, counting a small per-entry header cost.
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 
 from ..ops.packing import pack_codes, pack_mask, packed_nbytes, unpack_codes, unpack_mask
+from ..ops.palettize import PaletteEncoding
 from ..ops.quantize import QuantEncoding
 from .manifest import SEP
 
@@ -170,6 +174,45 @@ def _encoding_cpu(enc: QuantEncoding) -> QuantEncoding:
     )
 
 
+# -- palettized tensors ----------------------------------------------------------------------------
+def encode_palette(name: str, t: torch.Tensor, enc: PaletteEncoding) -> Encoded | None:
+    """Packed LUT indices + LUTs (+ per-channel scales), or None when t is not exactly on the
+    palette (then stored as a plain tensor, as for quantized tensors)."""
+    t = _cpu(t)
+    if tuple(t.shape) != tuple(enc.shape):
+        return None
+    cpu = PaletteEncoding.from_json(
+        enc.to_json(), enc.lut.detach().cpu(), None if enc.scales is None else enc.scales.detach().cpu()
+    )
+    codes = cpu.encode(t)
+    if not torch.equal(cpu.dequantize(codes, t.dtype), t):
+        return None
+    tensors = {
+        f"{name}{SEP}codes": pack_codes(codes, enc.bits),
+        f"{name}{SEP}lut": _exact_half(cpu.lut, enc.lut_dtype),
+    }
+    if cpu.scales is not None:
+        tensors[f"{name}{SEP}scales"] = _exact_half(cpu.scales, enc.scale_dtype)
+    return Encoded({**_base(t, "palette"), "bits": enc.bits}, tensors)
+
+
+def _exact_half(t: torch.Tensor, dtype: str) -> torch.Tensor:
+    """t as float16 when the encoding says its values are float16-exact (checked), else float32."""
+    if dtype == "float16":
+        half = t.to(torch.float16)
+        if torch.equal(half.to(torch.float32), t):
+            return half.contiguous()
+    return t.to(torch.float32).contiguous()
+
+
+def palette_encoding(
+    name: str, encoding: dict[str, Any], get: Callable[[str], torch.Tensor]
+) -> PaletteEncoding:
+    lut = get(f"{name}{SEP}lut").to(torch.float32)
+    scales = get(f"{name}{SEP}scales").to(torch.float32) if encoding.get("per_channel_scale") else None
+    return PaletteEncoding.from_json(encoding, lut, scales)
+
+
 # -- dynamic int8 weights --------------------------------------------------------------------------
 def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
     ints = qweight.int_repr().contiguous()
@@ -298,6 +341,12 @@ def decode(
             codes[mask] = unpack_codes(get(f"{name}{SEP}codes"), bits, int(mask.sum()))
             codes = codes.reshape(shape)
         return enc.dequantize(codes, dtype)
+    if form == "palette":
+        if encoding is None:
+            raise ValueError("palettized tensor without its encoding in the manifest")
+        pal = palette_encoding(name, encoding, get)
+        codes = unpack_codes(get(f"{name}{SEP}codes"), int(entry["bits"]), numel).reshape(shape)
+        return pal.dequantize(codes, dtype)
     if form == "qint8":
         return dequantize_qint8(name, entry, get)
     raise ValueError(f"unknown stored form '{form}'")

@@ -12,7 +12,9 @@ flat elements of one tensor that decodes only what the range needs, for every st
 - ``csr``: the non-zeros in [start, stop) are found by binary search in the rows it touches;
 - ``packed``: the codes of the range are unpacked and dequantized with their scales and zero
   points (per tensor / channel / group, any channel axis);
-- ``qint8``: int8 values (dense or bitmask) dequantized per tensor or channel.
+- ``qint8``: int8 values (dense or bitmask) dequantized per tensor or channel;
+- ``palette``: the LUT indices of the range unpacked and looked up in their row's LUT (times the
+  row's scale when there is one).
 
 Results are bit-identical to the slice of the full decode (:func:`.forms.decode`), including
 the rounding to a float16/bfloat16 tensor dtype. The returned array may be a scratch buffer that
@@ -173,6 +175,8 @@ class StoredTensors:
             return _packed_reader(self, key, entry, shape, dtype)
         if form == "qint8":
             return _qint8_reader(self, key, entry, shape)
+        if form == "palette":
+            return _palette_reader(self, key, entry, shape, dtype)
         raise ArtifactError(self.path, f"tensor '{key}' has unknown stored form '{form}'")
 
 
@@ -652,5 +656,48 @@ def _qint8_reader(st: StoredTensors, key: str, entry: dict[str, Any], shape: tup
         out = scratch.get(stop - start)
         np.multiply((ints - zps[g]).astype(np.float32), scales[g], out=out)
         return out
+
+    return read
+
+
+def _palette_reader(
+    st: StoredTensors, key: str, entry: dict[str, Any], shape: tuple[int, ...], dtype: str
+) -> RangeFn:
+    """A palettized tensor (ops/palettize.py): value of flat element i = lut[g, code_i]
+    (x scale[row]) in float32, row = (i // inner) % rows along the encoding's channel axis and
+    g = row // group_size, so any range needs only its own codes."""
+    enc = st.manifest["encodings"].get(key)
+    if enc is None:
+        raise ArtifactError(st.path, f"palettized tensor '{key}' has no encoding in the manifest")
+    bits = int(entry["bits"])
+    lut = st.component(f"{key}{SEP}lut").astype(np.float32).reshape(-1)
+    k = 1 << bits
+    axis = int(enc["axis"])
+    rows = int(shape[axis]) if len(shape) >= 2 else 1
+    inner = int(np.prod(shape[axis + 1 :])) if len(shape) >= 2 else 1
+    per = rows if enc["granularity"] == "tensor" else int(enc["group_size"])
+    if lut.size != (rows // per) * k:
+        raise ArtifactError(
+            st.path, f"tensor '{key}': LUT of {lut.size} values, expected {(rows // per) * k}"
+        )
+    # the row's values table [rows, k] (the per-row LUT times its scale): few, and one gather
+    table = np.repeat(lut.reshape(rows // per, k), per, axis=0)
+    if enc.get("per_channel_scale"):
+        scales = st.component(f"{key}{SEP}scales").astype(np.float32).reshape(rows, 1)
+        table = table * scales  # float32 x float32, as the torch decode
+    table = np.ascontiguousarray(table.reshape(-1), np.float32)
+    packed = np.ascontiguousarray(st.component(f"{key}{SEP}codes"))
+    scratch, codes_buf = _Scratch(), [np.empty(0, np.uint8)]
+
+    def read(start: int, stop: int) -> np.ndarray:
+        m = stop - start
+        if codes_buf[0].size < m:
+            codes_buf[0] = np.empty(m, np.uint8)
+        codes = codes_buf[0][:m]
+        K.unpack_range(packed, bits, start, codes)
+        row = (np.arange(start, stop, dtype=np.int64) // inner) % rows
+        out = scratch.get(m)
+        np.take(table, row * k + codes, out=out)
+        return _round_to(out, dtype)
 
     return read
