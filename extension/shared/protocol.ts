@@ -177,6 +177,8 @@ export const Shapes = {
     created: string,
     /** other variants' (or steps') names that resolve to this model: same fingerprint, made once */
     aliases: optional(array(string)),
+    /** a model imported from another tool (`bonsai import-cc`): recipe and metrics, no weights */
+    imported: optional(object({ tool: string, file: string, id: string })),
     /** metric key -> its spread, for the metrics that have one (latency) */
     spreads: optional(record(object({ spread: number, noisy: boolean, note: optional(string) }))),
     /** the seed its ops ran with, and what its metrics were evaluated on (task hash, instances

@@ -66,6 +66,7 @@ export function describe(m: ModelInfo, all: readonly MetricId[] = m.metrics): st
   const head = m.metrics.filter((x) => x.headline).map((x) => `${metricLabel(x, all)} ${formatMeasured(x)}`);
   const parts = [m.op ?? (m.parent === null ? 'base' : ''), ...head].filter(Boolean);
   if (m.status !== 'ok') parts.unshift(m.status);
+  else if (m.imported) parts.unshift('imported');
   return parts.join(' · ');
 }
 
@@ -84,6 +85,9 @@ export function tooltipMarkdown(m: ModelInfo, parent?: ModelInfo, all: readonly 
   const esc = (s: string) => s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, '\\$1');
   const lines = [`**${esc(m.name)}**${m.op ? ` — \`${m.op}\`` : m.parent === null ? ' — base model' : ''}`, ''];
   if (m.status !== 'ok') lines.push(`*${m.status}*${m.statusReason ? `: ${esc(m.statusReason)}` : ''}`, '');
+  if (m.imported) {
+    lines.push(`*imported* from ${esc(m.imported.tool)} (${esc(baseName(m.imported.file))}): its recipe and metrics, no weights, so comparisons that need weights do not apply`, '');
+  }
   const params = Object.entries(m.params);
   if (params.length) lines.push(params.map(([k, v]) => `\`${k}\`: \`${JSON.stringify(v)}\``).join(', '), '');
   if (m.metrics.length) {

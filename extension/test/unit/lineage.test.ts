@@ -82,6 +82,13 @@ describe('wording', () => {
     expect(describeModel(model('a', null))).toBe('base');
   });
 
+  it('marks a model imported from Compress and Compare, in the description and the tooltip', () => {
+    const imported = { tool: 'Compress and Compare', file: 'cc/models.json', id: 'pruning0.5' };
+    const m = model('p', 'a', { op: 'Pruning', imported, metrics: [metric('Accuracy', 40, '%')] });
+    expect(describeModel(m)).toBe('imported · Pruning · Accuracy 40.0%');
+    expect(tooltipMarkdown(m)).toContain('*imported* from Compress and Compare (models\\.json): its recipe and metrics, no weights');
+  });
+
   it('tooltip lists every metric with the change against the parent', () => {
     const parent = model('a', null, { metrics: [metric('accuracy', 98, '%'), metric('stored_size', 2000, 'B', true, false)] });
     const m = model('p', 'a', {

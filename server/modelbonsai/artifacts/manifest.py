@@ -27,6 +27,27 @@ class ArtifactError(UserError, RuntimeError):
         super().__init__(f"artifact file {path}: {message}")
 
 
+#: the manifest of a model imported from another tool: its recipe and metrics, no weights
+IMPORTED_FORMAT = "bonsai-imported"
+
+
+class NoWeightsError(ArtifactError):
+    """A model imported from another tool (`bonsai import-cc`): there are no weights to read, so
+    what needs them (a weight or activation comparison, an export) cannot run. Says so plainly."""
+
+    def __init__(self, path: Path, source: dict[str, Any]):
+        super().__init__(path, "no weights")
+        tool, file, mid = source.get("tool", "another tool"), source.get("file", "?"), source.get("id", "?")
+        self.message = (
+            f"model '{mid}' was imported from {tool} ({file}): Bonsai has its recipe and metrics, "
+            "not its weights, so this needs a model Bonsai made (or one loaded from its weights)"
+        )
+        self.args = (self.message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest, checked: ArtifactError naming the file when missing, corrupt or mismatched."""
     folder = Path(folder)
@@ -37,6 +58,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(path, f"not a readable JSON manifest ({e})") from None
+    if isinstance(manifest, dict) and manifest.get("format") == IMPORTED_FORMAT:
+        raise NoWeightsError(path, manifest.get("imported") or {})
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(path, "not a Bonsai artifact manifest")
     version = manifest.get("format_version")

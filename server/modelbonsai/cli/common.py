@@ -120,7 +120,7 @@ def print_models(store: Any, models: list[Any], *, title: str = "", failed: Sequ
             model_label(m.name, getattr(m, "aliases", None) or []),
             names.get(m.parent_id or "", "") if m.parent_id else "",
             m.op or "(base)",
-            m.status if m.status == "ok" else f"[red]{m.status}",
+            ("imported" if m.imported else m.status) if m.status == "ok" else f"[red]{m.status}",
         ]
         for col in columns:
             x = by_name.get(col)
@@ -143,6 +143,10 @@ def load_model(store: Any, m: Any) -> Any:
     from ..load import load_base, load_skeleton
     from ..ops.registry import CompressedModel
 
+    if m.imported:
+        from ..artifacts.manifest import NoWeightsError
+
+        raise NoWeightsError(store.artifact_path(m), m.imported)
     root = store.root_of(m)
     if not root.base_spec:
         raise UserError(f"model '{m.name}': its base model is not in the store, so it cannot be rebuilt")

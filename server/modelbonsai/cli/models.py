@@ -89,6 +89,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         if m.op:
             lines.append(f"op         {m.op} {json.dumps(m.params, sort_keys=True)}")
+        if m.imported:
+            src = m.imported
+            lines.append(
+                f"imported   from {src.get('tool')} ({src.get('file')}, id {src.get('id')}): "
+                "recipe and metrics, no weights"
+            )
         if m.base_spec:
             lines.append(f"loaded     {json.dumps(m.base_spec, sort_keys=True)}")
         if m.experiment_file:

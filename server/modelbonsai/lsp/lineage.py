@@ -107,6 +107,13 @@ def model_info(
         info["statusReason"] = rec.status_reason
     if rec.aliases:
         info["aliases"] = list(rec.aliases)
+    if rec.imported:
+        src = rec.imported
+        info["imported"] = {
+            "tool": str(src.get("tool", "")),
+            "file": str(src.get("file", "")),
+            "id": str(src.get("id", "")),
+        }
     # The rest of a recipe besides the ops (the Model Map's recipe diff): the seed the ops ran
     # with, and what the metrics were evaluated on (the task's hash and the instance counts).
     info["seed"] = int(rec.seed)

@@ -149,6 +149,15 @@ class Evaluation(TypedDict):
     instances: str  # "<evaluated>/<total>" (total "?" when unknown), or the limit asked for
 
 
+class ImportedFrom(TypedDict):
+    """Where a model imported from another tool came from (`bonsai import-cc`): it has its recipe
+    and metrics, no weights."""
+
+    tool: str
+    file: str
+    id: str
+
+
 class ModelInfo(TypedDict):
     id: str
     name: str
@@ -163,6 +172,7 @@ class ModelInfo(TypedDict):
     # Other variants' (or steps') names that resolve to this model: their fingerprint is this
     # model's, so it was made once (store/identity.py).
     aliases: NotRequired[list[str]]
+    imported: NotRequired[ImportedFrom]
     # metric key -> its spread, for the metrics that have one (latency)
     spreads: NotRequired[dict[str, MetricSpread]]
     # The seed its ops ran with (a root: the experiment's), and what its metrics were evaluated

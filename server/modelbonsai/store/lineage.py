@@ -41,7 +41,8 @@ _BUSY_TIMEOUT_MS = 30_000
 _CACHE_TMP_STALE_S = 3600
 _MODEL_COLUMNS = (
     "id, name, parent_id, op, params_json, status, status_reason, artifact, created, seed, "
-    "versions_json, experiment_file, variant, step, fingerprint, base_spec_json, complete, eval_fingerprint"
+    "versions_json, experiment_file, variant, step, fingerprint, base_spec_json, complete, eval_fingerprint, "
+    "imported_json"
 )
 
 
@@ -420,7 +421,7 @@ class LineageStore:
             if twin is not None:
                 raise _Duplicate(twin)
             c.execute(
-                f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+                f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES ({', '.join('?' * 19)})",
                 (
                     rec.id,
                     rec.name,
@@ -440,6 +441,7 @@ class LineageStore:
                     None if rec.base_spec is None else canonical_json(rec.base_spec),
                     1,
                     rec.eval_fingerprint,
+                    None if rec.imported is None else canonical_json(rec.imported),
                 ),
             )
             _insert_metrics(c, rec.id, metrics)
@@ -783,6 +785,7 @@ def _model_from_row(r: tuple[Any, ...], names: dict[str, list[str]] | None = Non
         complete=bool(r[16]),
         eval_fingerprint=r[17],
         aliases=list((names or {}).get(r[0], [])),
+        imported=None if r[18] is None else json.loads(r[18]),
     )
 
 

@@ -139,6 +139,10 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX measurements_model ON measurements(model_id, name)",
     ],
+    # 7: models brought in from another tool (`bonsai import-cc`): where each came from, as JSON
+    # ({"tool", "file", "id"}); NULL for the models Bonsai made. Such a model has its recipe and
+    # metrics, no weights, so comparisons that need weights say so instead of failing.
+    ["ALTER TABLE models ADD COLUMN imported_json TEXT"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

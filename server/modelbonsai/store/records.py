@@ -48,6 +48,9 @@ class ModelRecord:
     # Other names this model answers to: variants (or steps) of the same fingerprint that were
     # matched to it instead of being made again (store/identity.py).
     aliases: list[str] = field(default_factory=list)
+    # Where a model imported from another tool came from ({"tool", "file", "id"}); None for the
+    # models Bonsai made. An imported model has no weights (share/cc_import.py).
+    imported: dict[str, Any] | None = None
 
     @property
     def is_root(self) -> bool:
