@@ -91,6 +91,15 @@ def main() -> int:
     failed = [
         n for n in args.only if not run_sample(n, small=small, device=args.device, env=env, out_root=out_root)
     ]
+    ran = [n for n in args.only if n not in failed]
+    if ran and not small and out_root is None:
+        # the numbers the READMEs quote, from the models just made (small runs are not the story)
+        step(
+            "sample READMEs: generated numbers",
+            [sys.executable, str(HERE.parent / "scripts" / "sample_numbers.py"), "--only", *ran],
+            env,
+            HERE,
+        )
     total = time.perf_counter() - start
     print(
         f"\n== demo finished in {total / 60:.1f} min" + (f"; failed: {', '.join(failed)}" if failed else "")

@@ -1,0 +1,474 @@
+"""The numbers the sample READMEs quote, generated from the samples' stored results.
+
+    python scripts/sample_numbers.py            # read each sample's store, refresh its numbers.json
+                                                # and the generated sections of its README
+    python scripts/sample_numbers.py --check    # exit 1 if a README or numbers.json is out of date
+    python scripts/sample_numbers.py --only digits --workspace DIR   # read the store in DIR
+
+`make demo` runs it after the sample runs (samples/demo.py), so the story a README tells and the
+Model Map, Behaviors and `bonsai ls` show come from the same models.
+
+A README's generated parts sit between markers, each the output of one section function:
+
+    <!-- numbers:digits-classes -->
+    ...
+    <!-- /numbers:digits-classes -->
+
+Sections are registered in `SECTIONS` by `@section(name, sample=...)`; a section is a function
+`(Results) -> str` (Markdown) that reads what it quotes through `Results` (metrics, class counts,
+transitions). Add a section by writing one such function here and its two marker lines in the
+README. Two steps keep the READMEs checkable without the samples' models: reading the store records
+every answer a section asked for in `samples/<name>/numbers.json` (committed), and rendering from
+that file gives the README's sections back exactly, so a test can check the README against it on a
+fresh clone, and against the store where the sample has been run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+FACTS_FILE = "numbers.json"
+MARKERS = re.compile(
+    r"(?P<open><!-- numbers:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(?P<close><!-- /numbers:(?P=name) -->)",
+    re.S,
+)
+
+
+class NumbersError(Exception):
+    """Something a section needs is not there (a model not run, a marker missing)."""
+
+
+# -- what a section reads -------------------------------------------------------------------------
+
+
+class Results:
+    """A sample's stored results as a section asks for them.
+
+    Built on a store (`from_store`), every answer is recorded in `facts`; built on recorded facts
+    (`from_facts`), the same questions get the same answers back, and a question the facts do not
+    hold is an error naming it (the numbers.json is older than the README's sections)."""
+
+    def __init__(self, sample: str, facts: dict[str, Any], store: Any | None = None):
+        self.sample = sample
+        self.facts = facts
+        self._store = store
+        self._evaluations: dict[str, Any] = {}
+
+    @classmethod
+    def from_store(cls, sample: str, workspace: Path) -> Results:
+        from modelbonsai.store import LineageStore
+
+        if not (workspace / ".bonsai" / "lineage.sqlite").is_file():
+            raise NumbersError(
+                f"{workspace} has no stored results (.bonsai/lineage.sqlite); run the sample first"
+            )
+        return cls(sample, {}, LineageStore.open(workspace))
+
+    @classmethod
+    def from_facts(cls, sample: str, facts: dict[str, Any]) -> Results:
+        return cls(sample, facts)
+
+    def _ask(self, kind: str, key: str, compute: Callable[[], Any]) -> Any:
+        table = self.facts.setdefault(kind, {})
+        if key in table:
+            return table[key]
+        if self._store is None:
+            raise NumbersError(
+                f"samples/{self.sample}/{FACTS_FILE} has no {kind} '{key}': run the sample and "
+                "`python scripts/sample_numbers.py` to record it"
+            )
+        table[key] = compute()
+        return table[key]
+
+    # the questions --------------------------------------------------------------------------------
+    def has(self, model: str) -> bool:
+        """Whether the sample's run made `model`."""
+        return bool(self._ask("present", model, lambda: self._record(model) is not None))
+
+    def metric(self, model: str, name: str) -> float:
+        """A stored metric of a model (accuracy in %, stored_size in bytes, ...)."""
+
+        def compute() -> float:
+            rec = self._need(model)
+            for m in self._store.metrics(rec.id):
+                if m.name == name:
+                    return float(m.value)
+            raise NumbersError(f"{model} has no metric '{name}'")
+
+        return float(self._ask("metric", f"{model} {name}", compute))
+
+    def version(self, model: str, library: str) -> str:
+        """The version of a library (torch, python, ...) the model was made with."""
+        return str(
+            self._ask(
+                "version", f"{model} {library}", lambda: str(self._need(model).versions.get(library, "?"))
+            )
+        )
+
+    def class_counts(self, model: str) -> dict[str, int]:
+        """Evaluation instances per true class (the class names of the predictions)."""
+
+        def compute() -> dict[str, int]:
+            ev = self._evaluation(model)
+            if ev.targets is None:
+                raise NumbersError(f"{model}'s evaluation has no labels")
+            counts = Counter(int(t) for t in ev.targets.tolist())
+            return {str(k): counts[k] for k in sorted(counts)}
+
+        return dict(self._ask("class_counts", model, compute))
+
+    def transitions(self, base: str, model: str) -> list[tuple[str, str, int]]:
+        """(base prediction, model prediction, count) for every instance the two predict apart,
+        most frequent first, ties by the classes: the transition table of Behaviors."""
+
+        def compute() -> list[list[Any]]:
+            b, o = self._evaluation(base), self._evaluation(model)
+            if list(b.ids) != list(o.ids):
+                raise NumbersError(f"{base} and {model} were evaluated on different instances")
+            pairs = Counter(
+                (int(x), int(y))
+                for x, y in zip(b.predictions.tolist(), o.predictions.tolist(), strict=True)
+                if x != y
+            )
+            return [
+                [str(x), str(y), n] for (x, y), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+            ]
+
+        return [
+            (str(a), str(b), int(n)) for a, b, n in self._ask("transitions", f"{base} -> {model}", compute)
+        ]
+
+    # store access -----------------------------------------------------------------------------
+    def _record(self, model: str) -> Any:
+        from modelbonsai.store import StoreError
+
+        try:
+            rec = self._store.get_model(model)
+        except StoreError:
+            return None
+        return rec if rec.status == "ok" else None
+
+    def _need(self, model: str) -> Any:
+        rec = self._record(model)
+        if rec is None:
+            raise NumbersError(f"the {self.sample} sample's store has no model '{model}'; run the sample")
+        return rec
+
+    def _evaluation(self, model: str) -> Any:
+        if model not in self._evaluations:
+            from modelbonsai.runner import load_evaluation
+
+            ev = load_evaluation(self._store, self._need(model))
+            if ev is None or ev.predictions is None:
+                raise NumbersError(f"{model} has no stored predictions")
+            self._evaluations[model] = ev
+        return self._evaluations[model]
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+SectionFn = Callable[[Results], str]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    sample: str
+    fn: SectionFn
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def section(name: str, *, sample: str) -> Callable[[SectionFn], SectionFn]:
+    """Register `fn` as the generator of the README section `name` of `sample`."""
+
+    def register(fn: SectionFn) -> SectionFn:
+        if name in SECTIONS:
+            raise ValueError(f"section '{name}' is registered twice")
+        SECTIONS[name] = Section(name, sample, fn)
+        return fn
+
+    return register
+
+
+def sections_of(sample: str) -> list[Section]:
+    return [s for s in SECTIONS.values() if s.sample == sample]
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+
+def pct(x: float) -> str:
+    return f"{x:.1f} %"
+
+
+def pt(x: float) -> str:
+    """A change in percentage points, signed with a real minus sign."""
+    return ("−" if x < 0 else "+") + f"{abs(x):.1f} pt"
+
+
+def _off_diagonal(rows: list[tuple[str, str, int]], top: int) -> str:
+    if not rows:
+        return "none"
+    return ", ".join(f"{a} → {b} ({n})" for a, b, n in rows[:top])
+
+
+# -- digits ---------------------------------------------------------------------------------------
+
+DIGITS_BASE = "digits-cnn"
+#: The models the digits story quotes, in the order of its table.
+DIGITS_MODELS = (
+    "layer-0.3-bn",
+    "layer-0.4-bn",
+    "layer-0.5-bn",
+    "layer-0.4-kd",
+    "layer-0.5-kd",
+    "global-0.7-bn",
+    "global-0.9-ft",
+    "int8",
+    "int4",
+)
+
+
+def _class_acc(r: Results, model: str, cls: str) -> float:
+    return r.metric(model, f"class_accuracy/{cls}")
+
+
+def _hit(r: Results, model: str, cls: str, n: int) -> str:
+    return f"{round(_class_acc(r, model, cls) * n / 100)}/{n}"
+
+
+def _worst_class(r: Results, model: str, classes: list[str]) -> str | None:
+    """The class whose accuracy falls most against the base (ties: the first); None when no
+    class falls."""
+    worst = min(
+        classes, key=lambda c: (_class_acc(r, model, c) - _class_acc(r, DIGITS_BASE, c), classes.index(c))
+    )
+    return worst if _class_acc(r, model, worst) < _class_acc(r, DIGITS_BASE, worst) else None
+
+
+def _changed(r: Results, model: str) -> str:
+    n = sum(c for _a, _b, c in r.transitions(DIGITS_BASE, model))
+    return f"{n} prediction{'' if n == 1 else 's'} of the base changed"
+
+
+@section("digits-classes", sample="digits")
+def digits_classes(r: Results) -> str:
+    counts = r.class_counts(DIGITS_BASE)
+    classes = list(counts)
+    total = sum(counts.values())
+    base_acc = r.metric(DIGITS_BASE, "accuracy")
+    rows = [
+        f"Measured with this sample ({total} evaluation images): each model's accuracy, the class "
+        "that lost most against the base, and the most frequent transitions (base prediction → "
+        "model prediction, with their counts), as Behaviors shows them.",
+        "",
+        "| model | accuracy | Δ vs base | class that lost most | its accuracy (base) | most frequent transitions |",
+        "|---|---|---|---|---|---|",
+        f"| {DIGITS_BASE} (base) | {pct(base_acc)} | | | | |",
+    ]
+    for m in DIGITS_MODELS:
+        if not r.has(m):
+            continue
+        acc = r.metric(m, "accuracy")
+        worst = _worst_class(r, m, classes)
+        lost = (
+            f"{worst} | {pct(_class_acc(r, m, worst))} ({_hit(r, m, worst, counts[worst])}; "
+            f"base {pct(_class_acc(r, DIGITS_BASE, worst))})"
+            if worst is not None
+            else "none | —"
+        )
+        rows.append(
+            f"| {m} | {pct(acc)} | {pt(acc - base_acc)} | {lost} | {_off_diagonal(r.transitions(DIGITS_BASE, m), 3)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+@section("digits-story", sample="digits")
+def digits_story(r: Results) -> str:
+    counts = r.class_counts(DIGITS_BASE)
+    classes = list(counts)
+    base_acc = r.metric(DIGITS_BASE, "accuracy")
+    lines = []
+    for m in ("layer-0.4-bn", "layer-0.5-bn"):
+        acc = r.metric(m, "accuracy")
+        worst = _worst_class(r, m, classes)
+        text = f"- **{m}**: {pct(acc)} overall ({pt(acc - base_acc)})"
+        if worst is not None:
+            drop = _class_acc(r, m, worst) - _class_acc(r, DIGITS_BASE, worst)
+            text += (
+                f"; class {worst} falls most, to {pct(_class_acc(r, m, worst))} "
+                f"({_hit(r, m, worst, counts[worst])}, {pt(drop)})"
+            )
+            moved = [t for t in r.transitions(DIGITS_BASE, m) if t[0] == worst]
+            if moved:
+                text += f"; where the base read {worst} it now reads " + ", ".join(
+                    f"{b} ({n}×)" for _a, b, n in moved[:2]
+                )
+        lines.append(text + ".")
+    for m in ("layer-0.4", "layer-0.5"):
+        if r.has(m):
+            lines.append(
+                f"- **{m}**, the same pruning without recalibration: {pct(r.metric(m, 'accuracy'))}; its "
+                f"largest transitions are {_off_diagonal(r.transitions(DIGITS_BASE, m), 2)}."
+            )
+    for m in ("layer-0.4-kd", "layer-0.5-kd"):
+        if r.has(m):
+            acc = r.metric(m, "accuracy")
+            lines.append(
+                f"- **{m}**, the same masks distilled from the base: {pct(acc)} ({pt(acc - base_acc)}), "
+                f"{_changed(r, m)}."
+            )
+    for m, what in (
+        ("int8", "int8 weights"),
+        ("global-0.9-ft", "global pruning at 90 % and a short fine-tune"),
+    ):
+        if r.has(m):
+            acc = r.metric(m, "accuracy")
+            lines.append(
+                f"- **{m}**, {what}: {pct(acc)} ({pt(acc - base_acc)}), stored "
+                f"{r.metric(m, 'compression_ratio'):.1f}× smaller than the base."
+            )
+    return "\n".join(lines) + "\n"
+
+
+@section("digits-base", sample="digits")
+def digits_base(r: Results) -> str:
+    counts = r.class_counts(DIGITS_BASE)
+    acc = r.metric(DIGITS_BASE, "accuracy")
+    size = r.metric(DIGITS_BASE, "stored_size")
+    params = r.metric(DIGITS_BASE, "parameters")
+    torch, python = r.version(DIGITS_BASE, "torch"), r.version(DIGITS_BASE, "python")
+    return (
+        f"The base model ({params:,.0f} parameters, {size / 1024:.1f} KiB stored) reaches "
+        f"**{pct(acc)}** on the {sum(counts.values())} held-out images (this run: torch {torch}, "
+        f"Python {python}; other versions can move individual instances).\n"
+    )
+
+
+# -- minilm ---------------------------------------------------------------------------------------
+
+MINILM_BASE = "all-MiniLM-L6-v2"
+
+
+def _agreement(r: Results, model: str) -> str:
+    if not r.has(model):
+        return "not run"
+    return (
+        f"{r.metric(model, 'cosine_agreement'):.3f} (min {r.metric(model, 'cosine_agreement_min'):.3f}, "
+        f"NN@5 {r.metric(model, 'neighbour_overlap@5'):.0f} %)"
+    )
+
+
+# @section("minilm-layernorm", sample="minilm")  (registered once the sample run has these models)
+def minilm_layernorm(r: Results) -> str:
+    rows = [
+        "| sparsity | layer-all (LayerNorm pruned) | layer-all + restore LayerNorm | layer-all + distillation |",
+        "|---|---|---|---|",
+    ]
+    for s in ("0.1", "0.2", "0.3"):
+        rows.append(
+            f"| {float(s) * 100:.0f} % | {_agreement(r, f'layer-all-{s}')} | "
+            f"{_agreement(r, f'layer-all-{s}-restore-ln')} | {_agreement(r, f'layer-all-{s}-kd')} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+# -- reading and writing READMEs ------------------------------------------------------------------
+
+
+def render(text: str, results: Results, *, where: str = "README.md") -> str:
+    """`text` with each generated section of `results.sample` rewritten. A registered section
+    without its markers, or markers without a registered section, is an error."""
+    wanted = {s.name: s for s in sections_of(results.sample)}
+    found: set[str] = set()
+
+    def replace(m: re.Match[str]) -> str:
+        name = m["name"]
+        if name not in wanted:
+            raise NumbersError(f"{where}: no section '{name}' is registered in scripts/sample_numbers.py")
+        found.add(name)
+        return m["open"] + wanted[name].fn(results) + m["close"]
+
+    out = MARKERS.sub(replace, text)
+    missing = sorted(set(wanted) - found)
+    if missing:
+        raise NumbersError(f"{where} has no markers for {', '.join(missing)}")
+    return out
+
+
+def generated(text: str) -> dict[str, str]:
+    """The generated sections of a README as they stand: name -> body."""
+    return {m["name"]: m["body"] for m in MARKERS.finditer(text)}
+
+
+def samples_with_sections() -> list[str]:
+    return sorted({s.sample for s in SECTIONS.values()})
+
+
+def refresh(sample: str, workspace: Path | None, *, check: bool) -> list[str]:
+    """Bring one sample's numbers.json and README up to date (or, with check, say what is not).
+
+    The store is read when `workspace` has one (default: the sample's folder); otherwise the
+    README is rendered from the committed numbers.json. Returns the problems found by check."""
+    folder = SAMPLES / sample
+    readme = folder / "README.md"
+    facts_path = folder / FACTS_FILE
+    committed = json.loads(facts_path.read_text(encoding="utf-8")) if facts_path.is_file() else None
+    ws = workspace if workspace is not None else folder
+    problems: list[str] = []
+    if (ws / ".bonsai" / "lineage.sqlite").is_file():
+        results = Results.from_store(sample, ws)
+    elif committed is not None:
+        results = Results.from_facts(sample, committed)
+    else:
+        raise NumbersError(f"samples/{sample} has neither stored results nor {FACTS_FILE}; run the sample")
+    text = readme.read_text(encoding="utf-8")
+    new = render(text, results, where=f"samples/{sample}/README.md")
+    facts_text = json.dumps(results.facts, indent=1, sort_keys=True) + "\n"
+    if check:
+        if new != text:
+            problems.append(f"samples/{sample}/README.md: its generated sections are out of date")
+        if committed is None or facts_text != facts_path.read_text(encoding="utf-8"):
+            problems.append(f"samples/{sample}/{FACTS_FILE} differs from the stored results")
+        return problems
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    if committed is None or facts_text != facts_path.read_text(encoding="utf-8"):
+        facts_path.write_text(facts_text, encoding="utf-8")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", metavar="SAMPLE", help="these samples (one without sections is skipped)")
+    ap.add_argument("--workspace", type=Path, help="read the stored results here (with one --only sample)")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is out of date")
+    args = ap.parse_args(argv)
+    samples = [s for s in args.only if sections_of(s)] if args.only else samples_with_sections()
+    if args.workspace is not None and len(samples) != 1:
+        ap.error("--workspace needs exactly one sample in --only")
+    problems: list[str] = []
+    for sample in samples:
+        try:
+            problems += refresh(sample, args.workspace, check=args.check)
+        except NumbersError as e:
+            problems.append(f"{sample}: {e}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
