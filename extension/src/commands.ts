@@ -38,7 +38,10 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     reg('bonsai.openModelMap', () => panels.open('modelMap')),
     reg('bonsai.compareModels', () => c.compareModels()),
     reg('bonsai.createExperimentFileForModel', () => c.createExperimentFileForModel()),
-    reg(P.CMD_CREATE_EXPERIMENT_FILE, (model: string | vscode.Uri, fn?: string) => c.createExperimentFile(toUri(model), fn)),
+    // from a lens: (modelUri, function); from the explorer menu: (uri, selectedUris)
+    reg(P.CMD_CREATE_EXPERIMENT_FILE, (model: string | vscode.Uri, fn?: unknown) =>
+      c.createExperimentFile(toUri(model), typeof fn === 'string' ? fn : undefined),
+    ),
     reg(P.CMD_INSPECT_MODEL, (config: string | vscode.Uri) => c.inspectModel(toUri(config))),
     reg('bonsai.restartServer', () => server.restart()),
     reg('bonsai.showLogs', () => server.log.show()),

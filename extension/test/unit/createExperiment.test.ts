@@ -3,7 +3,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import * as vscode from 'vscode';
 import { BROWSE_LABEL, chooseFactory, factoryItems, modelFileKind, type CreateUi, type FactoryItem } from '../../src/createExperiment';
-import { Commands, type CommandDeps } from '../../src/commands';
+import { Commands, registerCommands, type CommandDeps } from '../../src/commands';
 import * as P from '../../shared/protocol';
 
 const f = (file: string, fn: string, line: number, required: string[] = [], kind: 'function' | 'class' = 'function'): P.ModelFactoryInfo => ({
@@ -123,6 +123,18 @@ describe('the command', () => {
     await c.createExperimentFile(vscode.Uri.file('/w/model/model.safetensors'));
     expect(request.mock.calls.map((x) => x[0])).toEqual([P.EXPERIMENT_FACTORIES, P.EXPERIMENT_CREATE]);
     expect((win.showTextDocument.mock.calls[0]![0] as vscode.Uri).fsPath).toBe('/w/digits.bonsai.yaml');
+  });
+
+  it('takes the explorer menu\'s second argument (the selection) for no function', async () => {
+    const request = vi.fn(async () => ({ path: '/w/m.bonsai.yaml' }));
+    win.showTextDocument = vi.fn(async () => undefined);
+    const register = vscode.commands.registerCommand as unknown as Mocked;
+    register.mockClear();
+    registerCommands({ server: { request, log: { error: vi.fn() } }, jobs: {}, lineage: {}, panels: {}, treeView: {} } as unknown as CommandDeps);
+    const handler = register.mock.calls.find((call) => call[0] === P.CMD_CREATE_EXPERIMENT_FILE)![1] as (...a: unknown[]) => Promise<void>;
+    const uri = vscode.Uri.file('/w/model/config.json');
+    await handler(uri, [uri]);
+    expect(request.mock.calls).toEqual([[P.EXPERIMENT_CREATE, { configPath: '/w/model/config.json' }]]);
   });
 
   it('passes the lens function straight to the create request', async () => {
