@@ -1,4 +1,5 @@
-"""`bonsai import-cc FILE`: a Compress and Compare lineage (its models.json) brought into the store."""
+"""Sharing a lineage: `bonsai import-cc FILE` brings a Compress and Compare lineage (its models.json)
+into the store; `bonsai log-mlflow` logs each model as an MLflow run."""
 
 from __future__ import annotations
 
@@ -20,6 +21,27 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     imp.add_argument("file", metavar="FILE", help="the models.json of a Compress and Compare model server")
     imp.set_defaults(handler=cmd_import_cc)
 
+    ml = sub.add_parser(
+        "log-mlflow",
+        parents=[common],
+        help="log each model as an MLflow run: recipe as params, metrics, parent as a tag",
+    )
+    ml.add_argument("models", nargs="*", metavar="MODEL", help="only these models (and their ancestors)")
+    ml.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="an MLflow server (http://...) or a folder (default: $MLFLOW_TRACKING_URI, else ./mlruns)",
+    )
+    ml.add_argument(
+        "--experiment", metavar="NAME", help="MLflow experiment (default: the workspace folder's name)"
+    )
+    ml.add_argument(
+        "--artifacts",
+        action="store_true",
+        help="also log each model's weights (a safetensors export) with its run",
+    )
+    ml.set_defaults(handler=cmd_log_mlflow)
+
 
 def cmd_import_cc(args: argparse.Namespace) -> int:
     from ..share.cc_import import import_cc_lineage
@@ -36,4 +58,32 @@ def cmd_import_cc(args: argparse.Namespace) -> int:
             + " (recipes and metrics; no weights, so weight and activation comparisons do not apply)",
             file=sys.stderr,
         )
+    return EXIT_OK
+
+
+def cmd_log_mlflow(args: argparse.Namespace) -> int:
+    from ..share.mlflow_log import log_lineage
+
+    with open_store(args) as store:
+
+        def write_export(rec: Any, folder: Path) -> None:
+            from ..artifacts import export_model
+            from .common import load_model
+
+            export_model(load_model(store, rec), folder, format="safetensors")
+
+        result = log_lineage(
+            store,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            models=list(args.models) or None,
+            artifacts=write_export if args.artifacts else None,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    n = len(result.created) + len(result.updated)
+    print(
+        f"logged {n} model{'s' if n != 1 else ''} to MLflow at {result.tracking_uri} "
+        f"(experiment {result.experiment_id}: {len(result.created)} new runs, {len(result.updated)} updated)",
+        file=sys.stderr,
+    )
     return EXIT_OK
