@@ -166,40 +166,18 @@ def test_cast_model_reloaded_from_its_artifact_runs_float_images_in_every_activa
 
 
 def test_the_language_servers_run_job_carries_the_warning(workspace: Path, ran: str) -> None:
-    from modelbonsai.lsp.work import run
+    from modelbonsai.service import QuietReporter, RunJob, handle
 
-    class Reporter:
-        def __init__(self) -> None:
-            self.messages: list[str] = []
-
-        def progress(self, fraction: float | None, message: str | None = None) -> None:
-            if message:
-                self.messages.append(message)
-
-        def cancelled(self) -> bool:
-            return False
-
-        def check_cancelled(self) -> None:
-            pass
-
-        def lineage_changed(self) -> None:
-            pass
-
-        def page(self, data: bytes) -> None:
-            pass
-
-    rep = Reporter()
-    out = run(
-        {
-            "file": str(workspace / "exp.bonsai.yaml"),
-            "folder": str(workspace),
-            "device": "cpu",
-            "variants": ["nm"],
-            "force": True,
-        },
-        rep,
+    rep = QuietReporter()
+    job = RunJob(
+        file=str(workspace / "exp.bonsai.yaml"),
+        folder=str(workspace),
+        device="cpu",
+        variants=("nm",),
+        force=True,
     )
-    assert out["made"] == ["nm"] and "0.weight (input size 1" in out["warnings"]["nm"]
+    out = handle(job, rep)
+    assert out.made == ["nm"] and "0.weight (input size 1" in out.warnings["nm"]
     # the job's last message, what the editor shows of a finished job
     assert (
         rep.messages[-1].startswith("1 model made")

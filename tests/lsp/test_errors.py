@@ -21,11 +21,11 @@ from modelbonsai.load import LoadError
 from modelbonsai.lsp import protocol as P
 from modelbonsai.lsp.compare_requests import OptionError
 from modelbonsai.lsp.server import RequestError, request_error
-from modelbonsai.lsp.work import WorkError
 from modelbonsai.lsp.worker import JobError, Worker
 from modelbonsai.measure import MeasureError
 from modelbonsai.ops.registry import OpError
 from modelbonsai.runner import PlanError, _user_message
+from modelbonsai.service import MeasureJob, WorkError
 from modelbonsai.store import LineageStore, ModelNotFound, StoreError
 from modelbonsai.tasks import TaskError
 
@@ -109,9 +109,9 @@ def test_store_problems_in_the_worker_reach_the_client_as_user_errors(
     try:
         with caplog.at_level(logging.WARNING):
             with pytest.raises(JobError) as missing:  # the model is not in the store: NOT_FOUND
-                worker.run("measure", {"folder": str(tmp_path), "ids": ["ghost"], "device": "cpu"}, ctx)
+                worker.run(MeasureJob(folder=str(tmp_path), models=("ghost",), device="cpu"), ctx)
             with pytest.raises(JobError) as broken:  # no such workspace folder: the user's to fix
-                worker.run("measure", {"folder": str(tmp_path / "nope"), "ids": ["x"], "device": "cpu"}, ctx)
+                worker.run(MeasureJob(folder=str(tmp_path / "nope"), models=("x",), device="cpu"), ctx)
     finally:
         worker.close()
     assert missing.value.code == P.NOT_FOUND and "ghost" in str(missing.value)

@@ -1,7 +1,7 @@
 """The README's own text-classification experiment, as written there, on a tiny Hugging Face model
 saved in the test with its tokenizer beside it: no `tokenizer:` option, so the task must find the
 tokenizer in the base model's folder, in a run (the runner) and in the language server's
-comparison and instances work (lsp/work.py's task_of)."""
+comparison and instances work (the service's task_of)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from modelbonsai.experiment import load_experiment
-from modelbonsai.lsp.work import task_of
 from modelbonsai.runner import Runner, make_plan
+from modelbonsai.service.models import task_of
 from modelbonsai.store import LineageStore
 from support.hf import save_text_classifier, write_text_data
 

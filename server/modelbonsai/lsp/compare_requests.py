@@ -15,21 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import wire
 from ..errors import BonsaiError, UserError
+from ..service import (
+    CompareActivationsJob,
+    CompareBehaviorJob,
+    CompareWeightsJob,
+    InstancesJob,
+    JobSpec,
+    TilesJob,
+)
 from ..store import ModelRecord
 from . import protocol as P
 from .jobs import JobCancelled, JobContext
 from .requests import _find_model
+from .worker import Listeners
 
 if TYPE_CHECKING:
+    from ..compare.activations import ActivationOptions
     from .server import BonsaiServer
 
 log = logging.getLogger(__name__)
+ParamsT = TypeVar("ParamsT")
 
 
 # A comparison's first reply waits at most this long for page 0, so that the client learns the
@@ -64,6 +75,8 @@ def resolve_models(
 
 
 def _options(given: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], what: str) -> dict[str, Any]:
+    """The options of a request, each of a known name and type; a missing or null one is absent
+    (its job spec's default applies)."""
     out = {}
     for key, value in given.items():
         if key not in allowed:
@@ -73,8 +86,30 @@ def _options(given: dict[str, Any], allowed: dict[str, type | tuple[type, ...]],
         typ = allowed[key]
         if value is not None and (not isinstance(value, typ) or (isinstance(value, bool) and typ is int)):
             raise OptionError(f"{what}: option '{key}' has the wrong type ({type(value).__name__})")
-        out[key] = value
+        if value is not None:
+            out[key] = value
     return out
+
+
+def _patterns(value: str | list[str] | None) -> str | tuple[str, ...] | None:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def activation_options(given: dict[str, Any], max_instances: int | None) -> ActivationOptions:
+    """bonsai/compare/activations' options as the engine's ActivationOptions, checked: a missing
+    option is the engine's default, except `instances`, which is the server's instance limit when
+    it has one. In a reader thread: the first import of the comparison engine (torch, compiled
+    kernels) takes seconds the event loop must not wait."""
+    from ..compare.activations import ActivationOptions
+
+    fields = {"instances": "instances", "batchSize": "batch_size", "mode": "mode"}
+    fields |= {"isolatedScope": "isolated_scope", "modules": "modules"}
+    kwargs: dict[str, Any] = {name: given[key] for key, name in fields.items() if key in given}
+    if "instances" not in kwargs and max_instances:
+        kwargs["instances"] = max_instances
+    options = ActivationOptions(**kwargs)
+    options.check()  # bad values fail here, not in a job
+    return options
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,25 +128,22 @@ def add_envelope(ls: BonsaiServer, result_id: str, data: bytes, decoded: wire.Re
 async def start_result_job(
     ls: BonsaiServer,
     title: str,
-    params: dict[str, Any],
-    kind: str,
-    spec: dict[str, Any],
+    params: P.CompareParams | P.TilesParams | P.InstancesParams,
+    spec: JobSpec[None],
     *,
+    device: str,
     first_reply_s: float | None = None,
 ) -> P.ResultRef:
-    """Run task `kind` (work.py) as a compare job; answer with page 0 once it exists, or after
-    `first_reply_s` (when given) with no data yet. The reply names the job."""
+    """Run `spec` (a service job producing pages) as a compare job on `device`; answer with
+    page 0 once it exists, or after `first_reply_s` (when given) with no data yet. The reply
+    names the job."""
+    from .server import work_done_token
+
     rid = ls.results.new()
-    spec = {**spec, "maxInstances": ls.settings.max_instances}
 
     def work(ctx: JobContext) -> None:
         try:
-            ls.workers.run(
-                kind,
-                {**spec, "device": ctx.job.device},
-                ctx,
-                on_page=lambda data: add_envelope(ls, rid, data),
-            )
+            ls.workers.run(spec, ctx, Listeners(page=lambda data: add_envelope(ls, rid, data)))
         except BaseException as e:
             from ..ops.registry import Cancelled
 
@@ -123,7 +155,7 @@ async def start_result_job(
             raise
         ls.results.finish(rid)
 
-    job = ls.submit("compare", title, work, token=params.get("workDoneToken"))
+    job = ls.submit(spec.queue_kind, title, work, token=work_done_token(params), device=device)
     job.meta["resultId"] = rid
     ls.results.attach_job(rid, job.id)
     try:
@@ -139,22 +171,13 @@ async def start_result_job(
     return await ls.in_reader(lambda: ls.results.ref(rid, 0, wait_s=0.0))
 
 
-def _check_activation_options(aopts: dict[str, Any]) -> None:
-    from ..compare.activations import ActivationOptions
-
-    ActivationOptions(
-        instances=aopts["instances"],
-        batch_size=aopts["batchSize"],
-        mode=aopts["mode"],
-        isolated_scope=aopts["isolatedScope"],
-    ).check()
-
-
 def register(server: BonsaiServer) -> None:
     from .server import RequestError, custom
 
-    def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapped(ls: BonsaiServer, params: dict[str, Any]) -> Any:
+    def guard(
+        fn: Callable[[BonsaiServer, ParamsT], Awaitable[P.ResultRef]],
+    ) -> Callable[[BonsaiServer, ParamsT], Awaitable[P.ResultRef]]:
+        async def wrapped(ls: BonsaiServer, params: ParamsT) -> P.ResultRef:
             try:
                 return await fn(ls, params)
             except JobCancelled:
@@ -169,115 +192,103 @@ def register(server: BonsaiServer) -> None:
 
     @custom(server, P.COMPARE_WEIGHTS)
     @guard
-    async def weights(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def weights(ls: BonsaiServer, params: P.CompareParams) -> P.ResultRef:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
         opts = _options(
             params.get("options") or {}, {"include": (str, list), "exclude": (str, list)}, "compare/weights"
         )
-        spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
+        spec = CompareWeightsJob(
+            folder=str(folder),
+            base=base.id,
+            models=tuple(m.id for m in others),
+            include=_patterns(opts.get("include")),
+            exclude=_patterns(opts.get("exclude")),
+        )
+        title = f"Compare weights with {base.name}"
         return await start_result_job(
-            ls,
-            f"Compare weights with {base.name}",
-            params,
-            "compare/weights",
-            spec,
-            first_reply_s=FIRST_REPLY_S,
+            ls, title, params, spec, device=ls.device(), first_reply_s=FIRST_REPLY_S
         )
 
     @custom(server, P.COMPARE_ACTIVATIONS)
     @guard
-    async def activations(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def activations(ls: BonsaiServer, params: P.CompareParams) -> P.ResultRef:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
-        opts = _options(
-            params.get("options") or {},
-            {
-                "instances": int,
-                "batchSize": int,
-                "mode": str,
-                "isolatedScope": str,
-                "modules": list,
-            },
-            "compare/activations",
+        allowed: dict[str, type | tuple[type, ...]] = {
+            "instances": int,
+            "batchSize": int,
+            "mode": str,
+            "isolatedScope": str,
+            "modules": list,
+        }
+        opts = _options(params.get("options") or {}, allowed, "compare/activations")
+        options = await ls.in_reader(activation_options, opts, ls.settings.max_instances)
+        spec = CompareActivationsJob(
+            folder=str(folder),
+            base=base.id,
+            models=tuple(m.id for m in others),
+            options=options,
+            device=ls.device(),
+            max_instances=ls.settings.max_instances,
         )
-        aopts: dict[str, Any] = {
-            "instances": opts.get("instances") or ls.settings.max_instances or 64,
-            "batchSize": opts.get("batchSize") or 16,
-            "mode": opts.get("mode") or "both",
-            "isolatedScope": opts.get("isolatedScope") or "leaves",
-            "modules": opts.get("modules"),
-        }
-        # Bad values fail here, not in a job. In a reader thread: the first import of the
-        # comparison engine (torch, compiled kernels) takes seconds the event loop must not wait.
-        await ls.in_reader(_check_activation_options, aopts)
-        spec = {
-            "folder": str(folder),
-            "base": base.id,
-            "models": [m.id for m in others],
-            "activationOptions": aopts,
-        }
+        title = f"Compare activations with {base.name}"
         return await start_result_job(
-            ls,
-            f"Compare activations with {base.name}",
-            params,
-            "compare/activations",
-            spec,
-            first_reply_s=FIRST_REPLY_S,
+            ls, title, params, spec, device=spec.device, first_reply_s=FIRST_REPLY_S
         )
 
     @custom(server, P.COMPARE_BEHAVIOR)
     @guard
-    async def behavior(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def behavior(ls: BonsaiServer, params: P.CompareParams) -> P.ResultRef:
         folder, base, others = await ls.in_reader(resolve_models, ls, params["base"], params["models"])
         opts = _options(params.get("options") or {}, {"bootstrap": int, "seed": int}, "compare/behavior")
-        spec = {"folder": str(folder), "base": base.id, "models": [m.id for m in others], "options": opts}
+        spec = CompareBehaviorJob(
+            folder=str(folder),
+            base=base.id,
+            models=tuple(m.id for m in others),
+            device=ls.device(),
+            max_instances=ls.settings.max_instances,
+            **opts,  # bootstrap, seed: the spec's defaults where not given
+        )
+        title = f"Compare behaviour with {base.name}"
         return await start_result_job(
-            ls,
-            f"Compare behaviour with {base.name}",
-            params,
-            "compare/behavior",
-            spec,
-            first_reply_s=FIRST_REPLY_S,
+            ls, title, params, spec, device=spec.device, first_reply_s=FIRST_REPLY_S
         )
 
     @custom(server, P.TENSOR_TILES)
     @guard
-    async def tensor_tiles(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def tensor_tiles(ls: BonsaiServer, params: P.TilesParams) -> P.ResultRef:
         source = params.get("source") or "weight"
         if source not in ("weight", "activation"):
             raise OptionError(
                 f"bonsai/tensor/tiles: unknown source '{source}' (use 'weight' or 'activation')"
             )
         instances = params.get("instances")
-        if instances is not None and (
-            not isinstance(instances, list) or not all(isinstance(i, str) for i in instances)
-        ):
-            raise OptionError("bonsai/tensor/tiles: 'instances' must be a list of instance ids (strings)")
         if source == "activation" and not instances:
             raise OptionError(
                 "bonsai/tensor/tiles: activation tiles need 'instances', the ids of the "
                 "instances to show (rows, in the order given)"
             )
-        ids = [params["model"]] + ([params["other"]] if params.get("other") else [])
+        other_id = params.get("other")
+        ids = [params["model"]] + ([other_id] if other_id else [])
         folder, model, others = await ls.in_reader(resolve_models, ls, ids[0], ids[1:] or [ids[0]])
-        # for activations `tensor` is a module name; the device comes with the job (start_result_job)
-        spec = {
-            "folder": str(folder),
-            "model": model.id,
-            "other": others[0].id if params.get("other") else None,
-            "tensor": params["tensor"],
-            "level": params["level"],
-            "source": source,
-            "instances": instances,
-            "window": [params["y0"], params["x0"], params["y1"], params["x1"]],
-        }  # rows are y, columns x
-        title = tiles_title(
-            source, params["tensor"], model.name, others[0].name if params.get("other") else None
+        other = others[0] if other_id else None
+        spec = TilesJob(
+            folder=str(folder),
+            model=model.id,
+            tensor=params["tensor"],  # for activations a module name
+            level=params["level"],
+            window=(params["y0"], params["x0"], params["y1"], params["x1"]),  # rows are y, columns x
+            other=other.id if other is not None else None,
+            source=source,
+            instances=tuple(instances) if instances is not None else None,
+            device=ls.device(),
+            max_instances=ls.settings.max_instances,
         )
-        return await start_result_job(ls, title, params, "tensor/tiles", spec)
+        title = tiles_title(source, params["tensor"], model.name, other.name if other is not None else None)
+        return await start_result_job(ls, title, params, spec, device=spec.device)
 
     @custom(server, P.INSTANCES)
     @guard
-    async def instances(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def instances(ls: BonsaiServer, params: P.InstancesParams) -> P.ResultRef:
         model_ids = params.get("models") or []
         if not model_ids:
             raise OptionError("bonsai/instances needs 'models' (the first one's task renders the instances)")
@@ -285,16 +296,18 @@ def register(server: BonsaiServer) -> None:
             resolve_models, ls, model_ids[0], model_ids[1:] or [model_ids[0]]
         )
         models = [first, *rest[: len(model_ids) - 1]]
-        spec = {
-            "folder": str(folder),
-            "base": first.id,
-            "models": [m.id for m in models[1:]],
-            "ids": params["ids"],
-        }
-        return await start_result_job(ls, f"Instances ({len(params['ids'])})", params, "instances", spec)
+        spec = InstancesJob(
+            folder=str(folder),
+            models=tuple(m.id for m in models),
+            ids=tuple(params["ids"]),
+            max_instances=ls.settings.max_instances,
+        )
+        return await start_result_job(
+            ls, f"Instances ({len(params['ids'])})", params, spec, device=ls.device()
+        )
 
     @custom(server, RESULT_PAGE_METHOD)
-    async def result_page(ls: BonsaiServer, params: dict[str, Any]) -> P.ResultRef:
+    async def result_page(ls: BonsaiServer, params: P.ResultPageParams) -> P.ResultRef:
         rid, page = params["resultId"], params["page"]
         fut = ls.results.wait_page(rid, page)
         try:

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import BonsaiError, is_user_error
 from ..eta import remaining_text
 from ..ops.registry import Cancelled
-from .protocol import JOB_FINAL_STATES, JobInfo
+from .protocol import JOB_FINAL_STATES, JobInfo, JobKind, JobState
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ class JobCancelled(Cancelled):
 @dataclass
 class Job:
     id: str
-    kind: str  # "run" | "compare"
+    kind: JobKind  # "run": writes the store (delete waits for it); "compare": reads it
     title: str
     device: str
     work: Callable[[JobContext], Any]
-    state: str = "queued"
+    state: JobState = "queued"
     position: int | None = None
     progress: float | None = None
     message: str | None = None
@@ -53,6 +53,9 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None  # time.monotonic() when it began running (for the estimate)
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    # the work-done progress the server sent for it (begin once, end once)
+    progress_begun: bool = False
+    progress_ended: bool = False
     future: Future[Any] = field(default_factory=Future)
     _last_emit: float = 0.0
 
@@ -61,7 +64,7 @@ class Job:
         return self.state in JOB_FINAL_STATES
 
     def info(self) -> JobInfo:
-        out: JobInfo = {"id": self.id, "kind": self.kind, "title": self.title, "state": self.state}  # type: ignore[typeddict-item]
+        out: JobInfo = {"id": self.id, "kind": self.kind, "title": self.title, "state": self.state}
         if self.state == "queued" and self.position is not None:
             out["position"] = self.position
         if self.progress is not None:
@@ -122,7 +125,7 @@ class JobQueue:
     # -- public -------------------------------------------------------------------------------
     def submit(
         self,
-        kind: str,
+        kind: JobKind,
         title: str,
         work: Callable[[JobContext], Any],
         *,

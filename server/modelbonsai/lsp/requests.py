@@ -4,15 +4,16 @@ experiment/create. (Comparisons are in compare_requests.py; lineage/jobs/cancel 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runner import RunResult
+from ..service import ExportJob, MeasureJob, RunJob, RunPlanned, WorkError, failures_text, problems_text
 from ..store import LineageStore, ModelNotFound, ModelRecord, StoreError
 from . import protocol as P
 from .jobs import JobContext
-from .work import problems_text
+from .worker import Listeners
 
 if TYPE_CHECKING:
     from .server import BonsaiServer
@@ -21,10 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def register(server: BonsaiServer) -> None:
-    from .server import RequestError, as_path, custom
+    from .server import RequestError, as_path, custom, work_done_token
 
     @custom(server, P.RUN)
-    async def run(ls: BonsaiServer, params: dict[str, Any]) -> P.RunResult:
+    async def run(ls: BonsaiServer, params: P.RunParams) -> P.RunResult:
         from ..experiment import load_experiment
 
         file = as_path(params["file"])
@@ -55,42 +56,44 @@ def register(server: BonsaiServer) -> None:
                     f"(variants: {', '.join(names) or 'none'})",
                 )
         folder = ls.folder_for(file=file)
-        force = bool(params.get("force", False))
         title = f"Run {', '.join(wanted) if wanted else 'all variants'} ({file.name})"
-        spec = {
-            "file": str(file),
-            "folder": str(folder),
-            "variants": wanted,
-            "force": force,
-            "maxInstances": ls.settings.max_instances,
-        }
+        spec = RunJob(
+            file=str(file),
+            folder=str(folder),
+            device=ls.device(),
+            variants=tuple(wanted) if wanted else None,
+            force=bool(params.get("force", False)),
+            max_instances=ls.settings.max_instances,
+        )
 
-        def work(ctx: JobContext) -> Any:
-            def on_plan(data: bytes) -> None:
-                # What the run does unasked (work.run's one page): marked in the lineage while
-                # the job runs, and said in its progress before it starts.
-                plan = json.loads(data)
-                ctx.job.meta["unasked"] = {e["id"]: e["why"] for e in plan["unasked"] if e.get("id")}
+        def work(ctx: JobContext) -> RunResult:
+            def on_plan(plan: RunPlanned) -> None:
+                # What the run does unasked: marked in the lineage while the job runs, and said
+                # in its progress before it starts.
+                if not plan.unasked:
+                    return
+                ctx.job.meta["unasked"] = {e.id: e.why for e in plan.unasked if e.id}
                 ctx.job.meta["variants"] = set(ctx.job.meta.get("variants", ())) | {
-                    (str(file), e["variant"]) for e in plan["unasked"] if not e.get("id") and e.get("variant")
+                    (str(file), e.variant) for e in plan.unasked if not e.id and e.variant
                 }
-                ctx.note(plan["message"])
+                ctx.note(plan.message)
                 ls.lineage_changed(folder)
 
-            return ls.workers.run(
-                "run",
-                {**spec, "device": ctx.job.device},
-                ctx,
-                on_lineage=lambda: ls.lineage_changed(folder),
-                on_page=on_plan,
+            result = ls.workers.run(
+                spec, ctx, Listeners(lineage=lambda: ls.lineage_changed(folder), planned=on_plan)
             )
+            if result.failed:  # the job fails, saying which variants and why
+                raise WorkError(failures_text(result))
+            return result
 
-        job = ls.submit("run", title, work, token=params.get("workDoneToken"), folder=folder)
+        job = ls.submit(
+            spec.queue_kind, title, work, token=work_done_token(params), folder=folder, device=spec.device
+        )
         job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
         return {"jobId": job.id}
 
     @custom(server, P.MODEL_MEASURE)
-    async def measure(ls: BonsaiServer, params: dict[str, Any]) -> P.RunResult:
+    async def measure(ls: BonsaiServer, params: P.MeasureParams) -> P.RunResult:
         ids = [str(i) for i in params["ids"]]
         if not ids:
             raise RequestError(P.USER_ERROR, "no model to measure")
@@ -99,28 +102,21 @@ def register(server: BonsaiServer) -> None:
         if any(f != folder for f, _s, _r in found):
             raise RequestError(P.USER_ERROR, "measure models of one workspace folder at a time")
         names = [rec.name for _f, _s, rec in found]
-        spec = {"folder": str(folder), "ids": [rec.id for _f, _s, rec in found]}
-
-        def work(ctx: JobContext) -> Any:
-            # a run's job kind: it writes the store (delete waits for it) and uses the device
-            return ls.workers.run(
-                "measure",
-                {**spec, "device": ctx.job.device},
-                ctx,
-                on_lineage=lambda: ls.lineage_changed(folder),
-            )
-
+        spec = MeasureJob(
+            folder=str(folder), models=tuple(rec.id for _f, _s, rec in found), device=ls.device()
+        )
         job = ls.submit(
-            "run",
+            spec.queue_kind,  # a run's kind: it writes the store (delete waits for it)
             f"Measure latency of {', '.join(names)}",
-            work,
-            token=params.get("workDoneToken"),
+            lambda ctx: ls.workers.run(spec, ctx, Listeners(lineage=lambda: ls.lineage_changed(folder))),
+            token=work_done_token(params),
             folder=folder,
+            device=spec.device,
         )
         return {"jobId": job.id}
 
     @custom(server, P.MODEL_DELETE)
-    async def delete(ls: BonsaiServer, params: dict[str, Any]) -> P.DeleteResult:
+    async def delete(ls: BonsaiServer, params: P.DeleteParams) -> P.DeleteResult:
         folder, store, rec = await ls.in_reader(_find_model, ls, params["id"])
         busy = [j for j in ls.jobs.active() if j.kind == "run" and ls.job_folders.get(j.id) == folder]
         if busy:
@@ -134,7 +130,7 @@ def register(server: BonsaiServer) -> None:
         return {"deleted": [m.id for m in gone]}
 
     @custom(server, P.MODEL_EXPORT)
-    async def export(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
+    async def export(ls: BonsaiServer, params: P.ExportParams) -> P.PathResult:
         from ..artifacts.export import export_conflict
 
         folder, _store, rec = await ls.in_reader(_find_model, ls, params["id"])
@@ -144,23 +140,17 @@ def register(server: BonsaiServer) -> None:
         conflict = None if force else await ls.in_reader(export_conflict, out, params["format"])
         if conflict is not None:
             raise RequestError(P.EXPORT_EXISTS, str(conflict))
-        spec = {
-            "folder": str(folder),
-            "id": rec.id,
-            "dir": str(out),
-            "format": params["format"],
-            "force": force,
-        }
+        spec = ExportJob(folder=str(folder), model=rec.id, dir=str(out), format=params["format"], force=force)
         job = ls.submit(
-            "run",
+            spec.queue_kind,
             f"Export {rec.name}",
-            lambda ctx: ls.workers.run("export", spec, ctx),
-            token=params.get("workDoneToken"),
+            lambda ctx: ls.workers.run(spec, ctx),
+            token=work_done_token(params),
         )
         return {"path": await asyncio.wrap_future(job.future)}
 
     @custom(server, P.EXPERIMENT_CREATE)
-    async def create(ls: BonsaiServer, params: dict[str, Any]) -> P.PathResult:
+    async def create(ls: BonsaiServer, params: P.CreateExperimentParams) -> P.PathResult:
         model = as_path(params["configPath"])
         function, factory = params.get("function"), params.get("factory")
         return {"path": str(await ls.in_reader(write_starter, model, function, factory))}

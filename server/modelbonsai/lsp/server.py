@@ -21,11 +21,11 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from lsprotocol import converters
 from lsprotocol import types as lsp
@@ -45,7 +45,7 @@ from ..errors import BonsaiError
 from ..store import LineageStore
 from . import protocol as P
 from . import stdio
-from .jobs import Job, JobCancelled, JobQueue
+from .jobs import Job, JobCancelled, JobContext, JobQueue
 from .lineage import LineageCache, RawJSON
 from .results import ResultNotFound, ResultStore
 from .worker import Workers
@@ -53,6 +53,9 @@ from .worker import Workers
 log = logging.getLogger("modelbonsai.lsp")
 LENS_REFRESH_DELAY_S = 0.3
 T = TypeVar("T")
+#: a request's params: the protocol.py TypedDict its method declares
+ParamsT = TypeVar("ParamsT", bound=Mapping[str, Any])
+ResultT = TypeVar("ResultT")
 
 
 class RequestError(JsonRpcException):
@@ -119,6 +122,8 @@ class BonsaiProtocol(LanguageServerProtocol):
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _Unparsable):
+            # JSON-RPC answers a request whose id could not be read with a null id, which pygls'
+            # MsgId (int | str) does not admit
             self._send_response(message.id, error=message.error.to_response_error())  # type: ignore[arg-type]
             return
         if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message at all
@@ -148,7 +153,7 @@ class BonsaiProtocol(LanguageServerProtocol):
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         # `$/cancelRequest` for a request that started a job cancels the job itself, even after
         # the request was answered (bonsai/run answers at once with the job id).
-        server: BonsaiServer = self._server  # type: ignore[assignment]
+        server = cast(BonsaiServer, self._server)  # pygls types it as the base LanguageServer
         job_id = server.request_jobs.get(msg_id)
         if job_id is not None:
             server.jobs.cancel(job_id)
@@ -290,22 +295,25 @@ class BonsaiServer(LanguageServer):
             return False
 
     # -- jobs ---------------------------------------------------------------------------------
+    def device(self) -> str:
+        """The device jobs run on (the `device` setting resolved: "auto" picks one)."""
+        from ..device import resolve_device
+
+        return str(resolve_device(self.settings.device))  # a DeviceError is the user's to fix
+
     def submit(
         self,
-        kind: str,
+        kind: P.JobKind,
         title: str,
-        work: Callable[..., Any],
+        work: Callable[[JobContext], Any],
         *,
         token: Any = None,
         folder: Path | None = None,
+        device: str | None = None,
     ) -> Job:
-        from ..device import DeviceError, resolve_device
-
-        try:
-            device = str(resolve_device(self.settings.device))
-        except DeviceError as e:
-            raise RequestError(P.USER_ERROR, str(e)) from e
-        job = self.jobs.submit(kind, title, work, device=device, progress_token=token)
+        """Queue `work` on `device` (default: the server's); `folder`: the workspace folder a
+        "run" job writes (its lineage is refreshed when it ends, and delete waits for it)."""
+        job = self.jobs.submit(kind, title, work, device=device or self.device(), progress_token=token)
         if token is not None:
             self.token_jobs[token] = job.id
         if folder is not None:
@@ -331,9 +339,9 @@ class BonsaiServer(LanguageServer):
         message = info.get("message")
         if state == "queued":
             message = f"queued (position {info.get('position', '?')})"
-        started = getattr(job, "_progress_begun", False)
+        started = job.progress_begun
         if not started:
-            job._progress_begun = True  # type: ignore[attr-defined]
+            job.progress_begun = True
             progress.begin(
                 token,
                 lsp.WorkDoneProgressBegin(
@@ -341,8 +349,8 @@ class BonsaiServer(LanguageServer):
                 ),
             )
         if state in P.JOB_FINAL_STATES:
-            if not getattr(job, "_progress_ended", False):
-                job._progress_ended = True  # type: ignore[attr-defined]
+            if not job.progress_ended:
+                job.progress_ended = True
                 progress.end(token, lsp.WorkDoneProgressEnd(message=message or state))
         elif started:
             progress.report(
@@ -440,7 +448,8 @@ def _clip(text: str, limit: int = 80) -> str:
 # ---------------------------------------------------------------------------------------------
 # Request plumbing
 # ---------------------------------------------------------------------------------------------
-Handler = Callable[[BonsaiServer, dict[str, Any]], Awaitable[Any]]
+#: a custom request's handler: its method's params shape in, its result shape out (protocol.py)
+Handler = Callable[[BonsaiServer, ParamsT], Awaitable[ResultT]]
 
 
 def _plain(params: Any) -> Any:
@@ -453,11 +462,14 @@ def _plain(params: Any) -> Any:
     return params
 
 
-def custom(server: BonsaiServer, method: str) -> Callable[[Handler], Handler]:
-    """Register `fn` for a protocol.py method: shape check, trust check, errors mapped to codes."""
+def custom(
+    server: BonsaiServer, method: str
+) -> Callable[[Handler[ParamsT, ResultT]], Handler[ParamsT, ResultT]]:
+    """Register `fn` for a protocol.py method: shape check, trust check, errors mapped to codes.
+    `fn` takes the method's declared params (a TypedDict) and returns its declared result."""
     meta = P.METHODS[method]
 
-    def decorate(fn: Handler) -> Handler:
+    def decorate(fn: Handler[ParamsT, ResultT]) -> Handler[ParamsT, ResultT]:
         async def handler(params: Any) -> Any:
             data = _plain(params)
             try:
@@ -467,7 +479,8 @@ def custom(server: BonsaiServer, method: str) -> Callable[[Handler], Handler]:
             if meta.needs_trust and not server.settings.trusted:
                 raise RequestError(P.WORKSPACE_UNTRUSTED, P.UNTRUSTED_MESSAGE)
             try:
-                return await fn(server, data)
+                # checked against meta.params just above: the declared shape, as the handler says
+                return await fn(server, cast(ParamsT, data))
             except Exception as e:
                 raise request_error(e, method) from None
 
@@ -475,6 +488,12 @@ def custom(server: BonsaiServer, method: str) -> Callable[[Handler], Handler]:
         return fn
 
     return decorate
+
+
+def work_done_token(params: Mapping[str, object]) -> P.ProgressToken | None:
+    """The work-done token LSP lets a client add to any request's params (declared or not)."""
+    token = params.get("workDoneToken")
+    return token if isinstance(token, (int, str)) else None
 
 
 async def await_job(job: Job) -> Any:
@@ -550,7 +569,7 @@ def _schedule_sweeps(server: BonsaiServer) -> None:
 
 def _register_core(server: BonsaiServer) -> None:
     @custom(server, P.LINEAGE)
-    async def lineage(ls: BonsaiServer, params: dict[str, Any]) -> P.LineageResult | RawJSON:
+    async def lineage(ls: BonsaiServer, params: P.LineageParams) -> P.LineageResult | RawJSON:
         t0 = time.perf_counter()
         folder = ls.folder_for(params.get("folder"))
         # The usual case (nothing changed) is answered right here from the cached JSON.
@@ -567,11 +586,11 @@ def _register_core(server: BonsaiServer) -> None:
         return RawJSON(entry.with_running(folder, _running_variants(ls), _unasked_models(ls)))
 
     @custom(server, P.JOBS)
-    async def jobs(ls: BonsaiServer, params: dict[str, Any]) -> P.JobsResult:
+    async def jobs(ls: BonsaiServer, params: P.Empty) -> P.JobsResult:
         return {"jobs": [j.info() for j in ls.jobs.jobs()]}
 
     @custom(server, P.CANCEL)
-    async def cancel(ls: BonsaiServer, params: dict[str, Any]) -> P.CancelResult:
+    async def cancel(ls: BonsaiServer, params: P.CancelParams) -> P.CancelResult:
         if ls.jobs.get(params["jobId"]) is None:
             raise RequestError(P.NOT_FOUND, f"no job '{params['jobId']}'")
         return {"cancelled": ls.jobs.cancel(params["jobId"])}

@@ -22,16 +22,22 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..errors import BonsaiError, error_code, is_user_error
+from ..service import JobSpec, RunPlanned
 from .jobs import JobCancelled, JobContext
+
+if TYPE_CHECKING:
+    from ..runner import RunEvent
 
 log = logging.getLogger(__name__)
 
 KILL_AFTER_S = 5.0
 _PROGRESS_EVERY_S = 0.05
+R = TypeVar("R")
 
 
 class WorkerFailed(RuntimeError):
@@ -49,19 +55,63 @@ class JobError(BonsaiError, ValueError):
         self.code = code
 
 
+# -- the pipe: the server sends a job spec (service/jobs.py) or None (stop); the worker answers
+# with these, sent as they are (pickled dataclasses), ending each job with Done, Stopped or Failed.
+@dataclass(frozen=True)
+class Progress:
+    fraction: float | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class LineageChanged:
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Done:
+    result: Any  # what the spec's handler returned (JobSpec[R]: an R)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The job saw its cancel and stopped."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    user: bool  # the user's to fix (errors.is_user_error): the message, no traceback
+    code: int | None = None  # a Bonsai error's JSON-RPC code (None: a library's ValueError)
+    traceback: str = ""
+
+
+FromWorker = Progress | LineageChanged | Page | RunPlanned | Done | Stopped | Failed
+
+
 # -- in the child ---------------------------------------------------------------------------------
 class _ChildReporter:
+    """The service's Reporter in the worker: every report becomes one pipe message."""
+
     def __init__(self, conn: Connection, cancel: Any):
         self._conn = conn
         self._cancel = cancel
         self._last = 0.0
+
+    def _send(self, msg: FromWorker) -> None:
+        self._conn.send(msg)
 
     def progress(self, fraction: float | None, message: str | None = None) -> None:
         now = time.monotonic()
         if now - self._last < _PROGRESS_EVERY_S and fraction not in (0.0, 1.0):
             return  # the pipe need not carry every tick
         self._last = now
-        self._conn.send(("progress", fraction, message))
+        self._send(Progress(fraction, message))
 
     def cancelled(self) -> bool:
         return bool(self._cancel.is_set())
@@ -73,10 +123,16 @@ class _ChildReporter:
             raise Cancelled()
 
     def lineage_changed(self) -> None:
-        self._conn.send(("lineage",))
+        self._send(LineageChanged())
 
     def page(self, data: bytes) -> None:
-        self._conn.send(("page", data))
+        self._send(Page(data))
+
+    def planned(self, plan: RunPlanned) -> None:
+        self._send(plan)
+
+    def run_event(self, event: RunEvent) -> None:
+        pass  # the server follows a run through lineage_changed and progress
 
 
 def _warm_kernels() -> None:
@@ -87,8 +143,24 @@ def _warm_kernels() -> None:
         log.debug("warming the comparison kernels failed", exc_info=True)
 
 
+def _outcome(job: JobSpec[Any], rep: _ChildReporter) -> FromWorker:
+    """Do one job; the message that ends it."""
+    from ..ops.registry import Cancelled
+    from ..service import handle
+
+    try:
+        return Done(handle(job, rep))
+    except Cancelled:
+        return Stopped()
+    except BaseException as e:
+        if is_user_error(e):
+            # The user's to fix: its message, no traceback; its code when it has a Bonsai class
+            return Failed(str(e), user=True, code=error_code(e))
+        return Failed(f"{type(e).__name__}: {e}", user=False, traceback=traceback.format_exc())
+
+
 def child_main(conn: Connection, cancel: Any) -> None:
-    """The worker process: run tasks from `conn` until it closes."""
+    """The worker process: run jobs from `conn` until it closes."""
     import warnings
 
     warnings.simplefilter("ignore")
@@ -102,8 +174,6 @@ def child_main(conn: Connection, cancel: Any) -> None:
     except (AttributeError, OSError):
         pass
     from ..allocator import keep_freed_memory
-    from ..ops.registry import Cancelled
-    from .work import TASKS
 
     keep_freed_memory()  # batches free and allocate the same memory again: keep it (see allocator)
 
@@ -113,26 +183,24 @@ def child_main(conn: Connection, cancel: Any) -> None:
     rep = _ChildReporter(conn, cancel)
     while True:
         try:
-            msg = conn.recv()
+            job: JobSpec[Any] | None = conn.recv()
         except (EOFError, OSError):
             return
-        if msg is None:
+        if job is None:
             return
-        kind, spec = msg
-        try:
-            result = TASKS[kind](spec, rep)
-            conn.send(("done", result))
-        except Cancelled:
-            conn.send(("cancelled",))
-        except BaseException as e:
-            if is_user_error(e):
-                # The user's to fix: its message, no traceback; its code when it has a Bonsai class
-                conn.send(("error", "user", str(e), error_code(e)))
-            else:
-                conn.send(("error", "internal", f"{type(e).__name__}: {e}", traceback.format_exc()))
+        conn.send(_outcome(job, rep))
 
 
 # -- in the server ----------------------------------------------------------------------------------
+@dataclass
+class Listeners:
+    """What the server does with a job's reports besides its progress (each optional)."""
+
+    lineage: Callable[[], None] = lambda: None
+    page: Callable[[bytes], None] = lambda data: None
+    planned: Callable[[RunPlanned], None] = lambda plan: None
+
+
 class Worker:
     """The process of one device, used by that device's job thread only."""
 
@@ -157,19 +225,26 @@ class Worker:
         self._conn = parent
         return parent
 
-    def run(
-        self,
-        kind: str,
-        spec: dict[str, Any],
-        ctx: JobContext,
-        on_lineage: Callable[[], None] = lambda: None,
-        on_page: Callable[[bytes], None] = lambda data: None,
-    ) -> Any:
+    def _next(self, conn: Connection) -> FromWorker | None:
+        """The worker's next message, None when there is none yet; a dead worker fails the job."""
+        try:
+            if conn.poll(0.05):
+                return cast(FromWorker, conn.recv())
+        except (EOFError, OSError):
+            pass
+        else:
+            if self._proc.is_alive():
+                return None
+        code = self._proc.exitcode if self._proc is not None else None
+        self.close(kill=True)
+        raise WorkerFailed(f"the worker process died (exit code {code}); it is restarted for the next job")
+
+    def run(self, job: JobSpec[R], ctx: JobContext, listen: Listeners | None = None) -> R:
+        listen = listen or Listeners()
         conn = self._ensure()
         self._cancel.clear()
-        conn.send((kind, spec))
+        conn.send(job)
         cancel_at: float | None = None
-        msg: Any
         while True:
             if ctx.cancelled() and cancel_at is None:
                 self._cancel.set()
@@ -180,40 +255,27 @@ class Worker:
                 )
                 self.close(kill=True)
                 raise JobCancelled()
-            try:
-                ready = conn.poll(0.05)
-                msg = conn.recv() if ready else None
-            except (EOFError, OSError):
-                msg = ("died",)
-            if msg is None:
-                if not self._proc.is_alive():
-                    msg = ("died",)
-                else:
+            match self._next(conn):
+                case None:
                     continue
-            tag = msg[0]
-            if tag == "progress":
-                ctx.progress(msg[1], msg[2])
-            elif tag == "lineage":
-                on_lineage()
-            elif tag == "page":
-                on_page(msg[1])
-            elif tag == "done":
-                return msg[1]
-            elif tag == "cancelled":
-                raise JobCancelled()
-            elif tag == "error":
-                if msg[1] == "user":
-                    code = msg[3] if len(msg) > 3 else None
+                case Progress(fraction, message):
+                    ctx.progress(fraction, message)
+                case LineageChanged():
+                    listen.lineage()
+                case Page(data):
+                    listen.page(data)
+                case RunPlanned() as plan:
+                    listen.planned(plan)
+                case Done(result):
+                    return cast(R, result)
+                case Stopped():
+                    raise JobCancelled()
+                case Failed(message, user=True, code=code):
                     # Without a Bonsai class (a library's ValueError): a ValueError, as in process
-                    raise ValueError(msg[2]) if code is None else JobError(msg[2], code)
-                log.warning("job failed in worker %s:\n%s", self.device, msg[3] if len(msg) > 3 else msg[2])
-                raise WorkerFailed(msg[2])
-            elif tag == "died":
-                code = self._proc.exitcode if self._proc is not None else None
-                self.close(kill=True)
-                raise WorkerFailed(
-                    f"the worker process died (exit code {code}); it is restarted for the next job"
-                )
+                    raise ValueError(message) if code is None else JobError(message, code)
+                case Failed(message, traceback=tb):
+                    log.warning("job failed in worker %s:\n%s", self.device, tb or message)
+                    raise WorkerFailed(message)
 
     def close(self, kill: bool = False) -> None:
         proc, conn = self._proc, self._conn
@@ -234,12 +296,32 @@ class Worker:
 
 
 class _ThreadReporter:
-    def __init__(self, ctx: JobContext, on_lineage: Callable[[], None], on_page: Callable[[bytes], None]):
-        self.progress = ctx.progress
-        self.cancelled = ctx.cancelled
-        self.check_cancelled = ctx.check_cancelled
-        self.lineage_changed = on_lineage
-        self.page = on_page
+    """The service's Reporter for a job run in the server process (BONSAI_LSP_INPROCESS=1)."""
+
+    def __init__(self, ctx: JobContext, listen: Listeners):
+        self._ctx = ctx
+        self._listen = listen
+
+    def progress(self, fraction: float | None, message: str | None = None) -> None:
+        self._ctx.progress(fraction, message)
+
+    def cancelled(self) -> bool:
+        return self._ctx.cancelled()
+
+    def check_cancelled(self) -> None:
+        self._ctx.check_cancelled()
+
+    def lineage_changed(self) -> None:
+        self._listen.lineage()
+
+    def page(self, data: bytes) -> None:
+        self._listen.page(data)
+
+    def planned(self, plan: RunPlanned) -> None:
+        self._listen.planned(plan)
+
+    def run_event(self, event: RunEvent) -> None:
+        pass
 
 
 class Workers:
@@ -250,20 +332,15 @@ class Workers:
         self._workers: dict[str, Worker] = {}
         self.in_process = os.environ.get("BONSAI_LSP_INPROCESS") == "1"
 
-    def run(
-        self,
-        kind: str,
-        spec: dict[str, Any],
-        ctx: JobContext,
-        on_lineage: Callable[[], None] = lambda: None,
-        on_page: Callable[[bytes], None] = lambda data: None,
-    ) -> Any:
+    def run(self, job: JobSpec[R], ctx: JobContext, listen: Listeners | None = None) -> R:
+        """Do `job` on the device of `ctx`'s job and return what its handler returned; raises
+        JobCancelled, JobError (a Bonsai error, its code kept), ValueError or WorkerFailed."""
         if self.in_process:
             from ..ops.registry import Cancelled
-            from .work import TASKS
+            from ..service import handle
 
             try:
-                return TASKS[kind](spec, _ThreadReporter(ctx, on_lineage, on_page))
+                return handle(job, _ThreadReporter(ctx, listen or Listeners()))
             except Cancelled:
                 raise JobCancelled() from None
         device = ctx.job.device
@@ -271,7 +348,7 @@ class Workers:
             worker = self._workers.get(device)
             if worker is None:
                 worker = self._workers[device] = Worker(device)
-        return worker.run(kind, spec, ctx, on_lineage, on_page)
+        return worker.run(job, ctx, listen)
 
     def close(self) -> None:
         with self._lock:
