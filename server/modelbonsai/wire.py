@@ -28,6 +28,7 @@ page). :func:`join_pages` reassembles. Small tensors are packed whole into the c
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,10 +74,9 @@ class Result:
 
 def _to_numpy(x: Any) -> tuple[np.ndarray, str | None]:
     """A numpy array on the CPU plus the original dtype name when it had to be widened."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency, but keep wire usable alone
-        torch = None  # type: ignore[assignment]
+    # A torch tensor exists only once torch is imported: encoding numpy results (a weights-only
+    # comparison) must not import it (the CLI's start-up, tests/cli/test_startup_imports.py).
+    torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         t = x.detach().cpu()
         if t.dtype in (torch.float16, torch.bfloat16):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from .common import EXIT_OK, UserError, open_store
@@ -18,9 +17,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Weights (whole-model roll-up) and behaviour (stored evaluation outputs) against a base."""
-    from ..compare.sources import artifact_source
-    from ..compare.weights import compare_weights
+    """Weights (whole-model roll-up) and behaviour (stored evaluation outputs) against a base,
+    through the service's comparison jobs: what the editor compared before (or compares next) is
+    read from the store's result cache."""
+    from .. import wire
+    from ..service import CompareBehaviorJob, CompareWeightsJob, QuietReporter, handle
 
     if len(args.models) < 2:
         raise UserError("compare needs a base model and at least one other: bonsai compare BASE OTHER...")
@@ -30,48 +31,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if m.status != "ok":
                 raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
         base, others = models[0], models[1:]
-        kept = {m.name: _kept_indices(store.artifact_path(m)) for m in others}
-        weights = compare_weights(
-            artifact_source(store.artifact_path(base)),
-            {m.name: artifact_source(store.artifact_path(m)) for m in others},
-            base_id=base.name,
-            kept_indices=kept,
-        )
-        behavior: dict[str, Any] = {}
         # Behaviour needs stored evaluation outputs on both sides, and torch to read them: a
         # comparison of models without them (weights only) never imports torch.
-        if _has_outputs(store, base) and any(_has_outputs(store, m) for m in others):
-            from ..compare.behavior import compare_behavior
-            from ..runner import load_evaluation
-
-            base_ev = load_evaluation(store, base)
-            evs = {m.name: ev for m in others if (ev := load_evaluation(store, m)) is not None}
-            behavior = (
-                compare_behavior(base_ev, evs, base_id=base.name) if base_ev is not None and evs else {}
-            )
-        out: dict[str, Any] = {}
-        for m in others:
-            root = next((n for n in weights[m.name].tree if n.parent is None), None)
-            tensors = weights[m.name].tensors
-            out[m.name] = {
-                "id": m.id,
-                "weights": root.to_json() if root is not None else None,
-                "behavior": behavior[m.name].summary if m.name in behavior else None,
-                # lowrank: tensors compared as the product of their factors (name -> rank)
-                "factorised": {t.name: t.factorised for t in tensors if t.factorised is not None},
-                # what the roll-up does not cover (never called identical while any is listed)
-                "not_compared": [
-                    {"name": t.name, "status": t.status, "message": t.message}
-                    for t in tensors
-                    if t.stats is None
-                ],
-            }
-        if args.json:
-            print(
-                json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str)
-            )
-            return EXIT_OK
-        _print_comparison(base.name, out)
+        with_outputs = [m for m in others if _has_outputs(store, m)] if _has_outputs(store, base) else []
+        folder = str(store.workspace)
+    weights = QuietReporter()
+    handle(CompareWeightsJob(folder=folder, base=base.id, models=tuple(m.id for m in others)), weights)
+    behavior: dict[str, Any] = {}
+    if with_outputs:
+        pages = QuietReporter()
+        handle(
+            CompareBehaviorJob(folder=folder, base=base.id, models=tuple(m.id for m in with_outputs)), pages
+        )
+        behavior = {
+            m.id: wire.decode_result(p).meta["summary"]
+            for m, p in zip(with_outputs, pages.pages, strict=True)
+        }
+    out: dict[str, Any] = {}
+    for m, page in zip(others, weights.pages, strict=True):
+        meta = wire.decode_result(page).meta  # one page per compared model, in order
+        tensors = meta["tensors"]
+        out[m.name] = {
+            "id": m.id,
+            "weights": next((n for n in meta["tree"] if n["parent"] is None), None),
+            "behavior": behavior.get(m.id),
+            # lowrank: tensors compared as the product of their factors (name -> rank)
+            "factorised": {t["name"]: t["factorised"] for t in tensors if "factorised" in t},
+            # what the roll-up does not cover (never called identical while any is listed)
+            "not_compared": [
+                {"name": t["name"], "status": t["status"], "message": t.get("message", "")}
+                for t in tensors
+                if "metrics" not in t
+            ],
+        }
+    if args.json:
+        print(json.dumps({"base": {"name": base.name, "id": base.id}, "others": out}, indent=2, default=str))
+        return EXIT_OK
+    _print_comparison(base.name, out)
     return EXIT_OK
 
 
@@ -82,13 +78,6 @@ OUTPUTS_FILE = "outputs.safetensors"
 
 def _has_outputs(store: Any, m: Any) -> bool:
     return bool((store.artifact_path(m) / OUTPUTS_FILE).is_file())
-
-
-def _kept_indices(folder: Path) -> dict[str, dict[int, list[int]]]:
-    from ..artifacts import read_manifest
-
-    raw = read_manifest(folder).get("kept_indices") or {}
-    return {name: {int(d): list(idx) for d, idx in dims.items()} for name, dims in raw.items()}
 
 
 def _print_comparison(base: str, out: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_OK, UserError, load_model, open_store
+from .common import EXIT_OK, UserError, open_store, workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -27,17 +27,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..artifacts import export_conflict, export_model
+    from ..artifacts import export_conflict
+    from ..service import ExportJob, handle
 
     with open_store(args) as store:
         m = store.get_model(args.model)
-        if m.status != "ok":
-            raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
-        # Refused before the model is rebuilt: the answer comes at once, and nothing is written.
-        conflict = None if args.force else export_conflict(Path(args.dir), args.format)
-        if conflict is not None:
-            raise UserError(f"{conflict}; add --force to export there anyway")
-        cm = load_model(store, m)
-        written = export_model(cm, Path(args.dir), format=args.format, force=args.force)
-        print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
+    # Refused before the job, with the flag that overrides it: the answer comes at once.
+    conflict = None if args.force else export_conflict(Path(args.dir), args.format)
+    if conflict is not None:
+        raise UserError(f"{conflict}; add --force to export there anyway")
+    job = ExportJob(
+        folder=str(workspace(args)), model=m.id, dir=args.dir, format=args.format, force=args.force
+    )
+    written = handle(job)  # the language server's export job, here in process
+    print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
     return EXIT_OK

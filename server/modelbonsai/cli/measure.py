@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .common import EXIT_OK, open_store
+from .common import EXIT_OK, workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,50 +34,53 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_measure(args: argparse.Namespace) -> int:
     """Latency of the given models and their bases, measured in turn; each joins its model's
     history, and the stored figure is the most trustworthy of that history."""
-    from ..measure import measure_models
+    from ..service import MeasureJob, QuietReporter, handle
 
-    with open_store(args) as store:
+    class Progress(QuietReporter):
+        def progress(self, fraction: float | None, message: str | None = None) -> None:
+            print(f"{100 * (fraction or 0.0):3.0f}%  {message or ''}", file=sys.stderr)
 
-        def progress(fraction: float, message: str) -> None:
-            print(f"{100 * fraction:3.0f}%  {message}", file=sys.stderr)
-
-        results = measure_models(
-            store, list(args.models), device=args.device, progress=progress, allow_pickle=args.allow_pickle
+    job = MeasureJob(
+        folder=str(workspace(args)),
+        models=tuple(args.models),
+        device=args.device,
+        allow_pickle=args.allow_pickle,
+    )
+    results = handle(job, Progress())  # the language server's measure job, here in process
+    base_of = {r.model.id: r for r in results if r.model.id == r.base}
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        lat, shown = r.latency, r.shown
+        base = base_of.get(r.base)
+        rows.append(
+            {
+                "id": r.model.id,
+                "name": r.model.name,
+                "base": r.base,
+                "measured": {
+                    "value": lat.value_s * 1000,
+                    "spread": lat.spread_s * 1000,
+                    "noisy": lat.noisy,
+                    "rounds": len(lat.rounds_s),
+                    "calls": lat.calls,
+                    "batchSize": lat.batch_size,
+                    "device": lat.device,
+                    "method": lat.method,
+                    "load": lat.load,
+                },
+                "stored": None
+                if shown is None
+                else {
+                    "value": shown.value,
+                    "spread": shown.spread,
+                    "noisy": shown.noisy,
+                    "detail": shown.detail,
+                },
+                "ratioToBase": None
+                if base is None or base.latency.value_s <= 0
+                else lat.value_s / base.latency.value_s,
+            }
         )
-        base_of = {r.model.id: r for r in results if r.model.id == r.base}
-        rows: list[dict[str, Any]] = []
-        for r in results:
-            lat, shown = r.latency, r.shown
-            base = base_of.get(r.base)
-            rows.append(
-                {
-                    "id": r.model.id,
-                    "name": r.model.name,
-                    "base": r.base,
-                    "measured": {
-                        "value": lat.value_s * 1000,
-                        "spread": lat.spread_s * 1000,
-                        "noisy": lat.noisy,
-                        "rounds": len(lat.rounds_s),
-                        "calls": lat.calls,
-                        "batchSize": lat.batch_size,
-                        "device": lat.device,
-                        "method": lat.method,
-                        "load": lat.load,
-                    },
-                    "stored": None
-                    if shown is None
-                    else {
-                        "value": shown.value,
-                        "spread": shown.spread,
-                        "noisy": shown.noisy,
-                        "detail": shown.detail,
-                    },
-                    "ratioToBase": None
-                    if base is None or base.latency.value_s <= 0
-                    else lat.value_s / base.latency.value_s,
-                }
-            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -6,10 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError, err, open_store, print_models
+from ..service.reporter import QuietReporter
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError, err, open_store, print_models, workspace
+
+if TYPE_CHECKING:
+    from ..runner import RunEvent
+    from ..service import RunPlanned
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -81,51 +87,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     from ..device import resolve_device
-    from ..runner import Runner, describe_plan, make_plan, summary
+    from ..ops.registry import Cancelled
+    from ..runner import summary
+    from ..service import RunJob, handle
 
     device = args.device or getattr(exp, "device", None) or "auto"
     resolve_device(device)  # a missing device is a usage error before anything is loaded
+    own = getattr(getattr(exp, "task", None), "max_instances", None)
+    if args.max_instances is not None and own is not None and own != args.max_instances:
+        err(f"--max-instances {args.max_instances} ignored: {file.name} sets max_instances: {own}")
+    job = RunJob(
+        file=str(file),
+        folder=str(workspace(args, file)),
+        device=device,
+        variants=tuple(args.only) if args.only else None,
+        force=args.force,
+        max_instances=args.max_instances,
+        allow_pickle=args.allow_pickle,
+    )
+    rep = _RunReporter()
+    try:
+        result = handle(job, rep)  # the language server's run job, here in process
+    except Cancelled:
+        err("run cancelled")
+        return EXIT_FAILED
+    finally:
+        rep.close()
     with open_store(args, file) as store:
-        plan = make_plan(exp, store, only=args.only, force=args.force, max_instances=args.max_instances)
-        own = getattr(getattr(exp, "task", None), "max_instances", None)
-        if args.max_instances is not None and own is not None and own != args.max_instances:
-            err(f"--max-instances {args.max_instances} ignored: {file.name} sets max_instances: {own}")
-        # What will be made or re-evaluated, and why, before anything starts (models the user
-        # did not name among them are said so).
-        for line in describe_plan(plan):
-            print(f"plan: {line}", file=sys.stderr)
-        display = _RunDisplay(plan)
-        runner = Runner(
-            store,
-            device=device,
-            events=display.on_event,
-            progress=display.on_progress,
-            allow_pickle=args.allow_pickle,
-        )
-        with display:
-            result = runner.run(plan)
-        shown = {
-            result.models[s.name].id: result.models[s.name] for s in plan.steps if s.name in result.models
-        }
+        shown = list(dict.fromkeys(result.models[s].id for s in rep.steps if s in result.models))
         # re-read: a model the run matched by fingerprint now answers to more names
         print_models(store, [store.get_model(mid) for mid in shown], title=f"{file.name}")
-        for step, warning in result.warnings.items():
-            err(f"warning: {step}: {warning}")  # layers an op skipped (also in `bonsai show`)
-        for variant, message in result.failed.items():
-            err(f"{variant} failed: {message}")
-        for variant, why in result.skipped.items():
-            err(f"{variant} skipped ({why})")
-        if result.status == "cancelled":
-            err("run cancelled")
-            return EXIT_FAILED
-        print(summary(result) + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
-        return EXIT_FAILED if result.failed else EXIT_OK
+    for step, warning in result.warnings.items():
+        err(f"warning: {step}: {warning}")  # layers an op skipped (also in `bonsai show`)
+    for variant, message in result.failed.items():
+        err(f"{variant} failed: {message}")
+    for variant, why in result.skipped.items():
+        err(f"{variant} skipped ({why})")
+    print(summary(result) + (f", {len(result.failed)} failed" if result.failed else ""), file=sys.stderr)
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+class _RunReporter(QuietReporter):
+    """The service's reporter for `bonsai run`: the plan in words, then a bar per variant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.display: _RunDisplay | None = None
+        self.steps: tuple[str, ...] = ()
+
+    def planned(self, plan: RunPlanned) -> None:
+        # What will be made or re-evaluated, and why, before anything starts (models the user
+        # did not name among them are said so).
+        for line in plan.lines:
+            print(f"plan: {line}", file=sys.stderr)
+        self.steps = plan.steps
+        self.display = _RunDisplay(plan.bars)
+        self.display.progress.start()
+
+    def progress(self, fraction: float | None, message: str | None = None) -> None:
+        if self.display is not None and fraction is not None:
+            self.display.on_progress(fraction, message or "")
+
+    def run_event(self, event: RunEvent) -> None:
+        if self.display is not None:
+            self.display.on_event(event)
+
+    def close(self) -> None:
+        if self.display is not None:
+            self.display.progress.stop()
 
 
 class _RunDisplay:
     """A rich progress bar per variant (on stderr, so stdout stays for tables and JSON)."""
 
-    def __init__(self, plan: Any):
+    def __init__(self, bars: Sequence[str]):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -140,18 +175,11 @@ class _RunDisplay:
             transient=False,
         )
         self.tasks: dict[str, Any] = {}
-        for v in [plan.steps[0].name, *plan.variants()]:
+        for v in bars:
             self.tasks[v] = self.progress.add_task("", total=1.0, variant=v, status="waiting")
         # the whole run, in proportion to its work, with a time estimate once a tenth is done
         self.overall = self.progress.add_task("", total=1.0, variant="(whole run)", status="")
         self.started = time.monotonic()
-
-    def __enter__(self) -> _RunDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def on_progress(self, fraction: float, message: str) -> None:
         from ..eta import remaining_text
