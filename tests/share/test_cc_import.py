@@ -169,7 +169,9 @@ def test_a_malformed_file_names_the_field(tmp_path: Path, data: object, where: s
 def test_broken_json_gives_line_and_column(tmp_path: Path) -> None:
     f = tmp_path / "models.json"
     f.write_text('{"models": [\n  {"id": "a",}\n]}')
-    with pytest.raises(CCFormatError, match=r"models.json: line 2 column 14: not JSON \(Expecting property name"):
+    with pytest.raises(
+        CCFormatError, match=r"models.json: line 2 column 14: not JSON \(Expecting property name"
+    ):
         read_cc_lineage(f)
 
 

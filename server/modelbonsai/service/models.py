@@ -32,6 +32,10 @@ def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Callable[[], nn.M
     """A function building the base architecture of `rec` (what its artifact is rebuilt on)."""
     from ..load import load_skeleton
 
+    if rec.imported:  # bonsai import-cc: its recipe and metrics, no weights to rebuild it from
+        from ..artifacts.manifest import NoWeightsError
+
+        raise NoWeightsError(store.artifact_path(rec), rec.imported)
     root = store.root_of(rec)
     if root.base_spec is None:
         raise StoreError(f"model '{rec.name}' descends from '{root.name}', which records no base spec")
