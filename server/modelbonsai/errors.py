@@ -6,7 +6,8 @@ server answers with `code` (lsp/server.py `request_error`), the worker sends a u
 its traceback, the CLI prints it as one line (exit code 2) and the runner records its message.
 
 Imports nothing from `lsp` or `cli` (and no torch): the engine raises these, the faces map them.
-The codes are the ones lsp/protocol.py declares (a test keeps the two in step).
+Bonsai's JSON-RPC codes are declared here, once: lsp/protocol.py re-exports them beside LSP's own,
+and the extension's protocol test reads them from this file.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ describe('protocol fixtures', () => {
     expect(new Set(P.METHODS.keys())).toEqual(serverMethods);
     const serverCommands = new Set([...py.matchAll(/^CMD_[A-Z_]+ = "([^"]+)"/gm)].map((m) => m[1]));
     expect(serverCommands).toEqual(new Set([P.CMD_RUN_VARIANT, P.CMD_COMPARE_WITH_PARENT, P.CMD_SHOW_IN_MODEL_MAP, P.CMD_SHOW_SWEEP, P.CMD_CREATE_EXPERIMENT_FILE, P.CMD_INSPECT_MODEL]));
-    const code = (name: string) => Number(new RegExp(`^${name} = (-\\d+)`, 'm').exec(py)?.[1]);
+    // Bonsai's own codes are declared once, with the error classes that carry them (errors.py)
+    const errorsPy = readFileSync(join(repo, 'server/modelbonsai/errors.py'), 'utf8');
+    const code = (name: string) => Number(new RegExp(`^${name} = (-\\d+)`, 'm').exec(`${py}\n${errorsPy}`)?.[1]);
     expect(code('WORKSPACE_UNTRUSTED')).toBe(P.ErrorCodes.workspaceUntrusted);
     expect(code('USER_ERROR')).toBe(P.ErrorCodes.userError);
     expect(code('NOT_FOUND')).toBe(P.ErrorCodes.notFound);

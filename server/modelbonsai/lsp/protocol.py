@@ -16,6 +16,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from typing_extensions import NotRequired, Required, TypedDict, get_type_hints, is_typeddict
 
+# the Bonsai error codes, declared once with the error classes that carry them (see "Error codes")
+from ..errors import EXPORT_EXISTS as EXPORT_EXISTS
+from ..errors import INTERNAL_ERROR as INTERNAL_ERROR
+from ..errors import JOB_FAILED as JOB_FAILED
+from ..errors import NOT_FOUND as NOT_FOUND
+from ..errors import USER_ERROR as USER_ERROR
+
 # ---------------------------------------------------------------------------------------------
 # Method names
 # ---------------------------------------------------------------------------------------------
@@ -61,15 +68,14 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 REQUEST_CANCELLED = -32800  # LSP: the request (or the job behind it) was cancelled
 WORKSPACE_UNTRUSTED = -32001  # model-loading request in a workspace the user has not trusted
-NOT_FOUND = -32002  # unknown model, job, result, tensor or file
-USER_ERROR = -32003  # something the user can fix (bad experiment file, op parameter, path)
-JOB_FAILED = -32004  # the job behind the request raised; message says why
-# bonsai/model/export into a folder that holds files: the message says which files a forced export
-# overwrites and which it keeps; the client asks the user and re-sends with `force: true`.
-EXPORT_EXISTS = -32005
+# The engine's errors carry these by class, so they are declared once, in errors.py:
+# INTERNAL_ERROR; NOT_FOUND (unknown model, job, result, tensor or file); USER_ERROR (something
+# the user can fix); JOB_FAILED (the job behind the request raised; the message says why);
+# EXPORT_EXISTS (bonsai/model/export into a folder that holds files: the message says which files
+# a forced export overwrites and which it keeps; the client asks the user and re-sends with
+# `force: true`). They are imported at the top of this module.
 
 UNTRUSTED_MESSAGE = (
     "Bonsai does not load or run models in a restricted workspace: Workspace Trust is required "
