@@ -57,6 +57,13 @@ export interface WebviewRequests {
   /** Opens Behaviors or Layers for several models; the first is the base of the comparison.
    * With `focus` it is the linked drill-down (an open panel for those models gets a `drill` event). */
   openPanel: { params: { view: 'behaviors' | 'layers'; models: string[]; focus?: DrillFocus }; result: null };
+  /** One-click fix from a layer (Layers): writes a new variant into the experiment file `model`
+   * came from — its recipe with `patterns` added to `exclude`, or followed by a `restore` of them —
+   * and shows it in the editor; replies with the file and the new variant's name. */
+  addFixVariant: {
+    params: { model: string; action: 'exclude' | 'restore'; patterns: string[] };
+    result: { file: string; variant: string };
+  };
   /** Saves a file the webview made (SVG, PNG, CSV) where the user picks; null when cancelled. */
   exportFile: { params: { name: string; data: string; encoding: 'utf8' | 'base64' }; result: { path: string } | null };
 }

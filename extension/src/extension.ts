@@ -8,6 +8,7 @@ import { errorText } from '../shared/errors';
 import { BonsaiServer } from './server';
 import { StatusItem } from './status';
 import { PanelManager } from './webviews/panels';
+import { applyFixVariant } from './fixVariantCommand';
 
 let server: BonsaiServer | undefined;
 
@@ -38,6 +39,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       const node = lineage.model(id);
       if (node) await vscode.commands.executeCommand('bonsai.lineage.reveal', { model: node, children: [], depth: 0 });
     },
+    addFixVariant: (req) => applyFixVariant(lineage.models, req),
     log,
   });
   context.subscriptions.push(srv, jobs, lineage, treeView, status, panels);

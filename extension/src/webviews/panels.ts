@@ -8,6 +8,7 @@ import * as P from '../../shared/protocol';
 import { fetchPages, toArrayBuffer } from '../results';
 import { errorText } from '../../shared/errors';
 import { Flight, isCancelledError } from './flight';
+import type { FixRequest } from '../fixVariant';
 import { isToHost, type DrillFocus, type HostEvents, type PanelKind, type PanelState, type ToHost, type ToWebview } from '../../shared/messages';
 
 export const PANEL_TITLES: Record<PanelKind, string> = {
@@ -25,6 +26,8 @@ export interface PanelHost {
   lineage(): P.ModelInfo[];
   openModel(id: string, view: PanelKind): Promise<void>;
   revealInExperiment(id: string): Promise<void>;
+  /** Writes a one-click fix variant into the model's experiment file (src/fixVariantCommand.ts). */
+  addFixVariant(req: FixRequest): Promise<{ file: string; variant: string }>;
   log: vscode.LogOutputChannel;
 }
 
@@ -180,6 +183,14 @@ class Panel implements vscode.Disposable {
         if (m.params.focus) this.manager.drill(view, models, m.params.focus);
         else this.manager.open(view, { models });
         return null;
+      }
+      case 'addFixVariant': {
+        // untrusted input: the shape is checked before it reaches the file
+        const { model, action, patterns } = m.params;
+        if (typeof model !== 'string' || (action !== 'exclude' && action !== 'restore') || !Array.isArray(patterns) || !patterns.length || !patterns.every((x) => typeof x === 'string' && x.length > 0)) {
+          throw new Error('addFixVariant needs a model id, an action (exclude or restore) and parameter patterns');
+        }
+        return host.addFixVariant({ model, action, patterns });
       }
       case 'exportFile':
         return saveExport(m.params);

@@ -17,6 +17,7 @@ function manager(request: (method: string, params: unknown) => Promise<unknown>)
     lineage: () => [{ id: 'a', name: 'base-model' }, { id: 'b', name: 'pruned' }] as never,
     openModel: vi.fn(async () => undefined),
     revealInExperiment: vi.fn(async () => undefined),
+    addFixVariant: vi.fn(async () => ({ file: '/w/x.bonsai.yaml', variant: 'v-no-fc' })),
     log,
   };
   return { pm: new PanelManager(vscode.Uri.file('/ext'), host), host, log };
@@ -203,6 +204,20 @@ describe('PanelManager', () => {
       expect(calls).toEqual(['bonsai/compare/weights', 'bonsai/result/page']);
       expect(p.posted.at(-1)).toEqual({ type: 'reply', id: 8, result: { resultId: 'r1', pages: 1, cancelled: true } });
     });
+  });
+
+  it("passes a layer's one-click fix to the host, checked: it is untrusted input", async () => {
+    const { pm, host } = manager(async () => ({}));
+    pm.open('layers', { models: ['a', 'b'] });
+    const p = __panels[0] as FakePanel;
+    p.send({ type: 'request', id: 3, method: 'addFixVariant', params: { model: 'b', action: 'exclude', patterns: ['fc.*'] } });
+    p.send({ type: 'request', id: 4, method: 'addFixVariant', params: { model: 'b', action: 'delete', patterns: ['fc.*'] } as never });
+    p.send({ type: 'request', id: 5, method: 'addFixVariant', params: { model: 'b', action: 'restore', patterns: [] } });
+    await settle();
+    expect(host.addFixVariant.mock.calls).toEqual([[{ model: 'b', action: 'exclude', patterns: ['fc.*'] }]]);
+    expect(p.posted).toContainEqual({ type: 'reply', id: 3, result: { file: '/w/x.bonsai.yaml', variant: 'v-no-fc' } });
+    const errors = p.posted.filter((m) => (m as { type: string }).type === 'error').map((m) => (m as { id: number }).id);
+    expect(errors).toEqual([4, 5]);
   });
 
   it('restores a panel from its serialized state (sanitized)', async () => {

@@ -14,6 +14,7 @@ import { MEASURES, maskOverlapText, type Mode } from './measures';
 import type { LayersPanel } from './panel';
 import { removedStrip } from './strip';
 import { disposeHeatmaps, type LayersState } from './state';
+import { fixTarget } from './fix';
 import type { TreeNode } from './tree';
 import { weightHeatmapSection } from './weightheat';
 
@@ -109,6 +110,7 @@ export function renderDetail(p: LayersPanel, detailEl: HTMLElement): void {
   const body = el('tbody', {});
   for (const r of metricRows(s, p.others, node)) body.append(el('tr', {}, el('td', {}, r.label), ...r.cells.map((c) => el('td', { class: 'num' }, c))));
   parts.push(el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, ''), ...p.others.map((o) => el('th', { class: 'num' }, p.name(o))))), body));
+  parts.push(...fixParts(p, node));
   const pruned = removedItems(s, p.others, node, p.name).map((x) =>
     x.kind === 'strip' ? removedStrip(x.dim, x.who) : el('p', {}, el('span', { class: 'badge' }, 'structured'), ` ${x.who} removed ${x.removed} of ${x.of} along dim ${x.dim}.`),
   );
@@ -122,6 +124,44 @@ export function renderDetail(p: LayersPanel, detailEl: HTMLElement): void {
     parts.push(...whichInstances(p, id));
   }
   detailEl.replaceChildren(...parts);
+}
+
+/**
+ * One-click fixes: a new variant in the model's experiment file that leaves this layer's
+ * parameters out of its ops, or restores them from the model the variant starts from.
+ */
+function fixParts(p: LayersPanel, node: TreeNode): Node[] {
+  const names = p.others.flatMap((o) => [...(p.state.index.get(o)?.tensors.keys() ?? [])]);
+  const target = fixTarget(node, names, p.state.models, p.others);
+  if (!target) return [];
+  const status = el('div', { class: 'muted fix-status', role: 'status', 'aria-live': 'polite' });
+  const rows = target.models.map((m) => {
+    const button = (action: 'exclude' | 'restore', label: string, codicon: string, what: string) => {
+      const b = el('button', { class: 'secondary', 'data-action': action, 'data-model': m.id, title: `${what} (${target.patterns.join(', ')}), written after ${m.variant} in its experiment file` }, icon(codicon), ` ${label}`);
+      b.addEventListener('click', () => {
+        b.disabled = true;
+        status.textContent = 'Adding the variant…';
+        void p.rpc.request('addFixVariant', { model: m.id, action, patterns: target.patterns }).then(
+          (r) => {
+            status.textContent = `Added ${r.variant} to ${r.file.replace(/^.*[\\/]/, '')}: run it from its CodeLens.`;
+            b.disabled = false;
+          },
+          (e: unknown) => {
+            status.textContent = '';
+            b.disabled = false;
+            p.showError(e);
+          },
+        );
+      });
+      return b;
+    };
+    return el('div', { class: 'toolbar fix-row' },
+      target.models.length > 1 ? el('span', {}, `${m.name}:`) : '',
+      button('exclude', 'Add a variant that excludes these parameters', 'exclude', `The recipe of ${m.name} again, with this layer left out of its ops`),
+      button('restore', 'Add a variant that restores these parameters', 'history', `The recipe of ${m.name} again, then this layer restored from the model it starts from`));
+  });
+  const shown = target.tensors.length > 3 ? `${target.tensors.slice(0, 3).join(', ')} and ${target.tensors.length - 3} more` : target.tensors.join(', ');
+  return [el('h3', {}, 'Fix from this layer'), el('div', { class: 'muted' }, `Parameters: ${shown} (${target.patterns.join(', ')})`), ...rows, status];
 }
 
 function zeroMaskParts(p: LayersPanel, node: TreeNode): Node[] {
