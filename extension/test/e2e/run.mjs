@@ -7,6 +7,9 @@
 // metrics, open the Model Map and read its table inside the webview's frame. Every wait is bounded and says what it waited for; on failure the server and
 // code-server logs are printed. Screenshots go to test-results/e2e/.
 //
+// Issue 19 item 9 (issue19-expert-steps.mjs): digits' confusion change and McNemar's p in
+// Behaviors, and MiniLM's one-click fix from a LayerNorm in Layers writing a variant into the file.
+//
 // Issue 19 items 2, 5, 6 and 7 (issue19-steps.mjs): the sweep's CodeLens and its "show all", the
 // op hover, one typo one diagnostic, deltas with units and named bars in the Model Map, Layers'
 // labels, and charlm's instance cards in Behaviors (samples.py runs charlm's 3-bit variant).
@@ -26,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { behaviorsStep, foldedStepsStep, layersStep, modelMapStep, openWorkspace, recipeDiffStep, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
 import { charlmInstancesStep, layersLabelsStep, modelMapUnitsStep, oneTypoStep, sweepLensesStep, writeTypoFile } from './issue19-steps.mjs';
+import { confusionMcnemarStep, layersFixStep } from './issue19-expert-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -468,6 +472,7 @@ async function samplesSteps(base) {
   if (ran) {
     await step('digits: Model Map layout with side bar and panel, default axes, colour metric, legend, recipe diff and bar charts', () => modelMapStep(t, expect));
     await step(`digits: Behaviors collapsed class of ${expect.variant}`, () => behaviorsStep(t, expect));
+    await step(`digits: Behaviors confusion change and McNemar's p of ${expect.variant} (issue 19 item 9)`, () => confusionMcnemarStep(t, expect));
     await step('digits: Model Map deltas with units, bar charts name their models (issue 19 item 6)', () => modelMapUnitsStep(t, expect));
     await step('digits: one summary CodeLens per sweep, "show all" a line per model against parent and base; op hover as Markdown (issue 19 items 5, 7)', () => sweepLensesStep(t, join(samplesDir, 'digits'), 'small.bonsai.yaml'));
     await step('digits: one typo, one diagnostic; lenses stay (issue 19 item 7)', () => oneTypoStep(t, join(samplesDir, 'digits')));
@@ -483,6 +488,8 @@ async function samplesSteps(base) {
   // needs the workspace open (the step above), not its Layers result
   if (minilm || page.url().includes(encodeURIComponent(join(samplesDir, 'minilm')))) {
     await step('minilm: Compare Recipe with… names exclude, the one setting that differs; layout and axes', () => recipeDiffStep(t, MINILM));
+    // last on MiniLM: it adds a variant to the experiment file
+    await step('minilm: Layers one-click fix writes a restore variant into the experiment file (issue 19 item 9)', () => layersFixStep(t, join(samplesDir, 'minilm'), MINILM));
   }
   await step('charlm: Behaviors instance cards as decoded text, whitespace visible, no overflow (issue 19 item 2)', async () => {
     await openWorkspace(t, join(samplesDir, 'charlm'), CHARLM.base);
