@@ -156,15 +156,18 @@ class _Residual(nn.Module):
         return self.out(self.head(h).mean((2, 3)))
 
 
-def test_unhandled_layers_are_skipped_or_named(ctx, run_op) -> None:
+def test_residual_layers_are_pruned_together(ctx, run_op) -> None:
+    """The residual add couples stem and body (tests/ops/test_structured_depgraph.py has more);
+    mean() over the spatial dims keeps head's channels for the Linear; the output layer stays."""
     found = find_units(_Residual())
-    assert "add" in found.problems["stem"] or "no rule" in found.problems["stem"]
-    assert "body" in found.problems and "head" in found.problems  # mean() is not a known rule
-    with pytest.raises(OpError) as e:
-        run_op("prune.structured", CompressedModel(_Residual()), {"include": "stem.weight"}, ctx)
-    assert e.value.layer == "stem"
-    with pytest.raises(OpError, match="no layer can be structurally pruned"):
-        run_op("prune.structured", CompressedModel(_Residual()), {}, ctx)
+    assert set(found.units) == {"stem", "head"}
+    assert {s.module for s in found.units["stem"].slices} == {"stem", "body", "head"}
+    assert "output of the model" in found.problems["out"]
+    model = _Residual().eval()
+    cm = run_op("prune.structured", CompressedModel(model), {"include": "body.weight", "amount": 0.5}, ctx)
+    assert cm.kept_indices["stem.weight"][0] == cm.kept_indices["body.weight"][0]
+    assert model.body.weight.shape == (4, 4, 3, 3) and model.head.in_channels == 4
+    assert model(torch.randn(1, 3, 6, 6)).shape == (1, 2)
 
 
 def test_errors(tiny_cnn, ctx, run_op) -> None:

@@ -16,21 +16,23 @@ candidate layer, every tensor that must shrink with it (a *unit*). The rules, in
      (Conv1D `c_fc` feeding `c_proj`) and gated MLP as in Llama, Mistral or Qwen (`gate_proj` and
      `up_proj` feeding `down_proj`): neurons are removed from the first layers' outputs and the
      last layer's inputs. (Attention heads of those gated models are not handled yet.)
-2. **torch.fx**: when the whole model traces with `torch.fx.symbolic_trace`, each Linear/Conv2d's
-   output is followed through the graph. It may pass through BatchNorm (shrunk too), elementwise
-   activations, dropout, pooling and a flatten, and must end in exactly one Linear/Conv2d (the
-   consumer, whose inputs shrink). After a flatten, channel c of a conv feeds the H*W consecutive
-   inputs of the Linear, which are removed together.
-3. **Sequential fallback**: when tracing fails, the same rules are applied to the children of
-   every `nn.Sequential`, in order.
+2. **The channel dependency graph** (depgraph.py, when the model traces with
+   `torch.fx.symbolic_trace`): channels that must go together form one unit — a layer's
+   outputs, the BatchNorms after it, the inputs of every layer reading them, and across a
+   residual addition the outputs of every other layer adding into the same channels; a depthwise
+   convolution carries its channels through; grouped convolutions prune the same positions in
+   every group. Activations, dropout, pooling, spatial means and a flatten from dim 1 pass
+   channels on (after a flatten, channel c of a conv feeds H*W consecutive inputs of a Linear).
+3. **Sequential fallback**: when tracing fails, a producer followed by norms/elementwise layers
+   and one consumer among the children of every `nn.Sequential`, in order.
 
-A layer whose output reaches anything else (a residual addition, a concatenation, the model
-output, a grouped conv) cannot be pruned safely. With no `include`, such layers are skipped and
-listed in a progress message; naming one in `include` is an error that says why.
+Channels that reach anything else (the model output, a concatenation, a reshape, a LayerNorm)
+cannot be pruned safely. With no `include`, such layers are skipped and listed in a progress
+message; naming one in `include` is an error that says why.
 
 Importance of a unit is the L1 or L2 norm of its producer weights (for a head: its q, k and v
-weights together). The lowest `round(amount x units)` are removed from every targeted layer;
-at least one always stays. Ties keep the earlier index.
+weights together; for coupled channels: every weight writing them, in every group). The lowest
+`round(amount x units)` are removed from every targeted layer; at least one always stays. Ties keep the earlier index.
 
 Records: `cm.kept_indices[param][dim]` lists, for every shrunk tensor, which indices of the base
 tensor remain (composed across repeated structured pruning), and one `structured.slice` edit per
@@ -248,10 +250,6 @@ def _pass_functions() -> frozenset[Any]:
 _PASS_METHODS = {"relu", "sigmoid", "tanh", "contiguous"}
 
 
-class _Stop(Exception):
-    """The producer's output reaches something no rule handles."""
-
-
 @dataclass
 class _Chain:
     norms: list[str] = field(default_factory=list)
@@ -299,114 +297,60 @@ def _add_chain(model: nn.Module, name: str, chain: _Chain, found: Found) -> None
 
 
 def _fx_units(model: nn.Module, found: Found, claimed: set[str]) -> bool:
-    """Rule 2. Returns False when the model does not trace."""
-    try:
-        import torch.fx
+    """Rule 2: the channel dependency graph (depgraph.py). Returns False when the model does
+    not trace."""
+    from . import depgraph
 
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:
+    result = depgraph.build(model, claimed)
+    if result is None:
         return False
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
-    for node in graph.nodes:
-        if node.op != "call_module" or str(node.target) in claimed:
+    seen: set[int] = set()
+    for space in result.spaces:
+        if id(space) in seen or not space.producers:
             continue
-        name = str(node.target)
-        prod = model.get_submodule(name)
-        if not isinstance(prod, (nn.Linear, nn.Conv2d)):
+        seen.add(id(space))
+        if space.fixed is not None:
+            for name in space.producers:
+                found.problems.setdefault(name, space.fixed)
             continue
-        if not _producer_ok(prod):
-            found.problems[name] = "grouped convolutions are not supported"
+        unit = _space_unit(space)
+        if unit is None:
+            for name in space.producers:
+                found.problems.setdefault(name, "its channels cannot be split evenly into its groups")
             continue
-        if calls[name] > 1:
-            found.problems[name] = "the layer is called more than once"
-            continue
-        try:
-            chain = _Chain()
-            _follow_fx(model, node, chain, calls, claimed, size=None)
-            if chain.consumer is None:
-                raise _Stop("its output reaches no Linear/Conv2d")
-            _add_chain(model, name, chain, found)
-        except _Stop as e:
-            found.problems[name] = str(e)
+        found.units[unit.name] = unit
+        claimed.update(m.module for m in space.members)
     return True
 
 
-def _reads_shape_only(user: Any) -> bool:
-    """`x.size(0)`, `x.dim()` or `x.shape` only read the shape: they carry no channels onward."""
-    if user.op == "call_method" and user.target in ("size", "dim"):
-        return True
-    return user.op == "call_function" and user.target is getattr and user.args[1:2] == ("shape",)
-
-
-def _flattens(user: Any) -> bool:
-    """`x.view(n, -1)` / `x.reshape(n, -1)` / `torch.reshape(x, (n, -1))`: a flatten from dim 1."""
-    if user.op == "call_method" and user.target in ("view", "reshape"):
-        dims = user.args[1:]
-    elif user.op == "call_function" and user.target is torch.reshape and len(user.args) == 2:
-        dims = user.args[1]
-    else:
-        return False
-    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-        dims = dims[0]
-    return len(dims) == 2 and dims[1] == -1
-
-
-def _follow_fx(
-    model: nn.Module, node: Any, chain: _Chain, calls: dict[str, int], claimed: set[str], size: int | None
-) -> None:
-    for user in node.users:
-        if _reads_shape_only(user):
+def _space_unit(space: Any) -> Unit | None:
+    """A unit from a dependency-graph space: every member shrinks at the kept channels (in each
+    of its `blocks` groups, at the same positions)."""
+    blocks = int(space.blocks)
+    if space.size % blocks:
+        return None
+    units = space.size // blocks
+    u = Unit(space.producers[0], "neurons", units)
+    done: set[tuple[str, str, int]] = set()
+    for m in space.members:
+        key = (m.module, m.tensor, m.dim)
+        if key in done:
             continue
-        if _flattens(user):
-            chain.flattened = True
-            _follow_fx(model, user, chain, calls, claimed, size)
-            continue
-        if user.args[:1] != (node,):
-            raise _Stop(f"its output is used by '{user.name}' in a way no rule handles")
-        if user.op == "call_module":
-            target = str(user.target)
-            mod = model.get_submodule(target)
-            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                if calls[target] > 1:
-                    raise _Stop(f"BatchNorm '{target}' is shared")
-                chain.norms.append(target)
-            elif isinstance(mod, nn.Flatten):
-                if mod.start_dim != 1:
-                    raise _Stop(f"Flatten '{target}' does not start at dim 1")
-                chain.flattened = True
-            elif isinstance(mod, (nn.Linear, nn.Conv2d)):
-                if chain.consumer is not None and chain.consumer != target:
-                    raise _Stop("its output feeds more than one layer")
-                if calls[target] > 1 or target in claimed:
-                    raise _Stop(f"'{target}' is called more than once")
-                chain.consumer = target
-                continue  # the consumer ends the chain
-            elif not isinstance(mod, _pass_modules()):
-                raise _Stop(f"its output goes to {type(mod).__name__} '{target}', which no rule handles")
-        elif user.op == "call_function":
-            if user.target is torch.flatten:
-                start = user.args[1] if len(user.args) > 1 else user.kwargs.get("start_dim", 0)
-                if start != 1:
-                    raise _Stop("torch.flatten must start at dim 1")
-                chain.flattened = True
-            elif user.target not in _pass_functions():
-                raise _Stop(
-                    f"its output goes to {getattr(user.target, '__name__', user.target)}, which no rule handles"
-                )
-        elif user.op == "call_method":
-            if user.target == "flatten":
-                start = user.args[1] if len(user.args) > 1 else user.kwargs.get("start_dim", 0)
-                if start != 1:
-                    raise _Stop(".flatten() must start at dim 1")
-                chain.flattened = True
-            elif user.target not in _PASS_METHODS:
-                raise _Stop(f"its output goes to .{user.target}(), which no rule handles")
+        done.add(key)
+        if m.local:  # a grouped conv's weight holds one group's channels on its input dim
+            sl = Slice(m.module, m.tensor, m.dim)
         else:
-            raise _Stop("its output is an output of the model")
-        _follow_fx(model, user, chain, calls, claimed, size)
+            sl = Slice(m.module, m.tensor, m.dim, width=m.width, blocks=blocks, stride=units * m.width)
+        u.slices.append(sl)
+        if m.score:
+            u.score.append(sl)
+    attrs: set[tuple[str, str]] = set()
+    for a in space.attrs:
+        if (a.module, a.attr) not in attrs:
+            attrs.add((a.module, a.attr))
+            u.attrs.append((a.module, a.attr, blocks * a.width))
+    u.params = [_join(p, "weight") for p in space.producers]
+    return u
 
 
 def _flat_children(prefix: str, seq: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -598,19 +542,29 @@ def prune_structured(cm: CompressedModel, params: dict[str, Any], ctx: OpContext
 
     Works on Conv2d channels (the following BatchNorm and the next Conv2d/Linear shrink with it,
     including across a flatten), Linear neurons (e.g. an MLP's fc1 rows and fc2 columns) and the
-    heads of Hugging Face BERT-style and GPT-2-style attention. Shapes really shrink, so parameter
+    heads of Hugging Face BERT-style and GPT-2-style attention. In residual CNNs, channels joined
+    by a residual addition are pruned together in every layer writing or reading them, depthwise
+    convolutions shrink with their input, and grouped convolutions lose the same positions in
+    every group (so their groups stay equal). Shapes really shrink, so parameter
     count, size and latency all drop, and the model still runs.
 
     `include`/`exclude` match parameter names of the layer being pruned (for heads, the q/k/v
     weights: `*attention.self.query.weight` or `*attn.c_attn.weight`). Without `include`, every
-    layer that can be pruned safely is; output layers and layers feeding residual connections
-    are left alone. Kept indices are recorded so comparisons align pruned layers with the base.
+    layer that can be pruned safely is; output layers and channels reaching a concatenation or
+    a reshape are left alone. Naming one layer of a coupled group prunes the whole group. Kept indices are recorded so comparisons align pruned layers with the base.
     """
     model = to_device(cm, ctx)
     found = find_units(model)
     units = _select_units(found, model, params)
     touched = {_join(s.module, s.tensor) for u in units for s in u.slices}
     refuse_encoded(OP, cm, touched, "prune structurally")
+    for module in sorted({s.module for u in units for s in u.slices}):
+        if "input_scale" in model.get_submodule(module)._buffers:  # smoothquant's per-channel input scale
+            raise OpError(
+                OP,
+                "this layer has a per-channel input scale (smoothquant); prune structurally before it",
+                layer=module,
+            )
     removed_any = False
     for i, unit in enumerate(units):
         ctx.check_cancelled()
