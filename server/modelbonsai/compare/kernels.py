@@ -58,6 +58,11 @@ BLOCK = 1024
 #: prefetchers follow the two streams better than the hints, which only add traffic. The hook
 #: stays for a machine where they help (numba freezes the value at compile time).
 PREFETCH = 0
+#: elements a stored side decodes per call (whole blocks): a decode call costs ~60 ns besides its
+#: elements (unpacking the spec, making slices), as much as dequantizing a block of int8 codes;
+#: the sums still go block by block, so they stay those of the chunked path, bit for bit. Its
+#: scratch (16 KB of float32 per side) stays in L1/L2 between the decode and the sums.
+DECODE = 4 * BLOCK
 #: indices into the accumulators
 F_BB, F_OO, F_BO, F_DD, F_MAXABS = range(5)
 I_FINITE, I_ZB, I_ZO, I_ZBOTH, I_NANB, I_NANO, I_INFB, I_INFO = range(8)
@@ -525,25 +530,27 @@ def pair_sums_packed(  # type: ignore[no-untyped-def]
     blocks j*step (those ending at or before `end`) of each side, to position (j // step) * SAMPLE_BLOCK
     of sample_x / sample_p (the sample of stats._Sampler)."""
     n = x.size
-    buf = np.empty(BLOCK, np.float32)
-    codes = np.empty(BLOCK, np.uint8)
+    buf = np.empty(DECODE, np.float32)
+    codes = np.empty(DECODE, np.uint8)
     none = np.empty(0, np.float32)
     mxbits = np.int32(0)
-    for s in range(0, n, BLOCK):
-        e = min(s + BLOCK, n)
+    for s0 in range(0, n, DECODE):
+        e0 = min(s0 + DECODE, n)
         if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
-            _prefetch_range(x, s + PREFETCH, s + PREFETCH + BLOCK)
-            _prefetch_range(packed, (s + PREFETCH) * bits // 8, (s + PREFETCH + BLOCK) * bits // 8 + 1)
-        q = buf[: e - s]
-        _dequant_block(packed, bits, s, group_len, scales, zeros, codes, q)
-        xs = x[s:e]
-        if packed_is_other:
-            mxbits = max(mxbits, _block_sums(xs, q, facc, iacc, e - s, POOL_NONE, none, none))
-        else:
-            mxbits = max(mxbits, _block_sums(q, xs, facc, iacc, e - s, POOL_NONE, none, none))
-        if step > 0:
-            _sample_copy(xs, s, e, step, end, sample_x)
-            _sample_copy(q, s, e, step, end, sample_p)
+            _prefetch_range(x, s0 + PREFETCH, e0 + PREFETCH)
+            _prefetch_range(packed, (s0 + PREFETCH) * bits // 8, (e0 + PREFETCH) * bits // 8 + 1)
+        _dequant_block(packed, bits, s0, group_len, scales, zeros, codes, buf[: e0 - s0])
+        for s in range(s0, e0, BLOCK):  # the sums go block by block, as pair_sums's
+            e = min(s + BLOCK, e0)
+            q = buf[s - s0 : e - s0]
+            xs = x[s:e]
+            if packed_is_other:
+                mxbits = max(mxbits, _block_sums(xs, q, facc, iacc, e - s, POOL_NONE, none, none))
+            else:
+                mxbits = max(mxbits, _block_sums(q, xs, facc, iacc, e - s, POOL_NONE, none, none))
+            if step > 0:
+                _sample_copy(xs, s, e, step, end, sample_x)
+                _sample_copy(q, s, e, step, end, sample_p)
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
@@ -571,52 +578,54 @@ def pair_sums_specs(b, o, n, facc, iacc, step, end, sample_b, sample_o):  # type
     dense_b = b[0] == AK.DENSE
     dense_o = o[0] == AK.DENSE
     vb, vo = b[2], o[2]
-    buf_b, buf_o = np.empty(BLOCK, np.float32), np.empty(BLOCK, np.float32)
-    codes, stored = np.empty(BLOCK, np.uint8), np.empty(BLOCK, np.uint8)
+    buf_b, buf_o = np.empty(DECODE, np.float32), np.empty(DECODE, np.float32)
+    codes, stored = np.empty(DECODE, np.uint8), np.empty(DECODE, np.uint8)
     state_b, state_o = np.zeros(3, np.int64), np.zeros(3, np.int64)
     none = np.empty(0, np.float32)
     mxbits = np.int32(0)
-    for s in range(0, n, BLOCK):
-        e = min(s + BLOCK, n)
-        m = e - s
-        if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
-            if dense_b:
-                _prefetch_range(vb, s + PREFETCH, s + PREFETCH + BLOCK)
-            else:
-                _prefetch_spec(b, s)
-            if dense_o:
-                _prefetch_range(vo, s + PREFETCH, s + PREFETCH + BLOCK)
-            else:
-                _prefetch_spec(o, s)
+    for s0 in range(0, n, DECODE):
+        e0 = min(s0 + DECODE, n)
         if not dense_b:
-            AK.decode_range(b, s, e, state_b, codes, stored, buf_b)
+            AK.decode_range(b, s0, e0, state_b, codes, stored, buf_b)
         if not dense_o:
-            AK.decode_range(o, s, e, state_o, codes, stored, buf_o)
-        # one call per mix of sides: a mapped dense side and a scratch buffer are different types
-        if dense_b and dense_o:
-            xb, xo = vb[s:e], vo[s:e]
-            mxbits = max(mxbits, _block_sums(xb, xo, facc, iacc, m, POOL_NONE, none, none))
-            if step > 0:
-                _sample_copy(xb, s, e, step, end, sample_b)
-                _sample_copy(xo, s, e, step, end, sample_o)
-        elif dense_b:
-            xb, qo = vb[s:e], buf_o[:m]
-            mxbits = max(mxbits, _block_sums(xb, qo, facc, iacc, m, POOL_NONE, none, none))
-            if step > 0:
-                _sample_copy(xb, s, e, step, end, sample_b)
-                _sample_copy(qo, s, e, step, end, sample_o)
-        elif dense_o:
-            qb, xo = buf_b[:m], vo[s:e]
-            mxbits = max(mxbits, _block_sums(qb, xo, facc, iacc, m, POOL_NONE, none, none))
-            if step > 0:
-                _sample_copy(qb, s, e, step, end, sample_b)
-                _sample_copy(xo, s, e, step, end, sample_o)
-        else:
-            qb, qo = buf_b[:m], buf_o[:m]
-            mxbits = max(mxbits, _block_sums(qb, qo, facc, iacc, m, POOL_NONE, none, none))
-            if step > 0:
-                _sample_copy(qb, s, e, step, end, sample_b)
-                _sample_copy(qo, s, e, step, end, sample_o)
+            AK.decode_range(o, s0, e0, state_o, codes, stored, buf_o)
+        for s in range(s0, e0, BLOCK):  # the sums go block by block, as pair_sums's
+            e = min(s + BLOCK, e0)
+            m = e - s
+            if PREFETCH:  # a block is one 4 KB page: hardware prefetchers stop at page ends
+                if dense_b:
+                    _prefetch_range(vb, s + PREFETCH, s + PREFETCH + BLOCK)
+                else:
+                    _prefetch_spec(b, s)
+                if dense_o:
+                    _prefetch_range(vo, s + PREFETCH, s + PREFETCH + BLOCK)
+                else:
+                    _prefetch_spec(o, s)
+            # one call per mix of sides: a mapped dense side and a scratch buffer are different types
+            if dense_b and dense_o:
+                xb, xo = vb[s:e], vo[s:e]
+                mxbits = max(mxbits, _block_sums(xb, xo, facc, iacc, m, POOL_NONE, none, none))
+                if step > 0:
+                    _sample_copy(xb, s, e, step, end, sample_b)
+                    _sample_copy(xo, s, e, step, end, sample_o)
+            elif dense_b:
+                xb, qo = vb[s:e], buf_o[s - s0 : e - s0]
+                mxbits = max(mxbits, _block_sums(xb, qo, facc, iacc, m, POOL_NONE, none, none))
+                if step > 0:
+                    _sample_copy(xb, s, e, step, end, sample_b)
+                    _sample_copy(qo, s, e, step, end, sample_o)
+            elif dense_o:
+                qb, xo = buf_b[s - s0 : e - s0], vo[s:e]
+                mxbits = max(mxbits, _block_sums(qb, xo, facc, iacc, m, POOL_NONE, none, none))
+                if step > 0:
+                    _sample_copy(qb, s, e, step, end, sample_b)
+                    _sample_copy(xo, s, e, step, end, sample_o)
+            else:
+                qb, qo = buf_b[s - s0 : e - s0], buf_o[s - s0 : e - s0]
+                mxbits = max(mxbits, _block_sums(qb, qo, facc, iacc, m, POOL_NONE, none, none))
+                if step > 0:
+                    _sample_copy(qb, s, e, step, end, sample_b)
+                    _sample_copy(qo, s, e, step, end, sample_o)
     facc[F_MAXABS] = max(facc[F_MAXABS], np.float64(_float_of_bits(np.int32(mxbits))))
 
 
