@@ -1,16 +1,23 @@
 """Export a compressed model for use outside Bonsai: a Hugging Face folder or plain safetensors.
 
-Both formats hold *dequantized floating-point* weights (quantized tensors as the float values the
-model runs on; dynamic int8 layers turned back into float Linear / Conv1D), because neither a
-standard HF folder nor a plain state dict can describe Bonsai's packed storage. The export is
-therefore not smaller than the base; the Bonsai artifact is the compressed form.
+A Hugging Face folder (`hf`) keeps what Bonsai stored where transformers can load it with no
+custom code: quantized Linear weights as compressed-tensors `pack-quantized` tensors (int2-int8
+codes with their scales and zero points, per tensor, channel or group: `deploy/hf_compressed.py`),
+a config that states the new widths of structurally pruned layers where the architecture can
+(`deploy/hf_structured.py`), and the base model's tokenizer and processor files. What a folder
+cannot state is refused with the op and the layer named: a quantized layer compressed-tensors does
+not compress (GPT-2's Conv1D, a convolution, a look-up table) can be exported `dequantize`d (the
+float values the model runs on, at full size); pruned heads, unevenly pruned or factorised layers
+go to `safetensors`, which then writes `load_bonsai_model.py` beside the weights (plain torch and
+the original class). Plain `safetensors` holds the float values the model runs on.
 
 An export never writes into a folder that holds files unless asked to (`force`): a user's
 `config.json` or tokenizer beside it would be replaced or left mismatched without a word. The
 files are written into a temporary sibling folder that is renamed into place once complete, so an
 interrupted export leaves the target as it was. With `force`, what is replaced is what an export
-writes or a Hugging Face save leaves (configs, weight files, shard indexes): the rest of the
-folder (a tokenizer, a README) is carried over.
+writes or a Hugging Face save leaves (configs, weight files, shard indexes, the loader): the rest
+of the folder (a tokenizer, a README) is carried over, and a tokenizer file already there is kept
+rather than replaced by the base model's.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +57,7 @@ class ExportError(ArtifactError, ValueError):
 EXPORT_FILES: dict[str, tuple[str, ...]] = {
     "safetensors": (
         "bonsai_export.json",
+        "load_bonsai_model.py",
         "*.safetensors",
         "*.safetensors.index.json",
         "pytorch_model*.bin",
@@ -57,6 +65,27 @@ EXPORT_FILES: dict[str, tuple[str, ...]] = {
     ),
 }
 EXPORT_FILES["hf"] = ("config.json", "generation_config.json", *EXPORT_FILES["safetensors"])
+
+#: a base model's tokenizer and processor files, copied into a Hugging Face export
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "*.tiktoken",
+    "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "video_preprocessor_config.json",
+    "feature_extractor_config.json",
+)
 
 
 def _is_export_file(entry: Path, format: str) -> bool:
@@ -106,12 +135,19 @@ def export_model(
     format: Literal["hf", "safetensors"] = "hf",
     *,
     force: bool = False,
+    dequantize: bool = False,
+    base_dir: Path | str | None = None,
+    ops: Sequence[str] = (),
 ) -> Path:
     """Write a model to `out_dir`; returns the folder (hf) or the .safetensors file written.
 
     `source` is a CompressedModel, or an artifact folder together with the base `skeleton`
     factory to rebuild it with. A non-empty `out_dir` raises ExportExistsError unless `force`
-    (checked before the model is rebuilt, so a refusal is quick).
+    (checked before the model is rebuilt, so a refusal is quick). `hf` writes quantized weights
+    compressed unless `dequantize`; `base_dir` is the base model's folder, whose tokenizer and
+    processor files an `hf` export copies (default: the folder its config was read from); `ops`
+    names the ops of the model's lineage (base first), so a refusal names the op that made the
+    tensor it cannot write.
     """
     out_dir = Path(out_dir)
     conflict = export_conflict(out_dir, format)
@@ -125,41 +161,64 @@ def export_model(
         cm = load_artifact(Path(source), skeleton)
     module = float_copy(cm)
     if format == "safetensors":
-        state = {
-            k: v.detach().to("cpu").contiguous().clone()
-            for k, v in module.state_dict().items()
-            if isinstance(v, torch.Tensor)
-        }
-
-        def write_safetensors(folder: Path) -> None:
-            save_file(
-                state,
-                str(folder / "model.safetensors"),
-                metadata={
-                    "format": "pt",
-                    "bonsai_edits": json.dumps(cm.edits),
-                    "bonsai_note": "dequantized floats",
-                },
-            )
-
-        _write_into_place(out_dir, write_safetensors, format)
-        return out_dir / "model.safetensors"
+        return _export_safetensors(cm, module, out_dir)
     if not hasattr(module, "save_pretrained") or not hasattr(module, "config"):
         raise ExportError(
             out_dir,
             "this model is not a Hugging Face transformers model; export it with format safetensors instead",
         )
-    _check_config_describes(module, out_dir)
+    from ..deploy.hf_compressed import NotExpressible, compress_state
+    from ..deploy.hf_structured import LOADER, config_for
+
+    try:
+        changes = config_for(module, cm.edits, ops)
+    except NotExpressible as e:
+        if e.op in ("prune.structured", "lowrank"):
+            hint = (
+                "export with format safetensors instead: it writes model.safetensors and "
+                f"{LOADER}, which loads it with plain torch and the original class"
+            )
+        else:
+            hint = "export with format safetensors instead"
+        raise ExportError(
+            out_dir, f"{_what(e)}; a Hugging Face folder cannot hold this model; {hint}"
+        ) from None
+    state = {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    # torch's dynamic layers hold their weight as a packed qint8 tensor behind a method
+    dynamic = {} if dequantize else {f"{n}.weight": m.weight() for n, m in _dynamic_layers(cm).items()}
+    try:
+        packed = compress_state(module, state, {} if dequantize else cm.encodings, dynamic, ops)
+    except NotExpressible as e:
+        raise ExportError(
+            out_dir,
+            f"{_what(e)}; export with dequantize (--dequantize) to write the float values it runs on, "
+            "at full size",
+        ) from None
+    tokenizer_from = _tokenizer_folder(module, base_dir)
 
     def write_hf(folder: Path) -> None:
-        module.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[operator]
+        module.save_pretrained(  # type: ignore[operator]
+            str(folder), state_dict=packed.state, safe_serialization=True
+        )
+        config_file = folder / "config.json"
+        config = json.loads(config_file.read_text())
+        config.update(changes)
+        if packed.quantization_config is not None:
+            config["quantization_config"] = packed.quantization_config
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+        copied = _copy_tokenizer(tokenizer_from, folder, out_dir) if tokenizer_from else []
         (folder / "bonsai_export.json").write_text(
             json.dumps(
                 {
-                    "note": "weights are the dequantized floating-point values the compressed model runs on; "
-                    "the packed/sparse stored form lives in the Bonsai artifact",
+                    "weights": "compressed-tensors pack-quantized"
+                    if packed.quantization_config
+                    else "floating point (the values the model runs on)",
+                    "quantized": packed.layers,
+                    "config_changes": changes,
+                    "tokenizer_from": str(tokenizer_from) if tokenizer_from else None,
+                    "tokenizer_files": copied,
+                    "notes": packed.notes,
                     "edits": cm.edits,
-                    "quantized": sorted(cm.encodings),
                 },
                 indent=1,
             )
@@ -167,6 +226,71 @@ def export_model(
 
     _write_into_place(out_dir, write_hf, format)
     return out_dir
+
+
+def _what(e: Exception) -> str:
+    """A NotExpressible as the user reads it: the op and the layer first."""
+    op, layer, why = getattr(e, "op", ""), getattr(e, "layer", ""), getattr(e, "why", str(e))
+    return f"'{layer}': {why}" if op == "export" else f"{op} on '{layer}': {why}"
+
+
+def _export_safetensors(cm: CompressedModel, module: nn.Module, out_dir: Path) -> Path:
+    """Plain float tensors; a model whose structure changed gets the loader script beside them."""
+    from ..deploy.hf_structured import FACTORIZE, LOADER, SLICE, write_loader
+
+    state = {
+        k: v.detach().to("cpu").contiguous().clone()
+        for k, v in module.state_dict().items()
+        if isinstance(v, torch.Tensor)
+    }
+    reshaped = any(e.get("kind") in (SLICE, FACTORIZE) for e in cm.edits)
+
+    def write_safetensors(folder: Path) -> None:
+        save_file(
+            state,
+            str(folder / "model.safetensors"),
+            metadata={
+                "format": "pt",
+                "bonsai_edits": json.dumps(cm.edits),
+                "bonsai_note": "dequantized floats",
+            },
+        )
+        if reshaped:
+            write_loader(folder / LOADER, module, cm.edits)
+
+    _write_into_place(out_dir, write_safetensors, "safetensors")
+    return out_dir / "model.safetensors"
+
+
+def _dynamic_layers(cm: CompressedModel) -> dict[str, Any]:
+    from ..ops.dynamic import dynamic_linear_type
+
+    kind = dynamic_linear_type()
+    return {n: m for n, m in cm.module.named_modules() if isinstance(m, kind)}
+
+
+def _tokenizer_folder(module: nn.Module, base_dir: Path | str | None) -> Path | None:
+    """Where the base model's tokenizer lives: `base_dir`, else the folder its config came from."""
+    if base_dir is not None:
+        return Path(base_dir)
+    name = getattr(getattr(module, "config", None), "_name_or_path", "") or ""
+    folder = Path(str(name)) if name else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def _copy_tokenizer(src: Path, folder: Path, out_dir: Path) -> list[str]:
+    """Copy the tokenizer and processor files of `src` into the new export `folder`, except those
+    `out_dir` already holds (a forced export keeps the user's own tokenizer)."""
+    copied: list[str] = []
+    if not src.is_dir():
+        return copied
+    for entry in sorted(src.iterdir()):
+        if entry.is_file() and any(fnmatch.fnmatchcase(entry.name, p) for p in TOKENIZER_FILES):
+            if (out_dir / entry.name).exists() or (folder / entry.name).exists():
+                continue
+            shutil.copy2(entry, folder / entry.name)
+            copied.append(entry.name)
+    return copied
 
 
 def _write_into_place(out_dir: Path, write: Callable[[Path], None], format: str) -> None:
@@ -263,29 +387,3 @@ def float_copy(cm: CompressedModel) -> nn.Module:
         parent_name, _, leaf = name.rpartition(".")
         setattr(module.get_submodule(parent_name) if parent_name else module, leaf, new)
     return module
-
-
-def _check_config_describes(module: nn.Module, out_dir: Path) -> None:
-    """Refuse an HF export whose config would rebuild a differently shaped model (e.g. after
-    structural edits the config does not record), since from_pretrained would then fail or worse."""
-    config: Any = module.config
-    try:
-        with torch.device("meta"):
-            fresh = type(module)(copy.deepcopy(config))
-    except Exception as e:
-        raise ExportError(
-            out_dir, f"cannot rebuild this model from its config ({e}); export as safetensors"
-        ) from None
-    want = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
-    bad = [k for k in have if k in want and want[k] != have[k]]
-    missing = [k for k in want if k not in have]
-    extra = [k for k in have if k not in want]
-    if bad or missing or extra:
-        example = (bad or missing or extra)[0]
-        raise ExportError(
-            out_dir,
-            "the model's structure no longer matches its Hugging Face config "
-            f"({len(bad)} reshaped, {len(missing)} missing, {len(extra)} extra tensors, e.g. '{example}'); "
-            "export with format safetensors instead",
-        )

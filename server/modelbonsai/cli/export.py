@@ -23,6 +23,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="export into a folder that holds files: replaces its weight files (and, as hf, its "
         "configs), keeps the others (tokenizer, README)",
     )
+    exp.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="hf: write quantized weights as the float values the model runs on (full size), for "
+        "layers compressed-tensors cannot hold (GPT-2's Conv1D, convolutions, look-up tables)",
+    )
     exp.set_defaults(handler=cmd_export)
 
 
@@ -37,7 +43,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if conflict is not None:
         raise UserError(f"{conflict}; add --force to export there anyway")
     job = ExportJob(
-        folder=str(workspace(args)), model=m.id, dir=args.dir, format=args.format, force=args.force
+        folder=str(workspace(args)),
+        model=m.id,
+        dir=args.dir,
+        format=args.format,
+        force=args.force,
+        dequantize=args.dequantize,
     )
     written = handle(job)  # the language server's export job, here in process
     print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)

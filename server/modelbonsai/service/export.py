@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from ..store import LineageStore
+from ..store import LineageStore, ModelRecord
 from .jobs import ExportJob
 from .models import skeleton_factory
 from .reporter import Reporter
@@ -25,6 +25,21 @@ def export(job: ExportJob, rep: Reporter) -> str:
             skeleton_factory(store, rec),
             format=job.format,
             force=job.force,
+            dequantize=job.dequantize,
+            ops=lineage_ops(store, rec),
         )
     rep.progress(1.0, f"exported {rec.name} to {path}")
     return str(path)
+
+
+def lineage_ops(store: LineageStore, rec: ModelRecord) -> list[str]:
+    """The ops that made `rec` from its base, base first: an export that cannot write a tensor
+    names the op that made it."""
+    ops: list[str] = []
+    cur, seen = rec, set()
+    while cur.parent_id is not None and cur.id not in seen:
+        seen.add(cur.id)
+        if cur.op:
+            ops.append(str(cur.op))
+        cur = store.get_model(cur.parent_id)
+    return ops[::-1]

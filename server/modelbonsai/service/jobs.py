@@ -91,6 +91,7 @@ class ExportJob(JobSpec[str]):
     dir: str
     format: Literal["hf", "safetensors"] = "hf"
     force: bool = False  # replace the export files of a non-empty `dir` (else ExportExistsError)
+    dequantize: bool = False  # hf: float weights instead of compressed-tensors packed ones
     queue_kind: ClassVar[Literal["run", "compare"]] = "run"
 
 
