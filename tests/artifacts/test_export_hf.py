@@ -335,3 +335,38 @@ def test_forced_export_keeps_the_users_tokenizer(bert_dir: Path, tmp_path: Path)
     export_model(cm, out, format="hf", force=True)
     assert (out / "vocab.txt").read_text() == "mine\n"
     assert (out / "tokenizer.json").is_file()  # the base's, which the folder lacked
+
+
+def test_cli_exports_a_stored_variant_with_its_tokenizer(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bonsai export` of variants run from an experiment file: the tokenizer comes from the
+    base's folder, and a refusal names the op from the model's lineage and the layer."""
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from modelbonsai.cli import main
+
+    shutil.copytree(bert_dir, tmp_path / "bert")
+    (tmp_path / "exp.bonsai.yaml").write_text(
+        "base:\n  name: bert\n  load: bert\nvariants:\n"
+        "  - name: int4\n    from: base\n    ops:\n"
+        "      - quantize.weights: {bits: 4, granularity: group, group_size: 32}\n"
+        "  - name: heads\n    from: base\n    ops:\n"
+        "      - prune.structured: {amount: 0.5, structures: heads}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "exp.bonsai.yaml", "--device", "cpu"]) == 0
+    assert main(["export", "int4", "int4-hf"]) == 0
+    loaded = AutoModel.from_pretrained(str(tmp_path / "int4-hf")).eval()
+    assert json.loads((tmp_path / "int4-hf" / "config.json").read_text())["quantization_config"]
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "int4-hf"))("w3")["input_ids"] == [2, 8, 3]
+    outputs(loaded)  # compressed-tensors unpacks the weights on the first forward
+    assert loaded.encoder.layer[0].attention.self.query.weight.shape == (64, 64)
+    capsys.readouterr()
+    assert main(["export", "heads", "heads-hf"]) == 2
+    err = capsys.readouterr().err
+    assert "prune.structured on 'encoder.layer.0.attention.self'" in err and "Traceback" not in err
+    assert main(["export", "heads", "heads-st", "--format", "safetensors"]) == 0
+    assert (tmp_path / "heads-st" / "load_bonsai_model.py").is_file()
