@@ -143,6 +143,19 @@ MIGRATIONS: list[list[str]] = [
     # ({"tool", "file", "id"}); NULL for the models Bonsai made. Such a model has its recipe and
     # metrics, no weights, so comparisons that need weights say so instead of failing.
     ["ALTER TABLE models ADD COLUMN imported_json TEXT"],
+    # 8: sensitivity scans (scan/): one row per complete scan, written in one transaction at its
+    # end (an interrupted scan leaves nothing listed), found again by its fingerprint (the base,
+    # what was scanned and how, the task's evaluation settings).
+    [
+        """CREATE TABLE scans (
+            id TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            experiment_file TEXT,
+            base_fingerprint TEXT NOT NULL,
+            created REAL NOT NULL,
+            result_json TEXT NOT NULL
+        )""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
