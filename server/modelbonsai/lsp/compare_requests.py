@@ -156,7 +156,7 @@ async def start_result_job(
         ls.results.finish(rid)
 
     job = ls.submit(spec.queue_kind, title, work, token=work_done_token(params), device=device)
-    job.meta["resultId"] = rid
+    job.result_id = rid
     ls.results.attach_job(rid, job.id)
     try:
         # shield: a timeout must not cancel the store's future (only this wait for it)

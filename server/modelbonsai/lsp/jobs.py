@@ -49,7 +49,12 @@ class Job:
     result: Any = None
     error: BaseException | None = None
     progress_token: int | str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # what the submitter wants to remember
+    # What the server shows of a running job in the lineage (requests.py sets them for runs):
+    # (experiment file, variant) of the models it makes, and model id -> why it remakes that
+    # model although it was not asked to
+    variants: set[tuple[str, str]] = field(default_factory=set)
+    unasked: dict[str, str] = field(default_factory=dict)
+    result_id: str | None = None  # a compare job: the result its pages go to
     created: float = field(default_factory=time.time)
     started: float | None = None  # time.monotonic() when it began running (for the estimate)
     cancel_event: threading.Event = field(default_factory=threading.Event)

@@ -72,10 +72,8 @@ def register(server: BonsaiServer) -> None:
                 # in its progress before it starts.
                 if not plan.unasked:
                     return
-                ctx.job.meta["unasked"] = {e.id: e.why for e in plan.unasked if e.id}
-                ctx.job.meta["variants"] = set(ctx.job.meta.get("variants", ())) | {
-                    (str(file), e.variant) for e in plan.unasked if not e.id and e.variant
-                }
+                ctx.job.unasked = {e.id: e.why for e in plan.unasked if e.id}
+                ctx.job.variants |= {(str(file), e.variant) for e in plan.unasked if not e.id and e.variant}
                 ctx.note(plan.message)
                 ls.lineage_changed(folder)
 
@@ -89,7 +87,7 @@ def register(server: BonsaiServer) -> None:
         job = ls.submit(
             spec.queue_kind, title, work, token=work_done_token(params), folder=folder, device=spec.device
         )
-        job.meta["variants"] = {(str(file), n) for n in (wanted or names)}
+        job.variants = {(str(file), n) for n in (wanted or names)}
         return {"jobId": job.id}
 
     @custom(server, P.MODEL_MEASURE)
@@ -156,7 +154,7 @@ def register(server: BonsaiServer) -> None:
         return {"path": str(await ls.in_reader(write_starter, model, function, factory))}
 
     @custom(server, P.EXPERIMENT_FACTORIES)
-    async def factories(ls: BonsaiServer, params: dict[str, Any]) -> P.FactoriesResult:
+    async def factories(ls: BonsaiServer, params: P.FactoriesParams) -> P.FactoriesResult:
         path = as_path(params["path"])
         if not path.is_file():
             raise RequestError(P.NOT_FOUND, f"{path} does not exist")

@@ -328,11 +328,11 @@ class BonsaiServer(LanguageServer):
         self.notify(P.JOB_CHANGED, {"job": info})
         token = job.progress_token
         if token is not None:
-            self.on_loop(self._send_progress, job, token, dict(info))
+            self.on_loop(self._send_progress, job, token, P.JobInfo(**info))  # a copy
         if job.finished:
             self.on_loop(self._forget_job, job)
 
-    def _send_progress(self, job: Job, token: Any, info: dict[str, Any]) -> None:
+    def _send_progress(self, job: Job, token: Any, info: P.JobInfo) -> None:
         progress = self.work_done_progress
         state = info["state"]
         pct = None if info.get("progress") is None else round(100 * float(info["progress"]))
@@ -599,7 +599,7 @@ def _register_core(server: BonsaiServer) -> None:
 def _running_variants(ls: BonsaiServer) -> set[tuple[str, str]]:
     live: set[tuple[str, str]] = set()
     for job in ls.jobs.active():
-        live.update(job.meta.get("variants", ()))
+        live.update(job.variants)
     return live
 
 
@@ -607,7 +607,7 @@ def _unasked_models(ls: BonsaiServer) -> dict[str, str]:
     """Model id -> why, for the models running jobs re-evaluate or re-make unasked (their plans)."""
     out: dict[str, str] = {}
     for job in ls.jobs.active():
-        out.update(job.meta.get("unasked", {}))
+        out.update(job.unasked)
     return out
 
 
