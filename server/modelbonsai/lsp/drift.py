@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..store import experiment_path
 from ..store.failures import Outcome, latest_outcomes, still_failed
@@ -496,7 +496,8 @@ def _plain(params: dict[str, Any]) -> dict[str, Any]:
     """As the stored params read back: JSON round-tripped (tuples as lists), non-finite as text."""
     from .lineage import _json_safe
 
-    return _json_safe(json.loads(json.dumps(params, default=str))) if params else {}  # type: ignore[return-value]
+    # a JSON object stays one through the round trip and _json_safe
+    return cast("dict[str, Any]", _json_safe(json.loads(json.dumps(params, default=str)))) if params else {}
 
 
 def _show(value: Any) -> str:

@@ -294,7 +294,7 @@ _COMPLETION_KIND = {
 
 def register(server: BonsaiServer) -> None:
     docs = Documents(server)
-    server.documents = docs  # type: ignore[attr-defined]
+    server.documents = docs
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(params: lsp.DidOpenTextDocumentParams) -> None:

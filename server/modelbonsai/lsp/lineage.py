@@ -99,7 +99,8 @@ def model_info(
         "parent": rec.parent_id,
         "op": rec.op,
         "params": cast("dict[str, Any]", _json_safe(rec.params)),
-        "status": rec.status if rec.status in ("ok", "broken") else "ok",  # type: ignore[typeddict-item]
+        # the store's statuses; drift.py adds stale and failed, a running job running
+        "status": "broken" if rec.status == "broken" else "ok",
         "metrics": metric_values(metrics, table),
         "created": datetime.fromtimestamp(rec.created or 0.0, tz=timezone.utc).isoformat(),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..runner import RunResult
 from ..service import ExportJob, MeasureJob, RunJob, RunPlanned, WorkError, failures_text, problems_text
@@ -159,7 +159,8 @@ def register(server: BonsaiServer) -> None:
         if not path.is_file():
             raise RequestError(P.NOT_FOUND, f"{path} does not exist")
         found = await ls.in_reader(model_factories_of, path)
-        return {"factories": [f.to_json() for f in found]}  # type: ignore[misc]
+        # ModelFactory.to_json writes ModelFactoryInfo's fields (the protocol fixture checks them)
+        return {"factories": [cast(P.ModelFactoryInfo, f.to_json()) for f in found]}
 
 
 def _find_model(ls: BonsaiServer, model_id: str) -> tuple[Path, LineageStore, ModelRecord]:

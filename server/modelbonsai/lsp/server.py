@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lsprotocol import converters
 from lsprotocol import types as lsp
@@ -49,6 +49,9 @@ from .jobs import Job, JobCancelled, JobContext, JobQueue
 from .lineage import LineageCache, RawJSON
 from .results import ResultNotFound, ResultStore
 from .worker import Workers
+
+if TYPE_CHECKING:
+    from .features import Documents
 
 log = logging.getLogger("modelbonsai.lsp")
 LENS_REFRESH_DELAY_S = 0.3
@@ -203,6 +206,7 @@ class BonsaiServer(LanguageServer):
             self.store, busy=lambda: bool(self.jobs.active()), limit=lambda: self.settings.max_instances
         )
         self.job_folders: dict[str, Path] = {}
+        self.documents: Documents | None = None  # the open experiment files (features.register)
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- threads and the loop -----------------------------------------------------------------
