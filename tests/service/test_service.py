@@ -77,7 +77,11 @@ def _specs() -> list[type[Any]]:
 
 def test_every_spec_is_frozen_has_one_handler_and_crosses_the_pipe_as_it_is() -> None:
     specs = _specs()
-    assert set(specs) == set(HANDLERS) and len(specs) == 8
+    # every spec of jobs.py has its row, and every row is a service spec (a job added elsewhere
+    # in the package counts too)
+    assert set(specs) <= set(HANDLERS) and {RunJob, MeasureJob, CompareWeightsJob} <= set(specs)
+    assert all(issubclass(c, JobSpec) and c.__module__.startswith("modelbonsai.service") for c in HANDLERS)
+    specs = list(HANDLERS)
     for spec in specs:
         assert dataclasses.is_dataclass(spec) and spec.__dataclass_params__.frozen  # type: ignore[attr-defined]  # set by @dataclass
     job = CompareWeightsJob(folder="/w", base="a", models=("b", "c"), include=("*.weight",))
