@@ -107,6 +107,10 @@ class Results:
 
         return float(self._ask("metric", f"{model} {name}", compute))
 
+    def model_id(self, model: str) -> str:
+        """The stored model a name stands for (two variants that made the same model share it)."""
+        return str(self._ask("model_id", model, lambda: str(self._need(model).id)))
+
     def version(self, model: str, library: str) -> str:
         """The version of a library (torch, python, ...) the model was made with."""
         return str(
@@ -371,18 +375,49 @@ def _agreement(r: Results, model: str) -> str:
     )
 
 
-# @section("minilm-layernorm", sample="minilm")  (registered once the sample run has these models)
+@section("minilm-layernorm", sample="minilm")
 def minilm_layernorm(r: Results) -> str:
     rows = [
-        "| sparsity | layer-all (LayerNorm pruned) | layer-all + restore LayerNorm | layer-all + distillation |",
-        "|---|---|---|---|",
+        "| sparsity | layer-all (LayerNorm pruned) | layer-all + restore LayerNorm | layer-nonorm | global-all |",
+        "|---|---|---|---|---|",
     ]
     for s in ("0.1", "0.2", "0.3"):
-        rows.append(
-            f"| {float(s) * 100:.0f} % | {_agreement(r, f'layer-all-{s}')} | "
-            f"{_agreement(r, f'layer-all-{s}-restore-ln')} | {_agreement(r, f'layer-all-{s}-kd')} |"
-        )
+        cells = [_agreement(r, f"{v}-{s}") for v in ("layer-all", "layer-all", "layer-nonorm", "global-all")]
+        cells[1] = _agreement(r, f"layer-all-{s}-restore-ln")
+        rows.append(f"| {float(s) * 100:.0f} % | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _cos(r: Results, model: str) -> str:
+    return f"{r.metric(model, 'cosine_agreement'):.3f}"
+
+
+@section("minilm-findings", sample="minilm")
+def minilm_findings(r: Results) -> str:
+    lines = [
+        f"- **The failure.** `layer-all-0.1`: mean cosine {_cos(r, 'layer-all-0.1')} at only 10 % "
+        f"sparsity (lowest sentence {r.metric('layer-all-0.1', 'cosine_agreement_min'):.3f}).",
+        f"- **Global pruning is fine.** `global-all-0.1`: {_cos(r, 'global-all-0.1')}.",
+        f"- **The fixes.** Excluding the norms (`layer-nonorm-0.1`: {_cos(r, 'layer-nonorm-0.1')}) or "
+        f"restoring them (`layer-all-0.1-restore-ln`: {_cos(r, 'layer-all-0.1-restore-ln')})"
+        + (
+            ", which are the same model (one fingerprint, one stored model)."
+            if r.model_id("layer-nonorm-0.1") == r.model_id("layer-all-0.1-restore-ln")
+            else "."
+        ),
+    ]
+    kd = [s for s in ("0.1", "0.3") if r.has(f"layer-all-{s}-kd")]
+    if kd:
+        lines.append(
+            "- **Distillation is not the fix.** "
+            + "; ".join(
+                f"{float(s) * 100:.0f} %: {_cos(r, f'layer-all-{s}')} → {_cos(r, f'layer-all-{s}-kd')} "
+                f"(restored: {_cos(r, f'layer-all-{s}-restore-ln')})"
+                for s in kd
+            )
+            + "."
+        )
+    return "\n".join(lines) + "\n"
 
 
 # -- reading and writing READMEs ------------------------------------------------------------------
@@ -452,7 +487,9 @@ def refresh(sample: str, workspace: Path | None, *, check: bool) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", metavar="SAMPLE", help="these samples (one without sections is skipped)")
+    ap.add_argument(
+        "--only", nargs="+", metavar="SAMPLE", help="these samples (one without sections is skipped)"
+    )
     ap.add_argument("--workspace", type=Path, help="read the stored results here (with one --only sample)")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is out of date")
     args = ap.parse_args(argv)

@@ -76,9 +76,16 @@ def run_small(name: str, out: Path) -> dict[str, dict[str, Any]]:
     return models
 
 
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """One small digits run for every test that reads it (a run takes minutes on 2 cores)."""
+    out = tmp_path_factory.mktemp("digits-run")
+    return out / "digits", run_small("digits", out)
+
+
 @pytest.mark.slow
-def test_digits_small(tmp_path: Path) -> None:
-    models = run_small("digits", tmp_path)
+def test_digits_small(digits_run: tuple[Path, dict[str, dict[str, Any]]]) -> None:
+    _, models = digits_run
     assert set(models) == {"digits-cnn", "layer-0.5", "layer-0.9", "layer-0.9-bn", "int4"}
     base = models["digits-cnn"]
     assert base["accuracy"] > 50 and base["agreement"] == 100.0
@@ -112,3 +119,49 @@ def test_charlm_small(tmp_path: Path) -> None:
     calibrated, rtn = models["calibrated-group-3"], models["rtn-group-3"]
     assert calibrated["token_agreement"] > rtn["token_agreement"]
     assert abs(calibrated["perplexity"] - base["perplexity"]) < abs(rtn["perplexity"] - base["perplexity"])
+
+
+@pytest.mark.slow
+def test_readme_numbers_from_a_digits_run(digits_run: tuple[Path, dict[str, dict[str, Any]]]) -> None:
+    """scripts/sample_numbers.py on a real run: what a section quotes is what `bonsai ls` stores
+    and what the behaviour comparison (the Behaviors panel's transition table) counts, and the
+    recorded answers render the same text again without the store."""
+    from modelbonsai.compare.behavior import compare_behavior
+    from modelbonsai.runner import load_evaluation
+    from modelbonsai.store import LineageStore
+    from support.scripts import load_script
+
+    sn = load_script("sample_numbers")
+    workspace, models = digits_run
+
+    @sn.section("test-digits-small", sample="digits-small")
+    def quoted(r: Any) -> str:
+        rows = [f"{m}: {sn.pct(r.metric(m, 'accuracy'))}, class 8 {sn.pct(r.metric(m, 'class_accuracy/8'))}"
+                for m in ("digits-cnn", "layer-0.9-bn", "int4")]  # fmt: skip
+        rows += [f"int4: {sn._off_diagonal(r.transitions('digits-cnn', 'int4'), 3)}"]
+        return "\n".join(rows) + "\n"
+
+    try:
+        text = "<!-- numbers:test-digits-small -->\n<!-- /numbers:test-digits-small -->\n"
+        live = sn.Results.from_store("digits-small", workspace)
+        rendered = sn.render(text, live)
+        store = LineageStore.open(workspace)
+        base_ev = load_evaluation(store, store.get_model("digits-cnn"))
+        other_ev = load_evaluation(store, store.get_model("int4"))
+        table = compare_behavior(base_ev, {"int4": other_ev})["int4"].transitions
+        moved = [(t["base"], t["other"], t["count"]) for t in table if t["base"] != t["other"]]
+        expected = [
+            f"{m}: {sn.pct(models[m]['accuracy'])}, class 8 {sn.pct(models[m]['class_accuracy/8'])}"
+            for m in ("digits-cnn", "layer-0.9-bn", "int4")
+        ] + ["int4: " + (", ".join(f"{a} → {b} ({n})" for a, b, n in moved[:3]) or "none")]
+        assert (
+            rendered
+            == "<!-- numbers:test-digits-small -->\n"
+            + "\n".join(expected)
+            + "\n<!-- /numbers:test-digits-small -->\n"
+        )
+        # the recorded answers give the same text without the store
+        facts = json.loads(json.dumps(live.facts))
+        assert sn.render(text, sn.Results.from_facts("digits-small", facts)) == rendered
+    finally:
+        del sn.SECTIONS["test-digits-small"]
