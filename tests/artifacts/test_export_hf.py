@@ -127,6 +127,10 @@ BERT_VARIANTS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
         ("quantize.weights", {"bits": 4, "granularity": "group", "group_size": 32, "symmetric": False}),
     ),
     "int3-tensor-asym": (("quantize.weights", {"bits": 3, "granularity": "tensor", "symmetric": False}),),
+    "bf16-int4-group": (
+        ("cast", {"dtype": "bf16"}),
+        ("quantize.weights", {"bits": 4, "granularity": "group", "group_size": 32}),
+    ),
     "sparse-50": (("prune.magnitude", {"sparsity": 0.5}),),
     "sparse-2of4": (("prune.nm", {"n": 2, "m": 4}),),
     "sparse-2of4-int4": (
@@ -239,6 +243,37 @@ def test_gpt2_variant_loads_with_transformers_alone(variant: str, tmp_path: Path
     assert max_diff(outputs(loaded), outputs(model.module), "gpt2 " + variant) <= TOL
     if variant == "neurons":
         assert json.loads((out / "config.json").read_text())["n_inner"] == 64
+
+
+def llama() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(4)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_llama_pruned_and_quantized_loads_with_transformers_alone(tmp_path: Path) -> None:
+    """A gated MLP pruned alike in every layer states its width as intermediate_size; its q/k/v/o
+    and gate/up/down Linear layers are int4 groups with zero points."""
+    from transformers import AutoModelForCausalLM
+
+    cm = apply(CompressedModel(llama()), "prune.structured", amount=0.25, structures="neurons")
+    cm = apply(cm, "quantize.weights", bits=4, granularity="group", group_size=16, symmetric=False)
+    model = stored(cm, tmp_path / "art", llama)
+    out = export_model(model, tmp_path / "hf", format="hf", ops=["prune.structured", "quantize.weights"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["intermediate_size"] == 96 and len(config["quantization_config"]["config_groups"]) == 1
+    loaded = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    assert max_diff(outputs(loaded), outputs(model.module), "llama neurons + int4 asymmetric") <= TOL
 
 
 def test_gpt2_quantized_conv1d_is_refused_naming_op_and_layer(tmp_path: Path) -> None:
@@ -370,3 +405,13 @@ def test_cli_exports_a_stored_variant_with_its_tokenizer(
     assert "prune.structured on 'encoder.layer.0.attention.self'" in err and "Traceback" not in err
     assert main(["export", "heads", "heads-st", "--format", "safetensors"]) == 0
     assert (tmp_path / "heads-st" / "load_bonsai_model.py").is_file()
+
+
+def test_missing_compressed_tensors_is_a_clear_error(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cm = apply(CompressedModel(bert(bert_dir)), "quantize.weights", bits=8)
+    monkeypatch.setitem(sys.modules, "compressed_tensors.compressors.pack_quantized.helpers", None)
+    with pytest.raises(ArtifactError, match=r"pip install 'compressed-tensors==0\.20\.1'.*--dequantize"):
+        export_model(cm, tmp_path / "hf", format="hf")
+    assert not (tmp_path / "hf").exists()

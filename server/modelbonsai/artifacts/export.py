@@ -194,6 +194,8 @@ def export_model(
             f"{_what(e)}; export with dequantize (--dequantize) to write the float values it runs on, "
             "at full size",
         ) from None
+    except ImportError as e:  # compressed-tensors missing: transformers could not load it either
+        raise ExportError(out_dir, f"{e}; or export with dequantize (--dequantize)") from None
     tokenizer_from = _tokenizer_folder(module, base_dir)
 
     def write_hf(folder: Path) -> None:
