@@ -13,6 +13,8 @@
 // Issue 19 items 2, 5, 6 and 7 (issue19-steps.mjs): the sweep's CodeLens and its "show all", the
 // op hover, one typo one diagnostic, deltas with units and named bars in the Model Map, Layers'
 // labels, and charlm's instance cards in Behaviors (samples.py runs charlm's 3-bit variant).
+// Item 8 (create-steps.mjs): "Create experiment file" from the lens over toy_model.py's build().
+// BONSAI_E2E_ONLY=toy runs the toy workspace's steps only.
 //
 // Then the samples (sample-steps.mjs): while the first part runs, samples.py prepares small digits
 // and MiniLM workspaces (MiniLM's variant run by the CLI). The browser opens the digits workspace,
@@ -30,6 +32,7 @@ import { chromium } from 'playwright-core';
 import { behaviorsStep, foldedStepsStep, layersStep, modelMapStep, openWorkspace, recipeDiffStep, removedChannelsStep, runExperimentFile } from './sample-steps.mjs';
 import { charlmInstancesStep, layersLabelsStep, modelMapUnitsStep, oneTypoStep, sweepLensesStep, writeTypoFile } from './issue19-steps.mjs';
 import { confusionMcnemarStep, layersFixStep } from './issue19-expert-steps.mjs';
+import { createFromPythonStep } from './create-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -266,8 +269,20 @@ async function step(name, fn) {
   }
 }
 
+const toyOnly = process.env.BONSAI_E2E_ONLY === 'toy';
+
+/** The harness the step modules get. */
+function harness(base) {
+  return {
+    page, base, log, shot, waitFor, palette, noErrorToast,
+    markLog: () => {
+      logMark = bonsaiLogText().length;
+    },
+  };
+}
+
 async function main() {
-  samplesProc = startSamples();
+  if (!toyOnly) samplesProc = startSamples();
   log(`installing ${vsix}`);
   const inst = spawnSync(codeServer, [...csArgs, '--install-extension', vsix, '--force'], { env, encoding: 'utf8', timeout: 120_000 });
   if (inst.status !== 0 || !/successfully installed/i.test(inst.stdout + inst.stderr)) {
@@ -418,7 +433,10 @@ async function main() {
     await shot('08-model-map-restored');
   });
 
-  await samplesSteps(base);
+  await step('toy: Create Experiment File from the lens over build() in toy_model.py (issue 19 item 8)', () => createFromPythonStep(harness(base), workspace));
+
+  // BONSAI_E2E_ONLY=toy: the toy workspace's steps only (a quick run while working on them)
+  if (!toyOnly) await samplesSteps(base);
   log(`${failures.length ? 'finished' : 'passed'} in ${((Date.now() - started) / 1000).toFixed(1)}s; screenshots in ${shots}`);
 }
 
@@ -456,12 +474,7 @@ const DIGITS_MODELS = ['digits-cnn', 'layer-0.5', 'layer-0.9', 'layer-0.9-bn', '
 
 async function samplesSteps(base) {
   if (!(await step('samples prepared (samples.py)', samplesReady))) return;
-  const t = {
-    page, base, log, shot, waitFor, palette, noErrorToast,
-    markLog: () => {
-      logMark = bonsaiLogText().length;
-    },
-  };
+  const t = harness(base);
   let expect;
   const ran = await step('digits: Run Experiment File, Lineage picks up every variant', async () => {
     writeTypoFile(join(samplesDir, 'digits')); // for the one-typo step (issue 19 item 7)
