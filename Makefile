@@ -27,7 +27,7 @@ $(VENV)/.stamp-py: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,samples,mlflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,samples,mlflow,deploy]"
 	@# compile the numba kernels once into their cache (later imports load them in milliseconds)
 	$(BIN)/python -c "import modelbonsai.compare.kernels, modelbonsai.artifacts.kernels, modelbonsai.ops.kernels"
 	@touch $@
