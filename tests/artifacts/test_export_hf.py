@@ -415,3 +415,21 @@ def test_missing_compressed_tensors_is_a_clear_error(
     with pytest.raises(ArtifactError, match=r"pip install 'compressed-tensors==0\.20\.1'.*--dequantize"):
         export_model(cm, tmp_path / "hf", format="hf")
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "op", "layer"),
+    [
+        ({"scaled": ["encoder.layer.0.attention.self.query"], "quantized": []}, "smoothquant", "query"),
+        ({"scaled": [], "quantized": ["encoder.layer.1.output.dense"]}, "quantize.static", "output.dense"),
+    ],
+)
+def test_an_input_hook_is_refused_naming_op_and_layer(
+    edit: dict[str, Any], op: str, layer: str, bert_dir: Path, tmp_path: Path
+) -> None:
+    """SmoothQuant's unfolded input scales and W8A8's activation rounding run in a forward hook
+    that a Hugging Face class does not have: refused, before anything is written."""
+    cm = CompressedModel(bert(bert_dir), edits=[{"kind": "input.transform", **edit}])
+    with pytest.raises(ArtifactError, match=rf"{op} on 'encoder\.layer\.\d\.[a-z.]*{layer}'.*forward hook"):
+        export_model(cm, tmp_path / "hf", format="hf", ops=["smoothquant"])
+    assert not (tmp_path / "hf").exists()

@@ -178,8 +178,8 @@ def export_model(
                 "export with format safetensors instead: it writes model.safetensors and "
                 f"{LOADER}, which loads it with plain torch and the original class"
             )
-        else:
-            hint = "export with format safetensors instead"
+        else:  # an input hook: the tensors travel, the hook is Bonsai's
+            hint = "export with format safetensors for its tensors (the input scales included)"
         raise ExportError(
             out_dir, f"{_what(e)}; a Hugging Face folder cannot hold this model; {hint}"
         ) from None

@@ -51,11 +51,21 @@ def config_for(module: nn.Module, edits: Sequence[dict[str, Any]], ops: Sequence
                 f"factorised into two layers of rank {e.get('rank')}, and a Hugging Face config has "
                 "no key for a factorised layer",
             )
+        if kind == "input.transform":
+            quantized = list(e.get("quantized") or [])
+            layers = [*quantized, *(e.get("scaled") or [])] or ["the model"]
+            raise NotExpressible(
+                "quantize.static" if quantized else _op_of(kind, ops),
+                str(layers[0]),
+                "the layer "
+                + ("fake-quantizes" if quantized else "scales")
+                + " its input in a forward hook, which no Hugging Face class has",
+            )
         if kind not in (SLICE, *_SHAPE_NEUTRAL):
             raise NotExpressible(
-                _op_of(kind, ops),
-                str(e.get("module") or e.get("modules") or "the model"),
-                f"its '{kind}' change (an input scale or hook) is not part of any Hugging Face class",
+                str(kind),
+                str(e.get("module") or "the model"),
+                f"a '{kind}' change is not part of any Hugging Face class",
             )
     slices = [e for e in edits if e.get("kind") == SLICE]
     config = module.config  # type: ignore[union-attr]
@@ -108,12 +118,11 @@ def config_for(module: nn.Module, edits: Sequence[dict[str, Any]], ops: Sequence
 
 
 def _op_of(kind: str | None, ops: Sequence[str]) -> str:
-    if kind == "input.transform":
-        for op in reversed(ops):
-            if op in ("smoothquant", "quantize.awq", "quantize.static"):
-                return op
-        return "smoothquant / quantize.awq / quantize.static"
-    return str(kind)
+    """The op of the lineage that scaled a layer's input (an `input.transform` edit)."""
+    for op in reversed(ops):
+        if op in ("smoothquant", "quantize.awq"):
+            return op
+    return "smoothquant / quantize.awq"
 
 
 def _has_key(config: Any, key: str) -> bool:
