@@ -340,3 +340,22 @@ def test_the_starter_runs(tmp_path: Path, form: str, capsys: pytest.CaptureFixtu
         [target.stem.removesuffix(".bonsai"), "prune-0.3", "prune-0.5", "int8", "prune-0.5-int8"]
     )
     assert all(m["status"] == "ok" for m in models)
+
+
+def test_finding_factories_imports_neither_torch_nor_the_file(tmp_path: Path) -> None:
+    """What the lens runs on every .py: a syntax-tree read, so no torch import and no code run."""
+    import subprocess
+    import sys
+
+    py = tmp_path / "model.py"
+    py.write_text(TINY + "\nraise SystemExit('the model file was run')\n")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelbonsai.experiment.factories import factories_in_file\n"
+        f"print([f.name for f in factories_in_file(Path({str(py)!r}))])\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['Net', 'build']", "False"]
