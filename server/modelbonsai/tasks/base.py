@@ -7,17 +7,36 @@ talk to tasks through this class.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import F, nn, torch
 
 from ..errors import UserError
+
+T = TypeVar("T")
+
+
+def no_grad(fn: Callable[..., T]) -> Callable[..., T]:
+    """`@torch.no_grad()` that imports torch when the function runs, not when it is defined (a
+    decorator runs at import: the task classes are read by the experiment file's validation,
+    which must not import torch)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class TaskError(UserError, ValueError):

@@ -6,13 +6,16 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import F, nn, torch
 
-from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError
+from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError, no_grad
 from .common import endless_shuffle, fail, limit, logits_of, option, resolve_path
 from .tokenize import TextTokenizer, decoded_pieces, resolve_tokenizer
 
@@ -176,7 +179,7 @@ class CausalLMTask(Task):
         assert batch.targets is not None
         return F.cross_entropy(outputs.flatten(0, 1).float(), batch.targets.flatten())
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(
         self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
     ) -> Evaluation:
@@ -225,7 +228,7 @@ class CausalLMTask(Task):
         offsets = self.windows[::step][: self.num_prompts]
         return [self._eval.tokens[o : o + self.prompt_length].tolist() for o in offsets]
 
-    @torch.no_grad()
+    @no_grad
     def generate(self, model: nn.Module, device: torch.device) -> list[dict[str, Any]]:
         """Greedy continuations of every prompt; prompts of one length run as one batch."""
         prompts = self.prompts()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import F, nn, torch
 
-from .base import Batch, Evaluation, Metric, Task, distillation_loss
+from .base import Batch, Evaluation, Metric, Task, distillation_loss, no_grad
 from .common import fail, logits_of, option
 
 
@@ -126,7 +129,7 @@ class ClassificationTask(Task):
             )
         return logits[:, : self.num_classes] if logits.shape[1] > self.num_classes else logits
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(
         self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
     ) -> Evaluation:

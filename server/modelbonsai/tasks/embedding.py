@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import F, nn, torch
 
-from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError, check_teacher_shape
+from .base import Batch, Evaluation, Metric, RenderedInstance, Task, TaskError, check_teacher_shape, no_grad
 from .common import endless_shuffle, fail, hidden_states_of, limit, option, read_jsonl, resolve_path
 from .tokenize import TextTokenizer, resolve_tokenizer
 
@@ -125,7 +128,7 @@ class SentenceEmbeddingTask(Task):
             "a labelled task or a user task that defines loss()"
         )
 
-    @torch.no_grad()
+    @no_grad
     def evaluate(
         self, model: nn.Module, device: torch.device, reference: Evaluation | None = None
     ) -> Evaluation:

@@ -6,12 +6,13 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from PIL import Image
+if TYPE_CHECKING:
+    import torch
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from .base import Batch, RenderedInstance, TaskError
 from .classification import ClassificationTask
@@ -86,6 +87,8 @@ class ImageClassificationTask(ClassificationTask):
                 raise fail(KIND, f"the data folder {self.folder} has no {split}.safetensors")
             return None
         try:
+            from safetensors.torch import load_file  # (imports torch: on first use)
+
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as e:
             raise fail(KIND, f"cannot read {path.name}: {e}") from None
@@ -185,6 +188,8 @@ class ImageClassificationTask(ClassificationTask):
 
 def to_png(image: torch.Tensor, size: int) -> bytes:
     """A [C, H, W] float image as PNG, scaled to 0..255 by its own range, upscaled to `size`."""
+    from PIL import Image  # on first use: reading the task's options needs no imaging library
+
     x = image.detach().float().cpu()
     lo, hi = float(x.min()), float(x.max())
     x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import torch
 
 from .base import Batch, RenderedInstance, TaskError
 from .classification import ClassificationTask

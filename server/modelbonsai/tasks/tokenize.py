@@ -11,9 +11,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+if TYPE_CHECKING:
+    import torch
+else:  # torch on first use: validating an experiment file's task: needs no torch
+    from ..lazy import torch
 
 from .common import fail
 
