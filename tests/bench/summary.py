@@ -5,12 +5,15 @@
 figure that has a target. A bench's last line is one JSON object; figures are found there by
 these rules, so a bench names its targets rather than registering them here:
 
-- ``"figures": [{"name", "value", "target", "ok"?, "unit"?}, ...]``: taken as given;
-- a key ``target_<x>`` (or ``<x>_target``) beside a key ``<x>``, at any depth: a row ``<x>``;
+- ``"figures": [{"name", "value", "target", "ok"?, "unit"?}, ...]``: taken as given (and then
+  nothing else of that bench: every bench lists its figures so);
+- otherwise (an older bench), a key ``target_<x>`` (or ``<x>_target``) beside a key ``<x>``, at any depth: a row ``<x>``;
 - ``target_seconds`` beside ``seconds`` (bench_startup's form), likewise.
 
 A bench whose last line is not JSON, or that has no figure with a target, still gets a row with
-its exit status. The exit status of this script is 1 when any bench failed or missed.
+its exit status. The exit status of this script is 1 when any bench failed or missed. The table
+is also saved as ``<dir>/summary.json`` with the time and the load average (the README's
+performance section is generated from it: scripts/readme_bench.py).
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def rows(folder: Path) -> tuple[list[Row], bool]:
                             f.get("ok"),
                         )
                     )
-            _pairs({k: v for k, v in last.items() if k != "figures"}, "", found)
+            if not found:  # a bench that lists its figures is taken at its word
+                _pairs(last, "", found)
         if not found:
             table.append((bench, "-" if last is not None else "(no JSON last line)", "", "", status))
         for name, value, target, ok in found:
@@ -97,9 +101,30 @@ def _show(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+#: what main() saves beside the benches' outputs: the table with the machine's state when it was
+#: made (scripts/readme_bench.py writes the README's performance section from it)
+SAVED = "summary.json"
+
+
+def save(folder: Path, table: list[Row], failed: bool) -> dict[str, Any]:
+    import datetime
+    import os
+
+    doc = {
+        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "failed": failed,
+        "rows": [list(r) for r in table],
+    }
+    (folder / SAVED).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[0]) if argv else Path(".venv/bench")
     table, failed = rows(folder)
+    save(folder, table, failed)
     header = ("bench", "figure", "value", "target", "verdict")
     cells = [header] + [tuple(_show(c) for c in r) for r in table]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
