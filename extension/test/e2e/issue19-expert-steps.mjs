@@ -106,7 +106,7 @@ export async function layersFixStep(t, workspace, { base, variant }) {
   const name = `${variant}-restore-${top.path}`;
   const file = join(workspace, 'small.bonsai.yaml');
   const want = [`- name: "${name}"`, 'from: "base"', `- restore: {patterns: ["${top.path}.*"]}`];
-  const lines = page.locator('.monaco-editor .view-lines');
+  const lines = page.locator('.part.editor .monaco-editor .view-lines');
   const shown = await t.waitFor(`the editor to show the new variant ${name}`, 30_000, async () => {
     await t.noErrorToast();
     const text = (await lines.first().innerText().catch(() => '')).replace(/\u00a0/g, ' ');
