@@ -219,6 +219,16 @@ def main() -> int:
     out["max_ratio"] = max(s["ratio_loaded_quiet"] for s in out["samples"].values())
     out["max_share"] = max((s["measuring_share"] or 0.0) for s in out["samples"].values())
     out["ok"] = ok
+    out["figures"] = [
+        fig
+        for name, e in out["samples"].items()
+        for fig in (
+            {"name": f"{name}: loaded / quiet latency", "value": e["ratio_loaded_quiet"], "target": TARGET_RATIO,
+             "ok": e["ratio_ok"]},
+            {"name": f"{name}: measuring share of the run", "value": e["measuring_share"], "target": TARGET_SHARE,
+             "ok": e["share_ok"]},
+        )
+    ]  # fmt: skip
     print(json.dumps(out))
     return 0 if ok else 1
 

@@ -295,6 +295,35 @@ def main() -> int:
         "failures": failures,
         "ok": not failures,
     }
+    figures = []
+    int8 = schemes.get("int8_channel", {})
+    if "cpu_ratio" in int8:
+        figures.append(
+            {
+                "name": "int8 per-channel CPU time / torchao's",
+                "value": int8["cpu_ratio"],
+                "target": TARGET_INT8_CPU_RATIO,
+                "ok": int8["cpu_ratio"] <= TARGET_INT8_CPU_RATIO,
+            }
+        )
+    for scheme, r in schemes.items():
+        if "bonsai" in r and "torchao" in r and scheme == "int8_channel":
+            gap = round(r["torchao"]["weight_sqnr_db"] - r["bonsai"]["weight_sqnr_db"], 3)
+            figures.append(
+                {
+                    "name": f"{scheme}: SQNR below torchao's (dB)",
+                    "value": gap,
+                    "target": SQNR_SLACK_DB,
+                    "ok": gap <= SQNR_SLACK_DB,
+                }
+            )
+    # every other failure (a peer that errors, a scheme that did not run) is a figure that missed
+    figures += [
+        {"name": f, "value": "failed", "target": "runs", "ok": False}
+        for f in failures
+        if not f.startswith("int8_channel:")
+    ]
+    summary["figures"] = figures
     for f in failures:
         print(f"MISSED: {f}", file=sys.stderr)
     print(json.dumps(summary))

@@ -325,6 +325,15 @@ def main() -> int:
                 "load_average": os.getloadavg()[0],
                 **extra,
                 "forms": results,
+                "figures": [
+                    {
+                        "name": f"{f} / read floor",
+                        "value": r["ratio_to_floor"],
+                        "target": TARGET_RATIO,
+                        "ok": r["ok"],
+                    }
+                    for f, r in results.items()
+                ],
                 "target_ratio": TARGET_RATIO,
                 "missed": missed,
                 "ok": not missed,
