@@ -42,12 +42,13 @@ th[aria-sort] { cursor: pointer; }
 /* the confusion change: one matrix per model, side by side while they fit, scrolling inside */
 .confusions { display: flex; flex-wrap: wrap; gap: 16px; }
 .confusions > div { max-width: 100%; overflow-x: auto; }
-table.confusion { border-collapse: collapse; table-layout: fixed; font-variant-numeric: tabular-nums; }
+table.confusion { width: auto; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 table.confusion th, table.confusion td { width: 2.6em; min-width: 2.6em; height: 1.9em; padding: 0 2px; text-align: center; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 table.confusion th { font-weight: normal; font-size: 0.9em; }
 table.confusion th.rowhead { width: auto; max-width: 9em; text-align: right; padding-right: 6px; }
 table.confusion td { border: 1px solid var(--vscode-editorWidget-border, rgba(128,128,128,0.25)); }
-table.confusion td.diag { outline: 1px solid var(--vscode-foreground); outline-offset: -2px; }
+/* an inset shadow, not an outline: collapsed borders paint over a cell's outline */
+table.confusion td.diag { box-shadow: inset 0 0 0 1px var(--vscode-foreground, #888); }
 table.confusion td.moved { cursor: pointer; }
 table.confusion td.moved:hover, table.confusion td.moved:focus { outline: 2px solid var(--vscode-focusBorder); outline-offset: -2px; }
 table.confusion td.worse { background: color-mix(in srgb, var(--vscode-charts-red, #e51400) calc(var(--s) * 70%), transparent); }
