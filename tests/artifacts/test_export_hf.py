@@ -433,3 +433,43 @@ def test_an_input_hook_is_refused_naming_op_and_layer(
     with pytest.raises(ArtifactError, match=rf"{op} on 'encoder\.layer\.\d\.[a-z.]*{layer}'.*forward hook"):
         export_model(cm, tmp_path / "hf", format="hf", ops=["smoothquant"])
     assert not (tmp_path / "hf").exists()
+
+
+def test_gpt2_dynamic_int8_is_refused_naming_op_and_layer(tmp_path: Path) -> None:
+    cm = apply(CompressedModel(gpt2()), "quantize.dynamic")
+    with pytest.raises(
+        ArtifactError, match=r"quantize\.dynamic on 'transformer\.h\.0\.attn\.c_attn'.*Conv1D"
+    ):
+        export_model(cm, tmp_path / "hf", format="hf", ops=["quantize.dynamic"])
+
+
+@pytest.mark.parametrize(
+    ("op", "params"),
+    [("prune.structured", {"amount": 0.5}), ("lowrank", {"rank": 4})],
+)
+def test_the_loader_rebuilds_a_model_that_is_not_hugging_face(
+    op: str, params: dict[str, Any], tmp_path: Path
+) -> None:
+    """A plain torch model (no config to embed): `load(folder, model=<a fresh base>)`."""
+    import importlib.util
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(5)
+        return nn.Sequential(
+            nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)
+        ).eval()
+
+    cm = apply(CompressedModel(mlp()), op, **params)
+    written = export_model(cm, tmp_path / "st", format="safetensors")
+    spec = importlib.util.spec_from_file_location(
+        "loader_" + op.replace(".", "_"), written.parent / "load_bonsai_model.py"
+    )
+    assert spec is not None and spec.loader is not None
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    with pytest.raises(ValueError, match="not a Hugging Face model"):
+        loader.load(written.parent)
+    again = loader.load(written.parent, model=mlp())
+    x = torch.randn(3, 16, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert max_diff(again(x), cm.module(x), f"mlp {op} via the loader") <= TOL
