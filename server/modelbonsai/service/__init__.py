@@ -15,7 +15,6 @@ engine when they run).
 from __future__ import annotations
 
 from .jobs import (
-    COMPARE_JOBS,
     CompareActivationsJob,
     CompareBehaviorJob,
     CompareWeightsJob,
@@ -34,7 +33,6 @@ from .run import failures_text
 from .table import HANDLERS, handle
 
 __all__ = [
-    "COMPARE_JOBS",
     "HANDLERS",
     "CompareActivationsJob",
     "CompareBehaviorJob",

@@ -6,7 +6,8 @@ dict) and its handler (table.py) reads nothing else. Defaults live here, in the 
 engine's own option types (`compare.activations.ActivationOptions`), nowhere in the faces.
 
 Each spec names its result type (`JobSpec[R]`), so `service.handle(spec, reporter)` is typed per
-job. Module paths and names only: importing this costs no torch (the server imports it at start).
+job. Engine types are only named here (for the type checker): importing this costs no torch (the
+server imports it at start).
 """
 
 from __future__ import annotations
@@ -156,11 +157,7 @@ class InstancesJob(JobSpec[None]):
     max_instances: int | None = None
 
 
-#: every comparison spec (a "compare" job producing result pages)
-COMPARE_JOBS = (CompareWeightsJob, CompareActivationsJob, CompareBehaviorJob, TilesJob, InstancesJob)
-
 __all__ = [
-    "COMPARE_JOBS",
     "CompareActivationsJob",
     "CompareBehaviorJob",
     "CompareWeightsJob",
