@@ -1,6 +1,7 @@
 """Importing this module registers every built-in op (see registry._ensure_builtins)."""
 
 from . import (  # noqa: F401
+    awq,
     bn,
     calibrated,
     cast,
@@ -12,5 +13,7 @@ from . import (  # noqa: F401
     prune_calibrated,
     quantize,
     restore,
+    smoothquant,
+    static_quant,
     structured,
 )
