@@ -276,7 +276,8 @@ def _linear_owner(module: nn.Module, name: str, op: str) -> str:
         raise NotExpressible(
             op,
             layer,
-            f"a {type(owner).__name__} layer: compressed-tensors compresses only nn.Linear weights",
+            f"its layer is of type {type(owner).__name__}, not nn.Linear, and compressed-tensors "
+            "compresses only nn.Linear weights",
         )
     weight = owner.weight
     for other, p in module.named_parameters(remove_duplicate=False):
