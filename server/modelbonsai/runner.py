@@ -639,7 +639,9 @@ class Runner:
         progress(0.0, "loading the stored model")
         cm = self._load(plan, rec, base_spec_dict(exp), exp.root)
         reference = None if st.op is None else self._reference(exp, result, device)
-        evaluation, measured = self._measure(exp, cm, device, reference, progress)
+        evaluation, measured = self._measure(
+            exp, cm, device, reference, progress, self._deploy(exp, st, result)
+        )
         size = stored_size(self.store.artifact_path(rec))
         base_bytes = size if st.op is None else self._base_stored_bytes(result, exp)
         metrics = self._with_size(exp, cm, device, measured, size, base_bytes)
@@ -723,7 +725,9 @@ class Runner:
                 raise OpError(st.op, f"returned {type(cm).__name__}, not a CompressedModel")
             skipped = dict(ctx.skipped)
             reference = self._reference(exp, result, device)
-        evaluation, measured = self._measure(exp, cm, device, reference, progress)
+        evaluation, measured = self._measure(
+            exp, cm, device, reference, progress, self._deploy(exp, st, result)
+        )
         record.eval_fingerprint = self._evaluated(st, evaluation)
         if st.op is None:
             self._base_eval = evaluation
@@ -824,22 +828,75 @@ class Runner:
             evaluation = task.evaluate(cm.module, device, reference)
         return evaluation, list(evaluation.metrics)
 
+    def _deploy(
+        self, exp: Any, st: PlannedStep, result: RunResult
+    ) -> tuple[Any, Callable[[str], None]] | None:
+        """The deploy targets of a step's model (deploy/session.py), and where a parity flag goes:
+        the model a variant names (or the base) goes to the targets `deploy:` lists, and a flag
+        becomes one of the run's warnings."""
+        spec = exp.deploy_for(st.variant) if st.is_final and hasattr(exp, "deploy_for") else None
+        if spec is None:
+            return None
+
+        def warn(message: str) -> None:
+            result.warnings[st.name] = message
+            self._emit(RunEvent("warning", st.variant or st.name, st.name, 1.0, message))
+
+        return spec, warn
+
     def _measure(
-        self, exp: Any, cm: CompressedModel, device: torch.device, reference: Any, progress: ProgressFn
+        self,
+        exp: Any,
+        cm: CompressedModel,
+        device: torch.device,
+        reference: Any,
+        progress: ProgressFn,
+        deploy: tuple[Any, Callable[[str], None]] | None = None,
     ) -> tuple[Any, list[Any]]:
-        """Evaluate `cm` and measure it (task metrics, then efficiency without the stored size);
-        the evaluation (None without a task) and those metrics. Leaves the model on the CPU."""
+        """Evaluate `cm` and measure it (task metrics, then efficiency without the stored size,
+        and the deploy targets' metrics, timed with the eager model); the evaluation (None
+        without a task) and those metrics. Leaves the model on the CPU."""
         self._check_cancelled()
         cm.module.eval()
         started = time.perf_counter()
         evaluation, task_metrics = self._evaluate(exp, cm, device, reference, progress)
         evaluation_s = time.perf_counter() - started  # measuring may take a tenth of this
-        progress(0.8, "measuring")
-        eff = self._efficiency(
-            exp, cm, device, stored_bytes=None, base_bytes=None, speed=True, evaluation_s=evaluation_s
-        )
+        task = self._get_task(exp)
+        if deploy is None or task is None:
+            progress(0.8, "measuring")
+            eff = self._efficiency(
+                exp, cm, device, stored_bytes=None, base_bytes=None, speed=True, evaluation_s=evaluation_s
+            )
+            cm.module.to("cpu")
+            return evaluation, [*task_metrics, *eff]
+        from .deploy.session import Deployment, session_spec
+
+        spec, warn = deploy
+        with Deployment(
+            cm.module,
+            task,
+            session_spec(spec),
+            encodings=cm.encodings,
+            progress=lambda m: progress(0.8, m),
+        ) as session:
+            session.prepare()
+            self._check_cancelled()
+            progress(0.9, "measuring")
+            eff = self._efficiency(
+                exp,
+                cm,
+                device,
+                stored_bytes=None,
+                base_bytes=None,
+                speed=True,
+                evaluation_s=evaluation_s,
+                companions=session.companions(),
+            )
+        flag = session.warning()
+        if flag:
+            warn(flag)
         cm.module.to("cpu")
-        return evaluation, [*task_metrics, *eff]
+        return evaluation, [*task_metrics, *eff, *session.metrics()]
 
     def _with_size(
         self,
@@ -865,13 +922,16 @@ class Runner:
         base_bytes: int | None,
         speed: bool,
         evaluation_s: float | None = None,
+        companions: list[Any] | None = None,
     ) -> list[Any]:
         from .metrics import EfficiencyOptions, efficiency_metrics, run_protocol
 
         task = self._get_task(exp)
         # Latency and memory need the task's example batch; without a task only counts and sizes.
         options = EfficiencyOptions(
-            measure_speed=speed and task is not None, protocol=run_protocol(evaluation_s)
+            measure_speed=speed and task is not None,
+            protocol=run_protocol(evaluation_s),
+            companions=list(companions or []),
         )
         if options.measure_speed:
             cm.module.to(device)

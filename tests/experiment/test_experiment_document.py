@@ -93,7 +93,7 @@ def test_nested_flow_collections() -> None:
 
 
 def test_completions_of_keys_ops_params_and_values() -> None:
-    assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants"]
+    assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants", "deploy"]
     inserts = {i.label: i.insert_text for i in completions_at("", 0, 0)}
     assert (
         inserts["seed"] == "seed: "
@@ -126,7 +126,12 @@ def test_completions_of_keys_ops_params_and_values() -> None:
     assert labels("device: c", 0, 9) == ["auto", "cpu", "cuda", "mps"]
     assert labels("base:\n  dtype: ", 1, 9) == ["float32", "float16", "bfloat16"]
     assert "text-classification" in labels("task:\n  kind: ", 1, 8)
-    assert labels("variants:\n  - name: a\n    ops: []\n    ", 3, 4) == ["from", "description", "seed"]
+    assert labels("variants:\n  - name: a\n    ops: []\n    ", 3, 4) == [
+        "from",
+        "description",
+        "seed",
+        "deploy",
+    ]
     task_keys = labels("task:\n  kind: text-classification\n  ", 2, 2)
     assert "data" in task_keys and "max_length" in task_keys and "kind" not in task_keys
 

@@ -12,11 +12,14 @@ from .common import EXIT_OK, UserError, open_store, workspace
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     exp = sub.add_parser(
-        "export", parents=[common], help="write a model as a Hugging Face folder or safetensors"
+        "export",
+        parents=[common],
+        help="write a model as a Hugging Face folder, safetensors, ONNX (model.onnx, for ONNX Runtime) "
+        "or an ExecuTorch program (model.pte)",
     )
     exp.add_argument("model", metavar="MODEL")
     exp.add_argument("dir", metavar="DIR")
-    exp.add_argument("--format", choices=["hf", "safetensors"], default="hf")
+    exp.add_argument("--format", choices=["hf", "safetensors", "onnx", "executorch"], default="hf")
     exp.add_argument(
         "--force",
         action="store_true",
@@ -36,6 +39,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..artifacts import export_conflict
     from ..service import ExportJob, handle
 
+    if args.format in ("onnx", "executorch"):
+        return _export_for_runtime(args)
     with open_store(args) as store:
         m = store.get_model(args.model)
     # Refused before the job, with the flag that overrides it: the answer comes at once.
@@ -52,4 +57,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     written = handle(job)  # the language server's export job, here in process
     print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_for_runtime(args: argparse.Namespace) -> int:
+    """ONNX / ExecuTorch: traced on the model's task's example input, then checked in the runtime
+    against the stored model (deploy/exporter.py)."""
+    from ..deploy.exporter import export_for_runtime
+    from .common import load_model
+
+    with open_store(args) as store:
+        m = store.get_model(args.model)
+        if m.status != "ok":
+            raise UserError(f"model '{m.name}' is broken: {m.status_reason}")
+        done = export_for_runtime(
+            store, m, load_model(store, m), Path(args.dir), args.format, force=args.force
+        )
+    print(f"exported {m.name} ({m.id}) to {done.path} ({args.format})", file=sys.stderr)
+    if done.note:
+        print(f"  {done.note}", file=sys.stderr)
+    print(f"  {done.summary()}", file=sys.stderr)
     return EXIT_OK

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..deploy.targets import TARGETS
 from ..ops.registry import OpDef, Param, all_ops, closest_op, get_op, match_names
 from . import taskinfo
 from .keys import DEVICES, DTYPES, key_doc, keys_of
@@ -246,6 +247,10 @@ def completions_at(
         return []
     if k == "from-value":
         return _parent_completions(d, info, rng, path)
+    if _deploy_target(info):
+        return [
+            CompletionItem(t.name, "value", "deploy target", t.doc, t.name, rng) for t in TARGETS.values()
+        ]
     if k == "device-value":
         return [
             CompletionItem(v, "value", "device", key_doc("top", "device").markdown(), v, rng)  # type: ignore[union-attr]
@@ -260,6 +265,17 @@ def completions_at(
             for kind in taskinfo.builtin_kinds()
         ]
     return []
+
+
+def _deploy_target(info: NodeInfo) -> bool:
+    """The cursor is on a target of `deploy:` (the file's or a variant's, a list or `targets:`)."""
+    if info.kind != "value":
+        return False
+    top = info.path[:1] == () or info.path[:1] == ("deploy",)
+    in_variant = len(info.path) >= 3 and info.path[0] == "variants" and info.path[2] == "deploy"
+    if info.key == "deploy":
+        return top or in_variant
+    return info.key == "targets" and (info.path[-1:] == ("deploy",) or in_variant)
 
 
 def _key_insert(key: str, typ: str) -> str:
@@ -381,6 +397,9 @@ def hover_at(doc: Document | str, line: int, col: int, path: Path | None = None)
                 return Hover(f"**task.{info.text}** — {typ}\n\n{text}", rng)
         kd = key_doc(section, info.text)
         return Hover(kd.markdown(), rng) if kd is not None else None
+    if _deploy_target(info) and info.text in TARGETS:
+        t = TARGETS[info.text]
+        return Hover(f"**deploy target `{t.name}`** (`bonsai export --format {t.format}`)\n\n{t.doc}", rng)
     if info.kind == "task-kind":
         if taskinfo.is_user_kind(info.text):
             # Read, never imported: hovers run in untrusted workspaces too (see taskinfo).

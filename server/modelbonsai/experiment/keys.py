@@ -11,6 +11,7 @@ reference in the README (:func:`format_reference`).
 | (top) | `task` | mapping | no | How models are evaluated (without it only efficiency metrics are measured). |
 | (top) | `ops_from` | path or list of paths | no | Python files that register more ops with `@register_op`. |
 | (top) | `variants` | list | yes | The compressed models to make, each from a parent. |
+| (top) | `deploy` | list of targets, or mapping | no | Runtimes each model is exported to and measured in (`onnxruntime`, `executorch`): size, latency, parity. |
 | base | `name` | string | no (folder/file name) | The base model's name in the lineage. |
 | base | `load` | string | yes | A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or `package.module:function` returning an `nn.Module`. |
 | base | `factory` | string | with `.safetensors` | `file.py:function` or `package.module:function` building the empty model the weights load into. |
@@ -25,8 +26,18 @@ reference in the README (:func:`format_reference`).
 | variant | `ops` | list | yes | Ops applied in order; each `- op.name: {param: value, ...}` or just `- op.name`. |
 | variant | `description` | string | no | A note shown with the model. |
 | variant | `seed` | int | no | Overrides the file's seed for this variant. |
+| variant | `deploy` | list of targets, or mapping | no (the file's) | Overrides the file's `deploy` for this variant's model (`[]`: none). |
 
 Paths are relative to the experiment file's folder.
+
+**Deploy.** `deploy: [onnxruntime, executorch]` (or `deploy: {targets: [...], tolerance: 0.001}`)
+exports the base model and every variant's model to each target after it is made, and adds the
+target's metrics: `<target>_size` (bytes of the exported file), `<target>_latency` (timed in the
+same rounds as the eager latency, one thread), `<target>_speedup` (eager / runtime, same rounds),
+`<target>_max_abs_diff` and `<target>_agreement` (the runtime's outputs against the evaluated
+model's, on up to 256 evaluation instances). Outputs further apart than `tolerance` (relative to
+the largest output, default 0.001) or a top-1 agreement under 99% give the model the
+`deploy_parity_flags` metric. A variant's own `deploy:` replaces the file's for its model.
 
 **Sweeps.** A list given for a sweepable parameter (`sparsity: [0.3, 0.5]`) makes one sibling
 per value; several swept parameters make their cartesian product (in the order written). For a
@@ -50,6 +61,8 @@ sibling (placeholders may name inherited parameters too: `int8-{sparsity}`). Nam
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..deploy.targets import target_names
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,17 @@ KEYS: tuple[KeyDoc, ...] = (
         "list",
         "yes",
         "The compressed models to make, each derived from a parent by a list of ops.",
+    ),
+    KeyDoc(
+        "top",
+        "deploy",
+        "list of targets, or mapping",
+        "no",
+        "Runtimes every model is exported to and measured in after it is made: "
+        + ", ".join(f"`{t}`" for t in target_names())
+        + ". Adds `<target>_size`, `_latency`, `_speedup`, `_max_abs_diff` and `_agreement`; a "
+        "model whose runtime outputs differ beyond `tolerance` (default 0.001, relative) is "
+        "flagged (`deploy_parity_flags`). Write a list, or `{targets: [...], tolerance: 0.001}`.",
     ),
     KeyDoc(
         "base",
@@ -186,7 +210,16 @@ KEYS: tuple[KeyDoc, ...] = (
     ),
     KeyDoc("variant", "description", "string", "no", "A note shown with the model."),
     KeyDoc("variant", "seed", "int", "no", "Overrides the file's `seed` for this variant."),
+    KeyDoc(
+        "variant",
+        "deploy",
+        "list of targets, or mapping",
+        "no",
+        "Overrides the file's `deploy` for this variant's model: other targets, or `[]` for none.",
+    ),
 )
+
+DEPLOY_KEYS = ("targets", "tolerance")
 
 
 def keys_of(section: str) -> dict[str, KeyDoc]:

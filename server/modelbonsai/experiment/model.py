@@ -104,6 +104,16 @@ class OpCall:
     maybe_swept: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class DeploySpec:
+    """`deploy:` as written: the targets each model is exported to and measured in, and the
+    parity tolerance (None: the default, deploy.targets.DEFAULT_TOLERANCE). `range`: the value."""
+
+    targets: tuple[str, ...]
+    tolerance: float | None = None
+    range: Range | None = None
+
+
 @dataclass
 class Variant:
     """A model derived from its parent (`from`) by applying `ops` in order.
@@ -125,6 +135,8 @@ class Variant:
     sweep_values: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     seed: int | None = None
+    #: the variant's own `deploy:` (None: the file's applies)
+    deploy: DeploySpec | None = None
 
     @property
     def from_base(self) -> bool:
@@ -186,6 +198,8 @@ class Experiment:
     device: str = "auto"
     ops_from: list[Path] = field(default_factory=list)
     ops_from_ranges: list[Range] = field(default_factory=list)
+    #: the file's `deploy:` (None: no deploy targets)
+    deploy: DeploySpec | None = None
 
     @property
     def root(self) -> Path:
@@ -201,6 +215,13 @@ class Experiment:
 
     def children(self, name: str) -> list[Variant]:
         return [v for v in self.variants if v.parent == name]
+
+    def deploy_for(self, variant: str | None) -> DeploySpec | None:
+        """The deploy targets of a variant's model (its own `deploy:`, else the file's), or of the
+        base model (`variant` None or empty: the file's)."""
+        v = self.variant(variant) if variant else None
+        spec = v.deploy if v is not None and v.deploy is not None else self.deploy
+        return spec if spec is not None and spec.targets else None
 
 
 @dataclass

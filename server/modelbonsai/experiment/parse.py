@@ -10,10 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..deploy.targets import TARGETS, target_names
 from ..ops.registry import get_op
 from . import taskinfo
-from .keys import DEVICES, DTYPES, keys_of
-from .model import BASE, BaseSpec, Experiment, OpCall, ParseResult, Problem, Range, TaskSpec, Variant
+from .keys import DEPLOY_KEYS, DEVICES, DTYPES, keys_of
+from .model import (
+    BASE,
+    BaseSpec,
+    DeploySpec,
+    Experiment,
+    OpCall,
+    ParseResult,
+    Problem,
+    Range,
+    TaskSpec,
+    Variant,
+)
 from .opcalls import parse_op, user_op_names
 from .problems import Collector, did_you_mean
 from .sweeps import MAX_VARIANTS, axes_of, count, expand, placeholders
@@ -144,10 +156,12 @@ class _Parser:
         task = self.task(items["task"]) if "task" in items else None
         self.has_task = "task" in items and not is_null(items["task"][1])
         self.task_spec = task
+        deploy = self.deploy(items["deploy"]) if "deploy" in items else None
         declared, variants = self.variants(items.get("variants"), node, base)
         if base is None:
             return None
         return Experiment(
+            deploy=deploy,
             path=self.path,
             base=base,
             variants=variants,
@@ -215,6 +229,61 @@ class _Parser:
                 else:
                     self.user_ops |= names
         return paths, ranges
+
+    # -- deploy ---------------------------------------------------------------------------------
+    def deploy(self, entry: tuple[Node, Node]) -> DeploySpec | None:
+        """`deploy: [onnxruntime, executorch]`, `deploy: {targets: [...], tolerance: 0.001}`, or
+        `deploy: []` / `deploy:` (none: a variant's turns the file's off)."""
+        c = self.c
+        node = entry[1]
+        if is_null(node):
+            return DeploySpec((), None, node_range(node))
+        targets_node: Node | None = node
+        tolerance: float | None = None
+        if isinstance(node, MappingNode):
+            items = c.mapping_items(node, DEPLOY_KEYS, "deploy")
+            targets_node = items["targets"][1] if "targets" in items else None
+            if targets_node is None and not c.misspelt(node, "targets"):  # `targts:` is reported once
+                c.add(entry[0], "'deploy' needs `targets:` (a list of runtimes)", "missing-required")
+            if "tolerance" in items:
+                tn = items["tolerance"][1]
+                tv = to_value(tn)
+                if isinstance(tv, (int, float)) and not isinstance(tv, bool) and tv > 0:
+                    tolerance = float(tv)
+                else:
+                    c.add(
+                        tn,
+                        f"'tolerance' is a positive number (relative to the largest output), got {type_name(tn)}",
+                        "wrong-type"
+                        if not isinstance(tv, (int, float)) or isinstance(tv, bool)
+                        else "out-of-range",
+                    )
+        elif not isinstance(node, (SequenceNode, ScalarNode)):
+            c.add(
+                node,
+                f"'deploy' lists targets ({', '.join(target_names())}), got {type_name(node)}",
+                "wrong-type",
+            )
+            return None
+        targets: list[str] = []
+        if targets_node is not None and not is_null(targets_node):
+            nodes = targets_node.value if isinstance(targets_node, SequenceNode) else [targets_node]
+            for n in nodes:
+                v = to_value(n)
+                if not isinstance(n, ScalarNode) or not isinstance(v, str):
+                    c.add(
+                        n,
+                        f"a deploy target is a name ({', '.join(target_names())}), got {type_name(n)}",
+                        "wrong-type",
+                    )
+                elif v not in TARGETS:
+                    hint = did_you_mean(v, target_names()) or f"; the targets are {', '.join(target_names())}"
+                    c.add(n, f"unknown deploy target '{_short(v)}'{hint}", "out-of-range")
+                elif v in targets:
+                    c.add(n, f"deploy target '{v}' is listed twice", "duplicate-name")
+                else:
+                    targets.append(v)
+        return DeploySpec(tuple(targets), tolerance, node_range(node))
 
     # -- base -----------------------------------------------------------------------------------
     def base(self, entry: tuple[Node, Node] | None, top: MappingNode) -> BaseSpec | None:
@@ -540,9 +609,11 @@ class _Parser:
                     f"'seed' must be an integer, got {type_name(items['seed'][1])}",
                     "wrong-type",
                 )
+        deploy = self.deploy(items["deploy"]) if "deploy" in items else None
         if name is None:
             return None
         v = Variant(
+            deploy=deploy,
             name=name,
             parent=parent or BASE,
             ops=ops,

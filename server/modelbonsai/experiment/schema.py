@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..deploy.targets import DEFAULT_TOLERANCE, TARGETS, target_names
 from ..ops.registry import OpDef, Param, all_ops
 from . import taskinfo
 from .keys import DEVICES, DTYPES, keys_of
@@ -113,6 +114,40 @@ def _json_type(typ: str) -> dict[str, Any]:
     return {}
 
 
+def _deploy_schema(section: str) -> dict[str, Any]:
+    """`deploy:` (keys.py): a list of targets, or {targets, tolerance}; null or [] for none."""
+    targets = {
+        "type": "array",
+        "items": {
+            "enum": target_names(),
+            "description": "; ".join(f"{t.name}: {t.doc}" for t in TARGETS.values()),
+        },
+        "uniqueItems": True,
+    }
+    return {
+        "description": _desc(section, "deploy"),
+        "anyOf": [
+            targets,
+            {
+                "type": "object",
+                "properties": {
+                    "targets": targets,
+                    "tolerance": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "default": DEFAULT_TOLERANCE,
+                        "description": "largest difference of a runtime's outputs from the evaluated "
+                        "model's, relative to max(1, the largest |output|)",
+                    },
+                },
+                "required": ["targets"],
+                "additionalProperties": False,
+            },
+            {"type": "null"},
+        ],
+    }
+
+
 def json_schema() -> dict[str, Any]:
     """The schema (draft-07) of the experiment file format, one entry per built-in op."""
     ops = _builtin_ops()
@@ -133,6 +168,7 @@ def json_schema() -> dict[str, Any]:
             },
             "description": {"type": "string", "description": _desc("variant", "description")},
             "seed": {"type": "integer", "description": _desc("variant", "seed")},
+            "deploy": _deploy_schema("variant"),
         },
         "required": ["name", "ops"],
         "additionalProperties": False,
@@ -176,6 +212,7 @@ def json_schema() -> dict[str, Any]:
                 ],
             },
             "variants": {"type": "array", "items": variant, "description": _desc("top", "variants")},
+            "deploy": _deploy_schema("top"),
         },
         "required": ["base", "variants"],
         "additionalProperties": False,

@@ -505,6 +505,17 @@ def latency_metrics(lat: Latency) -> list[Metric]:
 
 
 @dataclass
+class Companion:
+    """Another way to run the same model (a deploy target's runtime), timed in the same rounds as
+    the eager model so their ratio is fair: `call` runs it once on the example batch, `metrics`
+    turns (its latency, the eager model's from the same rounds) into its metrics."""
+
+    call: Callable[[], Any]
+    batch_size: int
+    metrics: Callable[[Latency, Latency], list[Metric]]
+
+
+@dataclass
 class EfficiencyOptions:
     # Small enough that measuring costs a fraction of evaluating 200 instances (a batch of 32 on
     # one thread made measuring half of each variant's run time), large enough to use the kernels.
@@ -513,6 +524,7 @@ class EfficiencyOptions:
     measure_speed: bool = True
     timer: Timer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    companions: list[Companion] = field(default_factory=list)
 
 
 def efficiency_metrics(
@@ -592,13 +604,20 @@ def speed_metrics(model: nn.Module, task: Task, device: torch.device, o: Efficie
             t0 = time.perf_counter()
             mem = measure_peak_memory(call, device, resident=tensor_bytes(model))
             first = time.perf_counter() - t0
-            lat = measure_latency(
-                call, batch_size=n, device=device, protocol=o.protocol, timer=timer, call_s=first
+            lats = measure_latencies(
+                [call, *(c.call for c in o.companions)],
+                batch_sizes=[n, *(c.batch_size for c in o.companions)],
+                device=device,
+                protocol=o.protocol,
+                timer=timer,
+                call_s=[first, *(None for _ in o.companions)],
             )
     finally:
         model.train(was_training)
+    lat = lats[0]
     return [
         *latency_metrics(lat),
         Metric("batch_size", float(n), "", True, detail="batch size of the latency and memory runs"),
         Metric("peak_memory", float(mem.bytes), "B", False, detail=mem.method),
+        *(m for c, other in zip(o.companions, lats[1:], strict=True) for m in c.metrics(other, lat)),
     ]
