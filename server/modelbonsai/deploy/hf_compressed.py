@@ -20,9 +20,11 @@ Scales are written in float32: compressed-tensors dequantizes in the scale's dty
 reproduces Bonsai's float32 formula exactly (a float16 scale would round each product to 11 bits).
 
 What it cannot express is refused with the op and the layer named (:class:`NotExpressible`):
-compressed-tensors compresses only `nn.Linear` (and `nn.Embedding`) weights, so GPT-2's `Conv1D`
-layers, convolutions, quantized biases and norms, tied weights, look-up tables (`palettize`) have
-no compressed form that transformers loads.
+compressed-tensors compresses only `nn.Linear` and `nn.Embedding` weights, and transformers 5.25
+cannot load a compressed Embedding (its weight initialisation reads `.weight` before the packed
+parts are unpacked), so GPT-2's `Conv1D` layers, embeddings, convolutions, quantized biases and
+norms, tied weights and look-up tables (`palettize`) have no compressed form that transformers
+loads.
 
 Sparsity: compressed-tensors 0.20.1 dropped its sparse compressors (`sparse-bitmask` is a legacy
 config name with no compressor, and `update_config` writes an empty `sparsity_config`), so pruned
