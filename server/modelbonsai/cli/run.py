@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..service.reporter import QuietReporter
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError, err, open_store, print_models, workspace
 
 if TYPE_CHECKING:
@@ -127,13 +126,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
-class _RunReporter(QuietReporter):
-    """The service's reporter for `bonsai run`: the plan in words, then a bar per variant."""
+class _RunReporter:
+    """The service's Reporter for `bonsai run`: the plan in words, then a bar per variant. (The
+    protocol, not QuietReporter's subclass: `bonsai --help` and `ls` need not import the service.)"""
 
     def __init__(self) -> None:
-        super().__init__()
         self.display: _RunDisplay | None = None
         self.steps: tuple[str, ...] = ()
+
+    def cancelled(self) -> bool:
+        return False  # Ctrl+C stops the process
+
+    def check_cancelled(self) -> None:
+        pass
+
+    def lineage_changed(self) -> None:
+        pass
+
+    def page(self, data: bytes) -> None:
+        pass
 
     def planned(self, plan: RunPlanned) -> None:
         # What will be made or re-evaluated, and why, before anything starts (models the user
