@@ -172,17 +172,20 @@ def search_scales(
     """(s, alpha) minimising Σ‖X·Wᵀ - (X/s)·Q(W·diag(s))ᵀ‖² over the layers' [out, in] weights
     `weights`, alpha in {0, 1/grid, ..., (grid-1)/grid}; ties keep the smaller alpha."""
     x_mean = absmean.to(torch.float32).clamp_min(1e-4)
-    ref = [rows @ w.t() for w in weights]
+    # ‖X·Dᵀ‖² = Σ (D·G) ∘ D with G = XᵀX: one in×in product instead of rows×in×out per alpha
+    # (float64, so near-equal alphas are still told apart reliably)
+    x = rows.to(torch.float64)
+    gram = x.t() @ x
     best: tuple[float, torch.Tensor, float] | None = None
     for k in range(grid):
         alpha = k / grid
         s = awq_scales(x_mean, alpha)
         err = 0.0
-        for w, r in zip(weights, ref, strict=True):
+        for w in weights:
             ws = w * s.unsqueeze(0)
             enc = quantize_rtn(ws, bits, symmetric, gran, group_size, 0, op=OP, layer="")
-            q = enc.project(ws) / s.unsqueeze(0)
-            err += float((rows @ q.t() - r).pow(2).sum())
+            d = (w - enc.project(ws) / s.unsqueeze(0)).to(torch.float64)
+            err += float(((d @ gram) * d).sum())
         if best is None or err < best[0]:
             best = (err, s, alpha)
     assert best is not None
