@@ -14,7 +14,13 @@ What no config can state, with transformers 5.25:
 - layers pruned to different widths (one config key sizes every layer);
 - factorised layers (`lowrank`: two Linear layers where the class has one).
 
-For those, `write_loader` writes `load_bonsai_model.py` beside `model.safetensors`: it builds
+Input hooks (`input.transform`: SmoothQuant / AWQ input scales that could not be folded, and
+`quantize.static`'s activation rounding) are refused too. W8A8 has a compressed-tensors form
+(`int-quantized` with `input_activations`), but transformers 5.25 cannot load it on the CPU: its
+weight initialisation draws normal values into the int8 weight ("normal_kernel_cpu" not
+implemented for 'Char'), and its `dequantize` route drops the activation rounding.
+
+For structure, `write_loader` writes `load_bonsai_model.py` beside `model.safetensors`: it builds
 the original class (from the config it embeds) with plain torch + transformers, resizes the
 pruned tensors, swaps factorised layers for two Linear / 1x1 Conv layers, and loads the weights.
 """
