@@ -66,14 +66,15 @@ EXPORT_FILES: dict[str, tuple[str, ...]] = {
 }
 EXPORT_FILES["hf"] = ("config.json", "generation_config.json", *EXPORT_FILES["safetensors"])
 
-#: a base model's tokenizer and processor files, copied into a Hugging Face export
+#: a base model's tokenizer and processor files, copied into a Hugging Face export (a model's own
+#: vocabulary too: the charlm sample reads `char_vocab.json`)
 TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
+    "tokenizer*.json",
     "special_tokens_map.json",
     "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
+    "*vocab*.txt",
+    "*vocab*.json",
+    "*.vocab",
     "merges.txt",
     "tokenizer.model",
     "spiece.model",
