@@ -40,6 +40,9 @@ def test_file_and_variant_deploy(tmp_path: Path) -> None:
     assert e.deploy_for("b") is None  # `deploy: []` turns it off
     c = e.deploy_for("c")
     assert c.targets == ("executorch",) and c.tolerance == 0.01
+    # the base model's own `deploy:` replaces the file's for it alone
+    e3 = _parse(HEAD + "  deploy: [executorch]\ndeploy: [onnxruntime]\n" + VARIANTS, tmp_path).experiment
+    assert e3.deploy_for(None).targets == ("executorch",) and e3.deploy_for("a").targets == ("onnxruntime",)
     # without a file-level deploy, only the variant that asks gets targets
     e2 = _parse(HEAD + VARIANTS, tmp_path).experiment
     assert e2.deploy_for(None) is None and e2.deploy_for("a") is None

@@ -101,7 +101,7 @@ def test_completions_of_keys_ops_params_and_values() -> None:
         and inserts["variants"].endswith("- name: ")
     )
     assert "seed" not in labels(TEXT + "\n", len(TEXT.splitlines()), 0)  # already present
-    assert labels("base:\n  ", 1, 2) == ["name", "load", "factory", "args", "dtype"]
+    assert labels("base:\n  ", 1, 2) == ["name", "load", "factory", "args", "dtype", "deploy"]
     half = "base:\n  load: model\nvariants:\n  - name: a\n    ops:\n      - test.sc"
     items = completions_at(half, 5, 15)
     scale = next(i for i in items if i.label == "test.scale")

@@ -17,6 +17,7 @@ reference in the README (:func:`format_reference`).
 | base | `factory` | string | with `.safetensors` | `file.py:function` or `package.module:function` building the empty model the weights load into. |
 | base | `args` | mapping | no | Keyword arguments for the `load`/`factory` function. |
 | base | `dtype` | float32\\|float16\\|bfloat16 | no (float32) | The precision the base model is loaded in. |
+| base | `deploy` | list of targets, or mapping | no (the file's) | Overrides the file's `deploy` for the base model. |
 | task | `kind` | string | yes | A built-in task kind or `my_tasks.py:MyTask`. |
 | task | `data` | path | depends on the task | The task's data folder or file. |
 | task | `max_instances` | int | no | Evaluate on at most this many instances. |
@@ -37,7 +38,7 @@ same rounds as the eager latency, one thread), `<target>_speedup` (eager / runti
 `<target>_max_abs_diff` and `<target>_agreement` (the runtime's outputs against the evaluated
 model's, on up to 256 evaluation instances). Outputs further apart than `tolerance` (relative to
 the largest output, default 0.001) or a top-1 agreement under 99% give the model the
-`deploy_parity_flags` metric. A variant's own `deploy:` replaces the file's for its model.
+`deploy_parity_flags` metric. A variant's own `deploy:` (and the base's) replaces the file's for its model.
 
 **Sweeps.** A list given for a sweepable parameter (`sparsity: [0.3, 0.5]`) makes one sibling
 per value; several swept parameters make their cartesian product (in the order written). For a
@@ -162,6 +163,13 @@ KEYS: tuple[KeyDoc, ...] = (
         "no",
         "The precision the base model is loaded in.",
         "float32",
+    ),
+    KeyDoc(
+        "base",
+        "deploy",
+        "list of targets, or mapping",
+        "no",
+        "Overrides the file's `deploy` for the base model: the targets it is exported to and measured in.",
     ),
     KeyDoc(
         "task",

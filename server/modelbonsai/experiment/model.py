@@ -162,6 +162,8 @@ class BaseSpec:
     args: dict[str, Any] | None = None
     #: "float32" | "float16" | "bfloat16" (None: float32)
     dtype: str | None = None
+    #: the base model's own `deploy:` (None: the file's applies)
+    deploy: DeploySpec | None = None
 
 
 @dataclass
@@ -219,8 +221,12 @@ class Experiment:
     def deploy_for(self, variant: str | None) -> DeploySpec | None:
         """The deploy targets of a variant's model (its own `deploy:`, else the file's), or of the
         base model (`variant` None or empty: the file's)."""
-        v = self.variant(variant) if variant else None
-        spec = v.deploy if v is not None and v.deploy is not None else self.deploy
+        if variant:
+            v = self.variant(variant)
+            own = v.deploy if v is not None else None
+        else:
+            own = self.base.deploy
+        spec = own if own is not None else self.deploy
         return spec if spec is not None and spec.targets else None
 
 

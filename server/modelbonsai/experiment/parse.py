@@ -342,7 +342,9 @@ class _Parser:
                 name = "base-model"
         if name == BASE:
             name = "base-model"
+        deploy = self.deploy(items["deploy"]) if "deploy" in items else None
         return BaseSpec(
+            deploy=deploy,
             name=name,
             load=load or "",
             range=node_range(node),

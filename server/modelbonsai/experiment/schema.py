@@ -199,6 +199,7 @@ def json_schema() -> dict[str, Any]:
                         "default": "float32",
                         "description": _desc("base", "dtype"),
                     },
+                    "deploy": _deploy_schema("base"),
                 },
                 "required": ["load"],
                 "additionalProperties": False,
