@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from . import compare, export, measure, models, ops, report, run, serve, share
+from . import compare, export, measure, models, ops, report, run, scan, serve, share
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: in the order `bonsai --help` lists their commands
-COMMAND_MODULES = (run, models, export, ops, serve, compare, measure, report, share)
+COMMAND_MODULES = (run, models, export, ops, serve, compare, measure, report, share, scan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,13 @@ reference in the README (:func:`format_reference`).
 | (top) | `task` | mapping | no | How models are evaluated (without it only efficiency metrics are measured). |
 | (top) | `ops_from` | path or list of paths | no | Python files that register more ops with `@register_op`. |
 | (top) | `variants` | list | yes | The compressed models to make, each from a parent. |
+| (top) | `scan` | mapping | no | A sensitivity scan of the base model: `settings` (ops) applied to one layer at a time (`bonsai scan FILE`). |
+| scan | `settings` | list | yes | Ops, each `- op.name: {param: value}`, applied to one layer (or block) at a time; a list value makes one setting per value. |
+| scan | `fidelity` | proxy\\|full\\|both | no (proxy) | `proxy`: each layer's isolated output error on cached base activations; `full`: the headline metric's loss on `max_instances` instances. |
+| scan | `granularity` | layer\\|block | no (layer) | One layer at a time, or one block (the layers under a numbered container such as `encoder.layer.3`). |
+| scan | `include`, `exclude` | patterns | no | Which weights are scanned (globs over parameter names; default: every weight an op targets). |
+| scan | `batches`, `batch_size` | int | no (2, 8) | The proxy's calibration batches. |
+| scan | `max_instances` | int | no (64) | The full fidelity's instance subset. |
 | (top) | `deploy` | list of targets, or mapping | no | Runtimes each model is exported to and measured in (`onnxruntime`, `executorch`): size, latency, parity. |
 | base | `name` | string | no (folder/file name) | The base model's name in the lineage. |
 | base | `load` | string | yes | A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or `package.module:function` returning an `nn.Module`. |
@@ -39,6 +46,12 @@ same rounds as the eager latency, one thread), `<target>_speedup` (eager / runti
 model's, on up to 256 evaluation instances). Outputs further apart than `tolerance` (relative to
 the largest output, default 0.001) or a top-1 agreement under 99% give the model the
 `deploy_parity_flags` metric. A variant's own `deploy:` (and the base's) replaces the file's for its model.
+
+**Scan.** `bonsai scan FILE` (or the Layers panel) measures every scanned layer under every
+setting and stores the scan in the lineage (the same scan of the same base is read back). With
+`--max-size 300KiB` or `--max-loss 1.0` it solves the best per-layer recipe under that budget (an
+exact knapsack over the scan: which layers take which setting, which stay as in the base), and
+`--write` appends it to the file as a variant, ready to run.
 
 **Sweeps.** A list given for a sweepable parameter (`sparsity: [0.3, 0.5]`) makes one sibling
 per value; several swept parameters make their cartesian product (in the order written). For a
@@ -218,6 +231,49 @@ KEYS: tuple[KeyDoc, ...] = (
     ),
     KeyDoc("variant", "description", "string", "no", "A note shown with the model."),
     KeyDoc("variant", "seed", "int", "no", "Overrides the file's `seed` for this variant."),
+    KeyDoc(
+        "top",
+        "scan",
+        "mapping",
+        "no",
+        "A sensitivity scan of the base model (`bonsai scan FILE`): each of `settings` applied to one "
+        "layer at a time, measured by a fast proxy and/or a full evaluation; a budget then picks the "
+        "best per-layer recipe.",
+    ),
+    KeyDoc(
+        "scan",
+        "settings",
+        "list",
+        "yes",
+        "Ops applied to one layer (or block) at a time, each `- op.name: {param: value}`; a list value makes one setting per value.",
+    ),
+    KeyDoc(
+        "scan",
+        "fidelity",
+        "proxy | full | both",
+        "no",
+        "`proxy`: each layer's isolated output error on cached base activations (fast); `full`: the headline metric's loss on `max_instances` instances.",
+        "proxy",
+    ),
+    KeyDoc(
+        "scan",
+        "granularity",
+        "layer | block",
+        "no",
+        "One layer at a time, or one block (the layers under a numbered container such as `encoder.layer.3`).",
+        "layer",
+    ),
+    KeyDoc(
+        "scan",
+        "include",
+        "patterns",
+        "no",
+        "Globs over parameter names: the weights to scan (default: every weight an op targets).",
+    ),
+    KeyDoc("scan", "exclude", "patterns", "no", "Globs over parameter names left out of the scan."),
+    KeyDoc("scan", "batches", "int", "no", "The proxy's calibration batches.", "2"),
+    KeyDoc("scan", "batch_size", "int", "no", "The proxy's calibration batch size.", "8"),
+    KeyDoc("scan", "max_instances", "int", "no", "The full fidelity's instance subset.", "64"),
     KeyDoc(
         "variant",
         "deploy",

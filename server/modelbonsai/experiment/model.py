@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..scan.spec import ScanSpec
 
 Severity = Literal["error", "warning", "info"]
 
@@ -200,6 +203,8 @@ class Experiment:
     device: str = "auto"
     ops_from: list[Path] = field(default_factory=list)
     ops_from_ranges: list[Range] = field(default_factory=list)
+    #: the file's `scan:` (a sensitivity scan of the base model; None: none)
+    scan: ScanSpec | None = None
     #: the file's `deploy:` (None: no deploy targets)
     deploy: DeploySpec | None = None
 

@@ -28,6 +28,7 @@ from .model import (
 )
 from .opcalls import parse_op, user_op_names
 from .problems import Collector, did_you_mean
+from .scan_section import parse_scan
 from .sweeps import MAX_VARIANTS, axes_of, count, expand, placeholders
 from .yamlnodes import (
     MappingNode,
@@ -156,6 +157,7 @@ class _Parser:
         task = self.task(items["task"]) if "task" in items else None
         self.has_task = "task" in items and not is_null(items["task"][1])
         self.task_spec = task
+        scan = parse_scan(c, items["scan"], self.user_ops, seed) if "scan" in items else None
         deploy = self.deploy(items["deploy"]) if "deploy" in items else None
         declared, variants = self.variants(items.get("variants"), node, base)
         if base is None:
@@ -171,6 +173,7 @@ class _Parser:
             device=device,
             ops_from=ops_from,
             ops_from_ranges=ops_from_ranges,
+            scan=scan,
         )
 
     def _path(self, node: Node, value: str, what: str, *, want: str = "any") -> Path:

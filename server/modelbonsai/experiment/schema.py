@@ -148,6 +148,56 @@ def _deploy_schema(section: str) -> dict[str, Any]:
     }
 
 
+def _scan_schema() -> dict[str, Any]:
+    # settings are op entries like a variant's: the same schema, referenced rather than repeated
+    op_entry = {"$ref": "#/properties/variants/items/properties/ops/items"}
+    patterns = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+    return {
+        "type": "object",
+        "description": _desc("top", "scan"),
+        "properties": {
+            "settings": {
+                "type": "array",
+                "minItems": 1,
+                "items": op_entry,
+                "description": _desc("scan", "settings"),
+            },
+            "fidelity": {
+                "enum": ["proxy", "full", "both"],
+                "default": "proxy",
+                "description": _desc("scan", "fidelity"),
+            },
+            "granularity": {
+                "enum": ["layer", "block"],
+                "default": "layer",
+                "description": _desc("scan", "granularity"),
+            },
+            "include": {**patterns, "description": _desc("scan", "include")},
+            "exclude": {**patterns, "description": _desc("scan", "exclude")},
+            "batches": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 2,
+                "description": _desc("scan", "batches"),
+            },
+            "batch_size": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 8,
+                "description": _desc("scan", "batch_size"),
+            },
+            "max_instances": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 64,
+                "description": _desc("scan", "max_instances"),
+            },
+        },
+        "required": ["settings"],
+        "additionalProperties": False,
+    }
+
+
 def json_schema() -> dict[str, Any]:
     """The schema (draft-07) of the experiment file format, one entry per built-in op."""
     ops = _builtin_ops()
@@ -213,6 +263,7 @@ def json_schema() -> dict[str, Any]:
                 ],
             },
             "variants": {"type": "array", "items": variant, "description": _desc("top", "variants")},
+            "scan": _scan_schema(),
             "deploy": _deploy_schema("top"),
         },
         "required": ["base", "variants"],
