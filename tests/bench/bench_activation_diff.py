@@ -7,6 +7,12 @@ comparison is also taken against the plain passes run just before it (their medi
 1-minute load average is reported beside. The process keeps freed memory as Bonsai's own
 processes do (the `bonsai` command and the language server's worker call
 `allocator.keep_freed_memory()` at start); page faults during the comparisons are reported.
+Then the Layers panel's comparison as a whole request through the language server: the MiniLM
+sample's base and its `layer-all-0.1` variant (stored by `bonsai run` in a temporary workspace),
+`bonsai/compare/activations` with its 200 instances (the server's default mode, "both") from the
+request to the last result page, against two plain forwards of the two models over the same
+instances in this process (target <= 3x; `--no-layers` skips it, as does a missing sample model).
+
 Prints one JSON object as its last line (`figures`: name, value, target, ok) and exits 1 on a
 miss."""
 
@@ -36,6 +42,24 @@ from support.tasks import TensorTask
 INSTANCES, BATCH, SEQ = 64, 16, 128
 REPEATS = 9
 TARGET_PROPAGATED, TARGET_BOTH = 1.2, 1.5
+TARGET_LAYERS = 3.0
+MINILM = Path(__file__).resolve().parents[2] / "samples" / "minilm"
+LAYERS_INSTANCES = 200
+LAYERS_EXPERIMENT = """\
+seed: 0
+base:
+  name: all-MiniLM-L6-v2
+  load: {root}/model
+task:
+  kind: sentence-embedding
+  data: {root}/data/sentences.jsonl
+  tokenizer: {root}/model
+  max_instances: {n}
+variants:
+  - name: layer-all-0.1
+    ops:
+      - prune.magnitude: {{sparsity: 0.1, scope: layer, include: ["*"]}}
+"""
 
 
 class TokenTask(TensorTask):
@@ -74,6 +98,87 @@ def _plain(models: list[nn.Module], task: TokenTask) -> _Clock:
             for m in models:
                 task.forward(m, batch)
     return c
+
+
+def layers_request() -> dict[str, Any]:
+    """The MiniLM Layers comparison through `bonsai serve`, against two plain forwards."""
+    import base64
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_lsp import Client
+
+    from modelbonsai.experiment import load_experiment
+    from modelbonsai.load import load_base
+    from modelbonsai.tasks import make_task
+
+    with tempfile.TemporaryDirectory(prefix="bonsai-bench-layers-") as tmp:
+        root = Path(tmp)
+        exp_file = root / "layers.bonsai.yaml"
+        exp_file.write_text(LAYERS_EXPERIMENT.format(root=MINILM.as_posix(), n=LAYERS_INSTANCES))
+        exe = Path(sys.executable).parent / "bonsai"
+        subprocess.run([str(exe), "run", str(exp_file), "--device", "cpu"], cwd=root, check=True,
+                       capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        client = Client(root)
+        init = {"storagePath": str(root / "storage"), "trusted": True, "device": "cpu"}
+        client.call("initialize", {"processId": None, "rootUri": root.as_uri(), "capabilities": {},
+                                   "initializationOptions": init})  # fmt: skip
+        client.notify("initialized", {})
+        models = {m["name"]: m["id"] for m in client.call("bonsai/lineage", {})["result"]["models"]}
+        base_id, other_id = models["all-MiniLM-L6-v2"], models["layer-all-0.1"]
+        params = {"base": base_id, "models": [other_id], "options": {"instances": LAYERS_INSTANCES}}
+        t0 = time.perf_counter()
+        ref = client.call("bonsai/compare/activations", params)["result"]
+        pages = size = 0
+        while True:
+            if ref["page"] == pages and ("data" in ref or "file" in ref):
+                pages += 1
+                size += len(base64.b64decode(ref["data"])) if "data" in ref else ref["file"]["size"]
+            if ref["done"] and pages >= ref["pages"]:
+                break
+            ref = client.call("bonsai/result/page", {"resultId": ref["resultId"], "page": pages})
+            if "error" in ref:
+                raise RuntimeError(f"result page failed: {ref['error']}")
+            ref = ref["result"]
+        request_s = time.perf_counter() - t0
+        client.call("shutdown", None)
+        client.notify("exit", None)
+        client.proc.wait(30)
+
+        # the same two models' plain forwards over the same instances and batch size
+        exp = load_experiment(exp_file).experiment
+        assert exp is not None
+        task = make_task(exp, max_instances=LAYERS_INSTANCES)
+        base = load_base({"load": str(MINILM / "model")}, root).eval()
+        other = copy.deepcopy(base)
+        with torch.no_grad():  # the variant's cost is its architecture's: pruned weights stay dense
+            for p in other.parameters():
+                k = max(1, int(p.numel() * 0.1))
+                cut = p.abs().reshape(-1).kthvalue(k).values
+                p.masked_fill_(p.abs() <= cut, 0.0)
+        batch = ActivationOptions().batch_size
+
+        def plain() -> float:
+            with _Clock() as c, torch.inference_mode():
+                for b in task.eval_batches(batch):
+                    task.forward(base, b)
+                    task.forward(other, b)
+            return c.wall
+
+        plain()  # warm up
+        plain_s = min(plain() for _ in range(3))
+    ratio = request_s / plain_s
+    return {
+        "instances": LAYERS_INSTANCES,
+        "request_s": round(request_s, 2),
+        "pages": pages,
+        "result_bytes": size,
+        "plain_two_forwards_s": round(plain_s, 3),
+        "ratio": round(ratio, 3),
+        "figure": {"name": "Layers MiniLM request / two plain forwards", "value": round(ratio, 3),
+                   "target": TARGET_LAYERS, "ok": ratio <= TARGET_LAYERS},
+    }  # fmt: skip
 
 
 def main() -> int:
@@ -124,6 +229,12 @@ def main() -> int:
         {"name": "both modes / two plain forwards", "value": round(r_both, 3), "target": TARGET_BOTH,
          "ok": r_both <= TARGET_BOTH},
     ]  # fmt: skip
+    layers: dict[str, Any] | None = None
+    if "--no-layers" not in sys.argv and (MINILM / "model" / "model.safetensors").is_file():
+        # the server's worker runs with torch's default threads (the cores): so do the plain passes
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        layers = layers_request()
+        figures.append(layers.pop("figure"))
     print(json.dumps({
         "bench": "activation_diff",
         "instances": INSTANCES,
@@ -148,6 +259,7 @@ def main() -> int:
         "allocator_keeps_bytes": kept,
         "load_avg_1m": os.getloadavg()[0],
         "torch_threads": torch.get_num_threads(),
+        "layers_request": layers,
         "figures": figures,
     }))  # fmt: skip
     for f in figures:
