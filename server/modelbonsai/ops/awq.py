@@ -86,7 +86,7 @@ def _scheme_params() -> list[Param]:
             "max_rows",
             "int",
             "Calibration input rows per layer kept to measure the output error of each alpha.",
-            default=2048,
+            default=1024,
             minimum=16,
         ),
         Param("damp", "float", "GPTQ solver: Hessian damping (fraction of the mean diagonal).", default=0.01,
@@ -172,10 +172,10 @@ def search_scales(
     """(s, alpha) minimising Σ‖X·Wᵀ - (X/s)·Q(W·diag(s))ᵀ‖² over the layers' [out, in] weights
     `weights`, alpha in {0, 1/grid, ..., (grid-1)/grid}; ties keep the smaller alpha."""
     x_mean = absmean.to(torch.float32).clamp_min(1e-4)
-    # ‖X·Dᵀ‖² = Σ (D·G) ∘ D with G = XᵀX: one in×in product instead of rows×in×out per alpha
-    # (float64, so near-equal alphas are still told apart reliably)
-    x = rows.to(torch.float64)
-    gram = x.t() @ x
+    # ‖X·Dᵀ‖² for D = W - Q/s: with few rows straight from X (rows x in x out per alpha), with
+    # many through G = XᵀX as Σ (D·G) ∘ D (in x in x out)
+    x = rows.to(torch.float32)
+    gram = x.t() @ x if x.shape[0] > x.shape[1] else None
     best: tuple[float, torch.Tensor, float] | None = None
     for k in range(grid):
         alpha = k / grid
@@ -184,8 +184,8 @@ def search_scales(
         for w in weights:
             ws = w * s.unsqueeze(0)
             enc = quantize_rtn(ws, bits, symmetric, gran, group_size, 0, op=OP, layer="")
-            d = (w - enc.project(ws) / s.unsqueeze(0)).to(torch.float64)
-            err += float(((d @ gram) * d).sum())
+            d = w - enc.project(ws) / s.unsqueeze(0)
+            err += float(((d @ gram) * d).sum()) if gram is not None else float((x @ d.t()).pow(2).sum())
         if best is None or err < best[0]:
             best = (err, s, alpha)
     assert best is not None
