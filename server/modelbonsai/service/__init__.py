@@ -24,6 +24,8 @@ from .jobs import (
     MeasureJob,
     RunJob,
     RunPlanned,
+    ScanDone,
+    ScanJob,
     TilesJob,
     UnaskedModel,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "Reporter",
     "RunJob",
     "RunPlanned",
+    "ScanDone",
+    "ScanJob",
     "TilesJob",
     "UnaskedModel",
     "WorkError",

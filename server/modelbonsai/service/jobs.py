@@ -96,6 +96,30 @@ class ExportJob(JobSpec[str]):
     queue_kind: ClassVar[Literal["run", "compare"]] = "run"
 
 
+@dataclass(frozen=True)
+class ScanJob(JobSpec["ScanDone"]):
+    """Measure (or read back) the sensitivity scan of an experiment file's `scan:` section
+    (`bonsai scan`, bonsai/scan); the scan is stored in the lineage by its fingerprint."""
+
+    file: str  # the *.bonsai.yaml, read again when the job starts
+    folder: str
+    device: str = "auto"
+    fidelity: Literal["proxy", "full", "both"] | None = None  # None: the file's `fidelity`
+    force: bool = False  # measure again even when the same scan is stored
+    allow_pickle: bool = False
+    queue_kind: ClassVar[Literal["run", "compare"]] = "run"  # it uses the device, writes the store
+
+
+@dataclass(frozen=True)
+class ScanDone:
+    """A finished scan: its stored record's id and whether it was read back instead of measured."""
+
+    id: str
+    reused: bool
+    units: int
+    settings: int
+
+
 # -- comparisons: one result page (wire envelope) per compared model, in order ----------------------
 @dataclass(frozen=True)
 class CompareWeightsJob(JobSpec[None]):
@@ -168,6 +192,8 @@ __all__ = [
     "Patterns",
     "RunJob",
     "RunPlanned",
+    "ScanDone",
+    "ScanJob",
     "TilesJob",
     "UnaskedModel",
 ]

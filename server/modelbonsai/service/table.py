@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from . import compare, export, run
+from . import compare, export, run, scan
 from .jobs import (
     CompareActivationsJob,
     CompareBehaviorJob,
@@ -21,6 +21,7 @@ from .jobs import (
     JobSpec,
     MeasureJob,
     RunJob,
+    ScanJob,
     TilesJob,
 )
 from .reporter import QuietReporter, Reporter
@@ -31,6 +32,7 @@ HANDLERS: dict[type[JobSpec[Any]], Callable[[Any, Reporter], Any]] = {
     RunJob: run.run,
     MeasureJob: run.measure,
     ExportJob: export.export,
+    ScanJob: scan.scan,
     CompareWeightsJob: compare.compare_weights,
     CompareActivationsJob: compare.compare_activations,
     CompareBehaviorJob: compare.compare_behavior,
