@@ -53,6 +53,18 @@ def test_mask_round_trip() -> None:
     assert torch.equal(unpack_mask(pack_mask(m), m.numel()).reshape(5, 13), m)
 
 
+def test_mask_layout_is_little_endian_bits() -> None:
+    """Element i is bit i % 8 of byte i // 8 (as the decode kernels read it), the tail zero-padded."""
+    m = torch.zeros(19, dtype=torch.bool)
+    m[[0, 9, 15, 18]] = True
+    assert pack_mask(m).tolist() == [0b1, 0b10000010, 0b100]
+    assert pack_codes(m.to(torch.uint8), 1).tolist() == [0b1, 0b10000010, 0b100]
+    assert (
+        unpack_codes(torch.tensor([0b1, 0b10000010, 0b100], dtype=torch.uint8), 1, 19).tolist()
+        == m.int().tolist()
+    )
+
+
 def test_unpack_rejects_wrong_length() -> None:
     with pytest.raises(ValueError, match="bytes"):
         unpack_codes(torch.zeros(3, dtype=torch.uint8), 4, 100)
