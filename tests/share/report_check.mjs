@@ -41,6 +41,7 @@ try {
   out.rangeMetrics = await page.$$eval('#range-filters input[data-bound="min"]', (es) => es.map((e) => e.getAttribute('data-metric')));
   if (process.env.REPORT_RANGE) {
     const [metric, min] = process.env.REPORT_RANGE.split('=');
+    await page.click('details.ranges summary'); // the ranges are folded until asked for
     await page.fill(`#range-filters input[data-metric="${metric}"][data-bound="min"]`, min);
     out.ranged = await rows();
     await page.fill(`#range-filters input[data-metric="${metric}"][data-bound="min"]`, '');
