@@ -167,3 +167,17 @@ def test_include_one_producer_prunes_its_whole_group(ctx, run_op) -> None:
     assert model.stem.out_channels == 8 and model.g1.out_channels == 32  # g1's group untouched
     assert "g1.weight" not in cm.kept_indices or 0 not in cm.kept_indices["g1.weight"]
     assert copy.deepcopy(model)(X).shape == (2, 10)
+
+
+def test_pruned_residual_cnn_stores_and_reloads(tmp_path, ctx, run_op) -> None:
+    from modelbonsai.artifacts import load_artifact, save_artifact
+
+    cm = run_op("prune.structured", CompressedModel(build()), {"amount": 0.25}, ctx)
+    size = save_artifact(cm, tmp_path / "a")
+    loaded = load_artifact(tmp_path / "a", build)
+    assert loaded.kept_indices == cm.kept_indices
+    assert loaded.module.g1.groups == 4 and loaded.module.dw.groups == 12
+    with torch.no_grad():
+        assert torch.equal(loaded.module(X), cm.module(X))
+    params = sum(p.numel() for p in cm.module.parameters())
+    assert size.bytes_total > params * 4  # dense float32 tensors, plus the manifest
