@@ -122,6 +122,9 @@ class PlannedStep:
     # Planned name of an earlier step with the same fingerprint: this step is that model (made or
     # found once per run), and its name resolves to it in the store.
     same_as: str | None = None
+    # Deploy targets (`deploy:`) the stored model has no figures for (added to the file after it
+    # was made): it is re-evaluated, which measures them.
+    deploy_missing: tuple[str, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -134,7 +137,10 @@ class PlannedStep:
         return (
             self.up_to_date
             and self.existing is not None
-            and not same_evaluation(self.existing.eval_fingerprint, self.eval_fingerprint)
+            and (
+                not same_evaluation(self.existing.eval_fingerprint, self.eval_fingerprint)
+                or bool(self.deploy_missing)
+            )
         )
 
     @property
@@ -177,6 +183,8 @@ def step_reason(st: PlannedStep) -> str:
     """Why a run makes or re-evaluates `st` (one that is not up to date, or is `reevaluate`)."""
     if st.reevaluate:
         assert st.existing is not None
+        if st.deploy_missing and same_evaluation(st.existing.eval_fingerprint, st.eval_fingerprint):
+            return f"not yet measured in {', '.join(st.deploy_missing)} (deploy)"
         return evaluation_change(st.existing.eval_fingerprint, st.eval_fingerprint)
     if st.force:
         return "forced"
@@ -295,6 +303,7 @@ def make_plan(
             broken = store.find_by_fingerprint(st.fingerprint, include_broken=True)
             st.replaces = broken.id if broken is not None else None
         st.selected = not only or st.variant in only
+        st.deploy_missing = _deploy_missing(exp, st, store)
     for st in steps:
         st.force = force and st.selected and bool(st.variant)
         if st.force and st.existing is not None:
@@ -313,6 +322,18 @@ def make_plan(
     plan = Plan(exp, steps)
     plan.set_evaluation(evaluation_limit(exp, max_instances))
     return plan
+
+
+def _deploy_missing(exp: Any, st: PlannedStep, store: LineageStore) -> tuple[str, ...]:
+    """The deploy targets of a stored final step's model that it has no figure for (a target
+    that could not be measured has its latency row, with the reason: that counts as measured)."""
+    if st.existing is None or not st.is_final or not hasattr(exp, "deploy_for"):
+        return ()
+    spec = exp.deploy_for(st.variant)
+    if spec is None:
+        return ()
+    have = {m.name for m in store.metrics(st.existing.id)}
+    return tuple(t for t in spec.targets if f"{t}_latency" not in have)
 
 
 def import_user_ops(exp: Any) -> None:

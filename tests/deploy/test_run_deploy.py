@@ -103,3 +103,23 @@ def test_parity_flag_is_stored_and_reported(tmp_path: Path, monkeypatch) -> None
     assert any(e.kind == "warning" and "onnxruntime" in e.message for e in events)
     assert any("onnxruntime" in w for w in result.warnings.values())
     assert not math.isnan(flag.value)
+
+
+def test_adding_deploy_to_a_stored_model_measures_it_in_the_next_run(tmp_path: Path) -> None:
+    from modelbonsai.runner import make_plan, step_reason
+
+    plain = EXPERIMENT.replace("deploy: [onnxruntime]\n", "")
+    exp_file = write_workspace(tmp_path / "ws", plain, "")
+    with LineageStore.open(exp_file.parent) as store:
+        assert run_experiment(load_experiment(exp_file).experiment, store, device="cpu", only=["int8"]).ok
+        exp_file.write_text(EXPERIMENT)
+        exp = load_experiment(exp_file).experiment
+        plan = make_plan(exp, store, only=["int8"])
+        again = {s.name: step_reason(s) for s in plan.reevaluations()}
+        assert again == {
+            "toy": "not yet measured in onnxruntime (deploy)",
+            "int8": "not yet measured in onnxruntime (deploy)",
+        }
+        assert run_experiment(exp, store, device="cpu", only=["int8"]).ok
+        assert "onnxruntime_latency" in {m.name for m in store.metrics(store.get_model("int8").id)}
+        assert make_plan(exp, store, only=["int8"]).reevaluations() == []  # measured: up to date
