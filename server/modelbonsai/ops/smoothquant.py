@@ -107,7 +107,9 @@ def input_transform(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]
         z = module._buffers.get(ACT_ZERO)
         assert z is not None
         qmin, qmax = act_range(z)
-        x = fake_quant(x, a, z, qmin, qmax)
+        q = fake_quant(x, a, z, qmin, qmax)
+        # straight-through when training (finetune after W8A8): the rounding passes gradients on
+        x = x + (q - x).detach() if x.requires_grad else q
     return (x, *args[1:])
 
 
