@@ -85,7 +85,7 @@ def test_run_stores_runtime_metrics_and_export_writes_a_runnable_file(tmp_path: 
     assert "--force" in capsys.readouterr().err
 
 
-def test_parity_flag_is_stored_and_reported(tmp_path: Path, monkeypatch) -> None:
+def test_parity_flag_is_stored_and_reported(tmp_path: Path, monkeypatch, capsys) -> None:
     from modelbonsai.deploy import onnx as dep_onnx
 
     real = dep_onnx.OnnxRuntimeProgram.run
@@ -103,6 +103,12 @@ def test_parity_flag_is_stored_and_reported(tmp_path: Path, monkeypatch) -> None
     assert any(e.kind == "warning" and "onnxruntime" in e.message for e in events)
     assert any("onnxruntime" in w for w in result.warnings.values())
     assert not math.isnan(flag.value)
+    from modelbonsai.cli import main
+
+    capsys.readouterr()
+    assert main(["show", "int8", "--workspace", str(exp_file.parent)]) == 0
+    shown = capsys.readouterr().out
+    assert FLAG_METRIC in shown and "outputs differ from the evaluated model: onnxruntime" in shown
 
 
 def test_adding_deploy_to_a_stored_model_measures_it_in_the_next_run(tmp_path: Path) -> None:
