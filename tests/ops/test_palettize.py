@@ -285,3 +285,36 @@ def _bert() -> nn.Module:
     from conftest import build_tiny_bert
 
     return build_tiny_bert()
+
+
+def test_finetune_learned_palette_moves_the_lut_and_stays_on_it(tmp_path: Path) -> None:
+    cm = run(
+        "palettize", CompressedModel(build_tiny_gpt2()), n_bits=2, granularity="grouped-channel", group_size=8
+    )
+    luts = {n: e.lut.clone() for n, e in cm.encodings.items() if isinstance(e, PaletteEncoding)}
+    cm = run("finetune", cm, make_gpt2_task(), steps=5, lr=0.05, batch_size=4, palette="learned")
+    params = dict(cm.module.named_parameters())
+    changed = 0
+    for name, enc in cm.encodings.items():
+        assert isinstance(enc, PaletteEncoding)
+        assert bool((enc.lut[:, 1:] >= enc.lut[:, :-1]).all())
+        changed += int((enc.lut != luts[name]).sum())
+        groups = _groups(enc, params[name])
+        for g in range(groups.shape[0]):
+            assert bool(torch.isin(torch.unique(groups[g]), enc.lut[g]).all())
+    assert changed > 0
+    save_artifact(cm, tmp_path)
+    back = load_artifact(tmp_path, build_tiny_gpt2)
+    for name, t in back.module.state_dict().items():
+        assert torch.equal(t, cm.module.state_dict()[name]), name
+
+
+def test_refit_is_the_mean_of_each_entrys_weights() -> None:
+    t = torch.tensor([[0.0, 0.1, 0.2, 0.9, 1.1, 1.0]])
+    enc = PaletteEncoding(1, "tensor", None, 0, (1, 6), lut=torch.tensor([[0.0, 1.0]]))
+    enc.refit(t)  # 0.0 is pinned (pruned weights stay exact); 1.0 becomes mean(0.9, 1.1, 1.0)
+    assert enc.lut.tolist() == [[0.0, torch.tensor(1.0, dtype=torch.float16).item()]]
+    enc = PaletteEncoding(1, "tensor", None, 0, (1, 5), lut=torch.tensor([[0.5, 1.5]]))
+    enc.refit(torch.tensor([[0.0, 0.2, 0.4, 1.6, 1.8]]))
+    expect = torch.tensor([(0.0 + 0.2 + 0.4) / 3, (1.6 + 1.8) / 2]).to(torch.float16).float()
+    assert torch.equal(enc.lut[0], expect)

@@ -87,6 +87,11 @@ def _steps(task: Any, params: dict[str, Any]) -> int:
               default=0.0, minimum=0.0, maximum=1.0, needs_training_data=True),
         Param("temperature", "float", "Softmax temperature of the distillation loss on class or token scores.",
               default=2.0, minimum=0.0, exclusive_minimum=True, maximum=100.0),
+        # no default: a default would enter the fingerprint of every finetune made before it existed
+        Param("palette", "enum", "Palettized weights: `fixed` (the default) keeps each look-up table as "
+              "`palettize` made it and trains which entry a weight takes; `learned` also moves every "
+              "entry to the mean of the weights nearest to it after each step (trained centroids).",
+              choices=("fixed", "learned")),
     ],
     needs_task=True,
     reads_parent=lambda params: float(params.get("distill") or 0.0) > 0.0,  # the teacher
@@ -101,6 +106,9 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
       onto their quantization grid (`encoding.project`), the optimizer updates a float copy, and
       the projection is applied again after every step, so updates smaller than one quantization
       step accumulate instead of being rounded away. The stored model is on the grid.
+      Palettized weights (`palettize`) are trained the same way on their look-up table; with
+      `palette: learned` each table entry also moves, after every step, to the mean of the float
+      weights nearest to it (a k-means step: trained centroids, as in DKM).
 
     With `distill` > 0 the parent model (the variant's `from`, so `ops: [prune..., finetune]`
     learns from the uncompressed model) teaches: both run on each training batch, and the task's
@@ -128,6 +136,7 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
     masks = {n: m.to(named[n].device) for n, m in cm.masks.items() if n in named}
     quant = {n: (named[n], cm.encodings[n]) for n in cm.encodings if n in named}
     latent = {n: p.detach().clone() for n, (p, _) in quant.items()}
+    learn_palette = params.get("palette") == "learned"
     teacher = _teacher(ctx, task) if params["distill"] > 0 else None
     step_loss = _StepLoss(task, model, teacher, params["distill"], params["temperature"], ctx.device)
     opt = _optimizer(params["optimizer"], trainable, params)
@@ -166,8 +175,10 @@ def finetune(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) -> Com
                 with torch.no_grad():
                     for n, m in masks.items():
                         named[n].masked_fill_(m, 0)
-                    for n, (p, _) in quant.items():
+                    for n, (p, enc) in quant.items():
                         latent[n].copy_(p)
+                        if learn_palette and hasattr(enc, "refit"):
+                            enc.refit(latent[n])  # type: ignore[attr-defined]
                 value = float(loss.detach())
                 running = value if running is None else 0.9 * running + 0.1 * value
                 ctx.progress((step + 1) / total, f"step {step + 1}/{total} loss {running:.4f}")

@@ -97,7 +97,10 @@ class PaletteEncoding:
         """Codes (uint8, t's shape) of the nearest LUT value of each element."""
         if tuple(t.shape) != tuple(self.shape):
             raise ValueError(f"tensor shape {tuple(t.shape)} does not match the encoding's {self.shape}")
-        values = self.row_values(t.device)
+        if self.granularity == "tensor" and self.scales is None:
+            values = self.lut[:1].to(t.device, torch.float32)  # shared by every row
+        else:
+            values = self.row_values(t.device)
         return self.from_rows(nearest(self.to_rows(t.detach().to(torch.float32)), values).to(torch.uint8))
 
     def dequantize(self, codes: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -111,6 +114,28 @@ class PaletteEncoding:
     def project(self, tensor: torch.Tensor) -> torch.Tensor:
         """Each element moved to its nearest LUT value (finetune keeps weights on the palette)."""
         return self.dequantize(self.encode(tensor), tensor.dtype)
+
+    def refit(self, t: torch.Tensor) -> None:
+        """Move every LUT entry to the mean of t's elements nearest to it (one k-means step):
+        `finetune` with `palette: learned` calls it after each step with its float copy of the
+        weights, so the centroids are trained along with the assignments. An entry nobody is
+        nearest to, and an exact 0 entry (pruned weights), stay."""
+        with torch.no_grad():
+            lut = self.lut.to(t.device, torch.float32)
+            codes = self.to_rows(self.encode(t)).to(torch.int64)
+            r = self.to_rows(t.detach().to(torch.float32))
+            if self.scales is not None:
+                r = r / self.scales.to(t.device, torch.float32).unsqueeze(1)
+            rows, k = r.shape[0], lut.shape[1]
+            per = rows if self.granularity == "tensor" else int(self.group_size or 1)
+            slot = ((torch.arange(rows, device=t.device) // per).unsqueeze(1) * k + codes).reshape(-1)
+            sums = torch.zeros(lut.numel(), dtype=torch.float64, device=t.device)
+            sums.index_add_(0, slot, r.reshape(-1).to(torch.float64))
+            counts = torch.bincount(slot, minlength=lut.numel()).to(torch.float64)
+            mean = (sums / counts.clamp_min(1)).to(torch.float32).reshape(lut.shape)
+            new = torch.where((counts.reshape(lut.shape) > 0) & (lut != 0), mean, lut)
+            new, self.lut_dtype = _storage_values(new)
+            self.lut = torch.sort(new, dim=1).values.to(self.lut.device)
 
     def to_cpu(self) -> None:
         self.lut = self.lut.detach().cpu()
@@ -147,23 +172,26 @@ class PaletteEncoding:
 
 
 def nearest(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest of each row's sorted `values` [rows, K] for x [rows, n] (int64).
+    """Index of the nearest of each row's sorted `values` [rows, K] for x [rows, n] (int64);
+    `values` of one row serves every row of x.
 
-    A binary search over the midpoints, then one look at each neighbour: a midpoint rounded in
-    float32 can fall on a LUT value itself, which the search alone would send to the wrong side."""
+    A binary search over the midpoints, then one look at the next value: a midpoint rounded in
+    float32 can fall on the upper of two adjacent LUT values, and the search would then send that
+    value to the entry below (a value on the LUT always comes back to its own entry)."""
     k = values.shape[1]
     if k == 1:
         return torch.zeros(x.shape, dtype=torch.int64, device=x.device)
     mids = (values[:, :-1] + values[:, 1:]) * 0.5
+    if values.shape[0] == 1:  # one table for all rows: a flat search, no per-row gathers
+        flat = values[0]
+        idx = torch.searchsorted(mids[0].contiguous(), x.contiguous())
+        up = (idx + 1).clamp_(max=k - 1)
+        better = (x - flat[up]).abs() < (x - flat[idx]).abs()
+        return torch.where(better, up, idx)
     idx = torch.searchsorted(mids.contiguous(), x.contiguous())
-    best = (x - torch.gather(values, 1, idx)).abs()
-    for step in (-1, 1):
-        other = (idx + step).clamp_(0, k - 1)
-        d = (x - torch.gather(values, 1, other)).abs()
-        better = d < best
-        idx = torch.where(better, other, idx)
-        best = torch.where(better, d, best)
-    return idx
+    up = (idx + 1).clamp_(max=k - 1)
+    better = (x - torch.gather(values, 1, up)).abs() < (x - torch.gather(values, 1, idx)).abs()
+    return torch.where(better, up, idx)
 
 
 # -- k-means ---------------------------------------------------------------------------------------
@@ -176,6 +204,10 @@ def kmeans_1d(
     range); per row the seed whose result has the lower weighted squared error wins. An empty
     cluster keeps its centroid. `fixed_zero`: the first centroid is pinned at 0.0 (pruned weights
     keep an exact zero) and the others cluster the non-zero elements.
+
+    Each row is sorted once: in one dimension a cluster is a run of the sorted values between
+    two midpoints, so an iteration needs only k binary searches and prefix sums (float64) per
+    row, not a pass over every element.
     """
     x = x.to(torch.float32)
     w = torch.ones_like(x) if w is None else w.to(torch.float32).clamp_min(0)
@@ -186,10 +218,15 @@ def kmeans_1d(
         w = torch.where(x == 0, torch.zeros_like(w), w)
         free = kmeans_1d(x, w, k - 1, iterations) if k > 1 else x.new_zeros(x.shape[0], 0)
         return torch.sort(torch.cat([x.new_zeros(x.shape[0], 1), free], 1), dim=1).values
-    seeds = [_quantile_seed(x, w, k), _range_seed(x, k)]
+    xs, order = torch.sort(x, dim=1)
+    ws = torch.gather(w, 1, order).to(torch.float64)
+    x64 = xs.to(torch.float64)
+    zero = torch.zeros(x.shape[0], 1, dtype=torch.float64, device=x.device)
+    sums = [torch.cat([zero, torch.cumsum(v, 1)], 1) for v in (ws, ws * x64, ws * x64 * x64)]
+    seeds = [_quantile_seed(xs, sums[0], k), _range_seed(xs, k)]
     best_c, best_err = None, None
     for c in seeds:
-        c, err = _lloyd(x, w, c, iterations)
+        c, err = _lloyd(xs, sums, c, iterations)
         if best_c is None or best_err is None:
             best_c, best_err = c, err
         else:
@@ -200,39 +237,47 @@ def kmeans_1d(
     return best_c
 
 
-def _quantile_seed(x: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tensor:
-    xs, order = torch.sort(x, dim=1)
-    cw = torch.cumsum(torch.gather(w, 1, order), dim=1)
-    total = cw[:, -1:].clamp_min(1e-30)
-    targets = (torch.arange(k, device=x.device, dtype=torch.float32) + 0.5) / k * total
-    pos = torch.searchsorted(cw.contiguous(), targets.contiguous()).clamp_(max=x.shape[1] - 1)
+def _quantile_seed(xs: torch.Tensor, cum_w: torch.Tensor, k: int) -> torch.Tensor:
+    total = cum_w[:, -1:].clamp_min(1e-300)
+    targets = (torch.arange(k, device=xs.device, dtype=torch.float64) + 0.5) / k * total
+    pos = torch.searchsorted(cum_w[:, 1:].contiguous(), targets.contiguous()).clamp_(max=xs.shape[1] - 1)
     return torch.gather(xs, 1, pos)
 
 
-def _range_seed(x: torch.Tensor, k: int) -> torch.Tensor:
-    lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
-    t = (torch.arange(k, device=x.device, dtype=torch.float32) + 0.5) / k
+def _range_seed(xs: torch.Tensor, k: int) -> torch.Tensor:
+    lo, hi = xs[:, :1], xs[:, -1:]
+    t = (torch.arange(k, device=xs.device, dtype=torch.float32) + 0.5) / k
     return lo + (hi - lo) * t
 
 
 def _lloyd(
-    x: torch.Tensor, w: torch.Tensor, c: torch.Tensor, iterations: int
+    xs: torch.Tensor, sums: list[torch.Tensor], c: torch.Tensor, iterations: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sorted centroids, weighted squared error per row) after Lloyd's iterations from c."""
-    wx = w * x
+    """(sorted centroids, weighted squared error per row) after Lloyd's iterations from c, on
+    rows xs sorted ascending with prefix sums [Σw, Σwx, Σwx²] ([G, n + 1], float64)."""
+    s0, s1, _ = sums
+    n = xs.shape[1]
     c = torch.sort(c, dim=1).values
-    for _ in range(iterations):
-        idx = nearest(x, c)
-        sums = torch.zeros_like(c).scatter_add_(1, idx, wx)
-        mass = torch.zeros_like(c).scatter_add_(1, idx, w)
-        new = torch.where(mass > 0, sums / mass.clamp_min(1e-30), c)
-        new = torch.sort(new, dim=1).values
-        moved = (new - c).abs().amax()
-        c = new
-        if float(moved) <= 1e-7 * float(c.abs().amax().clamp_min(1e-30)):
+    prev = None
+    edges = None
+    for _ in range(iterations + 1):
+        # cluster j holds the sorted values in (mid[j-1], mid[j]], as `nearest` assigns ties down
+        mids = (c[:, :-1] + c[:, 1:]) * 0.5
+        inner = torch.searchsorted(xs, mids.contiguous(), right=True)
+        edges = torch.cat([torch.zeros_like(inner[:, :1]), inner, torch.full_like(inner[:, :1], n)], dim=1)
+        if prev is not None and torch.equal(edges, prev):
+            break  # same clusters: the centroids are their means already
+        if _ == iterations:
             break
-    idx = nearest(x, c)
-    err = (w * (x - torch.gather(c, 1, idx)).pow(2)).sum(1)
+        prev = edges
+        mass = torch.gather(s0, 1, edges[:, 1:]) - torch.gather(s0, 1, edges[:, :-1])
+        tot = torch.gather(s1, 1, edges[:, 1:]) - torch.gather(s1, 1, edges[:, :-1])
+        mean = (tot / mass.clamp_min(1e-300)).to(torch.float32)
+        c = torch.sort(torch.where(mass > 0, mean, c), dim=1).values
+    assert edges is not None
+    m0, m1, m2 = (torch.gather(v, 1, edges[:, 1:]) - torch.gather(v, 1, edges[:, :-1]) for v in sums)
+    c64 = c.to(torch.float64)
+    err = (m2 - 2 * c64 * m1 + c64 * c64 * m0).sum(1)
     return c, err
 
 
