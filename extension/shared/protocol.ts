@@ -89,6 +89,10 @@ export const MODEL_EXPORT = 'bonsai/model/export';
 export const MODEL_MEASURE = 'bonsai/model/measure';
 export const EXPERIMENT_CREATE = 'bonsai/experiment/create';
 export const EXPERIMENT_FACTORIES = 'bonsai/experiment/factories';
+export const REPORT = 'bonsai/report';
+export const SCAN = 'bonsai/scan';
+export const SCANS = 'bonsai/scans';
+export const SCAN_BUDGET = 'bonsai/scan/budget';
 export const LINEAGE_CHANGED = 'bonsai/lineageChanged';
 export const JOB_CHANGED = 'bonsai/jobChanged';
 
@@ -238,6 +242,8 @@ export const Shapes = {
   DeleteResult: object({ deleted: array(string) }),
   // force: replace the export files in a non-empty `dir` (else exportExists); other files are kept
   ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors'), force: optional(boolean) }),
+  /** a folder's lineage as one self-contained HTML page; `compare`: a base, then others */
+  ReportParams: object({ folder: string, path: string, compare: optional(array(string)) }),
   PathResult: object({ path: string }),
   /** Measure these models' latency again (ids or names), each with its base in turn: a job. */
   MeasureParams: object({ ids: array(string), workDoneToken: optional(progressToken) }),
@@ -255,6 +261,67 @@ export const Shapes = {
     required: array(string),
   }),
   LineageChangedParams: object({ folder: string }),
+  /** Measure a file's `scan:` section (or read it back when stored): a job (RunResult). */
+  ScanParams: object({
+    file: string,
+    fidelity: optional(literal('proxy', 'full', 'both')),
+    force: optional(boolean),
+    workDoneToken: optional(progressToken),
+  }),
+  /** The stored scans of one experiment file, or of a workspace folder (default: the first). */
+  ScansParams: object({ file: optional(string), folder: optional(string) }),
+  /** scan/measure.py ScanResult.to_json: each [setting][unit] table has one row per setting. */
+  ScanData: object({
+    spec: object({
+      settings: array(object({ op: string, params: record(any), label: string })),
+      include: array(string),
+      exclude: array(string),
+      granularity: literal('layer', 'block'),
+      fidelity: literal('proxy', 'full', 'both'),
+      batches: integer,
+      batchSize: integer,
+      maxInstances: integer,
+      seed: integer,
+    }),
+    /** layers (or blocks) in depth order, with the weights each holds */
+    units: array(object({ name: string, params: array(string) })),
+    baseBytes: array(integer),
+    numel: array(integer),
+    /** relative L2 error of the unit's outputs */
+    proxy: union(array(array(union(number, nul))), nul),
+    /** loss against the base in the metric's unit (base - model when higher is better) */
+    full: union(array(array(union(number, nul))), nul),
+    bytes: array(array(union(integer, nul))),
+    /** "setting:unit" -> why that cell was not measured */
+    skipped: record(string),
+    metric: union(object({ name: string, unit: string, higherIsBetter: boolean, base: number }), nul),
+    /** per setting: Spearman's rho of proxy and full (null: not both measured on 3+ units) */
+    rankCorrelation: array(union(number, nul)),
+  }),
+  /** A recipe under one budget (maxBytes of the scanned weights, or maxLoss against the base);
+   * with `file`, the edit that appends the variant to it. */
+  ScanBudgetParams: object({
+    scan: string,
+    maxBytes: optional(integer),
+    maxLoss: optional(number),
+    name: optional(string),
+    file: optional(string),
+  }),
+  ScanBudgetResult: object({
+    /** false: no recipe meets the budget; this is the closest (`message` says its size) */
+    feasible: boolean,
+    message: string,
+    choice: array(union(integer, nul)),
+    bytes: integer,
+    baseBytes: integer,
+    loss: number,
+    exact: boolean,
+    name: string,
+    /** the variant as YAML ("" when the recipe keeps every layer as in the base) */
+    variant: string,
+    /** where the variant goes in `file` (client position encoding) */
+    edit: optional(object({ line: integer, character: integer, text: string })),
+  }),
 } as const;
 
 /** `metrics`: metric key -> definition, once per reply; the key is the metric's name, or `name#2`,
@@ -263,6 +330,11 @@ const lineageResult = object({ folder: string, metrics: record(Shapes.MetricDef)
 const jobsResult = object({ jobs: array(Shapes.JobInfo) });
 const jobChangedParams = object({ job: Shapes.JobInfo });
 const factoriesResult = object({ factories: array(Shapes.ModelFactoryInfo) });
+const scansResult = object({
+  folder: string,
+  /** newest first */
+  scans: array(object({ id: string, experimentFile: union(string, nul), created: number, result: Shapes.ScanData })),
+});
 
 export type InitializationOptions = Infer<typeof Shapes.InitializationOptions>;
 export type LineageParams = Infer<typeof Shapes.LineageParams>;
@@ -354,6 +426,7 @@ export type ResultRef = Infer<typeof Shapes.ResultRef>;
 export type DeleteParams = Infer<typeof Shapes.DeleteParams>;
 export type DeleteResult = Infer<typeof Shapes.DeleteResult>;
 export type ExportParams = Infer<typeof Shapes.ExportParams>;
+export type ReportParams = Infer<typeof Shapes.ReportParams>;
 export type PathResult = Infer<typeof Shapes.PathResult>;
 export type MeasureParams = Infer<typeof Shapes.MeasureParams>;
 export type MetricSpread = Infer<typeof Shapes.MetricSpread>;
@@ -362,6 +435,13 @@ export type ModelFactoryInfo = Infer<typeof Shapes.ModelFactoryInfo>;
 export type FactoriesResult = Infer<typeof factoriesResult>;
 export type LineageChangedParams = Infer<typeof Shapes.LineageChangedParams>;
 export type JobChangedParams = Infer<typeof jobChangedParams>;
+export type ScanParams = Infer<typeof Shapes.ScanParams>;
+export type ScansParams = Infer<typeof Shapes.ScansParams>;
+export type ScanData = Infer<typeof Shapes.ScanData>;
+export type ScansResult = Infer<typeof scansResult>;
+export type ScanInfo = ScansResult['scans'][number];
+export type ScanBudgetParams = Infer<typeof Shapes.ScanBudgetParams>;
+export type ScanBudgetResult = Infer<typeof Shapes.ScanBudgetResult>;
 
 export interface MethodDef {
   readonly name: string;
@@ -388,7 +468,11 @@ const defs: MethodDef[] = [
   { name: MODEL_EXPORT, kind: 'request', params: Shapes.ExportParams, result: Shapes.PathResult, needsTrust: true },
   { name: EXPERIMENT_CREATE, kind: 'request', params: Shapes.CreateExperimentParams, result: Shapes.PathResult },
   { name: EXPERIMENT_FACTORIES, kind: 'request', params: Shapes.FactoriesParams, result: factoriesResult },
+  { name: REPORT, kind: 'request', params: Shapes.ReportParams, result: Shapes.PathResult, needsTrust: true },
   { name: MODEL_MEASURE, kind: 'request', params: Shapes.MeasureParams, result: Shapes.RunResult, needsTrust: true },
+  { name: SCAN, kind: 'request', params: Shapes.ScanParams, result: Shapes.RunResult, needsTrust: true },
+  { name: SCANS, kind: 'request', params: Shapes.ScansParams, result: scansResult },
+  { name: SCAN_BUDGET, kind: 'request', params: Shapes.ScanBudgetParams, result: Shapes.ScanBudgetResult },
   { name: LINEAGE_CHANGED, kind: 'notification', params: Shapes.LineageChangedParams, toClient: true },
   { name: JOB_CHANGED, kind: 'notification', params: jobChangedParams, toClient: true },
 ];

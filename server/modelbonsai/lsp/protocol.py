@@ -41,6 +41,10 @@ MODEL_EXPORT = "bonsai/model/export"
 MODEL_MEASURE = "bonsai/model/measure"
 EXPERIMENT_CREATE = "bonsai/experiment/create"
 EXPERIMENT_FACTORIES = "bonsai/experiment/factories"
+REPORT = "bonsai/report"
+SCAN = "bonsai/scan"
+SCANS = "bonsai/scans"
+SCAN_BUDGET = "bonsai/scan/budget"
 
 # server -> client notifications
 LINEAGE_CHANGED = "bonsai/lineageChanged"
@@ -336,6 +340,15 @@ class PathResult(TypedDict):
     path: str
 
 
+class ReportParams(TypedDict):
+    """Write a folder's lineage as one self-contained HTML page (`bonsai report --html`); with
+    `compare` (a base, then others: ids or names) their Behaviors summary and Layers profile."""
+
+    folder: str
+    path: str
+    compare: NotRequired[list[str]]
+
+
 class CreateExperimentParams(TypedDict):
     """Write a starter experiment file for a model. `configPath` is the model's file: a Hugging
     Face config.json, a .py (`function`: which of its functions returns the model; default its
@@ -363,6 +376,116 @@ class ModelFactoryInfo(TypedDict):
 
 class FactoriesResult(TypedDict):
     factories: list[ModelFactoryInfo]
+
+
+class ScanParams(TypedDict):
+    """Measure the `scan:` section of an experiment file (or read it back when the same scan is
+    stored): a job (`RunResult.jobId`); bonsai/scans lists it once the job is done."""
+
+    file: str  # URI or path of a *.bonsai.yaml
+    fidelity: NotRequired[Literal["proxy", "full", "both"]]  # default: the file's `fidelity`
+    force: NotRequired[bool]  # measure again even when the same scan is stored
+    workDoneToken: NotRequired[ProgressToken]
+
+
+class ScansParams(TypedDict):
+    """The stored scans of one experiment file (`file`), or of a workspace folder (default: the first)."""
+
+    file: NotRequired[str]
+    folder: NotRequired[str]
+
+
+class ScanSettingInfo(TypedDict):
+    op: str
+    params: dict[str, Any]
+    label: str
+
+
+class ScanSpecInfo(TypedDict):
+    settings: list[ScanSettingInfo]
+    include: list[str]
+    exclude: list[str]
+    granularity: Literal["layer", "block"]
+    fidelity: Literal["proxy", "full", "both"]
+    batches: int
+    batchSize: int
+    maxInstances: int
+    seed: int
+
+
+class ScanUnitInfo(TypedDict):
+    name: str  # a layer (module) or a block, in depth order
+    params: list[str]  # the weights it holds
+
+
+class ScanMetricInfo(TypedDict):
+    """A full scan's metric: its values are the loss against the base (base - model when higher is
+    better) on `maxInstances` instances."""
+
+    name: str
+    unit: str
+    higherIsBetter: bool
+    base: float
+
+
+class ScanData(TypedDict):
+    """scan/measure.py ScanResult.to_json: every [setting][unit] table has one row per setting."""
+
+    spec: ScanSpecInfo
+    units: list[ScanUnitInfo]
+    baseBytes: list[int]  # per unit: its weights as the base stores them
+    numel: list[int]
+    proxy: list[list[float | None]] | None  # relative L2 error of the unit's outputs
+    full: list[list[float | None]] | None  # loss in the metric's unit
+    bytes: list[list[int | None]]  # stored bytes of the unit under the setting
+    skipped: dict[str, str]  # "setting:unit" -> why it was not measured
+    metric: ScanMetricInfo | None
+    rankCorrelation: list[float | None]  # per setting: Spearman's rho of proxy and full
+
+
+class ScanInfo(TypedDict):
+    id: str
+    experimentFile: str | None  # relative to the workspace folder
+    created: float  # seconds since the epoch
+    result: ScanData
+
+
+class ScansResult(TypedDict):
+    folder: str
+    scans: list[ScanInfo]  # newest first
+
+
+class ScanBudgetParams(TypedDict):
+    """The best per-layer recipe over a stored scan under one budget (`maxBytes` of the scanned
+    weights, or `maxLoss` against the base), as a variant; with `file`, the edit that appends it
+    to that experiment file's `variants:`."""
+
+    scan: str  # ScanInfo.id
+    maxBytes: NotRequired[int]
+    maxLoss: NotRequired[float]
+    name: NotRequired[str]  # the variant's name (default: budget-<size> / within-<loss>)
+    file: NotRequired[str]
+
+
+class TextInsert(TypedDict):
+    """Insert `text` at (line, character) in the client's position encoding."""
+
+    line: int
+    character: int
+    text: str
+
+
+class ScanBudgetResult(TypedDict):
+    feasible: bool  # False: no recipe meets the budget; the recipe is the closest found (`message`)
+    message: str
+    choice: list[int | None]  # per unit: the setting index, or null (its base weights)
+    bytes: int  # the recipe's scanned weights, stored
+    baseBytes: int  # the same weights as the base stores them
+    loss: float  # the recipe's summed sensitivity
+    exact: bool  # False: costs were grouped (a near-optimal recipe that still fits)
+    name: str
+    variant: str  # the variant as YAML ("" when the recipe keeps every layer as in the base)
+    edit: NotRequired[TextInsert]  # with `file`, a feasible recipe: where the variant goes
 
 
 class LineageChangedParams(TypedDict):
@@ -402,7 +525,11 @@ METHODS: dict[str, Method] = {
         Method(MODEL_EXPORT, "request", ExportParams, PathResult, needs_trust=True),
         Method(EXPERIMENT_CREATE, "request", CreateExperimentParams, PathResult),
         Method(EXPERIMENT_FACTORIES, "request", FactoriesParams, FactoriesResult),
+        Method(REPORT, "request", ReportParams, PathResult, needs_trust=True),
         Method(MODEL_MEASURE, "request", MeasureParams, RunResult, needs_trust=True),
+        Method(SCAN, "request", ScanParams, RunResult, needs_trust=True),
+        Method(SCANS, "request", ScansParams, ScansResult),
+        Method(SCAN_BUDGET, "request", ScanBudgetParams, ScanBudgetResult),
         Method(LINEAGE_CHANGED, "notification", LineageChangedParams, to_client=True),
         Method(JOB_CHANGED, "notification", JobChangedParams, to_client=True),
     )

@@ -516,10 +516,11 @@ def create_server() -> BonsaiServer:
     server = BonsaiServer()
     _register_lifecycle(server)
     _register_core(server)
-    from . import compare_requests, features, requests
+    from . import compare_requests, features, requests, scan_requests
 
     requests.register(server)
     compare_requests.register(server)
+    scan_requests.register(server)
     features.register(server)
     return server
 
