@@ -8,6 +8,7 @@ import type { LineageProvider } from './lineage/provider';
 import * as P from '../shared/protocol';
 import { errorText } from '../shared/errors';
 import type { BonsaiServer } from './server';
+import { saveReport } from './report';
 import type { PanelManager } from './webviews/panels';
 
 export interface CommandDeps {
@@ -65,6 +66,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     reg('bonsai.lineage.reveal', (n?: LineageNode) => c.reveal(c.pick(n))),
     reg('bonsai.lineage.export', (n?: LineageNode) => c.exportModel(c.pick(n))),
     reg('bonsai.lineage.delete', (n?: LineageNode) => c.deleteModel(c.pick(n))),
+    reg('bonsai.saveReport', (n?: LineageNode, all?: LineageNode[]) => saveReport({ server }, all ?? (n ? [n] : []))),
     reg('bonsai.measureLatency', (n?: LineageNode, all?: LineageNode[]) => c.measureLatency(all ?? (n ? [n] : undefined))),
     // Jobs feed the status; keep a reference so the tracker is not collected.
     { dispose: () => void jobs },

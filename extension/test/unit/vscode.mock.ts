@@ -198,6 +198,10 @@ export const window = {
   ),
 };
 
+export const env = {
+  openExternal: vi.fn(async (_uri: unknown) => true),
+};
+
 export const languages = {
   createLanguageStatusItem: vi.fn((id: string, selector: unknown) => ({ id, selector, dispose: vi.fn() })),
 };

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..runner import RunResult
-from ..service import ExportJob, MeasureJob, RunJob, RunPlanned, WorkError, failures_text, problems_text
+from ..service import (
+    ExportJob,
+    MeasureJob,
+    ReportJob,
+    RunJob,
+    RunPlanned,
+    WorkError,
+    failures_text,
+    problems_text,
+)
 from ..store import LineageStore, ModelNotFound, ModelRecord, StoreError
 from . import protocol as P
 from .jobs import JobContext
@@ -142,6 +151,22 @@ def register(server: BonsaiServer) -> None:
         job = ls.submit(
             spec.queue_kind,
             f"Export {rec.name}",
+            lambda ctx: ls.workers.run(spec, ctx),
+            token=work_done_token(params),
+        )
+        return {"path": await asyncio.wrap_future(job.future)}
+
+    @custom(server, P.REPORT)
+    async def report(ls: BonsaiServer, params: P.ReportParams) -> P.PathResult:
+        folder = as_path(params["folder"])
+        if folder not in ls.folders():
+            raise RequestError(P.NOT_FOUND, f"{folder} is not a workspace folder of this window")
+        spec = ReportJob(
+            folder=str(folder), output=str(as_path(params["path"])), compare=tuple(params.get("compare", []))
+        )
+        job = ls.submit(
+            spec.queue_kind,
+            f"Report of {folder.name}",
             lambda ctx: ls.workers.run(spec, ctx),
             token=work_done_token(params),
         )

@@ -120,6 +120,16 @@ class ScanDone:
     settings: int
 
 
+@dataclass(frozen=True)
+class ReportJob(JobSpec[str]):
+    """Write the lineage of `folder` as one self-contained HTML page (share/report_html.py); with
+    `compare` (a base, then others) their Behaviors summary and Layers profile too. Returns the path."""
+
+    folder: str
+    output: str
+    compare: tuple[str, ...] = ()
+
+
 # -- comparisons: one result page (wire envelope) per compared model, in order ----------------------
 @dataclass(frozen=True)
 class CompareWeightsJob(JobSpec[None]):

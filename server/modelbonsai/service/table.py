@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from . import compare, export, run, scan
+from . import compare, export, report, run, scan
 from .jobs import (
     CompareActivationsJob,
     CompareBehaviorJob,
@@ -20,6 +20,7 @@ from .jobs import (
     InstancesJob,
     JobSpec,
     MeasureJob,
+    ReportJob,
     RunJob,
     ScanJob,
     TilesJob,
@@ -33,6 +34,7 @@ HANDLERS: dict[type[JobSpec[Any]], Callable[[Any, Reporter], Any]] = {
     MeasureJob: run.measure,
     ExportJob: export.export,
     ScanJob: scan.scan,
+    ReportJob: report.report,
     CompareWeightsJob: compare.compare_weights,
     CompareActivationsJob: compare.compare_activations,
     CompareBehaviorJob: compare.compare_behavior,
