@@ -6,7 +6,8 @@
 // (each animation frame moves the view, so a slow draw lowers the rate). Panning blits a cached
 // bitmap larger than the view; zooming shows it scaled and repaints it 120 ms after the wheel
 // stops, so full_repaint_all_nodes_ms is reported too. Prints one JSON object as
-// its last line. Targets: first paint < 1 s, pan/zoom >= 50 fps.
+// its last line (`figures`: name, value, target, ok) and exits 1 on a miss. Targets: first paint
+// < 1 s, pan/zoom >= 50 fps, a full repaint of all nodes <= 33 ms (30 fps).
 //
 //   node tests/bench/bench_modelmap.mjs [--models 2000] [--screenshot out.png]
 //
@@ -241,10 +242,20 @@ try {
     load_avg_1m: r(loadavg()[0]),
     cpus: cpus().length,
     page_errors: errors,
-    targets: { first_paint_ms: 1000, fps: 50 },
-    pass: paint.presented < 1000 && pan.fps >= 50 && zoom.fps >= 50 && errors.length === 0,
+    targets: { first_paint_ms: 1000, fps: 50, full_repaint_ms: 33 },
   };
+  // a full repaint of every node must fit a 30 fps frame (issue 18: the cached bitmap's pan rate
+  // alone hid a 40 ms repaint)
+  result.figures = [
+    { name: 'first paint (ms)', value: result.first_paint_ms, target: 1000, ok: paint.presented < 1000 },
+    { name: 'pan (fps, at least)', value: result.pan_fps, target: 50, ok: pan.fps >= 50 },
+    { name: 'zoom (fps, at least)', value: result.zoom_all_nodes_fps, target: 50, ok: zoom.fps >= 50 },
+    { name: 'full repaint of all nodes (ms)', value: result.full_repaint_all_nodes_ms_median, target: 33, ok: repaint <= 33 },
+    { name: 'page errors', value: errors.length, target: 0, ok: errors.length === 0 },
+  ];
+  result.pass = result.figures.every((f) => f.ok);
   console.log(JSON.stringify(result));
+  if (!result.pass) process.exitCode = 1;
 } finally {
   await browser.close();
   if (!process.env.BENCH_DIR) rmSync(dir, { recursive: true, force: true });

@@ -142,4 +142,9 @@ const result = {
   behaviors: { instances: N, models: MODELS, table_build_ms: +tableMs.toFixed(2), filter_sort_ms: +filterSort.ms.toFixed(2), kept: filterSort.result.length, sort_all_ms: +plainSort.ms.toFixed(2), target_ms: 100, ok: filterSort.ms < 100 },
   layers: { layers: LAYERS, models: 3, tensors: paramShapes.length, envelope_bytes: envelopes[0].byteLength, first_content_ms: +firstContent.ms.toFixed(2), ...firstContent.result, regex_filter_ms: +filterAll.ms.toFixed(2), target_ms: 2000, ok: firstContent.ms < 2000 },
 };
+result.figures = [
+  { name: 'Behaviors filter + sort (ms)', value: result.behaviors.filter_sort_ms, target: 100, ok: result.behaviors.ok },
+  { name: 'Layers first content (ms)', value: result.layers.first_content_ms, target: 2000, ok: result.layers.ok },
+];
 console.log(JSON.stringify(result));
+if (!result.figures.every((f) => f.ok)) process.exitCode = 1;
