@@ -93,7 +93,17 @@ def test_nested_flow_collections() -> None:
 
 
 def test_completions_of_keys_ops_params_and_values() -> None:
-    assert labels("", 0, 0) == ["seed", "device", "base", "task", "ops_from", "variants", "deploy", "scan"]
+    assert labels("", 0, 0) == [
+        "seed",
+        "device",
+        "base",
+        "task",
+        "ops_from",
+        "variants",
+        "deploy",
+        "scan",
+        "mlflow",
+    ]
     inserts = {i.label: i.insert_text for i in completions_at("", 0, 0)}
     assert (
         inserts["seed"] == "seed: "

@@ -18,6 +18,7 @@ reference in the README (:func:`format_reference`).
 | scan | `include`, `exclude` | patterns | no | Which weights are scanned (globs over parameter names; default: every weight an op targets). |
 | scan | `batches`, `batch_size` | int | no (2, 8) | The proxy's calibration batches. |
 | scan | `max_instances` | int | no (64) | The full fidelity's instance subset. |
+| (top) | `mlflow` | mapping or true | no | Log each run's models to MLflow (`tracking_uri`, `experiment`, `artifacts`), as `bonsai log-mlflow` does. |
 | (top) | `deploy` | list of targets, or mapping | no | Runtimes each model is exported to and measured in (`onnxruntime`, `executorch`): size, latency, parity. |
 | base | `name` | string | no (folder/file name) | The base model's name in the lineage. |
 | base | `load` | string | yes | A Hugging Face folder, a `.safetensors` file (with `factory`), `file.py:function` or `package.module:function` returning an `nn.Module`. |
@@ -52,6 +53,12 @@ setting and stores the scan in the lineage (the same scan of the same base is re
 `--max-size 300KiB` or `--max-loss 1.0` it solves the best per-layer recipe under that budget (an
 exact knapsack over the scan: which layers take which setting, which stay as in the base), and
 `--write` appends it to the file as a variant, ready to run.
+
+**MLflow.** `mlflow: {tracking_uri: http://127.0.0.1:5000, experiment: study}` (or `mlflow: true`
+for the defaults: `$MLFLOW_TRACKING_URI`, else `mlruns/` beside the file; the workspace folder's
+name) logs the models of every run to MLflow after it: each model one run, its recipe as params,
+its metrics, its parent as a tag; `artifacts: true` adds its weights. A server that does not
+answer is a warning of the run, never its failure (`bonsai log-mlflow` logs them later).
 
 **Sweeps.** A list given for a sweepable parameter (`sparsity: [0.3, 0.5]`) makes one sibling
 per value; several swept parameters make their cartesian product (in the order written). For a
@@ -274,6 +281,31 @@ KEYS: tuple[KeyDoc, ...] = (
     KeyDoc("scan", "batches", "int", "no", "The proxy's calibration batches.", "2"),
     KeyDoc("scan", "batch_size", "int", "no", "The proxy's calibration batch size.", "8"),
     KeyDoc("scan", "max_instances", "int", "no", "The full fidelity's instance subset.", "64"),
+    KeyDoc(
+        "top",
+        "mlflow",
+        "mapping or true",
+        "no",
+        "Log the models of every run to MLflow afterwards: `tracking_uri` (default `$MLFLOW_TRACKING_URI`, "
+        "else `mlruns/` beside the file), `experiment` (default: the workspace folder's name), `artifacts` "
+        "(true: their weights too). An unreachable server is a warning, never a failed run.",
+    ),
+    KeyDoc("mlflow", "tracking_uri", "string", "no", "An MLflow server (`http://...`) or a folder."),
+    KeyDoc(
+        "mlflow",
+        "experiment",
+        "string",
+        "no",
+        "The MLflow experiment's name (default: the workspace folder's).",
+    ),
+    KeyDoc(
+        "mlflow",
+        "artifacts",
+        "bool",
+        "no",
+        "Log each model's weights (a safetensors export) with its run.",
+        "false",
+    ),
     KeyDoc(
         "variant",
         "deploy",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..scan.spec import ScanSpec
+    from .mlflow_section import MlflowSpec
 
 Severity = Literal["error", "warning", "info"]
 
@@ -205,6 +206,8 @@ class Experiment:
     ops_from_ranges: list[Range] = field(default_factory=list)
     #: the file's `scan:` (a sensitivity scan of the base model; None: none)
     scan: ScanSpec | None = None
+    #: the file's `mlflow:` (log each run's models to MLflow; None: no logging)
+    mlflow: MlflowSpec | None = None
     #: the file's `deploy:` (None: no deploy targets)
     deploy: DeploySpec | None = None
 

@@ -14,6 +14,7 @@ from ..deploy.targets import TARGETS, target_names
 from ..ops.registry import get_op
 from . import taskinfo
 from .keys import DEPLOY_KEYS, DEVICES, DTYPES, keys_of
+from .mlflow_section import parse_mlflow
 from .model import (
     BASE,
     BaseSpec,
@@ -158,6 +159,7 @@ class _Parser:
         self.has_task = "task" in items and not is_null(items["task"][1])
         self.task_spec = task
         scan = parse_scan(c, items["scan"], self.user_ops, seed) if "scan" in items else None
+        mlflow = parse_mlflow(c, items["mlflow"]) if "mlflow" in items else None
         deploy = self.deploy(items["deploy"]) if "deploy" in items else None
         declared, variants = self.variants(items.get("variants"), node, base)
         if base is None:
@@ -174,6 +176,7 @@ class _Parser:
             ops_from=ops_from,
             ops_from_ranges=ops_from_ranges,
             scan=scan,
+            mlflow=mlflow,
         )
 
     def _path(self, node: Node, value: str, what: str, *, want: str = "any") -> Path:

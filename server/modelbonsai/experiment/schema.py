@@ -264,6 +264,28 @@ def json_schema() -> dict[str, Any]:
             },
             "variants": {"type": "array", "items": variant, "description": _desc("top", "variants")},
             "scan": _scan_schema(),
+            "mlflow": {
+                "description": _desc("top", "mlflow"),
+                "anyOf": [
+                    {"type": "boolean"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "tracking_uri": {
+                                "type": "string",
+                                "description": _desc("mlflow", "tracking_uri"),
+                            },
+                            "experiment": {"type": "string", "description": _desc("mlflow", "experiment")},
+                            "artifacts": {
+                                "type": "boolean",
+                                "default": False,
+                                "description": _desc("mlflow", "artifacts"),
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
+                ],
+            },
             "deploy": _deploy_schema("top"),
         },
         "required": ["base", "variants"],

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..store import LineageStore
+from ..store import LineageStore, ModelRecord
 from .jobs import MeasureJob, RunJob, RunPlanned, UnaskedModel
 from .models import WorkError, problems_text
 from .reporter import Reporter
 
 if TYPE_CHECKING:
+    from ..experiment.mlflow_section import MlflowSpec
     from ..measure import Measured
     from ..runner import PlannedStep, RunResult
 
@@ -71,6 +74,9 @@ def run(job: RunJob, rep: Reporter) -> RunResult:
             allow_pickle=job.allow_pickle,
         )
         result = runner.run(plan)
+        mlflow = parsed.experiment.mlflow
+        if mlflow is not None and result.status != "cancelled" and result.models:
+            result.warnings.update(_log_to_mlflow(store, mlflow, result, file, rep))
     finally:
         store.close()
     if result.status == "cancelled":
@@ -81,6 +87,42 @@ def run(job: RunJob, rep: Reporter) -> RunResult:
         warned = "".join(f"; warning: {k}: {v}" for k, v in result.warnings.items())
         rep.progress(1.0, summary(result) + warned)
     return result
+
+
+def _log_to_mlflow(
+    store: LineageStore, spec: MlflowSpec, result: RunResult, file: Path, rep: Reporter
+) -> dict[str, str]:
+    """The experiment file's `mlflow:`: log the run's models (and their ancestors). What MLflow
+    answers never fails the run: a problem is the run's warning, and the models stay stored."""
+    from ..share.mlflow_log import MlflowError, log_lineage
+
+    rep.progress(0.99, "logging to MLflow")
+    ids = sorted({m.id for m in result.models.values()})
+    try:
+        done = log_lineage(
+            store,
+            # the file's, else $MLFLOW_TRACKING_URI, else mlruns/ beside the file
+            tracking_uri=spec.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or str(file.parent / "mlruns"),
+            experiment=spec.experiment,
+            models=ids,
+            artifacts=_safetensors_export(store) if spec.artifacts else None,
+        )
+    except MlflowError as e:
+        return {"mlflow": f"{e}; the models are stored, `bonsai log-mlflow` logs them later"}
+    rep.progress(0.995, f"logged {len(done.runs)} models to MLflow at {done.tracking_uri}")
+    return {}
+
+
+def _safetensors_export(store: LineageStore) -> Callable[[ModelRecord, Path], None]:
+    def write(rec: ModelRecord, folder: Path) -> None:
+        from ..artifacts.export import export_model
+        from .models import skeleton_factory
+
+        export_model(store.artifact_path(rec), folder, skeleton_factory(store, rec), format="safetensors")
+
+    return write
 
 
 def failures_text(result: RunResult) -> str:
