@@ -142,9 +142,7 @@ def starter_experiment(config_json_path: Path | str, experiment_dir: Path | str 
 
 def _quote(s: str) -> str:
     # `model.py:build` is a plain YAML scalar: a colon not followed by a space starts no mapping
-    return (
-        s if re.fullmatch(r"[A-Za-z0-9._/][A-Za-z0-9._/:-]*", s) and not s.endswith(":") else json.dumps(s)
-    )
+    return s if re.fullmatch(r"[A-Za-z0-9._/][A-Za-z0-9._/:-]*", s) and not s.endswith(":") else json.dumps(s)
 
 
 def _find_data(kind: str, model_dir: Path) -> Path | None:
