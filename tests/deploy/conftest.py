@@ -73,3 +73,63 @@ def lm_task(tmp_path: Path):
     (tmp_path / "corpus.txt").write_text(text)
     options = {"data": "corpus.txt", "tokenizer": "tok", "context": 16, "num_prompts": 0}
     return get_task_class("causal-lm")(options, tmp_path, max_instances=20)
+
+
+def bert() -> nn.Module:
+    """A MiniLM-shaped encoder (BERT), tiny."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return BertModel(cfg).eval()
+
+
+@pytest.fixture
+def embedding_task(tmp_path: Path):
+    """Sentence embeddings of token batches padded to each batch's longest text, as the text
+    tasks pad: the sequence length differs between batches (the export's dynamic dimension)."""
+    from modelbonsai.tasks.base import Batch, Task
+
+    class Embeddings(Task):
+        kind = "test-embeddings"
+
+        def _batch(self, i: int, n: int, length: int) -> Batch:
+            g = torch.Generator().manual_seed(i)
+            ids = torch.randint(1, 60, (n, length), generator=g)
+            mask = torch.ones_like(ids)
+            mask[0, length // 2 :] = 0  # one padded row per batch
+            ids[0, length // 2 :] = 0
+            return Batch([f"i{i}-{k}" for k in range(n)], {"input_ids": ids, "attention_mask": mask})
+
+        def eval_batches(self, batch_size: int):
+            for i, (n, length) in enumerate([(batch_size, 12), (batch_size, 7), (3, 16)]):
+                yield self._batch(i, n, length)
+
+        def training_batches(self, batch_size: int, seed: int):
+            raise NotImplementedError
+
+        def example_batch(self, batch_size: int) -> Batch:
+            return self._batch(99, batch_size, 10)
+
+        def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+            out = model(**batch.inputs).last_hidden_state
+            m = batch.inputs["attention_mask"].unsqueeze(-1).float()
+            return (out * m).sum(1) / m.sum(1)
+
+        def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+            raise NotImplementedError
+
+        def evaluate(self, model, device, reference=None):
+            raise NotImplementedError
+
+        def render(self, instance_id: str):
+            raise NotImplementedError
+
+    return Embeddings({}, tmp_path)

@@ -62,11 +62,17 @@ def export_executorch(
     shapes = None
     if dynamic:
         dims: dict[str, Any] = {}
-        shapes = tuple(
-            {d: dims.setdefault(n, torch.export.Dim(n, min=1, max=hi)) for d, (n, hi) in dynamic[i].items()}
-            if dynamic.get(i)
-            else None
-            for i in range(len(inputs))
+        # FlatModule.forward(*tensors): one argument, the tuple of tensors, so one spec (a tuple)
+        shapes = (
+            tuple(
+                {
+                    d: dims.setdefault(n, torch.export.Dim(n, min=1, max=hi))
+                    for d, (n, hi) in dynamic[i].items()
+                }
+                if dynamic.get(i)
+                else None
+                for i in range(len(inputs))
+            ),
         )
     try:
         data = _lower(flat, inputs, shapes)

@@ -91,7 +91,8 @@ def _dynamic_shapes(
         out.append(
             {d: dims.setdefault(n, torch.export.Dim(n, min=1)) for d, n in spec.items() if d < x.dim()}
         )
-    return tuple(out)
+    # FlatModule.forward(*tensors): one argument, the tuple of tensors, so one spec (a tuple)
+    return (tuple(out),)
 
 
 def _quiet() -> Any:
