@@ -3,7 +3,7 @@
  * bundles (no vscode or DOM imports here). Every request carries an id; the other side answers
  * with a reply or an error of the same id. Events carry no id and get no answer.
  */
-import type { ModelInfo } from './protocol';
+import type { JobInfo, ModelInfo, ScanInfo } from './protocol';
 
 export type PanelKind = 'modelMap' | 'behaviors' | 'layers';
 
@@ -63,6 +63,17 @@ export interface WebviewRequests {
   addFixVariant: {
     params: { model: string; action: 'exclude' | 'restore'; patterns: string[] };
     result: { file: string; variant: string };
+  };
+  /** The stored sensitivity scans (newest first) of the experiment file `model` came from (Layers). */
+  scans: { params: { model: string }; result: { file: string; scans: ScanInfo[] } };
+  /** Runs that file's `scan:` (progress and Cancel in the job notification); replies when it ends. */
+  runScan: { params: { model: string }; result: { state: JobInfo['state']; message: string } };
+  /** "Make a variant under X MB" / "within Y of the base" over a stored scan: the host asks for the
+   * budget and the name and writes the variant into the file; `message` when nothing was written
+   * (no recipe meets the budget: the closest one's size); null when the user dismissed the box. */
+  budgetVariant: {
+    params: { model: string; scan: string; budget: 'size' | 'loss'; baseBytes: number };
+    result: { file: string; variant: string } | { message: string } | null;
   };
   /** Saves a file the webview made (SVG, PNG, CSV) where the user picks; null when cancelled. */
   exportFile: { params: { name: string; data: string; encoding: 'utf8' | 'base64' }; result: { path: string } | null };

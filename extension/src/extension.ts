@@ -9,6 +9,7 @@ import { BonsaiServer } from './server';
 import { StatusItem } from './status';
 import { PanelManager } from './webviews/panels';
 import { applyFixVariant } from './fixVariantCommand';
+import { runScan, scansOf, writeBudgetedVariant } from './scanCommands';
 
 let server: BonsaiServer | undefined;
 
@@ -40,6 +41,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (node) await vscode.commands.executeCommand('bonsai.lineage.reveal', { model: node, children: [], depth: 0 });
     },
     addFixVariant: (req) => applyFixVariant(lineage.models, req),
+    scans: (model) => scansOf(srv, lineage.models, model),
+    runScan: (model) => runScan(srv, lineage.models, model),
+    budgetVariant: (req) => writeBudgetedVariant(srv, lineage.models, req),
     log,
   });
   context.subscriptions.push(srv, jobs, lineage, treeView, status, panels);

@@ -28,6 +28,10 @@ export interface PanelHost {
   revealInExperiment(id: string): Promise<void>;
   /** Writes a one-click fix variant into the model's experiment file (src/fixVariantCommand.ts). */
   addFixVariant(req: FixRequest): Promise<{ file: string; variant: string }>;
+  /** The Sensitivity view (src/scanCommands.ts): stored scans, "Run scan", a budgeted variant. */
+  scans(model: string): Promise<{ file: string; scans: P.ScanInfo[] }>;
+  runScan(model: string): Promise<{ state: P.JobInfo['state']; message: string }>;
+  budgetVariant(req: { model: string; scan: string; budget: 'size' | 'loss'; baseBytes: number }): Promise<{ file: string; variant: string } | { message: string } | null>;
   log: vscode.LogOutputChannel;
 }
 
@@ -191,6 +195,19 @@ class Panel implements vscode.Disposable {
           throw new Error('addFixVariant needs a model id, an action (exclude or restore) and parameter patterns');
         }
         return host.addFixVariant({ model, action, patterns });
+      }
+      case 'scans':
+      case 'runScan': {
+        const model = m.params.model;
+        if (typeof model !== 'string') throw new Error(`${m.method} needs a model id`);
+        return m.method === 'scans' ? host.scans(model) : host.runScan(model);
+      }
+      case 'budgetVariant': {
+        const { model, scan, budget, baseBytes } = m.params;
+        if (typeof model !== 'string' || typeof scan !== 'string' || (budget !== 'size' && budget !== 'loss') || typeof baseBytes !== 'number') {
+          throw new Error('budgetVariant needs a model id, a scan id, a budget (size or loss) and the base bytes');
+        }
+        return host.budgetVariant({ model, scan, budget, baseBytes });
       }
       case 'exportFile':
         return saveExport(m.params);

@@ -18,6 +18,9 @@ function manager(request: (method: string, params: unknown) => Promise<unknown>)
     openModel: vi.fn(async () => undefined),
     revealInExperiment: vi.fn(async () => undefined),
     addFixVariant: vi.fn(async () => ({ file: '/w/x.bonsai.yaml', variant: 'v-no-fc' })),
+    scans: vi.fn(async () => ({ file: '/w/x.bonsai.yaml', scans: [] })),
+    runScan: vi.fn(async () => ({ state: 'done' as const, message: 'scan measured: 2 layers × 1 settings' })),
+    budgetVariant: vi.fn(async () => ({ file: '/w/x.bonsai.yaml', variant: 'budget-1MB' })),
     log,
   };
   return { pm: new PanelManager(vscode.Uri.file('/ext'), host), host, log };
@@ -216,6 +219,25 @@ describe('PanelManager', () => {
     await settle();
     expect(host.addFixVariant.mock.calls).toEqual([[{ model: 'b', action: 'exclude', patterns: ['fc.*'] }]]);
     expect(p.posted).toContainEqual({ type: 'reply', id: 3, result: { file: '/w/x.bonsai.yaml', variant: 'v-no-fc' } });
+    const errors = p.posted.filter((m) => (m as { type: string }).type === 'error').map((m) => (m as { id: number }).id);
+    expect(errors).toEqual([4, 5]);
+  });
+
+  it('routes the Sensitivity view to the host, checking its untrusted input', async () => {
+    const { pm, host } = manager(async () => ({}));
+    pm.open('layers', { models: ['a', 'b'] });
+    const p = __panels[0] as FakePanel;
+    p.send({ type: 'request', id: 1, method: 'scans', params: { model: 'a' } });
+    p.send({ type: 'request', id: 2, method: 'runScan', params: { model: 'a' } });
+    p.send({ type: 'request', id: 3, method: 'budgetVariant', params: { model: 'a', scan: 's1', budget: 'size', baseBytes: 2000 } });
+    p.send({ type: 'request', id: 4, method: 'budgetVariant', params: { model: 'a', scan: 's1', budget: 'speed', baseBytes: 2000 } as never });
+    p.send({ type: 'request', id: 5, method: 'scans', params: { model: 7 } as never });
+    await settle();
+    expect(host.scans.mock.calls).toEqual([['a']]);
+    expect(host.runScan.mock.calls).toEqual([['a']]);
+    expect(host.budgetVariant.mock.calls).toEqual([[{ model: 'a', scan: 's1', budget: 'size', baseBytes: 2000 }]]);
+    expect(p.posted).toContainEqual({ type: 'reply', id: 2, result: { state: 'done', message: 'scan measured: 2 layers × 1 settings' } });
+    expect(p.posted).toContainEqual({ type: 'reply', id: 3, result: { file: '/w/x.bonsai.yaml', variant: 'budget-1MB' } });
     const errors = p.posted.filter((m) => (m as { type: string }).type === 'error').map((m) => (m as { id: number }).id);
     expect(errors).toEqual([4, 5]);
   });

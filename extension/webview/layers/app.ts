@@ -17,6 +17,7 @@ import { renderDrill } from './drill';
 import type { LayersPanel } from './panel';
 import { createLayersState, modelName, resultsCover, savedView, selectNode } from './state';
 import { startComparisons } from './streaming';
+import { startSensitivity } from './sensitivityView';
 import { renderToolbar } from './toolbar';
 import { renderTree, treeKey } from './treeview';
 
@@ -37,6 +38,13 @@ const CSS = `
 .strip .kept { fill: var(--vscode-charts-green); opacity: 0.35; } .strip .removed { fill: var(--vscode-charts-red); }
 .removed-channels { margin: 6px 0; }
 .heat-readout { min-height: 1.4em; font-variant-numeric: tabular-nums; }
+.sens-table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: 4px 0; }
+.sens-table th, .sens-table td { padding: 2px 8px; text-align: right; border: 1px solid var(--vscode-editorWidget-border, transparent); }
+.sens-table .sens-name, .sens-table .sens-setting { text-align: left; }
+.sens-row { cursor: pointer; }
+.sens-row:hover, .sens-row:focus { outline: 1px solid var(--vscode-focusBorder); outline-offset: -1px; }
+.sens-cell.skipped { font-style: italic; opacity: 0.7; }
+.sens-table button.link { background: none; border: none; color: inherit; font: inherit; cursor: pointer; padding: 0; }
 .mask .both { background: var(--vscode-charts-green); } .mask .ob { background: var(--vscode-charts-blue); } .mask .oo { background: var(--vscode-charts-orange); }
 `;
 
@@ -53,6 +61,7 @@ export function startLayers(): void {
   const depthEl = el('div', { id: 'depth-profile' });
   const treeEl = el('div', { class: 'tree', id: 'module-tree', role: 'tree', tabindex: '0', 'aria-label': 'Modules' });
   const detailEl = el('div', { class: 'detail', id: 'layer-detail' });
+  const sensEl = el('section', { id: 'sensitivity', 'aria-label': 'Sensitivity' });
   const errorEl = el('div', {});
 
   const showProgress = () => {
@@ -129,9 +138,11 @@ export function startLayers(): void {
         toolbar,
         drillEl,
         depthEl,
+        sensEl,
         el('div', { class: 'split' }, el('div', {}, el('h2', {}, 'Modules'), treeEl), detailEl),
       );
       p.show.all();
+      startSensitivity(p, sensEl);
       startComparisons(p);
     })
     .catch((e: unknown) => mount(header(), notice('error', errorText(e))));
