@@ -37,6 +37,18 @@ export function applyInsert(text: string, edit: { line: number; character: numbe
   return text.slice(0, offset) + edit.text + text.slice(offset);
 }
 
+/**
+ * A size budget the user states for the whole model, as the scan's budget: the bytes its scanned
+ * weights may take. The rest of the model (what the scan did not cover: embeddings, norms, biases,
+ * the manifest) stays as the base stores it, so scanned = whole − (base size − base's scanned bytes).
+ */
+export function scannedBudget(whole: number, baseStoredSize: number, baseScannedBytes: number): { bytes: number } | { error: string } {
+  const rest = baseStoredSize - baseScannedBytes;
+  const bytes = whole - rest;
+  if (bytes <= 0) return { error: `the rest of the model (what the scan does not cover) already takes ${rest.toLocaleString('en-US')} bytes: give more than that` };
+  return { bytes };
+}
+
 /** The variant name the input box proposes: budget-<size> / within-<loss>, made unique. */
 export function defaultVariantName(kind: 'size' | 'loss', value: number, taken: readonly string[]): string {
   const base = kind === 'size' ? `budget-${sizeLabel(value)}` : `within-${value}`;

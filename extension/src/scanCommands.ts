@@ -7,7 +7,7 @@
  */
 import * as vscode from 'vscode';
 import * as P from '../shared/protocol';
-import { defaultVariantName, parseLoss, parseSize } from './budget';
+import { defaultVariantName, parseLoss, parseSize, scannedBudget } from './budget';
 
 export interface ScanServer {
   request<R>(method: string, params: unknown): Promise<R>;
@@ -16,11 +16,22 @@ export interface ScanServer {
 
 export type BudgetKind = 'size' | 'loss';
 
-/** The experiment file `model` came from (the base of a comparison was made from one). */
+/** The experiment file `model` came from; a base model (stored without a variant) is the root of
+ * the models an experiment file made from it. */
 export function experimentFileOf(models: readonly P.ModelInfo[], model: string): string {
   const m = models.find((x) => x.id === model);
-  if (!m?.experiment) throw new Error(`${m?.name ?? model} was not made from an experiment file, so it has no scan to show.`);
-  return m.experiment.file;
+  if (m?.experiment) return m.experiment.file;
+  const child = models.find((x) => x.experiment && rootOf(models, x.id)?.id === model);
+  if (child?.experiment) return child.experiment.file;
+  throw new Error(`${m?.name ?? model} was not made from an experiment file, so it has no scan to show.`);
+}
+
+/** The root (the base model) of `id`'s lineage. */
+export function rootOf(models: readonly P.ModelInfo[], id: string): P.ModelInfo | undefined {
+  const byId = new Map(models.map((x) => [x.id, x]));
+  let m = byId.get(id);
+  for (let n = 0; m?.parent && n < models.length; n++) m = byId.get(m.parent) ?? m;
+  return m;
 }
 
 export async function scansOf(server: ScanServer, models: readonly P.ModelInfo[], model: string): Promise<{ file: string; scans: P.ScanInfo[] }> {
@@ -62,11 +73,19 @@ export async function writeBudgetedVariant(
 ): Promise<{ file: string; variant: string } | { message: string } | null> {
   const file = experimentFileOf(models, req.model);
   const uri = vscode.Uri.file(file);
+  // A size budget is the whole model's stored size (what the Model Map's x axis shows): it needs
+  // the experiment's base model stored, whose size tells what the scan does not cover.
+  const made = models.find((m) => m.experiment?.file === file);
+  const base = made ? rootOf(models, made.id) : undefined;
+  const baseSize = base?.metrics.find((x) => x.name === 'stored_size')?.value;
+  if (req.budget === 'size' && baseSize === undefined) {
+    return { message: `Run the base model of ${vscode.workspace.asRelativePath(uri)} first: a size budget is the whole model's stored size, which starts from the base's.` };
+  }
   const typed = await vscode.window.showInputBox({
     title: req.budget === 'size' ? 'Make a variant under a size' : 'Make a variant within a loss of the base',
     prompt:
       req.budget === 'size'
-        ? `Stored size of the scanned weights (the base stores them in ${(req.baseBytes / 1e6).toPrecision(3)} MB), e.g. 1.5 MB or 300 KiB`
+        ? `The model's stored size (the base's is ${formatSize(baseSize ?? 0)}), e.g. 1.5 MB or 300 KiB`
         : 'How much worse than the base the recipe may be, in the scan’s unit (the full metric, else the proxy error)',
     validateInput: (v) => {
       const r = req.budget === 'size' ? parseSize(v) : parseLoss(v);
@@ -76,6 +95,8 @@ export async function writeBudgetedVariant(
   if (typed === undefined) return null;
   const parsed = req.budget === 'size' ? parseSize(typed) : parseLoss(typed);
   if ('error' in parsed) return { message: parsed.error };
+  const scanned = 'bytes' in parsed ? scannedBudget(parsed.bytes, baseSize ?? 0, req.baseBytes) : undefined;
+  if (scanned && 'error' in scanned) return { message: scanned.error };
   const doc = await vscode.workspace.openTextDocument(uri);
   const taken = [...doc.getText().matchAll(/^\s*-\s*name:\s*(\S+)\s*$/gm)].map((m) => m[1]!);
   const name = await vscode.window.showInputBox({
@@ -84,9 +105,12 @@ export async function writeBudgetedVariant(
     validateInput: (v) => (/^[A-Za-z0-9][\w.-]*$/.test(v) ? (taken.includes(v) ? `${file} already has a variant named ${v}` : undefined) : 'letters, digits, . _ -'),
   });
   if (name === undefined) return null;
-  const params: P.ScanBudgetParams = { scan: req.scan, name, file: uri.toString(), ...('bytes' in parsed ? { maxBytes: parsed.bytes } : { maxLoss: parsed.loss }) };
+  const params: P.ScanBudgetParams = { scan: req.scan, name, file: uri.toString(), ...(scanned && 'bytes' in scanned ? { maxBytes: scanned.bytes } : { maxLoss: 'loss' in parsed ? parsed.loss : 0 }) };
   const r = await server.request<P.ScanBudgetResult>(P.SCAN_BUDGET, params);
-  if (!r.feasible) return { message: `${r.message}; nothing was written (the closest recipe stores ${r.bytes.toLocaleString('en-US')} bytes)` };
+  if (!r.feasible) {
+    const whole = (baseSize ?? 0) - req.baseBytes + r.bytes;
+    return { message: `No recipe stores the model in ${typed.trim()}: the closest (the smallest) stores it in about ${formatSize(whole)} (${r.bytes.toLocaleString('en-US')} bytes of scanned weights); nothing was written.` };
+  }
   if (!r.edit) return { message: 'Within this budget every scanned layer stays as in the base: there is no variant to write.' };
   const eol = doc.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
   const wasDirty = doc.isDirty;
@@ -100,7 +124,11 @@ export async function writeBudgetedVariant(
   editor.selection = new vscode.Selection(first, first);
   editor.revealRange(new vscode.Range(first, first), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
   void vscode.window.showInformationMessage(
-    `Added variant ${r.name} to ${vscode.workspace.asRelativePath(uri)}: ${r.bytes.toLocaleString('en-US')} bytes of scanned weights (base ${r.baseBytes.toLocaleString('en-US')}); run it from its CodeLens.`,
+    `Added variant ${r.name} to ${vscode.workspace.asRelativePath(uri)}: ${r.bytes.toLocaleString('en-US')} bytes of scanned weights (the base's take ${r.baseBytes.toLocaleString('en-US')}); run it from its CodeLens.`,
   );
   return { file, variant: r.name };
+}
+
+function formatSize(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toPrecision(3)} MB` : n >= 1e3 ? `${(n / 1e3).toPrecision(3)} KB` : `${Math.round(n)} B`;
 }

@@ -33,6 +33,7 @@ import { behaviorsStep, foldedStepsStep, layersStep, modelMapStep, openWorkspace
 import { charlmInstancesStep, layersLabelsStep, modelMapUnitsStep, oneTypoStep, sweepLensesStep, writeTypoFile } from './issue19-steps.mjs';
 import { confusionMcnemarStep, layersFixStep } from './issue19-expert-steps.mjs';
 import { createFromPythonStep } from './create-steps.mjs';
+import { sensitivityStep } from './scan-steps.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const extRoot = resolve(here, '../..');
@@ -432,6 +433,8 @@ async function main() {
     }, 1000);
     await shot('08-model-map-restored');
   });
+
+  await step('toy: Layers Sensitivity view: Run scan, the chart, a budgeted variant written into the file (issue 23)', () => sensitivityStep(harness(base), workspace));
 
   await step('toy: Create Experiment File from the lens over build() in toy_model.py (issue 19 item 8)', () => createFromPythonStep(harness(base), workspace));
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ScanBudgetResult } from '../../shared/protocol';
-import { applyInsert, defaultVariantName, parseLoss, parseSize } from '../../src/budget';
+import { applyInsert, defaultVariantName, parseLoss, parseSize, scannedBudget } from '../../src/budget';
 
 describe('budget input', () => {
   it('parses sizes with units, a bare number as MB', () => {
@@ -20,6 +20,14 @@ describe('budget input', () => {
     expect(parseLoss('0')).toEqual({ loss: 0 });
     expect(parseLoss('-1')).toEqual({ error: 'how much worse than the base: 0 or more' });
     expect(parseLoss('')).toEqual({ error: 'a number, e.g. 0.01' });
+  });
+
+  it('turns a whole-model size into the bytes the scanned weights may take', () => {
+    // base: 10 MB stored, 8 MB of it the scanned weights; the rest (2 MB) stays as it is
+    expect(scannedBudget(6_000_000, 10_000_000, 8_000_000)).toEqual({ bytes: 4_000_000 });
+    expect(scannedBudget(2_000_000, 10_000_000, 8_000_000)).toEqual({
+      error: 'the rest of the model (what the scan does not cover) already takes 2,000,000 bytes: give more than that',
+    });
   });
 
   it('names the variant after its budget, unique in the file', () => {
