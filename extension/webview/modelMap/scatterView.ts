@@ -5,6 +5,7 @@
  */
 import { el, onNextFrame, sizeCanvas } from '../shared/dom';
 import type { App, Change } from './app';
+import { budgetMarks, isStoredSize } from './budget';
 import { paretoFront } from './pareto';
 import { errorBars } from './errorBars';
 import { extent, linear, short, themeColors, ticks, type Linear, type Theme } from './scales';
@@ -204,6 +205,29 @@ export class ScatterView {
       ctx.stroke();
       ctx.setLineDash([]);
       ctx.globalAlpha = 1;
+    }
+    // Size budgets of budgeted variants (Layers > Sensitivity): a vertical line at the budget on a
+    // stored-size x axis, named after the variant (its model is the point left of it, or not).
+    const marks = isStoredSize(xd) ? budgetMarks(lin.models) : [];
+    this.canvas.dataset.budgets = marks.map((b) => `${b.variant}:${b.bytes}`).join(' ');
+    if (marks.length) {
+      ctx.strokeStyle = theme.focus;
+      ctx.fillStyle = theme.focus;
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([2, 3]);
+      ctx.textAlign = 'left';
+      ctx.textBaseline = 'top';
+      for (const b of marks) {
+        const x = Math.round(xs(b.bytes)) + 0.5;
+        ctx.beginPath();
+        ctx.moveTo(x, M.t);
+        ctx.lineTo(x, this.height - M.b);
+        ctx.stroke();
+        const size = lin.metric(b.id, xKey);
+        const over = size !== undefined && size > b.bytes;
+        ctx.fillText(`budget of ${b.variant}${over ? ' (over it)' : ''}`, x + 3, M.t + 2);
+      }
+      ctx.setLineDash([]);
     }
     // Error bars (latency's spread): from each value to value + spread, noisy ones dashed.
     const bars = errorBars(lin, xKey, yKey, xs, ys);
