@@ -32,6 +32,7 @@ class OnnxExport:
     path: Path
     qdq: list[str] = field(default_factory=list)  # parameters written as integer codes + DequantizeLinear
     kept_float: dict[str, str] = field(default_factory=dict)  # quantized parameters left float, and why
+    folded: list[str] = field(default_factory=list)  # of `qdq`: a BatchNorm folded into their scales
 
 
 def export_onnx(
@@ -143,16 +144,22 @@ def _write_qdq(proto: Any, model: nn.Module, encodings: dict[str, Any], info: On
             info.kept_float[name] = why or ""
             continue
         weight = params[name].detach().to("cpu", torch.float32)
-        if not np.array_equal(numpy_helper.to_array(init), weight.numpy()):
-            # the exporter's optimizer folds some ops into a weight under its own name (a
-            # BatchNorm into the Conv before it): those values are no longer on the grid
-            info.kept_float[name] = "the exporter folded another op (e.g. BatchNorm) into it"
-            continue
         codes = enc.encode(weight)
         if not torch.equal(enc.dequantize(codes), weight):
             info.kept_float[name] = "its weights are not on its quantization grid"
             continue
         tensors, attrs = _qdq_tensors(enc, codes)
+        exported = numpy_helper.to_array(init)
+        if not np.array_equal(exported, weight.numpy()):
+            # the exporter's optimizer folds a BatchNorm into the Conv before it, under the
+            # weight's own name: each output channel scaled by its factor k. Codes times
+            # (scale * k) are those values again (to float rounding), so they stay codes.
+            folded = _folded_scales(exported, weight.numpy(), enc, tensors, attrs)
+            if folded is None:
+                info.kept_float[name] = "the exporter folded another op into it, not as a per-channel factor"
+                continue
+            tensors, attrs = folded
+            info.folded.append(name)
         base = f"model.{name}"
         qname, sname, zname = f"{base}.codes", f"{base}.scale", f"{base}.zero_point"
         graph.initializer.remove(init)
@@ -204,6 +211,33 @@ def _qdq_tensors(enc: Any, codes: torch.Tensor) -> tuple[dict[str, np.ndarray], 
     return (
         {"codes": q, "scale": s.contiguous().numpy(), "zero": z.contiguous().numpy()},
         {"axis": 1 - enc.axis, "block_size": int(enc.group_size)},
+    )
+
+
+def _folded_scales(
+    exported: np.ndarray, weight: np.ndarray, enc: Any, tensors: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Per-output-channel scales for a weight the exporter scaled channel by channel (`exported` =
+    `weight` * k[c] along axis 0), or None when it is not such a scaling. Per-tensor scales
+    become per-channel ones; groups (blocked scales) are left float."""
+    if enc.granularity == "group" or exported.shape != weight.shape or weight.ndim < 2 or enc.axis != 0:
+        return None
+    w = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    e = exported.reshape(exported.shape[0], -1).astype(np.float64)
+    norm = (w * w).sum(1)
+    if (norm == 0).any():
+        return None
+    k = (w * e).sum(1) / norm
+    if not np.all(np.isfinite(k)) or (k <= 0).any():
+        return None  # a negative or zero factor would need a negative or zero scale
+    if not np.allclose(w * k[:, None], e, rtol=1e-5, atol=1e-7 * max(1.0, float(np.abs(e).max()))):
+        return None
+    rows = weight.shape[0]
+    scale = np.broadcast_to(np.asarray(tensors["scale"], np.float64).reshape(-1), (rows,)) * k
+    zero = np.broadcast_to(np.asarray(tensors["zero"]).reshape(-1), (rows,))
+    return (
+        {"codes": tensors["codes"], "scale": scale.astype(np.float32), "zero": np.ascontiguousarray(zero)},
+        {"axis": 0},
     )
 
 

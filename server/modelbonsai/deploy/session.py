@@ -200,6 +200,8 @@ class Deployment:
                 )
                 if info.qdq:
                     note = f"{len(info.qdq)} weight tensors as integer codes + DequantizeLinear"
+                    if info.folded:
+                        note += f" ({len(info.folded)} with a BatchNorm folded into their scales)"
                 if info.kept_float:
                     name, why = next(iter(info.kept_float.items()))
                     note += f"{'; ' if note else ''}{len(info.kept_float)} quantized tensors kept float ({name}: {why})"
