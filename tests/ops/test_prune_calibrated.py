@@ -203,3 +203,64 @@ def test_earlier_masks_stay_and_needs_task(op: str) -> None:
         run(op, CompressedModel(build_tiny_gpt2()), None)
     with pytest.raises(OpError, match="smaller than 'm'"):
         run(op, CompressedModel(build_tiny_gpt2()), make_gpt2_task(), n=4, m=4)
+
+
+class ResidualDepthwise(nn.Module):
+    """A residual CNN block with a depthwise and a grouped convolution (what MobileNet / ResNeXt use)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.grouped = nn.Conv2d(16, 16, 1, groups=4)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        h = h + self.grouped(torch.relu(self.dw(h)))
+        return self.head(h.mean((2, 3)))
+
+
+def _residual() -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        return ResidualDepthwise().eval()
+
+
+@pytest.mark.parametrize(
+    ("op", "params"),
+    [
+        ("prune.wanda", {"sparsity": 0.5}),
+        ("prune.sparsegpt", {"sparsity": 0.5}),
+        ("prune.wanda", {"n": 2, "m": 4}),
+        ("prune.sparsegpt", {"n": 2, "m": 4}),
+        ("palettize", {"n_bits": 2, "weighting": "hessian"}),
+    ],
+)
+def test_residual_cnn_with_depthwise_and_grouped_convs(op: str, params: dict[str, Any]) -> None:
+    cm, ctx = run(op, CompressedModel(_residual()), make_cnn_task(), batches=2, batch_size=4, **params)
+    weights = dict(cm.module.named_parameters())
+    targets = ["stem.weight", "dw.weight", "grouped.weight", "head.weight"]
+    if op == "palettize":
+        assert sorted(cm.encodings) == sorted(targets)
+        for name in targets:
+            assert torch.unique(weights[name]).numel() <= 4
+        return
+    if "m" in params:
+        # the stem has 3 inputs, the depthwise conv 1 per group, the grouped conv 4: all but the
+        # grouped conv and the head are skipped
+        assert set(ctx.skipped) == {"stem.weight", "dw.weight"}
+        pruned = ["grouped.weight", "head.weight"]
+    else:
+        assert not ctx.skipped
+        pruned = targets
+    for name in pruned:
+        mask = cm.masks[name]
+        assert int((weights[name] == 0).sum()) == int(mask.sum())
+        rows = mask.reshape(mask.shape[0], -1)
+        if "m" in params:
+            assert int(mask.sum()) * 2 == mask.numel()
+        elif op == "prune.sparsegpt" and name in ("stem.weight", "head.weight"):
+            assert int(mask.sum()) == round(0.5 * mask.numel())  # exact per layer, chosen per block
+        else:  # Wanda, and SparseGPT's magnitude fallback on depthwise / grouped convs: per row
+            assert bool((rows.sum(1) == round(0.5 * rows.shape[1])).all()), name
