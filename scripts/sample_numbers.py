@@ -420,6 +420,106 @@ def minilm_findings(r: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- charlm ---------------------------------------------------------------------------------------
+
+CHARLM_BASE = "charlm"
+#: The quantized models of charlm's table, in its order.
+CHARLM_QUANTIZED = (
+    *(f"rtn-{g}-{b}" for b in (8, 6, 4, 3) for g in ("tensor", "channel", "group")),
+    *(f"calibrated-{g}-{b}" for b in (4, 3) for g in ("channel", "group")),
+)
+
+
+def kib(n: float) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+def _lm_row(r: Results, m: str, label: str | None = None) -> str:
+    return (
+        f"| {label or m} | {kib(r.metric(m, 'stored_size'))} | {r.metric(m, 'perplexity'):.3f} | "
+        f"{pct(r.metric(m, 'token_agreement'))} | {pct(r.metric(m, 'generation_match'))} | "
+        f"{r.metric(m, 'generation_first_divergence'):.1f} |"
+    )
+
+
+@section("charlm-base", sample="charlm")
+def charlm_base(r: Results) -> str:
+    return (
+        f"The base model reaches perplexity **{r.metric(CHARLM_BASE, 'perplexity'):.2f}** "
+        f"({r.metric(CHARLM_BASE, 'nll'):.2f} nats/char) on the held-out text, stored in "
+        f"{kib(r.metric(CHARLM_BASE, 'stored_size'))} (this run: torch {r.version(CHARLM_BASE, 'torch')}).\n"
+    )
+
+
+@section("charlm-quant", sample="charlm")
+def charlm_quant(r: Results) -> str:
+    rows = [
+        "| variant | stored | perplexity | next-token agreement | generation match | first divergence (tokens) |",
+        "|---|---|---|---|---|---|",
+        _lm_row(r, CHARLM_BASE, f"{CHARLM_BASE} (float32)"),
+    ]
+    rows += [_lm_row(r, m) for m in CHARLM_QUANTIZED if r.has(m)]
+    return "\n".join(rows) + "\n"
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """`lo–hi`, or one number when both read the same."""
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _ppl_change(r: Results, m: str) -> str:
+    change = 100 * (r.metric(m, "perplexity") / r.metric(CHARLM_BASE, "perplexity") - 1)
+    return f"{'+' if change >= 0 else '−'}{abs(change):.1f} %"
+
+
+@section("charlm-findings", sample="charlm")
+def charlm_findings(r: Results) -> str:
+    p = lambda m: f"{r.metric(m, 'perplexity'):.3f}"  # noqa: E731
+    agree = lambda m: pct(r.metric(m, "token_agreement"))  # noqa: E731
+    eights = [f"rtn-{g}-8" for g in ("tensor", "channel", "group")]
+    lines = [
+        f"- **8 bits**: next-token agreement {_span([r.metric(m, 'token_agreement') for m in eights], '{:.1f}')} % "
+        f"over the three granularities, perplexity {_span([r.metric(m, 'perplexity') for m in eights], '{:.3f}')} "
+        f"(base {p(CHARLM_BASE)}).",
+        f"- **rtn-tensor-3**, one scale per tensor at 3 bits: perplexity {p('rtn-tensor-3')} "
+        f"({_ppl_change(r, 'rtn-tensor-3')}), agreement {agree('rtn-tensor-3')}, generations part from "
+        f"the base after {r.metric('rtn-tensor-3', 'generation_first_divergence'):.1f} characters on average.",
+        f"- **Finer scales** at 3 bits: per channel {p('rtn-channel-3')}, per group {p('rtn-group-3')}.",
+    ]
+    if r.has("calibrated-group-3"):
+        m = "calibrated-group-3"
+        ratio = r.metric(CHARLM_BASE, "stored_size") / r.metric(m, "stored_size")
+        lines.append(
+            f"- **{m}** (GPTQ-style): perplexity {p(m)} ({_ppl_change(r, m)} against the base), agreement "
+            f"{agree(m)}, {kib(r.metric(m, 'stored_size'))} ({ratio:.1f}× smaller than float32)."
+        )
+    if r.has("calibrated-channel-4") and r.has("rtn-group-4"):
+        a, b = "calibrated-channel-4", "rtn-group-4"
+        smaller = r.metric(a, "stored_size") < r.metric(b, "stored_size")
+        lines.append(
+            f"- **4 bits**: {a} {agree(a)} agreement, perplexity {p(a)}, against {b} {agree(b)}, {p(b)}; "
+            f"{a} stores {'less' if smaller else 'more'} ({kib(r.metric(a, 'stored_size'))} vs "
+            f"{kib(r.metric(b, 'stored_size'))})."
+        )
+    for g in ("group", "tensor"):
+        kd, src = f"rtn-{g}-3-kd", f"rtn-{g}-3"
+        if r.has(kd):
+            lines.append(
+                f"- **{kd}**, 100 steps of distillation on the 3-bit grid: perplexity {p(src)} → {p(kd)}, "
+                f"agreement {agree(src)} → {agree(kd)}, generation match "
+                f"{pct(r.metric(src, 'generation_match'))} → {pct(r.metric(kd, 'generation_match'))}."
+            )
+    pruned = [m for m in ("prune-0.3", "prune-0.5", "prune-0.7", "prune-0.5-ft") if r.has(m)]
+    if pruned:
+        lines.append(
+            "- **Pruning**, for contrast (global magnitude): "
+            + "; ".join(f"{m} {p(m)} / {agree(m)} at {kib(r.metric(m, 'stored_size'))}" for m in pruned)
+            + " (perplexity / agreement / stored)."
+        )
+    return "\n".join(lines) + "\n"
+
+
 # -- reading and writing READMEs ------------------------------------------------------------------
 
 
