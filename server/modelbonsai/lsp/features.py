@@ -430,9 +430,12 @@ def register(server: BonsaiServer) -> None:
 def model_file_lenses(uri: str, source: str) -> list[lsp.CodeLens]:
     """ "Create experiment file" over each function of a Python file that returns an nn.Module
     and needs no arguments (read from its syntax tree: nothing is imported or run)."""
+    from ..experiment.factories import MAX_SOURCE_BYTES, FactoryError, model_factories
+
     if "torch" not in source and "nn." not in source and "Module" not in source:
         return []  # not a model file: no parse on every keystroke in unrelated Python
-    from ..experiment.factories import FactoryError, model_factories
+    if len(source) > MAX_SOURCE_BYTES:
+        return []  # generated or vendored code: not parsed on every keystroke
 
     try:
         found = model_factories(source)
