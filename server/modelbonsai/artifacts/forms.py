@@ -86,6 +86,22 @@ def _cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu").contiguous()
 
 
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _masked(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """t[mask] (row-major order, the same bytes) for host tensors: gathered by numpy on an
+    integer view of the same element size, ~8x faster than torch's boolean indexing on the CPU
+    (0.78 s vs 0.09 s for a MiniLM-sized tensor: most of writing a pruned model); any dtype
+    (bfloat16 too: only bytes are moved)."""
+    ints = _SAME_SIZE_INT.get(t.element_size())
+    if ints is None or t.device.type != "cpu" or mask.device.type != "cpu":
+        return t[mask]
+    src = t.detach().contiguous().view(ints).numpy()
+    picked = src.reshape(-1)[mask.detach().contiguous().reshape(-1).numpy()]
+    return torch.from_numpy(picked).view(t.dtype)
+
+
 # -- float (and other plain) tensors ---------------------------------------------------------------
 def encode_plain(name: str, t: torch.Tensor) -> Encoded:
     """The smallest of dense, bitmask+values and CSR for a plain tensor."""
@@ -98,7 +114,10 @@ def encode_plain(name: str, t: torch.Tensor) -> Encoded:
         if packed_nbytes(t.numel(), 1) + nnz * elem < dense_bytes:
             nz = t != 0
             options.append(
-                Encoded(_base(t, "bitmask"), {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": t[nz]})
+                Encoded(
+                    _base(t, "bitmask"),
+                    {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": _masked(t, nz)},
+                )
             )
         if t.dim() >= 2 and t[0].numel() < 2**31 and (t.shape[0] + 1 + nnz) * 4 + nnz * elem < dense_bytes:
             options.append(_encode_csr(name, t))
@@ -116,7 +135,7 @@ def _encode_csr(name: str, t: torch.Tensor) -> Encoded:
         {
             f"{name}{SEP}indptr": indptr.to(torch.int32),
             f"{name}{SEP}indices": indices.to(torch.int32),
-            f"{name}{SEP}values": m[nz],
+            f"{name}{SEP}values": _masked(m, nz),
         },
     )
 
@@ -152,7 +171,7 @@ def encode_quant(name: str, t: torch.Tensor, enc: QuantEncoding) -> Encoded | No
                 {**entry, "form": "packed-bitmask"},
                 {
                     f"{name}{SEP}mask": pack_mask(nz),
-                    f"{name}{SEP}codes": pack_codes(codes[nz], enc.bits),
+                    f"{name}{SEP}codes": pack_codes(_masked(codes, nz), enc.bits),
                     **common,
                 },
             )
@@ -245,7 +264,7 @@ def encode_qint8(name: str, qweight: torch.Tensor) -> Encoded:
     if f"{name}{SEP}zero_points" not in tensors and packed_nbytes(ints.numel(), 1) + nnz < ints.numel():
         sparse = Encoded(
             {**entry, "sparse": True},
-            {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": ints[nz], **tensors},
+            {f"{name}{SEP}mask": pack_mask(nz), f"{name}{SEP}values": _masked(ints, nz), **tensors},
         )
         return min([dense, sparse], key=lambda e: e.cost)
     return dense
