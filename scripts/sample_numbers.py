@@ -520,6 +520,108 @@ def charlm_findings(r: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- deploy: eager vs ONNX Runtime vs ExecuTorch (issue 21 item 5) ----------------------------------
+
+#: The models each sample's deploy table quotes (base, int8, 4-bit, 50% unstructured, 2:4), as
+#: (name in the store, what it is).
+DEPLOY_MODELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "digits": (
+        ("digits-cnn", "float32 base"),
+        ("int8", "int8 weights"),
+        ("int4", "4-bit weights"),
+        ("sparse-0.5", "50% unstructured"),
+        ("sparse-2of4", "2:4 semi-structured"),
+    ),
+    "charlm": (
+        ("charlm", "float32 base"),
+        ("deploy-int8", "int8 weights"),
+        ("deploy-int4", "4-bit weights (groups of 64)"),
+        ("deploy-sparse-0.5", "50% unstructured"),
+        ("deploy-2of4", "2:4 semi-structured"),
+    ),
+}
+_RUNTIMES = (("onnxruntime", "ONNX Runtime"), ("executorch", "ExecuTorch"))
+
+
+def _maybe(r: Results, model: str, name: str) -> float:
+    """A metric, or NaN where the run did not measure it (a runtime missing, an export refused)."""
+    try:
+        return r.metric(model, name)
+    except NumbersError:
+        return float("nan")
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+def _ms(x: float) -> str:
+    return "—" if x != x else f"{x:.3g} ms"
+
+
+def _deploy_table(r: Results) -> str:
+    base = DEPLOY_MODELS[r.sample][0][0]
+    rows = [
+        "| model | stored | eager PyTorch | ONNX Runtime | ExecuTorch | .onnx | .pte | parity (max abs diff) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, what in DEPLOY_MODELS[r.sample]:
+        if not r.has(model):
+            continue
+        eager = _maybe(r, model, "latency")
+        cells = []
+        for t, _label in _RUNTIMES:
+            lat, speed = _maybe(r, model, f"{t}_latency"), _maybe(r, model, f"{t}_speedup")
+            cells.append(_ms(lat) + ("" if speed != speed else f" ({speed:.2g}×)"))
+        sizes = [_maybe(r, model, f"{t}_size") for t, _ in _RUNTIMES]
+        diffs = [_maybe(r, model, f"{t}_max_abs_diff") for t, _ in _RUNTIMES]
+        parity = " / ".join("—" if d != d else f"{d:.1g}" for d in diffs)
+        rows.append(
+            f"| {model} ({what}) | {_kib(r.metric(model, 'stored_size'))} | {_ms(eager)} | {cells[0]} | "
+            f"{cells[1]} | {'—' if sizes[0] != sizes[0] else _kib(sizes[0])} | "
+            f"{'—' if sizes[1] != sizes[1] else _kib(sizes[1])} | {parity} |"
+        )
+    lines = ["\n".join(rows), ""]
+    speedups = [(label, _maybe(r, base, f"{t}_speedup")) for t, label in _RUNTIMES] if r.has(base) else []
+    said = [f"{x:.2g}× faster in {label}" for label, x in speedups if x == x]
+    if said:
+        lines.append(
+            f"The runtime is the speed-up: the base runs {' and '.join(said)} than in eager PyTorch."
+        )
+    faster: list[str] = []
+    for t, label in _RUNTIMES:
+        b = _maybe(r, base, f"{t}_latency") if r.has(base) else float("nan")
+        ratios = []
+        for model, what in DEPLOY_MODELS[r.sample][1:]:
+            m = _maybe(r, model, f"{t}_latency") if r.has(model) else float("nan")
+            if m == m and b == b and b > 0:
+                ratio = m / b
+                verdict = "faster" if ratio < 0.9 else ("slower" if ratio > 1.1 else "no faster")
+                ratios.append(f"{what} {verdict} ({ratio:.2f}× the base's time)")
+                if ratio < 0.9:
+                    faster.append(f"{what} in {label}")
+        if ratios:
+            lines.append(f"In {label}: " + "; ".join(ratios) + ".")
+    lines.append(
+        "Faster than the base in the same runtime: " + ", ".join(faster) + "."
+        if faster
+        else "No compression here runs faster than the base in the same runtime."
+    )
+    lines.append(
+        "Latencies: one thread, batch 8, the lowest of the round medians, each runtime timed in the "
+        "same rounds as eager PyTorch (× is the speed-up over eager in those rounds). These runtimes' "
+        "CPU kernels are dense, so zeros are still multiplied; ONNX Runtime dequantizes integer "
+        "weights at every call (DequantizeLinear before a float kernel), so they shrink the .onnx "
+        "file, not the time; the .pte holds float weights."
+    )
+    return "\n".join(lines) + "\n"
+
+
+@section("digits-deploy", sample="digits")
+def digits_deploy(r: Results) -> str:
+    return _deploy_table(r)
+
+
 # -- reading and writing READMEs ------------------------------------------------------------------
 
 

@@ -92,6 +92,13 @@ def test_digits_small(digits_run: tuple[Path, dict[str, dict[str, Any]]]) -> Non
     assert models["layer-0.9"]["nonzero_parameters"] < 0.2 * base["parameters"]
     assert models["int4"]["stored_size"] < 0.3 * base["stored_size"]
     assert any(k.startswith("class_accuracy/") for k in base)
+    # deploy: the sample's CNN in ONNX Runtime and ExecuTorch gives the eager model's outputs, and
+    # the int4 model's .onnx holds its weights as packed 4-bit codes
+    for t in ("onnxruntime", "executorch"):
+        assert base[f"{t}_max_abs_diff"] <= 1e-4 and base[f"{t}_agreement"] == 100.0
+        assert base[f"{t}_latency"] > 0 and base[f"{t}_speedup"] > 0
+    assert models["int4"]["onnxruntime_max_abs_diff"] <= 1e-4
+    assert models["int4"]["onnxruntime_size"] < 0.4 * base["onnxruntime_size"]
 
 
 @pytest.mark.slow
@@ -113,6 +120,9 @@ def test_charlm_small(tmp_path: Path) -> None:
     base = models["charlm"]
     assert base["token_agreement"] == 100.0 and base["generation_match"] == 100.0
     assert 1.0 < base["perplexity"] < 97  # better than uniform over the character vocabulary
+    # deploy: the sample's GPT-2 in ONNX Runtime and ExecuTorch gives the eager model's logits
+    for t in ("onnxruntime", "executorch"):
+        assert base[f"{t}_max_abs_diff"] <= 1e-3 and base[f"{t}_agreement"] >= 99.0
     assert models["rtn-tensor-3"]["token_agreement"] < 100.0
     # issue 3: calibrated (GPTQ) quantization beats round-to-nearest at 3 bits on the sample, at
     # the same granularity: closer next-token agreement and perplexity to the base
