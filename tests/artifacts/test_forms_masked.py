@@ -1,11 +1,11 @@
-"""The fast gather of the non-zero values that the sparse forms store equals torch's t[mask]."""
+"""The fast gather of the non-zero values the sparse forms store, and the non-zero count, equal torch's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from modelbonsai.artifacts.forms import _masked
+from modelbonsai.artifacts.forms import _masked, count_nonzero
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8,
@@ -27,3 +27,14 @@ def test_masked_of_a_non_contiguous_tensor() -> None:
     t = torch.arange(60, dtype=torch.float32).reshape(6, 10).T  # a transposed view
     mask = t % 3 == 0
     assert torch.equal(_masked(t, mask), t[mask])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8,
+                                   torch.bool])  # fmt: skip
+def test_count_nonzero_equals_torch(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    t = (torch.randn(41, 29, generator=g) * 9).to(dtype)
+    if dtype.is_floating_point:
+        t[0, :4] = torch.tensor([-0.0, 0.0, float("nan"), float("-inf")]).to(dtype)
+    for x in (t, t.T, t[::2]):  # strided views too
+        assert count_nonzero(x) == int(torch.count_nonzero(x))
