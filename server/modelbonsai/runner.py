@@ -903,6 +903,9 @@ class Runner:
             session.prepare()
             self._check_cancelled()
             progress(0.9, "measuring")
+            # the runtimes run on the CPU: timed in the eager model's rounds when it runs there
+            # too (a fair ratio), on their own beside a model on an accelerator
+            on_cpu = device.type == "cpu"
             eff = self._efficiency(
                 exp,
                 cm,
@@ -911,8 +914,12 @@ class Runner:
                 base_bytes=None,
                 speed=True,
                 evaluation_s=evaluation_s,
-                companions=session.companions(),
+                companions=session.companions() if on_cpu else [],
             )
+            if not on_cpu:
+                from .metrics import run_protocol
+
+                eff += session.measure_alone(run_protocol(evaluation_s))
         flag = session.warning()
         if flag:
             warn(flag)

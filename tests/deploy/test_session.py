@@ -189,3 +189,13 @@ def test_gpt2_conv1d_weights_as_codes_per_channel_and_group(tmp_path: Path) -> N
         # arithmetic (about 1e-3 here; with them off the result is within 1e-7): what a
         # deployment gets, so the parity metric reports it rather than hiding it
         assert diff <= 1e-2
+
+
+def test_runtimes_timed_on_their_own_beside_a_model_on_an_accelerator(image_task) -> None:
+    """With the eager model on a GPU there are no shared CPU rounds: the runtimes are timed
+    alone (the same protocol, on the CPU) and no speed-up is claimed."""
+    with Deployment(cnn(), image_task, DeploySpec(("onnxruntime",))) as d:
+        d.prepare()
+        alone = {m.name: m for m in d.measure_alone()}
+    assert set(alone) == {"onnxruntime_latency"} and alone["onnxruntime_latency"].value > 0
+    assert "thread CPU time" in alone["onnxruntime_latency"].detail

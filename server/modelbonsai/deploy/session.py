@@ -237,15 +237,39 @@ class Deployment:
             out.append(Companion(call, self.batch_size, done))
         return out
 
-    def _timed(self, t: Target, lat: Latency, eager: Latency) -> list[Metric]:
+    def measure_alone(self, protocol: Any = None) -> list[Metric]:
+        """The runtimes' latencies without the eager model beside them (it runs on an accelerator:
+        no shared rounds, no fair ratio), on the CPU with the same protocol, round by round in turn."""
+        from ..metrics.efficiency import ThreadCpuTimer, measure_latencies, one_thread
+
+        runs = self.companions()
+        if not runs:
+            return []
+        with one_thread():
+            lats = measure_latencies(
+                [c.call for c in runs],
+                batch_sizes=[c.batch_size for c in runs],
+                device=torch.device("cpu"),
+                protocol=protocol,
+                timer=ThreadCpuTimer(),
+            )
+        out: list[Metric] = []
+        live = [p for p in self._prepared if p.program is not None]
+        for p, lat in zip(live, lats, strict=True):
+            out += self._timed(p.target, lat, None)
+        return out
+
+    def _timed(self, t: Target, lat: Latency, eager: Latency | None) -> list[Metric]:
         m = latency_metrics(lat)[0]
         assert isinstance(m, LatencyMetric)
         m.name, m.headline = t.metric("latency"), False
         m.detail = f"{t.name} on the CPU, 1 thread; " + m.detail
         if m.measurement is not None:
             m.measurement = {**m.measurement, "detail": m.detail}
-        speedup = eager.value_s / lat.value_s if lat.value_s > 0 else math.inf
         self._latency[t.name] = m
+        if eager is None:
+            return [m]
+        speedup = eager.value_s / lat.value_s if lat.value_s > 0 else math.inf
         return [
             m,
             Metric(
