@@ -11,7 +11,8 @@ Then the Layers panel's comparison as a whole request through the language serve
 sample's base and its `layer-all-0.1` variant (stored by `bonsai run` in a temporary workspace),
 `bonsai/compare/activations` with its 200 instances (the server's default mode, "both") from the
 request to the last result page, against two plain forwards of the two models over the same
-instances in this process (target <= 3x; `--no-layers` skips it, as does a missing sample model).
+instances in this process (target <= 3x; `--no-layers` skips it). The sample's model and data
+are the repository's once prepared, else made in the temporary folder by its prepare.py.
 
 Prints one JSON object as its last line (`figures`: name, value, target, ok) and exits 1 on a
 miss."""
@@ -43,7 +44,6 @@ INSTANCES, BATCH, SEQ = 64, 16, 128
 REPEATS = 9
 TARGET_PROPAGATED, TARGET_BOTH = 1.2, 1.5
 TARGET_LAYERS = 3.0
-MINILM = Path(__file__).resolve().parents[2] / "samples" / "minilm"
 LAYERS_INSTANCES = 200
 LAYERS_EXPERIMENT = """\
 seed: 0
@@ -108,6 +108,7 @@ def layers_request() -> dict[str, Any]:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_lsp import Client
+    from bench_run import sample_folder
 
     from modelbonsai.experiment import load_experiment
     from modelbonsai.load import load_base
@@ -115,8 +116,9 @@ def layers_request() -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bonsai-bench-layers-") as tmp:
         root = Path(tmp)
+        sample = sample_folder(root)
         exp_file = root / "layers.bonsai.yaml"
-        exp_file.write_text(LAYERS_EXPERIMENT.format(root=MINILM.as_posix(), n=LAYERS_INSTANCES))
+        exp_file.write_text(LAYERS_EXPERIMENT.format(root=sample.as_posix(), n=LAYERS_INSTANCES))
         exe = Path(sys.executable).parent / "bonsai"
         subprocess.run([str(exe), "run", str(exp_file), "--device", "cpu"], cwd=root, check=True,
                        capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
@@ -150,7 +152,7 @@ def layers_request() -> dict[str, Any]:
         exp = load_experiment(exp_file).experiment
         assert exp is not None
         task = make_task(exp, max_instances=LAYERS_INSTANCES)
-        base = load_base({"load": str(MINILM / "model")}, root).eval()
+        base = load_base({"load": str(sample / "model")}, root).eval()
         other = copy.deepcopy(base)
         with torch.no_grad():  # the variant's cost is its architecture's: pruned weights stay dense
             for p in other.parameters():
@@ -230,7 +232,7 @@ def main() -> int:
          "ok": r_both <= TARGET_BOTH},
     ]  # fmt: skip
     layers: dict[str, Any] | None = None
-    if "--no-layers" not in sys.argv and (MINILM / "model" / "model.safetensors").is_file():
+    if "--no-layers" not in sys.argv:
         # the server's worker runs with torch's default threads (the cores): so do the plain passes
         torch.set_num_threads(len(os.sched_getaffinity(0)))
         layers = layers_request()
