@@ -64,9 +64,14 @@ function varies(lin: Lineage, key: string): boolean {
   return false;
 }
 
-/** Quality metrics: anything the engine does not name an efficiency metric and not in bytes. */
+/** A deploy target's metrics (deploy/targets.py METRICS: `onnxruntime_latency`, `_speedup`,
+ * `_size`, `_max_abs_diff`, `_agreement`) and its parity flag: a runtime's cost and its check
+ * against the evaluated model, not the task's quality (they stay on the axis menus). */
+const DEPLOY = /^(onnxruntime|executorch)_(latency|speedup|size|max_abs_diff|agreement)$|^deploy_parity_flags$/;
+
+/** Quality metrics: anything the engine does not name an efficiency or deploy metric and not in bytes. */
 export function qualityMetrics(lin: Lineage): MetricDef[] {
-  return lin.metrics.filter((m) => !NOT_QUALITY.has(m.name) && m.unit !== 'B');
+  return lin.metrics.filter((m) => !NOT_QUALITY.has(m.name) && m.unit !== 'B' && !DEPLOY.test(m.name));
 }
 
 /**

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MetricInfo, ModelInfo } from '../../../shared/protocol';
 import { Lineage } from '../../../webview/modelMap/lineage';
-import { collinear, correlation, defaultAxes } from '../../../webview/modelMap/axes';
+import { collinear, correlation, defaultAxes, qualityMetrics } from '../../../webview/modelMap/axes';
 import { model } from './fixture';
 
 const DEFS: Record<string, Omit<MetricInfo, 'key' | 'name' | 'value'>> = {
@@ -11,6 +11,8 @@ const DEFS: Record<string, Omit<MetricInfo, 'key' | 'name' | 'value'>> = {
   stored_size: { unit: 'B', higherIsBetter: false, headline: true },
   compression_ratio: { unit: 'x', higherIsBetter: true, headline: false },
   latency: { unit: 'ms', higherIsBetter: false, headline: true },
+  onnxruntime_latency: { unit: 'ms', higherIsBetter: false, headline: false },
+  onnxruntime_agreement: { unit: '%', higherIsBetter: true, headline: false },
 };
 
 function lineage(cols: Record<string, number[]>): Lineage {
@@ -68,5 +70,16 @@ describe('default scatterplot axes', () => {
 
   it('no efficiency metric: two metrics that are not collinear', () => {
     expect(defaultAxes(lineage({ accuracy: [1, 2, 3], agreement: [2, 4, 6.01] }))).toEqual({ x: 'agreement', y: 'accuracy' });
+  });
+
+  it("a deploy target's latency and parity are no quality metric (they stay on the menus)", () => {
+    const lin = lineage({
+      stored_size: [100, 50, 25, 12],
+      onnxruntime_latency: [0.4, 0.8, 0.9, 0.4],
+      onnxruntime_agreement: [100, 100, 99, 100],
+      accuracy: [97, 96, 90, 80],
+    });
+    expect(qualityMetrics(lin).map((m) => m.name)).toEqual(['accuracy']);
+    expect(defaultAxes(lin)).toEqual({ x: 'stored_size', y: 'accuracy' });
   });
 });
