@@ -92,7 +92,7 @@ def test_awq_beats_rtn_on_outlier_channels(symmetric: bool) -> None:
 def test_awq_scales_equal_a_direct_grid_search() -> None:
     task = OutlierTask()
     base = layer()
-    awq = run("quantize.awq", copy.deepcopy(base), task, grid=10, symmetric=True, **SCHEME)
+    awq = run("quantize.awq", copy.deepcopy(base), task, grid=10, symmetric=True, clip=False, **SCHEME)
     s_op = 1.0 / getattr(awq.module[0], SCALE)
 
     # the direct search, written out: every alpha, scale, quantize, measure, keep the best
@@ -116,13 +116,46 @@ def test_awq_scales_equal_a_direct_grid_search() -> None:
     torch.testing.assert_close(awq.module[0].weight, enc.project(w * best[1]), rtol=0, atol=1e-6)
 
 
-def test_awq_gptq_solver() -> None:
-    """GPTQ after the scaling lowers the error on the calibration rows it solves for (on iid
-    inputs it has little to compensate), and AWQ+GPTQ is far better than GPTQ alone here."""
+def test_clip_search_never_loses_to_rtn_and_is_stored_on_its_grid() -> None:
     task = OutlierTask()
     base = layer()
     calib = torch.cat([b.inputs for b in task.calibration_batches(4, 64, seed=0)])
-    a_rtn = run("quantize.awq", copy.deepcopy(base), task, **SCHEME)
+    plain = run("quantize.awq", copy.deepcopy(base), task, clip=False, **SCHEME)
+    clipped = run("quantize.awq", copy.deepcopy(base), task, **SCHEME)
+    # the same scales s; the clip search lowers the error on the rows it was searched on
+    assert torch.equal(getattr(plain.module[0], SCALE), getattr(clipped.module[0], SCALE))
+    assert rel_error(base, clipped.module, calib) < rel_error(base, plain.module, calib)
+    enc = clipped.encodings["0.weight"]
+    assert isinstance(enc, QuantEncoding)
+    w = clipped.module[0].weight
+    assert torch.equal(enc.project(w), w)
+    # per row and group: the chosen range is never worse than the full one
+    from modelbonsai.ops.awq import _round_trip, clip_search
+    from modelbonsai.ops.quantize import fit_scales
+
+    g = torch.Generator().manual_seed(0)
+    wt, x = torch.randn(8, 32, generator=g), torch.randn(100, 32, generator=g)
+    wr = wt.reshape(8, 2, 16)
+    scales, zeros, _ = clip_search(wt, x, 3, False, 16)
+    s0, z0, _ = fit_scales(wr, 3, False)
+    xg = x.reshape(100, 2, 16)
+
+    def err(sc: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        d = wr - _round_trip(wr, sc, z, 3, False)
+        return torch.einsum("ngi,rgi->nrg", xg, d).pow(2).sum(0)
+
+    assert bool((err(scales, zeros) <= err(s0, z0) * (1 + 1e-5)).all())
+    assert bool((scales <= s0 * (1 + 1e-3)).all()) and bool((scales < s0 * 0.999).any())
+
+
+def test_awq_gptq_solver() -> None:
+    """GPTQ after the scaling lowers the error on the calibration rows it solves for against
+    plain rounding (on iid inputs it has little to compensate, and the clip search does as well
+    there), and AWQ+GPTQ is far better than GPTQ alone here."""
+    task = OutlierTask()
+    base = layer()
+    calib = torch.cat([b.inputs for b in task.calibration_batches(4, 64, seed=0)])
+    a_rtn = run("quantize.awq", copy.deepcopy(base), task, clip=False, **SCHEME)
     a_gptq = run("quantize.awq", copy.deepcopy(base), task, solver="gptq", **SCHEME)
     gptq = run(
         "quantize.calibrated", copy.deepcopy(base), task, granularity="group", symmetric=False, **SCHEME

@@ -28,10 +28,12 @@ else:  # imported on first use: registering the ops needs no torch (lazy.py)
 
 from .quantize import (
     SCHEME_PARAMS,
+    QuantEncoding,
     check_finite,
     fitting_targets,
     output_axis,
     quantize_rtn,
+    scales_from_ranges,
     select_targets,
 )
 from .registry import CompressedModel, OpContext, Param, register_op
@@ -80,6 +82,13 @@ def _scheme_params() -> list[Param]:
             "error-compensating solver of quantize.calibrated).",
             default="rtn",
             choices=("rtn", "gptq"),
+        ),
+        Param(
+            "clip",
+            "bool",
+            "RTN solver: also search, per row and group, how far to shrink the range (1 down to "
+            "0.5) for the least output error, as AWQ does.",
+            default=True,
         ),
         *CALIBRATION_PARAMS,
         Param(
@@ -152,6 +161,8 @@ def quantize_awq(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) ->
                 wname = f"{c}.weight"
                 if gptq:
                     _gptq(model, cm, c, stats[c].hessian, s, bits, symmetric, gran, group_size, params)
+                elif params["clip"] and gran != "tensor":
+                    _clipped(model, cm, wname, rows / s.unsqueeze(0), bits, symmetric, group_size)
                 else:
                     _rtn(model, cm, wname, bits, symmetric, gran, group_size)
             ctx.progress((i + 1) / len(groups), f"{', '.join(chosen)}: alpha {alpha:.2f}")
@@ -209,6 +220,80 @@ def _rtn(
 ) -> None:
     p = model.get_parameter(name)
     enc = quantize_rtn(p, bits, symmetric, gran, group_size, output_axis(model, name), op=OP, layer=name)
+    p.copy_(enc.project(p))
+    enc.to_cpu()
+    cm.encodings[name] = enc
+
+
+#: range shrink factors tried by the clip search (AWQ's grid: 1 down to 0.5 in 20 steps)
+CLIP_RATIOS = tuple(1.0 - 0.5 * k / 20 for k in range(20))
+
+
+def clip_search(
+    w: torch.Tensor, x: torch.Tensor, bits: int, symmetric: bool, group_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """(scales, zeros, scale dtype) for w [out, in] whose ranges, shrunk per row and group by
+    the best of CLIP_RATIOS, give the least output error ‖X_g·(w_g - q(w_g))ᵀ‖² on the rows x
+    [n, in] (the layer's inputs as it reads them). Ratio 1 is round-to-nearest, so every group's
+    error is at most RTN's."""
+    rows, cols = w.shape
+    gs = group_size or cols
+    groups = cols // gs
+    wr = w.reshape(rows, groups, gs)
+    xg = x.reshape(x.shape[0], groups, gs)
+    gram = torch.einsum("ngi,ngj->gij", xg, xg)  # each group's block of XᵀX
+    lo, hi = torch.aminmax(wr, dim=-1)
+    best_err = torch.full((rows, groups), float("inf"), device=w.device)
+    best_ratio = torch.ones((rows, groups), device=w.device)
+    for ratio in CLIP_RATIOS:
+        scales, zeros, _ = scales_from_ranges(lo * ratio, hi * ratio, bits, symmetric)
+        d = wr - _round_trip(wr, scales, zeros, bits, symmetric)
+        err = torch.einsum("rgi,gij,rgj->rg", d, gram, d)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_ratio = torch.where(better, torch.full_like(best_ratio, ratio), best_ratio)
+    return scales_from_ranges(lo * best_ratio, hi * best_ratio, bits, symmetric)
+
+
+def _round_trip(
+    wr: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, bits: int, symmetric: bool
+) -> torch.Tensor:
+    """wr [rows, groups, len] rounded onto the grid of scales/zeros [rows, groups] (clipped)."""
+    s = scales.unsqueeze(-1)
+    if zeros is None:
+        z = torch.full_like(s, float(1 << (bits - 1)))
+        lo, hi = 1, (1 << bits) - 1
+    else:
+        z = zeros.to(torch.float32).unsqueeze(-1)
+        lo, hi = 0, (1 << bits) - 1
+    return (torch.clamp(torch.round(wr / s) + z, lo, hi) - z) * s
+
+
+def _clipped(
+    model: nn.Module,
+    cm: CompressedModel,
+    name: str,
+    x: torch.Tensor,
+    bits: int,
+    symmetric: bool,
+    group_size: int | None,
+) -> None:
+    """Quantize the (already scaled) weight `name` with clip-searched group ranges."""
+    layer = model.get_submodule(name.rpartition(".")[0])
+    p = model.get_parameter(name)
+    w = column_view(layer).detach().to(torch.float32)
+    scales, zeros, scale_dtype = clip_search(w, x, bits, symmetric, group_size)
+    enc = QuantEncoding(
+        bits=bits,
+        symmetric=symmetric,
+        granularity="group" if group_size else "channel",
+        group_size=group_size,
+        axis=output_axis(model, name),
+        shape=tuple(p.shape),
+        scales=scales,
+        zeros=zeros,
+        scale_dtype=scale_dtype,
+    )
     p.copy_(enc.project(p))
     enc.to_cpu()
     cm.encodings[name] = enc
