@@ -80,6 +80,20 @@ def test_run_stores_runtime_metrics_and_export_writes_a_runnable_file(tmp_path: 
     diff = float((got - ev.outputs[:full]).abs().max())
     print(f"exported int8 ONNX vs the stored outputs: max abs difference {diff:.3g}")
     assert diff <= 1e-6
+    # ExecuTorch: model.pte, run by executorch.runtime like the stored model
+    pytest.importorskip("executorch")
+    from executorch.runtime import Runtime
+
+    pte = tmp_path / "pte"
+    assert (
+        main(["export", "toy", str(pte), "--format", "executorch", "--workspace", str(exp_file.parent)]) == 0
+    )
+    assert "executorch runs it: max abs difference" in capsys.readouterr().err
+    with LineageStore.open(exp_file.parent) as store:
+        base_ev = load_evaluation(store, store.get_model("toy"))
+    method = Runtime.get().load_program(str(pte / "model.pte")).load_method("forward")
+    probs = torch.cat([method.execute([x[i : i + 8]])[0].clone() for i in range(0, full, 8)]).softmax(-1)
+    assert float((probs - base_ev.outputs[:full]).abs().max()) <= 1e-6
     # a second export into the same folder is refused without --force
     assert main(["export", "int8", str(out), "--format", "onnx", "--workspace", str(exp_file.parent)]) != 0
     assert "--force" in capsys.readouterr().err
