@@ -9,7 +9,8 @@ on calibration rows is closest to the float output wins (alpha = 0 is plain roun
 the chosen scales never do worse than it on those rows). Layers reading the same input (q/k/v)
 share one s, chosen on their summed error.
 
-The scaled weight is then quantized by round-to-nearest or by the GPTQ solver of
+The scaled weight is then quantized by round-to-nearest (with AWQ's clip search: each row-group's
+range shrunk by the factor with the least output error) or by the GPTQ solver of
 `quantize.calibrated` (on the Hessian of the scaled inputs), onto the usual grid: stored as packed
 codes + scales exactly like `quantize.weights`. The division of the input by s is folded into the
 preceding norm where that is exact, else kept as the layer's `input_scale` (see smoothquant.py).
@@ -111,8 +112,9 @@ def quantize_awq(cm: CompressedModel, params: dict[str, Any], ctx: OpContext) ->
     s = mean|x|^alpha are tried for `grid` values of alpha in [0, 1); for each, the scaled weight
     W·diag(s) is quantized and the layers' output error on calibration rows (input divided by s)
     is measured; the best alpha is kept. alpha = 0 is round-to-nearest, so the choice is never
-    worse than it on those rows. Then the scaled weights are quantized with `solver` (`rtn`, or
-    `gptq` with the Hessian of the scaled inputs). The input's division by s is folded into a
+    worse than it on those rows. Then the scaled weights are quantized with `solver`: `rtn`, where
+    `clip` (on by default) also shrinks each row-group's range by the factor in [0.5, 1] with the
+    least output error, or `gptq` with the Hessian of the scaled inputs. The input's division by s is folded into a
     preceding LayerNorm/RMSNorm when that is exact (checked on a batch), otherwise the layer keeps
     a per-channel `input_scale` (stored with the model). Stored like `quantize.weights`: packed
     codes + scales (+ zero points). Other targeted weights (Conv2d) are rounded to nearest; layers
