@@ -67,7 +67,7 @@ def run(name: str, m: nn.Module, task: Any, **params: Any) -> CompressedModel:
 
 
 def rel_error(ref: torch.Tensor, out: torch.Tensor) -> float:
-    return float((out - ref).detach().pow(2).sum() / ref.pow(2).sum())
+    return float((out - ref).detach().pow(2).sum() / ref.detach().pow(2).sum())
 
 
 # -- smoothquant ---------------------------------------------------------------------------------
@@ -213,3 +213,28 @@ def test_w8a8_inputs_pass_gradients_straight_through() -> None:
     with torch.no_grad():  # and the forward value is the rounded one either way
         ref = cm.module(x)
     torch.testing.assert_close(cm.module(x).detach(), ref)
+
+
+def test_w8a8_and_awq_on_a_residual_cnn_with_depthwise_and_grouped_convs() -> None:
+    from test_structured_depgraph import X, build
+
+    class Task(OutlierTask):
+        def calibration_batches(self, n: int, batch_size: int, seed: int) -> Iterator[Batch]:
+            gen = torch.Generator().manual_seed(seed)
+            for _ in range(n):
+                yield Batch(
+                    ids=[str(i) for i in range(batch_size)],
+                    inputs=torch.randn(batch_size, 3, 8, 8, generator=gen),
+                )
+
+    task = Task()
+    base = build()
+    with torch.no_grad():
+        ref = base(X)
+    w8a8 = run("quantize.static", build(), task, observer="percentile", batches=2, batch_size=8)
+    assert ACT_SCALE in w8a8.module.dw._buffers and ACT_SCALE in w8a8.module.g1._buffers
+    awq = run("quantize.awq", build(), task, granularity="channel", batches=2, batch_size=8)
+    assert {"stem.weight", "dw.weight", "g1.weight", "fc.weight"} <= set(awq.encodings)
+    with torch.no_grad():
+        for cm in (w8a8, awq):
+            assert rel_error(ref, cm.module(X)) < 0.05
