@@ -227,6 +227,9 @@ def kmeans_1d(
     # is best at a resolution that depends on the weights (coarse for 6-8 bits on a small tensor)
     seeds = [_quantile_seed(xs, sums[0], k), _range_seed(xs, k)]
     seeds += [_companding_seed(xs, ws, k, bins) for bins in (64, 256, 1024)]
+    if k > 8:  # k-means++ draws (seeded): where many entries meet a shape the quantiles miss
+        gen = torch.Generator().manual_seed(0)
+        seeds += [_kmeanspp_seed(xs, ws, k, gen) for _ in range(3)]
     best_c, best_err = None, None
     for c in seeds:
         c, err = _lloyd(xs, sums, c, iterations)
@@ -263,6 +266,33 @@ def _companding_seed(xs: torch.Tensor, ws: torch.Tensor, k: int, bins: int) -> t
     targets = (torch.arange(k, device=xs.device, dtype=cdf.dtype) + 0.5) / k
     pos = torch.searchsorted(cdf.contiguous(), targets.expand(xs.shape[0], -1).contiguous())
     return (lo + (pos.clamp_(max=bins - 1).to(torch.float32) + 0.5) * width).to(torch.float32)
+
+
+def _kmeanspp_seed(
+    xs: torch.Tensor, ws: torch.Tensor, k: int, gen: torch.Generator, bins: int = 4096
+) -> torch.Tensor:
+    """k-means++ (each next centroid drawn with probability ∝ weight x squared distance to the
+    nearest centroid so far) over a fine equal-width histogram of each row: bin means and masses
+    stand for the weights, so a draw costs a pass over the bins, not over every weight."""
+    rows = xs.shape[0]
+    lo, hi = xs[:, :1], xs[:, -1:]
+    width = (hi - lo).clamp_min(1e-30) / bins
+    b = ((xs - lo) / width).floor().clamp_(0, bins - 1).to(torch.int64)
+    slot = (torch.arange(rows, device=xs.device).unsqueeze(1) * bins + b).reshape(-1)
+    mass = torch.bincount(slot, weights=ws.reshape(-1), minlength=rows * bins).reshape(rows, bins)
+    tot = torch.bincount(slot, weights=(ws * xs.to(torch.float64)).reshape(-1), minlength=rows * bins)
+    mean = (tot.reshape(rows, bins) / mass.clamp_min(1e-300)).cpu()
+    mass = mass.cpu()
+    out = torch.empty(rows, k, dtype=torch.float64)
+    d2 = torch.ones_like(mass)
+    for j in range(k):
+        p = mass * d2
+        p = torch.where(p.sum(1, keepdim=True) > 0, p, mass + 1e-300)
+        pick = torch.multinomial(p, 1, generator=gen)
+        c = torch.gather(mean, 1, pick)
+        out[:, j] = c[:, 0]
+        d2 = (mean - c).pow(2) if j == 0 else torch.minimum(d2, (mean - c).pow(2))
+    return out.to(xs.device, torch.float32)
 
 
 def _range_seed(xs: torch.Tensor, k: int) -> torch.Tensor:
