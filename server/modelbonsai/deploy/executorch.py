@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,10 @@ from .flat import Call, DeployError, FlatModule
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in ("executorch", "torch.export", "torch._dynamo", "torchao")]
+    loggers = [
+        logging.getLogger(n)
+        for n in ("executorch", "torch.export", "torch._dynamo", "torchao", "torch.utils._pytree")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -39,11 +44,30 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(lv)
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """ExecuTorch's C++ side logs its CPU probing and thread-pool resets straight to file
+    descriptor 2 ("[cpuinfo_utils.cpp:87] Failed to open midr file ..."): not Bonsai's output,
+    so the descriptor points at /dev/null meanwhile (kept with BONSAI_DEBUG)."""
+    if os.environ.get("BONSAI_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _lower(module: nn.Module, args: tuple[Any, ...], dynamic_shapes: Any = None) -> bytes:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with _quiet():
+    with _quiet(), _native_stderr_quiet():
         ep = torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
         return bytes(edge.to_executorch().buffer)
@@ -98,7 +122,8 @@ def _one_thread_pool() -> None:
         return
     from executorch.extension.pybindings import portable_lib
 
-    portable_lib._unsafe_reset_threadpool(1)
+    with _native_stderr_quiet():
+        portable_lib._unsafe_reset_threadpool(1)
     _POOL_SET = True
 
 
@@ -106,11 +131,12 @@ class ExecuTorchProgram:
     """A `.pte` loaded by `executorch.runtime`, its `forward` method ready."""
 
     def __init__(self, path: Path):
-        from executorch.runtime import Runtime
+        with _quiet(), _native_stderr_quiet():  # importing it loads torchao, which logs
+            from executorch.runtime import Runtime
 
         _one_thread_pool()
         try:
-            with _quiet():
+            with _quiet(), _native_stderr_quiet():
                 program = Runtime.get().load_program(str(path))
                 self.method = program.load_method("forward")
         except Exception as e:
