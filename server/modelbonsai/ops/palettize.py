@@ -275,6 +275,7 @@ def _kmeanspp_seed(
     nearest centroid so far) over a fine equal-width histogram of each row: bin means and masses
     stand for the weights, so a draw costs a pass over the bins, not over every weight."""
     rows = xs.shape[0]
+    bins = max(1, min(bins, xs.shape[1]))  # a small group (a LUT per channel) needs few bins
     lo, hi = xs[:, :1], xs[:, -1:]
     width = (hi - lo).clamp_min(1e-30) / bins
     b = ((xs - lo) / width).floor().clamp_(0, bins - 1).to(torch.int64)
