@@ -185,10 +185,8 @@ def test_gpt2_conv1d_weights_as_codes_per_channel_and_group(tmp_path: Path) -> N
         got = OnnxRuntimeProgram(info.path).run(call.inputs)[0]
         diff = float((got - call.outputs[0]).abs().max())
         print(f"gpt2 {params}: {len(info.qdq)} tensors as codes, max abs difference {diff:.3g}")
-        # ONNX Runtime's extended graph optimizations run DequantizeLinear -> Gemm in integer
-        # arithmetic (about 1e-3 here; with them off the result is within 1e-7): what a
-        # deployment gets, so the parity metric reports it rather than hiding it
-        assert diff <= 1e-2
+        # ONNX Runtime's QDQ fusions are off (they would quantize the activations: ~1e-3 here)
+        assert diff <= 1e-5
 
 
 def test_runtimes_timed_on_their_own_beside_a_model_on_an_accelerator(image_task) -> None:

@@ -268,6 +268,10 @@ class OnnxRuntimeProgram:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3  # errors only: its warnings are not the user's
+        # Its QDQ fusions would turn DequantizeLinear -> MatMul into integer kernels that also
+        # quantize the activations at run time (a GPT-2's logits moved by 0.27): not the model
+        # Bonsai evaluated. Off, the weights are dequantized exactly and the kernels are float.
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:
