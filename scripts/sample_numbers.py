@@ -610,9 +610,9 @@ def _deploy_table(r: Results) -> str:
     lines.append(
         "Latencies: one thread, batch 8, the lowest of the round medians, each runtime timed in the "
         "same rounds as eager PyTorch (× is the speed-up over eager in those rounds). These runtimes' "
-        "CPU kernels are dense, so zeros are still multiplied; ONNX Runtime dequantizes integer "
-        "weights at every call (DequantizeLinear before a float kernel), so they shrink the .onnx "
-        "file, not the time; the .pte holds float weights."
+        "CPU kernels are dense, so zeros are still multiplied; integer weights shrink the .onnx file, "
+        "not the time: ONNX Runtime dequantizes them as it loads the file (its integer QDQ kernels, "
+        "which would also quantize the activations, are off); the .pte holds float weights."
     )
     return "\n".join(lines) + "\n"
 
