@@ -583,11 +583,17 @@ def _deploy_table(r: Results) -> str:
         )
     lines = ["\n".join(rows), ""]
     speedups = [(label, _maybe(r, base, f"{t}_speedup")) for t, label in _RUNTIMES] if r.has(base) else []
-    said = [f"{x:.2g}× faster in {label}" for label, x in speedups if x == x]
+    said = [
+        f"{x:.2g}× faster in {label}"
+        if x >= 1.1
+        else f"{1 / x:.2g}× slower in {label}"
+        if x < 0.9
+        else f"as fast in {label}"
+        for label, x in speedups
+        if x == x and x > 0
+    ]
     if said:
-        lines.append(
-            f"The runtime is the speed-up: the base runs {' and '.join(said)} than in eager PyTorch."
-        )
+        lines.append(f"Against eager PyTorch the base runs {' and '.join(said)}.")
     faster: list[str] = []
     for t, label in _RUNTIMES:
         b = _maybe(r, base, f"{t}_latency") if r.has(base) else float("nan")
@@ -619,6 +625,11 @@ def _deploy_table(r: Results) -> str:
 
 @section("digits-deploy", sample="digits")
 def digits_deploy(r: Results) -> str:
+    return _deploy_table(r)
+
+
+@section("charlm-deploy", sample="charlm")
+def charlm_deploy(r: Results) -> str:
     return _deploy_table(r)
 
 
