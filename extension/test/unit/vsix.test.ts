@@ -93,7 +93,7 @@ describe('the server wheel', () => {
     const packed = names.filter((n) => n.startsWith('modelbonsai/')).sort();
     const sources = filesUnder(join(repo, 'server/modelbonsai'))
       .map((p) => `modelbonsai/${relative(join(repo, 'server/modelbonsai'), p).split('\\').join('/')}`)
-      .filter((n) => /\.py$|\.json$|\.sql$|py\.typed$/.test(n))
+      .filter((n) => /\.py$|\.json$|\.sql$|\.html$|py\.typed$/.test(n)) // package-data (pyproject)
       .sort();
     expect(packed).toEqual(sources);
     const dist = names.filter((n) => n.includes('.dist-info/')).map((n) => n.replace(/^[^/]*\//, ''));
