@@ -241,7 +241,7 @@ export const Shapes = {
   DeleteParams: object({ id: string, recursive: optional(boolean) }),
   DeleteResult: object({ deleted: array(string) }),
   // force: replace the export files in a non-empty `dir` (else exportExists); other files are kept
-  ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors'), force: optional(boolean) }),
+  ExportParams: object({ id: string, dir: string, format: literal('hf', 'safetensors', 'onnx', 'executorch'), force: optional(boolean) }),
   /** a folder's lineage as one self-contained HTML page; `compare`: a base, then others */
   ReportParams: object({ folder: string, path: string, compare: optional(array(string)) }),
   PathResult: object({ path: string }),

@@ -286,6 +286,8 @@ export class Commands {
       [
         { label: 'Hugging Face folder', description: 'config + safetensors, loadable with from_pretrained', format: 'hf' as const },
         { label: 'safetensors', description: 'one safetensors file of the dense weights', format: 'safetensors' as const },
+        { label: 'ONNX', description: 'model.onnx for ONNX Runtime, checked in it against this model', format: 'onnx' as const },
+        { label: 'ExecuTorch', description: 'model.pte (XNNPACK) for ExecuTorch, checked in it against this model', format: 'executorch' as const },
       ],
       { title: `Bonsai: export ${m.name} as` },
     );

@@ -45,8 +45,8 @@ def test_check_names_the_wrong_field() -> None:
         protocol.check({}, protocol.CancelParams)
     with pytest.raises(protocol.ShapeError, match=r"params\.fromat is not a known field"):
         protocol.check({"id": "x", "dir": "d", "format": "hf", "fromat": 1}, protocol.ExportParams)
-    with pytest.raises(protocol.ShapeError, match=r"must be 'hf' \| 'safetensors'"):
-        protocol.check({"id": "x", "dir": "d", "format": "onnx"}, protocol.ExportParams)
+    with pytest.raises(protocol.ShapeError, match=r"must be 'hf' \| 'safetensors' \| 'onnx' \| 'executorch'"):
+        protocol.check({"id": "x", "dir": "d", "format": "tflite"}, protocol.ExportParams)
     with pytest.raises(protocol.ShapeError, match=r"must be integer, got True"):
         protocol.check({"resultId": "r", "page": True}, protocol.ResultPageParams)
     with pytest.raises(protocol.ShapeError, match=r"must be number"):

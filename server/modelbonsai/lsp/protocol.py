@@ -323,7 +323,7 @@ class DeleteResult(TypedDict):
 class ExportParams(TypedDict):
     id: str
     dir: str
-    format: Literal["hf", "safetensors"]
+    format: Literal["hf", "safetensors", "onnx", "executorch"]
     # replace the export files in a non-empty `dir` (else EXPORT_EXISTS); other files are kept
     force: NotRequired[bool]
 

@@ -139,12 +139,15 @@ def register(server: BonsaiServer) -> None:
     @custom(server, P.MODEL_EXPORT)
     async def export(ls: BonsaiServer, params: P.ExportParams) -> P.PathResult:
         from ..artifacts.export import export_conflict
+        from ..deploy.exporter import export_conflict as runtime_conflict
 
         folder, _store, rec = await ls.in_reader(_find_model, ls, params["id"])
         out = as_path(params["dir"])
         force = bool(params.get("force", False))
         # Asked before a job is queued: the client learns at once that it must ask the user.
-        conflict = None if force else await ls.in_reader(export_conflict, out, params["format"])
+        fmt = params["format"]
+        check = runtime_conflict if fmt in ("onnx", "executorch") else export_conflict
+        conflict = None if force else await ls.in_reader(check, out, fmt)
         if conflict is not None:
             raise RequestError(P.EXPORT_EXISTS, str(conflict))
         spec = ExportJob(folder=str(folder), model=rec.id, dir=str(out), format=params["format"], force=force)

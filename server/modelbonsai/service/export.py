@@ -19,6 +19,8 @@ def export(job: ExportJob, rep: Reporter) -> str:
         if rec.status != "ok":
             raise UserError(f"model '{rec.name}' is broken: {rec.status_reason}")
         rep.progress(0.1, f"rebuilding {rec.name}")
+        if job.format == "onnx" or job.format == "executorch":
+            return _for_runtime(job, store, rec, rep)
         path = export_model(
             store.artifact_path(rec),
             job.dir,
@@ -30,6 +32,23 @@ def export(job: ExportJob, rep: Reporter) -> str:
         )
     rep.progress(1.0, f"exported {rec.name} to {path}")
     return str(path)
+
+
+def _for_runtime(job: ExportJob, store: LineageStore, rec: ModelRecord, rep: Reporter) -> str:
+    """ONNX / ExecuTorch: traced on the model's task's example input, then run in the runtime and
+    checked against the stored model (deploy/exporter.py); the check is the job's last message."""
+    from pathlib import Path
+
+    from ..deploy.exporter import export_for_runtime
+    from .models import load_compressed
+
+    done = export_for_runtime(
+        store, rec, load_compressed(store, rec), Path(job.dir), job.format, force=job.force
+    )
+    rep.progress(
+        1.0, "; ".join(x for x in (f"exported {rec.name} to {done.path}", done.note, done.summary()) if x)
+    )
+    return str(done.path)
 
 
 def lineage_ops(store: LineageStore, rec: ModelRecord) -> list[str]:

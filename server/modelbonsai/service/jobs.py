@@ -85,12 +85,13 @@ class MeasureJob(JobSpec["list[Measured]"]):
 
 @dataclass(frozen=True)
 class ExportJob(JobSpec[str]):
-    """Write a stored model as a Hugging Face folder or one safetensors file; returns the path."""
+    """Write a stored model as a Hugging Face folder, one safetensors file, or for a runtime
+    (ONNX: model.onnx, ExecuTorch: model.pte, checked in the runtime); returns the path."""
 
     folder: str
     model: str
     dir: str
-    format: Literal["hf", "safetensors"] = "hf"
+    format: Literal["hf", "safetensors", "onnx", "executorch"] = "hf"
     force: bool = False  # replace the export files of a non-empty `dir` (else ExportExistsError)
     dequantize: bool = False  # hf: float weights instead of compressed-tensors packed ones
     queue_kind: ClassVar[Literal["run", "compare"]] = "run"

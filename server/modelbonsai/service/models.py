@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..experiment.model import Experiment
+    from ..ops.registry import CompressedModel
     from ..tasks.base import Task
 
 
@@ -46,11 +47,16 @@ def skeleton_factory(store: LineageStore, rec: ModelRecord) -> Callable[[], nn.M
     return lambda: load_skeleton(spec, exp_root)
 
 
-def load_module(store: LineageStore, rec: ModelRecord) -> nn.Module:
-    """A stored model rebuilt from its artifact, as a runnable module."""
+def load_compressed(store: LineageStore, rec: ModelRecord) -> CompressedModel:
+    """A stored model rebuilt from its artifact, with its encodings (what an export needs)."""
     from ..artifacts import load_artifact
 
-    return load_artifact(store.artifact_path(rec), skeleton_factory(store, rec)).module
+    return load_artifact(store.artifact_path(rec), skeleton_factory(store, rec))
+
+
+def load_module(store: LineageStore, rec: ModelRecord) -> nn.Module:
+    """A stored model rebuilt from its artifact, as a runnable module."""
+    return load_compressed(store, rec).module
 
 
 def experiment_of(store: LineageStore, rec: ModelRecord) -> Experiment | None:
