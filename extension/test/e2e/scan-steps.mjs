@@ -56,9 +56,9 @@ export async function sensitivityStep(t, workspace) {
     return text.includes('- name: within-10') ? text : undefined;
   }, 500);
   const disk = readFileSync(join(workspace, 'toy.bonsai.yaml'), 'utf8');
-  const want = '  - name: within-10\n    ops:\n      - quantize.weights: {bits: 4, granularity: tensor, include: ["0.weight", "2.weight"]}\n';
-  const at = disk.indexOf(want);
-  if (at < 0) throw new Error(`toy.bonsai.yaml does not end with the budgeted variant ${JSON.stringify(want)}: ${disk.slice(-400)}`);
+  const variant = '  - name: within-10\n    ops:\n      - quantize.weights: {bits: 4, granularity: tensor, include: ["0.weight", "2.weight"]}\n';
+  const at = disk.indexOf(variant);
+  if (at < 0) throw new Error(`toy.bonsai.yaml does not end with the budgeted variant ${JSON.stringify(variant)}: ${disk.slice(-400)}`);
   if (disk.indexOf('  - name: prune-50-int8\n') > at) throw new Error('within-10 is not after the last variant');
   t.log(`budgeted variant written; the editor shows ${shown.split('\n').length} lines`);
   await t.shot('14b-toy-budgeted-variant');
