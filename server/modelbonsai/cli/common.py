@@ -135,31 +135,3 @@ def print_models(store: Any, models: list[Any], *, title: str = "", failed: Sequ
             err(f"{m.name} ({m.id}) is broken: {m.status_reason}")
     for f in failed:
         err(f"{f.variant} failed in its latest run ({f.experiment_file}): {f.message}")
-
-
-def load_model(store: Any, m: Any) -> Any:
-    """A stored model as a runnable CompressedModel (base: loaded; others: rebuilt from artifacts)."""
-    from ..artifacts import load_artifact
-    from ..load import load_base, load_skeleton
-    from ..ops.registry import CompressedModel
-
-    if m.imported:
-        from ..artifacts.manifest import NoWeightsError
-
-        raise NoWeightsError(store.artifact_path(m), m.imported)
-    root = store.root_of(m)
-    if not root.base_spec:
-        raise UserError(f"model '{m.name}': its base model is not in the store, so it cannot be rebuilt")
-    spec, where = root.base_spec, spec_root(store, root)
-    if m.parent_id is None:
-        return CompressedModel(module=load_base(spec, where))
-    return load_artifact(store.artifact_path(m), lambda: load_skeleton(spec, where))
-
-
-def spec_root(store: Any, root_model: Any) -> Path:
-    """Paths in a base spec are relative to the experiment file's folder."""
-    if root_model.experiment_file:
-        from ..store import experiment_path
-
-        return experiment_path(root_model.experiment_file, store.workspace).parent
-    return Path(store.workspace)

@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     rep = QuietReporter()
     written = handle(job, rep)  # the language server's export job, here in process
     print(f"exported {m.name} ({m.id}) to {written} ({args.format})", file=sys.stderr)
-    if runtime and rep.messages:
-        for part in rep.messages[-1].split("; ")[1:]:  # the runtime's check of the export
-            print(f"  {part}", file=sys.stderr)
+    if runtime:  # the runtime's check of the export: the job's messages before its last
+        for line in rep.messages[1:-1]:
+            print(f"  {line}", file=sys.stderr)
     return EXIT_OK

@@ -62,22 +62,16 @@ def cmd_import_cc(args: argparse.Namespace) -> int:
 
 
 def cmd_log_mlflow(args: argparse.Namespace) -> int:
+    from ..service.export import safetensors_writer
     from ..share.mlflow_log import log_lineage
 
     with open_store(args) as store:
-
-        def write_export(rec: Any, folder: Path) -> None:
-            from ..artifacts import export_model
-            from .common import load_model
-
-            export_model(load_model(store, rec), folder, format="safetensors")
-
         result = log_lineage(
             store,
             tracking_uri=args.tracking_uri,
             experiment=args.experiment,
             models=list(args.models) or None,
-            artifacts=write_export if args.artifacts else None,
+            artifacts=safetensors_writer(store) if args.artifacts else None,
             progress=lambda line: print(line, file=sys.stderr),
         )
     n = len(result.created) + len(result.updated)

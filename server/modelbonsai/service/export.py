@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from ..errors import UserError
 from ..store import LineageStore, ModelRecord
 from .jobs import ExportJob
@@ -36,19 +39,30 @@ def export(job: ExportJob, rep: Reporter) -> str:
 
 def _for_runtime(job: ExportJob, store: LineageStore, rec: ModelRecord, rep: Reporter) -> str:
     """ONNX / ExecuTorch: traced on the model's task's example input, then run in the runtime and
-    checked against the stored model (deploy/exporter.py); the check is the job's last message."""
-    from pathlib import Path
-
+    checked against the stored model (deploy/exporter.py); the check comes as messages before the last."""
     from ..deploy.exporter import export_for_runtime
     from .models import load_compressed
 
     done = export_for_runtime(
         store, rec, load_compressed(store, rec), Path(job.dir), job.format, force=job.force
     )
-    rep.progress(
-        1.0, "; ".join(x for x in (f"exported {rec.name} to {done.path}", done.note, done.summary()) if x)
-    )
+    for line in (done.note, done.summary()):
+        if line:
+            rep.progress(None, line)  # the runtime's check of the export, line by line
+    rep.progress(1.0, f"exported {rec.name} to {done.path}")
     return str(done.path)
+
+
+def safetensors_writer(store: LineageStore) -> Callable[[ModelRecord, Path], None]:
+    """Writes a stored model's safetensors export into a folder (what MLflow logs as a run's
+    artifacts): one rebuild, the export job's."""
+
+    def write(rec: ModelRecord, folder: Path) -> None:
+        from ..artifacts.export import export_model
+
+        export_model(store.artifact_path(rec), folder, skeleton_factory(store, rec), format="safetensors")
+
+    return write
 
 
 def lineage_ops(store: LineageStore, rec: ModelRecord) -> list[str]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..store import LineageStore, ModelRecord
+from ..store import LineageStore
 from .jobs import MeasureJob, RunJob, RunPlanned, UnaskedModel
 from .models import WorkError, problems_text
 from .reporter import Reporter
@@ -95,6 +94,7 @@ def _log_to_mlflow(
     """The experiment file's `mlflow:`: log the run's models (and their ancestors). What MLflow
     answers never fails the run: a problem is the run's warning, and the models stay stored."""
     from ..share.mlflow_log import MlflowError, log_lineage
+    from .export import safetensors_writer
 
     rep.progress(0.99, "logging to MLflow")
     ids = sorted({m.id for m in result.models.values()})
@@ -107,22 +107,12 @@ def _log_to_mlflow(
             or str(file.parent / "mlruns"),
             experiment=spec.experiment,
             models=ids,
-            artifacts=_safetensors_export(store) if spec.artifacts else None,
+            artifacts=safetensors_writer(store) if spec.artifacts else None,
         )
     except MlflowError as e:
         return {"mlflow": f"{e}; the models are stored, `bonsai log-mlflow` logs them later"}
     rep.progress(0.995, f"logged {len(done.runs)} models to MLflow at {done.tracking_uri}")
     return {}
-
-
-def _safetensors_export(store: LineageStore) -> Callable[[ModelRecord, Path], None]:
-    def write(rec: ModelRecord, folder: Path) -> None:
-        from ..artifacts.export import export_model
-        from .models import skeleton_factory
-
-        export_model(store.artifact_path(rec), folder, skeleton_factory(store, rec), format="safetensors")
-
-    return write
 
 
 def failures_text(result: RunResult) -> str:
